@@ -1,4 +1,23 @@
 //! kube-apiserver: the Kubernetes API over an embedded store (SQLite) or etcd.
+//!
+//! A request flows `server` (router, TLS) -> `handlers` (path, verb, query) -> `registry`
+//! (the resource and its strategy) -> `storage` for writes, or `cache` for lists and watches.
 
+pub mod bootstrap;
+pub mod cache;
+pub mod discovery;
+pub mod handlers;
+pub mod managed;
+pub mod meta;
+pub mod metrics;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod server;
+pub mod services;
+pub mod status;
 pub mod storage;
+pub mod table;
 pub mod testing;
+pub mod tls;
+pub mod validation;

@@ -1,1 +1,74 @@
-fn main() {}
+//! kube-apiserver: flags -> Config -> server::run.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use apiserver::server::{Config, run};
+use apiserver::services::{Cidr, PortRange};
+use clap::Parser;
+
+/// The Kubernetes API server of tetsu: serves the Kubernetes REST API (the built-in kinds of
+/// v1.33) over an embedded SQLite store, or etcd with --etcd-servers.
+#[derive(Parser, Debug)]
+#[command(name = "kube-apiserver", version, about, long_about = None)]
+struct Flags {
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// The port on which to serve HTTPS; 0 turns HTTPS off.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Serve plain HTTP on 127.0.0.1:PORT without authentication. For local development only.
+    #[arg(long)]
+    insecure_port: Option<u16>,
+    /// File with the x509 certificate for HTTPS (with intermediates after it). When absent, a
+    /// self-signed certificate is generated under --data-dir.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// File with the x509 private key matching --tls-cert-file.
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// Comma-separated etcd endpoints (http://host:port). When absent, the embedded store under
+    /// --data-dir is used.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// The prefix of every key in the store.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
+    /// Directory of the embedded store and of generated certificates.
+    #[arg(long, default_value = "/var/lib/tetsu/apiserver")]
+    data_dir: PathBuf,
+    /// CIDR from which Service cluster IPs are allocated.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Cidr,
+    /// Port range reserved for Services of type NodePort.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: PortRange,
+    /// The IP address published to the cluster in the `kubernetes` Endpoints. Detected from the
+    /// default route when absent.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
+    #[arg(short = 'v', long = "v", default_value_t = 2)]
+    verbosity: u8,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    common::logging::init(flags.verbosity);
+    let config = Config {
+        bind_address: flags.bind_address,
+        secure_port: flags.secure_port,
+        insecure_port: flags.insecure_port,
+        tls_cert_file: flags.tls_cert_file,
+        tls_private_key_file: flags.tls_private_key_file,
+        etcd_servers: flags.etcd_servers,
+        etcd_prefix: flags.etcd_prefix,
+        data_dir: flags.data_dir,
+        service_cluster_ip_range: flags.service_cluster_ip_range,
+        service_node_port_range: flags.service_node_port_range,
+        advertise_address: flags.advertise_address,
+    };
+    run(config, common::shutdown::signal()).await
+}

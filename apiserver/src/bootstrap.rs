@@ -1,0 +1,82 @@
+//! Objects the server itself keeps in place: the four system namespaces and the `kubernetes`
+//! Service in `default` with its Endpoints and EndpointSlice pointing at this apiserver.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::handlers::{Query, Target, write};
+use crate::registry;
+use crate::server::ApiState;
+use crate::status::ApiResult;
+
+const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+const MANAGER: &str = "kube-apiserver";
+
+/// Creates `obj` unless it exists; replaces it when `replace` and it differs.
+async fn ensure_object(state: &Arc<ApiState>, group: &str, version: &str, plural: &str, obj: Value, replace: bool) -> ApiResult<()> {
+    let resource = registry::find(group, version, plural).expect("a served resource");
+    let target = Target {
+        resource,
+        namespace: obj["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+        name: obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        subresource: String::new(),
+    };
+    let query = Query::parse("").expect("empty query");
+    match write::create_object(state, &target, &query, MANAGER, obj.clone()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 && replace => {
+            write::guaranteed_update(state, &target, &query, MANAGER, |old| {
+                let mut new = old.clone();
+                for field in ["subsets", "endpoints", "ports", "addressType"] {
+                    if let Some(v) = obj.get(field) {
+                        new[field] = v.clone();
+                    }
+                }
+                Ok(write::Desired { object: new, precondition: false })
+            })
+            .await
+            .map(|_| ())
+        }
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn ensure(state: &Arc<ApiState>, address: IpAddr, port: u16) -> ApiResult<()> {
+    for ns in NAMESPACES {
+        let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        ensure_object(state, "", "v1", "namespaces", obj, false).await?;
+    }
+    let labels = json!({ "component": "apiserver", "provider": "kubernetes" });
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": labels },
+        "spec": {
+            "clusterIP": state.services.cidr.nth(1).to_string(),
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        },
+    });
+    ensure_object(state, "", "v1", "services", service, false).await?;
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
+        "subsets": [{
+            "addresses": [{ "ip": address.to_string() }],
+            "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+        }],
+    });
+    ensure_object(state, "", "v1", "endpoints", endpoints, true).await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{ "addresses": [address.to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    });
+    ensure_object(state, "discovery.k8s.io", "v1", "endpointslices", slice, true).await?;
+    Ok(())
+}

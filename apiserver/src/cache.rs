@@ -1,0 +1,382 @@
+//! The watch cache: every served object held in memory, fed by one store watch over the whole
+//! registry prefix, as upstream's cacher does per resource. Lists and watches are served from
+//! here, so thousands of watchers cost the store nothing.
+//!
+//! One watch for all resources (rather than one per resource) gives the cache a single revision
+//! that advances with every write: a consistent read waits until the cache has reached the
+//! store's current revision, without etcd's progress notifications.
+//!
+//! Lock order: `state` (RwLock) is taken alone; the feeder applies an event and broadcasts it
+//! under the write lock, and a new watcher snapshots and subscribes under the read lock, so a
+//! watcher sees every event exactly once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::registry::{RESOURCES, ResourceInfo};
+use crate::storage::{self, EventType, KeyValue, RangeOptions, Revision, Store};
+
+/// Recent events kept per resource for watches that resume from a resourceVersion.
+const HISTORY: usize = 10_000;
+/// Live events a slow watcher may fall behind before its watch is closed.
+const WATCHER_BACKLOG: usize = 10_000;
+
+/// One object as stored, with its resourceVersion filled in.
+pub struct CachedObject {
+    pub key: String,
+    pub revision: Revision,
+    /// The JSON served to clients (metadata.resourceVersion set).
+    pub bytes: Bytes,
+    /// The same object parsed, for selectors and tables.
+    pub value: Value,
+}
+
+impl CachedObject {
+    /// Parses a stored value and sets its resourceVersion; None if it is not a JSON object.
+    pub fn from_kv(kv: &KeyValue) -> Option<CachedObject> {
+        let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
+        crate::meta::metadata_mut(&mut value)
+            .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        let bytes = Bytes::from(serde_json::to_vec(&value).ok()?);
+        Some(CachedObject { key: kv.key.clone(), revision: kv.mod_revision, bytes, value })
+    }
+}
+
+/// What happened to an object, as a watch reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl WatchEventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventType::Added => "ADDED",
+            WatchEventType::Modified => "MODIFIED",
+            WatchEventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to one object. For a delete, `object` is the last state with the delete's revision.
+pub struct CacheEvent {
+    pub event_type: WatchEventType,
+    pub revision: Revision,
+    pub object: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+struct ResourceState {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Events at or below this revision may be missing from `history`.
+    evicted_upto: Revision,
+    live: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+struct State {
+    resources: Vec<ResourceState>,
+}
+
+/// The cache of every served resource.
+pub struct Cache {
+    store: Arc<dyn Store>,
+    root: String,
+    state: RwLock<State>,
+    /// Key prefix -> index into RESOURCES.
+    prefixes: HashMap<String, usize>,
+    revision: watch::Sender<Revision>,
+}
+
+/// A consistent view of one resource's objects, for a list.
+pub struct Snapshot {
+    pub objects: Vec<Arc<CachedObject>>,
+    pub revision: Revision,
+}
+
+/// How a cache watch starts.
+pub enum WatchStart {
+    /// Synthetic ADDED events for every current object, then changes.
+    Snapshot(Vec<Arc<CachedObject>>, Revision),
+    /// Changes after a revision (history replay, then live).
+    After(Revision),
+}
+
+/// An open watch on one resource: replayed events first, then live ones.
+pub struct CacheWatch {
+    pub initial: Vec<Arc<CachedObject>>,
+    pub replay: Vec<Arc<CacheEvent>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The revision the initial state or replay reaches; live events above it follow.
+    pub start_revision: Revision,
+}
+
+/// A resumed watch the cache cannot serve from its history.
+pub enum WatchError {
+    /// Older than the cache's history; the store may still have it.
+    TooOld,
+    /// Newer than the cache after waiting.
+    TooNew(Revision),
+}
+
+impl Cache {
+    /// Builds the cache and starts its feeder; returns once the initial list is loaded.
+    pub async fn start(store: Arc<dyn Store>, root: &str) -> storage::Result<Arc<Cache>> {
+        let prefixes = RESOURCES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key_prefix(root), i))
+            .collect();
+        let resources = RESOURCES
+            .iter()
+            .map(|_| ResourceState {
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                evicted_upto: 0,
+                live: broadcast::channel(WATCHER_BACKLOG).0,
+            })
+            .collect();
+        let cache = Arc::new(Cache {
+            store,
+            root: root.to_owned(),
+            state: RwLock::new(State { resources }),
+            prefixes,
+            revision: watch::channel(0).0,
+        });
+        let revision = cache.load().await?;
+        tokio::spawn(cache.clone().feed(revision));
+        Ok(cache)
+    }
+
+    /// Which resource a store key belongs to.
+    fn resource_of(&self, key: &str) -> Option<usize> {
+        let rest = key.strip_prefix(&self.root)?.strip_prefix('/')?;
+        let mut parts = rest.splitn(3, '/');
+        let first = parts.next()?;
+        let core = format!("{}/{first}/", self.root);
+        if let Some(i) = self.prefixes.get(&core) {
+            return Some(*i);
+        }
+        let second = parts.next()?;
+        self.prefixes.get(&format!("{}/{first}/{second}/", self.root)).copied()
+    }
+
+    /// Replaces the cache's contents with a fresh list of the store; returns its revision.
+    async fn load(&self) -> storage::Result<Revision> {
+        let list = self.store.range(&format!("{}/", self.root), RangeOptions::default()).await?;
+        let mut state = self.state.write();
+        for r in state.resources.iter_mut() {
+            r.objects.clear();
+            r.history.clear();
+            r.evicted_upto = list.revision;
+            // Watchers of the old contents must relist: dropping the sender closes them.
+            r.live = broadcast::channel(WATCHER_BACKLOG).0;
+        }
+        for kv in &list.kvs {
+            let (Some(i), Some(obj)) = (self.resource_of(&kv.key), CachedObject::from_kv(kv)) else {
+                continue;
+            };
+            state.resources[i].objects.insert(kv.key.clone(), Arc::new(obj));
+        }
+        self.revision.send_replace(list.revision);
+        drop(state);
+        tracing::info!(revision = list.revision, objects = list.kvs.len(), "watch cache loaded");
+        Ok(list.revision)
+    }
+
+    /// Follows the store forever, reconnecting on errors and reloading after compaction.
+    async fn feed(self: Arc<Self>, mut revision: Revision) {
+        loop {
+            let mut stream = match self.store.watch(&format!("{}/", self.root), revision).await {
+                Ok(s) => s,
+                Err(e) => {
+                    revision = self.recover(e, revision).await;
+                    continue;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(event) => {
+                        revision = event.revision();
+                        self.apply(event);
+                    }
+                    Err(e) => {
+                        revision = self.recover(e, revision).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn recover(&self, e: storage::Error, revision: Revision) -> Revision {
+        tracing::warn!(error = %e, revision, "watch cache lost its store watch");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if matches!(e, storage::Error::Compacted { .. }) {
+            loop {
+                match self.load().await {
+                    Ok(r) => return r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watch cache reload failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        revision
+    }
+
+    fn apply(&self, event: storage::Event) {
+        let revision = event.revision();
+        // The revision is published under the lock, so a list never holds state newer than the
+        // revision it reports.
+        let mut state = self.state.write();
+        if let Some(i) = self.resource_of(&event.kv.key) {
+            let r = &mut state.resources[i];
+            let prev = r.objects.get(&event.kv.key).cloned();
+            let cache_event = match event.event_type {
+                EventType::Put => CachedObject::from_kv(&event.kv).map(|obj| {
+                    let obj = Arc::new(obj);
+                    r.objects.insert(event.kv.key.clone(), obj.clone());
+                    let event_type =
+                        if prev.is_some() { WatchEventType::Modified } else { WatchEventType::Added };
+                    CacheEvent { event_type, revision, object: obj, prev: prev.clone() }
+                }),
+                EventType::Delete => r.objects.remove(&event.kv.key).and_then(|last| {
+                    // A deleted object is reported with the delete's resourceVersion.
+                    let kv = KeyValue {
+                        key: last.key.clone(),
+                        value: Bytes::copy_from_slice(&last.bytes),
+                        create_revision: 0,
+                        mod_revision: revision,
+                    };
+                    CachedObject::from_kv(&kv).map(|obj| CacheEvent {
+                        event_type: WatchEventType::Deleted,
+                        revision,
+                        object: Arc::new(obj),
+                        prev: Some(last),
+                    })
+                }),
+            };
+            if let Some(e) = cache_event {
+                let e = Arc::new(e);
+                if r.history.len() >= HISTORY
+                    && let Some(old) = r.history.pop_front()
+                {
+                    r.evicted_upto = old.revision;
+                }
+                r.history.push_back(e.clone());
+                let _ = r.live.send(e);
+            }
+        }
+        self.revision.send_replace(revision);
+        drop(state);
+    }
+
+    /// The cache's revision: every write up to it has been applied.
+    pub fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+
+    /// Waits until the cache has applied every write up to `revision` (at most `timeout`).
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the cache is as fresh as the store (a consistent read, as upstream's
+    /// consistent list from cache).
+    pub async fn wait_fresh(&self) -> storage::Result<Revision> {
+        let current = self.store.current_revision().await?;
+        if !self.wait_for(current, Duration::from_secs(3)).await {
+            return Err(storage::Error::Unavailable(format!(
+                "the watch cache did not reach revision {current} in time"
+            )));
+        }
+        Ok(current)
+    }
+
+    fn index(resource: &ResourceInfo) -> usize {
+        RESOURCES.iter().position(|r| std::ptr::eq(r, resource)).expect("a served resource")
+    }
+
+    /// The prefix of keys in `namespace` (or of the whole resource when empty).
+    fn scope_prefix(&self, resource: &ResourceInfo, namespace: &str) -> String {
+        let mut p = resource.key_prefix(&self.root);
+        if resource.namespaced && !namespace.is_empty() {
+            p.push_str(namespace);
+            p.push('/');
+        }
+        p
+    }
+
+    /// The current objects of a resource in a namespace ("" for all), in key order.
+    pub fn list(&self, resource: &ResourceInfo, namespace: &str) -> Snapshot {
+        let prefix = self.scope_prefix(resource, namespace);
+        let state = self.state.read();
+        let objects = state.resources[Self::index(resource)]
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, o)| o.clone())
+            .collect();
+        Snapshot { objects, revision: self.revision() }
+    }
+
+    pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
+        self.state.read().resources[Self::index(resource)].objects.get(key).cloned()
+    }
+
+    /// Opens a watch on one resource. `After(rev)` waits briefly for a revision the cache has
+    /// not reached yet.
+    pub async fn watch(
+        &self,
+        resource: &ResourceInfo,
+        namespace: &str,
+        start: Option<Revision>,
+    ) -> Result<CacheWatch, WatchError> {
+        if let Some(rev) = start
+            && rev > self.revision()
+            && !self.wait_for(rev, Duration::from_secs(3)).await
+        {
+            return Err(WatchError::TooNew(self.revision()));
+        }
+        let prefix = self.scope_prefix(resource, namespace);
+        let state = self.state.read();
+        let r = &state.resources[Self::index(resource)];
+        let live = r.live.subscribe();
+        let revision = self.revision();
+        match start {
+            None => {
+                let initial = r
+                    .objects
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                Ok(CacheWatch { initial, replay: Vec::new(), live, start_revision: revision })
+            }
+            Some(rev) => {
+                if rev < r.evicted_upto {
+                    return Err(WatchError::TooOld);
+                }
+                let replay = r
+                    .history
+                    .iter()
+                    .filter(|e| e.revision > rev && e.object.key.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                Ok(CacheWatch { initial: Vec::new(), replay, live, start_revision: revision })
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The REST handlers: parse a resource request (path, verb, query, content type), then run the
+//! verb against the registry entry it names. `read` serves get, list and watch from the watch
+//! cache; `write` runs create, update, patch and delete against the store; `subresources`
+//! serves the subresources with their own shapes (binding, scale, eviction, approval, finalize).
+
+mod query;
+pub mod read;
+mod subresources;
+pub mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use query::Query;
+
+use crate::registry::{self, ResourceInfo};
+use crate::server::ApiState;
+use crate::status::{ApiError, ApiResult};
+
+/// The most a request body may hold, as upstream's limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What a resource path names, as upstream's RequestInfo.
+#[derive(Debug)]
+pub struct Target {
+    pub resource: &'static ResourceInfo,
+    pub namespace: String,
+    pub name: String,
+    pub subresource: String,
+}
+
+impl Target {
+    pub fn key(&self, root: &str) -> String {
+        let mut key = self.resource.key_prefix(root);
+        if self.resource.namespaced {
+            key.push_str(&self.namespace);
+            key.push('/');
+        }
+        key.push_str(&self.name);
+        key
+    }
+}
+
+/// Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` into a target.
+pub fn parse_path(path: &str) -> ApiResult<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let namespaces = |r: &[&str]| -> ApiResult<(String, Vec<String>)> {
+        match r {
+            // `/namespaces/NAME[/SUB]` is the namespace object itself.
+            ["namespaces", ns, plural, rest @ ..] if *plural != "status" && *plural != "finalize" => {
+                Ok((ns.to_string(), std::iter::once(*plural).chain(rest.iter().copied()).map(String::from).collect()))
+            }
+            _ => Ok((String::new(), r.iter().map(|s| s.to_string()).collect())),
+        }
+    };
+    let (namespace, parts) = namespaces(rest)?;
+    let plural = parts.first().ok_or_else(ApiError::no_route)?;
+    let resource = registry::find(group, version, plural).ok_or_else(ApiError::no_route)?;
+    if !namespace.is_empty() && !resource.namespaced {
+        return Err(ApiError::no_route());
+    }
+    let name = parts.get(1).cloned().unwrap_or_default();
+    let subresource = parts.get(2).cloned().unwrap_or_default();
+    if parts.len() > 3 || (!subresource.is_empty() && !resource.has_subresource(&subresource)) {
+        return Err(ApiError::no_route());
+    }
+    Ok(Target { resource, namespace, name, subresource })
+}
+
+/// How the client wants the answer encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+    /// meta.k8s.io/v1 Table (server-side printing).
+    Table,
+}
+
+/// Picks the answer format from the Accept header, as upstream's content negotiation.
+pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.is_empty() {
+        return Ok(Format::Json);
+    }
+    for choice in accept.split(',') {
+        let mut params = choice.split(';').map(str::trim);
+        let media = params.next().unwrap_or("");
+        let params: Vec<&str> = params.collect();
+        let as_table = params.contains(&"as=Table");
+        let v1 = params.contains(&"v=v1") && params.contains(&"g=meta.k8s.io");
+        match media {
+            "application/json" | "*/*" | "application/*" if as_table && v1 => return Ok(Format::Table),
+            "application/json" | "*/*" | "application/*" if !params.iter().any(|p| p.starts_with("as=")) => {
+                return Ok(Format::Json);
+            }
+            "application/yaml" if !as_table => return Ok(Format::Yaml),
+            _ => {}
+        }
+    }
+    Err(ApiError::not_acceptable(accept))
+}
+
+/// Serializes an answer in the negotiated format.
+pub fn respond(status: StatusCode, format: Format, body: &Value) -> Response {
+    let (bytes, content_type) = match format {
+        Format::Yaml => (serde_yaml::to_string(body).unwrap_or_default().into_bytes(), "application/yaml"),
+        _ => (serde_json::to_vec(body).unwrap_or_default(), "application/json"),
+    };
+    raw_response(status, content_type, Bytes::from(bytes))
+}
+
+pub fn raw_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
+    let mut resp = (status, Body::from(body)).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Reads a request body (at most [`MAX_BODY`]) and decodes JSON or YAML into a JSON value.
+pub async fn read_body(body: Body, headers: &HeaderMap) -> ApiResult<Value> {
+    let bytes = read_bytes(body).await?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    decode(&bytes, content_type)
+}
+
+pub async fn read_bytes(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
+}
+
+/// Decodes a JSON or YAML document into a JSON value; malformed input is a 400.
+pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let is_yaml = media == "application/yaml" || media == "application/apply-patch+yaml";
+    let value: Value = if is_yaml {
+        serde_yaml::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+        })?
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
+    };
+    Ok(value)
+}
+
+/// The entry point for every `/api` and `/apis` resource request.
+pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let result = async {
+        let target = parse_path(parts.uri.path())?;
+        let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+        dispatch(&state, &parts.method, &parts.headers, target, query, body).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn dispatch(
+    state: &Arc<ApiState>,
+    method: &Method,
+    headers: &HeaderMap,
+    target: Target,
+    query: Query,
+    body: Body,
+) -> ApiResult<Response> {
+    let collection = target.name.is_empty();
+    let format = negotiate(headers)?;
+    let sub = target.subresource.as_str();
+    match (method.as_str(), collection, sub) {
+        ("GET", true, _) if query.watch => read::watch(state, &target, &query, format).await,
+        ("GET", true, _) => read::list(state, &target, &query, format).await,
+        ("GET", false, "" | "status") => read::get(state, &target, &query, format).await,
+        ("GET", false, "scale") => subresources::get_scale(state, &target).await,
+        ("POST", true, _) => {
+            let obj = read_body(body, headers).await?;
+            write::create(state, &target, &query, headers, obj, format).await
+        }
+        ("POST", false, "binding") => {
+            let obj = read_body(body, headers).await?;
+            subresources::bind(state, &target, &query, obj).await
+        }
+        ("POST", false, "eviction") => {
+            let obj = read_body(body, headers).await?;
+            subresources::evict(state, &target, &query, obj).await
+        }
+        ("PUT", false, "scale") => {
+            let obj = read_body(body, headers).await?;
+            subresources::update_scale(state, &target, &query, obj).await
+        }
+        ("PUT", false, "" | "status" | "approval" | "finalize") => {
+            let obj = read_body(body, headers).await?;
+            write::update(state, &target, &query, headers, obj, format).await
+        }
+        ("PATCH", false, "scale") => {
+            let content_type = content_type(headers);
+            let patch = read_bytes(body).await?;
+            subresources::patch_scale(state, &target, &query, &content_type, &patch).await
+        }
+        ("PATCH", false, "" | "status" | "approval") => {
+            let patch = read_bytes(body).await?;
+            write::patch(state, &target, &query, headers, &patch, format).await
+        }
+        ("DELETE", false, "") => {
+            let options = delete_options(body, headers).await?;
+            write::delete(state, &target, &query, options, format).await
+        }
+        ("DELETE", true, "") => {
+            let options = delete_options(body, headers).await?;
+            write::delete_collection(state, &target, &query, options, format).await
+        }
+        (m, _, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}
+
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// A DeleteOptions body, if any (kubectl sends one; an empty body means defaults).
+async fn delete_options(body: Body, headers: &HeaderMap) -> ApiResult<Value> {
+    let bytes = read_bytes(body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    decode(&bytes, &content_type(headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, expected: Option<(&str, &str, &str, &str)>) {
+        let got = parse_path(path).ok().map(|t| {
+            (t.resource.plural, t.namespace.clone(), t.name.clone(), t.subresource.clone())
+        });
+        let expected = expected.map(|(r, ns, n, s)| (r, ns.to_owned(), n.to_owned(), s.to_owned()));
+        assert_eq!(got, expected, "{path}");
+    }
+
+    #[test]
+    fn paths() {
+        check("/api/v1/pods", Some(("pods", "", "", "")));
+        check("/api/v1/namespaces/default/pods/p/status", Some(("pods", "default", "p", "status")));
+        check("/api/v1/namespaces", Some(("namespaces", "", "", "")));
+        check("/api/v1/namespaces/kube-system", Some(("namespaces", "", "kube-system", "")));
+        check("/api/v1/namespaces/x/finalize", Some(("namespaces", "", "x", "finalize")));
+        check("/apis/apps/v1/namespaces/a/deployments/d/scale", Some(("deployments", "a", "d", "scale")));
+        check("/api/v1/namespaces/a/nodes", None);
+        check("/apis/apps/v1/widgets", None);
+        check("/api/v1/namespaces/a/pods/p/bogus", None);
+    }
+
+    #[test]
+    fn content_negotiation() {
+        let mut h = HeaderMap::new();
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        h.insert(header::ACCEPT, HeaderValue::from_static(table));
+        assert_eq!(negotiate(&h).unwrap(), Format::Table);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, */*"));
+        assert_eq!(negotiate(&h).unwrap(), Format::Json);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
+        assert!(negotiate(&h).is_err());
+    }
+}

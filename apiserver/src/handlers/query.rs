@@ -1,0 +1,184 @@
+//! The query parameters of resource requests, parsed once with upstream's error messages.
+
+use common::selector::{FieldSelector, LabelSelector};
+
+use crate::status::{ApiError, ApiResult};
+
+/// Every query parameter a verb may read.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub watch: bool,
+    pub label_selector: LabelSelector,
+    pub field_selector: FieldSelector,
+    pub limit: usize,
+    pub continue_token: String,
+    pub resource_version: String,
+    pub resource_version_match: String,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: bool,
+    pub send_initial_events: Option<bool>,
+    pub dry_run: bool,
+    pub field_manager: String,
+    pub field_validation: FieldValidation,
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: String,
+    pub orphan_dependents: Option<bool>,
+    /// `includeObject` for Table answers: None, Metadata (default) or Object.
+    pub include_object: String,
+}
+
+/// fieldValidation: what to do with unknown or duplicate fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
+    match v {
+        "" | "true" | "1" | "True" => Ok(true),
+        "false" | "0" | "False" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("invalid value for {name}: {v:?}"))),
+    }
+}
+
+impl Query {
+    pub fn parse(raw: &str) -> ApiResult<Query> {
+        let mut q = Query {
+            watch: false,
+            label_selector: LabelSelector::everything(),
+            field_selector: FieldSelector::everything(),
+            limit: 0,
+            continue_token: String::new(),
+            resource_version: String::new(),
+            resource_version_match: String::new(),
+            timeout_seconds: None,
+            allow_watch_bookmarks: false,
+            send_initial_events: None,
+            dry_run: false,
+            field_manager: String::new(),
+            field_validation: FieldValidation::Warn,
+            grace_period_seconds: None,
+            propagation_policy: String::new(),
+            orphan_dependents: None,
+            include_object: String::new(),
+        };
+        for (key, value) in form_urlencoded(raw) {
+            match key.as_str() {
+                "watch" => q.watch = parse_bool("watch", &value)?,
+                "labelSelector" => {
+                    q.label_selector = LabelSelector::parse(&value)
+                        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+                }
+                "fieldSelector" => {
+                    q.field_selector = FieldSelector::parse(&value)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                }
+                "limit" => {
+                    let n: i64 = value
+                        .parse()
+                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {value:?}")))?;
+                    q.limit = n.max(0) as usize;
+                }
+                "continue" => q.continue_token = value,
+                "resourceVersion" => q.resource_version = value,
+                "resourceVersionMatch" => q.resource_version_match = value,
+                "timeoutSeconds" => {
+                    q.timeout_seconds = Some(value.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid timeoutSeconds: {value:?}"))
+                    })?)
+                }
+                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&key, &value)?,
+                "sendInitialEvents" => q.send_initial_events = Some(parse_bool(&key, &value)?),
+                "dryRun" => {
+                    if value != "All" {
+                        return Err(ApiError::bad_request(format!(
+                            "dryRun: Unsupported value: {value:?}: supported values: \"All\""
+                        )));
+                    }
+                    q.dry_run = true;
+                }
+                "fieldManager" => q.field_manager = value,
+                "fieldValidation" => {
+                    q.field_validation = match value.as_str() {
+                        "Ignore" => FieldValidation::Ignore,
+                        "Warn" | "" => FieldValidation::Warn,
+                        "Strict" => FieldValidation::Strict,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Warn\", \"Strict\""
+                            )));
+                        }
+                    }
+                }
+                "gracePeriodSeconds" => {
+                    q.grace_period_seconds = Some(value.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid gracePeriodSeconds: {value:?}"))
+                    })?)
+                }
+                "propagationPolicy" => q.propagation_policy = value,
+                "orphanDependents" => q.orphan_dependents = Some(parse_bool(&key, &value)?),
+                "includeObject" => q.include_object = value,
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Decodes `a=b&c=d` with percent-escapes and `+` as space.
+fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes() {
+        assert_eq!(unescape("app%3Dweb%2Ctier+in+%28a%29"), "app=web,tier in (a)");
+        assert_eq!(unescape("100%"), "100%");
+    }
+
+    #[test]
+    fn parses_list_parameters() {
+        let q = Query::parse("labelSelector=app%3Dweb&limit=5&watch=true&fieldValidation=Strict").unwrap();
+        assert!(q.watch);
+        assert_eq!(q.limit, 5);
+        assert_eq!(q.field_validation, FieldValidation::Strict);
+        assert!(Query::parse("fieldValidation=Bogus").is_err());
+        assert!(Query::parse("dryRun=Some").is_err());
+    }
+}

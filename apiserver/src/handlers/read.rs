@@ -1,0 +1,518 @@
+//! get, list and watch. Lists and watches are served from the watch cache; paged lists and
+//! exact-revision reads go to the store, as upstream sends them to etcd.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::{Format, Query, Target, raw_response, respond};
+use crate::cache::{CacheEvent, CachedObject, WatchError, WatchEventType};
+use crate::registry::ResourceInfo;
+use crate::server::ApiState;
+use crate::status::{ApiError, ApiResult};
+use crate::storage::{self, RangeOptions, Revision};
+use crate::table;
+
+/// GET of one object.
+pub async fn get(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+    let resource = target.resource;
+    let key = target.key(&state.root);
+    let object = if query.resource_version.is_empty() {
+        // A consistent read goes to the store, as upstream's quorum read.
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &target.name))?;
+        kv.as_ref().and_then(CachedObject::from_kv).map(Arc::new)
+    } else {
+        state.cache.get(resource, &key)
+    };
+    let object =
+        object.ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
+    match format {
+        Format::Table => Ok(respond(
+            StatusCode::OK,
+            Format::Json,
+            &render_table(resource, &[object], query, true, ""),
+        )),
+        Format::Json => Ok(raw_response(StatusCode::OK, "application/json", object.bytes.clone())),
+        Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value)),
+    }
+}
+
+/// Checks that every field in the selector is one this resource supports.
+fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()> {
+    for req in query.field_selector.requirements() {
+        let supported = req.field == "metadata.name"
+            || req.field == "metadata.namespace"
+            || resource.strategy.selectable_fields().contains(&req.field.as_str());
+        if !supported {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {}",
+                req.field
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an object passes the request's label and field selectors.
+pub fn selected(query: &Query, obj: &Value) -> bool {
+    query.label_selector.matches(crate::meta::labels(obj))
+        && (query.field_selector.is_everything()
+            || query.field_selector.matches(|f| crate::meta::field_string(obj, f)))
+}
+
+/// A continue token: the revision of the first page and the key to start the next one at.
+fn encode_continue(revision: Revision, start: &str) -> String {
+    let token = json!({ "rv": revision, "start": start });
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
+    let invalid = || ApiError::bad_request("continue key is not valid: invalid continue token");
+    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| invalid())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+    match (v["rv"].as_i64(), v["start"].as_str()) {
+        (Some(rv), Some(start)) => Ok((rv, start.to_owned())),
+        _ => Err(invalid()),
+    }
+}
+
+fn parse_rv(rv: &str) -> ApiResult<Revision> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+/// LIST of a collection.
+pub async fn list(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+    let resource = target.resource;
+    check_field_selector(resource, query)?;
+    let rv = query.resource_version.as_str();
+    let paged = (query.limit > 0 && rv != "0") || !query.continue_token.is_empty();
+    let exact = query.resource_version_match == "Exact";
+    let (objects, revision, next) = if paged || exact {
+        list_from_store(state, target, query).await?
+    } else {
+        match rv {
+            "" => {
+                state.cache.wait_fresh().await.map_err(|e| {
+                    ApiError::from_store(e, resource.group, resource.plural, "")
+                })?;
+            }
+            "0" => {}
+            rv => {
+                let wanted = parse_rv(rv)?;
+                if !state.cache.wait_for(wanted, Duration::from_secs(3)).await {
+                    return Err(ApiError::timeout(format!(
+                        "Too large resource version: {wanted}, current: {}",
+                        state.cache.revision()
+                    )));
+                }
+            }
+        }
+        let snapshot = state.cache.list(resource, &target.namespace);
+        let objects: Vec<_> =
+            snapshot.objects.into_iter().filter(|o| selected(query, &o.value)).collect();
+        (objects, snapshot.revision, None)
+    };
+    let continue_token = next.unwrap_or_default();
+    match format {
+        Format::Table => Ok(respond(
+            StatusCode::OK,
+            Format::Json,
+            &with_list_meta(render_table(resource, &objects, query, true, ""), revision, &continue_token),
+        )),
+        Format::Json => Ok(raw_response(
+            StatusCode::OK,
+            "application/json",
+            list_bytes(resource, &objects, revision, &continue_token),
+        )),
+        Format::Yaml => {
+            let bytes = list_bytes(resource, &objects, revision, &continue_token);
+            let value: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            Ok(respond(StatusCode::OK, format, &value))
+        }
+    }
+}
+
+fn with_list_meta(mut table: Value, revision: Revision, continue_token: &str) -> Value {
+    table["metadata"]["resourceVersion"] = json!(revision.to_string());
+    if !continue_token.is_empty() {
+        table["metadata"]["continue"] = json!(continue_token);
+    }
+    table
+}
+
+/// A paged or exact-revision list read from the store: (objects, revision, continue token).
+async fn list_from_store(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+) -> ApiResult<(Vec<Arc<CachedObject>>, Revision, Option<String>)> {
+    let resource = target.resource;
+    let prefix = target.key(&state.root);
+    let (mut revision, mut start) = if query.continue_token.is_empty() {
+        let rv = match query.resource_version.as_str() {
+            "" | "0" => 0,
+            rv if query.resource_version_match == "Exact" => parse_rv(rv)?,
+            _ => 0,
+        };
+        (rv, None)
+    } else {
+        let (rv, start) = decode_continue(&query.continue_token)?;
+        (rv, Some(start))
+    };
+    let mut objects = Vec::new();
+    loop {
+        let want = if query.limit == 0 { 0 } else { query.limit - objects.len() };
+        let opts = RangeOptions { revision, start_key: start.clone(), limit: want };
+        let page = state.store.range(&prefix, opts).await.map_err(|e| match e {
+            storage::Error::Compacted { .. } if !query.continue_token.is_empty() => ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            ),
+            e => ApiError::from_store(e, resource.group, resource.plural, ""),
+        })?;
+        revision = page.revision;
+        let last_key = page.kvs.last().map(|kv| kv.key.clone());
+        objects.extend(
+            page.kvs
+                .iter()
+                .filter_map(CachedObject::from_kv)
+                .filter(|o| selected(query, &o.value))
+                .map(Arc::new),
+        );
+        match last_key {
+            Some(last) if page.more => {
+                // The next read starts just after the last key seen.
+                start = Some(format!("{last}\0"));
+                if query.limit > 0 && objects.len() >= query.limit {
+                    return Ok((objects, revision, start.map(|s| encode_continue(revision, &s))));
+                }
+            }
+            _ => return Ok((objects, revision, None)),
+        }
+    }
+}
+
+/// `{"kind":"PodList",...,"items":[...]}` assembled from the cached bytes without re-encoding.
+fn list_bytes(resource: &ResourceInfo, objects: &[Arc<CachedObject>], revision: Revision, continue_token: &str) -> Bytes {
+    let size: usize = objects.iter().map(|o| o.bytes.len() + 1).sum();
+    let mut out = BytesMut::with_capacity(size + 160);
+    let mut meta = json!({ "resourceVersion": revision.to_string() });
+    if !continue_token.is_empty() {
+        meta["continue"] = json!(continue_token);
+    }
+    out.put_slice(
+        format!(
+            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+            resource.list_kind,
+            resource.api_version(),
+            meta
+        )
+        .as_bytes(),
+    );
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&o.bytes);
+    }
+    out.put_slice(b"]}");
+    out.freeze()
+}
+
+/// A meta.k8s.io/v1 Table of `objects`; `with_columns` false leaves columnDefinitions empty
+/// (watch events after the first).
+fn render_table(
+    resource: &ResourceInfo,
+    objects: &[Arc<CachedObject>],
+    query: &Query,
+    with_columns: bool,
+    revision: &str,
+) -> Value {
+    let now = chrono::Utc::now();
+    let columns: Vec<Value> = if with_columns {
+        table::columns(resource.group, resource.plural)
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name, "type": c.type_, "format": c.format,
+                    "description": c.description, "priority": c.priority
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let object = match query.include_object.as_str() {
+                "None" => Value::Null,
+                "Object" => o.value.clone(),
+                _ => json!({
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o.value.get("metadata").cloned().unwrap_or(json!({})),
+                }),
+            };
+            json!({
+                "cells": table::cells(resource.group, resource.plural, &o.value, now),
+                "object": object,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": revision },
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// A watch event as one JSON line.
+fn event_line(event_type: &str, object: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(object.len() + 32);
+    out.put_slice(b"{\"type\":\"");
+    out.put_slice(event_type.as_bytes());
+    out.put_slice(b"\",\"object\":");
+    out.put_slice(object);
+    out.put_slice(b"}\n");
+    out.freeze()
+}
+
+fn error_line(err: &ApiError) -> Bytes {
+    event_line("ERROR", err.to_status().to_string().as_bytes())
+}
+
+/// Encodes watch events for one client, in its format.
+struct Encoder {
+    resource: &'static ResourceInfo,
+    format: Format,
+    /// Whether the Table columns were sent yet.
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn object(&mut self, event_type: &str, object: &Arc<CachedObject>, query: &Query) -> Bytes {
+        match self.format {
+            Format::Table => {
+                let table = render_table(
+                    self.resource,
+                    std::slice::from_ref(object),
+                    query,
+                    !self.sent_columns,
+                    &object.revision.to_string(),
+                );
+                self.sent_columns = true;
+                event_line(event_type, table.to_string().as_bytes())
+            }
+            _ => event_line(event_type, &object.bytes),
+        }
+    }
+
+    fn bookmark(&self, revision: Revision, initial_events_end: bool) -> Bytes {
+        let mut meta = json!({ "resourceVersion": revision.to_string() });
+        if initial_events_end {
+            meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let object = json!({
+            "kind": self.resource.kind,
+            "apiVersion": self.resource.api_version(),
+            "metadata": meta,
+        });
+        event_line("BOOKMARK", object.to_string().as_bytes())
+    }
+}
+
+/// How one cache event looks to a watcher with selectors: an object entering the selection is
+/// ADDED, one leaving it is DELETED, as upstream's cacher reports.
+fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
+    let now = selected(query, &event.object.value);
+    let before = event.prev.as_ref().is_some_and(|p| selected(query, &p.value));
+    match event.event_type {
+        WatchEventType::Added => now.then_some(WatchEventType::Added),
+        WatchEventType::Deleted => before.then_some(WatchEventType::Deleted),
+        WatchEventType::Modified => match (before, now) {
+            (true, true) => Some(WatchEventType::Modified),
+            (false, true) => Some(WatchEventType::Added),
+            (true, false) => Some(WatchEventType::Deleted),
+            (false, false) => None,
+        },
+    }
+}
+
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// WATCH of a collection: a chunked stream of JSON watch events.
+pub async fn watch(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+    let resource = target.resource;
+    check_field_selector(resource, query)?;
+    let rv = query.resource_version.as_str();
+    let send_initial = query.send_initial_events.unwrap_or(rv.is_empty() || rv == "0");
+    if query.send_initial_events == Some(true) && !query.allow_watch_bookmarks {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            vec![crate::status::Cause::forbidden(
+                "allowWatchBookmarks",
+                "allowWatchBookmarks required when sendInitialEvents is true",
+            )],
+        ));
+    }
+    let start = match rv {
+        "" | "0" => None,
+        rv => Some(parse_rv(rv)?),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let body = Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
+    );
+    let timeout = Duration::from_secs(query.timeout_seconds.unwrap_or_else(|| {
+        // Spread reconnects as upstream does: 30 to 60 minutes.
+        1800 + rand::random::<u64>() % 1800
+    }));
+    let mut encoder = Encoder { resource, format, sent_columns: false };
+    let query = Arc::new(query.clone());
+    let opened = state.cache.watch(resource, &target.namespace, start).await;
+    let state = state.clone();
+    let prefix = target.key(&state.root);
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut cache_watch = match opened {
+            Ok(w) => w,
+            Err(WatchError::TooNew(current)) => {
+                let err = ApiError::timeout(format!(
+                    "Too large resource version: {}, current: {current}",
+                    start.unwrap_or_default()
+                ));
+                let _ = tx.send(error_line(&err)).await;
+                return;
+            }
+            Err(WatchError::TooOld) => {
+                let from = start.unwrap_or_default();
+                watch_from_store(&state, resource, &prefix, from, &query, &mut encoder, &tx, deadline).await;
+                return;
+            }
+        };
+        if send_initial {
+            for object in &cache_watch.initial {
+                if selected(&query, &object.value)
+                    && tx.send(encoder.object("ADDED", object, &query)).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if query.send_initial_events == Some(true) {
+            let _ = tx.send(encoder.bookmark(cache_watch.start_revision, true)).await;
+        }
+        for event in &cache_watch.replay {
+            if let Some(t) = filtered(&query, event)
+                && tx.send(encoder.object(t.as_str(), &event.object, &query)).await.is_err()
+            {
+                return;
+            }
+        }
+        let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
+        bookmarks.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = bookmarks.tick(), if query.allow_watch_bookmarks => {
+                    let rev = state.cache.revision();
+                    if tx.send(encoder.bookmark(rev, false)).await.is_err() {
+                        return;
+                    }
+                }
+                event = cache_watch.live.recv() => match event {
+                    Ok(event) => {
+                        if let Some(t) = filtered(&query, &event)
+                            && tx.send(encoder.object(t.as_str(), &event.object, &query)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Too slow or the cache was reloaded: end the watch; the client resumes.
+                    Err(_) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let content_type = "application/json";
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    Ok(resp)
+}
+
+/// Serves a watch older than the cache's history straight from the store's history.
+#[allow(clippy::too_many_arguments)]
+async fn watch_from_store(
+    state: &Arc<ApiState>,
+    resource: &'static ResourceInfo,
+    prefix: &str,
+    from: Revision,
+    query: &Query,
+    encoder: &mut Encoder,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) {
+    let mut stream = match state.store.watch(prefix, from).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(error_line(&ApiError::from_store(e, resource.group, resource.plural, ""))).await;
+            return;
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        let item = tokio::select! {
+            _ = &mut deadline => return,
+            item = stream.next() => item,
+        };
+        let event = match item {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                let _ = tx.send(error_line(&ApiError::from_store(e, resource.group, resource.plural, ""))).await;
+                return;
+            }
+            None => return,
+        };
+        let (event_type, kv) = match event.event_type {
+            storage::EventType::Put if event.prev.is_none() => (WatchEventType::Added, event.kv.clone()),
+            storage::EventType::Put => (WatchEventType::Modified, event.kv.clone()),
+            storage::EventType::Delete => {
+                let Some(mut prev) = event.prev.clone() else { continue };
+                prev.mod_revision = event.kv.mod_revision;
+                (WatchEventType::Deleted, prev)
+            }
+        };
+        let Some(object) = CachedObject::from_kv(&kv).map(Arc::new) else { continue };
+        let prev = event.prev.as_ref().and_then(CachedObject::from_kv).map(Arc::new);
+        let cache_event = CacheEvent { event_type, revision: kv.mod_revision, object, prev };
+        if let Some(t) = filtered(query, &cache_event)
+            && tx.send(encoder.object(t.as_str(), &cache_event.object, query)).await.is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! create, update (PUT, including the status, approval and finalize subresources), patch,
+//! delete and deletecollection, with upstream's optimistic concurrency: every write is a
+//! compare-and-swap on the object's resourceVersion, retried on conflict unless the client
+//! named a resourceVersion itself.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::query::FieldValidation;
+use super::{Format, Query, Target, respond};
+use crate::cache::CachedObject;
+use crate::meta::{self, metadata_mut};
+use crate::registry::ResourceInfo;
+use crate::server::ApiState;
+use crate::status::{self, ApiError, ApiResult, Cause};
+use crate::storage::{self, KeyValue};
+use crate::{managed, services, validation};
+
+/// How many times an unconditional update re-reads and retries after a conflict.
+const MAX_RETRIES: usize = 16;
+
+/// Checks that a body's apiVersion and kind are the ones the URL serves.
+pub fn check_type(resource: &ResourceInfo, obj: &Value, expected_kind: &str, expected_version: &str) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            truncate(&obj.to_string())
+        )));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            truncate(&obj.to_string())
+        )));
+    }
+    if api_version.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'apiVersion' is missing in '{}'",
+            truncate(&obj.to_string())
+        )));
+    }
+    if api_version != expected_version {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
+        )));
+    }
+    if kind != expected_kind {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {expected_kind}: the kind in the data does not match the {} endpoint",
+            resource.version, resource.plural
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+/// The namespace of the body must agree with the URL's; an absent one is taken from it.
+fn check_namespace(target: &Target, obj: &mut Value) -> ApiResult<()> {
+    if !target.resource.namespaced {
+        metadata_mut(obj).remove("namespace");
+        return Ok(());
+    }
+    let ns = meta::namespace(obj);
+    if ns.is_empty() {
+        metadata_mut(obj).insert("namespace".into(), json!(target.namespace));
+    } else if ns != target.namespace {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses writes into a namespace that does not exist or is being deleted.
+async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()> {
+    if !target.resource.namespaced {
+        return Ok(());
+    }
+    let ns = &target.namespace;
+    let key = format!("{}/namespaces/{ns}", state.root);
+    let namespaces = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
+    let cached = state.cache.get(namespaces, &key).map(|o| o.value.clone());
+    let found = match cached {
+        Some(v) => Some(v),
+        // The cache may trail a namespace created a moment ago; the store is the truth.
+        None => state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok()),
+    };
+    match found {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(v) if meta::is_terminating(&v) => Err(ApiError::forbidden(
+            target.resource.group,
+            target.resource.plural,
+            &target.name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Fields of the body the typed struct dropped: unknown fields, as `spec.foo` paths.
+fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, normalized) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match b.get(k) {
+                    Some(nv) => unknown_fields(v, nv, &p, out),
+                    None if v.is_null() => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, nv)) in a.iter().zip(b).enumerate() {
+                unknown_fields(v, nv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Normalizes through the typed struct, enforcing fieldValidation. Returns the warnings.
+fn normalize(resource: &ResourceInfo, query: &Query, obj: Value) -> ApiResult<(Value, Vec<String>)> {
+    let normalized = resource.normalize(obj.clone()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            resource.kind, resource.version, resource.kind
+        ))
+    })?;
+    let mut unknown = Vec::new();
+    if query.field_validation != FieldValidation::Ignore {
+        unknown_fields(&obj, &normalized, "", &mut unknown);
+    }
+    let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    if query.field_validation == FieldValidation::Strict && !messages.is_empty() {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))));
+    }
+    Ok((normalized, messages))
+}
+
+/// Adds `Warning` headers, as upstream does for fieldValidation=Warn.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// The stored form: no resourceVersion (the store's revision is the truth).
+fn to_stored(obj: &Value) -> ApiResult<Bytes> {
+    let mut stored = obj.clone();
+    metadata_mut(&mut stored).remove("resourceVersion");
+    serde_json::to_vec(&stored).map(Bytes::from).map_err(ApiError::internal)
+}
+
+fn with_revision(obj: &mut Value, revision: i64) {
+    metadata_mut(obj).insert("resourceVersion".into(), json!(revision.to_string()));
+}
+
+fn user_agent(headers: &HeaderMap) -> &str {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// POST to a collection.
+pub async fn create(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    obj: Value,
+    format: Format,
+) -> ApiResult<Response> {
+    let manager = managed::manager_name(&query.field_manager, user_agent(headers));
+    let (obj, warnings) = create_object(state, target, query, &manager, obj).await?;
+    Ok(with_warnings(respond(StatusCode::CREATED, format, &obj), &warnings))
+}
+
+/// Creates an object as a POST would, writing as `manager`: (the stored object, warnings).
+pub async fn create_object(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    manager: &str,
+    mut obj: Value,
+) -> ApiResult<(Value, Vec<String>)> {
+    let resource = target.resource;
+    check_type(resource, &obj, resource.kind, &resource.api_version())?;
+    check_namespace(target, &mut obj)?;
+    let meta_map = metadata_mut(&mut obj);
+    let name = meta_map.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    let generate = meta_map.get("generateName").and_then(Value::as_str).unwrap_or("").to_owned();
+    let name = if name.is_empty() && !generate.is_empty() { meta::generate_name(&generate) } else { name };
+    if name.is_empty() {
+        return Err(ApiError::invalid(
+            resource.group,
+            resource.kind,
+            "",
+            vec![Cause {
+                reason: "FieldValueRequired",
+                field: "metadata.name".into(),
+                message: "Required value: name or generateName is required".into(),
+            }],
+        ));
+    }
+    if meta_map.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    }
+    meta_map.insert("name".into(), json!(name));
+    meta_map.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta_map.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+    for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        meta_map.remove(field);
+    }
+    if resource.strategy.tracks_generation() {
+        meta_map.insert("generation".into(), json!(1));
+    } else {
+        meta_map.remove("generation");
+    }
+    let target = Target { name: name.clone(), ..clone_target(target) };
+    check_namespace_open(state, &target).await?;
+    resource.strategy.default(&mut obj);
+    resource.strategy.prepare_for_create(&mut obj);
+    managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
+
+    let allocation = if resource.plural == "services" && resource.group.is_empty() {
+        Some(services::allocate(state, &mut obj, None)?)
+    } else {
+        None
+    };
+    let mut causes = validation::validate_metadata(resource, &obj);
+    causes.extend(resource.strategy.validate(&obj, None));
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(resource.group, resource.kind, &name, causes));
+    }
+    let (mut obj, warnings) = normalize(resource, query, obj)?;
+    if query.dry_run {
+        return Ok((obj, warnings));
+    }
+    let key = target.key(&state.root);
+    let kv = state
+        .store
+        .create(&key, to_stored(&obj)?)
+        .await
+        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &name))?;
+    if let Some(a) = allocation {
+        a.commit();
+    }
+    with_revision(&mut obj, kv.mod_revision);
+    Ok((obj, warnings))
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        resource: t.resource,
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        subresource: t.subresource.clone(),
+    }
+}
+
+/// Reads the current object from the store: (kv, object with resourceVersion).
+pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, Value)> {
+    let resource = target.resource;
+    let key = target.key(&state.root);
+    let kv = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &target.name))?
+        .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
+    let obj = CachedObject::from_kv(&kv)
+        .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?
+        .value;
+    Ok((kv, obj))
+}
+
+/// What a write computes from the current object.
+pub struct Desired {
+    pub object: Value,
+    /// The client named this resourceVersion: a conflict is the client's to resolve.
+    pub precondition: bool,
+}
+
+/// The outcome of [`guaranteed_update`].
+pub struct Updated {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    /// The write deleted the object (its last finalizer went away while terminating).
+    pub deleted: bool,
+}
+
+/// Reads the object, computes the desired state with `mutate`, shapes it as `subresource`
+/// allows, validates it, and writes it with a compare-and-swap, retrying on conflict when the
+/// client gave no resourceVersion. The update path of every verb but create.
+pub async fn guaranteed_update(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    manager: &str,
+    mut mutate: impl FnMut(&Value) -> ApiResult<Desired>,
+) -> ApiResult<Updated> {
+    let resource = target.resource;
+    for _ in 0..MAX_RETRIES {
+        let (kv, old) = current(state, target).await?;
+        let desired = mutate(&old)?;
+        let mut new = shape_update(target, &old, desired.object)?;
+        resource.strategy.default(&mut new);
+        if resource.strategy.tracks_generation() {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            let changed = spec_of(&new) != spec_of(&old);
+            metadata_mut(&mut new)
+                .insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+        }
+        let allocation = if resource.plural == "services" && resource.group.is_empty() {
+            Some(services::allocate(state, &mut new, Some(&old))?)
+        } else {
+            None
+        };
+        let mut causes = validation::validate_metadata(resource, &new);
+        causes.extend(validation::validate_metadata_update(&new, &old));
+        causes.extend(resource.strategy.validate(&new, Some(&old)));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(resource.group, resource.kind, &target.name, causes));
+        }
+        let (mut new, warnings) = normalize(resource, query, new)?;
+        // Nothing changed: answer the current object without a write, as upstream does.
+        if without_volatile(&new) == without_volatile(&old) {
+            return Ok(Updated { object: old, warnings, deleted: false });
+        }
+        managed::record(&mut new, manager, "Update", &resource.api_version(), &target.subresource);
+        if query.dry_run {
+            return Ok(Updated { object: new, warnings, deleted: false });
+        }
+        let key = target.key(&state.root);
+        let finalized = ready_to_remove(resource, &new);
+        let result = if finalized {
+            state.store.delete(&key, Some(kv.mod_revision)).await.map(|(_, rev)| rev)
+        } else {
+            state.store.update(&key, to_stored(&new)?, kv.mod_revision).await.map(|kv| kv.mod_revision)
+        };
+        match result {
+            Ok(rev) => {
+                with_revision(&mut new, rev);
+                if let Some(a) = allocation {
+                    a.commit();
+                }
+                return Ok(Updated { object: new, warnings, deleted: finalized });
+            }
+            Err(storage::Error::Conflict { .. }) if !desired.precondition => continue,
+            Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+        }
+    }
+    Err(ApiError::stale(resource.group, resource.plural, &target.name))
+}
+
+/// Whether a terminating object has nothing left holding it: no finalizers, for a namespace no
+/// spec finalizers, and for a pod with a grace period its kubelet's confirming delete.
+fn ready_to_remove(resource: &ResourceInfo, obj: &Value) -> bool {
+    let core = resource.group.is_empty();
+    meta::is_terminating(obj)
+        && meta::finalizers(obj).is_empty()
+        && !(core && resource.plural == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+        && !(core && resource.plural == "pods" && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0)
+}
+
+/// The part of an object whose changes bump metadata.generation.
+fn spec_of(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+fn without_volatile(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    let meta = metadata_mut(&mut v);
+    meta.remove("resourceVersion");
+    meta.remove("managedFields");
+    v
+}
+
+/// Applies upstream's update rules: identity metadata is kept, the main resource never changes
+/// status, and a subresource changes only its part.
+fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value> {
+    let resource = target.resource;
+    check_type(resource, &new, resource.kind, &resource.api_version())?;
+    if meta::name(&new) != target.name {
+        if meta::name(&new).is_empty() {
+            metadata_mut(&mut new).insert("name".into(), json!(target.name));
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({})",
+                meta::name(&new),
+                target.name
+            )));
+        }
+    }
+    check_namespace(target, &mut new)?;
+    let mut shaped = match target.subresource.as_str() {
+        "status" => {
+            let mut o = old.clone();
+            o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            o
+        }
+        "approval" => {
+            let mut o = old.clone();
+            o["status"]["conditions"] = new["status"]["conditions"].clone();
+            o
+        }
+        "finalize" => {
+            let mut o = old.clone();
+            o["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            o
+        }
+        _ => {
+            if resource.has_subresource("status") {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            new
+        }
+    };
+    let old_meta = meta::metadata(old).cloned().unwrap_or_default();
+    let meta = metadata_mut(&mut shaped);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old_meta.get(field) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    meta.remove("selfLink");
+    Ok(shaped)
+}
+
+/// The resourceVersion a body names, if any.
+fn named_revision(obj: &Value) -> Option<String> {
+    Some(meta::resource_version(obj).to_owned()).filter(|s| !s.is_empty())
+}
+
+/// PUT of an object or of its status/approval/finalize subresource.
+pub async fn update(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    obj: Value,
+    format: Format,
+) -> ApiResult<Response> {
+    let resource = target.resource;
+    let manager = managed::manager_name(&query.field_manager, user_agent(headers));
+    let wanted = named_revision(&obj);
+    let updated = guaranteed_update(state, target, query, &manager, |old| {
+        if let Some(rv) = &wanted
+            && rv != meta::resource_version(old)
+        {
+            return Err(ApiError::stale(resource.group, resource.plural, &target.name));
+        }
+        Ok(Desired { object: obj.clone(), precondition: wanted.is_some() })
+    })
+    .await?;
+    Ok(with_warnings(respond(StatusCode::OK, format, &updated.object), &updated.warnings))
+}
+
+/// Applies one patch document of `content_type` to `old`.
+pub fn apply_patch(resource: &ResourceInfo, content_type: &str, old: &Value, patch: &[u8]) -> ApiResult<Value> {
+    let doc: Value = serde_json::from_slice(patch)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    match content_type {
+        "application/json-patch+json" => {
+            let ops: json_patch::Patch = serde_json::from_value(doc)
+                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+            let mut out = old.clone();
+            json_patch::patch(&mut out, &ops).map_err(|e| {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            })?;
+            Ok(out)
+        }
+        "application/merge-patch+json" => {
+            if !doc.is_object() {
+                return Err(ApiError::bad_request("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"));
+            }
+            let mut out = old.clone();
+            json_patch::merge(&mut out, &doc);
+            Ok(out)
+        }
+        "application/strategic-merge-patch+json" => {
+            crate::patch::strategic::apply(old, &doc, resource.patch_schema())
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// PATCH of an object or its status: the patch is re-applied to the current object on conflict.
+pub async fn patch(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    patch: &[u8],
+    format: Format,
+) -> ApiResult<Response> {
+    let resource = target.resource;
+    let content_type = super::content_type(headers);
+    let manager = managed::manager_name(&query.field_manager, user_agent(headers));
+    let updated = guaranteed_update(state, target, query, &manager, |old| {
+        let mut patched = apply_patch(resource, &content_type, old, patch)?;
+        // A resourceVersion in the patch is a precondition on the current object.
+        let named = named_revision(&patched);
+        let precondition = named.as_deref().is_some_and(|rv| rv != meta::resource_version(old))
+            || patch_names_revision(patch);
+        if let Some(rv) = named
+            && rv != meta::resource_version(old)
+        {
+            return Err(ApiError::stale(resource.group, resource.plural, &target.name));
+        }
+        metadata_mut(&mut patched).remove("resourceVersion");
+        Ok(Desired { object: patched, precondition })
+    })
+    .await?;
+    Ok(with_warnings(respond(StatusCode::OK, format, &updated.object), &updated.warnings))
+}
+
+fn patch_names_revision(patch: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(patch)
+        .ok()
+        .is_some_and(|p| p["metadata"]["resourceVersion"].is_string())
+}
+
+/// The options of a delete, from its DeleteOptions body and query.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: String,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
+    let mut propagation = body["propagationPolicy"].as_str().unwrap_or(&query.propagation_policy).to_owned();
+    let orphan = body["orphanDependents"].as_bool().or(query.orphan_dependents);
+    if propagation.is_empty() {
+        if let Some(o) = orphan {
+            propagation = if o { "Orphan" } else { "Background" }.to_owned();
+        }
+    } else if orphan.is_some() {
+        return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![Cause::invalid(
+            "propagationPolicy",
+            &json!(propagation),
+            "orphanDependents and deletionPropagation cannot be both set",
+        )]));
+    }
+    if !matches!(propagation.as_str(), "" | "Orphan" | "Background" | "Foreground") {
+        return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![Cause::unsupported(
+            "propagationPolicy",
+            &json!(propagation),
+            &["Foreground", "Background", "Orphan", "nil"],
+        )]));
+    }
+    let dry_run = query.dry_run
+        || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period: body["gracePeriodSeconds"].as_i64().or(query.grace_period_seconds),
+        propagation,
+        uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
+        resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+        dry_run,
+    })
+}
+
+/// The grace period a pod delete gets: 0 for pods never scheduled or already finished.
+fn pod_grace(pod: &Value, asked: Option<i64>) -> i64 {
+    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if unscheduled || finished {
+        return 0;
+    }
+    asked.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
+}
+
+/// DELETE of one object.
+pub async fn delete(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    body: Value,
+    format: Format,
+) -> ApiResult<Response> {
+    let (status, obj) = delete_one(state, target, query, &body).await?;
+    Ok(respond(status, format, &obj))
+}
+
+async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body: &Value) -> ApiResult<(StatusCode, Value)> {
+    let resource = target.resource;
+    let options = delete_options(query, body)?;
+    let is_pod = resource.group.is_empty() && resource.plural == "pods";
+    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    for _ in 0..MAX_RETRIES {
+        let (kv, mut obj) = current(state, target).await?;
+        if let Some(uid) = &options.uid {
+            let actual = meta::meta_str(&obj, "uid");
+            if uid != actual {
+                return Err(ApiError::conflict(resource.group, resource.plural, &target.name, &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                )));
+            }
+        }
+        if let Some(rv) = &options.resource_version {
+            let actual = meta::resource_version(&obj);
+            if rv != actual {
+                return Err(ApiError::conflict(resource.group, resource.plural, &target.name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                )));
+            }
+        }
+        // Decide between marking the object terminating and removing it now.
+        let mut finalizers = meta::finalizers(&obj);
+        let policy_finalizer = match options.propagation.as_str() {
+            "Orphan" => Some("orphan"),
+            "Foreground" => Some("foregroundDeletion"),
+            _ => None,
+        };
+        let mut changed = false;
+        if let Some(f) = policy_finalizer
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.to_owned());
+            changed = true;
+        }
+        let grace = if is_pod { pod_grace(&obj, options.grace_period) } else { 0 };
+        let terminating = meta::is_terminating(&obj);
+        let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
+        if keep {
+            let meta = metadata_mut(&mut obj);
+            if changed {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+            let current_grace = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+            if !terminating || current_grace.is_some_and(|g| grace < g) {
+                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                changed = true;
+            }
+            if is_namespace && obj["status"]["phase"] != "Terminating" {
+                obj["status"]["phase"] = json!("Terminating");
+                changed = true;
+            }
+            // A namespace with no finalizers left is removed at once.
+            let namespace_done = is_namespace
+                && obj["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+                && finalizers.is_empty();
+            if !namespace_done {
+                if !changed || options.dry_run {
+                    return Ok((StatusCode::OK, obj));
+                }
+                let key = target.key(&state.root);
+                match state.store.update(&key, to_stored(&obj)?, kv.mod_revision).await {
+                    Ok(kv) => {
+                        with_revision(&mut obj, kv.mod_revision);
+                        // 202 when the delete waits on finalizers, as upstream answers.
+                        let code = if grace > 0 || is_namespace { StatusCode::OK } else { StatusCode::ACCEPTED };
+                        return Ok((code, obj));
+                    }
+                    Err(storage::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+                }
+            }
+        }
+        if options.dry_run {
+            return Ok((StatusCode::OK, obj));
+        }
+        let key = target.key(&state.root);
+        match state.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok((_, rev)) => {
+                if resource.plural == "services" && resource.group.is_empty() {
+                    state.services.release(&obj);
+                }
+                if resource.strategy.returns_deleted_object() {
+                    with_revision(&mut obj, rev);
+                    return Ok((StatusCode::OK, obj));
+                }
+                let uid = meta::meta_str(&obj, "uid").to_owned();
+                return Ok((StatusCode::OK, status::success(resource.group, resource.plural, &target.name, Some(&uid))));
+            }
+            Err(storage::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+        }
+    }
+    Err(ApiError::stale(resource.group, resource.plural, &target.name))
+}
+
+/// DELETE of a collection: every selected object is deleted as a single delete would be.
+pub async fn delete_collection(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    body: Value,
+    format: Format,
+) -> ApiResult<Response> {
+    let resource = target.resource;
+    state
+        .cache
+        .wait_fresh()
+        .await
+        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
+    let snapshot = state.cache.list(resource, &target.namespace);
+    let mut items = Vec::new();
+    for object in snapshot.objects.iter().filter(|o| super::read::selected(query, &o.value)) {
+        let one = Target {
+            resource,
+            namespace: meta::namespace(&object.value).to_owned(),
+            name: meta::name(&object.value).to_owned(),
+            subresource: String::new(),
+        };
+        match delete_one(state, &one, query, &body).await {
+            Ok(_) => items.push(object.value.clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": resource.list_kind,
+        "apiVersion": resource.api_version(),
+        "metadata": { "resourceVersion": snapshot.revision.to_string() },
+        "items": items,
+    });
+    Ok(respond(StatusCode::OK, format, &list))
+}

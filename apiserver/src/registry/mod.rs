@@ -1,0 +1,207 @@
+//! The resource table: every kind the server serves, described once (names, scope, subresources,
+//! verbs) with the strategy that defaults, validates and shapes its objects. The request handlers
+//! are generic over it; adding a built-in kind is one line in [`RESOURCES`] plus its strategy.
+
+pub mod strategies;
+
+use std::sync::{LazyLock, OnceLock};
+
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+};
+use serde_json::Value;
+
+pub use strategies::Strategy;
+
+use crate::patch::schema::PatchSchema;
+
+/// One served resource.
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub list_kind: &'static str,
+    /// The plural name used in URLs, e.g. `deployments`.
+    pub plural: &'static str,
+    pub singular: String,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    /// Subresources served beside the main resource, e.g. `status`, `scale`, `binding`.
+    pub subresources: &'static [&'static str],
+    pub strategy: &'static dyn Strategy,
+    /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON.
+    normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    /// The JSON schema of the kind (from k8s-openapi's schemars support).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// Builds the strategic-merge-patch metadata of the kind (cached by `patch_schema`).
+    build_patch_schema: fn() -> PatchSchema,
+    patch_schema: OnceLock<PatchSchema>,
+}
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
+impl ResourceInfo {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store key prefix of all objects of this resource (ends with `/`), under `root`.
+    pub fn key_prefix(&self, root: &str) -> String {
+        if self.group.is_empty() {
+            format!("{root}/{}/", self.plural)
+        } else {
+            format!("{root}/{}/{}/", self.group, self.plural)
+        }
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.contains(&name)
+    }
+
+    /// The kind's strategic-merge-patch metadata, built on first use.
+    pub fn patch_schema(&self) -> &PatchSchema {
+        self.patch_schema.get_or_init(self.build_patch_schema)
+    }
+
+    /// Round-trips `obj` through the typed struct. Errors are type errors in the body.
+    pub fn normalize(&self, obj: Value) -> Result<Value, serde_json::Error> {
+        (self.normalize)(obj)
+    }
+}
+
+/// Whether a k8s-openapi scope marker is namespaced.
+trait Scope {
+    const NAMESPACED: bool;
+}
+impl Scope for k8s_openapi::NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+impl Scope for k8s_openapi::ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+fn normalize<K: serde::de::DeserializeOwned + serde::Serialize>(
+    v: Value,
+) -> Result<Value, serde_json::Error> {
+    let typed: K = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+fn schema<K: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<K>()
+}
+
+fn resource<K>(
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [&'static str],
+    strategy: &'static dyn Strategy,
+) -> ResourceInfo
+where
+    K: k8s_openapi::Resource
+        + k8s_openapi::ListableResource
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + schemars::JsonSchema,
+    K::Scope: Scope,
+{
+    ResourceInfo {
+        group: K::GROUP,
+        version: K::VERSION,
+        kind: K::KIND,
+        list_kind: K::LIST_KIND,
+        plural: K::URL_PATH_SEGMENT,
+        singular: K::KIND.to_lowercase(),
+        short_names,
+        categories,
+        namespaced: <K::Scope as Scope>::NAMESPACED,
+        subresources,
+        strategy,
+        normalize: normalize::<K>,
+        schema: schema::<K>,
+        build_patch_schema: PatchSchema::for_kind::<K>,
+        patch_schema: OnceLock::new(),
+    }
+}
+
+const ALL: &[&str] = &["all"];
+const STATUS: &[&str] = &["status"];
+const STATUS_SCALE: &[&str] = &["status", "scale"];
+const NONE: &[&str] = &[];
+
+/// Every resource the server serves, in discovery order.
+pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
+    use strategies::*;
+    vec![
+        resource::<core::Namespace>(&["ns"], NONE, &["status", "finalize"], &NAMESPACES),
+        resource::<core::Pod>(&["po"], ALL, &["status", "binding", "eviction"], &PODS),
+        resource::<core::Node>(&["no"], NONE, STATUS, &NODES),
+        resource::<core::Service>(&["svc"], ALL, STATUS, &SERVICES),
+        resource::<core::Endpoints>(&["ep"], NONE, NONE, &DEFAULT),
+        resource::<core::ConfigMap>(&["cm"], NONE, NONE, &DEFAULT),
+        resource::<core::Secret>(NONE, NONE, NONE, &SECRETS),
+        resource::<core::ServiceAccount>(&["sa"], NONE, NONE, &DEFAULT),
+        resource::<core::Event>(&["ev"], NONE, NONE, &DEFAULT),
+        resource::<core::LimitRange>(&["limits"], NONE, NONE, &DEFAULT),
+        resource::<core::ResourceQuota>(&["quota"], NONE, STATUS, &WITH_STATUS),
+        resource::<core::ReplicationController>(&["rc"], ALL, STATUS_SCALE, &WORKLOADS),
+        resource::<core::PersistentVolume>(&["pv"], NONE, STATUS, &WITH_STATUS),
+        resource::<core::PersistentVolumeClaim>(&["pvc"], NONE, STATUS, &WITH_STATUS),
+        resource::<apps::Deployment>(&["deploy"], ALL, STATUS_SCALE, &DEPLOYMENTS),
+        resource::<apps::ReplicaSet>(&["rs"], ALL, STATUS_SCALE, &WORKLOADS),
+        resource::<apps::StatefulSet>(&["sts"], ALL, STATUS_SCALE, &STATEFULSETS),
+        resource::<apps::DaemonSet>(&["ds"], ALL, STATUS, &DAEMONSETS),
+        resource::<apps::ControllerRevision>(NONE, NONE, NONE, &DEFAULT),
+        resource::<batch::Job>(NONE, ALL, STATUS, &JOBS),
+        resource::<batch::CronJob>(&["cj"], ALL, STATUS, &CRONJOBS),
+        resource::<discovery::EndpointSlice>(NONE, NONE, NONE, &DEFAULT),
+        resource::<coordination::Lease>(NONE, NONE, NONE, &DEFAULT),
+        resource::<events::Event>(&["ev"], NONE, NONE, &DEFAULT),
+        resource::<policy::PodDisruptionBudget>(&["pdb"], NONE, STATUS, &WITH_STATUS),
+        resource::<networking::NetworkPolicy>(&["netpol"], NONE, NONE, &DEFAULT),
+        resource::<networking::Ingress>(&["ing"], NONE, STATUS, &WITH_STATUS),
+        resource::<rbac::Role>(NONE, NONE, NONE, &RBAC),
+        resource::<rbac::RoleBinding>(NONE, NONE, NONE, &RBAC),
+        resource::<rbac::ClusterRole>(NONE, NONE, NONE, &RBAC),
+        resource::<rbac::ClusterRoleBinding>(NONE, NONE, NONE, &RBAC),
+        resource::<certificates::CertificateSigningRequest>(
+            &["csr"],
+            NONE,
+            &["status", "approval"],
+            &CSRS,
+        ),
+    ]
+});
+
+/// Finds a served resource by group, version and plural name.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Finds the resource serving `apiVersion` and `kind`.
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// The served group versions, `v1` first, in discovery order: (group, version).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}

@@ -1,0 +1,676 @@
+//! Per-kind strategies: the defaulting, validation and update rules upstream keeps in
+//! pkg/registry/<group>/<kind>/strategy.go and pkg/apis/<group>/validation. Each is a pure
+//! function of the object (and the old object on update), so it is tested without a server.
+
+use serde_json::{Value, json};
+
+use crate::meta::{self, NameRule, default_field, object_at, validate_label_field};
+use crate::status::Cause;
+
+/// What makes one kind behave as upstream's; every method has the generic default.
+pub trait Strategy: Sync + Send {
+    /// Whether metadata.generation starts at 1 and is bumped on every spec change.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    /// The rule object names follow.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
+    }
+    /// Field selectors served beyond metadata.name and metadata.namespace.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether DELETE answers with the object (true) or a Success Status.
+    fn returns_deleted_object(&self) -> bool {
+        false
+    }
+    /// Defaults applied to every object written (create and update), as upstream's defaulters.
+    fn default(&self, _obj: &mut Value) {}
+    /// Create-only preparation after defaulting (initial status, generated fields).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Problems with an object about to be stored; `old` is set on update.
+    fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        Vec::new()
+    }
+}
+
+/// Kinds with no rules beyond the generic ones.
+pub struct Default;
+pub static DEFAULT: Default = Default;
+impl Strategy for Default {}
+
+/// Kinds with a status subresource and nothing else special.
+pub struct WithStatus;
+pub static WITH_STATUS: WithStatus = WithStatus;
+impl Strategy for WithStatus {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+}
+
+pub struct Rbac;
+pub static RBAC: Rbac = Rbac;
+impl Strategy for Rbac {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// core/v1
+
+pub struct Namespaces;
+pub static NAMESPACES: Namespaces = Namespaces;
+impl Strategy for Namespaces {
+    fn name_rule(&self) -> NameRule {
+        NameRule::Label
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.phase"]
+    }
+    fn default(&self, obj: &mut Value) {
+        let name = meta::name(obj).to_owned();
+        object_at(obj, &["metadata", "labels"])
+            .insert("kubernetes.io/metadata.name".into(), Value::String(name));
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        object_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
+        obj["status"] = json!({ "phase": "Active" });
+    }
+}
+
+pub struct Secrets;
+pub static SECRETS: Secrets = Secrets;
+impl Strategy for Secrets {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["type"]
+    }
+    fn default(&self, obj: &mut Value) {
+        if let Some(map) = obj.as_object_mut() {
+            default_field(map, "type", json!("Opaque"));
+        }
+    }
+}
+
+pub struct Nodes;
+pub static NODES: Nodes = Nodes;
+impl Strategy for Nodes {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.unschedulable"]
+    }
+}
+
+pub struct Pods;
+pub static PODS: Pods = Pods;
+impl Strategy for Pods {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        default_pod_spec(object_at(obj, &["spec"]));
+        let spec = object_at(obj, &["spec"]);
+        default_field(spec, "serviceAccountName", json!("default"));
+        let sa = spec["serviceAccountName"].clone();
+        default_field(spec, "serviceAccount", sa);
+        default_field(spec, "priority", json!(0));
+        default_field(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+        add_default_tolerations(spec);
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let qos = qos_class(&obj["spec"]);
+        obj["status"] = json!({ "phase": "Pending", "qosClass": qos });
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = validate_pod_spec(&obj["spec"], "spec");
+        if let Some(old) = old {
+            causes.extend(validate_pod_update(&obj["spec"], &old["spec"]));
+        }
+        causes
+    }
+}
+
+/// upstream's DefaultTolerationSeconds admission: tolerate not-ready/unreachable for 300 s.
+fn add_default_tolerations(spec: &mut serde_json::Map<String, Value>) {
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let present = list.iter().any(|t| {
+            t.get("key").and_then(Value::as_str) == Some(key)
+                || (t.get("key").is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists"))
+        });
+        if !present {
+            list.push(json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
+            }));
+        }
+    }
+}
+
+/// Defaults of a PodSpec shared by pods and every pod template.
+pub fn default_pod_spec(spec: &mut serde_json::Map<String, Value>) {
+    default_field(spec, "restartPolicy", json!("Always"));
+    default_field(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_field(spec, "schedulerName", json!("default-scheduler"));
+    default_field(spec, "terminationGracePeriodSeconds", json!(30));
+    default_field(spec, "securityContext", json!({}));
+    default_field(spec, "enableServiceLinks", json!(true));
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                default_container(c);
+            }
+        }
+    }
+}
+
+fn default_container(c: &mut serde_json::Map<String, Value>) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    // `:latest` or no tag pulls Always; a tag or digest pulls IfNotPresent.
+    let last = image.rsplit('/').next().unwrap_or("");
+    let policy = if image.contains('@') {
+        "IfNotPresent"
+    } else {
+        match last.split_once(':') {
+            Some((_, "latest")) | None => "Always",
+            Some(_) => "IfNotPresent",
+        }
+    };
+    default_field(c, "imagePullPolicy", json!(policy));
+    default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(c, "terminationMessagePolicy", json!("File"));
+    default_field(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default_field(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// upstream's QoS class: Guaranteed when every container sets equal cpu and memory requests and
+/// limits, BestEffort when none sets any, Burstable otherwise.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
+        .flatten();
+    let (mut any, mut guaranteed) = (false, true);
+    for c in containers {
+        let requests = &c["resources"]["requests"];
+        let limits = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let (req, lim) = (requests.get(r), limits.get(r));
+            any |= req.is_some() || lim.is_some();
+            // A request defaults to its limit, so a limit alone still counts as equal.
+            if lim.is_none() || req.is_some_and(|q| Some(q) != lim) {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(|c| c.is_empty()) {
+        causes.push(Cause::required(format!("{path}.containers")));
+    }
+    let mut names = std::collections::HashSet::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let field = format!("{path}.{list}[{i}]");
+            match c.get("name").and_then(Value::as_str) {
+                None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
+                Some(name) => {
+                    validate_label_field(&format!("{field}.name"), name, &mut causes);
+                    if !names.insert(name.to_owned()) {
+                        causes.push(Cause::duplicate(format!("{field}.name"), &json!(name)));
+                    }
+                }
+            }
+            if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(Cause::required(format!("{field}.image")));
+            }
+            for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    causes.push(Cause::invalid(
+                        format!("{field}.ports[{j}].containerPort"),
+                        &json!(port),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
+        let supported = ["Always", "OnFailure", "Never"];
+        if !supported.contains(&policy) {
+            causes.push(Cause::unsupported(format!("{path}.restartPolicy"), &json!(policy), &supported));
+        }
+    }
+    causes
+}
+
+/// Pod specs are immutable except a few fields, as upstream's ValidatePodUpdate enforces.
+fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut a = new.clone();
+    let mut b = old.clone();
+    for spec in [&mut a, &mut b] {
+        let Some(map) = spec.as_object_mut() else { continue };
+        for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+            map.remove(field);
+        }
+        for list in ["initContainers", "containers"] {
+            if let Some(cs) = map.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    // nodeName may be set once, by binding.
+    if old.get("nodeName").is_none() {
+        if let Some(map) = a.as_object_mut() {
+            map.remove("nodeName");
+        }
+    }
+    if a == b {
+        return Vec::new();
+    }
+    vec![Cause::forbidden(
+        "spec",
+        "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+    )]
+}
+
+pub struct Services;
+pub static SERVICES: Services = Services;
+impl Strategy for Services {
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1035
+    }
+    fn default(&self, obj: &mut Value) {
+        let spec = object_at(obj, &["spec"]);
+        default_field(spec, "type", json!("ClusterIP"));
+        default_field(spec, "sessionAffinity", json!("None"));
+        let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
+        if ty != "ExternalName" {
+            default_field(spec, "internalTrafficPolicy", json!("Cluster"));
+            default_field(spec, "ipFamilies", json!(["IPv4"]));
+            default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            default_field(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                default_field(p, "protocol", json!("TCP"));
+                let port = p.get("port").cloned().unwrap_or(Value::Null);
+                default_field(p, "targetPort", port);
+            }
+        }
+        object_at(obj, &["status", "loadBalancer"]);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        let spec = &obj["spec"];
+        let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+        let supported = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+        if !supported.contains(&ty) {
+            causes.push(Cause::unsupported("spec.type", &json!(ty), &supported));
+        }
+        let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let headless = spec["clusterIP"].as_str() == Some("None");
+        if ports.is_empty() && ty != "ExternalName" && !headless {
+            causes.push(Cause::required("spec.ports"));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let port = p["port"].as_i64().unwrap_or(0);
+            if !(1..=65535).contains(&port) {
+                causes.push(Cause::invalid(
+                    format!("spec.ports[{i}].port"),
+                    &json!(port),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
+                causes.push(Cause::required(format!("spec.ports[{i}].name")));
+            }
+        }
+        if let Some(old) = old {
+            let (new_ip, old_ip) = (&spec["clusterIP"], &old["spec"]["clusterIP"]);
+            if !old_ip.is_null() && new_ip != old_ip && ty == old["spec"]["type"].as_str().unwrap_or("") {
+                causes.push(Cause::invalid("spec.clusterIPs[0]", new_ip, "may not change once set"));
+            }
+        }
+        causes
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads: apps/v1, batch/v1, core/v1 ReplicationController
+
+/// Defaults and validates the pod template at spec.template.
+fn default_template(obj: &mut Value) {
+    default_pod_spec(object_at(obj, &["spec", "template", "spec"]));
+}
+
+fn validate_workload(obj: &Value, old: Option<&Value>, selector_required: bool) -> Vec<Cause> {
+    let spec = &obj["spec"];
+    let mut causes = validate_pod_spec(&spec["template"]["spec"], "spec.template.spec");
+    if let Some(replicas) = spec.get("replicas").and_then(Value::as_i64)
+        && replicas < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &json!(replicas),
+            "must be greater than or equal to 0",
+        ));
+    }
+    let selector = &spec["selector"];
+    if selector_required {
+        if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
+            causes.push(Cause::required("spec.selector"));
+        } else if let Ok(sel) = common::selector::LabelSelector::from_label_selector_json(selector) {
+            if sel.is_everything() {
+                causes.push(Cause::invalid("spec.selector", selector, "empty selector is invalid for deployment"));
+            }
+            let labels = spec["template"]["metadata"]["labels"].as_object();
+            if !sel.matches(labels) {
+                causes.push(Cause::invalid(
+                    "spec.template.metadata.labels",
+                    &spec["template"]["metadata"]["labels"],
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+        if let Some(old) = old
+            && old["spec"]["selector"] != *selector
+        {
+            causes.push(Cause::invalid("spec.selector", selector, "field is immutable"));
+        }
+    }
+    causes
+}
+
+pub struct Workloads;
+pub static WORKLOADS: Workloads = Workloads;
+impl Strategy for Workloads {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+    fn default(&self, obj: &mut Value) {
+        default_field(object_at(obj, &["spec"]), "replicas", json!(1));
+        default_template(obj);
+        // A ReplicationController without a selector selects its template's labels.
+        if obj["kind"] == "ReplicationController" {
+            let labels = obj["spec"]["template"]["metadata"]["labels"].clone();
+            default_field(object_at(obj, &["spec"]), "selector", labels);
+        }
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({ "replicas": 0 });
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_workload(obj, old, obj["kind"] != "ReplicationController")
+    }
+}
+
+pub struct Deployments;
+pub static DEPLOYMENTS: Deployments = Deployments;
+impl Strategy for Deployments {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        let spec = object_at(obj, &["spec"]);
+        default_field(spec, "replicas", json!(1));
+        default_field(spec, "revisionHistoryLimit", json!(10));
+        default_field(spec, "progressDeadlineSeconds", json!(600));
+        let strategy = object_at(obj, &["spec", "strategy"]);
+        default_field(strategy, "type", json!("RollingUpdate"));
+        if strategy["type"] == "RollingUpdate" {
+            let rolling = object_at(obj, &["spec", "strategy", "rollingUpdate"]);
+            default_field(rolling, "maxUnavailable", json!("25%"));
+            default_field(rolling, "maxSurge", json!("25%"));
+        }
+        default_template(obj);
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({});
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_workload(obj, old, true)
+    }
+}
+
+pub struct StatefulSets;
+pub static STATEFULSETS: StatefulSets = StatefulSets;
+impl Strategy for StatefulSets {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        let spec = object_at(obj, &["spec"]);
+        default_field(spec, "replicas", json!(1));
+        default_field(spec, "podManagementPolicy", json!("OrderedReady"));
+        default_field(spec, "revisionHistoryLimit", json!(10));
+        default_field(
+            spec,
+            "persistentVolumeClaimRetentionPolicy",
+            json!({ "whenDeleted": "Retain", "whenScaled": "Retain" }),
+        );
+        let update = object_at(obj, &["spec", "updateStrategy"]);
+        default_field(update, "type", json!("RollingUpdate"));
+        if update["type"] == "RollingUpdate" {
+            default_field(object_at(obj, &["spec", "updateStrategy", "rollingUpdate"]), "partition", json!(0));
+        }
+        default_template(obj);
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({ "replicas": 0, "availableReplicas": 0 });
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_workload(obj, old, true)
+    }
+}
+
+pub struct DaemonSets;
+pub static DAEMONSETS: DaemonSets = DaemonSets;
+impl Strategy for DaemonSets {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        default_field(object_at(obj, &["spec"]), "revisionHistoryLimit", json!(10));
+        let update = object_at(obj, &["spec", "updateStrategy"]);
+        default_field(update, "type", json!("RollingUpdate"));
+        if update["type"] == "RollingUpdate" {
+            let rolling = object_at(obj, &["spec", "updateStrategy", "rollingUpdate"]);
+            default_field(rolling, "maxUnavailable", json!(1));
+            default_field(rolling, "maxSurge", json!(0));
+        }
+        default_template(obj);
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({
+            "currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+            "numberMisscheduled": 0, "numberReady": 0
+        });
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_workload(obj, old, true)
+    }
+}
+
+pub struct Jobs;
+pub static JOBS: Jobs = Jobs;
+impl Strategy for Jobs {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.successful"]
+    }
+    fn default(&self, obj: &mut Value) {
+        let spec = object_at(obj, &["spec"]);
+        if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
+            spec.insert("completions".into(), json!(1));
+        }
+        default_field(spec, "parallelism", json!(1));
+        default_field(spec, "backoffLimit", json!(6));
+        default_field(spec, "completionMode", json!("NonIndexed"));
+        default_field(spec, "suspend", json!(false));
+        default_field(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+        default_template(obj);
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        // The controller-uid selector upstream generates, so a Job owns exactly its pods.
+        let uid = meta::meta_str(obj, "uid").to_owned();
+        let name = meta::name(obj).to_owned();
+        if obj["spec"]["selector"].is_null() {
+            obj["spec"]["selector"] =
+                json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": uid } });
+            let labels = object_at(obj, &["spec", "template", "metadata", "labels"]);
+            for (k, v) in [
+                ("batch.kubernetes.io/controller-uid", &uid),
+                ("controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("job-name", &name),
+            ] {
+                labels.insert(k.into(), json!(v));
+            }
+        }
+        obj["status"] = json!({});
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = validate_pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec");
+        let policy = &obj["spec"]["template"]["spec"]["restartPolicy"];
+        if policy != "OnFailure" && policy != "Never" {
+            causes.push(Cause::unsupported(
+                "spec.template.spec.restartPolicy",
+                policy,
+                &["OnFailure", "Never"],
+            ));
+        }
+        if let Some(old) = old
+            && old["spec"]["template"] != obj["spec"]["template"]
+            && old["spec"]["suspend"] != true
+        {
+            causes.push(Cause::invalid("spec.template", &obj["spec"]["template"], "field is immutable"));
+        }
+        causes
+    }
+}
+
+pub struct CronJobs;
+pub static CRONJOBS: CronJobs = CronJobs;
+impl Strategy for CronJobs {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        let spec = object_at(obj, &["spec"]);
+        default_field(spec, "concurrencyPolicy", json!("Allow"));
+        default_field(spec, "suspend", json!(false));
+        default_field(spec, "successfulJobsHistoryLimit", json!(3));
+        default_field(spec, "failedJobsHistoryLimit", json!(1));
+        default_pod_spec(object_at(obj, &["spec", "jobTemplate", "spec", "template", "spec"]));
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({});
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required("spec.schedule"));
+        }
+        causes.extend(validate_pod_spec(
+            &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            "spec.jobTemplate.spec.template.spec",
+        ));
+        causes
+    }
+}
+
+pub struct Csrs;
+pub static CSRS: Csrs = Csrs;
+impl Strategy for Csrs {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.signerName"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_qos(spec: Value, expected: &str) {
+        assert_eq!(qos_class(&spec), expected, "{spec}");
+    }
+
+    #[test]
+    fn qos_classes() {
+        check_qos(json!({"containers": [{"name": "a"}]}), "BestEffort");
+        check_qos(
+            json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
+            "Guaranteed",
+        );
+        check_qos(json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}), "Burstable");
+    }
+
+    #[test]
+    fn pod_defaults() {
+        let mut pod = json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        PODS.default(&mut pod);
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "Always");
+        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        // Defaulting twice changes nothing (it runs on every update).
+        let again = { let mut p = pod.clone(); PODS.default(&mut p); p };
+        assert_eq!(again, pod);
+    }
+
+    #[test]
+    fn pod_validation_reports_fields() {
+        let pod = json!({"spec": {"containers": [{"name": "Bad_Name"}]}});
+        let fields: Vec<_> = PODS.validate(&pod, None).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["spec.containers[0].name", "spec.containers[0].image"]);
+    }
+
+    #[test]
+    fn deployment_selector_must_match_template() {
+        let mut d = json!({"kind": "Deployment", "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        DEPLOYMENTS.default(&mut d);
+        let causes = DEPLOYMENTS.validate(&d, None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    }
+}

@@ -1,0 +1,256 @@
+//! The server: configuration, startup (store, watch cache, bootstrap objects), the router with
+//! its non-resource endpoints, TLS and plain listeners, and graceful shutdown.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+
+use crate::cache::Cache;
+use crate::handlers::{self, Format, respond};
+use crate::metrics::Metrics;
+use crate::services::{Allocator, Cidr, PortRange};
+use crate::status::ApiError;
+use crate::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
+use crate::{bootstrap, discovery, openapi, tls};
+
+/// Everything `run` needs; built from the flags by main.rs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind_address: IpAddr,
+    /// HTTPS port; 0 turns HTTPS off.
+    pub secure_port: u16,
+    /// Plain HTTP on 127.0.0.1 for local development, without authentication.
+    pub insecure_port: Option<u16>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// etcd endpoints; empty means the embedded store under `data_dir`.
+    pub etcd_servers: Vec<String>,
+    pub etcd_prefix: String,
+    pub data_dir: PathBuf,
+    pub service_cluster_ip_range: Cidr,
+    pub service_node_port_range: PortRange,
+    /// The address published in the `kubernetes` Endpoints; detected when absent.
+    pub advertise_address: Option<IpAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            secure_port: 6443,
+            insecure_port: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            etcd_servers: Vec::new(),
+            etcd_prefix: "/registry".into(),
+            data_dir: PathBuf::from("/var/lib/tetsu/apiserver"),
+            service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default"),
+            service_node_port_range: "30000-32767".parse().expect("valid default"),
+            advertise_address: None,
+        }
+    }
+}
+
+/// State shared by every request.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<Cache>,
+    /// The key prefix of every object (`--etcd-prefix`).
+    pub root: String,
+    pub services: Arc<Allocator>,
+    pub metrics: Metrics,
+    /// host:port clients reach this server at, for /api's serverAddressByClientCIDRs.
+    pub server_address: String,
+}
+
+/// The address other machines reach this host at: the source address of the default route.
+fn detect_address() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            // Connecting a UDP socket sends nothing; it only picks the outgoing interface.
+            s.connect("10.255.255.255:1")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.etcd_servers.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
+        let path = config.data_dir.join("state.db");
+        tracing::info!(path = %path.display(), "using the embedded store");
+        Ok(Arc::new(SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?))
+    } else {
+        tracing::info!(servers = ?config.etcd_servers, "using etcd");
+        let store = tokio::time::timeout(Duration::from_secs(30), EtcdStore::connect(&config.etcd_servers))
+            .await
+            .context("timed out connecting to etcd")?
+            .context("connecting to etcd")?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Builds the shared state: store, watch cache, allocators, bootstrap objects.
+pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
+    let store = open_store(config).await?;
+    let root = config.etcd_prefix.trim_end_matches('/').to_owned();
+    let cache = Cache::start(store.clone(), &root).await.context("loading the watch cache")?;
+    let services = Arc::new(Allocator::new(config.service_cluster_ip_range, config.service_node_port_range));
+    let svc = crate::registry::find("", "v1", "services").expect("services are served");
+    for s in cache.list(svc, "").objects {
+        services.observe(&s.value);
+    }
+    let advertise = config.advertise_address.unwrap_or_else(|| match config.bind_address {
+        ip if ip.is_unspecified() || ip.is_loopback() => detect_address(),
+        ip => ip,
+    });
+    let port = if config.secure_port != 0 { config.secure_port } else { config.insecure_port.unwrap_or(0) };
+    let state = Arc::new(ApiState {
+        store,
+        cache,
+        root,
+        services,
+        metrics: Metrics::default(),
+        server_address: SocketAddr::new(advertise, port).to_string(),
+    });
+    bootstrap::ensure(&state, advertise, port).await.context("creating the bootstrap objects")?;
+    tokio::spawn(compactor(state.store.clone()));
+    Ok(state)
+}
+
+/// Compacts the store every five minutes to the revision seen five minutes earlier, as the
+/// upstream apiserver does, so history stays bounded but recent watches can resume.
+async fn compactor(store: Arc<dyn Store>) {
+    const INTERVAL: Duration = Duration::from_secs(300);
+    let mut previous = None;
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Some(rev) = previous
+            && let Err(e) = store.compact(rev).await
+        {
+            tracing::warn!(error = %e, revision = rev, "compaction failed");
+        }
+        previous = store.current_revision().await.ok();
+    }
+}
+
+/// The HTTP routes: non-resource endpoints, then every resource path.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/healthz/{check}", get(health))
+        .route("/livez/{check}", get(health))
+        .route("/readyz/{check}", get(health))
+        .route("/metrics", get(metrics))
+        .route("/version", get(|| async { json_ok(&discovery::version()) }))
+        .route("/api", get(api_versions))
+        .route("/apis", get(|| async { json_ok(&discovery::api_groups()) }))
+        .route("/api/{version}", get(|Path(v): Path<String>| async move { found(discovery::resource_list("", &v)) }))
+        .route("/apis/{group}", get(|Path(g): Path<String>| async move { found(discovery::api_group(&g)) }))
+        .route(
+            "/apis/{group}/{version}",
+            get(|Path((g, v)): Path<(String, String)>| async move { found(discovery::resource_list(&g, &v)) }),
+        )
+        .route("/openapi/v2", get(|| async { json_ok(openapi::v2_document()) }))
+        .route("/openapi/v3", get(|| async { json_ok(&openapi::v3_index()) }))
+        .route("/openapi/v3/api/{version}", get(|Path(v): Path<String>| async move { found(openapi::v3_document("", &v)) }))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(|Path((g, v)): Path<(String, String)>| async move { found(openapi::v3_document(&g, &v)) }),
+        )
+        .fallback(handlers::serve)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .with_state(state)
+}
+
+fn json_ok(v: &Value) -> Response {
+    respond(StatusCode::OK, Format::Json, v)
+}
+
+fn found<V: std::borrow::Borrow<Value>>(v: Option<V>) -> Response {
+    match v {
+        Some(v) => json_ok(v.borrow()),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+async fn api_versions(State(state): State<Arc<ApiState>>) -> Response {
+    json_ok(&discovery::api_versions(&state.server_address))
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    match state.store.current_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("[-]etcd failed: {e}\nhealthz check failed")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let body = state.metrics.render(state.cache.revision());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Runs the server until `shutdown` completes, then drains connections and returns.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let state = prepare(&config).await?;
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(port) = config.insecure_port {
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the insecure port {addr}"))?;
+        tracing::info!(%addr, "serving plain HTTP (no authentication; local development only)");
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .context("plain HTTP server")
+        });
+    }
+    if config.secure_port != 0 {
+        let addr = SocketAddr::new(config.bind_address, config.secure_port);
+        let acceptor = tls::acceptor(&config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the secure port {addr}"))?;
+        tracing::info!(%addr, "serving HTTPS");
+        servers.spawn(tls::serve(listener, acceptor, app, stop_rx.clone()));
+    }
+    if servers.is_empty() {
+        anyhow::bail!("nothing to serve: --secure-port is 0 and no --insecure-port was given");
+    }
+    tokio::select! {
+        _ = shutdown => {}
+        Some(result) = servers.join_next() => {
+            result??;
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Give open requests a moment to finish; watches end with the connection.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    tracing::info!("kube-apiserver stopped");
+    Ok(())
+}

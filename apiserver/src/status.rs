@@ -1,0 +1,282 @@
+//! Every error the apiserver answers, as a Kubernetes `Status` with upstream's code, reason and
+//! message (the text kubectl prints after "Error from server (Reason): ").
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::storage;
+
+/// One field problem in an Invalid (422) answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cause {
+    /// Upstream's cause type, e.g. `FieldValueRequired`, `FieldValueInvalid`.
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn required(field: impl Into<String>) -> Cause {
+        Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() }
+    }
+
+    /// `Invalid value: <value>: <detail>`, as upstream's field.Invalid renders.
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Cause {
+        let shown = match value {
+            Value::String(s) => format!("\"{s}\""),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {}", detail.as_ref()),
+        }
+    }
+
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {}", detail.into()),
+        }
+    }
+
+    pub fn unsupported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Cause {
+        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!("Unsupported value: {value}: supported values: {list}"),
+        }
+    }
+
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {value}"),
+        }
+    }
+
+    /// `field: message`, as upstream joins causes into a Status message.
+    fn render(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A failed request, rendered as a `Status` object.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    /// Seconds a client should wait before retrying (Retry-After).
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// `pods "x"` or `deployments.apps "x"`, as upstream's qualified resource prints.
+pub fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
+}
+
+fn details(group: &str, kind: &str, name: &str) -> Value {
+    let mut d = json!({ "kind": kind });
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
+    if !group.is_empty() {
+        d["group"] = json!(group);
+    }
+    d
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { code, reason, message: message.into(), details: None, retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    pub fn not_found(group: &str, resource: &str, name: &str) -> ApiError {
+        let q = qualified(group, resource);
+        ApiError {
+            details: Some(details(group, resource, name)),
+            ..ApiError::new(404, "NotFound", format!("{q} \"{name}\" not found"))
+        }
+    }
+
+    /// A path that names no resource the server knows.
+    pub fn no_route() -> ApiError {
+        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    pub fn already_exists(group: &str, resource: &str, name: &str) -> ApiError {
+        let q = qualified(group, resource);
+        ApiError {
+            details: Some(details(group, resource, name)),
+            ..ApiError::new(409, "AlreadyExists", format!("{q} \"{name}\" already exists"))
+        }
+    }
+
+    pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
+        let q = qualified(group, resource);
+        ApiError {
+            details: Some(details(group, resource, name)),
+            ..ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {q} \"{name}\": {why}"),
+            )
+        }
+    }
+
+    /// The optimistic-concurrency failure kubectl and controllers retry on.
+    pub fn stale(group: &str, resource: &str, name: &str) -> ApiError {
+        ApiError::conflict(
+            group,
+            resource,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
+        let joined = causes.iter().map(Cause::render).collect::<Vec<_>>();
+        let list = if joined.len() == 1 { joined[0].clone() } else { format!("[{}]", joined.join(", ")) };
+        let mut d = details(group, kind, name);
+        d["causes"] = causes
+            .iter()
+            .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+            .collect();
+        let q = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        ApiError {
+            details: Some(d),
+            ..ApiError::new(422, "Invalid", format!("{q} \"{name}\" is invalid: {list}"))
+        }
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(405, "MethodNotAllowed", message)
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type}"))
+    }
+
+    pub fn not_acceptable(accept: &str) -> ApiError {
+        ApiError::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept}"))
+    }
+
+    pub fn too_large() -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+    }
+
+    /// 410: a resourceVersion older than what is kept.
+    pub fn expired(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Expired", message)
+    }
+
+    pub fn gone(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Gone", message)
+    }
+
+    pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
+        let q = qualified(group, resource);
+        let what = if name.is_empty() { q } else { format!("{q} \"{name}\"") };
+        ApiError {
+            details: Some(details(group, resource, name)),
+            ..ApiError::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
+        }
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(500, "InternalError", format!("Internal error occurred: {message}"))
+    }
+
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError { retry_after: Some(1), ..ApiError::new(504, "Timeout", message) }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError { retry_after: Some(1), ..ApiError::new(503, "ServiceUnavailable", message) }
+    }
+
+    /// The Status object itself (also used for watch ERROR events).
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        if let Some(secs) = self.retry_after {
+            s["details"]["retryAfterSeconds"] = json!(secs);
+        }
+        s
+    }
+
+    /// Maps a store error about one object to the Status upstream answers.
+    pub fn from_store(e: storage::Error, group: &str, resource: &str, name: &str) -> ApiError {
+        match e {
+            storage::Error::AlreadyExists(_) => ApiError::already_exists(group, resource, name),
+            storage::Error::NotFound(_) => ApiError::not_found(group, resource, name),
+            storage::Error::Conflict { .. } => ApiError::stale(group, resource, name),
+            storage::Error::Compacted { requested, compacted } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            storage::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )),
+            storage::Error::Unavailable(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let mut resp = (code, body).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The Success Status some deletes answer.
+pub fn success(group: &str, resource: &str, name: &str, uid: Option<&str>) -> Value {
+    let mut d = details(group, resource, name);
+    if let Some(uid) = uid {
+        d["uid"] = json!(uid);
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": d,
+    })
+}
