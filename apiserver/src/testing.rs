@@ -74,3 +74,78 @@ impl Drop for EtcdServer {
         let _ = self.child.wait();
     }
 }
+
+/// A minimal HTTP/1.1 JSON client for tests and benches (plain HTTP to the insecure port).
+pub mod http {
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use serde_json::Value;
+
+    /// A pooled client; cheap to clone.
+    #[derive(Clone)]
+    pub struct HttpClient {
+        inner: Client<HttpConnector, Full<Bytes>>,
+        base: String,
+    }
+
+    impl HttpClient {
+        pub fn new(base: &str) -> HttpClient {
+            let inner = Client::builder(TokioExecutor::new()).build_http();
+            HttpClient { inner, base: base.trim_end_matches('/').to_owned() }
+        }
+
+        /// Sends a request; answers the status code and the JSON body (Null when empty).
+        pub async fn send(&self, method: &str, path: &str, content_type: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+            let bytes = body.map(|b| serde_json::to_vec(b)).transpose()?.unwrap_or_default();
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .header("accept", "application/json")
+                .body(Full::new(Bytes::from(bytes)))?;
+            let resp = self.inner.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? };
+            Ok((status, value))
+        }
+
+        pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+            self.send("GET", path, "application/json", None).await
+        }
+
+        pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+            self.send("POST", path, "application/json", Some(body)).await
+        }
+
+        /// Opens a watch and yields its events (`{"type":..,"object":..}`) as they arrive.
+        pub async fn watch(&self, path: &str) -> anyhow::Result<futures::stream::BoxStream<'static, Value>> {
+            let req = hyper::Request::builder()
+                .uri(format!("{}{path}", self.base))
+                .body(Full::new(Bytes::new()))?;
+            let resp = self.inner.request(req).await?;
+            anyhow::ensure!(resp.status().is_success(), "watch answered {}", resp.status());
+            let frames = resp.into_body().into_data_stream();
+            let lines = futures::stream::unfold((frames, Vec::<u8>::new()), |(mut frames, mut buf)| async move {
+                loop {
+                    if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=i).collect();
+                        if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                            return Some((v, (frames, buf)));
+                        }
+                        continue;
+                    }
+                    match frames.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        _ => return None,
+                    }
+                }
+            });
+            Ok(Box::pin(lines))
+        }
+    }
+}

@@ -239,6 +239,12 @@ pub async fn create_object(
     resource.strategy.prepare_for_create(&mut obj);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
 
+    // An object known to exist is refused before anything is allocated for it; the store's
+    // create-if-absent remains the real guard.
+    let key = target.key(&state.root);
+    if state.cache.get(resource, &key).is_some() {
+        return Err(ApiError::already_exists(resource.group, resource.plural, &name));
+    }
     let allocation = if resource.plural == "services" && resource.group.is_empty() {
         Some(services::allocate(state, &mut obj, None)?)
     } else {
@@ -253,7 +259,6 @@ pub async fn create_object(
     if query.dry_run {
         return Ok((obj, warnings));
     }
-    let key = target.key(&state.root);
     let kv = state
         .store
         .create(&key, to_stored(&obj)?)
