@@ -15,11 +15,21 @@ const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-nod
 const MANAGER: &str = "kube-apiserver";
 
 /// Creates `obj` unless it exists; replaces it when `replace` and it differs.
-async fn ensure_object(state: &Arc<ApiState>, group: &str, version: &str, plural: &str, obj: Value, replace: bool) -> ApiResult<()> {
+async fn ensure_object(
+    state: &Arc<ApiState>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    obj: Value,
+    replace: bool,
+) -> ApiResult<()> {
     let resource = registry::find(group, version, plural).expect("a served resource");
     let target = Target {
         resource,
-        namespace: obj["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+        namespace: obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         name: obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
         subresource: String::new(),
     };
@@ -34,7 +44,10 @@ async fn ensure_object(state: &Arc<ApiState>, group: &str, version: &str, plural
                         new[field] = v.clone();
                     }
                 }
-                Ok(write::Desired { object: new, precondition: false })
+                Ok(write::Desired {
+                    object: new,
+                    precondition: false,
+                })
             })
             .await
             .map(|_| ())
@@ -77,6 +90,14 @@ pub async fn ensure(state: &Arc<ApiState>, address: IpAddr, port: u16) -> ApiRes
         "endpoints": [{ "addresses": [address.to_string()], "conditions": { "ready": true } }],
         "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
     });
-    ensure_object(state, "discovery.k8s.io", "v1", "endpointslices", slice, true).await?;
+    ensure_object(
+        state,
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        slice,
+        true,
+    )
+    .await?;
     Ok(())
 }

@@ -42,10 +42,17 @@ impl CachedObject {
     /// Parses a stored value and sets its resourceVersion; None if it is not a JSON object.
     pub fn from_kv(kv: &KeyValue) -> Option<CachedObject> {
         let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
-        crate::meta::metadata_mut(&mut value)
-            .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        crate::meta::metadata_mut(&mut value).insert(
+            "resourceVersion".into(),
+            Value::String(kv.mod_revision.to_string()),
+        );
         let bytes = Bytes::from(serde_json::to_vec(&value).ok()?);
-        Some(CachedObject { key: kv.key.clone(), revision: kv.mod_revision, bytes, value })
+        Some(CachedObject {
+            key: kv.key.clone(),
+            revision: kv.mod_revision,
+            bytes,
+            value,
+        })
     }
 }
 
@@ -167,12 +174,17 @@ impl Cache {
             return Some(*i);
         }
         let second = parts.next()?;
-        self.prefixes.get(&format!("{}/{first}/{second}/", self.root)).copied()
+        self.prefixes
+            .get(&format!("{}/{first}/{second}/", self.root))
+            .copied()
     }
 
     /// Replaces the cache's contents with a fresh list of the store; returns its revision.
     async fn load(&self) -> storage::Result<Revision> {
-        let list = self.store.range(&format!("{}/", self.root), RangeOptions::default()).await?;
+        let list = self
+            .store
+            .range(&format!("{}/", self.root), RangeOptions::default())
+            .await?;
         let mut state = self.state.write();
         for r in state.resources.iter_mut() {
             r.objects.clear();
@@ -182,14 +194,21 @@ impl Cache {
             r.live = broadcast::channel(WATCHER_BACKLOG).0;
         }
         for kv in &list.kvs {
-            let (Some(i), Some(obj)) = (self.resource_of(&kv.key), CachedObject::from_kv(kv)) else {
+            let (Some(i), Some(obj)) = (self.resource_of(&kv.key), CachedObject::from_kv(kv))
+            else {
                 continue;
             };
-            state.resources[i].objects.insert(kv.key.clone(), Arc::new(obj));
+            state.resources[i]
+                .objects
+                .insert(kv.key.clone(), Arc::new(obj));
         }
         self.revision.send_replace(list.revision);
         drop(state);
-        tracing::info!(revision = list.revision, objects = list.kvs.len(), "watch cache loaded");
+        tracing::info!(
+            revision = list.revision,
+            objects = list.kvs.len(),
+            "watch cache loaded"
+        );
         Ok(list.revision)
     }
 
@@ -247,9 +266,17 @@ impl Cache {
                 EventType::Put => CachedObject::from_kv(&event.kv).map(|obj| {
                     let obj = Arc::new(obj);
                     r.objects.insert(event.kv.key.clone(), obj.clone());
-                    let event_type =
-                        if prev.is_some() { WatchEventType::Modified } else { WatchEventType::Added };
-                    CacheEvent { event_type, revision, object: obj, prev: prev.clone() }
+                    let event_type = if prev.is_some() {
+                        WatchEventType::Modified
+                    } else {
+                        WatchEventType::Added
+                    };
+                    CacheEvent {
+                        event_type,
+                        revision,
+                        object: obj,
+                        prev: prev.clone(),
+                    }
                 }),
                 EventType::Delete => r.objects.remove(&event.kv.key).and_then(|last| {
                     // A deleted object is reported with the delete's resourceVersion.
@@ -290,7 +317,9 @@ impl Cache {
     /// Waits until the cache has applied every write up to `revision` (at most `timeout`).
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until the cache is as fresh as the store (a consistent read, as upstream's
@@ -306,7 +335,10 @@ impl Cache {
     }
 
     fn index(resource: &ResourceInfo) -> usize {
-        RESOURCES.iter().position(|r| std::ptr::eq(r, resource)).expect("a served resource")
+        RESOURCES
+            .iter()
+            .position(|r| std::ptr::eq(r, resource))
+            .expect("a served resource")
     }
 
     /// The prefix of keys in `namespace` (or of the whole resource when empty).
@@ -329,11 +361,17 @@ impl Cache {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(_, o)| o.clone())
             .collect();
-        Snapshot { objects, revision: self.revision() }
+        Snapshot {
+            objects,
+            revision: self.revision(),
+        }
     }
 
     pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
-        self.state.read().resources[Self::index(resource)].objects.get(key).cloned()
+        self.state.read().resources[Self::index(resource)]
+            .objects
+            .get(key)
+            .cloned()
     }
 
     /// Opens a watch on one resource. `After(rev)` waits briefly for a revision the cache has
@@ -363,7 +401,12 @@ impl Cache {
                     .take_while(|(k, _)| k.starts_with(&prefix))
                     .map(|(_, o)| o.clone())
                     .collect();
-                Ok(CacheWatch { initial, replay: Vec::new(), live, start_revision: revision })
+                Ok(CacheWatch {
+                    initial,
+                    replay: Vec::new(),
+                    live,
+                    start_revision: revision,
+                })
             }
             Some(rev) => {
                 if rev < r.evicted_upto {
@@ -375,7 +418,12 @@ impl Cache {
                     .filter(|e| e.revision > rev && e.object.key.starts_with(&prefix))
                     .cloned()
                     .collect();
-                Ok(CacheWatch { initial: Vec::new(), replay, live, start_revision: revision })
+                Ok(CacheWatch {
+                    initial: Vec::new(),
+                    replay,
+                    live,
+                    start_revision: revision,
+                })
             }
         }
     }

@@ -65,15 +65,27 @@ pub fn api_groups() -> Value {
 
 /// /apis/GROUP, if served.
 pub fn api_group(group: &str) -> Option<Value> {
-    registry::group_versions().iter().any(|(g, _)| *g == group).then(|| {
-        let mut g = group_json(group);
-        g["kind"] = json!("APIGroup");
-        g["apiVersion"] = json!("v1");
-        g
-    })
+    registry::group_versions()
+        .iter()
+        .any(|(g, _)| *g == group)
+        .then(|| {
+            let mut g = group_json(group);
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            g
+        })
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
     let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
@@ -100,7 +112,10 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
 /// /api/v1 or /apis/GROUP/VERSION, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut e = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -122,7 +137,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -138,13 +157,36 @@ mod tests {
     #[test]
     fn core_and_apps_are_discoverable() {
         let core = resource_list("", "v1").unwrap();
-        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/binding"));
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods")
+                && names.contains(&"pods/status")
+                && names.contains(&"pods/binding")
+        );
         let apps = resource_list("apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
-        assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (scale["group"].as_str(), scale["kind"].as_str()),
+            (Some("autoscaling"), Some("Scale"))
+        );
         let groups = api_groups();
-        assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "rbac.authorization.k8s.io"));
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "rbac.authorization.k8s.io")
+        );
         assert!(resource_list("apps", "v2").is_none());
     }
 }

@@ -17,9 +17,16 @@ pub fn fields_v1(obj: &Value) -> Value {
             let mut out = Map::new();
             for item in items {
                 // Lists of named objects are merged by name; other lists are atomic.
-                let key = item.get("name").filter(|n| n.is_string()).or_else(|| item.get("type").filter(|n| n.is_string()));
+                let key = item
+                    .get("name")
+                    .filter(|n| n.is_string())
+                    .or_else(|| item.get("type").filter(|n| n.is_string()));
                 let Some(key) = key else { return json!({}) };
-                let field = if item.get("name").is_some() { "name" } else { "type" };
+                let field = if item.get("name").is_some() {
+                    "name"
+                } else {
+                    "type"
+                };
                 let mut sub = fields_v1(item);
                 if let Some(m) = sub.as_object_mut() {
                     m.insert(".".into(), json!({}));
@@ -33,7 +40,13 @@ pub fn fields_v1(obj: &Value) -> Value {
 }
 
 /// Records a write by `manager` in `obj`'s managedFields. `subresource` is "" or e.g. "status".
-pub fn record(obj: &mut Value, manager: &str, operation: &str, api_version: &str, subresource: &str) {
+pub fn record(
+    obj: &mut Value,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    subresource: &str,
+) {
     let mut owned = obj.clone();
     if let Some(m) = owned.as_object_mut() {
         m.remove("apiVersion");
@@ -44,7 +57,12 @@ pub fn record(obj: &mut Value, manager: &str, operation: &str, api_version: &str
             m.remove("status");
         }
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+            meta.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
+            });
             if meta.is_empty() {
                 m.remove("metadata");
             }
@@ -82,7 +100,11 @@ pub fn manager_name(field_manager: &str, user_agent: &str) -> String {
         return field_manager.to_owned();
     }
     let program = user_agent.split('/').next().unwrap_or("").trim();
-    if program.is_empty() { "unknown".to_owned() } else { program.to_owned() }
+    if program.is_empty() {
+        "unknown".to_owned()
+    } else {
+        program.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +116,10 @@ mod tests {
         let pod = json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
         let f = fields_v1(&pod);
         assert_eq!(f["f:metadata"]["f:labels"]["f:app"], json!({}));
-        assert_eq!(f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"], json!({}));
+        assert_eq!(
+            f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"],
+            json!({})
+        );
     }
 
     #[test]
@@ -103,7 +128,10 @@ mod tests {
         record(&mut obj, "kubectl", "Update", "v1", "");
         record(&mut obj, "kubectl", "Update", "v1", "");
         record(&mut obj, "other", "Update", "v1", "");
-        assert_eq!(obj["metadata"]["managedFields"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            obj["metadata"]["managedFields"].as_array().unwrap().len(),
+            2
+        );
         assert_eq!(manager_name("", "kubectl/v1.32.4 (linux/amd64)"), "kubectl");
     }
 }

@@ -14,7 +14,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
         *obj = Value::Object(Map::new());
     }
     let map = obj.as_object_mut().expect("object");
-    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -23,7 +25,10 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 /// A string field of metadata, "" when absent.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    metadata(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 pub fn name(obj: &Value) -> &str {
@@ -46,7 +51,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -118,7 +127,8 @@ fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -146,7 +156,14 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
             let ok = is_label(&name[..name.len().min(63)])
                 && (rule == NameRule::Label || name.as_bytes()[0].is_ascii_lowercase());
             if !ok {
-                errs.push(if rule == NameRule::Label { LABEL_MSG } else { DNS1035_MSG }.to_owned());
+                errs.push(
+                    if rule == NameRule::Label {
+                        LABEL_MSG
+                    } else {
+                        DNS1035_MSG
+                    }
+                    .to_owned(),
+                );
             }
         }
         NameRule::PathSegment => {
@@ -196,7 +213,11 @@ mod tests {
     use super::*;
 
     fn check(rule: NameRule, name: &str, valid: bool) {
-        assert_eq!(validate_name(rule, name).is_empty(), valid, "{rule:?} {name:?}");
+        assert_eq!(
+            validate_name(rule, name).is_empty(),
+            valid,
+            "{rule:?} {name:?}"
+        );
     }
 
     #[test]

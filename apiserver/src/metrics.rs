@@ -15,7 +15,9 @@ use parking_lot::Mutex;
 use crate::server::ApiState;
 
 /// Upper bounds of the request duration histogram, in seconds.
-const BUCKETS: &[f64] = &[0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Default)]
 struct Series {
@@ -33,7 +35,9 @@ pub struct Metrics {
 
 /// The upstream verb name of a request.
 fn verb(method: &str, path: &str, query: &str, collection: bool) -> &'static str {
-    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1" || p == "watch");
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1" || p == "watch");
     match method {
         "GET" if watch => "WATCH",
         "GET" if collection => "LIST",
@@ -67,20 +71,47 @@ impl Metrics {
         let map = self.requests.lock();
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n");
         for ((verb, resource, code), s) in map.iter() {
-            let _ = writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         for ((verb, resource, _), s) in map.iter() {
             let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", s.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    s.buckets[i]
+                );
             }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
-        let _ = writeln!(out, "# HELP apiserver_longrunning_requests Number of open long-running requests (watches).\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"WATCH\"}} {}", self.watches.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP tetsu_watch_cache_revision The store revision the watch cache has applied.\n# TYPE tetsu_watch_cache_revision gauge\ntetsu_watch_cache_revision {cache_revision}");
+        let _ = writeln!(
+            out,
+            "# HELP apiserver_longrunning_requests Number of open long-running requests (watches).\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"WATCH\"}} {}",
+            self.watches.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tetsu_watch_cache_revision The store revision the watch cache has applied.\n# TYPE tetsu_watch_cache_revision gauge\ntetsu_watch_cache_revision {cache_revision}"
+        );
         out
     }
 }
@@ -100,6 +131,11 @@ pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: N
     if verb == "WATCH" {
         state.metrics.watches.fetch_add(1, Ordering::Relaxed);
     }
-    state.metrics.observe(verb, resource, response.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.observe(
+        verb,
+        resource,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }

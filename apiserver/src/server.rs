@@ -90,13 +90,18 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
         let path = config.data_dir.join("state.db");
         tracing::info!(path = %path.display(), "using the embedded store");
-        Ok(Arc::new(SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?))
+        Ok(Arc::new(
+            SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+        ))
     } else {
         tracing::info!(servers = ?config.etcd_servers, "using etcd");
-        let store = tokio::time::timeout(Duration::from_secs(30), EtcdStore::connect(&config.etcd_servers))
-            .await
-            .context("timed out connecting to etcd")?
-            .context("connecting to etcd")?;
+        let store = tokio::time::timeout(
+            Duration::from_secs(30),
+            EtcdStore::connect(&config.etcd_servers),
+        )
+        .await
+        .context("timed out connecting to etcd")?
+        .context("connecting to etcd")?;
         Ok(Arc::new(store))
     }
 }
@@ -105,17 +110,28 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     let store = open_store(config).await?;
     let root = config.etcd_prefix.trim_end_matches('/').to_owned();
-    let cache = Cache::start(store.clone(), &root).await.context("loading the watch cache")?;
-    let services = Arc::new(Allocator::new(config.service_cluster_ip_range, config.service_node_port_range));
+    let cache = Cache::start(store.clone(), &root)
+        .await
+        .context("loading the watch cache")?;
+    let services = Arc::new(Allocator::new(
+        config.service_cluster_ip_range,
+        config.service_node_port_range,
+    ));
     let svc = crate::registry::find("", "v1", "services").expect("services are served");
     for s in cache.list(svc, "").objects {
         services.observe(&s.value);
     }
-    let advertise = config.advertise_address.unwrap_or_else(|| match config.bind_address {
-        ip if ip.is_unspecified() || ip.is_loopback() => detect_address(),
-        ip => ip,
-    });
-    let port = if config.secure_port != 0 { config.secure_port } else { config.insecure_port.unwrap_or(0) };
+    let advertise = config
+        .advertise_address
+        .unwrap_or_else(|| match config.bind_address {
+            ip if ip.is_unspecified() || ip.is_loopback() => detect_address(),
+            ip => ip,
+        });
+    let port = if config.secure_port != 0 {
+        config.secure_port
+    } else {
+        config.insecure_port.unwrap_or(0)
+    };
     let state = Arc::new(ApiState {
         store,
         cache,
@@ -124,7 +140,9 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         metrics: Metrics::default(),
         server_address: SocketAddr::new(advertise, port).to_string(),
     });
-    bootstrap::ensure(&state, advertise, port).await.context("creating the bootstrap objects")?;
+    bootstrap::ensure(&state, advertise, port)
+        .await
+        .context("creating the bootstrap objects")?;
     tokio::spawn(compactor(state.store.clone()));
     Ok(state)
 }
@@ -159,21 +177,43 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/version", get(|| async { json_ok(&discovery::version()) }))
         .route("/api", get(api_versions))
         .route("/apis", get(|| async { json_ok(&discovery::api_groups()) }))
-        .route("/api/{version}", get(|Path(v): Path<String>| async move { found(discovery::resource_list("", &v)) }))
-        .route("/apis/{group}", get(|Path(g): Path<String>| async move { found(discovery::api_group(&g)) }))
+        .route(
+            "/api/{version}",
+            get(|Path(v): Path<String>| async move { found(discovery::resource_list("", &v)) }),
+        )
+        .route(
+            "/apis/{group}",
+            get(|Path(g): Path<String>| async move { found(discovery::api_group(&g)) }),
+        )
         .route(
             "/apis/{group}/{version}",
-            get(|Path((g, v)): Path<(String, String)>| async move { found(discovery::resource_list(&g, &v)) }),
+            get(|Path((g, v)): Path<(String, String)>| async move {
+                found(discovery::resource_list(&g, &v))
+            }),
         )
-        .route("/openapi/v2", get(|| async { json_ok(openapi::v2_document()) }))
-        .route("/openapi/v3", get(|| async { json_ok(&openapi::v3_index()) }))
-        .route("/openapi/v3/api/{version}", get(|Path(v): Path<String>| async move { found(openapi::v3_document("", &v)) }))
+        .route(
+            "/openapi/v2",
+            get(|| async { json_ok(openapi::v2_document()) }),
+        )
+        .route(
+            "/openapi/v3",
+            get(|| async { json_ok(&openapi::v3_index()) }),
+        )
+        .route(
+            "/openapi/v3/api/{version}",
+            get(|Path(v): Path<String>| async move { found(openapi::v3_document("", &v)) }),
+        )
         .route(
             "/openapi/v3/apis/{group}/{version}",
-            get(|Path((g, v)): Path<(String, String)>| async move { found(openapi::v3_document(&g, &v)) }),
+            get(|Path((g, v)): Path<(String, String)>| async move {
+                found(openapi::v3_document(&g, &v))
+            }),
         )
         .fallback(handlers::serve)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -195,17 +235,66 @@ async fn api_versions(State(state): State<Arc<ApiState>>) -> Response {
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     match state.store.current_revision().await {
         Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("[-]etcd failed: {e}\nhealthz check failed")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("[-]etcd failed: {e}\nhealthz check failed"),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let body = state.metrics.render(state.cache.revision());
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A server running in this process on an ephemeral plain-HTTP port (benches and tests).
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub state: Arc<ApiState>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl InProcess {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving (open watches end).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}
+
+/// Starts the API on 127.0.0.1 with an ephemeral port, without TLS, inside this process.
+pub async fn spawn_in_process(config: Config) -> anyhow::Result<InProcess> {
+    let state = prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let app = router(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok(InProcess { addr, state, stop })
 }
 
 /// Runs the server until `shutdown` completes, then drains connections and returns.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let state = prepare(&config).await?;
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

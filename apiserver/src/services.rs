@@ -24,11 +24,26 @@ pub struct Cidr {
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, len) = s.split_once('/').ok_or_else(|| format!("invalid CIDR {s:?}"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("invalid CIDR address {ip:?}"))?;
-        let prefix: u8 = len.parse().ok().filter(|p| *p <= 30).ok_or_else(|| format!("invalid CIDR prefix {len:?}"))?;
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Ok(Cidr { base: u32::from(ip) & mask, prefix })
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid CIDR {s:?}"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid CIDR address {ip:?}"))?;
+        let prefix: u8 = len
+            .parse()
+            .ok()
+            .filter(|p| *p <= 30)
+            .ok_or_else(|| format!("invalid CIDR prefix {len:?}"))?;
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        Ok(Cidr {
+            base: u32::from(ip) & mask,
+            prefix,
+        })
     }
 }
 
@@ -56,10 +71,16 @@ pub struct PortRange {
 impl std::str::FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<PortRange, String> {
-        let (a, b) = s.split_once('-').ok_or_else(|| format!("invalid port range {s:?}"))?;
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("invalid port range {s:?}"))?;
         let (first, last): (u16, u16) = (
-            a.trim().parse().map_err(|_| format!("invalid port {a:?}"))?,
-            b.trim().parse().map_err(|_| format!("invalid port {b:?}"))?,
+            a.trim()
+                .parse()
+                .map_err(|_| format!("invalid port {a:?}"))?,
+            b.trim()
+                .parse()
+                .map_err(|_| format!("invalid port {b:?}"))?,
         );
         if first > last {
             return Err(format!("invalid port range {s:?}"));
@@ -119,7 +140,11 @@ impl Drop for Allocation {
 }
 
 fn cluster_ips(svc: &Value) -> Vec<Ipv4Addr> {
-    svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok()).into_iter().collect()
+    svc["spec"]["clusterIP"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .into_iter()
+        .collect()
 }
 
 fn node_ports(svc: &Value) -> Vec<u16> {
@@ -134,7 +159,11 @@ fn node_ports(svc: &Value) -> Vec<u16> {
 
 impl Allocator {
     pub fn new(cidr: Cidr, ports: PortRange) -> Allocator {
-        Allocator { cidr, ports, used: Mutex::new(Used::default()) }
+        Allocator {
+            cidr,
+            ports,
+            used: Mutex::new(Used::default()),
+        }
     }
 
     /// Marks what a stored Service holds as used (at start).
@@ -159,7 +188,9 @@ impl Allocator {
         // Skip the network and broadcast addresses.
         let usable = self.cidr.size() - 2;
         let start = rand::rng().random_range(0..usable);
-        (0..usable).map(|i| self.cidr.nth(1 + (start + i) % usable)).find(|ip| !used.ips.contains(ip))
+        (0..usable)
+            .map(|i| self.cidr.nth(1 + (start + i) % usable))
+            .find(|ip| !used.ips.contains(ip))
     }
 
     fn random_port(&self, used: &Used) -> Option<u16> {
@@ -184,7 +215,10 @@ pub fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> ApiRe
     };
     let name = crate::meta::name(svc).to_owned();
     let invalid = |cause: Cause| ApiError::invalid("", "Service", &name, vec![cause]);
-    let ty = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    let ty = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_owned();
     if let Some(old) = old {
         carry_over(svc, old);
     }
@@ -211,19 +245,32 @@ pub fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> ApiRe
             given => {
                 let field = "spec.clusterIPs";
                 let ip: Ipv4Addr = given.parse().map_err(|_| {
-                    invalid(Cause::invalid(field, &json!([given]), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                    invalid(Cause::invalid(
+                        field,
+                        &json!([given]),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    ))
                 })?;
                 if !old_ips.contains(&ip) {
                     if !allocator.cidr.contains(ip) {
-                        return Err(invalid(Cause::invalid(field, &json!([given]), format!(
-                            "failed to allocate IP {given}: the provided IP ({given}) is not in the valid range. The range of valid IPs is {}/{}",
-                            allocator.cidr.nth(0), allocator.cidr.prefix
-                        ))));
+                        return Err(invalid(Cause::invalid(
+                            field,
+                            &json!([given]),
+                            format!(
+                                "failed to allocate IP {given}: the provided IP ({given}) is not in the valid range. The range of valid IPs is {}/{}",
+                                allocator.cidr.nth(0),
+                                allocator.cidr.prefix
+                            ),
+                        )));
                     }
                     if used.ips.contains(&ip) {
-                        return Err(invalid(Cause::invalid(field, &json!([given]), format!(
-                            "failed to allocate IP {given}: provided IP is already allocated"
-                        ))));
+                        return Err(invalid(Cause::invalid(
+                            field,
+                            &json!([given]),
+                            format!(
+                                "failed to allocate IP {given}: provided IP is already allocated"
+                            ),
+                        )));
                     }
                     used.ips.insert(ip);
                     allocation.ips.push(ip);
@@ -254,16 +301,26 @@ pub fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> ApiRe
                 }
                 Some(p) => {
                     let field = format!("spec.ports[{i}].nodePort");
-                    let in_range = u16::try_from(p).ok().filter(|p| (allocator.ports.first..=allocator.ports.last).contains(p));
+                    let in_range = u16::try_from(p)
+                        .ok()
+                        .filter(|p| (allocator.ports.first..=allocator.ports.last).contains(p));
                     let Some(p) = in_range else {
-                        return Err(invalid(Cause::invalid(field, &json!(p), format!(
-                            "provided port is not in the valid range. The range of valid ports is {}-{}",
-                            allocator.ports.first, allocator.ports.last
-                        ))));
+                        return Err(invalid(Cause::invalid(
+                            field,
+                            &json!(p),
+                            format!(
+                                "provided port is not in the valid range. The range of valid ports is {}-{}",
+                                allocator.ports.first, allocator.ports.last
+                            ),
+                        )));
                     };
                     if !old_ports.contains(&p) {
                         if used.ports.contains(&p) || allocation.ports.contains(&p) {
-                            return Err(invalid(Cause::invalid(field, &json!(p), "provided port is already allocated")));
+                            return Err(invalid(Cause::invalid(
+                                field,
+                                &json!(p),
+                                "provided port is already allocated",
+                            )));
                         }
                         used.ports.insert(p);
                         allocation.ports.push(p);
@@ -274,8 +331,14 @@ pub fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> ApiRe
     }
     let new_ips = cluster_ips(svc);
     let new_ports = node_ports(svc);
-    allocation.freed_ips = old_ips.into_iter().filter(|ip| !new_ips.contains(ip)).collect();
-    allocation.freed_ports = old_ports.into_iter().filter(|p| !new_ports.contains(p)).collect();
+    allocation.freed_ips = old_ips
+        .into_iter()
+        .filter(|ip| !new_ips.contains(ip))
+        .collect();
+    allocation.freed_ports = old_ports
+        .into_iter()
+        .filter(|p| !new_ports.contains(p))
+        .collect();
     drop(used);
     Ok(allocation)
 }
@@ -298,7 +361,9 @@ fn carry_over(svc: &mut Value, old: &Value) {
             if port["nodePort"].as_u64().unwrap_or(0) != 0 {
                 continue;
             }
-            let matching = old_ports.iter().find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"]);
+            let matching = old_ports
+                .iter()
+                .find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"]);
             if let Some(np) = matching.and_then(|o| o.get("nodePort")) {
                 port["nodePort"] = np.clone();
             }
@@ -323,7 +388,10 @@ mod tests {
 
     #[test]
     fn never_hands_out_a_used_address() {
-        let a = Allocator::new("10.0.0.0/29".parse().unwrap(), "30000-30001".parse().unwrap());
+        let a = Allocator::new(
+            "10.0.0.0/29".parse().unwrap(),
+            "30000-30001".parse().unwrap(),
+        );
         let mut seen = HashSet::new();
         let mut used = a.used.lock();
         for _ in 0..6 {
@@ -331,6 +399,9 @@ mod tests {
             assert!(seen.insert(ip));
             used.ips.insert(ip);
         }
-        assert!(a.random_ip(&used).is_none(), "a /29 has six usable addresses");
+        assert!(
+            a.random_ip(&used).is_none(),
+            "a /29 has six usable addresses"
+        );
     }
 }

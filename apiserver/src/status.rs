@@ -18,7 +18,11 @@ pub struct Cause {
 
 impl Cause {
     pub fn required(field: impl Into<String>) -> Cause {
-        Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() }
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: "Required value".into(),
+        }
     }
 
     /// `Invalid value: <value>: <detail>`, as upstream's field.Invalid renders.
@@ -43,7 +47,11 @@ impl Cause {
     }
 
     pub fn unsupported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Cause {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Cause {
             reason: "FieldValueNotSupported",
             field: field.into(),
@@ -80,7 +88,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// `pods "x"` or `deployments.apps "x"`, as upstream's qualified resource prints.
 pub fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 fn details(group: &str, kind: &str, name: &str) -> Value {
@@ -96,7 +108,13 @@ fn details(group: &str, kind: &str, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None, retry_after: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -113,14 +131,22 @@ impl ApiError {
 
     /// A path that names no resource the server knows.
     pub fn no_route() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> ApiError {
         let q = qualified(group, resource);
         ApiError {
             details: Some(details(group, resource, name)),
-            ..ApiError::new(409, "AlreadyExists", format!("{q} \"{name}\" already exists"))
+            ..ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{q} \"{name}\" already exists"),
+            )
         }
     }
 
@@ -148,13 +174,21 @@ impl ApiError {
 
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let joined = causes.iter().map(Cause::render).collect::<Vec<_>>();
-        let list = if joined.len() == 1 { joined[0].clone() } else { format!("[{}]", joined.join(", ")) };
+        let list = if joined.len() == 1 {
+            joined[0].clone()
+        } else {
+            format!("[{}]", joined.join(", "))
+        };
         let mut d = details(group, kind, name);
         d["causes"] = causes
             .iter()
             .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
             .collect();
-        let q = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let q = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         ApiError {
             details: Some(d),
             ..ApiError::new(422, "Invalid", format!("{q} \"{name}\" is invalid: {list}"))
@@ -166,15 +200,31 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type}"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type}"
+            ),
+        )
     }
 
     pub fn not_acceptable(accept: &str) -> ApiError {
-        ApiError::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept}"))
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept}"
+            ),
+        )
     }
 
     pub fn too_large() -> ApiError {
-        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     /// 410: a resourceVersion older than what is kept.
@@ -188,7 +238,11 @@ impl ApiError {
 
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
         let q = qualified(group, resource);
-        let what = if name.is_empty() { q } else { format!("{q} \"{name}\"") };
+        let what = if name.is_empty() {
+            q
+        } else {
+            format!("{q} \"{name}\"")
+        };
         ApiError {
             details: Some(details(group, resource, name)),
             ..ApiError::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
@@ -196,15 +250,25 @@ impl ApiError {
     }
 
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
 
     pub fn timeout(message: impl Into<String>) -> ApiError {
-        ApiError { retry_after: Some(1), ..ApiError::new(504, "Timeout", message) }
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(504, "Timeout", message)
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError { retry_after: Some(1), ..ApiError::new(503, "ServiceUnavailable", message) }
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(503, "ServiceUnavailable", message)
+        }
     }
 
     /// The Status object itself (also used for watch ERROR events).
@@ -233,7 +297,10 @@ impl ApiError {
             storage::Error::AlreadyExists(_) => ApiError::already_exists(group, resource, name),
             storage::Error::NotFound(_) => ApiError::not_found(group, resource, name),
             storage::Error::Conflict { .. } => ApiError::stale(group, resource, name),
-            storage::Error::Compacted { requested, compacted } => ApiError::expired(format!(
+            storage::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             storage::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
@@ -257,10 +324,13 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
         let mut resp = (code, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

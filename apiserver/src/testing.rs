@@ -31,14 +31,28 @@ impl EtcdServer {
         let child = Command::new(etcd_binary())
             .args(["--name", "t", "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args([
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
             .arg(format!("--initial-cluster=t={peer_url}"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start etcd (apt-get install etcd-server)");
-        let server = EtcdServer { child, _dir: dir, endpoint: format!("127.0.0.1:{client}") };
+        let server = EtcdServer {
+            child,
+            _dir: dir,
+            endpoint: format!("127.0.0.1:{client}"),
+        };
         server.wait_ready();
         server
     }
@@ -65,7 +79,9 @@ impl EtcdServer {
 }
 
 fn etcd_binary() -> PathBuf {
-    std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| "etcd".into())
+    std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "etcd".into())
 }
 
 impl Drop for EtcdServer {
@@ -95,12 +111,24 @@ pub mod http {
     impl HttpClient {
         pub fn new(base: &str) -> HttpClient {
             let inner = Client::builder(TokioExecutor::new()).build_http();
-            HttpClient { inner, base: base.trim_end_matches('/').to_owned() }
+            HttpClient {
+                inner,
+                base: base.trim_end_matches('/').to_owned(),
+            }
         }
 
         /// Sends a request; answers the status code and the JSON body (Null when empty).
-        pub async fn send(&self, method: &str, path: &str, content_type: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-            let bytes = body.map(|b| serde_json::to_vec(b)).transpose()?.unwrap_or_default();
+        pub async fn send(
+            &self,
+            method: &str,
+            path: &str,
+            content_type: &str,
+            body: Option<&Value>,
+        ) -> anyhow::Result<(u16, Value)> {
+            let bytes = body
+                .map(|b| serde_json::to_vec(b))
+                .transpose()?
+                .unwrap_or_default();
             let req = hyper::Request::builder()
                 .method(method)
                 .uri(format!("{}{path}", self.base))
@@ -110,7 +138,11 @@ pub mod http {
             let resp = self.inner.request(req).await?;
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await?.to_bytes();
-            let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? };
+            let value = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&body)?
+            };
             Ok((status, value))
         }
 
@@ -119,32 +151,43 @@ pub mod http {
         }
 
         pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-            self.send("POST", path, "application/json", Some(body)).await
+            self.send("POST", path, "application/json", Some(body))
+                .await
         }
 
         /// Opens a watch and yields its events (`{"type":..,"object":..}`) as they arrive.
-        pub async fn watch(&self, path: &str) -> anyhow::Result<futures::stream::BoxStream<'static, Value>> {
+        pub async fn watch(
+            &self,
+            path: &str,
+        ) -> anyhow::Result<futures::stream::BoxStream<'static, Value>> {
             let req = hyper::Request::builder()
                 .uri(format!("{}{path}", self.base))
                 .body(Full::new(Bytes::new()))?;
             let resp = self.inner.request(req).await?;
-            anyhow::ensure!(resp.status().is_success(), "watch answered {}", resp.status());
+            anyhow::ensure!(
+                resp.status().is_success(),
+                "watch answered {}",
+                resp.status()
+            );
             let frames = resp.into_body().into_data_stream();
-            let lines = futures::stream::unfold((frames, Vec::<u8>::new()), |(mut frames, mut buf)| async move {
-                loop {
-                    if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=i).collect();
-                        if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                            return Some((v, (frames, buf)));
+            let lines = futures::stream::unfold(
+                (frames, Vec::<u8>::new()),
+                |(mut frames, mut buf)| async move {
+                    loop {
+                        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buf.drain(..=i).collect();
+                            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                                return Some((v, (frames, buf)));
+                            }
+                            continue;
                         }
-                        continue;
+                        match frames.next().await {
+                            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                            _ => return None,
+                        }
                     }
-                    match frames.next().await {
-                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                        _ => return None,
-                    }
-                }
-            });
+                },
+            );
             Ok(Box::pin(lines))
         }
     }

@@ -14,7 +14,11 @@ pub fn validate_metadata(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = meta::name(obj);
     for msg in meta::validate_name(resource.strategy.name_rule(), name) {
-        causes.push(Cause::invalid("metadata.name", &Value::String(name.to_owned()), msg));
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &Value::String(name.to_owned()),
+            msg,
+        ));
     }
     if resource.namespaced && meta::namespace(obj).is_empty() {
         causes.push(Cause::required("metadata.namespace"));
@@ -22,7 +26,11 @@ pub fn validate_metadata(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     if let Some(labels) = meta::labels(obj) {
         for (k, v) in labels {
             for msg in common::selector::validate_qualified_name(k) {
-                causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), msg));
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::String(k.clone()),
+                    msg,
+                ));
             }
             match v.as_str() {
                 Some(s) => {
@@ -34,12 +42,19 @@ pub fn validate_metadata(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    if let Some(annotations) = meta::metadata(obj).and_then(|m| m.get("annotations")).and_then(Value::as_object) {
+    if let Some(annotations) = meta::metadata(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
         let mut total = 0;
         for (k, v) in annotations {
             total += k.len() + v.as_str().map_or(0, str::len);
             for msg in common::selector::validate_qualified_name(&k.to_lowercase()) {
-                causes.push(Cause::invalid("metadata.annotations", &Value::String(k.clone()), msg));
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &Value::String(k.clone()),
+                    msg,
+                ));
             }
         }
         if total > MAX_ANNOTATIONS_BYTES {
@@ -52,14 +67,22 @@ pub fn validate_metadata(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     }
     for (i, f) in meta::finalizers(obj).iter().enumerate() {
         for msg in common::selector::validate_qualified_name(f) {
-            causes.push(Cause::invalid(format!("metadata.finalizers[{i}]"), &Value::String(f.clone()), msg));
+            causes.push(Cause::invalid(
+                format!("metadata.finalizers[{i}]"),
+                &Value::String(f.clone()),
+                msg,
+            ));
         }
     }
-    let owners = meta::metadata(obj).and_then(|m| m.get("ownerReferences")).and_then(Value::as_array);
+    let owners = meta::metadata(obj)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array);
     for (i, owner) in owners.into_iter().flatten().enumerate() {
         for field in ["apiVersion", "kind", "name", "uid"] {
             if owner[field].as_str().is_none_or(str::is_empty) {
-                causes.push(Cause::required(format!("metadata.ownerReferences[{i}].{field}")));
+                causes.push(Cause::required(format!(
+                    "metadata.ownerReferences[{i}].{field}"
+                )));
             }
         }
     }
@@ -72,7 +95,11 @@ pub fn validate_metadata_update(new: &Value, old: &Value) -> Vec<Cause> {
     for field in ["name", "namespace", "uid", "creationTimestamp"] {
         let (n, o) = (meta::meta_str(new, field), meta::meta_str(old, field));
         if n != o {
-            causes.push(Cause::invalid(format!("metadata.{field}"), &Value::String(n.to_owned()), "field is immutable"));
+            causes.push(Cause::invalid(
+                format!("metadata.{field}"),
+                &Value::String(n.to_owned()),
+                "field is immutable",
+            ));
         }
     }
     causes

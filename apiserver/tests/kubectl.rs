@@ -13,12 +13,15 @@ const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.yaml"
 
 fn apply_app(s: &ApiServer) {
     let out = s.ok(&["apply", "-f", APP]);
-    assert_contains_in_order(&out, &[
-        "namespace/demo created",
-        "deployment.apps/web created",
-        "service/web created",
-        "configmap/cfg created",
-    ]);
+    assert_contains_in_order(
+        &out,
+        &[
+            "namespace/demo created",
+            "deployment.apps/web created",
+            "service/web created",
+            "configmap/cfg created",
+        ],
+    );
 }
 
 #[test]
@@ -26,15 +29,25 @@ fn apply_multi_document_then_change_it() {
     let s = ApiServer::start_https();
     apply_app(&s);
     let again = s.ok(&["apply", "-f", APP]);
-    assert_contains_in_order(&again, &["namespace/demo unchanged", "deployment.apps/web unchanged"]);
+    assert_contains_in_order(
+        &again,
+        &["namespace/demo unchanged", "deployment.apps/web unchanged"],
+    );
 
     // A change to the image and a new env var goes out as a strategic merge patch.
     let changed = std::fs::read_to_string(APP)
         .unwrap()
         .replace("busybox:1.36", "busybox:1.37")
-        .replace("value: \"1\"", "value: \"1\"\n        - name: B\n          value: \"2\"");
+        .replace(
+            "value: \"1\"",
+            "value: \"1\"\n        - name: B\n          value: \"2\"",
+        );
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&changed));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web configured"));
     let image = s.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[*].name} {.metadata.generation}"]);
     assert_eq!(image, "busybox:1.37 A B 2");
@@ -45,23 +58,88 @@ fn get_prints_tables_and_every_output_format() {
     let s = ApiServer::start();
     apply_app(&s);
     let table = s.ok(&["get", "deployments", "-n", "demo"]);
-    assert_contains_in_order(&table, &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "web", "0/2", "0", "0"]);
+    assert_contains_in_order(
+        &table,
+        &[
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "web",
+            "0/2",
+            "0",
+            "0",
+        ],
+    );
     let wide = s.ok(&["get", "deploy", "-n", "demo", "-o", "wide"]);
-    assert_contains_in_order(&wide, &["CONTAINERS", "IMAGES", "SELECTOR", "web", "busybox:1.36", "app=web"]);
+    assert_contains_in_order(
+        &wide,
+        &[
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR",
+            "web",
+            "busybox:1.36",
+            "app=web",
+        ],
+    );
     let svc = s.ok(&["get", "svc", "-n", "demo"]);
-    assert_contains_in_order(&svc, &["NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "web", "ClusterIP", "10.", "80/TCP"]);
+    assert_contains_in_order(
+        &svc,
+        &[
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "PORT(S)",
+            "web",
+            "ClusterIP",
+            "10.",
+            "80/TCP",
+        ],
+    );
     let yaml = s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "yaml"]);
-    assert_contains_in_order(&yaml, &["apiVersion: v1", "data:", "key: value", "kind: ConfigMap", "resourceVersion:", "uid:"]);
-    let json: serde_json::Value = serde_json::from_str(&s.ok(&["get", "cm", "-n", "demo", "-o", "json"])).unwrap();
+    assert_contains_in_order(
+        &yaml,
+        &[
+            "apiVersion: v1",
+            "data:",
+            "key: value",
+            "kind: ConfigMap",
+            "resourceVersion:",
+            "uid:",
+        ],
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "cm", "-n", "demo", "-o", "json"])).unwrap();
     assert_eq!(json["kind"], "List");
     assert_eq!(json["items"][0]["data"]["key"], "value");
-    assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(), "configmap/cfg");
+    assert_eq!(
+        s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(),
+        "configmap/cfg"
+    );
     let all = s.ok(&["get", "all", "-n", "demo"]);
     assert_contains_in_order(&all, &["service/web", "deployment.apps/web"]);
     let namespaces = s.ok(&["get", "ns"]);
-    assert_contains_in_order(&namespaces, &["NAME", "STATUS", "AGE", "default", "Active", "demo", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_contains_in_order(
+        &namespaces,
+        &[
+            "NAME",
+            "STATUS",
+            "AGE",
+            "default",
+            "Active",
+            "demo",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system",
+        ],
+    );
     let missing = s.fails(&["get", "cm", "nope", "-n", "demo"]);
-    assert!(missing.contains("Error from server (NotFound): configmaps \"nope\" not found"), "{missing}");
+    assert!(
+        missing.contains("Error from server (NotFound): configmaps \"nope\" not found"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -70,25 +148,94 @@ fn label_annotate_patch_and_replace() {
     apply_app(&s);
     s.ok(&["label", "cm", "cfg", "-n", "demo", "tier=backend"]);
     s.ok(&["annotate", "cm", "cfg", "-n", "demo", "note=hello"]);
-    assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-l", "tier=backend", "-o", "name"]).trim(), "configmap/cfg");
-    assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-l", "tier!=backend", "-o", "name"]).trim(), "");
-    s.ok(&["patch", "cm", "cfg", "-n", "demo", "--type", "merge", "-p", r#"{"data":{"merged":"yes"}}"#]);
-    s.ok(&["patch", "cm", "cfg", "-n", "demo", "--type", "json", "-p", r#"[{"op":"add","path":"/data/json","value":"yes"}]"#]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "-n",
+            "demo",
+            "-l",
+            "tier=backend",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "configmap/cfg"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "-n",
+            "demo",
+            "-l",
+            "tier!=backend",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        ""
+    );
+    s.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "-n",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"merged":"yes"}}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "-n",
+        "demo",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/json","value":"yes"}]"#,
+    ]);
     s.ok(&["patch", "deploy", "web", "-n", "demo", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:patched"}]}}}}"#]);
-    let got = s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.data.merged} {.data.json}"]);
+    let got = s.ok(&[
+        "get",
+        "cm",
+        "cfg",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.data.merged} {.data.json}",
+    ]);
     assert_eq!(got, "backend hello yes yes");
     let containers = s.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].command[0]}"]);
-    assert_eq!(containers, "busybox:patched httpd", "a strategic patch merges containers by name");
+    assert_eq!(
+        containers, "busybox:patched httpd",
+        "a strategic patch merges containers by name"
+    );
 
-    let mut cm: serde_json::Value = serde_json::from_str(&s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "json"])).unwrap();
+    let mut cm: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "json"])).unwrap();
     cm["data"] = serde_json::json!({"replaced": "true"});
     let out = s.kubectl_stdin(&["replace", "-f", "-"], Some(&cm.to_string()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data}"]), r#"{"replaced":"true"}"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data}"]),
+        r#"{"replaced":"true"}"#
+    );
     // Replacing with the old resourceVersion again is a conflict.
     let out = s.kubectl_stdin(&["replace", "-f", "-"], Some(&cm.to_string()));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the object has been modified"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the object has been modified"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -97,7 +244,16 @@ fn scale_and_watch() {
     apply_app(&s);
     let mut watch = Command::new("kubectl")
         .env("KUBECONFIG", &s.kubeconfig)
-        .args(["get", "deploy", "-n", "demo", "-w", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas", "--no-headers"])
+        .args([
+            "get",
+            "deploy",
+            "-n",
+            "demo",
+            "-w",
+            "-o",
+            "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas",
+            "--no-headers",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -109,10 +265,18 @@ fn scale_and_watch() {
             let _ = tx.send(line);
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(20)).expect("the initial state");
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the initial state");
     assert_eq!(first.split_whitespace().collect::<Vec<_>>(), ["web", "2"]);
-    assert_eq!(s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"]).trim(), "deployment.apps/web scaled");
-    let next = rx.recv_timeout(Duration::from_secs(20)).expect("the change after scaling");
+    assert_eq!(
+        s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    let next = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the change after scaling");
     assert_eq!(next.split_whitespace().collect::<Vec<_>>(), ["web", "5"]);
     let _ = watch.kill();
 }
@@ -123,7 +287,10 @@ fn delete_orphan_and_background() {
     apply_app(&s);
     let out = s.ok(&["delete", "deploy", "web", "-n", "demo", "--cascade=orphan"]);
     assert_eq!(out.trim(), "deployment.apps \"web\" deleted");
-    assert!(s.fails(&["get", "deploy", "web", "-n", "demo"]).contains("NotFound"));
+    assert!(
+        s.fails(&["get", "deploy", "web", "-n", "demo"])
+            .contains("NotFound")
+    );
     let out = s.ok(&["delete", "svc", "web", "-n", "demo", "--cascade=background"]);
     assert_eq!(out.trim(), "service \"web\" deleted");
     assert_eq!(s.ok(&["get", "svc", "-n", "demo", "-o", "name"]).trim(), "");
@@ -133,11 +300,38 @@ fn delete_orphan_and_background() {
 fn discovery_lists_what_is_served() {
     let s = ApiServer::start();
     let resources = s.ok(&["api-resources"]);
-    for line in ["deployments", "deploy", "apps/v1", "Deployment", "leases", "coordination.k8s.io/v1", "clusterrolebindings", "certificatesigningrequests", "csr"] {
-        assert!(resources.contains(line), "api-resources lacks {line}:\n{resources}");
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "Deployment",
+        "leases",
+        "coordination.k8s.io/v1",
+        "clusterrolebindings",
+        "certificatesigningrequests",
+        "csr",
+    ] {
+        assert!(
+            resources.contains(line),
+            "api-resources lacks {line}:\n{resources}"
+        );
     }
     let versions = s.ok(&["api-versions"]);
-    assert_contains_in_order(&versions, &["apps/v1", "batch/v1", "certificates.k8s.io/v1", "coordination.k8s.io/v1", "discovery.k8s.io/v1", "events.k8s.io/v1", "networking.k8s.io/v1", "policy/v1", "rbac.authorization.k8s.io/v1", "v1"]);
+    assert_contains_in_order(
+        &versions,
+        &[
+            "apps/v1",
+            "batch/v1",
+            "certificates.k8s.io/v1",
+            "coordination.k8s.io/v1",
+            "discovery.k8s.io/v1",
+            "events.k8s.io/v1",
+            "networking.k8s.io/v1",
+            "policy/v1",
+            "rbac.authorization.k8s.io/v1",
+            "v1",
+        ],
+    );
 }
 
 #[test]
@@ -145,7 +339,34 @@ fn describe_shows_the_object() {
     let s = ApiServer::start();
     apply_app(&s);
     let out = s.ok(&["describe", "deployment", "web", "-n", "demo"]);
-    assert_contains_in_order(&out, &["Name:", "web", "Namespace:", "demo", "Selector:", "app=web", "Replicas:", "2 desired", "StrategyType:", "RollingUpdate", "Containers:", "busybox:1.36"]);
+    assert_contains_in_order(
+        &out,
+        &[
+            "Name:",
+            "web",
+            "Namespace:",
+            "demo",
+            "Selector:",
+            "app=web",
+            "Replicas:",
+            "2 desired",
+            "StrategyType:",
+            "RollingUpdate",
+            "Containers:",
+            "busybox:1.36",
+        ],
+    );
     let out = s.ok(&["describe", "svc", "web", "-n", "demo"]);
-    assert_contains_in_order(&out, &["Name:", "web", "Type:", "ClusterIP", "IP:", "Port:", "80/TCP"]);
+    assert_contains_in_order(
+        &out,
+        &[
+            "Name:",
+            "web",
+            "Type:",
+            "ClusterIP",
+            "IP:",
+            "Port:",
+            "80/TCP",
+        ],
+    );
 }

@@ -14,11 +14,28 @@ fn python() -> PathBuf {
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv");
     let python = venv.join("bin/python");
-    let ready = Command::new(&python).args(["-c", "import kubernetes"]).status().is_ok_and(|s| s.success());
+    let ready = Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ready {
-        assert!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success());
+        assert!(
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
         let pip = venv.join("bin/pip");
-        assert!(Command::new(pip).args(["install", "-q", "kubernetes"]).status().unwrap().success());
+        assert!(
+            Command::new(pip)
+                .args(["install", "-q", "kubernetes"])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     python
 }
@@ -26,8 +43,15 @@ fn python() -> PathBuf {
 #[test]
 fn python_client_crud_selectors_paging_watch() {
     let s = ApiServer::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_client.py");
-    let out = Command::new(python()).arg(script).arg(s.url()).output().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/python_client.py"
+    );
+    let out = Command::new(python())
+        .arg(script)
+        .arg(s.url())
+        .output()
+        .unwrap();
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
         "python client test failed:\n{}\n{}\n--- apiserver log ---\n{}",

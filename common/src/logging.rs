@@ -13,7 +13,10 @@ pub fn level_for(verbosity: u8) -> &'static str {
 
 /// Installs the global subscriber once; RUST_LOG wins over `verbosity` when set.
 pub fn init(verbosity: u8) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }

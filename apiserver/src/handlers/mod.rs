@@ -58,8 +58,16 @@ pub fn parse_path(path: &str) -> ApiResult<Target> {
     let namespaces = |r: &[&str]| -> ApiResult<(String, Vec<String>)> {
         match r {
             // `/namespaces/NAME[/SUB]` is the namespace object itself.
-            ["namespaces", ns, plural, rest @ ..] if *plural != "status" && *plural != "finalize" => {
-                Ok((ns.to_string(), std::iter::once(*plural).chain(rest.iter().copied()).map(String::from).collect()))
+            ["namespaces", ns, plural, rest @ ..]
+                if *plural != "status" && *plural != "finalize" =>
+            {
+                Ok((
+                    ns.to_string(),
+                    std::iter::once(*plural)
+                        .chain(rest.iter().copied())
+                        .map(String::from)
+                        .collect(),
+                ))
             }
             _ => Ok((String::new(), r.iter().map(|s| s.to_string()).collect())),
         }
@@ -75,7 +83,12 @@ pub fn parse_path(path: &str) -> ApiResult<Target> {
     if parts.len() > 3 || (!subresource.is_empty() && !resource.has_subresource(&subresource)) {
         return Err(ApiError::no_route());
     }
-    Ok(Target { resource, namespace, name, subresource })
+    Ok(Target {
+        resource,
+        namespace,
+        name,
+        subresource,
+    })
 }
 
 /// How the client wants the answer encoded.
@@ -89,7 +102,10 @@ pub enum Format {
 
 /// Picks the answer format from the Accept header, as upstream's content negotiation.
 pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.is_empty() {
         return Ok(Format::Json);
     }
@@ -100,8 +116,12 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
         let as_table = params.contains(&"as=Table");
         let v1 = params.contains(&"v=v1") && params.contains(&"g=meta.k8s.io");
         match media {
-            "application/json" | "*/*" | "application/*" if as_table && v1 => return Ok(Format::Table),
-            "application/json" | "*/*" | "application/*" if !params.iter().any(|p| p.starts_with("as=")) => {
+            "application/json" | "*/*" | "application/*" if as_table && v1 => {
+                return Ok(Format::Table);
+            }
+            "application/json" | "*/*" | "application/*"
+                if !params.iter().any(|p| p.starts_with("as=")) =>
+            {
                 return Ok(Format::Json);
             }
             "application/yaml" if !as_table => return Ok(Format::Yaml),
@@ -114,27 +134,39 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
 /// Serializes an answer in the negotiated format.
 pub fn respond(status: StatusCode, format: Format, body: &Value) -> Response {
     let (bytes, content_type) = match format {
-        Format::Yaml => (serde_yaml::to_string(body).unwrap_or_default().into_bytes(), "application/yaml"),
-        _ => (serde_json::to_vec(body).unwrap_or_default(), "application/json"),
+        Format::Yaml => (
+            serde_yaml::to_string(body).unwrap_or_default().into_bytes(),
+            "application/yaml",
+        ),
+        _ => (
+            serde_json::to_vec(body).unwrap_or_default(),
+            "application/json",
+        ),
     };
     raw_response(status, content_type, Bytes::from(bytes))
 }
 
 pub fn raw_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
     let mut resp = (status, Body::from(body)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
 /// Reads a request body (at most [`MAX_BODY`]) and decodes JSON or YAML into a JSON value.
 pub async fn read_body(body: Body, headers: &HeaderMap) -> ApiResult<Value> {
     let bytes = read_bytes(body).await?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     decode(&bytes, content_type)
 }
 
 pub async fn read_bytes(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())
 }
 
 /// Decodes a JSON or YAML document into a JSON value; malformed input is a 400.
@@ -251,7 +283,12 @@ mod tests {
 
     fn check(path: &str, expected: Option<(&str, &str, &str, &str)>) {
         let got = parse_path(path).ok().map(|t| {
-            (t.resource.plural, t.namespace.clone(), t.name.clone(), t.subresource.clone())
+            (
+                t.resource.plural,
+                t.namespace.clone(),
+                t.name.clone(),
+                t.subresource.clone(),
+            )
         });
         let expected = expected.map(|(r, ns, n, s)| (r, ns.to_owned(), n.to_owned(), s.to_owned()));
         assert_eq!(got, expected, "{path}");
@@ -260,11 +297,23 @@ mod tests {
     #[test]
     fn paths() {
         check("/api/v1/pods", Some(("pods", "", "", "")));
-        check("/api/v1/namespaces/default/pods/p/status", Some(("pods", "default", "p", "status")));
+        check(
+            "/api/v1/namespaces/default/pods/p/status",
+            Some(("pods", "default", "p", "status")),
+        );
         check("/api/v1/namespaces", Some(("namespaces", "", "", "")));
-        check("/api/v1/namespaces/kube-system", Some(("namespaces", "", "kube-system", "")));
-        check("/api/v1/namespaces/x/finalize", Some(("namespaces", "", "x", "finalize")));
-        check("/apis/apps/v1/namespaces/a/deployments/d/scale", Some(("deployments", "a", "d", "scale")));
+        check(
+            "/api/v1/namespaces/kube-system",
+            Some(("namespaces", "", "kube-system", "")),
+        );
+        check(
+            "/api/v1/namespaces/x/finalize",
+            Some(("namespaces", "", "x", "finalize")),
+        );
+        check(
+            "/apis/apps/v1/namespaces/a/deployments/d/scale",
+            Some(("deployments", "a", "d", "scale")),
+        );
         check("/api/v1/namespaces/a/nodes", None);
         check("/apis/apps/v1/widgets", None);
         check("/api/v1/namespaces/a/pods/p/bogus", None);
@@ -276,9 +325,15 @@ mod tests {
         let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         h.insert(header::ACCEPT, HeaderValue::from_static(table));
         assert_eq!(negotiate(&h).unwrap(), Format::Table);
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, */*"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, */*"),
+        );
         assert_eq!(negotiate(&h).unwrap(), Format::Json);
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
+        );
         assert!(negotiate(&h).is_err());
     }
 }

@@ -39,7 +39,9 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
     match v {
         "" | "true" | "1" | "True" => Ok(true),
         "false" | "0" | "False" => Ok(false),
-        _ => Err(ApiError::bad_request(format!("invalid value for {name}: {v:?}"))),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid value for {name}: {v:?}"
+        ))),
     }
 }
 
@@ -68,8 +70,9 @@ impl Query {
             match key.as_str() {
                 "watch" => q.watch = parse_bool("watch", &value)?,
                 "labelSelector" => {
-                    q.label_selector = LabelSelector::parse(&value)
-                        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+                    q.label_selector = LabelSelector::parse(&value).map_err(|e| {
+                        ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                    })?;
                 }
                 "fieldSelector" => {
                     q.field_selector = FieldSelector::parse(&value)
@@ -168,13 +171,17 @@ mod tests {
 
     #[test]
     fn unescapes() {
-        assert_eq!(unescape("app%3Dweb%2Ctier+in+%28a%29"), "app=web,tier in (a)");
+        assert_eq!(
+            unescape("app%3Dweb%2Ctier+in+%28a%29"),
+            "app=web,tier in (a)"
+        );
         assert_eq!(unescape("100%"), "100%");
     }
 
     #[test]
     fn parses_list_parameters() {
-        let q = Query::parse("labelSelector=app%3Dweb&limit=5&watch=true&fieldValidation=Strict").unwrap();
+        let q = Query::parse("labelSelector=app%3Dweb&limit=5&watch=true&fieldValidation=Strict")
+            .unwrap();
         assert!(q.watch);
         assert_eq!(q.limit, 5);
         assert_eq!(q.field_validation, FieldValidation::Strict);

@@ -21,16 +21,20 @@ use crate::storage::{self, RangeOptions, Revision};
 use crate::table;
 
 /// GET of one object.
-pub async fn get(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+pub async fn get(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    format: Format,
+) -> ApiResult<Response> {
     let resource = target.resource;
     let key = target.key(&state.root);
     let object = if query.resource_version.is_empty() {
         // A consistent read goes to the store, as upstream's quorum read.
-        let kv = state
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &target.name))?;
+        let kv =
+            state.store.get(&key).await.map_err(|e| {
+                ApiError::from_store(e, resource.group, resource.plural, &target.name)
+            })?;
         kv.as_ref().and_then(CachedObject::from_kv).map(Arc::new)
     } else {
         state.cache.get(resource, &key)
@@ -43,7 +47,11 @@ pub async fn get(state: &Arc<ApiState>, target: &Target, query: &Query, format: 
             Format::Json,
             &render_table(resource, &[object], query, true, ""),
         )),
-        Format::Json => Ok(raw_response(StatusCode::OK, "application/json", object.bytes.clone())),
+        Format::Json => Ok(raw_response(
+            StatusCode::OK,
+            "application/json",
+            object.bytes.clone(),
+        )),
         Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value)),
     }
 }
@@ -53,7 +61,10 @@ fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()>
     for req in query.field_selector.requirements() {
         let supported = req.field == "metadata.name"
             || req.field == "metadata.namespace"
-            || resource.strategy.selectable_fields().contains(&req.field.as_str());
+            || resource
+                .strategy
+                .selectable_fields()
+                .contains(&req.field.as_str());
         if !supported {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {}",
@@ -68,7 +79,9 @@ fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()>
 pub fn selected(query: &Query, obj: &Value) -> bool {
     query.label_selector.matches(crate::meta::labels(obj))
         && (query.field_selector.is_everything()
-            || query.field_selector.matches(|f| crate::meta::field_string(obj, f)))
+            || query
+                .field_selector
+                .matches(|f| crate::meta::field_string(obj, f)))
 }
 
 /// A continue token: the revision of the first page and the key to start the next one at.
@@ -79,7 +92,9 @@ fn encode_continue(revision: Revision, start: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
     let invalid = || ApiError::bad_request("continue key is not valid: invalid continue token");
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| invalid())?;
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| invalid())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
     match (v["rv"].as_i64(), v["start"].as_str()) {
         (Some(rv), Some(start)) => Ok((rv, start.to_owned())),
@@ -95,43 +110,56 @@ fn parse_rv(rv: &str) -> ApiResult<Revision> {
 }
 
 /// LIST of a collection.
-pub async fn list(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+pub async fn list(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    format: Format,
+) -> ApiResult<Response> {
     let resource = target.resource;
     check_field_selector(resource, query)?;
     let rv = query.resource_version.as_str();
     let paged = (query.limit > 0 && rv != "0") || !query.continue_token.is_empty();
     let exact = query.resource_version_match == "Exact";
-    let (objects, revision, next) = if paged || exact {
-        list_from_store(state, target, query).await?
-    } else {
-        match rv {
-            "" => {
-                state.cache.wait_fresh().await.map_err(|e| {
-                    ApiError::from_store(e, resource.group, resource.plural, "")
-                })?;
-            }
-            "0" => {}
-            rv => {
-                let wanted = parse_rv(rv)?;
-                if !state.cache.wait_for(wanted, Duration::from_secs(3)).await {
-                    return Err(ApiError::timeout(format!(
-                        "Too large resource version: {wanted}, current: {}",
-                        state.cache.revision()
-                    )));
+    let (objects, revision, next) =
+        if paged || exact {
+            list_from_store(state, target, query).await?
+        } else {
+            match rv {
+                "" => {
+                    state.cache.wait_fresh().await.map_err(|e| {
+                        ApiError::from_store(e, resource.group, resource.plural, "")
+                    })?;
+                }
+                "0" => {}
+                rv => {
+                    let wanted = parse_rv(rv)?;
+                    if !state.cache.wait_for(wanted, Duration::from_secs(3)).await {
+                        return Err(ApiError::timeout(format!(
+                            "Too large resource version: {wanted}, current: {}",
+                            state.cache.revision()
+                        )));
+                    }
                 }
             }
-        }
-        let snapshot = state.cache.list(resource, &target.namespace);
-        let objects: Vec<_> =
-            snapshot.objects.into_iter().filter(|o| selected(query, &o.value)).collect();
-        (objects, snapshot.revision, None)
-    };
+            let snapshot = state.cache.list(resource, &target.namespace);
+            let objects: Vec<_> = snapshot
+                .objects
+                .into_iter()
+                .filter(|o| selected(query, &o.value))
+                .collect();
+            (objects, snapshot.revision, None)
+        };
     let continue_token = next.unwrap_or_default();
     match format {
         Format::Table => Ok(respond(
             StatusCode::OK,
             Format::Json,
-            &with_list_meta(render_table(resource, &objects, query, true, ""), revision, &continue_token),
+            &with_list_meta(
+                render_table(resource, &objects, query, true, ""),
+                revision,
+                &continue_token,
+            ),
         )),
         Format::Json => Ok(raw_response(
             StatusCode::OK,
@@ -175,8 +203,16 @@ async fn list_from_store(
     };
     let mut objects = Vec::new();
     loop {
-        let want = if query.limit == 0 { 0 } else { query.limit - objects.len() };
-        let opts = RangeOptions { revision, start_key: start.clone(), limit: want };
+        let want = if query.limit == 0 {
+            0
+        } else {
+            query.limit - objects.len()
+        };
+        let opts = RangeOptions {
+            revision,
+            start_key: start.clone(),
+            limit: want,
+        };
         let page = state.store.range(&prefix, opts).await.map_err(|e| match e {
             storage::Error::Compacted { .. } if !query.continue_token.is_empty() => ApiError::expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
@@ -197,7 +233,11 @@ async fn list_from_store(
                 // The next read starts just after the last key seen.
                 start = Some(format!("{last}\0"));
                 if query.limit > 0 && objects.len() >= query.limit {
-                    return Ok((objects, revision, start.map(|s| encode_continue(revision, &s))));
+                    return Ok((
+                        objects,
+                        revision,
+                        start.map(|s| encode_continue(revision, &s)),
+                    ));
                 }
             }
             _ => return Ok((objects, revision, None)),
@@ -206,7 +246,12 @@ async fn list_from_store(
 }
 
 /// `{"kind":"PodList",...,"items":[...]}` assembled from the cached bytes without re-encoding.
-fn list_bytes(resource: &ResourceInfo, objects: &[Arc<CachedObject>], revision: Revision, continue_token: &str) -> Bytes {
+fn list_bytes(
+    resource: &ResourceInfo,
+    objects: &[Arc<CachedObject>],
+    revision: Revision,
+    continue_token: &str,
+) -> Bytes {
     let size: usize = objects.iter().map(|o| o.bytes.len() + 1).sum();
     let mut out = BytesMut::with_capacity(size + 160);
     let mut meta = json!({ "resourceVersion": revision.to_string() });
@@ -341,7 +386,10 @@ impl Encoder {
 /// ADDED, one leaving it is DELETED, as upstream's cacher reports.
 fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
     let now = selected(query, &event.object.value);
-    let before = event.prev.as_ref().is_some_and(|p| selected(query, &p.value));
+    let before = event
+        .prev
+        .as_ref()
+        .is_some_and(|p| selected(query, &p.value));
     match event.event_type {
         WatchEventType::Added => now.then_some(WatchEventType::Added),
         WatchEventType::Deleted => before.then_some(WatchEventType::Deleted),
@@ -358,11 +406,18 @@ fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// WATCH of a collection: a chunked stream of JSON watch events.
-pub async fn watch(state: &Arc<ApiState>, target: &Target, query: &Query, format: Format) -> ApiResult<Response> {
+pub async fn watch(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    format: Format,
+) -> ApiResult<Response> {
     let resource = target.resource;
     check_field_selector(resource, query)?;
     let rv = query.resource_version.as_str();
-    let send_initial = query.send_initial_events.unwrap_or(rv.is_empty() || rv == "0");
+    let send_initial = query
+        .send_initial_events
+        .unwrap_or(rv.is_empty() || rv == "0");
     if query.send_initial_events == Some(true) && !query.allow_watch_bookmarks {
         return Err(ApiError::invalid(
             "meta.k8s.io",
@@ -386,7 +441,11 @@ pub async fn watch(state: &Arc<ApiState>, target: &Target, query: &Query, format
         // Spread reconnects as upstream does: 30 to 60 minutes.
         1800 + rand::random::<u64>() % 1800
     }));
-    let mut encoder = Encoder { resource, format, sent_columns: false };
+    let mut encoder = Encoder {
+        resource,
+        format,
+        sent_columns: false,
+    };
     let query = Arc::new(query.clone());
     let opened = state.cache.watch(resource, &target.namespace, start).await;
     let state = state.clone();
@@ -406,25 +465,43 @@ pub async fn watch(state: &Arc<ApiState>, target: &Target, query: &Query, format
             }
             Err(WatchError::TooOld) => {
                 let from = start.unwrap_or_default();
-                watch_from_store(&state, resource, &prefix, from, &query, &mut encoder, &tx, deadline).await;
+                watch_from_store(
+                    &state,
+                    resource,
+                    &prefix,
+                    from,
+                    &query,
+                    &mut encoder,
+                    &tx,
+                    deadline,
+                )
+                .await;
                 return;
             }
         };
         if send_initial {
             for object in &cache_watch.initial {
                 if selected(&query, &object.value)
-                    && tx.send(encoder.object("ADDED", object, &query)).await.is_err()
+                    && tx
+                        .send(encoder.object("ADDED", object, &query))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
             }
         }
         if query.send_initial_events == Some(true) {
-            let _ = tx.send(encoder.bookmark(cache_watch.start_revision, true)).await;
+            let _ = tx
+                .send(encoder.bookmark(cache_watch.start_revision, true))
+                .await;
         }
         for event in &cache_watch.replay {
             if let Some(t) = filtered(&query, event)
-                && tx.send(encoder.object(t.as_str(), &event.object, &query)).await.is_err()
+                && tx
+                    .send(encoder.object(t.as_str(), &event.object, &query))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -479,7 +556,14 @@ async fn watch_from_store(
     let mut stream = match state.store.watch(prefix, from).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.send(error_line(&ApiError::from_store(e, resource.group, resource.plural, ""))).await;
+            let _ = tx
+                .send(error_line(&ApiError::from_store(
+                    e,
+                    resource.group,
+                    resource.plural,
+                    "",
+                )))
+                .await;
             return;
         }
     };
@@ -492,25 +576,50 @@ async fn watch_from_store(
         let event = match item {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
-                let _ = tx.send(error_line(&ApiError::from_store(e, resource.group, resource.plural, ""))).await;
+                let _ = tx
+                    .send(error_line(&ApiError::from_store(
+                        e,
+                        resource.group,
+                        resource.plural,
+                        "",
+                    )))
+                    .await;
                 return;
             }
             None => return,
         };
         let (event_type, kv) = match event.event_type {
-            storage::EventType::Put if event.prev.is_none() => (WatchEventType::Added, event.kv.clone()),
+            storage::EventType::Put if event.prev.is_none() => {
+                (WatchEventType::Added, event.kv.clone())
+            }
             storage::EventType::Put => (WatchEventType::Modified, event.kv.clone()),
             storage::EventType::Delete => {
-                let Some(mut prev) = event.prev.clone() else { continue };
+                let Some(mut prev) = event.prev.clone() else {
+                    continue;
+                };
                 prev.mod_revision = event.kv.mod_revision;
                 (WatchEventType::Deleted, prev)
             }
         };
-        let Some(object) = CachedObject::from_kv(&kv).map(Arc::new) else { continue };
-        let prev = event.prev.as_ref().and_then(CachedObject::from_kv).map(Arc::new);
-        let cache_event = CacheEvent { event_type, revision: kv.mod_revision, object, prev };
+        let Some(object) = CachedObject::from_kv(&kv).map(Arc::new) else {
+            continue;
+        };
+        let prev = event
+            .prev
+            .as_ref()
+            .and_then(CachedObject::from_kv)
+            .map(Arc::new);
+        let cache_event = CacheEvent {
+            event_type,
+            revision: kv.mod_revision,
+            object,
+            prev,
+        };
         if let Some(t) = filtered(query, &cache_event)
-            && tx.send(encoder.object(t.as_str(), &cache_event.object, query)).await.is_err()
+            && tx
+                .send(encoder.object(t.as_str(), &cache_event.object, query))
+                .await
+                .is_err()
         {
             return;
         }

@@ -24,7 +24,12 @@ use crate::{managed, services, validation};
 const MAX_RETRIES: usize = 16;
 
 /// Checks that a body's apiVersion and kind are the ones the URL serves.
-pub fn check_type(resource: &ResourceInfo, obj: &Value, expected_kind: &str, expected_version: &str) -> ApiResult<()> {
+pub fn check_type(
+    resource: &ResourceInfo,
+    obj: &Value,
+    expected_kind: &str,
+    expected_version: &str,
+) -> ApiResult<()> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(format!(
             "Object 'Kind' is missing in '{}'",
@@ -105,7 +110,9 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
             target.resource.group,
             target.resource.plural,
             &target.name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -116,7 +123,11 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
     match (input, normalized) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match b.get(k) {
                     Some(nv) => unknown_fields(v, nv, &p, out),
                     None if v.is_null() => {}
@@ -134,7 +145,11 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
 }
 
 /// Normalizes through the typed struct, enforcing fieldValidation. Returns the warnings.
-fn normalize(resource: &ResourceInfo, query: &Query, obj: Value) -> ApiResult<(Value, Vec<String>)> {
+fn normalize(
+    resource: &ResourceInfo,
+    query: &Query,
+    obj: Value,
+) -> ApiResult<(Value, Vec<String>)> {
     let normalized = resource.normalize(obj.clone()).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
@@ -145,9 +160,15 @@ fn normalize(resource: &ResourceInfo, query: &Query, obj: Value) -> ApiResult<(V
     if query.field_validation != FieldValidation::Ignore {
         unknown_fields(&obj, &normalized, "", &mut unknown);
     }
-    let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     if query.field_validation == FieldValidation::Strict && !messages.is_empty() {
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        )));
     }
     Ok((normalized, messages))
 }
@@ -167,7 +188,9 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 fn to_stored(obj: &Value) -> ApiResult<Bytes> {
     let mut stored = obj.clone();
     metadata_mut(&mut stored).remove("resourceVersion");
-    serde_json::to_vec(&stored).map(Bytes::from).map_err(ApiError::internal)
+    serde_json::to_vec(&stored)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }
 
 fn with_revision(obj: &mut Value, revision: i64) {
@@ -175,7 +198,10 @@ fn with_revision(obj: &mut Value, revision: i64) {
 }
 
 fn user_agent(headers: &HeaderMap) -> &str {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// POST to a collection.
@@ -189,7 +215,10 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let (obj, warnings) = create_object(state, target, query, &manager, obj).await?;
-    Ok(with_warnings(respond(StatusCode::CREATED, format, &obj), &warnings))
+    Ok(with_warnings(
+        respond(StatusCode::CREATED, format, &obj),
+        &warnings,
+    ))
 }
 
 /// Creates an object as a POST would, writing as `manager`: (the stored object, warnings).
@@ -204,9 +233,21 @@ pub async fn create_object(
     check_type(resource, &obj, resource.kind, &resource.api_version())?;
     check_namespace(target, &mut obj)?;
     let meta_map = metadata_mut(&mut obj);
-    let name = meta_map.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
-    let generate = meta_map.get("generateName").and_then(Value::as_str).unwrap_or("").to_owned();
-    let name = if name.is_empty() && !generate.is_empty() { meta::generate_name(&generate) } else { name };
+    let name = meta_map
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let generate = meta_map
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let name = if name.is_empty() && !generate.is_empty() {
+        meta::generate_name(&generate)
+    } else {
+        name
+    };
     if name.is_empty() {
         return Err(ApiError::invalid(
             resource.group,
@@ -219,13 +260,24 @@ pub async fn create_object(
             }],
         ));
     }
-    if meta_map.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    if meta_map
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     meta_map.insert("name".into(), json!(name));
     meta_map.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta_map.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
-    for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for field in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
         meta_map.remove(field);
     }
     if resource.strategy.tracks_generation() {
@@ -233,7 +285,10 @@ pub async fn create_object(
     } else {
         meta_map.remove("generation");
     }
-    let target = Target { name: name.clone(), ..clone_target(target) };
+    let target = Target {
+        name: name.clone(),
+        ..clone_target(target)
+    };
     check_namespace_open(state, &target).await?;
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
@@ -243,7 +298,11 @@ pub async fn create_object(
     // create-if-absent remains the real guard.
     let key = target.key(&state.root);
     if state.cache.get(resource, &key).is_some() {
-        return Err(ApiError::already_exists(resource.group, resource.plural, &name));
+        return Err(ApiError::already_exists(
+            resource.group,
+            resource.plural,
+            &name,
+        ));
     }
     let allocation = if resource.plural == "services" && resource.group.is_empty() {
         Some(services::allocate(state, &mut obj, None)?)
@@ -253,7 +312,12 @@ pub async fn create_object(
     let mut causes = validation::validate_metadata(resource, &obj);
     causes.extend(resource.strategy.validate(&obj, None));
     if !causes.is_empty() {
-        return Err(ApiError::invalid(resource.group, resource.kind, &name, causes));
+        return Err(ApiError::invalid(
+            resource.group,
+            resource.kind,
+            &name,
+            causes,
+        ));
     }
     let (mut obj, warnings) = normalize(resource, query, obj)?;
     if query.dry_run {
@@ -330,8 +394,10 @@ pub async fn guaranteed_update(
         if resource.strategy.tracks_generation() {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             let changed = spec_of(&new) != spec_of(&old);
-            metadata_mut(&mut new)
-                .insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+            metadata_mut(&mut new).insert(
+                "generation".into(),
+                json!(if changed { generation + 1 } else { generation }),
+            );
         }
         let allocation = if resource.plural == "services" && resource.group.is_empty() {
             Some(services::allocate(state, &mut new, Some(&old))?)
@@ -342,23 +408,50 @@ pub async fn guaranteed_update(
         causes.extend(validation::validate_metadata_update(&new, &old));
         causes.extend(resource.strategy.validate(&new, Some(&old)));
         if !causes.is_empty() {
-            return Err(ApiError::invalid(resource.group, resource.kind, &target.name, causes));
+            return Err(ApiError::invalid(
+                resource.group,
+                resource.kind,
+                &target.name,
+                causes,
+            ));
         }
         let (mut new, warnings) = normalize(resource, query, new)?;
         // Nothing changed: answer the current object without a write, as upstream does.
         if without_volatile(&new) == without_volatile(&old) {
-            return Ok(Updated { object: old, warnings, deleted: false });
+            return Ok(Updated {
+                object: old,
+                warnings,
+                deleted: false,
+            });
         }
-        managed::record(&mut new, manager, "Update", &resource.api_version(), &target.subresource);
+        managed::record(
+            &mut new,
+            manager,
+            "Update",
+            &resource.api_version(),
+            &target.subresource,
+        );
         if query.dry_run {
-            return Ok(Updated { object: new, warnings, deleted: false });
+            return Ok(Updated {
+                object: new,
+                warnings,
+                deleted: false,
+            });
         }
         let key = target.key(&state.root);
         let finalized = ready_to_remove(resource, &new);
         let result = if finalized {
-            state.store.delete(&key, Some(kv.mod_revision)).await.map(|(_, rev)| rev)
+            state
+                .store
+                .delete(&key, Some(kv.mod_revision))
+                .await
+                .map(|(_, rev)| rev)
         } else {
-            state.store.update(&key, to_stored(&new)?, kv.mod_revision).await.map(|kv| kv.mod_revision)
+            state
+                .store
+                .update(&key, to_stored(&new)?, kv.mod_revision)
+                .await
+                .map(|kv| kv.mod_revision)
         };
         match result {
             Ok(rev) => {
@@ -366,13 +459,28 @@ pub async fn guaranteed_update(
                 if let Some(a) = allocation {
                     a.commit();
                 }
-                return Ok(Updated { object: new, warnings, deleted: finalized });
+                return Ok(Updated {
+                    object: new,
+                    warnings,
+                    deleted: finalized,
+                });
             }
             Err(storage::Error::Conflict { .. }) if !desired.precondition => continue,
-            Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+            Err(e) => {
+                return Err(ApiError::from_store(
+                    e,
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                ));
+            }
         }
     }
-    Err(ApiError::stale(resource.group, resource.plural, &target.name))
+    Err(ApiError::stale(
+        resource.group,
+        resource.plural,
+        &target.name,
+    ))
 }
 
 /// Whether a terminating object has nothing left holding it: no finalizers, for a namespace no
@@ -381,8 +489,17 @@ fn ready_to_remove(resource: &ResourceInfo, obj: &Value) -> bool {
     let core = resource.group.is_empty();
     meta::is_terminating(obj)
         && meta::finalizers(obj).is_empty()
-        && !(core && resource.plural == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
-        && !(core && resource.plural == "pods" && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0)
+        && !(core
+            && resource.plural == "namespaces"
+            && obj["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()))
+        && !(core
+            && resource.plural == "pods"
+            && obj["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                > 0)
 }
 
 /// The part of an object whose changes bump metadata.generation.
@@ -452,7 +569,13 @@ fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value
     };
     let old_meta = meta::metadata(old).cloned().unwrap_or_default();
     let meta = metadata_mut(&mut shaped);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),
@@ -483,31 +606,55 @@ pub async fn update(
         if let Some(rv) = &wanted
             && rv != meta::resource_version(old)
         {
-            return Err(ApiError::stale(resource.group, resource.plural, &target.name));
+            return Err(ApiError::stale(
+                resource.group,
+                resource.plural,
+                &target.name,
+            ));
         }
-        Ok(Desired { object: obj.clone(), precondition: wanted.is_some() })
+        Ok(Desired {
+            object: obj.clone(),
+            precondition: wanted.is_some(),
+        })
     })
     .await?;
-    Ok(with_warnings(respond(StatusCode::OK, format, &updated.object), &updated.warnings))
+    Ok(with_warnings(
+        respond(StatusCode::OK, format, &updated.object),
+        &updated.warnings,
+    ))
 }
 
 /// Applies one patch document of `content_type` to `old`.
-pub fn apply_patch(resource: &ResourceInfo, content_type: &str, old: &Value, patch: &[u8]) -> ApiResult<Value> {
+pub fn apply_patch(
+    resource: &ResourceInfo,
+    content_type: &str,
+    old: &Value,
+    patch: &[u8],
+) -> ApiResult<Value> {
     let doc: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     match content_type {
         "application/json-patch+json" => {
-            let ops: json_patch::Patch = serde_json::from_value(doc)
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+            let ops: json_patch::Patch = serde_json::from_value(doc).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
             let mut out = old.clone();
             json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
             Ok(out)
         }
         "application/merge-patch+json" => {
             if !doc.is_object() {
-                return Err(ApiError::bad_request("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"));
+                return Err(ApiError::bad_request(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+                ));
             }
             let mut out = old.clone();
             json_patch::merge(&mut out, &doc);
@@ -537,18 +684,30 @@ pub async fn patch(
         let mut patched = apply_patch(resource, &content_type, old, patch)?;
         // A resourceVersion in the patch is a precondition on the current object.
         let named = named_revision(&patched);
-        let precondition = named.as_deref().is_some_and(|rv| rv != meta::resource_version(old))
+        let precondition = named
+            .as_deref()
+            .is_some_and(|rv| rv != meta::resource_version(old))
             || patch_names_revision(patch);
         if let Some(rv) = named
             && rv != meta::resource_version(old)
         {
-            return Err(ApiError::stale(resource.group, resource.plural, &target.name));
+            return Err(ApiError::stale(
+                resource.group,
+                resource.plural,
+                &target.name,
+            ));
         }
         metadata_mut(&mut patched).remove("resourceVersion");
-        Ok(Desired { object: patched, precondition })
+        Ok(Desired {
+            object: patched,
+            precondition,
+        })
     })
     .await?;
-    Ok(with_warnings(respond(StatusCode::OK, format, &updated.object), &updated.warnings))
+    Ok(with_warnings(
+        respond(StatusCode::OK, format, &updated.object),
+        &updated.warnings,
+    ))
 }
 
 fn patch_names_revision(patch: &[u8]) -> bool {
@@ -567,33 +726,57 @@ struct DeleteOptions {
 }
 
 fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
-    let mut propagation = body["propagationPolicy"].as_str().unwrap_or(&query.propagation_policy).to_owned();
-    let orphan = body["orphanDependents"].as_bool().or(query.orphan_dependents);
+    let mut propagation = body["propagationPolicy"]
+        .as_str()
+        .unwrap_or(&query.propagation_policy)
+        .to_owned();
+    let orphan = body["orphanDependents"]
+        .as_bool()
+        .or(query.orphan_dependents);
     if propagation.is_empty() {
         if let Some(o) = orphan {
             propagation = if o { "Orphan" } else { "Background" }.to_owned();
         }
     } else if orphan.is_some() {
-        return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![Cause::invalid(
-            "propagationPolicy",
-            &json!(propagation),
-            "orphanDependents and deletionPropagation cannot be both set",
-        )]));
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            vec![Cause::invalid(
+                "propagationPolicy",
+                &json!(propagation),
+                "orphanDependents and deletionPropagation cannot be both set",
+            )],
+        ));
     }
-    if !matches!(propagation.as_str(), "" | "Orphan" | "Background" | "Foreground") {
-        return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![Cause::unsupported(
-            "propagationPolicy",
-            &json!(propagation),
-            &["Foreground", "Background", "Orphan", "nil"],
-        )]));
+    if !matches!(
+        propagation.as_str(),
+        "" | "Orphan" | "Background" | "Foreground"
+    ) {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            vec![Cause::unsupported(
+                "propagationPolicy",
+                &json!(propagation),
+                &["Foreground", "Background", "Orphan", "nil"],
+            )],
+        ));
     }
     let dry_run = query.dry_run
-        || body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+        || body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
-        grace_period: body["gracePeriodSeconds"].as_i64().or(query.grace_period_seconds),
+        grace_period: body["gracePeriodSeconds"]
+            .as_i64()
+            .or(query.grace_period_seconds),
         propagation,
         uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
-        resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned),
         dry_run,
     })
 }
@@ -601,11 +784,20 @@ fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
 /// The grace period a pod delete gets: 0 for pods never scheduled or already finished.
 fn pod_grace(pod: &Value, asked: Option<i64>) -> i64 {
     let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if unscheduled || finished {
         return 0;
     }
-    asked.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
+    asked
+        .unwrap_or_else(|| {
+            pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        })
+        .max(0)
 }
 
 /// DELETE of one object.
@@ -620,7 +812,12 @@ pub async fn delete(
     Ok(respond(status, format, &obj))
 }
 
-async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body: &Value) -> ApiResult<(StatusCode, Value)> {
+async fn delete_one(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    body: &Value,
+) -> ApiResult<(StatusCode, Value)> {
     let resource = target.resource;
     let options = delete_options(query, body)?;
     let is_pod = resource.group.is_empty() && resource.plural == "pods";
@@ -630,17 +827,27 @@ async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body:
         if let Some(uid) = &options.uid {
             let actual = meta::meta_str(&obj, "uid");
             if uid != actual {
-                return Err(ApiError::conflict(resource.group, resource.plural, &target.name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                )));
+                return Err(ApiError::conflict(
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                ));
             }
         }
         if let Some(rv) = &options.resource_version {
             let actual = meta::resource_version(&obj);
             if rv != actual {
-                return Err(ApiError::conflict(resource.group, resource.plural, &target.name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                )));
+                return Err(ApiError::conflict(
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
+                ));
             }
         }
         // Decide between marking the object terminating and removing it now.
@@ -657,7 +864,11 @@ async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body:
             finalizers.push(f.to_owned());
             changed = true;
         }
-        let grace = if is_pod { pod_grace(&obj, options.grace_period) } else { 0 };
+        let grace = if is_pod {
+            pod_grace(&obj, options.grace_period)
+        } else {
+            0
+        };
         let terminating = meta::is_terminating(&obj);
         let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
         if keep {
@@ -665,10 +876,15 @@ async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body:
             if changed {
                 meta.insert("finalizers".into(), json!(finalizers));
             }
-            let current_grace = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let current_grace = meta
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
             if !terminating || current_grace.is_some_and(|g| grace < g) {
                 let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 changed = true;
             }
@@ -678,22 +894,39 @@ async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body:
             }
             // A namespace with no finalizers left is removed at once.
             let namespace_done = is_namespace
-                && obj["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+                && obj["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
                 && finalizers.is_empty();
             if !namespace_done {
                 if !changed || options.dry_run {
                     return Ok((StatusCode::OK, obj));
                 }
                 let key = target.key(&state.root);
-                match state.store.update(&key, to_stored(&obj)?, kv.mod_revision).await {
+                match state
+                    .store
+                    .update(&key, to_stored(&obj)?, kv.mod_revision)
+                    .await
+                {
                     Ok(kv) => {
                         with_revision(&mut obj, kv.mod_revision);
                         // 202 when the delete waits on finalizers, as upstream answers.
-                        let code = if grace > 0 || is_namespace { StatusCode::OK } else { StatusCode::ACCEPTED };
+                        let code = if grace > 0 || is_namespace {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::ACCEPTED
+                        };
                         return Ok((code, obj));
                     }
                     Err(storage::Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+                    Err(e) => {
+                        return Err(ApiError::from_store(
+                            e,
+                            resource.group,
+                            resource.plural,
+                            &target.name,
+                        ));
+                    }
                 }
             }
         }
@@ -711,13 +944,27 @@ async fn delete_one(state: &Arc<ApiState>, target: &Target, query: &Query, body:
                     return Ok((StatusCode::OK, obj));
                 }
                 let uid = meta::meta_str(&obj, "uid").to_owned();
-                return Ok((StatusCode::OK, status::success(resource.group, resource.plural, &target.name, Some(&uid))));
+                return Ok((
+                    StatusCode::OK,
+                    status::success(resource.group, resource.plural, &target.name, Some(&uid)),
+                ));
             }
             Err(storage::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(ApiError::from_store(e, resource.group, resource.plural, &target.name)),
+            Err(e) => {
+                return Err(ApiError::from_store(
+                    e,
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                ));
+            }
         }
     }
-    Err(ApiError::stale(resource.group, resource.plural, &target.name))
+    Err(ApiError::stale(
+        resource.group,
+        resource.plural,
+        &target.name,
+    ))
 }
 
 /// DELETE of a collection: every selected object is deleted as a single delete would be.
@@ -736,7 +983,11 @@ pub async fn delete_collection(
         .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
     let snapshot = state.cache.list(resource, &target.namespace);
     let mut items = Vec::new();
-    for object in snapshot.objects.iter().filter(|o| super::read::selected(query, &o.value)) {
+    for object in snapshot
+        .objects
+        .iter()
+        .filter(|o| super::read::selected(query, &o.value))
+    {
         let one = Target {
             resource,
             namespace: meta::namespace(&object.value).to_owned(),

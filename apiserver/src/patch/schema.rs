@@ -1,6 +1,10 @@
 //! STUB placeholder; replaced whole.
 pub struct PatchSchema;
 impl PatchSchema {
-    pub fn for_kind<K: schemars::JsonSchema>() -> PatchSchema { PatchSchema }
-    pub fn empty() -> PatchSchema { PatchSchema }
+    pub fn for_kind<K: schemars::JsonSchema>() -> PatchSchema {
+        PatchSchema
+    }
+    pub fn empty() -> PatchSchema {
+        PatchSchema
+    }
 }

@@ -145,11 +145,17 @@ impl Strategy for Pods {
 /// upstream's DefaultTolerationSeconds admission: tolerate not-ready/unreachable for 300 s.
 fn add_default_tolerations(spec: &mut serde_json::Map<String, Value>) {
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-    let Some(list) = tolerations.as_array_mut() else { return };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let present = list.iter().any(|t| {
             t.get("key").and_then(Value::as_str) == Some(key)
-                || (t.get("key").is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists"))
+                || (t.get("key").is_none()
+                    && t.get("operator").and_then(Value::as_str) == Some("Exists"))
         });
         if !present {
             list.push(json!({
@@ -234,7 +240,13 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
     }
     let mut names = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
-        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let field = format!("{path}.{list}[{i}]");
             match c.get("name").and_then(Value::as_str) {
                 None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
@@ -245,10 +257,19 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
                     }
                 }
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 causes.push(Cause::required(format!("{field}.image")));
             }
-            for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (j, p) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
                     causes.push(Cause::invalid(
@@ -263,7 +284,11 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
         let supported = ["Always", "OnFailure", "Never"];
         if !supported.contains(&policy) {
-            causes.push(Cause::unsupported(format!("{path}.restartPolicy"), &json!(policy), &supported));
+            causes.push(Cause::unsupported(
+                format!("{path}.restartPolicy"),
+                &json!(policy),
+                &supported,
+            ));
         }
     }
     causes
@@ -274,8 +299,14 @@ fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
     let mut a = new.clone();
     let mut b = old.clone();
     for spec in [&mut a, &mut b] {
-        let Some(map) = spec.as_object_mut() else { continue };
-        for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+        let Some(map) = spec.as_object_mut() else {
+            continue;
+        };
+        for field in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
             map.remove(field);
         }
         for list in ["initContainers", "containers"] {
@@ -337,7 +368,10 @@ impl Strategy for Services {
         if !supported.contains(&ty) {
             causes.push(Cause::unsupported("spec.type", &json!(ty), &supported));
         }
-        let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let ports = spec["ports"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let headless = spec["clusterIP"].as_str() == Some("None");
         if ports.is_empty() && ty != "ExternalName" && !headless {
             causes.push(Cause::required("spec.ports"));
@@ -357,8 +391,15 @@ impl Strategy for Services {
         }
         if let Some(old) = old {
             let (new_ip, old_ip) = (&spec["clusterIP"], &old["spec"]["clusterIP"]);
-            if !old_ip.is_null() && new_ip != old_ip && ty == old["spec"]["type"].as_str().unwrap_or("") {
-                causes.push(Cause::invalid("spec.clusterIPs[0]", new_ip, "may not change once set"));
+            if !old_ip.is_null()
+                && new_ip != old_ip
+                && ty == old["spec"]["type"].as_str().unwrap_or("")
+            {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    new_ip,
+                    "may not change once set",
+                ));
             }
         }
         causes
@@ -389,9 +430,14 @@ fn validate_workload(obj: &Value, old: Option<&Value>, selector_required: bool) 
     if selector_required {
         if selector.is_null() || selector.as_object().is_some_and(|m| m.is_empty()) {
             causes.push(Cause::required("spec.selector"));
-        } else if let Ok(sel) = common::selector::LabelSelector::from_label_selector_json(selector) {
+        } else if let Ok(sel) = common::selector::LabelSelector::from_label_selector_json(selector)
+        {
             if sel.is_everything() {
-                causes.push(Cause::invalid("spec.selector", selector, "empty selector is invalid for deployment"));
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    selector,
+                    "empty selector is invalid for deployment",
+                ));
             }
             let labels = spec["template"]["metadata"]["labels"].as_object();
             if !sel.matches(labels) {
@@ -405,7 +451,11 @@ fn validate_workload(obj: &Value, old: Option<&Value>, selector_required: bool) 
         if let Some(old) = old
             && old["spec"]["selector"] != *selector
         {
-            causes.push(Cause::invalid("spec.selector", selector, "field is immutable"));
+            causes.push(Cause::invalid(
+                "spec.selector",
+                selector,
+                "field is immutable",
+            ));
         }
     }
     causes
@@ -484,7 +534,11 @@ impl Strategy for StatefulSets {
         let update = object_at(obj, &["spec", "updateStrategy"]);
         default_field(update, "type", json!("RollingUpdate"));
         if update["type"] == "RollingUpdate" {
-            default_field(object_at(obj, &["spec", "updateStrategy", "rollingUpdate"]), "partition", json!(0));
+            default_field(
+                object_at(obj, &["spec", "updateStrategy", "rollingUpdate"]),
+                "partition",
+                json!(0),
+            );
         }
         default_template(obj);
     }
@@ -578,7 +632,11 @@ impl Strategy for Jobs {
             && old["spec"]["template"] != obj["spec"]["template"]
             && old["spec"]["suspend"] != true
         {
-            causes.push(Cause::invalid("spec.template", &obj["spec"]["template"], "field is immutable"));
+            causes.push(Cause::invalid(
+                "spec.template",
+                &obj["spec"]["template"],
+                "field is immutable",
+            ));
         }
         causes
     }
@@ -596,7 +654,10 @@ impl Strategy for CronJobs {
         default_field(spec, "suspend", json!(false));
         default_field(spec, "successfulJobsHistoryLimit", json!(3));
         default_field(spec, "failedJobsHistoryLimit", json!(1));
-        default_pod_spec(object_at(obj, &["spec", "jobTemplate", "spec", "template", "spec"]));
+        default_pod_spec(object_at(
+            obj,
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+        ));
     }
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({});
@@ -637,7 +698,10 @@ mod tests {
             json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
             "Guaranteed",
         );
-        check_qos(json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}), "Burstable");
+        check_qos(
+            json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}),
+            "Burstable",
+        );
     }
 
     #[test]
@@ -651,15 +715,26 @@ mod tests {
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
         // Defaulting twice changes nothing (it runs on every update).
-        let again = { let mut p = pod.clone(); PODS.default(&mut p); p };
+        let again = {
+            let mut p = pod.clone();
+            PODS.default(&mut p);
+            p
+        };
         assert_eq!(again, pod);
     }
 
     #[test]
     fn pod_validation_reports_fields() {
         let pod = json!({"spec": {"containers": [{"name": "Bad_Name"}]}});
-        let fields: Vec<_> = PODS.validate(&pod, None).into_iter().map(|c| c.field).collect();
-        assert_eq!(fields, ["spec.containers[0].name", "spec.containers[0].image"]);
+        let fields: Vec<_> = PODS
+            .validate(&pod, None)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.containers[0].name", "spec.containers[0].image"]
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ async fn sqlite() -> (Arc<dyn Store>, Guard) {
 }
 
 async fn etcd() -> (Arc<dyn Store>, Guard) {
-    let server = tokio::task::spawn_blocking(EtcdServer::start).await.unwrap();
+    let server = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap();
     let store = super::etcd::EtcdStore::connect(std::slice::from_ref(&server.endpoint))
         .await
         .unwrap();
@@ -83,12 +85,19 @@ async fn create_then_get(store: Arc<dyn Store>) {
 
 async fn update_is_guarded_by_mod_revision(store: Arc<dyn Store>) {
     let created = store.create("/t/a", b("1")).await.unwrap();
-    let updated = store.update("/t/a", b("2"), created.mod_revision).await.unwrap();
+    let updated = store
+        .update("/t/a", b("2"), created.mod_revision)
+        .await
+        .unwrap();
     assert!(updated.mod_revision > created.mod_revision);
     assert_eq!(updated.create_revision, created.create_revision);
     assert_eq!(updated.value, b("2"));
 
-    match store.update("/t/a", b("3"), created.mod_revision).await.unwrap_err() {
+    match store
+        .update("/t/a", b("3"), created.mod_revision)
+        .await
+        .unwrap_err()
+    {
         Error::Conflict { current, .. } => assert_eq!(*current, updated),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -99,12 +108,22 @@ async fn update_is_guarded_by_mod_revision(store: Arc<dyn Store>) {
 
 async fn delete_is_guarded_and_keys_can_be_recreated(store: Arc<dyn Store>) {
     let created = store.create("/t/a", b("1")).await.unwrap();
-    let updated = store.update("/t/a", b("2"), created.mod_revision).await.unwrap();
-    match store.delete("/t/a", Some(created.mod_revision)).await.unwrap_err() {
+    let updated = store
+        .update("/t/a", b("2"), created.mod_revision)
+        .await
+        .unwrap();
+    match store
+        .delete("/t/a", Some(created.mod_revision))
+        .await
+        .unwrap_err()
+    {
         Error::Conflict { current, .. } => assert_eq!(*current, updated),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let (prev, rev) = store.delete("/t/a", Some(updated.mod_revision)).await.unwrap();
+    let (prev, rev) = store
+        .delete("/t/a", Some(updated.mod_revision))
+        .await
+        .unwrap();
     assert_eq!(prev, updated);
     assert!(rev > updated.mod_revision);
     assert!(store.get("/t/a").await.unwrap().is_none());
@@ -123,7 +142,10 @@ async fn range_reads_a_prefix_in_key_order_at_a_revision(store: Arc<dyn Store>) 
     }
     let at = store.current_revision().await.unwrap();
     let kv = store.get("/t/b/1").await.unwrap().unwrap();
-    store.update("/t/b/1", b("new"), kv.mod_revision).await.unwrap();
+    store
+        .update("/t/b/1", b("new"), kv.mod_revision)
+        .await
+        .unwrap();
     store.delete("/t/b/2", None).await.unwrap();
     store.create("/t/b/3", b("3")).await.unwrap();
 
@@ -135,7 +157,13 @@ async fn range_reads_a_prefix_in_key_order_at_a_revision(store: Arc<dyn Store>) 
     assert!(!now.more);
 
     let then = store
-        .range("/t/b/", RangeOptions { revision: at, ..Default::default() })
+        .range(
+            "/t/b/",
+            RangeOptions {
+                revision: at,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(keys(&then), ["/t/b/1", "/t/b/2"]);
@@ -156,7 +184,11 @@ async fn range_pages_with_limit_and_start_key(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut start = None;
     loop {
-        let opts = RangeOptions { revision: at, start_key: start.clone(), limit: 3 };
+        let opts = RangeOptions {
+            revision: at,
+            start_key: start.clone(),
+            limit: 3,
+        };
         let page = store.range("/t/", opts).await.unwrap();
         assert!(page.kvs.len() <= 3);
         seen.extend(page.kvs.iter().map(|k| k.key.clone()));
@@ -166,18 +198,27 @@ async fn range_pages_with_limit_and_start_key(store: Arc<dyn Store>) {
         start = Some(format!("{}\0", page.kvs.last().unwrap().key));
     }
     let expected: Vec<String> = (0..7).map(|i| format!("/t/k{i}")).collect();
-    assert_eq!(seen, expected, "pages at one revision see neither gaps nor later writes");
+    assert_eq!(
+        seen, expected,
+        "pages at one revision see neither gaps nor later writes"
+    );
 }
 
 async fn watch_replays_history_then_follows_live_writes(store: Arc<dyn Store>) {
     let start = store.current_revision().await.unwrap();
     let a = store.create("/t/w/a", b("1")).await.unwrap();
     store.create("/t/other", b("x")).await.unwrap();
-    let a2 = store.update("/t/w/a", b("2"), a.mod_revision).await.unwrap();
+    let a2 = store
+        .update("/t/w/a", b("2"), a.mod_revision)
+        .await
+        .unwrap();
 
     let mut watch = store.watch("/t/w/", start).await.unwrap();
     let e1 = next(&mut watch).await;
-    assert_eq!((e1.event_type, e1.kv.clone(), e1.prev.clone()), (EventType::Put, a.clone(), None));
+    assert_eq!(
+        (e1.event_type, e1.kv.clone(), e1.prev.clone()),
+        (EventType::Put, a.clone(), None)
+    );
     let e2 = next(&mut watch).await;
     assert_eq!(e2.event_type, EventType::Put);
     assert_eq!(e2.kv, a2);
@@ -209,7 +250,13 @@ async fn watch_under_concurrent_writes_has_no_gaps(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut revs = Vec::new();
             for i in 0..EACH {
-                revs.push(store.create(&format!("/t/{w}/{i}"), b("v")).await.unwrap().mod_revision);
+                revs.push(
+                    store
+                        .create(&format!("/t/{w}/{i}"), b("v"))
+                        .await
+                        .unwrap()
+                        .mod_revision,
+                );
             }
             revs
         }));
@@ -224,7 +271,10 @@ async fn watch_under_concurrent_writes_has_no_gaps(store: Arc<dyn Store>) {
         seen.push(next(&mut watch).await.revision());
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "revision order");
-    assert_eq!(seen, acknowledged, "every acknowledged write is watched once");
+    assert_eq!(
+        seen, acknowledged,
+        "every acknowledged write is watched once"
+    );
 }
 
 async fn only_one_of_racing_updates_wins(store: Arc<dyn Store>) {
@@ -253,14 +303,23 @@ async fn compaction_makes_old_revisions_too_old(store: Arc<dyn Store>) {
     let old = kv.mod_revision;
     let mut last = kv;
     for i in 0..5 {
-        last = store.update("/t/a", b(&i.to_string()), last.mod_revision).await.unwrap();
+        last = store
+            .update("/t/a", b(&i.to_string()), last.mod_revision)
+            .await
+            .unwrap();
     }
     store.create("/t/b", b("b")).await.unwrap();
     let compact_to = store.current_revision().await.unwrap() - 1;
     store.compact(compact_to).await.unwrap();
 
     let err = store
-        .range("/t/", RangeOptions { revision: old, ..Default::default() })
+        .range(
+            "/t/",
+            RangeOptions {
+                revision: old,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Compacted { .. }), "{err:?}");
@@ -268,8 +327,13 @@ async fn compaction_makes_old_revisions_too_old(store: Arc<dyn Store>) {
         Err(Error::Compacted { .. }) => {}
         Err(e) => panic!("unexpected {e:?}"),
         Ok(mut watch) => {
-            let item = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap();
-            assert!(matches!(item, Some(Err(Error::Compacted { .. }))), "{item:?}");
+            let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .unwrap();
+            assert!(
+                matches!(item, Some(Err(Error::Compacted { .. }))),
+                "{item:?}"
+            );
         }
     }
     // The latest state and the compaction revision itself stay readable.
@@ -277,7 +341,13 @@ async fn compaction_makes_old_revisions_too_old(store: Arc<dyn Store>) {
     assert_eq!(now.kvs.len(), 2);
     assert_eq!(now.kvs[0], last);
     let at = store
-        .range("/t/", RangeOptions { revision: compact_to, ..Default::default() })
+        .range(
+            "/t/",
+            RangeOptions {
+                revision: compact_to,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(at.kvs.len(), 1);

@@ -35,10 +35,16 @@ impl EtcdStore {
 fn map_err(e: etcd_client::Error) -> Error {
     match &e {
         etcd_client::Error::GRpcStatus(status) if status.message().contains("compacted") => {
-            Error::Compacted { requested: 0, compacted: 0 }
+            Error::Compacted {
+                requested: 0,
+                compacted: 0,
+            }
         }
         etcd_client::Error::GRpcStatus(status) if status.message().contains("future revision") => {
-            Error::FutureRevision { requested: 0, current: 0 }
+            Error::FutureRevision {
+                requested: 0,
+                current: 0,
+            }
         }
         _ => Error::Unavailable(e.to_string()),
     }
@@ -72,7 +78,12 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(map_err)?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(map_err)?;
         resp.kvs().first().map(convert).transpose()
     }
 
@@ -97,7 +108,11 @@ impl Store for EtcdStore {
             0 => header_revision(resp.header()),
             r => r,
         };
-        Ok(RangeResult { kvs, revision, more: resp.more() })
+        Ok(RangeResult {
+            kvs,
+            revision,
+            more: resp.more(),
+        })
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
@@ -109,7 +124,12 @@ impl Store for EtcdStore {
             return Err(Error::AlreadyExists(key.to_owned()));
         }
         let rev = header_revision(resp.header());
-        Ok(KeyValue { key: key.to_owned(), value, create_revision: rev, mod_revision: rev })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision: rev,
+            mod_revision: rev,
+        })
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
@@ -121,7 +141,10 @@ impl Store for EtcdStore {
         let succeeded = resp.succeeded();
         let current = current_from(resp.op_responses(), key)?;
         if !succeeded {
-            return Err(Error::Conflict { key: key.to_owned(), current: Box::new(current) });
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                current: Box::new(current),
+            });
         }
         Ok(current)
     }
@@ -141,7 +164,10 @@ impl Store for EtcdStore {
         let revision = header_revision(resp.header());
         if !resp.succeeded() {
             let current = current_from(resp.op_responses(), key)?;
-            return Err(Error::Conflict { key: key.to_owned(), current: Box::new(current) });
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                current: Box::new(current),
+            });
         }
         for response in resp.op_responses() {
             if let TxnOpResponse::Delete(del) = response
@@ -158,7 +184,12 @@ impl Store for EtcdStore {
             .with_range(range_end(prefix))
             .with_start_revision(after + 1)
             .with_prev_key();
-        let stream = self.client.watch_client().watch(prefix, Some(opts)).await.map_err(map_err)?;
+        let stream = self
+            .client
+            .watch_client()
+            .watch(prefix, Some(opts))
+            .await
+            .map_err(map_err)?;
         let events = stream
             .map(move |resp| -> Vec<Result<Event>> {
                 let resp = match resp {
@@ -168,7 +199,10 @@ impl Store for EtcdStore {
                 if resp.canceled() {
                     let compacted = resp.compact_revision();
                     if compacted > 0 {
-                        return vec![Err(Error::Compacted { requested: after, compacted })];
+                        return vec![Err(Error::Compacted {
+                            requested: after,
+                            compacted,
+                        })];
                     }
                     return vec![Err(Error::Unavailable(format!(
                         "etcd canceled the watch: {}",
@@ -191,7 +225,12 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         let opts = GetOptions::new().with_count_only();
-        let resp = self.client.kv_client().get("/", Some(opts)).await.map_err(map_err)?;
+        let resp = self
+            .client
+            .kv_client()
+            .get("/", Some(opts))
+            .await
+            .map_err(map_err)?;
         Ok(header_revision(resp.header()))
     }
 
@@ -218,7 +257,11 @@ fn convert_event(event: &etcd_client::Event) -> Result<Event> {
             EventType::Delete
         }
     };
-    Ok(Event { event_type, kv, prev })
+    Ok(Event {
+        event_type,
+        kv,
+        prev,
+    })
 }
 
 /// etcd's range end for a prefix: the prefix with its last byte incremented.
@@ -237,7 +280,10 @@ fn range_end(prefix: &str) -> Vec<u8> {
 /// Fills in the revision a Compacted/FutureRevision error was about.
 fn with_requested(err: Error, requested: Revision) -> Error {
     match err {
-        Error::Compacted { compacted, .. } => Error::Compacted { requested, compacted },
+        Error::Compacted { compacted, .. } => Error::Compacted {
+            requested,
+            compacted,
+        },
         Error::FutureRevision { current, .. } => Error::FutureRevision { requested, current },
         other => other,
     }

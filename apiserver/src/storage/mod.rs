@@ -99,10 +99,16 @@ pub enum Error {
     Conflict { key: String, current: Box<KeyValue> },
     /// The requested revision is older than the oldest one kept. Retry from a fresh list.
     #[error("required revision {requested} has been compacted (compacted up to {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The requested revision is newer than the store's. Retryable later.
     #[error("required revision {requested} is a future revision (current {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     /// The backend cannot be reached or failed; a retry may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -83,10 +83,22 @@ impl ReadPool {
 }
 
 enum WriteOp {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 /// What a successful write answers.
@@ -124,14 +136,18 @@ impl SqliteStore {
             .query_row("SELECT COALESCE(MAX(id), 0) FROM kine", [], |r| r.get(0))
             .map_err(internal)?;
         let stored_rev: Option<Revision> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(internal)?;
         // Compaction may remove the newest rows' predecessors but never the newest row, so
         // MAX(id) is the revision; the meta row guards the case of an emptied table.
         let revision = revision.max(stored_rev.unwrap_or(0));
         let compacted: Revision = conn
-            .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(internal)?
             .unwrap_or(0);
@@ -142,14 +158,21 @@ impl SqliteStore {
             events,
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        let writer = Writer { conn, shared: shared.clone(), next: revision + 1 };
+        let writer = Writer {
+            conn,
+            shared: shared.clone(),
+            next: revision + 1,
+        };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(internal)?;
         Ok(SqliteStore {
             writes: tx,
-            readers: Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()) }),
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
             shared,
         })
     }
@@ -159,7 +182,8 @@ impl SqliteStore {
         self.writes
             .send(WriteRequest { op, reply })
             .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?
+        rx.await
+            .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -167,14 +191,19 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || pool.with(f)).await.map_err(internal)?
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(internal)?
     }
 }
 
 fn check_revision(shared: &Shared, requested: Revision) -> Result<()> {
     let compacted = shared.compacted.load(Ordering::Acquire);
     if requested != 0 && requested < compacted {
-        return Err(Error::Compacted { requested, compacted });
+        return Err(Error::Compacted {
+            requested,
+            compacted,
+        });
     }
     let current = shared.revision.load(Ordering::Acquire);
     if requested > current {
@@ -223,7 +252,11 @@ impl Store for SqliteStore {
                     })
                     .map_err(internal)?;
                 let kvs = rows.collect::<Result<Vec<_>, _>>().map_err(internal)?;
-                Ok(RangeResult { kvs, revision, more: false })
+                Ok(RangeResult {
+                    kvs,
+                    revision,
+                    more: false,
+                })
             })
             .await?;
         if limit != 0 && result.kvs.len() > limit {
@@ -234,21 +267,40 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        match self.write(WriteOp::Create { key: key.to_owned(), value }).await? {
+        match self
+            .write(WriteOp::Create {
+                key: key.to_owned(),
+                value,
+            })
+            .await?
+        {
             WriteOutcome::Put(kv) => Ok(kv),
             _ => unreachable!("create answers Put"),
         }
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
-        match self.write(WriteOp::Update { key: key.to_owned(), value, expected }).await? {
+        match self
+            .write(WriteOp::Update {
+                key: key.to_owned(),
+                value,
+                expected,
+            })
+            .await?
+        {
             WriteOutcome::Put(kv) => Ok(kv),
             _ => unreachable!("update answers Put"),
         }
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
-        match self.write(WriteOp::Delete { key: key.to_owned(), expected }).await? {
+        match self
+            .write(WriteOp::Delete {
+                key: key.to_owned(),
+                expected,
+            })
+            .await?
+        {
             WriteOutcome::Deleted(kv, rev) => Ok((kv, rev)),
             _ => unreachable!("delete answers Deleted"),
         }
@@ -257,7 +309,10 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         if after < compacted {
-            return Err(Error::Compacted { requested: after, compacted });
+            return Err(Error::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         // Subscribe before reading history, so nothing committed in between is missed.
         let live = self.shared.events.subscribe();
@@ -355,10 +410,10 @@ impl Writer {
             for req in &batch {
                 outcomes.push(self.apply(&req.op, &mut events));
             }
-            self.conn
-                .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?1)", [
-                    self.next - 1,
-                ])?;
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?1)",
+                [self.next - 1],
+            )?;
             self.conn.execute_batch("COMMIT")
         })();
         if let Err(e) = tx_result {
@@ -397,13 +452,24 @@ impl Writer {
                     create_revision: rev,
                     mod_revision: rev,
                 };
-                events.push(Event { event_type: EventType::Put, kv: kv.clone(), prev: None });
+                events.push(Event {
+                    event_type: EventType::Put,
+                    kv: kv.clone(),
+                    prev: None,
+                });
                 Ok(WriteOutcome::Put(kv))
             }
-            WriteOp::Update { key, value, expected } => {
+            WriteOp::Update {
+                key,
+                value,
+                expected,
+            } => {
                 let current = live(latest(&self.conn, key)?, key)?;
                 if current.mod_revision != *expected {
-                    return Err(Error::Conflict { key: key.clone(), current: Box::new(current) });
+                    return Err(Error::Conflict {
+                        key: key.clone(),
+                        current: Box::new(current),
+                    });
                 }
                 let rev = self.insert(
                     key,
@@ -419,13 +485,20 @@ impl Writer {
                     create_revision: current.create_revision,
                     mod_revision: rev,
                 };
-                events.push(Event { event_type: EventType::Put, kv: kv.clone(), prev: Some(current) });
+                events.push(Event {
+                    event_type: EventType::Put,
+                    kv: kv.clone(),
+                    prev: Some(current),
+                });
                 Ok(WriteOutcome::Put(kv))
             }
             WriteOp::Delete { key, expected } => {
                 let current = live(latest(&self.conn, key)?, key)?;
                 if expected.is_some_and(|e| e != current.mod_revision) {
-                    return Err(Error::Conflict { key: key.clone(), current: Box::new(current) });
+                    return Err(Error::Conflict {
+                        key: key.clone(),
+                        current: Box::new(current),
+                    });
                 }
                 let rev = self.insert(
                     key,
@@ -459,12 +532,16 @@ impl Writer {
                     )
                     .map_err(internal)?;
                 self.conn
-                    .execute("DELETE FROM kine WHERE id <= ?1 AND deleted = 1", [revision])
+                    .execute(
+                        "DELETE FROM kine WHERE id <= ?1 AND deleted = 1",
+                        [revision],
+                    )
                     .map_err(internal)?;
                 self.conn
-                    .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?1)", [
-                        revision,
-                    ])
+                    .execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?1)",
+                        [revision],
+                    )
                     .map_err(internal)?;
                 self.shared.compacted.fetch_max(*revision, Ordering::AcqRel);
                 Ok(WriteOutcome::Compacted)
@@ -505,7 +582,8 @@ impl Writer {
 }
 
 fn live(row: Option<Row>, key: &str) -> Result<KeyValue> {
-    row.and_then(Row::into_live).ok_or_else(|| Error::NotFound(key.to_owned()))
+    row.and_then(Row::into_live)
+        .ok_or_else(|| Error::NotFound(key.to_owned()))
 }
 
 /// Feeds one watch: history from the database until it has caught up, then live batches.
@@ -559,16 +637,24 @@ impl Watcher {
             if self.last < compacted {
                 let _ = self
                     .tx
-                    .send(Err(Error::Compacted { requested: self.last, compacted }))
+                    .send(Err(Error::Compacted {
+                        requested: self.last,
+                        compacted,
+                    }))
                     .await;
                 return Err(());
             }
-            let (prefix, end, after, pool) =
-                (self.prefix.clone(), self.end.clone(), self.last, self.readers.clone());
-            let rows = tokio::task::spawn_blocking(move || history(&pool, &prefix, &end, after, target))
-                .await
-                .map_err(internal)
-                .and_then(|r| r);
+            let (prefix, end, after, pool) = (
+                self.prefix.clone(),
+                self.end.clone(),
+                self.last,
+                self.readers.clone(),
+            );
+            let rows =
+                tokio::task::spawn_blocking(move || history(&pool, &prefix, &end, after, target))
+                    .await
+                    .map_err(internal)
+                    .and_then(|r| r);
             match rows {
                 Ok(events) => {
                     let caught_up = events.len() < REPLAY_BATCH as usize;

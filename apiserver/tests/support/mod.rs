@@ -57,11 +57,23 @@ impl ApiServer {
             .open(self.dir.path().join("apiserver.log"))
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"));
-        cmd.arg("--data-dir").arg(&data).args(["--advertise-address", "127.0.0.1"]);
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args(["--advertise-address", "127.0.0.1"]);
         if self.https {
-            cmd.args(["--bind-address", "127.0.0.1", "--secure-port", &self.port.to_string()]);
+            cmd.args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &self.port.to_string(),
+            ]);
         } else {
-            cmd.args(["--secure-port", "0", "--insecure-port", &self.port.to_string()]);
+            cmd.args([
+                "--secure-port",
+                "0",
+                "--insecure-port",
+                &self.port.to_string(),
+            ]);
         }
         cmd.args(&self.extra).stdout(Stdio::null()).stderr(log);
         self.child = Some(cmd.spawn().expect("start kube-apiserver"));
@@ -80,13 +92,21 @@ impl ApiServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kube-apiserver did not listen on {}:\n{}", self.port, self.log());
+        panic!(
+            "kube-apiserver did not listen on {}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     fn write_kubeconfig(&self, data: &Path) {
         let cluster = if self.https {
             let ca = data.join("certificates/apiserver.crt");
-            format!("server: https://127.0.0.1:{}\n    certificate-authority: {}", self.port, ca.display())
+            format!(
+                "server: https://127.0.0.1:{}\n    certificate-authority: {}",
+                self.port,
+                ca.display()
+            )
         } else {
             format!("server: http://127.0.0.1:{}", self.port)
         };
@@ -97,7 +117,11 @@ impl ApiServer {
     }
 
     pub fn url(&self) -> String {
-        format!("{}://127.0.0.1:{}", if self.https { "https" } else { "http" }, self.port)
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.https { "https" } else { "http" },
+            self.port
+        )
     }
 
     pub fn log(&self) -> String {
@@ -121,7 +145,9 @@ impl ApiServer {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().unwrap()
     }
 
@@ -132,13 +158,24 @@ impl ApiServer {
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new("kubectl");
-        cmd.env("KUBECONFIG", &self.kubeconfig).env("HOME", self.dir.path()).args(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .args(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         child.wait_with_output().unwrap()
     }
@@ -152,7 +189,12 @@ impl ApiServer {
             args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.log().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+            self.log()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         String::from_utf8(out.stdout).unwrap()
     }
@@ -160,7 +202,12 @@ impl ApiServer {
     /// Runs kubectl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {} should fail but printed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {} should fail but printed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).unwrap()
     }
 }

@@ -1,0 +1,343 @@
+//! The store and API server benchmark (../shared/BENCHMARKS.md section 2), run on demand:
+//! `cargo bench -p benches --bench apiserver`. Both backends are measured in one run (the
+//! embedded SQLite store and a real etcd started here), so their ratio is honest. Set
+//! BENCH_SCALE (default 1.0) to shrink every size, e.g. 0.05 for a smoke run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apiserver::server::{Config, spawn_in_process};
+use apiserver::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
+use apiserver::testing::{EtcdServer, http::HttpClient};
+use benches::{Latencies, Row, report, rss_mib};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::json;
+
+fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(1)
+}
+
+fn per_sec(n: usize, d: Duration) -> String {
+    format!("{:.0}/s", n as f64 / d.as_secs_f64())
+}
+
+const CONCURRENCY: usize = 32;
+
+async fn store_bench(backend: &'static str, store: Arc<dyn Store>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let value = Bytes::from(vec![b'x'; 256]);
+
+    let n = scaled(2000);
+    let t = Instant::now();
+    for i in 0..n {
+        store
+            .create(&format!("/seq/{i}"), value.clone())
+            .await
+            .unwrap();
+    }
+    rows.push(Row {
+        what: "writes, 1 client, 256 B".into(),
+        backend,
+        value: per_sec(n, t.elapsed()),
+    });
+
+    let each = scaled(20_000) / CONCURRENCY;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|c| {
+            let (store, value) = (store.clone(), value.clone());
+            tokio::spawn(async move {
+                for i in 0..each {
+                    store
+                        .create(&format!("/par/{c}/{i}"), value.clone())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rows.push(Row {
+        what: format!("writes, {CONCURRENCY} clients"),
+        backend,
+        value: per_sec(each * CONCURRENCY, t.elapsed()),
+    });
+
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    assert!(store.get(&format!("/par/{c}/{i}")).await.unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rows.push(Row {
+        what: format!("reads, {CONCURRENCY} clients"),
+        backend,
+        value: per_sec(each * CONCURRENCY, t.elapsed()),
+    });
+
+    // Watch delivery: time from a write's acknowledgement to its event at a watcher.
+    let n = scaled(2000);
+    let start = store.current_revision().await.unwrap();
+    let mut watch = store.watch("/watch/", start).await.unwrap();
+    let acked: Arc<parking_lot_free::Map> = Arc::new(parking_lot_free::Map::default());
+    let writer = {
+        let (store, acked, value) = (store.clone(), acked.clone(), value.clone());
+        tokio::spawn(async move {
+            for i in 0..n {
+                let kv = store
+                    .create(&format!("/watch/{i}"), value.clone())
+                    .await
+                    .unwrap();
+                acked.insert(kv.mod_revision, Instant::now());
+            }
+        })
+    };
+    let mut latencies = Latencies::default();
+    let mut received = Vec::with_capacity(n);
+    for _ in 0..n {
+        let event = watch.next().await.unwrap().unwrap();
+        received.push((event.revision(), Instant::now()));
+    }
+    writer.await.unwrap();
+    for (rev, at) in received {
+        if let Some(sent) = acked.get(rev) {
+            latencies.push(at.saturating_duration_since(sent));
+        }
+    }
+    rows.push(Row {
+        what: "watch delivery after ack, p50 / p99".into(),
+        backend,
+        value: format!(
+            "{:.2} ms / {:.2} ms",
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99)
+        ),
+    });
+    rows
+}
+
+/// A tiny map of revision -> time shared between the writer and the measuring loop.
+mod parking_lot_free {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    #[derive(Default)]
+    pub struct Map(Mutex<HashMap<i64, Instant>>);
+
+    impl Map {
+        pub fn insert(&self, k: i64, v: Instant) {
+            self.0.lock().unwrap().insert(k, v);
+        }
+        pub fn get(&self, k: i64) -> Option<Instant> {
+            self.0.lock().unwrap().get(&k).copied()
+        }
+    }
+}
+
+fn pod(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": "bench" } },
+        "spec": { "containers": [{ "name": "c", "image": "busybox:1.36", "resources": { "requests": { "cpu": "100m", "memory": "64Mi" } } }] },
+    })
+}
+
+async fn create_pods(client: &HttpClient, ns: &str, prefix: &str, n: usize) -> Latencies {
+    let path = format!("/api/v1/namespaces/{ns}/pods");
+    let per = n.div_ceil(CONCURRENCY);
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|c| {
+            let (client, path, prefix) = (client.clone(), path.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut lat = Latencies::default();
+                for i in 0..per {
+                    let t = Instant::now();
+                    let (code, body) = client
+                        .post(&path, &pod(&format!("{prefix}-{c}-{i}")))
+                        .await
+                        .unwrap();
+                    assert_eq!(code, 201, "{body}");
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Latencies::default();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+async fn api_bench(backend: &'static str, config: Config) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let rss_before = rss_mib();
+    let server = spawn_in_process(config).await.unwrap();
+    let client = HttpClient::new(&server.url());
+    for ns in ["bench", "fan"] {
+        let (code, _) = client
+            .post(
+                "/api/v1/namespaces",
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+
+    let n = scaled(10_000);
+    let t = Instant::now();
+    let mut lat = create_pods(&client, "bench", "p", n).await;
+    let elapsed = t.elapsed();
+    rows.push(Row {
+        what: format!("pod creates, {CONCURRENCY} clients: rate, p50 / p99"),
+        backend,
+        value: format!(
+            "{} , {:.1} ms / {:.1} ms",
+            per_sec(lat.len(), elapsed),
+            lat.quantile_ms(0.5),
+            lat.quantile_ms(0.99)
+        ),
+    });
+
+    let mut lists = Latencies::default();
+    let mut count = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (code, list) = client.get("/api/v1/namespaces/bench/pods").await.unwrap();
+        lists.push(t.elapsed());
+        assert_eq!(code, 200);
+        count = list["items"].as_array().unwrap().len();
+    }
+    rows.push(Row {
+        what: format!("LIST of {count} pods, p50"),
+        backend,
+        value: format!("{:.0} ms", lists.quantile_ms(0.5)),
+    });
+
+    // Watch fan-out: 100 watchers, each must see every new pod.
+    const WATCHERS: usize = 100;
+    let events = scaled(1000);
+    let (_, list) = client.get("/api/v1/namespaces/fan/pods").await.unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut stream = client
+            .watch(&format!(
+                "/api/v1/namespaces/fan/pods?watch=true&resourceVersion={rv}"
+            ))
+            .await
+            .unwrap();
+        let created = created.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut lat = Latencies::default();
+            for _ in 0..events {
+                let event = stream.next().await.unwrap();
+                let name = event["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let now = Instant::now();
+                if let Some(t) = created.lock().unwrap().get(&name) {
+                    lat.push(now.saturating_duration_since(*t));
+                }
+            }
+            lat
+        }));
+    }
+    let t = Instant::now();
+    let path = "/api/v1/namespaces/fan/pods";
+    for i in 0..events {
+        let name = format!("f-{i}");
+        created.lock().unwrap().insert(name.clone(), Instant::now());
+        let (code, _) = client.post(path, &pod(&name)).await.unwrap();
+        assert_eq!(code, 201);
+    }
+    let mut delivery = Latencies::default();
+    for w in watchers {
+        delivery.extend(w.await.unwrap());
+    }
+    rows.push(Row {
+        what: format!(
+            "watch fan-out: {events} creates to {WATCHERS} watchers, total; delivery p50 / p99"
+        ),
+        backend,
+        value: format!(
+            "{:.2} s; {:.1} ms / {:.1} ms",
+            t.elapsed().as_secs_f64(),
+            delivery.quantile_ms(0.5),
+            delivery.quantile_ms(0.99)
+        ),
+    });
+    rows.push(Row {
+        what: format!("process RSS growth with {} pods stored", n + events),
+        backend,
+        value: format!("{:.0} MiB", rss_mib() - rss_before),
+    });
+    server.stop();
+    rows
+}
+
+#[tokio::main]
+async fn main() {
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap();
+    let mut store_rows = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("state.db")).unwrap();
+    store_rows.extend(store_bench("embedded (SQLite)", Arc::new(sqlite)).await);
+    let etcd_store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint))
+        .await
+        .unwrap();
+    store_rows.extend(store_bench("etcd 3.4", Arc::new(etcd_store)).await);
+    let store_json = report("Store", &store_rows);
+
+    let mut api_rows = Vec::new();
+    let api_dir = tempfile::tempdir().unwrap();
+    let embedded = Config {
+        data_dir: api_dir.path().to_path_buf(),
+        secure_port: 0,
+        ..Config::default()
+    };
+    api_rows.extend(api_bench("embedded (SQLite)", embedded).await);
+    let etcd2 = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap();
+    let on_etcd = Config {
+        data_dir: api_dir.path().join("etcd-mode"),
+        secure_port: 0,
+        etcd_servers: vec![format!("http://{}", etcd2.endpoint)],
+        ..Config::default()
+    };
+    api_rows.extend(api_bench("etcd 3.4", on_etcd).await);
+    let api_json = report("API server", &api_rows);
+
+    let out = json!({ "store": store_json, "apiserver": api_json });
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-apiserver.json");
+    let _ = std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap());
+    println!("\nresults: {}", path.display());
+}

@@ -1,0 +1,72 @@
+//! Shared measurement helpers for tetsu's benches: latency percentiles and result tables.
+
+use std::time::Duration;
+
+/// Latency samples, summarized as upstream's SLO documents quote them.
+#[derive(Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+
+    pub fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    /// The q-th quantile (0.0..=1.0), in milliseconds.
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort();
+        let i = ((self.0.len() - 1) as f64 * q).round() as usize;
+        self.0[i].as_secs_f64() * 1000.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One line of a results table.
+pub struct Row {
+    pub what: String,
+    pub backend: &'static str,
+    pub value: String,
+}
+
+/// Prints rows as a markdown table and returns them as JSON.
+pub fn report(title: &str, rows: &[Row]) -> serde_json::Value {
+    println!("\n### {title}\n");
+    println!("| measurement | backend | result |");
+    println!("| --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} |", r.what, r.backend, r.value);
+    }
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| serde_json::json!({"measurement": r.what, "backend": r.backend, "result": r.value}))
+            .collect(),
+    )
+}
+
+/// The resident set size of this process, in MiB.
+pub fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
