@@ -146,6 +146,20 @@ pub mod http {
             Ok((status, value))
         }
 
+        /// Sends raw bytes as the body (for malformed input).
+        pub async fn send_raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(Full::new(Bytes::from(body)))?;
+            let resp = self.inner.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Ok((status, value))
+        }
+
         pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
             self.send("GET", path, "application/json", None).await
         }

@@ -370,3 +370,22 @@ fn describe_shows_the_object() {
         ],
     );
 }
+
+#[test]
+fn the_same_workflow_on_etcd() {
+    let etcd = support::EtcdServer::start();
+    let s = ApiServer::start_with(&["--etcd-servers", &format!("http://{}", etcd.endpoint)]);
+    apply_app(&s);
+    s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=3"]);
+    assert_eq!(s.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "3");
+    s.ok(&["delete", "cm", "cfg", "-n", "demo"]);
+    assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(), "");
+    // The objects live in etcd under /registry, readable with etcdctl as upstream's are.
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint, "get", "/registry/apps/deployments/demo/web", "--print-value-only"])
+        .output()
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored["spec"]["replicas"], 3);
+}
