@@ -46,10 +46,10 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 async fn bad_input_gets_upstream_statuses() {
     let (_s, c) = setup().await;
     check_status(&raw(&c, "POST", CMS, "application/json", "{not json").await, 400, "BadRequest", "");
-    check_status(
-        &c.post(CMS, &json!({"apiVersion": "v1", "metadata": {"name": "x"}})).await.unwrap(),
-        400, "BadRequest", "Object 'Kind' is missing",
-    );
+    check_status(&c.post(CMS, &json!(["not", "an", "object"])).await.unwrap(), 400, "BadRequest", "Object 'Kind' is missing");
+    // apiVersion and kind default to the endpoint's, as clients may leave them out.
+    let (code, obj) = c.post(CMS, &json!({"metadata": {"name": "defaulted"}})).await.unwrap();
+    assert_eq!((code, obj["kind"].as_str(), obj["apiVersion"].as_str()), (201, Some("ConfigMap"), Some("v1")));
     check_status(
         &c.post(CMS, &json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).await.unwrap(),
         400, "BadRequest", "does not match the expected API version",

@@ -23,42 +23,31 @@ use crate::{managed, services, validation};
 /// How many times an unconditional update re-reads and retries after a conflict.
 const MAX_RETRIES: usize = 16;
 
-/// Checks that a body's apiVersion and kind are the ones the URL serves.
-pub fn check_type(
-    resource: &ResourceInfo,
-    obj: &Value,
-    expected_kind: &str,
-    expected_version: &str,
-) -> ApiResult<()> {
-    if !obj.is_object() {
+/// Checks that a body's apiVersion and kind are the ones the URL serves. Missing ones are
+/// taken from the URL, as upstream decodes with the endpoint's kind as the default.
+pub fn check_type(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+    let Some(map) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(format!(
             "Object 'Kind' is missing in '{}'",
             truncate(&obj.to_string())
         )));
-    }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{}'",
-            truncate(&obj.to_string())
-        )));
-    }
+    };
+    let expected_version = resource.api_version();
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
     if api_version.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'apiVersion' is missing in '{}'",
-            truncate(&obj.to_string())
-        )));
-    }
-    if api_version != expected_version {
+        map.insert("apiVersion".into(), json!(expected_version));
+    } else if api_version != expected_version {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
         )));
     }
-    if kind != expected_kind {
+    if kind.is_empty() {
+        map.insert("kind".into(), json!(resource.kind));
+    } else if kind != resource.kind {
         return Err(ApiError::bad_request(format!(
-            "{kind} in version \"{}\" cannot be handled as a {expected_kind}: the kind in the data does not match the {} endpoint",
-            resource.version, resource.plural
+            "{kind} in version \"{}\" cannot be handled as a {}: the kind in the data does not match the {} endpoint",
+            resource.version, resource.kind, resource.plural
         )));
     }
     Ok(())
@@ -230,7 +219,7 @@ pub async fn create_object(
     mut obj: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
     let resource = target.resource;
-    check_type(resource, &obj, resource.kind, &resource.api_version())?;
+    check_type(resource, &mut obj)?;
     check_namespace(target, &mut obj)?;
     let meta_map = metadata_mut(&mut obj);
     let name = meta_map
@@ -524,7 +513,7 @@ fn without_volatile(obj: &Value) -> Value {
 /// status, and a subresource changes only its part.
 fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value> {
     let resource = target.resource;
-    check_type(resource, &new, resource.kind, &resource.api_version())?;
+    check_type(resource, &mut new)?;
     if meta::name(&new) != target.name {
         if meta::name(&new).is_empty() {
             metadata_mut(&mut new).insert("name".into(), json!(target.name));
