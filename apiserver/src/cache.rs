@@ -80,6 +80,43 @@ pub struct CacheEvent {
     pub revision: Revision,
     pub object: Arc<CachedObject>,
     pub prev: Option<Arc<CachedObject>>,
+    /// The JSON watch line of this event, encoded once for every watcher that sees it as is.
+    line: std::sync::OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    pub fn new(
+        event_type: WatchEventType,
+        revision: Revision,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
+    ) -> CacheEvent {
+        CacheEvent {
+            event_type,
+            revision,
+            object,
+            prev,
+            line: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event as a JSON watch line, `{"type":...,"object":...}\n`, shared by all watchers.
+    pub fn json_line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| watch_line(self.event_type.as_str(), &self.object.bytes))
+            .clone()
+    }
+}
+
+/// One watch event as a line of JSON.
+pub fn watch_line(event_type: &str, object: &[u8]) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(event_type.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    out.freeze()
 }
 
 struct ResourceState {
@@ -271,12 +308,7 @@ impl Cache {
                     } else {
                         WatchEventType::Added
                     };
-                    CacheEvent {
-                        event_type,
-                        revision,
-                        object: obj,
-                        prev: prev.clone(),
-                    }
+                    CacheEvent::new(event_type, revision, obj, prev.clone())
                 }),
                 EventType::Delete => r.objects.remove(&event.kv.key).and_then(|last| {
                     // A deleted object is reported with the delete's resourceVersion.
@@ -286,11 +318,13 @@ impl Cache {
                         create_revision: 0,
                         mod_revision: revision,
                     };
-                    CachedObject::from_kv(&kv).map(|obj| CacheEvent {
-                        event_type: WatchEventType::Deleted,
-                        revision,
-                        object: Arc::new(obj),
-                        prev: Some(last),
+                    CachedObject::from_kv(&kv).map(|obj| {
+                        CacheEvent::new(
+                            WatchEventType::Deleted,
+                            revision,
+                            Arc::new(obj),
+                            Some(last),
+                        )
                     })
                 }),
             };

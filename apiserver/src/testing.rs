@@ -147,7 +147,13 @@ pub mod http {
         }
 
         /// Sends raw bytes as the body (for malformed input).
-        pub async fn send_raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        pub async fn send_raw(
+            &self,
+            method: &str,
+            path: &str,
+            content_type: &str,
+            body: Vec<u8>,
+        ) -> anyhow::Result<(u16, Value)> {
             let req = hyper::Request::builder()
                 .method(method)
                 .uri(format!("{}{path}", self.base))

@@ -21,13 +21,25 @@ async fn setup() -> (ApiServer, HttpClient) {
 }
 
 /// Sends raw bytes; answers (status, JSON body).
-async fn raw(client: &HttpClient, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+async fn raw(
+    client: &HttpClient,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
     if matches!(value, Value::String(_)) {
         // Not JSON: send the bytes as they are.
-        return client.send_raw(method, path, content_type, body.as_bytes().to_vec()).await.unwrap();
+        return client
+            .send_raw(method, path, content_type, body.as_bytes().to_vec())
+            .await
+            .unwrap();
     }
-    client.send(method, path, content_type, Some(&value)).await.unwrap()
+    client
+        .send(method, path, content_type, Some(&value))
+        .await
+        .unwrap()
 }
 
 fn check_status(got: &(u16, Value), code: u16, reason: &str, message: &str) {
@@ -45,31 +57,80 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 #[tokio::test]
 async fn bad_input_gets_upstream_statuses() {
     let (_s, c) = setup().await;
-    check_status(&raw(&c, "POST", CMS, "application/json", "{not json").await, 400, "BadRequest", "");
-    check_status(&c.post(CMS, &json!(["not", "an", "object"])).await.unwrap(), 400, "BadRequest", "Object 'Kind' is missing");
-    // apiVersion and kind default to the endpoint's, as clients may leave them out.
-    let (code, obj) = c.post(CMS, &json!({"metadata": {"name": "defaulted"}})).await.unwrap();
-    assert_eq!((code, obj["kind"].as_str(), obj["apiVersion"].as_str()), (201, Some("ConfigMap"), Some("v1")));
     check_status(
-        &c.post(CMS, &json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).await.unwrap(),
-        400, "BadRequest", "does not match the expected API version",
+        &raw(&c, "POST", CMS, "application/json", "{not json").await,
+        400,
+        "BadRequest",
+        "",
+    );
+    check_status(
+        &c.post(CMS, &json!(["not", "an", "object"])).await.unwrap(),
+        400,
+        "BadRequest",
+        "Object 'Kind' is missing",
+    );
+    // apiVersion and kind default to the endpoint's, as clients may leave them out.
+    let (code, obj) = c
+        .post(CMS, &json!({"metadata": {"name": "defaulted"}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, obj["kind"].as_str(), obj["apiVersion"].as_str()),
+        (201, Some("ConfigMap"), Some("v1"))
+    );
+    check_status(
+        &c.post(
+            CMS,
+            &json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+        )
+        .await
+        .unwrap(),
+        400,
+        "BadRequest",
+        "does not match the expected API version",
     );
     check_status(
         &c.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "other"}})).await.unwrap(),
         400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request",
     );
     let invalid = c.post(CMS, &cm("Bad_Name")).await.unwrap();
-    check_status(&invalid, 422, "Invalid", "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\"");
+    check_status(
+        &invalid,
+        422,
+        "Invalid",
+        "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\"",
+    );
     assert_eq!(invalid.1["details"]["causes"][0]["field"], "metadata.name");
     check_status(
-        &c.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})).await.unwrap(),
-        422, "Invalid", "metadata.name: Required value: name or generateName is required",
+        &c.post(
+            CMS,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "Invalid",
+        "metadata.name: Required value: name or generateName is required",
     );
-    check_status(&c.get("/api/v1/namespaces/default/widgets").await.unwrap(), 404, "NotFound", "the server could not find the requested resource");
-    check_status(&c.get(&format!("{CMS}/missing")).await.unwrap(), 404, "NotFound", "configmaps \"missing\" not found");
     check_status(
-        &c.post("/api/v1/namespaces/nowhere/configmaps", &cm("x")).await.unwrap(),
-        404, "NotFound", "namespaces \"nowhere\" not found",
+        &c.get("/api/v1/namespaces/default/widgets").await.unwrap(),
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    );
+    check_status(
+        &c.get(&format!("{CMS}/missing")).await.unwrap(),
+        404,
+        "NotFound",
+        "configmaps \"missing\" not found",
+    );
+    check_status(
+        &c.post("/api/v1/namespaces/nowhere/configmaps", &cm("x"))
+            .await
+            .unwrap(),
+        404,
+        "NotFound",
+        "namespaces \"nowhere\" not found",
     );
     // A wrongly typed field is refused and stores nothing.
     let typed = c.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "t"}, "data": {"a": 5}})).await.unwrap();
@@ -77,7 +138,12 @@ async fn bad_input_gets_upstream_statuses() {
     assert_eq!(c.get(&format!("{CMS}/t")).await.unwrap().0, 404);
     // A body over 3 MiB.
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"a": "x".repeat(3 * 1024 * 1024 + 10)}});
-    check_status(&c.post(CMS, &big).await.unwrap(), 413, "RequestEntityTooLarge", "limit is 3145728");
+    check_status(
+        &c.post(CMS, &big).await.unwrap(),
+        413,
+        "RequestEntityTooLarge",
+        "limit is 3145728",
+    );
 }
 
 #[tokio::test]
@@ -85,25 +151,48 @@ async fn conflicts_and_field_validation() {
     let (_s, c) = setup().await;
     let (code, created) = c.post(CMS, &cm("a")).await.unwrap();
     assert_eq!(code, 201);
-    check_status(&c.post(CMS, &cm("a")).await.unwrap(), 409, "AlreadyExists", "configmaps \"a\" already exists");
+    check_status(
+        &c.post(CMS, &cm("a")).await.unwrap(),
+        409,
+        "AlreadyExists",
+        "configmaps \"a\" already exists",
+    );
     let mut stale = created.clone();
     stale["data"]["a"] = json!("2");
-    let (code, _) = c.send("PUT", &format!("{CMS}/a"), "application/json", Some(&stale)).await.unwrap();
+    let (code, _) = c
+        .send("PUT", &format!("{CMS}/a"), "application/json", Some(&stale))
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     check_status(
-        &c.send("PUT", &format!("{CMS}/a"), "application/json", Some(&stale)).await.unwrap(),
-        409, "Conflict", "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again",
+        &c.send("PUT", &format!("{CMS}/a"), "application/json", Some(&stale))
+            .await
+            .unwrap(),
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again",
     );
-    let unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "bogus": 1});
+    let unknown =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "bogus": 1});
     check_status(
-        &c.post(&format!("{CMS}?fieldValidation=Strict"), &unknown).await.unwrap(),
-        400, "BadRequest", "strict decoding error: unknown field \"bogus\"",
+        &c.post(&format!("{CMS}?fieldValidation=Strict"), &unknown)
+            .await
+            .unwrap(),
+        400,
+        "BadRequest",
+        "strict decoding error: unknown field \"bogus\"",
     );
-    let (code, obj) = c.post(&format!("{CMS}?fieldValidation=Ignore"), &unknown).await.unwrap();
+    let (code, obj) = c
+        .post(&format!("{CMS}?fieldValidation=Ignore"), &unknown)
+        .await
+        .unwrap();
     assert_eq!(code, 201);
     assert!(obj.get("bogus").is_none(), "unknown fields are dropped");
     // dryRun stores nothing.
-    let (code, _) = c.post(&format!("{CMS}?dryRun=All"), &cm("dry")).await.unwrap();
+    let (code, _) = c
+        .post(&format!("{CMS}?dryRun=All"), &cm("dry"))
+        .await
+        .unwrap();
     assert_eq!(code, 201);
     assert_eq!(c.get(&format!("{CMS}/dry")).await.unwrap().0, 404);
 }
@@ -123,20 +212,65 @@ async fn generation_status_and_finalizers() {
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["status"], json!({}), "create resets status");
     let merge = "application/merge-patch+json";
-    let (_, d) = c.send("PATCH", &format!("{path}/d"), merge, Some(&json!({"spec": {"replicas": 3}, "status": {"replicas": 7}}))).await.unwrap();
-    assert_eq!((d["metadata"]["generation"].as_i64(), d["status"].get("replicas")), (Some(2), None), "{d}");
-    let (_, d) = c.send("PATCH", &format!("{path}/d/status"), merge, Some(&json!({"status": {"replicas": 7}, "spec": {"replicas": 1}}))).await.unwrap();
-    assert_eq!((d["metadata"]["generation"].as_i64(), d["status"]["replicas"].as_i64(), d["spec"]["replicas"].as_i64()), (Some(2), Some(7), Some(3)));
+    let (_, d) = c
+        .send(
+            "PATCH",
+            &format!("{path}/d"),
+            merge,
+            Some(&json!({"spec": {"replicas": 3}, "status": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            d["metadata"]["generation"].as_i64(),
+            d["status"].get("replicas")
+        ),
+        (Some(2), None),
+        "{d}"
+    );
+    let (_, d) = c
+        .send(
+            "PATCH",
+            &format!("{path}/d/status"),
+            merge,
+            Some(&json!({"status": {"replicas": 7}, "spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            d["metadata"]["generation"].as_i64(),
+            d["status"]["replicas"].as_i64(),
+            d["spec"]["replicas"].as_i64()
+        ),
+        (Some(2), Some(7), Some(3))
+    );
 
     // A finalizer holds a deleted object until it is removed.
     let (_, _) = c.post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "f", "finalizers": ["example.com/hold"]}})).await.unwrap();
-    let (code, held) = c.send("DELETE", &format!("{CMS}/f"), "application/json", None).await.unwrap();
+    let (code, held) = c
+        .send("DELETE", &format!("{CMS}/f"), "application/json", None)
+        .await
+        .unwrap();
     assert!(code == 200 || code == 202, "{held}");
     assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
     assert_eq!(c.get(&format!("{CMS}/f")).await.unwrap().0, 200);
-    let (code, _) = c.send("PATCH", &format!("{CMS}/f"), merge, Some(&json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    let (code, _) = c
+        .send(
+            "PATCH",
+            &format!("{CMS}/f"),
+            merge,
+            Some(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(code, 200);
-    assert_eq!(c.get(&format!("{CMS}/f")).await.unwrap().0, 404, "removing the last finalizer deletes it");
+    assert_eq!(
+        c.get(&format!("{CMS}/f")).await.unwrap().0,
+        404,
+        "removing the last finalizer deletes it"
+    );
 }
 
 #[tokio::test]
@@ -148,33 +282,101 @@ async fn watch_bookmarks_initial_events_and_expiry() {
         .await
         .unwrap();
     let first = w.next().await.unwrap();
-    assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("one")));
-    let bookmark = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("one"))
+    );
+    let bookmark = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bookmark["type"], "BOOKMARK");
-    assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
     c.post(CMS, &cm("two")).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap();
-    assert_eq!((next["type"].as_str(), next["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("two")));
+    let next = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            next["type"].as_str(),
+            next["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("two"))
+    );
 
     // Label-selected watches see objects enter and leave the selection.
-    let mut sel = c.watch(&format!("{CMS}?watch=true&labelSelector=team%3Dblue&resourceVersion=0")).await.unwrap();
+    let mut sel = c
+        .watch(&format!(
+            "{CMS}?watch=true&labelSelector=team%3Dblue&resourceVersion=0"
+        ))
+        .await
+        .unwrap();
     let merge = "application/merge-patch+json";
-    c.send("PATCH", &format!("{CMS}/one"), merge, Some(&json!({"metadata": {"labels": {"team": "blue"}}}))).await.unwrap();
-    c.send("PATCH", &format!("{CMS}/one"), merge, Some(&json!({"metadata": {"labels": {"team": "red"}}}))).await.unwrap();
-    let a = tokio::time::timeout(Duration::from_secs(5), sel.next()).await.unwrap().unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(5), sel.next()).await.unwrap().unwrap();
-    assert_eq!((a["type"].as_str(), b["type"].as_str()), (Some("ADDED"), Some("DELETED")));
+    c.send(
+        "PATCH",
+        &format!("{CMS}/one"),
+        merge,
+        Some(&json!({"metadata": {"labels": {"team": "blue"}}})),
+    )
+    .await
+    .unwrap();
+    c.send(
+        "PATCH",
+        &format!("{CMS}/one"),
+        merge,
+        Some(&json!({"metadata": {"labels": {"team": "red"}}})),
+    )
+    .await
+    .unwrap();
+    let a = tokio::time::timeout(Duration::from_secs(5), sel.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(5), sel.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a["type"].as_str(), b["type"].as_str()),
+        (Some("ADDED"), Some("DELETED"))
+    );
 
     // timeoutSeconds ends the stream.
-    let mut short = c.watch(&format!("{CMS}?watch=true&timeoutSeconds=1&resourceVersion=0")).await.unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(5), async { while short.next().await.is_some() {} }).await;
+    let mut short = c
+        .watch(&format!(
+            "{CMS}?watch=true&timeoutSeconds=1&resourceVersion=0"
+        ))
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while short.next().await.is_some() {}
+    })
+    .await;
     assert!(ended.is_ok(), "a watch ends after timeoutSeconds");
 
     // A resourceVersion in the future is answered after a short wait with an error.
     let (_, list) = c.get(CMS).await.unwrap();
-    let far: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() + 1000;
-    let mut future = c.watch(&format!("{CMS}?watch=true&resourceVersion={far}")).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(10), future.next()).await.unwrap().unwrap();
+    let far: i64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        + 1000;
+    let mut future = c
+        .watch(&format!("{CMS}?watch=true&resourceVersion={far}"))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), future.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e["type"], "ERROR");
 }
 
@@ -182,18 +384,28 @@ async fn watch_bookmarks_initial_events_and_expiry() {
 async fn services_get_addresses_and_node_ports_once() {
     let (_s, c) = setup().await;
     let path = "/api/v1/namespaces/default/services";
-    let svc = |name: &str, ty: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-        "spec": {"type": ty, "selector": {"app": name}, "ports": [{"port": 80}]}});
+    let svc = |name: &str, ty: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": ty, "selector": {"app": name}, "ports": [{"port": 80}]}})
+    };
     let (code, a) = c.post(path, &svc("a", "NodePort")).await.unwrap();
     assert_eq!(code, 201, "{a}");
     let (_, b) = c.post(path, &svc("b", "NodePort")).await.unwrap();
     assert_ne!(a["spec"]["clusterIP"], b["spec"]["clusterIP"]);
-    assert_ne!(a["spec"]["ports"][0]["nodePort"], b["spec"]["ports"][0]["nodePort"]);
+    assert_ne!(
+        a["spec"]["ports"][0]["nodePort"],
+        b["spec"]["ports"][0]["nodePort"]
+    );
     let port = a["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
     assert!((30000..=32767).contains(&port));
     let (_, kubernetes) = c.get(&format!("{path}/kubernetes")).await.unwrap();
     assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1");
     let taken = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "c"},
         "spec": {"clusterIP": a["spec"]["clusterIP"], "ports": [{"port": 80}]}});
-    check_status(&c.post(path, &taken).await.unwrap(), 422, "Invalid", "provided IP is already allocated");
+    check_status(
+        &c.post(path, &taken).await.unwrap(),
+        422,
+        "Invalid",
+        "provided IP is already allocated",
+    );
 }

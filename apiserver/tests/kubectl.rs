@@ -268,7 +268,8 @@ fn scale_and_watch() {
     let first = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the initial state");
-    assert_eq!(first.split_whitespace().collect::<Vec<_>>(), ["web", "2"]);
+    // Server-side Table rows, in the list and in the watch: NAME READY UP-TO-DATE AVAILABLE AGE.
+    assert_eq!(first.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/2", "0", "0"]);
     assert_eq!(
         s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"])
             .trim(),
@@ -277,7 +278,7 @@ fn scale_and_watch() {
     let next = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the change after scaling");
-    assert_eq!(next.split_whitespace().collect::<Vec<_>>(), ["web", "5"]);
+    assert_eq!(next.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/5", "0", "0"]);
     let _ = watch.kill();
 }
 
@@ -377,13 +378,30 @@ fn the_same_workflow_on_etcd() {
     let s = ApiServer::start_with(&["--etcd-servers", &format!("http://{}", etcd.endpoint)]);
     apply_app(&s);
     s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=3"]);
-    assert_eq!(s.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "3");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
     s.ok(&["delete", "cm", "cfg", "-n", "demo"]);
     assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(), "");
     // The objects live in etcd under /registry, readable with etcdctl as upstream's are.
     let out = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &etcd.endpoint, "get", "/registry/apps/deployments/demo/web", "--print-value-only"])
+        .args([
+            "--endpoints",
+            &etcd.endpoint,
+            "get",
+            "/registry/apps/deployments/demo/web",
+            "--print-value-only",
+        ])
         .output()
         .unwrap();
     let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -327,16 +327,7 @@ fn render_table(
     })
 }
 
-/// A watch event as one JSON line.
-fn event_line(event_type: &str, object: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(object.len() + 32);
-    out.put_slice(b"{\"type\":\"");
-    out.put_slice(event_type.as_bytes());
-    out.put_slice(b"\",\"object\":");
-    out.put_slice(object);
-    out.put_slice(b"}\n");
-    out.freeze()
-}
+use crate::cache::watch_line as event_line;
 
 fn error_line(err: &ApiError) -> Bytes {
     event_line("ERROR", err.to_status().to_string().as_bytes())
@@ -351,6 +342,14 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// A cache event as the watcher sees it (`event_type` after selector filtering).
+    fn event(&mut self, event_type: WatchEventType, event: &CacheEvent, query: &Query) -> Bytes {
+        if self.format != Format::Table && event_type == event.event_type {
+            return event.json_line();
+        }
+        self.object(event_type.as_str(), &event.object, query)
+    }
+
     fn object(&mut self, event_type: &str, object: &Arc<CachedObject>, query: &Query) -> Bytes {
         match self.format {
             Format::Table => {
@@ -498,10 +497,7 @@ pub async fn watch(
         }
         for event in &cache_watch.replay {
             if let Some(t) = filtered(&query, event)
-                && tx
-                    .send(encoder.object(t.as_str(), &event.object, &query))
-                    .await
-                    .is_err()
+                && tx.send(encoder.event(t, event, &query)).await.is_err()
             {
                 return;
             }
@@ -520,7 +516,7 @@ pub async fn watch(
                 event = cache_watch.live.recv() => match event {
                     Ok(event) => {
                         if let Some(t) = filtered(&query, &event)
-                            && tx.send(encoder.object(t.as_str(), &event.object, &query)).await.is_err()
+                            && tx.send(encoder.event(t, &event, &query)).await.is_err()
                         {
                             return;
                         }
@@ -609,15 +605,10 @@ async fn watch_from_store(
             .as_ref()
             .and_then(CachedObject::from_kv)
             .map(Arc::new);
-        let cache_event = CacheEvent {
-            event_type,
-            revision: kv.mod_revision,
-            object,
-            prev,
-        };
+        let cache_event = CacheEvent::new(event_type, kv.mod_revision, object, prev);
         if let Some(t) = filtered(query, &cache_event)
             && tx
-                .send(encoder.object(t.as_str(), &cache_event.object, query))
+                .send(encoder.event(t, &cache_event, query))
                 .await
                 .is_err()
         {

@@ -33,8 +33,16 @@ pub fn check_type(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
         )));
     };
     let expected_version = resource.api_version();
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_owned();
-    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+    let api_version = map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let kind = map
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     if api_version.is_empty() {
         map.insert("apiVersion".into(), json!(expected_version));
     } else if api_version != expected_version {
