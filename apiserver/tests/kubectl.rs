@@ -269,7 +269,10 @@ fn scale_and_watch() {
         .recv_timeout(Duration::from_secs(20))
         .expect("the initial state");
     // Server-side Table rows, in the list and in the watch: NAME READY UP-TO-DATE AVAILABLE AGE.
-    assert_eq!(first.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/2", "0", "0"]);
+    assert_eq!(
+        first.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "0/2", "0", "0"]
+    );
     assert_eq!(
         s.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"])
             .trim(),
@@ -278,7 +281,10 @@ fn scale_and_watch() {
     let next = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the change after scaling");
-    assert_eq!(next.split_whitespace().take(4).collect::<Vec<_>>(), ["web", "0/5", "0", "0"]);
+    assert_eq!(
+        next.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "0/5", "0", "0"]
+    );
     let _ = watch.kill();
 }
 

@@ -76,12 +76,12 @@ fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()>
 }
 
 /// Whether an object passes the request's label and field selectors.
-pub fn selected(query: &Query, obj: &Value) -> bool {
+pub fn selected(resource: &ResourceInfo, query: &Query, obj: &Value) -> bool {
     query.label_selector.matches(crate::meta::labels(obj))
         && (query.field_selector.is_everything()
             || query
                 .field_selector
-                .matches(|f| crate::meta::field_string(obj, f)))
+                .matches(|f| resource.strategy.field(obj, f)))
 }
 
 /// A continue token: the revision of the first page and the key to start the next one at.
@@ -146,7 +146,7 @@ pub async fn list(
             let objects: Vec<_> = snapshot
                 .objects
                 .into_iter()
-                .filter(|o| selected(query, &o.value))
+                .filter(|o| selected(resource, query, &o.value))
                 .collect();
             (objects, snapshot.revision, None)
         };
@@ -225,7 +225,7 @@ async fn list_from_store(
             page.kvs
                 .iter()
                 .filter_map(CachedObject::from_kv)
-                .filter(|o| selected(query, &o.value))
+                .filter(|o| selected(resource, query, &o.value))
                 .map(Arc::new),
         );
         match last_key {
@@ -383,12 +383,12 @@ impl Encoder {
 
 /// How one cache event looks to a watcher with selectors: an object entering the selection is
 /// ADDED, one leaving it is DELETED, as upstream's cacher reports.
-fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
-    let now = selected(query, &event.object.value);
+fn filtered(resource: &ResourceInfo, query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
+    let now = selected(resource, query, &event.object.value);
     let before = event
         .prev
         .as_ref()
-        .is_some_and(|p| selected(query, &p.value));
+        .is_some_and(|p| selected(resource, query, &p.value));
     match event.event_type {
         WatchEventType::Added => now.then_some(WatchEventType::Added),
         WatchEventType::Deleted => before.then_some(WatchEventType::Deleted),
@@ -480,7 +480,7 @@ pub async fn watch(
         };
         if send_initial {
             for object in &cache_watch.initial {
-                if selected(&query, &object.value)
+                if selected(resource, &query, &object.value)
                     && tx
                         .send(encoder.object("ADDED", object, &query))
                         .await
@@ -496,7 +496,7 @@ pub async fn watch(
                 .await;
         }
         for event in &cache_watch.replay {
-            if let Some(t) = filtered(&query, event)
+            if let Some(t) = filtered(resource, &query, event)
                 && tx.send(encoder.event(t, event, &query)).await.is_err()
             {
                 return;
@@ -515,7 +515,7 @@ pub async fn watch(
                 }
                 event = cache_watch.live.recv() => match event {
                     Ok(event) => {
-                        if let Some(t) = filtered(&query, &event)
+                        if let Some(t) = filtered(resource, &query, &event)
                             && tx.send(encoder.event(t, &event, &query)).await.is_err()
                         {
                             return;
@@ -606,7 +606,7 @@ async fn watch_from_store(
             .and_then(CachedObject::from_kv)
             .map(Arc::new);
         let cache_event = CacheEvent::new(event_type, kv.mod_revision, object, prev);
-        if let Some(t) = filtered(query, &cache_event)
+        if let Some(t) = filtered(resource, query, &cache_event)
             && tx
                 .send(encoder.event(t, &cache_event, query))
                 .await

@@ -983,7 +983,7 @@ pub async fn delete_collection(
     for object in snapshot
         .objects
         .iter()
-        .filter(|o| super::read::selected(query, &o.value))
+        .filter(|o| super::read::selected(resource, query, &o.value))
     {
         let one = Target {
             resource,

@@ -153,7 +153,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<core::ConfigMap>(&["cm"], NONE, NONE, &DEFAULT),
         resource::<core::Secret>(NONE, NONE, NONE, &SECRETS),
         resource::<core::ServiceAccount>(&["sa"], NONE, NONE, &DEFAULT),
-        resource::<core::Event>(&["ev"], NONE, NONE, &DEFAULT),
+        resource::<core::Event>(&["ev"], NONE, NONE, &EVENTS),
         resource::<core::LimitRange>(&["limits"], NONE, NONE, &DEFAULT),
         resource::<core::ResourceQuota>(&["quota"], NONE, STATUS, &WITH_STATUS),
         resource::<core::ReplicationController>(&["rc"], ALL, STATUS_SCALE, &WORKLOADS),

@@ -21,6 +21,11 @@ pub trait Strategy: Sync + Send {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The value a field selector compares for `field` (one of `selectable_fields` or
+    /// metadata.name/namespace); a missing field reads as absent.
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        meta::field_string(obj, field)
+    }
     /// Whether DELETE answers with the object (true) or a Success Status.
     fn returns_deleted_object(&self) -> bool {
         false
@@ -77,6 +82,34 @@ impl Strategy for Namespaces {
     fn prepare_for_create(&self, obj: &mut Value) {
         object_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
         obj["status"] = json!({ "phase": "Active" });
+    }
+}
+
+/// core/v1 Events: selectable by the object they are about, as `kubectl describe` asks.
+pub struct Events;
+pub static EVENTS: Events = Events;
+impl Strategy for Events {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]
+    }
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "source" => meta::field_string(obj, "source.component"),
+            "reportingComponent" => meta::field_string(obj, "reportingComponent"),
+            other => meta::field_string(obj, other),
+        }
     }
 }
 
