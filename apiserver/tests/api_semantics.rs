@@ -409,3 +409,111 @@ async fn services_get_addresses_and_node_ports_once() {
         "provided IP is already allocated",
     );
 }
+
+#[tokio::test]
+async fn pods_bind_once_and_delete_gracefully() {
+    let (_s, c) = setup().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, created) = c.post(pods, &pod).await.unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["status"]["phase"], "Pending");
+    assert_eq!(created["status"]["qosClass"], "BestEffort");
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = c
+        .post(&format!("{pods}/p/binding"), &binding)
+        .await
+        .unwrap();
+    assert_eq!(code, 201);
+    let (_, bound) = c.get(&format!("{pods}/p")).await.unwrap();
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    let again = c
+        .post(&format!("{pods}/p/binding"), &binding)
+        .await
+        .unwrap();
+    check_status(
+        &again,
+        409,
+        "Conflict",
+        "is already assigned to node \"n1\"",
+    );
+
+    // A pod on a node is marked for deletion and stays until deleted with grace 0 (the kubelet).
+    let (code, marked) = c
+        .send("DELETE", &format!("{pods}/p"), "application/json", None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(c.get(&format!("{pods}/p")).await.unwrap().0, 200);
+    let (code, _) = c
+        .send(
+            "DELETE",
+            &format!("{pods}/p?gracePeriodSeconds=0"),
+            "application/json",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(c.get(&format!("{pods}/p")).await.unwrap().0, 404);
+
+    // A pod never scheduled goes at once.
+    c.post(pods, &pod).await.unwrap();
+    c.send("DELETE", &format!("{pods}/p"), "application/json", None)
+        .await
+        .unwrap();
+    assert_eq!(c.get(&format!("{pods}/p")).await.unwrap().0, 404);
+}
+
+#[tokio::test]
+async fn namespaces_terminate_and_refuse_new_content() {
+    let (_s, c) = setup().await;
+    c.post(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}),
+    )
+    .await
+    .unwrap();
+    let (_, ns) = c.get("/api/v1/namespaces/gone").await.unwrap();
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "gone"
+    );
+    let (code, ns) = c
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/gone",
+            "application/json",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    check_status(
+        &c.post("/api/v1/namespaces/gone/configmaps", &cm("late"))
+            .await
+            .unwrap(),
+        403,
+        "Forbidden",
+        "unable to create new content in namespace gone because it is being terminated",
+    );
+    // The namespace controller's last step: finalize removes the spec finalizer and the object.
+    let mut ns = ns.clone();
+    ns["spec"]["finalizers"] = json!([]);
+    let (code, _) = c
+        .send(
+            "PUT",
+            "/api/v1/namespaces/gone/finalize",
+            "application/json",
+            Some(&ns),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(c.get("/api/v1/namespaces/gone").await.unwrap().0, 404);
+}

@@ -140,9 +140,8 @@ pub async fn bind(
             vec![status::Cause::required("target.name")],
         ));
     }
-    let main = main_target(target);
     let uid = binding["metadata"]["uid"].as_str().map(str::to_owned);
-    guaranteed_update(state, &main, query, "kube-scheduler", |old| {
+    guaranteed_update(state, target, query, "kube-scheduler", |old| {
         if let Some(uid) = &uid
             && uid != meta::meta_str(old, "uid")
         {
@@ -192,8 +191,7 @@ pub async fn bind(
             precondition: false,
         })
     })
-    .await
-    .map_err(|e| if e.code == 404 { e } else { e })?;
+    .await?;
     Ok(respond(
         StatusCode::CREATED,
         Format::Json,

@@ -545,6 +545,9 @@ fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value
             o["status"]["conditions"] = new["status"]["conditions"].clone();
             o
         }
+        // Binding sets spec.nodeName and the PodScheduled condition together, as upstream's
+        // binding REST does.
+        "binding" => new,
         "finalize" => {
             let mut o = old.clone();
             o["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
