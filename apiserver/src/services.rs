@@ -348,10 +348,10 @@ fn carry_over(svc: &mut Value, old: &Value) {
     let same_kind = |t: &Value| t.as_str().unwrap_or("ClusterIP") != "ExternalName";
     if same_kind(&svc["spec"]["type"]) && same_kind(&old["spec"]["type"]) {
         for field in ["clusterIP", "clusterIPs"] {
-            if svc["spec"][field].is_null() || svc["spec"][field] == "" {
-                if let Some(v) = old["spec"].get(field) {
-                    svc["spec"][field] = v.clone();
-                }
+            if (svc["spec"][field].is_null() || svc["spec"][field] == "")
+                && let Some(v) = old["spec"].get(field)
+            {
+                svc["spec"][field] = v.clone();
             }
         }
     }

@@ -79,7 +79,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: errors travel through every Result, so they stay small.
+    pub details: Option<Box<Value>>,
     /// Seconds a client should wait before retrying (Retry-After).
     pub retry_after: Option<u64>,
 }
@@ -124,7 +125,7 @@ impl ApiError {
     pub fn not_found(group: &str, resource: &str, name: &str) -> ApiError {
         let q = qualified(group, resource);
         ApiError {
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             ..ApiError::new(404, "NotFound", format!("{q} \"{name}\" not found"))
         }
     }
@@ -141,7 +142,7 @@ impl ApiError {
     pub fn already_exists(group: &str, resource: &str, name: &str) -> ApiError {
         let q = qualified(group, resource);
         ApiError {
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             ..ApiError::new(
                 409,
                 "AlreadyExists",
@@ -153,7 +154,7 @@ impl ApiError {
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
         let q = qualified(group, resource);
         ApiError {
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             ..ApiError::new(
                 409,
                 "Conflict",
@@ -190,7 +191,7 @@ impl ApiError {
             format!("{kind}.{group}")
         };
         ApiError {
-            details: Some(d),
+            details: Some(Box::new(d)),
             ..ApiError::new(422, "Invalid", format!("{q} \"{name}\" is invalid: {list}"))
         }
     }
@@ -244,7 +245,7 @@ impl ApiError {
             format!("{q} \"{name}\"")
         };
         ApiError {
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             ..ApiError::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
         }
     }
@@ -283,7 +284,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         if let Some(secs) = self.retry_after {
             s["details"]["retryAfterSeconds"] = json!(secs);

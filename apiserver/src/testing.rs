@@ -126,7 +126,7 @@ pub mod http {
             body: Option<&Value>,
         ) -> anyhow::Result<(u16, Value)> {
             let bytes = body
-                .map(|b| serde_json::to_vec(b))
+                .map(serde_json::to_vec)
                 .transpose()?
                 .unwrap_or_default();
             let req = hyper::Request::builder()

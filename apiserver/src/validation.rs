@@ -35,7 +35,7 @@ pub fn validate_metadata(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             match v.as_str() {
                 Some(s) => {
                     for msg in common::selector::validate_label_value(s) {
-                        causes.push(Cause::invalid(format!("metadata.labels"), v, msg));
+                        causes.push(Cause::invalid("metadata.labels", v, msg));
                     }
                 }
                 None => causes.push(Cause::invalid("metadata.labels", v, "must be a string")),

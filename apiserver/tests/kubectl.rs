@@ -286,6 +286,7 @@ fn scale_and_watch() {
         ["web", "0/5", "0", "0"]
     );
     let _ = watch.kill();
+    let _ = watch.wait();
 }
 
 #[test]

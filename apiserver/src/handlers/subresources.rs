@@ -247,13 +247,13 @@ pub async fn evict(
                     "TooManyRequests",
                     "Cannot evict pod as it would violate the pod's disruption budget.",
                 );
-                err.details = Some(json!({ "causes": [{
+                err.details = Some(Box::new(json!({ "causes": [{
                     "reason": "DisruptionBudget",
                     "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
                         meta::name(&pdb.value),
                         pdb.value["status"]["desiredHealthy"].as_i64().unwrap_or(0),
                         pdb.value["status"]["currentHealthy"].as_i64().unwrap_or(0)),
-                }]}));
+                }]})));
                 return Err(err);
             }
         }

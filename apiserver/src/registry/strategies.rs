@@ -351,10 +351,10 @@ fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
         }
     }
     // nodeName may be set once, by binding.
-    if old.get("nodeName").is_none() {
-        if let Some(map) = a.as_object_mut() {
-            map.remove("nodeName");
-        }
+    if old.get("nodeName").is_none()
+        && let Some(map) = a.as_object_mut()
+    {
+        map.remove("nodeName");
     }
     if a == b {
         return Vec::new();
