@@ -1,14 +1,351 @@
-//! STUB placeholder until the OpenAPI module lands; replaced whole.
-use serde_json::{Value, json};
+//! The OpenAPI documents: /openapi/v3 (an index of group-versions and one OpenAPI 3.0 document
+//! per group-version) built from the resource table and k8s-openapi's JSON schemas.
+//!
+//! kubectl reads them for two things. Before sending a write it looks up the PATCH operation of
+//! the kind (by its x-kubernetes-group-version-kind) and, when that operation takes the
+//! `fieldValidation` query parameter, leaves validation to the server instead of validating
+//! against the v2 schema. `kubectl explain` reads the kind's schema from components/schemas.
+//! The PATCH request bodies deliberately omit the strategic-merge media type: kubectl then
+//! computes strategic patches from its compiled-in types, whose patch merge keys our schemas
+//! do not carry.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value, json};
+
+use crate::registry::{self, RESOURCES, ResourceInfo};
+
+/// The documents, built once: ("" or group, version) -> document.
+static DOCUMENTS: LazyLock<BTreeMap<(String, String), Value>> = LazyLock::new(|| {
+    registry::group_versions()
+        .into_iter()
+        .map(|(g, v)| ((g.to_owned(), v.to_owned()), build(g, v)))
+        .collect()
+});
+
+/// The URL path of a group-version's discovery root, without the leading slash.
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// A short stable hash of a document, for the index's cache-busting `hash` parameter.
+fn hash(doc: &Value) -> String {
+    // FNV-1a over the serialized document: stable across runs of the same build.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in doc.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016X}")
+}
+
+/// The /openapi/v3 index.
 pub fn v3_index() -> Value {
-    json!({"paths": {}})
+    let paths: Map<String, Value> = DOCUMENTS
+        .iter()
+        .map(|((g, v), doc)| {
+            let path = gv_path(g, v);
+            let url = format!("/openapi/v3/{path}?hash={}", hash(doc));
+            (path, json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
 }
-pub fn v3_document(_group: &str, _version: &str) -> Option<Value> {
-    None
+
+/// The OpenAPI 3.0 document of one group-version.
+pub fn v3_document(group: &str, version: &str) -> Option<&'static Value> {
+    DOCUMENTS.get(&(group.to_owned(), version.to_owned()))
 }
-pub fn v2_document() -> &'static Value {
-    static V: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
-        || json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "definitions": {}}),
+
+fn gvk(r: &ResourceInfo) -> Value {
+    json!({ "group": r.group, "version": r.version, "kind": r.kind })
+}
+
+fn query_param(name: &str, description: &str, ty: &str) -> Value {
+    json!({ "name": name, "in": "query", "description": description, "schema": { "type": ty, "uniqueItems": true } })
+}
+
+fn write_params() -> Vec<Value> {
+    vec![
+        query_param(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted. Valid values are: All.",
+            "string",
+        ),
+        query_param(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+            "string",
+        ),
+        query_param(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn (default), Strict.",
+            "string",
+        ),
+    ]
+}
+
+fn list_params() -> Vec<Value> {
+    [
+        ("labelSelector", "A selector to restrict the list of returned objects by their labels.", "string"),
+        ("fieldSelector", "A selector to restrict the list of returned objects by their fields.", "string"),
+        ("limit", "The maximum number of responses to return for a list call.", "integer"),
+        ("continue", "The continue option should be set when retrieving more results from the server.", "string"),
+        ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.", "string"),
+        ("resourceVersionMatch", "resourceVersionMatch determines how resourceVersion is applied to list calls.", "string"),
+        ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", "boolean"),
+        ("allowWatchBookmarks", "allowWatchBookmarks requests watch events with type BOOKMARK.", "boolean"),
+        ("sendInitialEvents", "sendInitialEvents=true may be set together with watch=true.", "boolean"),
+        ("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
+    ]
+    .iter()
+    .map(|(n, d, t)| query_param(n, d, t))
+    .collect()
+}
+
+fn path_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "uniqueItems": true } })
+}
+
+fn body(schema_ref: &Value, media: &[&str]) -> Value {
+    let content: Map<String, Value> = media
+        .iter()
+        .map(|m| (m.to_string(), json!({ "schema": schema_ref })))
+        .collect();
+    json!({ "content": content, "required": true })
+}
+
+fn ok(schema_ref: &Value, code: &str) -> Value {
+    json!({ code: { "description": "OK", "content": {
+        "application/json": { "schema": schema_ref },
+        "application/yaml": { "schema": schema_ref },
+    }}})
+}
+
+fn operation(r: &ResourceInfo, action: &str, id: String, params: Vec<Value>) -> Value {
+    json!({
+        "operationId": id,
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": gvk(r),
+        "parameters": params,
+        "tags": [r.api_version()],
+    })
+}
+
+fn item_ops(r: &ResourceInfo, kind_ref: &Value, sub: &str) -> Value {
+    let suffix = capitalize(sub);
+    let name = format!("{}{suffix}", r.kind);
+    let scope = if r.namespaced { "Namespaced" } else { "" };
+    let mut get = operation(r, "get", format!("read{scope}{name}"), Vec::new());
+    get["responses"] = ok(kind_ref, "200");
+    let mut put = operation(r, "put", format!("replace{scope}{name}"), write_params());
+    put["requestBody"] = body(kind_ref, &["*/*"]);
+    put["responses"] = ok(kind_ref, "200");
+    let mut patch_params = write_params();
+    patch_params.push(query_param(
+        "force",
+        "Force is going to \"force\" Apply requests.",
+        "boolean",
+    ));
+    let mut patch = operation(r, "patch", format!("patch{scope}{name}"), patch_params);
+    patch["requestBody"] = body(
+        &json!({ "type": "object" }),
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ],
     );
-    &V
+    patch["responses"] = ok(kind_ref, "200");
+    let mut ops = json!({ "get": get, "put": put, "patch": patch });
+    if sub.is_empty() {
+        let mut delete = operation(
+            r,
+            "delete",
+            format!("delete{scope}{name}"),
+            vec![
+                query_param(
+                    "dryRun",
+                    "When present, indicates that modifications should not be persisted.",
+                    "string",
+                ),
+                query_param(
+                    "gracePeriodSeconds",
+                    "The duration in seconds before the object should be deleted.",
+                    "integer",
+                ),
+                query_param(
+                    "propagationPolicy",
+                    "Whether and how garbage collection will be performed.",
+                    "string",
+                ),
+            ],
+        );
+        delete["responses"] = ok(&json!({ "type": "object" }), "200");
+        ops["delete"] = delete;
+    }
+    ops
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn collection_ops(r: &ResourceInfo, kind_ref: &Value) -> Value {
+    let scope = if r.namespaced { "Namespaced" } else { "" };
+    let mut list = operation(r, "list", format!("list{scope}{}", r.kind), list_params());
+    list["responses"] = ok(&json!({ "type": "object" }), "200");
+    let mut create = operation(
+        r,
+        "post",
+        format!("create{scope}{}", r.kind),
+        write_params(),
+    );
+    create["requestBody"] = body(kind_ref, &["*/*"]);
+    create["responses"] = ok(kind_ref, "201");
+    json!({ "get": list, "post": create })
+}
+
+/// The schemas of one group-version's kinds, each kind marked with its group-version-kind.
+fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>) {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let refs: Vec<Value> = resources
+        .iter()
+        .map(|r| (r.schema)(&mut generator).to_value())
+        .collect();
+    let mut defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    for (r, reference) in resources.iter().zip(&refs) {
+        let name = reference["$ref"]
+            .as_str()
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or("");
+        if let Some(schema) = defs.get_mut(name) {
+            schema["x-kubernetes-group-version-kind"] = json!([gvk(r)]);
+        }
+    }
+    (defs, refs)
+}
+
+fn build(group: &str, version: &str) -> Value {
+    let resources: Vec<&ResourceInfo> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    let (components, refs) = schemas(&resources);
+    let root = format!("/{}", gv_path(group, version));
+    let mut paths = Map::new();
+    for (r, kind_ref) in resources.iter().zip(&refs) {
+        let base = if r.namespaced {
+            // The cluster-wide list of a namespaced resource.
+            let mut all = collection_ops(r, kind_ref);
+            if let Some(m) = all.as_object_mut() {
+                m.remove("post");
+            }
+            paths.insert(format!("{root}/{}", r.plural), all);
+            format!("{root}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{root}/{}", r.plural)
+        };
+        {
+            let ns_params: Vec<Value> = if r.namespaced {
+                vec![path_param("namespace")]
+            } else {
+                Vec::new()
+            };
+            let mut collection = collection_ops(r, kind_ref);
+            collection["parameters"] = json!(ns_params);
+            paths.insert(base.clone(), collection);
+            let mut item_params = ns_params.clone();
+            item_params.push(path_param("name"));
+            let mut item = item_ops(r, kind_ref, "");
+            item["parameters"] = json!(item_params);
+            paths.insert(format!("{base}/{{name}}"), item);
+            for sub in r
+                .subresources
+                .iter()
+                .filter(|s| matches!(**s, "status" | "approval"))
+            {
+                let mut ops = item_ops(r, kind_ref, sub);
+                ops["parameters"] = json!(item_params);
+                paths.insert(format!("{base}/{{name}}/{sub}"), ops);
+            }
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": "v1.33.0" },
+        "paths": paths,
+        "components": { "schemas": components },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in `v` names a schema in `components`.
+    fn check_refs(v: &Value, components: &Map<String, Value>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    let name = r
+                        .strip_prefix("#/components/schemas/")
+                        .expect("a components ref");
+                    assert!(components.contains_key(name), "dangling $ref {r}");
+                }
+                m.values().for_each(|x| check_refs(x, components));
+            }
+            Value::Array(a) => a.iter().for_each(|x| check_refs(x, components)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn kubectl_finds_field_validation_on_patch() {
+        let index = v3_index();
+        assert!(
+            index["paths"]["api/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/api/v1?hash=")
+        );
+        let doc = v3_document("apps", "v1").unwrap();
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+        );
+        let schema = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            schema["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
+        assert!(schema["properties"]["spec"].is_object());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        for ((g, v), doc) in DOCUMENTS.iter() {
+            let components = doc["components"]["schemas"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{g}/{v}"));
+            check_refs(doc, components);
+        }
+    }
 }

@@ -193,7 +193,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/openapi/v2",
-            get(|| async { json_ok(openapi::v2_document()) }),
+            // kubectl asks for v2 only when v3 lacks what it needs; we serve v3 alone.
+            get(|| async { ApiError::no_route().into_response() }),
         )
         .route(
             "/openapi/v3",

@@ -244,16 +244,7 @@ fn scale_and_watch() {
     apply_app(&s);
     let mut watch = Command::new("kubectl")
         .env("KUBECONFIG", &s.kubeconfig)
-        .args([
-            "get",
-            "deploy",
-            "-n",
-            "demo",
-            "-w",
-            "-o",
-            "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas",
-            "--no-headers",
-        ])
+        .args(["get", "deploy", "-n", "demo", "-w", "--no-headers"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -293,15 +284,54 @@ fn scale_and_watch() {
 fn delete_orphan_and_background() {
     let s = ApiServer::start();
     apply_app(&s);
-    let out = s.ok(&["delete", "deploy", "web", "-n", "demo", "--cascade=orphan"]);
+    // Orphan deletion adds the `orphan` finalizer; the garbage collector (controller-manager)
+    // removes it after releasing the dependents, so kubectl is told not to wait for it here.
+    let out = s.ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--cascade=orphan",
+        "--wait=false",
+    ]);
     assert_eq!(out.trim(), "deployment.apps \"web\" deleted");
+    let held = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}",
+    ]);
     assert!(
-        s.fails(&["get", "deploy", "web", "-n", "demo"])
-            .contains("NotFound")
+        held.starts_with(r#"["orphan"] "#) && held.len() > 12,
+        "{held}"
     );
     let out = s.ok(&["delete", "svc", "web", "-n", "demo", "--cascade=background"]);
     assert_eq!(out.trim(), "service \"web\" deleted");
     assert_eq!(s.ok(&["get", "svc", "-n", "demo", "-o", "name"]).trim(), "");
+    // Foreground deletion waits on `foregroundDeletion` the same way.
+    s.ok(&[
+        "delete",
+        "cm",
+        "cfg",
+        "-n",
+        "demo",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let held = s.ok(&[
+        "get",
+        "cm",
+        "cfg",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert_eq!(held, r#"["foregroundDeletion"]"#);
 }
 
 #[test]

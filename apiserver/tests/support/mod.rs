@@ -111,7 +111,7 @@ impl ApiServer {
             format!("server: http://127.0.0.1:{}", self.port)
         };
         let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    {cluster}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    {cluster}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{token: tetsu-test}}\n"
         );
         std::fs::write(&self.kubeconfig, config).unwrap();
     }
