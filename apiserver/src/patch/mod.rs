@@ -1,3 +1,5 @@
-//! STUB placeholder until the strategic merge patch module lands; replaced whole.
+//! Patches beyond JSON patch and merge patch (which the json-patch crate applies): strategic
+//! merge patch and the per-kind metadata it needs.
+
 pub mod schema;
 pub mod strategic;
