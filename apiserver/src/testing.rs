@@ -166,6 +166,17 @@ pub mod http {
             Ok((status, value))
         }
 
+        /// GET of a non-JSON endpoint (/metrics, /healthz): status and body text.
+        pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
+            let req = hyper::Request::builder()
+                .uri(format!("{}{path}", self.base))
+                .body(Full::new(Bytes::new()))?;
+            let resp = self.inner.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        }
+
         pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
             self.send("GET", path, "application/json", None).await
         }

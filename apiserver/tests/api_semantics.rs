@@ -517,3 +517,38 @@ async fn namespaces_terminate_and_refuse_new_content() {
     assert_eq!(code, 200);
     assert_eq!(c.get("/api/v1/namespaces/gone").await.unwrap().0, 404);
 }
+
+#[tokio::test]
+async fn health_metrics_version_and_sigterm() {
+    let (mut s, c) = setup().await;
+    for path in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(
+            c.get_text(path).await.unwrap(),
+            (200, "ok".to_owned()),
+            "{path}"
+        );
+    }
+    let (_, version) = c.get("/version").await.unwrap();
+    assert_eq!(
+        (version["major"].as_str(), version["minor"].as_str()),
+        (Some("1"), Some("33"))
+    );
+    c.get(CMS).await.unwrap();
+    let (_, text) = c.get_text("/metrics").await.unwrap();
+    assert!(
+        text.contains(
+            "apiserver_request_total{verb=\"LIST\",resource=\"configmaps\",code=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("apiserver_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    let status = s.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM ends the server cleanly: {status}"
+    );
+    assert!(s.log().contains("kube-apiserver stopped"), "{}", s.log());
+}

@@ -15,8 +15,11 @@ pub fn level_for(verbosity: u8) -> &'static str {
 pub fn init(verbosity: u8) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
+    // Logs go to stderr, as klog's do, leaving stdout to what a command prints.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
