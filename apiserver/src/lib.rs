@@ -12,6 +12,7 @@ pub mod meta;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod services;

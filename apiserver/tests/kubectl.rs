@@ -335,6 +335,94 @@ fn delete_orphan_and_background() {
 }
 
 #[test]
+fn typed_create_commands_send_protobuf() {
+    let s = ApiServer::start();
+    assert_eq!(
+        s.ok(&["create", "namespace", "team"]).trim(),
+        "namespace/team created"
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "configmap",
+            "c",
+            "-n",
+            "team",
+            "--from-literal=k=v"
+        ])
+        .trim(),
+        "configmap/c created"
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "-n",
+            "team",
+            "--from-literal=p=secret"
+        ])
+        .trim(),
+        "secret/s created"
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "deployment",
+            "d",
+            "-n",
+            "team",
+            "--image=busybox:1.36",
+            "--replicas=3",
+            "--port=8080"
+        ])
+        .trim(),
+        "deployment.apps/d created"
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "service",
+            "clusterip",
+            "d",
+            "-n",
+            "team",
+            "--tcp=80:8080"
+        ])
+        .trim(),
+        "service/d created"
+    );
+    let got = s.ok(&["get", "deploy", "d", "-n", "team", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.strategy.type}"]);
+    assert_eq!(got, "3 8080 RollingUpdate");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.p}"
+        ]),
+        "c2VjcmV0"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "svc",
+            "d",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}"
+        ]),
+        "8080"
+    );
+    assert_contains_in_order(&s.ok(&["get", "ns", "team"]), &["team", "Active"]);
+}
+
+#[test]
 fn discovery_lists_what_is_served() {
     let s = ApiServer::start();
     let resources = s.ok(&["api-resources"]);

@@ -172,6 +172,11 @@ pub async fn read_bytes(body: Body) -> ApiResult<Bytes> {
 /// Decodes a JSON or YAML document into a JSON value; malformed input is a 400.
 pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == "application/vnd.kubernetes.protobuf" {
+        return crate::protobuf::decode(bytes).map_err(|e| {
+            ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))
+        });
+    }
     let is_yaml = media == "application/yaml" || media == "application/apply-patch+yaml";
     let value: Value = if is_yaml {
         serde_yaml::from_slice(bytes).map_err(|e| {
