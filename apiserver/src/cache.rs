@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::selector::{FieldSelector, LabelSelector};
 use futures::StreamExt;
 use parking_lot::RwLock;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::registry::{RESOURCES, ResourceInfo};
@@ -28,31 +29,64 @@ const HISTORY: usize = 10_000;
 /// Live events a slow watcher may fall behind before its watch is closed.
 const WATCHER_BACKLOG: usize = 10_000;
 
-/// One object as stored, with its resourceVersion filled in.
+/// One object as stored, with its resourceVersion filled in. Only the JSON bytes are kept,
+/// plus what selectors read (labels and the kind's selectable fields): a parsed copy of every
+/// object would cost several times the bytes.
 pub struct CachedObject {
     pub key: String,
     pub revision: Revision,
     /// The JSON served to clients (metadata.resourceVersion set).
     pub bytes: Bytes,
-    /// The same object parsed, for selectors and tables.
-    pub value: Value,
+    labels: Option<Map<String, Value>>,
+    /// (field path, value) for metadata.name, metadata.namespace and the selectable fields.
+    fields: Box<[(&'static str, String)]>,
+}
+
+/// A stored value parsed, with its resourceVersion set from the revision; None if not JSON.
+pub fn object_with_revision(kv: &KeyValue) -> Option<Value> {
+    let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
+    crate::meta::metadata_mut(&mut value).insert(
+        "resourceVersion".into(),
+        Value::String(kv.mod_revision.to_string()),
+    );
+    Some(value)
 }
 
 impl CachedObject {
-    /// Parses a stored value and sets its resourceVersion; None if it is not a JSON object.
-    pub fn from_kv(kv: &KeyValue) -> Option<CachedObject> {
-        let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
-        crate::meta::metadata_mut(&mut value).insert(
-            "resourceVersion".into(),
-            Value::String(kv.mod_revision.to_string()),
-        );
+    /// Builds the cached form of a stored value of `resource`; None if it is not a JSON object.
+    pub fn from_kv(kv: &KeyValue, resource: &ResourceInfo) -> Option<CachedObject> {
+        let value = object_with_revision(kv)?;
         let bytes = Bytes::from(serde_json::to_vec(&value).ok()?);
+        let labels = crate::meta::labels(&value).cloned();
+        let fields = ["metadata.name", "metadata.namespace"]
+            .iter()
+            .chain(resource.strategy.selectable_fields())
+            .filter_map(|f| resource.strategy.field(&value, f).map(|v| (*f, v)))
+            .collect();
         Some(CachedObject {
             key: kv.key.clone(),
             revision: kv.mod_revision,
             bytes,
-            value,
+            labels,
+            fields,
         })
+    }
+
+    /// The object parsed (on demand: tables, YAML and a few writes need it).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    /// Whether the object passes a request's label and field selectors.
+    pub fn selected(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+        labels.matches(self.labels.as_ref())
+            && (fields.is_everything()
+                || fields.matches(|f| {
+                    self.fields
+                        .iter()
+                        .find(|(name, _)| *name == f)
+                        .map(|(_, v)| v.clone())
+                }))
     }
 }
 
@@ -231,8 +265,10 @@ impl Cache {
             r.live = broadcast::channel(WATCHER_BACKLOG).0;
         }
         for kv in &list.kvs {
-            let (Some(i), Some(obj)) = (self.resource_of(&kv.key), CachedObject::from_kv(kv))
-            else {
+            let Some(i) = self.resource_of(&kv.key) else {
+                continue;
+            };
+            let Some(obj) = CachedObject::from_kv(kv, &RESOURCES[i]) else {
                 continue;
             };
             state.resources[i]
@@ -300,7 +336,7 @@ impl Cache {
             let r = &mut state.resources[i];
             let prev = r.objects.get(&event.kv.key).cloned();
             let cache_event = match event.event_type {
-                EventType::Put => CachedObject::from_kv(&event.kv).map(|obj| {
+                EventType::Put => CachedObject::from_kv(&event.kv, &RESOURCES[i]).map(|obj| {
                     let obj = Arc::new(obj);
                     r.objects.insert(event.kv.key.clone(), obj.clone());
                     let event_type = if prev.is_some() {
@@ -318,7 +354,7 @@ impl Cache {
                         create_revision: 0,
                         mod_revision: revision,
                     };
-                    CachedObject::from_kv(&kv).map(|obj| {
+                    CachedObject::from_kv(&kv, &RESOURCES[i]).map(|obj| {
                         CacheEvent::new(
                             WatchEventType::Deleted,
                             revision,

@@ -119,7 +119,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     ));
     let svc = crate::registry::find("", "v1", "services").expect("services are served");
     for s in cache.list(svc, "").objects {
-        services.observe(&s.value);
+        services.observe(&s.value());
     }
     let advertise = config
         .advertise_address

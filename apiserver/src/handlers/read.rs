@@ -35,7 +35,9 @@ pub async fn get(
             state.store.get(&key).await.map_err(|e| {
                 ApiError::from_store(e, resource.group, resource.plural, &target.name)
             })?;
-        kv.as_ref().and_then(CachedObject::from_kv).map(Arc::new)
+        kv.as_ref()
+            .and_then(|kv| CachedObject::from_kv(kv, resource))
+            .map(Arc::new)
     } else {
         state.cache.get(resource, &key)
     };
@@ -52,7 +54,7 @@ pub async fn get(
             "application/json",
             object.bytes.clone(),
         )),
-        Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value)),
+        Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value())),
     }
 }
 
@@ -76,12 +78,8 @@ fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()>
 }
 
 /// Whether an object passes the request's label and field selectors.
-pub fn selected(resource: &ResourceInfo, query: &Query, obj: &Value) -> bool {
-    query.label_selector.matches(crate::meta::labels(obj))
-        && (query.field_selector.is_everything()
-            || query
-                .field_selector
-                .matches(|f| resource.strategy.field(obj, f)))
+pub fn selected(query: &Query, object: &CachedObject) -> bool {
+    object.selected(&query.label_selector, &query.field_selector)
 }
 
 /// A continue token: the revision of the first page and the key to start the next one at.
@@ -146,7 +144,7 @@ pub async fn list(
             let objects: Vec<_> = snapshot
                 .objects
                 .into_iter()
-                .filter(|o| selected(resource, query, &o.value))
+                .filter(|o| selected(query, o))
                 .collect();
             (objects, snapshot.revision, None)
         };
@@ -224,8 +222,8 @@ async fn list_from_store(
         objects.extend(
             page.kvs
                 .iter()
-                .filter_map(CachedObject::from_kv)
-                .filter(|o| selected(resource, query, &o.value))
+                .filter_map(|kv| CachedObject::from_kv(kv, resource))
+                .filter(|o| selected(query, o))
                 .map(Arc::new),
         );
         match last_key {
@@ -303,17 +301,18 @@ fn render_table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
+            let value = o.value();
             let object = match query.include_object.as_str() {
                 "None" => Value::Null,
-                "Object" => o.value.clone(),
+                "Object" => value.clone(),
                 _ => json!({
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.value.get("metadata").cloned().unwrap_or(json!({})),
+                    "metadata": value.get("metadata").cloned().unwrap_or(json!({})),
                 }),
             };
             json!({
-                "cells": table::cells(resource.group, resource.plural, &o.value, now),
+                "cells": table::cells(resource.group, resource.plural, &value, now),
                 "object": object,
             })
         })
@@ -383,12 +382,9 @@ impl Encoder {
 
 /// How one cache event looks to a watcher with selectors: an object entering the selection is
 /// ADDED, one leaving it is DELETED, as upstream's cacher reports.
-fn filtered(resource: &ResourceInfo, query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
-    let now = selected(resource, query, &event.object.value);
-    let before = event
-        .prev
-        .as_ref()
-        .is_some_and(|p| selected(resource, query, &p.value));
+fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
+    let now = selected(query, &event.object);
+    let before = event.prev.as_ref().is_some_and(|p| selected(query, p));
     match event.event_type {
         WatchEventType::Added => now.then_some(WatchEventType::Added),
         WatchEventType::Deleted => before.then_some(WatchEventType::Deleted),
@@ -480,7 +476,7 @@ pub async fn watch(
         };
         if send_initial {
             for object in &cache_watch.initial {
-                if selected(resource, &query, &object.value)
+                if selected(&query, object)
                     && tx
                         .send(encoder.object("ADDED", object, &query))
                         .await
@@ -496,7 +492,7 @@ pub async fn watch(
                 .await;
         }
         for event in &cache_watch.replay {
-            if let Some(t) = filtered(resource, &query, event)
+            if let Some(t) = filtered(&query, event)
                 && tx.send(encoder.event(t, event, &query)).await.is_err()
             {
                 return;
@@ -515,7 +511,7 @@ pub async fn watch(
                 }
                 event = cache_watch.live.recv() => match event {
                     Ok(event) => {
-                        if let Some(t) = filtered(resource, &query, &event)
+                        if let Some(t) = filtered(&query, &event)
                             && tx.send(encoder.event(t, &event, &query)).await.is_err()
                         {
                             return;
@@ -597,16 +593,16 @@ async fn watch_from_store(
                 (WatchEventType::Deleted, prev)
             }
         };
-        let Some(object) = CachedObject::from_kv(&kv).map(Arc::new) else {
+        let Some(object) = CachedObject::from_kv(&kv, resource).map(Arc::new) else {
             continue;
         };
         let prev = event
             .prev
             .as_ref()
-            .and_then(CachedObject::from_kv)
+            .and_then(|kv| CachedObject::from_kv(kv, resource))
             .map(Arc::new);
         let cache_event = CacheEvent::new(event_type, kv.mod_revision, object, prev);
-        if let Some(t) = filtered(resource, query, &cache_event)
+        if let Some(t) = filtered(query, &cache_event)
             && tx
                 .send(encoder.event(t, &cache_event, query))
                 .await

@@ -228,20 +228,22 @@ pub async fn evict(
         Some("Succeeded" | "Failed")
     );
     if !terminal {
-        for pdb in state.cache.list(pdbs, &target.namespace).objects {
-            let Ok(selector) = common::selector::LabelSelector::from_label_selector_json(
-                &pdb.value["spec"]["selector"],
-            ) else {
+        for pdb in state
+            .cache
+            .list(pdbs, &target.namespace)
+            .objects
+            .iter()
+            .map(|o| o.value())
+        {
+            let Ok(selector) =
+                common::selector::LabelSelector::from_label_selector_json(&pdb["spec"]["selector"])
+            else {
                 continue;
             };
             if selector.is_everything() || !selector.matches(labels) {
                 continue;
             }
-            if pdb.value["status"]["disruptionsAllowed"]
-                .as_i64()
-                .unwrap_or(0)
-                <= 0
-            {
+            if pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
                 let mut err = ApiError::new(
                     429,
                     "TooManyRequests",
@@ -250,9 +252,9 @@ pub async fn evict(
                 err.details = Some(Box::new(json!({ "causes": [{
                     "reason": "DisruptionBudget",
                     "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
-                        meta::name(&pdb.value),
-                        pdb.value["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                        pdb.value["status"]["currentHealthy"].as_i64().unwrap_or(0)),
+                        meta::name(&pdb),
+                        pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+                        pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)),
                 }]})));
                 return Err(err);
             }

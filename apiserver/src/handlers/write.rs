@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use super::query::FieldValidation;
 use super::{Format, Query, Target, respond};
-use crate::cache::CachedObject;
 use crate::meta::{self, metadata_mut};
 use crate::registry::ResourceInfo;
 use crate::server::ApiState;
@@ -90,7 +89,7 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
     let ns = &target.namespace;
     let key = format!("{}/namespaces/{ns}", state.root);
     let namespaces = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
-    let cached = state.cache.get(namespaces, &key).map(|o| o.value.clone());
+    let cached = state.cache.get(namespaces, &key).map(|o| o.value());
     let found = match cached {
         Some(v) => Some(v),
         // The cache may trail a namespace created a moment ago; the store is the truth.
@@ -351,9 +350,8 @@ pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, 
         .await
         .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &target.name))?
         .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
-    let obj = CachedObject::from_kv(&kv)
-        .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?
-        .value;
+    let obj = crate::cache::object_with_revision(&kv)
+        .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?;
     Ok((kv, obj))
 }
 
@@ -986,16 +984,17 @@ pub async fn delete_collection(
     for object in snapshot
         .objects
         .iter()
-        .filter(|o| super::read::selected(resource, query, &o.value))
+        .filter(|o| super::read::selected(query, o))
     {
+        let value = object.value();
         let one = Target {
             resource,
-            namespace: meta::namespace(&object.value).to_owned(),
-            name: meta::name(&object.value).to_owned(),
+            namespace: meta::namespace(&value).to_owned(),
+            name: meta::name(&value).to_owned(),
             subresource: String::new(),
         };
         match delete_one(state, &one, query, &body).await {
-            Ok(_) => items.push(object.value.clone()),
+            Ok(_) => items.push(value),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
