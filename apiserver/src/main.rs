@@ -48,9 +48,48 @@ struct Flags {
     /// default route when absent.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// The interval of compaction requests: history older than one interval is forgotten. 0
+    /// disables compaction. A Go-style duration: 300s, 5m, 1h.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
+}
+
+/// Parses durations as upstream's flags take them: `90s`, `5m`, `1h`, `1m30s`, `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return Err(format!("invalid duration {s:?}")),
+        };
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(format!("missing unit in duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[tokio::main]
@@ -69,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         service_cluster_ip_range: flags.service_cluster_ip_range,
         service_node_port_range: flags.service_node_port_range,
         advertise_address: flags.advertise_address,
+        compaction_interval: flags.etcd_compaction_interval,
     };
     run(config, common::shutdown::signal()).await
 }

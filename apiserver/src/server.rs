@@ -40,6 +40,8 @@ pub struct Config {
     pub service_node_port_range: PortRange,
     /// The address published in the `kubernetes` Endpoints; detected when absent.
     pub advertise_address: Option<IpAddr>,
+    /// How often history older than one interval is compacted away; zero never.
+    pub compaction_interval: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default"),
             service_node_port_range: "30000-32767".parse().expect("valid default"),
             advertise_address: None,
+            compaction_interval: Duration::from_secs(300),
         }
     }
 }
@@ -143,16 +146,17 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     bootstrap::ensure(&state, advertise, port)
         .await
         .context("creating the bootstrap objects")?;
-    tokio::spawn(compactor(state.store.clone()));
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compactor(state.store.clone(), config.compaction_interval));
+    }
     Ok(state)
 }
 
-/// Compacts the store every five minutes to the revision seen five minutes earlier, as the
+/// Compacts the store every interval to the revision seen one interval earlier, as the
 /// upstream apiserver does, so history stays bounded but recent watches can resume.
-async fn compactor(store: Arc<dyn Store>) {
-    const INTERVAL: Duration = Duration::from_secs(300);
+async fn compactor(store: Arc<dyn Store>, interval: Duration) {
     let mut previous = None;
-    let mut tick = tokio::time::interval(INTERVAL);
+    let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         if let Some(rev) = previous

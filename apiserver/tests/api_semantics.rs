@@ -552,3 +552,43 @@ async fn health_metrics_version_and_sigterm() {
     );
     assert!(s.log().contains("kube-apiserver stopped"), "{}", s.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_from_a_compacted_revision_is_410_expired() {
+    let mut s = ApiServer::start_with(&["--etcd-compaction-interval", "1s"]);
+    let c = HttpClient::new(&s.url());
+    let (_, first) = c.post(CMS, &cm("first")).await.unwrap();
+    let old = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..3 {
+        c.post(CMS, &cm(&format!("later{i}"))).await.unwrap();
+    }
+    // Two compaction ticks forget the history up to the writes above; a restart empties the
+    // watch cache, so the old revision can only come from the store, which no longer has it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    s.restart();
+    let c = HttpClient::new(&s.url());
+    let mut w = c
+        .watch(&format!("{CMS}?watch=true&resourceVersion={old}"))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e["type"], "ERROR", "{e}");
+    assert_eq!(
+        (e["object"]["code"].as_i64(), e["object"]["reason"].as_str()),
+        (Some(410), Some("Expired")),
+        "{e}"
+    );
+    assert!(
+        e["object"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too old resource version"),
+        "{e}"
+    );
+}
