@@ -442,6 +442,18 @@ fn discovery_lists_what_is_served() {
             "api-resources lacks {line}:\n{resources}"
         );
     }
+    let explain = s.ok(&["explain", "deployment.spec.replicas"]);
+    assert_contains_in_order(
+        &explain,
+        &[
+            "KIND:",
+            "Deployment",
+            "VERSION:",
+            "v1",
+            "FIELD: replicas <integer>",
+            "Number of desired pods",
+        ],
+    );
     let versions = s.ok(&["api-versions"]);
     assert_contains_in_order(
         &versions,

@@ -717,6 +717,8 @@ fn patch_names_revision(patch: &[u8]) -> bool {
 /// The options of a delete, from its DeleteOptions body and query.
 struct DeleteOptions {
     grace_period: Option<i64>,
+    /// The client set orphanDependents=false.
+    cascading_requested: bool,
     propagation: String,
     uid: Option<String>,
     resource_version: Option<String>,
@@ -767,6 +769,7 @@ fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
+        cascading_requested: orphan == Some(false),
         grace_period: body["gracePeriodSeconds"]
             .as_i64()
             .or(query.grace_period_seconds),
@@ -908,11 +911,12 @@ async fn delete_one(
                 {
                     Ok(kv) => {
                         with_revision(&mut obj, kv.mod_revision);
-                        // 202 when the delete waits on finalizers, as upstream answers.
-                        let code = if grace > 0 || is_namespace {
-                            StatusCode::OK
-                        } else {
+                        // Upstream answers 202 for a delayed delete only when the client
+                        // asked for orphanDependents=false; 200 otherwise.
+                        let code = if options.cascading_requested {
                             StatusCode::ACCEPTED
+                        } else {
+                            StatusCode::OK
                         };
                         return Ok((code, obj));
                     }
