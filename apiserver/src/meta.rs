@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use common::selector::is_dns1123_label;
+
 use crate::status::Cause;
 
 pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
@@ -123,20 +125,6 @@ const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lowe
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_label)
-}
-
 /// The problems with `name` under `rule`, in upstream's words; empty when valid.
 pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
     let mut errs = Vec::new();
@@ -145,7 +133,7 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
             if name.len() > 253 {
                 errs.push("must be no more than 253 characters".to_owned());
             }
-            if !name.split('.').all(is_label) {
+            if !name.split('.').all(is_dns1123_label) {
                 errs.push(SUBDOMAIN_MSG.to_owned());
             }
         }
@@ -153,7 +141,7 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
             if name.len() > 63 {
                 errs.push("must be no more than 63 characters".to_owned());
             }
-            let ok = is_label(&name[..name.len().min(63)])
+            let ok = is_dns1123_label(&name[..name.len().min(63)])
                 && (rule == NameRule::Label || name.as_bytes()[0].is_ascii_lowercase());
             if !ok {
                 errs.push(

@@ -36,6 +36,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// A store error about this object, as the Status upstream answers.
+    pub fn store_error(&self, e: crate::storage::Error) -> ApiError {
+        ApiError::from_store(e, self.resource.group, self.resource.plural, &self.name)
+    }
+
+    /// The optimistic-concurrency conflict on this object.
+    pub fn stale(&self) -> ApiError {
+        ApiError::stale(self.resource.group, self.resource.plural, &self.name)
+    }
+
     pub fn key(&self, root: &str) -> String {
         let mut key = self.resource.key_prefix(root);
         if self.resource.namespaced {

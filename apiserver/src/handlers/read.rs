@@ -31,10 +31,11 @@ pub async fn get(
     let key = target.key(&state.root);
     let object = if query.resource_version.is_empty() {
         // A consistent read goes to the store, as upstream's quorum read.
-        let kv =
-            state.store.get(&key).await.map_err(|e| {
-                ApiError::from_store(e, resource.group, resource.plural, &target.name)
-            })?;
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| target.store_error(e))?;
         kv.as_ref()
             .and_then(|kv| CachedObject::from_kv(kv, resource))
             .map(Arc::new)

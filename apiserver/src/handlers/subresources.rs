@@ -53,7 +53,6 @@ async fn set_replicas(
     query: &Query,
     scale: impl Fn(&Value) -> ApiResult<Value>,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
     let main = main_target(target);
     let updated = guaranteed_update(state, &main, query, "kube-scale", |old| {
         let scale = scale(old)?;
@@ -74,11 +73,7 @@ async fn set_replicas(
         }
         let rv = meta::resource_version(&scale);
         if !rv.is_empty() && rv != meta::resource_version(old) {
-            return Err(ApiError::stale(
-                resource.group,
-                resource.plural,
-                &target.name,
-            ));
+            return Err(target.stale());
         }
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(replicas);

@@ -348,7 +348,7 @@ pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, 
         .store
         .get(&key)
         .await
-        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &target.name))?
+        .map_err(|e| target.store_error(e))?
         .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
     let obj = crate::cache::object_with_revision(&kv)
         .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?;
@@ -462,20 +462,11 @@ pub async fn guaranteed_update(
             }
             Err(storage::Error::Conflict { .. }) if !desired.precondition => continue,
             Err(e) => {
-                return Err(ApiError::from_store(
-                    e,
-                    resource.group,
-                    resource.plural,
-                    &target.name,
-                ));
+                return Err(target.store_error(e));
             }
         }
     }
-    Err(ApiError::stale(
-        resource.group,
-        resource.plural,
-        &target.name,
-    ))
+    Err(target.stale())
 }
 
 /// Whether a terminating object has nothing left holding it: no finalizers, for a namespace no
@@ -597,18 +588,13 @@ pub async fn update(
     obj: Value,
     format: Format,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let wanted = named_revision(&obj);
     let updated = guaranteed_update(state, target, query, &manager, |old| {
         if let Some(rv) = &wanted
             && rv != meta::resource_version(old)
         {
-            return Err(ApiError::stale(
-                resource.group,
-                resource.plural,
-                &target.name,
-            ));
+            return Err(target.stale());
         }
         Ok(Desired {
             object: obj.clone(),
@@ -689,11 +675,7 @@ pub async fn patch(
         if let Some(rv) = named
             && rv != meta::resource_version(old)
         {
-            return Err(ApiError::stale(
-                resource.group,
-                resource.plural,
-                &target.name,
-            ));
+            return Err(target.stale());
         }
         metadata_mut(&mut patched).remove("resourceVersion");
         Ok(Desired {
@@ -922,12 +904,7 @@ async fn delete_one(
                     }
                     Err(storage::Error::Conflict { .. }) => continue,
                     Err(e) => {
-                        return Err(ApiError::from_store(
-                            e,
-                            resource.group,
-                            resource.plural,
-                            &target.name,
-                        ));
+                        return Err(target.store_error(e));
                     }
                 }
             }
@@ -953,20 +930,11 @@ async fn delete_one(
             }
             Err(storage::Error::Conflict { .. }) => continue,
             Err(e) => {
-                return Err(ApiError::from_store(
-                    e,
-                    resource.group,
-                    resource.plural,
-                    &target.name,
-                ));
+                return Err(target.store_error(e));
             }
         }
     }
-    Err(ApiError::stale(
-        resource.group,
-        resource.plural,
-        &target.name,
-    ))
+    Err(target.stale())
 }
 
 /// DELETE of a collection: every selected object is deleted as a single delete would be.
