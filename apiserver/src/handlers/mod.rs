@@ -3,6 +3,7 @@
 //! cache; `write` runs create, update, patch and delete against the store; `subresources`
 //! serves the subresources with their own shapes (binding, scale, eviction, approval, finalize).
 
+mod duplicates;
 mod query;
 pub mod read;
 mod subresources;
@@ -163,14 +164,16 @@ pub fn raw_response(status: StatusCode, content_type: &'static str, body: Bytes)
     resp
 }
 
-/// Reads a request body (at most [`MAX_BODY`]) and decodes JSON or YAML into a JSON value.
-pub async fn read_body(body: Body, headers: &HeaderMap) -> ApiResult<Value> {
+/// Reads a request body (at most [`MAX_BODY`]) and decodes JSON, YAML or protobuf into a JSON
+/// value. Duplicate fields of a JSON body are noted in `query` for fieldValidation.
+pub async fn read_body(body: Body, headers: &HeaderMap, query: &mut Query) -> ApiResult<Value> {
     let bytes = read_bytes(body).await?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    decode(&bytes, content_type)
+    let content_type = content_type(headers);
+    let value = decode(&bytes, &content_type)?;
+    if content_type == "application/json" || content_type.is_empty() {
+        query.duplicate_fields = duplicates::duplicate_fields(&bytes);
+    }
+    Ok(value)
 }
 
 pub async fn read_bytes(body: Body) -> ApiResult<Bytes> {
@@ -217,7 +220,7 @@ async fn dispatch(
     method: &Method,
     headers: &HeaderMap,
     target: Target,
-    query: Query,
+    mut query: Query,
     body: Body,
 ) -> ApiResult<Response> {
     let collection = target.name.is_empty();
@@ -229,23 +232,23 @@ async fn dispatch(
         ("GET", false, "" | "status") => read::get(state, &target, &query, format).await,
         ("GET", false, "scale") => subresources::get_scale(state, &target).await,
         ("POST", true, _) => {
-            let obj = read_body(body, headers).await?;
+            let obj = read_body(body, headers, &mut query).await?;
             write::create(state, &target, &query, headers, obj, format).await
         }
         ("POST", false, "binding") => {
-            let obj = read_body(body, headers).await?;
+            let obj = read_body(body, headers, &mut query).await?;
             subresources::bind(state, &target, &query, obj).await
         }
         ("POST", false, "eviction") => {
-            let obj = read_body(body, headers).await?;
+            let obj = read_body(body, headers, &mut query).await?;
             subresources::evict(state, &target, &query, obj).await
         }
         ("PUT", false, "scale") => {
-            let obj = read_body(body, headers).await?;
+            let obj = read_body(body, headers, &mut query).await?;
             subresources::update_scale(state, &target, &query, obj).await
         }
         ("PUT", false, "" | "status" | "approval" | "finalize") => {
-            let obj = read_body(body, headers).await?;
+            let obj = read_body(body, headers, &mut query).await?;
             write::update(state, &target, &query, headers, obj, format).await
         }
         ("PATCH", false, "scale") => {

@@ -25,6 +25,8 @@ pub struct Query {
     pub orphan_dependents: Option<bool>,
     /// `includeObject` for Table answers: None, Metadata (default) or Object.
     pub include_object: String,
+    /// Fields the JSON body held twice (found while reading it), for fieldValidation.
+    pub duplicate_fields: Vec<String>,
 }
 
 /// fieldValidation: what to do with unknown or duplicate fields.
@@ -65,6 +67,7 @@ impl Query {
             propagation_policy: String::new(),
             orphan_dependents: None,
             include_object: String::new(),
+            duplicate_fields: Vec::new(),
         };
         for (key, value) in form_urlencoded(raw) {
             match key.as_str() {

@@ -153,13 +153,17 @@ fn normalize(
         ))
     })?;
     let mut unknown = Vec::new();
+    let mut messages = Vec::new();
     if query.field_validation != FieldValidation::Ignore {
         unknown_fields(&obj, &normalized, "", &mut unknown);
+        messages.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+        messages.extend(
+            query
+                .duplicate_fields
+                .iter()
+                .map(|f| format!("duplicate field \"{f}\"")),
+        );
     }
-    let messages: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field \"{f}\""))
-        .collect();
     if query.field_validation == FieldValidation::Strict && !messages.is_empty() {
         return Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
