@@ -42,6 +42,18 @@ fn apply_multi_document_then_change_it() {
             "value: \"1\"",
             "value: \"1\"\n        - name: B\n          value: \"2\"",
         );
+    // kubectl diff runs the patch as a server-side dry run: only the changed fields differ.
+    let diff = s.kubectl_stdin(&["diff", "-f", "-"], Some(&changed));
+    let diff = String::from_utf8_lossy(&diff.stdout).into_owned();
+    assert!(
+        diff.contains("-        image: busybox:1.36")
+            && diff.contains("+        image: busybox:1.37"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("resourceVersion"),
+        "a dry run keeps the resourceVersion:\n{diff}"
+    );
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&changed));
     assert!(
         out.status.success(),

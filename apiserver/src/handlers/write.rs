@@ -431,6 +431,8 @@ pub async fn guaranteed_update(
             &target.subresource,
         );
         if query.dry_run {
+            // Nothing was written: the object keeps the revision it was computed from.
+            with_revision(&mut new, kv.mod_revision);
             return Ok(Updated {
                 object: new,
                 warnings,
