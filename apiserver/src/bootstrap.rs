@@ -62,6 +62,33 @@ pub async fn ensure(state: &Arc<ApiState>, address: IpAddr, port: u16) -> ApiRes
         let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
         ensure_object(state, "", "v1", "namespaces", obj, false).await?;
     }
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": name }, "value": value, "description": description,
+            "preemptionPolicy": "PreemptLowerPriority",
+        });
+        ensure_object(
+            state,
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            class,
+            false,
+        )
+        .await?;
+    }
     let labels = json!({ "component": "apiserver", "provider": "kubernetes" });
     let service = json!({
         "apiVersion": "v1", "kind": "Service",

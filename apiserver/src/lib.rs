@@ -3,6 +3,7 @@
 //! A request flows `server` (router, TLS) -> `handlers` (path, verb, query) -> `registry`
 //! (the resource and its strategy) -> `storage` for writes, or `cache` for lists and watches.
 
+pub mod admission;
 pub mod bootstrap;
 pub mod cache;
 pub mod discovery;

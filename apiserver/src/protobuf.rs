@@ -118,11 +118,25 @@ fn normalize(name: &str) -> String {
         .collect()
 }
 
-/// The JSON name of a prost field of `message`.
-fn json_name(message: &str, field: &str) -> String {
+/// Where a prost field goes in the JSON object.
+enum JsonField {
+    /// Under this property name.
+    Named(String),
+    /// Its message's fields merge into the parent, as Go's `json:",inline"` embeds them
+    /// (Volume's volumeSource, Probe's handler, IngressRule's ingressRuleValue).
+    Inline,
+}
+
+/// The JSON placement of a prost field of `message`.
+fn json_field(message: &str, field: &str, kind: &Kind) -> JsonField {
     let def = format!("io.k8s.{message}");
-    if let Some(name) = JSON_NAMES.get(&def).and_then(|p| p.get(&normalize(field))) {
-        return name.clone();
+    if let Some(props) = JSON_NAMES.get(&def) {
+        if let Some(name) = props.get(&normalize(field)) {
+            return JsonField::Named(name.clone());
+        }
+        if matches!(kind, Kind::Message(_)) {
+            return JsonField::Inline;
+        }
     }
     // Not in a served kind's schema: snake_case to lowerCamelCase.
     let mut out = String::with_capacity(field.len());
@@ -137,7 +151,7 @@ fn json_name(message: &str, field: &str) -> String {
             out.push(c);
         }
     }
-    out
+    JsonField::Named(out)
 }
 
 struct Reader<'a> {
@@ -338,7 +352,17 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         let Some(field) = msg.fields.iter().find(|f| f.tag == tag) else {
             continue;
         };
-        let key = json_name(name, field.name);
+        let key = match json_field(name, field.name, &field.kind) {
+            JsonField::Named(key) => key,
+            JsonField::Inline => {
+                if let (Kind::Message(inner), Wire::Bytes(b)) = (&field.kind, wire)
+                    && let Value::Object(fields) = message(inner, b)?
+                {
+                    out.extend(fields);
+                }
+                continue;
+            }
+        };
         match &field.kind {
             Kind::Map(value_kind) => {
                 let Wire::Bytes(entry) = wire else {
@@ -615,6 +639,34 @@ mod tests {
         assert_eq!(
             got["spec"]["ports"][0],
             json!({"port": 80, "targetPort": 8080})
+        );
+    }
+
+    #[test]
+    fn inline_members_merge_into_their_parent() {
+        let pod = core::Pod {
+            metadata: object_meta("p"),
+            spec: Some(core::PodSpec {
+                volumes: vec![core::Volume {
+                    name: Some("cfg".into()),
+                    volume_source: Some(core::VolumeSource {
+                        config_map: Some(core::ConfigMapVolumeSource {
+                            local_object_reference: Some(core::LocalObjectReference {
+                                name: Some("c".into()),
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let got = decode(&envelope("v1", "Pod", pod.encode_to_vec())).unwrap();
+        assert_eq!(
+            got["spec"]["volumes"][0],
+            json!({"name": "cfg", "configMap": {"name": "c"}})
         );
     }
 

@@ -460,6 +460,25 @@ async fn pods_bind_once_and_delete_gracefully() {
     assert_eq!(code, 200);
     assert_eq!(c.get(&format!("{pods}/p")).await.unwrap().0, 404);
 
+    // Priority admission resolves priorityClassName.
+    let critical = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crit"},
+        "spec": {"priorityClassName": "system-node-critical", "containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, crit) = c.post(pods, &critical).await.unwrap();
+    assert_eq!(
+        (code, crit["spec"]["priority"].as_i64()),
+        (201, Some(2_000_001_000)),
+        "{crit}"
+    );
+    let mut unknown = critical.clone();
+    unknown["metadata"]["name"] = json!("u");
+    unknown["spec"]["priorityClassName"] = json!("nope");
+    check_status(
+        &c.post(pods, &unknown).await.unwrap(),
+        403,
+        "Forbidden",
+        "no PriorityClass with name nope was found",
+    );
+
     // A pod never scheduled goes at once.
     c.post(pods, &pod).await.unwrap();
     c.send("DELETE", &format!("{pods}/p"), "application/json", None)

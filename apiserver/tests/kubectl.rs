@@ -130,6 +130,19 @@ fn get_prints_tables_and_every_output_format() {
         s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(),
         "configmap/cfg"
     );
+    // kubectl pages lists (limit=500): across all namespaces too.
+    let everywhere = s.ok(&["get", "svc", "-A", "--no-headers"]);
+    assert_contains_in_order(
+        &everywhere,
+        &[
+            "default",
+            "kubernetes",
+            "ClusterIP",
+            "10.96.0.1",
+            "demo",
+            "web",
+        ],
+    );
     let all = s.ok(&["get", "all", "-n", "demo"]);
     assert_contains_in_order(&all, &["service/web", "deployment.apps/web"]);
     let namespaces = s.ok(&["get", "ns"]);
@@ -432,6 +445,38 @@ fn typed_create_commands_send_protobuf() {
         "8080"
     );
     assert_contains_in_order(&s.ok(&["get", "ns", "team"]), &["team", "Active"]);
+    // Inlined members (IngressRule's ingressRuleValue) and other groups decode too.
+    s.ok(&[
+        "create",
+        "ingress",
+        "ing",
+        "-n",
+        "team",
+        "--rule=foo.com/bar=d:80",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "ingress",
+            "ing",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"
+        ]),
+        "d"
+    );
+    s.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    assert_contains_in_order(
+        &s.ok(&["get", "pc"]),
+        &[
+            "high",
+            "1000",
+            "system-cluster-critical",
+            "2000000000",
+            "system-node-critical",
+        ],
+    );
 }
 
 #[test]

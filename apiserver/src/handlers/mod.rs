@@ -47,9 +47,11 @@ impl Target {
         ApiError::stale(self.resource.group, self.resource.plural, &self.name)
     }
 
+    /// The store key of the object, or the key prefix of the collection it names (a whole
+    /// resource when the namespace is empty).
     pub fn key(&self, root: &str) -> String {
         let mut key = self.resource.key_prefix(root);
-        if self.resource.namespaced {
+        if self.resource.namespaced && !self.namespace.is_empty() {
             key.push_str(&self.namespace);
             key.push('/');
         }

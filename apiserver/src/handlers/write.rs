@@ -290,6 +290,9 @@ pub async fn create_object(
         ..clone_target(target)
     };
     check_namespace_open(state, &target).await?;
+    if resource.group.is_empty() && resource.plural == "pods" {
+        crate::admission::pod_priority(state, &mut obj)?;
+    }
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");

@@ -10,6 +10,7 @@ use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling,
 };
 use serde_json::Value;
 
@@ -176,6 +177,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<rbac::RoleBinding>(NONE, NONE, NONE, &RBAC),
         resource::<rbac::ClusterRole>(NONE, NONE, NONE, &RBAC),
         resource::<rbac::ClusterRoleBinding>(NONE, NONE, NONE, &RBAC),
+        resource::<scheduling::PriorityClass>(&["pc"], NONE, NONE, &DEFAULT),
         resource::<certificates::CertificateSigningRequest>(
             &["csr"],
             NONE,
