@@ -40,6 +40,8 @@ pub struct CachedObject {
     labels: Option<Map<String, Value>>,
     /// (field path, value) for metadata.name, metadata.namespace and the selectable fields.
     fields: Box<[(&'static str, String)]>,
+    /// metadata.deletionTimestamp is set.
+    pub terminating: bool,
 }
 
 /// A stored value parsed, with its resourceVersion set from the revision; None if not JSON.
@@ -63,12 +65,14 @@ impl CachedObject {
             .chain(resource.strategy.selectable_fields())
             .filter_map(|f| resource.strategy.field(&value, f).map(|v| (*f, v)))
             .collect();
+        let terminating = crate::meta::is_terminating(&value);
         Some(CachedObject {
             key: kv.key.clone(),
             revision: kv.mod_revision,
             bytes,
             labels,
             fields,
+            terminating,
         })
     }
 

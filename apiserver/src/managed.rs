@@ -39,6 +39,40 @@ pub fn fields_v1(obj: &Value) -> Value {
     }
 }
 
+/// The FieldsV1 a write sets: the status alone for the status subresource, else everything but
+/// the status, identity and server-set metadata. Built from borrowed parts, without a copy of
+/// the object.
+fn owned_fields(obj: &Value, subresource: &str) -> Value {
+    let mut out = Map::new();
+    for (k, v) in obj.as_object().into_iter().flatten() {
+        let keep = match k.as_str() {
+            "apiVersion" | "kind" => false,
+            "status" => subresource == "status",
+            _ => subresource != "status",
+        };
+        if !keep {
+            continue;
+        }
+        if k == "metadata" {
+            let mut meta = Map::new();
+            for (mk, mv) in v.as_object().into_iter().flatten() {
+                if matches!(
+                    mk.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                ) {
+                    meta.insert(format!("f:{mk}"), fields_v1(mv));
+                }
+            }
+            if !meta.is_empty() {
+                out.insert("f:metadata".into(), Value::Object(meta));
+            }
+        } else {
+            out.insert(format!("f:{k}"), fields_v1(v));
+        }
+    }
+    Value::Object(out)
+}
+
 /// Records a write by `manager` in `obj`'s managedFields. `subresource` is "" or e.g. "status".
 pub fn record(
     obj: &mut Value,
@@ -47,34 +81,14 @@ pub fn record(
     api_version: &str,
     subresource: &str,
 ) {
-    let mut owned = obj.clone();
-    if let Some(m) = owned.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-        if subresource == "status" {
-            m.retain(|k, _| k == "status");
-        } else {
-            m.remove("status");
-        }
-        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| {
-                matches!(
-                    k.as_str(),
-                    "labels" | "annotations" | "finalizers" | "ownerReferences"
-                )
-            });
-            if meta.is_empty() {
-                m.remove("metadata");
-            }
-        }
-    }
+    let fields = owned_fields(obj, subresource);
     let entry = json!({
         "manager": manager,
         "operation": operation,
         "apiVersion": api_version,
         "time": crate::meta::now_rfc3339(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": fields_v1(&owned),
+        "fieldsV1": fields,
     });
     let meta = crate::meta::metadata_mut(obj);
     let list = meta.entry("managedFields").or_insert_with(|| json!([]));

@@ -89,20 +89,21 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
     let ns = &target.namespace;
     let key = format!("{}/namespaces/{ns}", state.root);
     let namespaces = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
-    let cached = state.cache.get(namespaces, &key).map(|o| o.value());
-    let found = match cached {
-        Some(v) => Some(v),
+    // Some(terminating) when the namespace exists.
+    let found = match state.cache.get(namespaces, &key) {
+        Some(o) => Some(o.terminating),
         // The cache may trail a namespace created a moment ago; the store is the truth.
         None => state
             .store
             .get(&key)
             .await
             .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()),
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .map(|v| meta::is_terminating(&v)),
     };
     match found {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(v) if meta::is_terminating(&v) => Err(ApiError::forbidden(
+        Some(true) => Err(ApiError::forbidden(
             target.resource.group,
             target.resource.plural,
             &target.name,
@@ -110,7 +111,7 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),
         )),
-        Some(_) => Ok(()),
+        Some(false) => Ok(()),
     }
 }
 
@@ -146,7 +147,7 @@ fn normalize(
     query: &Query,
     obj: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let normalized = resource.normalize(obj.clone()).map_err(|e| {
+    let normalized = resource.normalize(&obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             resource.kind, resource.version, resource.kind
@@ -185,10 +186,10 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 /// The stored form: no resourceVersion (the store's revision is the truth).
-fn to_stored(obj: &Value) -> ApiResult<Bytes> {
-    let mut stored = obj.clone();
-    metadata_mut(&mut stored).remove("resourceVersion");
-    serde_json::to_vec(&stored)
+fn to_stored(obj: &mut Value) -> ApiResult<Bytes> {
+    // The caller sets the new revision on the object after the write.
+    metadata_mut(obj).remove("resourceVersion");
+    serde_json::to_vec(obj)
         .map(Bytes::from)
         .map_err(ApiError::internal)
 }
@@ -328,7 +329,7 @@ pub async fn create_object(
     }
     let kv = state
         .store
-        .create(&key, to_stored(&obj)?)
+        .create(&key, to_stored(&mut obj)?)
         .await
         .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &name))?;
     if let Some(a) = allocation {
@@ -453,7 +454,7 @@ pub async fn guaranteed_update(
         } else {
             state
                 .store
-                .update(&key, to_stored(&new)?, kv.mod_revision)
+                .update(&key, to_stored(&mut new)?, kv.mod_revision)
                 .await
                 .map(|kv| kv.mod_revision)
         };
@@ -897,7 +898,7 @@ async fn delete_one(
                 let key = target.key(&state.root);
                 match state
                     .store
-                    .update(&key, to_stored(&obj)?, kv.mod_revision)
+                    .update(&key, to_stored(&mut obj)?, kv.mod_revision)
                     .await
                 {
                     Ok(kv) => {

@@ -34,7 +34,7 @@ pub struct ResourceInfo {
     pub subresources: &'static [&'static str],
     pub strategy: &'static dyn Strategy,
     /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON.
-    normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    normalize: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The JSON schema of the kind (from k8s-openapi's schemars support).
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Builds the strategic-merge-patch metadata of the kind (cached by `patch_schema`).
@@ -77,7 +77,7 @@ impl ResourceInfo {
     }
 
     /// Round-trips `obj` through the typed struct. Errors are type errors in the body.
-    pub fn normalize(&self, obj: Value) -> Result<Value, serde_json::Error> {
+    pub fn normalize(&self, obj: &Value) -> Result<Value, serde_json::Error> {
         (self.normalize)(obj)
     }
 }
@@ -94,9 +94,10 @@ impl Scope for k8s_openapi::ClusterResourceScope {
 }
 
 fn normalize<K: serde::de::DeserializeOwned + serde::Serialize>(
-    v: Value,
+    v: &Value,
 ) -> Result<Value, serde_json::Error> {
-    let typed: K = serde_json::from_value(v)?;
+    // Deserializing from a borrowed Value spares copying the object first.
+    let typed = K::deserialize(v)?;
     serde_json::to_value(typed)
 }
 
