@@ -141,7 +141,8 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
             if name.len() > 63 {
                 errs.push("must be no more than 63 characters".to_owned());
             }
-            let ok = is_dns1123_label(&name[..name.len().min(63)])
+            let ok = name.is_ascii()
+                && is_dns1123_label(&name[..name.len().min(63)])
                 && (rule == NameRule::Label || name.as_bytes()[0].is_ascii_lowercase());
             if !ok {
                 errs.push(
@@ -184,7 +185,11 @@ pub fn generate_name(prefix: &str) -> String {
     let mut rng = rand::rng();
     let mut name = String::with_capacity(prefix.len() + 5);
     // Keep the whole name within 63 characters, as upstream trims long prefixes.
-    name.push_str(&prefix[..prefix.len().min(58)]);
+    let cut = (0..=prefix.len().min(58))
+        .rev()
+        .find(|i| prefix.is_char_boundary(*i))
+        .unwrap_or(0);
+    name.push_str(&prefix[..cut]);
     for _ in 0..5 {
         name.push(SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char);
     }
@@ -221,6 +226,9 @@ mod tests {
         check(NameRule::Label, &"a".repeat(64), false);
         check(NameRule::PathSegment, "system:controller:x", true);
         check(NameRule::PathSegment, "a/b", false);
+        // Non-ASCII input is refused, never sliced inside a character.
+        check(NameRule::Label, &"é".repeat(40), false);
+        assert!(generate_name(&"é".repeat(40)).len() > 5);
     }
 
     #[test]
