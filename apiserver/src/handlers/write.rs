@@ -32,16 +32,13 @@ pub fn check_type(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
         )));
     };
     let expected_version = resource.api_version();
-    let api_version = map
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let kind = map
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
     if api_version.is_empty() {
         map.insert("apiVersion".into(), json!(expected_version));
     } else if api_version != expected_version {
@@ -233,17 +230,9 @@ pub async fn create_object(
     let resource = target.resource;
     check_type(resource, &mut obj)?;
     check_namespace(target, &mut obj)?;
+    let name = meta::name(&obj).to_owned();
+    let generate = meta::meta_str(&obj, "generateName").to_owned();
     let meta_map = metadata_mut(&mut obj);
-    let name = meta_map
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let generate = meta_map
-        .get("generateName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
     let name = if name.is_empty() && !generate.is_empty() {
         meta::generate_name(&generate)
     } else {
