@@ -142,12 +142,3 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history older than `revision`.
     async fn compact(&self, revision: Revision) -> Result<()>;
 }
-
-/// The exclusive upper bound of the keys that start with `prefix`, as etcd computes it.
-pub fn prefix_end(prefix: &str) -> String {
-    // Keys are UTF-8 paths; U+10FFFF sorts after every character a key can contain.
-    let mut end = String::with_capacity(prefix.len() + 4);
-    end.push_str(prefix);
-    end.push(char::MAX);
-    end
-}

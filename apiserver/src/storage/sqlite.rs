@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::{
     Error, Event, EventType, KeyValue, RangeOptions, RangeResult, Result, Revision, Store,
-    WatchStream, prefix_end,
+    WatchStream,
 };
 
 /// How many writes one transaction takes at most.
@@ -111,6 +111,15 @@ enum WriteOutcome {
 struct WriteRequest {
     op: WriteOp,
     reply: oneshot::Sender<Result<WriteOutcome>>,
+}
+
+/// The exclusive upper bound, in SQLite's text order, of the keys that start with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    // Keys are UTF-8 paths; U+10FFFF sorts after every character a key can contain.
+    let mut end = String::with_capacity(prefix.len() + 4);
+    end.push_str(prefix);
+    end.push(char::MAX);
+    end
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
