@@ -73,6 +73,10 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// host:port clients reach this server at, for /api's serverAddressByClientCIDRs.
     pub server_address: String,
+    /// Namespaces this server marked terminating. Writes into them are refused at once, even
+    /// while the watch cache has not yet seen the change (upstream's NamespaceLifecycle admission
+    /// closes the same gap with a live lookup).
+    pub terminating_namespaces: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -142,6 +146,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         services,
         metrics: Metrics::default(),
         server_address: SocketAddr::new(advertise, port).to_string(),
+        terminating_namespaces: Default::default(),
     });
     bootstrap::ensure(&state, advertise, port)
         .await

@@ -611,3 +611,17 @@ async fn watching_from_a_compacted_revision_is_410_expired() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn recreate_right_after_delete() {
+    let (_s, c) = setup().await;
+    for _ in 0..20 {
+        let (code, body) = c.post(CMS, &cm("again")).await.unwrap();
+        assert_eq!(code, 201, "{body}");
+        let (code, _) = c
+            .send("DELETE", &format!("{CMS}/again"), "application/json", None)
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+    }
+}

@@ -443,6 +443,15 @@ pub async fn watch(
         sent_columns: false,
     };
     let query = Arc::new(query.clone());
+    if rv.is_empty() {
+        // No resourceVersion: the initial state is a consistent read, as upstream's, so the
+        // cache first catches up with everything the store has acknowledged.
+        state
+            .cache
+            .wait_fresh()
+            .await
+            .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
+    }
     let opened = state.cache.watch(resource, &target.namespace, start).await;
     let state = state.clone();
     let prefix = target.key(&state.root);

@@ -87,8 +87,9 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
     let key = format!("{}/namespaces/{ns}", state.root);
     let namespaces = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
     // Some(terminating) when the namespace exists.
+    let marked = state.terminating_namespaces.lock().contains(ns.as_str());
     let found = match state.cache.get(namespaces, &key) {
-        Some(o) => Some(o.terminating),
+        Some(o) => Some(o.terminating || marked),
         // The cache may trail a namespace created a moment ago; the store is the truth.
         None => state
             .store
@@ -287,10 +288,18 @@ pub async fn create_object(
     resource.strategy.prepare_for_create(&mut obj);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
 
-    // An object known to exist is refused before anything is allocated for it; the store's
-    // create-if-absent remains the real guard.
+    // An object known to exist is refused before anything is allocated for it. The cache may
+    // still hold an object deleted a moment ago, so a hit is confirmed with the store; the
+    // store's create-if-absent remains the real guard.
     let key = target.key(&state.root);
-    if state.cache.get(resource, &key).is_some() {
+    if state.cache.get(resource, &key).is_some()
+        && state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| target.store_error(e))?
+            .is_some()
+    {
         return Err(ApiError::already_exists(
             resource.group,
             resource.plural,
@@ -323,6 +332,9 @@ pub async fn create_object(
         .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &name))?;
     if let Some(a) = allocation {
         a.commit();
+    }
+    if resource.group.is_empty() && resource.plural == "namespaces" {
+        state.terminating_namespaces.lock().remove(&name);
     }
     with_revision(&mut obj, kv.mod_revision);
     Ok((obj, warnings))
@@ -892,6 +904,12 @@ async fn delete_one(
                 {
                     Ok(kv) => {
                         with_revision(&mut obj, kv.mod_revision);
+                        if is_namespace {
+                            state
+                                .terminating_namespaces
+                                .lock()
+                                .insert(target.name.clone());
+                        }
                         // Upstream answers 202 for a delayed delete only when the client
                         // asked for orphanDependents=false; 200 otherwise.
                         let code = if options.cascading_requested {
