@@ -103,7 +103,8 @@ fn printer(group: &str, resource: &str) -> (&'static [Column], CellsFn) {
         ("", "events") => (&EVENTS, core_event),
         ("events.k8s.io", "events") => (&EVENTS, events_event),
         ("", "resourcequotas") => (&RESOURCE_QUOTAS, resource_quota),
-        ("", "replicationcontrollers") => (&REPLICATION_CONTROLLERS, replication_controller),
+        // ReplicationControllers print the same columns as ReplicaSets.
+        ("", "replicationcontrollers") => (&REPLICA_SETS, replication_controller),
         ("", "persistentvolumes") => (&PERSISTENT_VOLUMES, persistent_volume),
         ("", "persistentvolumeclaims") => (&PERSISTENT_VOLUME_CLAIMS, persistent_volume_claim),
         ("apps", "deployments") => (&DEPLOYMENTS, deployment),
@@ -286,17 +287,6 @@ static RESOURCE_QUOTAS: [Column; 4] = [
     col("Request", "Used/hard, for all but limits.* resources."),
     col("Limit", "Used/hard, for limits.* resources."),
     AGE,
-];
-
-static REPLICATION_CONTROLLERS: [Column; 8] = [
-    NAME,
-    typed("Desired", "integer", "Number of replicas wanted."),
-    typed("Current", "integer", "Number of replicas that exist."),
-    typed("Ready", "integer", "Number of replicas that are ready."),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    SELECTOR,
 ];
 
 static PERSISTENT_VOLUMES: [Column; 11] = [
