@@ -300,8 +300,67 @@ async fn api_bench(backend: &'static str, config: Config) -> Vec<Row> {
     rows
 }
 
+fn node(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } },
+        "status": { "capacity": { "cpu": "4", "memory": "32Gi", "pods": "110" },
+                    "allocatable": { "cpu": "4", "memory": "32Gi", "pods": "110" } },
+    })
+}
+
+/// BENCHMARKS.md's memory figure: RSS of a process serving 5,000 nodes and 50,000 pods
+/// (BENCH_MEMORY=1; scaled by BENCH_SCALE).
+async fn memory_bench() -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    let before = rss_mib();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        secure_port: 0,
+        ..Config::default()
+    };
+    let server = spawn_in_process(config).await.unwrap();
+    let client = HttpClient::new(&server.url());
+    let nodes = scaled(5_000);
+    for chunk in (0..nodes).collect::<Vec<_>>().chunks(CONCURRENCY) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                let client = client.clone();
+                let i = *i;
+                tokio::spawn(async move {
+                    client
+                        .post("/api/v1/nodes", &node(&format!("node-{i}")))
+                        .await
+                        .unwrap()
+                        .0
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 201);
+        }
+    }
+    let pods = scaled(50_000);
+    create_pods(&client, "default", "m", pods).await;
+    let after = rss_mib();
+    server.stop();
+    vec![Row {
+        what: format!(
+            "process RSS serving {nodes} nodes and {} pods (growth)",
+            pods.div_ceil(CONCURRENCY) * CONCURRENCY
+        ),
+        backend: "embedded (SQLite)",
+        value: format!("{after:.0} MiB ({:.0} MiB)", after - before),
+    }]
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("BENCH_MEMORY").is_some() {
+        report("Memory", &memory_bench().await);
+        return;
+    }
     let etcd = tokio::task::spawn_blocking(EtcdServer::start)
         .await
         .unwrap();
