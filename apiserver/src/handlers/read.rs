@@ -443,9 +443,11 @@ pub async fn watch(
         sent_columns: false,
     };
     let query = Arc::new(query.clone());
-    if rv.is_empty() {
+    if start.is_none() {
         // No resourceVersion: the initial state is a consistent read, as upstream's, so the
-        // cache first catches up with everything the store has acknowledged.
+        // cache first catches up with everything the store has acknowledged. "0" may be
+        // served from any state upstream, but a client that just wrote expects to see its
+        // write (kube-rs's streaming list asks for "0"), and catching up costs one read.
         state
             .cache
             .wait_fresh()
