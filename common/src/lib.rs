@@ -1,6 +1,7 @@
-//! What every tetsu component shares: selectors, logging setup and shutdown signals. No
+//! What every tetsu component shares: selectors, quantities, logging setup and shutdown signals. No
 //! storage and no component logic live here.
 
 pub mod logging;
+pub mod quantity;
 pub mod selector;
 pub mod shutdown;
