@@ -2,6 +2,7 @@
 //! storage and no component logic live here.
 
 pub mod logging;
+pub mod metrics;
 pub mod quantity;
 pub mod selector;
 pub mod shutdown;

@@ -376,6 +376,12 @@ impl LabelSelector {
         &self.requirements
     }
 
+    /// A selector of these requirements (all must hold), in the canonical key order.
+    pub fn from_requirements(mut requirements: Vec<Requirement>) -> LabelSelector {
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        LabelSelector { requirements }
+    }
+
     /// Whether an object with these `metadata.labels` is selected.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))

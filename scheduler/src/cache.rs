@@ -1,0 +1,375 @@
+//! The scheduler's cache of nodes and the pods on them (bound, and assumed: placed by a
+//! scheduling cycle but not yet bound), and the per-cycle Snapshot taken from it.
+//!
+//! NodeInfos are shared (`Arc`) between the cache and the snapshot; the cache changes one
+//! with `Arc::make_mut`, which copies it only while the snapshot still holds it. Each
+//! change bumps the node's generation and marks it dirty, so `update_snapshot` copies only
+//! the nodes that changed since the last cycle: after one pod is assumed, one node.
+//!
+//! Pod states: (informer) Added -> bound; (cycle) assume -> Assumed -> binding finished ->
+//! (informer) Added confirms it; a failed bind forgets it. Lock order: the cache's mutex is
+//! taken alone, never while holding the queue's.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use common::selector::LabelSelector;
+use k8s_openapi::api::core::v1::Node;
+
+use crate::framework::types::{LabelsRef, NodeInfo, PodInfo};
+
+/// One node as the cache knows it; `present` is false while only pods name it.
+struct NodeEntry {
+    info: Arc<NodeInfo>,
+    present: bool,
+}
+
+struct PodState {
+    pod: Arc<PodInfo>,
+    assumed: bool,
+    binding_finished: bool,
+}
+
+/// The nodes, pods and namespaces the scheduler has seen.
+#[derive(Default)]
+pub struct Cache {
+    nodes: HashMap<String, NodeEntry>,
+    /// Present nodes in the order the snapshot lists them.
+    order: Vec<String>,
+    pods: HashMap<String, PodState>,
+    namespaces: HashMap<String, LabelsRef>,
+    /// "Kind/namespace/name" -> (namespace, selector) of objects that select pods.
+    selectors: HashMap<String, (String, LabelSelector)>,
+    selectors_changed: bool,
+    generation: u64,
+    dirty: HashSet<String>,
+    nodes_changed: bool,
+    namespaces_changed: bool,
+}
+
+/// What one scheduling cycle sees: every present node, read-only.
+#[derive(Default)]
+pub struct Snapshot {
+    pub nodes: Vec<Arc<NodeInfo>>,
+    index: HashMap<String, usize>,
+    /// Nodes with pods that have any (anti-)affinity term.
+    pub with_affinity: Vec<usize>,
+    /// Nodes with pods that have required anti-affinity terms.
+    pub with_required_anti_affinity: Vec<usize>,
+    /// For each image name, on how many nodes it is present.
+    pub image_nodes: HashMap<String, usize>,
+    pub namespace_labels: HashMap<String, LabelsRef>,
+    /// Per namespace, the selectors of Services, ReplicaSets, ReplicationControllers and
+    /// StatefulSets (PodTopologySpread's default constraints select with them).
+    pub spread_selectors: HashMap<String, Vec<LabelSelector>>,
+}
+
+impl Snapshot {
+    pub fn index_of(&self, node: &str) -> Option<usize> {
+        self.index.get(node).copied()
+    }
+
+    pub fn get(&self, node: &str) -> Option<&NodeInfo> {
+        self.index_of(node).map(|i| &*self.nodes[i])
+    }
+
+    /// A namespace's labels (for namespaceSelector in affinity terms).
+    pub fn namespace_labels(&self, ns: &str) -> Option<LabelsRef> {
+        self.namespace_labels.get(ns).cloned()
+    }
+
+    /// A snapshot of these nodes (tests and the in-process benchmark).
+    pub fn from_nodes(nodes: Vec<NodeInfo>) -> Snapshot {
+        let mut cache = Cache::default();
+        for n in nodes {
+            let pods = n.pods.clone();
+            cache.add_node(n.node.clone());
+            for p in pods {
+                let p = if p.node_name.is_empty() { Arc::new(p.bound_to(&n.name)) } else { p };
+                cache.add_pod(p);
+            }
+        }
+        let mut s = Snapshot::default();
+        cache.update_snapshot(&mut s);
+        s
+    }
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    fn touch(&mut self, name: &str) -> &mut NodeInfo {
+        self.generation += 1;
+        let generation = self.generation;
+        self.dirty.insert(name.to_owned());
+        let entry = self.nodes.entry(name.to_owned()).or_insert_with(|| {
+            let mut node = Node::default();
+            node.metadata.name = Some(name.to_owned());
+            NodeEntry {
+                info: Arc::new(NodeInfo::new(Arc::new(node))),
+                present: false,
+            }
+        });
+        let info = Arc::make_mut(&mut entry.info);
+        info.generation = generation;
+        info
+    }
+
+    pub fn add_node(&mut self, node: Arc<Node>) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.touch(&name).set_node(node);
+        let entry = self.nodes.get_mut(&name).expect("touched");
+        if !entry.present {
+            entry.present = true;
+            self.order.push(name);
+            self.nodes_changed = true;
+        }
+    }
+
+    pub fn update_node(&mut self, node: Arc<Node>) {
+        self.add_node(node);
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(entry) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if entry.info.pods.is_empty() {
+            self.nodes.remove(name);
+        } else {
+            entry.present = false;
+        }
+        self.order.retain(|n| n != name);
+        self.nodes_changed = true;
+        self.dirty.insert(name.to_owned());
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn is_assumed(&self, uid: &str) -> bool {
+        self.pods.get(uid).is_some_and(|p| p.assumed)
+    }
+
+    /// The pod the cache holds under this uid (bound or assumed).
+    pub fn pod(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.pods.get(uid).map(|p| p.pod.clone())
+    }
+
+    fn place(&mut self, pod: Arc<PodInfo>) {
+        let node = pod.node_name.clone();
+        self.touch(&node).add_pod(pod);
+    }
+
+    fn unplace(&mut self, pod: &PodInfo) {
+        let node = pod.node_name.clone();
+        self.touch(&node).remove_pod(&pod.uid);
+        if let Some(e) = self.nodes.get(&node)
+            && !e.present
+            && e.info.pods.is_empty()
+        {
+            self.nodes.remove(&node);
+        }
+    }
+
+    /// A scheduling cycle placed `pod` (already carrying its node name): count it now so
+    /// the next cycle sees the node's resources as used.
+    pub fn assume_pod(&mut self, pod: Arc<PodInfo>) {
+        let uid = pod.uid.clone();
+        self.place(pod.clone());
+        self.pods.insert(
+            uid,
+            PodState {
+                pod,
+                assumed: true,
+                binding_finished: false,
+            },
+        );
+    }
+
+    pub fn finish_binding(&mut self, uid: &str) {
+        if let Some(p) = self.pods.get_mut(uid) {
+            p.binding_finished = true;
+        }
+    }
+
+    /// The bind failed: the assumed pod no longer holds its node's resources.
+    pub fn forget_pod(&mut self, uid: &str) {
+        if let Some(state) = self.pods.get(uid)
+            && state.assumed
+        {
+            let pod = state.pod.clone();
+            self.pods.remove(uid);
+            self.unplace(&pod);
+        }
+    }
+
+    /// The informer saw a bound pod (new, or the confirmation of an assumed one).
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        if pod.node_name.is_empty() {
+            return;
+        }
+        if let Some(old) = self.pods.get(&pod.uid).map(|s| s.pod.clone()) {
+            self.unplace(&old);
+        }
+        self.place(pod.clone());
+        self.pods.insert(
+            pod.uid.clone(),
+            PodState {
+                pod,
+                assumed: false,
+                binding_finished: true,
+            },
+        );
+    }
+
+    pub fn update_pod(&mut self, pod: Arc<PodInfo>) {
+        self.add_pod(pod);
+    }
+
+    pub fn remove_pod(&mut self, uid: &str) {
+        if let Some(state) = self.pods.remove(uid) {
+            self.unplace(&state.pod);
+        }
+    }
+
+    pub fn set_namespace(&mut self, name: &str, labels: Option<LabelsRef>) {
+        match labels {
+            Some(l) => self.namespaces.insert(name.to_owned(), l),
+            None => self.namespaces.remove(name),
+        };
+        self.namespaces_changed = true;
+    }
+
+    /// Records (or with None forgets) the pod selector of a Service or workload, keyed
+    /// "Kind/namespace/name".
+    pub fn set_selector(&mut self, key: &str, namespace: &str, selector: Option<LabelSelector>) {
+        match selector {
+            Some(s) => self.selectors.insert(key.to_owned(), (namespace.to_owned(), s)),
+            None => self.selectors.remove(key),
+        };
+        self.selectors_changed = true;
+    }
+
+    /// Brings `snapshot` up to date, copying only the nodes that changed since its last
+    /// update (and rebuilding the node list only when nodes came or went).
+    pub fn update_snapshot(&mut self, snapshot: &mut Snapshot) {
+        let mut lists_changed = self.nodes_changed;
+        let mut images_changed = self.nodes_changed;
+        if self.nodes_changed {
+            snapshot.nodes = self
+                .order
+                .iter()
+                .map(|n| self.nodes[n].info.clone())
+                .collect();
+            snapshot.index = self
+                .order
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect();
+        } else {
+            for name in &self.dirty {
+                let (Some(&i), Some(entry)) = (snapshot.index.get(name), self.nodes.get(name))
+                else {
+                    continue;
+                };
+                let old = &snapshot.nodes[i];
+                lists_changed |= (old.pods_with_affinity > 0) != (entry.info.pods_with_affinity > 0)
+                    || (old.pods_with_required_anti_affinity > 0)
+                        != (entry.info.pods_with_required_anti_affinity > 0);
+                images_changed |= !Arc::ptr_eq(&old.images, &entry.info.images);
+                snapshot.nodes[i] = entry.info.clone();
+            }
+        }
+        self.dirty.clear();
+        self.nodes_changed = false;
+        if lists_changed {
+            snapshot.with_affinity = (0..snapshot.nodes.len())
+                .filter(|&i| snapshot.nodes[i].pods_with_affinity > 0)
+                .collect();
+            snapshot.with_required_anti_affinity = (0..snapshot.nodes.len())
+                .filter(|&i| snapshot.nodes[i].pods_with_required_anti_affinity > 0)
+                .collect();
+        }
+        if images_changed {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for n in &snapshot.nodes {
+                for image in n.images.keys() {
+                    *counts.entry(image.clone()).or_default() += 1;
+                }
+            }
+            snapshot.image_nodes = counts;
+        }
+        if self.selectors_changed {
+            let mut by_ns: HashMap<String, Vec<LabelSelector>> = HashMap::new();
+            for (ns, sel) in self.selectors.values() {
+                by_ns.entry(ns.clone()).or_default().push(sel.clone());
+            }
+            snapshot.spread_selectors = by_ns;
+            self.selectors_changed = false;
+        }
+        if self.namespaces_changed {
+            snapshot.namespace_labels = self.namespaces.clone();
+            self.namespaces_changed = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{make_node, make_pod};
+
+    #[test]
+    fn snapshot_copies_only_changed_nodes() {
+        let mut cache = Cache::new();
+        for i in 0..3 {
+            cache.add_node(Arc::new(make_node(&format!("n{i}")).cpu("4").obj()));
+        }
+        let mut snap = Snapshot::default();
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.nodes.len(), 3);
+        let before: Vec<_> = snap.nodes.clone();
+        let pod = make_pod("p").uid("u1").cpu("1").node("n1").info();
+        cache.assume_pod(Arc::new(pod));
+        cache.update_snapshot(&mut snap);
+        assert!(Arc::ptr_eq(&before[0], &snap.nodes[0]));
+        assert!(Arc::ptr_eq(&before[2], &snap.nodes[2]));
+        assert!(!Arc::ptr_eq(&before[1], &snap.nodes[1]));
+        assert_eq!(snap.nodes[1].requested.milli_cpu, 1000);
+        assert_eq!(before[1].requested.milli_cpu, 0, "the old snapshot is untouched");
+        assert!(snap.nodes[1].generation > before[1].generation);
+
+        cache.forget_pod("u1");
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.nodes[1].requested.milli_cpu, 0);
+
+        // The informer confirms a bound pod; removing its node keeps the pod accounted.
+        cache.add_pod(Arc::new(make_pod("q").uid("u2").cpu("2").node("n2").info()));
+        cache.remove_node("n0");
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.nodes.len(), 2);
+        assert_eq!(snap.get("n2").unwrap().requested.milli_cpu, 2000);
+        assert!(snap.get("n0").is_none());
+    }
+
+    #[test]
+    fn pods_may_arrive_before_their_node() {
+        let mut cache = Cache::new();
+        cache.add_pod(Arc::new(make_pod("p").uid("u").cpu("1").node("late").info()));
+        let mut snap = Snapshot::default();
+        cache.update_snapshot(&mut snap);
+        assert!(snap.nodes.is_empty());
+        cache.add_node(Arc::new(make_node("late").cpu("4").obj()));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.get("late").unwrap().pods.len(), 1);
+    }
+}
