@@ -1,6 +1,10 @@
-//! What every tetsu component shares: selectors, quantities, logging setup and shutdown signals. No
-//! storage and no component logic live here.
+//! What every tetsu component shares: selectors, quantities, metrics, the health server,
+//! API clients, leader election, logging setup and shutdown signals. No storage and no
+//! component logic live here.
 
+pub mod client;
+pub mod health;
+pub mod leader_election;
 pub mod logging;
 pub mod metrics;
 pub mod quantity;

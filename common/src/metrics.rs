@@ -15,7 +15,11 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Counter {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Counter {
         Counter {
             name,
             help,
@@ -39,7 +43,14 @@ impl Counter {
     }
 
     pub fn render(&self, out: &mut String) {
-        render_family(out, self.name, self.help, "counter", self.labels, &self.values.lock());
+        render_family(
+            out,
+            self.name,
+            self.help,
+            "counter",
+            self.labels,
+            &self.values.lock(),
+        );
     }
 }
 
@@ -47,7 +58,11 @@ impl Counter {
 pub struct Gauge(Counter);
 
 impl Gauge {
-    pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Gauge {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Gauge {
         Gauge(Counter::new(name, help, labels))
     }
 
@@ -161,9 +176,24 @@ impl Histogram {
                     label_text(self.labels, k, Some(("le", &le)))
                 );
             }
-            let _ = writeln!(out, "{name}_bucket{} {}", label_text(self.labels, k, Some(("le", "+Inf"))), s.count);
-            let _ = writeln!(out, "{name}_sum{} {}", label_text(self.labels, k, None), s.sum);
-            let _ = writeln!(out, "{name}_count{} {}", label_text(self.labels, k, None), s.count);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {}",
+                label_text(self.labels, k, Some(("le", "+Inf"))),
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "{name}_sum{} {}",
+                label_text(self.labels, k, None),
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "{name}_count{} {}",
+                label_text(self.labels, k, None),
+                s.count
+            );
         }
     }
 }

@@ -106,9 +106,10 @@ impl Quantity {
         } else {
             den = pow(e).unwrap_or(u128::MAX);
         }
-        num = num.checked_shl(self.exp2).filter(|_| num.leading_zeros() >= self.exp2).unwrap_or(
-            if num == 0 { 0 } else { u128::MAX },
-        );
+        num = num
+            .checked_shl(self.exp2)
+            .filter(|_| num.leading_zeros() >= self.exp2)
+            .unwrap_or(if num == 0 { 0 } else { u128::MAX });
         let value = num.div_ceil(den);
         let value = i64::try_from(value).unwrap_or(i64::MAX);
         if self.negative { -value } else { value }

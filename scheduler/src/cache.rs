@@ -85,7 +85,11 @@ impl Snapshot {
             let pods = n.pods.clone();
             cache.add_node(n.node.clone());
             for p in pods {
-                let p = if p.node_name.is_empty() { Arc::new(p.bound_to(&n.name)) } else { p };
+                let p = if p.node_name.is_empty() {
+                    Arc::new(p.bound_to(&n.name))
+                } else {
+                    p
+                };
                 cache.add_pod(p);
             }
         }
@@ -252,7 +256,9 @@ impl Cache {
     /// "Kind/namespace/name".
     pub fn set_selector(&mut self, key: &str, namespace: &str, selector: Option<LabelSelector>) {
         match selector {
-            Some(s) => self.selectors.insert(key.to_owned(), (namespace.to_owned(), s)),
+            Some(s) => self
+                .selectors
+                .insert(key.to_owned(), (namespace.to_owned(), s)),
             None => self.selectors.remove(key),
         };
         self.selectors_changed = true;
@@ -282,7 +288,8 @@ impl Cache {
                     continue;
                 };
                 let old = &snapshot.nodes[i];
-                lists_changed |= (old.pods_with_affinity > 0) != (entry.info.pods_with_affinity > 0)
+                lists_changed |= (old.pods_with_affinity > 0)
+                    != (entry.info.pods_with_affinity > 0)
                     || (old.pods_with_required_anti_affinity > 0)
                         != (entry.info.pods_with_required_anti_affinity > 0);
                 images_changed |= !Arc::ptr_eq(&old.images, &entry.info.images);
@@ -345,7 +352,10 @@ mod tests {
         assert!(Arc::ptr_eq(&before[2], &snap.nodes[2]));
         assert!(!Arc::ptr_eq(&before[1], &snap.nodes[1]));
         assert_eq!(snap.nodes[1].requested.milli_cpu, 1000);
-        assert_eq!(before[1].requested.milli_cpu, 0, "the old snapshot is untouched");
+        assert_eq!(
+            before[1].requested.milli_cpu, 0,
+            "the old snapshot is untouched"
+        );
         assert!(snap.nodes[1].generation > before[1].generation);
 
         cache.forget_pod("u1");
@@ -364,7 +374,9 @@ mod tests {
     #[test]
     fn pods_may_arrive_before_their_node() {
         let mut cache = Cache::new();
-        cache.add_pod(Arc::new(make_pod("p").uid("u").cpu("1").node("late").info()));
+        cache.add_pod(Arc::new(
+            make_pod("p").uid("u").cpu("1").node("late").info(),
+        ));
         let mut snap = Snapshot::default();
         cache.update_snapshot(&mut snap);
         assert!(snap.nodes.is_empty());

@@ -121,7 +121,11 @@ impl ClusterClient for KubeClient {
     }
 
     async fn nominate(&self, pod: &PodInfo, node: &str) -> Result<(), String> {
-        let value = if node.is_empty() { json!(null) } else { json!(node) };
+        let value = if node.is_empty() {
+            json!(null)
+        } else {
+            json!(node)
+        };
         let patch = json!({"status": {"nominatedNodeName": value}});
         self.pods(&pod.namespace)
             .patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -130,7 +134,12 @@ impl ClusterClient for KubeClient {
             .map_err(|e| e.to_string())
     }
 
-    async fn mark_unschedulable(&self, pod: &PodInfo, reason: &str, message: &str) -> Result<(), String> {
+    async fn mark_unschedulable(
+        &self,
+        pod: &PodInfo,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), String> {
         let patch = json!({"status": {"conditions": [{
             "type": "PodScheduled",
             "status": "False",
@@ -141,7 +150,11 @@ impl ClusterClient for KubeClient {
         }]}});
         match self
             .pods(&pod.namespace)
-            .patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .patch_status(
+                &pod.name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -150,7 +163,14 @@ impl ClusterClient for KubeClient {
         }
     }
 
-    fn record_event(&self, pod: &PodInfo, warning: bool, reason: &str, action: &str, message: String) {
+    fn record_event(
+        &self,
+        pod: &PodInfo,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        message: String,
+    ) {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let now = chrono::Utc::now();
         let suffix = format!(

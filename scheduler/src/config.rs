@@ -244,7 +244,10 @@ impl KubeSchedulerConfiguration {
     pub fn parse(text: &str) -> anyhow::Result<KubeSchedulerConfiguration> {
         let mut config: KubeSchedulerConfiguration = serde_yaml::from_str(text)?;
         if config.kind != "KubeSchedulerConfiguration" {
-            anyhow::bail!("kind must be KubeSchedulerConfiguration, not {:?}", config.kind);
+            anyhow::bail!(
+                "kind must be KubeSchedulerConfiguration, not {:?}",
+                config.kind
+            );
         }
         if config.api_version != "kubescheduler.config.k8s.io/v1" {
             anyhow::bail!(
@@ -255,10 +258,14 @@ impl KubeSchedulerConfiguration {
         if let Some(p) = config.percentage_of_nodes_to_score
             && !(0..=100).contains(&p)
         {
-            anyhow::bail!("percentageOfNodesToScore: Invalid value: {p}: not in valid range [0-100]");
+            anyhow::bail!(
+                "percentageOfNodesToScore: Invalid value: {p}: not in valid range [0-100]"
+            );
         }
         if config.parallelism.is_some_and(|p| p <= 0) {
-            anyhow::bail!("parallelism: Invalid value: should be an integer value greater than zero");
+            anyhow::bail!(
+                "parallelism: Invalid value: should be an integer value greater than zero"
+            );
         }
         if config.profiles.is_empty() {
             config.profiles.push(Profile::default());
@@ -266,7 +273,10 @@ impl KubeSchedulerConfiguration {
         let mut names = std::collections::HashSet::new();
         for p in &config.profiles {
             if !names.insert(p.scheduler_name().to_owned()) {
-                anyhow::bail!("profiles[].schedulerName: Duplicate value: {:?}", p.scheduler_name());
+                anyhow::bail!(
+                    "profiles[].schedulerName: Duplicate value: {:?}",
+                    p.scheduler_name()
+                );
             }
         }
         Ok(config)
@@ -322,15 +332,29 @@ profiles:
         assert!(names(default, Point::Score).contains(&("TaintToleration".into(), 3)));
         let custom = &config.profiles[1];
         assert_eq!(custom.scheduler_name(), "no-scoring");
-        assert_eq!(names(custom, Point::Score), vec![("ImageLocality".into(), 5)]);
-        assert!(!names(custom, Point::Filter).iter().any(|(n, _)| n == "InterPodAffinity"));
-        assert!(names(custom, Point::Filter).iter().any(|(n, _)| n == "NodeResourcesFit"));
+        assert_eq!(
+            names(custom, Point::Score),
+            vec![("ImageLocality".into(), 5)]
+        );
+        assert!(
+            !names(custom, Point::Filter)
+                .iter()
+                .any(|(n, _)| n == "InterPodAffinity")
+        );
+        assert!(
+            names(custom, Point::Filter)
+                .iter()
+                .any(|(n, _)| n == "NodeResourcesFit")
+        );
     }
 
     #[test]
     fn bad_configurations_are_refused() {
         for (text, want) in [
-            ("kind: Foo\napiVersion: kubescheduler.config.k8s.io/v1", "kind must be"),
+            (
+                "kind: Foo\napiVersion: kubescheduler.config.k8s.io/v1",
+                "kind must be",
+            ),
             (
                 "kind: KubeSchedulerConfiguration\napiVersion: kubescheduler.config.k8s.io/v1\npercentageOfNodesToScore: 120",
                 "not in valid range",
@@ -340,7 +364,9 @@ profiles:
                 "Duplicate value",
             ),
         ] {
-            let err = KubeSchedulerConfiguration::parse(text).unwrap_err().to_string();
+            let err = KubeSchedulerConfiguration::parse(text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{err}");
         }
     }

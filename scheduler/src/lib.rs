@@ -8,6 +8,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod framework;
+pub mod informers;
 pub mod metrics;
 pub mod plugins;
 pub mod queue;

@@ -1,3 +1,187 @@
-//! The kube-scheduler binary.
+//! kube-scheduler: watches unscheduled pods and binds each to a node chosen by the
+//! configured profiles.
 
-fn main() {}
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use common::leader_election::LeaderElection;
+use scheduler::client::KubeClient;
+use scheduler::config::KubeSchedulerConfiguration;
+use scheduler::framework::Registry;
+use scheduler::{Scheduler, informers};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kube-scheduler",
+    version,
+    about = "The Kubernetes scheduler: assigns each pod without a node to the best node that can run it, using upstream's scheduling framework and default plugins."
+)]
+struct Flags {
+    /// Path to a kubeconfig with the apiserver's address and credentials. Without it the
+    /// in-cluster configuration or ~/.kube/config is used.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Path to a KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) file: profiles,
+    /// plugins, weights, pluginConfig, percentageOfNodesToScore, parallelism.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Elect a leader on a Lease before scheduling, so that only one of several replicas
+    /// schedules at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a leader's lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps retrying to renew before it gives up leadership.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    /// Namespace of the leader election Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "kube-scheduler")]
+    leader_elect_resource_name: String,
+    /// Address of the /healthz and /metrics server.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the /healthz and /metrics server (plain HTTP for now; 0 turns it off).
+    #[arg(long, default_value_t = 10259)]
+    secure_port: u16,
+    /// Log verbosity (0-5); RUST_LOG overrides it.
+    #[arg(short = 'v', long = "v", default_value_t = 2)]
+    verbosity: u8,
+}
+
+/// "15s", "1m", "500ms" or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[tokio::main]
+async fn main() {
+    let flags = Flags::parse();
+    common::logging::init(flags.verbosity);
+    if let Err(e) = run(flags).await {
+        tracing::error!("{e:#}");
+        eprintln!("kube-scheduler: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    let mut config = match &flags.config {
+        Some(path) => KubeSchedulerConfiguration::load(path)?,
+        None => KubeSchedulerConfiguration::default_config(),
+    };
+    let kubeconfig = flags.kubeconfig.clone().or_else(|| {
+        config
+            .client_connection
+            .as_ref()
+            .map(|c| PathBuf::from(&c.kubeconfig))
+            .filter(|p| !p.as_os_str().is_empty())
+    });
+    let client = common::client::client(kubeconfig.as_deref()).await?;
+    let leader_elect = config
+        .leader_election
+        .as_ref()
+        .and_then(|l| l.leader_elect)
+        .unwrap_or(flags.leader_elect);
+    if config.profiles.is_empty() {
+        config.profiles.push(Default::default());
+    }
+    let names: Vec<&str> = config.profiles.iter().map(|p| p.scheduler_name()).collect();
+    let kube_client = KubeClient::new(client.clone(), names[0]);
+    let sched = Scheduler::new(
+        &config,
+        &Registry::in_tree(),
+        kube_client,
+        tokio::runtime::Handle::current(),
+    )?;
+    tracing::info!(profiles = ?names, "kube-scheduler starting");
+
+    let health = sched.clone();
+    if flags.secure_port != 0 {
+        let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
+        let listener_check = common::health::Health {
+            check: Box::new(|| Ok(())),
+            metrics: Box::new(move || {
+                health.update_gauges();
+                scheduler::metrics::render()
+            }),
+        };
+        tokio::spawn(async move {
+            if let Err(e) =
+                common::health::serve(addr, listener_check, common::shutdown::signal()).await
+            {
+                tracing::error!("{e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
+
+    let mut leading = None;
+    if leader_elect {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let le = LeaderElection {
+            namespace: flags.leader_elect_resource_namespace.clone(),
+            name: flags.leader_elect_resource_name.clone(),
+            identity: format!("{host}_{}", uuid_like()),
+            lease_duration: flags.leader_elect_lease_duration,
+            renew_deadline: flags.leader_elect_renew_deadline,
+            retry_period: flags.leader_elect_retry_period,
+        };
+        let acquired = tokio::select! {
+            rx = le.acquire(client.clone()) => rx,
+            _ = common::shutdown::signal() => return Ok(()),
+        };
+        leading = Some(acquired);
+    }
+
+    informers::start(client, sched.clone()).await;
+    tracing::info!("caches synced; scheduling");
+    let worker = sched.clone();
+    let thread = std::thread::Builder::new()
+        .name("scheduling-cycle".into())
+        .spawn(move || worker.run())?;
+
+    let lost = async {
+        match leading.as_mut() {
+            Some(rx) => {
+                let _ = rx.wait_for(|l| !*l).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = common::shutdown::signal() => {}
+        _ = lost => {
+            sched.queue.close();
+            anyhow::bail!("leaderelection lost");
+        }
+    }
+    sched.queue.close();
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    tracing::info!("kube-scheduler stopped");
+    Ok(())
+}
+
+/// A random suffix that tells this process's lease identity from others on the host.
+fn uuid_like() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

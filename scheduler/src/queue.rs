@@ -93,7 +93,8 @@ impl SchedulingQueue {
         initial_backoff: Duration,
         max_backoff: Duration,
     ) -> SchedulingQueue {
-        let mut events: HashMap<(EventResource, ActionType), HashSet<&'static str>> = HashMap::new();
+        let mut events: HashMap<(EventResource, ActionType), HashSet<&'static str>> =
+            HashMap::new();
         for fw in profiles.values() {
             for (plugin, ClusterEvent { resource, actions }) in fw.events() {
                 for a in actions {
@@ -155,7 +156,13 @@ impl SchedulingQueue {
         };
         e.place = Where::Active;
         e.seq = seq;
-        s.active.push((ActiveKey { key, seq: Reverse(seq) }, uid.to_owned()));
+        s.active.push((
+            ActiveKey {
+                key,
+                seq: Reverse(seq),
+            },
+            uid.to_owned(),
+        ));
         self.ready.notify_one();
     }
 
@@ -232,10 +239,9 @@ impl SchedulingQueue {
                 let was_gated = info.gated;
                 let ok = self.pre_enqueue(&mut info);
                 let relevant = was_gated
-                    || info
-                        .unschedulable_plugins
-                        .iter()
-                        .any(|p| self.registered(p, EventResource::UnscheduledPod, ActionType::Update));
+                    || info.unschedulable_plugins.iter().any(|p| {
+                        self.registered(p, EventResource::UnscheduledPod, ActionType::Update)
+                    });
                 let e = s.pods.get_mut(&uid).expect("present");
                 e.info = info;
                 if ok && relevant {
@@ -279,7 +285,10 @@ impl SchedulingQueue {
                     break;
                 }
                 s.backoff.pop();
-                if s.pods.get(&uid).is_some_and(|e| e.seq == seq && e.place == Where::Backoff) {
+                if s.pods
+                    .get(&uid)
+                    .is_some_and(|e| e.seq == seq && e.place == Where::Backoff)
+                {
                     self.push_active(&mut s, &uid);
                 }
             }
@@ -321,7 +330,8 @@ impl SchedulingQueue {
                 .map(|Reverse((t, _, _))| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
-            self.ready.wait_for(&mut s, wait.max(Duration::from_millis(1)));
+            self.ready
+                .wait_for(&mut s, wait.max(Duration::from_millis(1)));
         }
     }
 
@@ -369,7 +379,10 @@ impl SchedulingQueue {
             .filter(|(_, e)| {
                 e.place == Where::Unschedulable
                     && !e.info.gated
-                    && e.info.unschedulable_plugins.iter().any(|p| plugins.contains(p))
+                    && e.info
+                        .unschedulable_plugins
+                        .iter()
+                        .any(|p| plugins.contains(p))
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -412,9 +425,17 @@ mod tests {
     use crate::testing::make_pod;
 
     fn queue(initial: Duration) -> SchedulingQueue {
-        let handle = Arc::new(Handle { client: Arc::new(crate::client::NoopClient) });
-        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap());
-        let fw = Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap();
+        let handle = Arc::new(Handle {
+            client: Arc::new(crate::client::NoopClient),
+        });
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+        );
+        let fw =
+            Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap();
         let profiles = HashMap::from([("default-scheduler".to_owned(), Arc::new(fw))]);
         SchedulingQueue::new(profiles, initial, initial * 10)
     }

@@ -57,7 +57,11 @@ impl Scheduler {
         let pool = pool(config.parallelism)?;
         let mut profiles = HashMap::new();
         let defaults = [crate::config::Profile::default()];
-        let list = if config.profiles.is_empty() { &defaults[..] } else { &config.profiles[..] };
+        let list = if config.profiles.is_empty() {
+            &defaults[..]
+        } else {
+            &config.profiles[..]
+        };
         for p in list {
             let fw = Framework::new(
                 p,
@@ -104,7 +108,12 @@ impl Scheduler {
     }
 
     /// One scheduling cycle for one pod.
-    pub fn schedule_one(self: &Arc<Self>, info: QueuedPodInfo, snapshot: &mut Snapshot, rng: &mut impl rand::Rng) {
+    pub fn schedule_one(
+        self: &Arc<Self>,
+        info: QueuedPodInfo,
+        snapshot: &mut Snapshot,
+        rng: &mut impl rand::Rng,
+    ) {
         let start = Instant::now();
         let pod = info.pod.clone();
         let Some(fw) = self.profiles.get(
@@ -155,11 +164,22 @@ impl Scheduler {
             Some(i) => vec![i],
             None => {
                 let n = candidates.as_ref().map_or(num_nodes, Vec::len);
-                let begin = if n == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % n };
-                let (feasible, processed) =
-                    fw.find_feasible(&state, &pod, snapshot, candidates.as_deref(), begin, &mut diagnosis);
+                let begin = if n == 0 {
+                    0
+                } else {
+                    self.next_start.load(Ordering::Relaxed) % n
+                };
+                let (feasible, processed) = fw.find_feasible(
+                    &state,
+                    &pod,
+                    snapshot,
+                    candidates.as_deref(),
+                    begin,
+                    &mut diagnosis,
+                );
                 if n > 0 {
-                    self.next_start.store((begin + processed) % n, Ordering::Relaxed);
+                    self.next_start
+                        .store((begin + processed) % n, Ordering::Relaxed);
                 }
                 feasible
             }
@@ -245,7 +265,10 @@ impl Scheduler {
             false,
             "Scheduled",
             "Binding",
-            format!("Successfully assigned {}/{} to {node}", assumed.namespace, assumed.name),
+            format!(
+                "Successfully assigned {}/{} to {node}",
+                assumed.namespace, assumed.name
+            ),
         );
     }
 
@@ -293,8 +316,9 @@ impl Scheduler {
             }
         } else if fw.has_post_filter() && !snapshot.nodes.is_empty() {
             let n = snapshot.nodes.len();
-            diagnosis.post_filter_msg =
-                format!("preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.");
+            diagnosis.post_filter_msg = format!(
+                "preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."
+            );
         }
         info.unschedulable_plugins = diagnosis.unschedulable_plugins.clone();
         let msg = diagnosis.message(snapshot.nodes.len());
@@ -302,7 +326,14 @@ impl Scheduler {
     }
 
     /// Reports a failed attempt and puts the pod back in the queue.
-    fn fail(self: &Arc<Self>, fw: &Framework, info: QueuedPodInfo, message: &str, error: bool, start: Instant) {
+    fn fail(
+        self: &Arc<Self>,
+        fw: &Framework,
+        info: QueuedPodInfo,
+        message: &str,
+        error: bool,
+        start: Instant,
+    ) {
         let profile = fw.scheduler_name.as_str();
         let result = if error { "error" } else { "unschedulable" };
         metrics::SCHEDULE_ATTEMPTS.inc(&[result, profile]);
@@ -310,8 +341,13 @@ impl Scheduler {
         let pod = info.pod.clone();
         tracing::debug!(pod = %pod.key(), %message, "unable to schedule pod");
         self.queue.add_unschedulable(info, error);
-        self.client
-            .record_event(&pod, true, "FailedScheduling", "Scheduling", message.to_owned());
+        self.client.record_event(
+            &pod,
+            true,
+            "FailedScheduling",
+            "Scheduling",
+            message.to_owned(),
+        );
         let same = pod
             .pod
             .status
@@ -321,7 +357,11 @@ impl Scheduler {
             .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message));
         if !same {
             let client = self.client.clone();
-            let reason = if error { "SchedulerError" } else { "Unschedulable" };
+            let reason = if error {
+                "SchedulerError"
+            } else {
+                "Unschedulable"
+            };
             let message = message.to_owned();
             self.runtime.spawn(async move {
                 if let Err(e) = client.mark_unschedulable(&pod, reason, &message).await {
@@ -335,7 +375,11 @@ impl Scheduler {
 
     /// A pod was added or changed in the cluster.
     pub fn on_pod(&self, pod: Arc<Pod>) {
-        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        let bound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
         let finished = pod
             .status
             .as_ref()
@@ -351,7 +395,14 @@ impl Scheduler {
             self.queue.delete(&info.uid);
             let known = self.cache.lock().pod(&info.uid).is_some();
             self.cache.lock().add_pod(info);
-            self.queue.on_event(EventResource::Pod, if known { ActionType::Update } else { ActionType::Add });
+            self.queue.on_event(
+                EventResource::Pod,
+                if known {
+                    ActionType::Update
+                } else {
+                    ActionType::Add
+                },
+            );
         } else if self.responsible_for(&pod) && !finished {
             if info.is_terminating() {
                 self.queue.delete(&info.uid);
@@ -380,8 +431,14 @@ impl Scheduler {
         let added = cache.node_count() > before;
         drop(cache);
         let _ = name;
-        self.queue
-            .on_event(EventResource::Node, if added { ActionType::Add } else { ActionType::Update });
+        self.queue.on_event(
+            EventResource::Node,
+            if added {
+                ActionType::Add
+            } else {
+                ActionType::Update
+            },
+        );
     }
 
     pub fn on_node_deleted(&self, name: &str) {

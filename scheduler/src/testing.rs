@@ -240,7 +240,12 @@ impl PodBuilder {
         self
     }
 
-    pub fn preferred_pod_affinity(mut self, weight: i32, labels: &[(&str, &str)], key: &str) -> Self {
+    pub fn preferred_pod_affinity(
+        mut self,
+        weight: i32,
+        labels: &[(&str, &str)],
+        key: &str,
+    ) -> Self {
         self.affinity()
             .pod_affinity
             .get_or_insert_with(PodAffinity::default)

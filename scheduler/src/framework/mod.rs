@@ -61,7 +61,10 @@ impl CycleState {
     }
 
     /// A copy for preemption's what-if runs; plugin states that support it are cloned.
-    pub fn clone_with(&self, clone: impl Fn(&dyn Any) -> Option<Box<dyn Any + Send + Sync>>) -> CycleState {
+    pub fn clone_with(
+        &self,
+        clone: impl Fn(&dyn Any) -> Option<Box<dyn Any + Send + Sync>>,
+    ) -> CycleState {
         CycleState {
             entries: self
                 .entries
@@ -129,11 +132,24 @@ pub trait ClusterClient: Send + Sync {
     /// Sets status.nominatedNodeName (empty clears it).
     async fn nominate(&self, pod: &PodInfo, node: &str) -> Result<(), String>;
     /// Sets the PodScheduled=False condition with this reason and message.
-    async fn mark_unschedulable(&self, _pod: &PodInfo, _reason: &str, _message: &str) -> Result<(), String> {
+    async fn mark_unschedulable(
+        &self,
+        _pod: &PodInfo,
+        _reason: &str,
+        _message: &str,
+    ) -> Result<(), String> {
         Ok(())
     }
     /// Records an Event about the pod; never blocks (dropped when the writer is behind).
-    fn record_event(&self, _pod: &PodInfo, _warning: bool, _reason: &str, _action: &str, _message: String) {}
+    fn record_event(
+        &self,
+        _pod: &PodInfo,
+        _warning: bool,
+        _reason: &str,
+        _action: &str,
+        _message: String,
+    ) {
+    }
 }
 
 /// What plugins may use besides the pod and the nodes.
@@ -194,7 +210,11 @@ pub trait PreEnqueuePlugin: Plugin {
 /// Orders the active queue. The queue keeps a heap, so the order is given as a key.
 pub trait QueueSortPlugin: Plugin {
     /// Pods with the larger key are popped first.
-    fn sort_key(&self, pod: &PodInfo, enqueued: std::time::Instant) -> (i32, std::cmp::Reverse<std::time::Instant>);
+    fn sort_key(
+        &self,
+        pod: &PodInfo,
+        enqueued: std::time::Instant,
+    ) -> (i32, std::cmp::Reverse<std::time::Instant>);
 }
 
 /// Once per cycle before Filter: computes what Filter needs, may narrow the nodes.
@@ -207,10 +227,18 @@ pub trait PreFilterPlugin: Plugin {
     ) -> (PreFilterResult, Status);
 
     /// Preemption: `pod_to_add` is assumed on `node` (a nominated pod) for what-if filtering.
-    fn add_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _added: &PodInfo, _node: &NodeInfo) {}
+    fn add_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _added: &PodInfo, _node: &NodeInfo) {
+    }
 
     /// Preemption: `removed` is a victim taken off `node`.
-    fn remove_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _removed: &PodInfo, _node: &NodeInfo) {}
+    fn remove_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _removed: &PodInfo,
+        _node: &NodeInfo,
+    ) {
+    }
 
     /// Clones this plugin's cycle state for preemption's what-if runs.
     fn clone_state(&self, _state: &dyn Any) -> Option<Box<dyn Any + Send + Sync>> {

@@ -72,8 +72,7 @@ impl Diagnosis {
                     *counts.entry(r.as_ref()).or_default() += 1;
                 }
             }
-            let mut reasons: Vec<String> =
-                counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let mut reasons: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
             reasons.sort();
             msg.push(' ');
             msg.push_str(&reasons.join(", "));
@@ -135,7 +134,10 @@ impl Framework {
                 let p = get(&e.name)?;
                 if has(p.as_ref()) {
                     out.push((p, i64::from(e.weight)));
-                } else if !crate::config::DEFAULT_PLUGINS.iter().any(|(n, _)| *n == e.name) {
+                } else if !crate::config::DEFAULT_PLUGINS
+                    .iter()
+                    .any(|(n, _)| *n == e.name)
+                {
                     anyhow::bail!("plugin {:?} does not extend {point:?}", e.name);
                 }
             }
@@ -156,17 +158,25 @@ impl Framework {
         let bind: Vec<Arc<dyn Plugin>> = plain(at(Point::Bind, |p| p.as_bind().is_some())?);
         let post_bind = plain(at(Point::PostBind, |p| p.as_post_bind().is_some())?);
         if queue_sort.len() != 1 {
-            anyhow::bail!("exactly one queueSort plugin must be enabled, found {}", queue_sort.len());
+            anyhow::bail!(
+                "exactly one queueSort plugin must be enabled, found {}",
+                queue_sort.len()
+            );
         }
         if bind.is_empty() {
             anyhow::bail!("at least one bind plugin is needed");
         }
         if let Some((p, w)) = score.iter().find(|(_, w)| *w <= 0 || *w > 100) {
-            anyhow::bail!("score plugin {:?} has weight {w}: must be in 1..=100", p.name());
+            anyhow::bail!(
+                "score plugin {:?} has weight {w}: must be in 1..=100",
+                p.name()
+            );
         }
         Ok(Framework {
             scheduler_name: profile.scheduler_name().to_owned(),
-            percentage_of_nodes_to_score: profile.percentage_of_nodes_to_score.unwrap_or(percentage),
+            percentage_of_nodes_to_score: profile
+                .percentage_of_nodes_to_score
+                .unwrap_or(percentage),
             handle,
             pool,
             plugins: built,
@@ -220,7 +230,10 @@ impl Framework {
         let mut result: PreFilterResult = None;
         let mut narrowed_by = Vec::new();
         for p in &self.pre_filter {
-            let (r, s) = p.as_pre_filter().expect("pre-filter").pre_filter(state, pod, snapshot);
+            let (r, s) = p
+                .as_pre_filter()
+                .expect("pre-filter")
+                .pre_filter(state, pod, snapshot);
             if s.is_skip() {
                 state.skip_filter.insert(p.name());
                 continue;
@@ -336,7 +349,10 @@ impl Framework {
                 diagnosis.node_to_status.push((idx, status));
             }
         }
-        (feasible.into_iter().map(|(_, idx)| idx).collect(), processed)
+        (
+            feasible.into_iter().map(|(_, idx)| idx).collect(),
+            processed,
+        )
     }
 
     /// PreScore, then Score and NormalizeScore of every plugin, weighted and summed.
@@ -460,7 +476,12 @@ impl Framework {
     }
 
     /// Permit: Success, a rejection, or Wait with the longest timeout asked for.
-    pub fn run_permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+    pub fn run_permit(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> (Status, Duration) {
         let mut wait = Duration::ZERO;
         let mut waiting = false;
         for p in &self.permit {
@@ -555,9 +576,13 @@ mod tests {
     #[test]
     fn fit_error_message_counts_reasons() {
         let mut d = Diagnosis::default();
-        for (i, r) in ["Insufficient cpu", "Insufficient cpu", "node(s) were unschedulable"]
-            .iter()
-            .enumerate()
+        for (i, r) in [
+            "Insufficient cpu",
+            "Insufficient cpu",
+            "node(s) were unschedulable",
+        ]
+        .iter()
+        .enumerate()
         {
             d.node_to_status.push((i, Status::unschedulable(*r)));
         }
@@ -565,8 +590,12 @@ mod tests {
             d.message(5),
             "0/5 nodes are available: 1 node(s) were unschedulable, 2 Insufficient cpu."
         );
-        d.post_filter_msg = "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling.".into();
-        assert!(d.message(5).ends_with("cpu. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."));
+        d.post_filter_msg =
+            "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+                .into();
+        assert!(d.message(5).ends_with(
+            "cpu. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+        ));
     }
 
     #[test]

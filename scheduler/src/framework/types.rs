@@ -198,9 +198,9 @@ impl AffinityTerm {
     /// Whether `pod` is one this term selects; `ns_labels` gives a namespace's labels.
     pub fn matches(&self, pod: &PodInfo, ns_labels: &dyn Fn(&str) -> Option<LabelsRef>) -> bool {
         let in_scope = match &self.namespaces {
-            NamespaceScope::Names(names) => names.iter().any(|n| *n == pod.namespace),
+            NamespaceScope::Names(names) => names.contains(&pod.namespace),
             NamespaceScope::Selector(names, sel) => {
-                names.iter().any(|n| *n == pod.namespace)
+                names.contains(&pod.namespace)
                     || (sel.is_everything()
                         || ns_labels(&pod.namespace).is_some_and(|l| sel.matches_map(&l)))
             }
@@ -348,16 +348,17 @@ impl PodInfo {
                 .map(|t| AffinityTerm::parse(t, &pod))
                 .collect()
         };
-        let preferred = |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
-            terms
-                .into_iter()
-                .flatten()
-                .map(|t| WeightedAffinityTerm {
-                    term: AffinityTerm::parse(&t.pod_affinity_term, &pod),
-                    weight: t.weight,
-                })
-                .collect::<Vec<_>>()
-        };
+        let preferred =
+            |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
+                terms
+                    .into_iter()
+                    .flatten()
+                    .map(|t| WeightedAffinityTerm {
+                        term: AffinityTerm::parse(&t.pod_affinity_term, &pod),
+                        weight: t.weight,
+                    })
+                    .collect::<Vec<_>>()
+            };
         PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -368,18 +369,22 @@ impl PodInfo {
             non_zero_cpu: non_zero.milli_cpu,
             non_zero_memory: non_zero.memory,
             host_ports,
-            required_affinity: required(
-                pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            required_anti_affinity: required(
-                paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_affinity: preferred(
-                pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_anti_affinity: preferred(
-                paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
+            required_affinity: required(pa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity: required(paa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity: preferred(pa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity: preferred(paa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
             node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
             pod,
         }
@@ -475,8 +480,7 @@ impl NodeInfo {
         self.name = node.metadata.name.clone().unwrap_or_default();
         let status = node.status.as_ref();
         self.allocatable = Resource::from_list(
-            status
-                .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
+            status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
         );
         self.labels = node.metadata.labels.clone().unwrap_or_default();
         let spec = node.spec.as_ref();

@@ -12,7 +12,10 @@ pub struct DefaultBinder {
     handle: Arc<Handle>,
 }
 
-pub fn factory(_: Option<&serde_json::Value>, handle: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    _: Option<&serde_json::Value>,
+    handle: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(DefaultBinder {
         handle: handle.clone(),
     }))

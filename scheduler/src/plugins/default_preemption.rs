@@ -31,14 +31,20 @@ struct Args {
     min_candidate_nodes_absolute: Option<usize>,
 }
 
-pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    args: Option<&serde_json::Value>,
+    _: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone()).map_err(|e| anyhow::anyhow!("DefaultPreemptionArgs: {e}"))?,
+        Some(a) => serde_json::from_value(a.clone())
+            .map_err(|e| anyhow::anyhow!("DefaultPreemptionArgs: {e}"))?,
         None => Args::default(),
     };
     let pct = args.min_candidate_nodes_percentage.unwrap_or(10);
     if pct > 100 {
-        anyhow::bail!("DefaultPreemptionArgs: minCandidateNodesPercentage: Invalid value: {pct}: not in valid range [0, 100]");
+        anyhow::bail!(
+            "DefaultPreemptionArgs: minCandidateNodesPercentage: Invalid value: {pct}: not in valid range [0, 100]"
+        );
     }
     Ok(Arc::new(DefaultPreemption {
         min_candidate_nodes_percentage: pct,
@@ -59,12 +65,14 @@ fn start_time(p: &PodInfo) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta
 
 /// Higher priority first, then the earlier started (upstream's MoreImportantPod).
 fn more_important(a: &PodInfo, b: &PodInfo) -> std::cmp::Ordering {
-    b.priority.cmp(&a.priority).then_with(|| match (start_time(a), start_time(b)) {
-        (Some(x), Some(y)) => x.0.cmp(&y.0),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    })
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| match (start_time(a), start_time(b)) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
 }
 
 impl DefaultPreemption {
@@ -76,7 +84,8 @@ impl DefaultPreemption {
         pod: &PodInfo,
         node: &NodeInfo,
     ) -> Option<Candidate> {
-        let mut state = state.clone_with(|v| fw.pre_filter_plugins().find_map(|p| p.clone_state(v)));
+        let mut state =
+            state.clone_with(|v| fw.pre_filter_plugins().find_map(|p| p.clone_state(v)));
         let mut info = node.clone();
         let mut potential: Vec<Arc<PodInfo>> = node
             .pods
@@ -128,9 +137,18 @@ fn pick(mut candidates: Vec<Candidate>) -> Option<Candidate> {
         }
     }
     keep_min(&mut candidates, |c| c.pdb_violations);
-    keep_min(&mut candidates, |c| c.victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN));
     keep_min(&mut candidates, |c| {
-        c.victims.iter().map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1).sum::<i64>()
+        c.victims
+            .iter()
+            .map(|v| v.priority)
+            .max()
+            .unwrap_or(i32::MIN)
+    });
+    keep_min(&mut candidates, |c| {
+        c.victims
+            .iter()
+            .map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1)
+            .sum::<i64>()
     });
     keep_min(&mut candidates, |c| c.victims.len());
     // The latest start among each node's highest-priority victims wins.
@@ -167,14 +185,29 @@ impl PostFilterPlugin for DefaultPreemption {
     ) -> (Option<PostFilterResult>, Status) {
         let n = snapshot.nodes.len();
         if pod.spec().preemption_policy.as_deref() == Some("Never") {
-            return (None, Status::unschedulable("not eligible due to preemptionPolicy=Never."));
+            return (
+                None,
+                Status::unschedulable("not eligible due to preemptionPolicy=Never."),
+            );
         }
         // Waiting for victims chosen earlier to go away.
-        if let Some(nominated) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+        if let Some(nominated) = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
             && let Some(node) = snapshot.get(nominated)
-            && node.pods.iter().any(|p| p.is_terminating() && p.priority < pod.priority)
+            && node
+                .pods
+                .iter()
+                .any(|p| p.is_terminating() && p.priority < pod.priority)
         {
-            return (None, Status::unschedulable("not eligible due to a terminating pod on the nominated node."));
+            return (
+                None,
+                Status::unschedulable(
+                    "not eligible due to a terminating pod on the nominated node.",
+                ),
+            );
         }
         let potential: Vec<usize> = diagnosis
             .node_to_status
@@ -187,7 +220,11 @@ impl PostFilterPlugin for DefaultPreemption {
         let want = (n * self.min_candidate_nodes_percentage / 100)
             .max(self.min_candidate_nodes_absolute)
             .min(n);
-        let offset = if potential.is_empty() { 0 } else { rand::random_range(0..potential.len()) };
+        let offset = if potential.is_empty() {
+            0
+        } else {
+            rand::random_range(0..potential.len())
+        };
         for k in 0..potential.len() {
             if candidates.len() >= want {
                 break;
@@ -211,7 +248,10 @@ impl PostFilterPlugin for DefaultPreemption {
             parts.sort();
             return (
                 None,
-                Status::unschedulable(format!("preemption: 0/{n} nodes are available: {}.", parts.join(", "))),
+                Status::unschedulable(format!(
+                    "preemption: 0/{n} nodes are available: {}.",
+                    parts.join(", ")
+                )),
             );
         };
         (
@@ -233,8 +273,15 @@ mod tests {
     use crate::testing::{make_node, make_pod};
 
     fn framework() -> Framework {
-        let handle = Arc::new(Handle { client: Arc::new(crate::client::NoopClient) });
-        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap());
+        let handle = Arc::new(Handle {
+            client: Arc::new(crate::client::NoopClient),
+        });
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+        );
         Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap()
     }
 
@@ -295,8 +342,13 @@ mod tests {
     #[test]
     fn no_victims_among_higher_priority_pods() {
         let nodes = vec![
-            make_node("n1").cpu("1").with_pods(vec![make_pod("a").cpu("1").priority(100).info()]),
-            make_node("n2").cpu("1").taint("k", "v", "NoSchedule").info(),
+            make_node("n1")
+                .cpu("1")
+                .with_pods(vec![make_pod("a").cpu("1").priority(100).info()]),
+            make_node("n2")
+                .cpu("1")
+                .taint("k", "v", "NoSchedule")
+                .info(),
         ];
         let pod = make_pod("p").cpu("1").priority(50).info();
         let (r, s) = preempt(&pod, nodes);
@@ -310,7 +362,14 @@ mod tests {
             p.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
             PodInfo::new(Arc::new(p))
         };
-        let (_, s) = preempt(&never, vec![make_node("n1").cpu("1").with_pods(vec![make_pod("a").cpu("1").info()])]);
+        let (_, s) = preempt(
+            &never,
+            vec![
+                make_node("n1")
+                    .cpu("1")
+                    .with_pods(vec![make_pod("a").cpu("1").info()]),
+            ],
+        );
         assert_eq!(s.message(), "not eligible due to preemptionPolicy=Never.");
     }
 }

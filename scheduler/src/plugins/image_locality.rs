@@ -44,10 +44,20 @@ impl Plugin for ImageLocality {
 }
 
 impl PreScorePlugin for ImageLocality {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], snapshot: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
         let spec = pod.spec();
         let total = snapshot.nodes.len().max(1) as f64;
-        let all = spec.init_containers.iter().flatten().chain(&spec.containers);
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers);
         let mut images = Vec::new();
         let mut containers = 0;
         for c in all {
@@ -72,7 +82,11 @@ impl ScorePlugin for ImageLocality {
         let sum: i64 = s
             .images
             .iter()
-            .filter_map(|(name, spread)| node.images.get(name).map(|i| (i.size as f64 * spread) as i64))
+            .filter_map(|(name, spread)| {
+                node.images
+                    .get(name)
+                    .map(|i| (i.size as f64 * spread) as i64)
+            })
             .sum();
         let max = MAX_CONTAINER_THRESHOLD * s.containers.max(1);
         let clamped = sum.clamp(MIN_THRESHOLD, max);
@@ -91,16 +105,25 @@ mod tests {
         let nodes = || {
             vec![
                 make_node("a").image("docker.io/app:v1", 500 * MB).info(),
-                make_node("b").image("docker.io/app:v1", 500 * MB).image("tiny", 10 * MB).info(),
+                make_node("b")
+                    .image("docker.io/app:v1", 500 * MB)
+                    .image("tiny", 10 * MB)
+                    .info(),
                 make_node("c").info(),
                 make_node("d").info(),
             ]
         };
         // Half the nodes have it: 250 MB counts -> (250-23)*100/(1000-23) = 23.
         let pod = make_pod("p").image("docker.io/app:v1").info();
-        assert_eq!(score(&ImageLocality, &pod, nodes()).unwrap(), vec![23, 23, 0, 0]);
+        assert_eq!(
+            score(&ImageLocality, &pod, nodes()).unwrap(),
+            vec![23, 23, 0, 0]
+        );
         // Small images stay under the threshold; `tiny` means `tiny:latest`.
         let pod = make_pod("p").image("tiny:latest").info();
-        assert_eq!(score(&ImageLocality, &pod, nodes()).unwrap(), vec![0, 0, 0, 0]);
+        assert_eq!(
+            score(&ImageLocality, &pod, nodes()).unwrap(),
+            vec![0, 0, 0, 0]
+        );
     }
 }

@@ -13,15 +13,16 @@ use serde::Deserialize;
 use crate::cache::Snapshot;
 use crate::framework::types::{AffinityTerm, LabelsRef};
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
+    ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
-    Status, ALL,
+    Status,
 };
 
 pub const NAME: &str = "InterPodAffinity";
 pub const ERR_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ERR_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
-pub const ERR_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_EXISTING_ANTI_AFFINITY: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
 
 pub struct InterPodAffinity {
     hard_pod_affinity_weight: i64,
@@ -36,14 +37,20 @@ struct Args {
     ignore_preferred_terms_of_existing_pods: bool,
 }
 
-pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    args: Option<&serde_json::Value>,
+    _: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone()).map_err(|e| anyhow::anyhow!("InterPodAffinityArgs: {e}"))?,
+        Some(a) => serde_json::from_value(a.clone())
+            .map_err(|e| anyhow::anyhow!("InterPodAffinityArgs: {e}"))?,
         None => Args::default(),
     };
     let weight = args.hard_pod_affinity_weight.unwrap_or(1);
     if !(0..=100).contains(&weight) {
-        anyhow::bail!("InterPodAffinityArgs: hardPodAffinityWeight: Invalid value: {weight}: not in valid range [0-100]");
+        anyhow::bail!(
+            "InterPodAffinityArgs: hardPodAffinityWeight: Invalid value: {weight}: not in valid range [0-100]"
+        );
     }
     Ok(Arc::new(InterPodAffinity {
         hard_pod_affinity_weight: weight,
@@ -113,9 +120,13 @@ impl InterPodAffinity {
 }
 
 fn in_domain(counts: &Counts, node: &NodeInfo, key: &str) -> bool {
-    node.labels
-        .get(key)
-        .is_some_and(|v| counts.get(&(key.to_owned(), v.clone())).copied().unwrap_or(0) > 0)
+    node.labels.get(key).is_some_and(|v| {
+        counts
+            .get(&(key.to_owned(), v.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 0
+    })
 }
 
 impl Plugin for InterPodAffinity {
@@ -144,7 +155,12 @@ impl Plugin for InterPodAffinity {
 }
 
 impl PreFilterPlugin for InterPodAffinity {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (PreFilterResult, Status) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         let s = self.counts(pod, snapshot);
         if pod.required_affinity.is_empty()
             && pod.required_anti_affinity.is_empty()
@@ -160,11 +176,20 @@ impl PreFilterPlugin for InterPodAffinity {
         update_for(state, pod, added, node, 1);
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, removed: &PodInfo, node: &NodeInfo) {
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        removed: &PodInfo,
+        node: &NodeInfo,
+    ) {
         update_for(state, pod, removed, node, -1);
     }
 
-    fn clone_state(&self, state: &dyn std::any::Any) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+    fn clone_state(
+        &self,
+        state: &dyn std::any::Any,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
         state
             .downcast_ref::<PreFilterState>()
             .map(|s| Box::new(s.clone()) as Box<dyn std::any::Any + Send + Sync>)
@@ -216,7 +241,10 @@ impl FilterPlugin for InterPodAffinity {
             // The first pod of a group that selects itself may go anywhere the keys exist.
             let first_of_group = s.affinity.values().all(|c| *c <= 0)
                 && s.self_affinity
-                && pod.required_affinity.iter().all(|t| node.labels.contains_key(&t.topology_key));
+                && pod
+                    .required_affinity
+                    .iter()
+                    .all(|t| node.labels.contains_key(&t.topology_key));
             if !all && !first_of_group {
                 return Status::unresolvable(ERR_AFFINITY);
             }
@@ -261,13 +289,26 @@ impl InterPodAffinity {
     }
 }
 
-fn weighted(terms: &[crate::framework::types::WeightedAffinityTerm], sign: i64) -> Vec<(&AffinityTerm, i64)> {
-    terms.iter().map(|t| (&t.term, sign * i64::from(t.weight))).collect()
+fn weighted(
+    terms: &[crate::framework::types::WeightedAffinityTerm],
+    sign: i64,
+) -> Vec<(&AffinityTerm, i64)> {
+    terms
+        .iter()
+        .map(|t| (&t.term, sign * i64::from(t.weight)))
+        .collect()
 }
 
 impl PreScorePlugin for InterPodAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], snapshot: &Snapshot) -> Status {
-        let has_preferred = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
+        let has_preferred =
+            !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
         if !has_preferred && snapshot.with_affinity.is_empty() {
             return Status::skip();
         }
@@ -349,9 +390,13 @@ mod tests {
 
     fn nodes() -> Vec<NodeInfo> {
         vec![
-            make_node("a").label(ZONE, "z1").with_pods(vec![make_pod("web").label("app", "web").info()]),
+            make_node("a")
+                .label(ZONE, "z1")
+                .with_pods(vec![make_pod("web").label("app", "web").info()]),
             make_node("b").label(ZONE, "z1").info(),
-            make_node("c").label(ZONE, "z2").with_pods(vec![make_pod("db").label("app", "db").info()]),
+            make_node("c")
+                .label(ZONE, "z2")
+                .with_pods(vec![make_pod("db").label("app", "db").info()]),
             make_node("d").info(),
         ]
     }
@@ -362,30 +407,59 @@ mod tests {
         let (aff, anti, exist) = (ERR_AFFINITY, ERR_ANTI_AFFINITY, ERR_EXISTING_ANTI_AFFINITY);
         for (pod, want) in [
             (make_pod("p"), vec!["", "", "", ""]),
-            (make_pod("p").pod_affinity(&[("app", "web")], ZONE), vec!["", "", aff, aff]),
-            (make_pod("p").pod_affinity(&[("app", "web")], HOST), vec!["", aff, aff, aff]),
-            (make_pod("p").pod_anti_affinity(&[("app", "web")], ZONE), vec![anti, anti, "", ""]),
-            (make_pod("p").pod_anti_affinity(&[("app", "web")], HOST), vec![anti, "", "", ""]),
+            (
+                make_pod("p").pod_affinity(&[("app", "web")], ZONE),
+                vec!["", "", aff, aff],
+            ),
+            (
+                make_pod("p").pod_affinity(&[("app", "web")], HOST),
+                vec!["", aff, aff, aff],
+            ),
+            (
+                make_pod("p").pod_anti_affinity(&[("app", "web")], ZONE),
+                vec![anti, anti, "", ""],
+            ),
+            (
+                make_pod("p").pod_anti_affinity(&[("app", "web")], HOST),
+                vec![anti, "", "", ""],
+            ),
             // No pod matches yet, but the pod matches its own term: it may start the group
             // wherever the topology key exists.
             (
-                make_pod("p").label("app", "cache").pod_affinity(&[("app", "cache")], ZONE),
+                make_pod("p")
+                    .label("app", "cache")
+                    .pod_affinity(&[("app", "cache")], ZONE),
                 vec!["", "", "", aff],
             ),
-            (make_pod("p").pod_affinity(&[("app", "cache")], ZONE), vec![aff, aff, aff, aff]),
+            (
+                make_pod("p").pod_affinity(&[("app", "cache")], ZONE),
+                vec![aff, aff, aff, aff],
+            ),
             // Other namespaces' pods do not count.
-            (make_pod("p").namespace("other").pod_anti_affinity(&[("app", "web")], ZONE), vec!["", "", "", ""]),
+            (
+                make_pod("p")
+                    .namespace("other")
+                    .pod_anti_affinity(&[("app", "web")], ZONE),
+                vec!["", "", "", ""],
+            ),
         ] {
             assert_eq!(filter_reasons(p.as_ref(), &pod.info(), nodes()), want);
         }
         // An existing pod's anti-affinity keeps matching pods out of its domain.
         let guarded = vec![
-            make_node("a").label(ZONE, "z1").with_pods(vec![make_pod("x").pod_anti_affinity(&[("app", "web")], ZONE).info()]),
+            make_node("a").label(ZONE, "z1").with_pods(vec![
+                make_pod("x")
+                    .pod_anti_affinity(&[("app", "web")], ZONE)
+                    .info(),
+            ]),
             make_node("b").label(ZONE, "z1").info(),
             make_node("c").label(ZONE, "z2").info(),
         ];
         let pod = make_pod("p").label("app", "web").info();
-        assert_eq!(filter_reasons(p.as_ref(), &pod, guarded), vec![exist, exist, ""]);
+        assert_eq!(
+            filter_reasons(p.as_ref(), &pod, guarded),
+            vec![exist, exist, ""]
+        );
     }
 
     #[test]
@@ -396,12 +470,17 @@ mod tests {
             .preferred_pod_anti_affinity(5, &[("app", "db")], ZONE)
             .info();
         // z1: +10, z2: -5, no zone: 0 -> min-max over [10, 10, -5, 0].
-        assert_eq!(score(p.as_ref(), &pod, nodes()).unwrap(), vec![100, 100, 0, 33]);
+        assert_eq!(
+            score(p.as_ref(), &pod, nodes()).unwrap(),
+            vec![100, 100, 0, 33]
+        );
         assert_eq!(score(p.as_ref(), &make_pod("p").info(), nodes()), None);
         // An existing pod's required affinity towards the incoming pod counts with
         // hardPodAffinityWeight.
         let with_hard = vec![
-            make_node("a").label(ZONE, "z1").with_pods(vec![make_pod("x").pod_affinity(&[("app", "api")], ZONE).info()]),
+            make_node("a").label(ZONE, "z1").with_pods(vec![
+                make_pod("x").pod_affinity(&[("app", "api")], ZONE).info(),
+            ]),
             make_node("b").label(ZONE, "z2").info(),
         ];
         let api = make_pod("p").label("app", "api").info();

@@ -30,7 +30,10 @@ pub const FACTORIES: &[(&str, Factory)] = &[
     (node_affinity::NAME, node_affinity::factory),
     (node_ports::NAME, node_ports::factory),
     (node_resources::fit::NAME, node_resources::fit::factory),
-    (node_resources::balanced_allocation::NAME, node_resources::balanced_allocation::factory),
+    (
+        node_resources::balanced_allocation::NAME,
+        node_resources::balanced_allocation::factory,
+    ),
     (volume_restrictions::NAME, volume_restrictions::factory),
     (pod_topology_spread::NAME, pod_topology_spread::factory),
     (inter_pod_affinity::NAME, inter_pod_affinity::factory),

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
 use super::taint_toleration::default_normalize;
 use crate::cache::Snapshot;
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo,
-    Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin, Status,
+    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin, Status,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -53,9 +53,9 @@ pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     exprs
         .iter()
         .all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name" && requirement_matches(r, Some(node.name.as_str()))
-        })
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(node.name.as_str())))
 }
 
 /// Whether the pod's nodeSelector and required node affinity admit the node.
@@ -70,10 +70,16 @@ pub fn pod_matches_node(pod: &PodInfo, node: &NodeInfo) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         None => true,
-        Some(sel) => sel.node_selector_terms.iter().any(|t| term_matches(t, node)),
+        Some(sel) => sel
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, node)),
     }
 }
 
@@ -104,13 +110,21 @@ impl Plugin for NodeAffinity {
 impl PreFilterPlugin for NodeAffinity {
     /// Skips pods without a node selector or required affinity; when every required term
     /// names nodes by metadata.name, only those nodes are filtered.
-    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Snapshot) -> (PreFilterResult, Status) {
+    fn pre_filter(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         let spec = pod.spec();
         let required = spec
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
         if spec.node_selector.as_ref().is_none_or(|s| s.is_empty()) && required.is_none() {
             return (None, Status::skip());
         }
@@ -131,10 +145,7 @@ impl PreFilterPlugin for NodeAffinity {
             names.extend(by_name[0].values.iter().flatten().cloned());
         }
         if names.is_empty() {
-            return (
-                None,
-                Status::unresolvable(ERR_REASON_POD),
-            );
+            return (None, Status::unresolvable(ERR_REASON_POD));
         }
         (Some(names), Status::success())
     }
@@ -151,13 +162,22 @@ impl FilterPlugin for NodeAffinity {
 }
 
 impl PreScorePlugin for NodeAffinity {
-    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], _: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        _: &Snapshot,
+    ) -> Status {
         let preferred = pod
             .spec()
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref());
+            .and_then(|na| {
+                na.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
         if preferred.is_none_or(|p| p.is_empty()) {
             return Status::skip();
         }
@@ -171,7 +191,10 @@ impl ScorePlugin for NodeAffinity {
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|na| {
+                na.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
             .filter(|t| t.weight != 0 && term_matches(&t.preference, node))
@@ -204,12 +227,30 @@ mod tests {
         for (pod, want) in [
             (make_pod("p"), vec!["", "", ""]),
             (make_pod("p").node_selector("zone", "z1"), vec!["", no, no]),
-            (make_pod("p").node_affinity_in("zone", "In", &["z2", "z3"]), vec![no, "", no]),
-            (make_pod("p").node_affinity_in("zone", "NotIn", &["z2"]), vec!["", no, ""]),
-            (make_pod("p").node_affinity_in("zone", "Exists", &[]), vec!["", "", no]),
-            (make_pod("p").node_affinity_in("zone", "DoesNotExist", &[]), vec![no, no, ""]),
-            (make_pod("p").node_affinity_in("gen", "Gt", &["4"]), vec![no, "", no]),
-            (make_pod("p").node_affinity_in("gen", "Lt", &["4"]), vec!["", no, no]),
+            (
+                make_pod("p").node_affinity_in("zone", "In", &["z2", "z3"]),
+                vec![no, "", no],
+            ),
+            (
+                make_pod("p").node_affinity_in("zone", "NotIn", &["z2"]),
+                vec!["", no, ""],
+            ),
+            (
+                make_pod("p").node_affinity_in("zone", "Exists", &[]),
+                vec!["", "", no],
+            ),
+            (
+                make_pod("p").node_affinity_in("zone", "DoesNotExist", &[]),
+                vec![no, no, ""],
+            ),
+            (
+                make_pod("p").node_affinity_in("gen", "Gt", &["4"]),
+                vec![no, "", no],
+            ),
+            (
+                make_pod("p").node_affinity_in("gen", "Lt", &["4"]),
+                vec!["", no, no],
+            ),
             // Terms are ORed; the selector and the affinity are ANDed.
             (
                 make_pod("p")
@@ -238,7 +279,8 @@ mod tests {
         }))
         .unwrap();
         let pod = PodInfo::new(Arc::new(pod));
-        let (result, status) = NodeAffinity.pre_filter(&mut CycleState::default(), &pod, &Snapshot::default());
+        let (result, status) =
+            NodeAffinity.pre_filter(&mut CycleState::default(), &pod, &Snapshot::default());
         assert!(status.is_success());
         assert_eq!(result.unwrap(), HashSet::from(["b".to_owned()]));
         assert_eq!(filter_reasons(&NodeAffinity, &pod, nodes())[1], "");
@@ -250,7 +292,10 @@ mod tests {
             .preferred_node_affinity(20, "zone", &["z1"])
             .preferred_node_affinity(80, "gen", &["5"])
             .info();
-        assert_eq!(score(&NodeAffinity, &pod, nodes()).unwrap(), vec![25, 100, 0]);
+        assert_eq!(
+            score(&NodeAffinity, &pod, nodes()).unwrap(),
+            vec![25, 100, 0]
+        );
         assert_eq!(score(&NodeAffinity, &make_pod("p").info(), nodes()), None);
     }
 }

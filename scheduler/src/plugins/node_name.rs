@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo,
-    Plugin, PodInfo, Status,
+    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, Status,
 };
 
 pub const NAME: &str = "NodeName";
@@ -21,7 +21,10 @@ impl Plugin for NodeName {
         NAME
     }
     fn events_to_register(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent::new(EventResource::Node, &[ActionType::Add, ActionType::Update])]
+        vec![ClusterEvent::new(
+            EventResource::Node,
+            &[ActionType::Add, ActionType::Update],
+        )]
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

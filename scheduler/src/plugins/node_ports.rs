@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::cache::Snapshot;
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo,
-    Plugin, PodInfo, PreFilterPlugin, PreFilterResult, Status,
+    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, PreFilterPlugin, PreFilterResult, Status,
 };
 
 pub const NAME: &str = "NodePorts";
@@ -37,7 +37,12 @@ impl Plugin for NodePorts {
 }
 
 impl PreFilterPlugin for NodePorts {
-    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Snapshot) -> (PreFilterResult, Status) {
+    fn pre_filter(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         if pod.host_ports.is_empty() {
             return (None, Status::skip());
         }
@@ -77,11 +82,20 @@ mod tests {
         };
         for (pod, want) in [
             (make_pod("p"), vec!["", "", ""]),
-            (make_pod("p").host_port(80, "TCP", ""), vec!["", ERR_REASON, ERR_REASON]),
+            (
+                make_pod("p").host_port(80, "TCP", ""),
+                vec!["", ERR_REASON, ERR_REASON],
+            ),
             (make_pod("p").host_port(80, "UDP", ""), vec!["", "", ""]),
             (make_pod("p").host_port(81, "TCP", ""), vec!["", "", ""]),
-            (make_pod("p").host_port(80, "TCP", "10.0.0.2"), vec!["", ERR_REASON, ""]),
-            (make_pod("p").host_port(80, "TCP", "10.0.0.1"), vec!["", ERR_REASON, ERR_REASON]),
+            (
+                make_pod("p").host_port(80, "TCP", "10.0.0.2"),
+                vec!["", ERR_REASON, ""],
+            ),
+            (
+                make_pod("p").host_port(80, "TCP", "10.0.0.1"),
+                vec!["", ERR_REASON, ERR_REASON],
+            ),
         ] {
             assert_eq!(filter_reasons(&NodePorts, &pod.info(), nodes()), want);
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::taint_toleration::tolerates;
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo,
-    Plugin, PodInfo, Status,
+    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, Status,
 };
 
 pub const NAME: &str = "NodeUnschedulable";
@@ -68,9 +68,15 @@ mod tests {
                 vec!["", ""],
             ),
             (make_pod("p").toleration("", "Exists", "", ""), vec!["", ""]),
-            (make_pod("p").toleration(TAINT_KEY, "Exists", "", "NoExecute"), vec!["", ERR_REASON]),
+            (
+                make_pod("p").toleration(TAINT_KEY, "Exists", "", "NoExecute"),
+                vec!["", ERR_REASON],
+            ),
         ] {
-            assert_eq!(filter_reasons(&NodeUnschedulable, &pod.info(), nodes()), want);
+            assert_eq!(
+                filter_reasons(&NodeUnschedulable, &pod.info(), nodes()),
+                want
+            );
         }
     }
 }

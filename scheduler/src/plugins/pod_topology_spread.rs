@@ -13,9 +13,9 @@ use super::node_affinity::pod_matches_node;
 use super::taint_toleration::tolerates;
 use crate::cache::Snapshot;
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
+    ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
-    Status, ALL,
+    Status,
 };
 
 pub const NAME: &str = "PodTopologySpread";
@@ -74,20 +74,28 @@ fn system_defaults() -> Vec<DefaultConstraint> {
     ]
 }
 
-pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    args: Option<&serde_json::Value>,
+    _: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone()).map_err(|e| anyhow::anyhow!("PodTopologySpreadArgs: {e}"))?,
+        Some(a) => serde_json::from_value(a.clone())
+            .map_err(|e| anyhow::anyhow!("PodTopologySpreadArgs: {e}"))?,
         None => Args::default(),
     };
     let defaults = match args.defaulting_type.as_deref().unwrap_or("System") {
         "System" => {
             if !args.default_constraints.is_empty() {
-                anyhow::bail!("PodTopologySpreadArgs: defaultConstraints: Invalid value: when .defaultingType is \"System\", .defaultConstraints must be empty");
+                anyhow::bail!(
+                    "PodTopologySpreadArgs: defaultConstraints: Invalid value: when .defaultingType is \"System\", .defaultConstraints must be empty"
+                );
             }
             system_defaults()
         }
         "List" => args.default_constraints,
-        other => anyhow::bail!("PodTopologySpreadArgs: defaultingType: Unsupported value: {other:?}"),
+        other => {
+            anyhow::bail!("PodTopologySpreadArgs: defaultingType: Unsupported value: {other:?}")
+        }
     };
     Ok(Arc::new(PodTopologySpread { defaults }))
 }
@@ -95,7 +103,11 @@ pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Res
 impl PodTopologySpread {
     /// The pod's constraints with `when` (DoNotSchedule or ScheduleAnyway), or the defaults.
     fn constraints(&self, pod: &PodInfo, snapshot: &Snapshot, when: &str) -> Vec<Constraint> {
-        let own = pod.spec().topology_spread_constraints.as_deref().unwrap_or_default();
+        let own = pod
+            .spec()
+            .topology_spread_constraints
+            .as_deref()
+            .unwrap_or_default();
         if !own.is_empty() {
             return own
                 .iter()
@@ -111,7 +123,11 @@ impl PodTopologySpread {
                         let mut reqs = selector.requirements().to_vec();
                         for k in keys {
                             if let Some(v) = pod.labels.get(k) {
-                                reqs.push(Requirement { key: k.clone(), op: Operator::In, values: vec![v.clone()] });
+                                reqs.push(Requirement {
+                                    key: k.clone(),
+                                    op: Operator::In,
+                                    values: vec![v.clone()],
+                                });
                             }
                         }
                         selector = LabelSelector::from_requirements(reqs);
@@ -127,8 +143,11 @@ impl PodTopologySpread {
                 })
                 .collect();
         }
-        let defaults: Vec<&DefaultConstraint> =
-            self.defaults.iter().filter(|d| d.when_unsatisfiable == when).collect();
+        let defaults: Vec<&DefaultConstraint> = self
+            .defaults
+            .iter()
+            .filter(|d| d.when_unsatisfiable == when)
+            .collect();
         if defaults.is_empty() {
             return Vec::new();
         }
@@ -162,13 +181,18 @@ fn nothing() -> LabelSelector {
 fn count_matching(c: &Constraint, namespace: &str, node: &NodeInfo) -> i64 {
     node.pods
         .iter()
-        .filter(|p| p.namespace == namespace && !p.is_terminating() && c.selector.matches_map(&p.labels))
+        .filter(|p| {
+            p.namespace == namespace && !p.is_terminating() && c.selector.matches_map(&p.labels)
+        })
         .count() as i64
 }
 
 /// Whether `node` takes part in the counting for the pod's constraints.
 fn node_counts(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bool {
-    if !constraints.iter().all(|c| node.labels.contains_key(&c.topology_key)) {
+    if !constraints
+        .iter()
+        .all(|c| node.labels.contains_key(&c.topology_key))
+    {
         return false;
     }
     if constraints.iter().any(|c| c.honor_node_affinity) && !pod_matches_node(pod, node) {
@@ -250,7 +274,12 @@ impl Plugin for PodTopologySpread {
 }
 
 impl PreFilterPlugin for PodTopologySpread {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (PreFilterResult, Status) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         let constraints = self.constraints(pod, snapshot, "DoNotSchedule");
         if constraints.is_empty() {
             return (None, Status::skip());
@@ -270,7 +299,12 @@ impl PreFilterPlugin for PodTopologySpread {
             .map(|c| i64::from(c.selector.matches_map(&pod.labels)))
             .collect();
         let n = constraints.len();
-        let mut s = PreFilterState { constraints, counts, min_counts: vec![0; n], self_match };
+        let mut s = PreFilterState {
+            constraints,
+            counts,
+            min_counts: vec![0; n],
+            self_match,
+        };
         s.recompute_min();
         state.write(s);
         (None, Status::success())
@@ -282,13 +316,22 @@ impl PreFilterPlugin for PodTopologySpread {
         }
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, removed: &PodInfo, node: &NodeInfo) {
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        removed: &PodInfo,
+        node: &NodeInfo,
+    ) {
         if let Some(s) = state.read_mut::<PreFilterState>() {
             s.update(pod, removed, node, -1);
         }
     }
 
-    fn clone_state(&self, state: &dyn std::any::Any) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+    fn clone_state(
+        &self,
+        state: &dyn std::any::Any,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
         state
             .downcast_ref::<PreFilterState>()
             .map(|s| Box::new(s.clone()) as Box<dyn std::any::Any + Send + Sync>)
@@ -325,7 +368,13 @@ struct PreScoreState {
 }
 
 impl PreScorePlugin for PodTopologySpread {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
         let constraints = self.constraints(pod, snapshot, "ScheduleAnyway");
         if constraints.is_empty() {
             return Status::skip();
@@ -333,7 +382,10 @@ impl PreScorePlugin for PodTopologySpread {
         let mut ignored = HashSet::new();
         let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
         for n in nodes {
-            if !constraints.iter().all(|c| n.labels.contains_key(&c.topology_key)) {
+            if !constraints
+                .iter()
+                .all(|c| n.labels.contains_key(&c.topology_key))
+            {
                 ignored.insert(n.name.clone());
                 continue;
             }
@@ -354,7 +406,8 @@ impl PreScorePlugin for PodTopologySpread {
                     }
                     let v = &node.labels[&c.topology_key];
                     if domains[i].contains(v.as_str()) {
-                        *counts[i].entry(v.clone()).or_default() += count_matching(c, &pod.namespace, node);
+                        *counts[i].entry(v.clone()).or_default() +=
+                            count_matching(c, &pod.namespace, node);
                     }
                 }
             }
@@ -371,7 +424,12 @@ impl PreScorePlugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        state.write(PreScoreState { constraints, ignored, counts, weights });
+        state.write(PreScoreState {
+            constraints,
+            ignored,
+            counts,
+            weights,
+        });
         Status::success()
     }
 }
@@ -423,9 +481,13 @@ impl Snapshot {
     pub fn default_spread_selector(&self, pod: &PodInfo) -> Option<LabelSelector> {
         let selectors = self.spread_selectors.get(&pod.namespace)?;
         let mut reqs: BTreeMap<(String, String), Requirement> = BTreeMap::new();
-        for s in selectors.iter().filter(|s| !s.is_everything() && s.matches_map(&pod.labels)) {
+        for s in selectors
+            .iter()
+            .filter(|s| !s.is_everything() && s.matches_map(&pod.labels))
+        {
             for r in s.requirements() {
-                reqs.entry((r.key.clone(), format!("{:?}{:?}", r.op, r.values))).or_insert_with(|| r.clone());
+                reqs.entry((r.key.clone(), format!("{:?}{:?}", r.op, r.values)))
+                    .or_insert_with(|| r.clone());
             }
         }
         (!reqs.is_empty()).then(|| LabelSelector::from_requirements(reqs.into_values().collect()))
@@ -446,7 +508,9 @@ mod tests {
 
     fn nodes() -> Vec<NodeInfo> {
         vec![
-            make_node("a").label(ZONE, "z1").with_pods(vec![web("w1"), web("w2")]),
+            make_node("a")
+                .label(ZONE, "z1")
+                .with_pods(vec![web("w1"), web("w2")]),
             make_node("b").label(ZONE, "z1").with_pods(vec![web("w3")]),
             make_node("c").label(ZONE, "z2").info(),
             make_node("d").info(),
@@ -457,7 +521,11 @@ mod tests {
     fn do_not_schedule_keeps_skew_within_max() {
         let p = build(factory);
         let (no, missing) = (ERR_CONSTRAINTS_NOT_MATCH, ERR_MISSING_LABEL);
-        let spread = |skew, key| make_pod("p").label("app", "web").spread(skew, key, "DoNotSchedule", &[("app", "web")]);
+        let spread = |skew, key| {
+            make_pod("p")
+                .label("app", "web")
+                .spread(skew, key, "DoNotSchedule", &[("app", "web")])
+        };
         for (pod, want) in [
             // z1 has 3, z2 has 0: only z2 keeps the skew at 1.
             (spread(1, ZONE), vec![no, no, "", missing]),
@@ -466,7 +534,10 @@ mod tests {
             (spread(1, "kubernetes.io/hostname"), vec![no, no, "", ""]),
             (spread(2, "kubernetes.io/hostname"), vec![no, "", "", ""]),
             // ScheduleAnyway constraints never filter.
-            (make_pod("p").spread(1, ZONE, "ScheduleAnyway", &[("app", "web")]), vec!["", "", "", ""]),
+            (
+                make_pod("p").spread(1, ZONE, "ScheduleAnyway", &[("app", "web")]),
+                vec!["", "", "", ""],
+            ),
         ] {
             assert_eq!(filter_reasons(p.as_ref(), &pod.info(), nodes()), want);
         }
@@ -475,10 +546,23 @@ mod tests {
     #[test]
     fn schedule_anyway_prefers_emptier_domains() {
         let p = build(factory);
-        let pod = make_pod("p").label("app", "web").spread(1, ZONE, "ScheduleAnyway", &[("app", "web")]).info();
+        let pod = make_pod("p")
+            .label("app", "web")
+            .spread(1, ZONE, "ScheduleAnyway", &[("app", "web")])
+            .info();
         // z1 has 3 pods, z2 none; d has no zone and scores 0.
-        assert_eq!(score(p.as_ref(), &pod, nodes()).unwrap(), vec![0, 0, 100, 0]);
-        let pod = make_pod("p").spread(1, "kubernetes.io/hostname", "ScheduleAnyway", &[("app", "web")]).info();
+        assert_eq!(
+            score(p.as_ref(), &pod, nodes()).unwrap(),
+            vec![0, 0, 100, 0]
+        );
+        let pod = make_pod("p")
+            .spread(
+                1,
+                "kubernetes.io/hostname",
+                "ScheduleAnyway",
+                &[("app", "web")],
+            )
+            .info();
         let s = score(p.as_ref(), &pod, nodes()).unwrap();
         assert!(s[0] < s[1] && s[1] < s[2] && s[2] == s[3], "{s:?}");
         // No constraints and nothing selecting the pod: skipped.

@@ -20,7 +20,10 @@ impl Plugin for SchedulingGates {
         NAME
     }
     fn events_to_register(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent::new(EventResource::UnscheduledPod, &[ActionType::Update])]
+        vec![ClusterEvent::new(
+            EventResource::UnscheduledPod,
+            &[ActionType::Update],
+        )]
     }
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
         Some(self)
@@ -34,7 +37,10 @@ impl PreEnqueuePlugin for SchedulingGates {
             return Status::success();
         }
         let names: Vec<&str> = gates.iter().map(|g| g.name.as_str()).collect();
-        Status::unresolvable(format!("waiting for scheduling gates: [{}]", names.join(" ")))
+        Status::unresolvable(format!(
+            "waiting for scheduling gates: [{}]",
+            names.join(" ")
+        ))
     }
 }
 
@@ -47,7 +53,10 @@ mod tests {
     fn gated_pods_wait() {
         for (pod, want) in [
             (make_pod("p"), ""),
-            (make_pod("p").gate("a").gate("b"), "waiting for scheduling gates: [a b]"),
+            (
+                make_pod("p").gate("a").gate("b"),
+                "waiting for scheduling gates: [a b]",
+            ),
         ] {
             assert_eq!(SchedulingGates.pre_enqueue(&pod.info()).message(), want);
         }

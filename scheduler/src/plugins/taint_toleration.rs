@@ -31,12 +31,18 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
     match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
 
-fn untolerated<'a>(taints: &'a [Taint], tolerations: &[Toleration], effects: &[&str]) -> Option<&'a Taint> {
+fn untolerated<'a>(
+    taints: &'a [Taint],
+    tolerations: &[Toleration],
+    effects: &[&str],
+) -> Option<&'a Taint> {
     taints
         .iter()
         .filter(|t| effects.contains(&t.effect.as_str()))
@@ -97,7 +103,12 @@ impl PreScorePlugin for TaintToleration {
             .tolerations
             .iter()
             .flatten()
-            .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
+            .filter(|t| {
+                matches!(
+                    t.effect.as_deref(),
+                    None | Some("") | Some("PreferNoSchedule")
+                )
+            })
             .cloned()
             .collect();
         state.write(PreScoreState(tolerations));
@@ -152,18 +163,35 @@ mod tests {
                 make_node("plain").info(),
                 make_node("gpu").taint("gpu", "true", "NoSchedule").info(),
                 make_node("drain").taint("maint", "", "NoExecute").info(),
-                make_node("soft").taint("soft", "x", "PreferNoSchedule").info(),
+                make_node("soft")
+                    .taint("soft", "x", "PreferNoSchedule")
+                    .info(),
             ]
         };
         let gpu = "node(s) had untolerated taint {gpu: true}";
         let drain = "node(s) had untolerated taint {maint: }";
         for (pod, want) in [
             (make_pod("p"), vec!["", gpu, drain, ""]),
-            (make_pod("p").toleration("gpu", "Equal", "true", "NoSchedule"), vec!["", "", drain, ""]),
-            (make_pod("p").toleration("gpu", "Equal", "false", "NoSchedule"), vec!["", gpu, drain, ""]),
-            (make_pod("p").toleration("gpu", "Exists", "", ""), vec!["", "", drain, ""]),
-            (make_pod("p").toleration("", "Exists", "", ""), vec!["", "", "", ""]),
-            (make_pod("p").toleration("maint", "Exists", "", "NoSchedule"), vec!["", gpu, drain, ""]),
+            (
+                make_pod("p").toleration("gpu", "Equal", "true", "NoSchedule"),
+                vec!["", "", drain, ""],
+            ),
+            (
+                make_pod("p").toleration("gpu", "Equal", "false", "NoSchedule"),
+                vec!["", gpu, drain, ""],
+            ),
+            (
+                make_pod("p").toleration("gpu", "Exists", "", ""),
+                vec!["", "", drain, ""],
+            ),
+            (
+                make_pod("p").toleration("", "Exists", "", ""),
+                vec!["", "", "", ""],
+            ),
+            (
+                make_pod("p").toleration("maint", "Exists", "", "NoSchedule"),
+                vec!["", gpu, drain, ""],
+            ),
         ] {
             assert_eq!(filter_reasons(&TaintToleration, &pod.info(), nodes()), want);
         }
@@ -183,10 +211,19 @@ mod tests {
         };
         for (pod, want) in [
             (make_pod("p"), vec![100, 50, 0]),
-            (make_pod("p").toleration("a", "Equal", "1", "PreferNoSchedule"), vec![100, 100, 0]),
-            (make_pod("p").toleration("", "Exists", "", ""), vec![100, 100, 100]),
+            (
+                make_pod("p").toleration("a", "Equal", "1", "PreferNoSchedule"),
+                vec![100, 100, 0],
+            ),
+            (
+                make_pod("p").toleration("", "Exists", "", ""),
+                vec![100, 100, 100],
+            ),
             // A NoSchedule toleration does not count for PreferNoSchedule taints.
-            (make_pod("p").toleration("a", "Exists", "", "NoSchedule"), vec![100, 50, 0]),
+            (
+                make_pod("p").toleration("a", "Exists", "", "NoSchedule"),
+                vec![100, 50, 0],
+            ),
         ] {
             assert_eq!(score(&TaintToleration, &pod.info(), nodes()).unwrap(), want);
         }

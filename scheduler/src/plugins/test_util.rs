@@ -43,7 +43,13 @@ pub fn filter(plugin: &dyn Plugin, pod: &PodInfo, nodes: Vec<NodeInfo>) -> Vec<S
 pub fn filter_reasons(plugin: &dyn Plugin, pod: &PodInfo, nodes: Vec<NodeInfo>) -> Vec<String> {
     filter(plugin, pod, nodes)
         .into_iter()
-        .map(|s| if s.is_success() { String::new() } else { s.message() })
+        .map(|s| {
+            if s.is_success() {
+                String::new()
+            } else {
+                s.message()
+            }
+        })
         .collect()
 }
 

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Volume;
 
 use crate::cache::Snapshot;
 use crate::framework::{
-    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo,
-    Plugin, PodInfo, PreFilterPlugin, PreFilterResult, Status,
+    ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, PreFilterPlugin, PreFilterResult, Status,
 };
 
 pub const NAME: &str = "VolumeRestrictions";
@@ -25,13 +25,17 @@ pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result
 }
 
 fn is_disk(v: &Volume) -> bool {
-    v.gce_persistent_disk.is_some() || v.aws_elastic_block_store.is_some() || v.rbd.is_some() || v.iscsi.is_some()
+    v.gce_persistent_disk.is_some()
+        || v.aws_elastic_block_store.is_some()
+        || v.rbd.is_some()
+        || v.iscsi.is_some()
 }
 
 /// Whether two inline volumes are the same disk used in a conflicting way.
 fn conflict(a: &Volume, b: &Volume) -> bool {
     if let (Some(x), Some(y)) = (&a.gce_persistent_disk, &b.gce_persistent_disk) {
-        return x.pd_name == y.pd_name && !(x.read_only.unwrap_or(false) && y.read_only.unwrap_or(false));
+        return x.pd_name == y.pd_name
+            && !(x.read_only.unwrap_or(false) && y.read_only.unwrap_or(false));
     }
     if let (Some(x), Some(y)) = (&a.aws_elastic_block_store, &b.aws_elastic_block_store) {
         return x.volume_id == y.volume_id;
@@ -68,7 +72,12 @@ impl Plugin for VolumeRestrictions {
 }
 
 impl PreFilterPlugin for VolumeRestrictions {
-    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Snapshot) -> (PreFilterResult, Status) {
+    fn pre_filter(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         if !pod.spec().volumes.iter().flatten().any(is_disk) {
             return (None, Status::skip());
         }
@@ -80,7 +89,13 @@ impl FilterPlugin for VolumeRestrictions {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for v in pod.spec().volumes.iter().flatten().filter(|v| is_disk(v)) {
             for other in &node.pods {
-                if other.spec().volumes.iter().flatten().any(|o| conflict(v, o)) {
+                if other
+                    .spec()
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .any(|o| conflict(v, o))
+                {
                     return Status::unschedulable(ERR_REASON_DISK_CONFLICT);
                 }
             }
@@ -98,10 +113,12 @@ mod tests {
 
     fn with_pd(name: &str, pd: &str, read_only: bool) -> PodInfo {
         let mut pod = make_pod(name).obj();
-        pod.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(json!({
-            "name": "d", "gcePersistentDisk": {"pdName": pd, "readOnly": read_only}
-        }))
-        .unwrap()]);
+        pod.spec.as_mut().unwrap().volumes = Some(vec![
+            serde_json::from_value(json!({
+                "name": "d", "gcePersistentDisk": {"pdName": pd, "readOnly": read_only}
+            }))
+            .unwrap(),
+        ]);
         PodInfo::new(Arc::new(pod))
     }
 

@@ -23,7 +23,10 @@ struct Args {
     resources: Option<Vec<ResourceSpec>>,
 }
 
-pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    args: Option<&serde_json::Value>,
+    _: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     let args: Args = match args {
         Some(a) => serde_json::from_value(a.clone())
             .map_err(|e| anyhow::anyhow!("NodeResourcesBalancedAllocationArgs: {e}"))?,
@@ -49,8 +52,18 @@ impl Plugin for BalancedAllocation {
 impl PreScorePlugin for BalancedAllocation {
     /// A pod that requests none of the resources is skipped, as upstream does, so that
     /// best-effort pods do not all pile onto the most balanced node.
-    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], _: &Snapshot) -> Status {
-        if self.resources.iter().all(|r| pod.requests.get(&r.name) == 0) {
+    fn pre_score(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        _: &Snapshot,
+    ) -> Status {
+        if self
+            .resources
+            .iter()
+            .all(|r| pod.requests.get(&r.name) == 0)
+        {
             return Status::skip();
         }
         Status::success()
@@ -93,14 +106,24 @@ mod tests {
         let nodes = || {
             vec![
                 // With the pod: cpu 2/4 = 0.5, memory 4/8 = 0.5 -> 100.
-                make_node("even").cpu("4").memory("8Gi").with_pods(vec![make_pod("x").cpu("1").memory("2Gi").info()]),
+                make_node("even")
+                    .cpu("4")
+                    .memory("8Gi")
+                    .with_pods(vec![make_pod("x").cpu("1").memory("2Gi").info()]),
                 // cpu 4/4 = 1, memory 2/8 = 0.25 -> std 0.375 -> 62.
-                make_node("skewed").cpu("4").memory("8Gi").with_pods(vec![make_pod("y").cpu("3").info()]),
+                make_node("skewed")
+                    .cpu("4")
+                    .memory("8Gi")
+                    .with_pods(vec![make_pod("y").cpu("3").info()]),
             ]
         };
         let pod = make_pod("p").cpu("1").memory("2Gi").info();
         let ba = build(factory);
         assert_eq!(score(ba.as_ref(), &pod, nodes()).unwrap(), vec![100, 62]);
-        assert_eq!(score(ba.as_ref(), &make_pod("p").info(), nodes()), None, "best effort skips");
+        assert_eq!(
+            score(ba.as_ref(), &make_pod("p").info(), nodes()),
+            None,
+            "best effort skips"
+        );
     }
 }

@@ -61,7 +61,10 @@ struct ShapePoint {
     score: i64,
 }
 
-pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(
+    args: Option<&serde_json::Value>,
+    _: &Arc<Handle>,
+) -> anyhow::Result<Arc<dyn Plugin>> {
     let args: Args = match args {
         Some(a) => serde_json::from_value(a.clone())
             .map_err(|e| anyhow::anyhow!("NodeResourcesFitArgs: {e}"))?,
@@ -80,14 +83,21 @@ pub fn factory(args: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Res
                         .ok_or_else(|| anyhow::anyhow!("NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio: Required value"))?
                         .shape;
                     if shape.is_empty() {
-                        anyhow::bail!("NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio.shape: Required value: at least one point must be specified");
+                        anyhow::bail!(
+                            "NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio.shape: Required value: at least one point must be specified"
+                        );
                     }
                     // Scores in the args are 0..=10; upstream scales them to 0..=100.
                     Strategy::RequestedToCapacityRatio(
-                        shape.iter().map(|p| (p.utilization, p.score * 10)).collect(),
+                        shape
+                            .iter()
+                            .map(|p| (p.utilization, p.score * 10))
+                            .collect(),
                     )
                 }
-                other => anyhow::bail!("NodeResourcesFitArgs: scoringStrategy.type: Unsupported value: {other:?}"),
+                other => anyhow::bail!(
+                    "NodeResourcesFitArgs: scoringStrategy.type: Unsupported value: {other:?}"
+                ),
             };
             (resources, strategy)
         }
@@ -129,7 +139,12 @@ impl Fit {
         };
         check("cpu", req.milli_cpu, alloc.milli_cpu, used.milli_cpu);
         check("memory", req.memory, alloc.memory, used.memory);
-        check("ephemeral-storage", req.ephemeral_storage, alloc.ephemeral_storage, used.ephemeral_storage);
+        check(
+            "ephemeral-storage",
+            req.ephemeral_storage,
+            alloc.ephemeral_storage,
+            used.ephemeral_storage,
+        );
         for (name, want) in &req.scalar {
             if *want == 0 || self.ignored(name) {
                 continue;
@@ -146,7 +161,10 @@ impl Plugin for Fit {
     }
     fn events_to_register(&self) -> Vec<ClusterEvent> {
         vec![
-            ClusterEvent::new(EventResource::Pod, &[ActionType::Delete, ActionType::Update]),
+            ClusterEvent::new(
+                EventResource::Pod,
+                &[ActionType::Delete, ActionType::Update],
+            ),
             ClusterEvent::new(EventResource::Node, &[ActionType::Add, ActionType::Update]),
             ClusterEvent::new(EventResource::UnscheduledPod, &[ActionType::Update]),
         ]
@@ -253,16 +271,26 @@ mod tests {
                     .cpu("4")
                     .memory("8Gi")
                     .with_pods(vec![make_pod("x").cpu("3").memory("7Gi").info()]),
-                make_node("full").pods("1").with_pods(vec![make_pod("y").info()]),
+                make_node("full")
+                    .pods("1")
+                    .with_pods(vec![make_pod("y").info()]),
                 make_node("gpu").capacity("example.com/gpu", "2").info(),
             ]
         };
         for (pod, want) in [
             (make_pod("p"), vec!["", "", "Too many pods", ""]),
-            (make_pod("p").cpu("2"), vec!["", "Insufficient cpu", "Too many pods", ""]),
+            (
+                make_pod("p").cpu("2"),
+                vec!["", "Insufficient cpu", "Too many pods", ""],
+            ),
             (
                 make_pod("p").cpu("2").memory("2Gi"),
-                vec!["", "Insufficient cpu, Insufficient memory", "Too many pods", ""],
+                vec![
+                    "",
+                    "Insufficient cpu, Insufficient memory",
+                    "Too many pods",
+                    "",
+                ],
             ),
             (
                 make_pod("p").request("example.com/gpu", "1"),
@@ -279,7 +307,15 @@ mod tests {
                     let mut p = make_pod("p").cpu("1").obj();
                     let mut init = p.spec.as_ref().unwrap().containers[0].clone();
                     init.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
-                        requests: Some([("cpu".to_owned(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("3500m".into()))].into()),
+                        requests: Some(
+                            [(
+                                "cpu".to_owned(),
+                                k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                                    "3500m".into(),
+                                ),
+                            )]
+                            .into(),
+                        ),
                         ..Default::default()
                     });
                     p.spec.as_mut().unwrap().init_containers = Some(vec![init]);
@@ -296,10 +332,20 @@ mod tests {
     fn beyond_capacity_is_unresolvable() {
         let fit = build(factory);
         let node = make_node("n").cpu("2").info();
-        let s = fit.as_filter().unwrap().filter(&CycleState::default(), &make_pod("p").cpu("3").info(), &node);
+        let s = fit.as_filter().unwrap().filter(
+            &CycleState::default(),
+            &make_pod("p").cpu("3").info(),
+            &node,
+        );
         assert_eq!(s.code, crate::framework::Code::UnschedulableAndUnresolvable);
-        let busy = make_node("n").cpu("2").with_pods(vec![make_pod("x").cpu("1").info()]);
-        let s = fit.as_filter().unwrap().filter(&CycleState::default(), &make_pod("p").cpu("2").info(), &busy);
+        let busy = make_node("n")
+            .cpu("2")
+            .with_pods(vec![make_pod("x").cpu("1").info()]);
+        let s = fit.as_filter().unwrap().filter(
+            &CycleState::default(),
+            &make_pod("p").cpu("2").info(),
+            &busy,
+        );
         assert_eq!(s.code, crate::framework::Code::Unschedulable);
     }
 
@@ -318,28 +364,44 @@ mod tests {
         // a: cpu (4000-1000)/4000 = 75, memory (10-2)/10 = 80 -> 77.
         // b: cpu (6000-4000)/6000 = 33, memory (10-7)/10 = 30 -> 31.
         let pod = make_pod("p").cpu("1").memory("2Gi").info();
-        assert_eq!(score(build(factory).as_ref(), &pod, nodes()).unwrap(), vec![77, 31]);
+        assert_eq!(
+            score(build(factory).as_ref(), &pod, nodes()).unwrap(),
+            vec![77, 31]
+        );
         // A pod without requests counts as 100m and 200Mi.
         let best_effort = make_pod("p").info();
-        assert_eq!(score(build(factory).as_ref(), &best_effort, nodes()).unwrap(), vec![97, 48]);
+        assert_eq!(
+            score(build(factory).as_ref(), &best_effort, nodes()).unwrap(),
+            vec![97, 48]
+        );
     }
 
     #[test]
     fn most_allocated_and_ratio_strategies() {
         let pod = make_pod("p").cpu("1").memory("2Gi").info();
-        let most = build_with(factory, Some(json!({"scoringStrategy": {"type": "MostAllocated"}})));
+        let most = build_with(
+            factory,
+            Some(json!({"scoringStrategy": {"type": "MostAllocated"}})),
+        );
         assert_eq!(score(most.as_ref(), &pod, nodes()).unwrap(), vec![22, 68]);
         let ratio = build_with(
             factory,
-            Some(json!({"scoringStrategy": {"type": "RequestedToCapacityRatio",
+            Some(
+                json!({"scoringStrategy": {"type": "RequestedToCapacityRatio",
                 "resources": [{"name": "cpu", "weight": 1}],
-                "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}})),
+                "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}}),
+            ),
         );
         // Bin-packing on cpu only: a is 25% used, b 66%.
         assert_eq!(score(ratio.as_ref(), &pod, nodes()).unwrap(), vec![25, 66]);
         assert!(
-            factory(Some(&json!({"scoringStrategy": {"type": "Bogus"}})), &Arc::new(Handle { client: Arc::new(crate::client::NoopClient) }))
-                .is_err()
+            factory(
+                Some(&json!({"scoringStrategy": {"type": "Bogus"}})),
+                &Arc::new(Handle {
+                    client: Arc::new(crate::client::NoopClient)
+                })
+            )
+            .is_err()
         );
     }
 }

@@ -35,19 +35,34 @@ pub fn default_resources() -> Vec<ResourceSpec> {
 /// containers without cpu/memory requests at upstream's defaults (Fit's scoring does;
 /// BalancedAllocation uses the real requests). An extended resource the pod does not ask
 /// for counts as absent, so it does not dilute the score.
-pub fn allocatable_and_requested(node: &NodeInfo, pod: &PodInfo, name: &str, non_zero: bool) -> (i64, i64) {
+pub fn allocatable_and_requested(
+    node: &NodeInfo,
+    pod: &PodInfo,
+    name: &str,
+    non_zero: bool,
+) -> (i64, i64) {
     match name {
-        "cpu" if non_zero => (node.allocatable.milli_cpu, node.non_zero_cpu + pod.non_zero_cpu),
-        "memory" if non_zero => (node.allocatable.memory, node.non_zero_memory + pod.non_zero_memory),
-        "cpu" | "memory" | "ephemeral-storage" => {
-            (node.allocatable.get(name), node.requested.get(name) + pod.requests.get(name))
-        }
+        "cpu" if non_zero => (
+            node.allocatable.milli_cpu,
+            node.non_zero_cpu + pod.non_zero_cpu,
+        ),
+        "memory" if non_zero => (
+            node.allocatable.memory,
+            node.non_zero_memory + pod.non_zero_memory,
+        ),
+        "cpu" | "memory" | "ephemeral-storage" => (
+            node.allocatable.get(name),
+            node.requested.get(name) + pod.requests.get(name),
+        ),
         other => {
             let asked = pod.requests.get(other);
             if asked == 0 {
                 (0, 0)
             } else {
-                (node.allocatable.get(other), node.requested.get(other) + asked)
+                (
+                    node.allocatable.get(other),
+                    node.requested.get(other) + asked,
+                )
             }
         }
     }
