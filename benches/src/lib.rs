@@ -1,4 +1,7 @@
-//! Shared measurement helpers for tetsu's benches: latency percentiles and result tables.
+//! tetsu's benchmark harnesses: shared measurement helpers (latency percentiles, result
+//! tables, memory) and the scheduler-perf harness.
+
+pub mod scheduler_perf;
 
 use std::time::Duration;
 
@@ -69,4 +72,17 @@ pub fn rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// The peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -341,15 +341,12 @@ async fn placements_satisfy_every_constraint_on_100_nodes() {
         .await
         .unwrap();
     assert!(
-        scheduled
-            .items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Scheduled")
-                    && e.message.as_deref().is_some_and(|m| {
-                        m.starts_with("Successfully assigned default/res-0 to node-")
-                    })
-            }),
+        scheduled.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Scheduled")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("Successfully assigned default/res-0 to node-"))
+        }),
         "{:?}",
         scheduled.items
     );
