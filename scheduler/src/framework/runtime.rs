@@ -299,6 +299,22 @@ impl Framework {
             let pos = (start + i) % n;
             candidates.map_or(pos, |c| c[pos])
         };
+        // The plugins that did not Skip, resolved once rather than per node.
+        let filters: Vec<(&'static str, &dyn super::FilterPlugin)> = self
+            .filter
+            .iter()
+            .filter(|p| !state.skip_filter.contains(p.name()))
+            .map(|p| (p.name(), p.as_filter().expect("filter")))
+            .collect();
+        let run = |node: &NodeInfo| {
+            for (name, f) in &filters {
+                let s = f.filter(state, pod, node);
+                if !s.is_success() {
+                    return s.with_plugin(name);
+                }
+            }
+            Status::success()
+        };
         let found = AtomicUsize::new(0);
         let threads = self.pool.current_num_threads().max(1);
         let chunk = (n / (threads * 4)).clamp(32, 512);
@@ -312,7 +328,7 @@ impl Framework {
                     break;
                 }
                 let idx = node_at(i);
-                let status = self.run_filter(state, pod, &snapshot.nodes[idx]);
+                let status = run(&snapshot.nodes[idx]);
                 if status.is_success() {
                     found.fetch_add(1, Ordering::Relaxed);
                     ok.push((i, idx));

@@ -224,7 +224,7 @@ pub struct WeightedAffinityTerm {
 }
 
 /// A pod and everything about it the scheduler reads often.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PodInfo {
     pub pod: Arc<Pod>,
     pub uid: String,
@@ -242,7 +242,7 @@ pub struct PodInfo {
     pub required_anti_affinity: Vec<AffinityTerm>,
     pub preferred_affinity: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity: Vec<WeightedAffinityTerm>,
-    /// spec.nodeName (set once bound).
+    /// The node the pod is bound to (spec.nodeName) or assumed on; empty while pending.
     pub node_name: String,
 }
 
@@ -390,13 +390,13 @@ impl PodInfo {
         }
     }
 
-    /// The same pod bound to `node` (what the cache assumes after a scheduling cycle).
+    /// The same pod placed on `node` (what the cache assumes after a scheduling cycle).
+    /// The API object is shared, not copied: `node_name` is what the cache reads.
     pub fn bound_to(&self, node: &str) -> PodInfo {
-        let mut pod = (*self.pod).clone();
-        if let Some(spec) = pod.spec.as_mut() {
-            spec.node_name = Some(node.to_owned());
+        PodInfo {
+            node_name: node.to_owned(),
+            ..self.clone()
         }
-        PodInfo::new(Arc::new(pod))
     }
 
     pub fn key(&self) -> String {

@@ -161,10 +161,8 @@ impl Plugin for Fit {
     }
     fn events_to_register(&self) -> Vec<ClusterEvent> {
         vec![
-            ClusterEvent::new(
-                EventResource::Pod,
-                &[ActionType::Delete, ActionType::Update],
-            ),
+            // An assigned pod going away frees resources; one arriving never does.
+            ClusterEvent::new(EventResource::Pod, &[ActionType::Delete]),
             ClusterEvent::new(EventResource::Node, &[ActionType::Add, ActionType::Update]),
             ClusterEvent::new(EventResource::UnscheduledPod, &[ActionType::Update]),
         ]
