@@ -7,7 +7,8 @@ use benches::scheduler_perf::{Mode, Store, report, run};
 async fn check(mode: Mode) {
     let w = Workload::load("SchedulingBasic").unwrap();
     // 5000 nodes, 1000 + 10000 pods scaled to 50 nodes, 10 + 100 pods.
-    let r = run(&w, mode, 0.01).await.unwrap();
+    let config = scheduler::config::KubeSchedulerConfiguration::default_config();
+    let r = run(&w, mode, 0.01, &config).await.unwrap();
     assert_eq!((r.nodes, r.measured_pods), (50, 100));
     assert!(!r.samples.is_empty(), "{r:?}");
     assert!(r.average > 0.0 && r.overall > 0.0, "{r:?}");

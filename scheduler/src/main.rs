@@ -96,6 +96,13 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .map(|c| PathBuf::from(&c.kubeconfig))
             .filter(|p| !p.as_os_str().is_empty())
     });
+    // Check the profiles (plugin names, args, weights) before connecting anywhere.
+    Scheduler::new(
+        &config,
+        &Registry::in_tree(),
+        std::sync::Arc::new(scheduler::client::NoopClient),
+        tokio::runtime::Handle::current(),
+    )?;
     let client = common::client::client(kubeconfig.as_deref()).await?;
     let leader_elect = config
         .leader_election

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use benches::scheduler_perf::workload::Workload;
 use benches::scheduler_perf::{Mode, Store, report, run};
 use clap::Parser;
+use scheduler::config::KubeSchedulerConfiguration;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +21,12 @@ struct Flags {
     /// Multiplies every node and pod count (0.1 for a quick run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// A KubeSchedulerConfiguration file for the scheduler (default: the default profile).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
+    /// Overrides the configuration's parallelism (threads for filter and score).
+    #[arg(long)]
+    parallelism: Option<i32>,
     /// Where results go.
     #[arg(long, default_value = "target/scheduler-perf")]
     out: PathBuf,
@@ -48,10 +55,17 @@ async fn main() -> anyhow::Result<()> {
             .map(|w| Workload::load(w))
             .collect::<anyhow::Result<_>>()?
     };
+    let mut config = match &flags.scheduler_config {
+        Some(p) => KubeSchedulerConfiguration::load(p)?,
+        None => KubeSchedulerConfiguration::default_config(),
+    };
+    if flags.parallelism.is_some() {
+        config.parallelism = flags.parallelism;
+    }
     let mut results = Vec::new();
     for w in &workloads {
         for m in &modes {
-            results.push(run(w, *m, flags.scale).await?);
+            results.push(run(w, *m, flags.scale, &config).await?);
             report::write(&flags.out, &results)?;
         }
     }

@@ -41,16 +41,19 @@ pub struct EndToEnd {
 }
 
 impl EndToEnd {
-    pub async fn start(store: Store) -> anyhow::Result<EndToEnd> {
+    pub async fn start(
+        store: Store,
+        config: &KubeSchedulerConfiguration,
+    ) -> anyhow::Result<EndToEnd> {
         let dir = tempfile::tempdir()?;
         let etcd = (store == Store::Etcd).then(apiserver::testing::EtcdServer::start);
-        let config = apiserver::server::Config {
+        let server_config = apiserver::server::Config {
             data_dir: dir.path().to_owned(),
             secure_port: 0,
             etcd_servers: etcd.iter().map(|e| e.endpoint.clone()).collect(),
             ..Default::default()
         };
-        let server = apiserver::server::spawn_in_process(config).await?;
+        let server = apiserver::server::spawn_in_process(server_config).await?;
         let url = format!("http://{}", server.addr).parse()?;
         let client = Client::try_from(kube::Config::new(url))?;
         let pc: PriorityClass = serde_json::from_value(serde_json::json!({
@@ -60,7 +63,7 @@ impl EndToEnd {
             .create(&PostParams::default(), &pc)
             .await?;
         let scheduler = Scheduler::new(
-            &KubeSchedulerConfiguration::default_config(),
+            config,
             &Registry::in_tree(),
             KubeClient::new(client.clone(), "default-scheduler"),
             tokio::runtime::Handle::current(),

@@ -72,10 +72,10 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    pub fn start() -> anyhow::Result<InProcess> {
+    pub fn start(config: &KubeSchedulerConfiguration) -> anyhow::Result<InProcess> {
         let recorder = Arc::new(Recorder::default());
         let scheduler = Scheduler::new(
-            &KubeSchedulerConfiguration::default_config(),
+            config,
             &Registry::in_tree(),
             recorder.clone(),
             tokio::runtime::Handle::current(),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use scheduler::config::KubeSchedulerConfiguration;
 
 use crate::Latencies;
 use workload::{ChurnObject, Op, Workload};
@@ -148,13 +149,19 @@ async fn sample(
     }
 }
 
-/// Runs one workload with a driver. `scale` multiplies every count (tiny runs in CI).
-pub async fn run(workload: &Workload, mode: Mode, scale: f64) -> anyhow::Result<Result> {
+/// Runs one workload with a driver. `scale` multiplies every count (tiny runs in CI);
+/// `config` is the scheduler's (the default profile unless a test says otherwise).
+pub async fn run(
+    workload: &Workload,
+    mode: Mode,
+    scale: f64,
+    config: &KubeSchedulerConfiguration,
+) -> anyhow::Result<Result> {
     let label = format!("{} [{mode}]", workload.name);
     eprintln!("{label}: starting (scale {scale})");
     let mut driver: Box<dyn Driver> = match mode {
-        Mode::InProcess => Box::new(inprocess::InProcess::start()?),
-        Mode::EndToEnd(store) => Box::new(e2e::EndToEnd::start(store).await?),
+        Mode::InProcess => Box::new(inprocess::InProcess::start(config)?),
+        Mode::EndToEnd(store) => Box::new(e2e::EndToEnd::start(store, config).await?),
     };
     let interval = match mode {
         Mode::InProcess => Duration::from_millis(100),

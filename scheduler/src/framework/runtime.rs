@@ -317,7 +317,7 @@ impl Framework {
         };
         let found = AtomicUsize::new(0);
         let threads = self.pool.current_num_threads().max(1);
-        let chunk = (n / (threads * 4)).clamp(32, 512);
+        let chunk = (n / (threads * 4)).clamp(64, 512);
         let chunks = n.div_ceil(chunk);
         type Chunk = (Vec<(usize, usize)>, Vec<(usize, usize, Status)>);
         let scan = |c: usize| -> Chunk {
@@ -338,12 +338,19 @@ impl Framework {
             }
             (ok, failed)
         };
-        let parts: Vec<Chunk> = if chunks == 1 || threads == 1 {
-            (0..chunks).map(scan).collect()
-        } else {
-            self.pool
-                .install(|| (0..chunks).into_par_iter().map(scan).collect())
-        };
+        // The first chunk runs on this thread: when most nodes fit, it finds enough on
+        // its own and waking the pool would cost more than it saves.
+        let mut parts: Vec<Chunk> = vec![scan(0)];
+        if chunks > 1 && found.load(Ordering::Relaxed) < want {
+            if threads == 1 {
+                parts.extend((1..chunks).map(scan));
+            } else {
+                parts.extend(
+                    self.pool
+                        .install(|| (1..chunks).into_par_iter().map(scan).collect::<Vec<_>>()),
+                );
+            }
+        }
         let mut feasible: Vec<(usize, usize)> = Vec::new();
         let mut failed = Vec::new();
         for (ok, bad) in parts {
@@ -416,8 +423,9 @@ impl Framework {
             }
             out
         };
+        // Scoring a node is cheap: split the work only when there is plenty of it.
         let threads = self.pool.current_num_threads().max(1);
-        let chunk = (nodes.len() / (threads * 2)).max(64);
+        let chunk = (nodes.len() / (threads * 2)).max(1024);
         let raw: Vec<i64> = if nodes.len() <= chunk || threads == 1 {
             score_chunk(&nodes)
         } else {

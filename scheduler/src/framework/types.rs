@@ -431,25 +431,29 @@ pub struct ImageState {
 }
 
 /// A node and the pods the scheduler knows are on it (bound or assumed).
+///
+/// `repr(C)` keeps declaration order: the fields every Filter and Score reads come first,
+/// so a node costs the scan one or two cache lines.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct NodeInfo {
-    pub node: Arc<Node>,
-    pub name: String,
-    /// Bumped on every change, so a snapshot can tell what to copy.
-    pub generation: u64,
-    pub pods: Vec<Arc<PodInfo>>,
-    pub pods_with_affinity: usize,
-    pub pods_with_required_anti_affinity: usize,
-    pub used_ports: Vec<HostPort>,
-    pub requested: Resource,
+    pub unschedulable: bool,
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
-    pub allocatable: Resource,
-    pub labels: BTreeMap<String, String>,
+    pub pods: Vec<Arc<PodInfo>>,
     pub taints: Vec<Taint>,
-    pub unschedulable: bool,
+    pub used_ports: Vec<HostPort>,
     /// Image name (every name of each image) to its size.
     pub images: Arc<HashMap<String, ImageState>>,
+    pub allocatable: Resource,
+    pub requested: Resource,
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti_affinity: usize,
+    /// Bumped on every change, so a snapshot can tell what to copy.
+    pub generation: u64,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub node: Arc<Node>,
 }
 
 impl NodeInfo {

@@ -66,6 +66,10 @@ impl PreScorePlugin for ImageLocality {
             let spread = snapshot.image_nodes.get(&name).copied().unwrap_or(0) as f64 / total;
             images.push((name, spread));
         }
+        // No node has any of the images: every score would be 0.
+        if images.iter().all(|(_, spread)| *spread == 0.0) {
+            return Status::skip();
+        }
         state.write(PreScoreState { images, containers });
         Status::success()
     }

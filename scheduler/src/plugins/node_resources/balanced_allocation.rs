@@ -75,7 +75,7 @@ impl ScorePlugin for BalancedAllocation {
         let mut shares = [0f64; 8];
         let mut n = 0;
         for r in &self.resources {
-            let (alloc, req) = allocatable_and_requested(node, pod, &r.name, false);
+            let (alloc, req) = allocatable_and_requested(node, pod, r, false);
             if alloc == 0 || n == shares.len() {
                 continue;
             }

@@ -234,7 +234,7 @@ impl ScorePlugin for Fit {
         let mut total = 0;
         let mut weights = 0;
         for r in &self.resources {
-            let (alloc, req) = allocatable_and_requested(node, pod, &r.name, true);
+            let (alloc, req) = allocatable_and_requested(node, pod, r, true);
             if alloc == 0 {
                 continue;
             }

@@ -8,12 +8,53 @@ use serde::Deserialize;
 
 use crate::framework::{NodeInfo, PodInfo};
 
-/// A resource and its weight in a score (args `resources: [{name, weight}]`).
+/// A resource and its weight in a score (args `resources: [{name, weight}]`), with the
+/// name resolved once so scoring never compares strings for the common resources.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(from = "RawSpec")]
 pub struct ResourceSpec {
     pub name: String,
-    #[serde(default = "one")]
     pub weight: i64,
+    pub kind: ResourceKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    Pods,
+    Scalar,
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    name: String,
+    #[serde(default = "one")]
+    weight: i64,
+}
+
+impl From<RawSpec> for ResourceSpec {
+    fn from(r: RawSpec) -> Self {
+        ResourceSpec::new(&r.name, r.weight)
+    }
+}
+
+impl ResourceSpec {
+    pub fn new(name: &str, weight: i64) -> ResourceSpec {
+        let kind = match name {
+            "cpu" => ResourceKind::Cpu,
+            "memory" => ResourceKind::Memory,
+            "ephemeral-storage" => ResourceKind::EphemeralStorage,
+            "pods" => ResourceKind::Pods,
+            _ => ResourceKind::Scalar,
+        };
+        ResourceSpec {
+            name: name.to_owned(),
+            weight,
+            kind,
+        }
+    }
 }
 
 fn one() -> i64 {
@@ -22,47 +63,39 @@ fn one() -> i64 {
 
 /// cpu and memory, weight 1 each: both plugins' default.
 pub fn default_resources() -> Vec<ResourceSpec> {
-    ["cpu", "memory"]
-        .into_iter()
-        .map(|name| ResourceSpec {
-            name: name.into(),
-            weight: 1,
-        })
-        .collect()
+    vec![ResourceSpec::new("cpu", 1), ResourceSpec::new("memory", 1)]
 }
 
 /// (allocatable, requested with the pod) of one resource on a node. `non_zero` counts
 /// containers without cpu/memory requests at upstream's defaults (Fit's scoring does;
 /// BalancedAllocation uses the real requests). An extended resource the pod does not ask
 /// for counts as absent, so it does not dilute the score.
+#[inline]
 pub fn allocatable_and_requested(
     node: &NodeInfo,
     pod: &PodInfo,
-    name: &str,
+    r: &ResourceSpec,
     non_zero: bool,
 ) -> (i64, i64) {
-    match name {
-        "cpu" if non_zero => (
-            node.allocatable.milli_cpu,
-            node.non_zero_cpu + pod.non_zero_cpu,
+    let (alloc, req) = (&node.allocatable, &node.requested);
+    match r.kind {
+        ResourceKind::Cpu if non_zero => (alloc.milli_cpu, node.non_zero_cpu + pod.non_zero_cpu),
+        ResourceKind::Memory if non_zero => {
+            (alloc.memory, node.non_zero_memory + pod.non_zero_memory)
+        }
+        ResourceKind::Cpu => (alloc.milli_cpu, req.milli_cpu + pod.requests.milli_cpu),
+        ResourceKind::Memory => (alloc.memory, req.memory + pod.requests.memory),
+        ResourceKind::EphemeralStorage => (
+            alloc.ephemeral_storage,
+            req.ephemeral_storage + pod.requests.ephemeral_storage,
         ),
-        "memory" if non_zero => (
-            node.allocatable.memory,
-            node.non_zero_memory + pod.non_zero_memory,
-        ),
-        "cpu" | "memory" | "ephemeral-storage" => (
-            node.allocatable.get(name),
-            node.requested.get(name) + pod.requests.get(name),
-        ),
-        other => {
-            let asked = pod.requests.get(other);
+        ResourceKind::Pods => (alloc.allowed_pod_number, node.pods.len() as i64 + 1),
+        ResourceKind::Scalar => {
+            let asked = pod.requests.scalar(&r.name);
             if asked == 0 {
                 (0, 0)
             } else {
-                (
-                    node.allocatable.get(other),
-                    node.requested.get(other) + asked,
-                )
+                (alloc.scalar(&r.name), req.scalar(&r.name) + asked)
             }
         }
     }

@@ -1,0 +1,192 @@
+//! The kube-scheduler binary: --kubeconfig, --config with two profiles, leader election on
+//! a Lease, /healthz and /metrics, and a clean exit on SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use scheduler::testing::{make_node, make_pod};
+
+struct Scheduler(Child);
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+async fn wait_bound(pods: &Api<Pod>, name: &str) -> String {
+    for _ in 0..100 {
+        let p = pods.get(name).await.unwrap();
+        if let Some(n) = p.spec.and_then(|s| s.node_name) {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} was not scheduled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
+        data_dir: dir.path().join("data"),
+        secure_port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kubeconfig = dir.path().join("scheduler.conf");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{}'}}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: bin-packer\n  pluginConfig:\n  - name: NodeResourcesFit\n    args:\n      scoringStrategy:\n        type: MostAllocated\n",
+    )
+    .unwrap();
+    let port = apiserver::testing::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--secure-port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args(["--leader-elect-retry-period", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sched = Scheduler(child);
+
+    let url = format!("http://{}", server.addr).parse().unwrap();
+    let client = Client::try_from(kube::Config::new(url)).unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    // A busy small node and an empty big one: the bin-packer prefers the busy one.
+    nodes
+        .create(&PostParams::default(), &make_node("small").cpu("2").obj())
+        .await
+        .unwrap();
+    nodes
+        .create(&PostParams::default(), &make_node("big").cpu("16").obj())
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut filler = make_pod("filler").cpu("1").obj();
+    filler.metadata.uid = None;
+    filler.spec.as_mut().unwrap().node_name = Some("small".into());
+    pods.create(&PostParams::default(), &filler).await.unwrap();
+
+    let mut spread = make_pod("spread").cpu("500m").obj();
+    spread.metadata.uid = None;
+    pods.create(&PostParams::default(), &spread).await.unwrap();
+    let mut packed = make_pod("packed")
+        .cpu("500m")
+        .scheduler_name("bin-packer")
+        .obj();
+    packed.metadata.uid = None;
+    pods.create(&PostParams::default(), &packed).await.unwrap();
+    assert_eq!(
+        wait_bound(&pods, "spread").await,
+        "big",
+        "LeastAllocated spreads"
+    );
+    assert_eq!(
+        wait_bound(&pods, "packed").await,
+        "small",
+        "MostAllocated packs"
+    );
+
+    let lease = Api::<Lease>::namespaced(client.clone(), "kube-system")
+        .get("kube-scheduler")
+        .await
+        .unwrap();
+    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    assert!(!holder.is_empty());
+
+    let (code, body) = http_get(port, "/healthz").await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    let (code, metrics) = http_get(port, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"bin-packer\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_pod_scheduling_sli_duration_seconds_count"),
+        "{metrics}"
+    );
+
+    // SIGTERM: a clean exit.
+    let pid = sched.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = None;
+    for _ in 0..50 {
+        if let Some(s) = sched.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.expect("exited after SIGTERM").success());
+}
+
+#[test]
+fn a_bad_config_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- plugins:\n    score:\n      enabled:\n      - name: NoSuchPlugin\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--kubeconfig", "/dev/null", "--secure-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NoSuchPlugin"), "{err}");
+}
