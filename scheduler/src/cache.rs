@@ -62,6 +62,9 @@ pub struct Snapshot {
     /// Per namespace, the selectors of Services, ReplicaSets, ReplicationControllers and
     /// StatefulSets (PodTopologySpread's default constraints select with them).
     pub spread_selectors: HashMap<String, Vec<LabelSelector>>,
+    /// For this cycle's pod: pods nominated to each node with at least its priority. Filter
+    /// runs as if they were already there, so preemption's room is not taken by others.
+    pub nominated: HashMap<String, Vec<Arc<PodInfo>>>,
 }
 
 impl Snapshot {

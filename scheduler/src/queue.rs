@@ -66,6 +66,8 @@ struct State {
     move_request_cycle: u64,
     last_flush: Instant,
     closed: bool,
+    /// Pods waiting for a node their preemption freed (status.nominatedNodeName), by uid.
+    nominated: HashMap<String, (String, Arc<PodInfo>)>,
 }
 
 /// Counts of pods by queue, for the scheduler_pending_pods metric.
@@ -112,6 +114,7 @@ impl SchedulingQueue {
                 move_request_cycle: 0,
                 last_flush: Instant::now(),
                 closed: false,
+                nominated: HashMap::new(),
             }),
             ready: Condvar::new(),
             initial_backoff,
@@ -205,6 +208,7 @@ impl SchedulingQueue {
         let ok = self.pre_enqueue(&mut info);
         let uid = info.pod.uid.clone();
         let mut s = self.state.lock();
+        Self::track_nomination(&mut s, &info.pod);
         if s.pods.contains_key(&uid) {
             drop(s);
             return self.update(info.pod);
@@ -226,6 +230,7 @@ impl SchedulingQueue {
     pub fn update(&self, pod: Arc<PodInfo>) {
         let uid = pod.uid.clone();
         let mut s = self.state.lock();
+        Self::track_nomination(&mut s, &pod);
         let Some(e) = s.pods.get_mut(&uid) else {
             drop(s);
             return self.add(pod);
@@ -252,7 +257,49 @@ impl SchedulingQueue {
     }
 
     pub fn delete(&self, uid: &str) {
-        self.state.lock().pods.remove(uid);
+        let mut s = self.state.lock();
+        s.pods.remove(uid);
+        s.nominated.remove(uid);
+    }
+
+    fn track_nomination(s: &mut State, pod: &Arc<PodInfo>) {
+        let node = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|st| st.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty());
+        match node {
+            Some(n) => {
+                s.nominated
+                    .insert(pod.uid.clone(), (n.to_owned(), pod.clone()));
+            }
+            None => {
+                s.nominated.remove(&pod.uid);
+            }
+        }
+    }
+
+    /// Preemption chose `node` for the pod: other pods must leave it room from now on,
+    /// before the API echoes the nomination back.
+    pub fn nominate(&self, pod: &Arc<PodInfo>, node: &str) {
+        self.state
+            .lock()
+            .nominated
+            .insert(pod.uid.clone(), (node.to_owned(), pod.clone()));
+    }
+
+    /// Pods nominated to each node, except `uid` itself, with priority at least `priority`
+    /// (the ones a pod of that priority must leave room for).
+    pub fn nominated_pods(&self, uid: &str, priority: i32) -> HashMap<String, Vec<Arc<PodInfo>>> {
+        let s = self.state.lock();
+        let mut out: HashMap<String, Vec<Arc<PodInfo>>> = HashMap::new();
+        for (u, (node, pod)) in &s.nominated {
+            if u != uid && pod.priority >= priority {
+                out.entry(node.clone()).or_default().push(pod.clone());
+            }
+        }
+        out
     }
 
     fn registered(&self, plugin: &str, resource: EventResource, action: ActionType) -> bool {
@@ -338,6 +385,7 @@ impl SchedulingQueue {
     /// The pod was bound (or deleted): it leaves the queue.
     pub fn done(&self, uid: &str) {
         let mut s = self.state.lock();
+        s.nominated.remove(uid);
         if s.pods.get(uid).is_some_and(|e| e.place == Where::InFlight) {
             s.pods.remove(uid);
         }

@@ -130,6 +130,7 @@ impl Scheduler {
             return;
         }
         self.cache.lock().update_snapshot(snapshot);
+        snapshot.nominated = self.queue.nominated_pods(&pod.uid, pod.priority);
         let mut state = CycleState::default();
         let num_nodes = snapshot.nodes.len();
 
@@ -159,7 +160,13 @@ impl Scheduler {
             .as_ref()
             .and_then(|s| s.nominated_node_name.as_deref())
             .and_then(|n| snapshot.index_of(n))
-            .filter(|&i| fw.run_filter(&state, &pod, &snapshot.nodes[i]).is_success());
+            .filter(|&i| {
+                let mut node = (*snapshot.nodes[i]).clone();
+                for p in snapshot.nominated.get(&node.name).into_iter().flatten() {
+                    node.add_pod(p.clone());
+                }
+                fw.run_filter(&state, &pod, &node).is_success()
+            });
         let feasible = match nominated {
             Some(i) => vec![i],
             None => {
@@ -292,6 +299,7 @@ impl Scheduler {
             let (result, status) = fw.run_post_filter(state, &pod, snapshot, &diagnosis);
             if let Some(r) = result {
                 metrics::PREEMPTION_VICTIMS.observe(&[], r.victims.len() as f64);
+                self.queue.nominate(&pod, &r.nominated_node);
                 let client = self.client.clone();
                 let pod = pod.clone();
                 self.runtime.spawn(async move {

@@ -306,7 +306,7 @@ impl Framework {
             .filter(|p| !state.skip_filter.contains(p.name()))
             .map(|p| (p.name(), p.as_filter().expect("filter")))
             .collect();
-        let run = |node: &NodeInfo| {
+        let run_on = |node: &NodeInfo| {
             for (name, f) in &filters {
                 let s = f.filter(state, pod, node);
                 if !s.is_success() {
@@ -314,6 +314,16 @@ impl Framework {
                 }
             }
             Status::success()
+        };
+        let run = |node: &NodeInfo| match snapshot.nominated.get(&node.name) {
+            None => run_on(node),
+            Some(nominated) => {
+                let mut with = node.clone();
+                for p in nominated {
+                    with.add_pod(p.clone());
+                }
+                run_on(&with)
+            }
         };
         let found = AtomicUsize::new(0);
         let threads = self.pool.current_num_threads().max(1);

@@ -83,10 +83,16 @@ impl DefaultPreemption {
         state: &CycleState,
         pod: &PodInfo,
         node: &NodeInfo,
+        snapshot: &Snapshot,
     ) -> Option<Candidate> {
         let mut state =
             state.clone_with(|v| fw.pre_filter_plugins().find_map(|p| p.clone_state(v)));
         let mut info = node.clone();
+        // Pods already nominated here (by earlier preemptions) keep their room; they are
+        // not on the node yet, so they can never be victims.
+        for p in snapshot.nominated.get(&node.name).into_iter().flatten() {
+            info.add_pod(p.clone());
+        }
         let mut potential: Vec<Arc<PodInfo>> = node
             .pods
             .iter()
@@ -230,7 +236,8 @@ impl PostFilterPlugin for DefaultPreemption {
                 break;
             }
             let idx = potential[(offset + k) % potential.len()];
-            if let Some(mut c) = self.select_victims(fw, state, pod, &snapshot.nodes[idx]) {
+            if let Some(mut c) = self.select_victims(fw, state, pod, &snapshot.nodes[idx], snapshot)
+            {
                 c.node = idx;
                 candidates.push(c);
             }
