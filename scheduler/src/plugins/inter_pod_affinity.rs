@@ -58,8 +58,30 @@ pub fn factory(
     }))
 }
 
-/// (topology key, value) -> count.
-type Counts = HashMap<(String, String), i64>;
+/// topology key -> value -> count (nested so lookups borrow the node's labels).
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+/// Adds `by` at (key, value); allocates only for a key or value not seen before.
+fn add(counts: &mut Counts, key: &str, value: &str, by: i64) {
+    if !counts.contains_key(key) {
+        counts.insert(key.to_owned(), HashMap::new());
+    }
+    let values = counts.get_mut(key).expect("inserted");
+    match values.get_mut(value) {
+        Some(c) => *c += by,
+        None => {
+            values.insert(value.to_owned(), by);
+        }
+    }
+}
+
+fn count(counts: &Counts, key: &str, value: &str) -> i64 {
+    counts
+        .get(key)
+        .and_then(|m| m.get(value))
+        .copied()
+        .unwrap_or(0)
+}
 
 #[derive(Clone, Default)]
 struct PreFilterState {
@@ -79,7 +101,7 @@ fn ns_lookup(snapshot: &Snapshot) -> impl Fn(&str) -> Option<LabelsRef> + '_ {
 
 fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
     if let Some(v) = node.labels.get(key) {
-        *counts.entry((key.to_owned(), v.clone())).or_default() += by;
+        add(counts, key, v, by);
     }
 }
 
@@ -120,13 +142,9 @@ impl InterPodAffinity {
 }
 
 fn in_domain(counts: &Counts, node: &NodeInfo, key: &str) -> bool {
-    node.labels.get(key).is_some_and(|v| {
-        counts
-            .get(&(key.to_owned(), v.clone()))
-            .copied()
-            .unwrap_or(0)
-            > 0
-    })
+    node.labels
+        .get(key)
+        .is_some_and(|v| count(counts, key, v) > 0)
 }
 
 impl Plugin for InterPodAffinity {
@@ -224,13 +242,11 @@ impl FilterPlugin for InterPodAffinity {
         let Some(s) = state.read::<PreFilterState>() else {
             return Status::error("InterPodAffinity: no PreFilter state");
         };
-        if !s.existing_anti_affinity.is_empty()
-            && node.labels.iter().any(|(k, v)| {
-                s.existing_anti_affinity
-                    .get(&(k.clone(), v.clone()))
-                    .is_some_and(|c| *c > 0)
-            })
-        {
+        if s.existing_anti_affinity.iter().any(|(key, values)| {
+            node.labels
+                .get(key)
+                .is_some_and(|v| values.get(v).is_some_and(|c| *c > 0))
+        }) {
             return Status::unschedulable(ERR_EXISTING_ANTI_AFFINITY);
         }
         if !pod.required_affinity.is_empty() {
@@ -239,7 +255,11 @@ impl FilterPlugin for InterPodAffinity {
                 .iter()
                 .all(|t| in_domain(&s.affinity, node, &t.topology_key));
             // The first pod of a group that selects itself may go anywhere the keys exist.
-            let first_of_group = s.affinity.values().all(|c| *c <= 0)
+            let first_of_group = s
+                .affinity
+                .values()
+                .flat_map(|m| m.values())
+                .all(|c| *c <= 0)
                 && s.self_affinity
                 && pod
                     .required_affinity
@@ -262,7 +282,7 @@ impl FilterPlugin for InterPodAffinity {
 
 /// topology key -> value -> score.
 #[derive(Default)]
-struct PreScoreState(HashMap<String, HashMap<String, i64>>);
+struct PreScoreState(Counts);
 
 impl InterPodAffinity {
     fn score_terms(
@@ -274,17 +294,24 @@ impl InterPodAffinity {
         ns: &dyn Fn(&str) -> Option<LabelsRef>,
     ) {
         for (term, weight) in terms {
-            if *weight != 0
-                && term.matches(target, ns)
-                && let Some(v) = node.labels.get(&term.topology_key)
-            {
-                *scores
-                    .0
-                    .entry(term.topology_key.clone())
-                    .or_default()
-                    .entry(v.clone())
-                    .or_default() += weight;
-            }
+            self.score_term(scores, term, *weight, target, node, ns);
+        }
+    }
+
+    fn score_term(
+        &self,
+        scores: &mut PreScoreState,
+        term: &AffinityTerm,
+        weight: i64,
+        target: &PodInfo,
+        node: &NodeInfo,
+        ns: &dyn Fn(&str) -> Option<LabelsRef>,
+    ) {
+        if weight != 0
+            && let Some(v) = node.labels.get(&term.topology_key)
+            && term.matches(target, ns)
+        {
+            add(&mut scores.0, &term.topology_key, v, weight);
         }
     }
 }
@@ -331,18 +358,23 @@ impl PreScorePlugin for InterPodAffinity {
                     continue;
                 }
                 // The existing pod's terms towards the incoming pod.
-                let hard: Vec<(&AffinityTerm, i64)> = existing
-                    .required_affinity
-                    .iter()
-                    .map(|t| (t, self.hard_pod_affinity_weight))
-                    .collect();
-                self.score_terms(&mut scores, &hard, pod, node, &ns);
+                for t in &existing.required_affinity {
+                    self.score_term(
+                        &mut scores,
+                        t,
+                        self.hard_pod_affinity_weight,
+                        pod,
+                        node,
+                        &ns,
+                    );
+                }
                 if !self.ignore_preferred_terms_of_existing_pods {
-                    let soft: Vec<(&AffinityTerm, i64)> = weighted(&existing.preferred_affinity, 1)
-                        .into_iter()
-                        .chain(weighted(&existing.preferred_anti_affinity, -1))
-                        .collect();
-                    self.score_terms(&mut scores, &soft, pod, node, &ns);
+                    for t in &existing.preferred_affinity {
+                        self.score_term(&mut scores, &t.term, i64::from(t.weight), pod, node, &ns);
+                    }
+                    for t in &existing.preferred_anti_affinity {
+                        self.score_term(&mut scores, &t.term, -i64::from(t.weight), pod, node, &ns);
+                    }
                 }
             }
         }

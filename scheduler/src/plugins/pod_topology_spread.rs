@@ -291,7 +291,13 @@ impl PreFilterPlugin for PodTopologySpread {
             }
             for (i, c) in constraints.iter().enumerate() {
                 let v = &node.labels[&c.topology_key];
-                *counts[i].entry(v.clone()).or_default() += count_matching(c, &pod.namespace, node);
+                let n = count_matching(c, &pod.namespace, node);
+                match counts[i].get_mut(v.as_str()) {
+                    Some(total) => *total += n,
+                    None => {
+                        counts[i].insert(v.clone(), n);
+                    }
+                }
             }
         }
         let self_match = constraints
