@@ -41,6 +41,10 @@ pub struct Cache {
     /// "Kind/namespace/name" -> (namespace, selector) of objects that select pods.
     selectors: HashMap<String, (String, LabelSelector)>,
     selectors_changed: bool,
+    pdbs: HashMap<String, Pdb>,
+    pdbs_changed: bool,
+    volumes: crate::plugins::volume_binding::Volumes,
+    volumes_changed: bool,
     generation: u64,
     dirty: HashSet<String>,
     nodes_changed: bool,
@@ -65,6 +69,21 @@ pub struct Snapshot {
     /// For this cycle's pod: pods nominated to each node with at least its priority. Filter
     /// runs as if they were already there, so preemption's room is not taken by others.
     pub nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// PodDisruptionBudgets, which preemption tries not to violate.
+    pub pdbs: Vec<Pdb>,
+    /// PersistentVolumeClaims and PersistentVolumes (VolumeBinding).
+    pub volumes: crate::plugins::volume_binding::Volumes,
+}
+
+/// What preemption needs of a PodDisruptionBudget.
+#[derive(Clone, Debug)]
+pub struct Pdb {
+    pub namespace: String,
+    pub selector: LabelSelector,
+    /// status.disruptionsAllowed.
+    pub disruptions_allowed: i32,
+    /// status.disruptedPods: evictions the API already counted.
+    pub disrupted_pods: Vec<String>,
 }
 
 impl Snapshot {
@@ -267,6 +286,41 @@ impl Cache {
         self.selectors_changed = true;
     }
 
+    /// Records (or with None forgets) a PodDisruptionBudget, keyed "namespace/name".
+    pub fn set_pdb(&mut self, key: &str, pdb: Option<Pdb>) {
+        match pdb {
+            Some(p) => self.pdbs.insert(key.to_owned(), p),
+            None => self.pdbs.remove(key),
+        };
+        self.pdbs_changed = true;
+    }
+
+    /// Records (or with None forgets) a PersistentVolumeClaim, keyed "namespace/name".
+    pub fn set_claim(
+        &mut self,
+        key: &str,
+        claim: Option<Arc<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
+    ) {
+        match claim {
+            Some(c) => self.volumes.claims.insert(key.to_owned(), c),
+            None => self.volumes.claims.remove(key),
+        };
+        self.volumes_changed = true;
+    }
+
+    /// Records (or with None forgets) a PersistentVolume.
+    pub fn set_volume(
+        &mut self,
+        name: &str,
+        volume: Option<Arc<k8s_openapi::api::core::v1::PersistentVolume>>,
+    ) {
+        match volume {
+            Some(v) => self.volumes.volumes.insert(name.to_owned(), v),
+            None => self.volumes.volumes.remove(name),
+        };
+        self.volumes_changed = true;
+    }
+
     /// Brings `snapshot` up to date, copying only the nodes that changed since its last
     /// update (and rebuilding the node list only when nodes came or went).
     pub fn update_snapshot(&mut self, snapshot: &mut Snapshot) {
@@ -325,6 +379,14 @@ impl Cache {
             }
             snapshot.spread_selectors = by_ns;
             self.selectors_changed = false;
+        }
+        if self.volumes_changed {
+            snapshot.volumes = self.volumes.clone();
+            self.volumes_changed = false;
+        }
+        if self.pdbs_changed {
+            snapshot.pdbs = self.pdbs.values().cloned().collect();
+            self.pdbs_changed = false;
         }
         if self.namespaces_changed {
             snapshot.namespace_labels = self.namespaces.clone();

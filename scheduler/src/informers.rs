@@ -1,16 +1,20 @@
 //! Feeds the scheduler from the API: one kube-runtime watcher per kind (pods, nodes,
-//! namespaces, and the Services and workloads whose selectors PodTopologySpread's default
-//! constraints use). A watcher relists after it loses its watch; objects missing from the
+//! namespaces, PodDisruptionBudgets for preemption, claims and volumes for VolumeBinding, and the Services and workloads whose
+//! selectors PodTopologySpread's default constraints use). A watcher relists after it loses its watch; objects missing from the
 //! relist are reported deleted, so the cache never keeps a pod that went away meanwhile.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use crate::framework::{ActionType, EventResource};
 use common::selector::LabelSelector;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -144,6 +148,62 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
             .as_ref()
             .and_then(|s| serde_json::to_value(&s.selector).ok())
     });
+    let s = scheduler.clone();
+    let d = scheduler.clone();
+    tokio::spawn(inform(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+        watch::channel(false).0,
+        move |pdb: PodDisruptionBudget| {
+            let key = format!("{}/{}", pdb.namespace().unwrap_or_default(), pdb.name_any());
+            let selector = pdb
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|sel| serde_json::to_value(sel).ok())
+                .and_then(|v| LabelSelector::from_label_selector_json(&v).ok())
+                .unwrap_or_default();
+            let status = pdb.status.as_ref();
+            let value = crate::cache::Pdb {
+                namespace: pdb.namespace().unwrap_or_default(),
+                selector,
+                disruptions_allowed: status.map_or(0, |s| s.disruptions_allowed),
+                disrupted_pods: status
+                    .and_then(|s| s.disrupted_pods.as_ref())
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default(),
+            };
+            s.cache.lock().set_pdb(&key, Some(value));
+        },
+        move |k, _| d.cache.lock().set_pdb(k, None),
+    ));
+    let s = scheduler.clone();
+    let d = scheduler.clone();
+    tokio::spawn(inform(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+        watch::channel(false).0,
+        move |c: PersistentVolumeClaim| {
+            let key = format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any());
+            s.cache.lock().set_claim(&key, Some(Arc::new(c)));
+            s.queue
+                .on_event(EventResource::PersistentVolumeClaim, ActionType::Update);
+        },
+        move |k, _| d.cache.lock().set_claim(k, None),
+    ));
+    let s = scheduler.clone();
+    let d = scheduler.clone();
+    tokio::spawn(inform(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+        watch::channel(false).0,
+        move |v: PersistentVolume| {
+            s.cache.lock().set_volume(&v.name_any(), Some(Arc::new(v)));
+            s.queue
+                .on_event(EventResource::PersistentVolume, ActionType::Update);
+        },
+        move |_, v| d.cache.lock().set_volume(&v.name_any(), None),
+    ));
     for mut rx in syncs {
         let _ = rx.wait_for(|s| *s).await;
     }

@@ -112,27 +112,69 @@ impl DefaultPreemption {
             return None;
         }
         potential.sort_by(|a, b| more_important(a, b));
+        let (violating, non_violating) = split_by_pdb(potential, &snapshot.pdbs);
         let mut victims = Vec::new();
-        // Put back as many as still let the pod fit, most important first.
-        for v in potential {
-            info.add_pod(v.clone());
-            for p in fw.pre_filter_plugins() {
-                p.add_pod(&mut state, pod, &v, &info);
-            }
-            if !fw.run_filter(&state, pod, &info).is_success() {
-                info.remove_pod(&v.uid);
+        let mut pdb_violations = 0;
+        // Put back as many as still let the pod fit: first those whose eviction would
+        // violate a PodDisruptionBudget, then the others, most important first.
+        for (group, violates) in [(violating, true), (non_violating, false)] {
+            for v in group {
+                info.add_pod(v.clone());
                 for p in fw.pre_filter_plugins() {
-                    p.remove_pod(&mut state, pod, &v, &info);
+                    p.add_pod(&mut state, pod, &v, &info);
                 }
-                victims.push(v);
+                if !fw.run_filter(&state, pod, &info).is_success() {
+                    info.remove_pod(&v.uid);
+                    for p in fw.pre_filter_plugins() {
+                        p.remove_pod(&mut state, pod, &v, &info);
+                    }
+                    pdb_violations += usize::from(violates);
+                    victims.push(v);
+                }
             }
         }
         Some(Candidate {
             node: 0,
             victims,
-            pdb_violations: 0,
+            pdb_violations,
         })
     }
+}
+
+/// Splits pods (most important first) into those whose eviction would exceed a matching
+/// PodDisruptionBudget's allowed disruptions and those whose would not, as upstream's
+/// filterPodsWithPDBViolation counts them.
+fn split_by_pdb(
+    pods: Vec<Arc<PodInfo>>,
+    pdbs: &[crate::cache::Pdb],
+) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+    let mut allowed: Vec<i64> = pdbs
+        .iter()
+        .map(|p| i64::from(p.disruptions_allowed))
+        .collect();
+    let (mut violating, mut ok) = (Vec::new(), Vec::new());
+    for pod in pods {
+        let mut violated = false;
+        if !pod.labels.is_empty() {
+            for (i, pdb) in pdbs.iter().enumerate() {
+                if pdb.namespace != pod.namespace
+                    || pdb.selector.is_everything()
+                    || !pdb.selector.matches_map(&pod.labels)
+                    || pdb.disrupted_pods.contains(&pod.name)
+                {
+                    continue;
+                }
+                allowed[i] -= 1;
+                violated |= allowed[i] < 0;
+            }
+        }
+        if violated {
+            violating.push(pod);
+        } else {
+            ok.push(pod);
+        }
+    }
+    (violating, ok)
 }
 
 /// upstream's pickOneNodeForPreemption, each rule narrowing the candidates.
@@ -293,8 +335,17 @@ mod tests {
     }
 
     fn preempt(pod: &PodInfo, nodes: Vec<NodeInfo>) -> (Option<PostFilterResult>, Status) {
+        preempt_with(pod, nodes, Vec::new())
+    }
+
+    fn preempt_with(
+        pod: &PodInfo,
+        nodes: Vec<NodeInfo>,
+        pdbs: Vec<crate::cache::Pdb>,
+    ) -> (Option<PostFilterResult>, Status) {
         let fw = framework();
-        let snapshot = Snapshot::from_nodes(nodes);
+        let mut snapshot = Snapshot::from_nodes(nodes);
+        snapshot.pdbs = pdbs;
         let mut state = CycleState::default();
         let (_, s) = fw.run_pre_filter(&mut state, pod, &snapshot);
         assert!(s.is_success(), "{s:?}");
@@ -331,6 +382,39 @@ mod tests {
         let r = r.unwrap();
         assert_eq!(r.nominated_node, "n2");
         assert_eq!(names(&r), vec!["c"]);
+    }
+
+    #[test]
+    fn prefers_nodes_where_no_budget_is_violated() {
+        let nodes = vec![
+            make_node("guarded").cpu("2").with_pods(vec![
+                make_pod("db-0")
+                    .cpu("2")
+                    .priority(1)
+                    .label("app", "db")
+                    .info(),
+            ]),
+            make_node("free")
+                .cpu("2")
+                .with_pods(vec![make_pod("batch").cpu("2").priority(5).info()]),
+        ];
+        let pod = make_pod("p").cpu("2").priority(10).info();
+        // Without a budget the lowest-priority victim wins.
+        let (r, _) = preempt_with(&pod, nodes.clone(), Vec::new());
+        assert_eq!(r.unwrap().nominated_node, "guarded");
+        // A budget that allows no disruption of `app=db` moves preemption elsewhere.
+        let pdb = crate::cache::Pdb {
+            namespace: "default".into(),
+            selector: common::selector::LabelSelector::parse("app=db").unwrap(),
+            disruptions_allowed: 0,
+            disrupted_pods: Vec::new(),
+        };
+        let (r, _) = preempt_with(&pod, nodes, vec![pdb]);
+        let r = r.unwrap();
+        assert_eq!(
+            (r.nominated_node.as_str(), names(&r)),
+            ("free", vec!["batch"])
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
 pub mod volume_restrictions;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub const FACTORIES: &[(&str, Factory)] = &[
         node_resources::balanced_allocation::factory,
     ),
     (volume_restrictions::NAME, volume_restrictions::factory),
+    (volume_binding::NAME, volume_binding::factory),
     (pod_topology_spread::NAME, pod_topology_spread::factory),
     (inter_pod_affinity::NAME, inter_pod_affinity::factory),
     (default_preemption::NAME, default_preemption::factory),
