@@ -78,8 +78,20 @@ fn selector_from(v: Option<serde_json::Value>) -> Option<LabelSelector> {
         .filter(|s| !s.is_everything())
 }
 
+/// The running informers; dropping this stops them.
+pub struct Informers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Informers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Starts every informer; resolves once pods and nodes have been listed.
-pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
+pub async fn start(client: Client, scheduler: Arc<Scheduler>) -> Informers {
+    let mut tasks = Vec::new();
     let mut syncs = Vec::new();
     let mut channel = || {
         let (tx, rx) = watch::channel(false);
@@ -89,17 +101,17 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
 
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         channel(),
         move |n| s.on_node(Arc::new(n)),
         move |_, n| d.on_node_deleted(&n.name_any()),
-    ));
+    )));
     let s = scheduler.clone();
     let d = scheduler.clone();
     // Pods that finished hold nothing; the scheduler never needs them.
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default()
             .fields("status.phase!=Succeeded,status.phase!=Failed")
@@ -107,10 +119,10 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
         channel(),
         move |p| s.on_pod(Arc::new(p)),
         move |_, p| d.on_pod_deleted(&p.uid().unwrap_or_default()),
-    ));
+    )));
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
         watch::channel(false).0,
@@ -125,32 +137,38 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
             );
         },
         move |_, ns| d.cache.lock().set_namespace(&ns.name_any(), None),
-    ));
-    selectors::<Service>(&client, &scheduler, "Service", |s| {
+    )));
+    selectors::<Service>(&mut tasks, &client, &scheduler, "Service", |s| {
         s.spec
             .as_ref()
             .and_then(|s| s.selector.clone())
             .map(|m| serde_json::json!({ "matchLabels": m }))
     });
-    selectors::<ReplicationController>(&client, &scheduler, "ReplicationController", |rc| {
-        rc.spec
-            .as_ref()
-            .and_then(|s| s.selector.clone())
-            .map(|m| serde_json::json!({ "matchLabels": m }))
-    });
-    selectors::<ReplicaSet>(&client, &scheduler, "ReplicaSet", |rs| {
+    selectors::<ReplicationController>(
+        &mut tasks,
+        &client,
+        &scheduler,
+        "ReplicationController",
+        |rc| {
+            rc.spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .map(|m| serde_json::json!({ "matchLabels": m }))
+        },
+    );
+    selectors::<ReplicaSet>(&mut tasks, &client, &scheduler, "ReplicaSet", |rs| {
         rs.spec
             .as_ref()
             .and_then(|s| serde_json::to_value(&s.selector).ok())
     });
-    selectors::<StatefulSet>(&client, &scheduler, "StatefulSet", |ss| {
+    selectors::<StatefulSet>(&mut tasks, &client, &scheduler, "StatefulSet", |ss| {
         ss.spec
             .as_ref()
             .and_then(|s| serde_json::to_value(&s.selector).ok())
     });
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
         watch::channel(false).0,
@@ -176,10 +194,10 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
             s.cache.lock().set_pdb(&key, Some(value));
         },
         move |k, _| d.cache.lock().set_pdb(k, None),
-    ));
+    )));
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
         watch::channel(false).0,
@@ -190,10 +208,10 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
                 .on_event(EventResource::PersistentVolumeClaim, ActionType::Update);
         },
         move |k, _| d.cache.lock().set_claim(k, None),
-    ));
+    )));
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<PersistentVolume>::all(client.clone()),
         watcher::Config::default(),
         watch::channel(false).0,
@@ -203,14 +221,16 @@ pub async fn start(client: Client, scheduler: Arc<Scheduler>) {
                 .on_event(EventResource::PersistentVolume, ActionType::Update);
         },
         move |_, v| d.cache.lock().set_volume(&v.name_any(), None),
-    ));
+    )));
     for mut rx in syncs {
         let _ = rx.wait_for(|s| *s).await;
     }
+    Informers(tasks)
 }
 
 /// Keeps the cache's copy of one kind's pod selectors.
 fn selectors<K>(
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     client: &Client,
     scheduler: &Arc<Scheduler>,
     kind: &'static str,
@@ -220,7 +240,7 @@ fn selectors<K>(
 {
     let s = scheduler.clone();
     let d = scheduler.clone();
-    tokio::spawn(inform(
+    tasks.push(tokio::spawn(inform(
         Api::<K>::all(client.clone()),
         watcher::Config::default(),
         watch::channel(false).0,
@@ -240,5 +260,5 @@ fn selectors<K>(
                 .lock()
                 .set_selector(&format!("{kind}/{k}"), "", None)
         },
-    ));
+    )));
 }

@@ -160,7 +160,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         leading = Some(acquired);
     }
 
-    informers::start(client, sched.clone()).await;
+    let _informers = informers::start(client, sched.clone()).await;
     tracing::info!("caches synced; scheduling");
     let worker = sched.clone();
     let thread = std::thread::Builder::new()

@@ -24,6 +24,7 @@ struct Cluster {
     _dir: tempfile::TempDir,
     client: Client,
     scheduler: Arc<Scheduler>,
+    informers: parking_lot::Mutex<Option<scheduler::informers::Informers>>,
 }
 
 async fn cluster() -> Cluster {
@@ -48,13 +49,16 @@ async fn cluster() -> Cluster {
         _dir: dir,
         client,
         scheduler,
+        informers: Default::default(),
     }
 }
 
 impl Cluster {
     /// Starts the informers and the scheduling thread.
     async fn start_scheduler(&self) {
-        scheduler::informers::start(self.client.clone(), self.scheduler.clone()).await;
+        let informers =
+            scheduler::informers::start(self.client.clone(), self.scheduler.clone()).await;
+        *self.informers.lock() = Some(informers);
         let s = self.scheduler.clone();
         std::thread::spawn(move || s.run());
     }

@@ -1,10 +1,13 @@
 //! scheduler-perf: runs upstream scheduler_perf's workloads against tetsu's scheduler and
-//! writes results.json, results.md and throughput.svg.
+//! writes results.json, results.md and throughput.svg. Each workload and mode runs in a
+//! child process of its own, so one run's memory and threads never weigh on the next and
+//! the peak RSS reported is that run's.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use benches::scheduler_perf::workload::Workload;
-use benches::scheduler_perf::{Mode, Store, report, run};
+use benches::scheduler_perf::{Mode, Result as RunResult, Store, report, run};
 use clap::Parser;
 use scheduler::config::KubeSchedulerConfiguration;
 
@@ -30,22 +33,28 @@ struct Flags {
     /// Where results go.
     #[arg(long, default_value = "target/scheduler-perf")]
     out: PathBuf,
+    /// Internal: run one workload in one mode here and print its result as JSON.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+fn modes(mode: &str) -> anyhow::Result<Vec<(&'static str, Mode)>> {
+    Ok(match mode {
+        "in-process" => vec![("in-process", Mode::InProcess)],
+        "e2e" => vec![("e2e", Mode::EndToEnd(Store::Sqlite))],
+        "e2e-etcd" => vec![("e2e-etcd", Mode::EndToEnd(Store::Etcd))],
+        "all" => vec![
+            ("in-process", Mode::InProcess),
+            ("e2e", Mode::EndToEnd(Store::Sqlite)),
+            ("e2e-etcd", Mode::EndToEnd(Store::Etcd)),
+        ],
+        other => anyhow::bail!("--mode {other:?}: use in-process, e2e, e2e-etcd or all"),
+    })
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let modes = match flags.mode.as_str() {
-        "in-process" => vec![Mode::InProcess],
-        "e2e" => vec![Mode::EndToEnd(Store::Sqlite)],
-        "e2e-etcd" => vec![Mode::EndToEnd(Store::Etcd)],
-        "all" => vec![
-            Mode::InProcess,
-            Mode::EndToEnd(Store::Sqlite),
-            Mode::EndToEnd(Store::Etcd),
-        ],
-        other => anyhow::bail!("--mode {other:?}: use in-process, e2e, e2e-etcd or all"),
-    };
     let workloads = if flags.workloads.is_empty() {
         Workload::all()?
     } else {
@@ -55,17 +64,39 @@ async fn main() -> anyhow::Result<()> {
             .map(|w| Workload::load(w))
             .collect::<anyhow::Result<_>>()?
     };
-    let mut config = match &flags.scheduler_config {
-        Some(p) => KubeSchedulerConfiguration::load(p)?,
-        None => KubeSchedulerConfiguration::default_config(),
-    };
-    if flags.parallelism.is_some() {
-        config.parallelism = flags.parallelism;
+    if flags.child {
+        let mut config = match &flags.scheduler_config {
+            Some(p) => KubeSchedulerConfiguration::load(p)?,
+            None => KubeSchedulerConfiguration::default_config(),
+        };
+        if flags.parallelism.is_some() {
+            config.parallelism = flags.parallelism;
+        }
+        let (_, mode) = modes(&flags.mode)?[0];
+        let result = run(&workloads[0], mode, flags.scale, &config).await?;
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
     }
-    let mut results = Vec::new();
+    let exe = std::env::current_exe()?;
+    let mut results: Vec<RunResult> = Vec::new();
     for w in &workloads {
-        for m in &modes {
-            results.push(run(w, *m, flags.scale, &config).await?);
+        for (name, _) in modes(&flags.mode)? {
+            let mut cmd = Command::new(&exe);
+            cmd.arg("--child").arg(&w.name).args(["--mode", name]);
+            cmd.args(["--scale", &flags.scale.to_string()]);
+            if let Some(p) = &flags.scheduler_config {
+                cmd.arg("--scheduler-config").arg(p);
+            }
+            if let Some(p) = flags.parallelism {
+                cmd.args(["--parallelism", &p.to_string()]);
+            }
+            let out = cmd.stderr(Stdio::inherit()).output()?;
+            if !out.status.success() {
+                anyhow::bail!("{} [{name}] failed ({})", w.name, out.status);
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or_default();
+            results.push(serde_json::from_str(line)?);
             report::write(&flags.out, &results)?;
         }
     }

@@ -33,6 +33,7 @@ pub struct EndToEnd {
     server: Option<apiserver::server::InProcess>,
     client: Client,
     scheduler: Arc<Scheduler>,
+    informers: Option<scheduler::informers::Informers>,
     thread: Option<std::thread::JoinHandle<()>>,
     bound: Arc<AtomicUsize>,
     created: Arc<Mutex<HashMap<String, Instant>>>,
@@ -68,7 +69,7 @@ impl EndToEnd {
             KubeClient::new(client.clone(), "default-scheduler"),
             tokio::runtime::Handle::current(),
         )?;
-        scheduler::informers::start(client.clone(), scheduler.clone()).await;
+        let informers = scheduler::informers::start(client.clone(), scheduler.clone()).await;
         let s = scheduler.clone();
         let thread = std::thread::Builder::new()
             .name("scheduling-cycle".into())
@@ -111,6 +112,7 @@ impl EndToEnd {
             server: Some(server),
             client,
             scheduler,
+            informers: Some(informers),
             thread: Some(thread),
             bound,
             created,
@@ -214,6 +216,7 @@ impl Driver for EndToEnd {
     async fn stop(mut self: Box<Self>) {
         self.scheduler.queue.close();
         self.watch.abort();
+        drop(self.informers.take());
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

@@ -65,7 +65,7 @@ pub trait Driver: Send {
 }
 
 /// One workload's result in one mode.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Result {
     pub workload: String,
     pub mode: String,
