@@ -6,26 +6,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use scheduler::cache::{Cache, Snapshot};
-use scheduler::config::Profile;
+use scheduler::framework::CycleState;
 use scheduler::framework::runtime::Diagnosis;
-use scheduler::framework::{CycleState, Framework, Handle, Registry};
 use scheduler::queue::SchedulingQueue;
 use scheduler::testing::{make_node, make_pod};
 
 const NODES: usize = 5000;
-
-fn framework(threads: usize) -> Arc<Framework> {
-    let handle = Arc::new(Handle {
-        client: Arc::new(scheduler::client::NoopClient),
-    });
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap(),
-    );
-    Arc::new(Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap())
-}
 
 /// 5,000 nodes in three zones with 1,000 pods spread over them.
 fn cache() -> Cache {
@@ -55,7 +41,7 @@ fn filter_and_score(c: &mut Criterion) {
     cache.update_snapshot(&mut snapshot);
     let pod = make_pod("p").cpu("100m").memory("500Mi").info();
     for threads in [1, 2] {
-        let fw = framework(threads);
+        let fw = scheduler::testing::default_framework(threads);
         c.bench_function(
             &format!("filter+score one pod over 5000 nodes ({threads} threads)"),
             |b| {
@@ -79,7 +65,7 @@ fn filter_and_score(c: &mut Criterion) {
             &[("color", "blue")],
         )
         .info();
-    let fw = framework(2);
+    let fw = scheduler::testing::default_framework(2);
     c.bench_function(
         "filter+score one topology-spread pod over 5000 nodes",
         |b| {
@@ -118,7 +104,7 @@ fn snapshot_update(c: &mut Criterion) {
 }
 
 fn queue(c: &mut Criterion) {
-    let fw = framework(1);
+    let fw = scheduler::testing::default_framework(1);
     let profiles = [("default-scheduler".to_owned(), fw)].into_iter().collect();
     let q = SchedulingQueue::new(profiles, Duration::from_secs(1), Duration::from_secs(10));
     let pods: Vec<_> = (0..1000)

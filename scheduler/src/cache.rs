@@ -95,6 +95,17 @@ impl Snapshot {
         self.index_of(node).map(|i| &*self.nodes[i])
     }
 
+    /// The node with the pods nominated to it added (None when it has none): what a pod
+    /// of lower or equal priority must fit beside.
+    pub fn with_nominated(&self, node: &NodeInfo) -> Option<NodeInfo> {
+        let nominated = self.nominated.get(&node.name)?;
+        let mut copy = node.clone();
+        for p in nominated {
+            copy.add_pod(p.clone());
+        }
+        Some(copy)
+    }
+
     /// A namespace's labels (for namespaceSelector in affinity terms).
     pub fn namespace_labels(&self, ns: &str) -> Option<LabelsRef> {
         self.namespace_labels.get(ns).cloned()

@@ -468,23 +468,11 @@ impl SchedulingQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Profile;
-    use crate::framework::{Handle, Registry};
     use crate::testing::make_pod;
 
     fn queue(initial: Duration) -> SchedulingQueue {
-        let handle = Arc::new(Handle {
-            client: Arc::new(crate::client::NoopClient),
-        });
-        let pool = Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap(),
-        );
-        let fw =
-            Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap();
-        let profiles = HashMap::from([("default-scheduler".to_owned(), Arc::new(fw))]);
+        let fw = crate::testing::default_framework(1);
+        let profiles = HashMap::from([("default-scheduler".to_owned(), fw)]);
         SchedulingQueue::new(profiles, initial, initial * 10)
     }
 

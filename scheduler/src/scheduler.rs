@@ -161,11 +161,10 @@ impl Scheduler {
             .and_then(|s| s.nominated_node_name.as_deref())
             .and_then(|n| snapshot.index_of(n))
             .filter(|&i| {
-                let mut node = (*snapshot.nodes[i]).clone();
-                for p in snapshot.nominated.get(&node.name).into_iter().flatten() {
-                    node.add_pod(p.clone());
-                }
-                fw.run_filter(&state, &pod, &node).is_success()
+                let node = &snapshot.nodes[i];
+                let with = snapshot.with_nominated(node);
+                fw.run_filter(&state, &pod, with.as_ref().unwrap_or(node))
+                    .is_success()
             });
         let feasible = match nominated {
             Some(i) => vec![i],

@@ -13,6 +13,25 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::framework::types::{NodeInfo, PodInfo};
+use crate::framework::{Framework, Handle, Registry};
+
+/// The default profile with a client that does nothing and `threads` for filter and score.
+pub fn default_framework(threads: usize) -> Arc<Framework> {
+    let handle = Arc::new(Handle {
+        client: Arc::new(crate::client::NoopClient),
+    });
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool"),
+    );
+    let profile = crate::config::Profile::default();
+    Arc::new(
+        Framework::new(&profile, &Registry::in_tree(), handle, 0, pool)
+            .expect("the default profile"),
+    )
+}
 
 /// A pod under construction.
 pub struct PodBuilder(Pod);

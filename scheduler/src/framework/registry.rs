@@ -10,6 +10,18 @@ use super::{Handle, Plugin};
 pub type Factory =
     fn(args: Option<&serde_json::Value>, handle: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>>;
 
+/// Decodes a plugin's `pluginConfig[].args` (absent: the defaults); errors name the args
+/// kind, as upstream's validation does.
+pub fn decode_args<A: serde::de::DeserializeOwned + Default>(
+    args: Option<&serde_json::Value>,
+    kind: &str,
+) -> anyhow::Result<A> {
+    match args {
+        Some(a) => serde::Deserialize::deserialize(a).map_err(|e| anyhow::anyhow!("{kind}: {e}")),
+        None => Ok(A::default()),
+    }
+}
+
 /// The plugins a scheduler can run, by name.
 #[derive(Clone, Default)]
 pub struct Registry {

@@ -315,15 +315,9 @@ impl Framework {
             }
             Status::success()
         };
-        let run = |node: &NodeInfo| match snapshot.nominated.get(&node.name) {
+        let run = |node: &NodeInfo| match snapshot.with_nominated(node) {
             None => run_on(node),
-            Some(nominated) => {
-                let mut with = node.clone();
-                for p in nominated {
-                    with.add_pod(p.clone());
-                }
-                run_on(&with)
-            }
+            Some(with) => run_on(&with),
         };
         let found = AtomicUsize::new(0);
         let threads = self.pool.current_num_threads().max(1);

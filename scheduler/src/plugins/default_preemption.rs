@@ -35,11 +35,7 @@ pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
 ) -> anyhow::Result<Arc<dyn Plugin>> {
-    let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone())
-            .map_err(|e| anyhow::anyhow!("DefaultPreemptionArgs: {e}"))?,
-        None => Args::default(),
-    };
+    let args: Args = crate::framework::registry::decode_args(args, "DefaultPreemptionArgs")?;
     let pct = args.min_candidate_nodes_percentage.unwrap_or(10);
     if pct > 100 {
         anyhow::bail!(
@@ -87,12 +83,11 @@ impl DefaultPreemption {
     ) -> Option<Candidate> {
         let mut state =
             state.clone_with(|v| fw.pre_filter_plugins().find_map(|p| p.clone_state(v)));
-        let mut info = node.clone();
         // Pods already nominated here (by earlier preemptions) keep their room; they are
         // not on the node yet, so they can never be victims.
-        for p in snapshot.nominated.get(&node.name).into_iter().flatten() {
-            info.add_pod(p.clone());
-        }
+        let mut info = snapshot
+            .with_nominated(node)
+            .unwrap_or_else(|| node.clone());
         let mut potential: Vec<Arc<PodInfo>> = node
             .pods
             .iter()
@@ -317,22 +312,7 @@ impl PostFilterPlugin for DefaultPreemption {
 mod tests {
     use super::*;
     use crate::cache::Snapshot;
-    use crate::config::Profile;
-    use crate::framework::{Handle, Registry};
     use crate::testing::{make_node, make_pod};
-
-    fn framework() -> Framework {
-        let handle = Arc::new(Handle {
-            client: Arc::new(crate::client::NoopClient),
-        });
-        let pool = Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap(),
-        );
-        Framework::new(&Profile::default(), &Registry::in_tree(), handle, 0, pool).unwrap()
-    }
 
     fn preempt(pod: &PodInfo, nodes: Vec<NodeInfo>) -> (Option<PostFilterResult>, Status) {
         preempt_with(pod, nodes, Vec::new())
@@ -343,7 +323,7 @@ mod tests {
         nodes: Vec<NodeInfo>,
         pdbs: Vec<crate::cache::Pdb>,
     ) -> (Option<PostFilterResult>, Status) {
-        let fw = framework();
+        let fw = crate::testing::default_framework(1);
         let mut snapshot = Snapshot::from_nodes(nodes);
         snapshot.pdbs = pdbs;
         let mut state = CycleState::default();

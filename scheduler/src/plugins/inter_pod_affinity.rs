@@ -41,11 +41,7 @@ pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
 ) -> anyhow::Result<Arc<dyn Plugin>> {
-    let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone())
-            .map_err(|e| anyhow::anyhow!("InterPodAffinityArgs: {e}"))?,
-        None => Args::default(),
-    };
+    let args: Args = crate::framework::registry::decode_args(args, "InterPodAffinityArgs")?;
     let weight = args.hard_pod_affinity_weight.unwrap_or(1);
     if !(0..=100).contains(&weight) {
         anyhow::bail!(

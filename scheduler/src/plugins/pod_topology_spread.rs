@@ -78,11 +78,7 @@ pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
 ) -> anyhow::Result<Arc<dyn Plugin>> {
-    let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone())
-            .map_err(|e| anyhow::anyhow!("PodTopologySpreadArgs: {e}"))?,
-        None => Args::default(),
-    };
+    let args: Args = crate::framework::registry::decode_args(args, "PodTopologySpreadArgs")?;
     let defaults = match args.defaulting_type.as_deref().unwrap_or("System") {
         "System" => {
             if !args.default_constraints.is_empty() {

@@ -27,11 +27,8 @@ pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
 ) -> anyhow::Result<Arc<dyn Plugin>> {
-    let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone())
-            .map_err(|e| anyhow::anyhow!("NodeResourcesBalancedAllocationArgs: {e}"))?,
-        None => Args::default(),
-    };
+    let args: Args =
+        crate::framework::registry::decode_args(args, "NodeResourcesBalancedAllocationArgs")?;
     Ok(Arc::new(BalancedAllocation {
         resources: args.resources.unwrap_or_else(default_resources),
     }))

@@ -65,11 +65,7 @@ pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
 ) -> anyhow::Result<Arc<dyn Plugin>> {
-    let args: Args = match args {
-        Some(a) => serde_json::from_value(a.clone())
-            .map_err(|e| anyhow::anyhow!("NodeResourcesFitArgs: {e}"))?,
-        None => Args::default(),
-    };
+    let args: Args = crate::framework::registry::decode_args(args, "NodeResourcesFitArgs")?;
     let (resources, strategy) = match args.scoring_strategy {
         None => (default_resources(), Strategy::LeastAllocated),
         Some(s) => {
