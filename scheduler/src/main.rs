@@ -29,7 +29,8 @@ struct Flags {
     config: Option<PathBuf>,
     /// Elect a leader on a Lease before scheduling, so that only one of several replicas
     /// schedules at a time.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = false)]
     leader_elect: bool,
     /// How long a leader's lease is valid without renewal.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
