@@ -3,6 +3,8 @@
 //! component logic live here.
 
 pub mod client;
+pub mod events;
+pub mod flags;
 pub mod health;
 pub mod leader_election;
 pub mod logging;

@@ -3,14 +3,13 @@
 //! the API with kube-rs; `NoopClient` does nothing (unit tests, in-process benchmark).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use common::events::{Involved, Recorder};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use crate::framework::{ClusterClient, PodInfo};
 
@@ -30,52 +29,19 @@ impl ClusterClient for NoopClient {
     }
 }
 
-/// Events waiting to be written; beyond this they are dropped, as upstream's broadcaster
-/// drops events when its sink falls behind (scheduling never waits for events).
-const EVENT_BUFFER: usize = 4096;
-
 /// Writes through the API.
 pub struct KubeClient {
     client: Client,
-    events: mpsc::Sender<Event>,
-    pub dropped_events: Arc<AtomicU64>,
-    /// The name events are reported under (the profile's schedulerName).
-    component: String,
-    instance: String,
+    events: Arc<Recorder>,
 }
 
 impl KubeClient {
-    /// Starts the event writer on the current runtime.
+    /// Starts the event writer on the current runtime; events are reported as `component`
+    /// (the profile's schedulerName).
     pub fn new(client: Client, component: &str) -> Arc<KubeClient> {
-        let (tx, mut rx) = mpsc::channel::<Event>(EVENT_BUFFER);
-        let writer = client.clone();
-        tokio::spawn(async move {
-            // A few writes in flight so events keep up with binding.
-            let mut inflight = futures::stream::FuturesUnordered::new();
-            use futures::StreamExt;
-            loop {
-                tokio::select! {
-                    Some(event) = rx.recv(), if inflight.len() < 8 => {
-                        let ns = event.metadata.namespace.clone().unwrap_or_default();
-                        let api: Api<Event> = Api::namespaced(writer.clone(), &ns);
-                        inflight.push(async move {
-                            if let Err(e) = api.create(&PostParams::default(), &event).await {
-                                tracing::debug!(error = %e, "writing an event failed");
-                            }
-                        });
-                    }
-                    Some(()) = inflight.next(), if !inflight.is_empty() => {}
-                    else => break,
-                }
-            }
-        });
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Arc::new(KubeClient {
+            events: Recorder::new(client.clone(), component),
             client,
-            events: tx,
-            dropped_events: Arc::default(),
-            component: component.to_owned(),
-            instance: format!("{component}-{host}"),
         })
     }
 
@@ -171,38 +137,10 @@ impl ClusterClient for KubeClient {
         action: &str,
         message: String,
     ) {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let now = chrono::Utc::now();
-        let suffix = format!(
-            "{:x}{:04x}",
-            now.timestamp_nanos_opt().unwrap_or_default(),
-            SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff
-        );
-        let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let micro = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let value = json!({
-            "metadata": {"name": format!("{}.{suffix}", pod.name), "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1", "kind": "Pod", "name": pod.name, "namespace": pod.namespace,
-                "uid": pod.uid, "resourceVersion": pod.pod.metadata.resource_version,
-            },
-            "reason": reason,
-            "message": message,
-            "type": if warning { "Warning" } else { "Normal" },
-            "action": action,
-            "eventTime": micro,
-            "firstTimestamp": ts,
-            "lastTimestamp": ts,
-            "count": 1,
-            "reportingComponent": self.component,
-            "reportingInstance": self.instance,
-            "source": {"component": self.component},
-        });
-        let Ok(event) = serde_json::from_value::<Event>(value) else {
-            return;
-        };
-        if self.events.try_send(event).is_err() {
-            self.dropped_events.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut about = Involved::of(&*pod.pod);
+        about.namespace = &pod.namespace;
+        about.name = &pod.name;
+        about.uid = &pod.uid;
+        self.events.record(&about, warning, reason, action, message);
     }
 }

@@ -3,10 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
-use common::leader_election::LeaderElection;
+use common::flags::LeaderElectionFlags;
 use scheduler::client::KubeClient;
 use scheduler::config::KubeSchedulerConfiguration;
 use scheduler::framework::Registry;
@@ -27,26 +26,8 @@ struct Flags {
     /// plugins, weights, pluginConfig, percentageOfNodesToScore, parallelism.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Elect a leader on a Lease before scheduling, so that only one of several replicas
-    /// schedules at a time.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true", require_equals = false)]
-    leader_elect: bool,
-    /// How long a leader's lease is valid without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: Duration,
-    /// How long the leader keeps retrying to renew before it gives up leadership.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: Duration,
-    /// How often candidates try to acquire and the leader renews.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: Duration,
-    /// Namespace of the leader election Lease.
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-    /// Name of the leader election Lease.
-    #[arg(long, default_value = "kube-scheduler")]
-    leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
     /// Address of the /healthz and /metrics server.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -56,22 +37,6 @@ struct Flags {
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
-}
-
-/// "15s", "1m", "500ms" or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[tokio::main]
@@ -109,7 +74,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         .leader_election
         .as_ref()
         .and_then(|l| l.leader_elect)
-        .unwrap_or(flags.leader_elect);
+        .unwrap_or(flags.leader_election.leader_elect);
     if config.profiles.is_empty() {
         config.profiles.push(Default::default());
     }
@@ -145,17 +110,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
 
     let mut leading = None;
     if leader_elect {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let le = LeaderElection {
-            namespace: flags.leader_elect_resource_namespace.clone(),
-            name: flags.leader_elect_resource_name.clone(),
-            identity: format!("{host}_{}", uuid_like()),
-            lease_duration: flags.leader_elect_lease_duration,
-            renew_deadline: flags.leader_elect_renew_deadline,
-            retry_period: flags.leader_elect_retry_period,
-        };
+        let election = flags.leader_election.election("kube-scheduler");
         let acquired = tokio::select! {
-            rx = le.acquire(client.clone()) => rx,
+            rx = election.acquire(client.clone()) => rx,
             _ = common::shutdown::signal() => return Ok(()),
         };
         leading = Some(acquired);
@@ -168,14 +125,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         .name("scheduling-cycle".into())
         .spawn(move || worker.run())?;
 
-    let lost = async {
-        match leading.as_mut() {
-            Some(rx) => {
-                let _ = rx.wait_for(|l| !*l).await;
-            }
-            None => std::future::pending().await,
-        }
-    };
+    let lost = common::flags::leadership_lost(leading.as_mut());
     tokio::select! {
         _ = common::shutdown::signal() => {}
         _ = lost => {
@@ -187,9 +137,4 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("kube-scheduler stopped");
     Ok(())
-}
-
-/// A random suffix that tells this process's lease identity from others on the host.
-fn uuid_like() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }

@@ -1,0 +1,88 @@
+//! Command-line pieces every control-plane component shares: upstream's leader-election
+//! flags and Go-style durations ("15s", "1m30s" is not needed; "500ms", "2m", plain seconds).
+
+use std::time::Duration;
+
+use crate::leader_election::LeaderElection;
+
+/// "15s", "1m", "500ms", "1h" or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--kubeconfig` plus upstream's `--leader-elect*` flags, flattened into a component's flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeaderElectionFlags {
+    /// Elect a leader on a Lease before doing any work, so that only one of several
+    /// replicas acts at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = false)]
+    pub leader_elect: bool,
+    /// How long a leader's lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps retrying to renew before it gives up leadership.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// Namespace of the leader election Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// Name of the leader election Lease (default: the component's name).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+}
+
+impl LeaderElectionFlags {
+    /// The election these flags describe, with a per-process identity as client-go makes
+    /// it (hostname and a random suffix).
+    pub fn election(&self, component: &str) -> LeaderElection {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        LeaderElection {
+            namespace: self.leader_elect_resource_namespace.clone(),
+            name: self
+                .leader_elect_resource_name
+                .clone()
+                .unwrap_or_else(|| component.to_owned()),
+            identity: format!("{host}_{:016x}", rand_u64()),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        }
+    }
+}
+
+/// Resolves when leadership held through `rx` is lost; never when there is no election.
+pub async fn leadership_lost(rx: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    match rx {
+        Some(rx) => {
+            let _ = rx.wait_for(|l| !*l).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
