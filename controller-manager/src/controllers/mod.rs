@@ -1,0 +1,89 @@
+//! The controllers, one module each, and the table `--controllers` selects from.
+
+pub mod podutil;
+pub mod replicaset;
+
+use futures::future::BoxFuture;
+
+use crate::runtime::Context;
+
+/// Registers a controller's handlers on the shared informers and answers the future that
+/// runs its workers.
+pub type Starter = fn(&Context) -> anyhow::Result<BoxFuture<'static, ()>>;
+
+/// One controller kube-controller-manager can run.
+#[derive(Debug)]
+pub struct Descriptor {
+    /// Upstream's name, as `--controllers` spells it.
+    pub name: &'static str,
+    pub enabled_by_default: bool,
+    pub start: Starter,
+}
+
+/// Every controller, in the order they start.
+pub const ALL: &[Descriptor] = &[
+    Descriptor {
+        name: "replicaset",
+        enabled_by_default: true,
+        start: replicaset::start_replicaset,
+    },
+    Descriptor {
+        name: "replicationcontroller",
+        enabled_by_default: true,
+        start: replicaset::start_replicationcontroller,
+    },
+];
+
+/// The controllers `--controllers` enables, with upstream's rules: `name` turns one on,
+/// `-name` turns it off, `*` turns on those that are on by default; an explicit mention
+/// wins over `*`.
+pub fn enabled(flags: &[String]) -> anyhow::Result<Vec<&'static Descriptor>> {
+    for f in flags {
+        let name = f.strip_prefix('-').unwrap_or(f);
+        if name != "*" && !ALL.iter().any(|d| d.name == name) {
+            anyhow::bail!(
+                "{name:?} is not in the list of known controllers: {}",
+                ALL.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let star = flags.iter().any(|f| f == "*");
+    Ok(ALL
+        .iter()
+        .filter(|d| {
+            if flags.iter().any(|f| f == d.name) {
+                true
+            } else if flags.iter().any(|f| f.strip_prefix('-') == Some(d.name)) {
+                false
+            } else {
+                star && d.enabled_by_default
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(flags: &[&str]) -> Vec<&'static str> {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        enabled(&flags).unwrap().iter().map(|d| d.name).collect()
+    }
+
+    #[test]
+    fn controllers_flag_follows_upstream_syntax() {
+        assert_eq!(
+            names(&["*"]).len(),
+            ALL.iter().filter(|d| d.enabled_by_default).count()
+        );
+        assert_eq!(names(&["replicaset"]), ["replicaset"]);
+        assert!(!names(&["*", "-replicaset"]).contains(&"replicaset"));
+        assert!(names(&[]).is_empty());
+        let err = enabled(&["bogus".to_owned()]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("\"bogus\" is not in the list of known controllers"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! kube-controller-manager: runs the controllers that drive Deployments, ReplicaSets and
+//! the rest of the cluster's objects toward their spec.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+use common::flags::LeaderElectionFlags;
+use controller_manager::controllers;
+use controller_manager::runtime::{Options, metrics};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kube-controller-manager",
+    version,
+    about = "The Kubernetes controller manager: the control loops (deployment, replicaset, ...) that watch the cluster through the apiserver and drive each object toward its spec."
+)]
+struct Flags {
+    /// Path to a kubeconfig with the apiserver's address and credentials. Without it the
+    /// in-cluster configuration or ~/.kube/config is used.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Controllers to run: '*' runs those on by default, 'foo' turns foo on, '-foo' turns
+    /// it off. Known: see the list in the error for an unknown name.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
+    /// Address of the /healthz and /metrics server.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the /healthz and /metrics server (plain HTTP for now; 0 turns it off).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_deployment_syncs: usize,
+    /// ReplicaSets synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_replicaset_syncs: usize,
+    /// ReplicationControllers synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_rc_syncs: usize,
+    /// Namespaces synced (emptied) at once.
+    #[arg(long, default_value_t = 10)]
+    concurrent_namespace_syncs: usize,
+    /// Garbage collector workers.
+    #[arg(long, default_value_t = 20)]
+    concurrent_gc_syncs: usize,
+    /// Services whose Endpoints are synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_endpoint_syncs: usize,
+    /// Services whose EndpointSlices are synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_service_endpoint_syncs: usize,
+    /// ServiceAccounts synced at once.
+    #[arg(long, default_value_t = 1)]
+    concurrent_serviceaccount_syncs: usize,
+    /// Log verbosity (0-5); RUST_LOG overrides it.
+    #[arg(short = 'v', long = "v", default_value_t = 2)]
+    verbosity: u8,
+}
+
+impl Flags {
+    fn options(&self) -> Options {
+        Options {
+            concurrent_deployment_syncs: self.concurrent_deployment_syncs,
+            concurrent_replicaset_syncs: self.concurrent_replicaset_syncs,
+            concurrent_rc_syncs: self.concurrent_rc_syncs,
+            concurrent_namespace_syncs: self.concurrent_namespace_syncs,
+            concurrent_gc_syncs: self.concurrent_gc_syncs,
+            concurrent_endpoint_syncs: self.concurrent_endpoint_syncs,
+            concurrent_service_endpoint_syncs: self.concurrent_service_endpoint_syncs,
+            concurrent_serviceaccount_syncs: self.concurrent_serviceaccount_syncs,
+            ..Options::default()
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let flags = Flags::parse();
+    common::logging::init(flags.verbosity);
+    if let Err(e) = run(flags).await {
+        tracing::error!("{e:#}");
+        eprintln!("kube-controller-manager: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    // Check the flags before connecting anywhere.
+    let enabled = controllers::enabled(&flags.controllers)?;
+    let client = common::client::client(flags.kubeconfig.as_deref()).await?;
+    tracing::info!(controllers = ?enabled.iter().map(|d| d.name).collect::<Vec<_>>(), "kube-controller-manager starting");
+
+    if flags.secure_port != 0 {
+        let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
+        let health = common::health::Health {
+            check: Box::new(|| Ok(())),
+            metrics: Box::new(metrics::render),
+        };
+        // Bind before electing, so that probes see a live process while it waits.
+        tokio::spawn(async move {
+            if let Err(e) = common::health::serve(addr, health, common::shutdown::signal()).await {
+                tracing::error!("{e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
+
+    let mut leading = None;
+    if flags.leader_election.leader_elect {
+        let election = flags.leader_election.election("kube-controller-manager");
+        let acquired = tokio::select! {
+            rx = election.acquire(client.clone()) => rx,
+            _ = common::shutdown::signal() => return Ok(()),
+        };
+        metrics::LEADER.set(&["kube-controller-manager"], 1.0);
+        leading = Some(acquired);
+    }
+
+    let running = tokio::select! {
+        r = controller_manager::start(client, flags.options(), &enabled) => r?,
+        _ = common::shutdown::signal() => return Ok(()),
+    };
+    let lost = common::flags::leadership_lost(leading.as_mut());
+    tokio::select! {
+        _ = common::shutdown::signal() => {}
+        _ = lost => {
+            metrics::LEADER.set(&["kube-controller-manager"], 0.0);
+            drop(running);
+            anyhow::bail!("leaderelection lost");
+        }
+    }
+    drop(running);
+    tracing::info!("kube-controller-manager stopped");
+    Ok(())
+}

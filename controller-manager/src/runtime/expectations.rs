@@ -1,0 +1,102 @@
+//! Controller expectations, as upstream's ControllerExpectations: after a controller
+//! creates or deletes pods it must not act on its (stale) cache again until the informer
+//! has shown it those creations and deletions, or it would create twice. Deletions are
+//! tracked by pod UID, so a pod seen first terminating and then gone counts once. An
+//! expectation older than five minutes is treated as met (a lost watch event must not
+//! stall the controller forever).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+const TTL: Duration = Duration::from_secs(300);
+
+struct Pending {
+    adds: i64,
+    deletes: HashSet<String>,
+    set_at: Instant,
+}
+
+/// Outstanding creations and deletions per controller key.
+#[derive(Default)]
+pub struct Expectations {
+    map: Mutex<HashMap<String, Pending>>,
+}
+
+impl Expectations {
+    /// Records that `adds` creations are about to be issued for `key`.
+    pub fn expect_creations(&self, key: &str, adds: usize) {
+        self.map.lock().insert(
+            key.to_owned(),
+            Pending {
+                adds: adds as i64,
+                deletes: HashSet::new(),
+                set_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Records that the pods with these UIDs are about to be deleted for `key`.
+    pub fn expect_deletions(&self, key: &str, uids: impl IntoIterator<Item = String>) {
+        self.map.lock().insert(
+            key.to_owned(),
+            Pending {
+                adds: 0,
+                deletes: uids.into_iter().collect(),
+                set_at: Instant::now(),
+            },
+        );
+    }
+
+    /// One creation was seen (or failed and will not be seen).
+    pub fn creation_observed(&self, key: &str) {
+        if let Some(p) = self.map.lock().get_mut(key) {
+            p.adds -= 1;
+        }
+    }
+
+    /// The pod `uid` was seen terminating or gone (or its delete failed).
+    pub fn deletion_observed(&self, key: &str, uid: &str) {
+        if let Some(p) = self.map.lock().get_mut(key) {
+            p.deletes.remove(uid);
+        }
+    }
+
+    /// True when `key` may act on its cache: nothing outstanding, or the record expired.
+    pub fn satisfied(&self, key: &str) -> bool {
+        match self.map.lock().get(key) {
+            None => true,
+            Some(p) => (p.adds <= 0 && p.deletes.is_empty()) || p.set_at.elapsed() > TTL,
+        }
+    }
+
+    /// Drops `key`'s record (its object is gone).
+    pub fn forget(&self, key: &str) {
+        self.map.lock().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_and_deletions_must_be_observed() {
+        let e = Expectations::default();
+        assert!(e.satisfied("ns/rs"));
+        e.expect_creations("ns/rs", 2);
+        assert!(!e.satisfied("ns/rs"));
+        e.creation_observed("ns/rs");
+        assert!(!e.satisfied("ns/rs"));
+        e.creation_observed("ns/rs");
+        assert!(e.satisfied("ns/rs"));
+
+        e.expect_deletions("ns/rs", ["a".to_owned(), "b".to_owned()]);
+        e.deletion_observed("ns/rs", "a");
+        e.deletion_observed("ns/rs", "a");
+        assert!(!e.satisfied("ns/rs"), "a pod seen twice counts once");
+        e.deletion_observed("ns/rs", "b");
+        assert!(e.satisfied("ns/rs"));
+    }
+}

@@ -1,0 +1,66 @@
+//! What every controller runs on: shared informers, work queues, the worker loop,
+//! expectations, and the context handed to each controller when it starts.
+
+pub mod expectations;
+pub mod informer;
+pub mod metrics;
+pub mod queue;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::events::Recorder;
+
+pub use informer::{Change, Informer, SharedInformers, key_of, split_key};
+pub use queue::WorkQueue;
+pub use worker::{Reconcile, run_workers};
+
+/// Settings from the command line that controllers read (upstream's flag names).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub concurrent_deployment_syncs: usize,
+    pub concurrent_replicaset_syncs: usize,
+    pub concurrent_rc_syncs: usize,
+    pub concurrent_namespace_syncs: usize,
+    pub concurrent_gc_syncs: usize,
+    pub concurrent_endpoint_syncs: usize,
+    pub concurrent_service_endpoint_syncs: usize,
+    pub concurrent_serviceaccount_syncs: usize,
+    /// Pods a ReplicaSet creates or deletes in one sync (upstream's burstReplicas).
+    pub burst_replicas: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            concurrent_deployment_syncs: 5,
+            concurrent_replicaset_syncs: 5,
+            concurrent_rc_syncs: 5,
+            concurrent_namespace_syncs: 10,
+            concurrent_gc_syncs: 20,
+            concurrent_endpoint_syncs: 5,
+            concurrent_service_endpoint_syncs: 5,
+            concurrent_serviceaccount_syncs: 1,
+            burst_replicas: 500,
+        }
+    }
+}
+
+/// What a controller gets when it starts.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub informers: Arc<SharedInformers>,
+    pub options: Arc<Options>,
+}
+
+impl Context {
+    /// An event recorder reporting as `component` (e.g. "deployment-controller").
+    pub fn recorder(&self, component: &str) -> Arc<Recorder> {
+        Recorder::new(self.client.clone(), component)
+    }
+}
+
+/// How long to wait before looking at an object again, or no requeue.
+pub type Requeue = Option<Duration>;

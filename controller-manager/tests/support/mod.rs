@@ -1,0 +1,164 @@
+//! A real kube-apiserver in this process (embedded store) with chosen controllers running
+//! against it; the test plays the kubelet by writing pod status.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use controller_manager::controllers;
+use controller_manager::runtime::Options;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+pub struct Cluster {
+    pub server: apiserver::server::InProcess,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+    pub url: String,
+    pub controllers: Option<controller_manager::Running>,
+}
+
+/// An apiserver only.
+pub async fn apiserver() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let config = apiserver::server::Config {
+        data_dir: dir.path().to_owned(),
+        secure_port: 0,
+        ..Default::default()
+    };
+    let server = apiserver::server::spawn_in_process(config).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    Cluster {
+        server,
+        dir,
+        client,
+        url,
+        controllers: None,
+    }
+}
+
+/// An apiserver with the named controllers running.
+pub async fn cluster(names: &[&str]) -> Cluster {
+    let mut c = apiserver().await;
+    c.start_controllers(names).await;
+    c
+}
+
+impl Cluster {
+    pub async fn start_controllers(&mut self, names: &[&str]) {
+        let flags: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let enabled = controllers::enabled(&flags).unwrap();
+        let running = controller_manager::start(self.client.clone(), Options::default(), &enabled)
+            .await
+            .unwrap();
+        self.controllers = Some(running);
+    }
+
+    pub fn stop_controllers(&mut self) {
+        self.controllers = None;
+    }
+
+    pub fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Pods in `ns` matching `selector`, sorted by name, not counting terminating ones.
+    pub async fn live_pods(&self, ns: &str, selector: &str) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self
+            .pods(ns)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        pods.sort_by_key(|p| p.name_any());
+        pods
+    }
+
+    /// Plays the kubelet: marks the pod Running and Ready (or not ready).
+    pub async fn set_pod_ready(&self, ns: &str, name: &str, ready: bool) {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let status = if ready { "True" } else { "False" };
+        let patch = json!({"status": {
+            "phase": "Running",
+            "podIP": "10.244.0.10",
+            "conditions": [
+                {"type": "Ready", "status": status, "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+            ],
+        }});
+        self.pods(ns)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Plays the kubelet for every pod matching `selector` that is not ready yet.
+    pub async fn make_all_ready(&self, ns: &str, selector: &str) -> usize {
+        let mut n = 0;
+        for p in self.live_pods(ns, selector).await {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if !ready {
+                self.set_pod_ready(ns, &p.name_any(), true).await;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Applies a YAML or JSON manifest with `kubectl apply`-like create semantics.
+    pub async fn create(&self, manifest: serde_json::Value) -> serde_json::Value {
+        let api_version = manifest["apiVersion"].as_str().unwrap().to_owned();
+        let kind = manifest["kind"].as_str().unwrap();
+        let ns = manifest["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        let plural = format!("{}s", kind.to_lowercase());
+        let base = if api_version.contains('/') {
+            format!("/apis/{api_version}")
+        } else {
+            format!("/api/{api_version}")
+        };
+        let namespaced = !matches!(kind, "Namespace" | "Node" | "PersistentVolume");
+        let path = if namespaced {
+            format!("{base}/namespaces/{ns}/{plural}")
+        } else {
+            format!("{base}/{plural}")
+        };
+        let req = http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        self.client
+            .request::<serde_json::Value>(req)
+            .await
+            .unwrap_or_else(|e| panic!("creating {kind}: {e}"))
+    }
+}
+
+/// Polls `check` until it answers Some, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
