@@ -1,5 +1,6 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
+pub mod deployment;
 pub mod podutil;
 pub mod replicaset;
 
@@ -22,6 +23,11 @@ pub struct Descriptor {
 
 /// Every controller, in the order they start.
 pub const ALL: &[Descriptor] = &[
+    Descriptor {
+        name: "deployment",
+        enabled_by_default: true,
+        start: deployment::start,
+    },
     Descriptor {
         name: "replicaset",
         enabled_by_default: true,

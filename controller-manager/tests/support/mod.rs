@@ -57,6 +57,42 @@ impl Cluster {
         self.controllers = Some(running);
     }
 
+    /// A kubeconfig for this apiserver (written on first use).
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        if !path.exists() {
+            let config = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t, namespace: default}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{token: tetsu-test}}\n",
+                self.url
+            );
+            std::fs::write(&path, config).unwrap();
+        }
+        path
+    }
+
+    /// Runs real kubectl against this apiserver: (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .args(args)
+            .output()
+            .await
+            .expect("run kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs kubectl and answers stdout; fails the test with stderr if kubectl fails.
+    pub async fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args).await;
+        assert!(ok, "kubectl {} failed:\n{out}\n{err}", args.join(" "));
+        out
+    }
+
     pub fn stop_controllers(&mut self) {
         self.controllers = None;
     }
