@@ -1,6 +1,7 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
 pub mod deployment;
+pub mod garbagecollector;
 pub mod podutil;
 pub mod replicaset;
 
@@ -27,6 +28,11 @@ pub const ALL: &[Descriptor] = &[
         name: "deployment",
         enabled_by_default: true,
         start: deployment::start,
+    },
+    Descriptor {
+        name: "garbagecollector",
+        enabled_by_default: true,
+        start: garbagecollector::start,
     },
     Descriptor {
         name: "replicaset",

@@ -1,6 +1,7 @@
 //! What every controller runs on: shared informers, work queues, the worker loop,
 //! expectations, and the context handed to each controller when it starts.
 
+pub mod discovery;
 pub mod expectations;
 pub mod informer;
 pub mod metrics;

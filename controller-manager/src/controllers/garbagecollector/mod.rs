@@ -1,0 +1,452 @@
+//! The garbage collector: watches every deletable kind, keeps the owner-reference graph,
+//! and deletes objects whose owners are gone (background cascade), deletes blocking
+//! dependents before their owner (foreground cascade, the `foregroundDeletion` finalizer),
+//! and frees dependents of an owner deleted with orphaning (the `orphan` finalizer).
+
+pub mod graph;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
+use kube::discovery::verbs;
+use kube::runtime::watcher::{self, Event};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::runtime::discovery::{Resources, Served};
+use crate::runtime::worker::is_not_found;
+use crate::runtime::{Context, Reconcile, Requeue, WorkQueue, run_workers};
+use graph::{FOREGROUND, Graph, Identity, Node, ORPHAN, Work};
+
+/// Kinds the collector leaves alone: events come and go by the thousand and are never
+/// owners (upstream ignores them too).
+const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
+
+pub struct GarbageCollector {
+    client: kube::Client,
+    resources: Resources,
+    graph: Mutex<Graph>,
+    delete_queue: Arc<WorkQueue>,
+    orphan_queue: Arc<WorkQueue>,
+}
+
+/// Starts the garbage collector: discovers the kinds, watches them, and once each has
+/// been listed runs the delete and orphan workers.
+pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let client = ctx.client.clone();
+    let workers = ctx.options.concurrent_gc_syncs;
+    Ok(Box::pin(async move {
+        let resources = loop {
+            match Resources::discover(&client).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "garbage collector: discovery failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        let gc = Arc::new(GarbageCollector {
+            client,
+            resources,
+            graph: Mutex::new(Graph::default()),
+            delete_queue: WorkQueue::new("garbage_collector_attempt_to_delete"),
+            orphan_queue: WorkQueue::new("garbage_collector_attempt_to_orphan"),
+        });
+        let monitored: Vec<Served> = gc
+            .resources
+            .all
+            .iter()
+            .filter(|s| {
+                s.supports(verbs::LIST)
+                    && s.supports(verbs::WATCH)
+                    && s.supports(verbs::DELETE)
+                    && !IGNORED.contains(&(s.resource.group.as_str(), s.resource.plural.as_str()))
+            })
+            .cloned()
+            .collect();
+        let mut synced = Vec::new();
+        let mut monitors = Monitors(Vec::new());
+        for served in monitored {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            synced.push(rx);
+            monitors
+                .0
+                .push(tokio::spawn(gc.clone().monitor(served, tx)));
+        }
+        for rx in synced {
+            let _ = rx.await;
+        }
+        let work = gc.graph.lock().mark_synced();
+        gc.enqueue(work);
+        tracing::info!(objects = gc.graph.lock().len(), "garbage collector synced");
+        let deleter = Arc::new(Deleter(gc.clone()));
+        let orphaner = Arc::new(Orphaner(gc.clone()));
+        futures::join!(
+            run_workers(gc.delete_queue.clone(), deleter, workers),
+            run_workers(gc.orphan_queue.clone(), orphaner, workers),
+        );
+        drop(monitors);
+    }))
+}
+
+/// Monitor tasks, aborted with the collector.
+struct Monitors(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Monitors {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn node_of(served: &Served, o: &DynamicObject) -> Option<Node> {
+    let m = &o.metadata;
+    Some(Node {
+        identity: Identity {
+            api_version: served.resource.api_version.clone(),
+            kind: served.resource.kind.clone(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            name: m.name.clone()?,
+            uid: m.uid.clone()?,
+        },
+        owners: m.owner_references.clone().unwrap_or_default(),
+        deleting: m.deletion_timestamp.is_some(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+    })
+}
+
+impl GarbageCollector {
+    fn enqueue(&self, work: Vec<Work>) {
+        for w in work {
+            match w {
+                Work::AttemptToDelete(uid) => self.delete_queue.add(uid),
+                Work::AttemptToOrphan(uid) => self.orphan_queue.add(uid),
+            }
+        }
+    }
+
+    /// Feeds the graph from one kind's watch, relisting after a lost watch (objects gone
+    /// meanwhile are removed).
+    async fn monitor(self: Arc<Self>, served: Served, synced: tokio::sync::oneshot::Sender<()>) {
+        let api = served.api(&self.client, "");
+        let mut synced = Some(synced);
+        let mut known: HashSet<String> = HashSet::new();
+        let mut relisted: HashSet<String> = HashSet::new();
+        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => {
+                    if let Some(node) = node_of(&served, &o) {
+                        relisted.insert(node.identity.uid.clone());
+                        known.insert(node.identity.uid.clone());
+                        let work = self.graph.lock().apply(node);
+                        self.enqueue(work);
+                    }
+                }
+                Ok(Event::Delete(o)) => {
+                    if let Some(uid) = o.metadata.uid {
+                        known.remove(&uid);
+                        let work = self.graph.lock().remove(&uid);
+                        self.enqueue(work);
+                    }
+                }
+                Ok(Event::Init) => relisted.clear(),
+                Ok(Event::InitDone) => {
+                    for uid in known.difference(&relisted) {
+                        let work = self.graph.lock().remove(uid);
+                        self.enqueue(work);
+                    }
+                    known = std::mem::take(&mut relisted);
+                    if let Some(tx) = synced.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(resource = %served.group_resource(), error = %e, "watch failed; relisting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn served(&self, id: &Identity) -> anyhow::Result<&Served> {
+        self.resources
+            .find(&id.api_version, &id.kind)
+            .with_context(|| format!("no resource serves {} {}", id.api_version, id.kind))
+    }
+
+    /// The object as the apiserver has it now, if it still is the one the graph means.
+    async fn live(&self, id: &Identity) -> anyhow::Result<Option<DynamicObject>> {
+        let api = self.served(id)?.api(&self.client, &id.namespace);
+        Ok(api
+            .get_opt(&id.name)
+            .await?
+            .filter(|o| o.metadata.uid.as_deref() == Some(id.uid.as_str())))
+    }
+
+    async fn patch_meta(&self, id: &Identity, meta: serde_json::Value) -> anyhow::Result<()> {
+        let api = self.served(id)?.api(&self.client, &id.namespace);
+        match api
+            .patch(
+                &id.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "metadata": meta })),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, id: &Identity, policy: PropagationPolicy) -> anyhow::Result<()> {
+        tracing::info!(kind = %id.kind, namespace = %id.namespace, name = %id.name, ?policy, "garbage collecting");
+        let api = self.served(id)?.api(&self.client, &id.namespace);
+        let dp = DeleteParams {
+            propagation_policy: Some(policy),
+            preconditions: Some(Preconditions {
+                uid: Some(id.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()), // replaced by a new object
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether an owner is solid (exists), waiting (deleting its dependents first) or
+    /// dangling (gone, or replaced by an object with another uid).
+    async fn owner_state(
+        &self,
+        dependent: &Identity,
+        owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> anyhow::Result<OwnerState> {
+        if let Some(n) = self.graph.lock().node(&owner.uid) {
+            return Ok(if n.deleting_dependents() {
+                OwnerState::Waiting
+            } else {
+                OwnerState::Solid
+            });
+        }
+        // Not in the graph: ask the apiserver (the watch may lag).
+        let Some(served) = self.resources.find(&owner.api_version, &owner.kind) else {
+            // A kind we cannot resolve is never assumed gone.
+            return Ok(OwnerState::Solid);
+        };
+        let ns = if served.namespaced() {
+            dependent.namespace.as_str()
+        } else {
+            ""
+        };
+        let found = served.api(&self.client, ns).get_opt(&owner.name).await?;
+        Ok(match found {
+            Some(o) if o.metadata.uid.as_deref() == Some(owner.uid.as_str()) => {
+                let fg = o
+                    .metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == FOREGROUND);
+                if o.metadata.deletion_timestamp.is_some() && fg {
+                    OwnerState::Waiting
+                } else {
+                    OwnerState::Solid
+                }
+            }
+            _ => OwnerState::Dangling,
+        })
+    }
+
+    async fn attempt_to_delete(&self, uid: &str) -> anyhow::Result<Requeue> {
+        let Some(node) = self.graph.lock().node(uid).cloned() else {
+            return Ok(None);
+        };
+        let Some(live) = self.live(&node.identity).await? else {
+            return Ok(None);
+        };
+        let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+        if live.metadata.deletion_timestamp.is_some() {
+            if finalizers.iter().any(|f| f == FOREGROUND) {
+                return self.process_deleting_dependents(&node, &live).await;
+            }
+            return Ok(None);
+        }
+        let owners = live.metadata.owner_references.clone().unwrap_or_default();
+        if owners.is_empty() {
+            return Ok(None);
+        }
+        let (mut solid, mut gone) = (0, Vec::new());
+        let mut waiting = false;
+        for o in &owners {
+            match self.owner_state(&node.identity, o).await? {
+                OwnerState::Solid => solid += 1,
+                OwnerState::Waiting => {
+                    waiting = true;
+                    gone.push(o.uid.clone());
+                }
+                OwnerState::Dangling => gone.push(o.uid.clone()),
+            }
+        }
+        if solid > 0 {
+            if !gone.is_empty() {
+                // Still owned by someone: drop only the references to owners that are gone.
+                let keep: Vec<_> = owners
+                    .into_iter()
+                    .filter(|o| !gone.contains(&o.uid))
+                    .collect();
+                self.patch_meta(
+                    &node.identity,
+                    json!({
+                        "ownerReferences": keep,
+                        "resourceVersion": live.metadata.resource_version,
+                    }),
+                )
+                .await?;
+            }
+            return Ok(None);
+        }
+        let has_dependents = !self.graph.lock().dependents(uid).is_empty();
+        let policy = if waiting && has_dependents {
+            PropagationPolicy::Foreground
+        } else if finalizers.iter().any(|f| f == ORPHAN) {
+            PropagationPolicy::Orphan
+        } else if finalizers.iter().any(|f| f == FOREGROUND) {
+            PropagationPolicy::Foreground
+        } else {
+            PropagationPolicy::Background
+        };
+        self.delete(&node.identity, policy).await?;
+        Ok(None)
+    }
+
+    /// An owner deleted in the foreground: once no dependent blocks it, its
+    /// foregroundDeletion finalizer is removed (and the apiserver deletes it).
+    async fn process_deleting_dependents(
+        &self,
+        node: &Node,
+        live: &DynamicObject,
+    ) -> anyhow::Result<Requeue> {
+        let uid = &node.identity.uid;
+        let blocking: Vec<Node> = self
+            .graph
+            .lock()
+            .dependents(uid)
+            .into_iter()
+            .filter(|d| {
+                d.owners
+                    .iter()
+                    .any(|o| &o.uid == uid && o.block_owner_deletion == Some(true))
+            })
+            .collect();
+        if blocking.is_empty() {
+            let finalizers: Vec<String> = live
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .filter(|f| *f != FOREGROUND)
+                .cloned()
+                .collect();
+            self.patch_meta(
+                &node.identity,
+                json!({
+                    "finalizers": finalizers,
+                    "resourceVersion": live.metadata.resource_version,
+                }),
+            )
+            .await?;
+            return Ok(None);
+        }
+        for d in blocking {
+            if !d.deleting {
+                self.delete_queue.add(d.identity.uid.clone());
+            }
+        }
+        Ok(None)
+    }
+
+    /// An owner deleted with orphaning: its dependents lose the reference, then the owner
+    /// loses its orphan finalizer.
+    async fn attempt_to_orphan(&self, uid: &str) -> anyhow::Result<Requeue> {
+        let Some(node) = self.graph.lock().node(uid).cloned() else {
+            return Ok(None);
+        };
+        let dependents = self.graph.lock().dependents(uid);
+        for d in dependents {
+            let Some(live) = self.live(&d.identity).await? else {
+                continue;
+            };
+            let refs = live.metadata.owner_references.clone().unwrap_or_default();
+            if !refs.iter().any(|r| r.uid == uid) {
+                continue;
+            }
+            let keep: Vec<_> = refs.into_iter().filter(|r| r.uid != uid).collect();
+            self.patch_meta(
+                &d.identity,
+                json!({
+                    "ownerReferences": keep,
+                    "resourceVersion": live.metadata.resource_version,
+                }),
+            )
+            .await?;
+        }
+        let Some(live) = self.live(&node.identity).await? else {
+            return Ok(None);
+        };
+        let finalizers: Vec<String> = live
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != ORPHAN)
+            .cloned()
+            .collect();
+        self.patch_meta(
+            &node.identity,
+            json!({
+                "finalizers": finalizers,
+                "resourceVersion": live.metadata.resource_version,
+            }),
+        )
+        .await?;
+        Ok(None)
+    }
+}
+
+enum OwnerState {
+    Solid,
+    Waiting,
+    Dangling,
+}
+
+struct Deleter(Arc<GarbageCollector>);
+
+#[async_trait]
+impl Reconcile for Deleter {
+    async fn sync(&self, uid: &str) -> anyhow::Result<Requeue> {
+        self.0.attempt_to_delete(uid).await
+    }
+}
+
+struct Orphaner(Arc<GarbageCollector>);
+
+#[async_trait]
+impl Reconcile for Orphaner {
+    async fn sync(&self, uid: &str) -> anyhow::Result<Requeue> {
+        self.0.attempt_to_orphan(uid).await
+    }
+}
