@@ -2,8 +2,10 @@
 
 pub mod deployment;
 pub mod garbagecollector;
+pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use futures::future::BoxFuture;
 
@@ -35,6 +37,11 @@ pub const ALL: &[Descriptor] = &[
         start: garbagecollector::start,
     },
     Descriptor {
+        name: "namespace",
+        enabled_by_default: true,
+        start: namespace::start,
+    },
+    Descriptor {
         name: "replicaset",
         enabled_by_default: true,
         start: replicaset::start_replicaset,
@@ -43,6 +50,11 @@ pub const ALL: &[Descriptor] = &[
         name: "replicationcontroller",
         enabled_by_default: true,
         start: replicaset::start_replicationcontroller,
+    },
+    Descriptor {
+        name: "serviceaccount",
+        enabled_by_default: true,
+        start: serviceaccount::start,
     },
 ];
 
