@@ -1,6 +1,7 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
 pub mod deployment;
+pub mod endpoint;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod podutil;
@@ -30,6 +31,16 @@ pub const ALL: &[Descriptor] = &[
         name: "deployment",
         enabled_by_default: true,
         start: deployment::start,
+    },
+    Descriptor {
+        name: "endpoint",
+        enabled_by_default: true,
+        start: endpoint::endpoints::start,
+    },
+    Descriptor {
+        name: "endpointslice",
+        enabled_by_default: true,
+        start: endpoint::endpointslice::start,
     },
     Descriptor {
         name: "garbagecollector",
