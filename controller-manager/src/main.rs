@@ -3,9 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use common::flags::LeaderElectionFlags;
+use common::flags::{LeaderElectionFlags, parse_duration};
 use controller_manager::controllers;
 use controller_manager::runtime::{Options, metrics};
 
@@ -56,6 +57,25 @@ struct Flags {
     /// ServiceAccounts synced at once.
     #[arg(long, default_value_t = 1)]
     concurrent_serviceaccount_syncs: usize,
+    /// Allocate a pod CIDR (spec.podCIDR) to every Node from --cluster-cidr.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allocate_node_cidrs: bool,
+    /// The range pod CIDRs are allocated from, e.g. 10.244.0.0/16.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// Prefix length of each Node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go without renewing its Lease or posting status before it is
+    /// marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// Terminated pods kept before the oldest are deleted (0 disables).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -72,6 +92,12 @@ impl Flags {
             concurrent_endpoint_syncs: self.concurrent_endpoint_syncs,
             concurrent_service_endpoint_syncs: self.concurrent_service_endpoint_syncs,
             concurrent_serviceaccount_syncs: self.concurrent_serviceaccount_syncs,
+            allocate_node_cidrs: self.allocate_node_cidrs,
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             ..Options::default()
         }
     }

@@ -4,9 +4,13 @@ pub mod deployment;
 pub mod endpoint;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod tainteviction;
 
 use futures::future::BoxFuture;
 
@@ -53,6 +57,21 @@ pub const ALL: &[Descriptor] = &[
         start: namespace::start,
     },
     Descriptor {
+        name: "nodeipam",
+        enabled_by_default: true,
+        start: nodeipam::start,
+    },
+    Descriptor {
+        name: "nodelifecycle",
+        enabled_by_default: true,
+        start: nodelifecycle::start,
+    },
+    Descriptor {
+        name: "podgc",
+        enabled_by_default: true,
+        start: podgc::start,
+    },
+    Descriptor {
         name: "replicaset",
         enabled_by_default: true,
         start: replicaset::start_replicaset,
@@ -66,6 +85,11 @@ pub const ALL: &[Descriptor] = &[
         name: "serviceaccount",
         enabled_by_default: true,
         start: serviceaccount::start,
+    },
+    Descriptor {
+        name: "taint-eviction-controller",
+        enabled_by_default: true,
+        start: tainteviction::start,
     },
 ];
 

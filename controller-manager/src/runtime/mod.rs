@@ -30,6 +30,20 @@ pub struct Options {
     pub concurrent_serviceaccount_syncs: usize,
     /// Pods a ReplicaSet creates or deletes in one sync (upstream's burstReplicas).
     pub burst_replicas: usize,
+    /// Node IPAM: allocate spec.podCIDR from `cluster_cidr` in /`node_cidr_mask_size` blocks.
+    pub allocate_node_cidrs: bool,
+    pub cluster_cidr: Option<String>,
+    pub node_cidr_mask_size: u8,
+    /// Node lifecycle: how often nodes are checked, and how long a node may go without
+    /// renewing its Lease or status before it is marked unknown.
+    pub node_monitor_period: Duration,
+    pub node_monitor_grace_period: Duration,
+    /// Pod GC: terminated pods kept before the oldest are deleted (0 turns that off), and
+    /// how often it runs.
+    pub terminated_pod_gc_threshold: usize,
+    pub pod_gc_period: Duration,
+    /// How long a pod's node must have been missing before the pod is deleted.
+    pub pod_gc_quarantine: Duration,
 }
 
 impl Default for Options {
@@ -44,6 +58,14 @@ impl Default for Options {
             concurrent_service_endpoint_syncs: 5,
             concurrent_serviceaccount_syncs: 1,
             burst_replicas: 500,
+            allocate_node_cidrs: false,
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            terminated_pod_gc_threshold: 12500,
+            pod_gc_period: Duration::from_secs(20),
+            pod_gc_quarantine: Duration::from_secs(40),
         }
     }
 }

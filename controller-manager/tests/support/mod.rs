@@ -49,9 +49,13 @@ pub async fn cluster(names: &[&str]) -> Cluster {
 
 impl Cluster {
     pub async fn start_controllers(&mut self, names: &[&str]) {
+        self.start_controllers_with(names, Options::default()).await
+    }
+
+    pub async fn start_controllers_with(&mut self, names: &[&str], options: Options) {
         let flags: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let enabled = controllers::enabled(&flags).unwrap();
-        let running = controller_manager::start(self.client.clone(), Options::default(), &enabled)
+        let running = controller_manager::start(self.client.clone(), options, &enabled)
             .await
             .unwrap();
         self.controllers = Some(running);

@@ -1,0 +1,233 @@
+//! The taint-eviction controller: pods on a node with NoExecute taints they do not tolerate
+//! are deleted at once; pods that tolerate them for tolerationSeconds are deleted when that
+//! time has passed since the taint was added; pods that tolerate them without a limit stay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::events::{Involved, Recorder};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::controllers::podutil;
+use crate::runtime::worker::is_not_found;
+use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+
+/// Upstream's ToleratesTaint.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if t.effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        _ => false,
+    }
+}
+
+/// What happens to a pod under these NoExecute taints.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Stay,
+    EvictNow,
+    /// Evict once this many seconds have passed since the taints were added.
+    EvictAfter(i64),
+}
+
+pub fn verdict(tolerations: &[Toleration], taints: &[&Taint]) -> Verdict {
+    if taints.is_empty() {
+        return Verdict::Stay;
+    }
+    let mut min: Option<i64> = None;
+    for taint in taints {
+        let used: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if used.is_empty() {
+            return Verdict::EvictNow;
+        }
+        for t in used {
+            if let Some(s) = t.toleration_seconds {
+                min = Some(min.map_or(s, |m: i64| m.min(s)));
+            }
+        }
+    }
+    match min {
+        None => Verdict::Stay,
+        Some(s) if s <= 0 => Verdict::EvictNow,
+        Some(s) => Verdict::EvictAfter(s),
+    }
+}
+
+pub struct TaintEvictionController {
+    client: kube::Client,
+    nodes: Arc<Informer<Node>>,
+    pods: Arc<Informer<Pod>>,
+    recorder: Arc<Recorder>,
+}
+
+pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let c = Arc::new(TaintEvictionController {
+        client: ctx.client.clone(),
+        nodes: ctx.informers.get::<Node>(),
+        pods: ctx.informers.get::<Pod>(),
+        recorder: ctx.recorder("taint-eviction-controller"),
+    });
+    let queue = WorkQueue::new("taint_eviction");
+    let q = queue.clone();
+    c.pods.on_change(move |change| match change {
+        Change::Added(p) | Change::Updated { new: p, .. } => {
+            if !podutil::node_name(p).is_empty() {
+                q.add(key_of(*p));
+            }
+        }
+        Change::Deleted(_) => {}
+    });
+    let (q, pods) = (queue.clone(), c.pods.clone());
+    c.nodes.on_change(move |change| {
+        let (name, changed) = match change {
+            Change::Added(n) => (n.name_any(), true),
+            Change::Updated { old, new } => (
+                new.name_any(),
+                old.spec.as_ref().map(|s| &s.taints) != new.spec.as_ref().map(|s| &s.taints),
+            ),
+            Change::Deleted(_) => return,
+        };
+        if changed {
+            for p in pods.list() {
+                if podutil::node_name(&p) == name {
+                    q.add(key_of(&*p));
+                }
+            }
+        }
+    });
+    Ok(crate::runtime::run_workers(queue, c, 8))
+}
+
+#[async_trait]
+impl Reconcile for TaintEvictionController {
+    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+        let Some(pod) = self.pods.get(key) else {
+            return Ok(None);
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let Some(node) = self.nodes.get(podutil::node_name(&pod)) else {
+            return Ok(None);
+        };
+        let taints: Vec<&Taint> = node
+            .spec
+            .iter()
+            .flat_map(|s| s.taints.iter().flatten())
+            .filter(|t| t.effect == "NoExecute")
+            .collect();
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        match verdict(&tolerations, &taints) {
+            Verdict::Stay => Ok(None),
+            Verdict::EvictAfter(secs) => {
+                // Counted from when the newest of the taints was added.
+                let added = taints
+                    .iter()
+                    .filter_map(|t| t.time_added.as_ref())
+                    .map(podutil::to_chrono)
+                    .max()
+                    .unwrap_or_else(chrono::Utc::now);
+                let due = added + chrono::Duration::seconds(secs);
+                let now = chrono::Utc::now();
+                if due > now {
+                    return Ok(Some(
+                        (due - now).to_std().unwrap_or_default() + Duration::from_millis(10),
+                    ));
+                }
+                self.evict(&pod).await.map(|_| None)
+            }
+            Verdict::EvictNow => self.evict(&pod).await.map(|_| None),
+        }
+    }
+}
+
+impl TaintEvictionController {
+    async fn evict(&self, pod: &Pod) -> anyhow::Result<()> {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        tracing::info!(pod = %format!("{ns}/{name}"), "evicting pod from a NoExecute-tainted node");
+        self.recorder.normal(
+            &Involved::of(pod),
+            "TaintManagerEviction",
+            format!("Marking for deletion Pod {ns}/{name}"),
+        );
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let condition = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+            "message": "Taint manager: deleting due to NoExecute taint",
+            "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }]}});
+        if let Err(e) = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Strategic(&condition),
+            )
+            .await
+        {
+            tracing::debug!(pod = %name, error = %e, "adding the DisruptionTarget condition failed");
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(key: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: "NoExecute".into(),
+            value: None,
+            time_added: None,
+        }
+    }
+
+    fn tol(v: serde_json::Value) -> Toleration {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn eviction_follows_tolerations() {
+        let t = taint("node.kubernetes.io/unreachable");
+        assert_eq!(verdict(&[], &[&t]), Verdict::EvictNow);
+        assert_eq!(verdict(&[], &[]), Verdict::Stay);
+        let forever = tol(
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
+        );
+        assert_eq!(verdict(&[forever], &[&t]), Verdict::Stay);
+        let limited = tol(
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300}),
+        );
+        let shorter = tol(json!({"operator": "Exists", "tolerationSeconds": 5}));
+        assert_eq!(verdict(&[limited.clone()], &[&t]), Verdict::EvictAfter(300));
+        assert_eq!(verdict(&[limited, shorter], &[&t]), Verdict::EvictAfter(5));
+        let wrong_value = tol(json!({"key": "node.kubernetes.io/unreachable", "value": "x"}));
+        assert_eq!(verdict(&[wrong_value], &[&t]), Verdict::EvictNow);
+    }
+}
