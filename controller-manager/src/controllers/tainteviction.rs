@@ -225,7 +225,10 @@ mod tests {
             "effect": "NoExecute", "tolerationSeconds": 300}),
         );
         let shorter = tol(json!({"operator": "Exists", "tolerationSeconds": 5}));
-        assert_eq!(verdict(&[limited.clone()], &[&t]), Verdict::EvictAfter(300));
+        assert_eq!(
+            verdict(std::slice::from_ref(&limited), &[&t]),
+            Verdict::EvictAfter(300)
+        );
         assert_eq!(verdict(&[limited, shorter], &[&t]), Verdict::EvictAfter(5));
         let wrong_value = tol(json!({"key": "node.kubernetes.io/unreachable", "value": "x"}));
         assert_eq!(verdict(&[wrong_value], &[&t]), Verdict::EvictNow);
