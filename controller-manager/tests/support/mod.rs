@@ -124,9 +124,14 @@ impl Cluster {
     pub async fn set_pod_ready(&self, ns: &str, name: &str, ready: bool) {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let status = if ready { "True" } else { "False" };
+        // A distinct address per pod, stable for its name.
+        let h = name
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        let ip = format!("10.244.{}.{}", h % 250, (h / 250) % 250 + 1);
         let patch = json!({"status": {
             "phase": "Running",
-            "podIP": "10.244.0.10",
+            "podIP": ip,
             "conditions": [
                 {"type": "Ready", "status": status, "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
