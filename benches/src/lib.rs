@@ -1,6 +1,7 @@
 //! tetsu's benchmark harnesses: shared measurement helpers (latency percentiles, result
-//! tables, memory) and the scheduler-perf harness.
+//! tables, memory), the scheduler-perf harness and the controller-perf harness.
 
+pub mod controller_perf;
 pub mod scheduler_perf;
 
 use std::time::Duration;
