@@ -1,8 +1,10 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoint;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -32,6 +34,11 @@ pub struct Descriptor {
 /// Every controller, in the order they start.
 pub const ALL: &[Descriptor] = &[
     Descriptor {
+        name: "cronjob",
+        enabled_by_default: true,
+        start: cronjob::start,
+    },
+    Descriptor {
         name: "deployment",
         enabled_by_default: true,
         start: deployment::start,
@@ -50,6 +57,11 @@ pub const ALL: &[Descriptor] = &[
         name: "garbagecollector",
         enabled_by_default: true,
         start: garbagecollector::start,
+    },
+    Descriptor {
+        name: "job",
+        enabled_by_default: true,
+        start: job::start,
     },
     Descriptor {
         name: "namespace",

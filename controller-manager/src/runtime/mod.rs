@@ -28,6 +28,10 @@ pub struct Options {
     pub concurrent_endpoint_syncs: usize,
     pub concurrent_service_endpoint_syncs: usize,
     pub concurrent_serviceaccount_syncs: usize,
+    pub concurrent_job_syncs: usize,
+    pub concurrent_cron_job_syncs: usize,
+    /// The Job controller's first retry delay after a pod failure (doubles per failure).
+    pub job_backoff_base: Duration,
     /// Pods a ReplicaSet creates or deletes in one sync (upstream's burstReplicas).
     pub burst_replicas: usize,
     /// Node IPAM: allocate spec.podCIDR from `cluster_cidr` in /`node_cidr_mask_size` blocks.
@@ -57,6 +61,9 @@ impl Default for Options {
             concurrent_endpoint_syncs: 5,
             concurrent_service_endpoint_syncs: 5,
             concurrent_serviceaccount_syncs: 1,
+            concurrent_job_syncs: 5,
+            concurrent_cron_job_syncs: 5,
+            job_backoff_base: Duration::from_secs(10),
             burst_replicas: 500,
             allocate_node_cidrs: false,
             cluster_cidr: None,
