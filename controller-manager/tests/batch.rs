@@ -20,7 +20,8 @@ async fn cluster() -> Cluster {
         job_backoff_base: Duration::from_millis(100),
         ..Options::default()
     };
-    c.start_controllers_with(&["job", "cronjob"], options).await;
+    c.start_controllers_with(&["job", "cronjob", "ttl-after-finished"], options)
+        .await;
     c
 }
 
@@ -294,4 +295,34 @@ async fn a_cronjob_starts_a_job_per_activation_and_keeps_history() {
         (s.active.is_none() && s.last_successful_time.is_some() && gone).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_go_after_their_ttl() {
+    let c = cluster().await;
+    c.create(job("brief", json!({"ttlSecondsAfterFinished": 2})))
+        .await;
+    let pod = eventually("a pod", T, || async {
+        active_pods(&c, "brief").await.pop()
+    })
+    .await;
+    finish(&c, &pod.name_any(), "Succeeded", 0).await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let done = eventually("Complete", T, || async {
+        let j = jobs.get("brief").await.unwrap();
+        condition(&j, "Complete").map(|_| std::time::Instant::now())
+    })
+    .await;
+    // Without a garbage collector the foreground delete leaves the Job terminating.
+    eventually("deleted after the TTL", T, || async {
+        let j = jobs.get_opt("brief").await.unwrap();
+        j.is_none_or(|j| j.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+    // Condition times have whole seconds, so the TTL counts from up to a second earlier.
+    assert!(
+        done.elapsed() >= Duration::from_millis(1000),
+        "deleted before its TTL"
+    );
 }

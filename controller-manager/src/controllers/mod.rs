@@ -13,6 +13,7 @@ pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod tainteviction;
+pub mod ttlafterfinished;
 
 use futures::future::BoxFuture;
 
@@ -102,6 +103,11 @@ pub const ALL: &[Descriptor] = &[
         name: "taint-eviction-controller",
         enabled_by_default: true,
         start: tainteviction::start,
+    },
+    Descriptor {
+        name: "ttl-after-finished",
+        enabled_by_default: true,
+        start: ttlafterfinished::start,
     },
 ];
 
