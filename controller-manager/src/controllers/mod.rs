@@ -1,9 +1,11 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoint;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -38,6 +40,11 @@ pub const ALL: &[Descriptor] = &[
         name: "cronjob",
         enabled_by_default: true,
         start: cronjob::start,
+    },
+    Descriptor {
+        name: "daemonset",
+        enabled_by_default: true,
+        start: daemonset::start,
     },
     Descriptor {
         name: "deployment",

@@ -1,0 +1,326 @@
+//! The DaemonSet controller: one pod on every node the pod template fits (node selector,
+//! required node affinity, taints), pinned to its node by node affinity so the default
+//! scheduler binds it; pods on nodes that stop fitting are deleted. Templates are tracked as
+//! ControllerRevisions; a RollingUpdate replaces old pods at most maxUnavailable at a time.
+
+pub mod logic;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::events::{Involved, Recorder};
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+
+use crate::controllers::deployment::util::scaled;
+use crate::controllers::history::{self, REVISION_HASH_LABEL};
+use crate::controllers::podutil;
+use crate::runtime::expectations::Expectations;
+use crate::runtime::worker::is_not_found;
+use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+
+pub struct DaemonSetController {
+    client: kube::Client,
+    daemonsets: Arc<Informer<DaemonSet>>,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+    revisions: Arc<Informer<ControllerRevision>>,
+    queue: Arc<WorkQueue>,
+    expectations: Arc<Expectations>,
+    recorder: Arc<Recorder>,
+}
+
+pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let c = Arc::new(DaemonSetController {
+        client: ctx.client.clone(),
+        daemonsets: ctx.informers.get::<DaemonSet>(),
+        pods: ctx.informers.get::<Pod>(),
+        nodes: ctx.informers.get::<Node>(),
+        revisions: ctx.informers.get::<ControllerRevision>(),
+        queue: WorkQueue::new("daemonset"),
+        expectations: Arc::default(),
+        recorder: ctx.recorder("daemonset-controller"),
+    });
+    let q = c.queue.clone();
+    c.daemonsets.on_change(move |change| {
+        let (Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. }) = change;
+        q.add(key_of(*d))
+    });
+    let me = c.clone();
+    c.pods.on_change(move |change| match change {
+        Change::Added(p) => {
+            if let Some(k) = me.owner_key(p) {
+                me.expectations.creation_observed(&k);
+                me.queue.add(k);
+            }
+        }
+        Change::Updated { new, .. } => {
+            if let Some(k) = me.owner_key(new) {
+                me.queue.add(k);
+            }
+        }
+        Change::Deleted(p) => {
+            if let Some(k) = me.owner_key(p) {
+                me.expectations
+                    .deletion_observed(&k, p.metadata.uid.as_deref().unwrap_or(""));
+                me.queue.add(k);
+            }
+        }
+    });
+    // Any node change may change where daemon pods belong.
+    let (q, dss) = (c.queue.clone(), c.daemonsets.clone());
+    c.nodes.on_change(move |_| {
+        for d in dss.list() {
+            q.add(key_of(&*d));
+        }
+    });
+    Ok(crate::runtime::run_workers(c.queue.clone(), c, 2))
+}
+
+fn available(pod: &Pod, min_ready: i32) -> bool {
+    podutil::is_available(pod, min_ready, chrono::Utc::now())
+}
+
+impl DaemonSetController {
+    fn owner_key(&self, pod: &Pod) -> Option<String> {
+        let r = podutil::controller_ref(&pod.metadata)?;
+        if r.kind != "DaemonSet" {
+            return None;
+        }
+        let ds = self
+            .daemonsets
+            .get_in(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
+        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*ds))
+    }
+
+    async fn create_on(
+        &self,
+        key: &str,
+        ds: &DaemonSet,
+        hash: &str,
+        nodes: &[String],
+    ) -> anyhow::Result<()> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let template = ds
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        let generation = ds.metadata.generation.unwrap_or(0).to_string();
+        self.expectations.expect_creations(key, nodes.len());
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+        let mut first_error = None;
+        for node in nodes {
+            let mut pod = crate::controllers::replicaset::pod_from_template(ds, &template);
+            let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+            labels.insert(REVISION_HASH_LABEL.into(), hash.into());
+            labels.insert("pod-template-generation".into(), generation.clone());
+            if let Some(spec) = pod.spec.as_mut() {
+                logic::add_default_tolerations(spec);
+                logic::pin_to_node(spec, node);
+            }
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(p) => self.recorder.normal(
+                    &Involved::of(ds),
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", p.name_any()),
+                ),
+                Err(e) => {
+                    self.expectations.creation_observed(key);
+                    self.recorder.warning(
+                        &Involved::of(ds),
+                        "FailedCreate",
+                        format!(
+                            "Error creating: {}",
+                            crate::controllers::replicaset::api_message(&e)
+                        ),
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    async fn delete(&self, key: &str, ds: &DaemonSet, pods: &[Arc<Pod>]) -> anyhow::Result<()> {
+        if pods.is_empty() {
+            return Ok(());
+        }
+        self.expectations.expect_deletions(
+            key,
+            pods.iter()
+                .map(|p| p.metadata.uid.clone().unwrap_or_default()),
+        );
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+        for p in pods {
+            match api.delete(&p.name_any(), &DeleteParams::default()).await {
+                Ok(_) => self.recorder.normal(
+                    &Involved::of(ds),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", p.name_any()),
+                ),
+                Err(e) => {
+                    self.expectations
+                        .deletion_observed(key, p.metadata.uid.as_deref().unwrap_or(""));
+                    if !is_not_found(&e) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Reconcile for DaemonSetController {
+    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+        let Some(ds) = self.daemonsets.get(key) else {
+            self.expectations.forget(key);
+            return Ok(None);
+        };
+        if ds.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let spec = ds.spec.clone().unwrap_or_default();
+        let template = spec.template.clone();
+        let pod_spec = template.spec.clone().unwrap_or_default();
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let (hash, _) =
+            history::ensure_current(&self.client, &self.revisions, &*ds, &template, labels).await?;
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
+        let ns = ds.namespace().unwrap_or_default();
+        let pods: Vec<Arc<Pod>> = self
+            .pods
+            .list_namespace(&ns)
+            .into_iter()
+            .filter(|p| podutil::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+        for p in &pods {
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(logic::target_node)
+                .unwrap_or_default();
+            by_node.entry(node).or_default().push(p.clone());
+        }
+        let nodes = self.nodes.list();
+        let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        let (mut create, mut delete) = (Vec::new(), Vec::new());
+        let mut status = DaemonSetStatus {
+            observed_generation: ds.metadata.generation,
+            ..Default::default()
+        };
+        // Nodes the pods run on and whether they should: (node, its pod if any).
+        let mut placed: Vec<Arc<Pod>> = Vec::new();
+        for node in &nodes {
+            let name = node.name_any();
+            let mut here = by_node.remove(&name).unwrap_or_default();
+            if !logic::should_run(&pod_spec, node) {
+                if !here.is_empty() {
+                    status.number_misscheduled += here.len() as i32;
+                    delete.extend(here);
+                }
+                continue;
+            }
+            status.desired_number_scheduled += 1;
+            // Failed pods are replaced; extras beyond one are removed, oldest kept.
+            let (failed, mut live): (Vec<_>, Vec<_>) =
+                here.drain(..).partition(|p| podutil::phase(p) == "Failed");
+            delete.extend(failed);
+            live.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            if live.is_empty() {
+                create.push(name);
+                continue;
+            }
+            delete.extend(live.drain(1..));
+            status.current_number_scheduled += 1;
+            placed.push(live.remove(0));
+        }
+        // Pods whose node is gone.
+        delete.extend(by_node.into_values().flatten());
+        let (mut number_available, mut updated) = (0, 0);
+        for p in &placed {
+            if podutil::is_ready(p) {
+                status.number_ready += 1;
+            }
+            if available(p, min_ready) {
+                number_available += 1;
+            }
+            if p.labels().get(REVISION_HASH_LABEL) == Some(&hash) {
+                updated += 1;
+            }
+        }
+        let number_unavailable = status.desired_number_scheduled - number_available;
+        let nonzero = |n: i32| (n != 0).then_some(n);
+        status.number_available = nonzero(number_available);
+        status.updated_number_scheduled = nonzero(updated);
+        status.number_unavailable = nonzero(number_unavailable);
+        if self.expectations.satisfied(key) {
+            self.create_on(key, &ds, &hash, &create).await?;
+            self.delete(key, &ds, &delete).await?;
+            // Rolling update: old pods go, at most maxUnavailable nodes short at a time.
+            let strategy = spec.update_strategy.clone().unwrap_or_default();
+            if strategy.type_.as_deref() != Some("OnDelete")
+                && create.is_empty()
+                && delete.is_empty()
+            {
+                // Upstream defaults maxUnavailable to 1.
+                let max_unavailable = match strategy
+                    .rolling_update
+                    .as_ref()
+                    .and_then(|r| r.max_unavailable.as_ref())
+                {
+                    None => 1,
+                    Some(v) => scaled(Some(v), status.desired_number_scheduled, true),
+                };
+                let mut unavailable = number_unavailable;
+                let mut replace = Vec::new();
+                let mut old: Vec<&Arc<Pod>> = placed
+                    .iter()
+                    .filter(|p| p.labels().get(REVISION_HASH_LABEL) != Some(&hash))
+                    .collect();
+                // Unavailable old pods cost nothing to replace; do them first.
+                old.sort_by_key(|p| available(p, min_ready));
+                for p in old {
+                    if !available(p, min_ready) {
+                        replace.push(p.clone());
+                    } else if unavailable < max_unavailable {
+                        unavailable += 1;
+                        replace.push(p.clone());
+                    }
+                }
+                self.delete(key, &ds, &replace).await?;
+            }
+        }
+        let mut status = status;
+        status.collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
+        status.conditions = ds.status.as_ref().and_then(|s| s.conditions.clone());
+        if ds.status.as_ref() != Some(&status) {
+            let mut updated = (*ds).clone();
+            updated.status = Some(status.clone());
+            let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
+            api.replace_status(&ds.name_any(), &PostParams::default(), &updated)
+                .await?;
+        }
+        if min_ready > 0 && status.number_ready != number_available {
+            return Ok(Some(Duration::from_secs(min_ready as u64)));
+        }
+        Ok(None)
+    }
+}
