@@ -308,7 +308,6 @@ impl Reconcile for DaemonSetController {
                 self.delete(key, &ds, &replace).await?;
             }
         }
-        let mut status = status;
         status.collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
         status.conditions = ds.status.as_ref().and_then(|s| s.conditions.clone());
         if ds.status.as_ref() != Some(&status) {
