@@ -14,6 +14,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod tainteviction;
 pub mod ttlafterfinished;
 
@@ -105,6 +106,11 @@ pub const ALL: &[Descriptor] = &[
         name: "serviceaccount",
         enabled_by_default: true,
         start: serviceaccount::start,
+    },
+    Descriptor {
+        name: "statefulset",
+        enabled_by_default: true,
+        start: statefulset::start,
     },
     Descriptor {
         name: "taint-eviction-controller",
