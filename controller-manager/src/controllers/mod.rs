@@ -3,6 +3,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoint;
 pub mod garbagecollector;
 pub mod history;
@@ -13,6 +14,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
@@ -51,6 +53,11 @@ pub const ALL: &[Descriptor] = &[
         name: "deployment",
         enabled_by_default: true,
         start: deployment::start,
+    },
+    Descriptor {
+        name: "disruption",
+        enabled_by_default: true,
+        start: disruption::start,
     },
     Descriptor {
         name: "endpoint",
@@ -101,6 +108,11 @@ pub const ALL: &[Descriptor] = &[
         name: "replicationcontroller",
         enabled_by_default: true,
         start: replicaset::start_replicationcontroller,
+    },
+    Descriptor {
+        name: "resourcequota",
+        enabled_by_default: true,
+        start: resourcequota::start,
     },
     Descriptor {
         name: "serviceaccount",
