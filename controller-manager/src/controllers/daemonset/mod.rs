@@ -72,11 +72,21 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
             }
         }
     });
-    // Any node change may change where daemon pods belong.
+    // A node appearing, going, or changing labels or taints may change where daemon pods
+    // belong; its status heartbeats do not.
     let (q, dss) = (c.queue.clone(), c.daemonsets.clone());
-    c.nodes.on_change(move |_| {
-        for d in dss.list() {
-            q.add(key_of(&*d));
+    c.nodes.on_change(move |change| {
+        let relevant = match change {
+            Change::Added(_) | Change::Deleted(_) => true,
+            Change::Updated { old, new } => {
+                old.metadata.labels != new.metadata.labels
+                    || old.spec.as_ref().map(|s| &s.taints) != new.spec.as_ref().map(|s| &s.taints)
+            }
+        };
+        if relevant {
+            for d in dss.list() {
+                q.add(key_of(&*d));
+            }
         }
     });
     Ok(crate::runtime::run_workers(c.queue.clone(), c, 2))

@@ -81,7 +81,12 @@ fn rule_matches(rule: &PodFailurePolicyRule, pod: &Pod) -> Option<String> {
         }
     }
     for pattern in rule.on_pod_conditions.iter().flatten() {
-        let want = pattern.status.as_str();
+        // The API defaults the status to "True".
+        let want = if pattern.status.is_empty() {
+            "True"
+        } else {
+            pattern.status.as_str()
+        };
         let found = status
             .and_then(|s| s.conditions.as_ref())
             .into_iter()
