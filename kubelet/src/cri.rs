@@ -1,0 +1,252 @@
+//! The CRI v1 client: RuntimeService and ImageService over the runtime's unix socket
+//! (containerd's `/run/containerd/containerd.sock`, or `--container-runtime-endpoint`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A connection to one container runtime. Cheap to clone (one HTTP/2 channel).
+#[derive(Clone)]
+pub struct Cri {
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+/// "unix:///run/containerd/containerd.sock" or a plain path.
+pub fn socket_path(endpoint: &str) -> PathBuf {
+    PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+impl Cri {
+    /// Connects to the runtime's socket (the connection is made lazily and re-made if the
+    /// runtime restarts).
+    pub async fn connect(endpoint: &str) -> anyhow::Result<Cri> {
+        let path = socket_path(endpoint);
+        let channel = Endpoint::try_from("http://[::]:50051")?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(&path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            }))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("connecting to the container runtime at {endpoint}: {e}")
+            })?;
+        Ok(Cri {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        })
+    }
+
+    /// The runtime's name and version ("containerd", "1.6.20").
+    pub async fn version(&self) -> anyhow::Result<cri::VersionResponse> {
+        Ok(self
+            .runtime
+            .clone()
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn run_pod_sandbox(
+        &self,
+        config: cri::PodSandboxConfig,
+        handler: &str,
+    ) -> anyhow::Result<String> {
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: handler.into(),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .run_pod_sandbox(req)
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    pub async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+        self.runtime
+            .clone()
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+        self.runtime
+            .clone()
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus> {
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        self.runtime
+            .clone()
+            .pod_sandbox_status(req)
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow::anyhow!("runtime returned no status for sandbox {id}"))
+    }
+
+    pub async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>> {
+        Ok(self
+            .runtime
+            .clone()
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await?
+            .into_inner()
+            .items)
+    }
+
+    pub async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: cri::PodSandboxConfig,
+    ) -> anyhow::Result<String> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .create_container(req)
+            .await?
+            .into_inner()
+            .container_id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> anyhow::Result<()> {
+        self.runtime
+            .clone()
+            .start_container(cri::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Stops a container, giving it `grace` after SIGTERM before it is killed.
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()> {
+        let req = cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout: grace.as_secs() as i64,
+        };
+        self.runtime.clone().stop_container(req).await?;
+        Ok(())
+    }
+
+    pub async fn remove_container(&self, id: &str) -> anyhow::Result<()> {
+        self.runtime
+            .clone()
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.runtime
+            .clone()
+            .container_status(req)
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow::anyhow!("runtime returned no status for container {id}"))
+    }
+
+    pub async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>> {
+        Ok(self
+            .runtime
+            .clone()
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await?
+            .into_inner()
+            .containers)
+    }
+
+    /// Runs `cmd` in a container and waits for it: (exit code, stdout, stderr).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<(i32, Vec<u8>, Vec<u8>)> {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: timeout.as_secs() as i64,
+        };
+        let r = self.runtime.clone().exec_sync(req).await?.into_inner();
+        Ok((r.exit_code, r.stdout, r.stderr))
+    }
+
+    /// The image's id if the runtime has it.
+    pub async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>> {
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        Ok(self
+            .images
+            .clone()
+            .image_status(req)
+            .await?
+            .into_inner()
+            .image)
+    }
+
+    pub async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
+        Ok(self
+            .images
+            .clone()
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await?
+            .into_inner()
+            .images)
+    }
+}
+
+/// Waits until `path` exists (a runtime's socket appearing), up to `timeout`.
+pub async fn wait_for_socket(path: &Path, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

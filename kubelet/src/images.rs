@@ -1,0 +1,220 @@
+//! Images without a registry: builds an OCI image archive (oci-layout, index.json, blobs)
+//! from a local root filesystem, or from busybox-static alone (one static binary plus a
+//! link per applet: a whole userland), and imports it into containerd's `k8s.io` namespace
+//! with `ctr`, where the CRI plugin finds it by name.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Where Debian's busybox-static installs the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// What the image runs and how it is named.
+#[derive(Clone, Debug)]
+pub struct ImageSpec {
+    /// The full reference, e.g. "docker.io/library/busybox:latest".
+    pub name: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+}
+
+impl ImageSpec {
+    pub fn new(name: &str) -> ImageSpec {
+        ImageSpec {
+            name: name.to_owned(),
+            entrypoint: Vec::new(),
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A gzip tar layer of busybox: /bin/busybox, a link per applet, and the usual directories.
+pub fn busybox_layer() -> anyhow::Result<Vec<u8>> {
+    let applets = Command::new(BUSYBOX).arg("--list").output().map_err(|e| {
+        anyhow::anyhow!("running {BUSYBOX} --list (apt-get install busybox-static): {e}")
+    })?;
+    let applets = String::from_utf8(applets.stdout)?;
+    let binary = std::fs::read(BUSYBOX)?;
+    let mut builder = tar::Builder::new(Vec::new());
+    for dir in [
+        "bin", "dev", "etc", "proc", "root", "sys", "tmp", "var", "usr", "usr/bin", "sbin",
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+        h.set_size(0);
+        builder.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(binary.len() as u64);
+    builder.append_data(&mut h, "bin/busybox", binary.as_slice())?;
+    for applet in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        builder.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+    }
+    for (path, body) in [
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        builder.append_data(&mut h, path, body.as_bytes())?;
+    }
+    gzip(&builder.into_inner()?)
+}
+
+/// A gzip tar layer of a directory tree.
+pub fn directory_layer(root: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", root)?;
+    gzip(&builder.into_inner()?)
+}
+
+fn gzip(tar: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(tar)?;
+    Ok(gz.finish()?)
+}
+
+fn uncompressed_digest(gz: &[u8]) -> anyhow::Result<String> {
+    let mut raw = Vec::new();
+    std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut raw)?;
+    Ok(format!("sha256:{}", sha256_hex(&raw)))
+}
+
+/// An OCI image archive (what `ctr images import` reads) with one layer.
+pub fn oci_archive(spec: &ImageSpec, layer_gz: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let layer_digest = sha256_hex(layer_gz);
+    let mut config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": spec.env, "Cmd": spec.cmd, "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [uncompressed_digest(layer_gz)?]},
+    });
+    if !spec.entrypoint.is_empty() {
+        config["config"]["Entrypoint"] = json!(spec.entrypoint);
+    }
+    let config = serde_json::to_vec(&config)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{layer_digest}"), "size": layer_gz.len()}],
+    }))?;
+    let tag = spec.name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(&manifest)),
+            "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": spec.name, "org.opencontainers.image.ref.name": tag},
+        }],
+    }))?;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: String, data: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        builder.append_data(&mut h, path, data)
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    add("index.json".into(), &index)?;
+    for blob in [&config, &manifest, &layer_gz.to_vec()] {
+        add(format!("blobs/sha256/{}", sha256_hex(blob)), blob)?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// Imports an archive into containerd (namespace k8s.io, where CRI looks) with `ctr`.
+pub fn import(containerd_socket: &Path, archive: &[u8]) -> anyhow::Result<()> {
+    let mut file = tempfile::NamedTempFile::new()?;
+    file.write_all(archive)?;
+    file.flush()?;
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(containerd_socket)
+        .args(["-n", "k8s.io", "images", "import", "--all-platforms"])
+        .arg(file.path())
+        .output()
+        .map_err(|e| anyhow::anyhow!("running ctr (apt-get install containerd): {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "ctr images import failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Builds `spec` from busybox-static and imports it.
+pub fn import_busybox(containerd_socket: &Path, spec: &ImageSpec) -> anyhow::Result<()> {
+    import(containerd_socket, &oci_archive(spec, &busybox_layer()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_hold_a_layout_an_index_and_content_addressed_blobs() {
+        let layer = gzip(b"not really a tar").unwrap();
+        let archive = oci_archive(&ImageSpec::new("example.com/x:1"), &layer).unwrap();
+        let mut names = Vec::new();
+        let mut index = None;
+        for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
+            let mut e = entry.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            std::io::copy(&mut e, &mut body).unwrap();
+            if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+                assert_eq!(hex, sha256_hex(&body), "blob named by its digest");
+            }
+            if path == "index.json" {
+                index = Some(serde_json::from_slice::<serde_json::Value>(&body).unwrap());
+            }
+            names.push(path);
+        }
+        assert_eq!(names.len(), 5, "{names:?}");
+        let index = index.unwrap();
+        assert_eq!(
+            index["manifests"][0]["annotations"]["io.containerd.image.name"],
+            "example.com/x:1"
+        );
+        assert_eq!(
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "1"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Test support: a private containerd (CRI plugin on, runc, our own root, state and socket
+//! under a temporary directory) started as a child process and stopped on drop, with the
+//! configuration our machines need (PLATFORM.md: restrict_oom_score_adj).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The sandbox ("pause") image the test containerd is configured with; built from
+/// busybox-static by `import_test_images`.
+pub const PAUSE_IMAGE: &str = "tetsu.local/pause:1";
+pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:latest";
+
+pub struct Containerd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl Containerd {
+    /// Starts containerd and waits for its socket; panics with its log if it does not come up.
+    pub async fn start() -> Containerd {
+        let dir = tempfile::tempdir().expect("temp dir for containerd");
+        let d = dir.path();
+        let socket = d.join("containerd.sock");
+        std::fs::create_dir_all(d.join("cni")).unwrap();
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+            opt = d.join("opt").display(),
+            cni = d.join("cni").display(),
+        );
+        let config_path = d.join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (apt-get install containerd runc)");
+        let c = Containerd { child, dir, socket };
+        if !crate::cri::wait_for_socket(&c.socket, Duration::from_secs(20)).await {
+            panic!("containerd did not start:\n{}", c.log());
+        }
+        c
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Imports busybox and the pause image built from it.
+    pub fn import_test_images(&self) -> anyhow::Result<()> {
+        use crate::images::{ImageSpec, busybox_layer, import, oci_archive};
+        let layer = busybox_layer()?;
+        import(
+            &self.socket,
+            &oci_archive(&ImageSpec::new(BUSYBOX_IMAGE), &layer)?,
+        )?;
+        let mut pause = ImageSpec::new(PAUSE_IMAGE);
+        pause.entrypoint = vec!["/bin/sleep".into(), "2147483647".into()];
+        pause.cmd = Vec::new();
+        import(&self.socket, &oci_archive(&pause, &layer)?)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Containers left behind by a failed test: ask the runtime to remove them first.
+        let _ = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["-n", "k8s.io", "tasks", "ls", "-q"])
+            .output()
+            .map(|o| {
+                for id in String::from_utf8_lossy(&o.stdout).lines() {
+                    let _ = Command::new("ctr")
+                        .arg("--address")
+                        .arg(&self.socket)
+                        .args(["-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id])
+                        .output();
+                }
+            });
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
