@@ -1,0 +1,212 @@
+//! kubelet: the node agent. Registers this machine as a Node, keeps its Lease and status
+//! fresh, and talks to the container runtime (containerd) through CRI. `kubelet images
+//! import` builds an image from busybox-static or a root filesystem and imports it, since
+//! no registry is reachable.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use kubelet::cri::Cri;
+use kubelet::images::{ImageSpec, busybox_layer, directory_layer, import, oci_archive};
+use kubelet::node::{Heartbeat, Machine, NodeConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubelet",
+    version,
+    about = "The Kubernetes node agent: registers the node with the apiserver, renews its Lease, reports its status, and runs its pods through the container runtime's CRI (containerd)."
+)]
+struct Flags {
+    #[command(subcommand)]
+    command: Option<Commands>,
+    /// Path to a kubeconfig with the apiserver's address and credentials.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The node's name (default: the machine's hostname, lowercased).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's InternalIP address.
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Labels to add when registering, as key=value pairs separated by commas.
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// The container runtime's CRI endpoint.
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    container_runtime_endpoint: String,
+    /// The kubelet's state directory.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    root_dir: PathBuf,
+    /// Address of the /healthz and /metrics server.
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: IpAddr,
+    /// Port of the /healthz and /metrics server (0 turns it off).
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+    /// The port the kubelet API is announced on (daemonEndpoints).
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// Log verbosity (0-5); RUST_LOG overrides it.
+    #[arg(short = 'v', long = "v", default_value_t = 2)]
+    verbosity: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Build and import images into containerd (no registry is reachable).
+    Images {
+        #[command(subcommand)]
+        command: ImageCommands,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommands {
+    /// Build an image from busybox-static (default) or a root filesystem directory and
+    /// import it into containerd's k8s.io namespace under NAME.
+    Import {
+        /// The image reference pods will use, e.g. docker.io/library/busybox:latest.
+        name: String,
+        /// A directory to use as the image's root filesystem instead of busybox.
+        #[arg(long)]
+        rootfs: Option<PathBuf>,
+        /// The image's entrypoint, as a comma-separated list.
+        #[arg(long, value_delimiter = ',')]
+        entrypoint: Vec<String>,
+        /// The image's default command, as a comma-separated list (default: sh).
+        #[arg(long, value_delimiter = ',')]
+        cmd: Vec<String>,
+        /// containerd's socket.
+        #[arg(long, default_value = "/run/containerd/containerd.sock")]
+        address: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let flags = Flags::parse();
+    common::logging::init(flags.verbosity);
+    if let Err(e) = run(flags).await {
+        tracing::error!("{e:#}");
+        eprintln!("kubelet: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn import_image(
+    name: &str,
+    rootfs: Option<PathBuf>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    address: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut spec = ImageSpec::new(name);
+    spec.entrypoint = entrypoint;
+    if !cmd.is_empty() {
+        spec.cmd = cmd;
+    }
+    let layer = match &rootfs {
+        Some(dir) => directory_layer(dir)?,
+        None => busybox_layer()?,
+    };
+    eprintln!("building {name} ({} KiB layer)", layer.len() / 1024);
+    import(address, &oci_archive(&spec, &layer)?)?;
+    eprintln!("imported {name} into {}", address.display());
+    Ok(())
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    if let Some(Commands::Images {
+        command:
+            ImageCommands::Import {
+                name,
+                rootfs,
+                entrypoint,
+                cmd,
+                address,
+            },
+    }) = flags.command
+    {
+        return import_image(&name, rootfs, entrypoint, cmd, &address);
+    }
+    let mut labels = BTreeMap::new();
+    for l in &flags.node_labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    let name = flags
+        .hostname_override
+        .clone()
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .to_lowercase();
+    let client = common::client::client(flags.kubeconfig.as_deref()).await?;
+    let runtime = Cri::connect(&flags.container_runtime_endpoint).await?;
+    let version = runtime.version().await.map_err(|e| {
+        anyhow::anyhow!(
+            "container runtime at {} is not answering: {e:#}",
+            flags.container_runtime_endpoint
+        )
+    })?;
+    tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %name, "kubelet starting");
+    std::fs::create_dir_all(&flags.root_dir)?;
+
+    // Runtime health for the Ready condition, refreshed in the background.
+    let healthy = Arc::new(parking_lot::Mutex::new(Ok(())));
+    {
+        let (healthy, runtime) = (healthy.clone(), runtime.clone());
+        tokio::spawn(async move {
+            loop {
+                let h = match runtime.version().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("container runtime is down: {e}")),
+                };
+                *healthy.lock() = h;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
+    }
+    if flags.healthz_port != 0 {
+        let addr = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
+        let h = healthy.clone();
+        let health = common::health::Health {
+            check: Box::new(move || h.lock().clone()),
+            metrics: Box::new(String::new),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = common::health::serve(addr, health, common::shutdown::signal()).await {
+                tracing::error!("{e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
+    let cfg = NodeConfig {
+        name,
+        node_ip: flags.node_ip.clone(),
+        labels,
+        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        kubelet_port: flags.port.into(),
+    };
+    let h = healthy.clone();
+    let node = kubelet::node::run(
+        client,
+        cfg,
+        Machine::read(&flags.root_dir),
+        Heartbeat::default(),
+        Arc::new(move || h.lock().clone()),
+    );
+    tokio::select! {
+        _ = node => {}
+        _ = common::shutdown::signal() => tracing::info!("kubelet stopping"),
+    }
+    Ok(())
+}
