@@ -228,6 +228,46 @@ impl Cri {
             .image)
     }
 
+    /// Pulls an image (no registry is reachable here: this fails with the runtime's reason).
+    pub async fn pull_image(&self, image: &str) -> anyhow::Result<String> {
+        let req = cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        };
+        Ok(self
+            .images
+            .clone()
+            .pull_image(req)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner()
+            .image_ref)
+    }
+
+    /// The containers of one sandbox.
+    pub async fn list_sandbox_containers(
+        &self,
+        sandbox_id: &str,
+    ) -> anyhow::Result<Vec<cri::Container>> {
+        let filter = cri::ContainerFilter {
+            pod_sandbox_id: sandbox_id.into(),
+            ..Default::default()
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await?
+            .into_inner()
+            .containers)
+    }
+
     pub async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
         Ok(self
             .images

@@ -1,5 +1,5 @@
 //! kubelet: the node agent. Registers this machine as a Node, keeps its Lease and status
-//! fresh, and talks to the container runtime (containerd) through CRI. `kubelet images
+//! fresh, and runs the pods bound to it through the container runtime's CRI (containerd). `kubelet images
 //! import` builds an image from busybox-static or a root filesystem and imports it, since
 //! no registry is reachable.
 
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use kubelet::cri::Cri;
 use kubelet::images::{ImageSpec, busybox_layer, directory_layer, import, oci_archive};
 use kubelet::node::{Heartbeat, Machine, NodeConfig};
+use kubelet::pods::worker::PodRuntime;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +41,9 @@ struct Flags {
     /// The kubelet's state directory.
     #[arg(long, default_value = "/var/lib/kubelet")]
     root_dir: PathBuf,
+    /// Where container logs go (/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log).
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_log_dir: PathBuf,
     /// Address of the /healthz and /metrics server.
     #[arg(long, default_value = "127.0.0.1")]
     healthz_bind_address: IpAddr,
@@ -197,15 +201,25 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         kubelet_port: flags.port.into(),
     };
     let h = healthy.clone();
+    let node_name = cfg.name.clone();
     let node = kubelet::node::run(
-        client,
+        client.clone(),
         cfg,
         Machine::read(&flags.root_dir),
         Heartbeat::default(),
         Arc::new(move || h.lock().clone()),
     );
+    let host_ip = flags.node_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let pods = Arc::new(PodRuntime::new(
+        runtime,
+        client,
+        flags.pod_log_dir.clone(),
+        host_ip,
+    ));
     tokio::select! {
         _ = node => {}
+        _ = kubelet::pods::run(pods, node_name) => {}
+        // Pods keep running: a restarted kubelet adopts them.
         _ = common::shutdown::signal() => tracing::info!("kubelet stopping"),
     }
     Ok(())

@@ -65,6 +65,8 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
         .arg(containerd.endpoint())
         .arg("--root-dir")
         .arg(dir.path().join("kubelet"))
+        .arg("--pod-log-dir")
+        .arg(dir.path().join("logs"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,0 +1,230 @@
+//! Pod spec to CRI configuration: the sandbox (metadata, labels CRI objects are found by,
+//! host or pod network, log directory) and each container (image, command, args, env,
+//! working directory, log path), as upstream's kuberuntime builds them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+pub fn uid(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+fn pod_labels(pod: &Pod) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(
+        POD_NAME.into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        POD_NAMESPACE.into(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(POD_UID.into(), uid(pod).into());
+    labels
+}
+
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// `/var/log/pods/<namespace>_<name>_<uid>` under `log_root`.
+pub fn log_directory(log_root: &Path, pod: &Pod) -> std::path::PathBuf {
+    log_root.join(format!(
+        "{}_{}_{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or(""),
+        uid(pod)
+    ))
+}
+
+/// The sandbox for `pod`, attempt `attempt`.
+pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_net = host_network(pod);
+    let hostname = if host_net {
+        String::new()
+    } else {
+        spec.hostname
+            .clone()
+            .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
+    };
+    let mode = |host: bool| if host { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32;
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: uid(pod).into(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            attempt,
+        }),
+        hostname,
+        log_directory: log_directory(log_root, pod).display().to_string(),
+        labels: pod_labels(pod),
+        annotations: pod
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: mode(host_net),
+                    pid: mode(spec.host_pid.unwrap_or(false)),
+                    ipc: mode(spec.host_ipc.unwrap_or(false)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container's environment: literal values and the downward API fields a pod has
+/// without any volume (metadata.name, metadata.namespace, metadata.uid, spec.nodeName,
+/// status.podIP, status.hostIP, metadata.labels['x'], metadata.annotations['x']).
+pub fn env(pod: &Pod, c: &Container, pod_ip: &str, host_ip: &str) -> Vec<cri::KeyValue> {
+    let field = |path: &str| -> Option<String> {
+        let m = &pod.metadata;
+        let lookup =
+            |map: &Option<std::collections::BTreeMap<String, String>>, p: &str, prefix: &str| {
+                let key = p.strip_prefix(prefix)?.strip_suffix("']")?;
+                map.as_ref()?.get(key).cloned()
+            };
+        match path {
+            "metadata.name" => m.name.clone(),
+            "metadata.namespace" => m.namespace.clone(),
+            "metadata.uid" => m.uid.clone(),
+            "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
+            "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+            "status.podIP" => Some(pod_ip.to_owned()),
+            "status.hostIP" => Some(host_ip.to_owned()),
+            p if p.starts_with("metadata.labels['") => lookup(&m.labels, p, "metadata.labels['"),
+            p if p.starts_with("metadata.annotations['") => {
+                lookup(&m.annotations, p, "metadata.annotations['")
+            }
+            _ => None,
+        }
+    };
+    c.env
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(from)) => field(&from.field_ref.as_ref()?.field_path)?,
+                (None, None) => String::new(),
+            };
+            Some(cri::KeyValue {
+                key: e.name.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The CRI config for container `c` of `pod`, its `attempt`-th run.
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    pod_ip: &str,
+    host_ip: &str,
+) -> cri::ContainerConfig {
+    let mut labels = HashMap::new();
+    labels.insert(CONTAINER_NAME.into(), c.name.clone());
+    labels.insert(
+        POD_NAME.into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        POD_NAMESPACE.into(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(POD_UID.into(), uid(pod).into());
+    let mut annotations = HashMap::new();
+    annotations.insert(
+        "io.kubernetes.container.restartCount".into(),
+        attempt.to_string(),
+    );
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(cri::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: env(pod, c, pod_ip, host_ip),
+        labels,
+        annotations,
+        log_path: format!("{}/{attempt}.log", c.name),
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_get_command_env_and_identity_labels() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c"], "args": ["echo hi"], "workingDir": "/tmp",
+                "env": [{"name": "A", "value": "1"},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}))
+        .unwrap();
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&pod, c, 2, "10.244.1.5", "10.0.0.1");
+        assert_eq!(cfg.command, ["sh", "-c"]);
+        assert_eq!(cfg.args, ["echo hi"]);
+        assert_eq!(cfg.log_path, "c/2.log");
+        let env: Vec<(String, String)> =
+            cfg.envs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        assert_eq!(
+            env,
+            [
+                ("A".into(), "1".into()),
+                ("POD".into(), "p".into()),
+                ("APP".into(), "web".into()),
+                ("IP".into(), "10.244.1.5".into())
+            ]
+        );
+        assert_eq!(cfg.labels[POD_UID], "u1");
+        let sandbox = sandbox_config(&pod, Path::new("/var/log/pods"), 0);
+        assert_eq!(sandbox.log_directory, "/var/log/pods/ns_p_u1");
+        assert_eq!(sandbox.hostname, "p");
+        assert_eq!(sandbox.labels["app"], "web");
+    }
+}

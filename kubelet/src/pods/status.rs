@@ -1,0 +1,418 @@
+//! A pod's status from what the runtime reports, as upstream's kubelet computes it: the
+//! phase, conditions, container statuses (state, last state, restarts, readiness), pod and
+//! host IPs, start time and QoS class. Pure: the worker gathers the inputs.
+
+use std::collections::BTreeMap;
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// What the worker knows of one container.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerView {
+    /// The current attempt, if one was created.
+    pub current: Option<cri::ContainerStatus>,
+    /// The attempt before it, if it terminated.
+    pub previous: Option<cri::ContainerStatus>,
+    pub restart_count: i32,
+    /// Why it is not running (ErrImagePull, CrashLoopBackOff, ...), with the message.
+    pub waiting: Option<(String, String)>,
+}
+
+/// What the worker knows of the pod's sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxView {
+    pub ready: bool,
+    pub ip: String,
+}
+
+fn time_from_nanos(ns: i64) -> Option<Time> {
+    (ns > 0).then(|| {
+        Time(k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or_default())
+    })
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn terminated(s: &cri::ContainerStatus) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: s.exit_code,
+        reason: Some(if s.reason.is_empty() {
+            if s.exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            }
+        } else {
+            s.reason.clone()
+        }),
+        message: (!s.message.is_empty()).then(|| s.message.clone()),
+        started_at: time_from_nanos(s.started_at),
+        finished_at: time_from_nanos(s.finished_at),
+        container_id: Some(format!("containerd://{}", s.id)),
+        signal: None,
+    }
+}
+
+fn container_status(name: &str, image: &str, v: &ContainerView) -> ContainerStatus {
+    let running = v
+        .current
+        .as_ref()
+        .filter(|s| s.state == cri::ContainerState::ContainerRunning as i32);
+    let state = if let Some((reason, message)) = &v.waiting {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: Some(message.clone()).filter(|m| !m.is_empty()),
+            }),
+            ..Default::default()
+        }
+    } else if let Some(s) = running {
+        ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: time_from_nanos(s.started_at),
+            }),
+            ..Default::default()
+        }
+    } else if let Some(s) = v
+        .current
+        .as_ref()
+        .filter(|s| s.state == cri::ContainerState::ContainerExited as i32)
+    {
+        ContainerState {
+            terminated: Some(terminated(s)),
+            ..Default::default()
+        }
+    } else {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..Default::default()
+        }
+    };
+    let last_state = v.previous.as_ref().map(|s| ContainerState {
+        terminated: Some(terminated(s)),
+        ..Default::default()
+    });
+    let current = v.current.as_ref();
+    ContainerStatus {
+        name: name.into(),
+        image: image.into(),
+        image_id: current.map(|s| s.image_ref.clone()).unwrap_or_default(),
+        container_id: current.map(|s| format!("containerd://{}", s.id)),
+        ready: running.is_some() && v.waiting.is_none(),
+        started: Some(running.is_some()),
+        restart_count: v.restart_count,
+        state: Some(state),
+        last_state: Some(last_state.unwrap_or_default()),
+        ..Default::default()
+    }
+}
+
+/// Upstream's QoS class: Guaranteed when every container has equal cpu and memory
+/// requests and limits, BestEffort when none has any, Burstable otherwise.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let containers = pod.spec.iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let r = c.resources.clone().unwrap_or_default();
+        let (req, lim) = (r.requests.unwrap_or_default(), r.limits.unwrap_or_default());
+        if !req.is_empty() || !lim.is_empty() {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let l = lim.get(res);
+            let q = req.get(res).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        _ => "Burstable",
+    }
+}
+
+fn condition(type_: &str, ok: bool, old: &[PodCondition]) -> PodCondition {
+    let status = if ok { "True" } else { "False" };
+    let transition = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    PodCondition {
+        type_: type_.into(),
+        status: status.into(),
+        last_transition_time: Some(transition),
+        reason: (!ok && (type_ == "Ready" || type_ == "ContainersReady"))
+            .then(|| "ContainersNotReady".into()),
+        message: None,
+        last_probe_time: None,
+        observed_generation: None,
+    }
+}
+
+/// The pod's status now.
+pub fn pod_status(
+    pod: &Pod,
+    sandbox: &SandboxView,
+    containers: &BTreeMap<String, ContainerView>,
+    host_ip: &str,
+) -> PodStatus {
+    let old = pod.status.clone().unwrap_or_default();
+    let old_conditions = old.conditions.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            container_status(
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                &containers.get(&c.name).cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let restart = spec.restart_policy.as_deref().unwrap_or("Always");
+    let (mut running, mut waiting, mut failed) = (0, 0, 0);
+    for s in &statuses {
+        let st = s.state.clone().unwrap_or_default();
+        if st.running.is_some() {
+            running += 1;
+        } else if let Some(t) = st.terminated {
+            if t.exit_code != 0 {
+                failed += 1;
+            }
+        } else if s
+            .last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .is_some()
+        {
+            // Waiting to restart after a run: it counts as what it last did.
+            running += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    let phase = if waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if statuses.is_empty() {
+        "Pending"
+    } else {
+        match restart {
+            "Always" => "Running",
+            "OnFailure" if failed > 0 => "Running",
+            _ if failed > 0 => "Failed",
+            _ => "Succeeded",
+        }
+    };
+    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let mut conditions = vec![
+        condition("PodReadyToStartContainers", sandbox.ready, &old_conditions),
+        condition("Initialized", true, &old_conditions),
+        condition("Ready", all_ready, &old_conditions),
+        condition("ContainersReady", all_ready, &old_conditions),
+    ];
+    // The scheduler's condition stays as it is.
+    conditions.extend(
+        old_conditions
+            .iter()
+            .filter(|c| c.type_ == "PodScheduled")
+            .cloned(),
+    );
+    let pod_ip = if super::spec::host_network(pod) {
+        host_ip.to_owned()
+    } else {
+        sandbox.ip.clone()
+    };
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        container_statuses: Some(statuses),
+        host_ip: (!host_ip.is_empty()).then(|| host_ip.to_owned()),
+        host_ips: (!host_ip.is_empty()).then(|| {
+            vec![HostIP {
+                ip: host_ip.to_owned(),
+            }]
+        }),
+        pod_ip: (!pod_ip.is_empty()).then(|| pod_ip.clone()),
+        pod_ips: (!pod_ip.is_empty()).then(|| vec![PodIP { ip: pod_ip }]),
+        start_time: old.start_time.or_else(|| Some(now())),
+        qos_class: Some(qos_class(pod).into()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(restart: &str) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .unwrap()
+    }
+
+    fn cri_status(state: cri::ContainerState, exit: i32) -> cri::ContainerStatus {
+        cri::ContainerStatus {
+            id: "abc".into(),
+            state: state as i32,
+            exit_code: exit,
+            started_at: 1_700_000_000_000_000_000,
+            finished_at: 1_700_000_001_000_000_000,
+            image_ref: "sha256:x".into(),
+            ..Default::default()
+        }
+    }
+
+    fn view(
+        current: Option<cri::ContainerStatus>,
+        waiting: Option<(&str, &str)>,
+    ) -> BTreeMap<String, ContainerView> {
+        [(
+            "c".to_owned(),
+            ContainerView {
+                current,
+                previous: None,
+                restart_count: 0,
+                waiting: waiting.map(|(r, m)| (r.into(), m.into())),
+            },
+        )]
+        .into()
+    }
+
+    #[test]
+    fn phases_and_reasons_follow_the_containers() {
+        let sandbox = SandboxView {
+            ready: true,
+            ip: "10.244.0.5".into(),
+        };
+        let s = pod_status(&pod("Always"), &sandbox, &view(None, None), "10.0.0.1");
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            s.container_statuses.as_ref().unwrap()[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
+
+        let s = pod_status(
+            &pod("Always"),
+            &sandbox,
+            &view(
+                Some(cri_status(cri::ContainerState::ContainerRunning, 0)),
+                None,
+            ),
+            "10.0.0.1",
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.5"));
+        let ready = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "True");
+        assert_eq!(
+            s.container_statuses.as_ref().unwrap()[0]
+                .container_id
+                .as_deref(),
+            Some("containerd://abc")
+        );
+        assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+
+        let done = pod_status(
+            &pod("Never"),
+            &sandbox,
+            &view(
+                Some(cri_status(cri::ContainerState::ContainerExited, 0)),
+                None,
+            ),
+            "",
+        );
+        assert_eq!(done.phase.as_deref(), Some("Succeeded"));
+        let t = done.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(t.reason.as_deref(), Some("Completed"));
+        let failed = pod_status(
+            &pod("Never"),
+            &sandbox,
+            &view(
+                Some(cri_status(cri::ContainerState::ContainerExited, 2)),
+                None,
+            ),
+            "",
+        );
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+
+        let missing = pod_status(
+            &pod("Always"),
+            &sandbox,
+            &view(None, Some(("ErrImagePull", "no registry"))),
+            "",
+        );
+        assert_eq!(missing.phase.as_deref(), Some("Pending"));
+        let w = missing.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap();
+        assert_eq!(
+            (w.reason.as_deref(), w.message.as_deref()),
+            (Some("ErrImagePull"), Some("no registry"))
+        );
+    }
+
+    #[test]
+    fn qos_classes() {
+        let with = |res: serde_json::Value| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {}, "spec": {"containers": [{"name": "c", "resources": res}]}}),
+            )
+            .unwrap()
+        };
+        assert_eq!(qos_class(&with(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&with(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&with(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! One pod's sync, level-based like upstream's SyncPod: make sure its sandbox runs, start
+//! or restart each container as the restart policy says (CrashLoopBackOff 10 s doubling to
+//! 5 minutes), report why a container cannot run (ErrImagePull, ErrImageNeverPull), and post
+//! the pod's status. A pod being deleted is stopped within its grace period, its sandbox
+//! removed, and its API object deleted for good.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::spec::{self, CONTAINER_NAME, POD_UID};
+use super::status::{ContainerView, SandboxView, pod_status};
+use crate::cri::Cri;
+
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often a running pod is looked at again (upstream's PLEG relists every second).
+pub const RESYNC: Duration = Duration::from_secs(1);
+
+/// The delay before restarting a container that has exited `restarts` times already: the
+/// first restart is immediate, then 10 s doubling to 5 minutes.
+pub fn crash_backoff(restarts: u32) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
+    }
+    BACKOFF_BASE
+        .saturating_mul(1 << (restarts - 1).min(10))
+        .min(BACKOFF_MAX)
+}
+
+/// Runs pods on this node through the runtime.
+pub struct PodRuntime {
+    pub cri: Cri,
+    pub client: kube::Client,
+    pub log_root: PathBuf,
+    pub host_ip: String,
+    /// Image pull failures per (pod uid, container), for ImagePullBackOff.
+    pull_failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl PodRuntime {
+    pub fn new(cri: Cri, client: kube::Client, log_root: PathBuf, host_ip: String) -> PodRuntime {
+        PodRuntime {
+            cri,
+            client,
+            log_root,
+            host_ip,
+            pull_failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pod's sandboxes (any state), newest attempt last.
+    async fn sandboxes(&self, uid: &str) -> anyhow::Result<Vec<cri::PodSandbox>> {
+        let mut out: Vec<cri::PodSandbox> = self
+            .cri
+            .list_pod_sandboxes()
+            .await?
+            .into_iter()
+            .filter(|s| s.labels.get(POD_UID).map(String::as_str) == Some(uid))
+            .collect();
+        out.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+        Ok(out)
+    }
+
+    /// Stops every container of the pod (SIGTERM, then SIGKILL after `grace`) and removes
+    /// its sandboxes.
+    pub async fn kill_pod(&self, uid: &str, grace: Duration) -> anyhow::Result<()> {
+        for sandbox in self.sandboxes(uid).await? {
+            let containers = self.cri.list_sandbox_containers(&sandbox.id).await?;
+            let stops = containers
+                .iter()
+                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+                .map(|c| self.cri.stop_container(&c.id, grace));
+            for r in futures::future::join_all(stops).await {
+                r?;
+            }
+            for c in &containers {
+                self.cri.remove_container(&c.id).await?;
+            }
+            self.cri.stop_pod_sandbox(&sandbox.id).await?;
+            self.cri.remove_pod_sandbox(&sandbox.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the image is there; the waiting reason and message when it is not.
+    async fn ensure_image(&self, pod: &Pod, c: &Container) -> Result<(), (String, String)> {
+        let image = c.image.clone().unwrap_or_default();
+        match self.cri.image_status(&image).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => {
+                return Err((
+                    "ErrImageInspect".into(),
+                    format!("Failed to inspect image {image:?}: {e}"),
+                ));
+            }
+        }
+        if c.image_pull_policy.as_deref() == Some("Never") {
+            return Err((
+                "ErrImageNeverPull".into(),
+                format!("Container image {image:?} is not present with pull policy of Never"),
+            ));
+        }
+        let key = (spec::uid(pod).to_owned(), c.name.clone());
+        let failures = self.pull_failures.lock().get(&key).copied().unwrap_or(0);
+        match self.cri.pull_image(&image).await {
+            Ok(_) => {
+                self.pull_failures.lock().remove(&key);
+                Ok(())
+            }
+            Err(e) => {
+                self.pull_failures.lock().insert(key, failures + 1);
+                if failures == 0 {
+                    Err((
+                        "ErrImagePull".into(),
+                        format!("failed to pull image {image:?}: {e}"),
+                    ))
+                } else {
+                    Err((
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image {image:?}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Syncs the pod; answers when to look again (`None`: the pod is gone).
+    pub async fn sync(&self, pod: &Pod) -> anyhow::Result<Option<Duration>> {
+        let uid = spec::uid(pod).to_owned();
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0) as u64;
+            self.kill_pod(&uid, Duration::from_secs(grace)).await?;
+            self.confirm_deletion(pod).await?;
+            return Ok(None);
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            // Finished for good: nothing runs any more; free the sandbox.
+            self.kill_pod(&uid, Duration::ZERO).await?;
+            return Ok(Some(Duration::from_secs(60)));
+        }
+        let sandboxes = self.sandboxes(&uid).await?;
+        let ready = sandboxes
+            .iter()
+            .rev()
+            .find(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+            .cloned();
+        let sandbox_config = spec::sandbox_config(pod, &self.log_root, sandboxes.len() as u32);
+        let sandbox_id = match ready {
+            Some(s) => s.id,
+            None => {
+                // A sandbox that died takes its containers with it: start over in a new one.
+                for old in &sandboxes {
+                    let _ = self.cri.stop_pod_sandbox(&old.id).await;
+                }
+                std::fs::create_dir_all(&sandbox_config.log_directory)?;
+                self.cri.run_pod_sandbox(sandbox_config.clone(), "").await?
+            }
+        };
+        let sandbox_ip = self
+            .cri
+            .pod_sandbox_status(&sandbox_id)
+            .await?
+            .network
+            .map(|n| n.ip)
+            .unwrap_or_default();
+        let pod_ip = if spec::host_network(pod) {
+            self.host_ip.clone()
+        } else {
+            sandbox_ip.clone()
+        };
+
+        // Each container's attempts in this sandbox, by name.
+        let mut attempts: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
+        for c in self.cri.list_sandbox_containers(&sandbox_id).await? {
+            let name = c.labels.get(CONTAINER_NAME).cloned().unwrap_or_default();
+            if let Ok(s) = self.cri.container_status(&c.id).await {
+                attempts.entry(name).or_default().push(s);
+            }
+        }
+        let restart_policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        let mut views: BTreeMap<String, ContainerView> = BTreeMap::new();
+        let mut requeue = RESYNC;
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for c in &containers {
+            let mut runs = attempts.remove(&c.name).unwrap_or_default();
+            runs.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+            // Keep the latest run and the one before it (for `kubectl logs --previous`).
+            while runs.len() > 2 {
+                let old = runs.remove(0);
+                let _ = self.cri.remove_container(&old.id).await;
+            }
+            let latest = runs.last().cloned();
+            let previous = (runs.len() == 2).then(|| runs[0].clone());
+            let attempt = latest
+                .as_ref()
+                .and_then(|s| s.metadata.as_ref())
+                .map_or(0, |m| m.attempt);
+            let mut view = ContainerView {
+                current: latest.clone(),
+                previous,
+                restart_count: attempt as i32,
+                waiting: None,
+            };
+            let start_attempt = match &latest {
+                None => Some(0),
+                Some(s) if s.state == cri::ContainerState::ContainerExited as i32 => {
+                    let restart = match restart_policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => s.exit_code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        let delay = crash_backoff(attempt);
+                        let finished = SystemTime::UNIX_EPOCH
+                            + Duration::from_nanos(s.finished_at.max(0) as u64);
+                        let elapsed = SystemTime::now()
+                            .duration_since(finished)
+                            .unwrap_or_default();
+                        if elapsed < delay {
+                            let pod_name = format!(
+                                "{}_{}({uid})",
+                                pod.name_any(),
+                                pod.namespace().unwrap_or_default()
+                            );
+                            view.waiting = Some((
+                                "CrashLoopBackOff".into(),
+                                format!(
+                                    "back-off {}s restarting failed container={} pod={pod_name}",
+                                    delay.as_secs(),
+                                    c.name
+                                ),
+                            ));
+                            view.previous = latest.clone();
+                            view.current = None;
+                            requeue = requeue.min(delay - elapsed);
+                            None
+                        } else {
+                            Some(attempt + 1)
+                        }
+                    } else {
+                        None
+                    }
+                }
+                Some(s) if s.state == cri::ContainerState::ContainerCreated as i32 => {
+                    // Created but never started (a crash between the two): start it now.
+                    self.cri.start_container(&s.id).await?;
+                    None
+                }
+                Some(_) => None,
+            };
+            if let Some(n) = start_attempt {
+                match self.ensure_image(pod, c).await {
+                    Err(waiting) => view.waiting = Some(waiting),
+                    Ok(()) => {
+                        let config = spec::container_config(pod, c, n, &pod_ip, &self.host_ip);
+                        let result = async {
+                            let id = self
+                                .cri
+                                .create_container(&sandbox_id, config, sandbox_config.clone())
+                                .await?;
+                            self.cri.start_container(&id).await?;
+                            self.cri.container_status(&id).await
+                        }
+                        .await;
+                        match result {
+                            Ok(s) => {
+                                if n > 0 {
+                                    view.previous = latest.clone();
+                                }
+                                view.current = Some(s);
+                                view.restart_count = n as i32;
+                            }
+                            Err(e) => {
+                                // Upstream reports a failed start as the container's own error.
+                                view.waiting =
+                                    Some(("CreateContainerError".into(), format!("{e:#}")));
+                                if let Some(prev) = latest.clone() {
+                                    view.previous = Some(prev);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            views.insert(c.name.clone(), view);
+        }
+        let sandbox_view = SandboxView {
+            ready: true,
+            ip: sandbox_ip,
+        };
+        let status = pod_status(pod, &sandbox_view, &views, &self.host_ip);
+        self.post_status(pod, status).await?;
+        Ok(Some(requeue))
+    }
+
+    async fn post_status(
+        &self,
+        pod: &Pod,
+        status: k8s_openapi::api::core::v1::PodStatus,
+    ) -> anyhow::Result<()> {
+        if same_status(pod.status.as_ref(), &status) {
+            return Ok(());
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = json!({"status": status});
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The kubelet's final word on a pod it has stopped: delete it with grace 0.
+    async fn confirm_deletion(&self, pod: &Pod) -> anyhow::Result<()> {
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&pod.name_any(), &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Equal apart from the times that only move forward (conditions keep theirs already).
+fn same_status(
+    old: Option<&k8s_openapi::api::core::v1::PodStatus>,
+    new: &k8s_openapi::api::core::v1::PodStatus,
+) -> bool {
+    let Some(old) = old else { return false };
+    let strip = |s: &k8s_openapi::api::core::v1::PodStatus| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("startTime");
+            m.remove("nominatedNodeName");
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_backoff_doubles_to_five_minutes() {
+        assert_eq!(crash_backoff(0), Duration::ZERO);
+        assert_eq!(crash_backoff(1), Duration::from_secs(10));
+        assert_eq!(crash_backoff(2), Duration::from_secs(20));
+        assert_eq!(crash_backoff(6), Duration::from_secs(300));
+        assert_eq!(crash_backoff(30), Duration::from_secs(300));
+    }
+}
