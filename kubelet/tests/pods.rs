@@ -265,3 +265,58 @@ async fn failures_show_upstreams_reasons() {
     assert_eq!((t.exit_code, t.reason.as_deref()), (2, Some("Error")));
     assert_eq!(once.name_any(), "once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_restarts_and_readiness_gates_ready() {
+    let n = node().await;
+    // Alive for two seconds, then the liveness file goes: the container is restarted.
+    n.create(
+        "flaky",
+        json!({"name": "main", "image": "busybox",
+            "command": ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600"],
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}}),
+        json!({}),
+    )
+    .await;
+    // Ready only once the file exists, and an HTTP readiness probe on busybox httpd.
+    let port = apiserver::testing::free_port();
+    n.create(
+        "slow",
+        json!({"name": "main", "image": "busybox",
+            "command": ["sh", "-c", format!("sleep 2; mkdir -p /www; echo ok > /www/index.html; httpd -f -p {port} -h /www")],
+            "readinessProbe": {"httpGet": {"path": "/index.html", "port": port}, "periodSeconds": 1}}),
+        json!({}),
+    )
+    .await;
+    let not_ready = n
+        .until("slow", "running but not ready", |p| {
+            let c = container_state(p)?;
+            (c.state.as_ref()?.running.is_some() && !c.ready).then_some(())
+        })
+        .await;
+    assert_eq!(not_ready, ());
+    let ready = n
+        .until("slow", "Ready", |p| {
+            let cond = p
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (cond.status == "True").then_some(cond)
+        })
+        .await;
+    assert_eq!(ready.status, "True");
+    let restarted = n
+        .until("flaky", "a liveness restart", |p| {
+            let c = container_state(p)?;
+            (c.restart_count >= 1).then_some(c)
+        })
+        .await;
+    assert!(
+        restarted.last_state.unwrap().terminated.is_some(),
+        "the killed run is lastState"
+    );
+}

@@ -21,6 +21,9 @@ pub struct ContainerView {
     pub restart_count: i32,
     /// Why it is not running (ErrImagePull, CrashLoopBackOff, ...), with the message.
     pub waiting: Option<(String, String)>,
+    /// What the readiness and startup probes say (None: no such probe).
+    pub ready: Option<bool>,
+    pub started: Option<bool>,
 }
 
 /// What the worker knows of the pod's sandbox.
@@ -108,8 +111,8 @@ fn container_status(name: &str, image: &str, v: &ContainerView) -> ContainerStat
         image: image.into(),
         image_id: current.map(|s| s.image_ref.clone()).unwrap_or_default(),
         container_id: current.map(|s| format!("containerd://{}", s.id)),
-        ready: running.is_some() && v.waiting.is_none(),
-        started: Some(running.is_some()),
+        ready: running.is_some() && v.waiting.is_none() && v.ready.unwrap_or(true),
+        started: Some(running.is_some() && v.started.unwrap_or(true)),
         restart_count: v.restart_count,
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
@@ -297,6 +300,7 @@ mod tests {
                 previous: None,
                 restart_count: 0,
                 waiting: waiting.map(|(r, m)| (r.into(), m.into())),
+                ..Default::default()
             },
         )]
         .into()

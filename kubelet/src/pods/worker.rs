@@ -43,6 +43,7 @@ pub struct PodRuntime {
     pub host_ip: String,
     /// Image pull failures per (pod uid, container), for ImagePullBackOff.
     pull_failures: Mutex<HashMap<(String, String), u32>>,
+    prober: super::probes::Prober,
 }
 
 impl PodRuntime {
@@ -53,6 +54,7 @@ impl PodRuntime {
             log_root,
             host_ip,
             pull_failures: Mutex::new(HashMap::new()),
+            prober: Default::default(),
         }
     }
 
@@ -221,7 +223,7 @@ impl PodRuntime {
                 current: latest.clone(),
                 previous,
                 restart_count: attempt as i32,
-                waiting: None,
+                ..Default::default()
             };
             let start_attempt = match &latest {
                 None => Some(0),
@@ -263,6 +265,34 @@ impl PodRuntime {
                         None
                     }
                 }
+                Some(s) if s.state == cri::ContainerState::ContainerRunning as i32 => {
+                    let started =
+                        SystemTime::UNIX_EPOCH + Duration::from_nanos(s.started_at.max(0) as u64);
+                    let running_for = SystemTime::now()
+                        .duration_since(started)
+                        .unwrap_or_default();
+                    let verdict = self
+                        .prober
+                        .check(&self.cri, &s.id, c, running_for, &pod_ip)
+                        .await;
+                    view.ready = Some(verdict.ready);
+                    view.started = Some(verdict.started);
+                    if verdict.kill {
+                        tracing::info!(pod = %pod.name_any(), container = %c.name, "container failed its liveness probe, will be restarted");
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30)
+                            .max(0) as u64;
+                        self.cri
+                            .stop_container(&s.id, Duration::from_secs(grace))
+                            .await?;
+                        self.prober.forget(&s.id);
+                        requeue = Duration::ZERO;
+                    }
+                    None
+                }
                 Some(s) if s.state == cri::ContainerState::ContainerCreated as i32 => {
                     // Created but never started (a crash between the two): start it now.
                     self.cri.start_container(&s.id).await?;
@@ -291,6 +321,9 @@ impl PodRuntime {
                                 }
                                 view.current = Some(s);
                                 view.restart_count = n as i32;
+                                // Not ready or started until the probes say so.
+                                view.ready = c.readiness_probe.as_ref().map(|_| false);
+                                view.started = c.startup_probe.as_ref().map(|_| false);
                             }
                             Err(e) => {
                                 // Upstream reports a failed start as the container's own error.
