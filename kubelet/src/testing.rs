@@ -15,11 +15,24 @@ pub struct Containerd {
     child: Child,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// The network namespace containerd (and so the pods' bridge) lives in, if any.
+    pub netns: Option<String>,
 }
 
 impl Containerd {
     /// Starts containerd and waits for its socket; panics with its log if it does not come up.
     pub async fn start() -> Containerd {
+        Self::launch(None).await
+    }
+
+    /// Starts containerd inside a new network namespace with a CNI bridge network over
+    /// `subnet` (e.g. "10.244.7.0/24"): pods get addresses there, and the bridge, routes and
+    /// addresses stay inside the namespace, which is deleted on drop.
+    pub async fn start_with_pod_network(subnet: &str) -> Containerd {
+        Self::launch(Some(subnet)).await
+    }
+
+    async fn launch(subnet: Option<&str>) -> Containerd {
         let dir = tempfile::tempdir().expect("temp dir for containerd");
         let d = dir.path();
         let socket = d.join("containerd.sock");
@@ -51,15 +64,60 @@ state = "{state}"
         );
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
+        let mut netns = None;
+        if let Some(subnet) = subnet {
+            let name = format!(
+                "tetsu-{}",
+                d.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_start_matches('.')
+            );
+            let ok = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip netns add {name} (needs root)");
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+                .status();
+            let conflist = serde_json::json!({
+                "cniVersion": "0.4.0",
+                "name": "tetsu-test",
+                "plugins": [{
+                    "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                        "routes": [{"dst": "0.0.0.0/0"}], "dataDir": d.join("ipam").display().to_string()},
+                }],
+            });
+            std::fs::write(d.join("cni/10-tetsu.conflist"), conflist.to_string()).unwrap();
+            netns = Some(name);
+        }
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let mut cmd = match &netns {
+            // nsenter switches only the network namespace; `ip netns exec` would also
+            // remount /sys and hide the cgroup hierarchies runc needs.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}"))
+                    .arg("containerd");
+                c
+            }
+            None => Command::new("containerd"),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config_path)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start containerd (apt-get install containerd runc)");
-        let c = Containerd { child, dir, socket };
+        let c = Containerd {
+            child,
+            dir,
+            socket,
+            netns,
+        };
         if !crate::cri::wait_for_socket(&c.socket, Duration::from_secs(20)).await {
             panic!("containerd did not start:\n{}", c.log());
         }
@@ -108,5 +166,23 @@ impl Drop for Containerd {
             });
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+impl Containerd {
+    /// Runs a command inside the pod network's namespace (where pod addresses are reachable).
+    pub fn in_netns(&self, args: &[&str]) -> std::process::Output {
+        let ns = self
+            .netns
+            .as_deref()
+            .expect("a containerd with a pod network");
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{ns}"))
+            .args(args)
+            .output()
+            .expect("nsenter")
     }
 }

@@ -2,126 +2,13 @@
 //! CrashLoopBackOff, image errors, graceful deletion with nothing left behind, and a kubelet
 //! restart that adopts the running container.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
-use kubelet::cri::Cri;
-use kubelet::pods::worker::PodRuntime;
-use kubelet::testing::Containerd;
+use kube::ResourceExt;
 use serde_json::json;
-
-struct Node {
-    containerd: Containerd,
-    _server: apiserver::server::InProcess,
-    _dir: tempfile::TempDir,
-    client: Client,
-    runtime: Arc<PodRuntime>,
-    kubelet: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn node() -> Node {
-    let containerd = Containerd::start().await;
-    containerd.import_test_images().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::try_from(kube::Config::new(
-        format!("http://{}", server.addr).parse().unwrap(),
-    ))
-    .unwrap();
-    let cri = Cri::connect(&containerd.endpoint()).await.unwrap();
-    let runtime = Arc::new(PodRuntime::new(
-        cri,
-        client.clone(),
-        dir.path().join("logs"),
-        "127.0.0.1".into(),
-    ));
-    let mut n = Node {
-        containerd,
-        _server: server,
-        _dir: dir,
-        client,
-        runtime,
-        kubelet: None,
-    };
-    n.start_kubelet();
-    n
-}
-
-impl Node {
-    fn start_kubelet(&mut self) {
-        self.kubelet = Some(tokio::spawn(kubelet::pods::run(
-            self.runtime.clone(),
-            "node-a".into(),
-        )));
-    }
-
-    fn stop_kubelet(&mut self) {
-        if let Some(k) = self.kubelet.take() {
-            k.abort();
-        }
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    async fn create(&self, name: &str, container: serde_json::Value, extra: serde_json::Value) {
-        let mut spec = json!({"nodeName": "node-a", "hostNetwork": true, "terminationGracePeriodSeconds": 1,
-            "containers": [container]});
-        for (k, v) in extra.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        let pod: Pod =
-            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap();
-    }
-
-    /// Waits until `check` accepts the pod; panics with the pod and containerd's log.
-    async fn until<T>(&self, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
-        let mut last = None;
-        for _ in 0..400 {
-            if let Some(p) = self.pods().get_opt(name).await.unwrap() {
-                if let Some(v) = check(&p) {
-                    return v;
-                }
-                last = Some(p);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "timed out waiting for {what}: {:#?}\n{}",
-            last.map(|p| p.status),
-            self.containerd
-                .log()
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-}
-
-fn container_state(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()
-        .cloned()
-}
+use support::{container_state, node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_runs_logs_restarts_and_goes_away_cleanly() {
@@ -151,7 +38,7 @@ async fn a_pod_runs_logs_restarts_and_goes_away_cleanly() {
     let id = cs.container_id.clone().unwrap();
     assert!(id.starts_with("containerd://"));
     assert!(cs.state.unwrap().running.is_some());
-    let log = n._dir.path().join(format!(
+    let log = n.dir.path().join(format!(
         "logs/default_hello_{}/main/0.log",
         running.metadata.uid.clone().unwrap()
     ));

@@ -1,0 +1,129 @@
+//! A node for tests: a real containerd (with test images), a real in-process apiserver, and
+//! the kubelet's pod workers between them.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kubelet::cri::Cri;
+use kubelet::pods::worker::PodRuntime;
+use kubelet::testing::Containerd;
+use serde_json::json;
+
+pub struct Node {
+    pub containerd: Containerd,
+    _server: apiserver::server::InProcess,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+    pub runtime: Arc<PodRuntime>,
+    kubelet: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn node() -> Node {
+    node_on(Containerd::start().await).await
+}
+
+/// A node over the given containerd.
+pub async fn node_on(containerd: Containerd) -> Node {
+    containerd.import_test_images().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
+        data_dir: dir.path().join("data"),
+        secure_port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::try_from(kube::Config::new(
+        format!("http://{}", server.addr).parse().unwrap(),
+    ))
+    .unwrap();
+    let cri = Cri::connect(&containerd.endpoint()).await.unwrap();
+    let runtime = Arc::new(PodRuntime::new(
+        cri,
+        client.clone(),
+        dir.path().join("logs"),
+        "127.0.0.1".into(),
+    ));
+    let mut n = Node {
+        containerd,
+        _server: server,
+        dir,
+        client,
+        runtime,
+        kubelet: None,
+    };
+    n.start_kubelet();
+    n
+}
+
+impl Node {
+    pub fn start_kubelet(&mut self) {
+        self.kubelet = Some(tokio::spawn(kubelet::pods::run(
+            self.runtime.clone(),
+            "node-a".into(),
+        )));
+    }
+
+    pub fn stop_kubelet(&mut self) {
+        if let Some(k) = self.kubelet.take() {
+            k.abort();
+        }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    pub async fn create(&self, name: &str, container: serde_json::Value, extra: serde_json::Value) {
+        let mut spec = json!({"nodeName": "node-a", "hostNetwork": true, "terminationGracePeriodSeconds": 1,
+            "containers": [container]});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `check` accepts the pod; panics with the pod and containerd's log.
+    pub async fn until<T>(&self, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
+        let mut last = None;
+        for _ in 0..400 {
+            if let Some(p) = self.pods().get_opt(name).await.unwrap() {
+                if let Some(v) = check(&p) {
+                    return v;
+                }
+                last = Some(p);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "timed out waiting for {what}: {:#?}\n{}",
+            last.map(|p| p.status),
+            self.containerd
+                .log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+pub fn container_state(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
+}
