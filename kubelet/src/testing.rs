@@ -149,30 +149,67 @@ state = "{state}"
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // Containers left behind by a failed test: ask the runtime to remove them first.
-        let _ = Command::new("ctr")
-            .arg("--address")
-            .arg(&self.socket)
-            .args(["-n", "k8s.io", "tasks", "ls", "-q"])
-            .output()
-            .map(|o| {
-                for id in String::from_utf8_lossy(&o.stdout).lines() {
-                    let _ = Command::new("ctr")
-                        .arg("--address")
-                        .arg(&self.socket)
-                        .args(["-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id])
-                        .output();
-                }
-            });
+        // Tasks left behind by a test: delete them so their shims exit.
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.socket)
+                .args(["-n", "k8s.io"])
+                .args(args)
+                .output()
+        };
+        if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = ctr(&["tasks", "delete", "--force", id]);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Shims outlive containerd by design; ours go with it.
+        kill_shims_of(&self.socket);
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
 }
 
+/// SIGKILLs the containerd shims serving `socket` (and so their containers).
+fn kill_shims_of(socket: &std::path::Path) {
+    let needle = socket.display().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_shim = args.first().is_some_and(|a| a.contains("containerd-shim"));
+        if is_shim && args.iter().any(|a| *a == needle) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 impl Containerd {
+    /// Stops and removes every sandbox (and so its network namespace): tests call this
+    /// before dropping a containerd whose pods had their own networks.
+    pub async fn remove_all_sandboxes(&self) {
+        let Ok(cri) = crate::cri::Cri::connect(&self.endpoint()).await else {
+            return;
+        };
+        for s in cri.list_pod_sandboxes().await.unwrap_or_default() {
+            let _ = cri.stop_pod_sandbox(&s.id).await;
+            let _ = cri.remove_pod_sandbox(&s.id).await;
+        }
+    }
+
     /// Runs a command inside the pod network's namespace (where pod addresses are reachable).
     pub fn in_netns(&self, args: &[&str]) -> std::process::Output {
         let ns = self

@@ -10,7 +10,7 @@ use support::{container_state, node_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_addresses_from_the_pod_network_and_serve_on_them() {
-    let n = node_on(Containerd::start_with_pod_network("10.244.42.0/24").await).await;
+    let mut n = node_on(Containerd::start_with_pod_network("10.244.42.0/24").await).await;
     let pod_net = json!({"hostNetwork": false});
     n.create("web", json!({"name": "main", "image": "busybox",
         "command": ["sh", "-c", "mkdir -p /www; echo hello from $(hostname) > /www/index.html; httpd -f -p 80 -h /www"]}), pod_net.clone()).await;
@@ -46,4 +46,7 @@ async fn pods_get_addresses_from_the_pod_network_and_serve_on_them() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Tear the pods' network namespaces down with their sandboxes.
+    n.stop_kubelet();
+    n.containerd.remove_all_sandboxes().await;
 }
