@@ -191,7 +191,7 @@ fn kill_shims_of(socket: &std::path::Path) {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let is_shim = args.first().is_some_and(|a| a.contains("containerd-shim"));
-        if is_shim && args.iter().any(|a| *a == needle) {
+        if is_shim && args.contains(&needle) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
