@@ -207,3 +207,85 @@ async fn liveness_restarts_and_readiness_gates_ready() {
         "the killed run is lastState"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_from_configmaps_and_secrets_and_memory_limits() {
+    let n = node().await;
+    let post = |v: serde_json::Value| {
+        let client = n.client.clone();
+        async move {
+            let kind = v["kind"].as_str().unwrap().to_owned();
+            let path = if kind == "ConfigMap" {
+                "configmaps"
+            } else {
+                "secrets"
+            };
+            let req = http_request(&format!("/api/v1/namespaces/default/{path}"), &v);
+            client.request::<serde_json::Value>(req).await.unwrap();
+        }
+    };
+    post(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"MODE": "fast"}})).await;
+    post(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "stringData": {"token": "s3cret"}})).await;
+    n.create(
+        "env",
+        json!({"name": "main", "image": "busybox", "command": ["sh", "-c", "echo $MODE $TOKEN $POD; sleep 3600"],
+            "envFrom": [{"configMapRef": {"name": "cfg"}}],
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}),
+        json!({}),
+    )
+    .await;
+    n.create(
+        "noconfig",
+        json!({"name": "main", "image": "busybox", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]}),
+        json!({}),
+    )
+    .await;
+    n.create(
+        "hog",
+        json!({"name": "main", "image": "busybox", "command": ["sh", "-c", "x=$(yes | head -c 100000000); sleep 60"],
+            "resources": {"limits": {"memory": "20Mi"}}}),
+        json!({"restartPolicy": "Never"}),
+    )
+    .await;
+    let pod = n
+        .until("env", "Running", |p| {
+            container_state(p)?.state?.running.map(|_| p.clone())
+        })
+        .await;
+    let log = n.dir.path().join(format!(
+        "logs/default_env_{}/main/0.log",
+        pod.metadata.uid.clone().unwrap()
+    ));
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("stdout F fast s3cret env"), "{text}");
+    let w = n
+        .until("noconfig", "CreateContainerConfigError", |p| {
+            container_state(p)?.state?.waiting
+        })
+        .await;
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(w.message.as_deref(), Some("configmap \"absent\" not found"));
+    let t = n
+        .until("hog", "OOMKilled", |p| {
+            (p.status.as_ref()?.phase.as_deref() == Some("Failed")).then_some(())?;
+            container_state(p)?.state?.terminated
+        })
+        .await;
+    assert_eq!(t.reason.as_deref(), Some("OOMKilled"), "{t:?}");
+    assert_eq!(t.exit_code, 137);
+}
+
+fn http_request(path: &str, body: &serde_json::Value) -> http::Request<Vec<u8>> {
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .unwrap()
+}

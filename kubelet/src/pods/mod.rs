@@ -3,6 +3,7 @@
 //! before a restart are adopted (found by their pod uid labels), never restarted; sandboxes
 //! of pods that no longer exist are removed.
 
+pub mod env;
 pub mod probes;
 pub mod spec;
 pub mod status;

@@ -99,47 +99,94 @@ pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandb
     }
 }
 
-/// A container's environment: literal values and the downward API fields a pod has
-/// without any volume (metadata.name, metadata.namespace, metadata.uid, spec.nodeName,
-/// status.podIP, status.hostIP, metadata.labels['x'], metadata.annotations['x']).
-pub fn env(pod: &Pod, c: &Container, pod_ip: &str, host_ip: &str) -> Vec<cri::KeyValue> {
-    let field = |path: &str| -> Option<String> {
-        let m = &pod.metadata;
-        let lookup =
-            |map: &Option<std::collections::BTreeMap<String, String>>, p: &str, prefix: &str| {
-                let key = p.strip_prefix(prefix)?.strip_suffix("']")?;
-                map.as_ref()?.get(key).cloned()
-            };
-        match path {
-            "metadata.name" => m.name.clone(),
-            "metadata.namespace" => m.namespace.clone(),
-            "metadata.uid" => m.uid.clone(),
-            "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
-            "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
-            "status.podIP" => Some(pod_ip.to_owned()),
-            "status.hostIP" => Some(host_ip.to_owned()),
-            p if p.starts_with("metadata.labels['") => lookup(&m.labels, p, "metadata.labels['"),
-            p if p.starts_with("metadata.annotations['") => {
-                lookup(&m.annotations, p, "metadata.annotations['")
-            }
-            _ => None,
+/// A downward-API field a pod has without any volume: metadata.name, metadata.namespace,
+/// metadata.uid, spec.nodeName, spec.serviceAccountName, status.podIP, status.hostIP,
+/// metadata.labels['x'], metadata.annotations['x'].
+pub fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<String> {
+    let m = &pod.metadata;
+    let lookup = |map: &Option<std::collections::BTreeMap<String, String>>, prefix: &str| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        map.as_ref()?.get(key).cloned()
+    };
+    match path {
+        "metadata.name" => m.name.clone(),
+        "metadata.namespace" => m.namespace.clone(),
+        "metadata.uid" => m.uid.clone(),
+        "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
+        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+        "status.podIP" => Some(pod_ip.to_owned()),
+        "status.hostIP" => Some(host_ip.to_owned()),
+        p if p.starts_with("metadata.labels['") => lookup(&m.labels, "metadata.labels['"),
+        p if p.starts_with("metadata.annotations['") => {
+            lookup(&m.annotations, "metadata.annotations['")
+        }
+        _ => None,
+    }
+}
+
+/// A resourceFieldRef's value (limits.cpu, requests.memory, ...) divided by its divisor,
+/// rounded up as upstream does; a missing limit reads as the node's allocatable, which we
+/// leave to the caller as `None`.
+pub fn resource_value(c: &Container, resource: &str, divisor: Option<&str>) -> Option<String> {
+    let (kind, name) = resource.split_once('.')?;
+    let r = c.resources.as_ref()?;
+    let map = if kind == "limits" {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
+    let q = common::quantity::Quantity::parse(&map.get(name)?.0).ok()?;
+    let div = divisor.and_then(|d| common::quantity::Quantity::parse(d).ok());
+    Some(if name == "cpu" {
+        let milli = q.milli_value();
+        let per = div.map_or(1000, |d| d.milli_value().max(1));
+        ((milli + per - 1) / per).to_string()
+    } else {
+        let v = q.value();
+        let per = div.map_or(1, |d| d.value().max(1));
+        ((v + per - 1) / per).to_string()
+    })
+}
+
+/// cgroup settings from the container's resources, as upstream computes them: CPU shares
+/// from the request (2 when none), a CFS quota from the limit, the memory limit, and an
+/// OOM score by QoS class (never negative: PLATFORM.md - root here may not lower it).
+pub fn linux_resources(pod: &Pod, c: &Container) -> cri::LinuxContainerResources {
+    let r = c.resources.clone().unwrap_or_default();
+    let get = |m: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+               k: &str| {
+        m.as_ref()?
+            .get(k)
+            .and_then(|q| common::quantity::Quantity::parse(&q.0).ok())
+    };
+    let cpu_request = get(&r.requests, "cpu")
+        .or_else(|| get(&r.limits, "cpu"))
+        .map(|q| q.milli_value());
+    let cpu_limit = get(&r.limits, "cpu").map(|q| q.milli_value());
+    let memory_limit = get(&r.limits, "memory").map(|q| q.value()).unwrap_or(0);
+    const PERIOD: i64 = 100_000;
+    let oom = match super::status::qos_class(pod) {
+        "Guaranteed" => 0,
+        "BestEffort" => 1000,
+        _ => {
+            // Burstable: 1000 - 1000 * request / node memory, kept in 2..=999.
+            let request = get(&r.requests, "memory").map_or(0, |q| q.value());
+            let node = crate::node::Machine::read(Path::new("/"))
+                .memory_bytes
+                .max(1) as i64;
+            (1000 - 1000 * request / node).clamp(2, 999)
         }
     };
-    c.env
-        .iter()
-        .flatten()
-        .filter_map(|e| {
-            let value = match (&e.value, &e.value_from) {
-                (Some(v), _) => v.clone(),
-                (None, Some(from)) => field(&from.field_ref.as_ref()?.field_path)?,
-                (None, None) => String::new(),
-            };
-            Some(cri::KeyValue {
-                key: e.name.clone(),
-                value,
-            })
-        })
-        .collect()
+    cri::LinuxContainerResources {
+        cpu_period: if cpu_limit.is_some() { PERIOD } else { 0 },
+        cpu_quota: cpu_limit.map_or(0, |m| (m * PERIOD / 1000).max(1000)),
+        cpu_shares: cpu_request.map_or(2, |m| (m * 1024 / 1000).max(2)),
+        memory_limit_in_bytes: memory_limit,
+        oom_score_adj: oom,
+        ..Default::default()
+    }
 }
 
 /// The CRI config for container `c` of `pod`, its `attempt`-th run.
@@ -147,8 +194,7 @@ pub fn container_config(
     pod: &Pod,
     c: &Container,
     attempt: u32,
-    pod_ip: &str,
-    host_ip: &str,
+    envs: Vec<cri::KeyValue>,
 ) -> cri::ContainerConfig {
     let mut labels = HashMap::new();
     labels.insert(CONTAINER_NAME.into(), c.name.clone());
@@ -178,10 +224,14 @@ pub fn container_config(
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
-        envs: env(pod, c, pod_ip, host_ip),
+        envs,
         labels,
         annotations,
         log_path: format!("{}/{attempt}.log", c.name),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(linux_resources(pod, c)),
+            ..Default::default()
+        }),
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
@@ -206,7 +256,10 @@ mod tests {
                         {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}))
         .unwrap();
         let c = &pod.spec.as_ref().unwrap().containers[0];
-        let cfg = container_config(&pod, c, 2, "10.244.1.5", "10.0.0.1");
+        let envs =
+            super::super::env::resolve(&pod, c, "10.244.1.5", "10.0.0.1", &Default::default())
+                .unwrap();
+        let cfg = container_config(&pod, c, 2, envs);
         assert_eq!(cfg.command, ["sh", "-c"]);
         assert_eq!(cfg.args, ["echo hi"]);
         assert_eq!(cfg.log_path, "c/2.log");

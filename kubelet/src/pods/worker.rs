@@ -304,7 +304,19 @@ impl PodRuntime {
                 match self.ensure_image(pod, c).await {
                     Err(waiting) => view.waiting = Some(waiting),
                     Ok(()) => {
-                        let config = spec::container_config(pod, c, n, &pod_ip, &self.host_ip);
+                        let ns = pod.namespace().unwrap_or_default();
+                        let sources = super::env::fetch(&self.client, &ns, c).await?;
+                        let envs =
+                            match super::env::resolve(pod, c, &pod_ip, &self.host_ip, &sources) {
+                                Ok(e) => e,
+                                Err(message) => {
+                                    view.waiting =
+                                        Some(("CreateContainerConfigError".into(), message));
+                                    views.insert(c.name.clone(), view);
+                                    continue;
+                                }
+                            };
+                        let config = spec::container_config(pod, c, n, envs);
                         let result = async {
                             let id = self
                                 .cri
