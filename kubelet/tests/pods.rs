@@ -289,3 +289,85 @@ fn http_request(path: &str, body: &serde_json::Value) -> http::Request<Vec<u8>> 
         .body(serde_json::to_vec(body).unwrap())
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_before_the_app() {
+    let n = node().await;
+    n.create(
+        "staged",
+        json!({"name": "main", "image": "busybox", "command": ["sleep", "3600"]}),
+        json!({"initContainers": [
+            {"name": "first", "image": "busybox", "command": ["sh", "-c", "sleep 1"]},
+            {"name": "second", "image": "busybox", "command": ["true"]}]}),
+    )
+    .await;
+    n.create(
+        "blocked",
+        json!({"name": "main", "image": "busybox", "command": ["sleep", "3600"]}),
+        json!({"restartPolicy": "Never", "initContainers": [{"name": "check", "image": "busybox", "command": ["sh", "-c", "exit 1"]}]}),
+    )
+    .await;
+    // While the first init container runs, the app waits and the pod is not initialized.
+    let waiting = n
+        .until("staged", "PodInitializing", |p| {
+            let s = p.status.as_ref()?;
+            let app = s
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .state
+                .as_ref()?
+                .waiting
+                .clone()?;
+            let init = s
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Initialized")?
+                .clone();
+            (app.reason.as_deref() == Some("PodInitializing")).then_some(init)
+        })
+        .await;
+    assert_eq!(waiting.status, "False");
+    assert_eq!(waiting.reason.as_deref(), Some("ContainersNotInitialized"));
+    let running = n
+        .until("staged", "Running after both init containers", |p| {
+            (p.status.as_ref()?.phase.as_deref() == Some("Running") && container_state(p)?.ready)
+                .then(|| p.clone())
+        })
+        .await;
+    let inits = running.status.unwrap().init_container_statuses.unwrap();
+    for s in &inits {
+        let t = s.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (t.exit_code, t.reason.as_deref()),
+            (0, Some("Completed")),
+            "{}",
+            s.name
+        );
+    }
+    let failed = n
+        .until("blocked", "Failed", |p| {
+            (p.status.as_ref()?.phase.as_deref() == Some("Failed")).then(|| p.clone())
+        })
+        .await;
+    let s = failed.status.unwrap();
+    let init = s.init_container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!((init.exit_code, init.reason.as_deref()), (1, Some("Error")));
+    let app = s.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap();
+    assert_eq!(
+        app.reason.as_deref(),
+        Some("PodInitializing"),
+        "the app never started"
+    );
+}

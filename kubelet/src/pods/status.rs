@@ -174,6 +174,7 @@ fn condition(type_: &str, ok: bool, old: &[PodCondition]) -> PodCondition {
 pub fn pod_status(
     pod: &Pod,
     sandbox: &SandboxView,
+    init: &BTreeMap<String, ContainerView>,
     containers: &BTreeMap<String, ContainerView>,
     host_ip: &str,
 ) -> PodStatus {
@@ -192,6 +193,30 @@ pub fn pod_status(
         })
         .collect();
     let restart = spec.restart_policy.as_deref().unwrap_or("Always");
+    // Init containers not reached yet wait for the ones before them.
+    let not_reached = ContainerView {
+        waiting: Some(("PodInitializing".into(), String::new())),
+        ..Default::default()
+    };
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| {
+            let v = init.get(&c.name).unwrap_or(&not_reached);
+            container_status(&c.name, c.image.as_deref().unwrap_or(""), v)
+        })
+        .collect();
+    let terminated = |s: &ContainerStatus| s.state.as_ref().and_then(|st| st.terminated.clone());
+    let incomplete: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| terminated(s).is_none_or(|t| t.exit_code != 0))
+        .map(|s| s.name.as_str())
+        .collect();
+    let init_failed = restart == "Never"
+        && init_statuses
+            .iter()
+            .any(|s| terminated(s).is_some_and(|t| t.exit_code != 0));
     let (mut running, mut waiting, mut failed) = (0, 0, 0);
     for s in &statuses {
         let st = s.state.clone().unwrap_or_default();
@@ -213,7 +238,9 @@ pub fn pod_status(
             waiting += 1;
         }
     }
-    let phase = if waiting > 0 {
+    let phase = if init_failed {
+        "Failed"
+    } else if waiting > 0 {
         "Pending"
     } else if running > 0 {
         "Running"
@@ -230,7 +257,17 @@ pub fn pod_status(
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox.ready, &old_conditions),
-        condition("Initialized", true, &old_conditions),
+        {
+            let mut c = condition("Initialized", incomplete.is_empty(), &old_conditions);
+            if !incomplete.is_empty() {
+                c.reason = Some("ContainersNotInitialized".into());
+                c.message = Some(format!(
+                    "containers with incomplete status: [{}]",
+                    incomplete.join(" ")
+                ));
+            }
+            c
+        },
         condition("Ready", all_ready, &old_conditions),
         condition("ContainersReady", all_ready, &old_conditions),
     ];
@@ -250,6 +287,7 @@ pub fn pod_status(
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: (!host_ip.is_empty()).then(|| host_ip.to_owned()),
         host_ips: (!host_ip.is_empty()).then(|| {
             vec![HostIP {
@@ -312,7 +350,13 @@ mod tests {
             ready: true,
             ip: "10.244.0.5".into(),
         };
-        let s = pod_status(&pod("Always"), &sandbox, &view(None, None), "10.0.0.1");
+        let s = pod_status(
+            &pod("Always"),
+            &sandbox,
+            &BTreeMap::new(),
+            &view(None, None),
+            "10.0.0.1",
+        );
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         assert_eq!(
             s.container_statuses.as_ref().unwrap()[0]
@@ -330,6 +374,7 @@ mod tests {
         let s = pod_status(
             &pod("Always"),
             &sandbox,
+            &BTreeMap::new(),
             &view(
                 Some(cri_status(cri::ContainerState::ContainerRunning, 0)),
                 None,
@@ -357,6 +402,7 @@ mod tests {
         let done = pod_status(
             &pod("Never"),
             &sandbox,
+            &BTreeMap::new(),
             &view(
                 Some(cri_status(cri::ContainerState::ContainerExited, 0)),
                 None,
@@ -374,6 +420,7 @@ mod tests {
         let failed = pod_status(
             &pod("Never"),
             &sandbox,
+            &BTreeMap::new(),
             &view(
                 Some(cri_status(cri::ContainerState::ContainerExited, 2)),
                 None,
@@ -385,6 +432,7 @@ mod tests {
         let missing = pod_status(
             &pod("Always"),
             &sandbox,
+            &BTreeMap::new(),
             &view(None, Some(("ErrImagePull", "no registry"))),
             "",
         );

@@ -21,6 +21,14 @@ use crate::cri::Cri;
 
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// What a sync knows that each container's step needs.
+struct SyncCtx<'a> {
+    uid: &'a str,
+    pod_ip: &'a str,
+    sandbox_id: &'a str,
+    sandbox_config: &'a cri::PodSandboxConfig,
+}
+
 /// How often a running pod is looked at again (upstream's PLEG relists every second).
 pub const RESYNC: Duration = Duration::from_secs(1);
 
@@ -198,166 +206,217 @@ impl PodRuntime {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
-        let mut views: BTreeMap<String, ContainerView> = BTreeMap::new();
         let mut requeue = RESYNC;
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
-        for c in &containers {
-            let mut runs = attempts.remove(&c.name).unwrap_or_default();
-            runs.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
-            // Keep the latest run and the one before it (for `kubectl logs --previous`).
-            while runs.len() > 2 {
-                let old = runs.remove(0);
-                let _ = self.cri.remove_container(&old.id).await;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let x = SyncCtx {
+            uid: &uid,
+            pod_ip: &pod_ip,
+            sandbox_id: &sandbox_id,
+            sandbox_config: &sandbox_config,
+        };
+        // Init containers run one at a time, each to success, before any app container;
+        // they are restarted on failure unless the pod's policy is Never.
+        let init_policy = if restart_policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        let mut init_views: BTreeMap<String, ContainerView> = BTreeMap::new();
+        let mut initialized = true;
+        for c in spec.init_containers.iter().flatten() {
+            let runs = attempts.remove(&c.name).unwrap_or_default();
+            let view = self
+                .step_container(pod, &x, c, runs, init_policy, &mut requeue)
+                .await?;
+            let done = view.current.as_ref().is_some_and(|s| {
+                s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0
+            });
+            init_views.insert(c.name.clone(), view);
+            if !done {
+                initialized = false;
+                break;
             }
-            let latest = runs.last().cloned();
-            let previous = (runs.len() == 2).then(|| runs[0].clone());
-            let attempt = latest
-                .as_ref()
-                .and_then(|s| s.metadata.as_ref())
-                .map_or(0, |m| m.attempt);
-            let mut view = ContainerView {
-                current: latest.clone(),
-                previous,
-                restart_count: attempt as i32,
-                ..Default::default()
-            };
-            let start_attempt = match &latest {
-                None => Some(0),
-                Some(s) if s.state == cri::ContainerState::ContainerExited as i32 => {
-                    let restart = match restart_policy.as_str() {
-                        "Never" => false,
-                        "OnFailure" => s.exit_code != 0,
-                        _ => true,
-                    };
-                    if restart {
-                        let delay = crash_backoff(attempt);
-                        let finished = SystemTime::UNIX_EPOCH
-                            + Duration::from_nanos(s.finished_at.max(0) as u64);
-                        let elapsed = SystemTime::now()
-                            .duration_since(finished)
-                            .unwrap_or_default();
-                        if elapsed < delay {
-                            let pod_name = format!(
-                                "{}_{}({uid})",
-                                pod.name_any(),
-                                pod.namespace().unwrap_or_default()
-                            );
-                            view.waiting = Some((
-                                "CrashLoopBackOff".into(),
-                                format!(
-                                    "back-off {}s restarting failed container={} pod={pod_name}",
-                                    delay.as_secs(),
-                                    c.name
-                                ),
-                            ));
-                            view.previous = latest.clone();
-                            view.current = None;
-                            requeue = requeue.min(delay - elapsed);
-                            None
-                        } else {
-                            Some(attempt + 1)
-                        }
-                    } else {
-                        None
-                    }
-                }
-                Some(s) if s.state == cri::ContainerState::ContainerRunning as i32 => {
-                    let started =
-                        SystemTime::UNIX_EPOCH + Duration::from_nanos(s.started_at.max(0) as u64);
-                    let running_for = SystemTime::now()
-                        .duration_since(started)
-                        .unwrap_or_default();
-                    let verdict = self
-                        .prober
-                        .check(&self.cri, &s.id, c, running_for, &pod_ip)
-                        .await;
-                    view.ready = Some(verdict.ready);
-                    view.started = Some(verdict.started);
-                    if verdict.kill {
-                        tracing::info!(pod = %pod.name_any(), container = %c.name, "container failed its liveness probe, will be restarted");
-                        let grace = pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.termination_grace_period_seconds)
-                            .unwrap_or(30)
-                            .max(0) as u64;
-                        self.cri
-                            .stop_container(&s.id, Duration::from_secs(grace))
-                            .await?;
-                        self.prober.forget(&s.id);
-                        requeue = Duration::ZERO;
-                    }
-                    None
-                }
-                Some(s) if s.state == cri::ContainerState::ContainerCreated as i32 => {
-                    // Created but never started (a crash between the two): start it now.
-                    self.cri.start_container(&s.id).await?;
-                    None
-                }
-                Some(_) => None,
-            };
-            if let Some(n) = start_attempt {
-                match self.ensure_image(pod, c).await {
-                    Err(waiting) => view.waiting = Some(waiting),
-                    Ok(()) => {
-                        let ns = pod.namespace().unwrap_or_default();
-                        let sources = super::env::fetch(&self.client, &ns, c).await?;
-                        let envs =
-                            match super::env::resolve(pod, c, &pod_ip, &self.host_ip, &sources) {
-                                Ok(e) => e,
-                                Err(message) => {
-                                    view.waiting =
-                                        Some(("CreateContainerConfigError".into(), message));
-                                    views.insert(c.name.clone(), view);
-                                    continue;
-                                }
-                            };
-                        let config = spec::container_config(pod, c, n, envs);
-                        let result = async {
-                            let id = self
-                                .cri
-                                .create_container(&sandbox_id, config, sandbox_config.clone())
-                                .await?;
-                            self.cri.start_container(&id).await?;
-                            self.cri.container_status(&id).await
-                        }
-                        .await;
-                        match result {
-                            Ok(s) => {
-                                if n > 0 {
-                                    view.previous = latest.clone();
-                                }
-                                view.current = Some(s);
-                                view.restart_count = n as i32;
-                                // Not ready or started until the probes say so.
-                                view.ready = c.readiness_probe.as_ref().map(|_| false);
-                                view.started = c.startup_probe.as_ref().map(|_| false);
-                            }
-                            Err(e) => {
-                                // Upstream reports a failed start as the container's own error.
-                                view.waiting =
-                                    Some(("CreateContainerError".into(), format!("{e:#}")));
-                                if let Some(prev) = latest.clone() {
-                                    view.previous = Some(prev);
-                                }
-                            }
-                        }
-                    }
-                }
+        }
+        let mut views: BTreeMap<String, ContainerView> = BTreeMap::new();
+        for c in &spec.containers {
+            if !initialized {
+                let waiting = Some(("PodInitializing".into(), String::new()));
+                views.insert(
+                    c.name.clone(),
+                    ContainerView {
+                        waiting,
+                        ..Default::default()
+                    },
+                );
+                continue;
             }
+            let runs = attempts.remove(&c.name).unwrap_or_default();
+            let view = self
+                .step_container(pod, &x, c, runs, &restart_policy, &mut requeue)
+                .await?;
             views.insert(c.name.clone(), view);
         }
         let sandbox_view = SandboxView {
             ready: true,
             ip: sandbox_ip,
         };
-        let status = pod_status(pod, &sandbox_view, &views, &self.host_ip);
+        let status = pod_status(pod, &sandbox_view, &init_views, &views, &self.host_ip);
         self.post_status(pod, status).await?;
         Ok(Some(requeue))
+    }
+
+    /// One container's step: start its first run, restart it as `restart_policy` says
+    /// (with CrashLoopBackOff), probe it while it runs; answers what the status shows.
+    async fn step_container(
+        &self,
+        pod: &Pod,
+        x: &SyncCtx<'_>,
+        c: &Container,
+        mut runs: Vec<cri::ContainerStatus>,
+        restart_policy: &str,
+        requeue: &mut Duration,
+    ) -> anyhow::Result<ContainerView> {
+        runs.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+        // Keep the latest run and the one before it (for `kubectl logs --previous`).
+        while runs.len() > 2 {
+            let old = runs.remove(0);
+            let _ = self.cri.remove_container(&old.id).await;
+        }
+        let latest = runs.last().cloned();
+        let previous = (runs.len() == 2).then(|| runs[0].clone());
+        let attempt = latest
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .map_or(0, |m| m.attempt);
+        let mut view = ContainerView {
+            current: latest.clone(),
+            previous,
+            restart_count: attempt as i32,
+            ..Default::default()
+        };
+        let start_attempt = match &latest {
+            None => Some(0),
+            Some(s) if s.state == cri::ContainerState::ContainerExited as i32 => {
+                let restart = match restart_policy {
+                    "Never" => false,
+                    "OnFailure" => s.exit_code != 0,
+                    _ => true,
+                };
+                if restart {
+                    let delay = crash_backoff(attempt);
+                    let finished =
+                        SystemTime::UNIX_EPOCH + Duration::from_nanos(s.finished_at.max(0) as u64);
+                    let elapsed = SystemTime::now()
+                        .duration_since(finished)
+                        .unwrap_or_default();
+                    if elapsed < delay {
+                        let pod_name = format!(
+                            "{}_{}({})",
+                            pod.name_any(),
+                            pod.namespace().unwrap_or_default(),
+                            x.uid
+                        );
+                        view.waiting = Some((
+                            "CrashLoopBackOff".into(),
+                            format!(
+                                "back-off {}s restarting failed container={} pod={pod_name}",
+                                delay.as_secs(),
+                                c.name
+                            ),
+                        ));
+                        view.previous = latest.clone();
+                        view.current = None;
+                        *requeue = (*requeue).min(delay - elapsed);
+                        None
+                    } else {
+                        Some(attempt + 1)
+                    }
+                } else {
+                    None
+                }
+            }
+            Some(s) if s.state == cri::ContainerState::ContainerRunning as i32 => {
+                let started =
+                    SystemTime::UNIX_EPOCH + Duration::from_nanos(s.started_at.max(0) as u64);
+                let running_for = SystemTime::now()
+                    .duration_since(started)
+                    .unwrap_or_default();
+                let verdict = self
+                    .prober
+                    .check(&self.cri, &s.id, c, running_for, x.pod_ip)
+                    .await;
+                view.ready = Some(verdict.ready);
+                view.started = Some(verdict.started);
+                if verdict.kill {
+                    tracing::info!(pod = %pod.name_any(), container = %c.name, "container failed its liveness probe, will be restarted");
+                    let grace = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                        .unwrap_or(30)
+                        .max(0) as u64;
+                    self.cri
+                        .stop_container(&s.id, Duration::from_secs(grace))
+                        .await?;
+                    self.prober.forget(&s.id);
+                    *requeue = Duration::ZERO;
+                }
+                None
+            }
+            Some(s) if s.state == cri::ContainerState::ContainerCreated as i32 => {
+                // Created but never started (a crash between the two): start it now.
+                self.cri.start_container(&s.id).await?;
+                None
+            }
+            Some(_) => None,
+        };
+        if let Some(n) = start_attempt {
+            match self.ensure_image(pod, c).await {
+                Err(waiting) => view.waiting = Some(waiting),
+                Ok(()) => {
+                    let ns = pod.namespace().unwrap_or_default();
+                    let sources = super::env::fetch(&self.client, &ns, c).await?;
+                    let envs = match super::env::resolve(pod, c, x.pod_ip, &self.host_ip, &sources)
+                    {
+                        Ok(e) => e,
+                        Err(message) => {
+                            view.waiting = Some(("CreateContainerConfigError".into(), message));
+                            return Ok(view);
+                        }
+                    };
+                    let config = spec::container_config(pod, c, n, envs);
+                    let result = async {
+                        let id = self
+                            .cri
+                            .create_container(x.sandbox_id, config, x.sandbox_config.clone())
+                            .await?;
+                        self.cri.start_container(&id).await?;
+                        self.cri.container_status(&id).await
+                    }
+                    .await;
+                    match result {
+                        Ok(s) => {
+                            if n > 0 {
+                                view.previous = latest.clone();
+                            }
+                            view.current = Some(s);
+                            view.restart_count = n as i32;
+                            // Not ready or started until the probes say so.
+                            view.ready = c.readiness_probe.as_ref().map(|_| false);
+                            view.started = c.startup_probe.as_ref().map(|_| false);
+                        }
+                        Err(e) => {
+                            // Upstream reports a failed start as the container's own error.
+                            view.waiting = Some(("CreateContainerError".into(), format!("{e:#}")));
+                            if let Some(prev) = latest.clone() {
+                                view.previous = Some(prev);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(view)
     }
 
     async fn post_status(
