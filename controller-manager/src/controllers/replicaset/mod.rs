@@ -42,6 +42,25 @@ pub trait Replicated: Object + Resource<Scope = k8s_openapi::NamespaceResourceSc
     fn status_summary(&self) -> (logic::Counts, i64, bool);
 }
 
+/// The counts, observedGeneration and ReplicaFailure presence of a ReplicaSet's or
+/// ReplicationController's status (the two kinds share these field names).
+fn summarize<S: serde::Serialize>(status: Option<&S>) -> (logic::Counts, i64, bool) {
+    let v = status
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    let int = |k: &str| v[k].as_i64().unwrap_or(0);
+    let failure = v["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "ReplicaFailure"));
+    let counts = logic::Counts {
+        replicas: int("replicas") as i32,
+        fully_labeled: int("fullyLabeledReplicas") as i32,
+        ready: int("readyReplicas") as i32,
+        available: int("availableReplicas") as i32,
+    };
+    (counts, int("observedGeneration"), failure)
+}
+
 fn selector_of(v: Option<serde_json::Value>) -> Option<LabelSelector> {
     LabelSelector::from_label_selector_json(&v?).ok()
 }
@@ -69,22 +88,7 @@ impl Replicated for ReplicaSet {
             .unwrap_or(0)
     }
     fn status_summary(&self) -> (logic::Counts, i64, bool) {
-        let s = self.status.clone().unwrap_or_default();
-        let failure = s
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "ReplicaFailure");
-        (
-            logic::Counts {
-                replicas: s.replicas,
-                fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
-                ready: s.ready_replicas.unwrap_or(0),
-                available: s.available_replicas.unwrap_or(0),
-            },
-            s.observed_generation.unwrap_or(0),
-            failure,
-        )
+        summarize(self.status.as_ref())
     }
 }
 
@@ -113,22 +117,7 @@ impl Replicated for ReplicationController {
             .unwrap_or(0)
     }
     fn status_summary(&self) -> (logic::Counts, i64, bool) {
-        let s = self.status.clone().unwrap_or_default();
-        let failure = s
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "ReplicaFailure");
-        (
-            logic::Counts {
-                replicas: s.replicas,
-                fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
-                ready: s.ready_replicas.unwrap_or(0),
-                available: s.available_replicas.unwrap_or(0),
-            },
-            s.observed_generation.unwrap_or(0),
-            failure,
-        )
+        summarize(self.status.as_ref())
     }
 }
 
