@@ -93,6 +93,16 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "binding" => ("Binding", "", "v1", &["create"]),
         "eviction" => ("Eviction", "policy", "v1", &["create"]),
         "finalize" => (r.kind, r.group, r.version, &["update"]),
+        "log" => ("Pod", "", "v1", &["get"]),
+        "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
+        "attach" => ("PodAttachOptions", "", "v1", &["create", "get"]),
+        "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
+        "proxy" => (
+            "NodeProxyOptions",
+            "",
+            "v1",
+            &["create", "delete", "get", "patch", "update"],
+        ),
         _ => (r.kind, r.group, r.version, &["get", "patch", "update"]),
     };
     let mut e = json!({

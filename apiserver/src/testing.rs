@@ -91,6 +91,82 @@ impl Drop for EtcdServer {
     }
 }
 
+/// The venv's python: $TETSU_PYTHON (set by scripts/test), else a venv made here under target/.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TETSU_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv");
+    let python = venv.join("bin/python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        assert!(
+            std::process::Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let pip = venv.join("bin/pip");
+        assert!(
+            std::process::Command::new(pip)
+                .args(["install", "-q", "kubernetes"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    python
+}
+
+/// Writes a kubeconfig for `server` (no credentials: the test servers do not check them).
+pub fn write_kubeconfig(path: &std::path::Path, server: &str) {
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: t\n  context: {{cluster: t, user: t, namespace: default}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n"
+    );
+    std::fs::write(path, config).expect("write the kubeconfig");
+}
+
+/// Runs real kubectl with `kubeconfig`, feeding `stdin`: (success, stdout, stderr).
+pub async fn kubectl(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "HOME",
+            kubeconfig.parent().unwrap_or(std::path::Path::new("/tmp")),
+        )
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut input = child.stdin.take().expect("piped");
+    if let Some(text) = stdin {
+        input
+            .write_all(text.as_bytes())
+            .await
+            .expect("kubectl's stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().await.expect("kubectl's output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A minimal HTTP/1.1 JSON client for tests and benches (plain HTTP to the insecure port).
 pub mod http {
     use bytes::Bytes;

@@ -2,43 +2,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use support::ApiServer;
-
-/// The venv's python: $TETSU_PYTHON (set by scripts/test), else a venv made here under target/.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TETSU_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import kubernetes"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready {
-        assert!(
-            Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let pip = venv.join("bin/pip");
-        assert!(
-            Command::new(pip)
-                .args(["install", "-q", "kubernetes"])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    python
-}
 
 #[test]
 fn python_client_crud_selectors_paging_watch() {
@@ -47,7 +13,7 @@ fn python_client_crud_selectors_paging_watch() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/python_client.py"
     );
-    let out = Command::new(python())
+    let out = Command::new(apiserver::testing::python())
         .arg(script)
         .arg(s.url())
         .output()

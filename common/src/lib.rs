@@ -9,6 +9,8 @@ pub mod health;
 pub mod leader_election;
 pub mod logging;
 pub mod metrics;
+pub mod proxy;
 pub mod quantity;
 pub mod selector;
 pub mod shutdown;
+pub mod tls;

@@ -268,6 +268,42 @@ impl Cri {
             .containers)
     }
 
+    /// A streaming-server URL for an exec session (the runtime serves it once).
+    pub async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String> {
+        Ok(self.runtime.clone().exec(req).await?.into_inner().url)
+    }
+
+    /// A streaming-server URL to attach to a running container's stdio.
+    pub async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String> {
+        Ok(self.runtime.clone().attach(req).await?.into_inner().url)
+    }
+
+    /// A streaming-server URL forwarding ports into a sandbox's network namespace.
+    pub async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String> {
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            port: Vec::new(),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .port_forward(req)
+            .await?
+            .into_inner()
+            .url)
+    }
+
+    /// CPU and memory usage of every container.
+    pub async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>> {
+        Ok(self
+            .runtime
+            .clone()
+            .list_container_stats(cri::ListContainerStatsRequest { filter: None })
+            .await?
+            .into_inner()
+            .stats)
+    }
+
     pub async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
         Ok(self
             .images

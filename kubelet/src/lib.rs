@@ -7,4 +7,5 @@ pub mod cri;
 pub mod images;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod testing;

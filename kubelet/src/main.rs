@@ -50,9 +50,21 @@ struct Flags {
     /// Port of the /healthz and /metrics server (0 turns it off).
     #[arg(long, default_value_t = 10248)]
     healthz_port: u16,
-    /// The port the kubelet API is announced on (daemonEndpoints).
+    /// The port of the kubelet API (HTTPS; announced in the Node's daemonEndpoints).
     #[arg(long, default_value_t = 10250)]
     port: u16,
+    /// The address the kubelet API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+    /// The kubelet API's serving certificate (default: a self-signed one in --cert-dir).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file.
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// Where the self-signed serving certificate is kept (default: <root-dir>/pki).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -216,11 +228,31 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         flags.pod_log_dir.clone(),
         host_ip,
     ));
+    let api = kubelet::server::Kubelet::new(pods.clone(), node_name.clone());
+    let mut names = vec![node_name.clone(), "localhost".into(), "127.0.0.1".into()];
+    names.extend(flags.node_ip.clone());
+    names.extend(common::tls::hostname());
+    let serve = kubelet::server::ServeConfig {
+        addr: SocketAddr::new(flags.address, flags.port),
+        tls_cert_file: flags.tls_cert_file.clone(),
+        tls_private_key_file: flags.tls_private_key_file.clone(),
+        cert_dir: flags
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| flags.root_dir.join("pki")),
+        names,
+    };
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(kubelet::server::serve(serve, Arc::new(api), api_stopped));
     tokio::select! {
         _ = node => {}
         _ = kubelet::pods::run(pods, node_name) => {}
+        served = api => {
+            served??;
+        }
         // Pods keep running: a restarted kubelet adopts them.
         _ = common::shutdown::signal() => tracing::info!("kubelet stopping"),
     }
+    let _ = stop_api.send(true);
     Ok(())
 }

@@ -50,6 +50,7 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
     )
     .unwrap();
     let port = apiserver::testing::free_port();
+    let api_port = apiserver::testing::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -60,6 +61,10 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
             "10.1.2.3",
             "--healthz-port",
             &port.to_string(),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &api_port.to_string(),
         ])
         .arg("--container-runtime-endpoint")
         .arg(containerd.endpoint())
@@ -98,6 +103,22 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
     );
     let health = http_get(port, "/healthz").await;
     assert_eq!(health.as_deref(), Some("ok"));
+    // The kubelet API: HTTPS with a self-signed certificate kept under --root-dir/pki.
+    assert!(dir.path().join("kubelet/pki/kubelet.crt").exists());
+    let url: http::Uri = format!("https://127.0.0.1:{api_port}/healthz")
+        .parse()
+        .unwrap();
+    let request = http::Request::get("/healthz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = common::proxy::forward(request, &url, Some(common::tls::insecure_client()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = axum::body::to_bytes(answer.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"ok");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,8 +1,10 @@
 //! The REST handlers: parse a resource request (path, verb, query, content type), then run the
 //! verb against the registry entry it names. `read` serves get, list and watch from the watch
 //! cache; `write` runs create, update, patch and delete against the store; `subresources`
-//! serves the subresources with their own shapes (binding, scale, eviction, approval, finalize).
+//! serves the subresources with their own shapes (binding, scale, eviction, approval, finalize);
+//! `connect` forwards pods/log, exec, attach, portforward and nodes/proxy to kubelets.
 
+mod connect;
 mod duplicates;
 mod query;
 pub mod read;
@@ -207,6 +209,10 @@ pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
 
 /// The entry point for every `/api` and `/apis` resource request.
 pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let request = match connect::handle(&state, request).await {
+        Ok(answered) => return answered,
+        Err(request) => request,
+    };
     let (parts, body) = request.into_parts();
     let result = async {
         let target = parse_path(parts.uri.path())?;

@@ -142,14 +142,23 @@ const ALL: &[&str] = &["all"];
 const STATUS: &[&str] = &["status"];
 const STATUS_SCALE: &[&str] = &["status", "scale"];
 const NONE: &[&str] = &[];
+const POD_SUBRESOURCES: &[&str] = &[
+    "status",
+    "binding",
+    "eviction",
+    "log",
+    "exec",
+    "attach",
+    "portforward",
+];
 
 /// Every resource the server serves, in discovery order.
 pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
     use strategies::*;
     vec![
         resource::<core::Namespace>(&["ns"], NONE, &["status", "finalize"], &NAMESPACES),
-        resource::<core::Pod>(&["po"], ALL, &["status", "binding", "eviction"], &PODS),
-        resource::<core::Node>(&["no"], NONE, STATUS, &NODES),
+        resource::<core::Pod>(&["po"], ALL, POD_SUBRESOURCES, &PODS),
+        resource::<core::Node>(&["no"], NONE, &["status", "proxy"], &NODES),
         resource::<core::Service>(&["svc"], ALL, STATUS, &SERVICES),
         resource::<core::Endpoints>(&["ep"], NONE, NONE, &DEFAULT),
         resource::<core::ConfigMap>(&["cm"], NONE, NONE, &DEFAULT),

@@ -39,6 +39,7 @@ pub async fn run(runtime: Arc<PodRuntime>, node: String) {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 listed.insert(uid.clone());
                 let pod = Arc::new(pod);
+                runtime.pods.write().insert(key(&pod), pod.clone());
                 match workers.get(&uid) {
                     Some(w) if !w.task.is_finished() => {
                         w.updates.send_replace(pod);
@@ -52,6 +53,7 @@ pub async fn run(runtime: Arc<PodRuntime>, node: String) {
             }
             Ok(Event::Delete(pod)) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
+                runtime.pods.write().remove(&key(&pod));
                 if let Some(w) = workers.remove(&uid) {
                     w.task.abort();
                 }
@@ -72,6 +74,10 @@ pub async fn run(runtime: Arc<PodRuntime>, node: String) {
                         }
                     }
                 }
+                runtime
+                    .pods
+                    .write()
+                    .retain(|_, p| listed.contains(spec::uid(p)));
                 workers.retain(|uid, w| {
                     let keep = listed.contains(uid);
                     if !keep {
@@ -86,6 +92,14 @@ pub async fn run(runtime: Arc<PodRuntime>, node: String) {
             }
         }
     }
+}
+
+fn key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// One pod's worker: syncs on every change and when the last sync asks to.

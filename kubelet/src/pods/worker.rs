@@ -49,6 +49,8 @@ pub struct PodRuntime {
     pub client: kube::Client,
     pub log_root: PathBuf,
     pub host_ip: String,
+    /// The pods bound to this node as last seen, by "namespace/name" (the kubelet API's view).
+    pub pods: parking_lot::RwLock<HashMap<String, std::sync::Arc<Pod>>>,
     /// Image pull failures per (pod uid, container), for ImagePullBackOff.
     pull_failures: Mutex<HashMap<(String, String), u32>>,
     prober: super::probes::Prober,
@@ -61,6 +63,7 @@ impl PodRuntime {
             client,
             log_root,
             host_ip,
+            pods: Default::default(),
             pull_failures: Mutex::new(HashMap::new()),
             prober: Default::default(),
         }
@@ -77,6 +80,43 @@ impl PodRuntime {
             .collect();
         out.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
         Ok(out)
+    }
+
+    /// The pod bound here as `namespace/name`, if any.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Pod>> {
+        self.pods
+            .read()
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+
+    /// The pod's newest sandbox that is ready.
+    pub async fn ready_sandbox(&self, uid: &str) -> anyhow::Result<Option<cri::PodSandbox>> {
+        Ok(self
+            .sandboxes(uid)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|s| s.state == cri::PodSandboxState::SandboxReady as i32))
+    }
+
+    /// The runs of one of the pod's containers in its newest sandbox, newest first.
+    pub async fn container_runs(
+        &self,
+        uid: &str,
+        name: &str,
+    ) -> anyhow::Result<Vec<cri::ContainerStatus>> {
+        let Some(sandbox) = self.sandboxes(uid).await?.pop() else {
+            return Ok(Vec::new());
+        };
+        let mut runs = Vec::new();
+        for c in self.cri.list_sandbox_containers(&sandbox.id).await? {
+            if c.labels.get(CONTAINER_NAME).map(String::as_str) == Some(name) {
+                runs.push(self.cri.container_status(&c.id).await?);
+            }
+        }
+        runs.sort_by_key(|s| std::cmp::Reverse(s.metadata.as_ref().map_or(0, |m| m.attempt)));
+        Ok(runs)
     }
 
     /// Stops every container of the pod (SIGTERM, then SIGKILL after `grace`) and removes

@@ -16,11 +16,13 @@ use serde_json::json;
 
 pub struct Node {
     pub containerd: Containerd,
-    _server: apiserver::server::InProcess,
+    server: apiserver::server::InProcess,
     pub dir: tempfile::TempDir,
     pub client: Client,
     pub runtime: Arc<PodRuntime>,
     kubelet: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the kubelet API when dropped.
+    api_stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 pub async fn node() -> Node {
@@ -51,11 +53,12 @@ pub async fn node_on(containerd: Containerd) -> Node {
     ));
     let mut n = Node {
         containerd,
-        _server: server,
+        server,
         dir,
         client,
         runtime,
         kubelet: None,
+        api_stop: None,
     };
     n.start_kubelet();
     n
@@ -73,6 +76,50 @@ impl Node {
         if let Some(k) = self.kubelet.take() {
             k.abort();
         }
+    }
+
+    /// Registers the Node (InternalIP 127.0.0.1) and serves the kubelet API on a free port,
+    /// as the kubelet binary does; answers the port.
+    pub fn serve_api(&mut self) -> u16 {
+        let port = apiserver::testing::free_port();
+        let cfg = kubelet::node::NodeConfig {
+            name: "node-a".into(),
+            node_ip: Some("127.0.0.1".into()),
+            labels: Default::default(),
+            runtime_version: "containerd://test".into(),
+            kubelet_port: port.into(),
+        };
+        tokio::spawn(kubelet::node::run(
+            self.client.clone(),
+            cfg,
+            kubelet::node::Machine::read(self.dir.path()),
+            kubelet::node::Heartbeat::default(),
+            Arc::new(|| Ok(())),
+        ));
+        let api = Arc::new(kubelet::server::Kubelet::new(
+            self.runtime.clone(),
+            "node-a".into(),
+        ));
+        let config = kubelet::server::ServeConfig {
+            addr: ([127, 0, 0, 1], port).into(),
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            cert_dir: self.dir.path().join("pki"),
+            names: vec!["node-a".into(), "127.0.0.1".into()],
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        self.api_stop = Some(stop);
+        tokio::spawn(kubelet::server::serve(config, api, stopped));
+        port
+    }
+
+    /// Runs real kubectl against this node's apiserver: (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let path = self.dir.path().join("kubeconfig");
+        if !path.exists() {
+            apiserver::testing::write_kubeconfig(&path, &self.server.url());
+        }
+        apiserver::testing::kubectl(&path, args, stdin).await
     }
 
     pub fn pods(&self) -> Api<Pod> {
