@@ -2,6 +2,7 @@
 //! (containerd's `/run/containerd/containerd.sock`, or `--container-runtime-endpoint`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -10,9 +11,9 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// A connection to one container runtime. Cheap to clone (one HTTP/2 channel).
+/// A connection to a container runtime over its socket. Cheap to clone (one HTTP/2 channel).
 #[derive(Clone)]
-pub struct Cri {
+pub struct Remote {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
 }
@@ -22,10 +23,114 @@ pub fn socket_path(endpoint: &str) -> PathBuf {
     PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
 }
 
+/// The CRI RuntimeService and ImageService calls the kubelet makes: answered by a real
+/// runtime over gRPC ([`Remote`]) or by a hollow node's simulation (`crate::hollow`).
+#[async_trait::async_trait]
+pub trait RuntimeService: Send + Sync {
+    /// The runtime's name and version ("containerd", "1.6.20").
+    async fn version(&self) -> anyhow::Result<cri::VersionResponse>;
+
+    async fn run_pod_sandbox(
+        &self,
+        config: cri::PodSandboxConfig,
+        handler: &str,
+    ) -> anyhow::Result<String>;
+
+    async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()>;
+
+    async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()>;
+
+    async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus>;
+
+    async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>>;
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: cri::PodSandboxConfig,
+    ) -> anyhow::Result<String>;
+
+    async fn start_container(&self, id: &str) -> anyhow::Result<()>;
+
+    /// Stops a container, giving it `grace` after SIGTERM before it is killed.
+    async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()>;
+
+    async fn remove_container(&self, id: &str) -> anyhow::Result<()>;
+
+    async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus>;
+
+    async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>>;
+
+    /// Runs `cmd` in a container and waits for it: (exit code, stdout, stderr).
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<(i32, Vec<u8>, Vec<u8>)>;
+
+    /// The image's id if the runtime has it.
+    async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>>;
+
+    /// Pulls an image (no registry is reachable here: this fails with the runtime's reason).
+    async fn pull_image(&self, image: &str) -> anyhow::Result<String>;
+
+    /// The containers of one sandbox.
+    async fn list_sandbox_containers(
+        &self,
+        sandbox_id: &str,
+    ) -> anyhow::Result<Vec<cri::Container>>;
+
+    /// A streaming-server URL for an exec session (the runtime serves it once).
+    async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String>;
+
+    /// A streaming-server URL to attach to a running container's stdio.
+    async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String>;
+
+    /// A streaming-server URL forwarding ports into a sandbox's network namespace.
+    async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String>;
+
+    /// CPU and memory usage of every container.
+    async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>>;
+
+    async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>>;
+
+    /// Whether nothing really runs (hollow nodes): no log files, probes pass.
+    fn simulated(&self) -> bool {
+        false
+    }
+}
+
+/// A handle on the node's runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Cri(Arc<dyn RuntimeService>);
+
 impl Cri {
-    /// Connects to the runtime's socket (the connection is made lazily and re-made if the
+    /// Connects to a CRI runtime's socket (the connection is made lazily and re-made if the
     /// runtime restarts).
     pub async fn connect(endpoint: &str) -> anyhow::Result<Cri> {
+        Ok(Cri(Arc::new(Remote::connect(endpoint).await?)))
+    }
+
+    /// A runtime implemented in this process (hollow nodes).
+    pub fn from_service(service: Arc<dyn RuntimeService>) -> Cri {
+        Cri(service)
+    }
+}
+
+impl std::ops::Deref for Cri {
+    type Target = dyn RuntimeService;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl Remote {
+    /// Connects to the runtime's socket (the connection is made lazily and re-made if the
+    /// runtime restarts).
+    pub async fn connect(endpoint: &str) -> anyhow::Result<Remote> {
         let path = socket_path(endpoint);
         let channel = Endpoint::try_from("http://[::]:50051")?
             .connect_timeout(Duration::from_secs(5))
@@ -40,14 +145,17 @@ impl Cri {
             .map_err(|e| {
                 anyhow::anyhow!("connecting to the container runtime at {endpoint}: {e}")
             })?;
-        Ok(Cri {
+        Ok(Remote {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
         })
     }
+}
 
+#[async_trait::async_trait]
+impl RuntimeService for Remote {
     /// The runtime's name and version ("containerd", "1.6.20").
-    pub async fn version(&self) -> anyhow::Result<cri::VersionResponse> {
+    async fn version(&self) -> anyhow::Result<cri::VersionResponse> {
         Ok(self
             .runtime
             .clone()
@@ -58,7 +166,7 @@ impl Cri {
             .into_inner())
     }
 
-    pub async fn run_pod_sandbox(
+    async fn run_pod_sandbox(
         &self,
         config: cri::PodSandboxConfig,
         handler: &str,
@@ -76,7 +184,7 @@ impl Cri {
             .pod_sandbox_id)
     }
 
-    pub async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
         self.runtime
             .clone()
             .stop_pod_sandbox(cri::StopPodSandboxRequest {
@@ -86,7 +194,7 @@ impl Cri {
         Ok(())
     }
 
-    pub async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
         self.runtime
             .clone()
             .remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -96,7 +204,7 @@ impl Cri {
         Ok(())
     }
 
-    pub async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus> {
+    async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus> {
         let req = cri::PodSandboxStatusRequest {
             pod_sandbox_id: id.into(),
             verbose: false,
@@ -110,7 +218,7 @@ impl Cri {
             .ok_or_else(|| anyhow::anyhow!("runtime returned no status for sandbox {id}"))
     }
 
-    pub async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>> {
+    async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>> {
         Ok(self
             .runtime
             .clone()
@@ -120,7 +228,7 @@ impl Cri {
             .items)
     }
 
-    pub async fn create_container(
+    async fn create_container(
         &self,
         sandbox_id: &str,
         config: cri::ContainerConfig,
@@ -140,7 +248,7 @@ impl Cri {
             .container_id)
     }
 
-    pub async fn start_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn start_container(&self, id: &str) -> anyhow::Result<()> {
         self.runtime
             .clone()
             .start_container(cri::StartContainerRequest {
@@ -151,7 +259,7 @@ impl Cri {
     }
 
     /// Stops a container, giving it `grace` after SIGTERM before it is killed.
-    pub async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()> {
+    async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()> {
         let req = cri::StopContainerRequest {
             container_id: id.into(),
             timeout: grace.as_secs() as i64,
@@ -160,7 +268,7 @@ impl Cri {
         Ok(())
     }
 
-    pub async fn remove_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_container(&self, id: &str) -> anyhow::Result<()> {
         self.runtime
             .clone()
             .remove_container(cri::RemoveContainerRequest {
@@ -170,7 +278,7 @@ impl Cri {
         Ok(())
     }
 
-    pub async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+    async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
         let req = cri::ContainerStatusRequest {
             container_id: id.into(),
             verbose: false,
@@ -184,7 +292,7 @@ impl Cri {
             .ok_or_else(|| anyhow::anyhow!("runtime returned no status for container {id}"))
     }
 
-    pub async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>> {
+    async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>> {
         Ok(self
             .runtime
             .clone()
@@ -195,7 +303,7 @@ impl Cri {
     }
 
     /// Runs `cmd` in a container and waits for it: (exit code, stdout, stderr).
-    pub async fn exec_sync(
+    async fn exec_sync(
         &self,
         id: &str,
         cmd: &[&str],
@@ -211,7 +319,7 @@ impl Cri {
     }
 
     /// The image's id if the runtime has it.
-    pub async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>> {
+    async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>> {
         let req = cri::ImageStatusRequest {
             image: Some(cri::ImageSpec {
                 image: image.into(),
@@ -229,7 +337,7 @@ impl Cri {
     }
 
     /// Pulls an image (no registry is reachable here: this fails with the runtime's reason).
-    pub async fn pull_image(&self, image: &str) -> anyhow::Result<String> {
+    async fn pull_image(&self, image: &str) -> anyhow::Result<String> {
         let req = cri::PullImageRequest {
             image: Some(cri::ImageSpec {
                 image: image.into(),
@@ -249,7 +357,7 @@ impl Cri {
     }
 
     /// The containers of one sandbox.
-    pub async fn list_sandbox_containers(
+    async fn list_sandbox_containers(
         &self,
         sandbox_id: &str,
     ) -> anyhow::Result<Vec<cri::Container>> {
@@ -269,17 +377,17 @@ impl Cri {
     }
 
     /// A streaming-server URL for an exec session (the runtime serves it once).
-    pub async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String> {
+    async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String> {
         Ok(self.runtime.clone().exec(req).await?.into_inner().url)
     }
 
     /// A streaming-server URL to attach to a running container's stdio.
-    pub async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String> {
+    async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String> {
         Ok(self.runtime.clone().attach(req).await?.into_inner().url)
     }
 
     /// A streaming-server URL forwarding ports into a sandbox's network namespace.
-    pub async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String> {
+    async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String> {
         let req = cri::PortForwardRequest {
             pod_sandbox_id: sandbox_id.into(),
             port: Vec::new(),
@@ -294,7 +402,7 @@ impl Cri {
     }
 
     /// CPU and memory usage of every container.
-    pub async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>> {
+    async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>> {
         Ok(self
             .runtime
             .clone()
@@ -304,7 +412,7 @@ impl Cri {
             .stats)
     }
 
-    pub async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
+    async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
         Ok(self
             .images
             .clone()

@@ -1,9 +1,13 @@
-//! kubelet: the node agent. So far: `node` (registration, Lease, status), `pods` (the pod
-//! workers: sandboxes, containers, restarts, status, deletion), `cri`, a client for a container runtime's CRI v1 API
-//! (containerd), and `images`, building OCI images from a local root filesystem (no
-//! registry is reachable here) and importing them. `testing` starts a private containerd.
+//! kubelet: the node agent. `node` registers the Node and keeps its Lease and status fresh;
+//! `pods` runs the pods bound to it (sandboxes, containers, restarts, probes, status,
+//! deletion) through `cri`, a container runtime's CRI v1 API (containerd), or through
+//! `hollow`'s simulated runtime (kubemark's hollow nodes, many per process); `server` is
+//! the kubelet API on 10250 (logs, exec, attach, port-forward, stats); `images` builds OCI
+//! images from busybox-static or a root filesystem (no registry is reachable here) and
+//! imports them. `testing` starts a private containerd.
 
 pub mod cri;
+pub mod hollow;
 pub mod images;
 pub mod node;
 pub mod pods;

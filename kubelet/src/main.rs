@@ -35,6 +35,10 @@ struct Flags {
     /// Labels to add when registering, as key=value pairs separated by commas.
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
+    /// The container runtime: "remote" (CRI at --container-runtime-endpoint) or "hollow"
+    /// (simulated: nothing runs; kubemark's hollow node).
+    #[arg(long, default_value = "remote", value_parser = ["remote", "hollow"])]
+    runtime: String,
     /// The container runtime's CRI endpoint.
     #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
     container_runtime_endpoint: String,
@@ -72,11 +76,30 @@ struct Flags {
 
 #[derive(Subcommand, Debug)]
 enum Commands {
+    /// Run many hollow nodes (kubemark's): the kubelet's node and pod logic over a
+    /// simulated runtime, to test and benchmark the control plane at scale.
+    Hollow(HollowFlags),
     /// Build and import images into containerd (no registry is reachable).
     Images {
         #[command(subcommand)]
         command: ImageCommands,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct HollowFlags {
+    /// How many hollow nodes to run in this process.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Node names are this prefix followed by the node's index.
+    #[arg(long, default_value = "hollow-node-")]
+    name_prefix: String,
+    /// How long a started container takes to run.
+    #[arg(long, default_value = "100ms", value_parser = common::flags::parse_duration)]
+    start_delay: std::time::Duration,
+    /// How often to log this process's memory and CPU use (0 turns it off).
+    #[arg(long, default_value = "30s", value_parser = common::flags::parse_duration)]
+    report_every: std::time::Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +157,65 @@ fn import_image(
     Ok(())
 }
 
+fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for l in pairs {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
+/// `kubelet hollow`: many hollow nodes until SIGTERM, reporting memory and CPU as it goes.
+async fn run_hollow(
+    kubeconfig: Option<&std::path::Path>,
+    labels: BTreeMap<String, String>,
+    h: HollowFlags,
+) -> anyhow::Result<()> {
+    let client = common::client::client(kubeconfig).await?;
+    let mut config = kubelet::hollow::HollowConfig::new(h.nodes);
+    config.name_prefix = h.name_prefix;
+    config.start_delay = h.start_delay;
+    config.labels = labels;
+    let before = kubelet::hollow::Usage::now();
+    eprintln!(
+        "starting {} hollow nodes ({}0..{}{})",
+        h.nodes,
+        config.name_prefix,
+        config.name_prefix,
+        h.nodes.saturating_sub(1)
+    );
+    let nodes = h.nodes;
+    let report = async move {
+        if h.report_every.is_zero() {
+            return std::future::pending().await;
+        }
+        let mut last = kubelet::hollow::Usage::now();
+        loop {
+            tokio::time::sleep(h.report_every).await;
+            let now = kubelet::hollow::Usage::now();
+            let cpu = now.cpu_percent_since(&last);
+            let per_node = now.rss_bytes.saturating_sub(before.rss_bytes) / nodes.max(1) as u64;
+            tracing::info!(
+                nodes,
+                rss_mib = now.rss_bytes >> 20,
+                per_node_kib = per_node >> 10,
+                cpu_percent = format!("{cpu:.1}"),
+                "hollow nodes"
+            );
+            last = now;
+        }
+    };
+    tokio::select! {
+        _ = kubelet::hollow::run(client, config) => {}
+        _ = report => {}
+        _ = common::shutdown::signal() => tracing::info!("hollow nodes stopping"),
+    }
+    Ok(())
+}
+
 async fn run(flags: Flags) -> anyhow::Result<()> {
     if let Some(Commands::Images {
         command:
@@ -148,12 +230,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     {
         return import_image(&name, rootfs, entrypoint, cmd, &address);
     }
-    let mut labels = BTreeMap::new();
-    for l in &flags.node_labels {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
-        labels.insert(k.to_owned(), v.to_owned());
+    let labels = parse_labels(&flags.node_labels)?;
+    if let Some(Commands::Hollow(h)) = flags.command {
+        return run_hollow(flags.kubeconfig.as_deref(), labels, h).await;
     }
     let name = flags
         .hostname_override
@@ -166,7 +245,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         })
         .to_lowercase();
     let client = common::client::client(flags.kubeconfig.as_deref()).await?;
-    let runtime = Cri::connect(&flags.container_runtime_endpoint).await?;
+    let runtime = if flags.runtime == "hollow" {
+        let hollow = kubelet::hollow::HollowRuntime::new(0, std::time::Duration::from_millis(100));
+        Cri::from_service(Arc::new(hollow))
+    } else {
+        Cri::connect(&flags.container_runtime_endpoint).await?
+    };
     let version = runtime.version().await.map_err(|e| {
         anyhow::anyhow!(
             "container runtime at {} is not answering: {e:#}",

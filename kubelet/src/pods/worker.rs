@@ -216,7 +216,9 @@ impl PodRuntime {
                 for old in &sandboxes {
                     let _ = self.cri.stop_pod_sandbox(&old.id).await;
                 }
-                std::fs::create_dir_all(&sandbox_config.log_directory)?;
+                if !self.cri.simulated() {
+                    std::fs::create_dir_all(&sandbox_config.log_directory)?;
+                }
                 self.cri.run_pod_sandbox(sandbox_config.clone(), "").await?
             }
         };
