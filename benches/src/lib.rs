@@ -1,7 +1,8 @@
 //! tetsu's benchmark harnesses: shared measurement helpers (latency percentiles, result
-//! tables, memory), the scheduler-perf harness and the controller-perf harness.
+//! tables, memory), the scheduler-perf, controller-perf and pod-startup harnesses.
 
 pub mod controller_perf;
+pub mod pod_startup;
 pub mod scheduler_perf;
 
 use std::time::Duration;

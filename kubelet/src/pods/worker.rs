@@ -53,6 +53,10 @@ pub struct PodRuntime {
     pub pods: parking_lot::RwLock<HashMap<String, std::sync::Arc<Pod>>>,
     /// Image pull failures per (pod uid, container), for ImagePullBackOff.
     pull_failures: Mutex<HashMap<(String, String), u32>>,
+    /// Bounds the sandbox and container starts in flight: the runtime's work (runc, shims,
+    /// namespaces, cgroups) is CPU-bound, and a burst of pods started all at once finishes
+    /// all at once, late; a few at a time, the first pods run early.
+    starts: tokio::sync::Semaphore,
     prober: super::probes::Prober,
 }
 
@@ -65,6 +69,9 @@ impl PodRuntime {
             host_ip,
             pods: Default::default(),
             pull_failures: Mutex::new(HashMap::new()),
+            starts: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             prober: Default::default(),
         }
     }
@@ -219,6 +226,7 @@ impl PodRuntime {
                 if !self.cri.simulated() {
                     std::fs::create_dir_all(&sandbox_config.log_directory)?;
                 }
+                let _turn = self.starts.acquire().await?;
                 self.cri.run_pod_sandbox(sandbox_config.clone(), "").await?
             }
         };
@@ -428,6 +436,7 @@ impl PodRuntime {
                     };
                     let config = spec::container_config(pod, c, n, envs);
                     let result = async {
+                        let _turn = self.starts.acquire().await?;
                         let id = self
                             .cri
                             .create_container(x.sandbox_id, config, x.sandbox_config.clone())
