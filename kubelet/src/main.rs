@@ -45,6 +45,10 @@ struct Flags {
     /// The kubelet's state directory.
     #[arg(long, default_value = "/var/lib/kubelet")]
     root_dir: PathBuf,
+    /// A directory of static pod manifests the kubelet runs on its own (read every 20 s),
+    /// shown in the API as mirror pods.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
     /// Where container logs go (/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log).
     #[arg(long, default_value = "/var/log/pods")]
     pod_log_dir: PathBuf,
@@ -306,12 +310,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         Arc::new(move || h.lock().clone()),
     );
     let host_ip = flags.node_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-    let pods = Arc::new(PodRuntime::new(
-        runtime,
-        client,
-        flags.pod_log_dir.clone(),
-        host_ip,
-    ));
+    let pods = Arc::new(
+        PodRuntime::new(runtime, client, flags.pod_log_dir.clone(), host_ip)
+            .with_root_dir(flags.root_dir.clone()),
+    );
     let api = kubelet::server::Kubelet::new(pods.clone(), node_name.clone());
     let mut names = vec![node_name.clone(), "localhost".into(), "127.0.0.1".into()];
     names.extend(flags.node_ip.clone());
@@ -330,7 +332,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let api = tokio::spawn(kubelet::server::serve(serve, Arc::new(api), api_stopped));
     tokio::select! {
         _ = node => {}
-        _ = kubelet::pods::run(pods, node_name) => {}
+        _ = kubelet::pods::run_with_static_pods(pods, node_name, flags.pod_manifest_path.clone().map(kubelet::pods::StaticPods::new)) => {}
         served = api => {
             served??;
         }

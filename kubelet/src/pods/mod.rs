@@ -1,15 +1,19 @@
 //! Pods bound to this node: a watch on `spec.nodeName=<node>`, and one worker task per pod
 //! that syncs it whenever it changes and every second while it runs. Containers left from
 //! before a restart are adopted (found by their pod uid labels), never restarted; sandboxes
-//! of pods that no longer exist are removed.
+//! of pods that no longer exist are removed. Static pods from --pod-manifest-path run
+//! through the same workers, their mirror pods carrying their status (`static_pods`).
 
 pub mod env;
 pub mod probes;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,58 +32,132 @@ struct Worker {
 
 /// Runs the pods bound to `node` until dropped.
 pub async fn run(runtime: Arc<PodRuntime>, node: String) {
+    run_with_static_pods(runtime, node, None).await
+}
+
+/// Where static pod manifests are and how often they are read.
+#[derive(Clone, Debug)]
+pub struct StaticPods {
+    pub dir: PathBuf,
+    pub check_every: Duration,
+}
+
+impl StaticPods {
+    /// `dir`, read every 20 s as upstream's default --file-check-frequency.
+    pub fn new(dir: PathBuf) -> StaticPods {
+        StaticPods {
+            dir,
+            check_every: static_pods::FILE_CHECK,
+        }
+    }
+}
+
+/// Runs the pods the apiserver binds to `node` and, with `manifests`, the static pods of
+/// that directory, until dropped.
+pub async fn run_with_static_pods(
+    runtime: Arc<PodRuntime>,
+    node: String,
+    manifests: Option<StaticPods>,
+) {
     let api: Api<Pod> = Api::all(runtime.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut d = Dispatcher {
+        runtime,
+        node,
+        workers: HashMap::new(),
+        listed: HashSet::new(),
+        statics: HashMap::new(),
+        mirrors: HashMap::new(),
+    };
+    // Static pods are known before the watch lists their mirrors.
+    if let Some(m) = &manifests {
+        d.sync_static_pods(&m.dir).await;
+    }
     let mut stream = watcher::watcher(api, config).boxed();
-    let mut workers: HashMap<String, Worker> = HashMap::new();
-    let mut listed: HashSet<String> = HashSet::new();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                listed.insert(uid.clone());
-                let pod = Arc::new(pod);
-                runtime.pods.write().insert(key(&pod), pod.clone());
-                match workers.get(&uid) {
-                    Some(w) if !w.task.is_finished() => {
-                        w.updates.send_replace(pod);
-                    }
-                    _ => {
-                        let (tx, rx) = watch::channel(pod);
-                        let task = tokio::spawn(work(runtime.clone(), rx));
-                        workers.insert(uid, Worker { updates: tx, task });
-                    }
+    let every = manifests
+        .as_ref()
+        .map_or(static_pods::FILE_CHECK, |m| m.check_every);
+    let mut file_check = tokio::time::interval(every);
+    file_check.tick().await;
+    loop {
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(event) => d.handle(event).await,
+                None => return,
+            },
+            _ = file_check.tick(), if manifests.is_some() => {
+                if let Some(m) = &manifests {
+                    d.sync_static_pods(&m.dir).await;
                 }
             }
+        }
+    }
+}
+
+/// Hands each pod to its worker: API pods from the watch, static pods from the manifests.
+struct Dispatcher {
+    runtime: Arc<PodRuntime>,
+    node: String,
+    workers: HashMap<String, Worker>,
+    /// The uids of the API pods of the current list.
+    listed: HashSet<String>,
+    /// Static pods by uid (their status as the mirror pod shows it).
+    statics: HashMap<String, Arc<Pod>>,
+    /// Mirror pods in the API, by manifest hash.
+    mirrors: HashMap<String, Arc<Pod>>,
+}
+
+impl Dispatcher {
+    async fn handle(&mut self, event: Result<Event<Pod>, watcher::Error>) {
+        let runtime = self.runtime.clone();
+        match event {
+            Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
+                if static_pods::mirror_hash(&pod).is_some() {
+                    self.on_mirror(pod);
+                    return;
+                }
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                self.listed.insert(uid);
+                self.dispatch(Arc::new(pod));
+            }
             Ok(Event::Delete(pod)) => {
+                if let Some(hash) = static_pods::mirror_hash(&pod) {
+                    // Put the mirror back at once; the static pod runs on.
+                    self.mirrors.remove(hash);
+                    self.ensure_mirrors().await;
+                    return;
+                }
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 runtime.pods.write().remove(&key(&pod));
-                if let Some(w) = workers.remove(&uid) {
+                if let Some(w) = self.workers.remove(&uid) {
                     w.task.abort();
                 }
                 // Removed without our confirmation (force delete): stop what runs.
-                if let Err(e) = runtime.kill_pod(&uid, Duration::from_secs(0)).await {
-                    tracing::warn!(%uid, error = %e, "stopping a deleted pod's containers failed");
+                match runtime.kill_pod(&uid, Duration::from_secs(0)).await {
+                    Ok(()) => runtime.release(&uid),
+                    Err(e) => {
+                        tracing::warn!(%uid, error = %e, "stopping a deleted pod's containers failed");
+                    }
                 }
             }
-            Ok(Event::Init) => listed.clear(),
+            Ok(Event::Init) => self.listed.clear(),
             Ok(Event::InitDone) => {
+                let known = |uid: &str| self.listed.contains(uid) || self.statics.contains_key(uid);
                 // Sandboxes of pods that are gone (deleted while we were down).
                 if let Ok(sandboxes) = runtime.cri.list_pod_sandboxes().await {
                     for s in sandboxes {
                         let uid = s.labels.get(spec::POD_UID).cloned().unwrap_or_default();
-                        if !listed.contains(&uid) {
+                        if !known(&uid) {
                             tracing::info!(%uid, "removing the sandbox of a pod that no longer exists");
-                            let _ = runtime.kill_pod(&uid, Duration::from_secs(0)).await;
+                            if runtime.kill_pod(&uid, Duration::from_secs(0)).await.is_ok() {
+                                runtime.release(&uid);
+                            }
                         }
                     }
                 }
-                runtime
-                    .pods
-                    .write()
-                    .retain(|_, p| listed.contains(spec::uid(p)));
-                workers.retain(|uid, w| {
-                    let keep = listed.contains(uid);
+                runtime.pods.write().retain(|_, p| known(spec::uid(p)));
+                self.workers.retain(|uid, w| {
+                    let keep = known(uid);
                     if !keep {
                         w.task.abort();
                     }
@@ -91,6 +169,173 @@ pub async fn run(runtime: Arc<PodRuntime>, node: String) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+
+    /// Sends the pod to its worker, starting one if needed.
+    fn dispatch(&mut self, pod: Arc<Pod>) {
+        let uid = spec::uid(&pod).to_owned();
+        self.runtime.pods.write().insert(key(&pod), pod.clone());
+        match self.workers.get(&uid) {
+            Some(w) if !w.task.is_finished() => {
+                w.updates.send_replace(pod);
+            }
+            _ => {
+                let (tx, rx) = watch::channel(pod);
+                let task = tokio::spawn(work(self.runtime.clone(), rx));
+                self.workers.insert(uid, Worker { updates: tx, task });
+            }
+        }
+    }
+
+    /// A mirror pod changed: its status goes to the static pod's worker (which compares
+    /// before writing); one being deleted or left without a manifest is removed.
+    fn on_mirror(&mut self, mirror: Pod) {
+        let hash = static_pods::mirror_hash(&mirror)
+            .unwrap_or_default()
+            .to_owned();
+        let static_pod = self
+            .statics
+            .values()
+            .find(|s| {
+                s.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(static_pods::CONFIG_HASH))
+                    == Some(&hash)
+            })
+            .cloned();
+        let Some(static_pod) = static_pod.filter(|_| mirror.metadata.deletion_timestamp.is_none())
+        else {
+            self.mirrors.remove(&hash);
+            self.delete_mirror(&mirror);
+            return;
+        };
+        let mut updated = (*static_pod).clone();
+        updated.status = mirror.status.clone();
+        let updated = Arc::new(updated);
+        self.statics
+            .insert(spec::uid(&updated).to_owned(), updated.clone());
+        self.mirrors.insert(hash, Arc::new(mirror));
+        self.dispatch(updated);
+    }
+
+    /// Deletes a mirror pod for good (grace 0: nothing of it runs in its name).
+    fn delete_mirror(&self, mirror: &Pod) {
+        let api: Api<Pod> = Api::namespaced(
+            self.runtime.client.clone(),
+            mirror.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let name = mirror.metadata.name.clone().unwrap_or_default();
+        let params = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(kube::api::Preconditions {
+                uid: mirror.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            if let Err(e) = api.delete(&name, &params).await {
+                tracing::debug!(pod = %name, error = %e, "deleting a mirror pod failed");
+            }
+        });
+    }
+
+    /// Creates the mirror pods that are missing (once the Node exists: it owns them).
+    async fn ensure_mirrors(&self) {
+        let missing: Vec<Arc<Pod>> = self
+            .statics
+            .values()
+            .filter(|s| {
+                let hash = s
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(static_pods::CONFIG_HASH));
+                hash.is_none_or(|h| !self.mirrors.contains_key(h))
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.runtime.client.clone());
+        let Ok(Some(node)) = nodes.get_opt(&self.node).await else {
+            return;
+        };
+        let node_uid = node.metadata.uid.unwrap_or_default();
+        for s in missing {
+            let mirror = static_pods::mirror_of(&s, &self.node, &node_uid);
+            let api: Api<Pod> = Api::namespaced(
+                self.runtime.client.clone(),
+                mirror.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            match api.create(&kube::api::PostParams::default(), &mirror).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => {
+                    tracing::warn!(pod = ?mirror.metadata.name, error = %e, "creating a mirror pod failed")
+                }
+            }
+        }
+    }
+
+    /// Reads the manifests again: new static pods start, removed ones stop (preStop, grace
+    /// period) and their mirror pods go.
+    async fn sync_static_pods(&mut self, dir: &std::path::Path) {
+        let desired: HashMap<String, Pod> = static_pods::read(dir, &self.node)
+            .into_iter()
+            .map(|p| (spec::uid(&p).to_owned(), p))
+            .collect();
+        let gone: Vec<String> = self
+            .statics
+            .keys()
+            .filter(|uid| !desired.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            let Some(pod) = self.statics.remove(&uid) else {
+                continue;
+            };
+            tracing::info!(pod = ?pod.metadata.name, "static pod manifest removed; stopping the pod");
+            if let Some(w) = self.workers.remove(&uid) {
+                w.task.abort();
+            }
+            self.runtime.pods.write().remove(&key(&pod));
+            let hash = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(static_pods::CONFIG_HASH));
+            if let Some(mirror) = hash.and_then(|h| self.mirrors.remove(h)) {
+                self.delete_mirror(&mirror);
+            }
+            let runtime = self.runtime.clone();
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64;
+            tokio::spawn(async move {
+                if runtime
+                    .stop_pod(&pod, Duration::from_secs(grace))
+                    .await
+                    .is_ok()
+                {
+                    runtime.release(&uid);
+                }
+            });
+        }
+        for (uid, pod) in desired {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.statics.entry(uid) {
+                tracing::info!(pod = ?pod.metadata.name, "static pod from its manifest");
+                let pod = Arc::new(pod);
+                slot.insert(pod.clone());
+                self.dispatch(pod);
+            }
+        }
+        self.ensure_mirrors().await;
     }
 }
 

@@ -66,6 +66,7 @@ pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandb
             .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
     };
     let mode = |host: bool| if host { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32;
+    let pod_security = spec.security_context.as_ref();
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: pod.metadata.name.clone().unwrap_or_default(),
@@ -91,10 +92,96 @@ pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandb
                     ipc: mode(spec.host_ipc.unwrap_or(false)),
                     ..Default::default()
                 }),
+                // A privileged container needs a privileged sandbox.
+                privileged: spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .any(privileged),
+                run_as_user: pod_security
+                    .and_then(|p| p.run_as_user)
+                    .map(|value| cri::Int64Value { value }),
+                run_as_group: pod_security
+                    .and_then(|p| p.run_as_group)
+                    .map(|value| cri::Int64Value { value }),
+                supplemental_groups: supplemental_groups(pod),
                 ..Default::default()
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+fn privileged(c: &Container) -> bool {
+    c.security_context.as_ref().and_then(|s| s.privileged) == Some(true)
+}
+
+/// The pod's supplementalGroups and fsGroup: every container process gets them.
+fn supplemental_groups(pod: &Pod) -> Vec<i64> {
+    let sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let mut groups: Vec<i64> = sc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    groups.extend(sc.and_then(|s| s.fs_group));
+    groups
+}
+
+/// The user a container runs as, if the pod says: the container's securityContext first,
+/// then the pod's.
+fn run_as_user(pod: &Pod, c: &Container) -> Option<i64> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    c.security_context
+        .as_ref()
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_user))
+}
+
+/// runAsNonRoot, checked before the container is created as upstream does (the images
+/// here are all built to run as root, so an unset runAsUser is root).
+pub fn verify_non_root(pod: &Pod, c: &Container) -> Result<(), String> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let non_root = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    match run_as_user(pod, c) {
+        _ if !non_root => Ok(()),
+        Some(0) => Err("container's runAsUser breaks non-root policy".into()),
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{}_{}({})\", container: {})",
+            pod.metadata.name.as_deref().unwrap_or(""),
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            uid(pod),
+            c.name
+        )),
+    }
+}
+
+/// The container's securityContext in CRI terms: user, group, capabilities, privileged,
+/// read-only root filesystem, no_new_privs.
+pub fn security_context(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = c.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    cri::LinuxContainerSecurityContext {
+        capabilities: Some(cri::Capability {
+            add_capabilities: caps.add.unwrap_or_default(),
+            drop_capabilities: caps.drop.unwrap_or_default(),
+            ..Default::default()
+        }),
+        privileged: sc.privileged.unwrap_or(false),
+        run_as_user: run_as_user(pod, c).map(|value| cri::Int64Value { value }),
+        run_as_group: sc
+            .run_as_group
+            .or_else(|| pod_sc.and_then(|s| s.run_as_group))
+            .map(|value| cri::Int64Value { value }),
+        readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+        supplemental_groups: supplemental_groups(pod),
+        no_new_privs: sc.allow_privilege_escalation == Some(false),
         ..Default::default()
     }
 }
@@ -230,7 +317,7 @@ pub fn container_config(
         log_path: format!("{}/{attempt}.log", c.name),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(pod, c)),
-            ..Default::default()
+            security_context: Some(security_context(pod, c)),
         }),
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),

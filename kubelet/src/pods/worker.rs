@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use super::spec::{self, CONTAINER_NAME, POD_UID};
 use super::status::{ContainerView, SandboxView, pod_status};
+use super::volumes::{self, Volume};
 use crate::cri::Cri;
 
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -24,10 +26,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// What a sync knows that each container's step needs.
 struct SyncCtx<'a> {
     uid: &'a str,
+    volumes: &'a HashMap<String, Volume>,
     pod_ip: &'a str,
     sandbox_id: &'a str,
     sandbox_config: &'a cri::PodSandboxConfig,
 }
+
+/// How long a pod's set-up volumes are trusted before ConfigMaps and Secrets are read again
+/// (upstream's kubelet resyncs volumes about every minute).
+pub const VOLUME_RESYNC: Duration = Duration::from_secs(60);
 
 /// How often a running pod is looked at again (upstream's PLEG relists every second).
 pub const RESYNC: Duration = Duration::from_secs(1);
@@ -43,11 +50,16 @@ pub fn crash_backoff(restarts: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
+/// A pod's volumes by name, as set up on the node.
+type Volumes = Arc<HashMap<String, Volume>>;
+
 /// Runs pods on this node through the runtime.
 pub struct PodRuntime {
     pub cri: Cri,
     pub client: kube::Client,
     pub log_root: PathBuf,
+    /// The kubelet's state directory: pod volumes live under `<root_dir>/pods/<uid>`.
+    pub root_dir: PathBuf,
     pub host_ip: String,
     /// The pods bound to this node as last seen, by "namespace/name" (the kubelet API's view).
     pub pods: parking_lot::RwLock<HashMap<String, std::sync::Arc<Pod>>>,
@@ -58,6 +70,14 @@ pub struct PodRuntime {
     /// all at once, late; a few at a time, the first pods run early.
     starts: tokio::sync::Semaphore,
     prober: super::probes::Prober,
+    /// How long set-up volumes are trusted ([`VOLUME_RESYNC`] by default).
+    volume_resync: Duration,
+    /// Each pod's volumes as last set up, and when.
+    volumes: Mutex<HashMap<String, (Instant, Volumes)>>,
+    /// The last FailedMount message per pod, so a failure is reported once, not per sync.
+    mount_failures: Mutex<HashMap<String, String>>,
+    /// Events (made on first use: hollow nodes rarely need one).
+    recorder: std::sync::OnceLock<Arc<common::events::Recorder>>,
 }
 
 impl PodRuntime {
@@ -65,6 +85,7 @@ impl PodRuntime {
         PodRuntime {
             cri,
             client,
+            root_dir: log_root.with_file_name("kubelet"),
             log_root,
             host_ip,
             pods: Default::default(),
@@ -73,6 +94,10 @@ impl PodRuntime {
                 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             prober: Default::default(),
+            volume_resync: VOLUME_RESYNC,
+            volumes: Mutex::new(HashMap::new()),
+            mount_failures: Mutex::new(HashMap::new()),
+            recorder: std::sync::OnceLock::new(),
         }
     }
 
@@ -87,6 +112,62 @@ impl PodRuntime {
             .collect();
         out.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
         Ok(out)
+    }
+
+    /// Sets the state directory (volumes); the default is next to the log directory.
+    pub fn with_root_dir(mut self, root_dir: PathBuf) -> PodRuntime {
+        self.root_dir = root_dir;
+        self
+    }
+
+    /// Sets how often ConfigMaps and Secrets behind volumes are read again.
+    pub fn with_volume_resync(mut self, every: Duration) -> PodRuntime {
+        self.volume_resync = every;
+        self
+    }
+
+    /// Forgets a pod that is gone: its volumes' files and what was remembered of it.
+    pub fn release(&self, uid: &str) {
+        volumes::teardown(&self.root_dir, uid);
+        self.volumes.lock().remove(uid);
+        self.mount_failures.lock().remove(uid);
+    }
+
+    /// The pod's volumes, set up again when older than the resync period.
+    async fn pod_volumes(&self, pod: &Pod) -> Result<Volumes, String> {
+        let uid = spec::uid(pod);
+        if self.cri.simulated() {
+            return Ok(Arc::default());
+        }
+        if let Some((at, v)) = self.volumes.lock().get(uid)
+            && at.elapsed() < self.volume_resync
+        {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(volumes::setup(&self.client, &self.root_dir, pod, &self.host_ip).await?);
+        self.volumes
+            .lock()
+            .insert(uid.to_owned(), (Instant::now(), v.clone()));
+        self.mount_failures.lock().remove(uid);
+        Ok(v)
+    }
+
+    /// A FailedMount warning event, once per distinct message.
+    fn report_mount_failure(&self, pod: &Pod, message: &str) {
+        let mut last = self.mount_failures.lock();
+        if last.get(spec::uid(pod)).map(String::as_str) == Some(message) {
+            return;
+        }
+        last.insert(spec::uid(pod).to_owned(), message.to_owned());
+        tracing::warn!(pod = ?pod.metadata.name, "{message}");
+        let recorder = self
+            .recorder
+            .get_or_init(|| common::events::Recorder::new(self.client.clone(), "kubelet"));
+        recorder.warning(
+            &common::events::Involved::of(pod),
+            "FailedMount",
+            message.to_owned(),
+        );
     }
 
     /// The pod bound here as `namespace/name`, if any.
@@ -124,6 +205,77 @@ impl PodRuntime {
         }
         runs.sort_by_key(|s| std::cmp::Reverse(s.metadata.as_ref().map_or(0, |m| m.attempt)));
         Ok(runs)
+    }
+
+    /// Stops a pod being deleted as upstream does: the preStop hooks of its running
+    /// containers first (together, bounded by the grace period), then SIGTERM and, after
+    /// what is left of the grace period, SIGKILL.
+    pub async fn stop_pod(&self, pod: &Pod, grace: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let uid = spec::uid(pod);
+        if let Some(sandbox) = self.ready_sandbox(uid).await? {
+            let pod_ip = if spec::host_network(pod) {
+                self.host_ip.clone()
+            } else {
+                let status = self.cri.pod_sandbox_status(&sandbox.id).await?;
+                status.network.map(|n| n.ip).unwrap_or_default()
+            };
+            let running = self.cri.list_sandbox_containers(&sandbox.id).await?;
+            let hooks = pod.spec.iter().flat_map(|s| &s.containers).filter_map(|c| {
+                let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+                let id = running.iter().find(|r| {
+                    r.state == cri::ContainerState::ContainerRunning as i32
+                        && r.labels.get(CONTAINER_NAME) == Some(&c.name)
+                })?;
+                Some(self.pre_stop(pod, c, hook, &id.id, &pod_ip, grace))
+            });
+            futures::future::join_all(hooks).await;
+        }
+        self.kill_pod(uid, grace.saturating_sub(started.elapsed()))
+            .await
+    }
+
+    /// One container's preStop hook; a failure is an event, not a reason to keep running.
+    async fn pre_stop(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+        id: &str,
+        pod_ip: &str,
+        grace: Duration,
+    ) {
+        let ok = if let Some(sleep) = &hook.sleep {
+            let _ = tokio::time::timeout(
+                grace,
+                tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)),
+            )
+            .await;
+            true
+        } else {
+            // The handler is a probe's action, with the grace period for its timeout.
+            let action = k8s_openapi::api::core::v1::Probe {
+                exec: hook.exec.clone(),
+                http_get: hook.http_get.clone(),
+                tcp_socket: hook.tcp_socket.clone(),
+                timeout_seconds: Some(grace.as_secs().max(1) as i32),
+                ..Default::default()
+            };
+            let run = super::probes::run_probe(&self.cri, id, c, &action, pod_ip);
+            tokio::time::timeout(grace, run).await.unwrap_or(false)
+        };
+        if !ok {
+            let message = format!("PreStopHook failed for container {:?}", c.name);
+            tracing::warn!(pod = ?pod.metadata.name, "{message}");
+            let recorder = self
+                .recorder
+                .get_or_init(|| common::events::Recorder::new(self.client.clone(), "kubelet"));
+            recorder.warning(
+                &common::events::Involved::of(pod),
+                "FailedPreStopHook",
+                message,
+            );
+        }
     }
 
     /// Stops every container of the pod (SIGTERM, then SIGKILL after `grace`) and removes
@@ -199,7 +351,8 @@ impl PodRuntime {
                 .deletion_grace_period_seconds
                 .unwrap_or(30)
                 .max(0) as u64;
-            self.kill_pod(&uid, Duration::from_secs(grace)).await?;
+            self.stop_pod(pod, Duration::from_secs(grace)).await?;
+            self.release(&uid);
             self.confirm_deletion(pod).await?;
             return Ok(None);
         }
@@ -209,6 +362,33 @@ impl PodRuntime {
             self.kill_pod(&uid, Duration::ZERO).await?;
             return Ok(Some(Duration::from_secs(60)));
         }
+        let volumes = match self.pod_volumes(pod).await {
+            Ok(v) => v,
+            Err(message) => {
+                // As upstream: no sandbox until the volumes are ready; the pod waits in
+                // ContainerCreating and the event says why.
+                self.report_mount_failure(pod, &message);
+                let waiting = ContainerView {
+                    waiting: Some(("ContainerCreating".into(), String::new())),
+                    ..Default::default()
+                };
+                let views = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| &s.containers)
+                    .map(|c| (c.name.clone(), waiting.clone()))
+                    .collect();
+                let status = pod_status(
+                    pod,
+                    &SandboxView::default(),
+                    &BTreeMap::new(),
+                    &views,
+                    &self.host_ip,
+                );
+                self.post_status(pod, status).await?;
+                return Ok(Some(Duration::from_secs(2)));
+            }
+        };
         let sandboxes = self.sandboxes(&uid).await?;
         let ready = sandboxes
             .iter()
@@ -260,6 +440,7 @@ impl PodRuntime {
         let spec = pod.spec.clone().unwrap_or_default();
         let x = SyncCtx {
             uid: &uid,
+            volumes: &volumes,
             pod_ip: &pod_ip,
             sandbox_id: &sandbox_id,
             sandbox_config: &sandbox_config,
@@ -434,7 +615,12 @@ impl PodRuntime {
                             return Ok(view);
                         }
                     };
-                    let config = spec::container_config(pod, c, n, envs);
+                    if let Err(message) = spec::verify_non_root(pod, c) {
+                        view.waiting = Some(("CreateContainerConfigError".into(), message));
+                        return Ok(view);
+                    }
+                    let mut config = spec::container_config(pod, c, n, envs);
+                    config.mounts = volumes::mounts(c, x.volumes);
                     let result = async {
                         let _turn = self.starts.acquire().await?;
                         let id = self

@@ -45,12 +45,15 @@ pub async fn node_on(containerd: Containerd) -> Node {
     ))
     .unwrap();
     let cri = Cri::connect(&containerd.endpoint()).await.unwrap();
-    let runtime = Arc::new(PodRuntime::new(
-        cri,
-        client.clone(),
-        dir.path().join("logs"),
-        "127.0.0.1".into(),
-    ));
+    let runtime = Arc::new(
+        PodRuntime::new(
+            cri,
+            client.clone(),
+            dir.path().join("logs"),
+            "127.0.0.1".into(),
+        )
+        .with_volume_resync(Duration::from_secs(2)),
+    );
     let mut n = Node {
         containerd,
         server,
@@ -69,6 +72,20 @@ impl Node {
         self.kubelet = Some(tokio::spawn(kubelet::pods::run(
             self.runtime.clone(),
             "node-a".into(),
+        )));
+    }
+
+    /// Restarts the pod workers with static pods from `dir`, read every `every`.
+    pub fn start_kubelet_with_static_pods(&mut self, dir: &std::path::Path, every: Duration) {
+        self.stop_kubelet();
+        let manifests = kubelet::pods::StaticPods {
+            dir: dir.to_owned(),
+            check_every: every,
+        };
+        self.kubelet = Some(tokio::spawn(kubelet::pods::run_with_static_pods(
+            self.runtime.clone(),
+            "node-a".into(),
+            Some(manifests),
         )));
     }
 
