@@ -23,6 +23,8 @@ use crate::cri::Cri;
 
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long before exiting is no longer crash-looping.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// What a sync knows that each container's step needs.
 struct SyncCtx<'a> {
     uid: &'a str,
@@ -50,6 +52,15 @@ pub fn crash_backoff(restarts: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
+/// The delay before restarting a container whose run `attempt` ended after `ran`; a run
+/// of [`BACKOFF_RESET`] or more starts the back-off over (`reset` remembers where).
+fn backoff_after(attempt: u32, ran: Duration, reset: &mut u32) -> Duration {
+    if ran >= BACKOFF_RESET {
+        *reset = attempt;
+    }
+    crash_backoff(attempt - (*reset).min(attempt))
+}
+
 /// A pod's volumes by name, as set up on the node.
 type Volumes = Arc<HashMap<String, Volume>>;
 
@@ -70,6 +81,8 @@ pub struct PodRuntime {
     /// all at once, late; a few at a time, the first pods run early.
     starts: tokio::sync::Semaphore,
     prober: super::probes::Prober,
+    /// Per (pod uid, container): the attempt at which the back-off last started over.
+    backoff_resets: Mutex<HashMap<(String, String), u32>>,
     /// How long set-up volumes are trusted ([`VOLUME_RESYNC`] by default).
     volume_resync: Duration,
     /// Each pod's volumes as last set up, and when.
@@ -95,6 +108,7 @@ impl PodRuntime {
             ),
             prober: Default::default(),
             volume_resync: VOLUME_RESYNC,
+            backoff_resets: Mutex::new(HashMap::new()),
             volumes: Mutex::new(HashMap::new()),
             mount_failures: Mutex::new(HashMap::new()),
             recorder: std::sync::OnceLock::new(),
@@ -131,6 +145,7 @@ impl PodRuntime {
         volumes::teardown(&self.root_dir, uid);
         self.volumes.lock().remove(uid);
         self.mount_failures.lock().remove(uid);
+        self.backoff_resets.lock().retain(|(u, _), _| u != uid);
     }
 
     /// The pod's volumes, set up again when older than the resync period.
@@ -534,7 +549,15 @@ impl PodRuntime {
                     _ => true,
                 };
                 if restart {
-                    let delay = crash_backoff(attempt);
+                    // A run of 10 minutes or more ends the crash loop: the back-off starts over.
+                    let ran = Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64);
+                    let delay = {
+                        let mut resets = self.backoff_resets.lock();
+                        let reset = resets
+                            .entry((x.uid.to_owned(), c.name.clone()))
+                            .or_insert(0);
+                        backoff_after(attempt, ran, reset)
+                    };
                     let finished =
                         SystemTime::UNIX_EPOCH + Duration::from_nanos(s.finished_at.max(0) as u64);
                     let elapsed = SystemTime::now()
@@ -721,6 +744,19 @@ fn same_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_run_starts_the_backoff_over() {
+        let mut reset = 0;
+        let short = Duration::from_secs(1);
+        assert_eq!(backoff_after(3, short, &mut reset), Duration::from_secs(40));
+        assert_eq!(
+            backoff_after(4, Duration::from_secs(700), &mut reset),
+            Duration::ZERO
+        );
+        assert_eq!(backoff_after(5, short, &mut reset), Duration::from_secs(10));
+        assert_eq!(backoff_after(6, short, &mut reset), Duration::from_secs(20));
+    }
 
     #[test]
     fn crash_loop_backoff_doubles_to_five_minutes() {
