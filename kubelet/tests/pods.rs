@@ -371,3 +371,42 @@ async fn init_containers_run_in_order_before_the_app() {
         "the app never started"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_readiness_follows_the_health_service() {
+    use tonic_health::ServingStatus;
+    // A real gRPC health server on the host; the pod shares the host's network.
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("shop", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let n = node().await;
+    n.create(
+        "grpc",
+        json!({"name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["sleep", "3600"],
+               "readinessProbe": {"grpc": {"port": port, "service": "shop"}, "periodSeconds": 1}}),
+        json!({}),
+    )
+    .await;
+    let ready = |want: bool| {
+        move |p: &k8s_openapi::api::core::v1::Pod| (container_state(p)?.ready == want).then_some(())
+    };
+    n.until("grpc", "Ready through the gRPC probe", ready(true))
+        .await;
+    reporter
+        .set_service_status("shop", ServingStatus::NotServing)
+        .await;
+    n.until("grpc", "not Ready once NOT_SERVING", ready(false))
+        .await;
+    reporter
+        .set_service_status("shop", ServingStatus::Serving)
+        .await;
+    n.until("grpc", "Ready again", ready(true)).await;
+}

@@ -1,5 +1,5 @@
-//! Container probes as upstream's prober runs them: exec (CRI ExecSync), httpGet and
-//! tcpSocket, with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and
+//! Container probes as upstream's prober runs them: exec (CRI ExecSync), httpGet,
+//! tcpSocket and grpc (grpc.health.v1), with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and
 //! failureThreshold. Startup gates the other two; liveness failing restarts the container;
 //! readiness decides the container's (and so the pod's) Ready.
 
@@ -139,8 +139,40 @@ pub async fn run_probe(
             Ok(Ok(_))
         );
     }
-    // A probe with no handler (gRPC is not supported yet) fails.
+    if let Some(g) = &probe.grpc {
+        let Ok(port) = u16::try_from(g.port) else {
+            return false;
+        };
+        let service = g.service.clone().unwrap_or_default();
+        return tokio::time::timeout(timeout, grpc_serving(pod_ip, port, service))
+            .await
+            .unwrap_or(false);
+    }
+    // A probe with no handler fails.
     false
+}
+
+/// grpc.health.v1.Health/Check on `host:port`: true when the service is SERVING.
+async fn grpc_serving(host: &str, port: u16, service: String) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
+    else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    client
+        .check(HealthCheckRequest { service })
+        .await
+        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
 }
 
 impl Prober {
