@@ -26,8 +26,10 @@ impl Containerd {
     }
 
     /// Starts containerd inside a new network namespace with a CNI bridge network over
-    /// `subnet` (e.g. "10.244.7.0/24"): pods get addresses there, and the bridge, routes and
-    /// addresses stay inside the namespace, which is deleted on drop.
+    /// `subnet` (e.g. "10.244.7.0/24"): pods get addresses there. A veth pair links the
+    /// namespace to this host (10.250.<subnet's third octet>.1 here, .2 there) with a host
+    /// route to `subnet`, so a kubelet on the host reaches pods (probes) and containerd's
+    /// streaming server (exec). Everything goes when the namespace is deleted on drop.
     pub async fn start_with_pod_network(subnet: &str) -> Containerd {
         Self::launch(Some(subnet)).await
     }
@@ -35,6 +37,18 @@ impl Containerd {
     async fn launch(subnet: Option<&str>) -> Containerd {
         let dir = tempfile::tempdir().expect("temp dir for containerd");
         let d = dir.path();
+        // The link network between this host and the pod network's namespace.
+        let link = subnet.map(|s| {
+            let octet = s.split('.').nth(2).unwrap_or("0").to_owned();
+            (
+                format!("10.250.{octet}.1"),
+                format!("10.250.{octet}.2"),
+                octet,
+            )
+        });
+        let stream_address = link
+            .as_ref()
+            .map_or("127.0.0.1", |(_, ns_side, _)| ns_side.as_str());
         let socket = d.join("containerd.sock");
         std::fs::create_dir_all(d.join("cni")).unwrap();
         let config = format!(
@@ -50,7 +64,7 @@ state = "{state}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
+  stream_server_address = "{stream_address}"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
@@ -81,6 +95,26 @@ state = "{state}"
             let _ = Command::new("ip")
                 .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
                 .status();
+            if let Some((host_side, ns_side, octet)) = &link {
+                let (host_dev, ns_dev) = (format!("tvh{octet}"), format!("tvn{octet}"));
+                let sh = |script: String| {
+                    let ok = Command::new("sh")
+                        .args(["-c", &script])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(ok, "{script}");
+                };
+                sh(format!(
+                    "ip link del {host_dev} 2>/dev/null; \
+                     ip link add {host_dev} type veth peer name {ns_dev} && \
+                     ip link set {ns_dev} netns {name} && \
+                     ip addr add {host_side}/30 dev {host_dev} && ip link set {host_dev} up && \
+                     ip netns exec {name} ip addr add {ns_side}/30 dev {ns_dev} && \
+                     ip netns exec {name} ip link set {ns_dev} up && \
+                     ip netns exec {name} sysctl -qw net.ipv4.ip_forward=1 && \
+                     ip route replace {subnet} via {ns_side}"
+                ));
+            }
             let conflist = serde_json::json!({
                 "cniVersion": "0.4.0",
                 "name": "tetsu-test",
