@@ -66,6 +66,24 @@ async fn kubectl_logs_and_exec_reach_the_container() {
         String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
         "{out:?}"
     );
+    // A terminal: kubectl exec -it under a pseudo-terminal (script(1)) gets one inside.
+    let out = tokio::process::Command::new("script")
+        .env("KUBECONFIG", n.dir.path().join("kubeconfig"))
+        .args([
+            "-qec",
+            "kubectl exec -it hello -- sh -c 'tty; exit 4'",
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    let (ok, out, err) = n.kubectl(&["describe", "node", "node-a"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Ready") && out.contains("hello"), "{out}");
     // stdin reaches the process.
     let (ok, out, err) = n
         .kubectl(
