@@ -124,6 +124,17 @@ pub fn python() -> std::path::PathBuf {
     python
 }
 
+/// An in-process apiserver on plain HTTP with its data under `dir`, for tests.
+pub async fn spawn(dir: &std::path::Path) -> crate::server::InProcess {
+    crate::server::spawn_in_process(crate::server::Config {
+        data_dir: dir.join("data"),
+        secure_port: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("start an in-process apiserver")
+}
+
 /// Writes a kubeconfig for `server` (no credentials: the test servers do not check them).
 pub fn write_kubeconfig(path: &std::path::Path, server: &str) {
     let config = format!(

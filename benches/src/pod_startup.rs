@@ -52,12 +52,7 @@ pub async fn pod_startup(pods: usize) -> anyhow::Result<Startup> {
     let containerd = Containerd::start_with_pod_network("10.244.77.0/24").await;
     containerd.import_test_images()?;
     let dir = tempfile::tempdir()?;
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await?;
+    let server = apiserver::testing::spawn(dir.path()).await;
     let client = Client::try_from(kube::Config::new(server.url().parse()?))?;
     let runtime = Arc::new(PodRuntime::new(
         Cri::connect(&containerd.endpoint()).await?,

@@ -23,6 +23,16 @@ struct Sandbox {
     ip: String,
 }
 
+impl Sandbox {
+    fn state(&self) -> i32 {
+        if self.ready {
+            cri::PodSandboxState::SandboxReady as i32
+        } else {
+            cri::PodSandboxState::SandboxNotready as i32
+        }
+    }
+}
+
 struct Container {
     sandbox_id: String,
     config: cri::ContainerConfig,
@@ -215,11 +225,7 @@ impl RuntimeService for HollowRuntime {
         Ok(cri::PodSandboxStatus {
             id: id.to_owned(),
             metadata: s.config.metadata.clone(),
-            state: if s.ready {
-                cri::PodSandboxState::SandboxReady
-            } else {
-                cri::PodSandboxState::SandboxNotready
-            } as i32,
+            state: s.state(),
             created_at: s.created_at,
             network: Some(cri::PodSandboxNetworkStatus {
                 ip: s.ip.clone(),
@@ -239,11 +245,7 @@ impl RuntimeService for HollowRuntime {
             .map(|(id, s)| cri::PodSandbox {
                 id: id.clone(),
                 metadata: s.config.metadata.clone(),
-                state: if s.ready {
-                    cri::PodSandboxState::SandboxReady
-                } else {
-                    cri::PodSandboxState::SandboxNotready
-                } as i32,
+                state: s.state(),
                 created_at: s.created_at,
                 labels: s.config.labels.clone(),
                 annotations: s.config.annotations.clone(),

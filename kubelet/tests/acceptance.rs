@@ -64,13 +64,7 @@ async fn a_pod_through_the_kubelet_binary_as_kubectl_sees_it() {
     let containerd = Containerd::start_with_pod_network("10.244.43.0/24").await;
     containerd.import_test_images().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
     let kubeconfig = dir.path().join("kubeconfig");
     apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let kubectl = async |args: &[&str]| apiserver::testing::kubectl(&kubeconfig, args, None).await;

@@ -33,22 +33,9 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
     let kubeconfig = dir.path().join("kubelet.conf");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{}'}}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-            server.addr
-        ),
-    )
-    .unwrap();
+    apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let port = apiserver::testing::free_port();
     let api_port = apiserver::testing::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubelet"))

@@ -13,13 +13,7 @@ use serde_json::json;
 
 async fn server() -> (apiserver::server::InProcess, tempfile::TempDir, Client) {
     let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
     let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
     (server, dir, client)
 }

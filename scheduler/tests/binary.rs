@@ -58,14 +58,7 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
     .await
     .unwrap();
     let kubeconfig = dir.path().join("scheduler.conf");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{}'}}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-            server.addr
-        ),
-    )
-    .unwrap();
+    apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,

@@ -122,6 +122,19 @@ impl Strategy for Secrets {
     fn default(&self, obj: &mut Value) {
         if let Some(map) = obj.as_object_mut() {
             default_field(map, "type", json!("Opaque"));
+            // stringData is write-only: its keys go into data (base64), overriding data's.
+            if let Some(Value::Object(strings)) = map.remove("stringData") {
+                use base64::Engine;
+                let data = map.entry("data").or_insert_with(|| json!({}));
+                if !data.is_object() {
+                    *data = json!({});
+                }
+                for (k, v) in strings {
+                    let text = v.as_str().unwrap_or_default();
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                    data[k.as_str()] = json!(encoded);
+                }
+            }
         }
     }
 }
@@ -735,6 +748,16 @@ mod tests {
             json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}),
             "Burstable",
         );
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let mut secret = json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eQ=="},
+                                "stringData": {"b": "s3cret"}});
+        SECRETS.default(&mut secret);
+        assert_eq!(secret["type"], "Opaque");
+        assert_eq!(secret["data"], json!({"a": "eA==", "b": "czNjcmV0"}));
+        assert!(secret.get("stringData").is_none());
     }
 
     #[test]

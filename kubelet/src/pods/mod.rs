@@ -311,15 +311,9 @@ impl Dispatcher {
                 self.delete_mirror(&mirror);
             }
             let runtime = self.runtime.clone();
-            let grace = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-                .max(0) as u64;
             tokio::spawn(async move {
                 if runtime
-                    .stop_pod(&pod, Duration::from_secs(grace))
+                    .stop_pod(&pod, spec::termination_grace(&pod))
                     .await
                     .is_ok()
                 {

@@ -37,6 +37,16 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     labels
 }
 
+/// spec.terminationGracePeriodSeconds (30 s by default).
+pub fn termination_grace(pod: &Pod) -> std::time::Duration {
+    let seconds = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    std::time::Duration::from_secs(seconds.max(0) as u64)
+}
+
 pub fn host_network(pod: &Pod) -> bool {
     pod.spec
         .as_ref()

@@ -91,13 +91,30 @@ async fn setup_one(
     }
     let (plugin, files) = if let Some(c) = &v.config_map {
         let mode = c.default_mode.unwrap_or(0o644) as u32;
-        let files =
-            config_map_files(client, namespace, &c.name, c.optional, &c.items, mode).await?;
+        let files = source_files(
+            client,
+            namespace,
+            Source::ConfigMap,
+            &c.name,
+            c.optional,
+            &c.items,
+            mode,
+        )
+        .await?;
         ("kubernetes.io~configmap", files)
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let mode = s.default_mode.unwrap_or(0o644) as u32;
-        let files = secret_files(client, namespace, &name, s.optional, &s.items, mode).await?;
+        let files = source_files(
+            client,
+            namespace,
+            Source::Secret,
+            &name,
+            s.optional,
+            &s.items,
+            mode,
+        )
+        .await?;
         ("kubernetes.io~secret", files)
     } else if let Some(d) = &v.downward_api {
         let mode = d.default_mode.unwrap_or(0o644) as u32;
@@ -108,13 +125,20 @@ async fn setup_one(
         let mut files = Files::new();
         for source in p.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
+                let source = Source::ConfigMap;
                 files.extend(
-                    config_map_files(client, namespace, &c.name, c.optional, &c.items, mode)
-                        .await?,
+                    source_files(
+                        client, namespace, source, &c.name, c.optional, &c.items, mode,
+                    )
+                    .await?,
                 );
             } else if let Some(s) = &source.secret {
+                let source = Source::Secret;
                 files.extend(
-                    secret_files(client, namespace, &s.name, s.optional, &s.items, mode).await?,
+                    source_files(
+                        client, namespace, source, &s.name, s.optional, &s.items, mode,
+                    )
+                    .await?,
                 );
             } else if let Some(d) = &source.downward_api {
                 files.extend(downward_files(
@@ -212,64 +236,62 @@ fn project(
     Ok(out)
 }
 
-async fn config_map_files(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    optional: Option<bool>,
-    items: &Option<Vec<KeyToPath>>,
-    mode: u32,
-) -> Result<Files, String> {
-    let optional = optional.unwrap_or(false);
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let Some(cm) = api.get_opt(name).await.map_err(|e| e.to_string())? else {
-        return if optional {
-            Ok(Files::new())
-        } else {
-            Err(format!("configmap {name:?} not found"))
-        };
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    for (k, v) in cm.binary_data.unwrap_or_default() {
-        data.insert(k, v.0);
-    }
-    project(data, items, mode, &format!("configmap {name:?}"), optional)
+/// Where a content volume's keys come from.
+#[derive(Clone, Copy)]
+enum Source {
+    ConfigMap,
+    Secret,
 }
 
-async fn secret_files(
+/// The files of a ConfigMap's or Secret's keys; a missing object is an error unless
+/// `optional`.
+async fn source_files(
     client: &kube::Client,
     namespace: &str,
+    source: Source,
     name: &str,
     optional: Option<bool>,
     items: &Option<Vec<KeyToPath>>,
     mode: u32,
 ) -> Result<Files, String> {
     let optional = optional.unwrap_or(false);
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = api.get_opt(name).await.map_err(|e| e.to_string())? else {
-        return if optional {
-            Ok(Files::new())
-        } else {
-            Err(format!("secret {name:?} not found"))
-        };
+    let kind = match source {
+        Source::ConfigMap => "configmap",
+        Source::Secret => "secret",
     };
-    let mut data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    // stringData is write-only in the API, but a secret made without the apiserver's help
-    // may still carry it.
-    for (k, v) in secret.string_data.unwrap_or_default() {
-        data.entry(k).or_insert_with(|| v.into_bytes());
+    let fetched: Option<BTreeMap<String, Vec<u8>>> = match source {
+        Source::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|cm| {
+                    let text = cm.data.unwrap_or_default().into_iter();
+                    let binary = cm.binary_data.unwrap_or_default().into_iter();
+                    text.map(|(k, v)| (k, v.into_bytes()))
+                        .chain(binary.map(|(k, v)| (k, v.0)))
+                        .collect()
+                })
+        }
+        Source::Secret => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect()
+                })
+        }
+    };
+    match fetched {
+        Some(data) => project(data, items, mode, &format!("{kind} {name:?}"), optional),
+        None if optional => Ok(Files::new()),
+        None => Err(format!("{kind} {name:?} not found")),
     }
-    project(data, items, mode, &format!("secret {name:?}"), optional)
 }
 
 /// `key="value"` lines, sorted by key, as upstream writes labels and annotations.

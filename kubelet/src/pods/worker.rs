@@ -174,15 +174,16 @@ impl PodRuntime {
             return;
         }
         last.insert(spec::uid(pod).to_owned(), message.to_owned());
-        tracing::warn!(pod = ?pod.metadata.name, "{message}");
+        self.warn(pod, "FailedMount", message.to_owned());
+    }
+
+    /// A Warning event about the pod, logged too.
+    fn warn(&self, pod: &Pod, reason: &str, message: String) {
+        tracing::warn!(pod = ?pod.metadata.name, reason, "{message}");
         let recorder = self
             .recorder
             .get_or_init(|| common::events::Recorder::new(self.client.clone(), "kubelet"));
-        recorder.warning(
-            &common::events::Involved::of(pod),
-            "FailedMount",
-            message.to_owned(),
-        );
+        recorder.warning(&common::events::Involved::of(pod), reason, message);
     }
 
     /// The pod bound here as `namespace/name`, if any.
@@ -281,15 +282,7 @@ impl PodRuntime {
         };
         if !ok {
             let message = format!("PreStopHook failed for container {:?}", c.name);
-            tracing::warn!(pod = ?pod.metadata.name, "{message}");
-            let recorder = self
-                .recorder
-                .get_or_init(|| common::events::Recorder::new(self.client.clone(), "kubelet"));
-            recorder.warning(
-                &common::events::Involved::of(pod),
-                "FailedPreStopHook",
-                message,
-            );
+            self.warn(pod, "FailedPreStopHook", message);
         }
     }
 
@@ -603,14 +596,8 @@ impl PodRuntime {
                 view.started = Some(verdict.started);
                 if verdict.kill {
                     tracing::info!(pod = %pod.name_any(), container = %c.name, "container failed its liveness probe, will be restarted");
-                    let grace = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.termination_grace_period_seconds)
-                        .unwrap_or(30)
-                        .max(0) as u64;
                     self.cri
-                        .stop_container(&s.id, Duration::from_secs(grace))
+                        .stop_container(&s.id, spec::termination_grace(pod))
                         .await?;
                     self.prober.forget(&s.id);
                     *requeue = Duration::ZERO;

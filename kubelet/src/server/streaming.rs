@@ -79,33 +79,7 @@ pub async fn exec(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let opts = StreamOptions::parse(request.uri().query().unwrap_or(""));
-    if let Err(e) = opts.check() {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
-    if opts.command.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "you must specify at least one command",
-        );
-    }
-    let id = match running_container(&k, &namespace, &pod, &container).await {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    let url = k
-        .runtime
-        .cri
-        .exec(cri::ExecRequest {
-            container_id: id,
-            cmd: opts.command,
-            tty: opts.tty,
-            stdin: opts.stdin,
-            stdout: opts.stdout,
-            stderr: opts.stderr,
-        })
-        .await;
-    splice(request, url).await
+    container_stream(&k, &namespace, &pod, &container, request, true).await
 }
 
 pub async fn attach(
@@ -113,25 +87,53 @@ pub async fn attach(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
+    container_stream(&k, &namespace, &pod, &container, request, false).await
+}
+
+/// An exec (a new process) or an attach (the container's own stdio) session.
+async fn container_stream(
+    k: &Kubelet,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    request: Request,
+    exec: bool,
+) -> Response {
     let opts = StreamOptions::parse(request.uri().query().unwrap_or(""));
     if let Err(e) = opts.check() {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    let id = match running_container(&k, &namespace, &pod, &container).await {
+    if exec && opts.command.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command",
+        );
+    }
+    let id = match running_container(k, namespace, pod, container).await {
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let url = k
-        .runtime
-        .cri
-        .attach(cri::AttachRequest {
+    let cri = &k.runtime.cri;
+    let url = if exec {
+        cri.exec(cri::ExecRequest {
+            container_id: id,
+            cmd: opts.command,
+            tty: opts.tty,
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        })
+        .await
+    } else {
+        cri.attach(cri::AttachRequest {
             container_id: id,
             stdin: opts.stdin,
             tty: opts.tty,
             stdout: opts.stdout,
             stderr: opts.stderr,
         })
-        .await;
+        .await
+    };
     splice(request, url).await
 }
 

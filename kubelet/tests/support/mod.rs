@@ -33,13 +33,7 @@ pub async fn node() -> Node {
 pub async fn node_on(containerd: Containerd) -> Node {
     containerd.import_test_images().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
     let client = Client::try_from(kube::Config::new(
         format!("http://{}", server.addr).parse().unwrap(),
     ))
