@@ -260,3 +260,25 @@ async fn kubectl_port_forward_reaches_the_pod() {
     assert!(answer.ends_with("forwarded\n"), "{answer}");
     pf.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_attach_reaches_the_container_stdio() {
+    let mut n = node().await;
+    n.serve_api();
+    n.create(
+        "reader",
+        json!({"name": "c", "image": "busybox", "imagePullPolicy": "Never", "stdin": true,
+               "command": ["sh", "-c", "read line; echo got $line"]}),
+        json!({"restartPolicy": "Never"}),
+    )
+    .await;
+    n.until("reader", "Running", running).await;
+    let (ok, out, err) = n
+        .kubectl(&["attach", "-i", "reader", "-c", "c"], Some("hello\n"))
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("got hello"), "{out}");
+    let (ok, logs, _) = n.kubectl(&["logs", "reader"], None).await;
+    assert!(ok);
+    assert_eq!(logs, "got hello\n");
+}

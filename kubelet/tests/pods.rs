@@ -98,6 +98,12 @@ async fn failures_show_upstreams_reasons() {
     )
     .await;
     n.create(
+        "nobin",
+        json!({"name": "main", "image": "busybox", "command": ["/no/such/binary"]}),
+        json!({}),
+    )
+    .await;
+    n.create(
         "once",
         json!({"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 2"]}),
         json!({"restartPolicy": "Never"}),
@@ -117,6 +123,29 @@ async fn failures_show_upstreams_reasons() {
     );
     let last = crash.last_state.unwrap().terminated.unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+
+    // A command that does not exist: the start fails (StartError, 128), then the back-off.
+    let (reason, message) = n
+        .until("nobin", "RunContainerError or CrashLoopBackOff", |p| {
+            let c = container_state(p)?;
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = w.reason.clone()?;
+            (reason == "RunContainerError" || reason == "CrashLoopBackOff")
+                .then(|| (reason, format!("{:?} {:?}", w.message, c.last_state)))
+        })
+        .await;
+    assert!(message.contains("no such file"), "{reason}: {message}");
+    // Three seconds later it has not been retried more than the back-off allows.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nobin = n.pods().get("nobin").await.unwrap();
+    let c = container_state(&nobin).unwrap();
+    assert!(c.restart_count <= 2, "restarted without back-off: {c:?}");
+    if let Some(last) = c.last_state.and_then(|s| s.terminated) {
+        assert_eq!(
+            (last.exit_code, last.reason.as_deref()),
+            (128, Some("StartError"))
+        );
+    }
 
     let w = n
         .until("never", "ErrImageNeverPull", |p| {

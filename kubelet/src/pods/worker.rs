@@ -543,7 +543,12 @@ impl PodRuntime {
                 };
                 if restart {
                     // A run of 10 minutes or more ends the crash loop: the back-off starts over.
-                    let ran = Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64);
+                    // A run that never started (StartError) ran for nothing.
+                    let ran = if s.started_at > 0 {
+                        Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64)
+                    } else {
+                        Duration::ZERO
+                    };
                     let delay = {
                         let mut resets = self.backoff_resets.lock();
                         let reset = resets
@@ -631,12 +636,15 @@ impl PodRuntime {
                     }
                     let mut config = spec::container_config(pod, c, n, envs);
                     config.mounts = volumes::mounts(c, x.volumes);
+                    // The waiting reason if it fails: creating, or starting, the container.
+                    let mut failed_as = "CreateContainerError";
                     let result = async {
                         let _turn = self.starts.acquire().await?;
                         let id = self
                             .cri
                             .create_container(x.sandbox_id, config, x.sandbox_config.clone())
                             .await?;
+                        failed_as = "RunContainerError";
                         self.cri.start_container(&id).await?;
                         self.cri.container_status(&id).await
                     }
@@ -653,8 +661,8 @@ impl PodRuntime {
                             view.started = c.startup_probe.as_ref().map(|_| false);
                         }
                         Err(e) => {
-                            // Upstream reports a failed start as the container's own error.
-                            view.waiting = Some(("CreateContainerError".into(), format!("{e:#}")));
+                            // The failed run (StartError, 128) counts for the back-off.
+                            view.waiting = Some((failed_as.into(), format!("{e:#}")));
                             if let Some(prev) = latest.clone() {
                                 view.previous = Some(prev);
                             }
