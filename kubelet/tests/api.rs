@@ -189,6 +189,15 @@ async fn kubectl_logs_follow_ends_with_the_container() {
     assert!(ok, "{err}");
     assert_eq!(out, "one\ntwo\n");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // A completed pod keeps its logs (its exited container stays until the pod is deleted).
+    n.until("ticker", "Succeeded", |p| {
+        (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (ok, out, err) = n.kubectl(&["logs", "ticker"], None).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "one\ntwo\n");
     // A container that has not started yet is reported as upstream does.
     n.create(
         "absent",
@@ -268,7 +277,7 @@ async fn kubectl_attach_reaches_the_container_stdio() {
     n.create(
         "reader",
         json!({"name": "c", "image": "busybox", "imagePullPolicy": "Never", "stdin": true,
-               "command": ["sh", "-c", "read line; echo got $line"]}),
+               "command": ["sh", "-c", "read line; echo got $line; sleep 1"]}),
         json!({"restartPolicy": "Never"}),
     )
     .await;

@@ -6,9 +6,13 @@
 //! stall the controller forever).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use parking_lot::Mutex;
+
+use super::{Change, Informer, WorkQueue};
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -75,6 +79,36 @@ impl Expectations {
     pub fn forget(&self, key: &str) {
         self.map.lock().remove(key);
     }
+}
+
+/// Upstream's addPod/updatePod/deletePod handlers for a controller that owns pods: every
+/// change queues the owner `owner_key` names, and its expectations learn of the creations
+/// and deletions they wait for.
+pub fn track_owned_pods(
+    pods: &Informer<Pod>,
+    queue: Arc<WorkQueue>,
+    expectations: Arc<Expectations>,
+    owner_key: impl Fn(&Pod) -> Option<String> + Send + Sync + 'static,
+) {
+    pods.on_change(move |change| match change {
+        Change::Added(p) => {
+            if let Some(k) = owner_key(p) {
+                expectations.creation_observed(&k);
+                queue.add(k);
+            }
+        }
+        Change::Updated { new, .. } => {
+            if let Some(k) = owner_key(new) {
+                queue.add(k);
+            }
+        }
+        Change::Deleted(p) => {
+            if let Some(k) = owner_key(p) {
+                expectations.deletion_observed(&k, p.metadata.uid.as_deref().unwrap_or(""));
+                queue.add(k);
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A container that ran this long before exiting is no longer crash-looping.
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
 /// What a sync knows that each container's step needs.
 struct SyncCtx<'a> {
     uid: &'a str,
@@ -73,7 +74,7 @@ pub struct PodRuntime {
     pub root_dir: PathBuf,
     pub host_ip: String,
     /// The pods bound to this node as last seen, by "namespace/name" (the kubelet API's view).
-    pub pods: parking_lot::RwLock<HashMap<String, std::sync::Arc<Pod>>>,
+    pub pods: parking_lot::RwLock<HashMap<String, Arc<Pod>>>,
     /// Image pull failures per (pod uid, container), for ImagePullBackOff.
     pull_failures: Mutex<HashMap<(String, String), u32>>,
     /// Bounds the sandbox and container starts in flight: the runtime's work (runc, shims,
@@ -187,7 +188,7 @@ impl PodRuntime {
     }
 
     /// The pod bound here as `namespace/name`, if any.
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Pod>> {
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.pods
             .read()
             .get(&format!("{namespace}/{name}"))
@@ -286,6 +287,23 @@ impl PodRuntime {
         }
     }
 
+    /// Stops what still runs of a finished pod and its sandboxes, keeping them: `kubectl
+    /// logs` of a completed pod reads the exited containers' logs.
+    async fn finish_pod(&self, uid: &str) -> anyhow::Result<()> {
+        for sandbox in self.sandboxes(uid).await? {
+            if sandbox.state != cri::PodSandboxState::SandboxReady as i32 {
+                continue;
+            }
+            for c in self.cri.list_sandbox_containers(&sandbox.id).await? {
+                if c.state == cri::ContainerState::ContainerRunning as i32 {
+                    self.cri.stop_container(&c.id, Duration::ZERO).await?;
+                }
+            }
+            self.cri.stop_pod_sandbox(&sandbox.id).await?;
+        }
+        Ok(())
+    }
+
     /// Stops every container of the pod (SIGTERM, then SIGKILL after `grace`) and removes
     /// its sandboxes.
     pub async fn kill_pod(&self, uid: &str, grace: Duration) -> anyhow::Result<()> {
@@ -366,8 +384,9 @@ impl PodRuntime {
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded" | "Failed")) {
-            // Finished for good: nothing runs any more; free the sandbox.
-            self.kill_pod(&uid, Duration::ZERO).await?;
+            // Finished for good: nothing runs any more and the sandbox's network is freed,
+            // but the exited containers stay (with their logs) until the pod is deleted.
+            self.finish_pod(&uid).await?;
             return Ok(Some(Duration::from_secs(60)));
         }
         let volumes = match self.pod_volumes(pod).await {

@@ -52,26 +52,12 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         q.add(key_of(*d))
     });
     let me = c.clone();
-    c.pods.on_change(move |change| match change {
-        Change::Added(p) => {
-            if let Some(k) = me.owner_key(p) {
-                me.expectations.creation_observed(&k);
-                me.queue.add(k);
-            }
-        }
-        Change::Updated { new, .. } => {
-            if let Some(k) = me.owner_key(new) {
-                me.queue.add(k);
-            }
-        }
-        Change::Deleted(p) => {
-            if let Some(k) = me.owner_key(p) {
-                me.expectations
-                    .deletion_observed(&k, p.metadata.uid.as_deref().unwrap_or(""));
-                me.queue.add(k);
-            }
-        }
-    });
+    crate::runtime::expectations::track_owned_pods(
+        &c.pods,
+        c.queue.clone(),
+        c.expectations.clone(),
+        move |p| me.owner_key(p),
+    );
     // A node appearing, going, or changing labels or taints may change where daemon pods
     // belong; its status heartbeats do not.
     let (q, dss) = (c.queue.clone(), c.daemonsets.clone());
