@@ -65,24 +65,6 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: bin-packer\n  pluginConfig:\n  - name: NodeResourcesFit\n    args:\n      scoringStrategy:\n        type: MostAllocated\n",
     )
     .unwrap();
-    let port = apiserver::testing::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--secure-port",
-            &port.to_string(),
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .args(["--leader-elect-retry-period", "200ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sched = Scheduler(child);
 
     let url = format!("http://{}", server.addr).parse().unwrap();
     let client = Client::try_from(kube::Config::new(url)).unwrap();
@@ -101,6 +83,26 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
     filler.metadata.uid = None;
     filler.spec.as_mut().unwrap().node_name = Some("small".into());
     pods.create(&PostParams::default(), &filler).await.unwrap();
+    // The scheduler starts once the nodes exist, so its first list has both (separate node
+    // and pod watches give no order between a node's and a pod's arrival).
+    let port = apiserver::testing::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--secure-port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args(["--leader-elect-retry-period", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sched = Scheduler(child);
 
     let mut spread = make_pod("spread").cpu("500m").obj();
     spread.metadata.uid = None;

@@ -137,10 +137,16 @@ impl Cluster {
                 {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
             ],
         }});
-        self.pods(ns)
+        match self
+            .pods(ns)
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .unwrap();
+        {
+            // The controllers may delete a pod between the harness's list and this write.
+            Ok(_) => {}
+            Err(e) if controller_manager::runtime::worker::is_not_found(&e) => {}
+            Err(e) => panic!("marking {ns}/{name}: {e}"),
+        }
     }
 
     /// Plays the kubelet for every pod matching `selector` that is not ready yet.
