@@ -52,15 +52,26 @@ pub fn route(path: &str) -> Option<Connect> {
             },
         });
     }
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        ["namespaces", ns, "pods", name, sub] if !ns.is_empty() && !name.is_empty() => {
+    // Every /api/v1 request passes here: match without allocating.
+    let mut parts = rest.split('/');
+    let segments = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    );
+    match segments {
+        (Some("namespaces"), Some(ns), Some("pods"), Some(name), Some(sub), None)
+            if !ns.is_empty() && !name.is_empty() =>
+        {
             let sub = ["log", "exec", "attach", "portforward"]
                 .into_iter()
-                .find(|s| s == sub)?;
+                .find(|s| *s == sub)?;
             Some(Connect::Pod {
-                namespace: (*ns).to_owned(),
-                name: (*name).to_owned(),
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
                 sub,
             })
         }
