@@ -34,6 +34,7 @@ fn spawn_kubelet(dir: &Path, containerd: &Containerd, port: u16) -> Child {
         .arg(dir.join("kubelet"))
         .arg("--pod-log-dir")
         .arg(dir.join("logs"))
+        .env("RUST_LOG", "info,kubelet=debug")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("kubelet.log")).unwrap())
         .spawn()
@@ -153,7 +154,12 @@ async fn a_pod_through_the_kubelet_binary_as_kubectl_sees_it() {
     let (ok, _, err) = kubectl(&["delete", "pod", "hello", "--timeout=60s"]).await;
     assert!(ok, "{err}");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5 + 5), "deletion took {took:?}");
+    assert!(
+        took < Duration::from_secs(5 + 5),
+        "deletion took {took:?}; the kubelet's log:\n{}\ncontainerd's log:\n{}",
+        std::fs::read_to_string(dir.path().join("kubelet.log")).unwrap_or_default(),
+        containerd.log()
+    );
     let cri = Cri::connect(&containerd.endpoint()).await.unwrap();
     assert!(cri.list_pod_sandboxes().await.unwrap().is_empty());
     assert!(cri.list_containers().await.unwrap().is_empty());

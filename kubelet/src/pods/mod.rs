@@ -110,6 +110,9 @@ struct Dispatcher {
 impl Dispatcher {
     async fn handle(&mut self, event: Result<Event<Pod>, watcher::Error>) {
         let runtime = self.runtime.clone();
+        if let Ok(e) = &event {
+            tracing::debug!(event = ?std::mem::discriminant(e), "pod watch event");
+        }
         match event {
             Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
                 if static_pods::mirror_hash(&pod).is_some() {
@@ -345,7 +348,10 @@ fn key(pod: &Pod) -> String {
 async fn work(runtime: Arc<PodRuntime>, mut updates: watch::Receiver<Arc<Pod>>) {
     loop {
         let pod = updates.borrow_and_update().clone();
-        let next = match runtime.sync(&pod).await {
+        let began = std::time::Instant::now();
+        let result = runtime.sync(&pod).await;
+        tracing::debug!(pod = ?pod.metadata.name, took = ?began.elapsed(), "synced");
+        let next = match result {
             Ok(None) => return,
             Ok(Some(after)) => after,
             Err(e) => {

@@ -57,8 +57,28 @@ fn settings(p: &Probe) -> (Duration, Duration, Duration, i32, i32) {
     )
 }
 
-/// Runs one probe once; true on success.
+/// Runs one probe once; true on success. A probe that outlives its timeoutSeconds fails
+/// (the runtime bounds an exec itself, this bounds a runtime that does not answer).
 pub async fn run_probe(
+    cri: &Cri,
+    container_id: &str,
+    c: &Container,
+    probe: &Probe,
+    pod_ip: &str,
+) -> bool {
+    let (_, _, timeout, _, _) = settings(probe);
+    let deadline = timeout + Duration::from_secs(1);
+    let run = probe_once(cri, container_id, c, probe, pod_ip);
+    match tokio::time::timeout(deadline, run).await {
+        Ok(ok) => ok,
+        Err(_) => {
+            tracing::debug!(container = %c.name, "probe timed out after {deadline:?}");
+            false
+        }
+    }
+}
+
+async fn probe_once(
     cri: &Cri,
     container_id: &str,
     c: &Container,

@@ -377,9 +377,11 @@ impl PodRuntime {
                 .deletion_grace_period_seconds
                 .unwrap_or(30)
                 .max(0) as u64;
+            tracing::info!(pod = %pod.name_any(), grace, "killing the pod's containers with a grace period");
             self.stop_pod(pod, Duration::from_secs(grace)).await?;
             self.release(&uid);
             self.confirm_deletion(pod).await?;
+            tracing::info!(pod = %pod.name_any(), "pod stopped; deletion confirmed");
             return Ok(None);
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
