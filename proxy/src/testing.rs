@@ -1,0 +1,199 @@
+//! Network namespaces as a small cluster's machines, for tests and benchmarks: a "lan"
+//! namespace holding a bridge (and standing for the outside world), "nodes" attached to it
+//! by veths, and "pods" attached to their node's CNI bridge by the real CNI plugins with
+//! the configuration the pod network agent wrote. Everything is removed on drop.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+/// Where Debian's containernetworking-plugins are.
+pub const CNI_BIN: &str = "/usr/lib/cni";
+
+fn sh(script: &str) {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A unique short tag for this process's namespaces.
+fn tag() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A named network namespace, deleted on drop (with every process still in it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}{}", tag());
+        sh(&format!(
+            "ip netns add {name} && ip netns exec {name} ip link set lo up"
+        ));
+        Netns { name }
+    }
+
+    /// Runs `script` with sh inside the namespace; output and success.
+    pub fn sh(&self, script: &str) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", script])
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// Starts a long-running process in the namespace.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// An HTTP GET with busybox wget: the body, or the error.
+    pub fn get(&self, url: &str) -> Result<String, String> {
+        let (ok, out) = self.sh(&format!("timeout 3 busybox wget -q -O - {url} 2>&1"));
+        if ok { Ok(out) } else { Err(out) }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "for p in $(ip netns pids {n} 2>/dev/null); do kill -9 $p; done; ip netns del {n}",
+                    n = self.name
+                ),
+            ])
+            .status();
+    }
+}
+
+/// The machines' network: a bridge in its own namespace at `<prefix>.1/24`.
+pub struct Lan {
+    pub ns: Netns,
+    pub prefix: String,
+}
+
+impl Lan {
+    /// `prefix` is the /24's first three octets, e.g. "10.251.0".
+    pub fn new(prefix: &str) -> Lan {
+        let ns = Netns::new("tlan");
+        let n = &ns.name;
+        sh(&format!(
+            "ip netns exec {n} ip link add br0 type bridge && \
+             ip netns exec {n} ip addr add {prefix}.1/24 dev br0 && \
+             ip netns exec {n} ip link set br0 up"
+        ));
+        Lan {
+            ns,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// A node at `<prefix>.<10 + index>`, its default route through the lan's address;
+    /// answers it and its address.
+    pub fn add_node(&self, index: u8) -> (Netns, String) {
+        let node = Netns::new("tnode");
+        let ip = format!("{}.{}", self.prefix, 10 + u32::from(index));
+        let (lan, n) = (&self.ns.name, &node.name);
+        sh(&format!(
+            "ip link add tv{n} type veth peer name eth0 netns {n} && \
+             ip link set tv{n} netns {lan} && \
+             ip netns exec {lan} ip link set tv{n} master br0 up && \
+             ip netns exec {n} ip addr add {ip}/24 dev eth0 && \
+             ip netns exec {n} ip link set eth0 up && \
+             ip netns exec {n} ip route add default via {}.1",
+            self.prefix
+        ));
+        (node, ip)
+    }
+}
+
+/// Adds a pod to `node` as the runtime would: a namespace, then the conflist's bridge
+/// plugin (with host-local IPAM keeping its state in `ipam_dir`). Answers the pod's IP.
+pub fn add_pod(node: &Netns, conflist: &Value, ipam_dir: &Path) -> (Netns, String) {
+    let pod = Netns::new("tpod");
+    let mut conf = conflist["plugins"][0].clone();
+    conf["cniVersion"] = conflist["cniVersion"].clone();
+    conf["name"] = conflist["name"].clone();
+    // Nodes share this machine's filesystem: each keeps its own IPAM state.
+    conf["ipam"]["dataDir"] = json!(ipam_dir.display().to_string());
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node.name])
+        .arg(Path::new(CNI_BIN).join("bridge"))
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &pod.name)
+        .env("CNI_NETNS", format!("/var/run/netns/{}", pod.name))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", CNI_BIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ip = result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "CNI ADD failed: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_owned();
+    (pod, ip)
+}
+
+/// busybox httpd in `pod` on `port`, answering `name` at /.
+pub fn serve_name(pod: &Netns, dir: &Path, name: &str, port: u16) -> Child {
+    let root = dir.join(format!("www-{}", pod.name));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), name).unwrap();
+    let child = pod.spawn(&[
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &port.to_string(),
+        "-h",
+        &root.display().to_string(),
+    ]);
+    // Listening before anyone connects.
+    for _ in 0..100 {
+        if pod.get(&format!("http://127.0.0.1:{port}/")).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
