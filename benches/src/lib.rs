@@ -3,6 +3,7 @@
 
 pub mod controller_perf;
 pub mod pod_startup;
+pub mod proxy_sync;
 pub mod scheduler_perf;
 
 use std::time::Duration;
