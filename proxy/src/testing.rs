@@ -67,6 +67,39 @@ impl Netns {
             .unwrap()
     }
 
+    /// A port on the namespace's loopback whose connections are relayed to `target` as
+    /// this process reaches it: how a process in the namespace reaches a server on the
+    /// host's loopback. Needs a tokio runtime.
+    pub fn relay_to(&self, target: std::net::SocketAddr) -> u16 {
+        let path = format!("/var/run/netns/{}", self.name);
+        // A thread of its own enters the namespace just to open the listening socket.
+        let listener = std::thread::spawn(move || {
+            use std::os::fd::AsFd;
+            let ns = std::fs::File::open(&path).unwrap();
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap();
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+        })
+        .join()
+        .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut inside, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outside) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
     /// An HTTP GET with busybox wget: the body, or the error.
     pub fn get(&self, url: &str) -> Result<String, String> {
         let (ok, out) = self.sh(&format!("timeout 3 busybox wget -q -O - {url} 2>&1"));
