@@ -1,0 +1,173 @@
+//! Issue #6's second acceptance item on a real node: containerd with the CNI configuration
+//! the pod network agent wrote, the kubelet's pod workers, the deployment, replicaset and
+//! endpointslice controllers, and the proxier in the node's network namespace. A
+//! Deployment of two busybox httpd pods behind a Service answers `wget` from a third pod
+//! by ClusterIP, from both backends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use controller_manager::controllers;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kubelet::cri::Cri;
+use kubelet::pods::worker::PodRuntime;
+use kubelet::testing::Containerd;
+use proxy::host::Host;
+use proxy::nftables::Config;
+use proxy::podnet::{self, PodNetwork};
+use proxy::proxier::{Proxier, Timing};
+use serde_json::json;
+
+const POD_CIDR: &str = "10.244.44.0/24";
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.phase.as_deref()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
+    let containerd = Containerd::start_with_pod_network(POD_CIDR).await;
+    containerd.import_test_images().unwrap();
+    let netns = containerd.netns.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
+    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+
+    // The node as registration and node ipam leave it.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = serde_json::from_value(json!({"metadata": {"name": "node-a"},
+        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}}))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status =
+        json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.250.44.2"}]}});
+    nodes
+        .patch_status("node-a", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
+    // The node's networking: the agent writes containerd's CNI configuration.
+    let cni_dir = containerd.dir.path().join("cni");
+    let agent = PodNetwork::new(Host::netns(&netns), "node-a", "10.244.0.0/16", &cni_dir);
+    let _agent = tokio::spawn(agent.run(client.clone()));
+    let proxier = Proxier::new(
+        Host::netns(&netns),
+        Config {
+            cluster_cidr: Some("10.244.0.0/16".into()),
+        },
+        "node-a",
+    );
+    let _proxier = tokio::spawn(proxier.run(client.clone(), Timing::default()));
+    let conflist = cni_dir.join(podnet::CONFLIST);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&conflist).is_ok_and(|c| c.contains("\"name\": \"tetsu\"")) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent wrote no CNI configuration"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The control plane's part and the kubelet's.
+    let enabled = controllers::enabled(&[
+        "deployment".to_owned(),
+        "replicaset".to_owned(),
+        "endpointslice".to_owned(),
+    ])
+    .unwrap();
+    let _controllers = controller_manager::start(client.clone(), Default::default(), &enabled)
+        .await
+        .unwrap();
+    let runtime = Arc::new(PodRuntime::new(
+        Cri::connect(&containerd.endpoint()).await.unwrap(),
+        client.clone(),
+        dir.path().join("logs"),
+        "10.250.44.2".into(),
+    ));
+    let _kubelet = tokio::spawn(kubelet::pods::run(runtime, "node-a".into()));
+
+    // Two httpd pods answering their own name, ready once they serve.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let web = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"nodeName": "node-a", "terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "httpd", "image": "busybox", "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
+    .unwrap();
+    let cluster_ip = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = deployments.get("web").await.unwrap();
+        if d.status.and_then(|s| s.ready_replicas) == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Deployment never had 2 ready pods"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A third pod fetches by ClusterIP 20 times and succeeds only if both pods answered.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let fetch = format!(
+        "for i in $(seq 20); do wget -q -O - http://{cluster_ip}/ || exit 1; done | sort -u | tee /dev/stderr | grep -c web- | grep -qx 2"
+    );
+    let client_pod = serde_json::from_value(json!({"metadata": {"name": "client"},
+        "spec": {"nodeName": "node-a", "restartPolicy": "Never", "containers": [{
+            "name": "wget", "image": "busybox", "imagePullPolicy": "Never",
+            "command": ["sh", "-c", fetch]}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &client_pod)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let p = pods.get("client").await.unwrap();
+        if matches!(phase(&p), Some("Succeeded" | "Failed")) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the client pod never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let logs = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "cat {}/logs/default_client_*/wget/*.log",
+                dir.path().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        phase(&done),
+        Some("Succeeded"),
+        "the client's output: {}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
+    containerd.remove_all_sandboxes().await;
+}
