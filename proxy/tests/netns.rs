@@ -175,6 +175,75 @@ async fn pods_and_services_across_two_nodes() {
         assert_eq!(answers(&lan.ns, &url, 24), both, "{url}");
     }
 
+    // The traffic policies, externalIPs and session affinity, over the same two pods.
+    let both_eps = endpoints(true);
+    let with_endpoints = async |name: &str, spec: serde_json::Value| -> Service {
+        let svc: Service =
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+        let svc = services.create(&PostParams::default(), &svc).await.unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-x1"), "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": both_eps,
+        }))
+        .unwrap();
+        slices.create(&PostParams::default(), &slice).await.unwrap();
+        svc
+    };
+    let local = with_endpoints(
+        "local",
+        json!({"type": "NodePort", "externalTrafficPolicy": "Local", "internalTrafficPolicy": "Local",
+               "externalIPs": ["10.99.0.100"],
+               "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}),
+    )
+    .await
+    .spec
+    .unwrap();
+    let sticky = with_endpoints(
+        "sticky",
+        json!({"sessionAffinity": "ClientIP",
+               "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}),
+    )
+    .await
+    .spec
+    .unwrap();
+    let local_url = format!("http://{}/", local.cluster_ip.unwrap());
+    let local_np = local.ports.unwrap()[0].node_port.unwrap();
+    let sticky_url = format!("http://{}/", sticky.cluster_ip.unwrap());
+    until("the new Services", || {
+        a2.get(&local_url).is_ok() && a2.get(&sticky_url).is_ok()
+    })
+    .await;
+    let only = |name: &str| BTreeSet::from([name.to_owned()]);
+    // internalTrafficPolicy Local: each node's pods reach only that node's endpoint.
+    assert_eq!(answers(&a2, &local_url, 12), only("a1"));
+    assert_eq!(answers(&b1, &local_url, 12), only("b1"));
+    // externalTrafficPolicy Local: a NodePort reaches only its node's endpoint.
+    assert_eq!(
+        answers(&lan.ns, &format!("http://{ip_a}:{local_np}/"), 12),
+        only("a1")
+    );
+    assert_eq!(
+        answers(&lan.ns, &format!("http://{ip_b}:{local_np}/"), 12),
+        only("b1")
+    );
+    // An externalIP routed to node-b answers there.
+    let (ok, out) = lan
+        .ns
+        .sh(&format!("ip route add 10.99.0.100/32 via {ip_b}"));
+    assert!(ok, "{out}");
+    assert_eq!(answers(&lan.ns, "http://10.99.0.100/", 12), only("b1"));
+    // sessionAffinity ClientIP: a client keeps its endpoint.
+    for client_pod in [&a2, &b1] {
+        assert_eq!(
+            answers(client_pod, &sticky_url, 12).len(),
+            1,
+            "from {}",
+            client_pod.name
+        );
+    }
+
     // An endpoint that turns unready stops getting new connections within a second.
     slices
         .patch(
