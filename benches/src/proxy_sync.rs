@@ -27,12 +27,17 @@ pub struct Result {
     pub one_service_added_ops: usize,
 }
 
+/// NodePort Services while node ports last (2,768 of them), ClusterIP ones after.
 fn service(i: usize) -> Service {
+    let (kind, node_port) = if i < 2700 {
+        ("NodePort", Some(30000 + i))
+    } else {
+        ("ClusterIP", None)
+    };
     serde_json::from_value(json!({
         "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
-        "spec": {"type": "NodePort", "clusterIP": format!("10.96.{}.{}", i / 250, i % 250 + 1),
-                 "ports": [{"name": "http", "port": 80, "targetPort": 8080,
-                            "nodePort": 30000 + (i % 2700)}]}
+        "spec": {"type": kind, "clusterIP": format!("10.96.{}.{}", i / 250, i % 250 + 1),
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": node_port}]}
     }))
     .unwrap()
 }
