@@ -131,6 +131,21 @@ async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Both endpoints published and programmed before the client asks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = containerd.in_netns(&["nft", "list", "table", "ip", "kube-proxy"]);
+        let table = String::from_utf8_lossy(&table.stdout);
+        if table.matches("dnat to 10.244.44.").count() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rules never had both endpoints: {table}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // A third pod fetches by ClusterIP 20 times and succeeds only if both pods answered.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let fetch = format!(
