@@ -22,7 +22,26 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts etcd and waits until it answers; panics with etcd's output if it does not.
+    /// A port taken between choosing it and etcd binding it (other tests pick ports too)
+    /// means another try with new ports.
     pub fn start() -> EtcdServer {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut server = Self::launch();
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if log.contains("address already in use") => {
+                    let _ = server.child.kill();
+                    let _ = server.child.wait();
+                    last = log;
+                }
+                Err(log) => panic!("etcd did not become ready on {}:\n{log}", server.endpoint),
+            }
+        }
+        panic!("etcd found no free ports:\n{last}");
+    }
+
+    fn launch() -> EtcdServer {
         let dir = tempfile::tempdir().expect("temp dir for etcd");
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
@@ -48,18 +67,23 @@ impl EtcdServer {
             .stderr(log)
             .spawn()
             .expect("start etcd (apt-get install etcd-server)");
-        let server = EtcdServer {
+        EtcdServer {
             child,
             _dir: dir,
             endpoint: format!("127.0.0.1:{client}"),
-        };
-        server.wait_ready();
-        server
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Ok once etcd serves reads; its log if it exits or does not within 20 s.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let log = |s: &EtcdServer| {
+            std::fs::read_to_string(s._dir.path().join("etcd.log")).unwrap_or_default()
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(log(self));
+            }
             // A range request answering means the member has a leader and serves reads.
             let ok = Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
@@ -69,12 +93,11 @@ impl EtcdServer {
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(self._dir.path().join("etcd.log")).unwrap_or_default();
-        panic!("etcd did not become ready on {}:\n{log}", self.endpoint);
+        Err(log(self))
     }
 }
 

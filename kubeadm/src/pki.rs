@@ -1,0 +1,275 @@
+//! The cluster's PKI, laid out as upstream kubeadm's `certs` phase lays out
+//! /etc/kubernetes/pki: a cluster CA (`ca.crt`/`ca.key`, 10 years), the apiserver's serving
+//! certificate with every name clients use for it (`apiserver.crt`), the client certificate
+//! the apiserver presents to kubelets (`apiserver-kubelet-client.crt`, O=kubeadm:cluster-admins)
+//! and the key pair that signs service-account tokens (`sa.key`/`sa.pub`). Files that exist
+//! are kept, so running it again on an existing cluster changes nothing. Keys are ECDSA
+//! P-256 (upstream's default is RSA 2048; every client we serve accepts both).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+/// The CA lives 10 years, what it signs 1 year (upstream's validity periods).
+const CA_DAYS: i64 = 3650;
+const LEAF_DAYS: i64 = 365;
+
+/// What the certificates must name.
+#[derive(Clone, Debug)]
+pub struct PkiConfig {
+    /// The node's name (a SAN of the apiserver's certificate).
+    pub node_name: String,
+    /// The address the apiserver advertises (a SAN).
+    pub advertise_address: IpAddr,
+    /// --service-cidr: its first address is the `kubernetes` Service's ClusterIP (a SAN).
+    pub service_cidr: String,
+    /// --service-dns-domain.
+    pub dns_domain: String,
+    /// --apiserver-cert-extra-sans: more names or addresses.
+    pub extra_sans: Vec<String>,
+}
+
+/// The first usable address of an IPv4 CIDR (10.96.0.0/12 -> 10.96.0.1).
+pub fn first_service_ip(cidr: &str) -> anyhow::Result<Ipv4Addr> {
+    let (net, bits) = cidr
+        .split_once('/')
+        .with_context(|| format!("service CIDR {cidr:?} is not address/bits"))?;
+    let net: Ipv4Addr = net
+        .parse()
+        .with_context(|| format!("service CIDR {cidr:?}: bad address"))?;
+    let bits: u32 = bits
+        .parse()
+        .ok()
+        .filter(|b| *b <= 30)
+        .with_context(|| format!("service CIDR {cidr:?}: bad prefix length"))?;
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+/// The names the apiserver's serving certificate carries.
+pub fn apiserver_sans(cfg: &PkiConfig) -> anyhow::Result<Vec<String>> {
+    let mut names = vec![
+        cfg.node_name.clone(),
+        "kubernetes".to_owned(),
+        "kubernetes.default".to_owned(),
+        "kubernetes.default.svc".to_owned(),
+        format!("kubernetes.default.svc.{}", cfg.dns_domain),
+        first_service_ip(&cfg.service_cidr)?.to_string(),
+        cfg.advertise_address.to_string(),
+    ];
+    names.extend(cfg.extra_sans.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    Ok(names)
+}
+
+/// A directory of PEM files: the cluster's PKI.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+/// A certificate and its key, in PEM.
+pub struct Signed {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Creates what is missing; answers the files it wrote.
+    pub fn create(&self, cfg: &PkiConfig) -> anyhow::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let mut written = Vec::new();
+        if !self.path("ca.crt").exists() {
+            let ca = new_ca("kubernetes")?;
+            self.write("ca", &ca, &mut written)?;
+        }
+        if !self.path("apiserver.crt").exists() {
+            let names = apiserver_sans(cfg)?;
+            let signed = self.sign("kube-apiserver", &[], &names, Usage::Server)?;
+            self.write("apiserver", &signed, &mut written)?;
+        }
+        if !self.path("apiserver-kubelet-client.crt").exists() {
+            let signed = self.sign(
+                "kube-apiserver-kubelet-client",
+                &["kubeadm:cluster-admins"],
+                &[],
+                Usage::Client,
+            )?;
+            self.write("apiserver-kubelet-client", &signed, &mut written)?;
+        }
+        if !self.path("sa.key").exists() {
+            let key = KeyPair::generate()?;
+            write_private(&self.path("sa.key"), &key.serialize_pem())?;
+            std::fs::write(self.path("sa.pub"), key.public_key_pem())?;
+            written.push(self.path("sa.key"));
+            written.push(self.path("sa.pub"));
+        }
+        Ok(written)
+    }
+
+    /// A certificate for `common_name` in `organizations`, signed by the cluster CA.
+    pub fn sign(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        sans: &[String],
+        usage: Usage,
+    ) -> anyhow::Result<Signed> {
+        let ca_cert = std::fs::read_to_string(self.path("ca.crt"))
+            .context("reading the cluster CA (ca.crt)")?;
+        let ca_key = KeyPair::from_pem(
+            &std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?,
+        )
+        .context("parsing ca.key")?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_cert, ca_key).context("parsing the cluster CA")?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        for o in organizations {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![match usage {
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        let now = OffsetDateTime::now_utc();
+        // A little slack for clocks that disagree, as upstream allows.
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(LEAF_DAYS);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Signed {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn write(&self, stem: &str, s: &Signed, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let (crt, key) = (
+            self.path(&format!("{stem}.crt")),
+            self.path(&format!("{stem}.key")),
+        );
+        write_private(&key, &s.key_pem)?;
+        std::fs::write(&crt, &s.cert_pem).with_context(|| format!("writing {}", crt.display()))?;
+        written.push(crt);
+        written.push(key);
+        Ok(())
+    }
+}
+
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Usage {
+    Server,
+    Client,
+}
+
+fn new_ca(common_name: &str) -> anyhow::Result<Signed> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(CA_DAYS);
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok(Signed {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Private keys are readable by their owner only.
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_service_ip_is_the_network_plus_one() {
+        assert_eq!(
+            first_service_ip("10.96.0.0/12").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 1)
+        );
+        assert_eq!(
+            first_service_ip("10.100.7.9/16").unwrap(),
+            Ipv4Addr::new(10, 100, 0, 1)
+        );
+        assert!(first_service_ip("10.96.0.0").is_err());
+        assert!(first_service_ip("10.96.0.0/31").is_err());
+    }
+
+    #[test]
+    fn the_apiserver_is_named_as_clients_address_it() {
+        let cfg = PkiConfig {
+            node_name: "cp-1".into(),
+            advertise_address: "192.168.1.10".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec!["cp-1".into(), "api.example".into()],
+        };
+        assert_eq!(
+            apiserver_sans(&cfg).unwrap(),
+            [
+                "cp-1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "10.96.0.1",
+                "192.168.1.10",
+                "api.example"
+            ]
+        );
+    }
+}
