@@ -1,5 +1,6 @@
-//! Objects the server itself keeps in place: the four system namespaces and the `kubernetes`
-//! Service in `default` with its Endpoints and EndpointSlice pointing at this apiserver.
+//! Objects the server itself keeps in place: the four system namespaces, the bootstrap RBAC
+//! policy (with RBAC on), and the `kubernetes` Service in `default` with its Endpoints and
+//! EndpointSlice pointing at this apiserver.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -61,6 +62,15 @@ pub async fn ensure(state: &Arc<ApiState>, address: IpAddr, port: u16) -> ApiRes
     for ns in NAMESPACES {
         let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
         ensure_object(state, "", "v1", "namespaces", obj, false).await?;
+    }
+    if state.auth.rbac_enabled() {
+        for obj in crate::auth::policy::objects() {
+            let plural = match obj["kind"].as_str() {
+                Some("ClusterRole") => "clusterroles",
+                _ => "clusterrolebindings",
+            };
+            ensure_object(state, "rbac.authorization.k8s.io", "v1", plural, obj, false).await?;
+        }
     }
     for (name, value, description) in [
         (

@@ -441,6 +441,19 @@ impl Cache {
         }
     }
 
+    /// The key prefix of every object (`--etcd-prefix`).
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The revision of the last change to a resource the cache holds (or of its last load):
+    /// derived state (the RBAC index) rebuilds only when this moves.
+    pub fn last_change(&self, resource: &ResourceInfo) -> Revision {
+        let state = self.state.read();
+        let r = &state.resources[Self::index(resource)];
+        r.history.back().map_or(r.evicted_upto, |e| e.revision)
+    }
+
     pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
         self.state.read().resources[Self::index(resource)]
             .objects

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use apiserver::auth::AuthConfig;
 use apiserver::server::{Config, run};
 use apiserver::services::{Cidr, PortRange};
 use clap::Parser;
@@ -52,6 +53,39 @@ struct Flags {
     /// disables compaction. A Go-style duration: 300s, 5m, 1h.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: std::time::Duration,
+    /// File with the CA certificates that sign client certificates. A client presenting one
+    /// signed by them is the user named by the subject's CommonName, in the groups of its
+    /// Organizations.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// File of static bearer tokens, one `token,user,uid,"group1,group2"` per line.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Accept bootstrap tokens (Secrets of type bootstrap.kubernetes.io/token in kube-system)
+    /// as bearer tokens, as `kubeadm join` uses them.
+    #[arg(long)]
+    enable_bootstrap_token_auth: bool,
+    /// Let requests without credentials to health, version and discovery paths through as
+    /// system:anonymous (authorization still decides). Resource requests without credentials
+    /// always get 401.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Ordered authorizers: AlwaysAllow, AlwaysDeny, Node, RBAC. The first that allows or denies
+    /// decides.
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    authorization_mode: Vec<apiserver::auth::Mode>,
+    /// The issuer (`iss`) of service-account tokens this server issues and accepts.
+    #[arg(long)]
+    service_account_issuer: Option<String>,
+    /// Files with the keys (PEM, public or private) that verify service-account tokens.
+    #[arg(long)]
+    service_account_key_file: Vec<PathBuf>,
+    /// The private key (PEM PKCS#8, ECDSA P-256) that signs service-account tokens.
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// Audiences a token must name; the issuer when not given.
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -109,6 +143,17 @@ async fn main() -> anyhow::Result<()> {
         service_node_port_range: flags.service_node_port_range,
         advertise_address: flags.advertise_address,
         compaction_interval: flags.etcd_compaction_interval,
+        auth: AuthConfig {
+            client_ca_file: flags.client_ca_file,
+            token_auth_file: flags.token_auth_file,
+            enable_bootstrap_token_auth: flags.enable_bootstrap_token_auth,
+            anonymous_auth: flags.anonymous_auth,
+            authorization_modes: flags.authorization_mode,
+            service_account_issuer: flags.service_account_issuer,
+            service_account_key_files: flags.service_account_key_file,
+            service_account_signing_key_file: flags.service_account_signing_key_file,
+            api_audiences: flags.api_audiences,
+        },
     };
     run(config, common::shutdown::signal()).await
 }

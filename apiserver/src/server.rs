@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 
+use crate::auth::{Auth, AuthConfig, Trusted};
 use crate::cache::Cache;
 use crate::handlers::{self, Format, respond};
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct Config {
     pub advertise_address: Option<IpAddr>,
     /// How often history older than one interval is compacted away; zero never.
     pub compaction_interval: Duration,
+    /// Authentication and authorization of the secure port.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             service_node_port_range: "30000-32767".parse().expect("valid default"),
             advertise_address: None,
             compaction_interval: Duration::from_secs(300),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct ApiState {
     /// while the watch cache has not yet seen the change (upstream's NamespaceLifecycle admission
     /// closes the same gap with a live lookup).
     pub terminating_namespaces: parking_lot::Mutex<std::collections::HashSet<String>>,
+    pub auth: Auth,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -139,7 +144,9 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     } else {
         config.insecure_port.unwrap_or(0)
     };
+    let auth = Auth::new(&config.auth, cache.clone())?;
     let state = Arc::new(ApiState {
+        auth,
         store,
         cache,
         root,
@@ -222,6 +229,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(handlers::serve)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::auth::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::metrics::track,
         ))
         .with_state(state)
@@ -289,7 +300,7 @@ pub async fn spawn_in_process(config: Config) -> anyhow::Result<InProcess> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let app = router(state.clone());
+    let app = router(state.clone()).layer(axum::Extension(Trusted));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -315,7 +326,7 @@ pub async fn run(
             .await
             .with_context(|| format!("binding the insecure port {addr}"))?;
         tracing::info!(%addr, "serving plain HTTP (no authentication; local development only)");
-        let app = app.clone();
+        let app = app.clone().layer(axum::Extension(Trusted));
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
             axum::serve(listener, app)
@@ -328,12 +339,12 @@ pub async fn run(
     }
     if config.secure_port != 0 {
         let addr = SocketAddr::new(config.bind_address, config.secure_port);
-        let acceptor = tls::acceptor(&config)?;
+        let tls_server = tls::server(&config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the secure port {addr}"))?;
         tracing::info!(%addr, "serving HTTPS");
-        servers.spawn(tls::serve(listener, acceptor, app, stop_rx.clone()));
+        servers.spawn(tls::serve(listener, tls_server, app, stop_rx.clone()));
     }
     if servers.is_empty() {
         anyhow::bail!("nothing to serve: --secure-port is 0 and no --insecure-port was given");

@@ -1,10 +1,10 @@
 //! HTTPS serving: rustls with HTTP/1.1 and HTTP/2 (ALPN), from --tls-cert-file and
 //! --tls-private-key-file, or a self-signed certificate kept under --data-dir as upstream
-//! generates one when none is given.
+//! generates one when none is given; client certificates are checked against --client-ca-file.
 
 use std::path::PathBuf;
 
-use tokio_rustls::TlsAcceptor;
+use common::tls::TlsServer;
 
 use crate::server::Config;
 
@@ -21,13 +21,20 @@ fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     common::tls::self_signed(&config.data_dir.join("certificates"), "apiserver", names)
 }
 
-pub fn acceptor(config: &Config) -> anyhow::Result<TlsAcceptor> {
+/// The serving configuration; with --client-ca-file, clients may present certificates.
+pub fn server(config: &Config) -> anyhow::Result<TlsServer> {
     let (cert, key) = match (&config.tls_cert_file, &config.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => self_signed(config)?,
         _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file must be given together"),
     };
-    common::tls::acceptor(&cert, &key)
+    let client_ca = config
+        .auth
+        .client_ca_file
+        .as_deref()
+        .map(common::tls::ClientCa::load)
+        .transpose()?;
+    common::tls::server(&cert, &key, client_ca)
 }
 
 pub use common::tls::serve;

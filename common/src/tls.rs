@@ -1,6 +1,7 @@
 //! TLS for the components: serving certificates (given, or self-signed and kept on disk as
-//! upstream generates one when none is given), the HTTPS accept loop (HTTP/1.1 and h2,
-//! protocol upgrades allowed), and the client configuration the apiserver dials kubelets with.
+//! upstream generates one when none is given), client certificates checked against a CA
+//! (`--client-ca-file`), the HTTPS accept loop (HTTP/1.1 and h2, protocol upgrades allowed),
+//! and the client configuration the apiserver dials kubelets with.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tower::Layer;
 
 pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -66,27 +69,196 @@ pub fn hostname() -> Option<String> {
 
 /// A TLS acceptor serving `cert` and `key`, offering h2 and HTTP/1.1.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    Ok(server(cert, key, None)?.acceptor)
+}
+
+/// Client certificates signed by the CAs of `--client-ca-file`.
+pub struct ClientCa {
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCa {
+    pub fn load(path: &Path) -> anyhow::Result<ClientCa> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(path)? {
+            roots
+                .add(cert)
+                .with_context(|| format!("a CA certificate in {}", path.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .with_context(|| format!("client CAs from {}", path.display()))?;
+        Ok(ClientCa { verifier })
+    }
+
+    /// Checks a presented chain and reads the identity in its subject.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> PeerIdentity {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return PeerIdentity::Rejected("no client certificate".into());
+        };
+        if let Err(e) = self
+            .verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+        {
+            return PeerIdentity::Rejected(format!("verifying certificate: {e}"));
+        }
+        match subject(leaf) {
+            Ok((user, groups)) => PeerIdentity::Verified { user, groups },
+            Err(e) => PeerIdentity::Rejected(e),
+        }
+    }
+}
+
+/// Who a TLS client proved to be with its certificate, as upstream's x509 authenticator reads
+/// it: the subject's CommonName is the user, each Organization a group. Inserted into every
+/// request of a connection that presented a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    Verified {
+        user: String,
+        groups: Vec<String>,
+    },
+    /// A certificate was presented but not signed by a client CA (or expired): the request
+    /// must be refused, not treated as anonymous.
+    Rejected(String),
+}
+
+fn subject(der: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("parsing the client certificate: {e}"))?;
+    let subject = cert.subject();
+    let user = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or("the client certificate has no CommonName")?
+        .to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Ok((user, groups))
+}
+
+/// A serving TLS configuration: the acceptor and, when client certificates are requested,
+/// the CAs they are checked against.
+#[derive(Clone)]
+pub struct TlsServer {
+    pub acceptor: TlsAcceptor,
+    pub client_ca: Option<Arc<ClientCa>>,
+}
+
+/// Serves `cert` and `key`; with `client_ca`, asks clients for a certificate (optional).
+pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> anyhow::Result<TlsServer> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let client_ca = client_ca.map(Arc::new);
+    let builder = match &client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
+            provider,
+            ca: ca.clone(),
+        })),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(read_certs(cert)?, read_key(key)?)
         .context("the serving certificate and key do not match")?;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsServer {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        client_ca,
+    })
+}
+
+/// Asks for a client certificate and checks only that the client holds its key; the chain is
+/// checked after the handshake ([`ClientCa::identify`]), so a certificate from another CA is
+/// answered with 401 Unauthorized, as upstream does, instead of a failed handshake.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    ca: Arc<ClientCa>,
+}
+
+impl std::fmt::Debug for ClientCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCa")
+    }
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.ca.verifier.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Accepts TLS connections until `stop` turns true, then lets open connections finish.
+/// Accepts TLS connections until `stop` turns true, then lets open connections finish. With
+/// client CAs, each request of a connection that presented a certificate carries its
+/// [`PeerIdentity`] as an extension.
 pub async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: impl Into<TlsServer>,
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let TlsServer {
+        acceptor,
+        client_ca,
+    } = tls.into();
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -101,7 +273,8 @@ pub async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let client_ca = client_ca.clone();
+        let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls =
@@ -113,6 +286,11 @@ pub async fn serve(
                     }
                     Err(_) => return,
                 };
+            let identity = match (&client_ca, tls.get_ref().1.peer_certificates()) {
+                (Some(ca), Some(chain)) => Some(ca.identify(chain)),
+                _ => None,
+            };
+            let service = TowerToHyperService::new(axum::Extension(identity).layer(app));
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -122,6 +300,15 @@ pub async fn serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     Ok(())
+}
+
+impl From<TlsAcceptor> for TlsServer {
+    fn from(acceptor: TlsAcceptor) -> TlsServer {
+        TlsServer {
+            acceptor,
+            client_ca: None,
+        }
+    }
 }
 
 /// A client configuration that accepts any server certificate: upstream's apiserver dials

@@ -209,6 +209,10 @@ pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
 
 /// The entry point for every `/api` and `/apis` resource request.
 pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let request = match crate::auth::api::handle(&state, request).await {
+        Ok(answered) => return answered,
+        Err(request) => request,
+    };
     let request = match connect::handle(&state, request).await {
         Ok(answered) => return answered,
         Err(request) => request,

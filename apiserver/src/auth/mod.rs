@@ -1,0 +1,354 @@
+//! Authentication and authorization, the first steps of every request: who sent it
+//! ([`authn`]: client certificate, bearer token, or anonymous), then whether they may do what it
+//! asks (the --authorization-mode chain: [`node`], [`rbac`], AlwaysAllow, AlwaysDeny). A request
+//! without valid credentials gets 401 Unauthorized, one that no authorizer allows 403
+//! Forbidden, both as Statuses with upstream's messages. [`api`] serves the review and token
+//! APIs; [`policy`] holds the bootstrap roles.
+
+pub mod api;
+pub mod attributes;
+pub mod authn;
+pub mod node;
+pub mod policy;
+pub mod rbac;
+pub mod tokens;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use common::tls::PeerIdentity;
+use serde_json::{Value, json};
+
+use attributes::Attributes;
+use authn::{Authenticated, Authenticators};
+use tokens::ServiceAccountTokens;
+
+use crate::cache::Cache;
+use crate::server::ApiState;
+use crate::status::ApiError;
+
+/// The authenticated user of a request, as upstream's user.Info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// An authenticated user: `system:authenticated` is added to its groups.
+    pub fn new(name: &str, mut groups: Vec<String>) -> UserInfo {
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        UserInfo {
+            name: name.to_owned(),
+            uid: String::new(),
+            groups,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    pub fn anonymous() -> UserInfo {
+        UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The user of the trusted local listeners (--insecure-port, in-process servers).
+    pub fn loopback() -> UserInfo {
+        UserInfo::new("system:apiserver", vec!["system:masters".into()])
+    }
+
+    /// As the `userInfo` of TokenReview and SelfSubjectReview.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "username": self.name, "groups": self.groups });
+        if !self.uid.is_empty() {
+            v["uid"] = json!(self.uid);
+        }
+        if !self.extra.is_empty() {
+            v["extra"] = json!(self.extra);
+        }
+        v
+    }
+}
+
+/// One authorizer's answer, with its reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow(String),
+    Deny(String),
+    NoOpinion(String),
+}
+
+/// An entry of --authorization-mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    AlwaysAllow,
+    AlwaysDeny,
+    Node,
+    Rbac,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "AlwaysAllow" => Ok(Mode::AlwaysAllow),
+            "AlwaysDeny" => Ok(Mode::AlwaysDeny),
+            "Node" => Ok(Mode::Node),
+            "RBAC" => Ok(Mode::Rbac),
+            other => Err(format!(
+                "authorization-mode {other:?} is not supported (AlwaysAllow, AlwaysDeny, Node, RBAC)"
+            )),
+        }
+    }
+}
+
+/// The flags authentication and authorization are built from.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub client_ca_file: Option<PathBuf>,
+    pub token_auth_file: Option<PathBuf>,
+    pub enable_bootstrap_token_auth: bool,
+    /// Anonymous requests to non-resource paths (health, version, discovery); resource
+    /// requests without credentials always get 401.
+    pub anonymous_auth: bool,
+    pub authorization_modes: Vec<Mode>,
+    pub service_account_issuer: Option<String>,
+    pub service_account_key_files: Vec<PathBuf>,
+    pub service_account_signing_key_file: Option<PathBuf>,
+    pub api_audiences: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            client_ca_file: None,
+            token_auth_file: None,
+            enable_bootstrap_token_auth: false,
+            anonymous_auth: true,
+            authorization_modes: vec![Mode::AlwaysAllow],
+            service_account_issuer: None,
+            service_account_key_files: Vec::new(),
+            service_account_signing_key_file: None,
+            api_audiences: Vec::new(),
+        }
+    }
+}
+
+/// Authentication and authorization, built once at startup.
+pub struct Auth {
+    authenticators: Authenticators,
+    anonymous: bool,
+    modes: Vec<Mode>,
+    rbac: Option<rbac::Rbac>,
+}
+
+/// Marks requests of the trusted local listeners: they act as [`UserInfo::loopback`].
+#[derive(Clone, Copy, Debug)]
+pub struct Trusted;
+
+impl Auth {
+    pub fn new(config: &AuthConfig, cache: Arc<Cache>) -> anyhow::Result<Auth> {
+        let service_accounts = if config.service_account_signing_key_file.is_some()
+            || !config.service_account_key_files.is_empty()
+        {
+            let issuer = config.service_account_issuer.clone().ok_or_else(|| {
+                anyhow::anyhow!("--service-account-issuer is required with service-account keys")
+            })?;
+            Some(ServiceAccountTokens::load(
+                config.service_account_signing_key_file.as_deref(),
+                &config.service_account_key_files,
+                issuer,
+                config.api_audiences.clone(),
+            )?)
+        } else {
+            None
+        };
+        let authenticators = Authenticators::new(
+            config.token_auth_file.as_deref(),
+            config.enable_bootstrap_token_auth,
+            service_accounts,
+        )?;
+        anyhow::ensure!(
+            !config.authorization_modes.is_empty(),
+            "--authorization-mode needs at least one mode"
+        );
+        let rbac = config
+            .authorization_modes
+            .contains(&Mode::Rbac)
+            .then(|| rbac::Rbac::new(cache));
+        Ok(Auth {
+            authenticators,
+            anonymous: config.anonymous_auth,
+            modes: config.authorization_modes.clone(),
+            rbac,
+        })
+    }
+
+    pub fn rbac_enabled(&self) -> bool {
+        self.rbac.is_some()
+    }
+
+    pub fn service_account_tokens(&self) -> Option<&ServiceAccountTokens> {
+        self.authenticators.service_accounts.as_ref()
+    }
+
+    /// Authenticates a bearer token alone (TokenReview).
+    pub fn authenticate_token(&self, cache: &Cache, token: &str) -> Result<UserInfo, String> {
+        match self
+            .authenticators
+            .authenticate(cache, None, Some(&format!("Bearer {token}")))
+        {
+            Authenticated::User(u) => Ok(u),
+            Authenticated::Invalid(why) => Err(why),
+            Authenticated::Anonymous => Err("no token".into()),
+        }
+    }
+
+    /// Runs the authorizer chain: the first Allow or Deny decides; members of system:masters
+    /// are always allowed, as upstream's privileged-group authorizer.
+    pub fn authorize(&self, cache: &Cache, user: &UserInfo, attrs: &Attributes) -> Decision {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Decision::Allow("system:masters".into());
+        }
+        let mut reasons = Vec::new();
+        for mode in &self.modes {
+            let decision = match mode {
+                Mode::AlwaysAllow => Decision::Allow(String::new()),
+                Mode::AlwaysDeny => Decision::Deny("Everything is forbidden.".into()),
+                Mode::Node => node::authorize(cache, user, attrs),
+                Mode::Rbac => self
+                    .rbac
+                    .as_ref()
+                    .map_or(Decision::NoOpinion(String::new()), |r| {
+                        r.authorize(user, attrs)
+                    }),
+            };
+            match decision {
+                Decision::NoOpinion(reason) => {
+                    if !reason.is_empty() {
+                        reasons.push(reason);
+                    }
+                }
+                decided => return decided,
+            }
+        }
+        Decision::NoOpinion(reasons.join(", "))
+    }
+
+    /// The RBAC rules of `user` in `namespace`, split as SelfSubjectRulesReview reports them.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Value, Value) {
+        let mut rules = match &self.rbac {
+            Some(r) => r.rules_for(user, namespace),
+            None => Vec::new(),
+        };
+        if node::node_name(user).is_some() {
+            rules.extend(
+                policy::node_rules()
+                    .into_iter()
+                    .filter_map(|r| serde_json::from_value(r).ok()),
+            );
+        }
+        let (mut resource, mut non_resource) = (Vec::new(), Vec::new());
+        for r in rules {
+            if let Some(urls) = &r.non_resource_urls {
+                non_resource.push(json!({ "verbs": r.verbs, "nonResourceURLs": urls }));
+            }
+            if r.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+                let mut rule = json!({
+                    "verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources,
+                });
+                if let Some(names) = r.resource_names.filter(|n| !n.is_empty()) {
+                    rule["resourceNames"] = json!(names);
+                }
+                resource.push(rule);
+            }
+        }
+        (json!(resource), json!(non_resource))
+    }
+}
+
+fn unauthorized() -> Response {
+    ApiError::new(401, "Unauthorized", "Unauthorized").into_response()
+}
+
+fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> Response {
+    let mut why = attrs.forbidden_text(&user.name);
+    if !reason.is_empty() {
+        why = format!("{why}: {reason}");
+    }
+    let error = if attrs.resource_request {
+        ApiError::forbidden(
+            &attrs.api_group,
+            &attrs.combined_resource(),
+            &attrs.name,
+            &why,
+        )
+    } else {
+        ApiError::new(403, "Forbidden", format!("forbidden: {why}"))
+    };
+    error.into_response()
+}
+
+/// The middleware: authenticates, authorizes, and passes the request on with its [`UserInfo`].
+pub async fn filter(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let user = if request.extensions().get::<Trusted>().is_some() {
+        UserInfo::loopback()
+    } else {
+        let peer = request
+            .extensions()
+            .get::<Option<PeerIdentity>>()
+            .and_then(Option::as_ref);
+        let authorization = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match state
+            .auth
+            .authenticators
+            .authenticate(&state.cache, peer, authorization)
+        {
+            Authenticated::User(user) => user,
+            Authenticated::Invalid(why) => {
+                tracing::debug!(path = request.uri().path(), reason = %why, "unauthorized");
+                return unauthorized();
+            }
+            Authenticated::Anonymous => {
+                let attrs =
+                    Attributes::from_request(request.method().as_str(), request.uri().path(), "");
+                if !state.auth.anonymous || attrs.resource_request {
+                    return unauthorized();
+                }
+                UserInfo::anonymous()
+            }
+        }
+    };
+    let attrs = Attributes::from_request(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query().unwrap_or(""),
+    );
+    match state.auth.authorize(&state.cache, &user, &attrs) {
+        Decision::Allow(_) => {}
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+            tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
+            return forbidden(&user, &attrs, &reason);
+        }
+    }
+    request.extensions_mut().insert(user);
+    next.run(request).await
+}

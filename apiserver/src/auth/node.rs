@@ -1,0 +1,200 @@
+//! The Node authorizer: a kubelet (user `system:node:NAME` in `system:nodes`) may do what the
+//! system:node role lists, but reads Secrets, ConfigMaps, PersistentVolumeClaims and service
+//! account tokens only when a pod bound to its node uses them, and writes only its own Node
+//! and Lease, as upstream's node authorizer with its graph of pods.
+
+use std::sync::LazyLock;
+
+use common::selector::{FieldSelector, LabelSelector};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use serde_json::Value;
+
+use super::attributes::Attributes;
+use super::{Decision, UserInfo};
+use crate::cache::Cache;
+
+static NODE_RULES: LazyLock<Vec<PolicyRule>> = LazyLock::new(|| {
+    super::policy::node_rules()
+        .into_iter()
+        .map(|r| serde_json::from_value(r).expect("well-formed bootstrap rule"))
+        .collect()
+});
+
+/// The node a kubelet's identity names, if the user is one.
+pub fn node_name(user: &UserInfo) -> Option<&str> {
+    let name = user.name.strip_prefix("system:node:")?;
+    (!name.is_empty() && user.groups.iter().any(|g| g == "system:nodes")).then_some(name)
+}
+
+pub fn authorize(cache: &Cache, user: &UserInfo, attrs: &Attributes) -> Decision {
+    let Some(node) = node_name(user) else {
+        return Decision::NoOpinion(String::new());
+    };
+    if !attrs.resource_request {
+        return Decision::NoOpinion(String::new());
+    }
+    let no_relationship = || {
+        Decision::NoOpinion(format!(
+            "no relationship found between node '{node}' and this object"
+        ))
+    };
+    let resource = attrs.resource.as_str();
+    let group = attrs.api_group.as_str();
+    match (group, resource) {
+        ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+            if !matches!(attrs.verb.as_str(), "get" | "list" | "watch") || attrs.name.is_empty() {
+                return no_relationship();
+            }
+            if pod_uses(cache, node, &attrs.namespace, |pod| {
+                references(pod, resource).any(|n| n == attrs.name)
+            }) {
+                Decision::Allow(format!("node '{node}' runs a pod that uses it"))
+            } else {
+                no_relationship()
+            }
+        }
+        ("", "serviceaccounts") if attrs.subresource == "token" => {
+            if attrs.verb == "create"
+                && pod_uses(cache, node, &attrs.namespace, |pod| {
+                    pod["spec"]["serviceAccountName"]
+                        .as_str()
+                        .unwrap_or("default")
+                        == attrs.name
+                })
+            {
+                Decision::Allow(format!("node '{node}' runs a pod of this service account"))
+            } else {
+                no_relationship()
+            }
+        }
+        ("", "nodes")
+            if matches!(attrs.verb.as_str(), "update" | "patch" | "delete")
+                && attrs.name != node =>
+        {
+            Decision::NoOpinion(format!("node '{node}' cannot modify node '{}'", attrs.name))
+        }
+        ("coordination.k8s.io", "leases")
+            if attrs.namespace != "kube-node-lease"
+                || (!attrs.name.is_empty() && attrs.name != node) =>
+        {
+            Decision::NoOpinion(format!("node '{node}' may only use its own lease"))
+        }
+        _ if NODE_RULES
+            .iter()
+            .any(|r| super::rbac::rule_allows(r, attrs)) =>
+        {
+            Decision::Allow(format!("allowed for node '{node}'"))
+        }
+        _ => Decision::NoOpinion(String::new()),
+    }
+}
+
+/// Whether a pod bound to `node` in `namespace` passes `uses`.
+fn pod_uses(cache: &Cache, node: &str, namespace: &str, uses: impl Fn(&Value) -> bool) -> bool {
+    let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+    let Ok(on_node) = FieldSelector::parse(&format!("spec.nodeName={node}")) else {
+        return false;
+    };
+    let everything = LabelSelector::everything();
+    cache
+        .list(pods, namespace)
+        .objects
+        .iter()
+        .filter(|p| p.selected(&everything, &on_node))
+        .any(|p| uses(&p.value()))
+}
+
+/// The names of the objects of `resource` a pod refers to.
+fn references<'a>(pod: &'a Value, resource: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    let spec = &pod["spec"];
+    let list = |v: &'a Value| v.as_array().into_iter().flatten();
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(move |c| list(&spec[c]));
+    let volumes = list(&spec["volumes"]);
+    let mut names: Vec<&'a str> = Vec::new();
+    let mut push = |v: &'a Value| {
+        if let Some(s) = v.as_str() {
+            names.push(s);
+        }
+    };
+    match resource {
+        "secrets" => {
+            for v in volumes {
+                push(&v["secret"]["secretName"]);
+                for s in list(&v["projected"]["sources"]) {
+                    push(&s["secret"]["name"]);
+                }
+            }
+            for c in containers {
+                for e in list(&c["env"]) {
+                    push(&e["valueFrom"]["secretKeyRef"]["name"]);
+                }
+                for e in list(&c["envFrom"]) {
+                    push(&e["secretRef"]["name"]);
+                }
+            }
+            for s in list(&spec["imagePullSecrets"]) {
+                push(&s["name"]);
+            }
+        }
+        "configmaps" => {
+            for v in volumes {
+                push(&v["configMap"]["name"]);
+                for s in list(&v["projected"]["sources"]) {
+                    push(&s["configMap"]["name"]);
+                }
+            }
+            for c in containers {
+                for e in list(&c["env"]) {
+                    push(&e["valueFrom"]["configMapKeyRef"]["name"]);
+                }
+                for e in list(&c["envFrom"]) {
+                    push(&e["configMapRef"]["name"]);
+                }
+            }
+        }
+        _ => {
+            for v in volumes {
+                push(&v["persistentVolumeClaim"]["claimName"]);
+            }
+        }
+    }
+    names.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pods_reference_their_secrets_and_configmaps() {
+        let pod = json!({"spec": {
+            "volumes": [
+                {"secret": {"secretName": "vol-secret"}},
+                {"configMap": {"name": "vol-cm"}},
+                {"projected": {"sources": [{"secret": {"name": "proj-secret"}}]}},
+                {"persistentVolumeClaim": {"claimName": "data"}},
+            ],
+            "containers": [{"env": [{"valueFrom": {"secretKeyRef": {"name": "env-secret"}}}],
+                            "envFrom": [{"configMapRef": {"name": "envfrom-cm"}}]}],
+            "imagePullSecrets": [{"name": "pull"}],
+        }});
+        let names = |r| references(&pod, r).collect::<Vec<_>>();
+        assert_eq!(
+            names("secrets"),
+            ["vol-secret", "proj-secret", "env-secret", "pull"]
+        );
+        assert_eq!(names("configmaps"), ["vol-cm", "envfrom-cm"]);
+        assert_eq!(names("persistentvolumeclaims"), ["data"]);
+    }
+
+    #[test]
+    fn only_node_identities_are_nodes() {
+        let n = UserInfo::new("system:node:n1", vec!["system:nodes".into()]);
+        assert_eq!(node_name(&n), Some("n1"));
+        let not = UserInfo::new("system:node:n1", vec![]);
+        assert_eq!(node_name(&not), None);
+    }
+}

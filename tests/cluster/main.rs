@@ -1,0 +1,3 @@
+//! The whole-cluster tests: one binary, a module per area.
+
+mod security;

@@ -1,0 +1,306 @@
+//! Security as a user meets it through real kubectl: anonymous requests, users without
+//! bindings, RBAC grants and `kubectl auth can-i`, the Node authorizer's limits on kubelets,
+//! service-account and bootstrap tokens, and client certificates from another CA.
+
+use cluster_tests::{ISSUER, SecureApiServer, kubectl, kubectl_until};
+
+fn pod_using_secret(name: &str, node: &str, secret: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"nodeName": "{node}", "containers": [{{"name": "c", "image": "busybox",
+            "env": [{{"name": "S", "valueFrom": {{"secretKeyRef": {{"name": "{secret}", "key": "k"}}}}}}]}}]}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_get_what_their_identity_and_bindings_allow() {
+    let server = SecureApiServer::start().await;
+    let admin = server.admin();
+
+    // Anonymous: health and version are public; resources are 401.
+    let (code, body) = server.anonymous_get("/version").await;
+    assert!(code == 200 && body.contains("gitVersion"), "{code} {body}");
+    let (code, body) = server.anonymous_get("/healthz").await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, body) = server
+        .anonymous_get("/api/v1/namespaces/default/pods")
+        .await;
+    assert_eq!(code, 401, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("a Status");
+    assert_eq!(status["reason"], "Unauthorized");
+    // Discovery is for authenticated users only (system:discovery), as upstream.
+    let (code, _) = server.anonymous_get("/apis").await;
+    assert_eq!(code, 403);
+    let bogus = server.token_kubeconfig("bogus", "not-a-token");
+    let (ok, _, err) = kubectl(&bogus, &["get", "pods"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("error: You must be logged in to the server"),
+        "{err}"
+    );
+
+    // A user with no bindings is forbidden, with upstream's message.
+    let bob = server.kubeconfig("bob", &["developers"]);
+    let (ok, _, err) = kubectl(&bob, &["get", "pods"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(r#"Error from server (Forbidden): pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    let (_, out, _) = kubectl(&bob, &["auth", "can-i", "list", "pods"]).await;
+    assert_eq!(out.trim(), "no");
+    let (ok, out, err) = kubectl(&bob, &["auth", "whoami", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let who: serde_json::Value = serde_json::from_str(&out).expect("SelfSubjectReview JSON");
+    assert_eq!(who["status"]["userInfo"]["username"], "bob");
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!(["developers", "system:authenticated"])
+    );
+
+    // The super-admin grants the group view in default: reads work, writes do not.
+    let (ok, _, err) = kubectl(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "dev-view",
+            "--clusterrole=view",
+            "--group=developers",
+            "-n",
+            "default",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl_until(&bob, &["auth", "can-i", "list", "pods"], |_, out, _| {
+        out.trim() == "yes"
+    })
+    .await;
+    assert_eq!(
+        out.trim(),
+        "yes",
+        "the aggregated view role grants list pods"
+    );
+    let (ok, _, err) = kubectl(&bob, &["get", "pods"]).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(&bob, &["auth", "can-i", "create", "deployments"]).await;
+    assert_eq!(out.trim(), "no");
+    let (_, out, _) = kubectl(
+        &bob,
+        &["auth", "can-i", "list", "pods", "-n", "kube-system"],
+    )
+    .await;
+    assert_eq!(out.trim(), "no");
+    let (ok, _, err) = kubectl(&bob, &["create", "configmap", "x", "--from-literal=a=b"]).await;
+    assert!(
+        !ok && err
+            .contains(r#"configmaps is forbidden: User "bob" cannot create resource "configmaps""#),
+        "{err}"
+    );
+
+    // A certificate from another CA is refused, whatever it claims.
+    let other = kubeadm::pki::Pki::new(&server.dir.path().join("other-pki"));
+    other
+        .create(&kubeadm::pki::PkiConfig {
+            node_name: "elsewhere".into(),
+            advertise_address: "127.0.0.1".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec![],
+        })
+        .unwrap();
+    let ca = std::fs::read_to_string(server.pki.path("ca.crt")).unwrap();
+    let forged = other
+        .sign(
+            "mallory",
+            &["system:masters"],
+            &[],
+            kubeadm::pki::Usage::Client,
+        )
+        .unwrap();
+    let mallory = server.dir.path().join("mallory.conf");
+    std::fs::write(
+        &mallory,
+        kubeadm::kubeconfig::render(
+            &server.url,
+            &ca,
+            "mallory",
+            &forged.cert_pem,
+            &forged.key_pem,
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(&mallory, &["get", "namespaces"]).await;
+    assert!(!ok);
+    assert!(err.contains("You must be logged in to the server"), "{err}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelets_read_only_the_secrets_of_their_pods() {
+    let server = SecureApiServer::start().await;
+    let admin = server.admin();
+    for secret in ["s1", "s2"] {
+        let (ok, _, err) = kubectl(
+            &admin,
+            &["create", "secret", "generic", secret, "--from-literal=k=v"],
+        )
+        .await;
+        assert!(ok, "{err}");
+    }
+    for (pod, node, secret) in [("p1", "n1", "s1"), ("p2", "n2", "s2")] {
+        let manifest = pod_using_secret(pod, node, secret);
+        let (ok, _, err) =
+            apiserver::testing::kubectl(&admin, &["create", "-f", "-"], Some(&manifest)).await;
+        assert!(ok, "{err}");
+    }
+    let n1 = server.kubeconfig("system:node:n1", &["system:nodes"]);
+    let (ok, out, err) =
+        kubectl_until(&n1, &["get", "secret", "s1", "-o", "name"], |ok, _, _| ok).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "secret/s1");
+    let (ok, _, err) = kubectl(&n1, &["get", "secret", "s2"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(r#"secrets "s2" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'n1' and this object"#),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(&n1, &["get", "secrets"]).await;
+    assert!(!ok && err.contains("(Forbidden)"), "{err}");
+    // A kubelet reads pods and writes its own Node, not another's.
+    let (ok, _, err) = kubectl(&n1, &["get", "pods"]).await;
+    assert!(ok, "{err}");
+    for node in ["n1", "n2"] {
+        let node =
+            format!(r#"{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{node}"}}}}"#);
+        let (ok, _, err) =
+            apiserver::testing::kubectl(&admin, &["create", "-f", "-"], Some(&node)).await;
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = kubectl(&n1, &["label", "node", "n1", "a=b"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl(&n1, &["label", "node", "n2", "a=b"]).await;
+    assert!(!ok && err.contains("(Forbidden)"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_for_signature_audience_expiry_and_owner() {
+    let server = SecureApiServer::start().await;
+    let admin = server.admin();
+    let (ok, _, err) = kubectl(&admin, &["create", "serviceaccount", "builder"]).await;
+    assert!(ok, "{err}");
+    let (ok, token, err) =
+        kubectl_until(&admin, &["create", "token", "builder"], |ok, _, _| ok).await;
+    assert!(ok, "{err}");
+    let sa = server.token_kubeconfig("builder", token.trim());
+    let (ok, out, err) = kubectl(
+        &sa,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "system:serviceaccount:default:builder");
+    let (_, out, _) = kubectl(&sa, &["auth", "can-i", "list", "pods"]).await;
+    assert_eq!(out.trim(), "no");
+
+    // Another audience, an expired token, a forged signature: all 401.
+    let (ok, other_audience, err) = kubectl(
+        &admin,
+        &["create", "token", "builder", "--audience", "vault"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let tokens = apiserver::auth::tokens::ServiceAccountTokens::load(
+        Some(&server.pki.path("sa.key")),
+        &[],
+        ISSUER.into(),
+        vec![],
+    )
+    .unwrap();
+    let (_, uid, _) = kubectl(
+        &admin,
+        &["get", "sa", "builder", "-o", "jsonpath={.metadata.uid}"],
+    )
+    .await;
+    let binding = apiserver::auth::tokens::Binding {
+        namespace: "default",
+        service_account: ("builder", uid.trim()),
+        pod: None,
+        node: None,
+    };
+    let (expired, _) = tokens.issue(&binding, &[ISSUER.into()], -60).unwrap();
+    let (fresh, _) = tokens.issue(&binding, &[ISSUER.into()], 600).unwrap();
+    let forged = format!("{}AAAA", &fresh[..fresh.len() - 4]);
+    for (name, token) in [
+        ("audience", other_audience.trim()),
+        ("expired", &expired),
+        ("forged", &forged),
+    ] {
+        let config = server.token_kubeconfig(name, token);
+        let (ok, _, err) = kubectl(&config, &["get", "pods"]).await;
+        assert!(
+            !ok && err.contains("You must be logged in to the server"),
+            "{name}: {err}"
+        );
+    }
+    let config = server.token_kubeconfig("fresh", &fresh);
+    let (ok, _, err) = kubectl(&config, &["auth", "whoami"]).await;
+    assert!(ok, "{err}");
+    // A deleted service account's tokens stop working.
+    let (ok, _, err) = kubectl(&admin, &["delete", "serviceaccount", "builder"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl_until(&sa, &["auth", "whoami"], |ok, _, _| !ok).await;
+    assert!(
+        !ok && err.contains("You must be logged in to the server"),
+        "{err}"
+    );
+
+    // Bootstrap tokens: valid until their expiration.
+    for (id, expiration) in [
+        ("abcdef", "2099-01-01T00:00:00Z"),
+        ("zzzzzz", "2001-01-01T00:00:00Z"),
+    ] {
+        let secret = format!(
+            r#"{{"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+                "metadata": {{"name": "bootstrap-token-{id}", "namespace": "kube-system"}},
+                "stringData": {{"token-id": "{id}", "token-secret": "0123456789abcdef",
+                    "expiration": "{expiration}", "usage-bootstrap-authentication": "true",
+                    "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"}}}}"#
+        );
+        let (ok, _, err) =
+            apiserver::testing::kubectl(&admin, &["create", "-f", "-"], Some(&secret)).await;
+        assert!(ok, "{err}");
+    }
+    let joiner = server.token_kubeconfig("joiner", "abcdef.0123456789abcdef");
+    let (ok, out, err) =
+        kubectl_until(&joiner, &["auth", "whoami", "-o", "json"], |ok, _, _| ok).await;
+    assert!(ok, "{err}");
+    let who: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:bootstrap:abcdef"
+    );
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!([
+            "system:bootstrappers",
+            "system:bootstrappers:kubeadm:default-node-token",
+            "system:authenticated"
+        ])
+    );
+    let expired = server.token_kubeconfig("expired-join", "zzzzzz.0123456789abcdef");
+    let (ok, _, err) = kubectl(&expired, &["auth", "whoami"]).await;
+    assert!(
+        !ok && err.contains("You must be logged in to the server"),
+        "{err}"
+    );
+    server.stop().await;
+}

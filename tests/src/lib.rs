@@ -1,0 +1,176 @@
+//! Support for the whole-cluster tests: a secure control plane set up as `kubeadm init` sets
+//! it up (the cluster PKI, client certificates, service-account keys, RBAC and Node
+//! authorization), kubeconfigs for any identity, and real kubectl.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apiserver::auth::{AuthConfig, Mode};
+use kubeadm::pki::{Pki, PkiConfig};
+
+/// The issuer of the test cluster's service-account tokens.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// A kube-apiserver on HTTPS with kubeadm's PKI and authorization modes, in this process.
+pub struct SecureApiServer {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub pki: Pki,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl SecureApiServer {
+    /// Creates the PKI under a new directory and starts the server (Node,RBAC, client
+    /// certificates, bootstrap tokens, service-account tokens) on a free port.
+    pub async fn start() -> SecureApiServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pki = Pki::new(&dir.path().join("pki"));
+        pki.create(&PkiConfig {
+            node_name: "localhost".into(),
+            advertise_address: "127.0.0.1".parse().expect("an address"),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec!["127.0.0.1".into()],
+        })
+        .expect("create the PKI");
+        let port = apiserver::testing::free_port();
+        let config = apiserver::server::Config {
+            bind_address: "127.0.0.1".parse().expect("an address"),
+            secure_port: port,
+            data_dir: dir.path().join("data"),
+            tls_cert_file: Some(pki.path("apiserver.crt")),
+            tls_private_key_file: Some(pki.path("apiserver.key")),
+            advertise_address: Some("127.0.0.1".parse().expect("an address")),
+            auth: AuthConfig {
+                client_ca_file: Some(pki.path("ca.crt")),
+                enable_bootstrap_token_auth: true,
+                authorization_modes: vec![Mode::Node, Mode::Rbac],
+                service_account_issuer: Some(ISSUER.into()),
+                service_account_key_files: vec![pki.path("sa.pub")],
+                service_account_signing_key_file: Some(pki.path("sa.key")),
+                ..AuthConfig::default()
+            },
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(apiserver::server::run(config, async move {
+            let _ = stopped.await;
+        }));
+        let server = SecureApiServer {
+            url: format!("https://127.0.0.1:{port}"),
+            dir,
+            pki,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        let admin = server.admin();
+        let mut last = String::new();
+        for _ in 0..100 {
+            let (ok, out, err) = kubectl(&admin, &["get", "--raw", "/healthz"]).await;
+            if ok && out.trim() == "ok" {
+                return server;
+            }
+            if server.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let task = server.task.expect("checked");
+                panic!("the secure apiserver stopped: {:?}", task.await);
+            }
+            last = err;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the secure apiserver did not become healthy: {last}");
+    }
+
+    /// A kubeconfig for `user` in `groups`, with a client certificate signed by the cluster CA.
+    pub fn kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let file = format!("{}.conf", user.replace(':', "_"));
+        kubeadm::kubeconfig::write(
+            &self.pki,
+            &self.dir.path().join("kubeconfigs"),
+            &file,
+            &self.url,
+            user,
+            groups,
+        )
+        .expect("write a kubeconfig")
+    }
+
+    /// The super-admin (system:masters).
+    pub fn admin(&self) -> PathBuf {
+        self.kubeconfig("kubernetes-super-admin", &["system:masters"])
+    }
+
+    /// GET `path` without credentials (Python's urllib trusting the cluster CA; kubectl
+    /// would prompt for a password): (status code, body).
+    pub async fn anonymous_get(&self, path: &str) -> (u16, String) {
+        let script = "import ssl, sys, urllib.request, urllib.error\n\
+ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+try:\n    r = urllib.request.urlopen(sys.argv[2], context=ctx); print(r.status); print(r.read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+        let out = tokio::process::Command::new(apiserver::testing::python())
+            .args(["-c", script])
+            .arg(self.pki.path("ca.crt"))
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .await
+            .expect("run python");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, body) = text.split_once('\n').unwrap_or((&text, ""));
+        let code = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
+        (code, body.to_owned())
+    }
+
+    /// A kubeconfig with a bearer token.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        self.kubeconfig_with_user(name, &format!("{{token: {token}}}"))
+    }
+
+    fn kubeconfig_with_user(&self, name: &str, user: &str) -> PathBuf {
+        let ca = self.pki.path("ca.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\nusers:\n- name: u\n  user: {user}\n",
+            self.url,
+            ca.display()
+        );
+        let dir = self.dir.path().join("kubeconfigs");
+        std::fs::create_dir_all(&dir).expect("the kubeconfig directory");
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, text).expect("write a kubeconfig");
+        path
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// Runs real kubectl with `kubeconfig`: (success, stdout, stderr).
+pub async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    apiserver::testing::kubectl(kubeconfig, args, None).await
+}
+
+/// Runs kubectl until `check` accepts its output (RBAC changes reach the authorizer through
+/// the watch cache, a moment after the write), at most 5 s; answers the last output.
+pub async fn kubectl_until(
+    kubeconfig: &Path,
+    args: &[&str],
+    check: impl Fn(bool, &str, &str) -> bool,
+) -> (bool, String, String) {
+    let mut last = (false, String::new(), String::new());
+    for _ in 0..50 {
+        last = kubectl(kubeconfig, args).await;
+        if check(last.0, &last.1, &last.2) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
