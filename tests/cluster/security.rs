@@ -99,6 +99,57 @@ async fn users_get_what_their_identity_and_bindings_allow() {
         "{err}"
     );
 
+    // The Python client with bob's certificate: allowed where bound, 403 elsewhere.
+    let script = "import sys\nfrom kubernetes import client, config\n\
+config.load_kube_config(config_file=sys.argv[1])\nv1 = client.CoreV1Api()\n\
+print(len(v1.list_namespaced_pod('default').items))\n\
+try:\n    v1.list_namespaced_pod('kube-system')\nexcept client.exceptions.ApiException as e:\n    print(e.status, e.reason)\n";
+    let out = tokio::process::Command::new(apiserver::testing::python())
+        .args(["-c", script])
+        .arg(&bob)
+        .output()
+        .await
+        .expect("run python");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0\n403 Forbidden\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The super-admin may act as bob; bob may not act as anyone.
+    let (_, out, _) = kubectl(
+        &admin,
+        &[
+            "auth",
+            "can-i",
+            "create",
+            "configmaps",
+            "--as=bob",
+            "--as-group=developers",
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "no");
+    let (_, out, _) = kubectl(
+        &admin,
+        &[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--as=bob",
+            "--as-group=developers",
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "yes");
+    let (ok, _, err) = kubectl(&bob, &["get", "pods", "--as=kubernetes-super-admin"]).await;
+    assert!(
+        !ok && err.contains(r#"users "kubernetes-super-admin" is forbidden: User "bob" cannot impersonate resource "users" in API group "" at the cluster scope"#),
+        "{err}"
+    );
+
     // A certificate from another CA is refused, whatever it claims.
     let other = kubeadm::pki::Pki::new(&server.dir.path().join("other-pki"));
     other
@@ -183,6 +234,24 @@ async fn kubelets_read_only_the_secrets_of_their_pods() {
     assert!(ok, "{err}");
     let (ok, _, err) = kubectl(&n1, &["label", "node", "n2", "a=b"]).await;
     assert!(!ok && err.contains("(Forbidden)"), "{err}");
+
+    // The kubelet's own client (kube-rs over rustls with its certificate): its Lease, not
+    // another node's.
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = common::client::client(Some(&n1)).await.expect("a client");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client, "kube-node-lease");
+    for (name, allowed) in [("n1", true), ("n2", false)] {
+        let lease: Lease = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "spec": {"holderIdentity": name},
+        }))
+        .unwrap();
+        let result = leases.create(&Default::default(), &lease).await;
+        match (allowed, result) {
+            (true, Ok(_)) => {}
+            (false, Err(kube::Error::Api(status))) => assert_eq!(status.code, 403),
+            (_, other) => panic!("lease {name}: {other:?}"),
+        }
+    }
     server.stop().await;
 }
 

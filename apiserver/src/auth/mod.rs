@@ -337,6 +337,10 @@ pub async fn filter(
             }
         }
     };
+    let user = match impersonate(&state, user, request.headers()) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
     let attrs = Attributes::from_request(
         request.method().as_str(),
         request.uri().path(),
@@ -349,6 +353,80 @@ pub async fn filter(
             return forbidden(&user, &attrs, &reason);
         }
     }
+    let mut request = request;
+    if let Some(node) = node::node_name(&user)
+        && node::restricted_create(&attrs)
+    {
+        request = match node::admit_create(node, &attrs, request).await {
+            Ok(request) => request,
+            Err(refused) => return refused.into_response(),
+        };
+    }
     request.extensions_mut().insert(user);
     next.run(request).await
+}
+
+/// Acts as the user of the Impersonate-User and Impersonate-Group headers (`kubectl --as`,
+/// `--as-group`) when the requester may `impersonate` each of them, as upstream's filter.
+fn impersonate(
+    state: &ApiState,
+    requester: UserInfo,
+    headers: &axum::http::HeaderMap,
+) -> Result<UserInfo, Response> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    };
+    let groups = values("impersonate-group");
+    let Some(name) = values("impersonate-user").into_iter().next() else {
+        if groups.is_empty() {
+            return Ok(requester);
+        }
+        return Err(
+            ApiError::bad_request("requested impersonation of groups without a user")
+                .into_response(),
+        );
+    };
+    let check = |resource: &str, namespace: &str, object: &str| -> Result<(), Response> {
+        let attrs = Attributes {
+            verb: "impersonate".into(),
+            resource_request: true,
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: object.into(),
+            ..Attributes::default()
+        };
+        match state.auth.authorize(&state.cache, &requester, &attrs) {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+                Err(forbidden(&requester, &attrs, &reason))
+            }
+        }
+    };
+    let mut impersonated_groups = groups.clone();
+    match name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((namespace, account)) => {
+            check("serviceaccounts", namespace, account)?;
+            impersonated_groups.push("system:serviceaccounts".into());
+            impersonated_groups.push(format!("system:serviceaccounts:{namespace}"));
+        }
+        None => check("users", "", &name)?,
+    }
+    for group in &groups {
+        check("groups", "", group)?;
+    }
+    Ok(if name == "system:anonymous" {
+        UserInfo {
+            groups: impersonated_groups,
+            ..UserInfo::anonymous()
+        }
+    } else {
+        UserInfo::new(&name, impersonated_groups)
+    })
 }

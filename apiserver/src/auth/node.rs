@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::attributes::Attributes;
 use super::{Decision, UserInfo};
 use crate::cache::Cache;
+use crate::status::ApiError;
 
 static NODE_RULES: LazyLock<Vec<PolicyRule>> = LazyLock::new(|| {
     super::policy::node_rules()
@@ -87,6 +88,48 @@ pub fn authorize(cache: &Cache, user: &UserInfo, attrs: &Attributes) -> Decision
         }
         _ => Decision::NoOpinion(String::new()),
     }
+}
+
+/// Creates a kubelet may make only under its own name (upstream's NodeRestriction admission):
+/// its Node and its Lease, whose names are in the body rather than the path.
+pub fn restricted_create(attrs: &Attributes) -> bool {
+    attrs.verb == "create"
+        && attrs.subresource.is_empty()
+        && matches!(
+            (attrs.api_group.as_str(), attrs.resource.as_str()),
+            ("", "nodes") | ("coordination.k8s.io", "leases")
+        )
+}
+
+/// Reads the body of a [`restricted_create`] and refuses another node's name; hands the
+/// request on, its body restored, otherwise.
+pub async fn admit_create(
+    node: &str,
+    attrs: &Attributes,
+    request: axum::extract::Request,
+) -> Result<axum::extract::Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = crate::handlers::read_bytes(body).await?;
+    let content_type = crate::handlers::content_type(&parts.headers);
+    let object = crate::handlers::decode(&bytes, &content_type)?;
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    if name != node {
+        let why = if attrs.resource == "leases" {
+            "can only access node lease with the same name as the requesting node".to_owned()
+        } else {
+            format!("node {node:?} is not allowed to modify node {name:?}")
+        };
+        return Err(ApiError::forbidden(
+            &attrs.api_group,
+            &attrs.resource,
+            name,
+            &why,
+        ));
+    }
+    Ok(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
 }
 
 /// Whether a pod bound to `node` in `namespace` passes `uses`.
