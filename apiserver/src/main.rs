@@ -67,7 +67,7 @@ struct Flags {
     enable_bootstrap_token_auth: bool,
     /// Let requests without credentials to health, version and discovery paths through as
     /// system:anonymous (authorization still decides). Resource requests without credentials
-    /// always get 401.
+    /// get 401, unless --authorization-mode is AlwaysAllow alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
     /// Ordered authorizers: AlwaysAllow, AlwaysDeny, Node, RBAC. The first that allows or denies

@@ -120,7 +120,7 @@ pub struct AuthConfig {
     pub token_auth_file: Option<PathBuf>,
     pub enable_bootstrap_token_auth: bool,
     /// Anonymous requests to non-resource paths (health, version, discovery); resource
-    /// requests without credentials always get 401.
+    /// requests without credentials get 401 unless the only authorizer is AlwaysAllow.
     pub anonymous_auth: bool,
     pub authorization_modes: Vec<Mode>,
     pub service_account_issuer: Option<String>,
@@ -282,12 +282,12 @@ fn unauthorized() -> Response {
     ApiError::new(401, "Unauthorized", "Unauthorized").into_response()
 }
 
-fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> Response {
+fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError {
     let mut why = attrs.forbidden_text(&user.name);
     if !reason.is_empty() {
         why = format!("{why}: {reason}");
     }
-    let error = if attrs.resource_request {
+    if attrs.resource_request {
         ApiError::forbidden(
             &attrs.api_group,
             &attrs.combined_resource(),
@@ -296,8 +296,7 @@ fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> Response {
         )
     } else {
         ApiError::new(403, "Forbidden", format!("forbidden: {why}"))
-    };
-    error.into_response()
+    }
 }
 
 /// The middleware: authenticates, authorizes, and passes the request on with its [`UserInfo`].
@@ -330,7 +329,10 @@ pub async fn filter(
             Authenticated::Anonymous => {
                 let attrs =
                     Attributes::from_request(request.method().as_str(), request.uri().path(), "");
-                if !state.auth.anonymous || attrs.resource_request {
+                // Resource requests need credentials, unless nothing is secured at all
+                // (AlwaysAllow alone: upstream's default, where anonymous may do anything).
+                let open = state.auth.modes == [Mode::AlwaysAllow];
+                if !state.auth.anonymous || (attrs.resource_request && !open) {
                     return unauthorized();
                 }
                 UserInfo::anonymous()
@@ -339,7 +341,7 @@ pub async fn filter(
     };
     let user = match impersonate(&state, user, request.headers()) {
         Ok(user) => user,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let attrs = Attributes::from_request(
         request.method().as_str(),
@@ -350,10 +352,9 @@ pub async fn filter(
         Decision::Allow(_) => {}
         Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
-            return forbidden(&user, &attrs, &reason);
+            return forbidden(&user, &attrs, &reason).into_response();
         }
     }
-    let mut request = request;
     if let Some(node) = node::node_name(&user)
         && node::restricted_create(&attrs)
     {
@@ -372,7 +373,7 @@ fn impersonate(
     state: &ApiState,
     requester: UserInfo,
     headers: &axum::http::HeaderMap,
-) -> Result<UserInfo, Response> {
+) -> Result<UserInfo, ApiError> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -385,12 +386,11 @@ fn impersonate(
         if groups.is_empty() {
             return Ok(requester);
         }
-        return Err(
-            ApiError::bad_request("requested impersonation of groups without a user")
-                .into_response(),
-        );
+        return Err(ApiError::bad_request(
+            "requested impersonation of groups without a user",
+        ));
     };
-    let check = |resource: &str, namespace: &str, object: &str| -> Result<(), Response> {
+    let check = |resource: &str, namespace: &str, object: &str| -> Result<(), ApiError> {
         let attrs = Attributes {
             verb: "impersonate".into(),
             resource_request: true,

@@ -1,5 +1,6 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -39,6 +40,11 @@ pub struct Descriptor {
 
 /// Every controller, in the order they start.
 pub const ALL: &[Descriptor] = &[
+    Descriptor {
+        name: "clusterrole-aggregation",
+        enabled_by_default: true,
+        start: clusterroleaggregation::start,
+    },
     Descriptor {
         name: "cronjob",
         enabled_by_default: true,
