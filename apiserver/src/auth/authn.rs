@@ -72,14 +72,17 @@ impl Authenticators {
             Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
             None => {}
         }
-        if let Some(header) = authorization {
-            let Some(token) = header
-                .strip_prefix("Bearer ")
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-            else {
-                return Authenticated::Invalid("unsupported Authorization scheme".into());
-            };
+        // Other schemes (Basic) are not ours to judge, nor tokens when no token authenticator
+        // is configured: the request goes on without them, as upstream's.
+        let token_authenticators = !self.static_tokens.is_empty()
+            || self.bootstrap_tokens
+            || self.service_accounts.is_some();
+        if let Some(token) = authorization
+            .filter(|_| token_authenticators)
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             return match self.token(cache, token) {
                 Ok(user) => Authenticated::User(user),
                 Err(why) => Authenticated::Invalid(why),
