@@ -76,6 +76,15 @@ struct Flags {
     /// Terminated pods kept before the oldest are deleted (0 disables).
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// PEM CA certificate csrsigning signs approved CertificateSigningRequests with.
+    #[arg(long)]
+    cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of --cluster-signing-cert-file.
+    #[arg(long)]
+    cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest validity of a signed certificate (spec.expirationSeconds may ask less).
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: Duration,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -98,6 +107,9 @@ impl Flags {
             node_monitor_period: self.node_monitor_period,
             node_monitor_grace_period: self.node_monitor_grace_period,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
+            cluster_signing_key_file: self.cluster_signing_key_file.clone(),
+            cluster_signing_duration: self.cluster_signing_duration,
             ..Options::default()
         }
     }

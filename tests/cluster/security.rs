@@ -365,6 +365,60 @@ async fn tokens_are_checked_for_signature_audience_expiry_and_owner() {
             "system:authenticated"
         ])
     );
+    // As kubeadm binds it, the joining kubelet may ask for its certificate; the server
+    // records who asked.
+    let (ok, _, err) = kubectl(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubeadm:kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers:kubeadm:default-node-token",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:n1");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    use base64::Engine;
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "node-csr-n1"},
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(request),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+            "username": "someone-else",
+        },
+    });
+    let (ok, _, err) = kubectl_until(
+        &joiner,
+        &["auth", "can-i", "create", "certificatesigningrequests"],
+        |_, out, _| out.trim() == "yes",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) =
+        apiserver::testing::kubectl(&joiner, &["create", "-f", "-"], Some(&csr.to_string())).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(
+        &admin,
+        &[
+            "get",
+            "csr",
+            "node-csr-n1",
+            "-o",
+            "jsonpath={.spec.username}",
+        ],
+    )
+    .await;
+    assert_eq!(out, "system:bootstrap:abcdef");
+
     let expired = server.token_kubeconfig("expired-join", "zzzzzz.0123456789abcdef");
     let (ok, _, err) = kubectl(&expired, &["auth", "whoami"]).await;
     assert!(

@@ -218,10 +218,20 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         Err(request) => request,
     };
     let (parts, body) = request.into_parts();
+    let user = parts.extensions.get::<crate::auth::UserInfo>();
     let result = async {
         let target = parse_path(parts.uri.path())?;
         let query = Query::parse(parts.uri.query().unwrap_or(""))?;
-        dispatch(&state, &parts.method, &parts.headers, target, query, body).await
+        dispatch(
+            &state,
+            &parts.method,
+            &parts.headers,
+            user,
+            target,
+            query,
+            body,
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -231,6 +241,7 @@ async fn dispatch(
     state: &Arc<ApiState>,
     method: &Method,
     headers: &HeaderMap,
+    user: Option<&crate::auth::UserInfo>,
     target: Target,
     mut query: Query,
     body: Body,
@@ -244,7 +255,27 @@ async fn dispatch(
         ("GET", false, "" | "status") => read::get(state, &target, &query, format).await,
         ("GET", false, "scale") => subresources::get_scale(state, &target).await,
         ("POST", true, _) => {
-            let obj = read_body(body, headers, &mut query).await?;
+            let mut obj = read_body(body, headers, &mut query).await?;
+            if target.resource.plural == "certificatesigningrequests" {
+                // The requester is recorded by the server, never taken from the client.
+                let user = user
+                    .cloned()
+                    .unwrap_or_else(crate::auth::UserInfo::anonymous);
+                if let Some(spec) = obj
+                    .as_object_mut()
+                    .map(|o| {
+                        o.entry("spec")
+                            .or_insert_with(|| Value::Object(Default::default()))
+                    })
+                    .and_then(Value::as_object_mut)
+                {
+                    spec.insert("username".into(), user.name.into());
+                    spec.insert("uid".into(), user.uid.into());
+                    spec.insert("groups".into(), user.groups.into());
+                    let extra = serde_json::to_value(user.extra).unwrap_or_default();
+                    spec.insert("extra".into(), extra);
+                }
+            }
             write::create(state, &target, &query, headers, obj, format).await
         }
         ("POST", false, "binding") => {

@@ -1,5 +1,6 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
+pub mod certificates;
 pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
@@ -44,6 +45,16 @@ pub const ALL: &[Descriptor] = &[
         name: "clusterrole-aggregation",
         enabled_by_default: true,
         start: clusterroleaggregation::start,
+    },
+    Descriptor {
+        name: "csrapproving",
+        enabled_by_default: true,
+        start: certificates::start_approving,
+    },
+    Descriptor {
+        name: "csrsigning",
+        enabled_by_default: true,
+        start: certificates::start_signing,
     },
     Descriptor {
         name: "cronjob",

@@ -48,6 +48,10 @@ pub struct Options {
     pub pod_gc_period: Duration,
     /// How long a pod's node must have been missing before the pod is deleted.
     pub pod_gc_quarantine: Duration,
+    /// csrsigning: the CA that signs approved CSRs, and the longest validity it grants.
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for Options {
@@ -73,6 +77,9 @@ impl Default for Options {
             terminated_pod_gc_threshold: 12500,
             pod_gc_period: Duration::from_secs(20),
             pod_gc_quarantine: Duration::from_secs(40),
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }

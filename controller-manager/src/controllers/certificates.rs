@@ -1,0 +1,286 @@
+//! The certificate controllers of kubelet TLS bootstrapping. csrapproving approves a node's
+//! client CSR (signer kubernetes.io/kube-apiserver-client-kubelet, CN system:node:NAME,
+//! O system:nodes, client usages) when a SubjectAccessReview says its requester may create
+//! `certificatesigningrequests/nodeclient` (or `selfnodeclient` when renewing its own).
+//! csrsigning signs approved CSRs of the kubernetes.io signers with the cluster CA
+//! (--cluster-signing-cert-file, --cluster-signing-key-file) and writes status.certificate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
+
+const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signers csrsigning serves, as upstream's (legacy-unknown included).
+const SIGNERS: &[&str] = &[
+    "kubernetes.io/kube-apiserver-client",
+    KUBELET_CLIENT,
+    "kubernetes.io/kubelet-serving",
+    "kubernetes.io/legacy-unknown",
+];
+
+fn condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+fn issued(csr: &CertificateSigningRequest) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty())
+}
+
+fn queue_all(
+    name: &'static str,
+    informer: &Arc<Informer<CertificateSigningRequest>>,
+) -> Arc<WorkQueue> {
+    let queue = WorkQueue::new(name);
+    let q = queue.clone();
+    informer.on_change(move |change| match change {
+        Change::Added(c) | Change::Updated { new: c, .. } => q.add(c.name_any()),
+        Change::Deleted(_) => {}
+    });
+    queue
+}
+
+/// What a CSR's PEM request asks for: (CommonName, Organizations).
+fn requested_subject(csr: &CertificateSigningRequest) -> anyhow::Result<(String, Vec<String>)> {
+    let pem = String::from_utf8(csr.spec.request.0.clone()).context("the request is not PEM")?;
+    let params = rcgen::CertificateSigningRequestParams::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("parsing the CSR: {e}"))?;
+    let mut cn = String::new();
+    let mut orgs = Vec::new();
+    for (kind, value) in params.params.distinguished_name.iter() {
+        let text = dn_text(value);
+        match kind {
+            rcgen::DnType::CommonName => cn = text,
+            rcgen::DnType::OrganizationName => orgs.push(text),
+            _ => {}
+        }
+    }
+    Ok((cn, orgs))
+}
+
+fn dn_text(value: &rcgen::DnValue) -> String {
+    match value {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+pub struct Approver {
+    client: kube::Client,
+    csrs: Arc<Informer<CertificateSigningRequest>>,
+}
+
+/// Starts csrapproving.
+pub fn start_approving(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let csrs = ctx.informers.get::<CertificateSigningRequest>();
+    let queue = queue_all("csrapproving", &csrs);
+    let c = Arc::new(Approver {
+        client: ctx.client.clone(),
+        csrs,
+    });
+    Ok(crate::runtime::run_workers(queue, c, 1))
+}
+
+/// Whether a CSR is a kubelet's client certificate request, as upstream's isNodeClientCert.
+pub fn is_node_client(csr: &CertificateSigningRequest, cn: &str, orgs: &[String]) -> bool {
+    let usages_ok = csr.spec.usages.iter().flatten().all(|u| {
+        matches!(
+            u.as_str(),
+            "digital signature" | "key encipherment" | "client auth"
+        )
+    });
+    csr.spec.signer_name == KUBELET_CLIENT
+        && cn.starts_with("system:node:")
+        && orgs == ["system:nodes"]
+        && usages_ok
+        && csr.spec.usages.iter().flatten().any(|u| u == "client auth")
+}
+
+#[async_trait]
+impl Reconcile for Approver {
+    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+        let Some(csr) = self.csrs.get(name) else {
+            return Ok(None);
+        };
+        if condition(&csr, "Approved") || condition(&csr, "Denied") || issued(&csr) {
+            return Ok(None);
+        }
+        let Ok((cn, orgs)) = requested_subject(&csr) else {
+            return Ok(None);
+        };
+        if !is_node_client(&csr, &cn, &orgs) {
+            return Ok(None);
+        }
+        let username = csr.spec.username.clone().unwrap_or_default();
+        let subresource = if username == cn {
+            "selfnodeclient"
+        } else {
+            "nodeclient"
+        };
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {
+                "user": username,
+                "uid": csr.spec.uid,
+                "groups": csr.spec.groups,
+                "extra": csr.spec.extra,
+                "resourceAttributes": {
+                    "group": "certificates.k8s.io", "resource": "certificatesigningrequests",
+                    "subresource": subresource, "verb": "create",
+                },
+            },
+        });
+        let request = http::Request::post("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&review)?)?;
+        let answer: serde_json::Value = self.client.request(request).await?;
+        if answer["status"]["allowed"] != true {
+            tracing::debug!(csr = name, %username, "not approved: the requester may not create {subresource}");
+            return Ok(None);
+        }
+        let patch = json!({ "status": { "conditions": [{
+            "type": "Approved", "status": "True", "reason": "AutoApproved",
+            "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+            "lastUpdateTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }]}});
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        api.patch_approval(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(csr = name, node = %cn, "approved a kubelet client certificate");
+        Ok(None)
+    }
+}
+
+pub struct Signer {
+    client: kube::Client,
+    csrs: Arc<Informer<CertificateSigningRequest>>,
+    ca_pem: String,
+    ca_key_pem: String,
+    duration: Duration,
+}
+
+/// Starts csrsigning; without a signing CA it only logs that it is idle, as upstream's
+/// controller does without --cluster-signing-* files.
+pub fn start_signing(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let (Some(cert), Some(key)) = (
+        ctx.options.cluster_signing_cert_file.as_ref(),
+        ctx.options.cluster_signing_key_file.as_ref(),
+    ) else {
+        tracing::info!(
+            "csrsigning idle: no --cluster-signing-cert-file/--cluster-signing-key-file"
+        );
+        return Ok(Box::pin(futures::future::pending()));
+    };
+    let ca_pem = std::fs::read_to_string(cert)
+        .with_context(|| format!("reading --cluster-signing-cert-file {}", cert.display()))?;
+    let ca_key_pem = std::fs::read_to_string(key)
+        .with_context(|| format!("reading --cluster-signing-key-file {}", key.display()))?;
+    let csrs = ctx.informers.get::<CertificateSigningRequest>();
+    let queue = queue_all("csrsigning", &csrs);
+    let c = Arc::new(Signer {
+        client: ctx.client.clone(),
+        csrs,
+        ca_pem,
+        ca_key_pem,
+        duration: ctx.options.cluster_signing_duration,
+    });
+    Ok(crate::runtime::run_workers(queue, c, 1))
+}
+
+impl Signer {
+    /// Signs the CSR's request with the CA for its usages and duration.
+    fn sign(&self, csr: &CertificateSigningRequest) -> anyhow::Result<String> {
+        let pem =
+            String::from_utf8(csr.spec.request.0.clone()).context("the request is not PEM")?;
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("parsing the CSR: {e}"))?;
+        let key = rcgen::KeyPair::from_pem(&self.ca_key_pem).context("parsing the CA key")?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&self.ca_pem, key).context("parsing the CA")?;
+        let wanted = csr
+            .spec
+            .expiration_seconds
+            .map(|s| Duration::from_secs(s.max(600) as u64))
+            .unwrap_or(self.duration)
+            .min(self.duration);
+        let now = time::OffsetDateTime::now_utc();
+        let params = &mut request.params;
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::seconds(wanted.as_secs() as i64);
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = Vec::new();
+        for usage in csr.spec.usages.iter().flatten() {
+            match usage.as_str() {
+                "key encipherment" => params
+                    .key_usages
+                    .push(rcgen::KeyUsagePurpose::KeyEncipherment),
+                "client auth" => params
+                    .extended_key_usages
+                    .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => params
+                    .extended_key_usages
+                    .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth),
+                _ => {}
+            }
+        }
+        params.use_authority_key_identifier_extension = true;
+        let cert = request
+            .signed_by(&issuer)
+            .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+        Ok(cert.pem())
+    }
+}
+
+#[async_trait]
+impl Reconcile for Signer {
+    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+        let Some(csr) = self.csrs.get(name) else {
+            return Ok(None);
+        };
+        if !condition(&csr, "Approved")
+            || condition(&csr, "Denied")
+            || condition(&csr, "Failed")
+            || issued(&csr)
+            || !SIGNERS.contains(&csr.spec.signer_name.as_str())
+        {
+            return Ok(None);
+        }
+        let mut signed = (*csr).clone();
+        let status = signed.status.get_or_insert_with(Default::default);
+        match self.sign(&csr) {
+            Ok(pem) => status.certificate = Some(k8s_openapi::ByteString(pem.into_bytes())),
+            Err(e) => {
+                tracing::warn!(csr = name, error = %e, "signing failed");
+                status.conditions.get_or_insert_with(Vec::new).push(
+                    serde_json::from_value(json!({
+                        "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                        "message": e.to_string(),
+                    }))
+                    .expect("a well-formed condition"),
+                );
+            }
+        }
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        api.replace_status(name, &PostParams::default(), &signed)
+            .await?;
+        tracing::info!(csr = name, "signed");
+        Ok(None)
+    }
+}

@@ -1,0 +1,136 @@
+//! Kubelet TLS bootstrapping's controllers: a node client CSR is approved after a
+//! SubjectAccessReview and signed by the cluster CA; other CSRs wait for a person's
+//! `kubectl certificate approve`.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use controller_manager::runtime::Options;
+use kubeadm::pki::{Pki, PkiConfig};
+use support::{apiserver, eventually};
+
+const T: Duration = Duration::from_secs(30);
+
+fn csr_manifest(name: &str, cn: &str, orgs: &[&str], signer: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    for o in orgs {
+        dn.push(rcgen::DnType::OrganizationName, *o);
+    }
+    dn.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    format!(
+        r#"{{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {{"name": "{name}"}},
+            "spec": {{"request": "{request}", "signerName": "{signer}",
+                      "usages": ["digital signature", "client auth"]}}}}"#
+    )
+}
+
+async fn create(c: &support::Cluster, manifest: &str) {
+    let (ok, _, err) =
+        apiserver::testing::kubectl(&c.kubeconfig(), &["create", "-f", "-"], Some(manifest)).await;
+    assert!(ok, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_client_csrs_are_approved_and_signed_by_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.create(&PkiConfig {
+        node_name: "cp".into(),
+        advertise_address: "127.0.0.1".parse().unwrap(),
+        service_cidr: "10.96.0.0/12".into(),
+        dns_domain: "cluster.local".into(),
+        extra_sans: vec![],
+    })
+    .unwrap();
+    let mut c = apiserver().await;
+    c.start_controllers_with(
+        &["csrapproving", "csrsigning"],
+        Options {
+            cluster_signing_cert_file: Some(pki.path("ca.crt")),
+            cluster_signing_key_file: Some(pki.path("ca.key")),
+            ..Options::default()
+        },
+    )
+    .await;
+    let node = csr_manifest(
+        "node-csr-n1",
+        "system:node:n1",
+        &["system:nodes"],
+        "kubernetes.io/kube-apiserver-client-kubelet",
+    );
+    create(&c, &node).await;
+    let cert = eventually("the node's certificate", T, || async {
+        let out = c
+            .kubectl(&[
+                "get",
+                "csr",
+                "node-csr-n1",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ])
+            .await
+            .1;
+        (!out.is_empty()).then_some(out)
+    })
+    .await;
+    let (_, conditions, _) = c
+        .kubectl(&[
+            "get",
+            "csr",
+            "node-csr-n1",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ])
+        .await;
+    assert_eq!(conditions, "AutoApproved");
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert)
+        .unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let ca = std::fs::read(pki.path("ca.crt")).unwrap();
+    let (_, ca) = x509_parser::pem::parse_x509_pem(&ca).unwrap();
+    let ca = ca.parse_x509().unwrap();
+    assert_eq!(cert.issuer(), ca.subject());
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("signed by the cluster CA");
+    let cn: Vec<_> = cert
+        .subject()
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(cn, ["system:node:n1"]);
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth);
+
+    // A user's CSR is not auto-approved; a person approves it with kubectl.
+    let user = csr_manifest(
+        "bob",
+        "bob",
+        &["developers"],
+        "kubernetes.io/kube-apiserver-client",
+    );
+    create(&c, &user).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, out, _) = c
+        .kubectl(&["get", "csr", "bob", "-o", "jsonpath={.status}"])
+        .await;
+    assert!(!out.contains("certificate"), "{out}");
+    c.kubectl_ok(&["certificate", "approve", "bob"]).await;
+    eventually("bob's certificate", T, || async {
+        let out = c
+            .kubectl(&["get", "csr", "bob", "-o", "jsonpath={.status.certificate}"])
+            .await
+            .1;
+        (!out.is_empty()).then_some(())
+    })
+    .await;
+}
