@@ -6,6 +6,7 @@
 //! images from busybox-static or a root filesystem (no registry is reachable here) and
 //! imports them. `testing` starts a private containerd.
 
+pub mod bootstrap;
 pub mod cri;
 pub mod hollow;
 pub mod images;

@@ -26,6 +26,11 @@ struct Flags {
     /// Path to a kubeconfig with the apiserver's address and credentials.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// A kubeconfig with bootstrap credentials (a bootstrap token). When --kubeconfig does not
+    /// exist, the kubelet asks for a client certificate with it (a CertificateSigningRequest
+    /// the controller-manager approves and signs), then writes --kubeconfig to use it.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// The node's name (default: the machine's hostname, lowercased).
     #[arg(long)]
     hostname_override: Option<String>,
@@ -70,7 +75,8 @@ struct Flags {
     /// The private key of --tls-cert-file.
     #[arg(long)]
     tls_private_key_file: Option<PathBuf>,
-    /// Where the self-signed serving certificate is kept (default: <root-dir>/pki).
+    /// Where the self-signed serving certificate and the client certificate from TLS
+    /// bootstrapping are kept (default: <root-dir>/pki).
     #[arg(long)]
     cert_dir: Option<PathBuf>,
     /// Log verbosity (0-5); RUST_LOG overrides it.
@@ -248,6 +254,24 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
                 .to_owned()
         })
         .to_lowercase();
+    if let Some(bootstrap) = &flags.bootstrap_kubeconfig {
+        let kubeconfig = flags
+            .kubeconfig
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--bootstrap-kubeconfig needs --kubeconfig to write"))?;
+        let cert_dir = flags
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| kubelet::bootstrap::cert_dir(&flags.root_dir));
+        kubelet::bootstrap::ensure_kubeconfig(
+            kubeconfig,
+            bootstrap,
+            &name,
+            &cert_dir,
+            std::time::Duration::from_secs(15 * 60),
+        )
+        .await?;
+    }
     let client = common::client::client(flags.kubeconfig.as_deref()).await?;
     let runtime = if flags.runtime == "hollow" {
         let hollow = kubelet::hollow::HollowRuntime::new(0, std::time::Duration::from_millis(100));

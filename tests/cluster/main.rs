@@ -1,3 +1,4 @@
 //! The whole-cluster tests: one binary, a module per area.
 
+mod bootstrap;
 mod security;
