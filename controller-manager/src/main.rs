@@ -85,6 +85,9 @@ struct Flags {
     /// The longest validity of a signed certificate (spec.expirationSeconds may ask less).
     #[arg(long, default_value = "8760h", value_parser = parse_duration)]
     cluster_signing_duration: Duration,
+    /// The cluster CA, published to every namespace as the ConfigMap kube-root-ca.crt.
+    #[arg(long)]
+    root_ca_file: Option<std::path::PathBuf>,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -110,6 +113,7 @@ impl Flags {
             cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
             cluster_signing_key_file: self.cluster_signing_key_file.clone(),
             cluster_signing_duration: self.cluster_signing_duration,
+            root_ca_file: self.root_ca_file.clone(),
             ..Options::default()
         }
     }

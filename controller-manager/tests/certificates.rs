@@ -134,3 +134,61 @@ async fn node_client_csrs_are_approved_and_signed_by_the_cluster_ca() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let mut c = apiserver().await;
+    c.start_controllers_with(
+        &["root-ca-cert-publisher"],
+        Options {
+            root_ca_file: Some(ca.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    c.kubectl_ok(&["create", "namespace", "team"]).await;
+    let args = [
+        "get",
+        "configmap",
+        "-n",
+        "team",
+        "kube-root-ca.crt",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ];
+    eventually("kube-root-ca.crt in team", T, || async {
+        let out = c.kubectl(&args).await.1;
+        out.contains("MIIB").then_some(())
+    })
+    .await;
+    // Deleted or changed, it comes back as it was.
+    c.kubectl_ok(&["delete", "configmap", "-n", "team", "kube-root-ca.crt"])
+        .await;
+    eventually("kube-root-ca.crt re-created", T, || async {
+        let out = c.kubectl(&args).await.1;
+        out.contains("MIIB").then_some(())
+    })
+    .await;
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "-n",
+        "team",
+        "kube-root-ca.crt",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ])
+    .await;
+    eventually("kube-root-ca.crt repaired", T, || async {
+        let out = c.kubectl(&args).await.1;
+        out.contains("MIIB").then_some(())
+    })
+    .await;
+}

@@ -17,6 +17,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
@@ -130,6 +131,11 @@ pub const ALL: &[Descriptor] = &[
         name: "resourcequota",
         enabled_by_default: true,
         start: resourcequota::start,
+    },
+    Descriptor {
+        name: "root-ca-cert-publisher",
+        enabled_by_default: true,
+        start: rootcacertpublisher::start,
     },
     Descriptor {
         name: "serviceaccount",

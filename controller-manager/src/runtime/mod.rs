@@ -52,6 +52,8 @@ pub struct Options {
     pub cluster_signing_cert_file: Option<std::path::PathBuf>,
     pub cluster_signing_key_file: Option<std::path::PathBuf>,
     pub cluster_signing_duration: Duration,
+    /// root-ca-cert-publisher: the CA published to every namespace as kube-root-ca.crt.
+    pub root_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
+            root_ca_file: None,
         }
     }
 }
