@@ -253,11 +253,7 @@ impl Auth {
             None => Vec::new(),
         };
         if node::node_name(user).is_some() {
-            rules.extend(
-                policy::node_rules()
-                    .into_iter()
-                    .filter_map(|r| serde_json::from_value(r).ok()),
-            );
+            rules.extend(node::NODE_RULES.iter().cloned());
         }
         let (mut resource, mut non_resource) = (Vec::new(), Vec::new());
         for r in rules {

@@ -14,7 +14,8 @@ use super::{Decision, UserInfo};
 use crate::cache::Cache;
 use crate::status::ApiError;
 
-static NODE_RULES: LazyLock<Vec<PolicyRule>> = LazyLock::new(|| {
+/// The system:node rules, parsed once.
+pub static NODE_RULES: LazyLock<Vec<PolicyRule>> = LazyLock::new(|| {
     super::policy::node_rules()
         .into_iter()
         .map(|r| serde_json::from_value(r).expect("well-formed bootstrap rule"))
