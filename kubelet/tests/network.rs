@@ -36,9 +36,16 @@ async fn pods_get_addresses_from_the_pod_network_and_serve_on_them() {
     }
     assert_ne!(web, idle);
     // From the node's side of the bridge (the namespace), the pod answers on its address.
-    let out = n
-        .containerd
-        .in_netns(&["busybox", "wget", "-qO-", &format!("http://{web}/")]);
+    // Running means the shell started, not that httpd listens yet: retry for a few seconds.
+    let url = format!("http://{web}/");
+    let mut out = n.containerd.in_netns(&["busybox", "wget", "-qO-", &url]);
+    for _ in 0..50 {
+        if out.status.success() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        out = n.containerd.in_netns(&["busybox", "wget", "-qO-", &url]);
+    }
     let body = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         body.trim(),
