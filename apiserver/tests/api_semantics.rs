@@ -1,7 +1,7 @@
 //! The API's answers to good and bad requests, checked at the HTTP level: Status codes, reasons
 //! and messages as upstream gives them, and the watch protocol's corner cases.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

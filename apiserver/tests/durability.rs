@@ -2,7 +2,7 @@
 //! Every acknowledged write must be there, resourceVersions keep increasing, and a watch resumed
 //! from the last resourceVersion seen misses nothing.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! kube-rs, the Rust client tetsu's other components use, against kube-apiserver: typed CRUD,
 //! selectors, patches and its watcher in both list-then-watch and streaming-list modes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Real kubectl against kube-apiserver with the embedded store: the everyday workflows of
 //! acceptance item 1, each asserting what kubectl prints.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

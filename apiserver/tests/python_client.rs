@@ -1,6 +1,6 @@
 //! The Python kubernetes client (from PyPI, in a venv) against kube-apiserver: acceptance item 2.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Jobs and CronJobs against a real apiserver; the test plays the kubelet by setting pod
 //! phases and container exit codes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! with the work queue metrics, a clean exit on SIGTERM, a clear error for a bad
 //! --controllers, and after kill -9 a restart that resyncs from the API and converges.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! SubjectAccessReview and signed by the cluster CA; other CSRs wait for a person's
 //! `kubectl certificate approve`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The DaemonSet controller: a pod per fitting node, following nodes as they come, and a
 //! rolling update that kubectl's rollout commands follow.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

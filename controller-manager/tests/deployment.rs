@@ -1,7 +1,7 @@
 //! The Deployment controller (with the ReplicaSet controller) against a real apiserver and
 //! real kubectl; the test plays the kubelet by marking pods ready.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! EndpointSlices and Endpoints follow pods' readiness and termination.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

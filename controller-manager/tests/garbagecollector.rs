@@ -1,6 +1,6 @@
 //! Cascading deletion through the garbage collector, with real kubectl's --cascade modes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

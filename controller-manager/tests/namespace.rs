@@ -1,6 +1,6 @@
 //! Namespace deletion and the default ServiceAccount, with real kubectl.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Node controllers: pod CIDR allocation, node lifecycle with taint-based eviction, and
 //! pod garbage collection, with short periods instead of upstream's minutes.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! ResourceQuota usage and PodDisruptionBudget status against a real apiserver.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

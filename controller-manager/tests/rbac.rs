@@ -1,6 +1,6 @@
 //! ClusterRole aggregation as `kubectl get clusterrole` shows it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The ReplicaSet and ReplicationController controllers against a real apiserver.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

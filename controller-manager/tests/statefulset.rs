@@ -1,7 +1,7 @@
 //! The StatefulSet controller: ordered creation with stable names and claims, reverse-order
 //! scale down, and a rolling update with a partition.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

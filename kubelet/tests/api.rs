@@ -3,7 +3,7 @@
 //! its output and exit code, upstream's errors, and nodes/proxy to /pods, /stats/summary
 //! and /metrics.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{container_state, node};

@@ -2,7 +2,7 @@
 //! a CNI bridge over a /24, so pods get addresses from it and reach each other, and nothing
 //! touches the host's network.
 
-mod support;
+use crate::support;
 
 use kubelet::testing::Containerd;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! CrashLoopBackOff, image errors, graceful deletion with nothing left behind, and a kubelet
 //! restart that adopts the running container.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! reaches it; deleting the mirror pod brings it back without restarting the container;
 //! removing the manifest stops the pod and removes the mirror.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! a read-only root filesystem, runAsNonRoot, FailedMount for a missing ConfigMap, the
 //! preStop hook, and no volume files left after the pod is gone.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, ListParams, PostParams};

@@ -1,0 +1,14 @@
+//! kubelet's integration tests, one module per area, linked into one test binary (one
+//! link instead of one per file keeps the build's time and disk down).
+
+mod support;
+mod acceptance;
+mod api;
+mod binary;
+mod cri;
+mod hollow;
+mod network;
+mod node;
+mod pods;
+mod static_pods;
+mod volumes;

@@ -1,0 +1,5 @@
+//! scheduler's integration tests, one module per area, linked into one test binary (one
+//! link instead of one per file keeps the build's time and disk down).
+
+mod binary;
+mod integration;
