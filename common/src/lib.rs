@@ -1,7 +1,8 @@
 //! What every tetsu component shares: selectors, quantities, metrics, the health server,
-//! API clients, leader election, logging setup and shutdown signals. No storage and no
-//! component logic live here.
+//! API clients, leader election, logging setup, shutdown signals and the bootstrap token
+//! format with its cluster-info signatures. No storage and no component logic live here.
 
+pub mod bootstraptoken;
 pub mod client;
 pub mod events;
 pub mod flags;

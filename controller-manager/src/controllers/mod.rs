@@ -1,5 +1,6 @@
 //! The controllers, one module each, and the table `--controllers` selects from.
 
+pub mod bootstrapsigner;
 pub mod certificates;
 pub mod clusterroleaggregation;
 pub mod cronjob;
@@ -21,6 +22,7 @@ pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
+pub mod tokencleaner;
 pub mod ttlafterfinished;
 
 use futures::future::BoxFuture;
@@ -42,6 +44,12 @@ pub struct Descriptor {
 
 /// Every controller, in the order they start.
 pub const ALL: &[Descriptor] = &[
+    // Off by default as upstream; kubeadm runs `--controllers=*,bootstrapsigner,tokencleaner`.
+    Descriptor {
+        name: "bootstrapsigner",
+        enabled_by_default: false,
+        start: bootstrapsigner::start,
+    },
     Descriptor {
         name: "clusterrole-aggregation",
         enabled_by_default: true,
@@ -152,6 +160,12 @@ pub const ALL: &[Descriptor] = &[
         enabled_by_default: true,
         start: tainteviction::start,
     },
+    // Off by default as upstream, like bootstrapsigner.
+    Descriptor {
+        name: "tokencleaner",
+        enabled_by_default: false,
+        start: tokencleaner::start,
+    },
     Descriptor {
         name: "ttl-after-finished",
         enabled_by_default: true,
@@ -160,8 +174,8 @@ pub const ALL: &[Descriptor] = &[
 ];
 
 /// The controllers `--controllers` enables, with upstream's rules: `name` turns one on,
-/// `-name` turns it off, `*` turns on those that are on by default; an explicit mention
-/// wins over `*`.
+/// `-name` turns it off, `*` turns on those that are on by default (not bootstrapsigner or
+/// tokencleaner, which only run when named); an explicit mention wins over `*`.
 pub fn enabled(flags: &[String]) -> anyhow::Result<Vec<&'static Descriptor>> {
     for f in flags {
         let name = f.strip_prefix('-').unwrap_or(f);
@@ -205,6 +219,15 @@ mod tests {
         assert_eq!(names(&["replicaset"]), ["replicaset"]);
         assert!(!names(&["*", "-replicaset"]).contains(&"replicaset"));
         assert!(names(&[]).is_empty());
+        // Upstream's disabled-by-default controllers run only when named.
+        for off in ["bootstrapsigner", "tokencleaner"] {
+            assert!(!names(&["*"]).contains(&off));
+            assert!(names(&["*", "bootstrapsigner", "tokencleaner"]).contains(&off));
+        }
+        assert_eq!(
+            names(&["*", "bootstrapsigner", "tokencleaner"]).len(),
+            names(&["*"]).len() + 2
+        );
         let err = enabled(&["bogus".to_owned()]).unwrap_err().to_string();
         assert!(
             err.starts_with("\"bogus\" is not in the list of known controllers"),
