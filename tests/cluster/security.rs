@@ -427,3 +427,86 @@ async fn tokens_are_checked_for_signature_audience_expiry_and_owner() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_may_read_cluster_info_when_rbac_allows_and_nothing_else() {
+    let server = SecureApiServer::start().await;
+    let admin = server.admin();
+    for (name, data) in [("cluster-info", "kubeconfig=k"), ("other", "a=b")] {
+        let (ok, _, err) = kubectl(
+            &admin,
+            &[
+                "create",
+                "configmap",
+                name,
+                "-n",
+                "kube-public",
+                &format!("--from-literal={data}"),
+            ],
+        )
+        .await;
+        assert!(ok, "{err}");
+    }
+    let cluster_info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+    // kubeadm join's discovery read reaches RBAC as system:anonymous: no Role, 403.
+    let (code, body) = server.anonymous_get(cluster_info).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"User \"system:anonymous\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"kube-public\""#),
+        "{body}"
+    );
+
+    // kubeadm's Role and RoleBinding allow it.
+    let grants: [&[&str]; 2] = [
+        &[
+            "create",
+            "role",
+            "kubeadm:bootstrap-signer-clusterinfo",
+            "-n",
+            "kube-public",
+            "--verb=get",
+            "--resource=configmaps",
+            "--resource-name=cluster-info",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "kubeadm:bootstrap-signer-clusterinfo",
+            "-n",
+            "kube-public",
+            "--role=kubeadm:bootstrap-signer-clusterinfo",
+            "--user=system:anonymous",
+        ],
+    ];
+    for args in grants {
+        let (ok, _, err) = kubectl(&admin, args).await;
+        assert!(ok, "{err}");
+    }
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = server.anonymous_get(cluster_info).await;
+        if last.0 != 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (code, body) = last;
+    assert_eq!(code, 200, "{body}");
+    let cm: serde_json::Value = serde_json::from_str(&body).expect("a ConfigMap");
+    assert_eq!(cm["data"]["kubeconfig"], "k");
+
+    // Anything else without credentials is still 401: another ConfigMap, a list or watch of
+    // cluster-info, a write.
+    for path in [
+        "/api/v1/namespaces/kube-public/configmaps/other",
+        "/api/v1/namespaces/kube-public/configmaps",
+        "/api/v1/namespaces/kube-public/configmaps?fieldSelector=metadata.name%3Dcluster-info",
+        "/api/v1/namespaces/kube-public/configmaps/cluster-info?watch=true",
+        "/api/v1/watch/namespaces/kube-public/configmaps/cluster-info",
+    ] {
+        let (code, body) = server.anonymous_get(path).await;
+        assert_eq!(code, 401, "{path}: {body}");
+    }
+    server.stop().await;
+}

@@ -119,8 +119,9 @@ pub struct AuthConfig {
     pub client_ca_file: Option<PathBuf>,
     pub token_auth_file: Option<PathBuf>,
     pub enable_bootstrap_token_auth: bool,
-    /// Anonymous requests to non-resource paths (health, version, discovery); resource
-    /// requests without credentials get 401 unless the only authorizer is AlwaysAllow.
+    /// Anonymous requests to non-resource paths (health, version, discovery) and kubeadm
+    /// join's GET of kube-public/cluster-info; other resource requests without credentials
+    /// get 401 unless the only authorizer is AlwaysAllow.
     pub anonymous_auth: bool,
     pub authorization_modes: Vec<Mode>,
     pub service_account_issuer: Option<String>,
@@ -323,12 +324,15 @@ pub async fn filter(
                 return unauthorized();
             }
             Authenticated::Anonymous => {
-                let attrs =
-                    Attributes::from_request(request.method().as_str(), request.uri().path(), "");
+                let (method, path) = (request.method().as_str(), request.uri().path());
+                let query = request.uri().query().unwrap_or("");
+                let attrs = Attributes::from_request(method, path, query);
                 // Resource requests need credentials, unless nothing is secured at all
-                // (AlwaysAllow alone: upstream's default, where anonymous may do anything).
+                // (AlwaysAllow alone: upstream's default, where anonymous may do anything)
+                // or it is kubeadm join's discovery read, which the authorizers decide.
                 let open = state.auth.modes == [Mode::AlwaysAllow];
-                if !state.auth.anonymous || (attrs.resource_request && !open) {
+                let discovery = is_cluster_info_get(method, &attrs, query);
+                if !state.auth.anonymous || (attrs.resource_request && !open && !discovery) {
                     return unauthorized();
                 }
                 UserInfo::anonymous()
@@ -365,6 +369,24 @@ pub async fn filter(
     }
     request.extensions_mut().insert(user);
     next.run(request).await
+}
+
+/// `GET /api/v1/namespaces/kube-public/configmaps/cluster-info`, which `kubeadm join` sends
+/// before it has credentials: the one resource request that reaches the authorizers as
+/// system:anonymous (kubeadm's Role `kubeadm:bootstrap-signer-clusterinfo` allows it). Only a
+/// get of that object, not a list or watch of it.
+fn is_cluster_info_get(method: &str, attrs: &Attributes, query: &str) -> bool {
+    use common::bootstraptoken::{CLUSTER_INFO_NAME, CLUSTER_INFO_NAMESPACE};
+    method == "GET"
+        && attrs.resource_request
+        && attrs.verb == "get"
+        && attrs.api_group.is_empty()
+        && attrs.api_version == "v1"
+        && attrs.resource == "configmaps"
+        && attrs.subresource.is_empty()
+        && attrs.namespace == CLUSTER_INFO_NAMESPACE
+        && attrs.name == CLUSTER_INFO_NAME
+        && !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "watch")
 }
 
 /// Acts as the user of the Impersonate-User and Impersonate-Group headers (`kubectl --as`,
@@ -429,4 +451,61 @@ fn impersonate(
     } else {
         UserInfo::new(&name, impersonated_groups)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_cluster_info_get_is_kubeadm_discovery() {
+        let check = |method: &str, url: &str, expected: bool| {
+            let (path, query) = url.split_once('?').unwrap_or((url, ""));
+            let attrs = Attributes::from_request(method, path, query);
+            assert_eq!(
+                is_cluster_info_get(method, &attrs, query),
+                expected,
+                "{method} {url}"
+            );
+        };
+        let cluster_info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+        check("GET", cluster_info, true);
+        check("GET", &format!("{cluster_info}?resourceVersion=0"), true);
+        check("GET", &format!("{cluster_info}?watch=true"), false);
+        check("HEAD", cluster_info, false);
+        check("PUT", cluster_info, false);
+        check("DELETE", cluster_info, false);
+        check("GET", &format!("{cluster_info}/status"), false);
+        check(
+            "GET",
+            "/api/v1/namespaces/kube-public/configmaps/other",
+            false,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/kube-system/configmaps/cluster-info",
+            false,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/kube-public/secrets/cluster-info",
+            false,
+        );
+        check("GET", "/api/v1/namespaces/kube-public/configmaps", false);
+        check(
+            "GET",
+            "/api/v1/namespaces/kube-public/configmaps?fieldSelector=metadata.name%3Dcluster-info",
+            false,
+        );
+        check(
+            "GET",
+            "/api/v1/watch/namespaces/kube-public/configmaps/cluster-info",
+            false,
+        );
+        check(
+            "GET",
+            "/apis/example.com/v1/namespaces/kube-public/configmaps/cluster-info",
+            false,
+        );
+    }
 }
