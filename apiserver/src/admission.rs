@@ -1,12 +1,354 @@
-//! Admission steps that read other objects, run on create after defaults are known: today the
-//! Priority plugin, which resolves a pod's priorityClassName to spec.priority.
+//! Admission steps that read other objects, run on pod create before defaults are applied:
+//! upstream's ServiceAccount plugin (the pod's service account, its token volume, the
+//! account's image pull secrets) and Priority (priorityClassName to spec.priority).
+//! [`Plugins`] says which run (--enable-admission-plugins, --disable-admission-plugins).
 
-use serde_json::{Value, json};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
 
 use crate::meta;
 use crate::registry;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
+
+/// The admission plugins that can be switched off, by upstream's names. The other admission
+/// behaviour tetsu has (NamespaceLifecycle, NodeRestriction, DefaultTolerationSeconds) always
+/// runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plugins {
+    pub service_account: bool,
+    pub priority: bool,
+}
+
+/// Plugin names upstream knows that tetsu does as part of other code or not at all: accepted
+/// in the flags (kubeadm passes `--enable-admission-plugins=NodeRestriction`), switching nothing.
+const ALWAYS_ON: &[&str] = &[
+    "NamespaceLifecycle",
+    "NodeRestriction",
+    "DefaultTolerationSeconds",
+];
+
+impl Plugins {
+    /// upstream's default set, as the kube-apiserver binary starts.
+    pub fn upstream() -> Plugins {
+        Plugins {
+            service_account: true,
+            priority: true,
+        }
+    }
+
+    /// upstream's default set with `enable` added and `disable` taken away; a name in both
+    /// is an error, as upstream's. Names tetsu does not implement are logged and ignored.
+    pub fn from_flags(enable: &[String], disable: &[String]) -> Result<Plugins, String> {
+        let mut plugins = Plugins::upstream();
+        for name in enable.iter().chain(disable) {
+            if enable.contains(name) && disable.contains(name) {
+                return Err(format!(
+                    "{name} was found in both --enable-admission-plugins and --disable-admission-plugins"
+                ));
+            }
+            let on = enable.contains(name);
+            match name.as_str() {
+                "ServiceAccount" => plugins.service_account = on,
+                "Priority" => plugins.priority = on,
+                n if ALWAYS_ON.contains(&n) => {}
+                n => tracing::warn!(plugin = n, "admission plugin not implemented; ignored"),
+            }
+        }
+        Ok(plugins)
+    }
+}
+
+/// What an in-process server (tests, benchmarks) runs: Priority, not ServiceAccount. No
+/// controller creates the `default` service accounts there, so every pod would be refused;
+/// upstream's integration tests run `--disable-admission-plugins=ServiceAccount` likewise.
+impl Default for Plugins {
+    fn default() -> Plugins {
+        Plugins {
+            service_account: false,
+            priority: true,
+        }
+    }
+}
+
+/// Where every container finds its service-account token, the cluster's CA and its namespace.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The token volume's name is this plus five random characters.
+const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
+/// The lifetime the token volume asks for: upstream's 3607 s, one hour plus a marker the
+/// apiserver may use to issue longer-lived tokens and warn when old ones are used.
+const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
+/// Marks a mirror pod (a static pod's copy in the API, created by its kubelet).
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// A service account with this annotation "true" limits the pod to the secrets it lists.
+const ENFORCE_MOUNTABLE_SECRETS: &str = "kubernetes.io/enforce-mountable-secrets";
+
+/// upstream's ServiceAccount admission on create: spec.serviceAccountName defaults to
+/// `default`, the account must exist, its token, CA and namespace are mounted into every
+/// container (unless automountServiceAccountToken is false on the pod, or else on the
+/// account), and its imagePullSecrets are the pod's when the pod names none. Mirror pods are
+/// left as they are but may not use service accounts or secrets.
+pub async fn service_account(state: &ApiState, namespace: &str, pod: &mut Value) -> ApiResult<()> {
+    let pod_name = meta::name(pod).to_owned();
+    let forbidden = |why: &str| ApiError::forbidden("", "pods", &pod_name, why);
+    if pod["metadata"]["annotations"]
+        .get(MIRROR_ANNOTATION)
+        .is_some()
+    {
+        return mirror_references(&pod["spec"]).map_err(forbidden);
+    }
+    let spec = meta::object_at(pod, &["spec"]);
+    let named = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    // The deprecated serviceAccount names the account when serviceAccountName does not.
+    let account_name = named("serviceAccountName")
+        .or_else(|| named("serviceAccount"))
+        .unwrap_or_else(|| "default".to_owned());
+    spec.insert("serviceAccountName".into(), json!(account_name));
+    let account = lookup_service_account(state, namespace, &account_name)
+        .await
+        .map_err(|e| {
+            forbidden(&format!(
+                "error looking up service account {namespace}/{account_name}: {e}"
+            ))
+        })?;
+    if should_automount(spec, &account) {
+        mount_token(spec);
+    }
+    let no_pull_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_pull_secrets
+        && let Some(secrets) = account["imagePullSecrets"]
+            .as_array()
+            .filter(|s| !s.is_empty())
+    {
+        let names: Vec<Value> = secrets
+            .iter()
+            .map(|s| json!({ "name": s["name"] }))
+            .collect();
+        spec.insert("imagePullSecrets".into(), Value::Array(names));
+    }
+    if enforces_mountable_secrets(&account) {
+        limit_secret_references(&pod["spec"], &account).map_err(|why| forbidden(&why))?;
+    }
+    Ok(())
+}
+
+/// The service account from the watch cache or, when it is not there (yet), from the store;
+/// `default` is asked for ten times over about 1.5 s, since the service-account controller
+/// creates it just after its namespace.
+async fn lookup_service_account(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, String> {
+    let accounts = registry::find("", "v1", "serviceaccounts").expect("served");
+    let key = format!("{}{namespace}/{name}", accounts.key_prefix(&state.root));
+    if let Some(found) = state.cache.get(accounts, &key) {
+        return Ok(found.value());
+    }
+    let attempts = if name == "default" { 10 } else { 1 };
+    let pause = Duration::from_millis(rand::random_range(100..200));
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        match state.store.get(&key).await {
+            Ok(Some(kv)) => return serde_json::from_slice(&kv.value).map_err(|e| e.to_string()),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!("serviceaccount {name:?} not found"))
+}
+
+/// The pod's automountServiceAccountToken wins, then the account's; true when neither says.
+fn should_automount(spec: &Map<String, Value>, account: &Value) -> bool {
+    spec.get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| account["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true)
+}
+
+/// Mounts the token volume at [`SERVICE_ACCOUNT_MOUNT_PATH`] in every init and app container
+/// that mounts nothing there, adding the volume when one of them needs it and the pod has no
+/// `kube-api-access-*` volume yet.
+fn mount_token(spec: &mut Map<String, Value>) {
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .find(|n| n.starts_with(TOKEN_VOLUME_PREFIX))
+        .map(String::from);
+    let volume_name = existing
+        .clone()
+        .unwrap_or_else(|| meta::generate_name(TOKEN_VOLUME_PREFIX));
+    let mount = json!({
+        "name": volume_name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+    });
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for c in containers
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            if !mounts
+                .iter()
+                .any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT_PATH)
+            {
+                mounts.push(mount.clone());
+                needed = true;
+            }
+        }
+    }
+    if existing.is_none() && needed {
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(volumes) = volumes.as_array_mut() {
+            volumes.push(token_volume(&volume_name));
+        }
+    }
+}
+
+/// The projected volume of a pod's API access: a bound token, the cluster's CA (the
+/// kube-root-ca.crt ConfigMap every namespace has) and the pod's namespace.
+fn token_volume(name: &str) -> Value {
+    json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    })
+}
+
+/// A mirror pod must not reach what its kubelet could not vouch for: no service account,
+/// no secret, no service-account token projection.
+fn mirror_references(spec: &Value) -> Result<(), &'static str> {
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err("a mirror pod may not reference service accounts");
+    }
+    if secret_references(spec).next().is_some() {
+        return Err("a mirror pod may not reference secrets");
+    }
+    let projections = list(&spec["volumes"]).flat_map(|v| list(&v["projected"]["sources"]));
+    if projections
+        .into_iter()
+        .any(|s| s.get("serviceAccountToken").is_some_and(Value::is_object))
+    {
+        return Err("a mirror pod may not use ServiceAccountToken volume projections");
+    }
+    Ok(())
+}
+
+fn list(v: &Value) -> impl Iterator<Item = &Value> + Clone {
+    v.as_array().into_iter().flatten()
+}
+
+/// Every Secret name the pod spec refers to: volumes, projections, env, envFrom, pull secrets.
+fn secret_references(spec: &Value) -> impl Iterator<Item = &str> {
+    let containers = ["initContainers", "containers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(move |l| list(&spec[l]));
+    let volumes = list(&spec["volumes"]).flat_map(|v| {
+        std::iter::once(&v["secret"]["secretName"])
+            .chain(list(&v["projected"]["sources"]).map(|s| &s["secret"]["name"]))
+    });
+    let env = containers.flat_map(|c| {
+        list(&c["env"])
+            .map(|e| &e["valueFrom"]["secretKeyRef"]["name"])
+            .chain(list(&c["envFrom"]).map(|e| &e["secretRef"]["name"]))
+    });
+    let pull = list(&spec["imagePullSecrets"]).map(|s| &s["name"]);
+    volumes.chain(env).chain(pull).filter_map(Value::as_str)
+}
+
+/// The account's `kubernetes.io/enforce-mountable-secrets` annotation, read as Go's ParseBool.
+fn enforces_mountable_secrets(account: &Value) -> bool {
+    matches!(
+        account["metadata"]["annotations"][ENFORCE_MOUNTABLE_SECRETS].as_str(),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+    )
+}
+
+/// With mountable secrets enforced, the pod may use only the secrets its account lists
+/// (and only its image pull secrets to pull).
+fn limit_secret_references(spec: &Value, account: &Value) -> Result<(), String> {
+    let account_name = account["metadata"]["name"].as_str().unwrap_or("");
+    let names = |field: &str| -> Vec<&str> {
+        list(&account[field])
+            .filter_map(|s| s["name"].as_str())
+            .collect()
+    };
+    let (mountable, pull) = (names("secrets"), names("imagePullSecrets"));
+    for v in list(&spec["volumes"]) {
+        if let Some(secret) = v["secret"]["secretName"].as_str()
+            && !mountable.contains(&secret)
+        {
+            return Err(format!(
+                "volume with secret.secretName=\"{secret}\" is not allowed because service account {account_name} does not reference that secret"
+            ));
+        }
+    }
+    for (list_name, what) in [
+        ("initContainers", "init container"),
+        ("containers", "container"),
+    ] {
+        for c in list(&spec[list_name]) {
+            let container = c["name"].as_str().unwrap_or("");
+            for e in list(&c["env"]) {
+                if let Some(secret) = e["valueFrom"]["secretKeyRef"]["name"].as_str()
+                    && !mountable.contains(&secret)
+                {
+                    let var = e["name"].as_str().unwrap_or("");
+                    return Err(format!(
+                        "{what} {container} with envVar {var} referencing secret.secretName=\"{secret}\" is not allowed because service account {account_name} does not reference that secret"
+                    ));
+                }
+            }
+            for e in list(&c["envFrom"]) {
+                if let Some(secret) = e["secretRef"]["name"].as_str()
+                    && !mountable.contains(&secret)
+                {
+                    return Err(format!(
+                        "{what} {container} with envFrom referencing secret.secretName=\"{secret}\" is not allowed because service account {account_name} does not reference that secret"
+                    ));
+                }
+            }
+        }
+    }
+    for (i, s) in list(&spec["imagePullSecrets"]).enumerate() {
+        let secret = s["name"].as_str().unwrap_or("");
+        if !pull.contains(&secret) {
+            return Err(format!(
+                "imagePullSecrets[{i}].name=\"{secret}\" is not allowed because service account {account_name} does not reference that imagePullSecret"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// upstream's Priority admission: spec.priority (and preemptionPolicy) come from the pod's
 /// PriorityClass, or the global default class, or are 0.
@@ -67,4 +409,216 @@ pub fn pod_priority(state: &ApiState, pod: &mut Value) -> ApiResult<()> {
     spec.insert("priority".into(), json!(value));
     spec.insert("preemptionPolicy".into(), json!(policy));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::http::HttpClient;
+
+    fn spec(v: Value) -> Map<String, Value> {
+        v.as_object().expect("an object").clone()
+    }
+
+    fn token_mount(volume: &str) -> Value {
+        json!({"name": volume, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH})
+    }
+
+    #[test]
+    fn the_token_is_mounted_where_nothing_else_is() {
+        let mut s = spec(json!({
+            "initContainers": [{"name": "i"}],
+            "containers": [{"name": "a"}, {"name": "b", "volumeMounts": [
+                {"name": "own", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}],
+            "volumes": [{"name": "own", "emptyDir": {}}],
+        }));
+        mount_token(&mut s);
+        let volumes = s["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 2);
+        let name = volumes[1]["name"].as_str().unwrap().to_owned();
+        assert!(
+            name.starts_with(TOKEN_VOLUME_PREFIX) && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(volumes[1], token_volume(&name));
+        assert_eq!(volumes[1]["projected"]["defaultMode"], 420);
+        assert_eq!(
+            s["initContainers"][0]["volumeMounts"],
+            json!([token_mount(&name)])
+        );
+        assert_eq!(
+            s["containers"][0]["volumeMounts"],
+            json!([token_mount(&name)])
+        );
+        assert_eq!(
+            s["containers"][1]["volumeMounts"].as_array().unwrap().len(),
+            1
+        );
+        // Admitting the same spec again changes nothing: the volume is found by its prefix.
+        let before = s.clone();
+        mount_token(&mut s);
+        assert_eq!(s, before);
+        // No container needs it: no volume.
+        let mut own = spec(json!({"containers": [{"name": "b", "volumeMounts": [
+            {"name": "own", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}]}));
+        mount_token(&mut own);
+        assert!(own.get("volumes").is_none());
+    }
+
+    #[test]
+    fn the_pod_decides_automounting_then_its_account() {
+        let quiet = json!({"automountServiceAccountToken": false});
+        let plain = json!({});
+        let pod = |v: Value| spec(json!({ "automountServiceAccountToken": v }));
+        assert!(should_automount(&spec(json!({})), &plain));
+        assert!(!should_automount(&spec(json!({})), &quiet));
+        assert!(should_automount(&pod(json!(true)), &quiet));
+        assert!(!should_automount(&pod(json!(false)), &plain));
+    }
+
+    #[test]
+    fn mirror_pods_reach_no_account_and_no_secret() {
+        let ok = json!({"containers": [{"name": "c"}]});
+        assert_eq!(mirror_references(&ok), Ok(()));
+        let cases = [
+            (
+                json!({"serviceAccountName": "x"}),
+                "a mirror pod may not reference service accounts",
+            ),
+            (
+                json!({"containers": [{"envFrom": [{"secretRef": {"name": "s"}}]}]}),
+                "a mirror pod may not reference secrets",
+            ),
+            (
+                json!({"volumes": [{"projected": {"sources": [{"secret": {"name": "s"}}]}}]}),
+                "a mirror pod may not reference secrets",
+            ),
+            (
+                json!({"volumes": [{"projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}),
+                "a mirror pod may not use ServiceAccountToken volume projections",
+            ),
+        ];
+        for (spec, why) in cases {
+            assert_eq!(mirror_references(&spec), Err(why), "{spec}");
+        }
+    }
+
+    #[test]
+    fn mountable_secrets_when_the_account_enforces_them() {
+        let account = json!({"metadata": {"name": "sa", "annotations": {ENFORCE_MOUNTABLE_SECRETS: "true"}},
+            "secrets": [{"name": "ok"}], "imagePullSecrets": [{"name": "pull"}]});
+        assert!(enforces_mountable_secrets(&account));
+        assert!(!enforces_mountable_secrets(&json!({})));
+        let allowed = json!({"volumes": [{"secret": {"secretName": "ok"}}],
+            "containers": [{"name": "c", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "ok"}}}]}],
+            "imagePullSecrets": [{"name": "pull"}]});
+        assert_eq!(limit_secret_references(&allowed, &account), Ok(()));
+        let env = json!({"containers": [{"name": "c", "env": [
+            {"name": "E", "valueFrom": {"secretKeyRef": {"name": "other"}}}]}]});
+        assert_eq!(
+            limit_secret_references(&env, &account).unwrap_err(),
+            "container c with envVar E referencing secret.secretName=\"other\" is not allowed because service account sa does not reference that secret"
+        );
+        let pull = json!({"imagePullSecrets": [{"name": "ok"}]});
+        assert_eq!(
+            limit_secret_references(&pull, &account).unwrap_err(),
+            "imagePullSecrets[0].name=\"ok\" is not allowed because service account sa does not reference that imagePullSecret"
+        );
+    }
+
+    #[test]
+    fn plugins_from_upstream_flags() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(Plugins::from_flags(&[], &[]), Ok(Plugins::upstream()));
+        let off = Plugins::from_flags(&s(&["NodeRestriction"]), &s(&["ServiceAccount"])).unwrap();
+        assert!(!off.service_account && off.priority);
+        assert!(Plugins::from_flags(&s(&["Priority"]), &s(&["Priority"])).is_err());
+        assert!(!Plugins::default().service_account);
+    }
+
+    #[tokio::test]
+    async fn pods_get_their_service_account_and_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = crate::testing::spawn_with(dir.path(), |c| {
+            c.admission.service_account = true;
+        })
+        .await;
+        let http = HttpClient::new(&server.url());
+        let pods = "/api/v1/namespaces/default/pods";
+        let accounts = "/api/v1/namespaces/default/serviceaccounts";
+        let pod = |name: &str, extra: Value| {
+            let mut p = json!({"metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+            for (k, v) in extra.as_object().unwrap() {
+                p["spec"][k] = v.clone();
+            }
+            p
+        };
+
+        // No default account yet: refused once the retries are over, as upstream.
+        let (code, status) = http.post(pods, &pod("p1", json!({}))).await.unwrap();
+        assert_eq!(code, 403, "{status}");
+        assert_eq!(
+            status["message"],
+            "pods \"p1\" is forbidden: error looking up service account default/default: serviceaccount \"default\" not found"
+        );
+
+        let default =
+            json!({"metadata": {"name": "default"}, "imagePullSecrets": [{"name": "reg"}]});
+        assert_eq!(http.post(accounts, &default).await.unwrap().0, 201);
+        let (code, p1) = http.post(pods, &pod("p1", json!({}))).await.unwrap();
+        assert_eq!(code, 201, "{p1}");
+        let spec = &p1["spec"];
+        assert_eq!(spec["serviceAccountName"], "default");
+        assert_eq!(spec["serviceAccount"], "default");
+        assert_eq!(spec["imagePullSecrets"], json!([{"name": "reg"}]));
+        let volume = spec["volumes"][0]["name"].as_str().unwrap();
+        assert_eq!(spec["volumes"][0], token_volume(volume));
+        assert_eq!(
+            spec["containers"][0]["volumeMounts"],
+            json!([token_mount(volume)])
+        );
+
+        // The pod says no; an account that says no; the pod overriding its account.
+        let no = json!({"automountServiceAccountToken": false});
+        let (_, p2) = http.post(pods, &pod("p2", no)).await.unwrap();
+        assert!(p2["spec"].get("volumes").is_none(), "{p2}");
+        let quiet = json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false});
+        assert_eq!(http.post(accounts, &quiet).await.unwrap().0, 201);
+        let (_, p3) = http
+            .post(pods, &pod("p3", json!({"serviceAccountName": "quiet"})))
+            .await
+            .unwrap();
+        assert!(p3["spec"].get("volumes").is_none(), "{p3}");
+        let yes = json!({"serviceAccountName": "quiet", "automountServiceAccountToken": true});
+        let (_, p4) = http.post(pods, &pod("p4", yes)).await.unwrap();
+        assert_eq!(p4["spec"]["volumes"].as_array().unwrap().len(), 1, "{p4}");
+
+        // Another missing account is refused at once.
+        let (code, status) = http
+            .post(pods, &pod("p5", json!({"serviceAccountName": "absent"})))
+            .await
+            .unwrap();
+        assert_eq!(code, 403);
+        assert_eq!(
+            status["message"],
+            "pods \"p5\" is forbidden: error looking up service account default/absent: serviceaccount \"absent\" not found"
+        );
+
+        // Mirror pods are left alone, and may not name an account.
+        let mut mirror = pod("m1", json!({}));
+        mirror["metadata"]["annotations"] = json!({MIRROR_ANNOTATION: "hash"});
+        let (code, m1) = http.post(pods, &mirror).await.unwrap();
+        assert_eq!(code, 201, "{m1}");
+        assert!(m1["spec"].get("volumes").is_none(), "{m1}");
+        mirror["metadata"]["name"] = json!("m2");
+        mirror["spec"]["serviceAccountName"] = json!("default");
+        let (code, status) = http.post(pods, &mirror).await.unwrap();
+        assert_eq!(code, 403);
+        assert_eq!(
+            status["message"],
+            "pods \"m2\" is forbidden: a mirror pod may not reference service accounts"
+        );
+        server.stop();
+    }
 }

@@ -86,6 +86,15 @@ struct Flags {
     /// Audiences a token must name; the issuer when not given.
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
+    /// Admission plugins to run besides the default ones (NamespaceLifecycle,
+    /// ServiceAccount, DefaultTolerationSeconds, Priority, ...). tetsu switches ServiceAccount
+    /// and Priority; NodeRestriction and NamespaceLifecycle always run.
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Default admission plugins not to run, e.g. ServiceAccount on a cluster without the
+    /// controller-manager's serviceaccount controller.
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -154,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
             service_account_signing_key_file: flags.service_account_signing_key_file,
             api_audiences: flags.api_audiences,
         },
+        admission: apiserver::admission::Plugins::from_flags(
+            &flags.enable_admission_plugins,
+            &flags.disable_admission_plugins,
+        )
+        .map_err(anyhow::Error::msg)?,
     };
     run(config, common::shutdown::signal()).await
 }

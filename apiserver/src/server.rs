@@ -45,6 +45,9 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Authentication and authorization of the secure port.
     pub auth: AuthConfig,
+    /// The admission plugins that run. The default leaves ServiceAccount out (see
+    /// `admission::Plugins`); the binary's flags start from upstream's set, which has it.
+    pub admission: crate::admission::Plugins,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             advertise_address: None,
             compaction_interval: Duration::from_secs(300),
             auth: AuthConfig::default(),
+            admission: Default::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct ApiState {
     /// closes the same gap with a live lookup).
     pub terminating_namespaces: parking_lot::Mutex<std::collections::HashSet<String>>,
     pub auth: Auth,
+    /// The admission plugins that run on writes.
+    pub admission: crate::admission::Plugins,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -154,6 +160,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         metrics: Metrics::default(),
         server_address: SocketAddr::new(advertise, port).to_string(),
         terminating_namespaces: Default::default(),
+        admission: config.admission.clone(),
     });
     bootstrap::ensure(&state, advertise, port)
         .await

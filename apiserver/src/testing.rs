@@ -149,13 +149,38 @@ pub fn python() -> std::path::PathBuf {
 
 /// An in-process apiserver on plain HTTP with its data under `dir`, for tests.
 pub async fn spawn(dir: &std::path::Path) -> crate::server::InProcess {
-    crate::server::spawn_in_process(crate::server::Config {
+    spawn_with(dir, |_| {}).await
+}
+
+/// [`spawn`] with `configure` applied to the configuration first.
+pub async fn spawn_with(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut crate::server::Config),
+) -> crate::server::InProcess {
+    let mut config = crate::server::Config {
         data_dir: dir.join("data"),
         secure_port: 0,
         ..Default::default()
-    })
-    .await
-    .expect("start an in-process apiserver")
+    };
+    configure(&mut config);
+    crate::server::spawn_in_process(config)
+        .await
+        .expect("start an in-process apiserver")
+}
+
+/// The issuer of [`service_accounts`]' tokens (and so their default audience).
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Makes `config` issue and accept service-account tokens (TokenRequest, TokenReview) and
+/// run the ServiceAccount admission plugin, with a new signing key written under `dir`.
+pub fn service_accounts(config: &mut crate::server::Config, dir: &std::path::Path) {
+    let key = rcgen::KeyPair::generate().expect("a P-256 key");
+    std::fs::create_dir_all(dir).expect("the key's directory");
+    let path = dir.join("sa.key");
+    std::fs::write(&path, key.serialize_pem()).expect("write the service-account key");
+    config.auth.service_account_issuer = Some(ISSUER.into());
+    config.auth.service_account_signing_key_file = Some(path);
+    config.admission.service_account = true;
 }
 
 /// Writes a kubeconfig for `server` (no credentials: the test servers do not check them).

@@ -1,7 +1,6 @@
 //! kubelet's integration tests, one module per area, linked into one test binary (one
 //! link instead of one per file keeps the build's time and disk down).
 
-mod support;
 mod acceptance;
 mod api;
 mod binary;
@@ -10,5 +9,7 @@ mod hollow;
 mod network;
 mod node;
 mod pods;
+mod service_accounts;
 mod static_pods;
+mod support;
 mod volumes;

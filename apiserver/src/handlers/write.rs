@@ -282,7 +282,13 @@ pub async fn create_object(
     };
     check_namespace_open(state, &target).await?;
     if resource.group.is_empty() && resource.plural == "pods" {
-        crate::admission::pod_priority(state, &mut obj)?;
+        // upstream's order: ServiceAccount before Priority.
+        if state.admission.service_account {
+            crate::admission::service_account(state, &target.namespace, &mut obj).await?;
+        }
+        if state.admission.priority {
+            crate::admission::pod_priority(state, &mut obj)?;
+        }
     }
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);

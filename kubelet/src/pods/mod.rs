@@ -9,6 +9,7 @@ pub mod probes;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

@@ -1,8 +1,9 @@
 //! Pod volumes, made ready on the node before the sandbox and bind-mounted into containers:
-//! emptyDir, hostPath (with its type checks), configMap, secret, downwardAPI and projected,
-//! under `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` as upstream lays them out. Content
-//! volumes are rewritten when set up again, so changed ConfigMaps and Secrets reach running
-//! pods within the resync period, as upstream's do.
+//! emptyDir, hostPath (with its type checks), configMap, secret, downwardAPI and projected
+//! (configMap, secret, downwardAPI and serviceAccountToken sources), under
+//! `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` as upstream lays them out. Content
+//! volumes are rewritten when set up again, so changed ConfigMaps and Secrets, and renewed
+//! service-account tokens, reach running pods within the resync period, as upstream's do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 use kube::api::Api;
 
 use super::spec;
+use super::tokens::{self, TokenManager};
 
 /// A volume ready on the node.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,9 +44,15 @@ pub fn teardown(root: &Path, uid: &str) {
 /// The files a content volume holds: relative path -> (bytes, mode).
 type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
+/// What setting volumes up reads from: the API, and the node's service-account tokens.
+pub struct Sources<'a> {
+    pub client: &'a kube::Client,
+    pub tokens: &'a TokenManager,
+}
+
 /// Sets up every volume of `pod`; the error is upstream's FailedMount message.
 pub async fn setup(
-    client: &kube::Client,
+    sources: &Sources<'_>,
     root: &Path,
     pod: &Pod,
     host_ip: &str,
@@ -54,7 +62,7 @@ pub async fn setup(
     let dir = pod_dir(root, spec::uid(pod)).join("volumes");
     for v in spec.volumes.iter().flatten() {
         let failed = |e: String| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name);
-        let volume = setup_one(client, &dir, pod, v, host_ip)
+        let volume = setup_one(sources, &dir, pod, v, host_ip)
             .await
             .map_err(failed)?;
         out.insert(v.name.clone(), volume);
@@ -63,13 +71,14 @@ pub async fn setup(
 }
 
 async fn setup_one(
-    client: &kube::Client,
+    sources: &Sources<'_>,
     dir: &Path,
     pod: &Pod,
     v: &PodVolume,
     host_ip: &str,
 ) -> Result<Volume, String> {
     let io = |e: std::io::Error| e.to_string();
+    let client = sources.client;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     if v.empty_dir.is_some() {
         let path = dir.join("kubernetes.io~empty-dir").join(&v.name);
@@ -147,12 +156,30 @@ async fn setup_one(
                     mode,
                     host_ip,
                 )?);
-            } else if source.service_account_token.is_some() {
-                return Err(
-                    "serviceAccountToken projection needs the TokenRequest API, which this \
-                     cluster does not serve yet"
-                        .into(),
-                );
+            } else if let Some(t) = &source.service_account_token {
+                // upstream writes the token 0600 and changes its owner when the pod has an
+                // fsGroup or a single runAsUser; volumes here keep root's ownership, so the
+                // token keeps the volume's mode.
+                let key = tokens::Key {
+                    namespace: namespace.to_owned(),
+                    service_account: pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| "default".into()),
+                    audiences: t
+                        .audience
+                        .iter()
+                        .filter(|a| !a.is_empty())
+                        .cloned()
+                        .collect(),
+                    expiration_seconds: t.expiration_seconds.unwrap_or(3600),
+                    pod_uid: spec::uid(pod).to_owned(),
+                };
+                let pod_name = pod.metadata.name.as_deref().unwrap_or("");
+                let token = sources.tokens.token(client, key, pod_name).await?;
+                files.insert(t.path.clone(), (token.into_bytes(), mode));
             }
         }
         ("kubernetes.io~projected", files)

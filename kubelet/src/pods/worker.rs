@@ -90,6 +90,8 @@ pub struct PodRuntime {
     volumes: Mutex<HashMap<String, (Instant, Volumes)>>,
     /// The last FailedMount message per pod, so a failure is reported once, not per sync.
     mount_failures: Mutex<HashMap<String, String>>,
+    /// Service-account tokens of projected volumes.
+    tokens: super::tokens::TokenManager,
     /// Events (made on first use: hollow nodes rarely need one).
     recorder: std::sync::OnceLock<Arc<common::events::Recorder>>,
 }
@@ -112,6 +114,7 @@ impl PodRuntime {
             backoff_resets: Mutex::new(HashMap::new()),
             volumes: Mutex::new(HashMap::new()),
             mount_failures: Mutex::new(HashMap::new()),
+            tokens: Default::default(),
             recorder: std::sync::OnceLock::new(),
         }
     }
@@ -146,6 +149,7 @@ impl PodRuntime {
         volumes::teardown(&self.root_dir, uid);
         self.volumes.lock().remove(uid);
         self.mount_failures.lock().remove(uid);
+        self.tokens.forget_pod(uid);
         self.backoff_resets.lock().retain(|(u, _), _| u != uid);
     }
 
@@ -160,7 +164,11 @@ impl PodRuntime {
         {
             return Ok(v.clone());
         }
-        let v = Arc::new(volumes::setup(&self.client, &self.root_dir, pod, &self.host_ip).await?);
+        let sources = volumes::Sources {
+            client: &self.client,
+            tokens: &self.tokens,
+        };
+        let v = Arc::new(volumes::setup(&sources, &self.root_dir, pod, &self.host_ip).await?);
         self.volumes
             .lock()
             .insert(uid.to_owned(), (Instant::now(), v.clone()));
@@ -642,7 +650,11 @@ impl PodRuntime {
                 Err(waiting) => view.waiting = Some(waiting),
                 Ok(()) => {
                     let ns = pod.namespace().unwrap_or_default();
-                    let sources = super::env::fetch(&self.client, &ns, c).await?;
+                    let mut sources = super::env::fetch(&self.client, &ns, c).await?;
+                    if !self.cri.simulated() {
+                        let services = super::env::fetch_services(&self.client, pod).await?;
+                        sources.services = super::env::service_env(&services);
+                    }
                     let envs = match super::env::resolve(pod, c, x.pod_ip, &self.host_ip, &sources)
                     {
                         Ok(e) => e,

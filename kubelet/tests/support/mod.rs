@@ -31,9 +31,26 @@ pub async fn node() -> Node {
 
 /// A node over the given containerd.
 pub async fn node_on(containerd: Containerd) -> Node {
+    node_with(containerd, |_, _| {}).await
+}
+
+/// A node whose apiserver issues service-account tokens and runs the ServiceAccount
+/// admission plugin (no controller creates the `default` account: tests do).
+pub async fn node_with_service_accounts() -> Node {
+    let containerd = Containerd::start().await;
+    node_with(containerd, apiserver::testing::service_accounts).await
+}
+
+/// A node over `containerd` whose apiserver's configuration `configure` changes (it gets the
+/// node's directory).
+pub async fn node_with(
+    containerd: Containerd,
+    configure: impl FnOnce(&mut apiserver::server::Config, &std::path::Path),
+) -> Node {
     containerd.import_test_images().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::testing::spawn(dir.path()).await;
+    let server =
+        apiserver::testing::spawn_with(dir.path(), |c| configure(c, &dir.path().join("sa"))).await;
     let client = Client::try_from(kube::Config::new(
         format!("http://{}", server.addr).parse().unwrap(),
     ))
