@@ -1,9 +1,9 @@
 //! apiserver's integration tests, one module per area, linked into one test binary (one
 //! link instead of one per file keeps the build's time and disk down).
 
-mod support;
 mod api_semantics;
 mod durability;
 mod kube_rs;
 mod kubectl;
 mod python_client;
+mod support;

@@ -1,6 +1,18 @@
-//! kubeadm: brings a cluster up in one command. `pki` creates the cluster's certificate
-//! authority and certificates, `kubeconfig` the components' and the admin's kubeconfigs,
-//! as upstream kubeadm's `certs` and `kubeconfig` phases do.
+//! kubeadm: brings a cluster up in one command, as upstream kubeadm's phases do. `pki`
+//! and `kubeconfig` create the cluster's certificates and kubeconfigs; `init` and `join`
+//! set a node up, `supervisor` runs its processes, `bootstrap` writes what a new cluster
+//! needs (RBAC, cluster-info, tokens), `reset` removes it all again.
 
+pub mod bootstrap;
+pub mod components;
+pub mod config;
+pub mod init;
+pub mod join;
 pub mod kubeconfig;
 pub mod pki;
+pub mod preflight;
+pub mod reset;
+pub mod supervisor;
+pub mod token;
+pub mod tokens;
+pub mod wait;

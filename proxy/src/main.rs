@@ -54,6 +54,10 @@ struct Flags {
     /// Where the CNI configuration for the container runtime goes.
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: PathBuf,
+    /// Where the host-local IPAM plugin keeps its address leases (default: the plugin's
+    /// own, /var/lib/cni/networks).
+    #[arg(long)]
+    cni_ipam_data_dir: Option<PathBuf>,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
@@ -136,11 +140,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     };
     let podnet = async {
         if flags.pod_network {
-            PodNetwork::new(
+            PodNetwork::with_ipam_data_dir(
                 host.clone(),
                 &node,
                 &flags.cluster_cidr,
                 &flags.cni_conf_dir,
+                flags.cni_ipam_data_dir.clone(),
             )
             .run(client.clone())
             .await

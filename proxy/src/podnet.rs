@@ -32,6 +32,10 @@ pub struct PodNetwork {
     pub node: String,
     pub cluster_cidr: String,
     pub cni_conf_dir: PathBuf,
+    /// Where host-local keeps its address leases (the plugin's default,
+    /// /var/lib/cni/networks, when None): kubeadm keeps them under the node's data dir, so
+    /// several nodes on one machine (network namespaces) and `kubeadm reset` stay apart.
+    pub ipam_data_dir: Option<PathBuf>,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -43,8 +47,8 @@ struct State {
 }
 
 /// The CNI configuration list for a node's pod range.
-pub fn conflist(pod_cidr: &str) -> Value {
-    json!({
+pub fn conflist(pod_cidr: &str, ipam_data_dir: Option<&Path>) -> Value {
+    let mut conf = json!({
         "cniVersion": "0.4.0",
         "name": NETWORK,
         "plugins": [
@@ -60,7 +64,11 @@ pub fn conflist(pod_cidr: &str) -> Value {
             },
             {"type": "portmap", "capabilities": {"portMappings": true}}
         ]
-    })
+    });
+    if let Some(dir) = ipam_data_dir {
+        conf["plugins"][0]["ipam"]["dataDir"] = json!(dir.display().to_string());
+    }
+    conf
 }
 
 /// Routes as (podCIDR -> InternalIP) for every node but `me` that has both.
@@ -90,11 +98,23 @@ pub fn desired_routes<'a>(
 
 impl PodNetwork {
     pub fn new(host: Host, node: &str, cluster_cidr: &str, cni_conf_dir: &Path) -> Arc<PodNetwork> {
+        Self::with_ipam_data_dir(host, node, cluster_cidr, cni_conf_dir, None)
+    }
+
+    /// An agent whose host-local leases are kept in `ipam_data_dir`.
+    pub fn with_ipam_data_dir(
+        host: Host,
+        node: &str,
+        cluster_cidr: &str,
+        cni_conf_dir: &Path,
+        ipam_data_dir: Option<PathBuf>,
+    ) -> Arc<PodNetwork> {
         Arc::new(PodNetwork {
             host,
             node: node.to_owned(),
             cluster_cidr: cluster_cidr.to_owned(),
             cni_conf_dir: cni_conf_dir.to_owned(),
+            ipam_data_dir,
             state: Default::default(),
         })
     }
@@ -189,7 +209,7 @@ impl PodNetwork {
             std::fs::rename(&tmp, self.cni_conf_dir.join(name))?;
             Ok(())
         };
-        write(CONFLIST, &conflist(cidr))?;
+        write(CONFLIST, &conflist(cidr, self.ipam_data_dir.as_deref()))?;
         write(
             LOOPBACK,
             &json!({"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}),
@@ -277,7 +297,7 @@ mod tests {
             routes.into_iter().collect::<Vec<_>>(),
             [("10.244.1.0/24".to_owned(), "10.0.0.2".to_owned())]
         );
-        let conf = conflist("10.244.0.0/24");
+        let conf = conflist("10.244.0.0/24", None);
         assert_eq!(
             conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.244.0.0/24"

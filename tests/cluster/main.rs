@@ -1,4 +1,5 @@
 //! The whole-cluster tests: one binary, a module per area.
 
 mod bootstrap;
+mod kubeadm;
 mod security;

@@ -2,6 +2,8 @@
 //! it up (the cluster PKI, client certificates, service-account keys, RBAC and Node
 //! authorization), kubeconfigs for any identity, and real kubectl.
 
+pub mod hosts;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

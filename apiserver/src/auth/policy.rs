@@ -316,6 +316,10 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "root-ca-cert-publisher",
+            vec![r("create update", "", "configmaps"), events.clone()],
+        ),
+        (
             "taint-eviction-controller",
             vec![
                 r("delete get list watch", "", "pods"),

@@ -88,8 +88,13 @@ impl Reconcile for RootCaPublisher {
         };
         match result {
             Ok(_) => Ok(None),
-            // Our cache lags (409), or the namespace began terminating (403).
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 => Ok(None),
+            // Our cache lags (409), or the namespace began terminating (403 with
+            // upstream's message); any other refusal is an error worth retrying and logging.
+            Err(kube::Error::Api(s))
+                if s.code == 409 || (s.code == 403 && s.message.contains("being terminated")) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }

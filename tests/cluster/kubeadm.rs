@@ -1,0 +1,286 @@
+//! The whole cluster as a user gets it: `kubeadm init` on a "host" (a network namespace),
+//! then the everyday workflows with real kubectl: a Deployment rolled out, exposed as a
+//! Service and reached from another pod, logs, exec, scaling, a rolling update, namespace
+//! deletion; then `kubeadm reset` leaves nothing behind.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cluster_tests::hosts::Network;
+
+async fn kubectl(admin: &Path, args: &[&str]) -> (bool, String, String) {
+    apiserver::testing::kubectl(admin, args, None).await
+}
+
+async fn kubectl_ok(admin: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(admin, args).await;
+    assert!(ok, "kubectl {}: {out}{err}", args.join(" "));
+    out
+}
+
+async fn apply(admin: &Path, manifest: &str) {
+    let (ok, out, err) =
+        apiserver::testing::kubectl(admin, &["apply", "-f", "-"], Some(manifest)).await;
+    assert!(ok, "kubectl apply: {out}{err}");
+}
+
+/// Polls `check` every half second for up to `limit`.
+async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn web(replicas: u32, version: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {{"name": "web", "namespace": "demo"}},
+  "spec": {{"replicas": {replicas}, "selector": {{"matchLabels": {{"app": "web"}}}},
+    "strategy": {{"rollingUpdate": {{"maxSurge": 1, "maxUnavailable": 0}}}},
+    "template": {{"metadata": {{"labels": {{"app": "web"}}}},
+      "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{
+        "name": "httpd", "image": "busybox",
+        "command": ["sh", "-c", "mkdir -p /www && echo {version} $(hostname) > /www/index.html && echo serving {version} && exec httpd -f -p 80 -h /www"],
+        "readinessProbe": {{"httpGet": {{"path": "/", "port": 80}}, "periodSeconds": 1}}}}]}}}}}}}}"#
+    )
+}
+
+const CLIENT: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": "demo"},
+  "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "client", "image": "busybox", "command": ["sleep", "3600"]}]}}"#;
+
+/// Fetches the Service from the client pod `tries` times: the answers seen.
+async fn answers(admin: &Path, ip: &str, tries: usize) -> BTreeSet<String> {
+    let url = format!("http://{ip}/");
+    let mut seen = BTreeSet::new();
+    for _ in 0..tries {
+        let (ok, out, _) = kubectl(
+            admin,
+            &[
+                "exec", "-n", "demo", "client", "--", "timeout", "5", "wget", "-qO-", &url,
+            ],
+        )
+        .await;
+        if ok {
+            seen.insert(out.trim().to_owned());
+        }
+    }
+    seen
+}
+
+async fn web_pods(admin: &Path) -> usize {
+    kubectl_ok(
+        admin,
+        &["get", "pods", "-n", "demo", "-l", "app=web", "-o", "name"],
+    )
+    .await
+    .lines()
+    .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_it() {
+    let mut net = Network::create();
+    let cp = net.add_host("cp", 2);
+    let data_dir = net.hosts[cp].data_dir.display().to_string();
+    let ip = net.hosts[cp].ip.clone();
+    let (ok, out, err) = net.kubeadm(
+        cp,
+        &[
+            "init",
+            "--data-dir",
+            &data_dir,
+            "--node-name",
+            "cp",
+            "--apiserver-advertise-address",
+            &ip,
+        ],
+    );
+    assert!(
+        ok,
+        "kubeadm init failed:\n{out}\n{err}\n{}",
+        net.log(cp, "kubeadm")
+    );
+    assert!(
+        out.contains("Your Kubernetes control-plane has initialized successfully!"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("kubeadm join {ip}:6443 --token ")),
+        "{out}"
+    );
+    assert!(
+        out.contains("--discovery-token-ca-cert-hash sha256:"),
+        "{out}"
+    );
+    let admin = net.hosts[cp].data_dir.join("admin.conf");
+
+    // The node is Ready; admin.conf is an ordinary user bound to cluster-admin.
+    let nodes = kubectl_ok(&admin, &["get", "nodes"]).await;
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("cp ") && l.contains(" Ready ")),
+        "{nodes}"
+    );
+    let who = kubectl_ok(
+        &admin,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    )
+    .await;
+    assert_eq!(who, "kubernetes-admin");
+
+    // A Deployment of three, rolled out.
+    kubectl_ok(&admin, &["create", "namespace", "demo"]).await;
+    apply(&admin, &web(3, "v1")).await;
+    let rollout = kubectl_ok(
+        &admin,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            "deployment/web",
+            "--timeout=180s",
+        ],
+    )
+    .await;
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    assert_eq!(web_pods(&admin).await, 3);
+
+    // Exposed as a Service and reached from another pod by ClusterIP, over several pods.
+    kubectl_ok(
+        &admin,
+        &["expose", "-n", "demo", "deployment/web", "--port", "80"],
+    )
+    .await;
+    apply(&admin, CLIENT).await;
+    kubectl_ok(
+        &admin,
+        &[
+            "wait",
+            "-n",
+            "demo",
+            "--for=condition=Ready",
+            "pod/client",
+            "--timeout=120s",
+        ],
+    )
+    .await;
+    let svc_ip = kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "svc",
+            "-n",
+            "demo",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    )
+    .await;
+    let seen = until(
+        "the Service to answer from two pods",
+        Duration::from_secs(60),
+        async || {
+            let seen = answers(&admin, &svc_ip, 12).await;
+            (seen.len() >= 2).then_some(seen)
+        },
+    )
+    .await;
+    assert!(seen.iter().all(|a| a.starts_with("v1 web-")), "{seen:?}");
+
+    // Logs and exec.
+    let logs = kubectl_ok(&admin, &["logs", "-n", "demo", "deployment/web"]).await;
+    assert!(logs.contains("serving v1"), "{logs}");
+    let listing = kubectl_ok(&admin, &["exec", "-n", "demo", "client", "--", "ls", "/"]).await;
+    assert!(listing.lines().any(|l| l == "bin"), "{listing}");
+    let (ok, _, _) = kubectl(
+        &admin,
+        &["exec", "-n", "demo", "client", "--", "sh", "-c", "exit 3"],
+    )
+    .await;
+    assert!(!ok);
+
+    // Scale to five and back to three.
+    kubectl_ok(
+        &admin,
+        &["scale", "-n", "demo", "deployment/web", "--replicas=5"],
+    )
+    .await;
+    kubectl_ok(
+        &admin,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            "deployment/web",
+            "--timeout=120s",
+        ],
+    )
+    .await;
+    assert_eq!(web_pods(&admin).await, 5);
+    kubectl_ok(
+        &admin,
+        &["scale", "-n", "demo", "deployment/web", "--replicas=3"],
+    )
+    .await;
+    until("three web pods", Duration::from_secs(60), async || {
+        (web_pods(&admin).await == 3).then_some(())
+    })
+    .await;
+
+    // A rolling update to a changed command: every answer comes from the new pods.
+    apply(&admin, &web(3, "v2")).await;
+    kubectl_ok(
+        &admin,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            "deployment/web",
+            "--timeout=180s",
+        ],
+    )
+    .await;
+    until("only v2 answers", Duration::from_secs(60), async || {
+        let seen = answers(&admin, &svc_ip, 6).await;
+        (!seen.is_empty() && seen.iter().all(|a| a.starts_with("v2 "))).then_some(())
+    })
+    .await;
+
+    // Deleting the namespace takes everything in it.
+    kubectl_ok(&admin, &["delete", "namespace", "demo", "--timeout=180s"]).await;
+    let (ok, _, err) = kubectl(&admin, &["get", "namespace", "demo"]).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    let pods = kubectl_ok(&admin, &["get", "pods", "-A", "-o", "name"]).await;
+    assert!(pods.trim().is_empty(), "{pods}");
+
+    // Reset leaves no process, table, bridge or file behind.
+    let (ok, out, err) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    assert!(ok, "kubeadm reset: {out}{err}");
+    assert!(!net.hosts[cp].data_dir.exists());
+    let tables = net.on_host(cp, &["nft", "list", "tables"]);
+    assert!(String::from_utf8_lossy(&tables.stdout).trim().is_empty());
+    let links = net.on_host(cp, &["ip", "-o", "link"]);
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("cni0"));
+    let procs = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let procs = String::from_utf8_lossy(&procs.stdout);
+    assert!(!procs.contains(&data_dir), "left running:\n{procs}");
+}

@@ -1,0 +1,160 @@
+//! Machines for whole-cluster tests: each "host" is a network namespace on a bridge of its
+//! own (10.251.N.0/24, N picked per test so tests run side by side), with a default route
+//! through this machine, which keeps 10.251.N.1. kubeadm runs inside a host with
+//! `nsenter --net` (not `ip netns exec`, which remounts /sys and hides the cgroup
+//! hierarchies runc needs), so each host has its own ports, nftables, routes and CNI bridge.
+//! Dropping the network resets every host and deletes the namespaces and the bridge.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A machine: a network namespace with an address on the test network.
+pub struct Host {
+    pub netns: String,
+    pub ip: String,
+    /// kubeadm's --data-dir on this host.
+    pub data_dir: PathBuf,
+}
+
+/// The test network and its hosts.
+pub struct Network {
+    pub bridge: String,
+    pub subnet: u8,
+    pub dir: tempfile::TempDir,
+    pub hosts: Vec<Host>,
+    pub bin_dir: PathBuf,
+}
+
+fn sh(script: &str) -> Output {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Where cargo put the binaries: the test runs from target/<profile>/deps.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned();
+    for name in [
+        "kubeadm",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+    ] {
+        assert!(
+            dir.join(name).is_file(),
+            "{} missing: build the workspace's binaries first (cargo build --bins)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+impl Network {
+    /// A bridge on a free 10.251.N.0/24.
+    pub fn create() -> Network {
+        let taken = String::from_utf8_lossy(&sh("ip -4 -o addr show").stdout).into_owned();
+        let start = std::process::id() as usize;
+        let subnet = (0..240)
+            .map(|k| 10 + ((start + k) % 240) as u8)
+            .find(|n| !taken.contains(&format!("10.251.{n}.")))
+            .expect("a free test subnet");
+        let bridge = format!("tk{subnet}");
+        sh(&format!(
+            "ip link add {bridge} type bridge && ip addr add 10.251.{subnet}.1/24 dev {bridge} && ip link set {bridge} up && sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        Network {
+            bridge,
+            subnet,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            hosts: Vec::new(),
+            bin_dir: bin_dir(),
+        }
+    }
+
+    /// Adds host `name` at 10.251.N.<octet>; answers its index.
+    pub fn add_host(&mut self, name: &str, octet: u8) -> usize {
+        let netns = format!("{}-{name}", self.bridge);
+        let ip = format!("10.251.{}.{octet}", self.subnet);
+        let veth = format!("{}v{octet}", self.bridge);
+        sh(&format!(
+            "ip netns add {netns} && ip link add {veth} type veth peer name eth0 netns {netns} && \
+             ip link set {veth} master {br} up && ip netns exec {netns} ip link set lo up && \
+             ip netns exec {netns} ip addr add {ip}/24 dev eth0 && ip netns exec {netns} ip link set eth0 up && \
+             ip netns exec {netns} ip route add default via 10.251.{s}.1 && \
+             ip netns exec {netns} sysctl -qw net.ipv4.ip_forward=1",
+            br = self.bridge,
+            s = self.subnet,
+        ));
+        self.hosts.push(Host {
+            netns,
+            ip,
+            data_dir: self.dir.path().join(name),
+        });
+        self.hosts.len() - 1
+    }
+
+    /// Runs `kubeadm ARGS` on host `i`: (success, stdout, stderr).
+    pub fn kubeadm(&self, i: usize, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.hosts[i].netns))
+            .arg(self.bin_dir.join("kubeadm"))
+            .args(args)
+            .output()
+            .expect("run kubeadm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a command inside host `i`'s network namespace.
+    pub fn on_host(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.hosts[i].netns))
+            .args(args)
+            .output()
+            .expect("nsenter")
+    }
+
+    /// The end of a component's log on host `i`.
+    pub fn log(&self, i: usize, component: &str) -> String {
+        let path = self.hosts[i]
+            .data_dir
+            .join("logs")
+            .join(format!("{component}.log"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for i in (0..self.hosts.len()).rev() {
+            if self.hosts[i].data_dir.exists() {
+                let data_dir = self.hosts[i].data_dir.display().to_string();
+                let _ = self.kubeadm(i, &["reset", "--data-dir", &data_dir]);
+            }
+            let h = &self.hosts[i];
+            let _ = Command::new("ip").args(["netns", "del", &h.netns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
