@@ -19,8 +19,8 @@ pub struct Component {
 
 #[derive(Clone, Debug)]
 pub enum Ready {
-    /// A unix socket exists.
-    Socket(PathBuf),
+    /// A file (a socket, a kubeconfig) exists.
+    Path(PathBuf),
     /// Something listens on 127.0.0.1:port (init checks /healthz itself).
     Port(u16),
     /// Nothing to wait for.
@@ -45,7 +45,7 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
                 "--config".into(),
                 path(layout.containerd_dir().join("config.toml")),
             ],
-            ready: Ready::Socket(layout.containerd_socket()),
+            ready: Ready::Path(layout.containerd_socket()),
         });
     }
     if cfg.role == Role::ControlPlane {
@@ -138,16 +138,19 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         "-v".into(),
         v.clone(),
     ];
+    let mut ready = Ready::Started;
     if cfg.role == Role::Worker {
-        // TLS bootstrapping: the kubelet asks for its own certificate with the token.
+        // TLS bootstrapping: the kubelet asks for its own certificate with the token, and
+        // kube-proxy, which uses that certificate too, waits for it.
         kubelet.push("--bootstrap-kubeconfig".into());
         kubelet.push(path(layout.kubeconfig("bootstrap-kubelet.conf")));
+        ready = Ready::Path(layout.kubeconfig("kubelet.conf"));
     }
     out.push(Component {
         name: "kubelet",
         program: bin("kubelet"),
         args: kubelet,
-        ready: Ready::Started,
+        ready,
     });
     // On a control-plane node kube-proxy has its own identity (system:kube-proxy, bound to
     // system:node-proxier); a worker's kube-proxy uses the kubelet's credentials, which

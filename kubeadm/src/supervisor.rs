@@ -193,7 +193,7 @@ async fn wait_ready(c: &Component) -> anyhow::Result<()> {
     loop {
         let up = match &c.ready {
             Ready::Started => true,
-            Ready::Socket(path) => path.exists(),
+            Ready::Path(path) => path.exists(),
             Ready::Port(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
                 .await
                 .is_ok(),

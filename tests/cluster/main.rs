@@ -2,4 +2,5 @@
 
 mod bootstrap;
 mod kubeadm;
+mod multinode;
 mod security;
