@@ -132,6 +132,13 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
     .await?;
     println!("[bootstrap-token] Using token: {}", token.id);
 
+    for (name, port) in [
+        ("kube-controller-manager", 10257),
+        ("kube-scheduler", 10259),
+    ] {
+        println!("[control-plane-check] Checking {name} at http://127.0.0.1:{port}/healthz");
+        wait_healthz(name, port, &layout, supervisor_pid).await?;
+    }
     println!(
         "[kubelet-check] Waiting for node {} to register and become Ready (up to {WAIT:?})",
         cfg.node_name
@@ -258,6 +265,41 @@ async fn wait_api(admin: &Path, layout: &Layout, pid: u32) -> anyhow::Result<kub
         })?;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Waits until a component's /healthz on this host answers 200 "ok".
+async fn wait_healthz(name: &str, port: u16, layout: &Layout, pid: u32) -> anyhow::Result<()> {
+    let mut progress = wait::Progress::new(WAIT);
+    loop {
+        wait::check_supervisor(layout, pid)?;
+        if healthz(port).await {
+            return Ok(());
+        }
+        progress
+            .tick(&format!("{name} to be healthy"))
+            .map_err(|e| e.context(wait::tail(&layout.logs().join(format!("{name}.log")), 20)))?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One plain HTTP/1.0 GET of /healthz (the components serve it without TLS for now).
+async fn healthz(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        std::io::Result::Ok(
+            answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("ok"),
+        )
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Ok(true))
+    )
 }
 
 async fn wait_node_ready(

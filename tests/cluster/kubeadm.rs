@@ -54,6 +54,10 @@ fn web(replicas: u32, version: &str) -> String {
 const CLIENT: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": "demo"},
   "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "client", "image": "busybox", "command": ["sleep", "3600"]}]}}"#;
 
+const TOOL: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tool", "namespace": "demo"},
+  "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "tool", "image": "example.com/tool:1",
+    "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]}}"#;
+
 /// Fetches the Service from the client pod `tries` times: the answers seen.
 async fn answers(admin: &Path, ip: &str, tries: usize) -> BTreeSet<String> {
     let url = format!("http://{ip}/");
@@ -213,7 +217,104 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     .await;
     assert!(!ok);
 
-    // Scale to five and back to three.
+    // The cluster is secure: no credentials is 401, a user of the cluster CA without
+    // bindings is 403, a certificate from another CA is 401.
+    let ca = net.hosts[cp].data_dir.join("pki/ca.crt");
+    let (code, _) =
+        cluster_tests::anonymous_get(&ca, &format!("https://{ip}:6443/api/v1/pods")).await;
+    assert_eq!(code, 401);
+    let pki = kubeadm::pki::Pki::new(&net.hosts[cp].data_dir.join("pki"));
+    let kubeconfigs = tempfile::tempdir().unwrap();
+    let server = format!("https://{ip}:6443");
+    let alice = kubeadm::kubeconfig::write(
+        &pki,
+        kubeconfigs.path(),
+        "alice.conf",
+        &server,
+        "alice",
+        &[],
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(&alice, &["get", "pods", "-n", "demo"]).await;
+    assert!(
+        !ok && err.contains("Forbidden") && err.contains("\"alice\""),
+        "{err}"
+    );
+    let other = kubeadm::pki::Pki::new(&kubeconfigs.path().join("other-pki"));
+    other
+        .create(&kubeadm::pki::PkiConfig {
+            node_name: "x".into(),
+            advertise_address: "127.0.0.1".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec![],
+        })
+        .unwrap();
+    let mallory = other
+        .sign(
+            "mallory",
+            &["system:masters"],
+            &[],
+            kubeadm::pki::Usage::Client,
+        )
+        .unwrap();
+    let text = kubeadm::kubeconfig::render(
+        &server,
+        &std::fs::read_to_string(&ca).unwrap(),
+        "mallory",
+        &mallory.cert_pem,
+        &mallory.key_pem,
+    );
+    let mallory_conf = kubeconfigs.path().join("mallory.conf");
+    std::fs::write(&mallory_conf, text).unwrap();
+    let (ok, _, err) = kubectl(&mallory_conf, &["get", "pods"]).await;
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+
+    // An image built with `kubeadm images import` runs without a registry.
+    let (ok, out, err) = net.kubeadm(
+        cp,
+        &[
+            "images",
+            "import",
+            "example.com/tool:1",
+            "--data-dir",
+            &data_dir,
+        ],
+    );
+    assert!(ok, "kubeadm images import: {out}{err}");
+    apply(&admin, TOOL).await;
+    kubectl_ok(
+        &admin,
+        &[
+            "wait",
+            "-n",
+            "demo",
+            "--for=condition=Ready",
+            "pod/tool",
+            "--timeout=120s",
+        ],
+    )
+    .await;
+
+    // A component that crashes is restarted by the supervisor.
+    let pid_file = net.hosts[cp].data_dir.join("pids/kube-scheduler");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    until(
+        "the scheduler restarted",
+        Duration::from_secs(30),
+        async || {
+            let now = std::fs::read_to_string(&pid_file).ok()?;
+            (now != pid && Path::new(&format!("/proc/{}", now.trim())).exists()).then_some(())
+        },
+    )
+    .await;
+
+    // Scale to five (the restarted scheduler places them) and back to three.
     kubectl_ok(
         &admin,
         &["scale", "-n", "demo", "deployment/web", "--replicas=5"],
@@ -261,6 +362,79 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
         (!seen.is_empty() && seen.iter().all(|a| a.starts_with("v2 "))).then_some(())
     })
     .await;
+
+    // Stopped (SIGTERM to the supervisor) and brought back by init on the same data dir:
+    // the same cluster with its data, the running containers adopted.
+    let before = kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "demo",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[0].containerID}",
+        ],
+    )
+    .await;
+    let supervisor = std::fs::read_to_string(net.hosts[cp].data_dir.join("kubeadm.pid")).unwrap();
+    let supervisor = supervisor.trim().to_owned();
+    std::process::Command::new("kill")
+        .args(["-TERM", &supervisor])
+        .status()
+        .unwrap();
+    until(
+        "the supervisor to stop",
+        Duration::from_secs(90),
+        async || (!Path::new(&format!("/proc/{supervisor}")).exists()).then_some(()),
+    )
+    .await;
+    let (ok, _, _) = kubectl(&admin, &["get", "nodes"]).await;
+    assert!(
+        !ok,
+        "the apiserver still answers after its supervisor stopped"
+    );
+    let (ok, out, err) = net.kubeadm(cp, &["init", "--data-dir", &data_dir]);
+    assert!(
+        ok,
+        "kubeadm init again:\n{out}\n{err}\n{}",
+        net.log(cp, "kubeadm")
+    );
+    assert!(out.contains("Found a cluster"), "{out}");
+    kubectl_ok(
+        &admin,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            "deployment/web",
+            "--timeout=120s",
+        ],
+    )
+    .await;
+    assert_eq!(
+        kubectl_ok(
+            &admin,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "demo",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.containerStatuses[0].containerID}"
+            ]
+        )
+        .await,
+        before,
+        "containers were restarted"
+    );
+    let seen = answers(&admin, &svc_ip, 3).await;
+    assert!(seen.iter().any(|a| a.starts_with("v2 ")), "{seen:?}");
 
     // Deleting the namespace takes everything in it.
     kubectl_ok(&admin, &["delete", "namespace", "demo", "--timeout=180s"]).await;

@@ -102,27 +102,9 @@ impl SecureApiServer {
         self.kubeconfig("kubernetes-super-admin", &["system:masters"])
     }
 
-    /// GET `path` without credentials (Python's urllib trusting the cluster CA; kubectl
-    /// would prompt for a password): (status code, body).
+    /// GET `path` without credentials: (status code, body).
     pub async fn anonymous_get(&self, path: &str) -> (u16, String) {
-        let script = "import ssl, sys, urllib.request, urllib.error\n\
-ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
-try:\n    r = urllib.request.urlopen(sys.argv[2], context=ctx); print(r.status); print(r.read().decode())\n\
-except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
-        let out = tokio::process::Command::new(apiserver::testing::python())
-            .args(["-c", script])
-            .arg(self.pki.path("ca.crt"))
-            .arg(format!("{}{path}", self.url))
-            .output()
-            .await
-            .expect("run python");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (code, body) = text.split_once('\n').unwrap_or((&text, ""));
-        let code = code
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
-        (code, body.to_owned())
+        anonymous_get(&self.pki.path("ca.crt"), &format!("{}{path}", self.url)).await
     }
 
     /// A kubeconfig with a bearer token.
@@ -175,4 +157,27 @@ pub async fn kubectl_until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     last
+}
+
+/// GET `url` without credentials (Python's urllib trusting `ca`; kubectl would prompt for
+/// a password): (status code, body).
+pub async fn anonymous_get(ca: &Path, url: &str) -> (u16, String) {
+    let script = "import ssl, sys, urllib.request, urllib.error\n\
+ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+try:\n    r = urllib.request.urlopen(sys.argv[2], context=ctx); print(r.status); print(r.read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n";
+    let out = tokio::process::Command::new(apiserver::testing::python())
+        .args(["-c", script])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .await
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, body) = text.split_once('\n').unwrap_or((&text, ""));
+    let code = code
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    (code, body.to_owned())
 }
