@@ -458,3 +458,82 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     let procs = String::from_utf8_lossy(&procs.stdout);
     assert!(!procs.contains(&data_dir), "left running:\n{procs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
+    let mut net = Network::create();
+    let cp = net.add_host("cp", 2);
+    let data_dir = net.hosts[cp].data_dir.display().to_string();
+    let ip = net.hosts[cp].ip.clone();
+    // etcd on the host's own loopback (its network namespace), as an operator would run it.
+    let etcd_dir = net.dir.path().join("etcd");
+    let mut etcd = std::process::Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", net.hosts[cp].netns))
+        .args(["etcd", "--name", "t", "--data-dir"])
+        .arg(&etcd_dir)
+        .args([
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "t=http://127.0.0.1:2380",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start etcd (apt-get install etcd-server)");
+    let (ok, out, err) = net.kubeadm(
+        cp,
+        &[
+            "init",
+            "--data-dir",
+            &data_dir,
+            "--node-name",
+            "cp",
+            "--apiserver-advertise-address",
+            &ip,
+            "--etcd-servers",
+            "http://127.0.0.1:2379",
+        ],
+    );
+    let admin = net.hosts[cp].data_dir.join("admin.conf");
+    let stored = if ok {
+        kubectl_ok(
+            &admin,
+            &["create", "configmap", "in-etcd", "--from-literal=a=b"],
+        )
+        .await;
+        let got = net.on_host(
+            cp,
+            &[
+                "env",
+                "ETCDCTL_API=3",
+                "etcdctl",
+                "--endpoints=127.0.0.1:2379",
+                "get",
+                "--print-value-only",
+                "/registry/configmaps/default/in-etcd",
+            ],
+        );
+        String::from_utf8_lossy(&got.stdout).into_owned()
+    } else {
+        String::new()
+    };
+    let embedded = net.hosts[cp].data_dir.join("apiserver/state.db").exists();
+    let (reset, _, _) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert!(
+        ok,
+        "kubeadm init --etcd-servers:\n{out}\n{err}\n{}",
+        net.log(cp, "kube-apiserver")
+    );
+    assert!(stored.contains("\"in-etcd\""), "etcd holds: {stored}");
+    assert!(!embedded, "the embedded store was used too");
+    assert!(reset);
+}
