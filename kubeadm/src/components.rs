@@ -62,6 +62,10 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
             pki("apiserver.key"),
             "--client-ca-file".into(),
             pki("ca.crt"),
+            "--kubelet-client-certificate".into(),
+            pki("apiserver-kubelet-client.crt"),
+            "--kubelet-client-key".into(),
+            pki("apiserver-kubelet-client.key"),
             "--authorization-mode".into(),
             "Node,RBAC".into(),
             "--enable-bootstrap-token-auth".into(),
@@ -135,6 +139,14 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         path(layout.manifests()),
         "--pod-log-dir".into(),
         path(layout.pod_logs()),
+        // The kubelet API: callers prove who they are (the apiserver with
+        // apiserver-kubelet-client.crt) and the apiserver decides what they may do.
+        "--anonymous-auth=false".into(),
+        "--client-ca-file".into(),
+        pki("ca.crt"),
+        "--authentication-token-webhook".into(),
+        "--authorization-mode".into(),
+        "Webhook".into(),
         "-v".into(),
         v.clone(),
     ];
@@ -207,38 +219,17 @@ pub fn parse_component_arg(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// containerd's configuration: our own root, state and sockets under the data dir, the CRI
-/// plugin with the sandbox image kubeadm builds, runc, the CNI configuration kube-proxy's
-/// pod network agent writes, and `restrict_oom_score_adj` (PLATFORM.md: root here cannot
-/// lower oom_score_adj, which the pause container asks for).
+/// containerd's configuration: our own root, state and sockets under the data dir, the
+/// sandbox image kubeadm builds, the CNI configuration kube-proxy's pod network agent
+/// writes.
 pub fn containerd_config(layout: &Layout) -> String {
-    let d = layout.containerd_dir();
-    let p = |sub: &str| d.join(sub).display().to_string();
-    format!(
-        r#"version = 2
-root = "{root}"
-state = "{state}"
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-"#,
-        root = p("root"),
-        state = p("state"),
-        sock = layout.containerd_socket().display(),
-        opt = p("opt"),
-        cni = layout.cni_conf_dir().display(),
-    )
+    kubelet::containerd::config(&kubelet::containerd::Config {
+        dir: &layout.containerd_dir(),
+        socket: &layout.containerd_socket(),
+        sandbox_image: PAUSE_IMAGE,
+        stream_address: "127.0.0.1",
+        cni_conf_dir: &layout.cni_conf_dir(),
+    })
 }
 
 #[cfg(test)]

@@ -313,20 +313,6 @@ fn images(
     cmd: Vec<String>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use kubelet::images::{ImageSpec, busybox_layer, directory_layer, import, oci_archive};
     let socket = kubeadm::config::Layout::new(data_dir).containerd_socket();
-    let layer = match &rootfs {
-        Some(dir) => directory_layer(dir)?,
-        None => busybox_layer()?,
-    };
-    let mut spec = ImageSpec::new(name);
-    if !entrypoint.is_empty() {
-        spec.entrypoint = entrypoint;
-    }
-    if !cmd.is_empty() {
-        spec.cmd = cmd;
-    }
-    import(&socket, &oci_archive(&spec, &layer)?)?;
-    println!("imported {name} into {}", socket.display());
-    Ok(())
+    kubelet::images::build_and_import(&socket, name, rootfs.as_deref(), entrypoint, cmd)
 }

@@ -139,28 +139,7 @@ async fn remove_pods(layout: &Layout) {
     if let Some(child) = child.as_mut() {
         supervisor::terminate(child, Duration::from_secs(10)).await;
     }
-    kill_shims(&socket);
-}
-
-/// containerd's shims outlive containerd by design; the ones serving our socket go.
-fn kill_shims(socket: &Path) {
-    let needle = socket.display().to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_shim = args
-            .first()
-            .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
-        if is_shim && args.contains(&needle.as_bytes()) {
-            supervisor::signal(pid, rustix::process::Signal::KILL);
-        }
-    }
+    kubelet::containerd::kill_shims(&socket);
 }
 
 /// Unmounts everything mounted under `dir` (deepest first): container root filesystems,

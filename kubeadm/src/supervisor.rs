@@ -5,7 +5,7 @@
 //! them in reverse order (SIGTERM, then SIGKILL after a grace period). Each child runs in
 //! its own process group, so a terminal's Ctrl-C reaches only the supervisor.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -245,39 +245,28 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) -> bool {
 
 /// Imports the sandbox image and busybox into containerd unless they are there.
 pub fn ensure_images(socket: &Path) -> anyhow::Result<()> {
-    use kubelet::images::{ImageSpec, busybox_layer, import, oci_archive};
+    use kubelet::images::{ImageSpec, busybox_layer, import, oci_archive, pause};
     let out = Command::new("ctr")
         .arg("--address")
         .arg(socket)
         .args(["-n", "k8s.io", "images", "ls", "-q"])
         .output()
         .context("running ctr (apt-get install containerd)")?;
-    let present: HashMap<String, ()> = String::from_utf8_lossy(&out.stdout)
+    let present: HashSet<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| (l.trim().to_owned(), ()))
+        .map(|l| l.trim().to_owned())
         .collect();
     let mut layer = None;
-    for (name, entrypoint) in [
-        (
-            PAUSE_IMAGE,
-            vec!["/bin/sleep".to_owned(), "2147483647".into()],
-        ),
-        (BUSYBOX_IMAGE, vec![]),
-    ] {
-        if present.contains_key(name) {
+    for spec in [pause(PAUSE_IMAGE), ImageSpec::new(BUSYBOX_IMAGE)] {
+        if present.contains(&spec.name) {
             continue;
         }
         let layer = match &layer {
             Some(l) => l,
             None => layer.insert(busybox_layer()?),
         };
-        let mut spec = ImageSpec::new(name);
-        if !entrypoint.is_empty() {
-            spec.entrypoint = entrypoint;
-            spec.cmd = Vec::new();
-        }
         import(socket, &oci_archive(&spec, layer)?)?;
-        tracing::info!(image = name, "imported");
+        tracing::info!(image = %spec.name, "imported");
     }
     Ok(())
 }

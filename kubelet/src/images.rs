@@ -183,6 +183,38 @@ pub fn import_busybox(containerd_socket: &Path, spec: &ImageSpec) -> anyhow::Res
     import(containerd_socket, &oci_archive(spec, &busybox_layer()?)?)
 }
 
+/// Builds image `name` from `rootfs` (busybox-static when None) with the given entrypoint
+/// and default command (busybox's `sh` when empty), and imports it.
+pub fn build_and_import(
+    containerd_socket: &Path,
+    name: &str,
+    rootfs: Option<&Path>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+) -> anyhow::Result<()> {
+    let mut spec = ImageSpec::new(name);
+    spec.entrypoint = entrypoint;
+    if !cmd.is_empty() {
+        spec.cmd = cmd;
+    }
+    let layer = match rootfs {
+        Some(dir) => directory_layer(dir)?,
+        None => busybox_layer()?,
+    };
+    eprintln!("building {name} ({} KiB layer)", layer.len() / 1024);
+    import(containerd_socket, &oci_archive(&spec, &layer)?)?;
+    eprintln!("imported {name} into {}", containerd_socket.display());
+    Ok(())
+}
+
+/// The sandbox ("pause") image: busybox's sleep, forever.
+pub fn pause(name: &str) -> ImageSpec {
+    let mut spec = ImageSpec::new(name);
+    spec.entrypoint = vec!["/bin/sleep".into(), "2147483647".into()];
+    spec.cmd = Vec::new();
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

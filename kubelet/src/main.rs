@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use kubelet::cri::Cri;
-use kubelet::images::{ImageSpec, busybox_layer, directory_layer, import, oci_archive};
 use kubelet::node::{Heartbeat, Machine, NodeConfig};
 use kubelet::pods::worker::PodRuntime;
 
@@ -79,6 +78,31 @@ struct Flags {
     /// bootstrapping are kept (default: <root-dir>/pki).
     #[arg(long)]
     cert_dir: Option<PathBuf>,
+    /// CA certificates for client certificates of the kubelet API: a client presenting one
+    /// they signed is the user of its CommonName, in the groups of its Organizations.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Requests to the kubelet API without credentials are system:anonymous (which
+    /// --authorization-mode then judges); false answers them 401 Unauthorized.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Bearer tokens to the kubelet API are checked with a TokenReview to the apiserver.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    authentication_token_webhook: bool,
+    /// How long TokenReview answers are cached.
+    #[arg(long, default_value = "2m", value_parser = common::flags::parse_duration)]
+    authentication_token_webhook_cache_ttl: std::time::Duration,
+    /// Who may do what on the kubelet API: AlwaysAllow (anyone authenticated, anonymous
+    /// included) or Webhook (a SubjectAccessReview to the apiserver per request, on the
+    /// Node's subresources: nodes/proxy, nodes/stats, nodes/metrics, nodes/log, ...).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: kubelet::server::auth::Mode,
+    /// How long allowed SubjectAccessReview answers are cached.
+    #[arg(long, default_value = "5m", value_parser = common::flags::parse_duration)]
+    authorization_webhook_cache_authorized_ttl: std::time::Duration,
+    /// How long denied SubjectAccessReview answers are cached.
+    #[arg(long, default_value = "30s", value_parser = common::flags::parse_duration)]
+    authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -143,28 +167,6 @@ async fn main() {
         eprintln!("kubelet: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn import_image(
-    name: &str,
-    rootfs: Option<PathBuf>,
-    entrypoint: Vec<String>,
-    cmd: Vec<String>,
-    address: &std::path::Path,
-) -> anyhow::Result<()> {
-    let mut spec = ImageSpec::new(name);
-    spec.entrypoint = entrypoint;
-    if !cmd.is_empty() {
-        spec.cmd = cmd;
-    }
-    let layer = match &rootfs {
-        Some(dir) => directory_layer(dir)?,
-        None => busybox_layer()?,
-    };
-    eprintln!("building {name} ({} KiB layer)", layer.len() / 1024);
-    import(address, &oci_archive(&spec, &layer)?)?;
-    eprintln!("imported {name} into {}", address.display());
-    Ok(())
 }
 
 fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -238,7 +240,13 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             },
     }) = flags.command
     {
-        return import_image(&name, rootfs, entrypoint, cmd, &address);
+        return kubelet::images::build_and_import(
+            &address,
+            &name,
+            rootfs.as_deref(),
+            entrypoint,
+            cmd,
+        );
     }
     let labels = parse_labels(&flags.node_labels)?;
     if let Some(Commands::Hollow(h)) = flags.command {
@@ -338,7 +346,19 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         PodRuntime::new(runtime, client, flags.pod_log_dir.clone(), host_ip)
             .with_root_dir(flags.root_dir.clone()),
     );
-    let api = kubelet::server::Kubelet::new(pods.clone(), node_name.clone());
+    let auth = kubelet::server::auth::Auth::new(
+        kubelet::server::auth::AuthConfig {
+            anonymous: flags.anonymous_auth,
+            token_webhook: flags.authentication_token_webhook,
+            token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
+            mode: flags.authorization_mode,
+            authorized_ttl: flags.authorization_webhook_cache_authorized_ttl,
+            unauthorized_ttl: flags.authorization_webhook_cache_unauthorized_ttl,
+        },
+        &node_name,
+        Some(Arc::new(pods.client.clone())),
+    )?;
+    let api = kubelet::server::Kubelet::new(pods.clone(), node_name.clone()).with_auth(auth);
     let mut names = vec![node_name.clone(), "localhost".into(), "127.0.0.1".into()];
     names.extend(flags.node_ip.clone());
     names.extend(common::tls::hostname());
@@ -351,6 +371,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| flags.root_dir.join("pki")),
         names,
+        client_ca_file: flags.client_ca_file.clone(),
     };
     let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(kubelet::server::serve(serve, Arc::new(api), api_stopped));

@@ -51,31 +51,13 @@ impl Containerd {
             .map_or("127.0.0.1", |(_, ns_side, _)| ns_side.as_str());
         let socket = d.join("containerd.sock");
         std::fs::create_dir_all(d.join("cni")).unwrap();
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  restrict_oom_score_adj = true
-  stream_server_address = "{stream_address}"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-"#,
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = socket.display(),
-            opt = d.join("opt").display(),
-            cni = d.join("cni").display(),
-        );
+        let config = crate::containerd::config(&crate::containerd::Config {
+            dir: d,
+            socket: &socket,
+            sandbox_image: PAUSE_IMAGE,
+            stream_address,
+            cni_conf_dir: &d.join("cni"),
+        });
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut netns = None;
@@ -168,16 +150,13 @@ state = "{state}"
 
     /// Imports busybox and the pause image built from it.
     pub fn import_test_images(&self) -> anyhow::Result<()> {
-        use crate::images::{ImageSpec, busybox_layer, import, oci_archive};
+        use crate::images::{ImageSpec, busybox_layer, import, oci_archive, pause};
         let layer = busybox_layer()?;
         import(
             &self.socket,
             &oci_archive(&ImageSpec::new(BUSYBOX_IMAGE), &layer)?,
         )?;
-        let mut pause = ImageSpec::new(PAUSE_IMAGE);
-        pause.entrypoint = vec!["/bin/sleep".into(), "2147483647".into()];
-        pause.cmd = Vec::new();
-        import(&self.socket, &oci_archive(&pause, &layer)?)
+        import(&self.socket, &oci_archive(&pause(PAUSE_IMAGE), &layer)?)
     }
 }
 
@@ -200,33 +179,9 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Shims outlive containerd by design; ours go with it.
-        kill_shims_of(&self.socket);
+        crate::containerd::kill_shims(&self.socket);
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// SIGKILLs the containerd shims serving `socket` (and so their containers).
-fn kill_shims_of(socket: &std::path::Path) {
-    let needle = socket.display().to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let is_shim = args.first().is_some_and(|a| a.contains("containerd-shim"));
-        if is_shim && args.contains(&needle) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 }

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cluster_tests::hosts::Network;
+use cluster_tests::until;
 
 async fn kubectl(admin: &Path, args: &[&str]) -> (bool, String, String) {
     apiserver::testing::kubectl(admin, args, None).await
@@ -25,17 +26,6 @@ async fn apply(admin: &Path, manifest: &str) {
     assert!(ok, "kubectl apply: {out}{err}");
 }
 
-/// Polls `check` every half second for up to `limit`.
-async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 fn web(replicas: u32, version: &str) -> String {
     format!(
@@ -75,6 +65,22 @@ async fn answers(admin: &Path, ip: &str, tries: usize) -> BTreeSet<String> {
         }
     }
     seen
+}
+
+/// `kubectl rollout status` of the web Deployment: what it printed.
+async fn rollout_web(admin: &Path) -> String {
+    kubectl_ok(
+        admin,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            "deployment/web",
+            "--timeout=180s",
+        ],
+    )
+    .await
 }
 
 async fn web_pods(admin: &Path) -> usize {
@@ -147,18 +153,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     // A Deployment of three, rolled out.
     kubectl_ok(&admin, &["create", "namespace", "demo"]).await;
     apply(&admin, &web(3, "v1")).await;
-    let rollout = kubectl_ok(
-        &admin,
-        &[
-            "rollout",
-            "status",
-            "-n",
-            "demo",
-            "deployment/web",
-            "--timeout=180s",
-        ],
-    )
-    .await;
+    let rollout = rollout_web(&admin).await;
     assert!(rollout.contains("successfully rolled out"), "{rollout}");
     assert_eq!(web_pods(&admin).await, 3);
 
@@ -240,33 +235,8 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
         !ok && err.contains("Forbidden") && err.contains("\"alice\""),
         "{err}"
     );
-    let other = kubeadm::pki::Pki::new(&kubeconfigs.path().join("other-pki"));
-    other
-        .create(&kubeadm::pki::PkiConfig {
-            node_name: "x".into(),
-            advertise_address: "127.0.0.1".parse().unwrap(),
-            service_cidr: "10.96.0.0/12".into(),
-            dns_domain: "cluster.local".into(),
-            extra_sans: vec![],
-        })
-        .unwrap();
-    let mallory = other
-        .sign(
-            "mallory",
-            &["system:masters"],
-            &[],
-            kubeadm::pki::Usage::Client,
-        )
-        .unwrap();
-    let text = kubeadm::kubeconfig::render(
-        &server,
-        &std::fs::read_to_string(&ca).unwrap(),
-        "mallory",
-        &mallory.cert_pem,
-        &mallory.key_pem,
-    );
-    let mallory_conf = kubeconfigs.path().join("mallory.conf");
-    std::fs::write(&mallory_conf, text).unwrap();
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let mallory_conf = cluster_tests::foreign_kubeconfig(kubeconfigs.path(), &server, &ca_pem);
     let (ok, _, err) = kubectl(&mallory_conf, &["get", "pods"]).await;
     assert!(!ok && err.contains("Unauthorized"), "{err}");
 
@@ -320,18 +290,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
         &["scale", "-n", "demo", "deployment/web", "--replicas=5"],
     )
     .await;
-    kubectl_ok(
-        &admin,
-        &[
-            "rollout",
-            "status",
-            "-n",
-            "demo",
-            "deployment/web",
-            "--timeout=120s",
-        ],
-    )
-    .await;
+    rollout_web(&admin).await;
     assert_eq!(web_pods(&admin).await, 5);
     kubectl_ok(
         &admin,
@@ -345,18 +304,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
 
     // A rolling update to a changed command: every answer comes from the new pods.
     apply(&admin, &web(3, "v2")).await;
-    kubectl_ok(
-        &admin,
-        &[
-            "rollout",
-            "status",
-            "-n",
-            "demo",
-            "deployment/web",
-            "--timeout=180s",
-        ],
-    )
-    .await;
+    rollout_web(&admin).await;
     until("only v2 answers", Duration::from_secs(60), async || {
         let seen = answers(&admin, &svc_ip, 6).await;
         (!seen.is_empty() && seen.iter().all(|a| a.starts_with("v2 "))).then_some(())
@@ -403,18 +351,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
         net.log(cp, "kubeadm")
     );
     assert!(out.contains("Found a cluster"), "{out}");
-    kubectl_ok(
-        &admin,
-        &[
-            "rollout",
-            "status",
-            "-n",
-            "demo",
-            "deployment/web",
-            "--timeout=120s",
-        ],
-    )
-    .await;
+    rollout_web(&admin).await;
     assert_eq!(
         kubectl_ok(
             &admin,

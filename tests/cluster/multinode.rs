@@ -5,26 +5,16 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cluster_tests::hosts::Network;
+use cluster_tests::until;
 use serde_json::Value;
 
 async fn kubectl_ok(admin: &Path, args: &[&str]) -> String {
     let (ok, out, err) = apiserver::testing::kubectl(admin, args, None).await;
     assert!(ok, "kubectl {}: {out}{err}", args.join(" "));
     out
-}
-
-async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// The word after `flag` in kubeadm init's output.

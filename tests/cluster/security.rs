@@ -151,37 +151,8 @@ try:\n    v1.list_namespaced_pod('kube-system')\nexcept client.exceptions.ApiExc
     );
 
     // A certificate from another CA is refused, whatever it claims.
-    let other = kubeadm::pki::Pki::new(&server.dir.path().join("other-pki"));
-    other
-        .create(&kubeadm::pki::PkiConfig {
-            node_name: "elsewhere".into(),
-            advertise_address: "127.0.0.1".parse().unwrap(),
-            service_cidr: "10.96.0.0/12".into(),
-            dns_domain: "cluster.local".into(),
-            extra_sans: vec![],
-        })
-        .unwrap();
     let ca = std::fs::read_to_string(server.pki.path("ca.crt")).unwrap();
-    let forged = other
-        .sign(
-            "mallory",
-            &["system:masters"],
-            &[],
-            kubeadm::pki::Usage::Client,
-        )
-        .unwrap();
-    let mallory = server.dir.path().join("mallory.conf");
-    std::fs::write(
-        &mallory,
-        kubeadm::kubeconfig::render(
-            &server.url,
-            &ca,
-            "mallory",
-            &forged.cert_pem,
-            &forged.key_pem,
-        ),
-    )
-    .unwrap();
+    let mallory = cluster_tests::foreign_kubeconfig(server.dir.path(), &server.url, &ca);
     let (ok, _, err) = kubectl(&mallory, &["get", "namespaces"]).await;
     assert!(!ok);
     assert!(err.contains("You must be logged in to the server"), "{err}");

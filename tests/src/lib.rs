@@ -13,7 +13,8 @@ use kubeadm::pki::{Pki, PkiConfig};
 /// The issuer of the test cluster's service-account tokens.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
-/// A kube-apiserver on HTTPS with kubeadm's PKI and authorization modes, in this process.
+/// A kube-apiserver on HTTPS with kubeadm's PKI and authorization modes, in this process; it
+/// dials kubelets with kubeadm's apiserver-kubelet-client certificate.
 pub struct SecureApiServer {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -53,6 +54,8 @@ impl SecureApiServer {
                 service_account_signing_key_file: Some(pki.path("sa.key")),
                 ..AuthConfig::default()
             },
+            kubelet_client_certificate: Some(pki.path("apiserver-kubelet-client.crt")),
+            kubelet_client_key: Some(pki.path("apiserver-kubelet-client.key")),
             ..Default::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -180,4 +183,44 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
         .parse()
         .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
     (code, body.to_owned())
+}
+
+/// Polls `check` every half second until it answers, for at most `limit`.
+pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A kubeconfig for `server` (trusting `ca_pem`) whose client certificate claims
+/// system:masters but comes from a CA of its own, which the cluster must refuse.
+pub fn foreign_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> PathBuf {
+    let other = Pki::new(&dir.join("other-pki"));
+    other
+        .create(&PkiConfig {
+            node_name: "elsewhere".into(),
+            advertise_address: "127.0.0.1".parse().expect("an address"),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec![],
+        })
+        .expect("another PKI");
+    let forged = other
+        .sign(
+            "mallory",
+            &["system:masters"],
+            &[],
+            kubeadm::pki::Usage::Client,
+        )
+        .expect("a certificate from the other CA");
+    let path = dir.join("mallory.conf");
+    let text =
+        kubeadm::kubeconfig::render(server, ca_pem, "mallory", &forged.cert_pem, &forged.key_pem);
+    std::fs::write(&path, text).expect("write mallory.conf");
+    path
 }
