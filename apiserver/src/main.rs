@@ -95,6 +95,13 @@ struct Flags {
     /// controller-manager's serviceaccount controller.
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// The client certificate the apiserver presents to kubelets when it dials them for
+    /// pods/log, exec, attach, portforward and nodes/proxy.
+    #[arg(long)]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// The private key of --kubelet-client-certificate.
+    #[arg(long)]
+    kubelet_client_key: Option<PathBuf>,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -168,6 +175,8 @@ async fn main() -> anyhow::Result<()> {
             &flags.disable_admission_plugins,
         )
         .map_err(anyhow::Error::msg)?,
+        kubelet_client_certificate: flags.kubelet_client_certificate,
+        kubelet_client_key: flags.kubelet_client_key,
     };
     run(config, common::shutdown::signal()).await
 }

@@ -48,6 +48,10 @@ pub struct Config {
     /// The admission plugins that run. The default leaves ServiceAccount out (see
     /// `admission::Plugins`); the binary's flags start from upstream's set, which has it.
     pub admission: crate::admission::Plugins,
+    /// The client certificate and key presented to kubelets (--kubelet-client-certificate,
+    /// --kubelet-client-key); without them the apiserver dials kubelets anonymously.
+    pub kubelet_client_certificate: Option<PathBuf>,
+    pub kubelet_client_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +71,8 @@ impl Default for Config {
             compaction_interval: Duration::from_secs(300),
             auth: AuthConfig::default(),
             admission: Default::default(),
+            kubelet_client_certificate: None,
+            kubelet_client_key: None,
         }
     }
 }
@@ -88,6 +94,10 @@ pub struct ApiState {
     pub auth: Auth,
     /// The admission plugins that run on writes.
     pub admission: crate::admission::Plugins,
+    /// How kubelets are dialed for pods/log, exec, attach, portforward and nodes/proxy: their
+    /// serving certificates are not verified (no --kubelet-certificate-authority), ours is
+    /// presented when configured.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -151,6 +161,13 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         config.insecure_port.unwrap_or(0)
     };
     let auth = Auth::new(&config.auth, cache.clone())?;
+    let kubelet_tls = match (&config.kubelet_client_certificate, &config.kubelet_client_key) {
+        (Some(cert), Some(key)) => common::tls::insecure_client_with_identity(Some((cert, key)))?,
+        (None, None) => common::tls::insecure_client(),
+        _ => anyhow::bail!(
+            "--kubelet-client-certificate and --kubelet-client-key must be given together"
+        ),
+    };
     let state = Arc::new(ApiState {
         auth,
         store,
@@ -161,6 +178,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         server_address: SocketAddr::new(advertise, port).to_string(),
         terminating_namespaces: Default::default(),
         admission: config.admission.clone(),
+        kubelet_tls,
     });
     bootstrap::ensure(&state, advertise, port)
         .await

@@ -1,7 +1,8 @@
 //! TLS for the components: serving certificates (given, or self-signed and kept on disk as
 //! upstream generates one when none is given), client certificates checked against a CA
 //! (`--client-ca-file`), the HTTPS accept loop (HTTP/1.1 and h2, protocol upgrades allowed),
-//! and the client configuration the apiserver dials kubelets with.
+//! and the client configuration the apiserver dials kubelets with (with its client
+//! certificate, when it has one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -315,16 +316,36 @@ impl From<TlsAcceptor> for TlsServer {
 /// kubelets this way unless --kubelet-certificate-authority is given (kubelets serve
 /// self-signed certificates by default). HTTP/1.1 only, so upgrades can be spliced.
 pub fn insecure_client() -> Arc<rustls::ClientConfig> {
+    insecure_client_with_identity(None).expect("no client certificate to read")
+}
+
+/// [`insecure_client`], presenting the client certificate `(cert, key)` when given: the
+/// apiserver's --kubelet-client-certificate and --kubelet-client-key, which kubelets with a
+/// --client-ca-file authenticate it by.
+pub fn insecure_client_with_identity(
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyCertificate(provider.clone()));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+            .with_context(|| {
+                format!(
+                    "the client certificate {} and key {} do not match",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    Ok(Arc::new(config))
 }
 
 /// Skips the certificate chain check; signatures are still verified.

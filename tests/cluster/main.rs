@@ -2,5 +2,6 @@
 
 mod bootstrap;
 mod kubeadm;
+mod kubelet_auth;
 mod multinode;
 mod security;

@@ -4,7 +4,7 @@
 //! (WebSocket, SPDY) as upstream's apiserver does. A kubelet's refusal comes back as a
 //! Status with the kubelet's code and words, so kubectl prints them.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -79,11 +79,6 @@ pub fn route(path: &str) -> Option<Connect> {
     }
 }
 
-/// The kubelets' certificates are self-signed unless the cluster's PKI issued them; like
-/// upstream without --kubelet-certificate-authority, they are not verified.
-static KUBELET_TLS: LazyLock<Arc<rustls::ClientConfig>> =
-    LazyLock::new(common::tls::insecure_client);
-
 pub async fn serve(
     state: &Arc<ApiState>,
     request: Request,
@@ -139,7 +134,10 @@ pub async fn serve(
     let target: Uri = url
         .parse()
         .map_err(|e| ApiError::bad_request(format!("{url}: {e}")))?;
-    let response = common::proxy::forward(request, &target, Some(KUBELET_TLS.clone()))
+    // The kubelets' certificates are self-signed unless the cluster's PKI issued them; like
+    // upstream without --kubelet-certificate-authority, they are not verified. Our client
+    // certificate (--kubelet-client-certificate) is what a kubelet authenticates us by.
+    let response = common::proxy::forward(request, &target, Some(state.kubelet_tls.clone()))
         .await
         .map_err(|e| ApiError::new(500, "InternalError", format!("{url}: {e:#}")))?;
     let code = response.status().as_u16();

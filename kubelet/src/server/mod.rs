@@ -1,8 +1,11 @@
 //! The kubelet's API on --port (10250, HTTPS): /healthz, /pods, /containerLogs, /exec,
 //! /attach, /portForward, /stats/summary and /metrics. The apiserver reaches it for kubectl
 //! logs, exec, attach, port-forward and nodes/proxy. Without --tls-cert-file the kubelet
-//! serves a self-signed certificate kept in --cert-dir, as upstream does.
+//! serves a self-signed certificate kept in --cert-dir, as upstream does. Every path,
+//! /healthz included, passes `auth` first (--client-ca-file, --anonymous-auth,
+//! --authentication-token-webhook, --authorization-mode).
 
+pub mod auth;
 pub mod channel;
 pub mod logs;
 pub mod stats;
@@ -28,15 +31,24 @@ pub struct Kubelet {
     pub node_name: String,
     /// When this kubelet started (RFC 3339).
     pub started: String,
+    /// Who may call the API; upstream's defaults (anyone, anything) unless set.
+    pub auth: Arc<auth::Auth>,
 }
 
 impl Kubelet {
     pub fn new(runtime: Arc<PodRuntime>, node_name: String) -> Kubelet {
         Kubelet {
             runtime,
+            auth: Arc::new(auth::Auth::always_allow(&node_name)),
             node_name,
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }
+    }
+
+    /// Secures the API with `auth`.
+    pub fn with_auth(mut self, auth: auth::Auth) -> Kubelet {
+        self.auth = Arc::new(auth);
+        self
     }
 
     /// The pod bound here, or the 404 upstream's kubelet answers.
@@ -61,10 +73,14 @@ pub struct ServeConfig {
     pub cert_dir: PathBuf,
     /// Names and addresses for a self-signed certificate.
     pub names: Vec<String>,
+    /// --client-ca-file: clients may present certificates signed by these CAs (CN the user,
+    /// O the groups).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 pub fn router(kubelet: Arc<Kubelet>) -> Router {
     use axum::routing::any;
+    let auth = kubelet.auth.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
@@ -84,6 +100,7 @@ pub fn router(kubelet: Arc<Kubelet>) -> Router {
             any(streaming::port_forward),
         )
         .with_state(kubelet)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::filter))
 }
 
 /// Serves the API until `stop` turns true. Fails if the port cannot be bound.
@@ -97,12 +114,17 @@ pub async fn serve(
         (None, None) => common::tls::self_signed(&config.cert_dir, "kubelet", config.names)?,
         _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file must be given together"),
     };
-    let acceptor = common::tls::acceptor(&cert, &key)?;
+    let client_ca = config
+        .client_ca_file
+        .as_deref()
+        .map(common::tls::ClientCa::load)
+        .transpose()?;
+    let tls = common::tls::server(&cert, &key, client_ca)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.addr))?;
     tracing::info!(addr = %config.addr, "serving the kubelet API over HTTPS");
-    common::tls::serve(listener, acceptor, router(kubelet), stop).await
+    common::tls::serve(listener, tls, router(kubelet), stop).await
 }
 
 /// A plain-text error, as upstream's kubelet writes them.

@@ -1,0 +1,689 @@
+//! Who may use the kubelet API, decided as upstream's kubelet decides it: every request is
+//! authenticated (a client certificate from --client-ca-file, else a bearer token checked
+//! with a TokenReview when --authentication-token-webhook is on, else system:anonymous if
+//! --anonymous-auth allows it), then authorized (--authorization-mode AlwaysAllow, or
+//! Webhook: a SubjectAccessReview per request). A request maps to attributes on the Node
+//! object as pkg/kubelet/server/auth.go maps it: the verb from the HTTP method, resource
+//! `nodes`, the node's name, and a subresource from the path (`stats`, `metrics`, `log`,
+//! `spec`, `checkpoint`, else `proxy`; with v1.33's KubeletFineGrainedAuthz, on by default,
+//! /pods, /runningpods, /healthz and /configz are first checked as `pods`, `healthz` and
+//! `configz`, then as `proxy`). No credentials where they are needed is 401 "Unauthorized";
+//! a refusal is 403 with upstream's words. Webhook answers are cached as upstream caches
+//! them: tokens 2 minutes, allowed decisions 5 minutes, denied ones 30 seconds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use common::tls::PeerIdentity;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+/// --authorization-mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every authenticated request (anonymous ones included) is allowed: upstream's default.
+    AlwaysAllow,
+    /// A SubjectAccessReview asks the apiserver about each request.
+    Webhook,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "AlwaysAllow" => Ok(Mode::AlwaysAllow),
+            "Webhook" => Ok(Mode::Webhook),
+            _ => Err(format!(
+                "unknown authorization mode {s:?}: AlwaysAllow or Webhook"
+            )),
+        }
+    }
+}
+
+/// The kubelet's authentication and authorization flags.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// --anonymous-auth: requests without credentials are system:anonymous (else 401).
+    pub anonymous: bool,
+    /// --authentication-token-webhook: bearer tokens are checked with a TokenReview.
+    pub token_webhook: bool,
+    /// --authentication-token-webhook-cache-ttl.
+    pub token_cache_ttl: Duration,
+    /// --authorization-mode.
+    pub mode: Mode,
+    /// --authorization-webhook-cache-authorized-ttl.
+    pub authorized_ttl: Duration,
+    /// --authorization-webhook-cache-unauthorized-ttl.
+    pub unauthorized_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    /// Upstream's defaults: anyone may do anything.
+    fn default() -> AuthConfig {
+        AuthConfig {
+            anonymous: true,
+            token_webhook: false,
+            token_cache_ttl: Duration::from_secs(120),
+            mode: Mode::AlwaysAllow,
+            authorized_ttl: Duration::from_secs(300),
+            unauthorized_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who sent a request, as upstream's user.Info.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// An authenticated user: `system:authenticated` is added to its groups.
+    pub fn authenticated(name: &str, mut groups: Vec<String>) -> User {
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        User {
+            name: name.to_owned(),
+            uid: String::new(),
+            groups,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    pub fn anonymous() -> User {
+        User {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a request asks of the Node: the verb and the subresources to try, in order (the
+/// first one allowed lets it through). Resource `nodes`, group "", version v1 and the
+/// node's name are implied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributes {
+    pub verb: &'static str,
+    pub subresources: Vec<&'static str>,
+}
+
+/// Whether `path` is `prefix` or below it (`/stats` and `/stats/summary` are under `/stats/`).
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl Attributes {
+    pub fn of(method: &Method, path: &str) -> Attributes {
+        let verb = match *method {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "",
+        };
+        let mut subresources = Vec::with_capacity(2);
+        // KubeletFineGrainedAuthz: a narrower permission first, `proxy` still enough.
+        if under(path, "/pods") || under(path, "/runningpods/") {
+            subresources.push("pods");
+        } else if under(path, "/healthz") {
+            subresources.push("healthz");
+        } else if under(path, "/configz") {
+            subresources.push("configz");
+        }
+        subresources.push(if under(path, "/stats/") {
+            "stats"
+        } else if under(path, "/metrics") {
+            "metrics"
+        } else if under(path, "/logs/") {
+            // "log", as pods/log.
+            "log"
+        } else if under(path, "/spec/") {
+            "spec"
+        } else if under(path, "/checkpoint") {
+            "checkpoint"
+        } else {
+            "proxy"
+        });
+        Attributes { verb, subresources }
+    }
+
+    /// The 403 text upstream's kubelet writes.
+    pub fn forbidden(&self, user: &User) -> String {
+        format!(
+            "Forbidden (user={}, verb={}, resource=nodes, subresource(s)=[{}])\n",
+            user.name,
+            self.verb,
+            self.subresources.join(" ")
+        )
+    }
+}
+
+/// The questions the webhooks put to the apiserver. `kube::Client` asks them for real.
+#[async_trait::async_trait]
+pub trait Reviews: Send + Sync {
+    /// A TokenReview: the token's user, or why it is not valid (`Ok(Err(why))`); `Err` when
+    /// the apiserver could not be asked.
+    async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>>;
+
+    /// A SubjectAccessReview of `user` doing `verb` on `nodes/<subresource>` of `node`.
+    async fn access(
+        &self,
+        user: &User,
+        verb: &str,
+        node: &str,
+        subresource: &str,
+    ) -> anyhow::Result<bool>;
+}
+
+#[async_trait::async_trait]
+impl Reviews for kube::Client {
+    async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_owned()),
+                audiences: None,
+            },
+            ..Default::default()
+        };
+        let answer = Api::<TokenReview>::all(self.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        let status = answer.status.unwrap_or_default();
+        let info = status.user.unwrap_or_default();
+        match (status.authenticated, info.username) {
+            (Some(true), Some(name)) if !name.is_empty() => {
+                let mut user = User::authenticated(&name, info.groups.unwrap_or_default());
+                user.uid = info.uid.unwrap_or_default();
+                user.extra = info.extra.unwrap_or_default();
+                Ok(Ok(user))
+            }
+            _ => Ok(Err(status
+                .error
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "invalid bearer token".into()))),
+        }
+    }
+
+    async fn access(
+        &self,
+        user: &User,
+        verb: &str,
+        node: &str,
+        subresource: &str,
+    ) -> anyhow::Result<bool> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.name.clone()),
+                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
+                groups: Some(user.groups.clone()),
+                extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.to_owned()),
+                    group: Some(String::new()),
+                    version: Some("v1".into()),
+                    resource: Some("nodes".into()),
+                    subresource: Some(subresource.to_owned()),
+                    name: Some(node.to_owned()),
+                    namespace: Some(String::new()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+/// Answers kept until they expire. The time is passed in, so tests control it.
+pub struct Expiring<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
+    /// Beyond this many entries, expired ones are dropped on insert.
+    const PRUNE_ABOVE: usize = 4096;
+
+    pub fn new() -> Expiring<K, V> {
+        Expiring {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &K, now: Instant) -> Option<V> {
+        let entries = self.entries.lock();
+        entries
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(v, _)| v.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V, ttl: Duration, now: Instant) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= Self::PRUNE_ABOVE {
+            entries.retain(|_, (_, until)| now < *until);
+        }
+        entries.insert(key, (value, now + ttl));
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Default for Expiring<K, V> {
+    fn default() -> Self {
+        Expiring::new()
+    }
+}
+
+/// A refused request: 401, 403 or 500, with the text upstream's kubelet writes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused(pub StatusCode, pub String);
+
+/// The kubelet API's authenticator and authorizer.
+pub struct Auth {
+    config: AuthConfig,
+    node_name: String,
+    reviews: Option<Arc<dyn Reviews>>,
+    /// sha256(token) -> the TokenReview's answer.
+    tokens: Expiring<[u8; 32], Result<User, String>>,
+    /// (user, verb, subresource) -> allowed.
+    decisions: Expiring<(User, &'static str, &'static str), bool>,
+}
+
+impl Auth {
+    /// Authentication and authorization as configured. The webhooks ask through `reviews`
+    /// (the kubelet's API client); they fail to start without it.
+    pub fn new(
+        config: AuthConfig,
+        node_name: &str,
+        reviews: Option<Arc<dyn Reviews>>,
+    ) -> anyhow::Result<Auth> {
+        if reviews.is_none() && (config.token_webhook || config.mode == Mode::Webhook) {
+            anyhow::bail!(
+                "--authentication-token-webhook and --authorization-mode Webhook need an API client (--kubeconfig)"
+            );
+        }
+        Ok(Auth {
+            config,
+            node_name: node_name.to_owned(),
+            reviews,
+            tokens: Expiring::new(),
+            decisions: Expiring::new(),
+        })
+    }
+
+    /// Upstream's defaults: anonymous allowed, AlwaysAllow.
+    pub fn always_allow(node_name: &str) -> Auth {
+        Auth::new(AuthConfig::default(), node_name, None).expect("no webhook to configure")
+    }
+
+    /// Who sent the request: its certificate's identity, else its bearer token's, else
+    /// anonymous where allowed. Presented credentials that are not valid are a 401, never
+    /// anonymous.
+    pub async fn authenticate(
+        &self,
+        peer: Option<&PeerIdentity>,
+        authorization: Option<&str>,
+    ) -> Result<User, Refused> {
+        let unauthorized = |why: &str| {
+            tracing::debug!(reason = why, "unauthorized kubelet API request");
+            Refused(StatusCode::UNAUTHORIZED, "Unauthorized".into())
+        };
+        let mut failure = None;
+        match peer {
+            Some(PeerIdentity::Verified { user, groups }) => {
+                return Ok(User::authenticated(user, groups.clone()));
+            }
+            Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
+            None => {}
+        }
+        // Without a token authenticator, a bearer token is not looked at.
+        let token = authorization
+            .filter(|_| self.config.token_webhook)
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            return match self.review_token(token).await {
+                Ok(user) => Ok(user),
+                Err(why) => Err(unauthorized(&why)),
+            };
+        }
+        match failure {
+            Some(why) => Err(unauthorized(&why)),
+            None if self.config.anonymous => Ok(User::anonymous()),
+            None => Err(unauthorized("no credentials")),
+        }
+    }
+
+    async fn review_token(&self, token: &str) -> Result<User, String> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(answer) = self.tokens.get(&key, Instant::now()) {
+            return answer;
+        }
+        let reviews = self.reviews.as_ref().expect("checked in Auth::new");
+        // An apiserver that cannot be asked is not an answer: nothing is cached.
+        let answer = reviews
+            .token(token)
+            .await
+            .map_err(|e| format!("TokenReview failed: {e:#}"))?;
+        self.tokens.insert(
+            key,
+            answer.clone(),
+            self.config.token_cache_ttl,
+            Instant::now(),
+        );
+        answer
+    }
+
+    /// Whether `user` may do what `attrs` describe: any one subresource allowed is enough.
+    pub async fn authorize(&self, user: &User, attrs: &Attributes) -> Result<(), Refused> {
+        let Some(reviews) = self
+            .reviews
+            .as_ref()
+            .filter(|_| self.config.mode == Mode::Webhook)
+        else {
+            return Ok(());
+        };
+        for &subresource in &attrs.subresources {
+            let key = (user.clone(), attrs.verb, subresource);
+            let allowed = match self.decisions.get(&key, Instant::now()) {
+                Some(allowed) => allowed,
+                None => {
+                    let allowed = reviews
+                        .access(user, attrs.verb, &self.node_name, subresource)
+                        .await
+                        .map_err(|e| {
+                            tracing::warn!(user = %user.name, verb = attrs.verb, subresource, error = %format!("{e:#}"), "SubjectAccessReview failed");
+                            Refused(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                format!(
+                                    "Authorization error (user={}, verb={}, resource=nodes, subresource={subresource})",
+                                    user.name, attrs.verb
+                                ),
+                            )
+                        })?;
+                    let ttl = if allowed {
+                        self.config.authorized_ttl
+                    } else {
+                        self.config.unauthorized_ttl
+                    };
+                    self.decisions.insert(key, allowed, ttl, Instant::now());
+                    allowed
+                }
+            };
+            if allowed {
+                return Ok(());
+            }
+        }
+        tracing::info!(user = %user.name, verb = attrs.verb, subresources = ?attrs.subresources, "forbidden kubelet API request");
+        Err(Refused(StatusCode::FORBIDDEN, attrs.forbidden(user)))
+    }
+
+    /// Authenticates and authorizes one request.
+    pub async fn check(
+        &self,
+        peer: Option<&PeerIdentity>,
+        authorization: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> Result<User, Refused> {
+        let user = self.authenticate(peer, authorization).await?;
+        self.authorize(&user, &Attributes::of(method, path)).await?;
+        Ok(user)
+    }
+}
+
+/// The middleware in front of every kubelet API path.
+pub async fn filter(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    // Read out before awaiting: a request's body is not Sync, so no reference to it may be
+    // held across the webhooks' awaits.
+    let peer = request
+        .extensions()
+        .get::<Option<PeerIdentity>>()
+        .cloned()
+        .flatten();
+    let authorization = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let checked = auth
+        .check(
+            peer.as_ref(),
+            authorization.as_deref(),
+            request.method(),
+            request.uri().path(),
+        )
+        .await;
+    match checked {
+        Ok(_) => next.run(request).await,
+        Err(Refused(status, text)) => super::error(status, text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn check(method: Method, path: &str, verb: &str, subresources: &[&str]) {
+        let attrs = Attributes::of(&method, path);
+        assert_eq!(
+            (attrs.verb, attrs.subresources.as_slice()),
+            (verb, subresources),
+            "{method} {path}"
+        );
+    }
+
+    #[test]
+    fn requests_map_to_node_subresources() {
+        check(Method::GET, "/stats/summary", "get", &["stats"]);
+        check(Method::GET, "/stats", "get", &["stats"]);
+        check(Method::GET, "/statsx", "get", &["proxy"]);
+        check(Method::GET, "/metrics", "get", &["metrics"]);
+        check(Method::GET, "/metrics/cadvisor", "get", &["metrics"]);
+        check(Method::GET, "/logs/", "get", &["log"]);
+        check(Method::GET, "/logs/syslog", "get", &["log"]);
+        check(Method::GET, "/spec/", "get", &["spec"]);
+        check(
+            Method::POST,
+            "/checkpoint/ns/p/c",
+            "create",
+            &["checkpoint"],
+        );
+        check(Method::GET, "/pods", "get", &["pods", "proxy"]);
+        check(Method::GET, "/runningpods/", "get", &["pods", "proxy"]);
+        check(Method::GET, "/healthz", "get", &["healthz", "proxy"]);
+        check(Method::GET, "/configz", "get", &["configz", "proxy"]);
+        check(Method::POST, "/exec/ns/p/c", "create", &["proxy"]);
+        check(Method::GET, "/exec/ns/p/c", "get", &["proxy"]);
+        check(Method::POST, "/portForward/ns/p", "create", &["proxy"]);
+        check(Method::GET, "/containerLogs/ns/p/c", "get", &["proxy"]);
+        check(Method::PUT, "/run/ns/p/c", "update", &["proxy"]);
+        check(Method::PATCH, "/x", "patch", &["proxy"]);
+        check(Method::DELETE, "/x", "delete", &["proxy"]);
+        check(Method::HEAD, "/pods", "get", &["pods", "proxy"]);
+        check(Method::OPTIONS, "/", "", &["proxy"]);
+    }
+
+    #[test]
+    fn the_forbidden_text_is_upstreams() {
+        let user = User::authenticated("alice", vec!["dev".into()]);
+        assert_eq!(
+            Attributes::of(&Method::GET, "/pods").forbidden(&user),
+            "Forbidden (user=alice, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+        );
+        assert_eq!(
+            Attributes::of(&Method::POST, "/exec/a/b/c").forbidden(&user),
+            "Forbidden (user=alice, verb=create, resource=nodes, subresource(s)=[proxy])\n"
+        );
+    }
+
+    #[test]
+    fn answers_expire() {
+        let cache = Expiring::new();
+        let t0 = Instant::now();
+        cache.insert("k", true, Duration::from_secs(30), t0);
+        assert_eq!(cache.get(&"k", t0), Some(true));
+        assert_eq!(cache.get(&"k", t0 + Duration::from_secs(29)), Some(true));
+        assert_eq!(cache.get(&"k", t0 + Duration::from_secs(30)), None);
+        assert_eq!(cache.get(&"other", t0), None);
+    }
+
+    /// Counts the questions; allows `allowed` users on `subresource`; knows one token.
+    struct Fake {
+        allowed: (&'static str, &'static str),
+        token_calls: AtomicUsize,
+        access_calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Reviews for Fake {
+        async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+            self.token_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(match token {
+                "good" => Ok(User::authenticated("bob", vec![])),
+                _ => Err("invalid bearer token".into()),
+            })
+        }
+
+        async fn access(
+            &self,
+            user: &User,
+            _verb: &str,
+            node: &str,
+            subresource: &str,
+        ) -> anyhow::Result<bool> {
+            assert_eq!(node, "n1");
+            self.access_calls.fetch_add(1, Ordering::SeqCst);
+            Ok((user.name.as_str(), subresource) == self.allowed)
+        }
+    }
+
+    fn webhook(config: AuthConfig) -> (Arc<Fake>, Auth) {
+        let fake = Arc::new(Fake {
+            allowed: ("bob", "proxy"),
+            token_calls: AtomicUsize::new(0),
+            access_calls: AtomicUsize::new(0),
+        });
+        let auth = Auth::new(config, "n1", Some(fake.clone())).unwrap();
+        (fake, auth)
+    }
+
+    fn secured() -> AuthConfig {
+        AuthConfig {
+            anonymous: false,
+            token_webhook: true,
+            mode: Mode::Webhook,
+            ..AuthConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn authentication_order_and_refusals() {
+        let (fake, auth) = webhook(secured());
+        let unauthorized = Err(Refused(StatusCode::UNAUTHORIZED, "Unauthorized".into()));
+        assert_eq!(auth.authenticate(None, None).await, unauthorized);
+        let cert = PeerIdentity::Verified {
+            user: "alice".into(),
+            groups: vec!["dev".into()],
+        };
+        let alice = auth.authenticate(Some(&cert), None).await.unwrap();
+        assert_eq!(alice.groups, ["dev", "system:authenticated"]);
+        // A certificate from another CA is refused, not anonymous; a token may still do.
+        let foreign = PeerIdentity::Rejected("unknown authority".into());
+        assert_eq!(auth.authenticate(Some(&foreign), None).await, unauthorized);
+        let bob = auth
+            .authenticate(Some(&foreign), Some("Bearer good"))
+            .await
+            .unwrap();
+        assert_eq!(bob.name, "bob");
+        // Token answers are cached, good and bad alike.
+        assert_eq!(
+            auth.authenticate(None, Some("Bearer bad")).await,
+            unauthorized
+        );
+        assert_eq!(
+            auth.authenticate(None, Some("Bearer bad")).await,
+            unauthorized
+        );
+        auth.authenticate(None, Some("Bearer good")).await.unwrap();
+        assert_eq!(fake.token_calls.load(Ordering::SeqCst), 2);
+        // Anonymous where allowed; a bad token is never anonymous.
+        let (_, open) = webhook(AuthConfig {
+            anonymous: true,
+            ..secured()
+        });
+        assert_eq!(open.authenticate(None, None).await, Ok(User::anonymous()));
+        assert_eq!(
+            open.authenticate(None, Some("Bearer bad")).await,
+            unauthorized
+        );
+        // Without the token webhook a bearer token is not looked at.
+        let (_, no_tokens) = webhook(AuthConfig {
+            anonymous: true,
+            token_webhook: false,
+            ..secured()
+        });
+        assert_eq!(
+            no_tokens.authenticate(None, Some("Bearer good")).await,
+            Ok(User::anonymous())
+        );
+    }
+
+    #[tokio::test]
+    async fn authorization_tries_each_subresource_and_caches() {
+        let (fake, auth) = webhook(secured());
+        let bob = User::authenticated("bob", vec![]);
+        let pods = Attributes::of(&Method::GET, "/pods");
+        // "pods" is not allowed, "proxy" is.
+        auth.authorize(&bob, &pods).await.unwrap();
+        assert_eq!(fake.access_calls.load(Ordering::SeqCst), 2);
+        auth.authorize(&bob, &pods).await.unwrap();
+        assert_eq!(fake.access_calls.load(Ordering::SeqCst), 2);
+        let alice = User::authenticated("alice", vec![]);
+        let refused = auth.authorize(&alice, &pods).await.unwrap_err();
+        assert_eq!(refused.0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            refused.1,
+            "Forbidden (user=alice, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+        );
+        auth.authorize(&alice, &pods).await.unwrap_err();
+        assert_eq!(fake.access_calls.load(Ordering::SeqCst), 4);
+        // AlwaysAllow asks nothing.
+        let (fake, open) = webhook(AuthConfig::default());
+        open.authorize(&alice, &pods).await.unwrap();
+        assert_eq!(fake.access_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn webhooks_need_a_client() {
+        assert!(Auth::new(secured(), "n1", None).is_err());
+        assert_eq!("Webhook".parse::<Mode>(), Ok(Mode::Webhook));
+        assert!("RBAC".parse::<Mode>().is_err());
+    }
+}
