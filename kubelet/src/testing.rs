@@ -162,6 +162,23 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // Sandboxes left behind by a test: removed through the CRI, so their network
+        // namespaces (/var/run/netns/cni-*) and addresses go too. Drop runs inside the
+        // test's runtime, which cannot block on a future: a thread with its own does.
+        let endpoint = self.endpoint();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let removal = remove_sandboxes(&endpoint);
+                let _ = tokio::time::timeout(Duration::from_secs(20), removal).await;
+            });
+        })
+        .join();
         // Tasks left behind by a test: delete them so their shims exit.
         let ctr = |args: &[&str]| {
             Command::new("ctr")
@@ -190,13 +207,7 @@ impl Containerd {
     /// Stops and removes every sandbox (and so its network namespace): tests call this
     /// before dropping a containerd whose pods had their own networks.
     pub async fn remove_all_sandboxes(&self) {
-        let Ok(cri) = crate::cri::Cri::connect(&self.endpoint()).await else {
-            return;
-        };
-        for s in cri.list_pod_sandboxes().await.unwrap_or_default() {
-            let _ = cri.stop_pod_sandbox(&s.id).await;
-            let _ = cri.remove_pod_sandbox(&s.id).await;
-        }
+        remove_sandboxes(&self.endpoint()).await;
     }
 
     /// Runs a command inside the pod network's namespace (where pod addresses are reachable).
@@ -210,5 +221,16 @@ impl Containerd {
             .args(args)
             .output()
             .expect("nsenter")
+    }
+}
+
+/// Stops and removes every sandbox of the runtime at `endpoint`.
+async fn remove_sandboxes(endpoint: &str) {
+    let Ok(cri) = crate::cri::Cri::connect(endpoint).await else {
+        return;
+    };
+    for s in cri.list_pod_sandboxes().await.unwrap_or_default() {
+        let _ = cri.stop_pod_sandbox(&s.id).await;
+        let _ = cri.remove_pod_sandbox(&s.id).await;
     }
 }
