@@ -61,7 +61,7 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
     };
     if cfg.role != Role::ControlPlane {
         anyhow::bail!(
-            "{} holds a worker node (joined to {}); run `kubeadm join` there, or `kubeadm reset` first",
+            "{} holds a worker node (joined to {}): `kubeadm supervise --data-dir` runs it again, `kubeadm reset` removes it",
             opts.data_dir.display(),
             cfg.api_server
         );

@@ -77,6 +77,8 @@ pub fn prepare(layout: &Layout) -> anyhow::Result<()> {
         layout.containerd_dir().join("config.toml"),
         containerd_config(layout),
     )?;
+    // A socket left by a containerd that stopped would pass for the new one's readiness.
+    let _ = std::fs::remove_file(layout.containerd_socket());
     Ok(())
 }
 
@@ -93,7 +95,11 @@ async fn supervise(cfg: &NodeConfig, layout: &Layout) -> anyhow::Result<()> {
             restart_at: None,
             component,
         };
-        start(&mut running, layout)?;
+        if let Err(e) = start(&mut running, layout) {
+            // What started before goes again: no half-started node is left behind.
+            stop_all(&mut procs).await;
+            return Err(e);
+        }
         let ready = wait_ready(&running.component);
         tokio::select! {
             r = ready => if let Err(e) = r {

@@ -150,3 +150,26 @@ async fn clients_trust_the_apiserver_through_the_cluster_ca() {
         "subject=CN=kube-apiserver-kubelet-client,O=kubeadm:cluster-admins"
     );
 }
+
+/// The join command's --discovery-token-ca-cert-hash is what upstream's docs compute with
+/// openssl: the SHA-256 of the CA's public key in DER.
+#[test]
+fn the_ca_cert_hash_matches_openssls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    pki.create(&config()).unwrap();
+    let ca = pki.path("ca.crt");
+    let script = format!(
+        "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+        ca.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success());
+    let expected = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let ours = kubeadm::token::ca_cert_hash(&std::fs::read_to_string(&ca).unwrap()).unwrap();
+    assert_eq!(ours, format!("sha256:{expected}"));
+}

@@ -26,7 +26,6 @@ async fn apply(admin: &Path, manifest: &str) {
     assert!(ok, "kubectl apply: {out}{err}");
 }
 
-
 fn web(replicas: u32, version: &str) -> String {
     format!(
         r#"{{"apiVersion": "apps/v1", "kind": "Deployment",

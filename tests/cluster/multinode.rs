@@ -111,7 +111,30 @@ async fn workers_join_with_the_printed_command_and_serve_across_nodes() {
     assert!(!ok && err.contains("none of the public keys"), "{err}");
     let _ = std::fs::remove_dir_all(&net.hosts[workers[0]].data_dir);
 
-    for (w, name) in workers.iter().zip(["w1", "w2"]) {
+    // w1 joins with init's token, w2 with one from `kubeadm token create`.
+    let (ok, created, err) = net.kubeadm(
+        cp,
+        &[
+            "token",
+            "create",
+            "--print-join-command",
+            "--data-dir",
+            &dir(cp),
+        ],
+    );
+    assert!(ok, "kubeadm token create: {created}{err}");
+    assert!(
+        created.starts_with(&format!("kubeadm join {endpoint} --token ")),
+        "{created}"
+    );
+    assert_eq!(after(&created, "--discovery-token-ca-cert-hash"), hash);
+    let second = after(&created, "--token").to_owned();
+    let (ok, listed, err) = net.kubeadm(cp, &["token", "list", "--data-dir", &dir(cp)]);
+    assert!(
+        ok && listed.contains(&token) && listed.contains(&second),
+        "{listed}{err}"
+    );
+    for ((w, name), token) in workers.iter().zip(["w1", "w2"]).zip([&token, &second]) {
         let ip = net.hosts[*w].ip.clone();
         let (ok, out, err) = net.kubeadm(
             *w,
@@ -119,7 +142,7 @@ async fn workers_join_with_the_printed_command_and_serve_across_nodes() {
                 "join",
                 &endpoint,
                 "--token",
-                &token,
+                token,
                 "--discovery-token-ca-cert-hash",
                 &hash,
                 "--data-dir",
