@@ -161,7 +161,10 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         config.insecure_port.unwrap_or(0)
     };
     let auth = Auth::new(&config.auth, cache.clone())?;
-    let kubelet_tls = match (&config.kubelet_client_certificate, &config.kubelet_client_key) {
+    let kubelet_tls = match (
+        &config.kubelet_client_certificate,
+        &config.kubelet_client_key,
+    ) {
         (Some(cert), Some(key)) => common::tls::insecure_client_with_identity(Some((cert, key)))?,
         (None, None) => common::tls::insecure_client(),
         _ => anyhow::bail!(
