@@ -171,17 +171,9 @@ enum ImageCommands {
     /// Build an image from busybox-static (default) or a root filesystem directory and
     /// import it into the node's containerd under NAME.
     Import {
-        /// The image reference pods will use, e.g. example.com/app:1.
-        name: String,
-        /// A root filesystem to pack instead of busybox.
-        #[arg(long)]
-        rootfs: Option<PathBuf>,
-        /// The image's entrypoint, comma separated.
-        #[arg(long, value_delimiter = ',')]
-        entrypoint: Vec<String>,
-        /// The image's default command, comma separated.
-        #[arg(long, value_delimiter = ',')]
-        cmd: Vec<String>,
+        #[command(flatten)]
+        image: kubelet::images::ImportArgs,
+        /// The node's data directory (whose containerd gets the image).
         #[arg(long, default_value = DATA_DIR)]
         data_dir: PathBuf,
     },
@@ -275,15 +267,8 @@ async fn main() {
             .await
         }
         Commands::Images {
-            command:
-                ImageCommands::Import {
-                    name,
-                    rootfs,
-                    entrypoint,
-                    cmd,
-                    data_dir,
-                },
-        } => images(&name, rootfs, entrypoint, cmd, &data_dir),
+            command: ImageCommands::Import { image, data_dir },
+        } => image.run(&kubeadm::config::Layout::new(&data_dir).containerd_socket()),
         Commands::Supervise { data_dir } => kubeadm::supervisor::run(&absolute(data_dir)).await,
     };
     if let Err(e) = result {
@@ -304,15 +289,4 @@ async fn token(command: TokenCommands, kubeconfig: PathBuf) -> anyhow::Result<()
         TokenCommands::List => kubeadm::tokens::list(&client).await,
         TokenCommands::Delete { tokens } => kubeadm::tokens::delete(&client, &tokens).await,
     }
-}
-
-fn images(
-    name: &str,
-    rootfs: Option<PathBuf>,
-    entrypoint: Vec<String>,
-    cmd: Vec<String>,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<()> {
-    let socket = kubeadm::config::Layout::new(data_dir).containerd_socket();
-    kubelet::images::build_and_import(&socket, name, rootfs.as_deref(), entrypoint, cmd)
 }

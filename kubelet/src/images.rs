@@ -183,6 +183,36 @@ pub fn import_busybox(containerd_socket: &Path, spec: &ImageSpec) -> anyhow::Res
     import(containerd_socket, &oci_archive(spec, &busybox_layer()?)?)
 }
 
+/// The flags of `images import`, shared by `kubelet images import` and `kubeadm images
+/// import` (which differ only in how they find containerd's socket).
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The image reference pods will use, e.g. docker.io/library/busybox:latest.
+    pub name: String,
+    /// A directory to use as the image's root filesystem instead of busybox.
+    #[arg(long)]
+    pub rootfs: Option<std::path::PathBuf>,
+    /// The image's entrypoint, as a comma-separated list.
+    #[arg(long, value_delimiter = ',')]
+    pub entrypoint: Vec<String>,
+    /// The image's default command, as a comma-separated list (default: sh).
+    #[arg(long, value_delimiter = ',')]
+    pub cmd: Vec<String>,
+}
+
+impl ImportArgs {
+    /// Builds the image and imports it into the containerd at `socket`.
+    pub fn run(self, socket: &Path) -> anyhow::Result<()> {
+        build_and_import(
+            socket,
+            &self.name,
+            self.rootfs.as_deref(),
+            self.entrypoint,
+            self.cmd,
+        )
+    }
+}
+
 /// Builds image `name` from `rootfs` (busybox-static when None) with the given entrypoint
 /// and default command (busybox's `sh` when empty), and imports it.
 pub fn build_and_import(

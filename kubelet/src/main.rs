@@ -141,17 +141,8 @@ enum ImageCommands {
     /// Build an image from busybox-static (default) or a root filesystem directory and
     /// import it into containerd's k8s.io namespace under NAME.
     Import {
-        /// The image reference pods will use, e.g. docker.io/library/busybox:latest.
-        name: String,
-        /// A directory to use as the image's root filesystem instead of busybox.
-        #[arg(long)]
-        rootfs: Option<PathBuf>,
-        /// The image's entrypoint, as a comma-separated list.
-        #[arg(long, value_delimiter = ',')]
-        entrypoint: Vec<String>,
-        /// The image's default command, as a comma-separated list (default: sh).
-        #[arg(long, value_delimiter = ',')]
-        cmd: Vec<String>,
+        #[command(flatten)]
+        image: kubelet::images::ImportArgs,
         /// containerd's socket.
         #[arg(long, default_value = "/run/containerd/containerd.sock")]
         address: PathBuf,
@@ -230,23 +221,10 @@ async fn run_hollow(
 
 async fn run(flags: Flags) -> anyhow::Result<()> {
     if let Some(Commands::Images {
-        command:
-            ImageCommands::Import {
-                name,
-                rootfs,
-                entrypoint,
-                cmd,
-                address,
-            },
+        command: ImageCommands::Import { image, address },
     }) = flags.command
     {
-        return kubelet::images::build_and_import(
-            &address,
-            &name,
-            rootfs.as_deref(),
-            entrypoint,
-            cmd,
-        );
+        return image.run(&address);
     }
     let labels = parse_labels(&flags.node_labels)?;
     if let Some(Commands::Hollow(h)) = flags.command {

@@ -98,18 +98,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     let cp = net.add_host("cp", 2);
     let data_dir = net.hosts[cp].data_dir.display().to_string();
     let ip = net.hosts[cp].ip.clone();
-    let (ok, out, err) = net.kubeadm(
-        cp,
-        &[
-            "init",
-            "--data-dir",
-            &data_dir,
-            "--node-name",
-            "cp",
-            "--apiserver-advertise-address",
-            &ip,
-        ],
-    );
+    let (ok, out, err) = net.init(cp, &[]);
     assert!(
         ok,
         "kubeadm init failed:\n{out}\n{err}\n{}",
@@ -400,7 +389,6 @@ async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
     let mut net = Network::create();
     let cp = net.add_host("cp", 2);
     let data_dir = net.hosts[cp].data_dir.display().to_string();
-    let ip = net.hosts[cp].ip.clone();
     // etcd on the host's own loopback (its network namespace), as an operator would run it.
     let etcd_dir = net.dir.path().join("etcd");
     let mut etcd = std::process::Command::new("nsenter")
@@ -423,20 +411,7 @@ async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start etcd (apt-get install etcd-server)");
-    let (ok, out, err) = net.kubeadm(
-        cp,
-        &[
-            "init",
-            "--data-dir",
-            &data_dir,
-            "--node-name",
-            "cp",
-            "--apiserver-advertise-address",
-            &ip,
-            "--etcd-servers",
-            "http://127.0.0.1:2379",
-        ],
-    );
+    let (ok, out, err) = net.init(cp, &["--etcd-servers", "http://127.0.0.1:2379"]);
     let admin = net.hosts[cp].data_dir.join("admin.conf");
     let stored = if ok {
         kubectl_ok(

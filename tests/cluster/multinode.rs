@@ -69,16 +69,9 @@ async fn workers_join_with_the_printed_command_and_serve_across_nodes() {
     let workers = [net.add_host("w1", 3), net.add_host("w2", 4)];
     let dir = |i: usize| net.hosts[i].data_dir.display().to_string();
     let cp_ip = net.hosts[cp].ip.clone();
-    let (ok, out, err) = net.kubeadm(
+    let (ok, out, err) = net.init(
         cp,
         &[
-            "init",
-            "--data-dir",
-            &dir(cp),
-            "--node-name",
-            "cp",
-            "--apiserver-advertise-address",
-            &cp_ip,
             "--component-arg",
             "kube-controller-manager=--node-monitor-grace-period=8s",
         ],

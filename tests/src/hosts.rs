@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 /// A machine: a network namespace with an address on the test network.
 pub struct Host {
+    /// Its name, which is also its node's name.
+    pub name: String,
     pub netns: String,
     pub ip: String,
     /// kubeadm's --data-dir on this host.
@@ -100,6 +102,7 @@ impl Network {
             s = self.subnet,
         ));
         self.hosts.push(Host {
+            name: name.to_owned(),
             netns,
             ip,
             data_dir: self.dir.path().join(name),
@@ -120,6 +123,24 @@ impl Network {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// `kubeadm init` on host `i`, its node named after the host and advertising its
+    /// address, with `extra` flags: (success, stdout, stderr).
+    pub fn init(&self, i: usize, extra: &[&str]) -> (bool, String, String) {
+        let h = &self.hosts[i];
+        let data_dir = h.data_dir.display().to_string();
+        let mut args = vec![
+            "init",
+            "--data-dir",
+            &data_dir,
+            "--node-name",
+            &h.name,
+            "--apiserver-advertise-address",
+            &h.ip,
+        ];
+        args.extend_from_slice(extra);
+        self.kubeadm(i, &args)
     }
 
     /// Runs a command inside host `i`'s network namespace.
