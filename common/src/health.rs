@@ -1,5 +1,8 @@
-//! The small HTTP server every component runs: /healthz (and /livez, /readyz) and the
-//! Prometheus /metrics text.
+//! The small server every component runs: /healthz (and /livez, /readyz) and the
+//! Prometheus /metrics text; plain HTTP ([`serve`], kubelet's 10248 and kube-proxy's ports)
+//! or HTTPS with delegated authentication and authorization ([`serve_secure`],
+//! kube-scheduler's 10259 and kube-controller-manager's 10257). [`https_get`] is the client
+//! kubeadm and the tests check them with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +19,7 @@ pub struct Health {
     pub metrics: Box<dyn Fn() -> String + Send + Sync>,
 }
 
-/// Serves until `shutdown` resolves. Fails if the address cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    health: Health,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+fn router(health: Health) -> Router {
     let health = Arc::new(health);
     let check = |h: Arc<Health>| async move {
         match (h.check)() {
@@ -30,7 +28,7 @@ pub async fn serve(
         }
     };
     let (h1, h2, h3, h4) = (health.clone(), health.clone(), health.clone(), health);
-    let app = Router::new()
+    Router::new()
         .route("/healthz", get(move || check(h1.clone())))
         .route("/livez", get(move || check(h2.clone())))
         .route("/readyz", get(move || check(h3.clone())))
@@ -46,7 +44,16 @@ pub async fn serve(
                         .into_response()
                 }
             }),
-        );
+        )
+}
+
+/// Serves plain HTTP until `shutdown` resolves. Fails if the address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(health);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
@@ -55,4 +62,95 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// Serves HTTPS with `tls` until `shutdown` resolves, every request authenticated and
+/// authorized by `auth`. Fails if the address cannot be bound.
+pub async fn serve_secure(
+    addr: SocketAddr,
+    tls: crate::tls::TlsServer,
+    auth: Arc<crate::delegated_auth::Delegated>,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(health).layer(axum::middleware::from_fn_with_state(
+        auth,
+        crate::delegated_auth::filter,
+    ));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
+    tracing::info!(%addr, "serving /healthz and /metrics over HTTPS");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    crate::tls::serve(listener, tls, app, stopped).await
+}
+
+/// One HTTPS GET of `path` on 127.0.0.1:`port`, the server's certificate not verified (as
+/// upstream kubeadm checks the components), with `client` (e.g.
+/// [`crate::tls::insecure_client_with_identity`] for a client certificate, or
+/// [`crate::tls::insecure_client`]) and an optional bearer token: (status, body).
+pub async fn https_get(
+    port: u16,
+    path: &str,
+    client: Arc<rustls::ClientConfig>,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let mut tls = tokio_rustls::TlsConnector::from(client)
+        .connect(name, tcp)
+        .await?;
+    let authorization = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{authorization}Connection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    // A server closing without close_notify still gave its whole answer.
+    if let Err(e) = tls.read_to_end(&mut answer).await
+        && answer.is_empty()
+    {
+        return Err(e.into());
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no HTTP answer"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((code, body))
+}
+
+/// A chunked body's data.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }

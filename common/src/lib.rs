@@ -4,6 +4,7 @@
 
 pub mod bootstraptoken;
 pub mod client;
+pub mod delegated_auth;
 pub mod events;
 pub mod flags;
 pub mod health;

@@ -27,10 +27,12 @@ struct Flags {
     controllers: Vec<String>,
     #[command(flatten)]
     leader_election: LeaderElectionFlags,
+    #[command(flatten)]
+    serving: common::delegated_auth::ServingFlags,
     /// Address of the /healthz and /metrics server.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
-    /// Port of the /healthz and /metrics server (plain HTTP for now; 0 turns it off).
+    /// Port of the HTTPS /healthz and /metrics server (0 turns it off).
     #[arg(long, default_value_t = 10257)]
     secure_port: u16,
     /// Deployments synced at once.
@@ -142,9 +144,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             check: Box::new(|| Ok(())),
             metrics: Box::new(metrics::render),
         };
+        let tls = flags.serving.tls("kube-controller-manager")?;
+        let auth = std::sync::Arc::new(flags.serving.delegated(flags.kubeconfig.as_deref()).await?);
         // Bind before electing, so that probes see a live process while it waits.
         tokio::spawn(async move {
-            if let Err(e) = common::health::serve(addr, health, common::shutdown::signal()).await {
+            let shutdown = common::shutdown::signal();
+            if let Err(e) = common::health::serve_secure(addr, tls, auth, health, shutdown).await {
                 tracing::error!("{e:#}");
                 std::process::exit(1);
             }

@@ -29,6 +29,8 @@ fn spawn(kubeconfig: &std::path::Path, port: u16, extra: &[&str]) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .arg("--cert-dir")
+        .arg(kubeconfig.with_file_name("serving-certs"))
         .args([
             "--secure-port",
             &port.to_string(),
@@ -43,21 +45,11 @@ fn spawn(kubeconfig: &std::path::Path, port: u16, extra: &[&str]) -> Process {
     Process(child)
 }
 
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// GET over HTTPS without credentials (the server's certificate is self-signed).
+async fn https_get(port: u16, path: &str) -> Option<(u16, String)> {
+    common::health::https_get(port, path, common::tls::insecure_client(), None)
         .await
-        .ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+        .ok()
 }
 
 fn deployment(replicas: i32) -> serde_json::Value {
@@ -90,9 +82,9 @@ async fn elects_a_leader_serves_health_and_metrics_and_stops_on_sigterm() {
         (c.live_pods("default", "app=web").await.len() == 2).then_some(())
     })
     .await;
-    let (code, body) = http_get(port, "/healthz").await.unwrap();
+    let (code, body) = https_get(port, "/healthz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
-    let (_, metrics) = http_get(port, "/metrics").await.unwrap();
+    let (_, metrics) = https_get(port, "/metrics").await.unwrap();
     for family in [
         "workqueue_adds_total{name=\"deployment\"}",
         "workqueue_adds_total{name=\"replicaset\"}",

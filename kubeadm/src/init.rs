@@ -136,7 +136,7 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
         ("kube-controller-manager", 10257),
         ("kube-scheduler", 10259),
     ] {
-        println!("[control-plane-check] Checking {name} at http://127.0.0.1:{port}/healthz");
+        println!("[control-plane-check] Checking {name} at https://127.0.0.1:{port}/healthz");
         wait_healthz(name, port, &layout, supervisor_pid).await?;
     }
     println!(
@@ -282,23 +282,14 @@ async fn wait_healthz(name: &str, port: u16, layout: &Layout, pid: u32) -> anyho
     }
 }
 
-/// One plain HTTP/1.0 GET of /healthz (the components serve it without TLS for now).
+/// One HTTPS GET of /healthz, the component's certificate not verified (as upstream's
+/// control-plane check: the components serve self-signed certificates).
 async fn healthz(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        std::io::Result::Ok(
-            answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("ok"),
-        )
-    };
+    let client = common::tls::insecure_client();
+    let attempt = common::health::https_get(port, "/healthz", client, None);
     matches!(
         tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Ok(true))
+        Ok(Ok((200, body))) if body == "ok"
     )
 }
 

@@ -28,10 +28,12 @@ struct Flags {
     config: Option<PathBuf>,
     #[command(flatten)]
     leader_election: LeaderElectionFlags,
+    #[command(flatten)]
+    serving: common::delegated_auth::ServingFlags,
     /// Address of the /healthz and /metrics server.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
-    /// Port of the /healthz and /metrics server (plain HTTP for now; 0 turns it off).
+    /// Port of the HTTPS /healthz and /metrics server (0 turns it off).
     #[arg(long, default_value_t = 10259)]
     secure_port: u16,
     /// Log verbosity (0-5); RUST_LOG overrides it.
@@ -98,9 +100,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
                 scheduler::metrics::render()
             }),
         };
+        let tls = flags.serving.tls("kube-scheduler")?;
+        let auth = std::sync::Arc::new(flags.serving.delegated(kubeconfig.as_deref()).await?);
         tokio::spawn(async move {
+            let shutdown = common::shutdown::signal();
             if let Err(e) =
-                common::health::serve(addr, listener_check, common::shutdown::signal()).await
+                common::health::serve_secure(addr, tls, auth, listener_check, shutdown).await
             {
                 tracing::error!("{e:#}");
                 std::process::exit(1);

@@ -19,21 +19,11 @@ impl Drop for Scheduler {
     }
 }
 
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// GET over HTTPS without credentials (the server's certificate is self-signed).
+async fn https_get(port: u16, path: &str) -> Option<(u16, String)> {
+    common::health::https_get(port, path, common::tls::insecure_client(), None)
         .await
-        .ok()?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+        .ok()
 }
 
 async fn wait_bound(pods: &Api<Pod>, name: &str) -> String {
@@ -91,6 +81,8 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
         .arg(&kubeconfig)
         .arg("--config")
         .arg(&config)
+        .arg("--cert-dir")
+        .arg(dir.path().join("serving-certs"))
         .args([
             "--secure-port",
             &port.to_string(),
@@ -131,9 +123,9 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
     let holder = lease.spec.unwrap().holder_identity.unwrap();
     assert!(!holder.is_empty());
 
-    let (code, body) = http_get(port, "/healthz").await.unwrap();
+    let (code, body) = https_get(port, "/healthz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
-    let (code, metrics) = http_get(port, "/metrics").await.unwrap();
+    let (code, metrics) = https_get(port, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     assert!(
         metrics.contains(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_tests::{SecureApiServer, kubectl, kubectl_until};
+use cluster_tests::{SecureApiServer, certificate, kubectl, kubectl_until};
 use kubelet::server::auth::{Auth, AuthConfig, Mode};
 
 /// A kubelet API for node `name`, registered with the apiserver (InternalIP 127.0.0.1) and
@@ -121,26 +121,6 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
         .parse()
         .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
     (code, body.trim_end().to_owned())
-}
-
-/// A client certificate and key for `user` in `groups`, signed by `pki`'s CA, as files.
-fn certificate(
-    pki: &kubeadm::pki::Pki,
-    dir: &Path,
-    user: &str,
-    groups: &[&str],
-) -> (PathBuf, PathBuf) {
-    let signed = pki
-        .sign(user, groups, &[], kubeadm::pki::Usage::Client)
-        .expect("sign a client certificate");
-    std::fs::create_dir_all(dir).expect("the certificate directory");
-    let (cert, key) = (
-        dir.join(format!("{user}.crt")),
-        dir.join(format!("{user}.key")),
-    );
-    std::fs::write(&cert, signed.cert_pem).expect("write the certificate");
-    std::fs::write(&key, signed.key_pem).expect("write the key");
-    (cert, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

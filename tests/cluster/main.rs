@@ -1,6 +1,7 @@
 //! The whole-cluster tests: one binary, a module per area.
 
 mod bootstrap;
+mod component_serving;
 mod kubeadm;
 mod kubelet_auth;
 mod multinode;

@@ -139,6 +139,26 @@ impl SecureApiServer {
     }
 }
 
+/// A client certificate and key for `user` in `groups`, signed by `pki`'s CA, as files.
+pub fn certificate(
+    pki: &kubeadm::pki::Pki,
+    dir: &Path,
+    user: &str,
+    groups: &[&str],
+) -> (PathBuf, PathBuf) {
+    let signed = pki
+        .sign(user, groups, &[], kubeadm::pki::Usage::Client)
+        .expect("sign a client certificate");
+    std::fs::create_dir_all(dir).expect("the certificate directory");
+    let (cert, key) = (
+        dir.join(format!("{user}.crt")),
+        dir.join(format!("{user}.key")),
+    );
+    std::fs::write(&cert, signed.cert_pem).expect("write the certificate");
+    std::fs::write(&key, signed.key_pem).expect("write the key");
+    (cert, key)
+}
+
 /// Runs real kubectl with `kubeconfig`: (success, stdout, stderr).
 pub async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     apiserver::testing::kubectl(kubeconfig, args, None).await

@@ -11,8 +11,6 @@
 //! a refusal is 403 with upstream's words. Webhook answers are cached as upstream caches
 //! them: tokens 2 minutes, allowed decisions 5 minutes, denied ones 30 seconds.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +18,10 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use common::delegated_auth;
+pub use common::delegated_auth::{Expiring, Refused, User};
 use common::tls::PeerIdentity;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
-use kube::api::{Api, PostParams};
-use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
+use k8s_openapi::api::authorization::v1::ResourceAttributes;
 use tokio::time::Instant;
 
 /// --authorization-mode.
@@ -80,39 +74,6 @@ impl Default for AuthConfig {
             mode: Mode::AlwaysAllow,
             authorized_ttl: Duration::from_secs(300),
             unauthorized_ttl: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Who sent a request, as upstream's user.Info.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl User {
-    /// An authenticated user: `system:authenticated` is added to its groups.
-    pub fn authenticated(name: &str, mut groups: Vec<String>) -> User {
-        if !groups.iter().any(|g| g == "system:authenticated") {
-            groups.push("system:authenticated".into());
-        }
-        User {
-            name: name.to_owned(),
-            uid: String::new(),
-            groups,
-            extra: BTreeMap::new(),
-        }
-    }
-
-    pub fn anonymous() -> User {
-        User {
-            name: "system:anonymous".into(),
-            uid: String::new(),
-            groups: vec!["system:unauthenticated".into()],
-            extra: BTreeMap::new(),
         }
     }
 }
@@ -200,30 +161,7 @@ pub trait Reviews: Send + Sync {
 #[async_trait::async_trait]
 impl Reviews for kube::Client {
     async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>> {
-        let review = TokenReview {
-            spec: TokenReviewSpec {
-                token: Some(token.to_owned()),
-                audiences: None,
-            },
-            ..Default::default()
-        };
-        let answer = Api::<TokenReview>::all(self.clone())
-            .create(&PostParams::default(), &review)
-            .await?;
-        let status = answer.status.unwrap_or_default();
-        let info = status.user.unwrap_or_default();
-        match (status.authenticated, info.username) {
-            (Some(true), Some(name)) if !name.is_empty() => {
-                let mut user = User::authenticated(&name, info.groups.unwrap_or_default());
-                user.uid = info.uid.unwrap_or_default();
-                user.extra = info.extra.unwrap_or_default();
-                Ok(Ok(user))
-            }
-            _ => Ok(Err(status
-                .error
-                .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| "invalid bearer token".into()))),
-        }
+        delegated_auth::review_token(self, token).await
     }
 
     async fn access(
@@ -233,74 +171,24 @@ impl Reviews for kube::Client {
         node: &str,
         subresource: &str,
     ) -> anyhow::Result<bool> {
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.name.clone()),
-                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
-                groups: Some(user.groups.clone()),
-                extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
-                resource_attributes: Some(ResourceAttributes {
-                    verb: Some(verb.to_owned()),
-                    group: Some(String::new()),
-                    version: Some("v1".into()),
-                    resource: Some("nodes".into()),
-                    subresource: Some(subresource.to_owned()),
-                    name: Some(node.to_owned()),
-                    namespace: Some(String::new()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+        let attributes = ResourceAttributes {
+            verb: Some(verb.to_owned()),
+            group: Some(String::new()),
+            version: Some("v1".into()),
+            resource: Some("nodes".into()),
+            subresource: Some(subresource.to_owned()),
+            name: Some(node.to_owned()),
+            namespace: Some(String::new()),
             ..Default::default()
         };
-        let answer = Api::<SubjectAccessReview>::all(self.clone())
-            .create(&PostParams::default(), &review)
-            .await?;
-        Ok(answer.status.is_some_and(|s| s.allowed))
+        delegated_auth::review_access(
+            self,
+            user,
+            delegated_auth::Access::Resource(Box::new(attributes)),
+        )
+        .await
     }
 }
-
-/// Answers kept until they expire. The time is passed in, so tests control it.
-pub struct Expiring<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
-    /// Beyond this many entries, expired ones are dropped on insert.
-    const PRUNE_ABOVE: usize = 4096;
-
-    pub fn new() -> Expiring<K, V> {
-        Expiring {
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn get(&self, key: &K, now: Instant) -> Option<V> {
-        let entries = self.entries.lock();
-        entries
-            .get(key)
-            .filter(|(_, until)| now < *until)
-            .map(|(v, _)| v.clone())
-    }
-
-    pub fn insert(&self, key: K, value: V, ttl: Duration, now: Instant) {
-        let mut entries = self.entries.lock();
-        if entries.len() >= Self::PRUNE_ABOVE {
-            entries.retain(|_, (_, until)| now < *until);
-        }
-        entries.insert(key, (value, now + ttl));
-    }
-}
-
-impl<K: Eq + Hash, V: Clone> Default for Expiring<K, V> {
-    fn default() -> Self {
-        Expiring::new()
-    }
-}
-
-/// A refused request: 401, 403 or 500, with the text upstream's kubelet writes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refused(pub StatusCode, pub String);
 
 /// The kubelet API's authenticator and authorizer.
 pub struct Auth {
@@ -361,11 +249,7 @@ impl Auth {
             None => {}
         }
         // Without a token authenticator, a bearer token is not looked at.
-        let token = authorization
-            .filter(|_| self.config.token_webhook)
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let token = delegated_auth::bearer(authorization.filter(|_| self.config.token_webhook));
         if let Some(token) = token {
             return match self.review_token(token).await {
                 Ok(user) => Ok(user),
@@ -380,7 +264,7 @@ impl Auth {
     }
 
     async fn review_token(&self, token: &str) -> Result<User, String> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = delegated_auth::token_key(token);
         if let Some(answer) = self.tokens.get(&key, Instant::now()) {
             return answer;
         }
