@@ -303,36 +303,44 @@ impl Default for DelegatedConfig {
     }
 }
 
-/// Whether `path` is one of `patterns` (exact, or a prefix ending in `*`).
-fn path_matches(patterns: &[String], path: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => path.starts_with(prefix),
-        None => p == path,
-    })
+/// What reviews bearer tokens: a TokenReview against the apiserver (tests give a fake).
+#[async_trait::async_trait]
+pub trait TokenReviewer: Send + Sync {
+    /// The user a token stands for, or why it does not authenticate; `Err` when the
+    /// apiserver could not be asked.
+    async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>>;
 }
 
-/// The delegated authenticator and authorizer of a component's secure port.
-pub struct Delegated {
-    config: DelegatedConfig,
-    authn: kube::Client,
-    authz: kube::Client,
+#[async_trait::async_trait]
+impl TokenReviewer for kube::Client {
+    async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+        review_token(self, token).await
+    }
+}
+
+/// The delegating authenticator: a client certificate's identity (checked during the TLS
+/// handshake), else a bearer token's (reviewed, answers cached), else `system:anonymous`
+/// where allowed. Credentials that are presented but not valid are a 401, never anonymous.
+pub struct Authenticator {
+    /// None: bearer tokens are not looked at.
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+    anonymous: bool,
+    ttl: Duration,
+    /// sha256(token) -> the review's answer.
     tokens: Expiring<[u8; 32], Result<User, String>>,
-    decisions: Expiring<(User, String, String), bool>,
 }
 
-impl Delegated {
-    pub fn new(config: DelegatedConfig, authn: kube::Client, authz: kube::Client) -> Delegated {
-        Delegated {
-            config,
-            authn,
-            authz,
+impl Authenticator {
+    pub fn new(reviewer: Option<Arc<dyn TokenReviewer>>, anonymous: bool, ttl: Duration) -> Self {
+        Authenticator {
+            reviewer,
+            anonymous,
+            ttl,
             tokens: Expiring::new(),
-            decisions: Expiring::new(),
         }
     }
 
-    /// Who sent the request: its certificate's identity, else its bearer token's, else
-    /// system:anonymous.
+    /// Who sent the request.
     pub async fn authenticate(
         &self,
         peer: Option<&PeerIdentity>,
@@ -350,17 +358,20 @@ impl Delegated {
             Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
             None => {}
         }
-        if let Some(token) = bearer(authorization) {
+        if let Some(reviewer) = &self.reviewer
+            && let Some(token) = bearer(authorization)
+        {
             let key = token_key(token);
             let answer = match self.tokens.get(&key, Instant::now()) {
                 Some(answer) => answer,
                 None => {
                     // An apiserver that cannot be asked is not an answer: nothing is cached.
-                    let answer = review_token(&self.authn, token)
+                    let answer = reviewer
+                        .review(token)
                         .await
                         .map_err(|e| unauthorized(&format!("TokenReview failed: {e:#}")))?;
                     self.tokens
-                        .insert(key, answer.clone(), self.config.token_ttl, Instant::now());
+                        .insert(key, answer.clone(), self.ttl, Instant::now());
                     answer
                 }
             };
@@ -368,8 +379,46 @@ impl Delegated {
         }
         match failure {
             Some(why) => Err(unauthorized(&why)),
-            None => Ok(User::anonymous()),
+            None if self.anonymous => Ok(User::anonymous()),
+            None => Err(unauthorized("no credentials")),
         }
+    }
+}
+
+/// Whether `path` is one of `patterns` (exact, or a prefix ending in `*`).
+fn path_matches(patterns: &[String], path: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => p == path,
+    })
+}
+
+/// The delegated authenticator and authorizer of a component's secure port.
+pub struct Delegated {
+    config: DelegatedConfig,
+    authn: Authenticator,
+    authz: kube::Client,
+    decisions: Expiring<(User, String, String), bool>,
+}
+
+impl Delegated {
+    pub fn new(config: DelegatedConfig, authn: kube::Client, authz: kube::Client) -> Delegated {
+        Delegated {
+            authn: Authenticator::new(Some(Arc::new(authn)), true, config.token_ttl),
+            config,
+            authz,
+            decisions: Expiring::new(),
+        }
+    }
+
+    /// Who sent the request: its certificate's identity, else its bearer token's, else
+    /// system:anonymous.
+    pub async fn authenticate(
+        &self,
+        peer: Option<&PeerIdentity>,
+        authorization: Option<&str>,
+    ) -> Result<User, Refused> {
+        self.authn.authenticate(peer, authorization).await
     }
 
     /// Whether `user` may `verb` the non-resource `path`.

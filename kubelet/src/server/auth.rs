@@ -141,13 +141,10 @@ impl Attributes {
     }
 }
 
-/// The questions the webhooks put to the apiserver. `kube::Client` asks them for real.
+/// The questions the webhooks put to the apiserver: TokenReviews (the supertrait) and
+/// SubjectAccessReviews. `kube::Client` asks them for real.
 #[async_trait::async_trait]
-pub trait Reviews: Send + Sync {
-    /// A TokenReview: the token's user, or why it is not valid (`Ok(Err(why))`); `Err` when
-    /// the apiserver could not be asked.
-    async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>>;
-
+pub trait Reviews: delegated_auth::TokenReviewer {
     /// A SubjectAccessReview of `user` doing `verb` on `nodes/<subresource>` of `node`.
     async fn access(
         &self,
@@ -160,10 +157,6 @@ pub trait Reviews: Send + Sync {
 
 #[async_trait::async_trait]
 impl Reviews for kube::Client {
-    async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>> {
-        delegated_auth::review_token(self, token).await
-    }
-
     async fn access(
         &self,
         user: &User,
@@ -195,8 +188,7 @@ pub struct Auth {
     config: AuthConfig,
     node_name: String,
     reviews: Option<Arc<dyn Reviews>>,
-    /// sha256(token) -> the TokenReview's answer.
-    tokens: Expiring<[u8; 32], Result<User, String>>,
+    authn: delegated_auth::Authenticator,
     /// (user, verb, subresource) -> allowed.
     decisions: Expiring<(User, &'static str, &'static str), bool>,
 }
@@ -214,11 +206,20 @@ impl Auth {
                 "--authentication-token-webhook and --authorization-mode Webhook need an API client (--kubeconfig)"
             );
         }
+        // Without --authentication-token-webhook, a bearer token is not looked at.
+        let reviewer = reviews
+            .clone()
+            .filter(|_| config.token_webhook)
+            .map(|r| r as Arc<dyn delegated_auth::TokenReviewer>);
         Ok(Auth {
+            authn: delegated_auth::Authenticator::new(
+                reviewer,
+                config.anonymous,
+                config.token_cache_ttl,
+            ),
             config,
             node_name: node_name.to_owned(),
             reviews,
-            tokens: Expiring::new(),
             decisions: Expiring::new(),
         })
     }
@@ -236,51 +237,7 @@ impl Auth {
         peer: Option<&PeerIdentity>,
         authorization: Option<&str>,
     ) -> Result<User, Refused> {
-        let unauthorized = |why: &str| {
-            tracing::debug!(reason = why, "unauthorized kubelet API request");
-            Refused(StatusCode::UNAUTHORIZED, "Unauthorized".into())
-        };
-        let mut failure = None;
-        match peer {
-            Some(PeerIdentity::Verified { user, groups }) => {
-                return Ok(User::authenticated(user, groups.clone()));
-            }
-            Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
-            None => {}
-        }
-        // Without a token authenticator, a bearer token is not looked at.
-        let token = delegated_auth::bearer(authorization.filter(|_| self.config.token_webhook));
-        if let Some(token) = token {
-            return match self.review_token(token).await {
-                Ok(user) => Ok(user),
-                Err(why) => Err(unauthorized(&why)),
-            };
-        }
-        match failure {
-            Some(why) => Err(unauthorized(&why)),
-            None if self.config.anonymous => Ok(User::anonymous()),
-            None => Err(unauthorized("no credentials")),
-        }
-    }
-
-    async fn review_token(&self, token: &str) -> Result<User, String> {
-        let key = delegated_auth::token_key(token);
-        if let Some(answer) = self.tokens.get(&key, Instant::now()) {
-            return answer;
-        }
-        let reviews = self.reviews.as_ref().expect("checked in Auth::new");
-        // An apiserver that cannot be asked is not an answer: nothing is cached.
-        let answer = reviews
-            .token(token)
-            .await
-            .map_err(|e| format!("TokenReview failed: {e:#}"))?;
-        self.tokens.insert(
-            key,
-            answer.clone(),
-            self.config.token_cache_ttl,
-            Instant::now(),
-        );
-        answer
+        self.authn.authenticate(peer, authorization).await
     }
 
     /// Whether `user` may do what `attrs` describe: any one subresource allowed is enough.
@@ -446,15 +403,18 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Reviews for Fake {
-        async fn token(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+    impl delegated_auth::TokenReviewer for Fake {
+        async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>> {
             self.token_calls.fetch_add(1, Ordering::SeqCst);
             Ok(match token {
                 "good" => Ok(User::authenticated("bob", vec![])),
                 _ => Err("invalid bearer token".into()),
             })
         }
+    }
 
+    #[async_trait::async_trait]
+    impl Reviews for Fake {
         async fn access(
             &self,
             user: &User,
