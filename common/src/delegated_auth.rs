@@ -501,9 +501,10 @@ fn status_response(Refused(code, message): Refused) -> Response {
         .into_response()
 }
 
-/// The middleware in front of every path of a component's secure port.
-pub async fn filter(State(auth): State<Arc<Delegated>>, request: Request, next: Next) -> Response {
-    // Read out before awaiting: a request's body is not Sync.
+/// What a request presents: the client certificate's identity (attached to the connection
+/// by `common::tls`) and the Authorization header. Copied out, because a request's body is
+/// not Sync and no reference to it may be held across the reviews' awaits.
+pub fn credentials(request: &Request) -> (Option<PeerIdentity>, Option<String>) {
     let peer = request
         .extensions()
         .get::<Option<PeerIdentity>>()
@@ -514,6 +515,12 @@ pub async fn filter(State(auth): State<Arc<Delegated>>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    (peer, authorization)
+}
+
+/// The middleware in front of every path of a component's secure port.
+pub async fn filter(State(auth): State<Arc<Delegated>>, request: Request, next: Next) -> Response {
+    let (peer, authorization) = credentials(&request);
     let checked = auth
         .check(
             peer.as_ref(),

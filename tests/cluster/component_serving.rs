@@ -110,16 +110,7 @@ async fn the_schedulers_secure_port_authenticates_and_authorizes_with_the_apiser
     let root = certificate(&server.pki, &certs, "root", &["system:masters"]);
     assert_eq!(get(port, "/metrics", Some(&root), None).await.0, 200);
     // A certificate from another CA is refused, not anonymous.
-    let other = kubeadm::pki::Pki::new(&dir.join("other-pki"));
-    other
-        .create(&kubeadm::pki::PkiConfig {
-            node_name: "elsewhere".into(),
-            advertise_address: "127.0.0.1".parse().expect("an address"),
-            service_cidr: "10.96.0.0/12".into(),
-            dns_domain: "cluster.local".into(),
-            extra_sans: vec![],
-        })
-        .expect("another PKI");
+    let other = cluster_tests::other_pki(&dir);
     let mallory = certificate(&other, &certs, "mallory", &["system:masters"]);
     assert_eq!(get(port, "/healthz", Some(&mallory), None).await.0, 401);
 

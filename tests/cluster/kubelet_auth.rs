@@ -114,12 +114,7 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
         .output()
         .await
         .expect("run python");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (code, body) = text.split_once('\n').unwrap_or((&text, ""));
-    let code = code
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("python: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    let (code, body) = cluster_tests::code_and_body(&out);
     (code, body.trim_end().to_owned())
 }
 
@@ -138,16 +133,7 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
     // never anonymous.
     let (code, body) = call(port, "GET", "/pods", Credentials::Token("not-a-token")).await;
     assert_eq!((code, body.as_str()), (401, "Unauthorized"));
-    let other = kubeadm::pki::Pki::new(&server.dir.path().join("other-pki"));
-    other
-        .create(&kubeadm::pki::PkiConfig {
-            node_name: "elsewhere".into(),
-            advertise_address: "127.0.0.1".parse().expect("an address"),
-            service_cidr: "10.96.0.0/12".into(),
-            dns_domain: "cluster.local".into(),
-            extra_sans: vec![],
-        })
-        .expect("another PKI");
+    let other = cluster_tests::other_pki(server.dir.path());
     let certs = server.dir.path().join("certs");
     let (cert, key) = certificate(&other, &certs, "mallory", &["system:masters"]);
     let (code, body) = call(port, "GET", "/pods", Credentials::Certificate(&cert, &key)).await;

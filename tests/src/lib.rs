@@ -196,6 +196,12 @@ except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())
         .output()
         .await
         .expect("run python");
+    code_and_body(&out)
+}
+
+/// What the tests' Python HTTP snippets print: the status code on the first line, then the
+/// body.
+pub fn code_and_body(out: &std::process::Output) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (code, body) = text.split_once('\n').unwrap_or((&text, ""));
     let code = code
@@ -217,9 +223,8 @@ pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() 
     }
 }
 
-/// A kubeconfig for `server` (trusting `ca_pem`) whose client certificate claims
-/// system:masters but comes from a CA of its own, which the cluster must refuse.
-pub fn foreign_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> PathBuf {
+/// A PKI of its own under `dir/other-pki`: certificates a cluster must not trust.
+pub fn other_pki(dir: &Path) -> Pki {
     let other = Pki::new(&dir.join("other-pki"));
     other
         .create(&PkiConfig {
@@ -230,6 +235,13 @@ pub fn foreign_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> PathBuf {
             extra_sans: vec![],
         })
         .expect("another PKI");
+    other
+}
+
+/// A kubeconfig for `server` (trusting `ca_pem`) whose client certificate claims
+/// system:masters but comes from a CA of its own, which the cluster must refuse.
+pub fn foreign_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> PathBuf {
+    let other = other_pki(dir);
     let forged = other
         .sign(
             "mallory",

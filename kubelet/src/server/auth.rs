@@ -300,18 +300,7 @@ impl Auth {
 
 /// The middleware in front of every kubelet API path.
 pub async fn filter(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
-    // Read out before awaiting: a request's body is not Sync, so no reference to it may be
-    // held across the webhooks' awaits.
-    let peer = request
-        .extensions()
-        .get::<Option<PeerIdentity>>()
-        .cloned()
-        .flatten();
-    let authorization = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (peer, authorization) = delegated_auth::credentials(&request);
     let checked = auth
         .check(
             peer.as_ref(),
