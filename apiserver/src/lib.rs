@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod request;
 pub mod server;
 pub mod services;
 pub mod status;

@@ -86,6 +86,10 @@ struct Flags {
     /// Audiences a token must name; the issuer when not given.
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
+    /// The longest lifetime of a token the TokenRequest API issues (e.g. 24h); longer requests
+    /// are shortened to it. Unlimited (up to 2^32 s) when not given.
+    #[arg(long, value_parser = parse_duration)]
+    service_account_max_token_expiration: Option<std::time::Duration>,
     /// Admission plugins to run besides the default ones (NamespaceLifecycle,
     /// ServiceAccount, DefaultTolerationSeconds, Priority, ...). tetsu switches ServiceAccount
     /// and Priority; NodeRestriction and NamespaceLifecycle always run.
@@ -169,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             service_account_key_files: flags.service_account_key_file,
             service_account_signing_key_file: flags.service_account_signing_key_file,
             api_audiences: flags.api_audiences,
+            service_account_max_token_expiration: flags.service_account_max_token_expiration,
         },
         admission: apiserver::admission::Plugins::from_flags(
             &flags.enable_admission_plugins,

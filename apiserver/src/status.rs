@@ -307,6 +307,7 @@ impl ApiError {
             storage::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),
+            e @ storage::Error::OutOfRange { .. } => ApiError::internal(e),
             storage::Error::Unavailable(m) => ApiError::internal(m),
         }
     }

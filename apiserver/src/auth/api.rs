@@ -235,15 +235,51 @@ impl Api {
                 ))
             }
             Api::TokenRequest(namespace, name) => {
-                token_request(state, namespace, name, metadata, spec)
+                token_request(state, user, namespace, name, metadata, spec)
             }
         }
     }
 }
 
+/// Upstream's bounds on a token's lifetime: at least 10 minutes, at most 2^32 seconds, and
+/// shortened to --service-account-max-token-expiration when that is lower.
+fn expiration_seconds(name: &str, spec: &Value, max: Option<i64>) -> ApiResult<i64> {
+    let requested = &spec["expirationSeconds"];
+    let seconds = match requested {
+        Value::Null => 3600,
+        v => v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: spec.expirationSeconds: {v} is not an integer"
+            ))
+        })?,
+    };
+    let invalid = |detail: &str| {
+        ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            name,
+            vec![crate::status::Cause::invalid(
+                "spec.expirationSeconds",
+                &json!(seconds),
+                detail,
+            )],
+        )
+    };
+    if seconds < 600 {
+        return Err(invalid("may not specify a duration less than 10 minutes"));
+    }
+    if seconds > 1 << 32 {
+        return Err(invalid(
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    Ok(max.map_or(seconds, |max| seconds.min(max)))
+}
+
 /// TokenRequest: a token for a service account, bound to a pod when `boundObjectRef` names one.
 fn token_request(
     state: &Arc<ApiState>,
+    user: &UserInfo,
     namespace: &str,
     name: &str,
     mut metadata: Value,
@@ -263,19 +299,7 @@ fn token_request(
     };
     let account = live("serviceaccounts", name)
         .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
-    let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600);
-    if seconds < 600 {
-        return Err(ApiError::invalid(
-            "authentication.k8s.io",
-            "TokenRequest",
-            name,
-            vec![crate::status::Cause::invalid(
-                "spec.expirationSeconds",
-                &json!(seconds),
-                "may not specify a duration less than 10 minutes",
-            )],
-        ));
-    }
+    let seconds = expiration_seconds(name, &spec, state.auth.max_token_expiration)?;
     let mut audiences = strings(&spec["audiences"]);
     if audiences.is_empty() {
         audiences = tokens.audiences.clone();
@@ -300,6 +324,15 @@ fn token_request(
         }
         let object =
             live("pods", pod_name).ok_or_else(|| ApiError::not_found("", "pods", pod_name))?;
+        if object["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default")
+            != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token for serviceaccount {name:?} to pod running with different serviceaccount name."
+            )));
+        }
         let uid = object["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         if let Some(wanted) = bound["uid"].as_str().filter(|u| !u.is_empty())
             && wanted != uid
@@ -308,11 +341,31 @@ fn token_request(
                 "",
                 "pods",
                 pod_name,
-                "the UID in the bound object reference does not match the pod",
+                &format!(
+                    "the UID in the bound object reference ({wanted}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
             ));
         }
         node = object["spec"]["nodeName"].as_str().map(String::from);
         pod = Some((pod_name.to_owned(), uid));
+    }
+    if let Some(requester) = super::node::node_name(user) {
+        // NodeRestriction: a kubelet gets tokens only bound to a pod (uid included) that runs
+        // on its node.
+        let refuse = |why: &str| ApiError::forbidden("", "serviceaccounts", name, why);
+        if bound["apiVersion"] != "v1" || pod.is_none() {
+            return Err(refuse("node requested token not bound to a pod"));
+        }
+        if bound["uid"].as_str().is_none_or(str::is_empty) {
+            return Err(refuse(
+                "node requested token with a pod binding without a uid",
+            ));
+        }
+        if node.as_deref() != Some(requester) {
+            return Err(refuse(
+                "node requested token bound to a pod scheduled on a different node",
+            ));
+        }
     }
     let account_uid = account["metadata"]["uid"].as_str().unwrap_or("");
     let binding = super::tokens::Binding {

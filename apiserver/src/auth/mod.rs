@@ -8,6 +8,7 @@
 pub mod api;
 pub mod attributes;
 pub mod authn;
+pub mod escalation;
 pub mod node;
 pub mod policy;
 pub mod rbac;
@@ -28,6 +29,7 @@ use authn::{Authenticated, Authenticators};
 use tokens::ServiceAccountTokens;
 
 use crate::cache::Cache;
+use crate::request::RequestInfo;
 use crate::server::ApiState;
 use crate::status::ApiError;
 
@@ -128,6 +130,8 @@ pub struct AuthConfig {
     pub service_account_key_files: Vec<PathBuf>,
     pub service_account_signing_key_file: Option<PathBuf>,
     pub api_audiences: Vec<String>,
+    /// --service-account-max-token-expiration: TokenRequests asking longer are shortened.
+    pub service_account_max_token_expiration: Option<std::time::Duration>,
 }
 
 impl Default for AuthConfig {
@@ -142,6 +146,7 @@ impl Default for AuthConfig {
             service_account_key_files: Vec::new(),
             service_account_signing_key_file: None,
             api_audiences: Vec::new(),
+            service_account_max_token_expiration: None,
         }
     }
 }
@@ -149,6 +154,8 @@ impl Default for AuthConfig {
 /// Authentication and authorization, built once at startup.
 pub struct Auth {
     authenticators: Authenticators,
+    /// The longest token lifetime TokenRequest issues, in seconds.
+    pub max_token_expiration: Option<i64>,
     anonymous: bool,
     modes: Vec<Mode>,
     rbac: Option<rbac::Rbac>,
@@ -190,6 +197,9 @@ impl Auth {
             .then(|| rbac::Rbac::new(cache));
         Ok(Auth {
             authenticators,
+            max_token_expiration: config
+                .service_account_max_token_expiration
+                .map(|d| d.as_secs() as i64),
             anonymous: config.anonymous_auth,
             modes: config.authorization_modes.clone(),
             rbac,
@@ -198,6 +208,29 @@ impl Auth {
 
     pub fn rbac_enabled(&self) -> bool {
         self.rbac.is_some()
+    }
+
+    /// The RBAC rules `user` holds in `namespace` (cluster-wide ones included); none without
+    /// RBAC.
+    pub fn rbac_rules(
+        &self,
+        user: &UserInfo,
+        namespace: &str,
+    ) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+        self.rbac
+            .as_ref()
+            .map(|r| r.rules_for(user, namespace))
+            .unwrap_or_default()
+    }
+
+    /// The rules of the role a roleRef names, if RBAC is on and the role exists.
+    pub fn role_rules(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<[k8s_openapi::api::rbac::v1::PolicyRule]>> {
+        self.rbac.as_ref()?.role_rules(kind, namespace, name)
     }
 
     pub fn service_account_tokens(&self) -> Option<&ServiceAccountTokens> {
@@ -296,12 +329,18 @@ fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError {
     }
 }
 
-/// The middleware: authenticates, authorizes, and passes the request on with its [`UserInfo`].
+/// The middleware: reads the request once ([`RequestInfo`]), authenticates, authorizes, and
+/// passes the request on with its [`UserInfo`] and that reading.
 pub async fn filter(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let info = RequestInfo::read(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query().unwrap_or(""),
+    );
     let user = if request.extensions().get::<Trusted>().is_some() {
         UserInfo::loopback()
     } else {
@@ -324,15 +363,12 @@ pub async fn filter(
                 return unauthorized();
             }
             Authenticated::Anonymous => {
-                let (method, path) = (request.method().as_str(), request.uri().path());
-                let query = request.uri().query().unwrap_or("");
-                let attrs = Attributes::from_request(method, path, query);
                 // Resource requests need credentials, unless nothing is secured at all
                 // (AlwaysAllow alone: upstream's default, where anonymous may do anything)
                 // or it is kubeadm join's discovery read, which the authorizers decide.
                 let open = state.auth.modes == [Mode::AlwaysAllow];
-                let discovery = is_cluster_info_get(method, &attrs, query);
-                if !state.auth.anonymous || (attrs.resource_request && !open && !discovery) {
+                let discovery = is_cluster_info_get(request.method().as_str(), &info);
+                if !state.auth.anonymous || (info.attrs.resource_request && !open && !discovery) {
                     return unauthorized();
                 }
                 UserInfo::anonymous()
@@ -343,31 +379,31 @@ pub async fn filter(
         Ok(user) => user,
         Err(refused) => return refused.into_response(),
     };
-    // system:masters may do anything: the loopback and admin paths skip reading attributes.
+    // system:masters may do anything: the loopback and admin paths skip the authorizers.
     let privileged = user.groups.iter().any(|g| g == "system:masters");
     if !privileged || node::node_name(&user).is_some() {
-        let attrs = Attributes::from_request(
-            request.method().as_str(),
-            request.uri().path(),
-            request.uri().query().unwrap_or(""),
-        );
-        match state.auth.authorize(&state.cache, &user, &attrs) {
+        let attrs = &info.attrs;
+        match state.auth.authorize(&state.cache, &user, attrs) {
             Decision::Allow(_) => {}
             Decision::Deny(reason) | Decision::NoOpinion(reason) => {
                 tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
-                return forbidden(&user, &attrs, &reason).into_response();
+                return forbidden(&user, attrs, &reason).into_response();
             }
         }
-        if let Some(node) = node::node_name(&user)
-            && node::restricted_create(&attrs)
-        {
-            request = match node::admit_create(node, &attrs, request).await {
-                Ok(request) => request,
-                Err(refused) => return refused.into_response(),
-            };
+        if let Some(node) = node::node_name(&user) {
+            if node::restricted_create(attrs) {
+                request = match node::admit_create(node, attrs, request).await {
+                    Ok(request) => request,
+                    Err(refused) => return refused.into_response(),
+                };
+            }
+            if let Err(refused) = node::admit_pod_removal(&state, node, attrs).await {
+                return refused.into_response();
+            }
         }
     }
     request.extensions_mut().insert(user);
+    request.extensions_mut().insert(info);
     next.run(request).await
 }
 
@@ -375,8 +411,9 @@ pub async fn filter(
 /// before it has credentials: the one resource request that reaches the authorizers as
 /// system:anonymous (kubeadm's Role `kubeadm:bootstrap-signer-clusterinfo` allows it). Only a
 /// get of that object, not a list or watch of it.
-fn is_cluster_info_get(method: &str, attrs: &Attributes, query: &str) -> bool {
+fn is_cluster_info_get(method: &str, info: &RequestInfo) -> bool {
     use common::bootstraptoken::{CLUSTER_INFO_NAME, CLUSTER_INFO_NAMESPACE};
+    let attrs = &info.attrs;
     method == "GET"
         && attrs.resource_request
         && attrs.verb == "get"
@@ -386,7 +423,9 @@ fn is_cluster_info_get(method: &str, attrs: &Attributes, query: &str) -> bool {
         && attrs.subresource.is_empty()
         && attrs.namespace == CLUSTER_INFO_NAMESPACE
         && attrs.name == CLUSTER_INFO_NAME
-        && !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "watch")
+        && info.path_name == CLUSTER_INFO_NAME
+        && !info.watch_path
+        && info.query.as_ref().is_ok_and(|q| !q.watch)
 }
 
 /// Acts as the user of the Impersonate-User and Impersonate-Group headers (`kubectl --as`,
@@ -461,9 +500,9 @@ mod tests {
     fn only_the_cluster_info_get_is_kubeadm_discovery() {
         let check = |method: &str, url: &str, expected: bool| {
             let (path, query) = url.split_once('?').unwrap_or((url, ""));
-            let attrs = Attributes::from_request(method, path, query);
+            let info = RequestInfo::read(method, path, query);
             assert_eq!(
-                is_cluster_info_get(method, &attrs, query),
+                is_cluster_info_get(method, &info),
                 expected,
                 "{method} {url}"
             );

@@ -133,6 +133,259 @@ pub async fn admit_create(
     ))
 }
 
+/// NodeRestriction on a write a kubelet makes, with the object it would store (`old` is the
+/// current one on update): mirror pods only, bound to itself and referencing nothing secret;
+/// status only of its own pods; its own Node without its taints or restricted labels.
+pub fn admit_write(
+    node: &str,
+    target: &crate::handlers::Target,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let resource = target.resource;
+    if !resource.group.is_empty() {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or(&target.name);
+    let refuse = |why: String| ApiError::forbidden("", resource.plural, name, &why);
+    match (resource.plural, target.subresource.as_str(), old) {
+        ("pods", "", None) => admit_mirror_pod(node, obj).map_err(refuse),
+        ("pods", "status", Some(old)) => {
+            if old["spec"]["nodeName"].as_str() != Some(node) {
+                return Err(refuse(format!(
+                    "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
+                )));
+            }
+            if old["metadata"]["labels"] != obj["metadata"]["labels"] {
+                return Err(refuse(format!(
+                    "node {node:?} cannot update labels through pod status"
+                )));
+            }
+            Ok(())
+        }
+        ("pods", sub, _) => Err(refuse(format!(
+            "unexpected operation on pods/{sub}, node {node:?} can only create and delete mirror pods"
+        ))),
+        ("nodes", sub, old) => {
+            if name != node {
+                return Err(refuse(format!(
+                    "node {node:?} is not allowed to modify node {name:?}"
+                )));
+            }
+            // The status subresource writes only status: labels and taints stay as stored.
+            if sub == "status" {
+                return Ok(());
+            }
+            let labels = |o: Option<&Value>| {
+                o.and_then(|o| o["metadata"]["labels"].as_object())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (new_labels, old_labels) = (labels(Some(obj)), labels(old));
+            let mut modified: Vec<&String> = new_labels
+                .iter()
+                .filter(|(k, v)| old_labels.get(*k) != Some(v))
+                .chain(
+                    old_labels
+                        .iter()
+                        .filter(|(k, v)| new_labels.get(*k) != Some(v)),
+                )
+                .map(|(k, _)| k)
+                .collect();
+            modified.sort();
+            modified.dedup();
+            let Some(old) = old else {
+                let forbidden: Vec<&str> = modified
+                    .iter()
+                    .filter(|k| is_node_restriction_label(k))
+                    .map(|k| k.as_str())
+                    .collect();
+                if !forbidden.is_empty() {
+                    return Err(refuse(format!(
+                        "node {node:?} is not allowed to set the following labels: {}",
+                        forbidden.join(", ")
+                    )));
+                }
+                return Ok(());
+            };
+            if obj["spec"]["taints"] != old["spec"]["taints"] {
+                return Err(refuse(format!(
+                    "node {node:?} is not allowed to modify taints"
+                )));
+            }
+            let forbidden: Vec<&str> = modified
+                .iter()
+                .filter(|k| {
+                    is_node_restriction_label(k) || (is_kubernetes_label(k) && !is_kubelet_label(k))
+                })
+                .map(|k| k.as_str())
+                .collect();
+            if !forbidden.is_empty() {
+                return Err(refuse(format!(
+                    "is not allowed to modify labels: {}",
+                    forbidden.join(", ")
+                )));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The mirror pods a kubelet may create: annotated, bound to itself, owned by nothing but its
+/// Node, and referencing no service account, Secret, ConfigMap or claim.
+fn admit_mirror_pod(node: &str, pod: &Value) -> Result<(), String> {
+    const MIRROR: &str = "kubernetes.io/config.mirror";
+    if pod["metadata"]["annotations"][MIRROR].is_null() {
+        return Err(format!(
+            "pod does not have {MIRROR:?} annotation, node {node:?} can only create mirror pods"
+        ));
+    }
+    if pod["spec"]["nodeName"].as_str() != Some(node) {
+        return Err(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if owners.len() > 1 {
+        return Err(format!(
+            "node {node:?} can only create pods with a single owner reference set to itself"
+        ));
+    }
+    if let Some(owner) = owners.first() {
+        if owner["apiVersion"] != "v1" || owner["kind"] != "Node" || owner["name"] != node {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ));
+        }
+        if owner["controller"] != true {
+            return Err(format!(
+                "node {node:?} can only create pods with a controller owner reference set to itself"
+            ));
+        }
+        if owner["blockOwnerDeletion"] == true {
+            return Err(format!(
+                "node {node:?} must not set blockOwnerDeletion on an owner reference"
+            ));
+        }
+    }
+    if pod["spec"]["serviceAccountName"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    let projects_token = pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
+        .any(|s| s.get("serviceAccountToken").is_some());
+    if projects_token {
+        return Err(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    for resource in ["secrets", "configmaps", "persistentvolumeclaims"] {
+        if references(pod, resource).next().is_some() {
+            return Err(format!(
+                "node {node:?} can not create pods that reference {resource}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The namespace (prefix) of a label key.
+fn label_namespace(key: &str) -> &str {
+    key.split_once('/').map_or("", |(ns, _)| ns)
+}
+
+fn in_namespace(key: &str, domain: &str) -> bool {
+    let ns = label_namespace(key);
+    ns == domain || ns.ends_with(&format!(".{domain}"))
+}
+
+/// `node-restriction.kubernetes.io/`: labels only administrators set, to steer workloads.
+fn is_node_restriction_label(key: &str) -> bool {
+    in_namespace(key, "node-restriction.kubernetes.io")
+}
+
+fn is_kubernetes_label(key: &str) -> bool {
+    in_namespace(key, "kubernetes.io") || in_namespace(key, "k8s.io")
+}
+
+/// The kubernetes.io labels a kubelet may set on its own Node, as upstream's kubelet label set.
+fn is_kubelet_label(key: &str) -> bool {
+    const LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "node.kubernetes.io/instance-type",
+        "beta.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    ];
+    LABELS.contains(&key)
+        || in_namespace(key, "kubelet.kubernetes.io")
+        || in_namespace(key, "node.kubernetes.io")
+}
+
+/// NodeRestriction on the deletes and evictions a kubelet sends: only of pods bound to it.
+/// The pod is read from the store, so a pod created a moment ago is judged by what it is.
+pub async fn admit_pod_removal(
+    state: &crate::server::ApiState,
+    node: &str,
+    attrs: &Attributes,
+) -> Result<(), ApiError> {
+    let eviction = match (attrs.verb.as_str(), attrs.subresource.as_str()) {
+        ("delete", "") => false,
+        ("create", "eviction") => true,
+        _ => return Ok(()),
+    };
+    if !attrs.api_group.is_empty() || attrs.resource != "pods" || attrs.name.is_empty() {
+        return Ok(());
+    }
+    let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+    let key = format!(
+        "{}{}/{}",
+        pods.key_prefix(&state.root),
+        attrs.namespace,
+        attrs.name
+    );
+    let stored = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, "", "pods", &attrs.name))?;
+    // An absent pod is the handler's 404 to answer.
+    let Some(kv) = stored else { return Ok(()) };
+    let pod: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+    if pod["spec"]["nodeName"].as_str() == Some(node) {
+        return Ok(());
+    }
+    let why = if eviction {
+        format!("node {node} can only evict pods with spec.nodeName set to itself")
+    } else {
+        format!("node {node:?} can only delete pods with spec.nodeName set to itself")
+    };
+    Err(ApiError::forbidden(
+        "",
+        &attrs.combined_resource(),
+        &attrs.name,
+        &why,
+    ))
+}
+
 /// Whether a pod bound to `node` in `namespace` passes `uses`.
 fn pod_uses(cache: &Cache, node: &str, namespace: &str, uses: impl Fn(&Value) -> bool) -> bool {
     let pods = crate::registry::find("", "v1", "pods").expect("pods are served");

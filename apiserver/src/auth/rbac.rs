@@ -31,6 +31,10 @@ struct Index {
     cluster: Vec<Grant>,
     /// RoleBindings by namespace.
     namespaced: HashMap<String, Vec<Grant>>,
+    /// ClusterRoles by name, aggregated rules included.
+    cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
+    /// Roles by (namespace, name).
+    roles: HashMap<(String, String), Arc<[PolicyRule]>>,
 }
 
 /// The RBAC authorizer over the watch cache.
@@ -154,7 +158,22 @@ impl Rbac {
                     });
             }
         }
+        index.cluster_roles = by_name;
+        index.roles = roles;
         index
+    }
+
+    /// The rules of the role a roleRef names (`Role` in `namespace`, or a `ClusterRole`).
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
+        let index = self.index();
+        match kind {
+            "ClusterRole" => index.cluster_roles.get(name).cloned(),
+            "Role" => index
+                .roles
+                .get(&(namespace.to_owned(), name.to_owned()))
+                .cloned(),
+            _ => None,
+        }
     }
 
     /// Allows when a binding of the user grants a matching rule; no opinion otherwise.

@@ -23,6 +23,7 @@ use serde_json::Value;
 pub use query::Query;
 
 use crate::registry::{self, ResourceInfo};
+use crate::request::RequestInfo;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 
@@ -62,48 +63,49 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The resource, namespace, name and subresource a request's reading names; 404 for a
+    /// path no resource serves. It reads only [`RequestInfo`], so it names exactly what was
+    /// authorized.
+    pub fn from_info(info: &RequestInfo) -> ApiResult<Target> {
+        let attrs = &info.attrs;
+        if !attrs.resource_request || info.trailing_segments > 0 {
+            return Err(ApiError::no_route());
+        }
+        let resource = registry::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
+            .ok_or_else(ApiError::no_route)?;
+        // A namespaced resource is named inside a namespace, or listed across all of them;
+        // a cluster-scoped one never follows `namespaces/NS/`.
+        let scope_ok = match (resource.namespaced, info.in_namespace) {
+            (true, true) => !attrs.namespace.is_empty(),
+            (true, false) => info.path_name.is_empty(),
+            (false, in_namespace) => !in_namespace,
+        };
+        if !scope_ok {
+            return Err(ApiError::no_route());
+        }
+        let subresource = attrs.subresource.clone();
+        if !subresource.is_empty()
+            && (info.path_name.is_empty() || !resource.has_subresource(&subresource))
+        {
+            return Err(ApiError::no_route());
+        }
+        Ok(Target {
+            resource,
+            namespace: if resource.namespaced {
+                attrs.namespace.clone()
+            } else {
+                String::new()
+            },
+            name: info.path_name.clone(),
+            subresource,
+        })
+    }
+}
+
 /// Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` into a target.
 pub fn parse_path(path: &str) -> ApiResult<Target> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match segments.as_slice() {
-        ["api", version, rest @ ..] => ("", *version, rest),
-        ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return Err(ApiError::no_route()),
-    };
-    let namespaces = |r: &[&str]| -> ApiResult<(String, Vec<String>)> {
-        match r {
-            // `/namespaces/NAME[/SUB]` is the namespace object itself.
-            ["namespaces", ns, plural, rest @ ..]
-                if *plural != "status" && *plural != "finalize" =>
-            {
-                Ok((
-                    ns.to_string(),
-                    std::iter::once(*plural)
-                        .chain(rest.iter().copied())
-                        .map(String::from)
-                        .collect(),
-                ))
-            }
-            _ => Ok((String::new(), r.iter().map(|s| s.to_string()).collect())),
-        }
-    };
-    let (namespace, parts) = namespaces(rest)?;
-    let plural = parts.first().ok_or_else(ApiError::no_route)?;
-    let resource = registry::find(group, version, plural).ok_or_else(ApiError::no_route)?;
-    if !namespace.is_empty() && !resource.namespaced {
-        return Err(ApiError::no_route());
-    }
-    let name = parts.get(1).cloned().unwrap_or_default();
-    let subresource = parts.get(2).cloned().unwrap_or_default();
-    if parts.len() > 3 || (!subresource.is_empty() && !resource.has_subresource(&subresource)) {
-        return Err(ApiError::no_route());
-    }
-    Ok(Target {
-        resource,
-        namespace,
-        name,
-        subresource,
-    })
+    Target::from_info(&RequestInfo::read("GET", path, ""))
 }
 
 /// How the client wants the answer encoded.
@@ -217,11 +219,26 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         Ok(answered) => return answered,
         Err(request) => request,
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The reading authorization used; read here only when no filter ran (never on a server).
+    let info = match parts.extensions.remove::<RequestInfo>() {
+        Some(info) => info,
+        None => RequestInfo::read(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+        ),
+    };
     let user = parts.extensions.get::<crate::auth::UserInfo>();
     let result = async {
-        let target = parse_path(parts.uri.path())?;
-        let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+        let target = Target::from_info(&info)?;
+        let mut query = info.query?;
+        if info.watch_path {
+            if !target.name.is_empty() {
+                return Err(ApiError::no_route());
+            }
+            query.watch = true;
+        }
         dispatch(
             &state,
             &parts.method,
@@ -248,6 +265,8 @@ async fn dispatch(
 ) -> ApiResult<Response> {
     let collection = target.name.is_empty();
     let format = negotiate(headers)?;
+    let anonymous = crate::auth::UserInfo::anonymous();
+    let user = user.unwrap_or(&anonymous);
     let sub = target.subresource.as_str();
     match (method.as_str(), collection, sub) {
         ("GET", true, _) if query.watch => read::watch(state, &target, &query, format).await,
@@ -258,9 +277,7 @@ async fn dispatch(
             let mut obj = read_body(body, headers, &mut query).await?;
             if target.resource.plural == "certificatesigningrequests" {
                 // The requester is recorded by the server, never taken from the client.
-                let user = user
-                    .cloned()
-                    .unwrap_or_else(crate::auth::UserInfo::anonymous);
+                let user = user.clone();
                 if let Some(spec) = obj
                     .as_object_mut()
                     .map(|o| {
@@ -276,7 +293,7 @@ async fn dispatch(
                     spec.insert("extra".into(), extra);
                 }
             }
-            write::create(state, &target, &query, headers, obj, format).await
+            write::create(state, &target, &query, headers, obj, format, user).await
         }
         ("POST", false, "binding") => {
             let obj = read_body(body, headers, &mut query).await?;
@@ -292,7 +309,7 @@ async fn dispatch(
         }
         ("PUT", false, "" | "status" | "approval" | "finalize") => {
             let obj = read_body(body, headers, &mut query).await?;
-            write::update(state, &target, &query, headers, obj, format).await
+            write::update(state, &target, &query, headers, obj, format, user).await
         }
         ("PATCH", false, "scale") => {
             let content_type = content_type(headers);
@@ -301,7 +318,7 @@ async fn dispatch(
         }
         ("PATCH", false, "" | "status" | "approval") => {
             let patch = read_bytes(body).await?;
-            write::patch(state, &target, &query, headers, &patch, format).await
+            write::patch(state, &target, &query, headers, &patch, format, user).await
         }
         ("DELETE", false, "") => {
             let options = delete_options(body, headers).await?;

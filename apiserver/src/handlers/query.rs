@@ -37,17 +37,23 @@ pub enum FieldValidation {
     Strict,
 }
 
-fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
-    match v {
-        "" | "true" | "1" | "True" => Ok(true),
-        "false" | "0" | "False" => Ok(false),
-        _ => Err(ApiError::bad_request(format!(
-            "invalid value for {name}: {v:?}"
-        ))),
-    }
-}
-
 impl Query {
+    /// Upstream's reading of a boolean parameter: only `false` (in any case) and `0` are false;
+    /// every other value, the empty one too, is true.
+    pub fn truthy(v: &str) -> bool {
+        !(v == "0" || v.eq_ignore_ascii_case("false"))
+    }
+
+    /// The first value of parameter `name`, as upstream's url.Values conversion reads it.
+    pub fn first_value(raw: &str, name: &str) -> Option<String> {
+        form_urlencoded(raw)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Parses a query. A parameter given more than once counts with its first value only, as
+    /// upstream reads it (authorization reads the very same [`Query`]).
     pub fn parse(raw: &str) -> ApiResult<Query> {
         let mut q = Query {
             watch: false,
@@ -69,9 +75,13 @@ impl Query {
             include_object: String::new(),
             duplicate_fields: Vec::new(),
         };
+        let mut seen = std::collections::HashSet::new();
         for (key, value) in form_urlencoded(raw) {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             match key.as_str() {
-                "watch" => q.watch = parse_bool("watch", &value)?,
+                "watch" => q.watch = Query::truthy(&value),
                 "labelSelector" => {
                     q.label_selector = LabelSelector::parse(&value).map_err(|e| {
                         ApiError::bad_request(format!("unable to parse requirement: {e}"))
@@ -95,8 +105,8 @@ impl Query {
                         ApiError::bad_request(format!("invalid timeoutSeconds: {value:?}"))
                     })?)
                 }
-                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&key, &value)?,
-                "sendInitialEvents" => q.send_initial_events = Some(parse_bool(&key, &value)?),
+                "allowWatchBookmarks" => q.allow_watch_bookmarks = Query::truthy(&value),
+                "sendInitialEvents" => q.send_initial_events = Some(Query::truthy(&value)),
                 "dryRun" => {
                     if value != "All" {
                         return Err(ApiError::bad_request(format!(
@@ -124,7 +134,7 @@ impl Query {
                     })?)
                 }
                 "propagationPolicy" => q.propagation_policy = value,
-                "orphanDependents" => q.orphan_dependents = Some(parse_bool(&key, &value)?),
+                "orphanDependents" => q.orphan_dependents = Some(Query::truthy(&value)),
                 "includeObject" => q.include_object = value,
                 _ => {}
             }

@@ -83,22 +83,51 @@ pub fn selected(query: &Query, object: &CachedObject) -> bool {
     object.selected(&query.label_selector, &query.field_selector)
 }
 
-/// A continue token: the revision of the first page and the key to start the next one at.
-fn encode_continue(revision: Revision, start: &str) -> String {
-    let token = json!({ "rv": revision, "start": start });
-    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+/// The version tag of continue tokens, as upstream's.
+const CONTINUE_VERSION: &str = "meta.k8s.io/v1";
+
+/// A continue token: the revision of the first page, the key to start the next one at
+/// (relative to the list's key prefix, as upstream's) and the list it continues (the prefix
+/// relative to the store root), so that a token continues only the list it was issued for.
+fn encode_continue(root: &str, prefix: &str, revision: Revision, start: &str) -> String {
+    let token = json!({
+        "v": CONTINUE_VERSION,
+        "rv": revision,
+        "start": start.strip_prefix(prefix).unwrap_or(start),
+        "list": prefix.strip_prefix(root).unwrap_or(prefix),
+    });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
-    let invalid = || ApiError::bad_request("continue key is not valid: invalid continue token");
-    let raw = base64::engine::general_purpose::URL_SAFE
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
-    match (v["rv"].as_i64(), v["start"].as_str()) {
-        (Some(rv), Some(start)) => Ok((rv, start.to_owned())),
-        _ => Err(invalid()),
+/// Reads a continue token for the list under `prefix`: (revision, absolute start key). A
+/// malformed token, or one issued for another list, is a 400 with upstream's words.
+fn decode_continue(root: &str, prefix: &str, token: &str) -> ApiResult<(Revision, String)> {
+    let invalid = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| invalid("invalid continue token"))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid("invalid continue token"))?;
+    if v["v"] != CONTINUE_VERSION {
+        return Err(invalid(&format!(
+            "server does not recognize this encoded version {:?}",
+            v["v"].as_str().unwrap_or("")
+        )));
     }
+    let revision = v["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(|| {
+        invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    })?;
+    let start = v["start"].as_str().unwrap_or("");
+    if start.is_empty() {
+        return Err(invalid("encoded start key empty (version meta.k8s.io/v1)"));
+    }
+    // Upstream cleans the key as a path and refuses any that changes: no climbing out.
+    if start.starts_with('/') || start.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(invalid(start));
+    }
+    if v["list"].as_str() != Some(prefix.strip_prefix(root).unwrap_or(prefix)) {
+        return Err(invalid("the token was issued for a different list"));
+    }
+    Ok((revision, format!("{prefix}{start}")))
 }
 
 fn parse_rv(rv: &str) -> ApiResult<Revision> {
@@ -197,7 +226,12 @@ async fn list_from_store(
         };
         (rv, None)
     } else {
-        let (rv, start) = decode_continue(&query.continue_token)?;
+        if !query.resource_version.is_empty() && query.resource_version != "0" {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        let (rv, start) = decode_continue(&state.root, &prefix, &query.continue_token)?;
         (rv, Some(start))
     };
     let mut objects = Vec::new();
@@ -235,7 +269,7 @@ async fn list_from_store(
                     return Ok((
                         objects,
                         revision,
-                        start.map(|s| encode_continue(revision, &s)),
+                        start.map(|s| encode_continue(&state.root, &prefix, revision, &s)),
                     ));
                 }
             }

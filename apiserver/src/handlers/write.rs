@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::query::FieldValidation;
 use super::{Format, Query, Target, respond};
+use crate::auth::{UserInfo, escalation, node};
 use crate::meta::{self, metadata_mut};
 use crate::registry::ResourceInfo;
 use crate::server::ApiState;
@@ -203,6 +204,22 @@ fn user_agent(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// The checks of who writes against what is written: RBAC escalation prevention and, for a
+/// kubelet, NodeRestriction.
+fn admit_writer(
+    state: &ApiState,
+    user: &UserInfo,
+    target: &Target,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    escalation::check(state, user, target, obj, old)?;
+    if let Some(node) = node::node_name(user) {
+        node::admit_write(node, target, obj, old)?;
+    }
+    Ok(())
+}
+
 /// POST to a collection.
 pub async fn create(
     state: &Arc<ApiState>,
@@ -211,7 +228,9 @@ pub async fn create(
     headers: &HeaderMap,
     obj: Value,
     format: Format,
+    user: &UserInfo,
 ) -> ApiResult<Response> {
+    admit_writer(state, user, target, &obj, None)?;
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let (obj, warnings) = create_object(state, target, query, &manager, obj).await?;
     Ok(with_warnings(
@@ -258,6 +277,20 @@ pub async fn create_object(
     {
         return Err(ApiError::internal(
             "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    // A name is part of the store key: one that is not a path segment is refused before
+    // any key is built from it (the full validation below would refuse it too, later).
+    if !crate::request::is_path_segment_name(&name) {
+        let causes = meta::validate_name(resource.strategy.name_rule(), &name)
+            .into_iter()
+            .map(|msg| Cause::invalid("metadata.name", &json!(name), msg))
+            .collect();
+        return Err(ApiError::invalid(
+            resource.group,
+            resource.kind,
+            &name,
+            causes,
         ));
     }
     meta_map.insert("name".into(), json!(name));
@@ -604,6 +637,7 @@ pub async fn update(
     headers: &HeaderMap,
     obj: Value,
     format: Format,
+    user: &UserInfo,
 ) -> ApiResult<Response> {
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let wanted = named_revision(&obj);
@@ -613,6 +647,7 @@ pub async fn update(
         {
             return Err(target.stale());
         }
+        admit_writer(state, user, target, &obj, Some(old))?;
         Ok(Desired {
             object: obj.clone(),
             precondition: wanted.is_some(),
@@ -677,6 +712,7 @@ pub async fn patch(
     headers: &HeaderMap,
     patch: &[u8],
     format: Format,
+    user: &UserInfo,
 ) -> ApiResult<Response> {
     let resource = target.resource;
     let content_type = super::content_type(headers);
@@ -695,6 +731,7 @@ pub async fn patch(
             return Err(target.stale());
         }
         metadata_mut(&mut patched).remove("resourceVersion");
+        admit_writer(state, user, target, &patched, Some(old))?;
         Ok(Desired {
             object: patched,
             precondition,

@@ -57,6 +57,7 @@ conformance!(
     delete_is_guarded_and_keys_can_be_recreated,
     range_reads_a_prefix_in_key_order_at_a_revision,
     range_pages_with_limit_and_start_key,
+    range_refuses_a_start_key_outside_its_prefix,
     watch_replays_history_then_follows_live_writes,
     watch_under_concurrent_writes_has_no_gaps,
     only_one_of_racing_updates_wins,
@@ -202,6 +203,30 @@ async fn range_pages_with_limit_and_start_key(store: Arc<dyn Store>) {
         seen, expected,
         "pages at one revision see neither gaps nor later writes"
     );
+}
+
+async fn range_refuses_a_start_key_outside_its_prefix(store: Arc<dyn Store>) {
+    store.create("/t/secrets/s1", b("secret")).await.unwrap();
+    store.create("/t/serviceaccounts/a", b("sa")).await.unwrap();
+    // A start key below the prefix would otherwise read /t/secrets/ on the way up to it.
+    for start in ["/t/", "/t/secrets/", "/", "", "/t/serviceaccount"] {
+        let opts = RangeOptions {
+            start_key: Some(start.into()),
+            ..RangeOptions::default()
+        };
+        match store.range("/t/serviceaccounts/", opts).await {
+            Err(crate::storage::Error::OutOfRange { .. }) => {}
+            other => panic!("start {start:?}: expected OutOfRange, got {other:?}"),
+        }
+    }
+    // Positive control: a start key within the prefix reads from there.
+    let opts = RangeOptions {
+        start_key: Some("/t/serviceaccounts/a".into()),
+        ..RangeOptions::default()
+    };
+    let page = store.range("/t/serviceaccounts/", opts).await.unwrap();
+    assert_eq!(page.kvs.len(), 1);
+    assert_eq!(page.kvs[0].value, b("sa"));
 }
 
 async fn watch_replays_history_then_follows_live_writes(store: Arc<dyn Store>) {

@@ -88,7 +88,7 @@ impl Store for EtcdStore {
     }
 
     async fn range(&self, prefix: &str, opts: RangeOptions) -> Result<RangeResult> {
-        let start = opts.start_key.clone().unwrap_or_else(|| prefix.to_owned());
+        let start = super::range_start(prefix, &opts)?;
         let mut get = GetOptions::new().with_range(range_end(prefix));
         if opts.revision != 0 {
             get = get.with_revision(opts.revision);

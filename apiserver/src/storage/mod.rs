@@ -6,7 +6,8 @@
 //!   its `create_revision` the revision that created it.
 //! - `update` and `delete` are compare-and-swap on the key's `mod_revision`: a mismatch answers
 //!   [`Error::Conflict`] carrying the current value, so the caller can retry without a re-read.
-//! - `range` reads every key under a prefix, in key order, as of one revision (0: the latest).
+//! - `range` reads every key under a prefix, in key order, as of one revision (0: the latest);
+//!   a start key outside the prefix is refused ([`Error::OutOfRange`]), never read.
 //! - `watch(prefix, after)` yields every event with revision > `after`, in revision order, with no
 //!   gaps, each with the previous value of the key.
 //! - `compact(rev)` forgets history older than `rev`; reading or watching from before it answers
@@ -109,9 +110,27 @@ pub enum Error {
         requested: Revision,
         current: Revision,
     },
+    /// A range's start key lies outside the prefix it was asked for: a caller's bug (or a
+    /// forged continue token that got past the handler). Not retryable.
+    #[error("start key {start:?} is outside the range prefix {prefix:?}")]
+    OutOfRange { prefix: String, start: String },
     /// The backend cannot be reached or failed; a retry may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The start key of a range under `prefix`: the prefix itself, or `opts.start_key` when it
+/// lies within the prefix. Every backend reads ranges through this, so no caller can read
+/// outside the prefix it names.
+pub fn range_start(prefix: &str, opts: &RangeOptions) -> Result<String> {
+    match &opts.start_key {
+        None => Ok(prefix.to_owned()),
+        Some(start) if start.starts_with(prefix) => Ok(start.clone()),
+        Some(start) => Err(Error::OutOfRange {
+            prefix: prefix.to_owned(),
+            start: start.clone(),
+        }),
+    }
 }
 
 /// The operations every backend provides; see the module docs for their semantics.

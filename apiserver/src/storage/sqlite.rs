@@ -235,7 +235,7 @@ impl Store for SqliteStore {
             0 => self.shared.revision.load(Ordering::Acquire),
             r => r,
         };
-        let start = opts.start_key.unwrap_or_else(|| prefix.to_owned());
+        let start = super::range_start(prefix, &opts)?;
         let end = prefix_end(prefix);
         let limit = opts.limit;
         let mut result = self
