@@ -671,19 +671,9 @@ pub fn apply_patch(
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     match content_type {
         "application/json-patch+json" => {
-            let ops: json_patch::Patch = serde_json::from_value(doc).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ))
-            })?;
+            let ops = crate::patch::json::decode(doc)?;
             let mut out = old.clone();
-            json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            crate::patch::json::apply(&mut out, &ops)?;
             Ok(out)
         }
         "application/merge-patch+json" => {

@@ -3,6 +3,8 @@
 //! their patch merge key or as sets, and the directives `$patch`, `$setElementOrder/<list>`,
 //! `$retainKeys` and `$deleteFromPrimitiveList/<list>` shape the result.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::schema::{ListStrategy, PatchSchema};
@@ -55,9 +57,14 @@ fn merge_map<'a>(
             continue;
         }
         if let Some(field) = key.strip_prefix(DELETE_PRIMITIVES) {
-            let remove = value.as_array().cloned().unwrap_or_default();
+            let remove: HashSet<String> = value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(identity_key)
+                .collect();
             if let Some(Value::Array(items)) = original.get_mut(field) {
-                items.retain(|v| !remove.contains(v));
+                items.retain(|v| !remove.contains(&identity_key(v)));
             }
             continue;
         }
@@ -110,8 +117,8 @@ fn merge_map<'a>(
         }
     }
     if let Some(retain) = patch.get("$retainKeys").and_then(Value::as_array) {
-        let keep: Vec<&str> = retain.iter().filter_map(Value::as_str).collect();
-        original.retain(|k, _| keep.contains(&k.as_str()));
+        let keep: HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+        original.retain(|k, _| keep.contains(k.as_str()));
     }
     Ok(Some(original))
 }
@@ -159,13 +166,24 @@ fn merge_list<'a>(
     match strategy {
         ListStrategy::Replace => return Ok(patch.to_vec()),
         ListStrategy::MergePrimitives => {
+            // Hash sets, not list scans: a patch of n items into a list of m costs n + m.
+            let mut present: HashSet<String> = original.iter().map(identity_key).collect();
             for item in patch {
-                if !original.contains(item) {
+                if present.insert(identity_key(item)) {
                     original.push(item.clone());
                 }
             }
         }
         ListStrategy::MergeByKey(key) => {
+            // Items are removed by emptying their slot, and found through an index of their
+            // merge keys, so every patch item costs the same whatever the list's length.
+            let mut slots: Vec<Option<Value>> = original.into_iter().map(Some).collect();
+            let mut index: HashMap<String, usize> = HashMap::new();
+            for (i, item) in slots.iter().enumerate().rev() {
+                if let Some(id) = item.as_ref().and_then(|o| o.get(key)) {
+                    index.insert(identity_key(id), i);
+                }
+            }
             for item in patch {
                 let Some(obj) = item.as_object() else {
                     return Err(PatchError::Invalid(format!(
@@ -178,30 +196,40 @@ fn merge_list<'a>(
                         "map: {item} does not contain declared merge key: {key}"
                     )));
                 };
-                let pos = original.iter().position(|o| o.get(key) == Some(id));
+                let id = identity_key(id);
+                let pos = index.get(&id).copied();
                 if obj.get("$patch").and_then(Value::as_str) == Some("delete") {
                     if let Some(p) = pos {
-                        original.remove(p);
+                        slots[p] = None;
+                        index.remove(&id);
                     }
                     continue;
                 }
                 match pos {
                     Some(p) => {
-                        let base = original[p].as_object().cloned().unwrap_or_default();
+                        let base = slots[p]
+                            .take()
+                            .and_then(|v| match v {
+                                Value::Object(m) => Some(m),
+                                _ => None,
+                            })
+                            .unwrap_or_default();
                         match merge_map(base, obj, schema, path)? {
-                            Some(m) => original[p] = Value::Object(m),
+                            Some(m) => slots[p] = Some(Value::Object(m)),
                             None => {
-                                original.remove(p);
+                                index.remove(&id);
                             }
                         }
                     }
                     None => {
                         let mut fresh = obj.clone();
                         strip_directives(&mut fresh);
-                        original.push(Value::Object(fresh));
+                        index.insert(id, slots.len());
+                        slots.push(Some(Value::Object(fresh)));
                     }
                 }
             }
+            original = slots.into_iter().flatten().collect();
         }
     }
     Ok(match order {
@@ -210,27 +238,34 @@ fn merge_list<'a>(
     })
 }
 
+/// A hashable identity of a list item or merge key: its JSON encoding.
+fn identity_key(v: &Value) -> String {
+    v.to_string()
+}
+
 /// Orders `items` as `order` lists them; items it does not list keep their relative order
 /// after the ordered ones.
 fn reorder(items: Vec<Value>, order: &[Value], strategy: ListStrategy) -> Vec<Value> {
-    let identity = |v: &Value| -> Value {
+    let identity = |v: &Value| -> String {
         match strategy {
-            ListStrategy::MergeByKey(k) => v.get(k).cloned().unwrap_or(Value::Null),
-            _ => v.clone(),
+            ListStrategy::MergeByKey(k) => identity_key(v.get(k).unwrap_or(&Value::Null)),
+            _ => identity_key(v),
         }
     };
-    let wanted: Vec<Value> = order.iter().map(&identity).collect();
-    let (mut listed, rest): (Vec<Value>, Vec<Value>) = items
+    let mut wanted: HashMap<String, usize> = HashMap::new();
+    for (i, w) in order.iter().enumerate() {
+        wanted.entry(identity(w)).or_insert(i);
+    }
+    let (mut listed, rest): (Vec<(usize, Value)>, Vec<(usize, Value)>) = items
         .into_iter()
-        .partition(|i| wanted.contains(&identity(i)));
-    listed.sort_by_key(|i| {
-        wanted
-            .iter()
-            .position(|w| *w == identity(i))
-            .unwrap_or(usize::MAX)
-    });
-    listed.extend(rest);
+        .map(|i| (wanted.get(&identity(&i)).copied().unwrap_or(usize::MAX), i))
+        .partition(|(rank, _)| *rank != usize::MAX);
+    listed.sort_by_key(|(rank, _)| *rank);
     listed
+        .into_iter()
+        .chain(rest)
+        .map(|(_, item)| item)
+        .collect()
 }
 
 #[cfg(test)]
@@ -351,6 +386,32 @@ mod tests {
             json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
             {"name": "web", "image": "busybox:1.37", "command": ["httpd"], "imagePullPolicy": "IfNotPresent",
              "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}}}}),
+        );
+    }
+
+    #[test]
+    fn long_lists_merge_in_linear_time() {
+        // Scanning the list for each patch item would take 10^10 comparisons here.
+        let n = 100_000;
+        let names: Vec<Value> = (0..n).map(|i| json!(format!("f{i}"))).collect();
+        let containers: Vec<Value> = (0..n).map(|i| json!({"name": format!("c{i}")})).collect();
+        let original =
+            json!({"metadata": {"finalizers": names}, "spec": {"containers": containers}});
+        let more: Vec<Value> = (0..n).map(|i| json!(format!("g{i}"))).collect();
+        let patch = json!({
+            "metadata": {"finalizers": more},
+            "spec": {"containers": (0..n).rev().map(|i| json!({"name": format!("c{i}"), "image": "x"})).collect::<Vec<_>>()},
+        });
+        let start = std::time::Instant::now();
+        let out = apply(&original, &patch, &PatchSchema::for_kind::<Pod>()).unwrap();
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(
+            out["metadata"]["finalizers"].as_array().unwrap().len(),
+            2 * n
+        );
+        assert_eq!(
+            out["spec"]["containers"][0],
+            json!({"name": "c0", "image": "x"})
         );
     }
 
