@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
 use crate::server::ApiState;
@@ -31,23 +31,26 @@ pub struct Metrics {
     /// (verb, resource, code) -> observations.
     requests: Mutex<HashMap<(&'static str, String, u16), Series>>,
     watches: AtomicI64,
+    /// Requests whose handler panicked.
+    panics: AtomicI64,
 }
 
-/// The upstream verb name of a request.
-fn verb(method: &str, path: &str, query: &str, collection: bool) -> &'static str {
-    let watch = query
-        .split('&')
-        .any(|p| p == "watch=true" || p == "watch=1" || p == "watch");
-    match method {
-        "GET" if watch => "WATCH",
-        "GET" if collection => "LIST",
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" if collection => "DELETECOLLECTION",
-        "DELETE" => "DELETE",
-        _ if path.is_empty() => "OTHER",
+/// The upstream verb label of a request, from its one reading.
+fn verb(attrs: &crate::auth::attributes::Attributes) -> &'static str {
+    match attrs.verb.as_str() {
+        "watch" => "WATCH",
+        "list" => "LIST",
+        "get" => "GET",
+        "create"
+            if ["exec", "attach", "portforward", "proxy"].contains(&attrs.subresource.as_str()) =>
+        {
+            "CONNECT"
+        }
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" => "PATCH",
+        "delete" => "DELETE",
+        "deletecollection" => "DELETECOLLECTION",
         _ => "OTHER",
     }
 }
@@ -110,6 +113,11 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP apiserver_request_panics_total Requests whose handler panicked (answered 500).\n# TYPE apiserver_request_panics_total counter\napiserver_request_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP tetsu_watch_cache_revision The store revision the watch cache has applied.\n# TYPE tetsu_watch_cache_revision gauge\ntetsu_watch_cache_revision {cache_revision}"
         );
         out
@@ -117,17 +125,38 @@ impl Metrics {
 }
 
 /// Middleware: counts and times every request (a watch is counted when its stream opens).
+/// A handler that panics anyway answers a 500 Status; the panic is logged and counted.
 pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or("").to_owned();
-    let method = request.method().as_str().to_owned();
+    use futures::FutureExt;
+    let info = crate::request::RequestInfo::read(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query().unwrap_or(""),
+    );
     let start = Instant::now();
-    let response = next.run(request).await;
-    let (resource, collection) = match crate::handlers::parse_path(&path) {
-        Ok(t) => (t.resource.plural.to_owned(), t.name.is_empty()),
-        Err(_) => (String::new(), false),
+    let response = match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(verb = %info.attrs.verb, path = %info.attrs.path, panic = %what, "apiserver panicked on a request");
+            state.metrics.panics.fetch_add(1, Ordering::Relaxed);
+            crate::status::ApiError::internal(
+                "This request caused apiserver to panic. Look in the logs for details.",
+            )
+            .into_response()
+        }
     };
-    let verb = verb(&method, &path, &query, collection);
+    let resource = crate::handlers::Target::from_info(&info)
+        .map(|t| t.resource.plural.to_owned())
+        .unwrap_or_default();
+    let verb = verb(&info.attrs);
     if verb == "WATCH" {
         state.metrics.watches.fetch_add(1, Ordering::Relaxed);
     }

@@ -1,5 +1,6 @@
 //! The whole-cluster tests: one binary, a module per area.
 
+mod attacks;
 mod bootstrap;
 mod component_serving;
 mod kubeadm;

@@ -256,3 +256,77 @@ pub fn foreign_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write mallory.conf");
     path
 }
+
+/// A client that sends requests exactly as written (any method, path, query, content type and
+/// body) as one identity, for the adversarial tests.
+pub struct RawClient(kube::Client);
+
+impl SecureApiServer {
+    /// A raw client for `user` in `groups`, with a client certificate of the cluster CA.
+    pub async fn raw_client(&self, user: &str, groups: &[&str]) -> RawClient {
+        let path = self.kubeconfig(user, groups);
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read a kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("a client configuration");
+        RawClient(kube::Client::try_from(config).expect("a client"))
+    }
+}
+
+impl RawClient {
+    /// Sends one request: (status code, body as text).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(kube::client::Body::from(body))
+            .expect("a request");
+        let response = self.0.send(request).await.expect("an answer");
+        let code = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("the body");
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.send("GET", path, "application/json", Vec::new()).await
+    }
+
+    /// Sends `body` as JSON: (status code, answer as JSON, or Null when it is not JSON).
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let (code, text) = self
+            .send(
+                method,
+                path,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (code, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// POSTs `body` and insists on 201 Created.
+    pub async fn create(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (code, answer) = self.json("POST", path, &body).await;
+        assert_eq!(code, 201, "POST {path}: {answer}");
+        answer
+    }
+}

@@ -66,6 +66,11 @@ fn aggregated(name: &str, label: &str) -> Value {
     role
 }
 
+fn labelled(mut role: Value, label: &str) -> Value {
+    role["metadata"]["labels"][label] = json!("true");
+    role
+}
+
 fn aggregate_to(name: &str, target: &str, rules: Vec<Value>) -> Value {
     let mut role = cluster_role(name, rules);
     role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{target}")] =
@@ -364,8 +369,15 @@ pub fn objects() -> Vec<Value> {
             ],
         ),
         aggregated("admin", "rbac.authorization.k8s.io/aggregate-to-admin"),
-        aggregated("edit", "rbac.authorization.k8s.io/aggregate-to-edit"),
-        aggregated("view", "rbac.authorization.k8s.io/aggregate-to-view"),
+        // As upstream's: view aggregates into edit, and edit into admin.
+        labelled(
+            aggregated("edit", "rbac.authorization.k8s.io/aggregate-to-edit"),
+            "rbac.authorization.k8s.io/aggregate-to-admin",
+        ),
+        labelled(
+            aggregated("view", "rbac.authorization.k8s.io/aggregate-to-view"),
+            "rbac.authorization.k8s.io/aggregate-to-edit",
+        ),
         aggregate_to(
             "system:aggregate-to-admin",
             "admin",

@@ -87,27 +87,10 @@ impl Rbac {
     fn build(&self) -> Index {
         let [cr, crb, r, rb] = self.resources;
         let cluster_roles: Vec<ClusterRole> = typed(&self.cache, cr);
-        let mut by_name: HashMap<String, Arc<[PolicyRule]>> = HashMap::new();
-        for role in &cluster_roles {
-            let mut rules = role.rules.clone().unwrap_or_default();
-            // Aggregation: the rules of every ClusterRole the selectors match are added (what
-            // upstream's clusterrole-aggregation controller writes into the role).
-            if let Some(selectors) = role
-                .aggregation_rule
-                .as_ref()
-                .and_then(|a| a.cluster_role_selectors.as_ref())
-            {
-                for other in &cluster_roles {
-                    let labels = other.metadata.labels.as_ref();
-                    if other.metadata.name != role.metadata.name
-                        && selectors.iter().any(|s| selector_matches(s, labels))
-                    {
-                        rules.extend(other.rules.clone().unwrap_or_default());
-                    }
-                }
-            }
-            by_name.insert(role.metadata.name.clone().unwrap_or_default(), rules.into());
-        }
+        let by_name: HashMap<String, Arc<[PolicyRule]>> = aggregate(&cluster_roles)
+            .into_iter()
+            .map(|(name, rules)| (name, rules.into()))
+            .collect();
         let mut roles: HashMap<(String, String), Arc<[PolicyRule]>> = HashMap::new();
         for role in typed::<Role>(&self.cache, r) {
             let key = (
@@ -215,6 +198,53 @@ impl Rbac {
             .flat_map(|g| g.role.iter().cloned())
             .collect()
     }
+}
+
+/// Every ClusterRole's rules with aggregation applied, as upstream's clusterrole-aggregation
+/// controller writes them: an aggregating role gains the (aggregated) rules of every role its
+/// selectors match, so aggregation chains (view into edit into admin) carry through.
+fn aggregate(cluster_roles: &[ClusterRole]) -> HashMap<String, Vec<PolicyRule>> {
+    let name = |r: &ClusterRole| r.metadata.name.clone().unwrap_or_default();
+    let mut resolved: HashMap<String, Vec<PolicyRule>> = cluster_roles
+        .iter()
+        .map(|r| (name(r), r.rules.clone().unwrap_or_default()))
+        .collect();
+    let aggregating: Vec<&ClusterRole> = cluster_roles
+        .iter()
+        .filter(|r| r.aggregation_rule.is_some())
+        .collect();
+    // Each pass carries rules one more link along a chain; a chain is at most as long as
+    // there are aggregating roles.
+    for _ in 0..=aggregating.len() {
+        let mut changed = false;
+        for role in &aggregating {
+            let selectors = role
+                .aggregation_rule
+                .as_ref()
+                .and_then(|a| a.cluster_role_selectors.as_ref());
+            let mut rules = role.rules.clone().unwrap_or_default();
+            for other in cluster_roles {
+                let labels = other.metadata.labels.as_ref();
+                if other.metadata.name != role.metadata.name
+                    && selectors.is_some_and(|s| s.iter().any(|s| selector_matches(s, labels)))
+                {
+                    for rule in &resolved[&name(other)] {
+                        if !rules.contains(rule) {
+                            rules.push(rule.clone());
+                        }
+                    }
+                }
+            }
+            if resolved[&name(role)].len() != rules.len() {
+                changed = true;
+                resolved.insert(name(role), rules);
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    resolved
 }
 
 fn selector_matches(
@@ -353,6 +383,33 @@ mod tests {
         check(&r, "GET", "/apis/apps/v1", true);
         check(&r, "GET", "/metrics", false);
         check(&r, "POST", "/healthz", false);
+    }
+
+    #[test]
+    fn aggregation_carries_along_chains() {
+        let role =
+            |name: &str, label: Option<&str>, selects: Option<&str>, rules: Vec<PolicyRule>| {
+                let mut v = serde_json::json!({"metadata": {"name": name}, "rules": rules});
+                if let Some(l) = label {
+                    v["metadata"]["labels"] = serde_json::json!({l: "true"});
+                }
+                if let Some(s) = selects {
+                    v["aggregationRule"] =
+                        serde_json::json!({"clusterRoleSelectors": [{"matchLabels": {s: "true"}}]});
+                }
+                serde_json::from_value::<ClusterRole>(v).unwrap()
+            };
+        let get_pods = rule(&["get"], &[""], &["pods"], &[]);
+        let roles = [
+            role("admin", None, Some("to-admin"), vec![]),
+            role("edit", Some("to-admin"), Some("to-edit"), vec![]),
+            role("view", Some("to-edit"), Some("to-view"), vec![]),
+            role("pods-reader", Some("to-view"), None, vec![get_pods.clone()]),
+        ];
+        let resolved = aggregate(&roles);
+        for name in ["admin", "edit", "view"] {
+            assert_eq!(resolved[name], vec![get_pods.clone()], "{name}");
+        }
     }
 
     #[test]
