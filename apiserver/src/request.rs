@@ -210,6 +210,54 @@ mod tests {
         check("GET", "/api", ("get", "", "", "", "", "path"));
     }
 
+    /// Thousands of random requests: whatever the handler would serve (its [`Target`] and
+    /// verb) is what authorization was asked about.
+    #[test]
+    fn what_is_served_is_what_was_authorized() {
+        use crate::handlers::Target;
+        let mut generator = crate::testing::random_requests::Generator::new(14);
+        let mut served = 0;
+        for _ in 0..20_000 {
+            let r = generator.request();
+            let info = RequestInfo::read(r.method, &r.path, &r.query);
+            // A path no resource serves is a 404, a malformed query a 400: nothing served.
+            let (Ok(target), Ok(query)) = (Target::from_info(&info), &info.query) else {
+                continue;
+            };
+            served += 1;
+            let a = &info.attrs;
+            let case = format!("{} {} -> {a:?}", r.method, r.uri());
+            assert!(a.resource_request, "{case}");
+            assert_eq!(target.resource.plural, a.resource, "{case}");
+            assert_eq!(target.resource.group, a.api_group, "{case}");
+            assert_eq!(target.resource.version, a.api_version, "{case}");
+            assert_eq!(target.subresource, a.subresource, "{case}");
+            if target.resource.namespaced {
+                assert_eq!(target.namespace, a.namespace, "{case}");
+            } else {
+                assert!(target.namespace.is_empty(), "{case}");
+            }
+            assert_eq!(target.name, info.path_name, "{case}");
+            if target.name.is_empty() {
+                // A collection: authorized for all of it, or for the one name the very same
+                // parsed field selector restricts it to.
+                let selected = query.field_selector.exact("metadata.name");
+                assert!(
+                    a.name.is_empty() || Some(a.name.as_str()) == selected,
+                    "{case}"
+                );
+            } else {
+                assert_eq!(target.name, a.name, "{case}");
+            }
+            // The handler picks list or watch from the same query.
+            if r.method == "GET" && target.name.is_empty() {
+                let watch = info.watch_path || query.watch;
+                assert_eq!(a.verb, if watch { "watch" } else { "list" }, "{case}");
+            }
+        }
+        assert!(served > 1_000, "only {served} requests named a resource");
+    }
+
     #[test]
     fn odd_queries_are_read_as_upstream_reads_them() {
         let r = "resource";

@@ -1,9 +1,12 @@
-//! Test support: a real etcd started as a child process on free loopback ports, stopped on drop.
+//! Test support: a real etcd started as a child process on free loopback ports (stopped on
+//! drop), in-process servers, kubectl and random requests for property tests.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod random_requests;
 
 /// A free TCP port on 127.0.0.1 (closed again before it is returned).
 pub fn free_port() -> u16 {

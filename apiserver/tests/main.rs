@@ -6,4 +6,5 @@ mod durability;
 mod kube_rs;
 mod kubectl;
 mod python_client;
+mod random_requests;
 mod support;
