@@ -197,8 +197,8 @@ pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
         });
     }
     let is_yaml = media == "application/yaml" || media == "application/apply-patch+yaml";
+    check_body_shape(bytes, is_yaml)?;
     let value: Value = if is_yaml {
-        check_yaml_depth(bytes)?;
         serde_yaml::from_slice(bytes).map_err(|e| {
             ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
         })?
@@ -213,19 +213,49 @@ pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
 /// The deepest flow nesting (`[` and `{`) a YAML body may have, as upstream's YAML decoder.
 const MAX_YAML_DEPTH: usize = 10_000;
 
-/// Refuses YAML nested deeper than [`MAX_YAML_DEPTH`] before it reaches the parser, whose time
-/// grows with the square of the nesting (100,000 levels, 200 KB, held a core for seconds).
-/// Brackets are counted wherever they are, in strings too: a real document is far shallower.
-fn check_yaml_depth(bytes: &[u8]) -> ApiResult<()> {
-    let mut depth = 0usize;
-    for b in bytes {
+/// The most objects and arrays one body may hold. Each costs about 128 bytes once decoded
+/// while `[` costs one byte to send, so 3 MiB of nested brackets would take 400 MiB; with
+/// this bound a body decodes into at most about 40 MiB of containers. Real objects hold a
+/// few thousand.
+pub const MAX_CONTAINERS: usize = 1 << 18;
+
+/// Refuses, before any decoder runs, a body whose decoding would cost more than its size
+/// warrants: more than [`MAX_CONTAINERS`] objects and arrays, or YAML nested deeper than
+/// [`MAX_YAML_DEPTH`] (the YAML parser's time grows with the square of the nesting). JSON
+/// strings are skipped exactly; in YAML every bracket counts, strings too, which a real
+/// document stays far from.
+pub fn check_body_shape(bytes: &[u8], yaml: bool) -> ApiResult<()> {
+    let (mut depth, mut containers) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
         match b {
+            b'"' if !yaml => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > MAX_YAML_DEPTH {
+                containers += 1;
+                if yaml && depth > MAX_YAML_DEPTH {
                     return Err(ApiError::bad_request(format!(
                         "error converting YAML to JSON: yaml: exceeded max depth of {MAX_YAML_DEPTH}"
                     )));
+                }
+                if containers > MAX_CONTAINERS {
+                    return Err(ApiError::new(
+                        413,
+                        "RequestEntityTooLarge",
+                        format!(
+                            "Request entity too large: the body holds more than {MAX_CONTAINERS} objects and arrays"
+                        ),
+                    ));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
@@ -466,6 +496,23 @@ mod tests {
                 .code,
             400
         );
+        // Many containers, shallow or deep, in JSON or YAML: refused before decoding.
+        let many = format!("[{}[]]", "[],".repeat(MAX_CONTAINERS));
+        assert_eq!(
+            decode(many.as_bytes(), "application/json")
+                .unwrap_err()
+                .code,
+            413
+        );
+        assert_eq!(
+            decode(many.as_bytes(), "application/yaml")
+                .unwrap_err()
+                .code,
+            413
+        );
+        // Brackets inside JSON strings are text, not containers.
+        let text = format!("{{\"a\": \"{}\\\"\"}}", "[".repeat(MAX_CONTAINERS + 1));
+        assert!(decode(text.as_bytes(), "application/json").is_ok());
         // Positive control: an ordinary document decodes.
         assert!(decode(b"a: [1, 2]", "application/yaml").is_ok());
         assert!(start.elapsed() < std::time::Duration::from_secs(20));

@@ -667,6 +667,7 @@ pub fn apply_patch(
     old: &Value,
     patch: &[u8],
 ) -> ApiResult<Value> {
+    super::check_body_shape(patch, false)?;
     let doc: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     match content_type {
