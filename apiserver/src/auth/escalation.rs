@@ -308,22 +308,22 @@ mod tests {
             &[],
         );
         check(
-            &[view.clone()],
+            std::slice::from_ref(&view),
             &[rule(&["get"], &[""], &["pods"], &[])],
             true,
         );
         check(
-            &[view.clone()],
+            std::slice::from_ref(&view),
             &[rule(&["get"], &[""], &["secrets"], &[])],
             false,
         );
         check(
-            &[view.clone()],
+            std::slice::from_ref(&view),
             &[rule(&["delete"], &[""], &["pods"], &[])],
             false,
         );
         check(
-            &[view.clone()],
+            std::slice::from_ref(&view),
             &[rule(&["*"], &[""], &["pods"], &[])],
             false,
         );
@@ -331,12 +331,12 @@ mod tests {
         // Names: a named grant covers only those names; an unnamed one covers all.
         let one_secret = rule(&["get"], &[""], &["secrets"], &["s1"]);
         check(
-            &[one_secret.clone()],
+            std::slice::from_ref(&one_secret),
             &[rule(&["get"], &[""], &["secrets"], &["s1"])],
             true,
         );
         check(
-            &[one_secret.clone()],
+            std::slice::from_ref(&one_secret),
             &[rule(&["get"], &[""], &["secrets"], &[])],
             false,
         );
@@ -348,7 +348,7 @@ mod tests {
         // Subresources: */status covers pods/status.
         let status = rule(&["update"], &[""], &["*/status"], &[]);
         check(
-            &[status.clone()],
+            std::slice::from_ref(&status),
             &[rule(&["update"], &[""], &["pods/status"], &[])],
             true,
         );

@@ -243,6 +243,9 @@ fn identity_key(v: &Value) -> String {
     v.to_string()
 }
 
+/// Items with their place in a `$setElementOrder` list (`usize::MAX`: not listed).
+type Ranked = Vec<(usize, Value)>;
+
 /// Orders `items` as `order` lists them; items it does not list keep their relative order
 /// after the ordered ones.
 fn reorder(items: Vec<Value>, order: &[Value], strategy: ListStrategy) -> Vec<Value> {
@@ -256,7 +259,7 @@ fn reorder(items: Vec<Value>, order: &[Value], strategy: ListStrategy) -> Vec<Va
     for (i, w) in order.iter().enumerate() {
         wanted.entry(identity(w)).or_insert(i);
     }
-    let (mut listed, rest): (Vec<(usize, Value)>, Vec<(usize, Value)>) = items
+    let (mut listed, rest): (Ranked, Ranked) = items
         .into_iter()
         .map(|i| (wanted.get(&identity(&i)).copied().unwrap_or(usize::MAX), i))
         .partition(|(rank, _)| *rank != usize::MAX);
