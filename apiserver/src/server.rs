@@ -114,7 +114,8 @@ fn detect_address() -> IpAddr {
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if config.etcd_servers.is_empty() {
-        std::fs::create_dir_all(&config.data_dir)
+        // Owner-only, as the store holds every Secret.
+        common::files::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
         let path = config.data_dir.join("state.db");
         tracing::info!(path = %path.display(), "using the embedded store");
