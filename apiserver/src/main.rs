@@ -177,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
         kubelet_client_certificate: flags.kubelet_client_certificate,
         kubelet_client_key: flags.kubelet_client_key,
+        timeouts: Default::default(),
     };
     run(config, common::shutdown::signal()).await
 }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::services::{Allocator, Cidr, PortRange};
 use crate::status::ApiError;
 use crate::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
-use crate::{bootstrap, discovery, openapi, tls};
+use crate::{bootstrap, conn, discovery, openapi, tls};
 
 /// Everything `run` needs; built from the flags by main.rs.
 #[derive(Clone, Debug)]
@@ -52,6 +52,8 @@ pub struct Config {
     /// --kubelet-client-key); without them the apiserver dials kubelets anonymously.
     pub kubelet_client_certificate: Option<PathBuf>,
     pub kubelet_client_key: Option<PathBuf>,
+    /// The listeners' header-read and idle timeouts.
+    pub timeouts: crate::conn::Timeouts,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             admission: Default::default(),
             kubelet_client_certificate: None,
             kubelet_client_key: None,
+            timeouts: Default::default(),
         }
     }
 }
@@ -356,15 +359,12 @@ pub async fn run(
             .with_context(|| format!("binding the insecure port {addr}"))?;
         tracing::info!(%addr, "serving plain HTTP (no authentication; local development only)");
         let app = app.clone().layer(axum::Extension(Trusted));
-        let mut stop = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .context("plain HTTP server")
-        });
+        servers.spawn(conn::serve_plain(
+            listener,
+            app,
+            config.timeouts,
+            stop_rx.clone(),
+        ));
     }
     if config.secure_port != 0 {
         let addr = SocketAddr::new(config.bind_address, config.secure_port);
@@ -373,7 +373,13 @@ pub async fn run(
             .await
             .with_context(|| format!("binding the secure port {addr}"))?;
         tracing::info!(%addr, "serving HTTPS");
-        servers.spawn(tls::serve(listener, tls_server, app, stop_rx.clone()));
+        servers.spawn(conn::serve_tls(
+            listener,
+            tls_server,
+            app,
+            config.timeouts,
+            stop_rx.clone(),
+        ));
     }
     if servers.is_empty() {
         anyhow::bail!("nothing to serve: --secure-port is 0 and no --insecure-port was given");
