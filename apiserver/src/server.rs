@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::auth::{Auth, AuthConfig, Trusted};
 use crate::cache::Cache;
 use crate::handlers::{self, Format, respond};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::{Allocator, Cidr, PortRange};
 use crate::status::ApiError;
@@ -52,6 +53,13 @@ pub struct Config {
     /// --kubelet-client-key); without them the apiserver dials kubelets anonymously.
     pub kubelet_client_certificate: Option<PathBuf>,
     pub kubelet_client_key: Option<PathBuf>,
+    /// The deadline of requests that are not long-running (--request-timeout).
+    pub request_timeout: Duration,
+    /// A watch without timeoutSeconds lasts between this and twice this (--min-request-timeout).
+    pub min_request_timeout: Duration,
+    /// Read-only and mutating requests served at once; 0 is unlimited.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
     /// The listeners' header-read and idle timeouts.
     pub timeouts: crate::conn::Timeouts,
 }
@@ -75,6 +83,10 @@ impl Default for Config {
             admission: Default::default(),
             kubelet_client_certificate: None,
             kubelet_client_key: None,
+            request_timeout: Duration::from_secs(60),
+            min_request_timeout: Duration::from_secs(1800),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
             timeouts: Default::default(),
         }
     }
@@ -101,6 +113,8 @@ pub struct ApiState {
     /// serving certificates are not verified (no --kubelet-certificate-authority), ours is
     /// presented when configured.
     pub kubelet_tls: Arc<rustls::ClientConfig>,
+    /// In-flight limits and request deadlines.
+    pub limits: Arc<Limits>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -186,6 +200,12 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         terminating_namespaces: Default::default(),
         admission: config.admission.clone(),
         kubelet_tls,
+        limits: Arc::new(Limits::new(
+            config.max_requests_inflight,
+            config.max_mutating_requests_inflight,
+            config.request_timeout,
+            config.min_request_timeout,
+        )),
     });
     bootstrap::ensure(&state, advertise, port)
         .await
@@ -260,6 +280,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .fallback(handlers::serve)
         .layer(axum::middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::limits::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::filter,
         ))
@@ -297,7 +321,9 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let body = state.metrics.render(state.cache.revision());
+    let mut body = state.metrics.render(state.cache.revision());
+    body.push_str(&state.limits.render());
+    body.push_str(&state.cache.render_terminated());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -5,5 +5,6 @@ mod api_semantics;
 mod durability;
 mod kube_rs;
 mod kubectl;
+mod limits;
 mod python_client;
 mod support;
