@@ -148,13 +148,15 @@ pub async fn filter(State(limits): State<Arc<Limits>>, request: Request, next: N
         Err(()) => return too_many_requests(),
     };
     // The handler runs on as upstream's does after its deadline (a write may still land);
-    // it keeps its slot until it is done. Its request body ends at the deadline, so a client
-    // that never finishes sending it does not hold the slot.
+    // it keeps its slot until it is done. Its request body ends just after the deadline (so
+    // the answer is the 504, not the handler's complaint about the body), and a client that
+    // never finishes sending it does not hold the slot.
     let deadline = tokio::time::Instant::now() + timeout;
+    let body_deadline = deadline + Duration::from_secs(1);
     let request = request.map(|body| {
         axum::body::Body::new(DeadlineBody {
             body,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline: Box::pin(tokio::time::sleep_until(body_deadline)),
         })
     });
     let handler = tokio::spawn(async move {
@@ -162,10 +164,14 @@ pub async fn filter(State(limits): State<Arc<Limits>>, request: Request, next: N
         drop(permit);
         response
     });
-    match tokio::time::timeout(timeout, handler).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => ApiError::internal(format!("the handler failed: {e}")).into_response(),
-        Err(_) => timed_out().into_response(),
+    tokio::select! {
+        // Past the deadline, the answer is 504 even if the handler also just finished.
+        biased;
+        () = tokio::time::sleep_until(deadline) => timed_out().into_response(),
+        result = handler => match result {
+            Ok(response) => response,
+            Err(e) => ApiError::internal(format!("the handler failed: {e}")).into_response(),
+        },
     }
 }
 
