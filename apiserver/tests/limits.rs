@@ -132,6 +132,30 @@ async fn half_sent_and_silent_connections_are_closed_on_every_listener() {
         .unwrap();
     let answer = read_until_closed(&mut idle).await.expect("idle closed");
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    // An HTTP/2 connection too, once it has no stream open.
+    let tcp = TcpStream::connect((LOCALHOST, plain)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            hyper::Request::get(format!("http://127.0.0.1:{plain}/healthz"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .expect("an h2 answer");
+    assert_eq!(response.status(), 200);
+    drop(response);
+    tokio::time::timeout(PATIENCE, connection)
+        .await
+        .expect("an idle h2 connection is closed")
+        .unwrap()
+        .ok();
 
     let _ = stop.send(());
     tokio::time::timeout(PATIENCE, server)
