@@ -91,7 +91,7 @@ impl Limits {
     /// Upstream's gauge of requests being served, by kind.
     pub fn render(&self) -> String {
         format!(
-            "# HELP apiserver_current_inflight_requests Maximal number of currently used inflight request limit of this apiserver per request kind in last second.\n# TYPE apiserver_current_inflight_requests gauge\napiserver_current_inflight_requests{{request_kind=\"mutating\"}} {}\napiserver_current_inflight_requests{{request_kind=\"readOnly\"}} {}\n",
+            "# HELP apiserver_current_inflight_requests Number of requests currently using the inflight request limit of this apiserver, per request kind.\n# TYPE apiserver_current_inflight_requests gauge\napiserver_current_inflight_requests{{request_kind=\"mutating\"}} {}\napiserver_current_inflight_requests{{request_kind=\"readOnly\"}} {}\n",
             self.mutating.in_use(),
             self.read_only.in_use()
         )

@@ -204,16 +204,19 @@ fn configmap(name: &str) -> String {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}).to_string()
 }
 
+/// The value of `series` in /metrics.
+async fn metric(client: &HttpClient, series: &str) -> Option<f64> {
+    let (_, text) = client.get_text("/metrics").await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
 /// Waits until /metrics has a line starting with `series` whose value is at least `at_least`.
 async fn until_metric(client: &HttpClient, series: &str, at_least: f64) {
     let found = tokio::time::timeout(PATIENCE, async {
         loop {
-            let (_, text) = client.get_text("/metrics").await.unwrap();
-            let value = text
-                .lines()
-                .find_map(|l| l.strip_prefix(series))
-                .and_then(|v| v.trim().parse::<f64>().ok());
-            if value.is_some_and(|v| v >= at_least) {
+            if metric(client, series).await.is_some_and(|v| v >= at_least) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -353,7 +356,9 @@ async fn a_request_past_request_timeout_gets_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_reads_nothing_is_closed() {
-    const OBJECTS: usize = 160;
+    /// Enough to fill the socket buffers and the queue on any machine.
+    const AT_MOST: usize = 800;
+    const TERMINATED: &str = "apiserver_terminated_watchers_total{resource=\"configmaps\"}";
     let dir = tempfile::tempdir().unwrap();
     let server = apiserver::testing::spawn(dir.path()).await;
     let client = HttpClient::new(&server.url());
@@ -362,9 +367,16 @@ async fn a_watcher_that_reads_nothing_is_closed() {
         .write_all(b"GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    // ~40 MB of events: more than the socket buffers and the watcher's queue hold.
+    // 250 KiB events until the watcher is closed: more than the socket buffers and the
+    // watcher's queue hold.
     let data = "x".repeat(250 * 1024);
-    for i in 0..OBJECTS {
+    let mut objects = 0;
+    while objects < AT_MOST {
+        if objects % 16 == 0 && metric(&client, TERMINATED).await.is_some_and(|v| v >= 1.0) {
+            break;
+        }
+        let i = objects;
+        objects += 1;
         let (code, body) = client
             .post(
                 "/api/v1/namespaces/default/configmaps",
@@ -374,12 +386,7 @@ async fn a_watcher_that_reads_nothing_is_closed() {
             .unwrap();
         assert_eq!(code, 201, "{body}");
     }
-    until_metric(
-        &client,
-        "apiserver_terminated_watchers_total{resource=\"configmaps\"}",
-        1.0,
-    )
-    .await;
+    until_metric(&client, TERMINATED, 1.0).await;
     // Its stream ended early: the server did not keep every event for it.
     let received = read_until_closed(&mut watch)
         .await
@@ -389,7 +396,7 @@ async fn a_watcher_that_reads_nothing_is_closed() {
         .filter(|w| *w == b"\"type\":\"ADDED\"")
         .count();
     assert!(
-        events < OBJECTS,
+        events < objects,
         "a watcher that read nothing got all {events} events"
     );
     // Positive control: a watcher that reads keeps up.
@@ -398,7 +405,7 @@ async fn a_watcher_that_reads_nothing_is_closed() {
         .await
         .unwrap();
     let mut seen = 0;
-    while seen < OBJECTS {
+    while seen < objects {
         let event = tokio::time::timeout(PATIENCE, futures::StreamExt::next(&mut reading))
             .await
             .expect("events keep coming")
