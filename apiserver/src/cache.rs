@@ -28,6 +28,12 @@ use crate::storage::{self, EventType, KeyValue, RangeOptions, Revision, Store};
 const HISTORY: usize = 10_000;
 /// Live events a slow watcher may fall behind before its watch is closed.
 const WATCHER_BACKLOG: usize = 10_000;
+/// Encoded events queued for one watcher's connection (mostly shared with other watchers).
+const WATCHER_QUEUE: usize = 64;
+/// How long a watcher's full queue may stay full before the watch is closed, as upstream's
+/// cacher closes an unresponsive watcher: the client relists, and a watcher that reads nothing
+/// holds no more than its queue.
+const WATCHER_STALL: Duration = Duration::from_secs(5);
 
 /// One object as stored, with its resourceVersion filled in. Only the JSON bytes are kept,
 /// plus what selectors read (labels and the kind's selectable fields): a parsed copy of every
@@ -146,6 +152,61 @@ impl CacheEvent {
     }
 }
 
+/// The queue between a watch's producer and its response body.
+pub fn watch_queue(
+    cache: Arc<Cache>,
+    resource: &'static ResourceInfo,
+) -> (WatchSender, tokio::sync::mpsc::Receiver<Bytes>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(WATCHER_QUEUE);
+    (
+        WatchSender {
+            tx,
+            cache,
+            resource,
+        },
+        rx,
+    )
+}
+
+/// Sends a watch's encoded events; fails when the client left or stopped reading.
+pub struct WatchSender {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    cache: Arc<Cache>,
+    resource: &'static ResourceInfo,
+}
+
+/// The watch is over: its client left or fell too far behind.
+#[derive(Debug)]
+pub struct WatchClosed;
+
+impl WatchSender {
+    pub async fn send(&self, line: Bytes) -> Result<(), WatchClosed> {
+        use tokio::sync::mpsc::error::SendTimeoutError;
+        match self.tx.send_timeout(line, WATCHER_STALL).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Closed(_)) => Err(WatchClosed),
+            Err(SendTimeoutError::Timeout(_)) => {
+                tracing::info!(
+                    resource = self.resource.plural,
+                    "forcing watcher close due to unresponsiveness"
+                );
+                *self
+                    .cache
+                    .terminated
+                    .lock()
+                    .entry(self.resource.plural)
+                    .or_default() += 1;
+                Err(WatchClosed)
+            }
+        }
+    }
+
+    /// Completes when the client has left.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
 /// One watch event as a line of JSON.
 pub fn watch_line(event_type: &str, object: &[u8]) -> Bytes {
     let mut out = bytes::BytesMut::with_capacity(object.len() + 32);
@@ -177,6 +238,9 @@ pub struct Cache {
     /// Key prefix -> index into RESOURCES.
     prefixes: HashMap<String, usize>,
     revision: watch::Sender<Revision>,
+    /// Watchers closed for not keeping up, by resource (upstream's
+    /// apiserver_terminated_watchers_total).
+    terminated: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A consistent view of one resource's objects, for a list.
@@ -233,6 +297,7 @@ impl Cache {
             state: RwLock::new(State { resources }),
             prefixes,
             revision: watch::channel(0).0,
+            terminated: Default::default(),
         });
         let revision = cache.load().await?;
         tokio::spawn(cache.clone().feed(revision));
@@ -381,6 +446,19 @@ impl Cache {
         }
         self.revision.send_replace(revision);
         drop(state);
+    }
+
+    /// Upstream's counter of watchers closed for not keeping up, by resource.
+    pub fn render_terminated(&self) -> String {
+        let mut out = String::from(
+            "# HELP apiserver_terminated_watchers_total Counter of watchers closed due to unresponsiveness broken by resource type.\n# TYPE apiserver_terminated_watchers_total counter\n",
+        );
+        for (resource, n) in self.terminated.lock().iter() {
+            out.push_str(&format!(
+                "apiserver_terminated_watchers_total{{resource=\"{resource}\"}} {n}\n"
+            ));
+        }
+        out
     }
 
     /// The cache's revision: every write up to it has been applied.

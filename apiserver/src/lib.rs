@@ -1,14 +1,17 @@
 //! kube-apiserver: the Kubernetes API over an embedded store (SQLite) or etcd.
 //!
-//! A request flows `server` (router, TLS) -> `auth` (who, and may they) -> `handlers` (path, verb, query) -> `registry`
+//! A request flows `server` (router; `conn`: listeners, TLS) -> `auth` (who, and may they) ->
+//! `limits` (in-flight limits, deadlines) -> `handlers` (path, verb, query) -> `registry`
 //! (the resource and its strategy) -> `storage` for writes, or `cache` for lists and watches.
 
 pub mod admission;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+pub mod conn;
 pub mod discovery;
 pub mod handlers;
+pub mod limits;
 pub mod managed;
 pub mod meta;
 pub mod metrics;

@@ -106,6 +106,25 @@ struct Flags {
     /// The private key of --kubelet-client-certificate.
     #[arg(long)]
     kubelet_client_key: Option<PathBuf>,
+    /// The deadline of a request that is not long-running (everything but watch, proxy, exec,
+    /// attach, portforward and log), after which it is answered 504 Timeout. A request's
+    /// `timeout` parameter may shorten it. A Go-style duration: 60s, 1m.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
+    /// The minimum number of seconds a handler must keep a request open before timing it out.
+    /// Currently only honored by the watch request handler, which picks a randomized value
+    /// above this number (up to twice it) as the connection timeout, to spread out load.
+    #[arg(long, default_value_t = 1800)]
+    min_request_timeout: u64,
+    /// The maximum number of non-mutating requests in flight at a given time. When the server
+    /// exceeds this, it rejects requests (429, Retry-After: 1). Zero for no limit.
+    /// Long-running requests and health checks do not count; system:masters is never refused.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// The maximum number of mutating requests in flight at a given time. When the server
+    /// exceeds this, it rejects requests (429, Retry-After: 1). Zero for no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -182,6 +201,11 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
         kubelet_client_certificate: flags.kubelet_client_certificate,
         kubelet_client_key: flags.kubelet_client_key,
+        request_timeout: flags.request_timeout,
+        min_request_timeout: std::time::Duration::from_secs(flags.min_request_timeout),
+        max_requests_inflight: flags.max_requests_inflight,
+        max_mutating_requests_inflight: flags.max_mutating_requests_inflight,
+        timeouts: Default::default(),
     };
     run(config, common::shutdown::signal()).await
 }

@@ -17,11 +17,12 @@ use serde_json::Value;
 use crate::auth::{Auth, AuthConfig, Trusted};
 use crate::cache::Cache;
 use crate::handlers::{self, Format, respond};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::{Allocator, Cidr, PortRange};
 use crate::status::ApiError;
 use crate::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
-use crate::{bootstrap, discovery, openapi, tls};
+use crate::{bootstrap, conn, discovery, openapi, tls};
 
 /// Everything `run` needs; built from the flags by main.rs.
 #[derive(Clone, Debug)]
@@ -52,6 +53,15 @@ pub struct Config {
     /// --kubelet-client-key); without them the apiserver dials kubelets anonymously.
     pub kubelet_client_certificate: Option<PathBuf>,
     pub kubelet_client_key: Option<PathBuf>,
+    /// The deadline of requests that are not long-running (--request-timeout).
+    pub request_timeout: Duration,
+    /// A watch without timeoutSeconds lasts between this and twice this (--min-request-timeout).
+    pub min_request_timeout: Duration,
+    /// Read-only and mutating requests served at once; 0 is unlimited.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
+    /// The listeners' header-read and idle timeouts.
+    pub timeouts: crate::conn::Timeouts,
 }
 
 impl Default for Config {
@@ -73,6 +83,11 @@ impl Default for Config {
             admission: Default::default(),
             kubelet_client_certificate: None,
             kubelet_client_key: None,
+            request_timeout: Duration::from_secs(60),
+            min_request_timeout: Duration::from_secs(1800),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+            timeouts: Default::default(),
         }
     }
 }
@@ -98,6 +113,8 @@ pub struct ApiState {
     /// serving certificates are not verified (no --kubelet-certificate-authority), ours is
     /// presented when configured.
     pub kubelet_tls: Arc<rustls::ClientConfig>,
+    /// In-flight limits and request deadlines.
+    pub limits: Arc<Limits>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -114,7 +131,8 @@ fn detect_address() -> IpAddr {
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if config.etcd_servers.is_empty() {
-        std::fs::create_dir_all(&config.data_dir)
+        // Owner-only, as the store holds every Secret.
+        common::files::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
         let path = config.data_dir.join("state.db");
         tracing::info!(path = %path.display(), "using the embedded store");
@@ -182,6 +200,12 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
         terminating_namespaces: Default::default(),
         admission: config.admission.clone(),
         kubelet_tls,
+        limits: Arc::new(Limits::new(
+            config.max_requests_inflight,
+            config.max_mutating_requests_inflight,
+            config.request_timeout,
+            config.min_request_timeout,
+        )),
     });
     bootstrap::ensure(&state, advertise, port)
         .await
@@ -256,6 +280,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .fallback(handlers::serve)
         .layer(axum::middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::limits::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::filter,
         ))
@@ -293,7 +321,9 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let body = state.metrics.render(state.cache.revision());
+    let mut body = state.metrics.render(state.cache.revision());
+    body.push_str(&state.limits.render());
+    body.push_str(&state.cache.render_terminated());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -355,15 +385,12 @@ pub async fn run(
             .with_context(|| format!("binding the insecure port {addr}"))?;
         tracing::info!(%addr, "serving plain HTTP (no authentication; local development only)");
         let app = app.clone().layer(axum::Extension(Trusted));
-        let mut stop = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .context("plain HTTP server")
-        });
+        servers.spawn(conn::serve_plain(
+            listener,
+            app,
+            config.timeouts,
+            stop_rx.clone(),
+        ));
     }
     if config.secure_port != 0 {
         let addr = SocketAddr::new(config.bind_address, config.secure_port);
@@ -372,7 +399,13 @@ pub async fn run(
             .await
             .with_context(|| format!("binding the secure port {addr}"))?;
         tracing::info!(%addr, "serving HTTPS");
-        servers.spawn(tls::serve(listener, tls_server, app, stop_rx.clone()));
+        servers.spawn(conn::serve_tls(
+            listener,
+            tls_server,
+            app,
+            config.timeouts,
+            stop_rx.clone(),
+        ));
     }
     if servers.is_empty() {
         anyhow::bail!("nothing to serve: --secure-port is 0 and no --insecure-port was given");

@@ -36,5 +36,3 @@ pub fn server(config: &Config) -> anyhow::Result<TlsServer> {
         .transpose()?;
     common::tls::server(&cert, &key, client_ca)
 }
-
-pub use common::tls::serve;

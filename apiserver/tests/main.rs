@@ -5,6 +5,7 @@ mod api_semantics;
 mod durability;
 mod kube_rs;
 mod kubectl;
+mod limits;
 mod python_client;
 mod random_requests;
 mod support;

@@ -1,4 +1,5 @@
 //! What every tetsu component shares: selectors, quantities, metrics, the health server,
+//! owner-only files,
 //! API clients, leader election, logging setup, shutdown signals and the bootstrap token
 //! format with its cluster-info signatures. No storage and no component logic live here.
 
@@ -6,6 +7,7 @@ pub mod bootstraptoken;
 pub mod client;
 pub mod delegated_auth;
 pub mod events;
+pub mod files;
 pub mod flags;
 pub mod health;
 pub mod leader_election;

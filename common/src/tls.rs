@@ -50,13 +50,16 @@ pub fn self_signed(
         dir.join(format!("{stem}.key")),
     );
     if cert.exists() && key.exists() {
+        // Kept by an older version maybe with a wider mode: the key is the owner's alone.
+        crate::files::restrict(&key, crate::files::PRIVATE_FILE)?;
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::files::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let generated = rcgen::generate_simple_self_signed(names)
         .context("generating a self-signed certificate")?;
+    crate::files::write_private(&key, generated.signing_key.serialize_pem().as_bytes())
+        .with_context(|| format!("writing {}", key.display()))?;
     std::fs::write(&cert, generated.cert.pem())?;
-    std::fs::write(&key, generated.signing_key.serialize_pem())?;
     tracing::info!(cert = %cert.display(), "generated a self-signed serving certificate");
     Ok((cert, key))
 }

@@ -68,7 +68,8 @@ impl NodeConfig {
 
     pub fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
         let layout = Layout::new(data_dir);
-        std::fs::create_dir_all(data_dir)
+        // Kubeconfigs with private keys and the PKI live here: owner-only, as upstream's.
+        common::files::create_private_dir(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         std::fs::write(layout.config(), serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", layout.config().display()))

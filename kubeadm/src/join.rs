@@ -79,14 +79,15 @@ pub async fn run(opts: JoinOptions) -> anyhow::Result<()> {
     );
     cfg.api_server = server;
 
-    std::fs::create_dir_all(&opts.data_dir)?;
+    common::files::create_private_dir(&opts.data_dir)?;
     let bootstrap = layout.kubeconfig("bootstrap-kubelet.conf");
-    std::fs::write(
+    // It holds the bootstrap token.
+    common::files::write_private(
         &bootstrap,
-        token_kubeconfig(&cfg.api_server, &ca, &opts.token),
+        token_kubeconfig(&cfg.api_server, &ca, &opts.token).as_bytes(),
     )?;
     std::fs::write(layout.pki().join("ca.crt"), &ca).or_else(|_| {
-        std::fs::create_dir_all(layout.pki())?;
+        common::files::create_private_dir(&layout.pki())?;
         std::fs::write(layout.pki().join("ca.crt"), &ca)
     })?;
     println!(

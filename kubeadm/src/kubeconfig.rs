@@ -86,21 +86,15 @@ pub fn write(
 ) -> anyhow::Result<PathBuf> {
     let path = dir.join(file);
     if path.exists() {
+        common::files::restrict(&path, common::files::PRIVATE_FILE)?;
         return Ok(path);
     }
-    std::fs::create_dir_all(dir)?;
+    common::files::create_private_dir(dir)?;
     let ca = std::fs::read_to_string(pki.path("ca.crt"))?;
     let signed = pki.sign(user, groups, &[], Usage::Client)?;
     let text = render(server, &ca, user, &signed.cert_pem, &signed.key_pem);
     // It holds a private key: owner-only, like upstream's.
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?
-        .write_all(text.as_bytes())?;
+    common::files::create_private(&path, text.as_bytes())?;
     Ok(path)
 }
 

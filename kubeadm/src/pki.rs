@@ -93,8 +93,15 @@ impl Pki {
 
     /// Creates what is missing; answers the files it wrote.
     pub fn create(&self, cfg: &PkiConfig) -> anyhow::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(&self.dir)
+        common::files::create_private_dir(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
+        // Keys an older version left readable by others are the owner's alone from now on.
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "key") {
+                common::files::restrict(&path, common::files::PRIVATE_FILE)?;
+            }
+        }
         let mut written = Vec::new();
         if !self.path("ca.crt").exists() {
             let ca = new_ca("kubernetes")?;
@@ -218,17 +225,8 @@ fn new_ca(common_name: &str) -> anyhow::Result<Signed> {
 
 /// Private keys are readable by their owner only.
 fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(pem.as_bytes())?;
-    Ok(())
+    common::files::write_private(path, pem.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -271,5 +269,51 @@ mod tests {
                 "api.example"
             ]
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn keys_kubeconfigs_and_their_dirs_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let pki = Pki::new(&data.join("pki"));
+        let cfg = PkiConfig {
+            node_name: "cp-1".into(),
+            advertise_address: "192.168.1.10".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec![],
+        };
+        pki.create(&cfg).unwrap();
+        assert_eq!(mode(&pki.dir), 0o700);
+        for key in [
+            "ca.key",
+            "apiserver.key",
+            "apiserver-kubelet-client.key",
+            "sa.key",
+        ] {
+            assert_eq!(mode(&pki.path(key)), 0o600, "{key}");
+        }
+        let written =
+            crate::kubeconfig::write_all(&pki, &data, "https://192.168.1.10:6443", "cp-1").unwrap();
+        assert_eq!(mode(&data), 0o700);
+        for conf in &written {
+            assert_eq!(mode(conf), 0o600, "{}", conf.display());
+        }
+        // What an older version left open to others is narrowed when it runs again.
+        let wide = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(pki.path("ca.key"), wide.clone()).unwrap();
+        std::fs::set_permissions(&written[0], wide.clone()).unwrap();
+        std::fs::set_permissions(&pki.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        pki.create(&cfg).unwrap();
+        crate::kubeconfig::write_all(&pki, &data, "https://192.168.1.10:6443", "cp-1").unwrap();
+        assert_eq!(mode(&pki.path("ca.key")), 0o600);
+        assert_eq!(mode(&written[0]), 0o600);
+        assert_eq!(mode(&pki.dir), 0o700);
     }
 }

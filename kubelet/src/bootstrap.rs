@@ -107,7 +107,7 @@ pub async fn ensure_kubeconfig(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    std::fs::create_dir_all(cert_dir)
+    common::files::create_private_dir(cert_dir)
         .with_context(|| format!("creating {}", cert_dir.display()))?;
     let (cert_path, key_path) = (
         cert_dir.join("kubelet-client.crt"),
@@ -131,20 +131,10 @@ fn render(server: &str, ca: &str, node: &str, cert: &Path, key: &Path) -> String
 
 /// Writes a file only its owner may read (it holds a key or points at one).
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?
-        .write_all(data)?;
-    Ok(())
+    common::files::write_private(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The default place of the bootstrap certificate under the kubelet's root directory.

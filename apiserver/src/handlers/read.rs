@@ -463,14 +463,11 @@ pub async fn watch(
         "" | "0" => None,
         rv => Some(parse_rv(rv)?),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let (tx, rx) = crate::cache::watch_queue(state.cache.clone(), resource);
     let body = Body::from_stream(
         tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
     );
-    let timeout = Duration::from_secs(query.timeout_seconds.unwrap_or_else(|| {
-        // Spread reconnects as upstream does: 30 to 60 minutes.
-        1800 + rand::random::<u64>() % 1800
-    }));
+    let timeout = state.limits.watch_timeout(query.timeout_seconds);
     let mut encoder = Encoder {
         resource,
         format,
@@ -588,7 +585,7 @@ async fn watch_from_store(
     from: Revision,
     query: &Query,
     encoder: &mut Encoder,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    tx: &crate::cache::WatchSender,
     deadline: std::pin::Pin<&mut tokio::time::Sleep>,
 ) {
     let mut stream = match state.store.watch(prefix, from).await {

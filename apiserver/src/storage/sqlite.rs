@@ -127,12 +127,26 @@ fn internal(e: impl std::fmt::Display) -> Error {
 }
 
 fn open(path: &Path) -> Result<Connection> {
+    private_files(path).map_err(internal)?;
     let conn = Connection::open(path).map_err(internal)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
     )
     .map_err(internal)?;
     Ok(conn)
+}
+
+/// The database holds every Secret: it and its WAL and SHM files are the owner's alone. SQLite
+/// gives the WAL and SHM files the database file's mode, so the database is created 0600
+/// before SQLite opens it; files left wider by an older version are narrowed.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    common::files::create_private(path, b"")?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        common::files::restrict(Path::new(&name), common::files::PRIVATE_FILE)?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
