@@ -125,7 +125,11 @@ fn is_health_check(path: &str) -> bool {
 /// The middleware: admits, refuses or times out one request.
 pub async fn filter(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     let query = request.uri().query().unwrap_or("");
-    let attrs = Attributes::from_request(request.method().as_str(), request.uri().path(), query);
+    // The reading authorization used (the auth filter runs first); read here only without it.
+    let attrs = match request.extensions().get::<crate::request::RequestInfo>() {
+        Some(info) => info.attrs.clone(),
+        None => Attributes::from_request(request.method().as_str(), request.uri().path(), query),
+    };
     if is_long_running(&attrs) {
         return next.run(request).await;
     }
