@@ -181,7 +181,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<coordination::Lease>(NONE, NONE, NONE, &DEFAULT),
         resource::<events::Event>(&["ev"], NONE, NONE, &DEFAULT),
         resource::<policy::PodDisruptionBudget>(&["pdb"], NONE, STATUS, &WITH_STATUS),
-        resource::<networking::NetworkPolicy>(&["netpol"], NONE, NONE, &DEFAULT),
+        resource::<networking::NetworkPolicy>(&["netpol"], NONE, NONE, &NETWORK_POLICIES),
         resource::<networking::Ingress>(&["ing"], NONE, STATUS, &WITH_STATUS),
         resource::<rbac::Role>(NONE, NONE, NONE, &RBAC),
         resource::<rbac::RoleBinding>(NONE, NONE, NONE, &RBAC),

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::meta::{self, NameRule, default_field, object_at, validate_label_field};
 use crate::status::Cause;
+use crate::validation;
 
 /// What makes one kind behave as upstream's; every method has the generic default.
 pub trait Strategy: Sync + Send {
@@ -718,6 +719,23 @@ impl Strategy for CronJobs {
             "spec.jobTemplate.spec.template.spec",
         ));
         causes
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// networking.k8s.io
+
+pub struct NetworkPolicies;
+pub static NETWORK_POLICIES: NetworkPolicies = NetworkPolicies;
+impl Strategy for NetworkPolicies {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        validation::networking::default_network_policy(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::networking::network_policy(obj, old)
     }
 }
 

@@ -1,5 +1,9 @@
-//! Validation every kind shares: object metadata (name, namespace, labels, annotations,
-//! finalizers, ownerReferences), with upstream's field paths and messages.
+//! Validation with upstream's field paths and messages: here the object metadata every kind
+//! shares (name, namespace, labels, annotations, finalizers, ownerReferences); the kinds' own
+//! rules live in one module per API group, called from their strategies.
+
+pub mod fields;
+pub mod networking;
 
 use serde_json::Value;
 
