@@ -71,6 +71,16 @@ impl Cause {
         }
     }
 
+    /// `Invalid value: <shown>: <detail>` with the value already rendered, for values upstream
+    /// prints unquoted (quantities) or as Go literals.
+    pub fn invalid_shown(field: impl Into<String>, shown: &str, detail: impl AsRef<str>) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {}", detail.as_ref()),
+        }
+    }
+
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Cause {
         Cause {
             reason: "FieldValueForbidden",

@@ -84,6 +84,9 @@ impl Strategy for Namespaces {
         object_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
         obj["status"] = json!({ "phase": "Active" });
     }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::namespace(obj)
+    }
 }
 
 /// core/v1 Events: selectable by the object they are about, as `kubectl describe` asks.
@@ -138,6 +141,58 @@ impl Strategy for Secrets {
             }
         }
     }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::secret(obj, old)
+    }
+}
+
+pub struct ConfigMaps;
+pub static CONFIG_MAPS: ConfigMaps = ConfigMaps;
+impl Strategy for ConfigMaps {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::config_map(obj, old)
+    }
+}
+
+pub struct Endpoints;
+pub static ENDPOINTS: Endpoints = Endpoints;
+impl Strategy for Endpoints {
+    fn default(&self, obj: &mut Value) {
+        validation::core::default_endpoints(obj);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::endpoints(obj)
+    }
+}
+
+pub struct ResourceQuotas;
+pub static RESOURCE_QUOTAS: ResourceQuotas = ResourceQuotas;
+impl Strategy for ResourceQuotas {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::resource_quota(obj)
+    }
+}
+
+pub struct LimitRanges;
+pub static LIMIT_RANGES: LimitRanges = LimitRanges;
+impl Strategy for LimitRanges {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::limit_range(obj)
+    }
+}
+
+pub struct Claims;
+pub static CLAIMS: Claims = Claims;
+impl Strategy for Claims {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::persistent_volume_claim(obj)
+    }
 }
 
 pub struct Nodes;
@@ -145,6 +200,9 @@ pub static NODES: Nodes = Nodes;
 impl Strategy for Nodes {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::node(obj, old)
     }
 }
 
@@ -408,48 +466,7 @@ impl Strategy for Services {
         object_at(obj, &["status", "loadBalancer"]);
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        let spec = &obj["spec"];
-        let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-        let supported = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
-        if !supported.contains(&ty) {
-            causes.push(Cause::unsupported("spec.type", &json!(ty), &supported));
-        }
-        let ports = spec["ports"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let headless = spec["clusterIP"].as_str() == Some("None");
-        if ports.is_empty() && ty != "ExternalName" && !headless {
-            causes.push(Cause::required("spec.ports"));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            let port = p["port"].as_i64().unwrap_or(0);
-            if !(1..=65535).contains(&port) {
-                causes.push(Cause::invalid(
-                    format!("spec.ports[{i}].port"),
-                    &json!(port),
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
-            if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
-                causes.push(Cause::required(format!("spec.ports[{i}].name")));
-            }
-        }
-        if let Some(old) = old {
-            let (new_ip, old_ip) = (&spec["clusterIP"], &old["spec"]["clusterIP"]);
-            if !old_ip.is_null()
-                && new_ip != old_ip
-                && ty == old["spec"]["type"].as_str().unwrap_or("")
-            {
-                causes.push(Cause::invalid(
-                    "spec.clusterIPs[0]",
-                    new_ip,
-                    "may not change once set",
-                ));
-            }
-        }
-        causes
+        validation::core::service(obj, old)
     }
 }
 

@@ -2,6 +2,7 @@
 //! shares (name, namespace, labels, annotations, finalizers, ownerReferences); the kinds' own
 //! rules live in one module per API group, called from their strategies.
 
+pub mod core;
 pub mod fields;
 pub mod networking;
 
