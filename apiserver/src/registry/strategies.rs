@@ -55,11 +55,33 @@ impl Strategy for WithStatus {
     }
 }
 
-pub struct Rbac;
-pub static RBAC: Rbac = Rbac;
+/// The four RBAC kinds: path-segment names, and rules or roleRef/subjects validated.
+pub enum Rbac {
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+}
+pub static ROLES: Rbac = Rbac::Role;
+pub static CLUSTER_ROLES: Rbac = Rbac::ClusterRole;
+pub static ROLE_BINDINGS: Rbac = Rbac::RoleBinding;
+pub static CLUSTER_ROLE_BINDINGS: Rbac = Rbac::ClusterRoleBinding;
 impl Strategy for Rbac {
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
+    }
+    fn default(&self, obj: &mut Value) {
+        if matches!(self, Rbac::RoleBinding | Rbac::ClusterRoleBinding) {
+            validation::rbac::default_binding(obj);
+        }
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        match self {
+            Rbac::Role => validation::rbac::role(obj, true),
+            Rbac::ClusterRole => validation::rbac::role(obj, false),
+            Rbac::RoleBinding => validation::rbac::binding(obj, old, true),
+            Rbac::ClusterRoleBinding => validation::rbac::binding(obj, old, false),
+        }
     }
 }
 
@@ -114,6 +136,18 @@ impl Strategy for Events {
             "reportingComponent" => meta::field_string(obj, "reportingComponent"),
             other => meta::field_string(obj, other),
         }
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::events::event(obj, true)
+    }
+}
+
+/// events.k8s.io/v1 Events: the strict, new-style validation.
+pub struct NewEvents;
+pub static NEW_EVENTS: NewEvents = NewEvents;
+impl Strategy for NewEvents {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::events::event(obj, false)
     }
 }
 
@@ -761,6 +795,61 @@ pub static CSRS: Csrs = Csrs;
 impl Strategy for Csrs {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.signerName"]
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::certificates::certificate_signing_request(obj)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other groups' kinds
+
+pub struct ControllerRevisions;
+pub static CONTROLLER_REVISIONS: ControllerRevisions = ControllerRevisions;
+impl Strategy for ControllerRevisions {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::apps::controller_revision(obj, old)
+    }
+}
+
+pub struct EndpointSlices;
+pub static ENDPOINT_SLICES: EndpointSlices = EndpointSlices;
+impl Strategy for EndpointSlices {
+    fn default(&self, obj: &mut Value) {
+        validation::discovery::default_endpoint_slice(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::discovery::endpoint_slice(obj, old)
+    }
+}
+
+pub struct Leases;
+pub static LEASES: Leases = Leases;
+impl Strategy for Leases {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::coordination::lease(obj)
+    }
+}
+
+pub struct Budgets;
+pub static BUDGETS: Budgets = Budgets;
+impl Strategy for Budgets {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::policy::pod_disruption_budget(obj, old)
+    }
+}
+
+pub struct PriorityClasses;
+pub static PRIORITY_CLASSES: PriorityClasses = PriorityClasses;
+impl Strategy for PriorityClasses {
+    fn default(&self, obj: &mut Value) {
+        validation::scheduling::default_priority_class(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::scheduling::priority_class(obj, old)
     }
 }
 

@@ -2,9 +2,17 @@
 //! shares (name, namespace, labels, annotations, finalizers, ownerReferences); the kinds' own
 //! rules live in one module per API group, called from their strategies.
 
+pub mod apps;
+pub mod certificates;
+pub mod coordination;
 pub mod core;
+pub mod discovery;
+pub mod events;
 pub mod fields;
 pub mod networking;
+pub mod policy;
+pub mod rbac;
+pub mod scheduling;
 
 use serde_json::Value;
 
