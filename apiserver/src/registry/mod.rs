@@ -182,7 +182,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<events::Event>(&["ev"], NONE, NONE, &NEW_EVENTS),
         resource::<policy::PodDisruptionBudget>(&["pdb"], NONE, STATUS, &BUDGETS),
         resource::<networking::NetworkPolicy>(&["netpol"], NONE, NONE, &NETWORK_POLICIES),
-        resource::<networking::Ingress>(&["ing"], NONE, STATUS, &WITH_STATUS),
+        resource::<networking::Ingress>(&["ing"], NONE, STATUS, &INGRESSES),
         resource::<rbac::Role>(NONE, NONE, NONE, &ROLES),
         resource::<rbac::RoleBinding>(NONE, NONE, NONE, &ROLE_BINDINGS),
         resource::<rbac::ClusterRole>(NONE, NONE, NONE, &CLUSTER_ROLES),

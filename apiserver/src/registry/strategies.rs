@@ -790,6 +790,17 @@ impl Strategy for NetworkPolicies {
     }
 }
 
+pub struct Ingresses;
+pub static INGRESSES: Ingresses = Ingresses;
+impl Strategy for Ingresses {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::networking::ingress(obj, old)
+    }
+}
+
 pub struct Csrs;
 pub static CSRS: Csrs = Csrs;
 impl Strategy for Csrs {
