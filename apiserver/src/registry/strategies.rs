@@ -77,8 +77,8 @@ impl Strategy for Rbac {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         match self {
-            Rbac::Role => validation::rbac::role(obj, true),
-            Rbac::ClusterRole => validation::rbac::role(obj, false),
+            Rbac::Role => validation::rbac::role(obj, old, true),
+            Rbac::ClusterRole => validation::rbac::role(obj, old, false),
             Rbac::RoleBinding => validation::rbac::binding(obj, old, true),
             Rbac::ClusterRoleBinding => validation::rbac::binding(obj, old, false),
         }
@@ -481,6 +481,13 @@ impl Strategy for Services {
         let spec = object_at(obj, &["spec"]);
         default_field(spec, "type", json!("ClusterIP"));
         default_field(spec, "sessionAffinity", json!("None"));
+        if spec["sessionAffinity"] == "ClientIP" {
+            default_field(
+                spec,
+                "sessionAffinityConfig",
+                json!({ "clientIP": { "timeoutSeconds": 10800 } }),
+            );
+        }
         let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
         if ty != "ExternalName" {
             default_field(spec, "internalTrafficPolicy", json!("Cluster"));

@@ -32,6 +32,25 @@ pub fn service(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     if ports.is_empty() && ty != "ExternalName" && !headless {
         causes.push(Cause::required("spec.ports"));
     }
+    if (ty == "NodePort" || ty == "LoadBalancer") && headless {
+        causes.push(Cause::invalid(
+            "spec.clusterIP",
+            &json!("None"),
+            format!("may not be set to 'None' for {ty} services"),
+        ));
+    }
+    if ty == "LoadBalancer" {
+        // Clouds that over-open firewalls would expose the kubelet.
+        for (i, p) in ports.iter().enumerate() {
+            if p["port"] == 10250 {
+                causes.push(Cause::invalid(
+                    format!("spec.ports[{i}]"),
+                    &p["port"],
+                    "may not expose port 10250 externally since it is used by kubelet",
+                ));
+            }
+        }
+    }
     if ty == "ExternalName" {
         let name = text(spec, "externalName");
         let clean = name.strip_suffix('.').unwrap_or(name);
@@ -84,6 +103,35 @@ pub fn service(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
             &json!(other),
             &["ClientIP", "None"],
         )),
+    }
+    let config = &spec["sessionAffinityConfig"];
+    match text(spec, "sessionAffinity") {
+        "ClientIP" => {
+            let timeout = &config["clientIP"]["timeoutSeconds"];
+            let path = "spec.sessionAffinityConfig";
+            let detail = "when session affinity type is ClientIP";
+            if config.is_null() {
+                causes.push(Cause::required_detail(path, detail));
+            } else if config["clientIP"].is_null() {
+                causes.push(Cause::required_detail(format!("{path}.clientIP"), detail));
+            } else if timeout.is_null() {
+                causes.push(Cause::required_detail(
+                    format!("{path}.clientIP.timeoutSeconds"),
+                    detail,
+                ));
+            } else if !timeout.as_i64().is_some_and(|t| (1..=86400).contains(&t)) {
+                causes.push(Cause::invalid(
+                    format!("{path}.clientIP.timeoutSeconds"),
+                    timeout,
+                    "must be greater than 0 and less than 86400",
+                ));
+            }
+        }
+        "None" if !config.is_null() => causes.push(Cause::forbidden(
+            "spec.sessionAffinityConfig",
+            "must not be set when session affinity is None",
+        )),
+        _ => {}
     }
     for policy in ["externalTrafficPolicy", "internalTrafficPolicy"] {
         if let Some(v) = spec[policy].as_str()
@@ -252,20 +300,17 @@ pub fn secret(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
         "kubernetes.io/dockercfg" => docker_config(data, ".dockercfg", &mut causes),
         "kubernetes.io/dockerconfigjson" => docker_config(data, ".dockerconfigjson", &mut causes),
-        "kubernetes.io/basic-auth" => {
-            // Either may be empty, but one must be present.
-            if !has("username") && !has("password") {
-                causes.push(Cause::required("data[username]"));
-                causes.push(Cause::required("data[password]"));
-            }
+        // Either may be empty, but one must be present.
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            causes.push(Cause::required("data[username]"));
+            causes.push(Cause::required("data[password]"));
         }
-        "kubernetes.io/ssh-auth" => {
+        "kubernetes.io/ssh-auth"
             if data
                 .and_then(|d| d.get("ssh-privatekey"))
-                .is_none_or(|v| decoded_len(v) == 0)
-            {
-                causes.push(Cause::required("data[ssh-privatekey]"));
-            }
+                .is_none_or(|v| decoded_len(v) == 0) =>
+        {
+            causes.push(Cause::required("data[ssh-privatekey]"));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {
@@ -721,6 +766,12 @@ mod tests {
             {"name": "http", "port": 80, "targetPort": "web"},
             {"name": "dns", "port": 53, "protocol": "UDP", "appProtocol": "dns"}]}));
         check(service(&ok, None), &[], &ok);
+        let sticky = svc(json!({"sessionAffinity": "ClientIP", "ports": [{"port": 80}]}));
+        assert_eq!(
+            sticky["spec"]["sessionAffinityConfig"],
+            json!({"clientIP": {"timeoutSeconds": 10800}})
+        );
+        check(service(&sticky, None), &[], &sticky);
         let ext = svc(json!({"type": "ExternalName", "externalName": "example.com."}));
         check(service(&ext, None), &[], &ext);
         let cases: &[(Value, &[(&str, &str)])] = &[
@@ -799,6 +850,33 @@ mod tests {
             (
                 json!({"type": "ExternalName"}),
                 &[("spec.externalName", "Required value")],
+            ),
+            (
+                json!({"type": "LoadBalancer", "clusterIP": "None", "ports": [{"port": 10250}]}),
+                &[
+                    (
+                        "spec.clusterIP",
+                        "Invalid value: \"None\": may not be set to 'None' for LoadBalancer services",
+                    ),
+                    (
+                        "spec.ports[0]",
+                        "Invalid value: 10250: may not expose port 10250 externally since it is used by kubelet",
+                    ),
+                ],
+            ),
+            (
+                json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}, "ports": [{"port": 80}]}),
+                &[(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    "Invalid value: 0: must be greater than 0 and less than 86400",
+                )],
+            ),
+            (
+                json!({"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 5}}, "ports": [{"port": 80}]}),
+                &[(
+                    "spec.sessionAffinityConfig",
+                    "Forbidden: must not be set when session affinity is None",
+                )],
             ),
             (
                 json!({"externalIPs": ["1.2.3"], "ports": [{"port": 80}]}),

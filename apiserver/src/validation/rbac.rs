@@ -18,8 +18,8 @@ fn go_strings(v: &Value) -> String {
     format!("[]string{{{}}}", quoted.join(", "))
 }
 
-/// Role (namespaced: no non-resource URLs) and ClusterRole rules.
-pub fn role(obj: &Value, namespaced: bool) -> Vec<Cause> {
+/// Role (namespaced: no non-resource URLs) and ClusterRole rules; `old` is set on update.
+pub fn role(obj: &Value, old: Option<&Value>, namespaced: bool) -> Vec<Cause> {
     let mut causes = Vec::new();
     for (i, rule) in items(&obj["rules"]).iter().enumerate() {
         policy_rule(rule, namespaced, &format!("rules[{i}]"), &mut causes);
@@ -33,9 +33,15 @@ pub fn role(obj: &Value, namespaced: bool) -> Vec<Cause> {
                 "at least one clusterRoleSelector required if aggregationRule is non-nil",
             ));
         }
+        // An update may keep label values an older server let into the selectors.
+        let values = old.is_none_or(|o| {
+            items(&o["aggregationRule"]["clusterRoleSelectors"])
+                .iter()
+                .all(fields::selector_is_valid)
+        });
         for (i, s) in selectors.iter().enumerate() {
             let path = format!("aggregationRule.clusterRoleSelectors[{i}]");
-            fields::label_selector(s, &path, true, &mut causes);
+            fields::label_selector(s, &path, values, &mut causes);
         }
     }
     causes
@@ -211,16 +217,16 @@ mod tests {
     fn roles() {
         let ok = json!({"rules": [
             {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]});
-        check(role(&ok, true), &[], &ok);
+        check(role(&ok, None, true), &[], &ok);
         let cluster = json!({"rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}],
             "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "true"}}]}});
-        check(role(&cluster, false), &[], &cluster);
+        check(role(&cluster, None, false), &[], &cluster);
         let bad = json!({"rules": [
             {"apiGroups": [""], "resources": ["pods"]},
             {"verbs": ["get"]},
             {"verbs": ["get"], "nonResourceURLs": ["/healthz"], "resources": ["pods"]}]});
         check(
-            role(&bad, true),
+            role(&bad, None, true),
             &[
                 (
                     "rules[0].verbs",
@@ -245,9 +251,13 @@ mod tests {
             ],
             &bad,
         );
+        let stored = json!({"aggregationRule": {"clusterRoleSelectors": [{"matchExpressions": [
+            {"key": "a", "operator": "In", "values": ["bad value"]}]}]}});
+        assert_eq!(role(&stored, None, false).len(), 1);
+        check(role(&stored, Some(&stored), false), &[], &stored);
         let empty_aggregation = json!({"aggregationRule": {}});
         check(
-            role(&empty_aggregation, false),
+            role(&empty_aggregation, None, false),
             &[(
                 "aggregationRule.clusterRoleSelectors",
                 "Required value: at least one clusterRoleSelector required if aggregationRule is non-nil",
@@ -260,7 +270,7 @@ mod tests {
     fn bootstrap_policy_is_valid() {
         for obj in crate::auth::policy::objects() {
             let causes = match obj["kind"].as_str() {
-                Some("ClusterRole") => role(&obj, false),
+                Some("ClusterRole") => role(&obj, None, false),
                 _ => binding(&obj, None, false),
             };
             assert_eq!(causes, [], "{obj}");
