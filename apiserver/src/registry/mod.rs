@@ -168,7 +168,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<core::LimitRange>(&["limits"], NONE, NONE, &LIMIT_RANGES),
         resource::<core::ResourceQuota>(&["quota"], NONE, STATUS, &RESOURCE_QUOTAS),
         resource::<core::ReplicationController>(&["rc"], ALL, STATUS_SCALE, &WORKLOADS),
-        resource::<core::PersistentVolume>(&["pv"], NONE, STATUS, &WITH_STATUS),
+        resource::<core::PersistentVolume>(&["pv"], NONE, STATUS, &VOLUMES),
         resource::<core::PersistentVolumeClaim>(&["pvc"], NONE, STATUS, &CLAIMS),
         resource::<apps::Deployment>(&["deploy"], ALL, STATUS_SCALE, &DEPLOYMENTS),
         resource::<apps::ReplicaSet>(&["rs"], ALL, STATUS_SCALE, &WORKLOADS),

@@ -218,6 +218,20 @@ impl Strategy for LimitRanges {
     }
 }
 
+pub struct Volumes;
+pub static VOLUMES: Volumes = Volumes;
+impl Strategy for Volumes {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        validation::core::default_persistent_volume(obj);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::persistent_volume(obj)
+    }
+}
+
 pub struct Claims;
 pub static CLAIMS: Claims = Claims;
 impl Strategy for Claims {

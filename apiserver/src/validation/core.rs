@@ -1,6 +1,6 @@
 //! core/v1 validation beyond pods and workloads: Service, ConfigMap, Secret, Namespace, Node,
-//! Endpoints, ResourceQuota, LimitRange and PersistentVolumeClaim, as upstream's
-//! pkg/apis/core/validation.
+//! Endpoints, ResourceQuota, LimitRange, PersistentVolume and PersistentVolumeClaim, as
+//! upstream's pkg/apis/core/validation.
 
 use std::collections::HashSet;
 
@@ -690,15 +690,153 @@ pub fn limit_range(obj: &Value) -> Vec<Cause> {
     causes
 }
 
+const ACCESS_MODES: [&str; 4] = [
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+/// Known access modes; ReadWriteOncePod only alone.
+fn access_modes(access: &[Value], causes: &mut Vec<Cause>) {
+    for m in access {
+        if !m.as_str().is_some_and(|m| ACCESS_MODES.contains(&m)) {
+            causes.push(Cause::unsupported("spec.accessModes", m, &ACCESS_MODES));
+        }
+    }
+    if access.len() > 1 && access.iter().any(|m| m == "ReadWriteOncePod") {
+        causes.push(Cause::forbidden(
+            "spec.accessModes",
+            "may not use ReadWriteOncePod with other access modes",
+        ));
+    }
+}
+
+fn volume_mode(spec: &Value, causes: &mut Vec<Cause>) {
+    if let Some(mode) = spec["volumeMode"].as_str()
+        && mode != "Block"
+        && mode != "Filesystem"
+    {
+        causes.push(Cause::unsupported(
+            "spec.volumeMode",
+            &json!(mode),
+            &["Block", "Filesystem"],
+        ));
+    }
+}
+
+/// The volume sources a PersistentVolume may name, exactly one at a time.
+const PV_SOURCES: [&str; 22] = [
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "hostPath",
+    "glusterfs",
+    "nfs",
+    "rbd",
+    "quobyte",
+    "cephfs",
+    "iscsi",
+    "cinder",
+    "fc",
+    "flexVolume",
+    "azureFile",
+    "vsphereVolume",
+    "flocker",
+    "azureDisk",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "scaleIO",
+    "local",
+    "storageos",
+    "csi",
+];
+
+/// v1 defaults: volumes are retained and hold a filesystem.
+pub fn default_persistent_volume(obj: &mut Value) {
+    let spec = meta::object_at(obj, &["spec"]);
+    meta::default_field(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+    meta::default_field(spec, "volumeMode", json!("Filesystem"));
+}
+
+pub fn persistent_volume(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = &obj["spec"];
+    let access = items(&spec["accessModes"]);
+    if access.is_empty() {
+        causes.push(Cause::required("spec.accessModes"));
+    }
+    access_modes(access, &mut causes);
+    let capacity = spec["capacity"].as_object();
+    if capacity.is_none_or(|c| c.is_empty()) {
+        causes.push(Cause::required("spec.capacity"));
+    }
+    // Sorted, as Go prints a map.
+    let mut keys: Vec<&String> = capacity.into_iter().flatten().map(|(k, _)| k).collect();
+    keys.sort();
+    if keys.len() != 1 || keys[0] != "storage" {
+        // Upstream prints the Go map; the keys are what matters.
+        let shown = keys
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.capacity".into(),
+            message: format!(
+                "Unsupported value: core.ResourceList{{{shown}}}: supported values: \"storage\""
+            ),
+        });
+    }
+    for (k, v) in capacity.into_iter().flatten() {
+        let positive = v
+            .as_str()
+            .and_then(|s| common::quantity::Quantity::parse(s).ok())
+            .is_none_or(|q| q.milli_value() > 0);
+        if !positive {
+            causes.push(Cause::invalid(
+                format!("spec.capacity[{k}]"),
+                v,
+                "must be greater than zero",
+            ));
+        }
+    }
+    if let Some(class) = spec["storageClassName"].as_str().filter(|c| !c.is_empty()) {
+        fields::dns_subdomain("spec.storageClassName", class, &mut causes);
+    }
+    volume_mode(spec, &mut causes);
+    if let Some(policy) = spec["persistentVolumeReclaimPolicy"].as_str()
+        && !policy.is_empty()
+        && !["Delete", "Recycle", "Retain"].contains(&policy)
+    {
+        causes.push(Cause::unsupported(
+            "spec.persistentVolumeReclaimPolicy",
+            &json!(policy),
+            &["Delete", "Recycle", "Retain"],
+        ));
+    }
+    let mut sources = 0;
+    for source in PV_SOURCES {
+        if spec[source].is_null() {
+            continue;
+        }
+        if sources > 0 {
+            causes.push(Cause::forbidden(
+                format!("spec.{source}"),
+                "may not specify more than 1 volume type",
+            ));
+        }
+        sources += 1;
+    }
+    if sources == 0 {
+        causes.push(Cause::required_detail("spec", "must specify a volume type"));
+    }
+    causes
+}
+
 pub fn persistent_volume_claim(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let spec = &obj["spec"];
-    let modes = [
-        "ReadOnlyMany",
-        "ReadWriteMany",
-        "ReadWriteOnce",
-        "ReadWriteOncePod",
-    ];
     let access = items(&spec["accessModes"]);
     if access.is_empty() {
         causes.push(Cause::required_detail(
@@ -706,11 +844,7 @@ pub fn persistent_volume_claim(obj: &Value) -> Vec<Cause> {
             "at least 1 access mode is required",
         ));
     }
-    for m in access {
-        if !m.as_str().is_some_and(|m| modes.contains(&m)) {
-            causes.push(Cause::unsupported("spec.accessModes", m, &modes));
-        }
-    }
+    access_modes(access, &mut causes);
     let storage = &spec["resources"]["requests"]["storage"];
     let positive = storage
         .as_str()
@@ -725,16 +859,7 @@ pub fn persistent_volume_claim(obj: &Value) -> Vec<Cause> {
             "must be greater than zero",
         ));
     }
-    if let Some(mode) = spec["volumeMode"].as_str()
-        && mode != "Block"
-        && mode != "Filesystem"
-    {
-        causes.push(Cause::unsupported(
-            "spec.volumeMode",
-            &json!(mode),
-            &["Block", "Filesystem"],
-        ));
-    }
+    volume_mode(spec, &mut causes);
     causes
 }
 
@@ -1140,6 +1265,47 @@ mod tests {
                 ("spec.limits[1].type", "Duplicate value: \"Container\""),
             ],
             &limits,
+        );
+        let mut pv = json!({"spec": {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"},
+            "hostPath": {"path": "/data"}, "storageClassName": "local"}});
+        default_persistent_volume(&mut pv);
+        assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        check(persistent_volume(&pv), &[], &pv);
+        let bad_pv = json!({"spec": {"accessModes": ["ReadWriteOncePod", "ReadWriteOnce"],
+            "capacity": {"storage": "0", "cpu": "1"}, "hostPath": {"path": "/a"}, "nfs": {"server": "s", "path": "/"},
+            "persistentVolumeReclaimPolicy": "Keep"}});
+        check(
+            persistent_volume(&bad_pv),
+            &[
+                (
+                    "spec.accessModes",
+                    "Forbidden: may not use ReadWriteOncePod with other access modes",
+                ),
+                (
+                    "spec.capacity",
+                    "Unsupported value: core.ResourceList{\"cpu\", \"storage\"}: supported values: \"storage\"",
+                ),
+                (
+                    "spec.capacity[storage]",
+                    "Invalid value: \"0\": must be greater than zero",
+                ),
+                (
+                    "spec.persistentVolumeReclaimPolicy",
+                    "Unsupported value: \"Keep\": supported values: \"Delete\", \"Recycle\", \"Retain\"",
+                ),
+                (
+                    "spec.nfs",
+                    "Forbidden: may not specify more than 1 volume type",
+                ),
+            ],
+            &bad_pv,
+        );
+        check(
+            persistent_volume(
+                &json!({"spec": {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}}),
+            ),
+            &[("spec", "Required value: must specify a volume type")],
+            &json!("no source"),
         );
         let claim = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
         check(persistent_volume_claim(&claim), &[], &claim);
