@@ -326,6 +326,7 @@ pub fn default_pod_spec(spec: &mut serde_json::Map<String, Value>) {
     default_field(spec, "terminationGracePeriodSeconds", json!(30));
     default_field(spec, "securityContext", json!({}));
     default_field(spec, "enableServiceLinks", json!(true));
+    validation::pods::default_volumes(spec);
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers.iter_mut().filter_map(Value::as_object_mut) {
@@ -416,22 +417,6 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
             {
                 causes.push(Cause::required(format!("{field}.image")));
             }
-            for (j, p) in c
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    causes.push(Cause::invalid(
-                        format!("{field}.ports[{j}].containerPort"),
-                        &json!(port),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
         }
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
@@ -444,6 +429,7 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
             ));
         }
     }
+    causes.extend(validation::pods::pod_spec(spec, path));
     causes
 }
 
@@ -602,7 +588,10 @@ impl Strategy for Workloads {
         obj["status"] = json!({ "replicas": 0 });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, obj["kind"] != "ReplicationController")
+        let mut causes = validate_workload(obj, old, obj["kind"] != "ReplicationController");
+        validation::apps::template_restarts_always(&obj["spec"], &mut causes);
+        validation::fields::nonnegative(&obj["spec"], "minReadySeconds", "spec", &mut causes);
+        causes
     }
 }
 
@@ -630,7 +619,9 @@ impl Strategy for Deployments {
         obj["status"] = json!({});
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        let mut causes = validate_workload(obj, old, true);
+        causes.extend(validation::apps::deployment_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -665,7 +656,9 @@ impl Strategy for StatefulSets {
         obj["status"] = json!({ "replicas": 0, "availableReplicas": 0 });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        let mut causes = validate_workload(obj, old, true);
+        causes.extend(validation::apps::stateful_set_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -693,7 +686,9 @@ impl Strategy for DaemonSets {
         });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        let mut causes = validate_workload(obj, old, true);
+        causes.extend(validation::apps::daemon_set_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -739,6 +734,7 @@ impl Strategy for Jobs {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = validate_pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec");
+        causes.extend(validation::batch::job_spec(&obj["spec"], "spec"));
         let policy = &obj["spec"]["template"]["spec"]["restartPolicy"];
         if policy != "OnFailure" && policy != "Never" {
             causes.push(Cause::unsupported(
@@ -782,10 +778,7 @@ impl Strategy for CronJobs {
         obj["status"] = json!({});
     }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
-            causes.push(Cause::required("spec.schedule"));
-        }
+        let mut causes = validation::batch::cron_job_spec(&obj["spec"]);
         causes.extend(validate_pod_spec(
             &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
             "spec.jobTemplate.spec.template.spec",

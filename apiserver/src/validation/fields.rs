@@ -273,6 +273,71 @@ pub fn nonnegative_quantity(
     }
 }
 
+const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
+
+/// The number of a `N%` string.
+fn percent(s: &str) -> Option<i64> {
+    let digits = s.strip_suffix('%')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An IntOrString count: a non-negative integer or a percentage. Upstream prints these
+/// values unquoted (IntOrString is a Stringer).
+pub fn int_or_percent(v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    match v {
+        Value::String(s) if percent(s).is_none() => {
+            causes.push(Cause::invalid_shown(path, s, PERCENT_MSG));
+        }
+        Value::String(_) => {}
+        other => {
+            if other.as_i64().is_some_and(|n| n < 0) {
+                causes.push(Cause::invalid(
+                    path,
+                    other,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
+}
+
+/// A percentage, if `v` is one, is at most 100%.
+pub fn at_most_100_percent(v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    if let Some(s) = v.as_str()
+        && percent(s).is_some_and(|p| p > 100)
+    {
+        causes.push(Cause::invalid_shown(
+            path,
+            s,
+            "must not be greater than 100%",
+        ));
+    }
+}
+
+/// An IntOrString's number (a percentage's digits); 0 when neither.
+pub fn int_or_percent_value(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => percent(s).unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    }
+}
+
+/// An optional integer field that must not be negative.
+pub fn nonnegative(obj: &Value, field: &str, path: &str, causes: &mut Vec<Cause>) {
+    if let Some(n) = obj[field].as_i64()
+        && n < 0
+    {
+        causes.push(Cause::invalid(
+            format!("{path}.{field}"),
+            &json!(n),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

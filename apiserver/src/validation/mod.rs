@@ -3,6 +3,7 @@
 //! rules live in one module per API group, called from their strategies.
 
 pub mod apps;
+pub mod batch;
 pub mod certificates;
 pub mod coordination;
 pub mod core;
@@ -10,6 +11,7 @@ pub mod discovery;
 pub mod events;
 pub mod fields;
 pub mod networking;
+pub mod pods;
 pub mod policy;
 pub mod rbac;
 pub mod scheduling;

@@ -5,8 +5,6 @@ use serde_json::Value;
 use super::fields;
 use crate::status::Cause;
 
-const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
-
 pub fn pod_disruption_budget(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     let spec = &obj["spec"];
@@ -20,7 +18,9 @@ pub fn pod_disruption_budget(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     }
     for field in ["minAvailable", "maxUnavailable"] {
         if !spec[field].is_null() {
-            int_or_percent(&spec[field], &format!("spec.{field}"), &mut causes);
+            let path = format!("spec.{field}");
+            fields::int_or_percent(&spec[field], &path, &mut causes);
+            fields::at_most_100_percent(&spec[field], &path, &mut causes);
         }
     }
     // An update may keep label values an older server let in.
@@ -37,37 +37,6 @@ pub fn pod_disruption_budget(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         ));
     }
     causes
-}
-
-/// A non-negative count or a percentage of at most 100%; upstream prints the value unquoted.
-fn int_or_percent(v: &Value, path: &str, causes: &mut Vec<Cause>) {
-    match v {
-        Value::String(s) => {
-            let digits = s
-                .strip_suffix('%')
-                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-            match digits {
-                None => causes.push(Cause::invalid_shown(path, s, PERCENT_MSG)),
-                Some(d) if d.parse::<u64>().map_or(true, |p| p > 100) => {
-                    causes.push(Cause::invalid_shown(
-                        path,
-                        s,
-                        "must not be greater than 100%",
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        other => {
-            if other.as_i64().is_some_and(|n| n < 0) {
-                causes.push(Cause::invalid(
-                    path,
-                    other,
-                    "must be greater than or equal to 0",
-                ));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
