@@ -656,7 +656,23 @@ impl Strategy for StatefulSets {
         obj["status"] = json!({ "replicas": 0, "availableReplicas": 0 });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        let mut causes = validate_workload(obj, old, true);
+        // Its pods also get a volume per claim template, which the containers may mount.
+        let mut with_claims = obj.clone();
+        let claims: Vec<Value> = obj["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let name = t["metadata"]["name"].clone();
+                json!({ "name": name, "persistentVolumeClaim": { "claimName": name } })
+            })
+            .collect();
+        let spec = object_at(&mut with_claims, &["spec", "template", "spec"]);
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(list) = volumes.as_array_mut() {
+            list.extend(claims);
+        }
+        let mut causes = validate_workload(&with_claims, old, true);
         causes.extend(validation::apps::stateful_set_spec(&obj["spec"]));
         causes
     }
@@ -940,6 +956,21 @@ mod tests {
             fields,
             ["spec.containers[0].name", "spec.containers[0].image"]
         );
+    }
+
+    #[test]
+    fn stateful_set_containers_may_mount_claim_templates() {
+        let mut sts = json!({"kind": "StatefulSet", "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [
+                {"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}}});
+        STATEFULSETS.default(&mut sts);
+        assert_eq!(STATEFULSETS.validate(&sts, None), []);
+        sts["spec"]["volumeClaimTemplates"] = json!([]);
+        let causes = STATEFULSETS.validate(&sts, None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].message, "Not found: \"data\"");
     }
 
     #[test]
