@@ -353,10 +353,15 @@ impl InProcess {
 }
 
 /// Starts the API on 127.0.0.1 with an ephemeral port, without TLS, inside this process.
-pub async fn spawn_in_process(config: Config) -> anyhow::Result<InProcess> {
-    let state = prepare(&config).await?;
+pub async fn spawn_in_process(mut config: Config) -> anyhow::Result<InProcess> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
+    // The kubernetes Service and its endpoints name the port actually served (port 0 is
+    // invalid there).
+    if config.secure_port == 0 && config.insecure_port.is_none() {
+        config.insecure_port = Some(addr.port());
+    }
+    let state = prepare(&config).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let app = router(state.clone()).layer(axum::Extension(Trusted));
     tokio::spawn(async move {

@@ -38,6 +38,49 @@ impl Cause {
         }
     }
 
+    /// `Required value: <detail>`, as upstream's field.Required with a detail.
+    pub fn required_detail(field: impl Into<String>, detail: &str) -> Cause {
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: format!("Required value: {detail}"),
+        }
+    }
+
+    /// `Too long: may not be more than <max> bytes`; upstream omits the value.
+    pub fn too_long(field: impl Into<String>, max: usize) -> Cause {
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max} bytes"),
+        }
+    }
+
+    /// `Duplicate value: <shown>[: <detail>]` with the value already rendered, for values
+    /// upstream prints as Go structs.
+    pub fn duplicate_shown(field: impl Into<String>, shown: &str, detail: &str) -> Cause {
+        let message = if detail.is_empty() {
+            format!("Duplicate value: {shown}")
+        } else {
+            format!("Duplicate value: {shown}: {detail}")
+        };
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// `Invalid value: <shown>: <detail>` with the value already rendered, for values upstream
+    /// prints unquoted (quantities) or as Go literals.
+    pub fn invalid_shown(field: impl Into<String>, shown: &str, detail: impl AsRef<str>) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {}", detail.as_ref()),
+        }
+    }
+
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Cause {
         Cause {
             reason: "FieldValueForbidden",

@@ -625,3 +625,74 @@ async fn recreate_right_after_delete() {
         assert_eq!(code, 200);
     }
 }
+
+/// NetworkPolicies are validated as upstream: a /33 CIDR, port 99999 and policyType
+/// "Sideways" are three causes of one 422; a valid policy is stored, defaulted.
+#[tokio::test]
+async fn network_policies_are_validated() {
+    let (_s, c) = setup().await;
+    const NPS: &str = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
+    let policy = |name: &str, cidr: &str, port: u32, types: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": types,
+                     "ingress": [{"from": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": port}]}]}})
+    };
+    let bad = c
+        .post(
+            NPS,
+            &policy("bad", "10.0.0.0/33", 99999, json!(["Sideways"])),
+        )
+        .await
+        .unwrap();
+    check_status(
+        &bad,
+        422,
+        "Invalid",
+        "NetworkPolicy.networking.k8s.io \"bad\" is invalid: [spec.ingress[0].ports[0].port: Invalid value: 99999: must be between 1 and 65535, inclusive, ",
+    );
+    let causes: Vec<(&str, &str, &str)> = bad.1["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap(),
+                c["field"].as_str().unwrap(),
+                c["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            (
+                "FieldValueInvalid",
+                "spec.ingress[0].ports[0].port",
+                "Invalid value: 99999: must be between 1 and 65535, inclusive"
+            ),
+            (
+                "FieldValueInvalid",
+                "spec.ingress[0].from[0].ipBlock.cidr",
+                "Invalid value: \"10.0.0.0/33\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+            ),
+            (
+                "FieldValueNotSupported",
+                "spec.policyTypes[0]",
+                "Unsupported value: \"Sideways\": supported values: \"Ingress\", \"Egress\""
+            ),
+        ]
+    );
+    let (code, _) = c.get(&format!("{NPS}/bad")).await.unwrap();
+    assert_eq!(code, 404, "an invalid policy is not stored");
+
+    // Positive control: the same shape with good values is created and defaulted.
+    let (code, good) = c
+        .post(NPS, &policy("good", "10.0.0.0/8", 443, json!([])))
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{good}");
+    assert_eq!(good["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(good["spec"]["ingress"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(good["metadata"]["generation"], 1);
+}

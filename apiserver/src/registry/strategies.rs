@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::meta::{self, NameRule, default_field, object_at, validate_label_field};
 use crate::status::Cause;
+use crate::validation;
 
 /// What makes one kind behave as upstream's; every method has the generic default.
 pub trait Strategy: Sync + Send {
@@ -54,11 +55,33 @@ impl Strategy for WithStatus {
     }
 }
 
-pub struct Rbac;
-pub static RBAC: Rbac = Rbac;
+/// The four RBAC kinds: path-segment names, and rules or roleRef/subjects validated.
+pub enum Rbac {
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+}
+pub static ROLES: Rbac = Rbac::Role;
+pub static CLUSTER_ROLES: Rbac = Rbac::ClusterRole;
+pub static ROLE_BINDINGS: Rbac = Rbac::RoleBinding;
+pub static CLUSTER_ROLE_BINDINGS: Rbac = Rbac::ClusterRoleBinding;
 impl Strategy for Rbac {
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
+    }
+    fn default(&self, obj: &mut Value) {
+        if matches!(self, Rbac::RoleBinding | Rbac::ClusterRoleBinding) {
+            validation::rbac::default_binding(obj);
+        }
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        match self {
+            Rbac::Role => validation::rbac::role(obj, old, true),
+            Rbac::ClusterRole => validation::rbac::role(obj, old, false),
+            Rbac::RoleBinding => validation::rbac::binding(obj, old, true),
+            Rbac::ClusterRoleBinding => validation::rbac::binding(obj, old, false),
+        }
     }
 }
 
@@ -82,6 +105,9 @@ impl Strategy for Namespaces {
     fn prepare_for_create(&self, obj: &mut Value) {
         object_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
         obj["status"] = json!({ "phase": "Active" });
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::namespace(obj)
     }
 }
 
@@ -111,6 +137,18 @@ impl Strategy for Events {
             other => meta::field_string(obj, other),
         }
     }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::events::event(obj, true)
+    }
+}
+
+/// events.k8s.io/v1 Events: the strict, new-style validation.
+pub struct NewEvents;
+pub static NEW_EVENTS: NewEvents = NewEvents;
+impl Strategy for NewEvents {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::events::event(obj, false)
+    }
 }
 
 pub struct Secrets;
@@ -137,6 +175,72 @@ impl Strategy for Secrets {
             }
         }
     }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::secret(obj, old)
+    }
+}
+
+pub struct ConfigMaps;
+pub static CONFIG_MAPS: ConfigMaps = ConfigMaps;
+impl Strategy for ConfigMaps {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::config_map(obj, old)
+    }
+}
+
+pub struct Endpoints;
+pub static ENDPOINTS: Endpoints = Endpoints;
+impl Strategy for Endpoints {
+    fn default(&self, obj: &mut Value) {
+        validation::core::default_endpoints(obj);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::endpoints(obj)
+    }
+}
+
+pub struct ResourceQuotas;
+pub static RESOURCE_QUOTAS: ResourceQuotas = ResourceQuotas;
+impl Strategy for ResourceQuotas {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::resource_quota(obj)
+    }
+}
+
+pub struct LimitRanges;
+pub static LIMIT_RANGES: LimitRanges = LimitRanges;
+impl Strategy for LimitRanges {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::limit_range(obj)
+    }
+}
+
+pub struct Volumes;
+pub static VOLUMES: Volumes = Volumes;
+impl Strategy for Volumes {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        validation::core::default_persistent_volume(obj);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::persistent_volume(obj)
+    }
+}
+
+pub struct Claims;
+pub static CLAIMS: Claims = Claims;
+impl Strategy for Claims {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::core::persistent_volume_claim(obj)
+    }
 }
 
 pub struct Nodes;
@@ -144,6 +248,9 @@ pub static NODES: Nodes = Nodes;
 impl Strategy for Nodes {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::core::node(obj, old)
     }
 }
 
@@ -219,6 +326,7 @@ pub fn default_pod_spec(spec: &mut serde_json::Map<String, Value>) {
     default_field(spec, "terminationGracePeriodSeconds", json!(30));
     default_field(spec, "securityContext", json!({}));
     default_field(spec, "enableServiceLinks", json!(true));
+    validation::pods::default_volumes(spec);
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers.iter_mut().filter_map(Value::as_object_mut) {
@@ -309,22 +417,6 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
             {
                 causes.push(Cause::required(format!("{field}.image")));
             }
-            for (j, p) in c
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    causes.push(Cause::invalid(
-                        format!("{field}.ports[{j}].containerPort"),
-                        &json!(port),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
         }
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
@@ -337,6 +429,7 @@ fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
             ));
         }
     }
+    causes.extend(validation::pods::pod_spec(spec, path));
     causes
 }
 
@@ -388,6 +481,13 @@ impl Strategy for Services {
         let spec = object_at(obj, &["spec"]);
         default_field(spec, "type", json!("ClusterIP"));
         default_field(spec, "sessionAffinity", json!("None"));
+        if spec["sessionAffinity"] == "ClientIP" {
+            default_field(
+                spec,
+                "sessionAffinityConfig",
+                json!({ "clientIP": { "timeoutSeconds": 10800 } }),
+            );
+        }
         let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
         if ty != "ExternalName" {
             default_field(spec, "internalTrafficPolicy", json!("Cluster"));
@@ -407,48 +507,7 @@ impl Strategy for Services {
         object_at(obj, &["status", "loadBalancer"]);
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        let spec = &obj["spec"];
-        let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-        let supported = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
-        if !supported.contains(&ty) {
-            causes.push(Cause::unsupported("spec.type", &json!(ty), &supported));
-        }
-        let ports = spec["ports"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let headless = spec["clusterIP"].as_str() == Some("None");
-        if ports.is_empty() && ty != "ExternalName" && !headless {
-            causes.push(Cause::required("spec.ports"));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            let port = p["port"].as_i64().unwrap_or(0);
-            if !(1..=65535).contains(&port) {
-                causes.push(Cause::invalid(
-                    format!("spec.ports[{i}].port"),
-                    &json!(port),
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
-            if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
-                causes.push(Cause::required(format!("spec.ports[{i}].name")));
-            }
-        }
-        if let Some(old) = old {
-            let (new_ip, old_ip) = (&spec["clusterIP"], &old["spec"]["clusterIP"]);
-            if !old_ip.is_null()
-                && new_ip != old_ip
-                && ty == old["spec"]["type"].as_str().unwrap_or("")
-            {
-                causes.push(Cause::invalid(
-                    "spec.clusterIPs[0]",
-                    new_ip,
-                    "may not change once set",
-                ));
-            }
-        }
-        causes
+        validation::core::service(obj, old)
     }
 }
 
@@ -529,7 +588,10 @@ impl Strategy for Workloads {
         obj["status"] = json!({ "replicas": 0 });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, obj["kind"] != "ReplicationController")
+        let mut causes = validate_workload(obj, old, obj["kind"] != "ReplicationController");
+        validation::apps::template_restarts_always(&obj["spec"], &mut causes);
+        validation::fields::nonnegative(&obj["spec"], "minReadySeconds", "spec", &mut causes);
+        causes
     }
 }
 
@@ -557,7 +619,9 @@ impl Strategy for Deployments {
         obj["status"] = json!({});
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        let mut causes = validate_workload(obj, old, true);
+        causes.extend(validation::apps::deployment_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -592,7 +656,25 @@ impl Strategy for StatefulSets {
         obj["status"] = json!({ "replicas": 0, "availableReplicas": 0 });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        // Its pods also get a volume per claim template, which the containers may mount.
+        let mut with_claims = obj.clone();
+        let claims: Vec<Value> = obj["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let name = t["metadata"]["name"].clone();
+                json!({ "name": name, "persistentVolumeClaim": { "claimName": name } })
+            })
+            .collect();
+        let spec = object_at(&mut with_claims, &["spec", "template", "spec"]);
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(list) = volumes.as_array_mut() {
+            list.extend(claims);
+        }
+        let mut causes = validate_workload(&with_claims, old, true);
+        causes.extend(validation::apps::stateful_set_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -620,7 +702,9 @@ impl Strategy for DaemonSets {
         });
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validate_workload(obj, old, true)
+        let mut causes = validate_workload(obj, old, true);
+        causes.extend(validation::apps::daemon_set_spec(&obj["spec"]));
+        causes
     }
 }
 
@@ -666,6 +750,7 @@ impl Strategy for Jobs {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = validate_pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec");
+        causes.extend(validation::batch::job_spec(&obj["spec"], "spec"));
         let policy = &obj["spec"]["template"]["spec"]["restartPolicy"];
         if policy != "OnFailure" && policy != "Never" {
             causes.push(Cause::unsupported(
@@ -709,10 +794,7 @@ impl Strategy for CronJobs {
         obj["status"] = json!({});
     }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
-            causes.push(Cause::required("spec.schedule"));
-        }
+        let mut causes = validation::batch::cron_job_spec(&obj["spec"]);
         causes.extend(validate_pod_spec(
             &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
             "spec.jobTemplate.spec.template.spec",
@@ -721,11 +803,94 @@ impl Strategy for CronJobs {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// networking.k8s.io
+
+pub struct NetworkPolicies;
+pub static NETWORK_POLICIES: NetworkPolicies = NetworkPolicies;
+impl Strategy for NetworkPolicies {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        validation::networking::default_network_policy(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::networking::network_policy(obj, old)
+    }
+}
+
+pub struct Ingresses;
+pub static INGRESSES: Ingresses = Ingresses;
+impl Strategy for Ingresses {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::networking::ingress(obj, old)
+    }
+}
+
 pub struct Csrs;
 pub static CSRS: Csrs = Csrs;
 impl Strategy for Csrs {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.signerName"]
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::certificates::certificate_signing_request(obj)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other groups' kinds
+
+pub struct ControllerRevisions;
+pub static CONTROLLER_REVISIONS: ControllerRevisions = ControllerRevisions;
+impl Strategy for ControllerRevisions {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::apps::controller_revision(obj, old)
+    }
+}
+
+pub struct EndpointSlices;
+pub static ENDPOINT_SLICES: EndpointSlices = EndpointSlices;
+impl Strategy for EndpointSlices {
+    fn default(&self, obj: &mut Value) {
+        validation::discovery::default_endpoint_slice(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::discovery::endpoint_slice(obj, old)
+    }
+}
+
+pub struct Leases;
+pub static LEASES: Leases = Leases;
+impl Strategy for Leases {
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validation::coordination::lease(obj)
+    }
+}
+
+pub struct Budgets;
+pub static BUDGETS: Budgets = Budgets;
+impl Strategy for Budgets {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::policy::pod_disruption_budget(obj, old)
+    }
+}
+
+pub struct PriorityClasses;
+pub static PRIORITY_CLASSES: PriorityClasses = PriorityClasses;
+impl Strategy for PriorityClasses {
+    fn default(&self, obj: &mut Value) {
+        validation::scheduling::default_priority_class(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::scheduling::priority_class(obj, old)
     }
 }
 
@@ -791,6 +956,21 @@ mod tests {
             fields,
             ["spec.containers[0].name", "spec.containers[0].image"]
         );
+    }
+
+    #[test]
+    fn stateful_set_containers_may_mount_claim_templates() {
+        let mut sts = json!({"kind": "StatefulSet", "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [
+                {"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}}});
+        STATEFULSETS.default(&mut sts);
+        assert_eq!(STATEFULSETS.validate(&sts, None), []);
+        sts["spec"]["volumeClaimTemplates"] = json!([]);
+        let causes = STATEFULSETS.validate(&sts, None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].message, "Not found: \"data\"");
     }
 
     #[test]

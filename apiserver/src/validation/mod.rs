@@ -1,5 +1,20 @@
-//! Validation every kind shares: object metadata (name, namespace, labels, annotations,
-//! finalizers, ownerReferences), with upstream's field paths and messages.
+//! Validation with upstream's field paths and messages: here the object metadata every kind
+//! shares (name, namespace, labels, annotations, finalizers, ownerReferences); the kinds' own
+//! rules live in one module per API group, called from their strategies.
+
+pub mod apps;
+pub mod batch;
+pub mod certificates;
+pub mod coordination;
+pub mod core;
+pub mod discovery;
+pub mod events;
+pub mod fields;
+pub mod networking;
+pub mod pods;
+pub mod policy;
+pub mod rbac;
+pub mod scheduling;
 
 use serde_json::Value;
 
