@@ -90,7 +90,7 @@ impl Recorder {
         self.record(about, true, reason, reason, message);
     }
 
-    /// Queues one event; never waits.
+    /// Queues one event; never waits. A message past 1024 characters is shortened.
     pub fn record(
         &self,
         about: &Involved<'_>,
@@ -100,6 +100,8 @@ impl Recorder {
         message: String,
     ) {
         static SEQ: AtomicU64 = AtomicU64::new(0);
+        // The apiserver refuses a note over 1024 characters; shortened as upstream's recorder.
+        let message = truncate_chars(message, MAX_MESSAGE_CHARS);
         let now = chrono::Utc::now();
         let suffix = format!(
             "{:x}{:04x}",
@@ -142,5 +144,35 @@ impl Recorder {
         if self.events.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The longest message (note) the apiserver accepts in an event.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `s` cut to at most `max` characters.
+fn truncate_chars(mut s: String, max: usize) -> String {
+    if let Some((cut, _)) = s.char_indices().nth(max) {
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_chars("abc".into(), 2), "ab");
+        assert_eq!(truncate_chars("ab".into(), 2), "ab");
+        assert_eq!(
+            truncate_chars("\u{e9}\u{e9}\u{e9}".into(), 2),
+            "\u{e9}\u{e9}"
+        );
+        assert_eq!(
+            truncate_chars("x".repeat(2000), MAX_MESSAGE_CHARS).len(),
+            MAX_MESSAGE_CHARS
+        );
     }
 }
