@@ -103,8 +103,13 @@ impl RequestInfo {
         {
             name = n.to_owned();
         }
+        let field_selector = match (&query, verb) {
+            (Ok(q), "list" | "watch" | "deletecollection") => q.field_selector.clone(),
+            _ => Default::default(),
+        };
         RequestInfo {
             attrs: Attributes {
+                field_selector,
                 verb: verb.to_owned(),
                 resource_request: true,
                 api_group: api_group.to_owned(),

@@ -504,6 +504,43 @@ async fn a_node_touches_only_what_is_its_own() {
     let (code, body) = eventually(200, || n1.get("/api/v1/namespaces/a/secrets/used")).await;
     assert_eq!(code, 200, "{body}");
 
+    // Reads: its own pods and its own Node only (upstream's AuthorizeNodeWithSelectors).
+    let (code, body) = n1
+        .get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("on-n1") && !body.contains("on-n2"), "{body}");
+    for (path, message) in [
+        (
+            "/api/v1/pods",
+            "can only list/watch pods with spec.nodeName field selector",
+        ),
+        (
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2",
+            "can only list/watch pods with spec.nodeName field selector",
+        ),
+        (
+            "/api/v1/namespaces/a/pods/on-n2",
+            "no relationship found between node 'n1' and this object",
+        ),
+        (
+            "/api/v1/nodes",
+            "node 'n1' cannot read all nodes, only its own Node object",
+        ),
+        (
+            "/api/v1/nodes/n2",
+            "node 'n1' cannot read 'n2', only its own Node object",
+        ),
+    ] {
+        let (code, body) = n1.get(path).await;
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    for path in ["/api/v1/namespaces/a/pods/on-n1", "/api/v1/nodes/n1"] {
+        let (code, body) = n1.get(path).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+
     // Creating a pod that mounts another namespace's Secret, to read it through the graph.
     let (code, body) = n1
         .json(

@@ -191,9 +191,32 @@ async fn kubelets_read_only_the_secrets_of_their_pods() {
     );
     let (ok, _, err) = kubectl(&n1, &["get", "secrets"]).await;
     assert!(!ok && err.contains("(Forbidden)"), "{err}");
-    // A kubelet reads pods and writes its own Node, not another's.
-    let (ok, _, err) = kubectl(&n1, &["get", "pods"]).await;
+    // A kubelet reads the pods bound to it (listed with its spec.nodeName selector, as
+    // upstream's AuthorizeNodeWithSelectors) and writes its own Node, not another's.
+    let (ok, out, err) = kubectl(
+        &n1,
+        &[
+            "get",
+            "pods",
+            "--field-selector",
+            "spec.nodeName=n1",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
     assert!(ok, "{err}");
+    assert_eq!(out.trim(), "pod/p1");
+    let (ok, _, err) = kubectl(&n1, &["get", "pods"]).await;
+    assert!(
+        !ok && err.contains("can only list/watch pods with spec.nodeName field selector"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(&n1, &["get", "pod", "p2"]).await;
+    assert!(
+        !ok && err.contains("no relationship found between node 'n1'"),
+        "{err}"
+    );
     for node in ["n1", "n2"] {
         let node =
             format!(r#"{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{node}"}}}}"#);

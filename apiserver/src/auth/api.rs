@@ -108,6 +108,11 @@ fn review_attributes(spec: &Value, namespace_override: Option<&str>) -> ApiResul
                 .unwrap_or_else(|| s("namespace")),
             name: s("name"),
             path: String::new(),
+            // A review may ask about a list with a field selector (upstream 1.31+).
+            field_selector: r["fieldSelector"]["rawSelector"]
+                .as_str()
+                .and_then(|raw| common::selector::FieldSelector::parse(raw).ok())
+                .unwrap_or_default(),
         });
     }
     if let Some(n) = spec.get("nonResourceAttributes").filter(|r| r.is_object()) {

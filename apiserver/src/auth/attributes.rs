@@ -17,6 +17,9 @@ pub struct Attributes {
     pub name: String,
     /// The URL path (for non-resource requests).
     pub path: String,
+    /// A list's or watch's field selector (upstream's AuthorizeWithSelectors): the Node
+    /// authorizer lets a kubelet list only pods with `spec.nodeName=<itself>`.
+    pub field_selector: common::selector::FieldSelector,
 }
 
 impl Attributes {

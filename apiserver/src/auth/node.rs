@@ -69,12 +69,8 @@ pub fn authorize(cache: &Cache, user: &UserInfo, attrs: &Attributes) -> Decision
                 no_relationship()
             }
         }
-        ("", "nodes")
-            if matches!(attrs.verb.as_str(), "update" | "patch" | "delete")
-                && attrs.name != node =>
-        {
-            Decision::NoOpinion(format!("node '{node}' cannot modify node '{}'", attrs.name))
-        }
+        ("", "nodes") => authorize_node(node, attrs),
+        ("", "pods") => authorize_pod(cache, node, attrs),
         ("coordination.k8s.io", "leases")
             if attrs.namespace != "kube-node-lease"
                 || (!attrs.name.is_empty() && attrs.name != node) =>
@@ -86,6 +82,71 @@ pub fn authorize(cache: &Cache, user: &UserInfo, attrs: &Attributes) -> Decision
             .any(|r| super::rbac::rule_allows(r, attrs)) =>
         {
             Decision::Allow(format!("allowed for node '{node}'"))
+        }
+        _ => Decision::NoOpinion(String::new()),
+    }
+}
+
+/// Upstream's Node authorizer for Node objects (with AuthorizeNodeWithSelectors, on by default
+/// since 1.32): a kubelet reads only its own Node; its writes are allowed here and limited to
+/// its own Node by NodeRestriction ([`admit_write`]).
+fn authorize_node(node: &str, attrs: &Attributes) -> Decision {
+    match (attrs.subresource.as_str(), attrs.verb.as_str()) {
+        ("", "create" | "update" | "patch") | ("status", "update" | "patch") => {
+            Decision::Allow(format!("node '{node}' writes its own Node"))
+        }
+        ("", "get" | "list" | "watch") if attrs.name == node => {
+            Decision::Allow(format!("node '{node}' reads its own Node"))
+        }
+        ("", "get" | "list" | "watch") if attrs.name.is_empty() => Decision::NoOpinion(format!(
+            "node '{node}' cannot read all nodes, only its own Node object"
+        )),
+        ("", "get" | "list" | "watch") => Decision::NoOpinion(format!(
+            "node '{node}' cannot read '{}', only its own Node object",
+            attrs.name
+        )),
+        _ => Decision::NoOpinion(String::new()),
+    }
+}
+
+/// Upstream's Node authorizer for pods (with AuthorizeNodeWithSelectors): a kubelet lists and
+/// watches only pods with `spec.nodeName=<itself>` and gets only pods bound to it; creates,
+/// deletes, status writes and evictions are allowed here and limited by NodeRestriction.
+fn authorize_pod(cache: &Cache, node: &str, attrs: &Attributes) -> Decision {
+    let bound = || {
+        pod_uses(cache, node, &attrs.namespace, |pod| {
+            pod["metadata"]["name"] == attrs.name.as_str()
+        })
+    };
+    let related = || {
+        if bound() {
+            Decision::Allow(format!("pod is bound to node '{node}'"))
+        } else {
+            Decision::NoOpinion(format!(
+                "no relationship found between node '{node}' and this object"
+            ))
+        }
+    };
+    match (attrs.subresource.as_str(), attrs.verb.as_str()) {
+        ("", "get") => related(),
+        ("", "list" | "watch") => {
+            let own = attrs.field_selector.requirements().iter().any(|r| {
+                r.field == "spec.nodeName"
+                    && r.op == common::selector::FieldOp::Equals
+                    && r.value == node
+            });
+            if own {
+                Decision::Allow(format!("pods of node '{node}'"))
+            } else if !attrs.name.is_empty() {
+                related()
+            } else {
+                Decision::NoOpinion(
+                    "can only list/watch pods with spec.nodeName field selector".into(),
+                )
+            }
+        }
+        ("", "create" | "delete") | ("status", "update" | "patch") | ("eviction", "create") => {
+            Decision::Allow(format!("node '{node}' manages pods bound to it"))
         }
         _ => Decision::NoOpinion(String::new()),
     }
