@@ -264,8 +264,14 @@ fn requested_timeout(query: &str) -> Result<Option<Duration>, String> {
     };
     let seconds = parse_go_duration(&value)
         .map_err(|e| format!("invalid timeout specified in the request URL - {e}"))?;
-    // A negative timeout is no timeout of the client's.
-    Ok((seconds > 0.0).then(|| Duration::from_secs_f64(seconds)))
+    // A negative timeout is no timeout of the client's; one past any duration is malformed,
+    // as Go's parser refuses it.
+    if seconds <= 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| {
+        format!("invalid timeout specified in the request URL - time: invalid duration {value:?}")
+    })
 }
 
 /// Go's time.ParseDuration, in seconds: `[-+]` then numbers with units ns, us, µs, ms, s, m, h.

@@ -76,20 +76,22 @@ impl RequestInfo {
             Ok(q) => q.watch,
             Err(_) => Query::first_value(raw_query, "watch").is_some_and(|v| Query::truthy(&v)),
         };
+        // Methods are case-sensitive: `get` is not GET. Any other method on a resource path is
+        // a resource request with no verb, which no rule but `*` grants (as upstream's).
         let verb = match method {
             "GET" | "HEAD" if watch_path => "watch",
             "GET" | "HEAD" if collection && watch_param => "watch",
             "GET" | "HEAD" if collection => "list",
             // Streams opened with a GET (WebSocket) act as creates, as upstream authorizes them
             // since 1.31: `get pods/exec` must not be enough to run a command.
-            "GET" if matches!(subresource, "exec" | "attach" | "portforward") => "create",
+            "GET" | "HEAD" if matches!(subresource, "exec" | "attach" | "portforward") => "create",
             "GET" | "HEAD" => "get",
             "POST" => "create",
             "PUT" => "update",
             "PATCH" => "patch",
             "DELETE" if collection => "deletecollection",
             "DELETE" => "delete",
-            _ => return non_resource(query),
+            _ => "",
         };
         let mut name = path_name.to_owned();
         // A list or watch of one object by name is authorized as that object (how kubelets
@@ -209,6 +211,22 @@ mod tests {
             "PATCH",
             "/api/v1/nodes/n1/status",
             ("patch", "", "nodes/status", "", "n1", r),
+        );
+        // Unknown or lower-case methods: a resource request with no verb, never a path.
+        check(
+            "get",
+            "/api/v1/namespaces/ns/pods/p/exec",
+            ("", "", "pods/exec", "ns", "p", r),
+        );
+        check(
+            "OPTIONS",
+            "/api/v1/nodes/n/proxy",
+            ("", "", "nodes/proxy", "", "n", r),
+        );
+        check(
+            "HEAD",
+            "/api/v1/namespaces/ns/pods/p/attach",
+            ("create", "", "pods/attach", "ns", "p", r),
         );
         check("GET", "/healthz", ("get", "", "", "", "", "path"));
         check("GET", "/apis/apps/v1", ("get", "", "", "", "", "path"));

@@ -45,29 +45,25 @@ async fn secret_holding(admin: &RawClient, ns: &str, name: &str, value: &str) {
         .await;
 }
 
+/// A RoleBinding `name` of the `role_kind` `role` to the user `user`.
+fn role_binding(name: &str, role_kind: &str, role: &str, user: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           "metadata": {"name": name},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+}
+
 /// Binds `user` to a role: a ClusterRole `role` in `namespace` (a RoleBinding), or cluster-wide
 /// when `namespace` is empty.
 async fn bind(admin: &RawClient, namespace: &str, name: &str, role: &str, user: &str) {
-    let (path, kind) = if namespace.is_empty() {
-        (
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_owned(),
-            "ClusterRoleBinding",
-        )
+    let mut binding = role_binding(name, "ClusterRole", role, user);
+    let path = if namespace.is_empty() {
+        binding["kind"] = json!("ClusterRoleBinding");
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_owned()
     } else {
-        (
-            format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"),
-            "RoleBinding",
-        )
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings")
     };
-    admin
-        .create(
-            &path,
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
-                   "metadata": {"name": name},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
-        )
-        .await;
+    admin.create(&path, binding).await;
 }
 
 async fn cluster_role(admin: &RawClient, name: &str, rules: Value) {
@@ -222,10 +218,8 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
     let (code, body) = eventually(200, || binder.get(&roles)).await;
     assert_eq!(code, 200, "{body}");
 
-    let crb_to_admin = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "me-admin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "binder"}]});
+    let mut crb_to_admin = role_binding("me-admin", "ClusterRole", "cluster-admin", "binder");
+    crb_to_admin["kind"] = json!("ClusterRoleBinding");
     let (code, body) = eventually(403, || async {
         let (c, v) = binder
             .json(
@@ -247,10 +241,7 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
         "{body}"
     );
     // A RoleBinding to admin in a namespace, a Role reading Secrets, an aggregating ClusterRole.
-    let rb_admin = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "me-ns-admin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "binder"}]});
+    let rb_admin = role_binding("me-ns-admin", "ClusterRole", "admin", "binder");
     let (code, body) = binder
         .json(
             "POST",
@@ -318,10 +309,7 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
         )
         .await;
     assert_eq!(code, 403, "{answer}");
-    let bind_own = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "lister"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-lister"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "binder"}]});
+    let bind_own = role_binding("lister", "Role", "rbac-lister", "binder");
     let (code, body) = binder
         .json(
             "POST",
@@ -373,6 +361,66 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
         )
         .await;
     assert_eq!(code, 201, "escalate allows it: {body}");
+    // Removing the aggregationRule of admin (which would empty every namespace admin's
+    // grant) needs cluster-admin too.
+    let emptied = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "admin"}, "rules": []});
+    let (code, body) = binder
+        .json("PUT", &format!("{rbac}/clusterroles/admin"), &emptied)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.to_string()
+            .contains("must have cluster-admin privileges to use the aggregationRule"),
+        "{body}"
+    );
+    // Adding oneself to an existing binding of admin, by update or by patch.
+    admin
+        .create(
+            &format!("{rbac}/namespaces/a/rolebindings"),
+            role_binding("admins", "ClusterRole", "admin", "alice"),
+        )
+        .await;
+    let mut joined = role_binding("admins", "ClusterRole", "admin", "alice");
+    joined["subjects"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "binder"}));
+    let (code, body) = binder
+        .json(
+            "PUT",
+            &format!("{rbac}/namespaces/a/rolebindings/admins"),
+            &joined,
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.to_string().contains("not currently held"), "{body}");
+    let (code, body) = binder
+        .send(
+            "PATCH",
+            &format!("{rbac}/namespaces/a/rolebindings/admins"),
+            "application/merge-patch+json",
+            json!({"subjects": joined["subjects"]})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not currently held"), "{body}");
+    // A Role whose rules multiply out to millions of permissions is refused at once.
+    let many: Vec<String> = (0..1000).map(|i| format!("g{i}.example.com")).collect();
+    // (A ClusterRole: by now the binder may `escalate` Roles, which skips the check.)
+    let huge = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "huge"},
+        "rules": [{"apiGroups": many, "resources": many, "verbs": ["get", "list"]}]});
+    let started = std::time::Instant::now();
+    let (code, body) = binder
+        .json("POST", &format!("{rbac}/clusterroles"), &huge)
+        .await;
+    let body = body.to_string();
+    assert_eq!(code, 422, "{}", &body[..body.len().min(500)]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
     // The binder never gained the Secret.
     let (code, body) = binder.get("/api/v1/namespaces/a/secrets/s").await;
     assert_eq!(code, 403, "{body}");
@@ -441,6 +489,64 @@ async fn odd_requests_are_served_as_they_were_authorized() {
             assert!(names.iter().all(|n| *n == "s1"), "GET {path}: {names:?}");
         }
     }
+    // Methods: lower-case ones are no verb at all (they once passed as a discovery path and
+    // reached the kubelet); a stream needs `create` whatever the method.
+    admin
+        .create(
+            "/api/v1/namespaces/a/pods",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await;
+    cluster_role(
+        &admin,
+        "get-exec",
+        json!([{"apiGroups": [""], "resources": ["pods", "pods/exec", "pods/attach"], "verbs": ["get"]}]),
+    )
+    .await;
+    bind(&admin, "a", "get-exec", "get-exec", "getter").await;
+    let getter = server.raw_client("getter", &[]).await;
+    let pod = "/api/v1/namespaces/a/pods/p";
+    let (code, body) = eventually(200, || getter.get(pod)).await;
+    assert_eq!(code, 200, "positive control: {body}");
+    for method in ["GET", "HEAD", "POST", "get", "Get", "OPTIONS"] {
+        for sub in ["exec?command=sh&stdout=1", "attach?stdout=1"] {
+            let (code, body) = getter
+                .send(
+                    method,
+                    &format!("{pod}/{sub}"),
+                    "application/json",
+                    Vec::new(),
+                )
+                .await;
+            assert!(code == 403 || code == 405, "{method} {sub}: {code} {body}");
+        }
+        let (code, body) = one
+            .send(
+                method,
+                "/api/v1/nodes/n1/proxy/pods",
+                "application/json",
+                Vec::new(),
+            )
+            .await;
+        assert!(
+            code == 403 || code == 405,
+            "{method} nodes/proxy: {code} {body}"
+        );
+    }
+    let (code, body) = one
+        .send(
+            "POST",
+            "/api/v1/watch/namespaces/a/secrets",
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert!(
+        code == 403 || code == 405,
+        "POST to a watch path: {code} {body}"
+    );
+
     // Paths the authorizer reads one way must not be served another way.
     for path in [
         "/api/v1/namespaces/a/pods//status",
@@ -671,6 +777,54 @@ async fn a_node_touches_only_what_is_its_own() {
         )
         .await;
     assert_eq!(code, 403, "another node: {body}");
+
+    // A new node cannot register with labels that steer workloads to it, nor a CSR in another
+    // node's name.
+    let n3 = server.raw_client("system:node:n3", &["system:nodes"]).await;
+    let mut steered = node("n3");
+    steered["metadata"]["labels"] = json!({"node-role.kubernetes.io/control-plane": ""});
+    let (code, body) = n3.json("POST", "/api/v1/nodes", &steered).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("node \"n3\" is not allowed to set the following labels: node-role.kubernetes.io/control-plane"),
+        "{body}"
+    );
+    for (cn, code) in [("system:node:n2", 403), ("system:node:n1", 201)] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "csr-"},
+            "spec": {"signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                     "usages": ["digital signature", "client auth"],
+                     "request": base64::engine::general_purpose::STANDARD.encode(pem)}});
+        let (got, body) = n1
+            .json(
+                "POST",
+                "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                &csr,
+            )
+            .await;
+        assert_eq!(got, code, "{cn}: {body}");
+        if code == 403 {
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("can only create a node CSR with CN=system:node:n1"),
+                "{body}"
+            );
+        }
+    }
 
     // Tokens only bound to a pod on its node, uid included.
     let tokens = "/api/v1/namespaces/a/serviceaccounts/default/token";

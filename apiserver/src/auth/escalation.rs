@@ -81,18 +81,25 @@ pub fn check(
         if may("escalate", plural, name) {
             return Ok(());
         }
+        // Setting or removing an aggregationRule changes what the role gathers: upstream
+        // requires full authority for either.
         if plural == "clusterroles"
-            && obj["aggregationRule"].is_object()
-            && !covers(&state.auth.rbac_rules(user, ""), &full_authority()).is_empty()
+            && (aggregates(obj) || old.is_some_and(aggregates))
+            && !covers(&state.auth.rbac_rules(user, ""), &full_authority())?.is_empty()
         {
             return Err(refuse(
                 "must have cluster-admin privileges to use the aggregationRule".into(),
             ));
         }
-        serde_json::from_value(obj["rules"].clone()).unwrap_or_default()
+        match &obj["rules"] {
+            Value::Null => Vec::new(),
+            rules => serde_json::from_value(rules.clone()).map_err(|e| {
+                ApiError::bad_request(format!("rules: cannot be read as PolicyRules: {e}"))
+            })?,
+        }
     };
     let held = state.auth.rbac_rules(user, namespace);
-    let missing = covers(&held, &rules);
+    let missing = covers(&held, &rules)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -137,14 +144,44 @@ fn full_authority() -> Vec<PolicyRule> {
     ]
 }
 
+/// A ClusterRole with an aggregationRule that selects something, as upstream's
+/// hasAggregationRule.
+fn aggregates(role: &Value) -> bool {
+    role["aggregationRule"]["clusterRoleSelectors"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty())
+}
+
+/// The most single permissions (verb x group x resource x name) a written role may expand to
+/// before its check is refused: the check costs this times the writer's rules.
+pub const MAX_PERMISSIONS_CHECKED: usize = 100_000;
+
 /// The parts of `wanted` no rule of `held` covers, each as one verb on one group, resource and
-/// name (or one URL), as upstream's Covers breaks rules down.
-pub fn covers(held: &[PolicyRule], wanted: &[PolicyRule]) -> Vec<PolicyRule> {
-    wanted
+/// name (or one URL), as upstream's Covers breaks rules down. A role expanding to more than
+/// [`MAX_PERMISSIONS_CHECKED`] permissions is refused before any is checked.
+pub fn covers(held: &[PolicyRule], wanted: &[PolicyRule]) -> ApiResult<Vec<PolicyRule>> {
+    let len = |l: &Option<Vec<String>>| l.as_ref().map_or(0, Vec::len);
+    let size = wanted.iter().fold(0usize, |total, r| {
+        let resources = len(&r.api_groups)
+            .saturating_mul(len(&r.resources))
+            .saturating_mul(len(&r.resource_names).max(1));
+        let urls = len(&r.non_resource_urls);
+        total.saturating_add(r.verbs.len().saturating_mul(resources.saturating_add(urls)))
+    });
+    if size > MAX_PERMISSIONS_CHECKED {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "rules: Too many: {size}: the rules expand to more than {MAX_PERMISSIONS_CHECKED} permissions to check against the writer's; split them or ask for the escalate verb"
+            ),
+        ));
+    }
+    Ok(wanted
         .iter()
         .flat_map(breakdown)
         .filter(|atom| !held.iter().any(|owner| rule_covers(owner, atom)))
-        .collect()
+        .collect())
 }
 
 fn one(s: &str) -> Option<Vec<String>> {
@@ -196,20 +233,22 @@ fn has_all(set: &[String], items: &[String]) -> bool {
 
 /// Upstream's ruleCovers: `owner` grants everything `sub` does.
 fn rule_covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
-    let list = |l: &Option<Vec<String>>| l.clone().unwrap_or_default();
+    fn list(l: &Option<Vec<String>>) -> &[String] {
+        l.as_deref().unwrap_or_default()
+    }
     let (o_groups, s_groups) = (list(&owner.api_groups), list(&sub.api_groups));
     let (o_res, s_res) = (list(&owner.resources), list(&sub.resources));
     let (o_names, s_names) = (list(&owner.resource_names), list(&sub.resource_names));
     let (o_urls, s_urls) = (list(&owner.non_resource_urls), list(&sub.non_resource_urls));
     let verbs = has(&owner.verbs, "*") || has_all(&owner.verbs, &sub.verbs);
-    let groups = has(&o_groups, "*") || has_all(&o_groups, &s_groups);
-    let resources = has(&o_res, "*")
+    let groups = has(o_groups, "*") || has_all(o_groups, s_groups);
+    let resources = has(o_res, "*")
         || s_res.iter().all(|r| {
-            has(&o_res, r)
+            has(o_res, r)
                 || r.split_once('/')
-                    .is_some_and(|(_, sub)| has(&o_res, &format!("*/{sub}")))
+                    .is_some_and(|(_, sub)| o_res.iter().any(|o| o.strip_prefix("*/") == Some(sub)))
         });
-    let urls = has(&o_urls, "*")
+    let urls = has(o_urls, "*")
         || s_urls.iter().all(|u| {
             o_urls.iter().any(|o| {
                 o == u
@@ -220,7 +259,7 @@ fn rule_covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
     let names = if s_names.is_empty() {
         o_names.is_empty()
     } else {
-        o_names.is_empty() || has_all(&o_names, &s_names)
+        o_names.is_empty() || has_all(o_names, s_names)
     };
     verbs && groups && resources && urls && names
 }
@@ -247,27 +286,42 @@ fn compact_string(rule: &PolicyRule) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Lines of the message at most; the rest are counted.
+const MAX_MESSAGE_RULES: usize = 100;
+
 /// Upstream's message, missing rules that differ only in their verb merged into one.
 fn not_held_message(user: &UserInfo, missing: &[PolicyRule]) -> String {
     let mut compact: Vec<PolicyRule> = Vec::new();
+    // (groups, resources) of unnamed resource rules -> their place in `compact`.
+    let mut by_target: std::collections::HashMap<(String, String), usize> = Default::default();
     for atom in missing {
-        let same_target = compact.iter_mut().find(|r| {
-            r.api_groups == atom.api_groups
-                && r.resources == atom.resources
-                && r.resource_names.is_none()
-                && atom.resource_names.is_none()
-                && r.non_resource_urls.is_none()
-                && atom.non_resource_urls.is_none()
-        });
-        match same_target {
-            Some(r) if !r.verbs.contains(&atom.verbs[0]) => r.verbs.push(atom.verbs[0].clone()),
-            Some(_) => {}
-            None => compact.push(atom.clone()),
+        let mergeable = atom.resource_names.is_none() && atom.non_resource_urls.is_none();
+        let key = (
+            format!("{:?}", atom.api_groups),
+            format!("{:?}", atom.resources),
+        );
+        match by_target.get(&key).filter(|_| mergeable) {
+            Some(&i) => {
+                if !compact[i].verbs.contains(&atom.verbs[0]) {
+                    compact[i].verbs.push(atom.verbs[0].clone());
+                }
+            }
+            None => {
+                if mergeable {
+                    by_target.insert(key, compact.len());
+                }
+                compact.push(atom.clone());
+            }
         }
     }
     let mut lines: Vec<String> = compact.iter().map(compact_string).collect();
     lines.sort();
     lines.dedup();
+    let more = lines.len().saturating_sub(MAX_MESSAGE_RULES);
+    lines.truncate(MAX_MESSAGE_RULES);
+    if more > 0 {
+        lines.push(format!("... and {more} more"));
+    }
     format!(
         "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
         user.name,
@@ -278,22 +332,12 @@ fn not_held_message(user: &UserInfo, missing: &[PolicyRule]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rbac::rule;
     use super::*;
-
-    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
-        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        PolicyRule {
-            verbs: v(verbs),
-            api_groups: Some(v(groups)),
-            resources: Some(v(resources)),
-            resource_names: (!names.is_empty()).then(|| v(names)),
-            non_resource_urls: None,
-        }
-    }
 
     fn check(held: &[PolicyRule], wanted: &[PolicyRule], covered: bool) {
         assert_eq!(
-            covers(held, wanted).is_empty(),
+            covers(held, wanted).unwrap().is_empty(),
             covered,
             "held {held:?} wanted {wanted:?}"
         );
@@ -383,6 +427,24 @@ mod tests {
     }
 
     #[test]
+    fn huge_products_are_refused_before_any_check() {
+        let many: Vec<String> = (0..1000).map(|i| format!("g{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let start = std::time::Instant::now();
+        let err = covers(&[], &[rule(&["get"], &refs, &refs, &[])]).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // Just under the bound is checked.
+        let some: Vec<&str> = refs[..300].to_vec();
+        assert_eq!(
+            covers(&[], &[rule(&["get"], &some, &some, &[])])
+                .unwrap()
+                .len(),
+            90_000
+        );
+    }
+
+    #[test]
     fn message_is_upstreams() {
         let user = UserInfo::new("bob", vec![]);
         let missing = covers(
@@ -391,7 +453,8 @@ mod tests {
                 rule(&["get", "list"], &[""], &["secrets"], &[]),
                 rule(&["get"], &["apps"], &["deployments"], &["web"]),
             ],
-        );
+        )
+        .unwrap();
         assert_eq!(
             not_held_message(&user, &missing),
             "user \"bob\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\" \"list\"]}\n{APIGroups:[\"apps\"], Resources:[\"deployments\"], ResourceNames:[\"web\"], Verbs:[\"get\"]}"

@@ -483,6 +483,13 @@ fn impersonate(
         check("groups", "", group)?;
     }
     Ok(if name == "system:anonymous" {
+        // As upstream: the anonymous user keeps system:unauthenticated.
+        if !impersonated_groups
+            .iter()
+            .any(|g| g == "system:unauthenticated")
+        {
+            impersonated_groups.push("system:unauthenticated".into());
+        }
         UserInfo {
             groups: impersonated_groups,
             ..UserInfo::anonymous()

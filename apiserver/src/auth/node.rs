@@ -204,11 +204,22 @@ pub fn admit_write(
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
     let resource = target.resource;
+    // The object's name is the path's on every write but a create, as upstream's a.GetName().
+    let name = if target.name.is_empty() {
+        obj["metadata"]["name"].as_str().unwrap_or("")
+    } else {
+        &target.name
+    };
+    let refuse = |why: String| ApiError::forbidden(resource.group, resource.plural, name, &why);
+    if resource.group == "certificates.k8s.io" && resource.plural == "certificatesigningrequests" {
+        return match old {
+            None => admit_node_csr(node, obj).map_err(refuse),
+            Some(_) => Ok(()),
+        };
+    }
     if !resource.group.is_empty() {
         return Ok(());
     }
-    let name = obj["metadata"]["name"].as_str().unwrap_or(&target.name);
-    let refuse = |why: String| ApiError::forbidden("", resource.plural, name, &why);
     match (resource.plural, target.subresource.as_str(), old) {
         ("pods", "", None) => admit_mirror_pod(node, obj).map_err(refuse),
         ("pods", "status", Some(old)) => {
@@ -255,12 +266,21 @@ pub fn admit_write(
                 .collect();
             modified.sort();
             modified.dedup();
+            // Labels that steer workloads: node-restriction.kubernetes.io/ ones, and
+            // kubernetes.io and k8s.io ones outside the kubelet's own set.
+            let forbidden: Vec<&str> = modified
+                .iter()
+                .filter(|k| {
+                    is_node_restriction_label(k) || (is_kubernetes_label(k) && !is_kubelet_label(k))
+                })
+                .map(|k| k.as_str())
+                .collect();
             let Some(old) = old else {
-                let forbidden: Vec<&str> = modified
-                    .iter()
-                    .filter(|k| is_node_restriction_label(k))
-                    .map(|k| k.as_str())
-                    .collect();
+                if !obj["spec"]["configSource"].is_null() {
+                    return Err(refuse(format!(
+                        "node {node:?} is not allowed to create pods with a non-nil configSource"
+                    )));
+                }
                 if !forbidden.is_empty() {
                     return Err(refuse(format!(
                         "node {node:?} is not allowed to set the following labels: {}",
@@ -269,18 +289,18 @@ pub fn admit_write(
                 }
                 return Ok(());
             };
+            if !obj["spec"]["configSource"].is_null()
+                && obj["spec"]["configSource"] != old["spec"]["configSource"]
+            {
+                return Err(refuse(format!(
+                    "node {node:?} is not allowed to update configSource to a new non-nil configSource"
+                )));
+            }
             if obj["spec"]["taints"] != old["spec"]["taints"] {
                 return Err(refuse(format!(
                     "node {node:?} is not allowed to modify taints"
                 )));
             }
-            let forbidden: Vec<&str> = modified
-                .iter()
-                .filter(|k| {
-                    is_node_restriction_label(k) || (is_kubernetes_label(k) && !is_kubelet_label(k))
-                })
-                .map(|k| k.as_str())
-                .collect();
             if !forbidden.is_empty() {
                 return Err(refuse(format!(
                     "is not allowed to modify labels: {}",
@@ -291,6 +311,45 @@ pub fn admit_write(
         }
         _ => Ok(()),
     }
+}
+
+/// A kubelet's CSR for the kubelet signers names itself: CN=system:node:<its name>.
+fn admit_node_csr(node: &str, csr: &Value) -> Result<(), String> {
+    let signer = csr["spec"]["signerName"].as_str().unwrap_or("");
+    if !matches!(
+        signer,
+        "kubernetes.io/kubelet-serving" | "kubernetes.io/kube-apiserver-client-kubelet"
+    ) {
+        return Ok(());
+    }
+    use base64::Engine;
+    let pem = csr["spec"]["request"]
+        .as_str()
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .unwrap_or_default();
+    let common_name = x509_parser::pem::parse_x509_pem(&pem)
+        .ok()
+        .and_then(|(_, pem)| {
+            use x509_parser::prelude::FromDer;
+            let (_, request) =
+                x509_parser::certification_request::X509CertificationRequest::from_der(
+                    &pem.contents,
+                )
+                .ok()?;
+            request
+                .certification_request_info
+                .subject
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok().map(str::to_owned))
+        })
+        .ok_or_else(|| "unable to parse csr".to_owned())?;
+    if common_name != format!("system:node:{node}") {
+        return Err(format!(
+            "can only create a node CSR with CN=system:node:{node}"
+        ));
+    }
+    Ok(())
 }
 
 /// The mirror pods a kubelet may create: annotated, bound to itself, owned by nothing but its

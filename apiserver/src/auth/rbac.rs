@@ -223,13 +223,17 @@ fn aggregate(cluster_roles: &[ClusterRole]) -> HashMap<String, Vec<PolicyRule>> 
                 .as_ref()
                 .and_then(|a| a.cluster_role_selectors.as_ref());
             let mut rules = role.rules.clone().unwrap_or_default();
+            // Rules are deduplicated through their encoding: a list scan per rule would make
+            // many labelled rules quadratic on every rebuild.
+            let key = |r: &PolicyRule| serde_json::to_string(r).unwrap_or_default();
+            let mut seen: std::collections::HashSet<String> = rules.iter().map(key).collect();
             for other in cluster_roles {
                 let labels = other.metadata.labels.as_ref();
                 if other.metadata.name != role.metadata.name
                     && selectors.is_some_and(|s| s.iter().any(|s| selector_matches(s, labels)))
                 {
                     for rule in &resolved[&name(other)] {
-                        if !rules.contains(rule) {
+                        if seen.insert(key(rule)) {
                             rules.push(rule.clone());
                         }
                     }
@@ -338,20 +342,27 @@ pub fn rule_allows(rule: &PolicyRule, attrs: &Attributes) -> bool {
     }
 }
 
+/// A resource rule from lists, for tests.
+#[cfg(test)]
+pub(crate) fn rule(
+    verbs: &[&str],
+    groups: &[&str],
+    resources: &[&str],
+    names: &[&str],
+) -> PolicyRule {
+    let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    PolicyRule {
+        verbs: v(verbs),
+        api_groups: Some(v(groups)),
+        resources: Some(v(resources)),
+        resource_names: Some(v(names)),
+        non_resource_urls: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
-        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        PolicyRule {
-            verbs: v(verbs),
-            api_groups: Some(v(groups)),
-            resources: Some(v(resources)),
-            resource_names: Some(v(names)),
-            non_resource_urls: None,
-        }
-    }
 
     fn check(rule: &PolicyRule, method: &str, path: &str, allowed: bool) {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));

@@ -79,6 +79,47 @@ pub fn route(path: &str) -> Option<Connect> {
     }
 }
 
+/// Whether the request's one reading names the stream `route` found.
+fn agrees(connect: &Connect, info: &crate::request::RequestInfo) -> bool {
+    let a = &info.attrs;
+    if !a.resource_request || !a.api_group.is_empty() || a.api_version != "v1" {
+        return false;
+    }
+    match connect {
+        Connect::Pod {
+            namespace,
+            name,
+            sub,
+        } => {
+            a.resource == "pods"
+                && info.in_namespace
+                && a.namespace == *namespace
+                && info.path_name == *name
+                && a.subresource == *sub
+                && info.trailing_segments == 0
+        }
+        Connect::Node { name, .. } => {
+            a.resource == "nodes"
+                && !info.in_namespace
+                && info.path_name == *name
+                && a.subresource == "proxy"
+        }
+    }
+}
+
+/// Upstream's connect methods: exec, attach and portforward by GET (WebSocket) or POST
+/// (SPDY), log by GET, node proxy by any standard method.
+fn method_allowed(connect: &Connect, method: &str) -> bool {
+    match connect {
+        Connect::Pod { sub: "log", .. } => method == "GET",
+        Connect::Pod { .. } => matches!(method, "GET" | "POST"),
+        Connect::Node { .. } => matches!(
+            method,
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"
+        ),
+    }
+}
+
 pub async fn serve(
     state: &Arc<ApiState>,
     request: Request,
@@ -266,7 +307,22 @@ pub async fn handle(
     state: &Arc<ApiState>,
     request: Request<Body>,
 ) -> Result<Response, Request<Body>> {
-    match route(request.uri().path()) {
+    // Only the methods upstream connects with, on a path whose one reading names the same
+    // subresource (so the authorizers judged exactly this stream).
+    let info = request
+        .extensions()
+        .get::<crate::request::RequestInfo>()
+        .cloned()
+        .unwrap_or_else(|| {
+            crate::request::RequestInfo::read(
+                request.method().as_str(),
+                request.uri().path(),
+                request.uri().query().unwrap_or(""),
+            )
+        });
+    let connect = route(request.uri().path())
+        .filter(|c| agrees(c, &info) && method_allowed(c, request.method().as_str()));
+    match connect {
         Some(connect) => Ok(serve(state, request, connect)
             .await
             .unwrap_or_else(axum::response::IntoResponse::into_response)),

@@ -290,6 +290,12 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         let target = Target::from_info(&info)?;
         let mut query = info.query?;
         if info.watch_path {
+            if parts.method != Method::GET {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({})",
+                    parts.method
+                )));
+            }
             if !target.name.is_empty() {
                 return Err(ApiError::no_route());
             }

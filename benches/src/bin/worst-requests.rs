@@ -189,35 +189,19 @@ async fn measure(index: usize) -> anyhow::Result<()> {
         for run in 0..3 {
             // Each run starts from the same object.
             let target = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "target"}, "data": {}});
-            let _ = send(&Case {
+            let cms = "/api/v1/namespaces/default/configmaps";
+            let setup = |method: &'static str, path: String, body: Vec<u8>| Case {
                 name: "",
-                method: "DELETE",
-                path: "/api/v1/namespaces/default/configmaps/target".into(),
+                method,
+                path,
                 content_type: "application/json",
-                body: Vec::new(),
+                body,
                 expect: 0,
-            })
-            .await;
-            let _ = send(&Case {
-                name: "",
-                method: "POST",
-                path: "/api/v1/namespaces/default/configmaps".into(),
-                content_type: "application/json",
-                body: target.to_string().into_bytes(),
-                expect: 0,
-            })
-            .await;
-            for name in ["deep", "deep-yaml", "large", "shallow"] {
-                let _ = send(&Case {
-                    name: "",
-                    method: "DELETE",
-                    path: format!("/api/v1/namespaces/default/configmaps/{name}"),
-                    content_type: "application/json",
-                    body: Vec::new(),
-                    expect: 0,
-                })
-                .await;
+            };
+            for name in ["target", "deep", "deep-yaml", "large", "shallow"] {
+                let _ = send(&setup("DELETE", format!("{cms}/{name}"), Vec::new())).await;
             }
+            let _ = send(&setup("POST", cms.into(), target.to_string().into_bytes())).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             reset_peak();
             let (before, _) = memory();
