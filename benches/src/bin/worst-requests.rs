@@ -46,22 +46,24 @@ fn cases() -> Vec<Case> {
     let cms = "/api/v1/namespaces/default/configmaps".to_owned();
     // Arrays nested 120 deep, as many as the container bound allows, in a field the server
     // drops (with a warning).
-    let deep: Vec<String> = (0..2_100).map(|_| nested(120)).collect();
+    let deep: Vec<String> = (0..540).map(|_| nested(120)).collect();
     let deep_json = format!(
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"x":[{}]}}"#,
         deep.join(",")
     );
     let deep_yaml = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep-yaml}}\nx: [{}]\n",
-        (0..2_100)
-            .map(|_| nested(120))
-            .collect::<Vec<_>>()
-            .join(",")
+        (0..540).map(|_| nested(120)).collect::<Vec<_>>().join(",")
     );
-    // As many small objects as the container bound allows, 2.6 MiB.
+    // As many small objects as the container bound allows.
     let shallow = format!(
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"shallow"}},"x":[{}]}}"#,
-        vec![r#"{"a":"bb"}"#; 262_000].join(",")
+        vec![r#"{"a":"bb"}"#; 65_000].join(",")
+    );
+    // As many values as 3 MiB holds: 1.5 million numbers.
+    let scalars = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"scalars"}},"x":[{}0]}}"#,
+        "0,".repeat(1_500_000)
     );
     // The largest body: 1 MiB of data (ConfigMap's own limit) and padding up to 3 MiB.
     let largest = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "large"},
@@ -84,7 +86,7 @@ fn cases() -> Vec<Case> {
     let smp = json!({"data": keys, "padding": "a".repeat(2 * 1024 * 1024)});
     vec![
         Case {
-            name: "deepest nesting, JSON (2,100 arrays 120 deep)",
+            name: "deepest nesting, JSON (540 arrays 120 deep)",
             method: "POST",
             path: cms.clone(),
             content_type: "application/json",
@@ -92,7 +94,7 @@ fn cases() -> Vec<Case> {
             expect: 201,
         },
         Case {
-            name: "deepest nesting, YAML (2,100 sequences 120 deep)",
+            name: "deepest nesting, YAML (540 sequences 120 deep)",
             method: "POST",
             path: cms.clone(),
             content_type: "application/yaml",
@@ -100,11 +102,19 @@ fn cases() -> Vec<Case> {
             expect: 201,
         },
         Case {
-            name: "most objects (262,000 in one body)",
+            name: "most objects (65,000 in one body)",
             method: "POST",
             path: cms.clone(),
             content_type: "application/json",
             body: shallow.into_bytes(),
+            expect: 201,
+        },
+        Case {
+            name: "most values (1.5 million numbers in one body)",
+            method: "POST",
+            path: cms.clone(),
+            content_type: "application/json",
+            body: scalars.into_bytes(),
             expect: 201,
         },
         Case {
@@ -198,7 +208,7 @@ async fn measure(index: usize) -> anyhow::Result<()> {
                 body,
                 expect: 0,
             };
-            for name in ["target", "deep", "deep-yaml", "large", "shallow"] {
+            for name in ["target", "deep", "deep-yaml", "large", "shallow", "scalars"] {
                 let _ = send(&setup("DELETE", format!("{cms}/{name}"), Vec::new())).await;
             }
             let _ = send(&setup("POST", cms.into(), target.to_string().into_bytes())).await;
