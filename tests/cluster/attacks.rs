@@ -990,3 +990,60 @@ async fn hostile_bodies_are_refused_quickly() {
     assert_eq!(code, 200, "{body}");
     server.stop().await;
 }
+
+/// Items 6, 7 and 8: connections that never send a request are closed, files at rest are
+/// private, and every kind is validated (NetworkPolicy as the issue found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_files_and_objects_are_kept_in_bounds() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncReadExt;
+    let server = SecureApiServer::start_with(|config| {
+        config.timeouts.header_read = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let admin = server.raw_client("admin", &["system:masters"]).await;
+
+    // A connection that opens and then says nothing (no TLS handshake) is closed.
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), silent.read(&mut buf))
+        .await
+        .expect("the server closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Positive control: a whole request is served.
+    let (code, body) = admin.get("/api/v1/namespaces/default").await;
+    assert_eq!(code, 200, "{body}");
+
+    // Files at rest: the data dir 0700, the database 0600.
+    let data = server.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("state.db")), 0o600);
+
+    // NetworkPolicy: a /33 CIDR, port 99999 and policyType Sideways, one 422 with three causes.
+    let bad = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "np"},
+        "spec": {"podSelector": {}, "policyTypes": ["Sideways"],
+                 "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}],
+                              "ports": [{"port": 99999}]}]}});
+    let policies = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
+    let (code, body) = admin.json("POST", policies, &bad).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["reason"], "Invalid");
+    let fields: Vec<&str> = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 3, "{body}");
+    // Positive control: the same policy, well-formed, is stored.
+    let mut good = bad.clone();
+    good["spec"]["policyTypes"] = json!(["Ingress"]);
+    good["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"] = json!("10.0.0.0/16");
+    good["spec"]["ingress"][0]["ports"][0]["port"] = json!(8080);
+    let (code, body) = admin.json("POST", policies, &good).await;
+    assert_eq!(code, 201, "{body}");
+    server.stop().await;
+}

@@ -27,6 +27,13 @@ impl SecureApiServer {
     /// Creates the PKI under a new directory and starts the server (Node,RBAC, client
     /// certificates, bootstrap tokens, service-account tokens) on a free port.
     pub async fn start() -> SecureApiServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`SecureApiServer::start`] with `configure` applied to the server's configuration.
+    pub async fn start_with(
+        configure: impl FnOnce(&mut apiserver::server::Config),
+    ) -> SecureApiServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let pki = Pki::new(&dir.path().join("pki"));
         pki.create(&PkiConfig {
@@ -58,6 +65,8 @@ impl SecureApiServer {
             kubelet_client_key: Some(pki.path("apiserver-kubelet-client.key")),
             ..Default::default()
         };
+        let mut config = config;
+        configure(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(apiserver::server::run(config, async move {
             let _ = stopped.await;
