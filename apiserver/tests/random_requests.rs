@@ -20,12 +20,14 @@ async fn random_requests_never_panic_or_fail_the_server() {
     let mut answered = std::collections::BTreeMap::new();
     for _ in 0..10_000 {
         let r = generator.request();
-        let Ok(request) = axum::http::Request::builder()
+        let mut builder = axum::http::Request::builder()
             .method(r.method)
             .uri(r.uri())
-            .header("content-type", r.content_type)
-            .body(Body::from(r.body.clone()))
-        else {
+            .header("content-type", r.content_type);
+        for (name, value) in &r.headers {
+            builder = builder.header(*name, *value);
+        }
+        let Ok(request) = builder.body(Body::from(r.body.clone())) else {
             continue; // not a request hyper would have parsed either
         };
         let info = RequestInfo::read(r.method, &r.path, &r.query);
@@ -55,6 +57,43 @@ async fn random_requests_never_panic_or_fail_the_server() {
     assert!(
         metrics.contains("apiserver_request_panics_total 0"),
         "{metrics}"
+    );
+    server.stop();
+}
+
+/// If a handler panics anyway, the client gets a 500 Status, and the panic is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_a_500_status_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/namespaces/default/pods",
+            axum::routing::get(|| async {
+                panic!("a handler bug");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            server.state.clone(),
+            apiserver::metrics::track,
+        ));
+    let request = axum::http::Request::get("/api/v1/namespaces/default/pods")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "InternalError");
+    assert!(
+        server
+            .state
+            .metrics
+            .render(0)
+            .contains("apiserver_request_panics_total 1")
     );
     server.stop();
 }

@@ -13,6 +13,8 @@ pub struct RandomRequest {
     pub path: String,
     pub query: String,
     pub content_type: &'static str,
+    /// Other headers: Accept variants, impersonation, odd encodings.
+    pub headers: Vec<(&'static str, &'static str)>,
     pub body: Vec<u8>,
 }
 
@@ -169,6 +171,21 @@ const RESOURCES: &[(&str, &str, &[&str])] = &[
 /// Query values that parse, so that more requests reach a handler.
 const GOOD_VALUES: &[&str] = &["", "true", "false", "1", "0", "metadata.name%3Ds1", "a%3Db"];
 
+/// Headers that change how a request is read or answered.
+const HEADERS: &[(&str, &str)] = &[
+    ("accept", "application/json;as=Table;v=v1;g=meta.k8s.io"),
+    ("accept", "application/yaml"),
+    ("accept", "application/vnd.kubernetes.protobuf"),
+    ("accept", "*/*;q=0.1, text/html"),
+    ("impersonate-user", "system:anonymous"),
+    ("impersonate-user", "system:serviceaccount:default:x"),
+    ("impersonate-group", "system:masters"),
+    ("impersonate-user", ""),
+    ("content-encoding", "gzip"),
+    ("x-remote-user", "admin"),
+    ("authorization", "Bearer not-a-token"),
+];
+
 /// Generates requests from `seed`.
 pub struct Generator(StdRng);
 
@@ -237,11 +254,15 @@ impl Generator {
         } else {
             self.pick(BODIES).as_bytes().to_vec()
         };
+        let headers = (0..self.0.random_range(0..3))
+            .map(|_| self.pick(HEADERS))
+            .collect();
         RandomRequest {
             method: self.pick(METHODS),
             path,
             query: params.join("&"),
             content_type: self.pick(CONTENT_TYPES),
+            headers,
             body,
         }
     }
