@@ -586,7 +586,7 @@ async fn a_node_touches_only_what_is_its_own() {
             .await;
     }
     let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
-    n1.create("/api/v1/nodes", node("n1")).await;
+    let n1_node = n1.create("/api/v1/nodes", node("n1")).await;
     admin.create("/api/v1/nodes", node("n2")).await;
     let pod = |name: &str, node: &str, secret: Option<&str>| {
         let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -693,6 +693,18 @@ async fn a_node_touches_only_what_is_its_own() {
     plain["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
     let (code, body) = n1.json("POST", "/api/v1/namespaces/b/pods", &plain).await;
     assert_eq!(code, 201, "a plain mirror pod: {body}");
+    // Owned by its Node, as the kubelet writes them: the uid must be the Node's.
+    for (uid, code) in [
+        ("not-the-uid", 403),
+        (n1_node["metadata"]["uid"].as_str().unwrap(), 201),
+    ] {
+        let mut owned = plain.clone();
+        owned["metadata"]["name"] = json!(format!("owned-{code}"));
+        owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node",
+            "name": "n1", "uid": uid, "controller": true}]);
+        let (got, body) = n1.json("POST", "/api/v1/namespaces/b/pods", &owned).await;
+        assert_eq!(got, code, "{uid}: {body}");
+    }
 
     // Status, delete and eviction only of its own pods.
     let mut status = on_n2.clone();

@@ -198,6 +198,7 @@ pub async fn admit_create(
 /// current one on update): mirror pods only, bound to itself and referencing nothing secret;
 /// status only of its own pods; its own Node without its taints or restricted labels.
 pub fn admit_write(
+    cache: &Cache,
     node: &str,
     target: &crate::handlers::Target,
     obj: &Value,
@@ -221,7 +222,18 @@ pub fn admit_write(
         return Ok(());
     }
     match (resource.plural, target.subresource.as_str(), old) {
-        ("pods", "", None) => admit_mirror_pod(node, obj).map_err(refuse),
+        ("pods", "", None) => {
+            // The owner reference must name this Node as it is, uid included.
+            let nodes = crate::registry::find("", "v1", "nodes").expect("nodes are served");
+            let key = format!("{}{node}", nodes.key_prefix(cache.root()));
+            let node_uid = cache.get(nodes, &key).map(|n| {
+                n.value()["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            });
+            admit_mirror_pod(node, node_uid.as_deref(), obj).map_err(refuse)
+        }
         ("pods", "status", Some(old)) => {
             if old["spec"]["nodeName"].as_str() != Some(node) {
                 return Err(refuse(format!(
@@ -354,7 +366,7 @@ fn admit_node_csr(node: &str, csr: &Value) -> Result<(), String> {
 
 /// The mirror pods a kubelet may create: annotated, bound to itself, owned by nothing but its
 /// Node, and referencing no service account, Secret, ConfigMap or claim.
-fn admit_mirror_pod(node: &str, pod: &Value) -> Result<(), String> {
+fn admit_mirror_pod(node: &str, node_uid: Option<&str>, pod: &Value) -> Result<(), String> {
     const MIRROR: &str = "kubernetes.io/config.mirror";
     if pod["metadata"]["annotations"][MIRROR].is_null() {
         return Err(format!(
@@ -390,6 +402,16 @@ fn admit_mirror_pod(node: &str, pod: &Value) -> Result<(), String> {
             return Err(format!(
                 "node {node:?} must not set blockOwnerDeletion on an owner reference"
             ));
+        }
+        let claimed = owner["uid"].as_str().unwrap_or("");
+        match node_uid {
+            None => return Err(format!("nodes {node:?} not found")),
+            Some(uid) if uid != claimed => {
+                return Err(format!(
+                    "node {node} UID mismatch: expected {claimed} got {uid}"
+                ));
+            }
+            Some(_) => {}
         }
     }
     if pod["spec"]["serviceAccountName"]

@@ -215,7 +215,7 @@ fn admit_writer(
 ) -> ApiResult<()> {
     escalation::check(state, user, target, obj, old)?;
     if let Some(node) = node::node_name(user) {
-        node::admit_write(node, target, obj, old)?;
+        node::admit_write(&state.cache, node, target, obj, old)?;
     }
     Ok(())
 }

@@ -79,7 +79,6 @@ pub struct ServeConfig {
 }
 
 pub fn router(kubelet: Arc<Kubelet>) -> Router {
-    use axum::routing::any;
     let auth = kubelet.auth.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -90,14 +89,18 @@ pub fn router(kubelet: Arc<Kubelet>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(logs::container_logs),
         )
-        .route("/exec/{namespace}/{pod}/{container}", any(streaming::exec))
+        // Streams open with GET (WebSocket) or POST (SPDY), as upstream's kubelet serves them.
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(streaming::exec).post(streaming::exec),
+        )
         .route(
             "/attach/{namespace}/{pod}/{container}",
-            any(streaming::attach),
+            get(streaming::attach).post(streaming::attach),
         )
         .route(
             "/portForward/{namespace}/{pod}",
-            any(streaming::port_forward),
+            get(streaming::port_forward).post(streaming::port_forward),
         )
         .with_state(kubelet)
         .layer(axum::middleware::from_fn_with_state(auth, auth::filter))
