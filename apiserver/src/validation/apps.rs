@@ -239,16 +239,8 @@ pub fn controller_revision(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
 mod tests {
     use super::*;
 
-    fn pairs(causes: Vec<Cause>) -> Vec<(String, String)> {
-        causes.into_iter().map(|c| (c.field, c.message)).collect()
-    }
-
     fn check(got: Vec<Cause>, want: &[(&str, &str)]) {
-        let want: Vec<_> = want
-            .iter()
-            .map(|(f, m)| (f.to_string(), m.to_string()))
-            .collect();
-        assert_eq!(pairs(got), want);
+        super::super::testing::check(got, want, &"");
     }
 
     #[test]

@@ -271,6 +271,7 @@ fn range(expr: &str, b: &Bounds) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::pairs;
     use super::*;
 
     #[test]
@@ -312,10 +313,6 @@ mod tests {
         for (bad, message) in cases {
             assert_eq!(parse_schedule(bad), Err(message.to_owned()), "{bad}");
         }
-    }
-
-    fn pairs(causes: Vec<Cause>) -> Vec<(String, String)> {
-        causes.into_iter().map(|c| (c.field, c.message)).collect()
     }
 
     #[test]

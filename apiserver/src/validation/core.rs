@@ -865,19 +865,8 @@ pub fn persistent_volume_claim(obj: &Value) -> Vec<Cause> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::check;
     use super::*;
-
-    fn pairs(causes: Vec<Cause>) -> Vec<(String, String)> {
-        causes.into_iter().map(|c| (c.field, c.message)).collect()
-    }
-
-    fn check(got: Vec<Cause>, want: &[(&str, &str)], what: &Value) {
-        let want: Vec<_> = want
-            .iter()
-            .map(|(f, m)| (f.to_string(), m.to_string()))
-            .collect();
-        assert_eq!(pairs(got), want, "{what}");
-    }
 
     fn svc(spec: Value) -> Value {
         let mut s = json!({"metadata": {"name": "s"}, "spec": spec});
