@@ -16,25 +16,6 @@ pub mod policy;
 pub mod rbac;
 pub mod scheduling;
 
-/// What the validation modules' table tests compare: (field, message) of each cause.
-#[cfg(test)]
-pub(crate) mod testing {
-    use crate::status::Cause;
-
-    pub fn pairs(causes: Vec<Cause>) -> Vec<(String, String)> {
-        causes.into_iter().map(|c| (c.field, c.message)).collect()
-    }
-
-    /// Asserts `got` has exactly the causes `want` lists, in order; `what` names the case.
-    pub fn check(got: Vec<Cause>, want: &[(&str, &str)], what: &dyn std::fmt::Display) {
-        let want: Vec<_> = want
-            .iter()
-            .map(|(f, m)| (f.to_string(), m.to_string()))
-            .collect();
-        assert_eq!(pairs(got), want, "{what}");
-    }
-}
-
 use serde_json::Value;
 
 use crate::meta;
@@ -137,4 +118,23 @@ pub fn validate_metadata_update(new: &Value, old: &Value) -> Vec<Cause> {
         }
     }
     causes
+}
+
+/// What the validation modules' table tests compare: (field, message) of each cause.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::status::Cause;
+
+    pub fn pairs(causes: Vec<Cause>) -> Vec<(String, String)> {
+        causes.into_iter().map(|c| (c.field, c.message)).collect()
+    }
+
+    /// Asserts `got` has exactly the causes `want` lists, in order; `what` names the case.
+    pub fn check(got: Vec<Cause>, want: &[(&str, &str)], what: &dyn std::fmt::Display) {
+        let want: Vec<_> = want
+            .iter()
+            .map(|(f, m)| (f.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(pairs(got), want, "{what}");
+    }
 }
