@@ -140,14 +140,43 @@ pub fn qualified(group: &str, resource: &str) -> String {
 }
 
 fn details(group: &str, kind: &str, name: &str) -> Value {
-    let mut d = json!({ "kind": kind });
+    let mut d = serde_json::Map::new();
     if !name.is_empty() {
-        d["name"] = json!(name);
+        d.insert("name".into(), json!(name));
     }
     if !group.is_empty() {
-        d["group"] = json!(group);
+        d.insert("group".into(), json!(group));
     }
-    d
+    d.insert("kind".into(), json!(kind));
+    Value::Object(d)
+}
+
+/// StatusDetails' fields in upstream's Go struct order (name, group, kind, uid, causes,
+/// retryAfterSeconds): clients compare Status bodies as strings.
+fn ordered_details(d: &Value, retry_after: Option<u64>) -> Value {
+    const ORDER: [&str; 6] = [
+        "name",
+        "group",
+        "kind",
+        "uid",
+        "causes",
+        "retryAfterSeconds",
+    ];
+    let mut out = serde_json::Map::new();
+    for key in ORDER {
+        if let Some(v) = d.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(secs) = retry_after {
+        out.insert("retryAfterSeconds".into(), json!(secs));
+    }
+    if let Some(m) = d.as_object() {
+        for (k, v) in m {
+            out.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 impl ApiError {
@@ -316,23 +345,26 @@ impl ApiError {
     }
 
     /// The Status object itself (also used for watch ERROR events).
+    /// The Status, its fields in upstream's Go struct order (kind, apiVersion, metadata,
+    /// status, message, reason, details, code), empty ones left out as upstream's omitempty.
     pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = (**d).clone();
+        let mut s = serde_json::Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        if !self.message.is_empty() {
+            s.insert("message".into(), json!(self.message));
         }
-        if let Some(secs) = self.retry_after {
-            s["details"]["retryAfterSeconds"] = json!(secs);
+        if !self.reason.is_empty() {
+            s.insert("reason".into(), json!(self.reason));
         }
-        s
+        if self.details.is_some() || self.retry_after.is_some() {
+            let d = self.details.as_deref().cloned().unwrap_or(Value::Null);
+            s.insert("details".into(), ordered_details(&d, self.retry_after));
+        }
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
     }
 
     /// Maps a store error about one object to the Status upstream answers.
@@ -367,7 +399,9 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let mut body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        // Upstream's JSON encoder ends every body with a newline.
+        body.push(b'\n');
         let mut resp = (code, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -392,6 +426,6 @@ pub fn success(group: &str, resource: &str, name: &str, uid: Option<&str>) -> Va
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": d,
+        "details": ordered_details(&d, None),
     })
 }

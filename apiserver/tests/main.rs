@@ -8,4 +8,5 @@ mod kubectl;
 mod limits;
 mod python_client;
 mod random_requests;
+mod response_bytes;
 mod support;

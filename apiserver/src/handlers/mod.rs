@@ -155,10 +155,12 @@ pub fn respond(status: StatusCode, format: Format, body: &Value) -> Response {
             serde_yaml::to_string(body).unwrap_or_default().into_bytes(),
             "application/yaml",
         ),
-        _ => (
-            serde_json::to_vec(body).unwrap_or_default(),
-            "application/json",
-        ),
+        _ => {
+            let mut bytes = serde_json::to_vec(body).unwrap_or_default();
+            // Upstream's JSON encoder ends every body with a newline; clients compare bytes.
+            bytes.push(b'\n');
+            (bytes, "application/json")
+        }
     };
     raw_response(status, content_type, Bytes::from(bytes))
 }

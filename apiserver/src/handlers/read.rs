@@ -50,11 +50,17 @@ pub async fn get(
             Format::Json,
             &render_table(resource, &[object], query, true, ""),
         )),
-        Format::Json => Ok(raw_response(
-            StatusCode::OK,
-            "application/json",
-            object.bytes.clone(),
-        )),
+        Format::Json => {
+            // The cached encoding, ended with upstream's newline.
+            let mut body = BytesMut::with_capacity(object.bytes.len() + 1);
+            body.put_slice(&object.bytes);
+            body.put_u8(b'\n');
+            Ok(raw_response(
+                StatusCode::OK,
+                "application/json",
+                body.freeze(),
+            ))
+        }
         Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value())),
     }
 }
@@ -306,7 +312,7 @@ fn list_bytes(
         }
         out.put_slice(&o.bytes);
     }
-    out.put_slice(b"]}");
+    out.put_slice(b"]}\n");
     out.freeze()
 }
 
