@@ -328,3 +328,58 @@ async fn finished_jobs_go_after_their_ttl() {
         "deleted before its TTL"
     );
 }
+
+/// A Job deleted while its pod runs lets the pod go: the tracking finalizer is removed from
+/// pods whose Job is gone, so they do not stay Terminating (upstream's orphan-pod handling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_jobs_pods_lose_the_tracking_finalizer() {
+    let c = cluster().await;
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let tracked = |p: &k8s_openapi::api::core::v1::Pod| {
+        p.finalizers()
+            .iter()
+            .any(|f| f == "batch.kubernetes.io/job-tracking")
+    };
+    // Deleted outright (its object gone at once: no garbage collector runs here), and
+    // deleted orphaning its pods (the Job stays, terminating, until the collector acts).
+    for (name, params) in [
+        ("gone", kube::api::DeleteParams::default()),
+        ("orphaning", kube::api::DeleteParams::orphan()),
+    ] {
+        c.create(job(name, json!({"parallelism": 1}))).await;
+        let pod = eventually("a running pod with the finalizer", T, || async {
+            active_pods(&c, name).await.into_iter().find(|p| tracked(p))
+        })
+        .await;
+        jobs.delete(name, &params).await.unwrap();
+        eventually("the finalizer removed", T, || async {
+            let p = c.pods("default").get(&pod.name_any()).await.ok()?;
+            (!tracked(&p)).then_some(())
+        })
+        .await;
+    }
+    let pod = c
+        .live_pods("default", "batch.kubernetes.io/job-name=gone")
+        .await
+        .remove(0);
+    // Deleted now, the pod goes away instead of staying Terminating.
+    c.pods("default")
+        .delete(
+            &pod.name_any(),
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    eventually("the pod gone", T, || async {
+        c.pods("default")
+            .get_opt(&pod.name_any())
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

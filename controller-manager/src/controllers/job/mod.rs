@@ -58,6 +58,22 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         let (Change::Added(j) | Change::Deleted(j) | Change::Updated { new: j, .. }) = change;
         q.add(key_of(*j))
     });
+    // A pod still holding the tracking finalizer whose Job is gone (deleted, or recreated
+    // under the same name) wakes that Job's key, whose sync lets the pod go: upstream's
+    // orphan-pod handling. Without it such pods stay Terminating forever.
+    let orphans = c.clone();
+    c.pods.on_change(move |change| {
+        let (Change::Added(p) | Change::Updated { new: p, .. }) = change else {
+            return;
+        };
+        if has_finalizer(p)
+            && orphans.owner_key(p).is_none()
+            && let Some(r) = podutil::controller_ref(&p.metadata).filter(|r| r.kind == "Job")
+        {
+            let ns = p.metadata.namespace.as_deref().unwrap_or("");
+            orphans.queue.add(format!("{ns}/{}", r.name));
+        }
+    });
     let me = c.clone();
     crate::runtime::expectations::track_owned_pods(
         &c.pods,
@@ -172,6 +188,27 @@ impl JobController {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Drops the tracking finalizer of pods controlled by a Job named as `key` that is not
+    /// the Job of uid `live` (gone, or an earlier Job of that name): nothing will count them.
+    async fn release_orphans(&self, key: &str, live: Option<&str>) -> anyhow::Result<()> {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        let orphans: Vec<Arc<Pod>> = self
+            .pods
+            .list_namespace(ns)
+            .into_iter()
+            .filter(|p| has_finalizer(p))
+            .filter(|p| {
+                podutil::controller_ref(&p.metadata).is_some_and(|r| {
+                    r.kind == "Job" && r.name == name && Some(r.uid.as_str()) != live
+                })
+            })
+            .collect();
+        for p in orphans {
+            self.remove_finalizer(&p).await?;
+        }
+        Ok(())
     }
 
     async fn delete_pods(&self, key: &str, job: &Job, pods: &[&Arc<Pod>]) -> anyhow::Result<()> {
@@ -317,9 +354,11 @@ impl Reconcile for JobController {
         let Some(job) = self.jobs.get(key) else {
             self.expectations.forget(key);
             self.last_failure.lock().remove(key);
+            self.release_orphans(key, None).await?;
             return Ok(None);
         };
         let uid = job.metadata.uid.clone().unwrap_or_default();
+        self.release_orphans(key, Some(&uid)).await?;
         let ns = job.namespace().unwrap_or_default();
         let pods: Vec<Arc<Pod>> = self
             .pods
@@ -327,8 +366,8 @@ impl Reconcile for JobController {
             .into_iter()
             .filter(|p| podutil::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid))
             .collect();
-        if is_finished(&job) {
-            // Finished: whatever is still tracked is let go.
+        if is_finished(&job) || job.metadata.deletion_timestamp.is_some() {
+            // Finished, or being deleted: whatever is still tracked is let go.
             for p in pods.iter().filter(|p| has_finalizer(p)) {
                 self.remove_finalizer(p).await?;
             }
