@@ -87,16 +87,18 @@ impl CachedObject {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
 
+    /// The value of a selectable field (metadata.name, spec.nodeName, ...), without parsing.
+    pub fn field(&self, path: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| *name == path)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Whether the object passes a request's label and field selectors.
     pub fn selected(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
         labels.matches(self.labels.as_ref())
-            && (fields.is_everything()
-                || fields.matches(|f| {
-                    self.fields
-                        .iter()
-                        .find(|(name, _)| *name == f)
-                        .map(|(_, v)| v.clone())
-                }))
+            && (fields.is_everything() || fields.matches(|f| self.field(f).map(str::to_owned)))
     }
 }
 
@@ -181,7 +183,13 @@ pub struct WatchClosed;
 
 impl WatchSender {
     pub async fn send(&self, line: Bytes) -> Result<(), WatchClosed> {
-        use tokio::sync::mpsc::error::SendTimeoutError;
+        use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
+        // A queue with room takes the line at once; only a full one arms the stall timer.
+        let line = match self.tx.try_send(line) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(WatchClosed),
+            Err(TrySendError::Full(line)) => line,
+        };
         match self.tx.send_timeout(line, WATCHER_STALL).await {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Closed(_)) => Err(WatchClosed),

@@ -135,16 +135,8 @@ where
 {
     let open = Arc::new(());
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stop) => break,
+        let Some((tcp, peer)) = common::tls::accept(&listener, &mut stop).await else {
+            break;
         };
         let counted = open.clone();
         let connection = handle(tcp, peer);

@@ -126,11 +126,17 @@ fn is_health_check(path: &str) -> bool {
 pub async fn filter(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     let query = request.uri().query().unwrap_or("");
     // The reading authorization used (the auth filter runs first); read here only without it.
+    let read_here;
     let attrs = match request.extensions().get::<crate::request::RequestInfo>() {
-        Some(info) => info.attrs.clone(),
-        None => Attributes::from_request(request.method().as_str(), request.uri().path(), query),
+        Some(info) => &info.attrs,
+        None => {
+            read_here =
+                Attributes::from_request(request.method().as_str(), request.uri().path(), query);
+            &read_here
+        }
     };
-    if is_long_running(&attrs) {
+    let mutating = !matches!(attrs.verb.as_str(), "get" | "list" | "watch");
+    if is_long_running(attrs) {
         return next.run(request).await;
     }
     let timeout = match requested_timeout(query) {
@@ -139,7 +145,6 @@ pub async fn filter(State(limits): State<Arc<Limits>>, request: Request, next: N
         Ok(_) => limits.request_timeout,
         Err(e) => return ApiError::bad_request(e).into_response(),
     };
-    let mutating = !matches!(attrs.verb.as_str(), "get" | "list" | "watch");
     let pool = if mutating {
         &limits.mutating
     } else {

@@ -29,7 +29,7 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     /// (verb, resource, code) -> observations.
-    requests: Mutex<HashMap<(&'static str, String, u16), Series>>,
+    requests: Mutex<HashMap<(&'static str, &'static str, u16), Series>>,
     watches: AtomicI64,
     /// Requests whose handler panicked.
     panics: AtomicI64,
@@ -56,7 +56,7 @@ fn verb(attrs: &crate::auth::attributes::Attributes) -> &'static str {
 }
 
 impl Metrics {
-    fn observe(&self, verb: &'static str, resource: String, code: u16, seconds: f64) {
+    fn observe(&self, verb: &'static str, resource: &'static str, code: u16, seconds: f64) {
         let mut map = self.requests.lock();
         let s = map.entry((verb, resource, code)).or_default();
         s.count += 1;
@@ -126,13 +126,25 @@ impl Metrics {
 
 /// Middleware: counts and times every request (a watch is counted when its stream opens).
 /// A handler that panics anyway answers a 500 Status; the panic is logged and counted.
-pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+pub async fn track(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     use futures::FutureExt;
+    // The request's one reading is made here, the outermost layer, and handed on: the auth
+    // filter, the limits and the handlers take it from the request's extensions.
     let info = crate::request::RequestInfo::read(
         request.method().as_str(),
         request.uri().path(),
         request.uri().query().unwrap_or(""),
     );
+    let verb = verb(&info.attrs);
+    let resource = crate::handlers::Target::from_info(&info)
+        .map(|t| t.resource.plural)
+        .unwrap_or_default();
+    let uri = request.uri().clone();
+    request.extensions_mut().insert(info);
     let start = Instant::now();
     let response = match std::panic::AssertUnwindSafe(next.run(request))
         .catch_unwind()
@@ -145,7 +157,7 @@ pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: N
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            tracing::error!(verb = %info.attrs.verb, path = %info.attrs.path, panic = %what, "apiserver panicked on a request");
+            tracing::error!(verb, %uri, panic = %what, "apiserver panicked on a request");
             state.metrics.panics.fetch_add(1, Ordering::Relaxed);
             crate::status::ApiError::internal(
                 "This request caused apiserver to panic. Look in the logs for details.",
@@ -153,10 +165,6 @@ pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: N
             .into_response()
         }
     };
-    let resource = crate::handlers::Target::from_info(&info)
-        .map(|t| t.resource.plural.to_owned())
-        .unwrap_or_default();
-    let verb = verb(&info.attrs);
     if verb == "WATCH" {
         state.metrics.watches.fetch_add(1, Ordering::Relaxed);
     }

@@ -250,6 +250,26 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// The next connection of `listener`, or None once `stop` turns true. A failed accept (out
+/// of descriptors, say) is logged and retried after a moment rather than ending the server.
+pub async fn accept(
+    listener: &TcpListener,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(stop) => return None,
+        }
+    }
+}
+
 /// Accepts TLS connections until `stop` turns true, then lets open connections finish. With
 /// client CAs, each request of a connection that presented a certificate carries its
 /// [`PeerIdentity`] as an extension.
@@ -265,16 +285,8 @@ pub async fn serve(
     } = tls.into();
     let graceful = GracefulShutdown::new();
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut stop) => break,
+        let Some((tcp, peer)) = accept(&listener, &mut stop).await else {
+            break;
         };
         let acceptor = acceptor.clone();
         let client_ca = client_ca.clone();

@@ -62,9 +62,13 @@ pub async fn handle(state: &Arc<ApiState>, request: Request) -> Result<Response,
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_else(UserInfo::anonymous);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let result = async {
-        let mut query = Query::parse(parts.uri.query().unwrap_or(""))?;
+        // The query as the request's one reading parsed it.
+        let mut query = match parts.extensions.remove::<crate::request::RequestInfo>() {
+            Some(info) => info.query?,
+            None => Query::parse(parts.uri.query().unwrap_or(""))?,
+        };
         let format = crate::handlers::negotiate(&parts.headers)?;
         let body = read_body(body, &parts.headers, &mut query).await?;
         let answer = kind.serve(state, &user, body)?;

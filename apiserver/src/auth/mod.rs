@@ -329,18 +329,24 @@ fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError {
     }
 }
 
-/// The middleware: reads the request once ([`RequestInfo`]), authenticates, authorizes, and
+/// The middleware: authenticates, authorizes the request's one reading ([`RequestInfo`]), and
 /// passes the request on with its [`UserInfo`] and that reading.
 pub async fn filter(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let info = RequestInfo::read(
-        request.method().as_str(),
-        request.uri().path(),
-        request.uri().query().unwrap_or(""),
-    );
+    // metrics::track read the request; a router without it reads here.
+    let info = request
+        .extensions_mut()
+        .remove::<RequestInfo>()
+        .unwrap_or_else(|| {
+            RequestInfo::read(
+                request.method().as_str(),
+                request.uri().path(),
+                request.uri().query().unwrap_or(""),
+            )
+        });
     let user = if request.extensions().get::<Trusted>().is_some() {
         UserInfo::loopback()
     } else {

@@ -114,9 +114,16 @@ fn authorize_node(node: &str, attrs: &Attributes) -> Decision {
 /// deletes, status writes and evictions are allowed here and limited by NodeRestriction.
 fn authorize_pod(cache: &Cache, node: &str, attrs: &Attributes) -> Decision {
     let bound = || {
-        pod_uses(cache, node, &attrs.namespace, |pod| {
-            pod["metadata"]["name"] == attrs.name.as_str()
-        })
+        let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+        let key = format!(
+            "{}{}/{}",
+            pods.key_prefix(cache.root()),
+            attrs.namespace,
+            attrs.name
+        );
+        cache
+            .get(pods, &key)
+            .is_some_and(|p| p.field("spec.nodeName") == Some(node))
     };
     let related = || {
         if bound() {

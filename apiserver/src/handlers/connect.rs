@@ -309,19 +309,20 @@ pub async fn handle(
 ) -> Result<Response, Request<Body>> {
     // Only the methods upstream connects with, on a path whose one reading names the same
     // subresource (so the authorizers judged exactly this stream).
-    let info = request
-        .extensions()
-        .get::<crate::request::RequestInfo>()
-        .cloned()
-        .unwrap_or_else(|| {
-            crate::request::RequestInfo::read(
-                request.method().as_str(),
-                request.uri().path(),
-                request.uri().query().unwrap_or(""),
-            )
-        });
-    let connect = route(request.uri().path())
-        .filter(|c| agrees(c, &info) && method_allowed(c, request.method().as_str()));
+    let connect = route(request.uri().path()).filter(|c| {
+        method_allowed(c, request.method().as_str())
+            && match request.extensions().get::<crate::request::RequestInfo>() {
+                Some(info) => agrees(c, info),
+                None => agrees(
+                    c,
+                    &crate::request::RequestInfo::read(
+                        request.method().as_str(),
+                        request.uri().path(),
+                        request.uri().query().unwrap_or(""),
+                    ),
+                ),
+            }
+    });
     match connect {
         Some(connect) => Ok(serve(state, request, connect)
             .await
