@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
         min_request_timeout: std::time::Duration::from_secs(flags.min_request_timeout),
         max_requests_inflight: flags.max_requests_inflight,
         max_mutating_requests_inflight: flags.max_mutating_requests_inflight,
-        timeouts: Default::default(),
+        ..Config::default()
     };
     run(config, common::shutdown::signal()).await
 }

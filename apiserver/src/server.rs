@@ -62,6 +62,9 @@ pub struct Config {
     pub max_mutating_requests_inflight: usize,
     /// The listeners' header-read and idle timeouts.
     pub timeouts: crate::conn::Timeouts,
+    /// Picks a name for an object created with generateName (a scripted one in tests that
+    /// need collisions).
+    pub generate_name: fn(&str) -> String,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
             timeouts: Default::default(),
+            generate_name: crate::meta::generate_name,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct ApiState {
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     /// In-flight limits and request deadlines.
     pub limits: Arc<Limits>,
+    /// Picks a name for an object created with generateName.
+    pub generate_name: fn(&str) -> String,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -206,6 +212,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
             config.request_timeout,
             config.min_request_timeout,
         )),
+        generate_name: config.generate_name,
     });
     bootstrap::ensure(&state, advertise, port)
         .await

@@ -223,6 +223,22 @@ impl ApiError {
         }
     }
 
+    /// A create whose generated names all existed (upstream's NewGenerateNameConflict).
+    pub fn generate_name_conflict(group: &str, resource: &str, name: &str) -> ApiError {
+        let q = qualified(group, resource);
+        ApiError {
+            details: Some(Box::new(details(group, resource, name))),
+            retry_after: Some(1),
+            ..ApiError::new(
+                409,
+                "AlreadyExists",
+                format!(
+                    "{q} \"{name}\" already exists, the server was not allowed to generate a unique name"
+                ),
+            )
+        }
+    }
+
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
         let q = qualified(group, resource);
         ApiError {

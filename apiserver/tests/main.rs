@@ -3,6 +3,7 @@
 
 mod api_semantics;
 mod durability;
+mod generate_name;
 mod kube_rs;
 mod kubectl;
 mod limits;

@@ -251,10 +251,14 @@ pub async fn create_object(
     check_type(resource, &mut obj)?;
     check_namespace(target, &mut obj)?;
     let name = meta::name(&obj).to_owned();
-    let generate = meta::meta_str(&obj, "generateName").to_owned();
+    let mut names = GeneratedName {
+        prefix: meta::meta_str(&obj, "generateName").to_owned(),
+        generated: name.is_empty(),
+        attempts: 1,
+    };
     let meta_map = metadata_mut(&mut obj);
-    let name = if name.is_empty() && !generate.is_empty() {
-        meta::generate_name(&generate)
+    let name = if name.is_empty() && !names.prefix.is_empty() {
+        (state.generate_name)(&names.prefix)
     } else {
         name
     };
@@ -309,8 +313,8 @@ pub async fn create_object(
     } else {
         meta_map.remove("generation");
     }
-    let target = Target {
-        name: name.clone(),
+    let mut target = Target {
+        name,
         ..clone_target(target)
     };
     check_namespace_open(state, &target).await?;
@@ -330,20 +334,19 @@ pub async fn create_object(
     // An object known to exist is refused before anything is allocated for it. The cache may
     // still hold an object deleted a moment ago, so a hit is confirmed with the store; the
     // store's create-if-absent remains the real guard.
-    let key = target.key(&state.root);
-    if state.cache.get(resource, &key).is_some()
+    while state
+        .cache
+        .get(resource, &target.key(&state.root))
+        .is_some()
         && state
             .store
-            .get(&key)
+            .get(&target.key(&state.root))
             .await
             .map_err(|e| target.store_error(e))?
             .is_some()
     {
-        return Err(ApiError::already_exists(
-            resource.group,
-            resource.plural,
-            &name,
-        ));
+        let next = names.after_collision(state, resource, &target.name)?;
+        rename(&mut obj, &mut target, next);
     }
     let allocation = if resource.plural == "services" && resource.group.is_empty() {
         Some(services::allocate(state, &mut obj, None)?)
@@ -356,7 +359,7 @@ pub async fn create_object(
         return Err(ApiError::invalid(
             resource.group,
             resource.kind,
-            &name,
+            &target.name,
             causes,
         ));
     }
@@ -364,19 +367,78 @@ pub async fn create_object(
     if query.dry_run {
         return Ok((obj, warnings));
     }
-    let kv = state
-        .store
-        .create(&key, to_stored(&mut obj)?)
-        .await
-        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, &name))?;
+    let kv = loop {
+        let key = target.key(&state.root);
+        match state.store.create(&key, to_stored(&mut obj)?).await {
+            Ok(kv) => break kv,
+            // Another create took the generated name since the check above: the next one
+            // differs only in its random suffix, so what was validated still holds.
+            Err(storage::Error::AlreadyExists(_)) => {
+                let next = names.after_collision(state, resource, &target.name)?;
+                rename(&mut obj, &mut target, next);
+            }
+            Err(e) => {
+                return Err(ApiError::from_store(
+                    e,
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                ));
+            }
+        }
+    };
     if let Some(a) = allocation {
         a.commit();
     }
     if resource.group.is_empty() && resource.plural == "namespaces" {
-        state.terminating_namespaces.lock().remove(&name);
+        state.terminating_namespaces.lock().remove(&target.name);
     }
     with_revision(&mut obj, kv.mod_revision);
     Ok((obj, warnings))
+}
+
+/// Upstream tries eight generated names in all before giving up on a create.
+const MAX_NAME_GENERATION_ATTEMPTS: u32 = 8;
+
+/// The generateName of an object being created, and how many names were tried for it.
+struct GeneratedName {
+    prefix: String,
+    /// The client sent no name, so the server picks (and may re-pick) one.
+    generated: bool,
+    attempts: u32,
+}
+
+impl GeneratedName {
+    /// After `name` turned out to exist: the next name to try, or upstream's answer.
+    fn after_collision(
+        &mut self,
+        state: &ApiState,
+        resource: &ResourceInfo,
+        name: &str,
+    ) -> ApiResult<String> {
+        if self.prefix.is_empty() {
+            return Err(ApiError::already_exists(
+                resource.group,
+                resource.plural,
+                name,
+            ));
+        }
+        if !self.generated || self.attempts >= MAX_NAME_GENERATION_ATTEMPTS {
+            return Err(ApiError::generate_name_conflict(
+                resource.group,
+                resource.plural,
+                name,
+            ));
+        }
+        self.attempts += 1;
+        Ok((state.generate_name)(&self.prefix))
+    }
+}
+
+/// Gives the object being created another name.
+fn rename(obj: &mut Value, target: &mut Target, name: String) {
+    metadata_mut(obj).insert("name".into(), json!(name));
+    target.name = name;
 }
 
 fn clone_target(t: &Target) -> Target {
