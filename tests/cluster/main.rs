@@ -2,6 +2,7 @@
 
 mod attacks;
 mod bootstrap;
+mod client_suite;
 mod component_serving;
 mod kubeadm;
 mod kubelet_auth;
