@@ -127,6 +127,15 @@ fn ok(schema_ref: &Value, code: &str) -> Value {
     }}})
 }
 
+/// DELETE's answers: 200 when done, 202 when the object stays and the client asked for
+/// orphanDependents=false; upstream declares the same schema for both.
+fn delete_responses(schema_ref: &Value) -> Value {
+    let mut responses = ok(schema_ref, "200");
+    responses["202"] = ok(schema_ref, "202")["202"].clone();
+    responses["202"]["description"] = json!("Accepted");
+    responses
+}
+
 fn operation(r: &ResourceInfo, action: &str, id: String, params: Vec<Value>) -> Value {
     json!({
         "operationId": id,
@@ -137,7 +146,9 @@ fn operation(r: &ResourceInfo, action: &str, id: String, params: Vec<Value>) -> 
     })
 }
 
-fn item_ops(r: &ResourceInfo, kind_ref: &Value, sub: &str) -> Value {
+/// The operations on one object (`sub` empty) or one of its subresources; `delete_ref` is the
+/// schema of DELETE's answer.
+fn item_ops(r: &ResourceInfo, kind_ref: &Value, delete_ref: &Value, sub: &str) -> Value {
     let suffix = capitalize(sub);
     let name = format!("{}{suffix}", r.kind);
     let scope = if r.namespaced { "Namespaced" } else { "" };
@@ -186,7 +197,7 @@ fn item_ops(r: &ResourceInfo, kind_ref: &Value, sub: &str) -> Value {
                 ),
             ],
         );
-        delete["responses"] = ok(&json!({ "type": "object" }), "200");
+        delete["responses"] = delete_responses(delete_ref);
         ops["delete"] = delete;
     }
     ops
@@ -199,7 +210,7 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn collection_ops(r: &ResourceInfo, kind_ref: &Value) -> Value {
+fn collection_ops(r: &ResourceInfo, kind_ref: &Value, status_ref: &Value) -> Value {
     let scope = if r.namespaced { "Namespaced" } else { "" };
     let mut list = operation(r, "list", format!("list{scope}{}", r.kind), list_params());
     list["responses"] = ok(&json!({ "type": "object" }), "200");
@@ -211,16 +222,28 @@ fn collection_ops(r: &ResourceInfo, kind_ref: &Value) -> Value {
     );
     create["requestBody"] = body(kind_ref, &["*/*"]);
     create["responses"] = ok(kind_ref, "201");
-    json!({ "get": list, "post": create })
+    // Declared a Status, as upstream does, though the answer is the list of deleted objects.
+    let mut delete = operation(
+        r,
+        "deletecollection",
+        format!("deletecollection{scope}{}", r.kind),
+        list_params(),
+    );
+    delete["responses"] = ok(status_ref, "200");
+    json!({ "get": list, "post": create, "delete": delete })
 }
 
-/// The schemas of one group-version's kinds, each kind marked with its group-version-kind.
-fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>) {
+/// The schemas of one group-version's kinds, each kind marked with its group-version-kind, with
+/// the references to each kind's schema and to Status's.
+fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>, Value) {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let refs: Vec<Value> = resources
         .iter()
         .map(|r| (r.schema)(&mut generator).to_value())
         .collect();
+    let status_ref = generator
+        .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>()
+        .to_value();
     let mut defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (r, reference) in resources.iter().zip(&refs) {
         let name = reference["$ref"]
@@ -231,7 +254,7 @@ fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>) {
             schema["x-kubernetes-group-version-kind"] = json!([gvk(r)]);
         }
     }
-    (defs, refs)
+    (defs, refs, status_ref)
 }
 
 fn build(group: &str, version: &str) -> Value {
@@ -239,15 +262,16 @@ fn build(group: &str, version: &str) -> Value {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    let (components, refs) = schemas(&resources);
+    let (components, refs, status_ref) = schemas(&resources);
     let root = format!("/{}", gv_path(group, version));
     let mut paths = Map::new();
     for (r, kind_ref) in resources.iter().zip(&refs) {
         let base = if r.namespaced {
             // The cluster-wide list of a namespaced resource.
-            let mut all = collection_ops(r, kind_ref);
+            let mut all = collection_ops(r, kind_ref, &status_ref);
             if let Some(m) = all.as_object_mut() {
                 m.remove("post");
+                m.remove("delete");
             }
             paths.insert(format!("{root}/{}", r.plural), all);
             format!("{root}/namespaces/{{namespace}}/{}", r.plural)
@@ -260,12 +284,16 @@ fn build(group: &str, version: &str) -> Value {
             } else {
                 Vec::new()
             };
-            let mut collection = collection_ops(r, kind_ref);
+            let mut collection = collection_ops(r, kind_ref, &status_ref);
             collection["parameters"] = json!(ns_params);
             paths.insert(base.clone(), collection);
             let mut item_params = ns_params.clone();
             item_params.push(path_param("name"));
-            let mut item = item_ops(r, kind_ref, "");
+            let delete_ref = match r.delete_answer_kind() {
+                "Status" => &status_ref,
+                _ => kind_ref,
+            };
+            let mut item = item_ops(r, kind_ref, delete_ref, "");
             item["parameters"] = json!(item_params);
             paths.insert(format!("{base}/{{name}}"), item);
             for sub in r
@@ -273,7 +301,7 @@ fn build(group: &str, version: &str) -> Value {
                 .iter()
                 .filter(|s| matches!(**s, "status" | "approval"))
             {
-                let mut ops = item_ops(r, kind_ref, sub);
+                let mut ops = item_ops(r, kind_ref, delete_ref, sub);
                 ops["parameters"] = json!(item_params);
                 paths.insert(format!("{base}/{{name}}/{sub}"), ops);
             }

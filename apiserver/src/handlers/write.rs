@@ -961,6 +961,13 @@ async fn delete_one(
         };
         let terminating = meta::is_terminating(&obj);
         let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
+        // Upstream answers 202 to a delete that leaves the object in place only when the
+        // client asked for orphanDependents=false; 200 otherwise.
+        let delayed = if options.cascading_requested {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
         if keep {
             let meta = metadata_mut(&mut obj);
             if changed {
@@ -990,7 +997,7 @@ async fn delete_one(
                 && finalizers.is_empty();
             if !namespace_done {
                 if !changed || options.dry_run {
-                    return Ok((StatusCode::OK, obj));
+                    return Ok((delayed, obj));
                 }
                 let key = target.key(&state.root);
                 match state
@@ -1006,14 +1013,7 @@ async fn delete_one(
                                 .lock()
                                 .insert(target.name.clone());
                         }
-                        // Upstream answers 202 for a delayed delete only when the client
-                        // asked for orphanDependents=false; 200 otherwise.
-                        let code = if options.cascading_requested {
-                            StatusCode::ACCEPTED
-                        } else {
-                            StatusCode::OK
-                        };
-                        return Ok((code, obj));
+                        return Ok((delayed, obj));
                     }
                     Err(storage::Error::Conflict { .. }) => continue,
                     Err(e) => {
@@ -1023,7 +1023,7 @@ async fn delete_one(
             }
         }
         if options.dry_run {
-            return Ok((StatusCode::OK, obj));
+            return Ok((StatusCode::OK, deleted_answer(target, obj)));
         }
         let key = target.key(&state.root);
         match state.store.delete(&key, Some(kv.mod_revision)).await {
@@ -1031,15 +1031,8 @@ async fn delete_one(
                 if resource.plural == "services" && resource.group.is_empty() {
                     state.services.release(&obj);
                 }
-                if resource.strategy.returns_deleted_object() {
-                    with_revision(&mut obj, rev);
-                    return Ok((StatusCode::OK, obj));
-                }
-                let uid = meta::meta_str(&obj, "uid").to_owned();
-                return Ok((
-                    StatusCode::OK,
-                    status::success(resource.group, resource.plural, &target.name, Some(&uid)),
-                ));
+                with_revision(&mut obj, rev);
+                return Ok((StatusCode::OK, deleted_answer(target, obj)));
             }
             Err(storage::Error::Conflict { .. }) => continue,
             Err(e) => {
@@ -1050,7 +1043,21 @@ async fn delete_one(
     Err(target.stale())
 }
 
-/// DELETE of a collection: every selected object is deleted as a single delete would be.
+/// The answer to a delete that removed `obj` at once: the object itself for kinds with
+/// upstream's ReturnDeletedObject, else a Success Status naming it (details.kind is the
+/// plural resource, as upstream's finalizeDelete sets it).
+fn deleted_answer(target: &Target, obj: Value) -> Value {
+    let resource = target.resource;
+    if resource.strategy.returns_deleted_object() {
+        return obj;
+    }
+    let uid = meta::meta_str(&obj, "uid");
+    status::success(resource.group, resource.plural, &target.name, Some(uid))
+}
+
+/// DELETE of a collection: every selected object is deleted as a single delete would be, and
+/// the answer is the list of them as selected (upstream's Store.DeleteCollection), though the
+/// OpenAPI document declares a Status.
 pub async fn delete_collection(
     state: &Arc<ApiState>,
     target: &Target,
@@ -1079,8 +1086,9 @@ pub async fn delete_collection(
             subresource: String::new(),
         };
         match delete_one(state, &one, query, &body).await {
+            // Upstream answers with the list as selected, objects gone meanwhile included.
             Ok(_) => items.push(value),
-            Err(e) if e.code == 404 => {}
+            Err(e) if e.code == 404 => items.push(value),
             Err(e) => return Err(e),
         }
     }

@@ -76,6 +76,19 @@ impl ResourceInfo {
         self.patch_schema.get_or_init(self.build_patch_schema)
     }
 
+    /// The kind upstream's OpenAPI document declares for DELETE's answer: the resource's own
+    /// where its storage returns the deleted object, else `Status`. Upstream's namespace REST
+    /// wraps its store without reporting the store's flag, so namespaces declare a Status,
+    /// though every answer is in fact the Namespace.
+    pub fn delete_answer_kind(&self) -> &'static str {
+        let namespaces = self.group.is_empty() && self.plural == "namespaces";
+        if self.strategy.returns_deleted_object() && !namespaces {
+            self.kind
+        } else {
+            "Status"
+        }
+    }
+
     /// Round-trips `obj` through the typed struct. Errors are type errors in the body.
     pub fn normalize(&self, obj: &Value) -> Result<Value, serde_json::Error> {
         (self.normalize)(obj)
@@ -163,7 +176,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<core::Endpoints>(&["ep"], NONE, NONE, &ENDPOINTS),
         resource::<core::ConfigMap>(&["cm"], NONE, NONE, &CONFIG_MAPS),
         resource::<core::Secret>(NONE, NONE, NONE, &SECRETS),
-        resource::<core::ServiceAccount>(&["sa"], NONE, NONE, &DEFAULT),
+        resource::<core::ServiceAccount>(&["sa"], NONE, NONE, &SERVICE_ACCOUNTS),
         resource::<core::Event>(&["ev"], NONE, NONE, &EVENTS),
         resource::<core::LimitRange>(&["limits"], NONE, NONE, &LIMIT_RANGES),
         resource::<core::ResourceQuota>(&["quota"], NONE, STATUS, &RESOURCE_QUOTAS),

@@ -27,7 +27,9 @@ pub trait Strategy: Sync + Send {
     fn field(&self, obj: &Value, field: &str) -> Option<String> {
         meta::field_string(obj, field)
     }
-    /// Whether DELETE answers with the object (true) or a Success Status.
+    /// Upstream's `ReturnDeletedObject`: whether a DELETE that removes the object at once
+    /// answers with the object (true) or a Success Status naming it. A delete that only marks
+    /// the object terminating answers with the updated object either way.
     fn returns_deleted_object(&self) -> bool {
         false
     }
@@ -91,6 +93,11 @@ impl Strategy for Rbac {
 pub struct Namespaces;
 pub static NAMESPACES: Namespaces = Namespaces;
 impl Strategy for Namespaces {
+    // Upstream's namespace store sets ReturnDeletedObject, though its REST wrapper hides the
+    // flag from the OpenAPI document, which declares a Status.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn name_rule(&self) -> NameRule {
         NameRule::Label
     }
@@ -199,9 +206,20 @@ impl Strategy for Endpoints {
     }
 }
 
+pub struct ServiceAccounts;
+pub static SERVICE_ACCOUNTS: ServiceAccounts = ServiceAccounts;
+impl Strategy for ServiceAccounts {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+}
+
 pub struct ResourceQuotas;
 pub static RESOURCE_QUOTAS: ResourceQuotas = ResourceQuotas;
 impl Strategy for ResourceQuotas {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -221,6 +239,9 @@ impl Strategy for LimitRanges {
 pub struct Volumes;
 pub static VOLUMES: Volumes = Volumes;
 impl Strategy for Volumes {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -235,6 +256,9 @@ impl Strategy for Volumes {
 pub struct Claims;
 pub static CLAIMS: Claims = Claims;
 impl Strategy for Claims {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -474,6 +498,9 @@ fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
 pub struct Services;
 pub static SERVICES: Services = Services;
 impl Strategy for Services {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035
     }
