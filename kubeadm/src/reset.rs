@@ -1,8 +1,11 @@
 //! `kubeadm reset`: stops the node's processes and removes everything kubeadm created on
-//! this machine: the pods' sandboxes and containers (through the CRI, so their network
-//! namespaces and addresses are released), containerd's shims, kube-proxy's nftables
+//! this machine: the pods' sandboxes and containers (through the CRI once the runtime is
+//! ready, so their network namespaces and addresses are released; then whatever of a pod
+//! survived: its processes, runc state and network namespace), containerd's shims,
+//! kube-proxy's nftables
 //! tables and routes, the CNI bridge and state, mounts under the data dir, and the data dir.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,9 +21,13 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     kill_leftovers(&layout);
 
     let managed_runtime = cfg.as_ref().is_none_or(|c| c.cri_socket.is_none());
+    let mut pods_left = None;
     if managed_runtime && layout.containerd_dir().join("config.toml").exists() {
         println!("[reset] Removing the pods' containers and sandboxes");
-        remove_pods(&layout).await;
+        if let Err(e) = remove_pods(&layout).await {
+            println!("[reset] error: {e:#}");
+            pods_left = Some(e);
+        }
     }
     println!("[reset] Removing kube-proxy's nftables tables, routes and CNI configuration");
     let proxy = cfg
@@ -49,6 +56,10 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     unmount_under(data_dir);
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir)?;
+    }
+    if let Some(e) = pods_left {
+        // Everything else is cleaned up; the pods' leftovers are for the operator.
+        return Err(e.context("the node's pods were not all removed"));
     }
     println!(
         "[reset] Done. kubeconfig files copied elsewhere (e.g. $HOME/.kube/config) are not removed."
@@ -91,56 +102,227 @@ fn kill_leftovers(layout: &Layout) {
     }
 }
 
+/// How long reset waits for the restarted runtime to answer the CRI.
+const RUNTIME_READY: Duration = Duration::from_secs(90);
+
 /// Starts containerd long enough to stop and remove every sandbox through the CRI.
-async fn remove_pods(layout: &Layout) {
-    let socket = layout.containerd_socket();
-    // A socket left by the stopped containerd would look ready before the new one listens.
-    let _ = std::fs::remove_file(&socket);
-    let mut child = Command::new("containerd")
+async fn remove_pods(layout: &Layout) -> anyhow::Result<()> {
+    let log = layout.logs().join("containerd-reset.log");
+    let _ = std::fs::create_dir_all(layout.logs());
+    let mut containerd = Command::new("containerd");
+    containerd
         .arg("--config")
-        .arg(layout.containerd_dir().join("config.toml"))
+        .arg(layout.containerd_dir().join("config.toml"));
+    remove_pods_of(containerd, &layout.containerd_socket(), &log).await
+}
+
+/// Ends what a node's containerd (started by `containerd`, serving `socket`) still runs:
+/// every pod sandbox is stopped (its containers killed, its network torn down through CNI,
+/// its network namespace removed) and removed; then no process of a pod may survive,
+/// whether the runtime knew it or not, nor a pod's network namespace under /var/run/netns.
+pub async fn remove_pods_of(
+    mut containerd: Command,
+    socket: &Path,
+    log: &Path,
+) -> anyhow::Result<()> {
+    // What ran before containerd is asked: a pod the runtime forgot is still ours to end.
+    let before = kubelet::containerd::pod_processes(socket);
+    let namespaces: HashSet<u64> = before.iter().filter_map(|p| p.net_namespace()).collect();
+    // A socket left by the stopped containerd would look ready before the new one listens.
+    let _ = std::fs::remove_file(socket);
+    let mut child = containerd
         .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(layout.logs().join("containerd-reset.log"))
-                .map_or(Stdio::null(), Stdio::from),
-        )
-        .spawn()
-        .ok();
-    if kubelet::cri::wait_for_socket(&socket, Duration::from_secs(20)).await {
-        let endpoint = format!("unix://{}", socket.display());
-        match kubelet::cri::Cri::connect(&endpoint).await {
-            Ok(cri) => {
-                for c in cri.list_containers().await.unwrap_or_default() {
-                    let _ = cri.stop_container(&c.id, Duration::ZERO).await;
-                    if let Err(e) = cri.remove_container(&c.id).await {
-                        println!("[reset] warning: removing container {}: {e:#}", c.id);
-                    }
-                }
-                let sandboxes = cri.list_pod_sandboxes().await.unwrap_or_else(|e| {
-                    println!("[reset] warning: listing the pod sandboxes: {e:#}");
-                    Vec::new()
-                });
-                println!("[reset] Removing {} pod sandboxes", sandboxes.len());
-                for s in sandboxes {
-                    let removed = match cri.stop_pod_sandbox(&s.id).await {
-                        Ok(()) => cri.remove_pod_sandbox(&s.id).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = removed {
-                        println!("[reset] warning: removing sandbox {}: {e:#}", s.id);
-                    }
-                }
-            }
-            Err(e) => println!("[reset] warning: the container runtime did not answer: {e:#}"),
-        }
-    } else {
-        println!("[reset] warning: containerd did not start; its containers may remain");
-    }
-    if let Some(child) = child.as_mut() {
+        .stderr(std::fs::File::create(log).map_or(Stdio::null(), Stdio::from))
+        .spawn();
+    let through_cri = match &mut child {
+        Ok(child) => remove_sandboxes(socket, child).await,
+        Err(e) => Err(anyhow::anyhow!("starting containerd: {e}")),
+    };
+    if let Ok(child) = child.as_mut() {
         supervisor::terminate(child, Duration::from_secs(10)).await;
     }
-    kubelet::containerd::kill_shims(&socket);
+    kubelet::containerd::kill_shims(socket);
+
+    // Nothing of a pod survives: its processes (those below the shims, before and now)...
+    let mut procs = before;
+    procs.extend(kubelet::containerd::pod_processes(socket));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut survivors = kubelet::containerd::kill_survivors(&procs);
+    while !survivors.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        survivors = kubelet::containerd::kill_survivors(&survivors);
+    }
+    // ...its runc state (runc's delete also removes the cgroups)...
+    let runc_left = remove_runc_state(&procs);
+    // ...and its network namespace, which CNI's teardown removes; one left (the runtime
+    // never answered) is unmounted here.
+    let left = remove_pod_namespaces(&namespaces);
+    let mut problems = Vec::new();
+    if let Err(e) = through_cri {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        problems.push(format!(
+            "{e:#}; containerd's log ends:\n{}",
+            tail.join("\n")
+        ));
+    }
+    if !survivors.is_empty() {
+        let pids: Vec<String> = survivors.iter().map(|p| p.pid.to_string()).collect();
+        problems.push(format!(
+            "pod processes still running after SIGKILL: {}",
+            pids.join(" ")
+        ));
+    }
+    if !runc_left.is_empty() {
+        problems.push(format!("runc state left: {}", runc_left.join(" ")));
+    }
+    if !left.is_empty() {
+        problems.push(format!("pod network namespaces left: {}", left.join(" ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", problems.join("; "))
+    }
 }
+
+/// Once containerd answers the CRI (its CRI plugin refuses calls while it initializes:
+/// "server is not initialized yet"), stops and removes every container and sandbox.
+async fn remove_sandboxes(
+    socket: &Path,
+    containerd: &mut std::process::Child,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + RUNTIME_READY;
+    let endpoint = format!("unix://{}", socket.display());
+    let (cri, sandboxes) = loop {
+        let attempt = async {
+            let cri = kubelet::cri::Cri::connect(&endpoint).await?;
+            cri.version().await?;
+            let sandboxes = cri.list_pod_sandboxes().await?;
+            anyhow::Ok((cri, sandboxes))
+        };
+        match attempt.await {
+            Ok(ready) => break ready,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "the container runtime at {endpoint} was not ready within {}s: {e:#}",
+                    RUNTIME_READY.as_secs()
+                )
+            }
+            Err(e) => {
+                if let Ok(Some(status)) = containerd.try_wait() {
+                    anyhow::bail!("containerd exited ({status}) before it was ready: {e:#}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+        }
+    };
+    for c in cri.list_containers().await.unwrap_or_default() {
+        let _ = cri.stop_container(&c.id, Duration::ZERO).await;
+        if let Err(e) = cri.remove_container(&c.id).await {
+            println!("[reset] warning: removing container {}: {e:#}", c.id);
+        }
+    }
+    println!("[reset] Removing {} pod sandboxes", sandboxes.len());
+    let mut failed = Vec::new();
+    for s in sandboxes {
+        // Stopping tears the sandbox's network down (CNI DEL) and removes its namespace.
+        let removed = match cri.stop_pod_sandbox(&s.id).await {
+            Ok(()) => cri.remove_pod_sandbox(&s.id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            failed.push(format!("{}: {e:#}", s.id));
+        }
+    }
+    let left = cri.list_pod_sandboxes().await?;
+    if !failed.is_empty() || !left.is_empty() {
+        anyhow::bail!("{} pod sandboxes remain: {}", left.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
+/// Unmounts and removes the /var/run/netns/cni-* entries bound to one of `namespaces` (the
+/// pods' network namespaces); answers those that could not be removed.
+fn remove_pod_namespaces(namespaces: &HashSet<u64>) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Only the runtime's: the node's own namespace may be bound here too.
+        if !name.starts_with("cni-") {
+            continue;
+        }
+        let path = e.path();
+        let ours = std::fs::metadata(&path).is_ok_and(|m| namespaces.contains(&m.ino()));
+        if !ours {
+            continue;
+        }
+        let _ = Command::new("umount")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status();
+        if std::fs::remove_file(&path).is_err() {
+            left.push(path.display().to_string());
+        }
+    }
+    left
+}
+
+/// Where containerd's runc shims keep runc's state, one directory per containerd namespace.
+pub const RUNC_ROOT: &str = "/run/containerd/runc";
+
+/// Deletes the runc state of the containers whose init process is one of `procs` (the
+/// root is shared with any other containerd on the machine: only ours go); answers the
+/// entries that remain.
+fn remove_runc_state(procs: &[kubelet::containerd::Proc]) -> Vec<String> {
+    let mut left = Vec::new();
+    for root in std::fs::read_dir(RUNC_ROOT).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(root.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let pid = state["init_process_pid"].as_i64().unwrap_or(-1);
+            let start = state["init_process_start"].as_u64().or_else(|| {
+                state["init_process_start"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+            });
+            if !procs
+                .iter()
+                .any(|p| i64::from(p.pid) == pid && Some(p.start) == start)
+            {
+                continue;
+            }
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(root.path())
+                .args(["delete", "--force", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if entry.path().exists() {
+                left.push(entry.path().display().to_string());
+            }
+        }
+    }
+    left
+}
+
+/// Where network namespaces are bound (`ip netns`, and the CRI's sandboxes).
+const NETNS_DIR: &str = "/var/run/netns";
 
 /// Unmounts everything mounted under `dir` (deepest first): container root filesystems,
 /// the pods' volumes.

@@ -48,27 +48,121 @@ state = "{state}"
     )
 }
 
-/// SIGKILLs the shims serving `socket` (and so their containers): shims outlive
-/// containerd by design, so whoever removes a containerd removes its shims.
-pub fn kill_shims(socket: &Path) {
-    let needle = socket.display().to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_shim = args
-            .first()
-            .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
-        if is_shim
-            && args.contains(&needle.as_bytes())
-            && let Some(pid) = rustix::process::Pid::from_raw(pid)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
+/// A process as /proc shows it; its start time tells it from a later one with its pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    /// Clock ticks after boot (/proc/PID/stat's starttime).
+    pub start: u64,
+}
+
+impl Proc {
+    /// Whether this very process still exists (a zombie counts: it is on its way out).
+    pub fn alive(&self) -> bool {
+        stat(self.pid).is_some_and(|(_, start, state)| start == self.start && state != 'Z')
     }
+
+    /// The inode of its network namespace (what /var/run/netns/NAME is bound to).
+    pub fn net_namespace(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{}/ns/net", self.pid))
+            .ok()
+            .map(|m| m.ino())
+    }
+}
+
+/// (parent pid, start time, state) from /proc/PID/stat.
+fn stat(pid: i32) -> Option<(i32, u64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields follow the last ')'.
+    let fields: Vec<&str> = text
+        .get(text.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let state = fields.first()?.chars().next()?;
+    Some((
+        fields.get(1)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+        state,
+    ))
+}
+
+fn all_pids() -> Vec<i32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
+/// The shims serving `socket`.
+pub fn shims(socket: &Path) -> Vec<Proc> {
+    let needle = socket.display().to_string();
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first()
+                .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"))
+                && args.contains(&needle.as_bytes())
+        })
+        .filter_map(|pid| {
+            Some(Proc {
+                pid,
+                start: stat(pid)?.1,
+            })
+        })
+        .collect()
+}
+
+/// Every process below the shims serving `socket`: the pods' containers (each shim is the
+/// subreaper of its containers' processes), whether containerd still knows them or not.
+pub fn pod_processes(socket: &Path) -> Vec<Proc> {
+    let mut found: Vec<Proc> = shims(socket);
+    let shim_count = found.len();
+    let table: Vec<(i32, i32, u64)> = all_pids()
+        .into_iter()
+        .filter_map(|pid| stat(pid).map(|(ppid, start, _)| (pid, ppid, start)))
+        .collect();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i].pid;
+        for &(pid, ppid, start) in &table {
+            if ppid == parent && !found.iter().any(|p| p.pid == pid) {
+                found.push(Proc { pid, start });
+            }
+        }
+        i += 1;
+    }
+    found.split_off(shim_count)
+}
+
+fn kill(p: &Proc) {
+    if p.alive()
+        && let Some(pid) = rustix::process::Pid::from_raw(p.pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// SIGKILLs the pods' processes under the shims serving `socket`, then the shims: shims
+/// outlive containerd by design, and a killed shim leaves its containers running,
+/// orphaned; so whoever removes a containerd removes both.
+pub fn kill_shims(socket: &Path) {
+    for p in pod_processes(socket) {
+        kill(&p);
+    }
+    for p in shims(socket) {
+        kill(&p);
+    }
+}
+
+/// SIGKILLs those of `procs` still alive; answers the ones that are.
+pub fn kill_survivors(procs: &[Proc]) -> Vec<Proc> {
+    let alive: Vec<Proc> = procs.iter().filter(|p| p.alive()).copied().collect();
+    alive.iter().for_each(kill);
+    alive
 }

@@ -210,6 +210,35 @@ impl Containerd {
         remove_sandboxes(&self.endpoint()).await;
     }
 
+    /// Stops the containerd daemon as a node's supervisor does (SIGTERM), leaving its shims
+    /// and their containers running.
+    pub async fn stop_daemon(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The command that starts this containerd again (in its network namespace, if any).
+    pub fn command(&self) -> Command {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}"))
+                    .arg("containerd");
+                c
+            }
+            None => Command::new("containerd"),
+        };
+        cmd.arg("--config").arg(self.dir.path().join("config.toml"));
+        cmd
+    }
+
     /// Runs a command inside the pod network's namespace (where pod addresses are reachable).
     pub fn in_netns(&self, args: &[&str]) -> std::process::Output {
         let ns = self

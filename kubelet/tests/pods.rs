@@ -439,3 +439,100 @@ async fn grpc_readiness_follows_the_health_service() {
         .await;
     n.until("grpc", "Ready again", ready(true)).await;
 }
+
+/// Watches the pod until it is deleted; answers the last state a watcher saw before the
+/// DELETED event.
+async fn last_state_before_deletion(
+    n: &support::Node,
+    name: &str,
+) -> k8s_openapi::api::core::v1::Pod {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+    let pod = n.pods().get(name).await.unwrap();
+    let wp = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(120);
+    let mut events = n
+        .pods()
+        .watch(&wp, &pod.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    let mut last = pod;
+    let watch = async {
+        while let Some(e) = events.try_next().await.unwrap() {
+            match e {
+                WatchEvent::Modified(p) => last = p,
+                WatchEvent::Deleted(_) => return,
+                _ => {}
+            }
+        }
+        panic!(
+            "the watch ended before the pod was deleted: {:#?}",
+            last.status
+        );
+    };
+    n.pods().delete(name, &Default::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(120), watch)
+        .await
+        .expect("the pod was deleted");
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_running_reports_its_final_status() {
+    let n = node().await;
+    // PID 1 of a container ignores SIGTERM: sleep is killed (137) at the end of the grace
+    // period. The shell traps SIGTERM and exits 0.
+    n.create(
+        "killed",
+        json!({"name": "main", "image": "busybox", "command": ["sleep", "3600"]}),
+        json!({}),
+    )
+    .await;
+    n.create(
+        "obliging",
+        json!({"name": "main", "image": "busybox",
+               "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}),
+        json!({"terminationGracePeriodSeconds": 30}),
+    )
+    .await;
+    for name in ["killed", "obliging"] {
+        n.until(name, "Running", |p| container_state(p)?.ready.then_some(()))
+            .await;
+    }
+    let (killed, obliging) = tokio::join!(
+        last_state_before_deletion(&n, "killed"),
+        last_state_before_deletion(&n, "obliging")
+    );
+    for (pod, phase, exit, ready_reason) in [
+        (killed, "Failed", 137, "ContainersNotReady"),
+        (obliging, "Succeeded", 0, "PodCompleted"),
+    ] {
+        let name = pod.name_any();
+        let status = pod.status.clone().unwrap();
+        assert_eq!(status.phase.as_deref(), Some(phase), "{name}: {status:#?}");
+        let c = container_state(&pod).unwrap();
+        assert!(!c.ready, "{name}: {c:#?}");
+        let t = c.state.and_then(|s| s.terminated).expect("terminated");
+        assert_eq!(t.exit_code, exit, "{name}: {t:#?}");
+        assert!(t.finished_at.is_some(), "{name}: {t:#?}");
+        for type_ in ["Ready", "ContainersReady"] {
+            let cond = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == type_)
+                .unwrap();
+            assert_eq!(
+                (cond.status.as_str(), cond.reason.as_deref()),
+                ("False", Some(ready_reason)),
+                "{name}: {type_}"
+            );
+        }
+    }
+    assert!(
+        n.runtime.cri.list_pod_sandboxes().await.unwrap().is_empty(),
+        "no sandbox left behind"
+    );
+}

@@ -133,6 +133,7 @@ impl Dispatcher {
                 }
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 runtime.pods.write().remove(&key(&pod));
+                runtime.forget_final_status(&uid);
                 if let Some(w) = self.workers.remove(&uid) {
                     w.task.abort();
                 }

@@ -178,10 +178,36 @@ pub fn pod_status(
     containers: &BTreeMap<String, ContainerView>,
     host_ip: &str,
 ) -> PodStatus {
+    build(pod, sandbox, init, containers, host_ip, false)
+}
+
+/// The final status of a pod the kubelet has stopped for good (deleted while it ran): no
+/// container runs or will run again, whatever the restart policy. As upstream's terminal
+/// sync and TerminatePod: a container of an initialized pod that shows no end is reported
+/// terminated with 137 and ContainerStatusUnknown, and the phase is Succeeded when every
+/// container ended with 0, Failed otherwise.
+pub fn terminal_status(
+    pod: &Pod,
+    sandbox: &SandboxView,
+    init: &BTreeMap<String, ContainerView>,
+    containers: &BTreeMap<String, ContainerView>,
+    host_ip: &str,
+) -> PodStatus {
+    build(pod, sandbox, init, containers, host_ip, true)
+}
+
+fn build(
+    pod: &Pod,
+    sandbox: &SandboxView,
+    init: &BTreeMap<String, ContainerView>,
+    containers: &BTreeMap<String, ContainerView>,
+    host_ip: &str,
+    terminal: bool,
+) -> PodStatus {
     let old = pod.status.clone().unwrap_or_default();
     let old_conditions = old.conditions.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
-    let statuses: Vec<ContainerStatus> = spec
+    let mut statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
         .map(|c| {
@@ -213,6 +239,29 @@ pub fn pod_status(
         .filter(|s| terminated(s).is_none_or(|t| t.exit_code != 0))
         .map(|s| s.name.as_str())
         .collect();
+    if terminal && incomplete.is_empty() {
+        for s in statuses.iter_mut() {
+            if terminated(s).is_none() {
+                s.state = Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 137,
+                        reason: Some("ContainerStatusUnknown".into()),
+                        message: Some(
+                            "The container could not be located when the pod was terminated".into(),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    if terminal {
+        for s in statuses.iter_mut() {
+            s.ready = false;
+            s.started = Some(false);
+        }
+    }
     let init_failed = restart == "Never"
         && init_statuses
             .iter()
@@ -238,7 +287,14 @@ pub fn pod_status(
             waiting += 1;
         }
     }
-    let phase = if init_failed {
+    let phase = if terminal {
+        let succeeded = |s: &ContainerStatus| terminated(s).is_some_and(|t| t.exit_code == 0);
+        if !init_failed && !statuses.is_empty() && statuses.iter().all(succeeded) {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if init_failed {
         "Failed"
     } else if waiting > 0 {
         "Pending"
@@ -271,6 +327,14 @@ pub fn pod_status(
         condition("Ready", all_ready, &old_conditions),
         condition("ContainersReady", all_ready, &old_conditions),
     ];
+    if phase == "Succeeded" {
+        // Upstream's reason once every container completed.
+        for c in conditions.iter_mut().filter(|c| c.status == "False") {
+            if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+                c.reason = Some("PodCompleted".into());
+            }
+        }
+    }
     // The scheduler's condition stays as it is.
     conditions.extend(
         old_conditions
@@ -447,6 +511,73 @@ mod tests {
             (w.reason.as_deref(), w.message.as_deref()),
             (Some("ErrImagePull"), Some("no registry"))
         );
+    }
+
+    #[test]
+    fn a_stopped_pod_is_terminal_whatever_its_restart_policy() {
+        let sandbox = SandboxView::default();
+        let killed = pod_status_of(terminal_status(
+            &pod("Always"),
+            &sandbox,
+            &BTreeMap::new(),
+            &view(
+                Some(cri_status(cri::ContainerState::ContainerExited, 137)),
+                None,
+            ),
+            "",
+        ));
+        assert_eq!(
+            killed,
+            ("Failed".into(), Some(137), "ContainersNotReady".into())
+        );
+        let done = pod_status_of(terminal_status(
+            &pod("OnFailure"),
+            &sandbox,
+            &BTreeMap::new(),
+            &view(
+                Some(cri_status(cri::ContainerState::ContainerExited, 0)),
+                None,
+            ),
+            "",
+        ));
+        assert_eq!(done, ("Succeeded".into(), Some(0), "PodCompleted".into()));
+        // A container the runtime no longer knows is reported lost, not successful.
+        let lost = terminal_status(
+            &pod("Always"),
+            &sandbox,
+            &BTreeMap::new(),
+            &view(None, None),
+            "",
+        );
+        let t = lost.container_statuses.clone().unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(t.reason.as_deref(), Some("ContainerStatusUnknown"));
+        assert_eq!(pod_status_of(lost).0, "Failed");
+    }
+
+    /// (phase, the container's exit code, the Ready condition's reason)
+    fn pod_status_of(s: PodStatus) -> (String, Option<i32>, String) {
+        let c = &s.container_statuses.as_ref().unwrap()[0];
+        assert!(!c.ready);
+        let ready = s
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "False");
+        (
+            s.phase.clone().unwrap(),
+            c.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| t.exit_code),
+            ready.reason.clone().unwrap_or_default(),
+        )
     }
 
     #[test]

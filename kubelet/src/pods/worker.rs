@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use parking_lot::Mutex;
 use serde_json::json;
 
 use super::spec::{self, CONTAINER_NAME, POD_UID};
-use super::status::{ContainerView, SandboxView, pod_status};
+use super::status::{ContainerView, SandboxView, pod_status, terminal_status};
 use super::volumes::{self, Volume};
 use crate::cri::Cri;
 
@@ -92,6 +92,9 @@ pub struct PodRuntime {
     mount_failures: Mutex<HashMap<String, String>>,
     /// Service-account tokens of projected volumes.
     tokens: super::tokens::TokenManager,
+    /// Pods being deleted whose final status is written, awaiting the confirming delete
+    /// (a retry must not rebuild it from containers already removed).
+    reported_final: Mutex<std::collections::HashSet<String>>,
     /// Events (made on first use: hollow nodes rarely need one).
     recorder: std::sync::OnceLock<Arc<common::events::Recorder>>,
 }
@@ -115,6 +118,7 @@ impl PodRuntime {
             volumes: Mutex::new(HashMap::new()),
             mount_failures: Mutex::new(HashMap::new()),
             tokens: Default::default(),
+            reported_final: Default::default(),
             recorder: std::sync::OnceLock::new(),
         }
     }
@@ -151,6 +155,11 @@ impl PodRuntime {
         self.mount_failures.lock().remove(uid);
         self.tokens.forget_pod(uid);
         self.backoff_resets.lock().retain(|(u, _), _| u != uid);
+    }
+
+    /// Forgets the final status written for a pod that is gone from the API.
+    pub fn forget_final_status(&self, uid: &str) {
+        self.reported_final.lock().remove(uid);
     }
 
     /// The pod's volumes, set up again when older than the resync period.
@@ -234,8 +243,15 @@ impl PodRuntime {
 
     /// Stops a pod being deleted as upstream does: the preStop hooks of its running
     /// containers first (together, bounded by the grace period), then SIGTERM and, after
-    /// what is left of the grace period, SIGKILL.
+    /// what is left of the grace period, SIGKILL; then removes its containers and sandboxes.
     pub async fn stop_pod(&self, pod: &Pod, grace: Duration) -> anyhow::Result<()> {
+        self.stop_containers(pod, grace).await?;
+        self.kill_pod(spec::uid(pod), Duration::ZERO).await
+    }
+
+    /// The preStop hooks, SIGTERM and SIGKILL of [`Self::stop_pod`], keeping the exited
+    /// containers (their exit codes make the pod's final status).
+    async fn stop_containers(&self, pod: &Pod, grace: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         let uid = spec::uid(pod);
         if let Some(sandbox) = self.ready_sandbox(uid).await? {
@@ -256,8 +272,70 @@ impl PodRuntime {
             });
             futures::future::join_all(hooks).await;
         }
-        self.kill_pod(uid, grace.saturating_sub(started.elapsed()))
-            .await
+        let grace = grace.saturating_sub(started.elapsed());
+        for sandbox in self.sandboxes(uid).await? {
+            let containers = self.cri.list_sandbox_containers(&sandbox.id).await?;
+            let stops = containers
+                .iter()
+                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+                .map(|c| self.cri.stop_container(&c.id, grace));
+            for r in futures::future::join_all(stops).await {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The final status of a pod whose containers are stopped: each container's last run
+    /// in the newest sandbox, every one terminated, the phase terminal.
+    async fn final_status(&self, pod: &Pod) -> anyhow::Result<PodStatus> {
+        let mut runs: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
+        if let Some(sandbox) = self.sandboxes(spec::uid(pod)).await?.pop() {
+            for c in self.cri.list_sandbox_containers(&sandbox.id).await? {
+                let name = c.labels.get(CONTAINER_NAME).cloned().unwrap_or_default();
+                runs.entry(name)
+                    .or_default()
+                    .push(self.cri.container_status(&c.id).await?);
+            }
+        }
+        let mut view = |name: &str| {
+            let mut r = runs.remove(name).unwrap_or_default();
+            r.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
+            let current = r.pop();
+            ContainerView {
+                restart_count: current
+                    .as_ref()
+                    .and_then(|s| s.metadata.as_ref())
+                    .map_or(0, |m| m.attempt as i32),
+                previous: r.pop(),
+                current,
+                ..Default::default()
+            }
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init: BTreeMap<String, ContainerView> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (c.name.clone(), view(&c.name)))
+            .filter(|(_, v)| v.current.is_some())
+            .collect();
+        let views: BTreeMap<String, ContainerView> = spec
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), view(&c.name)))
+            .collect();
+        // The sandbox is about to go; the pod keeps the address it had.
+        let sandbox = SandboxView {
+            ready: false,
+            ip: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .filter(|_| !spec::host_network(pod))
+                .unwrap_or_default(),
+        };
+        Ok(terminal_status(pod, &sandbox, &init, &views, &self.host_ip))
     }
 
     /// One container's preStop hook; a failure is an event, not a reason to keep running.
@@ -386,14 +464,24 @@ impl PodRuntime {
                 .unwrap_or(30)
                 .max(0) as u64;
             tracing::info!(pod = %pod.name_any(), grace, "killing the pod's containers with a grace period");
-            self.stop_pod(pod, Duration::from_secs(grace)).await?;
+            self.stop_containers(pod, Duration::from_secs(grace))
+                .await?;
+            // As upstream's status manager: the final status first (a watcher sees every
+            // container terminated and the phase terminal), the delete only once the API
+            // holds a terminal phase and nothing of the pod is left on the node.
+            if !terminal_phase(pod) && !self.reported_final.lock().contains(&uid) {
+                let status = self.final_status(pod).await?;
+                self.post_status(pod, status).await?;
+                self.reported_final.lock().insert(uid.clone());
+            }
+            self.kill_pod(&uid, Duration::ZERO).await?;
             self.release(&uid);
             self.confirm_deletion(pod).await?;
+            self.reported_final.lock().remove(&uid);
             tracing::info!(pod = %pod.name_any(), "pod stopped; deletion confirmed");
             return Ok(None);
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
+        if terminal_phase(pod) {
             // Finished for good: nothing runs any more and the sandbox's network is freed,
             // but the exited containers stay (with their logs) until the pod is deleted.
             self.finish_pod(&uid).await?;
@@ -750,6 +838,12 @@ impl PodRuntime {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether the pod's phase in the API is Succeeded or Failed (never left again).
+fn terminal_phase(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Equal apart from the times that only move forward (conditions keep theirs already).
