@@ -137,11 +137,64 @@ async fn container_stream(
     splice(request, url).await
 }
 
+/// The ports a WebSocket port-forward asks for (`port=80&port=443` or `port=80,443`), with
+/// upstream's refusals. SPDY clients name the port per stream instead, so they pass none.
+pub fn forwarded_ports(headers: &axum::http::HeaderMap, query: &str) -> Result<Vec<i32>, String> {
+    if !is_websocket(headers) {
+        return Ok(Vec::new());
+    }
+    let values: Vec<String> = query_pairs(query)
+        .filter(|(k, _)| k == "port")
+        .map(|(_, v)| v)
+        .collect();
+    if values.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    let mut ports = Vec::new();
+    for value in &values {
+        if value.is_empty() {
+            return Err("query parameter \"port\" cannot be empty".into());
+        }
+        for p in value.split(',') {
+            let port = go_parse_port(p)
+                .map_err(|e| format!("unable to parse {value:?} as a port: {e}"))?;
+            if port < 1 {
+                return Err(format!("port {value:?} must be > 0"));
+            }
+            ports.push(i32::from(port));
+        }
+    }
+    Ok(ports)
+}
+
+/// Go's strconv.ParseUint(s, 10, 16), with its error words.
+fn go_parse_port(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseUint: parsing {s:?}: invalid syntax"));
+    }
+    s.parse::<u16>()
+        .map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
+}
+
+/// Upstream's wsstream.IsWebSocketRequest: `Connection: upgrade` and `Upgrade: websocket`.
+fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    common::proxy::is_upgrade(headers)
+        && headers
+            .get_all(axum::http::header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
 pub async fn port_forward(
     State(k): State<Arc<Kubelet>>,
     Path((namespace, pod)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    let ports = match forwarded_ports(request.headers(), request.uri().query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let p = match k.pod(&namespace, &pod) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
@@ -157,7 +210,7 @@ pub async fn port_forward(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
-    let url = k.runtime.cri.port_forward(&sandbox.id).await;
+    let url = k.runtime.cri.port_forward(&sandbox.id, ports).await;
     splice(request, url).await
 }
 
@@ -189,5 +242,38 @@ mod tests {
         assert_eq!(o.command, ["ls", "/"]);
         assert!(o.stdout && !o.stderr && o.tty && !o.stdin);
         assert!(StreamOptions::parse("command=ls").check().is_err());
+    }
+
+    #[test]
+    fn port_forward_ports() {
+        let mut ws = axum::http::HeaderMap::new();
+        ws.insert("connection", "Upgrade".parse().unwrap());
+        ws.insert("upgrade", "websocket".parse().unwrap());
+        assert_eq!(
+            forwarded_ports(&ws, "port=80&port=443,8080"),
+            Ok(vec![80, 443, 8080])
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "ports=80"),
+            Err("query parameter \"port\" is required".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port="),
+            Err("query parameter \"port\" cannot be empty".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=80,x"),
+            Err("unable to parse \"80,x\" as a port: strconv.ParseUint: parsing \"x\": invalid syntax".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=70000"),
+            Err("unable to parse \"70000\" as a port: strconv.ParseUint: parsing \"70000\": value out of range".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=0"),
+            Err("port \"0\" must be > 0".into())
+        );
+        // SPDY names the port per stream.
+        assert_eq!(forwarded_ports(&Default::default(), ""), Ok(vec![]));
     }
 }
