@@ -117,7 +117,7 @@ async fn container_stream(
     let url = if exec {
         cri.exec(cri::ExecRequest {
             container_id: id,
-            cmd: opts.command,
+            cmd: opts.command.clone(),
             tty: opts.tty,
             stdin: opts.stdin,
             stdout: opts.stdout,
@@ -134,7 +134,7 @@ async fn container_stream(
         })
         .await
     };
-    splice(request, url).await
+    splice(request, url, Some(&opts)).await
 }
 
 /// The ports a WebSocket port-forward asks for (`port=80&port=443` or `port=80,443`), with
@@ -211,16 +211,25 @@ pub async fn port_forward(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
     let url = k.runtime.cri.port_forward(&sandbox.id, ports).await;
-    splice(request, url).await
+    splice(request, url, None).await
 }
 
-/// Hands the client's request to the runtime's streaming server at `url`.
-async fn splice(request: Request, url: anyhow::Result<String>) -> Response {
+/// Hands the client's request to the runtime's streaming server at `url`; `opts` are an
+/// exec's or attach's.
+async fn splice(
+    request: Request,
+    url: anyhow::Result<String>,
+    opts: Option<&StreamOptions>,
+) -> Response {
     let target = match url.and_then(|u| Ok(u.parse::<axum::http::Uri>()?)) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
     if super::channel::wants_v5(request.headers()) {
+        // Only SPDY carries the end of stdin to the runtime.
+        if let Some(opts) = opts.filter(|o| o.stdin) {
+            return super::channel::translate_v5_spdy(request, target, opts).await;
+        }
         return super::channel::translate_v5(request, target).await;
     }
     match common::proxy::forward(request, &target, None).await {
