@@ -2,7 +2,7 @@
 //! runtime that speaks v4.channel.k8s.io, as containerd 1.6's streaming server does. Both
 //! frame every binary message with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 the
 //! final Status, 4 terminal resize); v5 adds channel 255, "this stream is closed", which v4
-//! cannot carry. So a session with stdin speaks SPDY to the runtime instead (`spdy`), as
+//! cannot carry. So an exec with stdin speaks SPDY to the runtime instead (`spdy`), as
 //! upstream translates v5 to SPDY: the close signal for stdin becomes a half-close of the
 //! SPDY stdin stream, and the process reads EOF.
 
@@ -243,7 +243,8 @@ async fn relay_spdy(client: WebSocket, session: SpdySession) {
     let channel_of = |id: u32| streams.iter().find(|(_, i)| *i == id).map(|(c, _)| *c);
     let writer = tokio::sync::Mutex::new(writer);
     let upstream = async {
-        let mut stdin_open = true;
+        // Our streams half-closed so far (each may be closed once).
+        let mut closed: Vec<u32> = Vec::new();
         while let Some(Ok(message)) = client_rx.next().await {
             let ClientMessage::Binary(data) = message else {
                 if matches!(message, ClientMessage::Close(_)) {
@@ -254,24 +255,27 @@ async fn relay_spdy(client: WebSocket, session: SpdySession) {
             let Some((&channel, payload)) = data.split_first() else {
                 continue;
             };
-            let sent = match channel {
-                CLOSE_SIGNAL => match payload.first().copied().and_then(id_of) {
-                    Some(id) if payload[0] != STDIN || stdin_open => {
-                        stdin_open &= payload[0] != STDIN;
-                        writer.lock().await.data(id, &[], true).await
-                    }
-                    _ => Ok(()),
-                },
-                STDIN if !stdin_open => Ok(()),
-                STDIN | RESIZE => match id_of(channel) {
-                    Some(id) => writer.lock().await.data(id, payload, false).await,
-                    None => Ok(()),
-                },
-                _ => Ok(()),
+            let target = match channel {
+                CLOSE_SIGNAL => payload.first().copied().and_then(id_of),
+                STDIN | RESIZE => id_of(channel),
+                _ => None,
             };
-            if sent.is_err() {
-                break;
+            let Some(id) = target.filter(|id| !closed.contains(id)) else {
+                continue;
+            };
+            let fin = channel == CLOSE_SIGNAL;
+            let data = if fin { &[][..] } else { payload };
+            if writer.lock().await.data(id, data, fin).await.is_err() {
+                return;
             }
+            if fin {
+                closed.push(id);
+            }
+        }
+        // A client that left without the close signal ends stdin too, as closing the
+        // runtime's WebSocket would.
+        if let Some(id) = id_of(STDIN).filter(|id| !closed.contains(id)) {
+            let _ = writer.lock().await.data(id, &[], true).await;
         }
     };
     let downstream = async {

@@ -1,6 +1,6 @@
 //! A minimal SPDY/3.1 client for the runtime's streaming server: the one stream protocol
 //! containerd 1.6 offers in which a client can half-close stdin (a DATA frame with FIN), so
-//! the process reads EOF. Only what an exec or attach needs: the HTTP upgrade, SYN_STREAM
+//! the process reads EOF. Only what an exec needs: the HTTP upgrade, SYN_STREAM
 //! out, SYN_REPLY, DATA, RST_STREAM, PING and GOAWAY in. Header blocks we send are zlib
 //! streams without the SPDY dictionary (a receiver only needs it when the stream header's
 //! FDICT bit asks); the ones we receive are not read, since a reply's headers carry nothing

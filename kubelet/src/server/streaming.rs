@@ -134,7 +134,11 @@ async fn container_stream(
         })
         .await
     };
-    splice(request, url, Some(&opts)).await
+    // An exec's stdin must be able to end (`echo hi | kubectl exec -i pod -- cat`). An
+    // attach keeps the v4 relay: containerd detaches an attach whose stdin ends from the
+    // container's output at once (unless stdinOnce), which would cut `kubectl attach -i`'s
+    // output short.
+    splice(request, url, exec.then_some(&opts)).await
 }
 
 /// The ports a WebSocket port-forward asks for (`port=80&port=443` or `port=80,443`), with
@@ -215,7 +219,7 @@ pub async fn port_forward(
 }
 
 /// Hands the client's request to the runtime's streaming server at `url`; `opts` are an
-/// exec's or attach's.
+/// exec's.
 async fn splice(
     request: Request,
     url: anyhow::Result<String>,
@@ -226,7 +230,7 @@ async fn splice(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
     if super::channel::wants_v5(request.headers()) {
-        // Only SPDY carries the end of stdin to the runtime.
+        // Only SPDY carries the end of an exec's stdin to the runtime.
         if let Some(opts) = opts.filter(|o| o.stdin) {
             return super::channel::translate_v5_spdy(request, target, opts).await;
         }
