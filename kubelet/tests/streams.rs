@@ -245,8 +245,38 @@ async fn exec_stdin_ends_over_websocket_v5() {
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
     assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
 
-    // kubectl (v5 first): `echo hi | kubectl exec -i shell -- cat` prints hi and ends.
+    // A client that leaves without the close signal ends the process's stdin too.
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "cat > /tmp/left; mv /tmp/left /tmp/left.done"),
+            ("stdin", "true"),
+            ("stdout", "true"),
+        ])
+        .finish();
+    let path = format!("/api/v1/namespaces/default/pods/shell/exec?{query}");
+    let mut ws = open(&n, &path, "v5.channel.k8s.io").await.unwrap();
+    ws.send(Message::binary(b"\x00bye\n".to_vec()))
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    drop(ws);
     n.kubectl(&["get", "pods"], None).await; // writes the kubeconfig
+    let mut seen = String::new();
+    for _ in 0..300 {
+        let (ok, out, _) = n
+            .kubectl(&["exec", "shell", "--", "cat", "/tmp/left.done"], None)
+            .await;
+        if ok {
+            seen = out;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen, "bye\n", "cat never saw the end of its stdin");
+
+    // kubectl (v5 first): `echo hi | kubectl exec -i shell -- cat` prints hi and ends.
     let mut kubectl = tokio::process::Command::new("kubectl")
         .env("KUBECONFIG", n.dir.path().join("kubeconfig"))
         .args(["exec", "-i", "shell", "--", "cat"])
