@@ -88,8 +88,9 @@ pub trait RuntimeService: Send + Sync {
     /// A streaming-server URL to attach to a running container's stdio.
     async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String>;
 
-    /// A streaming-server URL forwarding ports into a sandbox's network namespace.
-    async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String>;
+    /// A streaming-server URL forwarding ports into a sandbox's network namespace; `ports`
+    /// are the ones a WebSocket client asked for (SPDY names its port per stream).
+    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> anyhow::Result<String>;
 
     /// CPU and memory usage of every container.
     async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>>;
@@ -387,10 +388,10 @@ impl RuntimeService for Remote {
     }
 
     /// A streaming-server URL forwarding ports into a sandbox's network namespace.
-    async fn port_forward(&self, sandbox_id: &str) -> anyhow::Result<String> {
+    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> anyhow::Result<String> {
         let req = cri::PortForwardRequest {
             pod_sandbox_id: sandbox_id.into(),
-            port: Vec::new(),
+            port: ports,
         };
         Ok(self
             .runtime

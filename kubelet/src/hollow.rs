@@ -356,7 +356,7 @@ impl RuntimeService for HollowRuntime {
         anyhow::bail!("a hollow node runs no processes to attach to")
     }
 
-    async fn port_forward(&self, _sandbox_id: &str) -> anyhow::Result<String> {
+    async fn port_forward(&self, _sandbox_id: &str, _ports: Vec<i32>) -> anyhow::Result<String> {
         anyhow::bail!("a hollow node has no network to forward into")
     }
 

@@ -11,5 +11,6 @@ mod node;
 mod pods;
 mod service_accounts;
 mod static_pods;
+mod streams;
 mod support;
 mod volumes;

@@ -125,7 +125,16 @@ pub async fn serve(
     request: Request,
     connect: Connect,
 ) -> ApiResult<Response> {
-    let query = request.uri().query().unwrap_or("").to_owned();
+    let mut query = request.uri().query().unwrap_or("").to_owned();
+    if matches!(
+        connect,
+        Connect::Pod {
+            sub: "portforward",
+            ..
+        }
+    ) {
+        query = kubelet_ports(&query).map_err(ApiError::bad_request)?;
+    }
     let (node, path) = match &connect {
         Connect::Node { name, rest } => (name.clone(), rest.clone()),
         Connect::Pod {
@@ -191,6 +200,35 @@ pub async fn serve(
         .unwrap_or_default();
     let message = String::from_utf8_lossy(&body).trim().to_owned();
     Err(ApiError::new(code, reason(code), message))
+}
+
+/// A port-forward's query for the kubelet: the `ports` parameter (repeated or
+/// comma-separated, as PodPortForwardOptions decodes it) becomes upstream's one `port`
+/// parameter, which a WebSocket port-forward needs to open a channel pair per port.
+fn kubelet_ports(query: &str) -> Result<String, String> {
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "ports" {
+            continue;
+        }
+        for p in v.split(',') {
+            // Go's strconv.ParseUint(p, 10, 16), with its words.
+            let port = if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                Err(format!("strconv.ParseUint: parsing {p:?}: invalid syntax"))
+            } else {
+                p.parse::<u16>()
+                    .map_err(|_| format!("strconv.ParseUint: parsing {p:?}: value out of range"))
+            };
+            ports.push(port.map_err(|e| format!("cannot convert to []int32: {e}"))?);
+        }
+    }
+    if ports.is_empty() {
+        return Ok(String::new());
+    }
+    let joined: Vec<String> = ports.iter().map(u16::to_string).collect();
+    Ok(form_urlencoded::Serializer::new(String::new())
+        .append_pair("port", &joined.join(","))
+        .finish())
 }
 
 fn reason(code: u16) -> &'static str {
@@ -383,6 +421,25 @@ mod tests {
             "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
         );
         assert_eq!(container_of(&two, "p", "container=i").unwrap(), "i");
+    }
+
+    #[test]
+    fn port_forward_query() {
+        assert_eq!(
+            kubelet_ports("ports=80&ports=443,8080").unwrap(),
+            "port=80%2C443%2C8080"
+        );
+        assert_eq!(kubelet_ports("").unwrap(), "");
+        assert_eq!(
+            kubelet_ports("ports=x").unwrap_err(),
+            "cannot convert to []int32: strconv.ParseUint: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(
+            kubelet_ports("ports=99999").unwrap_err(),
+            "cannot convert to []int32: strconv.ParseUint: parsing \"99999\": value out of range"
+        );
+        // Port 0 decodes; the kubelet refuses it.
+        assert_eq!(kubelet_ports("ports=0").unwrap(), "port=0");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod channel;
 pub mod logs;
+pub mod spdy;
 pub mod stats;
 pub mod streaming;
 

@@ -117,7 +117,7 @@ async fn container_stream(
     let url = if exec {
         cri.exec(cri::ExecRequest {
             container_id: id,
-            cmd: opts.command,
+            cmd: opts.command.clone(),
             tty: opts.tty,
             stdin: opts.stdin,
             stdout: opts.stdout,
@@ -134,7 +134,60 @@ async fn container_stream(
         })
         .await
     };
-    splice(request, url).await
+    // An exec's stdin must be able to end (`echo hi | kubectl exec -i pod -- cat`). An
+    // attach keeps the v4 relay: containerd detaches an attach whose stdin ends from the
+    // container's output at once (unless stdinOnce), which would cut `kubectl attach -i`'s
+    // output short.
+    splice(request, url, exec.then_some(&opts)).await
+}
+
+/// The ports a WebSocket port-forward asks for (`port=80&port=443` or `port=80,443`), with
+/// upstream's refusals. SPDY clients name the port per stream instead, so they pass none.
+pub fn forwarded_ports(headers: &axum::http::HeaderMap, query: &str) -> Result<Vec<i32>, String> {
+    if !is_websocket(headers) {
+        return Ok(Vec::new());
+    }
+    let values: Vec<String> = query_pairs(query)
+        .filter(|(k, _)| k == "port")
+        .map(|(_, v)| v)
+        .collect();
+    if values.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    let mut ports = Vec::new();
+    for value in &values {
+        if value.is_empty() {
+            return Err("query parameter \"port\" cannot be empty".into());
+        }
+        for p in value.split(',') {
+            let port = go_parse_port(p)
+                .map_err(|e| format!("unable to parse {value:?} as a port: {e}"))?;
+            if port < 1 {
+                return Err(format!("port {value:?} must be > 0"));
+            }
+            ports.push(i32::from(port));
+        }
+    }
+    Ok(ports)
+}
+
+/// Go's strconv.ParseUint(s, 10, 16), with its error words.
+fn go_parse_port(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseUint: parsing {s:?}: invalid syntax"));
+    }
+    s.parse::<u16>()
+        .map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
+}
+
+/// Upstream's wsstream.IsWebSocketRequest: `Connection: upgrade` and `Upgrade: websocket`.
+fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    common::proxy::is_upgrade(headers)
+        && headers
+            .get_all(axum::http::header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 pub async fn port_forward(
@@ -142,6 +195,10 @@ pub async fn port_forward(
     Path((namespace, pod)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    let ports = match forwarded_ports(request.headers(), request.uri().query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let p = match k.pod(&namespace, &pod) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
@@ -157,17 +214,26 @@ pub async fn port_forward(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
-    let url = k.runtime.cri.port_forward(&sandbox.id).await;
-    splice(request, url).await
+    let url = k.runtime.cri.port_forward(&sandbox.id, ports).await;
+    splice(request, url, None).await
 }
 
-/// Hands the client's request to the runtime's streaming server at `url`.
-async fn splice(request: Request, url: anyhow::Result<String>) -> Response {
+/// Hands the client's request to the runtime's streaming server at `url`; `opts` are an
+/// exec's.
+async fn splice(
+    request: Request,
+    url: anyhow::Result<String>,
+    opts: Option<&StreamOptions>,
+) -> Response {
     let target = match url.and_then(|u| Ok(u.parse::<axum::http::Uri>()?)) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
     if super::channel::wants_v5(request.headers()) {
+        // Only SPDY carries the end of an exec's stdin to the runtime.
+        if let Some(opts) = opts.filter(|o| o.stdin) {
+            return super::channel::translate_v5_spdy(request, target, opts).await;
+        }
         return super::channel::translate_v5(request, target).await;
     }
     match common::proxy::forward(request, &target, None).await {
@@ -189,5 +255,38 @@ mod tests {
         assert_eq!(o.command, ["ls", "/"]);
         assert!(o.stdout && !o.stderr && o.tty && !o.stdin);
         assert!(StreamOptions::parse("command=ls").check().is_err());
+    }
+
+    #[test]
+    fn port_forward_ports() {
+        let mut ws = axum::http::HeaderMap::new();
+        ws.insert("connection", "Upgrade".parse().unwrap());
+        ws.insert("upgrade", "websocket".parse().unwrap());
+        assert_eq!(
+            forwarded_ports(&ws, "port=80&port=443,8080"),
+            Ok(vec![80, 443, 8080])
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "ports=80"),
+            Err("query parameter \"port\" is required".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port="),
+            Err("query parameter \"port\" cannot be empty".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=80,x"),
+            Err("unable to parse \"80,x\" as a port: strconv.ParseUint: parsing \"x\": invalid syntax".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=70000"),
+            Err("unable to parse \"70000\" as a port: strconv.ParseUint: parsing \"70000\": value out of range".into())
+        );
+        assert_eq!(
+            forwarded_ports(&ws, "port=0"),
+            Err("port \"0\" must be > 0".into())
+        );
+        // SPDY names the port per stream.
+        assert_eq!(forwarded_ports(&Default::default(), ""), Ok(vec![]));
     }
 }

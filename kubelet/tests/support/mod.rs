@@ -151,6 +151,11 @@ impl Node {
         apiserver::testing::kubectl(&path, args, stdin).await
     }
 
+    /// The apiserver's URL (plain HTTP, no authentication).
+    pub fn api_url(&self) -> String {
+        self.server.url()
+    }
+
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), "default")
     }
