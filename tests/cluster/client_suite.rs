@@ -94,8 +94,7 @@ fn named_netns(inodes: &[u64]) -> Vec<String> {
 
 /// Pods still Terminating, and objects whose finalizer waits on an owner that is gone.
 async fn leaks(admin: &Path) -> Vec<String> {
-    let mut uids = std::collections::HashSet::new();
-    for kind in [
+    const OWNERS: [&str; 7] = [
         "jobs",
         "replicasets",
         "deployments",
@@ -103,23 +102,27 @@ async fn leaks(admin: &Path) -> Vec<String> {
         "statefulsets",
         "nodes",
         "cronjobs",
-    ] {
+    ];
+    let mut objects = Vec::new();
+    let mut uids = std::collections::HashSet::new();
+    for kind in OWNERS
+        .iter()
+        .chain(&["services", "pods", "endpointslices", "controllerrevisions"])
+    {
         for item in kubectl_json(admin, &["get", kind, "-A"]).await["items"]
             .as_array()
             .unwrap()
         {
             uids.insert(item["metadata"]["uid"].as_str().unwrap_or("").to_owned());
+            objects.push((*kind, item.clone()));
         }
     }
     let mut found = Vec::new();
-    for pod in kubectl_json(admin, &["get", "pods", "-A"]).await["items"]
-        .as_array()
-        .unwrap()
-    {
-        let m = &pod["metadata"];
-        let name = format!("{}/{}", m["namespace"], m["name"]);
-        if m.get("deletionTimestamp").is_some() {
-            found.push(format!("pod {name} is Terminating"));
+    for (kind, object) in objects {
+        let m = &object["metadata"];
+        let name = format!("{kind} {}/{}", m["namespace"], m["name"]);
+        if kind == "pods" && m.get("deletionTimestamp").is_some() {
+            found.push(format!("{name} is Terminating"));
         }
         let finalized = m["finalizers"].as_array().is_some_and(|f| !f.is_empty());
         let orphaned = m["ownerReferences"]
@@ -129,7 +132,7 @@ async fn leaks(admin: &Path) -> Vec<String> {
             .any(|o| !uids.contains(o["uid"].as_str().unwrap_or("")));
         if finalized && orphaned {
             found.push(format!(
-                "pod {name} keeps finalizers {} for a gone owner",
+                "{name} keeps finalizers {} for a gone owner",
                 m["finalizers"]
             ));
         }
