@@ -2,6 +2,7 @@
 //! controller_ref_manager helpers).
 
 use chrono::{DateTime, Utc};
+use common::selector::LabelSelector;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
@@ -73,6 +74,48 @@ pub fn owner_ref_to<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference 
     }
 }
 
+/// What an owner does with a pod it sees (upstream's ControllerRefManager.ClaimPods).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours and matching: count it.
+    Keep,
+    /// Matching orphan: take it (set our controller reference).
+    Adopt,
+    /// Ours but no longer matching: let go of it.
+    Release,
+    /// Someone else's, or not matching.
+    Ignore,
+}
+
+/// Whether an owner of uid `owner_uid` (being deleted or not) whose selector is `selector`
+/// keeps, adopts, releases or ignores `pod`.
+pub fn claim(
+    owner_uid: &str,
+    owner_deleting: bool,
+    selector: Option<&LabelSelector>,
+    pod: &Pod,
+) -> Claim {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let matches = selector.is_some_and(|s| s.matches_map(&labels));
+    match controller_ref(&pod.metadata) {
+        Some(r) if r.uid == owner_uid => {
+            if matches || owner_deleting {
+                Claim::Keep
+            } else {
+                Claim::Release
+            }
+        }
+        Some(_) => Claim::Ignore,
+        None => {
+            if matches && !owner_deleting && pod.metadata.deletion_timestamp.is_none() {
+                Claim::Adopt
+            } else {
+                Claim::Ignore
+            }
+        }
+    }
+}
+
 /// The highest restart count among the pod's containers.
 pub fn max_restarts(pod: &Pod) -> i32 {
     pod.status
@@ -96,4 +139,48 @@ pub fn node_name(pod: &Pod) -> &str {
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(mut v: serde_json::Value) -> Pod {
+        v["metadata"]["name"] = json!("p");
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn claims_follow_selector_and_controller_reference() {
+        let sel = LabelSelector::parse("app=web").unwrap();
+        let owned = |labels: serde_json::Value, uid: &str| {
+            pod(json!({"metadata": {"labels": labels, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid, "controller": true}]}}))
+        };
+        let cases = [
+            (owned(json!({"app": "web"}), "u1"), false, Claim::Keep),
+            (owned(json!({"app": "db"}), "u1"), false, Claim::Release),
+            (owned(json!({"app": "db"}), "u1"), true, Claim::Keep),
+            (owned(json!({"app": "web"}), "u2"), false, Claim::Ignore),
+            (
+                pod(json!({"metadata": {"labels": {"app": "web"}}})),
+                false,
+                Claim::Adopt,
+            ),
+            (
+                pod(json!({"metadata": {"labels": {"app": "web"}}})),
+                true,
+                Claim::Ignore,
+            ),
+            (
+                pod(json!({"metadata": {"labels": {"app": "db"}}})),
+                false,
+                Claim::Ignore,
+            ),
+        ];
+        for (i, (p, deleting, want)) in cases.into_iter().enumerate() {
+            assert_eq!(claim("u1", deleting, Some(&sel), &p), want, "case {i}");
+        }
+    }
 }

@@ -19,9 +19,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::controllers::podutil;
-use crate::controllers::replicaset::logic::{Claim, claim};
-use crate::runtime::worker::is_not_found;
+use crate::controllers::podutil::{self, Claim, claim};
+use crate::runtime::worker::{api_message, is_not_found};
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 use rollout::ReplicaSets;
 use util::{REVISION, replicas, rs_replicas};
@@ -328,7 +327,7 @@ impl DeploymentController {
             Err(e) => {
                 let msg = format!(
                     "Failed to create new replica set {name:?}: {}",
-                    crate::controllers::replicaset::api_message(&e)
+                    api_message(&e)
                 );
                 self.recorder
                     .warning(&Involved::of(&*d), "FailedCreate", msg.clone());
