@@ -1,11 +1,16 @@
 //! Pod and owner-reference helpers the controllers share (upstream's podutil and
 //! controller_ref_manager helpers).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use common::selector::LabelSelector;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
+
+use crate::runtime::Informer;
+use crate::runtime::informer::Object;
 
 /// A pod still counted by its controller: not finished and not being deleted.
 pub fn is_active(pod: &Pod) -> bool {
@@ -59,6 +64,20 @@ pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .as_ref()?
         .iter()
         .find(|r| r.controller == Some(true))
+}
+
+/// The cached owner of kind `K` that `meta`'s controller reference names, if its uid is
+/// the one referenced (upstream's resolveControllerRef): not a namesake that replaced it.
+pub fn resolve_controller_ref<K: Object>(
+    owners: &Informer<K>,
+    meta: &ObjectMeta,
+) -> Option<Arc<K>> {
+    let r = controller_ref(meta)?;
+    if r.kind != K::kind(&()) {
+        return None;
+    }
+    let owner = owners.get_in(meta.namespace.as_deref().unwrap_or(""), &r.name)?;
+    (owner.meta().uid.as_deref() == Some(r.uid.as_str())).then_some(owner)
 }
 
 /// A controller reference to `owner` (controller and blockOwnerDeletion set), as the

@@ -88,14 +88,7 @@ fn available(pod: &Pod, min_ready: i32) -> bool {
 
 impl DaemonSetController {
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != "DaemonSet" {
-            return None;
-        }
-        let ds = self
-            .daemonsets
-            .get_in(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*ds))
+        podutil::resolve_controller_ref(&self.daemonsets, &pod.metadata).map(|ds| key_of(&*ds))
     }
 
     /// Creates the daemon pods of revision `hash` on `nodes`.

@@ -72,14 +72,7 @@ impl DeploymentController {
         &self,
         meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     ) -> Option<String> {
-        let r = podutil::controller_ref(meta)?;
-        if r.kind != "Deployment" {
-            return None;
-        }
-        let d = self
-            .deployments
-            .get_in(meta.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (d.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*d))
+        podutil::resolve_controller_ref(&self.deployments, meta).map(|d| key_of(&*d))
     }
 
     fn queue_matching(&self, rs: &ReplicaSet) {

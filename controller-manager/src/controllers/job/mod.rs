@@ -159,14 +159,7 @@ fn finished_phase(p: &Pod) -> Option<bool> {
 
 impl JobController {
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != "Job" {
-            return None;
-        }
-        let job = self
-            .jobs
-            .get_in(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (job.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*job))
+        podutil::resolve_controller_ref(&self.jobs, &pod.metadata).map(|job| key_of(&*job))
     }
 
     fn pods_api(&self, ns: &str) -> Api<Pod> {

@@ -166,13 +166,7 @@ fn start<K: Replicated>(ctx: &Context, workers: usize) -> anyhow::Result<BoxFutu
 impl<K: Replicated> ReplicaSetController<K> {
     /// The key of the owner of kind `K` that `pod`'s controller reference names, if cached.
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != K::kind(&()) {
-            return None;
-        }
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        let owner = self.owners.get_in(ns, &r.name)?;
-        (owner.meta().uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*owner))
+        podutil::resolve_controller_ref(&self.owners, &pod.metadata).map(|o| key_of(&*o))
     }
 
     /// Queues every owner in the pod's namespace whose selector matches it (for adoption).
