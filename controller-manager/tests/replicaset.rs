@@ -88,17 +88,32 @@ async fn replicaset_creates_counts_and_scales_down_unready_first() {
         (pods.len() == 2 && !pods.iter().any(|p| p.name_any() == names[0])).then_some(())
     })
     .await;
-    // Events carry upstream's reasons.
+    // Events carry upstream's reasons and messages: one per pod created or deleted.
     let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let mut wanted: Vec<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            (
+                "SuccessfulCreate".to_owned(),
+                format!("Created pod: {}", p.name_any()),
+            )
+        })
+        .collect();
+    wanted.push((
+        "SuccessfulDelete".into(),
+        format!("Deleted pod: {}", pods[2].name_any()),
+    ));
     eventually(
-        "SuccessfulCreate and SuccessfulDelete events",
+        "SuccessfulCreate and SuccessfulDelete events naming the pods",
         T,
         || async {
             let list = events.list(&ListParams::default()).await.unwrap().items;
-            let reasons: Vec<_> = list.iter().filter_map(|e| e.reason.clone()).collect();
-            (reasons.iter().any(|r| r == "SuccessfulCreate")
-                && reasons.iter().any(|r| r == "SuccessfulDelete"))
-            .then_some(())
+            let seen: Vec<(String, String)> = list
+                .iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some("web"))
+                .filter_map(|e| Some((e.reason.clone()?, e.message.clone()?)))
+                .collect();
+            wanted.iter().all(|w| seen.contains(w)).then_some(())
         },
     )
     .await;

@@ -19,7 +19,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::controllers::history::{self, REVISION_HASH_LABEL};
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
+use crate::runtime::pod_control::pod_from_template;
+use crate::runtime::worker::{api_message, is_not_found};
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -192,7 +193,7 @@ impl StatefulSetController {
                             "create Claim {name} for Pod {}-{i} in StatefulSet {} failed error: {}",
                             set.name_any(),
                             set.name_any(),
-                            crate::controllers::replicaset::api_message(&e)
+                            api_message(&e)
                         ),
                     );
                     return Err(e.into());
@@ -204,7 +205,7 @@ impl StatefulSetController {
 
     fn new_pod(&self, set: &StatefulSet, i: i32, revision: &str) -> Pod {
         let spec = set.spec.clone().unwrap_or_default();
-        let mut pod = crate::controllers::replicaset::pod_from_template(set, &spec.template);
+        let mut pod = pod_from_template(set, &spec.template);
         let name = format!("{}-{i}", set.name_any());
         pod.metadata.generate_name = None;
         pod.metadata.name = Some(name.clone());

@@ -1,10 +1,12 @@
 //! What every controller runs on: shared informers, work queues, the worker loop,
-//! expectations, and the context handed to each controller when it starts.
+//! expectations, pod creation and deletion, and the context handed to each controller
+//! when it starts.
 
 pub mod discovery;
 pub mod expectations;
 pub mod informer;
 pub mod metrics;
+pub mod pod_control;
 pub mod queue;
 pub mod worker;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use common::events::Recorder;
 
 pub use informer::{Change, Informer, SharedInformers, key_of, split_key};
+pub use pod_control::PodControl;
 pub use queue::WorkQueue;
 pub use worker::{Reconcile, run_workers};
 

@@ -85,3 +85,11 @@ pub fn is_conflict(e: &anyhow::Error) -> bool {
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
+
+/// The apiserver's message for an API error, as upstream puts it into events.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}

@@ -20,7 +20,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
+use crate::runtime::worker::{api_message, is_not_found};
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 use schedule::Schedule;
 
@@ -374,10 +374,7 @@ impl Reconcile for CronJobController {
                 self.recorder.warning(
                     &Involved::of(&cj),
                     "FailedCreate",
-                    format!(
-                        "Error creating job: {}",
-                        crate::controllers::replicaset::api_message(&e)
-                    ),
+                    format!("Error creating job: {}", api_message(&e)),
                 );
                 return Err(e.into());
             }

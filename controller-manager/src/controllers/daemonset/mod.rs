@@ -10,18 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::events::{Involved, Recorder};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use crate::controllers::deployment::util::scaled;
 use crate::controllers::history::{self, REVISION_HASH_LABEL};
 use crate::controllers::podutil;
 use crate::runtime::expectations::Expectations;
-use crate::runtime::worker::is_not_found;
+use crate::runtime::pod_control::{PodControl, pod_from_template};
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 
 pub struct DaemonSetController {
@@ -32,10 +31,11 @@ pub struct DaemonSetController {
     revisions: Arc<Informer<ControllerRevision>>,
     queue: Arc<WorkQueue>,
     expectations: Arc<Expectations>,
-    recorder: Arc<Recorder>,
+    pod_control: PodControl,
 }
 
 pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let expectations: Arc<Expectations> = Arc::default();
     let c = Arc::new(DaemonSetController {
         client: ctx.client.clone(),
         daemonsets: ctx.informers.get::<DaemonSet>(),
@@ -43,8 +43,12 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         nodes: ctx.informers.get::<Node>(),
         revisions: ctx.informers.get::<ControllerRevision>(),
         queue: WorkQueue::new("daemonset"),
-        expectations: Arc::default(),
-        recorder: ctx.recorder("daemonset-controller"),
+        expectations: expectations.clone(),
+        pod_control: PodControl::new(
+            ctx.client.clone(),
+            ctx.recorder("daemonset-controller"),
+            expectations,
+        ),
     });
     let q = c.queue.clone();
     c.daemonsets.on_change(move |change| {
@@ -84,16 +88,10 @@ fn available(pod: &Pod, min_ready: i32) -> bool {
 
 impl DaemonSetController {
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != "DaemonSet" {
-            return None;
-        }
-        let ds = self
-            .daemonsets
-            .get_in(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*ds))
+        podutil::resolve_controller_ref(&self.daemonsets, &pod.metadata).map(|ds| key_of(&*ds))
     }
 
+    /// Creates the daemon pods of revision `hash` on `nodes`.
     async fn create_on(
         &self,
         key: &str,
@@ -101,79 +99,27 @@ impl DaemonSetController {
         hash: &str,
         nodes: &[String],
     ) -> anyhow::Result<()> {
-        if nodes.is_empty() {
-            return Ok(());
-        }
         let template = ds
             .spec
             .as_ref()
             .map(|s| s.template.clone())
             .unwrap_or_default();
         let generation = ds.metadata.generation.unwrap_or(0).to_string();
-        self.expectations.expect_creations(key, nodes.len());
-        let api: Api<Pod> =
-            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        let mut first_error = None;
-        for node in nodes {
-            let mut pod = crate::controllers::replicaset::pod_from_template(ds, &template);
-            let labels = pod.metadata.labels.get_or_insert_with(Default::default);
-            labels.insert(REVISION_HASH_LABEL.into(), hash.into());
-            labels.insert("pod-template-generation".into(), generation.clone());
-            if let Some(spec) = pod.spec.as_mut() {
-                logic::add_default_tolerations(spec);
-                logic::pin_to_node(spec, node);
-            }
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(p) => self.recorder.normal(
-                    &Involved::of(ds),
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                ),
-                Err(e) => {
-                    self.expectations.creation_observed(key);
-                    self.recorder.warning(
-                        &Involved::of(ds),
-                        "FailedCreate",
-                        format!(
-                            "Error creating: {}",
-                            crate::controllers::replicaset::api_message(&e)
-                        ),
-                    );
-                    first_error.get_or_insert(e);
+        let pods = nodes
+            .iter()
+            .map(|node| {
+                let mut pod = pod_from_template(ds, &template);
+                let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+                labels.insert(REVISION_HASH_LABEL.into(), hash.into());
+                labels.insert("pod-template-generation".into(), generation.clone());
+                if let Some(spec) = pod.spec.as_mut() {
+                    logic::add_default_tolerations(spec);
+                    logic::pin_to_node(spec, node);
                 }
-            }
-        }
-        first_error.map_or(Ok(()), |e| Err(e.into()))
-    }
-
-    async fn delete(&self, key: &str, ds: &DaemonSet, pods: &[Arc<Pod>]) -> anyhow::Result<()> {
-        if pods.is_empty() {
-            return Ok(());
-        }
-        self.expectations.expect_deletions(
-            key,
-            pods.iter()
-                .map(|p| p.metadata.uid.clone().unwrap_or_default()),
-        );
-        let api: Api<Pod> =
-            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        for p in pods {
-            match api.delete(&p.name_any(), &DeleteParams::default()).await {
-                Ok(_) => self.recorder.normal(
-                    &Involved::of(ds),
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", p.name_any()),
-                ),
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, p.metadata.uid.as_deref().unwrap_or(""));
-                    if !is_not_found(&e) {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        Ok(())
+                pod
+            })
+            .collect();
+        self.pod_control.create_pods(key, ds, pods).await
     }
 }
 
@@ -269,7 +215,7 @@ impl Reconcile for DaemonSetController {
         status.number_unavailable = nonzero(number_unavailable);
         if self.expectations.satisfied(key) {
             self.create_on(key, &ds, &hash, &create).await?;
-            self.delete(key, &ds, &delete).await?;
+            self.pod_control.delete_pods(key, &*ds, &delete).await?;
             // Rolling update: old pods go, at most maxUnavailable nodes short at a time.
             let strategy = spec.update_strategy.clone().unwrap_or_default();
             if strategy.type_.as_deref() != Some("OnDelete")
@@ -301,7 +247,7 @@ impl Reconcile for DaemonSetController {
                         replace.push(p.clone());
                     }
                 }
-                self.delete(key, &ds, &replace).await?;
+                self.pod_control.delete_pods(key, &*ds, &replace).await?;
             }
         }
         status.collision_count = ds.status.as_ref().and_then(|s| s.collision_count);

@@ -19,9 +19,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::controllers::podutil;
-use crate::controllers::replicaset::logic::{Claim, claim};
-use crate::runtime::worker::is_not_found;
+use crate::controllers::podutil::{self, Claim, claim};
+use crate::runtime::worker::{api_message, is_not_found};
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 use rollout::ReplicaSets;
 use util::{REVISION, replicas, rs_replicas};
@@ -73,14 +72,7 @@ impl DeploymentController {
         &self,
         meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     ) -> Option<String> {
-        let r = podutil::controller_ref(meta)?;
-        if r.kind != "Deployment" {
-            return None;
-        }
-        let d = self
-            .deployments
-            .get_in(meta.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (d.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*d))
+        podutil::resolve_controller_ref(&self.deployments, meta).map(|d| key_of(&*d))
     }
 
     fn queue_matching(&self, rs: &ReplicaSet) {
@@ -328,7 +320,7 @@ impl DeploymentController {
             Err(e) => {
                 let msg = format!(
                     "Failed to create new replica set {name:?}: {}",
-                    crate::controllers::replicaset::api_message(&e)
+                    api_message(&e)
                 );
                 self.recorder
                     .warning(&Involved::of(&*d), "FailedCreate", msg.clone());

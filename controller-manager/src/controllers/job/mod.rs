@@ -17,12 +17,13 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTermina
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::controllers::podutil;
 use crate::runtime::expectations::Expectations;
+use crate::runtime::pod_control::{PodControl, pod_from_template};
 use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 use logic::Action;
@@ -36,6 +37,7 @@ pub struct JobController {
     pods: Arc<Informer<Pod>>,
     queue: Arc<WorkQueue>,
     expectations: Arc<Expectations>,
+    pod_control: PodControl,
     recorder: Arc<Recorder>,
     backoff_base: Duration,
     /// When each Job last saw a new pod failure (the retry backoff counts from it).
@@ -43,13 +45,16 @@ pub struct JobController {
 }
 
 pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let expectations: Arc<Expectations> = Arc::default();
+    let recorder = ctx.recorder("job-controller");
     let c = Arc::new(JobController {
         client: ctx.client.clone(),
         jobs: ctx.informers.get::<Job>(),
         pods: ctx.informers.get::<Pod>(),
         queue: WorkQueue::new("job"),
-        expectations: Arc::default(),
-        recorder: ctx.recorder("job-controller"),
+        expectations: expectations.clone(),
+        pod_control: PodControl::new(ctx.client.clone(), recorder.clone(), expectations),
+        recorder,
         backoff_base: ctx.options.job_backoff_base,
         last_failure: Mutex::new(HashMap::new()),
     });
@@ -154,14 +159,7 @@ fn finished_phase(p: &Pod) -> Option<bool> {
 
 impl JobController {
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != "Job" {
-            return None;
-        }
-        let job = self
-            .jobs
-            .get_in(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-        (job.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*job))
+        podutil::resolve_controller_ref(&self.jobs, &pod.metadata).map(|job| key_of(&*job))
     }
 
     fn pods_api(&self, ns: &str) -> Api<Pod> {
@@ -211,39 +209,10 @@ impl JobController {
         Ok(())
     }
 
-    async fn delete_pods(&self, key: &str, job: &Job, pods: &[&Arc<Pod>]) -> anyhow::Result<()> {
-        if pods.is_empty() {
-            return Ok(());
-        }
-        self.expectations.expect_deletions(
-            key,
-            pods.iter()
-                .map(|p| p.metadata.uid.clone().unwrap_or_default()),
-        );
-        for p in pods {
-            let api = self.pods_api(&p.namespace().unwrap_or_default());
-            match api.delete(&p.name_any(), &DeleteParams::default()).await {
-                Ok(_) => self.recorder.normal(
-                    &Involved::of(job),
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", p.name_any()),
-                ),
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, p.metadata.uid.as_deref().unwrap_or(""));
-                    if !is_not_found(&e) {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The pod the Job creates, for `index` when the Job is Indexed.
     fn new_pod(&self, job: &Job, index: Option<i32>) -> Pod {
         let spec = job.spec.clone().unwrap_or_default();
-        let mut pod = crate::controllers::replicaset::pod_from_template(job, &spec.template);
+        let mut pod = pod_from_template(job, &spec.template);
         pod.metadata
             .finalizers
             .get_or_insert_with(Vec::new)
@@ -287,51 +256,15 @@ impl JobController {
         pod
     }
 
+    /// Creates one pod per entry of `indexes` (None for a NonIndexed Job).
     async fn create_pods(
         &self,
         key: &str,
         job: &Job,
         indexes: Vec<Option<i32>>,
     ) -> anyhow::Result<()> {
-        if indexes.is_empty() {
-            return Ok(());
-        }
-        self.expectations.expect_creations(key, indexes.len());
-        let api = self.pods_api(&job.namespace().unwrap_or_default());
-        let pp = PostParams::default();
-        let results = futures::future::join_all(indexes.iter().map(|i| {
-            let pod = self.new_pod(job, *i);
-            let api = api.clone();
-            let pp = pp.clone();
-            async move { api.create(&pp, &pod).await }
-        }))
-        .await;
-        let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(p) => self.recorder.normal(
-                    &Involved::of(job),
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                ),
-                Err(e) => {
-                    self.expectations.creation_observed(key);
-                    self.recorder.warning(
-                        &Involved::of(job),
-                        "FailedCreate",
-                        format!(
-                            "Error creating: {}",
-                            crate::controllers::replicaset::api_message(&e)
-                        ),
-                    );
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        let pods = indexes.into_iter().map(|i| self.new_pod(job, i)).collect();
+        self.pod_control.create_pods(key, job, pods).await
     }
 
     async fn write_status(&self, job: &Job, status: JobStatus) -> anyhow::Result<()> {
@@ -510,7 +443,7 @@ impl Reconcile for JobController {
                 self.recorder
                     .warning(&Involved::of(job_ref), reason, message.clone());
             }
-            self.delete_pods(key, job_ref, &active).await?;
+            self.pod_control.delete_pods(key, job_ref, &active).await?;
             if terminating == 0 {
                 set_condition(&mut status, "Failed", "True", reason, message);
             }
@@ -522,7 +455,7 @@ impl Reconcile for JobController {
                 "CompletionsReached",
                 "Reached expected number of succeeded pods",
             );
-            self.delete_pods(key, job_ref, &active).await?;
+            self.pod_control.delete_pods(key, job_ref, &active).await?;
             if terminating == 0 && active.is_empty() {
                 set_condition(
                     &mut status,
@@ -536,7 +469,7 @@ impl Reconcile for JobController {
                     .normal(&Involved::of(job_ref), "Completed", "Job completed".into());
             }
         } else if suspended {
-            self.delete_pods(key, job_ref, &active).await?;
+            self.pod_control.delete_pods(key, job_ref, &active).await?;
             set_condition(
                 &mut status,
                 "Suspended",
@@ -590,7 +523,7 @@ impl Reconcile for JobController {
                         std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0))
                     });
                     extra.truncate((have - want) as usize);
-                    self.delete_pods(key, job_ref, &extra).await?;
+                    self.pod_control.delete_pods(key, job_ref, &extra).await?;
                 }
             }
         }

@@ -1,69 +1,14 @@
-//! The ReplicaSet controller's decisions as pure functions: which pods an owner claims,
-//! which pods go first when scaling down, how many to create per batch, and the status.
+//! The ReplicaSet controller's decisions as pure functions: which pods go first when
+//! scaling down, and the status.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::selector::LabelSelector;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::controllers::podutil;
-
-/// What an owner does with a pod it sees (upstream's ControllerRefManager.ClaimPods).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours and matching: count it.
-    Keep,
-    /// Matching orphan: take it (set our controller reference).
-    Adopt,
-    /// Ours but no longer matching: let go of it.
-    Release,
-    /// Someone else's, or not matching.
-    Ignore,
-}
-
-pub fn claim(
-    owner_uid: &str,
-    owner_deleting: bool,
-    selector: Option<&LabelSelector>,
-    pod: &Pod,
-) -> Claim {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let matches = selector.is_some_and(|s| s.matches_map(&labels));
-    match podutil::controller_ref(&pod.metadata) {
-        Some(r) if r.uid == owner_uid => {
-            if matches || owner_deleting {
-                Claim::Keep
-            } else {
-                Claim::Release
-            }
-        }
-        Some(_) => Claim::Ignore,
-        None => {
-            if matches && !owner_deleting && pod.metadata.deletion_timestamp.is_none() {
-                Claim::Adopt
-            } else {
-                Claim::Ignore
-            }
-        }
-    }
-}
-
-/// Sizes of the creation batches: 1, 2, 4, ... so that a failing create (quota, bad
-/// template) fails fast instead of n times (upstream's slowStartBatch).
-pub fn slow_start_batches(count: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let (mut remaining, mut size) = (count, 1usize);
-    while remaining > 0 {
-        let b = size.min(remaining);
-        out.push(b);
-        remaining -= b;
-        size *= 2;
-    }
-    out
-}
 
 fn phase_rank(pod: &Pod) -> u8 {
     match podutil::phase(pod) {
@@ -198,50 +143,6 @@ mod tests {
     fn ready(since: &str) -> serde_json::Value {
         json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True", "lastTransitionTime": since}]}})
-    }
-
-    #[test]
-    fn claims_follow_selector_and_controller_reference() {
-        let sel = LabelSelector::parse("app=web").unwrap();
-        let owned = |labels: serde_json::Value, uid: &str| {
-            pod(
-                "p",
-                json!({"metadata": {"labels": labels, "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid, "controller": true}]}}),
-            )
-        };
-        let cases = [
-            (owned(json!({"app": "web"}), "u1"), false, Claim::Keep),
-            (owned(json!({"app": "db"}), "u1"), false, Claim::Release),
-            (owned(json!({"app": "db"}), "u1"), true, Claim::Keep),
-            (owned(json!({"app": "web"}), "u2"), false, Claim::Ignore),
-            (
-                pod("p", json!({"metadata": {"labels": {"app": "web"}}})),
-                false,
-                Claim::Adopt,
-            ),
-            (
-                pod("p", json!({"metadata": {"labels": {"app": "web"}}})),
-                true,
-                Claim::Ignore,
-            ),
-            (
-                pod("p", json!({"metadata": {"labels": {"app": "db"}}})),
-                false,
-                Claim::Ignore,
-            ),
-        ];
-        for (i, (p, deleting, want)) in cases.into_iter().enumerate() {
-            assert_eq!(claim("u1", deleting, Some(&sel), &p), want, "case {i}");
-        }
-    }
-
-    #[test]
-    fn batches_double() {
-        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
-        assert_eq!(slow_start_batches(1), vec![1]);
-        assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
-        assert_eq!(slow_start_batches(1000).iter().sum::<usize>(), 1000);
     }
 
     #[test]

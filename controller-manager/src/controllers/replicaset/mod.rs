@@ -11,21 +11,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use common::events::{Involved, Recorder};
 use common::selector::LabelSelector;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::controllers::podutil;
+use crate::controllers::podutil::{self, Claim};
 use crate::runtime::expectations::Expectations;
 use crate::runtime::informer::Object;
+use crate::runtime::pod_control::{PodControl, pod_from_template};
 use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
-use logic::Claim;
 
 /// The kinds this controller manages.
 pub trait Replicated: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
@@ -128,7 +127,7 @@ pub struct ReplicaSetController<K: Replicated> {
     pods: Arc<Informer<Pod>>,
     queue: Arc<WorkQueue>,
     expectations: Arc<Expectations>,
-    recorder: Arc<Recorder>,
+    pod_control: PodControl,
     burst_replicas: usize,
     _kind: PhantomData<K>,
 }
@@ -144,13 +143,14 @@ pub fn start_replicationcontroller(ctx: &Context) -> anyhow::Result<BoxFuture<'s
 }
 
 fn start<K: Replicated>(ctx: &Context, workers: usize) -> anyhow::Result<BoxFuture<'static, ()>> {
+    let expectations: Arc<Expectations> = Arc::default();
     let c = Arc::new(ReplicaSetController::<K> {
         client: ctx.client.clone(),
         owners: ctx.informers.get::<K>(),
         pods: ctx.informers.get::<Pod>(),
         queue: WorkQueue::new(K::QUEUE),
-        expectations: Arc::default(),
-        recorder: ctx.recorder(K::COMPONENT),
+        expectations: expectations.clone(),
+        pod_control: PodControl::new(ctx.client.clone(), ctx.recorder(K::COMPONENT), expectations),
         burst_replicas: ctx.options.burst_replicas,
         _kind: PhantomData,
     });
@@ -166,13 +166,7 @@ fn start<K: Replicated>(ctx: &Context, workers: usize) -> anyhow::Result<BoxFutu
 impl<K: Replicated> ReplicaSetController<K> {
     /// The key of the owner of kind `K` that `pod`'s controller reference names, if cached.
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let r = podutil::controller_ref(&pod.metadata)?;
-        if r.kind != K::kind(&()) {
-            return None;
-        }
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        let owner = self.owners.get_in(ns, &r.name)?;
-        (owner.meta().uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(&*owner))
+        podutil::resolve_controller_ref(&self.owners, &pod.metadata).map(|o| key_of(&*o))
     }
 
     /// Queues every owner in the pod's namespace whose selector matches it (for adoption).
@@ -261,14 +255,14 @@ impl<K: Replicated> ReplicaSetController<K> {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    /// Adopts and releases as `logic::claim` decides; answers the pods the owner counts.
+    /// Adopts and releases as `podutil::claim` decides; answers the pods the owner counts.
     async fn claim_pods(&self, owner: &K, candidates: Vec<Arc<Pod>>) -> Vec<Arc<Pod>> {
         let uid = owner.meta().uid.clone().unwrap_or_default();
         let deleting = owner.meta().deletion_timestamp.is_some();
         let selector = owner.selector();
         let mut claimed = Vec::with_capacity(candidates.len());
         for pod in candidates {
-            match logic::claim(&uid, deleting, selector.as_ref(), &pod) {
+            match podutil::claim(&uid, deleting, selector.as_ref(), &pod) {
                 Claim::Keep => claimed.push(pod),
                 Claim::Ignore => {}
                 Claim::Adopt => {
@@ -319,96 +313,20 @@ impl<K: Replicated> ReplicaSetController<K> {
     /// Creates or deletes pods to reach spec.replicas.
     async fn manage_replicas(&self, key: &str, owner: &K, pods: &[Arc<Pod>]) -> anyhow::Result<()> {
         let want = owner.replicas().max(0) as usize;
-        let ns = owner.namespace().unwrap_or_default();
         if pods.len() < want {
             let diff = (want - pods.len()).min(self.burst_replicas);
             let template = owner.template().context("the pod template is missing")?;
             let pod = pod_from_template(owner, template);
-            self.expectations.expect_creations(key, diff);
-            let api = self.pods_api(&ns);
-            let mut created = 0;
-            let batches = logic::slow_start_batches(diff);
-            for (i, size) in batches.iter().enumerate() {
-                let pp = PostParams::default();
-                let results =
-                    futures::future::join_all((0..*size).map(|_| api.create(&pp, &pod))).await;
-                let mut first_error = None;
-                for r in results {
-                    match r {
-                        Ok(p) => {
-                            created += 1;
-                            self.recorder.normal(
-                                &Involved::of(owner),
-                                "SuccessfulCreate",
-                                format!("Created pod: {}", p.name_any()),
-                            );
-                        }
-                        Err(e) => {
-                            self.expectations.creation_observed(key);
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                if let Some(e) = first_error {
-                    // The batches not attempted will never be observed either.
-                    for _ in batches[i + 1..].iter().flat_map(|n| 0..*n) {
-                        self.expectations.creation_observed(key);
-                    }
-                    self.recorder.warning(
-                        &Involved::of(owner),
-                        "FailedCreate",
-                        format!("Error creating: {}", api_message(&e)),
-                    );
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "creating pods for {key} ({created} of {diff} created)"
-                    )));
-                }
-            }
+            self.pod_control
+                .create_pods(key, owner, vec![pod; diff])
+                .await?;
         } else if pods.len() > want {
             let diff = (pods.len() - want).min(self.burst_replicas);
             let mut ranked = pods.to_vec();
             let related = self.related_pods(owner);
             logic::order_for_deletion(&mut ranked, &related);
             ranked.truncate(diff);
-            self.expectations.expect_deletions(
-                key,
-                ranked
-                    .iter()
-                    .map(|p| p.metadata.uid.clone().unwrap_or_default()),
-            );
-            let api = self.pods_api(&ns);
-            let dp = DeleteParams::default();
-            let results = futures::future::join_all(
-                ranked
-                    .iter()
-                    .map(|p| api.delete(p.metadata.name.as_deref().unwrap_or(""), &dp)),
-            )
-            .await;
-            let mut first_error = None;
-            for (pod, r) in ranked.iter().zip(results) {
-                match r {
-                    Ok(_) => self.recorder.normal(
-                        &Involved::of(owner),
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {}", pod.name_any()),
-                    ),
-                    Err(e) => {
-                        let uid = pod.metadata.uid.as_deref().unwrap_or("");
-                        self.expectations.deletion_observed(key, uid);
-                        if !is_not_found(&e) {
-                            self.recorder.warning(
-                                &Involved::of(owner),
-                                "FailedDelete",
-                                format!("Error deleting: {}", api_message(&e)),
-                            );
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(anyhow::Error::new(e).context(format!("deleting pods for {key}")));
-            }
+            self.pod_control.delete_pods(key, owner, &ranked).await?;
         }
         Ok(())
     }
@@ -477,36 +395,6 @@ impl<K: Replicated> ReplicaSetController<K> {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-}
-
-/// The pod a ReplicaSet creates: the template's labels, annotations and spec, named
-/// after its owner, with a controller reference to it.
-pub fn pod_from_template<K: Resource<DynamicType = ()>>(
-    owner: &K,
-    template: &PodTemplateSpec,
-) -> Pod {
-    let tm = template.metadata.clone().unwrap_or_default();
-    let name = owner.meta().name.clone().unwrap_or_default();
-    let mut pod = Pod {
-        metadata: Default::default(),
-        spec: template.spec.clone(),
-        status: None,
-    };
-    pod.metadata.generate_name = Some(format!("{name}-"));
-    pod.metadata.namespace = owner.meta().namespace.clone();
-    pod.metadata.labels = tm.labels;
-    pod.metadata.annotations = tm.annotations;
-    pod.metadata.finalizers = tm.finalizers;
-    pod.metadata.owner_references = Some(vec![podutil::owner_ref_to(owner)]);
-    pod
-}
-
-/// The apiserver's message for an API error, as upstream puts it into events.
-pub fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        e => e.to_string(),
     }
 }
 
