@@ -513,13 +513,20 @@ async fn namespaces_terminate_and_refuse_new_content() {
         .unwrap();
     assert_eq!(code, 200);
     assert_eq!(ns["status"]["phase"], "Terminating");
+    let refused = c
+        .post("/api/v1/namespaces/gone/configmaps", &cm("late"))
+        .await
+        .unwrap();
     check_status(
-        &c.post("/api/v1/namespaces/gone/configmaps", &cm("late"))
-            .await
-            .unwrap(),
+        &refused,
         403,
         "Forbidden",
         "unable to create new content in namespace gone because it is being terminated",
+    );
+    assert_eq!(
+        refused.1["details"]["causes"],
+        json!([{"reason": "NamespaceTerminating", "message": "namespace gone is being terminated",
+                "field": "metadata.namespace"}])
     );
     // The namespace controller's last step: finalize removes the spec finalizer and the object.
     let mut ns = ns.clone();

@@ -102,14 +102,25 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
     };
     match found {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(true) => Err(ApiError::forbidden(
-            target.resource.group,
-            target.resource.plural,
-            &target.name,
-            &format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )),
+        Some(true) => {
+            let mut refused = ApiError::forbidden(
+                target.resource.group,
+                target.resource.plural,
+                &target.name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            );
+            // The cause controllers look for to tell this refusal from a real failure.
+            if let Some(details) = refused.details.as_mut() {
+                details["causes"] = json!([{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]);
+            }
+            Err(refused)
+        }
         Some(false) => Ok(()),
     }
 }

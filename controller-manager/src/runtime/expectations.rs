@@ -41,12 +41,19 @@ impl Expectations {
         );
     }
 
-    /// Records that the pods with these UIDs are about to be deleted for `key`.
+    /// Records that the pods with these UIDs are about to be deleted for `key`. Creations the
+    /// same sync issued (a DaemonSet creates on some nodes and deletes on others) stay
+    /// expected, as upstream sets both counts at once.
     pub fn expect_deletions(&self, key: &str, uids: impl IntoIterator<Item = String>) {
-        self.map.lock().insert(
+        let mut map = self.map.lock();
+        let adds = map
+            .get(key)
+            .filter(|p| p.set_at.elapsed() <= TTL)
+            .map_or(0, |p| p.adds.max(0));
+        map.insert(
             key.to_owned(),
             Pending {
-                adds: 0,
+                adds,
                 deletes: uids.into_iter().collect(),
                 set_at: Instant::now(),
             },
@@ -132,5 +139,16 @@ mod tests {
         assert!(!e.satisfied("ns/rs"), "a pod seen twice counts once");
         e.deletion_observed("ns/rs", "b");
         assert!(e.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn deletions_in_the_same_sync_keep_pending_creations() {
+        let e = Expectations::default();
+        e.expect_creations("ns/ds", 1);
+        e.expect_deletions("ns/ds", ["a".to_owned()]);
+        e.deletion_observed("ns/ds", "a");
+        assert!(!e.satisfied("ns/ds"), "the creation is still outstanding");
+        e.creation_observed("ns/ds");
+        assert!(e.satisfied("ns/ds"));
     }
 }
