@@ -1,4 +1,5 @@
-//! What every tetsu component shares: selectors, quantities, metrics, the health server,
+//! What every tetsu component shares: selectors, quantities, scheduling helpers (node
+//! affinity, tolerations, QoS class, pod requests), metrics, the health server,
 //! owner-only files,
 //! API clients, leader election, logging setup, shutdown signals and the bootstrap token
 //! format with its cluster-info signatures. No storage and no component logic live here.
@@ -15,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod quantity;
+pub mod scheduling;
 pub mod selector;
 pub mod shutdown;
 pub mod tls;

@@ -2,6 +2,8 @@
 //! pkg/registry/<group>/<kind>/strategy.go and pkg/apis/<group>/validation. Each is a pure
 //! function of the object (and the old object on update), so it is tested without a server.
 
+use common::quantity::Quantity;
+use common::scheduling::qos::{container_qos, pod_qos};
 use serde_json::{Value, json};
 
 use crate::meta::{self, NameRule, default_field, object_at, validate_label_field};
@@ -383,31 +385,28 @@ fn default_container(c: &mut serde_json::Map<String, Value>) {
     }
 }
 
-/// upstream's QoS class: Guaranteed when every container sets equal cpu and memory requests and
-/// limits, BestEffort when none sets any, Burstable otherwise.
+/// The pod's QoS class (common's, upstream's ComputePodQOS), read from the JSON spec in place:
+/// converting every created pod's spec to the typed PodSpec would cost more than the answer.
 pub fn qos_class(spec: &Value) -> &'static str {
+    let quantity = |v: &Value| match v {
+        Value::String(s) => Quantity::parse(s).ok(),
+        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+        _ => None,
+    };
     let containers = ["initContainers", "containers"]
         .iter()
         .filter_map(|l| spec.get(*l).and_then(Value::as_array))
         .flatten();
-    let (mut any, mut guaranteed) = (false, true);
-    for c in containers {
-        let requests = &c["resources"]["requests"];
-        let limits = &c["resources"]["limits"];
-        for r in ["cpu", "memory"] {
-            let (req, lim) = (requests.get(r), limits.get(r));
-            any |= req.is_some() || lim.is_some();
-            // A request defaults to its limit, so a limit alone still counts as equal.
-            if lim.is_none() || req.is_some_and(|q| Some(q) != lim) {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
+    pod_qos(containers.map(|c| {
+        let (requests, limits) = (&c["resources"]["requests"], &c["resources"]["limits"]);
+        let set = |m: &Value| m.as_object().is_some_and(|m| !m.is_empty());
+        container_qos(
+            set(requests) || set(limits),
+            |r| requests.get(r).and_then(quantity),
+            |r| limits.get(r).and_then(quantity),
+        )
+    }))
+    .as_str()
 }
 
 fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
@@ -939,6 +938,12 @@ mod tests {
         check_qos(
             json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}),
             "Burstable",
+        );
+        // Quantities compare by value, and may be JSON numbers.
+        check_qos(
+            json!({"containers": [{"resources": {"requests": {"cpu": 1, "memory": "1024Mi"},
+                                                 "limits": {"cpu": "1000m", "memory": "1Gi"}}}]}),
+            "Guaranteed",
         );
     }
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::quantity::Quantity;
+use common::scheduling::resources;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Service};
+use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
@@ -86,37 +87,45 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     }))
 }
 
-/// Sums of a pod's container requests or limits, in milli-units (cpu) or units (others).
+/// The pod's request (or limit) of one resource as upstream's quota counts it: common's
+/// PodRequests (sidecars, the init container peak, the overhead); for limits the overhead is
+/// added only to a resource some container limits, as upstream's PodLimits.
 fn pod_amount(pod: &Pod, limits: bool, resource: &str) -> i64 {
-    let spec = pod.spec.as_ref();
-    let get = |c: &k8s_openapi::api::core::v1::Container| -> i64 {
-        let r = c.resources.as_ref();
-        let map = if limits {
-            r.and_then(|r| r.limits.as_ref())
-        } else {
-            r.and_then(|r| r.requests.as_ref())
-        };
-        map.and_then(|m| m.get(resource))
-            .and_then(|q| Quantity::parse(&q.0).ok())
-            .map_or(0, |q| {
-                if resource == "cpu" {
-                    q.milli_value()
-                } else {
-                    q.value()
-                }
-            })
+    let Some(spec) = pod.spec.as_ref() else {
+        return 0;
     };
-    let containers: i64 = spec.map_or(0, |s| s.containers.iter().map(get).sum());
-    // An init container runs alone, so the pod needs the larger of the two.
-    let init: i64 = spec.map_or(0, |s| {
-        s.init_containers
-            .iter()
-            .flatten()
-            .map(get)
-            .max()
-            .unwrap_or(0)
-    });
-    containers.max(init)
+    let amount = |q: Option<&ApiQuantity>| {
+        q.and_then(|q| Quantity::parse(&q.0).ok()).map_or(0, |q| {
+            if resource == "cpu" {
+                q.milli_value()
+            } else {
+                q.value()
+            }
+        })
+    };
+    if !limits {
+        return resources::pod_requests(
+            spec,
+            |c| {
+                amount(
+                    resources::container_requests(c)
+                        .find_map(|(n, q)| (n == resource).then_some(q)),
+                )
+            },
+            |o| amount(o.get(resource)),
+        );
+    }
+    fn limit<'a>(c: &'a Container, resource: &str) -> Option<&'a ApiQuantity> {
+        c.resources.as_ref()?.limits.as_ref()?.get(resource)
+    }
+    let total = resources::pod_requests(spec, |c| amount(limit(c, resource)), |_| 0);
+    let limited = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| limit(c, resource).is_some());
+    let overhead = spec.overhead.as_ref().filter(|_| limited);
+    total + amount(overhead.and_then(|o| o.get(resource)))
 }
 
 /// A usage as a quantity string: cpu in millicores when fractional, bytes in binary units
@@ -303,6 +312,17 @@ mod tests {
         );
         assert_eq!(pod_amount(&pod, false, "memory"), 128 << 20);
         assert_eq!(pod_amount(&pod, true, "memory"), 128 << 20);
+        // A sidecar runs beside the containers; the overhead counts, for limits only where set.
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "s", "restartPolicy": "Always",
+                                "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}],
+            "containers": [{"name": "a", "resources": {"limits": {"cpu": "1"}}}],
+            "overhead": {"cpu": "100m", "memory": "10Mi"}}}))
+        .unwrap();
+        assert_eq!(pod_amount(&pod, false, "cpu"), 2100);
+        assert_eq!(pod_amount(&pod, true, "cpu"), 3100);
+        assert_eq!(pod_amount(&pod, false, "memory"), 10 << 20);
+        assert_eq!(pod_amount(&pod, true, "memory"), 0);
         assert_eq!(format_amount("requests.cpu", 750), "750m");
         assert_eq!(format_amount("limits.cpu", 2000), "2");
         assert_eq!(format_amount("requests.memory", 128 << 20), "128Mi");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::events::{Involved, Recorder};
+use common::scheduling::tolerations::{TolerationTime, matching_tolerations, min_toleration_time};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::ResourceExt;
@@ -17,25 +18,6 @@ use crate::controllers::podutil;
 use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
 
-/// Upstream's ToleratesTaint.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
 /// What happens to a pod under these NoExecute taints.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
@@ -45,26 +27,19 @@ pub enum Verdict {
     EvictAfter(i64),
 }
 
+/// Upstream's rule: evict at once when a taint is untolerated, else after the smallest
+/// tolerationSeconds of the first toleration of each taint (none: stay).
 pub fn verdict(tolerations: &[Toleration], taints: &[&Taint]) -> Verdict {
     if taints.is_empty() {
         return Verdict::Stay;
     }
-    let mut min: Option<i64> = None;
-    for taint in taints {
-        let used: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
-        if used.is_empty() {
-            return Verdict::EvictNow;
-        }
-        for t in used {
-            if let Some(s) = t.toleration_seconds {
-                min = Some(min.map_or(s, |m: i64| m.min(s)));
-            }
-        }
-    }
-    match min {
-        None => Verdict::Stay,
-        Some(s) if s <= 0 => Verdict::EvictNow,
-        Some(s) => Verdict::EvictAfter(s),
+    let Some(used) = matching_tolerations(taints, tolerations) else {
+        return Verdict::EvictNow;
+    };
+    match min_toleration_time(&used) {
+        TolerationTime::Forever => Verdict::Stay,
+        TolerationTime::Seconds(0) => Verdict::EvictNow,
+        TolerationTime::Seconds(s) => Verdict::EvictAfter(s),
     }
 }
 
@@ -211,6 +186,10 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    fn forever_for(t: &Taint) -> Toleration {
+        tol(json!({"key": t.key, "operator": "Exists"}))
+    }
+
     #[test]
     fn eviction_follows_tolerations() {
         let t = taint("node.kubernetes.io/unreachable");
@@ -229,7 +208,16 @@ mod tests {
             verdict(std::slice::from_ref(&limited), &[&t]),
             Verdict::EvictAfter(300)
         );
-        assert_eq!(verdict(&[limited, shorter], &[&t]), Verdict::EvictAfter(5));
+        // Only the first toleration of each taint counts (upstream's GetMatchingTolerations).
+        assert_eq!(
+            verdict(&[limited, shorter.clone()], &[&t]),
+            Verdict::EvictAfter(300)
+        );
+        let other = taint("node.kubernetes.io/not-ready");
+        assert_eq!(
+            verdict(&[forever_for(&t), shorter], &[&t, &other]),
+            Verdict::EvictAfter(5)
+        );
         let wrong_value = tol(json!({"key": "node.kubernetes.io/unreachable", "value": "x"}));
         assert_eq!(verdict(&[wrong_value], &[&t]), Verdict::EvictNow);
     }

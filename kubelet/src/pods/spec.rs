@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use common::scheduling::qos::{QosClass, pod_qos_class};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
@@ -264,9 +265,9 @@ pub fn linux_resources(pod: &Pod, c: &Container) -> cri::LinuxContainerResources
     let cpu_limit = get(&r.limits, "cpu").map(|q| q.milli_value());
     let memory_limit = get(&r.limits, "memory").map(|q| q.value()).unwrap_or(0);
     const PERIOD: i64 = 100_000;
-    let oom = match super::status::qos_class(pod) {
-        "Guaranteed" => 0,
-        "BestEffort" => 1000,
+    let oom = match pod_qos_class(pod) {
+        QosClass::Guaranteed => 0,
+        QosClass::BestEffort => 1000,
         _ => {
             // Burstable: 1000 - 1000 * request / node memory, kept in 2..=999.
             let request = get(&r.requests, "memory").map_or(0, |q| q.value());

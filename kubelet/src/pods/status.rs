@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use common::scheduling::qos::pod_qos_class;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -117,37 +118,6 @@ fn container_status(name: &str, image: &str, v: &ContainerView) -> ContainerStat
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
         ..Default::default()
-    }
-}
-
-/// Upstream's QoS class: Guaranteed when every container has equal cpu and memory
-/// requests and limits, BestEffort when none has any, Burstable otherwise.
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod.spec.iter().flat_map(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-    });
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let r = c.resources.clone().unwrap_or_default();
-        let (req, lim) = (r.requests.unwrap_or_default(), r.limits.unwrap_or_default());
-        if !req.is_empty() || !lim.is_empty() {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let l = lim.get(res);
-            let q = req.get(res).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        _ => "Burstable",
     }
 }
 
@@ -361,7 +331,7 @@ fn build(
         pod_ip: (!pod_ip.is_empty()).then(|| pod_ip.clone()),
         pod_ips: (!pod_ip.is_empty()).then(|| vec![PodIP { ip: pod_ip }]),
         start_time: old.start_time.or_else(|| Some(now())),
-        qos_class: Some(qos_class(pod).into()),
+        qos_class: Some(pod_qos_class(pod).as_str().into()),
         ..Default::default()
     }
 }
@@ -578,24 +548,5 @@ mod tests {
                 .map(|t| t.exit_code),
             ready.reason.clone().unwrap_or_default(),
         )
-    }
-
-    #[test]
-    fn qos_classes() {
-        let with = |res: serde_json::Value| -> Pod {
-            serde_json::from_value(
-                json!({"metadata": {}, "spec": {"containers": [{"name": "c", "resources": res}]}}),
-            )
-            .unwrap()
-        };
-        assert_eq!(qos_class(&with(json!({}))), "BestEffort");
-        assert_eq!(
-            qos_class(&with(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&with(json!({"requests": {"cpu": "1"}}))),
-            "Burstable"
-        );
     }
 }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use common::quantity::Quantity;
+use common::scheduling::node_affinity::NodeFields;
+use common::scheduling::resources;
 use common::selector::{LabelSelector, Operator, Requirement};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
@@ -28,12 +30,17 @@ pub struct Resource {
 impl Resource {
     /// Builds from a ResourceList (requests, limits, capacity or allocatable).
     pub fn from_list(list: Option<&BTreeMap<String, ApiQuantity>>) -> Resource {
+        Resource::from_pairs(list.into_iter().flatten().map(|(n, q)| (n.as_str(), q)))
+    }
+
+    /// Builds from (resource name, quantity) pairs.
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a ApiQuantity)>) -> Resource {
         let mut r = Resource::default();
-        for (name, q) in list.into_iter().flatten() {
+        for (name, q) in pairs {
             let Ok(q) = Quantity::parse(&q.0) else {
                 continue;
             };
-            match name.as_str() {
+            match name {
                 "cpu" => r.milli_cpu = q.milli_value(),
                 "memory" => r.memory = q.value(),
                 "ephemeral-storage" => r.ephemeral_storage = q.value(),
@@ -246,74 +253,40 @@ pub struct PodInfo {
     pub node_name: String,
 }
 
-fn container_requests(c: &Container) -> Resource {
-    let res = c.resources.as_ref();
-    let mut r = Resource::from_list(res.and_then(|r| r.requests.as_ref()));
-    // A limit without a request means a request of the limit (API defaulting).
-    let limits = Resource::from_list(res.and_then(|r| r.limits.as_ref()));
-    let requests = res.and_then(|r| r.requests.as_ref());
-    let missing = |name: &str| requests.is_none_or(|q| !q.contains_key(name));
-    if missing("cpu") {
-        r.milli_cpu = limits.milli_cpu;
-    }
-    if missing("memory") {
-        r.memory = limits.memory;
-    }
-    if missing("ephemeral-storage") {
-        r.ephemeral_storage = limits.ephemeral_storage;
-    }
-    for (name, v) in &limits.scalar {
-        if missing(name) {
-            r.set_scalar(name, *v);
+/// A container's requests (a limit without a request counts as the request); `non_zero`
+/// gives CPU and memory upstream's defaults when the container requests none.
+fn container_requests(c: &Container, non_zero: bool) -> Resource {
+    let mut r = Resource::from_pairs(resources::container_requests(c));
+    if non_zero {
+        if !resources::requests_resource(c, "cpu") {
+            r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
+        }
+        if !resources::requests_resource(c, "memory") {
+            r.memory = DEFAULT_MEMORY_REQUEST;
         }
     }
     r
 }
 
-/// The pod's requests as upstream's PodRequests computes them: regular containers and
-/// sidecars summed, against the largest init container (plus the sidecars started before
-/// it), plus the pod overhead. `non_zero` applies the default CPU and memory to containers
-/// that request none.
+impl resources::Amounts for Resource {
+    fn add_amounts(&mut self, other: &Self) {
+        self.add(other, 1);
+    }
+    fn max_amounts(&mut self, other: &Self) {
+        self.max_with(other);
+    }
+}
+
+/// The pod's requests as upstream's PodRequests computes them (common's `pod_requests`).
 fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
     let Some(spec) = pod.spec.as_ref() else {
         return Resource::default();
     };
-    let with_defaults = |c: &Container| {
-        let mut r = container_requests(c);
-        if non_zero {
-            let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-            if req.is_none_or(|q| !q.contains_key("cpu")) && r.milli_cpu == 0 {
-                r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
-            }
-            if req.is_none_or(|q| !q.contains_key("memory")) && r.memory == 0 {
-                r.memory = DEFAULT_MEMORY_REQUEST;
-            }
-        }
-        r
-    };
-    let mut total = Resource::default();
-    for c in &spec.containers {
-        total.add(&with_defaults(c), 1);
-    }
-    let mut sidecars = Resource::default();
-    let mut init_max = Resource::default();
-    for c in spec.init_containers.iter().flatten() {
-        let r = with_defaults(c);
-        if c.restart_policy.as_deref() == Some("Always") {
-            sidecars.add(&r, 1);
-            init_max.max_with(&sidecars);
-        } else {
-            let mut during = r;
-            during.add(&sidecars, 1);
-            init_max.max_with(&during);
-        }
-    }
-    total.add(&sidecars, 1);
-    total.max_with(&init_max);
-    if let Some(overhead) = spec.overhead.as_ref() {
-        total.add(&Resource::from_list(Some(overhead)), 1);
-    }
-    total
+    resources::pod_requests(
+        spec,
+        |c| container_requests(c, non_zero),
+        |o| Resource::from_list(Some(o)),
+    )
 }
 
 impl PodInfo {
@@ -457,6 +430,14 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
+    /// The node's labels and name, as node affinity reads them.
+    pub fn fields(&self) -> NodeFields<'_> {
+        NodeFields {
+            labels: &self.labels,
+            name: &self.name,
+        }
+    }
+
     pub fn new(node: Arc<Node>) -> NodeInfo {
         let mut info = NodeInfo {
             node: node.clone(),

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use common::scheduling::node_affinity;
 
 use super::taint_toleration::default_normalize;
 use crate::cache::Snapshot;
@@ -15,6 +15,7 @@ use crate::framework::{
 
 pub const NAME: &str = "NodeAffinity";
 pub const ERR_REASON_POD: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const ERR_REASON_CONFLICT: &str = "pod affinity terms conflict";
 
 pub struct NodeAffinity;
 
@@ -22,65 +23,9 @@ pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result
     Ok(Arc::new(NodeAffinity))
 }
 
-/// Whether a node's labels and name satisfy one requirement.
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        op @ ("Gt" | "Lt") => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if op == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
-/// A term matches when all its expressions and fields do; an empty term matches nothing.
-pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(node.name.as_str())))
-}
-
 /// Whether the pod's nodeSelector and required node affinity admit the node.
 pub fn pod_matches_node(pod: &PodInfo, node: &NodeInfo) -> bool {
-    let spec = pod.spec();
-    if let Some(sel) = spec.node_selector.as_ref()
-        && !sel.iter().all(|(k, v)| node.labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
-        None => true,
-        Some(sel) => sel
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node)),
-    }
+    node_affinity::pod_matches_node(pod.spec(), node.fields())
 }
 
 impl Plugin for NodeAffinity {
@@ -117,35 +62,34 @@ impl PreFilterPlugin for NodeAffinity {
         _: &Snapshot,
     ) -> (PreFilterResult, Status) {
         let spec = pod.spec();
-        let required = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
+        let required = node_affinity::required_node_affinity(spec);
         if spec.node_selector.as_ref().is_none_or(|s| s.is_empty()) && required.is_none() {
             return (None, Status::skip());
         }
         let Some(required) = required else {
             return (None, Status::success());
         };
+        // Upstream's node names: a term's metadata.name In requirements are ANDed
+        // (intersected), the terms ORed (united); a term without one admits every node.
         let mut names: HashSet<String> = HashSet::new();
         for term in &required.node_selector_terms {
-            let by_name: Vec<&NodeSelectorRequirement> = term
-                .match_fields
-                .iter()
-                .flatten()
-                .filter(|f| f.key == "metadata.name" && f.operator == "In")
-                .collect();
-            if by_name.len() != 1 {
-                return (None, Status::success());
+            let mut term_names: Option<HashSet<&String>> = None;
+            for f in term.match_fields.iter().flatten() {
+                if f.key == "metadata.name" && f.operator == "In" {
+                    let these: HashSet<&String> = f.values.iter().flatten().collect();
+                    term_names = Some(match term_names {
+                        None => these,
+                        Some(prev) => prev.intersection(&these).copied().collect(),
+                    });
+                }
             }
-            names.extend(by_name[0].values.iter().flatten().cloned());
+            let Some(term_names) = term_names else {
+                return (None, Status::success());
+            };
+            names.extend(term_names.into_iter().cloned());
         }
         if names.is_empty() {
-            return (None, Status::unresolvable(ERR_REASON_POD));
+            return (None, Status::unresolvable(ERR_REASON_CONFLICT));
         }
         (Some(names), Status::success())
     }
@@ -169,16 +113,8 @@ impl PreScorePlugin for NodeAffinity {
         _: &[&NodeInfo],
         _: &Snapshot,
     ) -> Status {
-        let preferred = pod
-            .spec()
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
-        if preferred.is_none_or(|p| p.is_empty()) {
+        let preferred = node_affinity::preferred_node_affinity(pod.spec());
+        if preferred.is_empty() {
             return Status::skip();
         }
         Status::success()
@@ -187,19 +123,10 @@ impl PreScorePlugin for NodeAffinity {
 
 impl ScorePlugin for NodeAffinity {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        pod.spec()
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .into_iter()
-            .flatten()
-            .filter(|t| t.weight != 0 && term_matches(&t.preference, node))
-            .map(|t| i64::from(t.weight))
-            .sum()
+        node_affinity::preferred_score(
+            node_affinity::preferred_node_affinity(pod.spec()),
+            node.fields(),
+        )
     }
 
     fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [i64]) {

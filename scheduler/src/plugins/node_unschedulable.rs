@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::taint_toleration::tolerates;
 use crate::framework::{
     ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
     PodInfo, Status,
 };
+use common::scheduling::tolerations::tolerations_tolerate_taint;
 
 pub const NAME: &str = "NodeUnschedulable";
 pub const ERR_REASON: &str = "node(s) were unschedulable";
@@ -45,7 +45,7 @@ impl FilterPlugin for NodeUnschedulable {
             ..Default::default()
         };
         let tolerations = pod.spec().tolerations.as_deref().unwrap_or_default();
-        if tolerations.iter().any(|t| tolerates(t, &taint)) {
+        if tolerations_tolerate_taint(tolerations, &taint) {
             return Status::success();
         }
         Status::unresolvable(ERR_REASON)

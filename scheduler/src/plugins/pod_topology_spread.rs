@@ -10,13 +10,13 @@ use common::selector::{LabelSelector, Operator, Requirement};
 use serde::Deserialize;
 
 use super::node_affinity::pod_matches_node;
-use super::taint_toleration::tolerates;
 use crate::cache::Snapshot;
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
     Status,
 };
+use common::scheduling::tolerations::{does_not_schedule, find_untolerated_taint};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
@@ -196,11 +196,7 @@ fn node_counts(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bo
     }
     if constraints.iter().any(|c| c.honor_taints) {
         let tolerations = pod.spec().tolerations.as_deref().unwrap_or_default();
-        let blocked = node.taints.iter().any(|t| {
-            matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
-                && !tolerations.iter().any(|tol| tolerates(tol, t))
-        });
-        if blocked {
+        if find_untolerated_taint(&node.taints, tolerations, does_not_schedule).is_some() {
             return false;
         }
     }

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use common::scheduling::tolerations::{
+    does_not_schedule, find_untolerated_taint, tolerations_tolerate_taint,
+};
+use k8s_openapi::api::core::v1::Toleration;
 
 use crate::framework::{
     ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
@@ -16,37 +19,6 @@ pub struct TaintToleration;
 
 pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(TaintToleration))
-}
-
-/// Whether `toleration` tolerates `taint`, as upstream's Toleration.ToleratesTaint.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-fn untolerated<'a>(
-    taints: &'a [Taint],
-    tolerations: &[Toleration],
-    effects: &[&str],
-) -> Option<&'a Taint> {
-    taints
-        .iter()
-        .filter(|t| effects.contains(&t.effect.as_str()))
-        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
 }
 
 /// The pod's tolerations that can matter for scoring (PreferNoSchedule or any effect).
@@ -79,7 +51,7 @@ impl FilterPlugin for TaintToleration {
             return Status::success();
         }
         let tolerations = pod.spec().tolerations.as_deref().unwrap_or_default();
-        match untolerated(&node.taints, tolerations, &["NoSchedule", "NoExecute"]) {
+        match find_untolerated_taint(&node.taints, tolerations, does_not_schedule) {
             None => Status::success(),
             Some(t) => Status::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
@@ -124,7 +96,7 @@ impl ScorePlugin for TaintToleration {
         node.taints
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
-            .filter(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+            .filter(|t| !tolerations_tolerate_taint(tolerations, t))
             .count() as i64
     }
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
-use super::node_affinity::term_matches;
 use crate::cache::Snapshot;
 use crate::framework::{
     ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
     PodInfo, PreFilterPlugin, PreFilterResult, Status,
 };
+use common::scheduling::node_affinity::node_selector_matches;
 
 pub const NAME: &str = "VolumeBinding";
 pub const ERR_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
@@ -131,10 +131,7 @@ impl FilterPlugin for VolumeBinding {
                 .and_then(|s| s.node_affinity.as_ref())
                 .and_then(|a| a.required.as_ref());
             if let Some(sel) = required
-                && !sel
-                    .node_selector_terms
-                    .iter()
-                    .any(|t| term_matches(t, node))
+                && !node_selector_matches(sel, node.fields())
             {
                 return Status::unresolvable(ERR_NODE_CONFLICT);
             }

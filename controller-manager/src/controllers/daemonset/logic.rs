@@ -2,13 +2,12 @@
 //! node selector, required node affinity and taints (with the tolerations every daemon pod
 //! gets), and the affinity that pins a daemon pod to its node.
 
+use common::scheduling::node_affinity::{self, NodeFields};
+use common::scheduling::tolerations::{does_not_schedule, find_untolerated_taint};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
-    Taint, Toleration,
+    Toleration,
 };
-use kube::ResourceExt;
-
-use crate::controllers::tainteviction::tolerates;
 
 /// The tolerations upstream adds to every daemon pod: it stays through node conditions
 /// that would evict or repel other pods.
@@ -44,84 +43,21 @@ pub fn add_default_tolerations(spec: &mut PodSpec) {
     }
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.labels();
-    let exprs = term.match_expressions.iter().flatten();
-    let fields = term.match_fields.iter().flatten();
-    let has_any = term
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-        || term.match_fields.as_ref().is_some_and(|f| !f.is_empty());
-    has_any
-        && exprs
-            .clone()
-            .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.clone().all(|r| {
-            let name = node.metadata.name.as_deref();
-            r.key == "metadata.name" && requirement_matches(r, name)
-        })
-}
-
-/// Whether a daemon pod with this spec should run on `node`.
+/// Whether a daemon pod with this spec should run on `node`: upstream's predicates, the
+/// same node affinity and taint checks the scheduler's Filter makes (common's), with the
+/// default tolerations every daemon pod gets.
 pub fn should_run(spec: &PodSpec, node: &Node) -> bool {
-    let labels = node.labels();
-    if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    if let Some(req) = required
-        && !req
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node))
-    {
+    if !node_affinity::pod_matches_node(spec, NodeFields::of(node)) {
         return false;
     }
     let mut tolerations = spec.tolerations.clone().unwrap_or_default();
     tolerations.extend(default_tolerations(spec.host_network.unwrap_or(false)));
-    let taints: Vec<&Taint> = node
+    let taints = node
         .spec
-        .iter()
-        .flat_map(|s| s.taints.iter().flatten())
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .collect();
-    taints
-        .iter()
-        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default();
+    find_untolerated_taint(taints, &tolerations, does_not_schedule).is_none()
 }
 
 /// Pins a daemon pod to `node` the way upstream does, so the default scheduler binds it
