@@ -3,6 +3,7 @@
 //! been renewed for the lease duration. Writes are guarded by the lease's resourceVersion,
 //! so two candidates never both win.
 
+use crate::api_errors::{is_already_exists, is_conflict};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -53,7 +54,7 @@ impl LeaderElection {
                 .expect("a valid lease");
                 return match api.create(&PostParams::default(), &lease).await {
                     Ok(_) => Ok(true),
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                    Err(e) if is_already_exists(&e) => Ok(false),
                     Err(e) => Err(e),
                 };
             }
@@ -86,7 +87,7 @@ impl LeaderElection {
             .await
         {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -4,6 +4,7 @@
 //! API clients, leader election, logging setup, shutdown signals and the bootstrap token
 //! format with its cluster-info signatures. No storage and no component logic live here.
 
+pub mod api_errors;
 pub mod bootstraptoken;
 pub mod client;
 pub mod delegated_auth;

@@ -6,6 +6,7 @@
 //! control-plane node's label. Everything is created if missing and kept if present, so
 //! running init again on the same cluster changes nothing.
 
+use common::api_errors::is_already_exists;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,7 +27,7 @@ where
     let object: K = serde_json::from_value(object)?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
         Err(e) => Err(e).with_context(|| {
             format!(
                 "creating {}",

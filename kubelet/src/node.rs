@@ -3,6 +3,7 @@
 //! and posts status when it changes and at least every 5 minutes, as upstream's kubelet
 //! does. The node lifecycle controller marks the node Unknown when both go quiet.
 
+use common::api_errors::is_already_exists;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -222,7 +223,7 @@ pub async fn register(client: &kube::Client, node: &Node) -> anyhow::Result<Node
             tracing::info!(node = %name, "successfully registered node");
             n
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(e) if is_already_exists(&e) => {
             let patch = json!({"metadata": {"labels": node.metadata.labels}});
             let n = api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

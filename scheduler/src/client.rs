@@ -2,6 +2,7 @@
 //! (PodScheduled condition, nominatedNodeName) and Events. `KubeClient` does them through
 //! the API with kube-rs; `NoopClient` does nothing (unit tests, in-process benchmark).
 
+use common::api_errors::is_not_found;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -81,7 +82,7 @@ impl ClusterClient for KubeClient {
         };
         match self.pods(&pod.namespace).delete(&pod.name, &dp).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -124,7 +125,7 @@ impl ClusterClient for KubeClient {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }

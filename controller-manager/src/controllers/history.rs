@@ -3,6 +3,7 @@
 //! used (a template used again gets the next number, as a rollback does). `kubectl rollout
 //! history` and `undo` read them.
 
+use common::api_errors::is_already_exists;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -96,7 +97,7 @@ pub async fn ensure_current<K: Resource<DynamicType = ()>>(
     match api.create(&PostParams::default(), &rev).await {
         Ok(_) => Ok((hash, max + 1)),
         // Created by a sync our cache has not seen yet: same name, same template.
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok((hash, max + 1)),
+        Err(e) if is_already_exists(&e) => Ok((hash, max + 1)),
         Err(e) => Err(e.into()),
     }
 }

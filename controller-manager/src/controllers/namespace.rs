@@ -15,8 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::discovery::verbs;
 
 use crate::runtime::discovery::Resources;
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
+use common::api_errors::is_not_found;
 
 const FINALIZER: &str = "kubernetes";
 

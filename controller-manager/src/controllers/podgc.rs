@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Context, Informer};
+use common::api_errors::is_not_found;
 
 pub struct PodGc {
     client: kube::Client,

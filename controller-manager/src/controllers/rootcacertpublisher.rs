@@ -3,6 +3,7 @@
 //! apiserver (projected service-account volumes mount it). Re-created if deleted, repaired if
 //! changed. Idle without --root-ca-file.
 
+use common::api_errors::{is_already_exists, is_conflict, is_forbidden};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -90,8 +91,10 @@ impl Reconcile for RootCaPublisher {
             Ok(_) => Ok(None),
             // Our cache lags (409), or the namespace began terminating (403 with
             // upstream's message); any other refusal is an error worth retrying and logging.
-            Err(kube::Error::Api(s))
-                if s.code == 409 || (s.code == 403 && s.message.contains("being terminated")) =>
+            Err(e)
+                if is_already_exists(&e)
+                    || is_conflict(&e)
+                    || (is_forbidden(&e) && e.to_string().contains("being terminated")) =>
             {
                 Ok(None)
             }

@@ -1,6 +1,7 @@
 //! The serviceaccount controller: every active namespace has a `default` ServiceAccount;
 //! it is created when a namespace appears and re-created if deleted.
 
+use common::api_errors::{is_already_exists, is_forbidden};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -64,7 +65,7 @@ impl Reconcile for ServiceAccountsController {
         match api.create(&PostParams::default(), &sa).await {
             Ok(_) => Ok(None),
             // Already there (our cache lags), or the namespace began terminating.
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 => Ok(None),
+            Err(e) if is_already_exists(&e) || is_forbidden(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

@@ -4,6 +4,7 @@
 //! waiting for its predecessors to be Running and Ready; Parallel does it all at once. A
 //! RollingUpdate replaces pods from the highest ordinal down to the partition, one at a time.
 
+use common::api_errors::is_already_exists;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,8 +21,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use crate::controllers::history::{self, REVISION_HASH_LABEL};
 use crate::controllers::podutil;
 use crate::runtime::pod_control::pod_from_template;
-use crate::runtime::worker::{api_message, is_not_found};
+use crate::runtime::worker::api_message;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -184,7 +186,7 @@ impl StatefulSetController {
                         set.name_any()
                     ),
                 ),
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) if is_already_exists(&e) => {}
                 Err(e) => {
                     self.recorder.warning(
                         &Involved::of(set),
@@ -306,7 +308,7 @@ impl Reconcile for StatefulSetController {
                             "SuccessfulCreate",
                             format!("create Pod {name}-{i} in StatefulSet {name} successful"),
                         ),
-                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) if is_already_exists(&e) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }

@@ -15,8 +15,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 
 /// What happens to a pod under these NoExecute taints.
 #[derive(Debug, PartialEq)]

@@ -3,6 +3,7 @@
 //! expiration counts as passed, as upstream); one that expires later is looked at again then.
 //! Off unless `--controllers` names it.
 
+use common::api_errors::{is_conflict, is_not_found};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ impl Reconcile for TokenCleaner {
         match api.delete(&secret.name_any(), &dp).await {
             Ok(_) => Ok(None),
             // Already gone (404), or replaced by a new Secret of that name (409: the uid).
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

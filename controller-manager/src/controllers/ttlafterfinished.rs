@@ -11,8 +11,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 
 pub struct TtlAfterFinished {
     client: kube::Client,

@@ -12,8 +12,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Resource, ResourceExt};
 
 use super::expectations::Expectations;
-use super::worker::{api_message, is_not_found};
+use super::worker::api_message;
 use crate::controllers::podutil;
+use common::api_errors::is_not_found;
 
 /// Event reasons, as upstream's controller package names them.
 pub const SUCCESSFUL_CREATE: &str = "SuccessfulCreate";

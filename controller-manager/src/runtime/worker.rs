@@ -76,14 +76,10 @@ async fn process<R: Reconcile>(queue: &Arc<WorkQueue>, reconciler: &R, key: &str
     }
 }
 
-/// True if the error is the apiserver's 409 Conflict.
+/// True if a sync failed on the apiserver's Conflict (a stale read; requeue quietly).
 pub fn is_conflict(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 409)
-}
-
-/// True if the error is the apiserver's 404 NotFound.
-pub fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
+    e.downcast_ref::<kube::Error>()
+        .is_some_and(common::api_errors::is_conflict)
 }
 
 /// The apiserver's message for an API error, as upstream puts it into events.

@@ -144,7 +144,7 @@ impl Cluster {
         {
             // The controllers may delete a pod between the harness's list and this write.
             Ok(_) => {}
-            Err(e) if controller_manager::runtime::worker::is_not_found(&e) => {}
+            Err(e) if common::api_errors::is_not_found(&e) => {}
             Err(e) => panic!("marking {ns}/{name}: {e}"),
         }
     }

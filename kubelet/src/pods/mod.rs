@@ -13,6 +13,7 @@ pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
+use common::api_errors::is_already_exists;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -277,7 +278,7 @@ impl Dispatcher {
             );
             match api.create(&kube::api::PostParams::default(), &mirror).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) if is_already_exists(&e) => {}
                 Err(e) => {
                     tracing::warn!(pod = ?mirror.metadata.name, error = %e, "creating a mirror pod failed")
                 }

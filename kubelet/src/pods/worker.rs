@@ -4,6 +4,7 @@
 //! the pod's status. A pod being deleted is stopped within its grace period, its sandbox
 //! removed, and its API object deleted for good.
 
+use common::api_errors::{is_conflict, is_not_found};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -815,7 +816,7 @@ impl PodRuntime {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -834,7 +835,7 @@ impl PodRuntime {
         };
         match api.delete(&pod.name_any(), &dp).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod schedule;
 
+use common::api_errors::is_already_exists;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 
 use crate::controllers::podutil;
-use crate::runtime::worker::{api_message, is_not_found};
+use crate::runtime::worker::api_message;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 use schedule::Schedule;
 
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -369,7 +371,7 @@ impl Reconcile for CronJobController {
                 status.last_schedule_time = Some(to_time(scheduled));
                 write_status(&mut cj, status).await?;
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) if is_already_exists(&e) => {}
             Err(e) => {
                 self.recorder.warning(
                     &Involved::of(&cj),

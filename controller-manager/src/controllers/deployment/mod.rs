@@ -6,6 +6,7 @@
 pub mod rollout;
 pub mod util;
 
+use common::api_errors::is_already_exists;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::controllers::podutil::{self, Claim, claim};
-use crate::runtime::worker::{api_message, is_not_found};
+use crate::runtime::worker::api_message;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 use rollout::ReplicaSets;
 use util::{REVISION, replicas, rs_replicas};
 
@@ -295,7 +297,7 @@ impl DeploymentController {
             .await
         {
             Ok(created) => set.all[i] = created,
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(e) if is_already_exists(&e) => {
                 // Created by an earlier sync our cache has not seen, or a hash collision.
                 let existing = self.rs_api(&ns).get(&name).await?;
                 let ours = podutil::controller_ref(&existing.metadata)

@@ -17,8 +17,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use super::{
     PodEndpoint, Port, endpoints_of, publish_not_ready, service_selector, watch_services_and_pods,
 };
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue, split_key};
+use common::api_errors::is_not_found;
 
 const MAX_ADDRESSES: usize = 1000;
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";

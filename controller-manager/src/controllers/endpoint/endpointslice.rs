@@ -17,8 +17,8 @@ use parking_lot::Mutex;
 
 use super::{PodEndpoint, Port, endpoints_of, service_selector, watch_services_and_pods};
 use crate::controllers::podutil;
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, split_key};
+use common::api_errors::is_not_found;
 
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";

@@ -5,6 +5,7 @@
 
 pub mod graph;
 
+use common::api_errors::is_conflict;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::runtime::discovery::{Resources, Served};
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Context, Reconcile, Requeue, WorkQueue, run_workers};
+use common::api_errors::is_not_found;
 use graph::{FOREGROUND, Graph, Identity, Node, ORPHAN, Work};
 
 /// Kinds the collector leaves alone: events come and go by the thousand and are never
@@ -223,7 +224,7 @@ impl GarbageCollector {
         match api.delete(&id.name, &dp).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()), // replaced by a new object
+            Err(e) if is_conflict(&e) => Ok(()), // replaced by a new object
             Err(e) => Err(e.into()),
         }
     }

@@ -24,8 +24,8 @@ use serde_json::json;
 use crate::controllers::podutil;
 use crate::runtime::expectations::Expectations;
 use crate::runtime::pod_control::{PodControl, pod_from_template};
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 use logic::Action;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";

@@ -23,8 +23,8 @@ use crate::controllers::podutil::{self, Claim};
 use crate::runtime::expectations::Expectations;
 use crate::runtime::informer::Object;
 use crate::runtime::pod_control::{PodControl, pod_from_template};
-use crate::runtime::worker::is_not_found;
 use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use common::api_errors::is_not_found;
 
 /// The kinds this controller manages.
 pub trait Replicated: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
