@@ -84,16 +84,31 @@ async fn elects_a_leader_serves_health_and_metrics_and_stops_on_sigterm() {
     .await;
     let (code, body) = https_get(port, "/healthz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
-    let (_, metrics) = https_get(port, "/metrics").await.unwrap();
-    for family in [
+    let families = [
         "workqueue_adds_total{name=\"deployment\"}",
         "workqueue_adds_total{name=\"replicaset\"}",
         "workqueue_depth{name=\"replicaset\"}",
         "workqueue_work_duration_seconds_count{name=\"replicaset\"}",
         "# TYPE workqueue_retries_total counter",
         "leader_election_master_status{name=\"kube-controller-manager\"} 1",
-    ] {
-        assert!(metrics.contains(family), "missing {family} in:\n{metrics}");
+    ];
+    // A sync's duration is recorded when it returns, which may be after its pods appear.
+    let mut metrics = String::new();
+    let complete = tokio::time::timeout(T, async {
+        loop {
+            metrics = https_get(port, "/metrics").await.unwrap().1;
+            if families.iter().all(|f| metrics.contains(f)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    for family in families {
+        assert!(
+            complete.is_ok() && metrics.contains(family),
+            "missing {family} in:\n{metrics}"
+        );
     }
     // SIGTERM: a clean exit.
     let pid = p.0.id().to_string();
