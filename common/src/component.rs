@@ -160,3 +160,50 @@ pub fn node_name(hostname_override: Option<&str>) -> String {
         })
         .to_lowercase()
 }
+
+/// A component started in this process (tests, benchmarks) through its `run`: stopped as
+/// SIGTERM stops the binary, by [`InProcess::stop`] or when dropped.
+pub struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    /// Spawns `run` (e.g. `|stop| scheduler::run(config, stop)`) with a shutdown signal of
+    /// its own.
+    pub fn spawn<F, Fut>(run: F) -> InProcess
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let signal = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        InProcess {
+            stop: Some(stop),
+            task: tokio::spawn(run(signal)),
+        }
+    }
+
+    /// Whether `run` has returned (it should not before it is stopped).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Asks the component to stop and waits for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
