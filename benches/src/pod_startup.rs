@@ -54,27 +54,14 @@ pub async fn pod_startup(pods: usize) -> anyhow::Result<Startup> {
     let client = Client::try_from(kube::Config::new(server.url().parse()?))?;
     let kubeconfig = dir.path().join("kubelet.kubeconfig");
     apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
-    let config = kubelet::Config {
-        kubeconfig: Some(kubeconfig),
-        bootstrap_kubeconfig: None,
-        hostname_override: Some("node-a".into()),
-        node_ip: Some("127.0.0.1".into()),
-        node_labels: Default::default(),
-        runtime: kubelet::Runtime::Remote,
-        container_runtime_endpoint: containerd.endpoint(),
-        root_dir: dir.path().join("kubelet"),
-        pod_manifest_path: None,
-        pod_log_dir: dir.path().join("logs"),
-        healthz_bind_address: [127, 0, 0, 1].into(),
-        healthz_port: 0,
-        address: [127, 0, 0, 1].into(),
-        port: apiserver::testing::free_port(),
-        tls_cert_file: None,
-        tls_private_key_file: None,
-        cert_dir: None,
-        client_ca_file: None,
-        auth: Default::default(),
-    };
+    let port = apiserver::testing::free_port();
+    let config = kubelet::testing::config(
+        "node-a",
+        kubeconfig,
+        containerd.endpoint(),
+        dir.path(),
+        port,
+    );
     let kubelet = common::component::InProcess::spawn(|stop| kubelet::run(config, stop));
 
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -138,9 +138,20 @@ async fn server_failed(servers: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Err
     }
 }
 
-/// Ends the process as every component's main does on an error: logged, on stderr after
-/// the component's name, exit status 1.
-pub fn exit_on_error(name: &str, result: anyhow::Result<()>) {
+/// The shutdown signal a component's `run` gets from [`main`] or [`InProcess`].
+pub type Signal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What every component's main does once its flags are parsed (and logging is set up):
+/// runs `run` with `config` until SIGTERM or Ctrl-C; on an error (a bad `config`
+/// included) logs it, prints it on stderr after the component's `name` and exits 1.
+pub async fn main<C, Fut>(name: &str, config: anyhow::Result<C>, run: impl FnOnce(C, Signal) -> Fut)
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let result = match config {
+        Ok(config) => run(config, Box::pin(crate::shutdown::signal())).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         tracing::error!("{e:#}");
         eprintln!("{name}: {e:#}");
@@ -173,11 +184,11 @@ impl InProcess {
     /// its own.
     pub fn spawn<F, Fut>(run: F) -> InProcess
     where
-        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        F: FnOnce(Signal) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let signal = Box::pin(async move {
+        let signal: Signal = Box::pin(async move {
             let _ = stopped.await;
         });
         InProcess {

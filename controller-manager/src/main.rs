@@ -133,6 +133,10 @@ async fn main() {
         bind_address: flags.bind_address,
         secure_port: flags.secure_port,
     };
-    let result = controller_manager::run(config, common::shutdown::signal()).await;
-    common::component::exit_on_error("kube-controller-manager", result);
+    common::component::main(
+        "kube-controller-manager",
+        Ok(config),
+        controller_manager::run,
+    )
+    .await;
 }

@@ -59,6 +59,33 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
+impl Default for Config {
+    /// The flags' defaults.
+    fn default() -> Config {
+        Config {
+            kubeconfig: None,
+            bootstrap_kubeconfig: None,
+            hostname_override: None,
+            node_ip: None,
+            node_labels: BTreeMap::new(),
+            runtime: Runtime::Remote,
+            container_runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
+            root_dir: "/var/lib/kubelet".into(),
+            pod_manifest_path: None,
+            pod_log_dir: "/var/log/pods".into(),
+            healthz_bind_address: [127, 0, 0, 1].into(),
+            healthz_port: 10248,
+            address: [0, 0, 0, 0].into(),
+            port: 10250,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            cert_dir: None,
+            client_ca_file: None,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
 /// `key=value` pairs (--node-labels).
 pub fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut labels = BTreeMap::new();

@@ -148,12 +148,10 @@ enum ImageCommands {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    let result = run(flags).await;
-    common::component::exit_on_error("kubelet", result);
+    common::component::main("kubelet", Ok(flags), run).await;
 }
 
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    let shutdown = common::shutdown::signal();
+async fn run(flags: Flags, shutdown: common::component::Signal) -> anyhow::Result<()> {
     match flags.command {
         Some(Commands::Images {
             command: ImageCommands::Import { image, address },

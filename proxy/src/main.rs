@@ -63,11 +63,7 @@ struct Flags {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    let result = match config(flags) {
-        Ok(config) => proxy::run(config, common::shutdown::signal()).await,
-        Err(e) => Err(e),
-    };
-    common::component::exit_on_error("kube-proxy", result);
+    common::component::main("kube-proxy", config(flags), proxy::run).await;
 }
 
 fn config(flags: Flags) -> anyhow::Result<Config> {

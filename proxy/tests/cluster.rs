@@ -92,26 +92,16 @@ async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
         options: Default::default(),
     };
     let _controllers = InProcess::spawn(|stop| controller_manager::run(config, stop));
+    let port = apiserver::testing::free_port();
     let config = kubelet::Config {
-        kubeconfig: Some(kubeconfig),
-        bootstrap_kubeconfig: None,
-        hostname_override: Some("node-a".into()),
         node_ip: Some("10.250.44.2".into()),
-        node_labels: Default::default(),
-        runtime: kubelet::Runtime::Remote,
-        container_runtime_endpoint: containerd.endpoint(),
-        root_dir: dir.path().join("kubelet"),
-        pod_manifest_path: None,
-        pod_log_dir: dir.path().join("logs"),
-        healthz_bind_address: [127, 0, 0, 1].into(),
-        healthz_port: 0,
-        address: [127, 0, 0, 1].into(),
-        port: apiserver::testing::free_port(),
-        tls_cert_file: None,
-        tls_private_key_file: None,
-        cert_dir: None,
-        client_ca_file: None,
-        auth: Default::default(),
+        ..kubelet::testing::config(
+            "node-a",
+            kubeconfig,
+            containerd.endpoint(),
+            dir.path(),
+            port,
+        )
     };
     let _kubelet = InProcess::spawn(|stop| kubelet::run(config, stop));
 

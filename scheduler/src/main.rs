@@ -42,11 +42,7 @@ struct Flags {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    let result = match config(flags) {
-        Ok(config) => scheduler::run(config, common::shutdown::signal()).await,
-        Err(e) => Err(e),
-    };
-    common::component::exit_on_error("kube-scheduler", result);
+    common::component::main("kube-scheduler", config(flags), scheduler::run).await;
 }
 
 fn config(flags: Flags) -> anyhow::Result<Config> {

@@ -48,17 +48,8 @@ impl Cluster {
     async fn start_scheduler(&self) {
         let kubeconfig = self.dir.path().join("scheduler.kubeconfig");
         apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", self.server.addr));
-        let config = scheduler::Config {
-            kubeconfig: Some(kubeconfig),
-            configuration: KubeSchedulerConfiguration::default_config(),
-            leader_election: common::flags::LeaderElectionFlags {
-                leader_elect: false,
-                ..Default::default()
-            },
-            serving: Default::default(),
-            bind_address: [127, 0, 0, 1].into(),
-            secure_port: 0,
-        };
+        let config =
+            scheduler::testing::config(kubeconfig, KubeSchedulerConfiguration::default_config());
         *self.scheduler.lock() = Some(InProcess::spawn(|stop| scheduler::run(config, stop)));
     }
 

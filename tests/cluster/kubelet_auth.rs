@@ -19,23 +19,7 @@ async fn secured_kubelet(server: &SecureApiServer, name: &str) -> u16 {
     let dir = server.dir.path().join(name);
     let port = apiserver::testing::free_port();
     let config = kubelet::Config {
-        kubeconfig: Some(kubeconfig),
-        bootstrap_kubeconfig: None,
-        hostname_override: Some(name.into()),
-        node_ip: Some("127.0.0.1".into()),
-        node_labels: Default::default(),
         runtime: kubelet::Runtime::Hollow,
-        container_runtime_endpoint: String::new(),
-        root_dir: dir.clone(),
-        pod_manifest_path: None,
-        pod_log_dir: dir.join("logs"),
-        healthz_bind_address: [127, 0, 0, 1].into(),
-        healthz_port: 0,
-        address: [127, 0, 0, 1].into(),
-        port,
-        tls_cert_file: None,
-        tls_private_key_file: None,
-        cert_dir: None,
         client_ca_file: Some(server.pki.path("ca.crt")),
         auth: AuthConfig {
             anonymous: false,
@@ -43,6 +27,7 @@ async fn secured_kubelet(server: &SecureApiServer, name: &str) -> u16 {
             mode: Mode::Webhook,
             ..AuthConfig::default()
         },
+        ..kubelet::testing::config(name, kubeconfig, String::new(), &dir, port)
     };
     // Runs as long as the test.
     tokio::spawn(async move {

@@ -61,17 +61,7 @@ impl EndToEnd {
         // kube-scheduler as its binary runs it, without leader election or health server.
         let kubeconfig = dir.path().join("scheduler.kubeconfig");
         apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", server.addr));
-        let config = scheduler::Config {
-            kubeconfig: Some(kubeconfig),
-            configuration: config.clone(),
-            leader_election: common::flags::LeaderElectionFlags {
-                leader_elect: false,
-                ..Default::default()
-            },
-            serving: Default::default(),
-            bind_address: [127, 0, 0, 1].into(),
-            secure_port: 0,
-        };
+        let config = scheduler::testing::config(kubeconfig, config.clone());
         let scheduler = common::component::InProcess::spawn(|stop| scheduler::run(config, stop));
 
         // Count bindings as a watcher sees them (upstream's harness counts scheduled pods).
