@@ -1,6 +1,6 @@
 //! pod-startup: BENCHMARKS.md section 3 on one real node. A real containerd (pod network:
 //! CNI bridge + host-local IPAM in a private network namespace), a kube-apiserver and the
-//! kubelet's pod workers in this process; N busybox pods (image present) are created one
+//! kubelet (`kubelet::run`) in this process; N busybox pods (image present) are created one
 //! after another as `kubectl create -f` does, and each pod's startup latency is the time
 //! from its creation to the watch showing it Running with its container started (upstream's
 //! pod startup SLI). Upstream's SLO: p99 <= 5 s.
@@ -14,8 +14,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use kubelet::cri::Cri;
-use kubelet::pods::worker::PodRuntime;
 use kubelet::testing::Containerd;
 use serde_json::json;
 
@@ -54,13 +52,17 @@ pub async fn pod_startup(pods: usize) -> anyhow::Result<Startup> {
     let dir = tempfile::tempdir()?;
     let server = apiserver::testing::spawn(dir.path()).await;
     let client = Client::try_from(kube::Config::new(server.url().parse()?))?;
-    let runtime = Arc::new(PodRuntime::new(
-        Cri::connect(&containerd.endpoint()).await?,
-        client.clone(),
-        dir.path().join("logs"),
-        "127.0.0.1".into(),
-    ));
-    let kubelet = tokio::spawn(kubelet::pods::run(runtime, "node-a".into()));
+    let kubeconfig = dir.path().join("kubelet.kubeconfig");
+    apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
+    let port = apiserver::testing::free_port();
+    let config = kubelet::testing::config(
+        "node-a",
+        kubeconfig,
+        containerd.endpoint(),
+        dir.path(),
+        port,
+    );
+    let kubelet = common::component::InProcess::spawn(|stop| kubelet::run(config, stop));
 
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let running: Arc<parking_lot::Mutex<HashMap<String, Instant>>> = Default::default();
@@ -121,7 +123,7 @@ pub async fn pod_startup(pods: usize) -> anyhow::Result<Startup> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     watch.abort();
-    kubelet.abort();
+    kubelet.stop().await?;
     containerd.remove_all_sandboxes().await;
     Ok(result)
 }

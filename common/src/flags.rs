@@ -46,6 +46,20 @@ pub struct LeaderElectionFlags {
     pub leader_elect_resource_name: Option<String>,
 }
 
+impl Default for LeaderElectionFlags {
+    /// The flags' defaults.
+    fn default() -> Self {
+        LeaderElectionFlags {
+            leader_elect: true,
+            leader_elect_lease_duration: Duration::from_secs(15),
+            leader_elect_renew_deadline: Duration::from_secs(10),
+            leader_elect_retry_period: Duration::from_secs(2),
+            leader_elect_resource_namespace: "kube-system".into(),
+            leader_elect_resource_name: None,
+        }
+    }
+}
+
 impl LeaderElectionFlags {
     /// The election these flags describe, with a per-process identity as client-go makes
     /// it (hostname and a random suffix).

@@ -1,12 +1,13 @@
-//! What every tetsu component shares: selectors, quantities, scheduling helpers (node
-//! affinity, tolerations, QoS class, pod requests), metrics, the health server,
-//! owner-only files,
-//! API clients, leader election, logging setup, shutdown signals and the bootstrap token
-//! format with its cluster-info signatures. No storage and no component logic live here.
+//! What every tetsu component shares: the frame a component runs in (health and metrics
+//! servers, leader election, shutdown), scheduling helpers (node affinity, tolerations, QoS
+//! class, pod requests), reading the apiserver's refusals, selectors, quantities, metrics,
+//! owner-only files, API clients, logging setup and the bootstrap token format with its
+//! cluster-info signatures. No storage and no component logic live here.
 
 pub mod api_errors;
 pub mod bootstraptoken;
 pub mod client;
+pub mod component;
 pub mod delegated_auth;
 pub mod events;
 pub mod files;

@@ -2,8 +2,11 @@
 //! their spec. `runtime` holds the machinery every controller shares (informers, queues,
 //! workers); `controllers` holds one module per upstream controller.
 
+pub mod component;
 pub mod controllers;
 pub mod runtime;
+
+pub use component::{Config, run};
 
 use std::sync::Arc;
 

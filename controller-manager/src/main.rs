@@ -1,14 +1,13 @@
-//! kube-controller-manager: runs the controllers that drive Deployments, ReplicaSets and
-//! the rest of the cluster's objects toward their spec.
+//! kube-controller-manager: flags -> Config -> controller_manager::run.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use common::flags::{LeaderElectionFlags, parse_duration};
-use controller_manager::controllers;
-use controller_manager::runtime::{Options, metrics};
+use controller_manager::Config;
+use controller_manager::runtime::Options;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -125,62 +124,19 @@ impl Flags {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    if let Err(e) = run(flags).await {
-        tracing::error!("{e:#}");
-        eprintln!("kube-controller-manager: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    // Check the flags before connecting anywhere.
-    let enabled = controllers::enabled(&flags.controllers)?;
-    let client = common::client::client(flags.kubeconfig.as_deref()).await?;
-    tracing::info!(controllers = ?enabled.iter().map(|d| d.name).collect::<Vec<_>>(), "kube-controller-manager starting");
-
-    if flags.secure_port != 0 {
-        let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
-        let health = common::health::Health {
-            check: Box::new(|| Ok(())),
-            metrics: Box::new(metrics::render),
-        };
-        let tls = flags.serving.tls("kube-controller-manager")?;
-        let auth = std::sync::Arc::new(flags.serving.delegated(flags.kubeconfig.as_deref()).await?);
-        // Bind before electing, so that probes see a live process while it waits.
-        tokio::spawn(async move {
-            let shutdown = common::shutdown::signal();
-            if let Err(e) = common::health::serve_secure(addr, tls, auth, health, shutdown).await {
-                tracing::error!("{e:#}");
-                std::process::exit(1);
-            }
-        });
-    }
-
-    let mut leading = None;
-    if flags.leader_election.leader_elect {
-        let election = flags.leader_election.election("kube-controller-manager");
-        let acquired = tokio::select! {
-            rx = election.acquire(client.clone()) => rx,
-            _ = common::shutdown::signal() => return Ok(()),
-        };
-        metrics::LEADER.set(&["kube-controller-manager"], 1.0);
-        leading = Some(acquired);
-    }
-
-    let running = tokio::select! {
-        r = controller_manager::start(client, flags.options(), &enabled) => r?,
-        _ = common::shutdown::signal() => return Ok(()),
+    let config = Config {
+        options: flags.options(),
+        kubeconfig: flags.kubeconfig,
+        controllers: flags.controllers,
+        leader_election: flags.leader_election,
+        serving: flags.serving,
+        bind_address: flags.bind_address,
+        secure_port: flags.secure_port,
     };
-    let lost = common::flags::leadership_lost(leading.as_mut());
-    tokio::select! {
-        _ = common::shutdown::signal() => {}
-        _ = lost => {
-            metrics::LEADER.set(&["kube-controller-manager"], 0.0);
-            drop(running);
-            anyhow::bail!("leaderelection lost");
-        }
-    }
-    drop(running);
-    tracing::info!("kube-controller-manager stopped");
-    Ok(())
+    common::component::main(
+        "kube-controller-manager",
+        Ok(config),
+        controller_manager::run,
+    )
+    .await;
 }

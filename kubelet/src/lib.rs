@@ -7,6 +7,7 @@
 //! imports them. `testing` starts a private containerd.
 
 pub mod bootstrap;
+pub mod component;
 pub mod containerd;
 pub mod cri;
 pub mod hollow;
@@ -15,3 +16,5 @@ pub mod node;
 pub mod pods;
 pub mod server;
 pub mod testing;
+
+pub use component::{Config, Runtime, parse_labels, run, run_hollow};

@@ -1,17 +1,12 @@
-//! kubelet: the node agent. Registers this machine as a Node, keeps its Lease and status
-//! fresh, and runs the pods bound to it through the container runtime's CRI (containerd). `kubelet images
-//! import` builds an image from busybox-static or a root filesystem and imports it, since
-//! no registry is reachable.
+//! kubelet: flags -> Config -> kubelet::run (`kubelet hollow`: kubelet::run_hollow;
+//! `kubelet images import` builds and imports an image, since no registry is reachable).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use kubelet::cri::Cri;
-use kubelet::node::{Heartbeat, Machine, NodeConfig};
-use kubelet::pods::worker::PodRuntime;
+use kubelet::server::auth::AuthConfig;
+use kubelet::{Config, Runtime, parse_labels};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,215 +148,55 @@ enum ImageCommands {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    if let Err(e) = run(flags).await {
-        tracing::error!("{e:#}");
-        eprintln!("kubelet: {e:#}");
-        std::process::exit(1);
-    }
+    common::component::main("kubelet", Ok(flags), run).await;
 }
 
-fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut labels = BTreeMap::new();
-    for l in pairs {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
-        labels.insert(k.to_owned(), v.to_owned());
-    }
-    Ok(labels)
-}
-
-/// `kubelet hollow`: many hollow nodes until SIGTERM, reporting memory and CPU as it goes.
-async fn run_hollow(
-    kubeconfig: Option<&std::path::Path>,
-    labels: BTreeMap<String, String>,
-    h: HollowFlags,
-) -> anyhow::Result<()> {
-    let client = common::client::client(kubeconfig).await?;
-    let mut config = kubelet::hollow::HollowConfig::new(h.nodes);
-    config.name_prefix = h.name_prefix;
-    config.start_delay = h.start_delay;
-    config.labels = labels;
-    let before = kubelet::hollow::Usage::now();
-    eprintln!(
-        "starting {} hollow nodes ({}0..{}{})",
-        h.nodes,
-        config.name_prefix,
-        config.name_prefix,
-        h.nodes.saturating_sub(1)
-    );
-    let nodes = h.nodes;
-    let report = async move {
-        if h.report_every.is_zero() {
-            return std::future::pending().await;
+async fn run(flags: Flags, shutdown: common::component::Signal) -> anyhow::Result<()> {
+    match flags.command {
+        Some(Commands::Images {
+            command: ImageCommands::Import { image, address },
+        }) => image.run(&address),
+        Some(Commands::Hollow(h)) => {
+            let mut config = kubelet::hollow::HollowConfig::new(h.nodes);
+            config.name_prefix = h.name_prefix;
+            config.start_delay = h.start_delay;
+            config.labels = parse_labels(&flags.node_labels)?;
+            let kubeconfig = flags.kubeconfig.as_deref();
+            kubelet::run_hollow(kubeconfig, config, h.report_every, shutdown).await
         }
-        let mut last = kubelet::hollow::Usage::now();
-        loop {
-            tokio::time::sleep(h.report_every).await;
-            let now = kubelet::hollow::Usage::now();
-            let cpu = now.cpu_percent_since(&last);
-            let per_node = now.rss_bytes.saturating_sub(before.rss_bytes) / nodes.max(1) as u64;
-            tracing::info!(
-                nodes,
-                rss_mib = now.rss_bytes >> 20,
-                per_node_kib = per_node >> 10,
-                cpu_percent = format!("{cpu:.1}"),
-                "hollow nodes"
-            );
-            last = now;
+        None => {
+            let config = Config {
+                node_labels: parse_labels(&flags.node_labels)?,
+                kubeconfig: flags.kubeconfig,
+                bootstrap_kubeconfig: flags.bootstrap_kubeconfig,
+                hostname_override: flags.hostname_override,
+                node_ip: flags.node_ip,
+                runtime: match flags.runtime.as_str() {
+                    "hollow" => Runtime::Hollow,
+                    _ => Runtime::Remote,
+                },
+                container_runtime_endpoint: flags.container_runtime_endpoint,
+                root_dir: flags.root_dir,
+                pod_manifest_path: flags.pod_manifest_path,
+                pod_log_dir: flags.pod_log_dir,
+                healthz_bind_address: flags.healthz_bind_address,
+                healthz_port: flags.healthz_port,
+                address: flags.address,
+                port: flags.port,
+                tls_cert_file: flags.tls_cert_file,
+                tls_private_key_file: flags.tls_private_key_file,
+                cert_dir: flags.cert_dir,
+                client_ca_file: flags.client_ca_file,
+                auth: AuthConfig {
+                    anonymous: flags.anonymous_auth,
+                    token_webhook: flags.authentication_token_webhook,
+                    token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
+                    mode: flags.authorization_mode,
+                    authorized_ttl: flags.authorization_webhook_cache_authorized_ttl,
+                    unauthorized_ttl: flags.authorization_webhook_cache_unauthorized_ttl,
+                },
+            };
+            kubelet::run(config, shutdown).await
         }
-    };
-    tokio::select! {
-        _ = kubelet::hollow::run(client, config) => {}
-        _ = report => {}
-        _ = common::shutdown::signal() => tracing::info!("hollow nodes stopping"),
     }
-    Ok(())
-}
-
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    if let Some(Commands::Images {
-        command: ImageCommands::Import { image, address },
-    }) = flags.command
-    {
-        return image.run(&address);
-    }
-    let labels = parse_labels(&flags.node_labels)?;
-    if let Some(Commands::Hollow(h)) = flags.command {
-        return run_hollow(flags.kubeconfig.as_deref(), labels, h).await;
-    }
-    let name = flags
-        .hostname_override
-        .clone()
-        .unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        })
-        .to_lowercase();
-    if let Some(bootstrap) = &flags.bootstrap_kubeconfig {
-        let kubeconfig = flags
-            .kubeconfig
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--bootstrap-kubeconfig needs --kubeconfig to write"))?;
-        let cert_dir = flags
-            .cert_dir
-            .clone()
-            .unwrap_or_else(|| kubelet::bootstrap::cert_dir(&flags.root_dir));
-        kubelet::bootstrap::ensure_kubeconfig(
-            kubeconfig,
-            bootstrap,
-            &name,
-            &cert_dir,
-            std::time::Duration::from_secs(15 * 60),
-        )
-        .await?;
-    }
-    let client = common::client::client(flags.kubeconfig.as_deref()).await?;
-    let runtime = if flags.runtime == "hollow" {
-        let hollow = kubelet::hollow::HollowRuntime::new(0, std::time::Duration::from_millis(100));
-        Cri::from_service(Arc::new(hollow))
-    } else {
-        Cri::connect(&flags.container_runtime_endpoint).await?
-    };
-    let version = runtime.version().await.map_err(|e| {
-        anyhow::anyhow!(
-            "container runtime at {} is not answering: {e:#}",
-            flags.container_runtime_endpoint
-        )
-    })?;
-    tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %name, "kubelet starting");
-    std::fs::create_dir_all(&flags.root_dir)?;
-
-    // Runtime health for the Ready condition, refreshed in the background.
-    let healthy = Arc::new(parking_lot::Mutex::new(Ok(())));
-    {
-        let (healthy, runtime) = (healthy.clone(), runtime.clone());
-        tokio::spawn(async move {
-            loop {
-                let h = match runtime.version().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(format!("container runtime is down: {e}")),
-                };
-                *healthy.lock() = h;
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-        });
-    }
-    if flags.healthz_port != 0 {
-        let addr = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
-        let h = healthy.clone();
-        let health = common::health::Health {
-            check: Box::new(move || h.lock().clone()),
-            metrics: Box::new(String::new),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = common::health::serve(addr, health, common::shutdown::signal()).await {
-                tracing::error!("{e:#}");
-                std::process::exit(1);
-            }
-        });
-    }
-    let cfg = NodeConfig {
-        name,
-        node_ip: flags.node_ip.clone(),
-        labels,
-        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
-        kubelet_port: flags.port.into(),
-    };
-    let h = healthy.clone();
-    let node_name = cfg.name.clone();
-    let node = kubelet::node::run(
-        client.clone(),
-        cfg,
-        Machine::read(&flags.root_dir),
-        Heartbeat::default(),
-        Arc::new(move || h.lock().clone()),
-    );
-    let host_ip = flags.node_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-    let pods = Arc::new(
-        PodRuntime::new(runtime, client, flags.pod_log_dir.clone(), host_ip)
-            .with_root_dir(flags.root_dir.clone()),
-    );
-    let auth = kubelet::server::auth::Auth::new(
-        kubelet::server::auth::AuthConfig {
-            anonymous: flags.anonymous_auth,
-            token_webhook: flags.authentication_token_webhook,
-            token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
-            mode: flags.authorization_mode,
-            authorized_ttl: flags.authorization_webhook_cache_authorized_ttl,
-            unauthorized_ttl: flags.authorization_webhook_cache_unauthorized_ttl,
-        },
-        &node_name,
-        Some(Arc::new(pods.client.clone())),
-    )?;
-    let api = kubelet::server::Kubelet::new(pods.clone(), node_name.clone()).with_auth(auth);
-    let mut names = vec![node_name.clone(), "localhost".into(), "127.0.0.1".into()];
-    names.extend(flags.node_ip.clone());
-    names.extend(common::tls::hostname());
-    let serve = kubelet::server::ServeConfig {
-        addr: SocketAddr::new(flags.address, flags.port),
-        tls_cert_file: flags.tls_cert_file.clone(),
-        tls_private_key_file: flags.tls_private_key_file.clone(),
-        cert_dir: flags
-            .cert_dir
-            .clone()
-            .unwrap_or_else(|| flags.root_dir.join("pki")),
-        names,
-        client_ca_file: flags.client_ca_file.clone(),
-    };
-    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn(kubelet::server::serve(serve, Arc::new(api), api_stopped));
-    tokio::select! {
-        _ = node => {}
-        _ = kubelet::pods::run_with_static_pods(pods, node_name, flags.pod_manifest_path.clone().map(kubelet::pods::StaticPods::new)) => {}
-        served = api => {
-            served??;
-        }
-        // Pods keep running: a restarted kubelet adopts them.
-        _ = common::shutdown::signal() => tracing::info!("kubelet stopping"),
-    }
-    let _ = stop_api.send(true);
-    Ok(())
 }

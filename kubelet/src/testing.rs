@@ -263,3 +263,27 @@ async fn remove_sandboxes(endpoint: &str) {
         let _ = cri.remove_pod_sandbox(&s.id).await;
     }
 }
+
+/// A kubelet for node `name` started in this process (`kubelet::run`): the apiserver of
+/// `kubeconfig`, the test containerd at `endpoint` (`Containerd::endpoint`), its state and
+/// logs under `dir`, InternalIP 127.0.0.1, its API on 127.0.0.1:`port`, no health server.
+pub fn config(
+    name: &str,
+    kubeconfig: PathBuf,
+    endpoint: String,
+    dir: &std::path::Path,
+    port: u16,
+) -> crate::Config {
+    crate::Config {
+        kubeconfig: Some(kubeconfig),
+        hostname_override: Some(name.into()),
+        node_ip: Some("127.0.0.1".into()),
+        container_runtime_endpoint: endpoint,
+        root_dir: dir.join("kubelet"),
+        pod_log_dir: dir.join("logs"),
+        healthz_port: 0,
+        address: [127, 0, 0, 1].into(),
+        port,
+        ..Default::default()
+    }
+}

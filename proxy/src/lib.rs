@@ -2,6 +2,7 @@
 //! and EndpointSlices, `nftables` renders them into upstream's nftables layout,
 //! `proxier` keeps the table in step, `podnet` gives pods their addresses and routes.
 
+pub mod component;
 pub mod host;
 pub mod metrics;
 pub mod nftables;
@@ -9,3 +10,5 @@ pub mod podnet;
 pub mod proxier;
 pub mod services;
 pub mod testing;
+
+pub use component::{Config, bind_address, run};

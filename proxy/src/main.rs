@@ -1,16 +1,12 @@
-//! kube-proxy: programs Services into nftables on this node and runs the pod network
-//! agent (CNI configuration from the node's podCIDR, routes to the other nodes' pods).
+//! kube-proxy: flags -> Config -> proxy::run.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use common::flags::parse_duration;
 use proxy::host::Host;
-use proxy::nftables::Config;
-use proxy::podnet::PodNetwork;
-use proxy::proxier::{Proxier, Timing};
+use proxy::{Config, bind_address};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,97 +63,23 @@ struct Flags {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    if let Err(e) = run(flags).await {
-        eprintln!("kube-proxy: {e:#}");
-        std::process::exit(1);
-    }
+    common::component::main("kube-proxy", config(flags), proxy::run).await;
 }
 
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    if flags.proxy_mode != "nftables" {
-        anyhow::bail!(
-            "proxy mode {:?} is not supported: use --proxy-mode nftables",
-            flags.proxy_mode
-        );
-    }
-    let host = Host::current();
-    if flags.cleanup {
-        Proxier::cleanup(&host).await?;
-        PodNetwork::cleanup(&host, &flags.cni_conf_dir).await?;
-        tracing::info!("removed kube-proxy's rules, routes and CNI configuration");
-        return Ok(());
-    }
-    let node = flags
-        .hostname_override
-        .clone()
-        .unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        })
-        .to_lowercase();
-    let client = common::client::client(flags.kubeconfig.as_deref()).await?;
-    let config = Config {
-        cluster_cidr: Some(flags.cluster_cidr.clone()),
-    };
-    let proxier = Proxier::new(host.clone(), config, &node);
-    tracing::info!(%node, mode = %flags.proxy_mode, cluster_cidr = %flags.cluster_cidr, "kube-proxy starting");
-
-    let serve = |addr: &str, health: common::health::Health| -> anyhow::Result<()> {
-        if addr.is_empty() {
-            return Ok(());
-        }
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|e| anyhow::anyhow!("bad address {addr:?}: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = common::health::serve(addr, health, common::shutdown::signal()).await {
-                tracing::error!("{e:#}");
-                std::process::exit(1);
-            }
-        });
-        Ok(())
-    };
-    let p = proxier.clone();
-    serve(
-        &flags.healthz_bind_address,
-        common::health::Health {
-            check: Box::new(move || p.health()),
-            metrics: Box::new(proxy::metrics::render),
-        },
-    )?;
-    serve(
-        &flags.metrics_bind_address,
-        common::health::Health {
-            check: Box::new(|| Ok(())),
-            metrics: Box::new(proxy::metrics::render),
-        },
-    )?;
-    let timing = Timing {
+fn config(flags: Flags) -> anyhow::Result<Config> {
+    Ok(Config {
+        healthz_bind_address: bind_address(&flags.healthz_bind_address)?,
+        metrics_bind_address: bind_address(&flags.metrics_bind_address)?,
+        kubeconfig: flags.kubeconfig,
+        proxy_mode: flags.proxy_mode,
+        cluster_cidr: flags.cluster_cidr,
+        hostname_override: flags.hostname_override,
         sync_period: flags.sync_period,
         min_sync_period: flags.min_sync_period,
-    };
-    let podnet = async {
-        if flags.pod_network {
-            PodNetwork::with_ipam_data_dir(
-                host.clone(),
-                &node,
-                &flags.cluster_cidr,
-                &flags.cni_conf_dir,
-                flags.cni_ipam_data_dir.clone(),
-            )
-            .run(client.clone())
-            .await
-        } else {
-            std::future::pending().await
-        }
-    };
-    tokio::select! {
-        _ = proxier.run(client.clone(), timing) => {}
-        _ = podnet => {}
-        // Rules stay: Services keep working while kube-proxy restarts.
-        _ = common::shutdown::signal() => tracing::info!("kube-proxy stopping"),
-    }
-    Ok(())
+        cleanup: flags.cleanup,
+        pod_network: flags.pod_network,
+        cni_conf_dir: flags.cni_conf_dir,
+        cni_ipam_data_dir: flags.cni_ipam_data_dir,
+        host: Host::current(),
+    })
 }

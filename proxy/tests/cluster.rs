@@ -1,24 +1,21 @@
 //! Issue #6's second acceptance item on a real node: containerd with the CNI configuration
-//! the pod network agent wrote, the kubelet's pod workers, the deployment, replicaset and
-//! endpointslice controllers, and the proxier in the node's network namespace. A
+//! the pod network agent wrote, the kubelet, the deployment, replicaset and endpointslice
+//! controllers, and kube-proxy in the node's network namespace, each started in this process
+//! through its `run` as its binary starts it. A
 //! Deployment of two busybox httpd pods behind a Service answers `wget` from a third pod
 //! by ClusterIP, from both backends.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use controller_manager::controllers;
+use common::component::InProcess;
+use common::flags::LeaderElectionFlags;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kubelet::cri::Cri;
-use kubelet::pods::worker::PodRuntime;
 use kubelet::testing::Containerd;
 use proxy::host::Host;
-use proxy::nftables::Config;
-use proxy::podnet::{self, PodNetwork};
-use proxy::proxier::{Proxier, Timing};
+use proxy::podnet;
 use serde_json::json;
 
 const POD_CIDR: &str = "10.244.44.0/24";
@@ -49,18 +46,26 @@ async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
         .await
         .unwrap();
 
-    // The node's networking: the agent writes containerd's CNI configuration.
+    // kube-proxy with its pod network agent, which writes containerd's CNI configuration.
+    let kubeconfig = dir.path().join("kubeconfig");
+    apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let cni_dir = containerd.dir.path().join("cni");
-    let agent = PodNetwork::new(Host::netns(&netns), "node-a", "10.244.0.0/16", &cni_dir);
-    let _agent = tokio::spawn(agent.run(client.clone()));
-    let proxier = Proxier::new(
-        Host::netns(&netns),
-        Config {
-            cluster_cidr: Some("10.244.0.0/16".into()),
-        },
-        "node-a",
-    );
-    let _proxier = tokio::spawn(proxier.run(client.clone(), Timing::default()));
+    let config = proxy::Config {
+        kubeconfig: Some(kubeconfig.clone()),
+        proxy_mode: "nftables".into(),
+        cluster_cidr: "10.244.0.0/16".into(),
+        hostname_override: Some("node-a".into()),
+        healthz_bind_address: None,
+        metrics_bind_address: None,
+        sync_period: Duration::from_secs(30),
+        min_sync_period: Duration::from_secs(1),
+        cleanup: false,
+        pod_network: true,
+        cni_conf_dir: cni_dir.clone(),
+        cni_ipam_data_dir: None,
+        host: Host::netns(&netns),
+    };
+    let _proxy = InProcess::spawn(|stop| proxy::run(config, stop));
     let conflist = cni_dir.join(podnet::CONFLIST);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&conflist).is_ok_and(|c| c.contains("\"name\": \"tetsu\"")) {
@@ -72,22 +77,33 @@ async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
     }
 
     // The control plane's part and the kubelet's.
-    let enabled = controllers::enabled(&[
-        "deployment".to_owned(),
-        "replicaset".to_owned(),
-        "endpointslice".to_owned(),
-    ])
-    .unwrap();
-    let _controllers = controller_manager::start(client.clone(), Default::default(), &enabled)
-        .await
-        .unwrap();
-    let runtime = Arc::new(PodRuntime::new(
-        Cri::connect(&containerd.endpoint()).await.unwrap(),
-        client.clone(),
-        dir.path().join("logs"),
-        "10.250.44.2".into(),
-    ));
-    let _kubelet = tokio::spawn(kubelet::pods::run(runtime, "node-a".into()));
+    let config = controller_manager::Config {
+        kubeconfig: Some(kubeconfig.clone()),
+        controllers: ["deployment", "replicaset", "endpointslice"]
+            .map(str::to_owned)
+            .to_vec(),
+        leader_election: LeaderElectionFlags {
+            leader_elect: false,
+            ..Default::default()
+        },
+        serving: Default::default(),
+        bind_address: [127, 0, 0, 1].into(),
+        secure_port: 0,
+        options: Default::default(),
+    };
+    let _controllers = InProcess::spawn(|stop| controller_manager::run(config, stop));
+    let port = apiserver::testing::free_port();
+    let config = kubelet::Config {
+        node_ip: Some("10.250.44.2".into()),
+        ..kubelet::testing::config(
+            "node-a",
+            kubeconfig,
+            containerd.endpoint(),
+            dir.path(),
+            port,
+        )
+    };
+    let _kubelet = InProcess::spawn(|stop| kubelet::run(config, stop));
 
     // Two httpd pods answering their own name, ready once they serve.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");

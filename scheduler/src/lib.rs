@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod component;
 pub mod config;
 pub mod framework;
 pub mod informers;
@@ -15,4 +16,5 @@ pub mod queue;
 pub mod scheduler;
 pub mod testing;
 
+pub use component::{Config, run};
 pub use scheduler::Scheduler;

@@ -450,3 +450,22 @@ impl NodeBuilder {
         info
     }
 }
+
+/// kube-scheduler started in this process (`scheduler::run`) over the apiserver of
+/// `kubeconfig`, with `configuration`: no leader election, no health server.
+pub fn config(
+    kubeconfig: std::path::PathBuf,
+    configuration: crate::config::KubeSchedulerConfiguration,
+) -> crate::Config {
+    crate::Config {
+        kubeconfig: Some(kubeconfig),
+        configuration,
+        leader_election: common::flags::LeaderElectionFlags {
+            leader_elect: false,
+            ..Default::default()
+        },
+        serving: Default::default(),
+        bind_address: [127, 0, 0, 1].into(),
+        secure_port: 0,
+    }
+}

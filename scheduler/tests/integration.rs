@@ -7,24 +7,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::component::InProcess;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use scheduler::Scheduler;
-use scheduler::client::KubeClient;
 use scheduler::config::KubeSchedulerConfiguration;
-use scheduler::framework::Registry;
 use scheduler::testing::{make_node, make_pod};
 
 const ZONE: &str = "topology.kubernetes.io/zone";
 const HOST: &str = "kubernetes.io/hostname";
 
 struct Cluster {
-    _server: apiserver::server::InProcess,
-    _dir: tempfile::TempDir,
+    server: apiserver::server::InProcess,
+    dir: tempfile::TempDir,
     client: Client,
-    scheduler: Arc<Scheduler>,
-    informers: parking_lot::Mutex<Option<scheduler::informers::Informers>>,
+    scheduler: parking_lot::Mutex<Option<InProcess>>,
 }
 
 async fn cluster() -> Cluster {
@@ -37,30 +34,23 @@ async fn cluster() -> Cluster {
     let server = apiserver::server::spawn_in_process(config).await.unwrap();
     let url = format!("http://{}", server.addr).parse().unwrap();
     let client = Client::try_from(kube::Config::new(url)).unwrap();
-    let scheduler = Scheduler::new(
-        &KubeSchedulerConfiguration::default_config(),
-        &Registry::in_tree(),
-        KubeClient::new(client.clone(), "default-scheduler"),
-        tokio::runtime::Handle::current(),
-    )
-    .unwrap();
     Cluster {
-        _server: server,
-        _dir: dir,
+        server,
+        dir,
         client,
-        scheduler,
-        informers: Default::default(),
+        scheduler: Default::default(),
     }
 }
 
 impl Cluster {
-    /// Starts the informers and the scheduling thread.
+    /// Starts kube-scheduler as its binary runs it (without leader election or the
+    /// health server).
     async fn start_scheduler(&self) {
-        let informers =
-            scheduler::informers::start(self.client.clone(), self.scheduler.clone()).await;
-        *self.informers.lock() = Some(informers);
-        let s = self.scheduler.clone();
-        std::thread::spawn(move || s.run());
+        let kubeconfig = self.dir.path().join("scheduler.kubeconfig");
+        apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", self.server.addr));
+        let config =
+            scheduler::testing::config(kubeconfig, KubeSchedulerConfiguration::default_config());
+        *self.scheduler.lock() = Some(InProcess::spawn(|stop| scheduler::run(config, stop)));
     }
 
     async fn create_node(&self, node: Node) {
@@ -109,7 +99,10 @@ impl Cluster {
     }
 
     async fn shutdown(self) {
-        self.scheduler.queue.close();
+        let scheduler = self.scheduler.lock().take();
+        if let Some(s) = scheduler {
+            s.stop().await.unwrap();
+        }
     }
 }
 

@@ -2,71 +2,37 @@
 //! --authentication-token-webhook, --authorization-mode Webhook) against the secure
 //! apiserver: no credentials is 401, a certificate without rights 403 with upstream's words,
 //! the apiserver's kubelet-client certificate and a bound service-account token pass. The
-//! kubelet is the real API server code over a hollow runtime, its client the node's own
+//! kubelet is the real one (`kubelet::run`) over a hollow runtime, its client the node's own
 //! identity (system:node:NAME), which must be allowed its TokenReviews and
 //! SubjectAccessReviews.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_tests::{SecureApiServer, certificate, kubectl, kubectl_until};
-use kubelet::server::auth::{Auth, AuthConfig, Mode};
+use kubelet::server::auth::{AuthConfig, Mode};
 
 /// A kubelet API for node `name`, registered with the apiserver (InternalIP 127.0.0.1) and
 /// secured as kubeadm configures it; answers its port.
 async fn secured_kubelet(server: &SecureApiServer, name: &str) -> u16 {
     let kubeconfig = server.kubeconfig(&format!("system:node:{name}"), &["system:nodes"]);
-    let client = common::client::client(Some(&kubeconfig))
-        .await
-        .expect("the kubelet's client");
     let dir = server.dir.path().join(name);
-    let hollow = kubelet::hollow::HollowRuntime::new(0, Duration::from_millis(10));
-    let runtime = Arc::new(kubelet::pods::worker::PodRuntime::new(
-        kubelet::cri::Cri::from_service(Arc::new(hollow)),
-        client.clone(),
-        dir.join("logs"),
-        "127.0.0.1".into(),
-    ));
     let port = apiserver::testing::free_port();
-    tokio::spawn(kubelet::node::run(
-        client.clone(),
-        kubelet::node::NodeConfig {
-            name: name.into(),
-            node_ip: Some("127.0.0.1".into()),
-            labels: Default::default(),
-            runtime_version: "hollow://0".into(),
-            kubelet_port: port.into(),
-        },
-        kubelet::node::Machine::read(&dir),
-        kubelet::node::Heartbeat::default(),
-        Arc::new(|| Ok(())),
-    ));
-    let auth = Auth::new(
-        AuthConfig {
+    let config = kubelet::Config {
+        runtime: kubelet::Runtime::Hollow,
+        client_ca_file: Some(server.pki.path("ca.crt")),
+        auth: AuthConfig {
             anonymous: false,
             token_webhook: true,
             mode: Mode::Webhook,
             ..AuthConfig::default()
         },
-        name,
-        Some(Arc::new(client)),
-    )
-    .expect("the kubelet's authenticator");
-    let api = kubelet::server::Kubelet::new(runtime, name.into()).with_auth(auth);
-    let config = kubelet::server::ServeConfig {
-        addr: ([127, 0, 0, 1], port).into(),
-        tls_cert_file: None,
-        tls_private_key_file: None,
-        cert_dir: dir.join("pki"),
-        names: vec![name.into(), "127.0.0.1".into()],
-        client_ca_file: Some(server.pki.path("ca.crt")),
+        ..kubelet::testing::config(name, kubeconfig, String::new(), &dir, port)
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Runs as long as the test.
     tokio::spawn(async move {
-        let served = kubelet::server::serve(config, Arc::new(api), stopped).await;
-        drop(stop);
-        served.expect("the kubelet API serves");
+        let run = kubelet::run(config, std::future::pending());
+        run.await.expect("the kubelet runs");
     });
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -15,10 +15,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use parking_lot::Mutex;
-use scheduler::Scheduler;
-use scheduler::client::KubeClient;
 use scheduler::config::KubeSchedulerConfiguration;
-use scheduler::framework::Registry;
 
 use super::workload::ChurnObject;
 use super::{Driver, Store};
@@ -32,9 +29,7 @@ pub struct EndToEnd {
     _dir: tempfile::TempDir,
     server: Option<apiserver::server::InProcess>,
     client: Client,
-    scheduler: Arc<Scheduler>,
-    informers: Option<scheduler::informers::Informers>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    scheduler: Option<common::component::InProcess>,
     bound: Arc<AtomicUsize>,
     created: Arc<Mutex<HashMap<String, Instant>>>,
     latencies: Arc<Mutex<Latencies>>,
@@ -63,17 +58,11 @@ impl EndToEnd {
         Api::<PriorityClass>::all(client.clone())
             .create(&PostParams::default(), &pc)
             .await?;
-        let scheduler = Scheduler::new(
-            config,
-            &Registry::in_tree(),
-            KubeClient::new(client.clone(), "default-scheduler"),
-            tokio::runtime::Handle::current(),
-        )?;
-        let informers = scheduler::informers::start(client.clone(), scheduler.clone()).await;
-        let s = scheduler.clone();
-        let thread = std::thread::Builder::new()
-            .name("scheduling-cycle".into())
-            .spawn(move || s.run())?;
+        // kube-scheduler as its binary runs it, without leader election or health server.
+        let kubeconfig = dir.path().join("scheduler.kubeconfig");
+        apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", server.addr));
+        let config = scheduler::testing::config(kubeconfig, config.clone());
+        let scheduler = common::component::InProcess::spawn(|stop| scheduler::run(config, stop));
 
         // Count bindings as a watcher sees them (upstream's harness counts scheduled pods).
         let bound = Arc::new(AtomicUsize::new(0));
@@ -111,9 +100,7 @@ impl EndToEnd {
             _dir: dir,
             server: Some(server),
             client,
-            scheduler,
-            informers: Some(informers),
-            thread: Some(thread),
+            scheduler: Some(scheduler),
             bound,
             created,
             latencies,
@@ -214,11 +201,11 @@ impl Driver for EndToEnd {
     }
 
     async fn stop(mut self: Box<Self>) {
-        self.scheduler.queue.close();
         self.watch.abort();
-        drop(self.informers.take());
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        if let Some(s) = self.scheduler.take()
+            && let Err(e) = s.stop().await
+        {
+            eprintln!("kube-scheduler: {e:#}");
         }
         drop(self.server.take());
     }

@@ -1,0 +1,276 @@
+//! The kubelet process: [`Config`] (what its flags say) and [`run`], which main.rs and the
+//! tests start it with.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::component::Component;
+
+use crate::cri::Cri;
+use crate::node::{Heartbeat, Machine, NodeConfig};
+use crate::pods::worker::PodRuntime;
+use crate::server::auth::AuthConfig;
+
+/// Where the pods run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// The CRI at `container_runtime_endpoint`.
+    Remote,
+    /// Simulated: nothing runs (kubemark's hollow node).
+    Hollow,
+}
+
+/// What the kubelet's flags ask for.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The apiserver's address and credentials.
+    pub kubeconfig: Option<PathBuf>,
+    /// Bootstrap credentials to get a client certificate with when `kubeconfig` does not
+    /// exist yet.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// The node's name (default: the hostname, lowercased).
+    pub hostname_override: Option<String>,
+    /// The node's InternalIP address.
+    pub node_ip: Option<String>,
+    /// Labels to add when registering.
+    pub node_labels: BTreeMap<String, String>,
+    pub runtime: Runtime,
+    pub container_runtime_endpoint: String,
+    /// The kubelet's state directory.
+    pub root_dir: PathBuf,
+    /// Static pod manifests.
+    pub pod_manifest_path: Option<PathBuf>,
+    pub pod_log_dir: PathBuf,
+    /// The plain /healthz and /metrics server; port 0 turns it off.
+    pub healthz_bind_address: IpAddr,
+    pub healthz_port: u16,
+    /// The kubelet API (HTTPS).
+    pub address: IpAddr,
+    pub port: u16,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Default: `<root_dir>/pki`.
+    pub cert_dir: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    /// Authentication and authorization of the kubelet API.
+    pub auth: AuthConfig,
+}
+
+impl Default for Config {
+    /// The flags' defaults.
+    fn default() -> Config {
+        Config {
+            kubeconfig: None,
+            bootstrap_kubeconfig: None,
+            hostname_override: None,
+            node_ip: None,
+            node_labels: BTreeMap::new(),
+            runtime: Runtime::Remote,
+            container_runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
+            root_dir: "/var/lib/kubelet".into(),
+            pod_manifest_path: None,
+            pod_log_dir: "/var/log/pods".into(),
+            healthz_bind_address: [127, 0, 0, 1].into(),
+            healthz_port: 10248,
+            address: [0, 0, 0, 0].into(),
+            port: 10250,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            cert_dir: None,
+            client_ca_file: None,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// `key=value` pairs (--node-labels).
+pub fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for l in pairs {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
+/// Registers the node and runs its pods until `shutdown` resolves. The pods keep running
+/// when it returns: a restarted kubelet adopts them.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let name = common::component::node_name(config.hostname_override.as_deref());
+    let cert_dir = config
+        .cert_dir
+        .clone()
+        .unwrap_or_else(|| crate::bootstrap::cert_dir(&config.root_dir));
+    let mut component = Component::new("kubelet", shutdown);
+    if let Some(bootstrap) = &config.bootstrap_kubeconfig {
+        let kubeconfig = config
+            .kubeconfig
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--bootstrap-kubeconfig needs --kubeconfig to write"))?;
+        crate::bootstrap::ensure_kubeconfig(
+            kubeconfig,
+            bootstrap,
+            &name,
+            &cert_dir,
+            std::time::Duration::from_secs(15 * 60),
+        )
+        .await?;
+    }
+    let client = common::client::client(config.kubeconfig.as_deref()).await?;
+    let runtime = match config.runtime {
+        Runtime::Hollow => {
+            let hollow =
+                crate::hollow::HollowRuntime::new(0, std::time::Duration::from_millis(100));
+            Cri::from_service(Arc::new(hollow))
+        }
+        Runtime::Remote => Cri::connect(&config.container_runtime_endpoint).await?,
+    };
+    let version = runtime.version().await.map_err(|e| {
+        anyhow::anyhow!(
+            "container runtime at {} is not answering: {e:#}",
+            config.container_runtime_endpoint
+        )
+    })?;
+    tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %name, "kubelet starting");
+    std::fs::create_dir_all(&config.root_dir)?;
+
+    // Runtime health for the Ready condition, refreshed in the background.
+    let healthy = Arc::new(parking_lot::Mutex::new(Ok(())));
+    let probe = {
+        let (healthy, runtime) = (healthy.clone(), runtime.clone());
+        async move {
+            loop {
+                let h = match runtime.version().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("container runtime is down: {e}")),
+                };
+                *healthy.lock() = h;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    };
+    if config.healthz_port != 0 {
+        let addr = SocketAddr::new(config.healthz_bind_address, config.healthz_port);
+        let h = healthy.clone();
+        let health = common::health::Health {
+            check: Box::new(move || h.lock().clone()),
+            metrics: Box::new(String::new),
+        };
+        component.serve(addr, health);
+    }
+    let node_config = NodeConfig {
+        name: name.clone(),
+        node_ip: config.node_ip.clone(),
+        labels: config.node_labels.clone(),
+        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        kubelet_port: config.port.into(),
+    };
+    let h = healthy.clone();
+    let node = crate::node::run(
+        client.clone(),
+        node_config,
+        Machine::read(&config.root_dir),
+        Heartbeat::default(),
+        Arc::new(move || h.lock().clone()),
+    );
+    let host_ip = config.node_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let pods = Arc::new(
+        PodRuntime::new(runtime, client, config.pod_log_dir.clone(), host_ip)
+            .with_root_dir(config.root_dir.clone()),
+    );
+    let auth = crate::server::auth::Auth::new(
+        config.auth.clone(),
+        &name,
+        Some(Arc::new(pods.client.clone())),
+    )?;
+    let api = crate::server::Kubelet::new(pods.clone(), name.clone()).with_auth(auth);
+    let mut names = vec![name.clone(), "localhost".into(), "127.0.0.1".into()];
+    names.extend(config.node_ip.clone());
+    names.extend(common::tls::hostname());
+    let serve = crate::server::ServeConfig {
+        addr: SocketAddr::new(config.address, config.port),
+        tls_cert_file: config.tls_cert_file.clone(),
+        tls_private_key_file: config.tls_private_key_file.clone(),
+        cert_dir: config
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| config.root_dir.join("pki")),
+        names,
+        client_ca_file: config.client_ca_file.clone(),
+    };
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(crate::server::serve(serve, Arc::new(api), api_stopped));
+    let static_pods = config
+        .pod_manifest_path
+        .clone()
+        .map(crate::pods::StaticPods::new);
+    let work = async {
+        tokio::select! {
+            _ = probe => Ok::<(), anyhow::Error>(()),
+            _ = node => Ok(()),
+            _ = crate::pods::run_with_static_pods(pods, name, static_pods) => Ok(()),
+            served = api => served.map_err(anyhow::Error::from).and_then(|r| r),
+        }
+    };
+    let result = component.run_until(work).await;
+    let _ = stop_api.send(true);
+    result?.transpose()?;
+    Ok(())
+}
+
+/// `kubelet hollow`: many hollow nodes over the apiserver of `kubeconfig` until `shutdown`
+/// resolves, logging this process's memory and CPU every `report_every` (zero: never).
+pub async fn run_hollow(
+    kubeconfig: Option<&std::path::Path>,
+    config: crate::hollow::HollowConfig,
+    report_every: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use crate::hollow::Usage;
+    let mut component = Component::new("kubelet", shutdown);
+    let client = common::client::client(kubeconfig).await?;
+    let before = Usage::now();
+    let nodes = config.nodes;
+    eprintln!(
+        "starting {nodes} hollow nodes ({}0..{}{})",
+        config.name_prefix,
+        config.name_prefix,
+        nodes.saturating_sub(1)
+    );
+    let report = async move {
+        if report_every.is_zero() {
+            return std::future::pending().await;
+        }
+        let mut last = Usage::now();
+        loop {
+            tokio::time::sleep(report_every).await;
+            let now = Usage::now();
+            let cpu = now.cpu_percent_since(&last);
+            let per_node = now.rss_bytes.saturating_sub(before.rss_bytes) / nodes.max(1) as u64;
+            tracing::info!(
+                nodes,
+                rss_mib = now.rss_bytes >> 20,
+                per_node_kib = per_node >> 10,
+                cpu_percent = format!("{cpu:.1}"),
+                "hollow nodes"
+            );
+            last = now;
+        }
+    };
+    let work = async {
+        tokio::select! {
+            _ = crate::hollow::run(client, config) => {}
+            _ = report => {}
+        }
+    };
+    component.run_until(work).await?;
+    Ok(())
+}
