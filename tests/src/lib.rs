@@ -1,6 +1,8 @@
-//! Support for the whole-cluster tests: a secure control plane set up as `kubeadm init` sets
-//! it up (the cluster PKI, client certificates, service-account keys, RBAC and Node
-//! authorization), kubeconfigs for any identity, and real kubectl.
+//! Support for the tests that start more than one component (every component's integration
+//! tests live here, so no component crate depends on another): the workspace's binaries, a
+//! secure control plane set up as `kubeadm init` sets it up (the cluster PKI, client
+//! certificates, service-account keys, RBAC and Node authorization), kubeconfigs for any
+//! identity, and real kubectl.
 
 pub mod hosts;
 
@@ -9,6 +11,11 @@ use std::time::Duration;
 
 use apiserver::auth::{AuthConfig, Mode};
 use kubeadm::pki::{Pki, PkiConfig};
+
+/// The path of the workspace's binary `name` (kube-scheduler, kubelet, ...).
+pub fn bin(name: &str) -> PathBuf {
+    hosts::bin_dir().join(name)
+}
 
 /// The issuer of the test cluster's service-account tokens.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";

@@ -13,7 +13,7 @@ use kubelet::testing::Containerd;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_images_registers_the_node_and_serves_healthz() {
     let containerd = Containerd::start().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+    let out = Command::new(cluster_tests::bin("kubelet"))
         .args(["images", "import", "example.com/tools:1", "--address"])
         .arg(&containerd.socket)
         .output()
@@ -38,7 +38,7 @@ async fn imports_images_registers_the_node_and_serves_healthz() {
     apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let port = apiserver::testing::free_port();
     let api_port = apiserver::testing::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+    let mut child = Command::new(cluster_tests::bin("kubelet"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args([

@@ -134,7 +134,7 @@ async fn the_kubelet_hollow_command_runs_nodes_until_sigterm() {
     let (server, dir, client) = server().await;
     let kubeconfig = dir.path().join("kubeconfig");
     apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet"))
+    let mut child = std::process::Command::new(cluster_tests::bin("kubelet"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["hollow", "--nodes", "5", "--name-prefix", "h-"])

@@ -26,7 +26,7 @@ impl Drop for Process {
 }
 
 fn spawn(kubeconfig: &std::path::Path, port: u16, extra: &[&str]) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+    let child = Command::new(cluster_tests::bin("kube-controller-manager"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cert-dir")
@@ -125,7 +125,7 @@ async fn elects_a_leader_serves_health_and_metrics_and_stops_on_sigterm() {
 
 #[test]
 fn an_unknown_controller_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+    let out = Command::new(cluster_tests::bin("kube-controller-manager"))
         .args(["--controllers", "*,bogus", "--kubeconfig", "/nonexistent"])
         .output()
         .unwrap();
@@ -135,7 +135,7 @@ fn an_unknown_controller_is_a_clear_error() {
         err.contains("\"bogus\" is not in the list of known controllers"),
         "{err}"
     );
-    let help = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+    let help = Command::new(cluster_tests::bin("kube-controller-manager"))
         .arg("--help")
         .output()
         .unwrap();

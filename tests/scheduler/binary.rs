@@ -76,7 +76,7 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
     // The scheduler starts once the nodes exist, so its first list has both (separate node
     // and pod watches give no order between a node's and a pod's arrival).
     let port = apiserver::testing::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
+    let child = Command::new(cluster_tests::bin("kube-scheduler"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--config")
@@ -167,7 +167,7 @@ fn a_bad_config_is_refused_with_a_clear_error() {
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- plugins:\n    score:\n      enabled:\n      - name: NoSuchPlugin\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kube-scheduler"))
+    let out = Command::new(cluster_tests::bin("kube-scheduler"))
         .arg("--config")
         .arg(&config)
         .args(["--kubeconfig", "/dev/null", "--secure-port", "0"])

@@ -39,7 +39,8 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_programs_its_node_serves_health_and_cleans_up() {
-    let bin = env!("CARGO_BIN_EXE_kube-proxy");
+    let bin = cluster_tests::bin("kube-proxy");
+    let bin = bin.to_str().expect("a UTF-8 path");
     let out = Command::new(bin)
         .args(["--proxy-mode", "ipvs", "--cleanup"])
         .output()

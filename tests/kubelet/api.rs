@@ -95,7 +95,7 @@ async fn kubectl_logs_and_exec_reach_the_container() {
     assert_eq!(out, "typed\n");
 
     // The Python client: its log call and its exec over WebSocket v4.channel.k8s.io.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs_exec.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kubelet/fixtures/logs_exec.py");
     let out = tokio::process::Command::new(apiserver::testing::python())
         .arg(script)
         .arg(n.dir.path().join("kubeconfig"))

@@ -16,7 +16,7 @@ use kubelet::cri::Cri;
 use kubelet::testing::Containerd;
 
 fn spawn_kubelet(dir: &Path, containerd: &Containerd, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kubelet"))
+    Command::new(cluster_tests::bin("kubelet"))
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))
         .args(["--hostname-override", "node-a", "--node-ip", "127.0.0.1"])
