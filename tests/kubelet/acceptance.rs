@@ -41,14 +41,8 @@ fn spawn_kubelet(dir: &Path, containerd: &Containerd, port: u16) -> Child {
         .unwrap()
 }
 
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..600 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn until<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    cluster_tests::until(what, Duration::from_secs(30), check).await
 }
 
 fn first_container(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {

@@ -18,14 +18,8 @@ async fn server() -> (apiserver::server::InProcess, tempfile::TempDir, Client) {
     (server, dir, client)
 }
 
-async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, f: impl Fn() -> F) -> T {
-    for _ in 0..300 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn until<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    cluster_tests::until(what, Duration::from_secs(15), check).await
 }
 
 fn ready(n: &Node) -> bool {

@@ -10,18 +10,8 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use kubelet::node::{Heartbeat, Machine, NodeConfig, run};
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..300 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    cluster_tests::until(what, Duration::from_secs(15), check).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,7 +140,10 @@ async fn websocket_port_forward_carries_two_ports() {
 
     // The Python client, which names its ports in `ports=`.
     n.kubectl(&["get", "pods"], None).await; // writes the kubeconfig
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kubelet/fixtures/portforward.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kubelet/fixtures/portforward.py"
+    );
     let python = tokio::process::Command::new(apiserver::testing::python())
         .arg(script)
         .arg(n.dir.path().join("kubeconfig"))

@@ -227,15 +227,21 @@ pub fn code_and_body(out: &std::process::Output) -> (u16, String) {
     (code, body.to_owned())
 }
 
-/// Polls `check` every half second until it answers, for at most `limit`.
+/// Polls `check` until it answers, for at most `limit`: every 25 ms at first, backing off to
+/// every half second, so quick conditions are seen at once and slow ones cost little.
 pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(25);
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
