@@ -2,4 +2,5 @@
 //! link instead of one per file keeps the build's time and disk down).
 
 mod binary;
+mod daemonset_agreement;
 mod integration;
