@@ -11,6 +11,54 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+/// What a runtime call fails with; [`Error::retryable`] says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The runtime's socket did not answer (it may be starting or restarting).
+    #[error("connecting to the container runtime at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    /// The runtime refused or failed the call (its gRPC status).
+    #[error("{}", .0.message())]
+    Runtime(#[from] tonic::Status),
+    /// The runtime answered without the sandbox's or container's status.
+    #[error("runtime returned no status for {kind} {id}")]
+    NoStatus { kind: &'static str, id: String },
+    /// No such sandbox, container or image in this runtime.
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// This runtime cannot do that (a hollow node runs no processes).
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    /// Whether the same call may succeed later: the runtime was unreachable or busy.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Runtime(s) => matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::Aborted
+            ),
+            Error::NoStatus { .. } | Error::NotFound { .. } | Error::Unsupported(_) => false,
+        }
+    }
+
+    /// Whether the sandbox, container or image is unknown to the runtime.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound { .. } => true,
+            Error::Runtime(s) => s.code() == tonic::Code::NotFound,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// A connection to a container runtime over its socket. Cheap to clone (one HTTP/2 channel).
 #[derive(Clone)]
 pub struct Remote {
@@ -28,39 +76,36 @@ pub fn socket_path(endpoint: &str) -> PathBuf {
 #[async_trait::async_trait]
 pub trait RuntimeService: Send + Sync {
     /// The runtime's name and version ("containerd", "1.6.20").
-    async fn version(&self) -> anyhow::Result<cri::VersionResponse>;
+    async fn version(&self) -> Result<cri::VersionResponse>;
 
-    async fn run_pod_sandbox(
-        &self,
-        config: cri::PodSandboxConfig,
-        handler: &str,
-    ) -> anyhow::Result<String>;
+    async fn run_pod_sandbox(&self, config: cri::PodSandboxConfig, handler: &str)
+    -> Result<String>;
 
-    async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()>;
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
 
-    async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()>;
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
 
-    async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus>;
+    async fn pod_sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus>;
 
-    async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>>;
+    async fn list_pod_sandboxes(&self) -> Result<Vec<cri::PodSandbox>>;
 
     async fn create_container(
         &self,
         sandbox_id: &str,
         config: cri::ContainerConfig,
         sandbox_config: cri::PodSandboxConfig,
-    ) -> anyhow::Result<String>;
+    ) -> Result<String>;
 
-    async fn start_container(&self, id: &str) -> anyhow::Result<()>;
+    async fn start_container(&self, id: &str) -> Result<()>;
 
     /// Stops a container, giving it `grace` after SIGTERM before it is killed.
-    async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()>;
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
 
-    async fn remove_container(&self, id: &str) -> anyhow::Result<()>;
+    async fn remove_container(&self, id: &str) -> Result<()>;
 
-    async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus>;
+    async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus>;
 
-    async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>>;
+    async fn list_containers(&self) -> Result<Vec<cri::Container>>;
 
     /// Runs `cmd` in a container and waits for it: (exit code, stdout, stderr).
     async fn exec_sync(
@@ -68,34 +113,31 @@ pub trait RuntimeService: Send + Sync {
         id: &str,
         cmd: &[&str],
         timeout: Duration,
-    ) -> anyhow::Result<(i32, Vec<u8>, Vec<u8>)>;
+    ) -> Result<(i32, Vec<u8>, Vec<u8>)>;
 
     /// The image's id if the runtime has it.
-    async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>>;
+    async fn image_status(&self, image: &str) -> Result<Option<cri::Image>>;
 
     /// Pulls an image (no registry is reachable here: this fails with the runtime's reason).
-    async fn pull_image(&self, image: &str) -> anyhow::Result<String>;
+    async fn pull_image(&self, image: &str) -> Result<String>;
 
     /// The containers of one sandbox.
-    async fn list_sandbox_containers(
-        &self,
-        sandbox_id: &str,
-    ) -> anyhow::Result<Vec<cri::Container>>;
+    async fn list_sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<cri::Container>>;
 
     /// A streaming-server URL for an exec session (the runtime serves it once).
-    async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String>;
+    async fn exec(&self, req: cri::ExecRequest) -> Result<String>;
 
     /// A streaming-server URL to attach to a running container's stdio.
-    async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String>;
+    async fn attach(&self, req: cri::AttachRequest) -> Result<String>;
 
     /// A streaming-server URL forwarding ports into a sandbox's network namespace; `ports`
     /// are the ones a WebSocket client asked for (SPDY names its port per stream).
-    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> anyhow::Result<String>;
+    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> Result<String>;
 
     /// CPU and memory usage of every container.
-    async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>>;
+    async fn container_stats(&self) -> Result<Vec<cri::ContainerStats>>;
 
-    async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>>;
+    async fn list_images(&self) -> Result<Vec<cri::Image>>;
 
     /// Whether nothing really runs (hollow nodes): no log files, probes pass.
     fn simulated(&self) -> bool {
@@ -110,7 +152,7 @@ pub struct Cri(Arc<dyn RuntimeService>);
 impl Cri {
     /// Connects to a CRI runtime's socket (the connection is made lazily and re-made if the
     /// runtime restarts).
-    pub async fn connect(endpoint: &str) -> anyhow::Result<Cri> {
+    pub async fn connect(endpoint: &str) -> Result<Cri> {
         Ok(Cri(Arc::new(Remote::connect(endpoint).await?)))
     }
 
@@ -131,9 +173,10 @@ impl std::ops::Deref for Cri {
 impl Remote {
     /// Connects to the runtime's socket (the connection is made lazily and re-made if the
     /// runtime restarts).
-    pub async fn connect(endpoint: &str) -> anyhow::Result<Remote> {
+    pub async fn connect(endpoint: &str) -> Result<Remote> {
         let path = socket_path(endpoint);
-        let channel = Endpoint::try_from("http://[::]:50051")?
+        // A constant, valid URI: tonic needs one, the connector ignores it.
+        let channel = Endpoint::from_static("http://[::]:50051")
             .connect_timeout(Duration::from_secs(5))
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
@@ -143,8 +186,9 @@ impl Remote {
                 }
             }))
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("connecting to the container runtime at {endpoint}: {e}")
+            .map_err(|e| Error::Connect {
+                endpoint: endpoint.to_owned(),
+                reason: e.to_string(),
             })?;
         Ok(Remote {
             runtime: RuntimeServiceClient::new(channel.clone()),
@@ -156,7 +200,7 @@ impl Remote {
 #[async_trait::async_trait]
 impl RuntimeService for Remote {
     /// The runtime's name and version ("containerd", "1.6.20").
-    async fn version(&self) -> anyhow::Result<cri::VersionResponse> {
+    async fn version(&self) -> Result<cri::VersionResponse> {
         Ok(self
             .runtime
             .clone()
@@ -171,7 +215,7 @@ impl RuntimeService for Remote {
         &self,
         config: cri::PodSandboxConfig,
         handler: &str,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String> {
         let req = cri::RunPodSandboxRequest {
             config: Some(config),
             runtime_handler: handler.into(),
@@ -185,7 +229,7 @@ impl RuntimeService for Remote {
             .pod_sandbox_id)
     }
 
-    async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         self.runtime
             .clone()
             .stop_pod_sandbox(cri::StopPodSandboxRequest {
@@ -195,7 +239,7 @@ impl RuntimeService for Remote {
         Ok(())
     }
 
-    async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
         self.runtime
             .clone()
             .remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -205,7 +249,7 @@ impl RuntimeService for Remote {
         Ok(())
     }
 
-    async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus> {
+    async fn pod_sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus> {
         let req = cri::PodSandboxStatusRequest {
             pod_sandbox_id: id.into(),
             verbose: false,
@@ -216,10 +260,13 @@ impl RuntimeService for Remote {
             .await?
             .into_inner()
             .status
-            .ok_or_else(|| anyhow::anyhow!("runtime returned no status for sandbox {id}"))
+            .ok_or_else(|| Error::NoStatus {
+                kind: "sandbox",
+                id: id.to_owned(),
+            })
     }
 
-    async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>> {
+    async fn list_pod_sandboxes(&self) -> Result<Vec<cri::PodSandbox>> {
         Ok(self
             .runtime
             .clone()
@@ -234,7 +281,7 @@ impl RuntimeService for Remote {
         sandbox_id: &str,
         config: cri::ContainerConfig,
         sandbox_config: cri::PodSandboxConfig,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String> {
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: sandbox_id.into(),
             config: Some(config),
@@ -249,7 +296,7 @@ impl RuntimeService for Remote {
             .container_id)
     }
 
-    async fn start_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn start_container(&self, id: &str) -> Result<()> {
         self.runtime
             .clone()
             .start_container(cri::StartContainerRequest {
@@ -260,7 +307,7 @@ impl RuntimeService for Remote {
     }
 
     /// Stops a container, giving it `grace` after SIGTERM before it is killed.
-    async fn stop_container(&self, id: &str, grace: Duration) -> anyhow::Result<()> {
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         let req = cri::StopContainerRequest {
             container_id: id.into(),
             timeout: grace.as_secs() as i64,
@@ -269,7 +316,7 @@ impl RuntimeService for Remote {
         Ok(())
     }
 
-    async fn remove_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_container(&self, id: &str) -> Result<()> {
         self.runtime
             .clone()
             .remove_container(cri::RemoveContainerRequest {
@@ -279,7 +326,7 @@ impl RuntimeService for Remote {
         Ok(())
     }
 
-    async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+    async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus> {
         let req = cri::ContainerStatusRequest {
             container_id: id.into(),
             verbose: false,
@@ -290,10 +337,13 @@ impl RuntimeService for Remote {
             .await?
             .into_inner()
             .status
-            .ok_or_else(|| anyhow::anyhow!("runtime returned no status for container {id}"))
+            .ok_or_else(|| Error::NoStatus {
+                kind: "container",
+                id: id.to_owned(),
+            })
     }
 
-    async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>> {
+    async fn list_containers(&self) -> Result<Vec<cri::Container>> {
         Ok(self
             .runtime
             .clone()
@@ -309,7 +359,7 @@ impl RuntimeService for Remote {
         id: &str,
         cmd: &[&str],
         timeout: Duration,
-    ) -> anyhow::Result<(i32, Vec<u8>, Vec<u8>)> {
+    ) -> Result<(i32, Vec<u8>, Vec<u8>)> {
         let req = cri::ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
@@ -320,7 +370,7 @@ impl RuntimeService for Remote {
     }
 
     /// The image's id if the runtime has it.
-    async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>> {
+    async fn image_status(&self, image: &str) -> Result<Option<cri::Image>> {
         let req = cri::ImageStatusRequest {
             image: Some(cri::ImageSpec {
                 image: image.into(),
@@ -338,7 +388,7 @@ impl RuntimeService for Remote {
     }
 
     /// Pulls an image (no registry is reachable here: this fails with the runtime's reason).
-    async fn pull_image(&self, image: &str) -> anyhow::Result<String> {
+    async fn pull_image(&self, image: &str) -> Result<String> {
         let req = cri::PullImageRequest {
             image: Some(cri::ImageSpec {
                 image: image.into(),
@@ -351,17 +401,13 @@ impl RuntimeService for Remote {
             .images
             .clone()
             .pull_image(req)
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .await?
             .into_inner()
             .image_ref)
     }
 
     /// The containers of one sandbox.
-    async fn list_sandbox_containers(
-        &self,
-        sandbox_id: &str,
-    ) -> anyhow::Result<Vec<cri::Container>> {
+    async fn list_sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<cri::Container>> {
         let filter = cri::ContainerFilter {
             pod_sandbox_id: sandbox_id.into(),
             ..Default::default()
@@ -378,17 +424,17 @@ impl RuntimeService for Remote {
     }
 
     /// A streaming-server URL for an exec session (the runtime serves it once).
-    async fn exec(&self, req: cri::ExecRequest) -> anyhow::Result<String> {
+    async fn exec(&self, req: cri::ExecRequest) -> Result<String> {
         Ok(self.runtime.clone().exec(req).await?.into_inner().url)
     }
 
     /// A streaming-server URL to attach to a running container's stdio.
-    async fn attach(&self, req: cri::AttachRequest) -> anyhow::Result<String> {
+    async fn attach(&self, req: cri::AttachRequest) -> Result<String> {
         Ok(self.runtime.clone().attach(req).await?.into_inner().url)
     }
 
     /// A streaming-server URL forwarding ports into a sandbox's network namespace.
-    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> anyhow::Result<String> {
+    async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> Result<String> {
         let req = cri::PortForwardRequest {
             pod_sandbox_id: sandbox_id.into(),
             port: ports,
@@ -403,7 +449,7 @@ impl RuntimeService for Remote {
     }
 
     /// CPU and memory usage of every container.
-    async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>> {
+    async fn container_stats(&self) -> Result<Vec<cri::ContainerStats>> {
         Ok(self
             .runtime
             .clone()
@@ -413,7 +459,7 @@ impl RuntimeService for Remote {
             .stats)
     }
 
-    async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
+    async fn list_images(&self) -> Result<Vec<cri::Image>> {
         Ok(self
             .images
             .clone()

@@ -164,13 +164,16 @@ fn image_name(config: &cri::ContainerConfig) -> String {
         .unwrap_or_default()
 }
 
-fn missing(kind: &str, id: &str) -> anyhow::Error {
-    anyhow::anyhow!("{kind} {id:?} not found")
+fn missing(kind: &'static str, id: &str) -> crate::cri::Error {
+    crate::cri::Error::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
 }
 
 #[async_trait::async_trait]
 impl RuntimeService for HollowRuntime {
-    async fn version(&self) -> anyhow::Result<cri::VersionResponse> {
+    async fn version(&self) -> crate::cri::Result<cri::VersionResponse> {
         Ok(cri::VersionResponse {
             version: "0.1.0".into(),
             runtime_name: "hollow".into(),
@@ -183,7 +186,7 @@ impl RuntimeService for HollowRuntime {
         &self,
         config: cri::PodSandboxConfig,
         _handler: &str,
-    ) -> anyhow::Result<String> {
+    ) -> crate::cri::Result<String> {
         let id = self.id("sandbox");
         let mut sandboxes = self.sandboxes.lock();
         let [a, b, c] = self.subnet;
@@ -200,7 +203,7 @@ impl RuntimeService for HollowRuntime {
         Ok(id)
     }
 
-    async fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn stop_pod_sandbox(&self, id: &str) -> crate::cri::Result<()> {
         if let Some(s) = self.sandboxes.lock().get_mut(id) {
             s.ready = false;
         }
@@ -213,13 +216,13 @@ impl RuntimeService for HollowRuntime {
         Ok(())
     }
 
-    async fn remove_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_pod_sandbox(&self, id: &str) -> crate::cri::Result<()> {
         self.sandboxes.lock().remove(id);
         self.containers.lock().retain(|_, c| c.sandbox_id != id);
         Ok(())
     }
 
-    async fn pod_sandbox_status(&self, id: &str) -> anyhow::Result<cri::PodSandboxStatus> {
+    async fn pod_sandbox_status(&self, id: &str) -> crate::cri::Result<cri::PodSandboxStatus> {
         let sandboxes = self.sandboxes.lock();
         let s = sandboxes.get(id).ok_or_else(|| missing("sandbox", id))?;
         Ok(cri::PodSandboxStatus {
@@ -237,7 +240,7 @@ impl RuntimeService for HollowRuntime {
         })
     }
 
-    async fn list_pod_sandboxes(&self) -> anyhow::Result<Vec<cri::PodSandbox>> {
+    async fn list_pod_sandboxes(&self) -> crate::cri::Result<Vec<cri::PodSandbox>> {
         Ok(self
             .sandboxes
             .lock()
@@ -259,7 +262,7 @@ impl RuntimeService for HollowRuntime {
         sandbox_id: &str,
         config: cri::ContainerConfig,
         _sandbox_config: cri::PodSandboxConfig,
-    ) -> anyhow::Result<String> {
+    ) -> crate::cri::Result<String> {
         if !self.sandboxes.lock().contains_key(sandbox_id) {
             return Err(missing("sandbox", sandbox_id));
         }
@@ -277,7 +280,7 @@ impl RuntimeService for HollowRuntime {
         Ok(id)
     }
 
-    async fn start_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn start_container(&self, id: &str) -> crate::cri::Result<()> {
         let mut containers = self.containers.lock();
         let c = containers
             .get_mut(id)
@@ -286,7 +289,7 @@ impl RuntimeService for HollowRuntime {
         Ok(())
     }
 
-    async fn stop_container(&self, id: &str, _grace: Duration) -> anyhow::Result<()> {
+    async fn stop_container(&self, id: &str, _grace: Duration) -> crate::cri::Result<()> {
         if let Some(c) = self.containers.lock().get_mut(id)
             && c.stopped.is_none()
         {
@@ -296,18 +299,18 @@ impl RuntimeService for HollowRuntime {
         Ok(())
     }
 
-    async fn remove_container(&self, id: &str) -> anyhow::Result<()> {
+    async fn remove_container(&self, id: &str) -> crate::cri::Result<()> {
         self.containers.lock().remove(id);
         Ok(())
     }
 
-    async fn container_status(&self, id: &str) -> anyhow::Result<cri::ContainerStatus> {
+    async fn container_status(&self, id: &str) -> crate::cri::Result<cri::ContainerStatus> {
         let containers = self.containers.lock();
         let c = containers.get(id).ok_or_else(|| missing("container", id))?;
         Ok(self.status_of(id, c))
     }
 
-    async fn list_containers(&self) -> anyhow::Result<Vec<cri::Container>> {
+    async fn list_containers(&self) -> crate::cri::Result<Vec<cri::Container>> {
         let containers = self.containers.lock();
         Ok(containers
             .iter()
@@ -320,11 +323,11 @@ impl RuntimeService for HollowRuntime {
         _id: &str,
         _cmd: &[&str],
         _timeout: Duration,
-    ) -> anyhow::Result<(i32, Vec<u8>, Vec<u8>)> {
+    ) -> crate::cri::Result<(i32, Vec<u8>, Vec<u8>)> {
         Ok((0, Vec::new(), Vec::new()))
     }
 
-    async fn image_status(&self, image: &str) -> anyhow::Result<Option<cri::Image>> {
+    async fn image_status(&self, image: &str) -> crate::cri::Result<Option<cri::Image>> {
         Ok(Some(cri::Image {
             id: format!("sha256:hollow-{image}"),
             repo_tags: vec![image.to_owned()],
@@ -332,14 +335,14 @@ impl RuntimeService for HollowRuntime {
         }))
     }
 
-    async fn pull_image(&self, image: &str) -> anyhow::Result<String> {
+    async fn pull_image(&self, image: &str) -> crate::cri::Result<String> {
         Ok(format!("sha256:hollow-{image}"))
     }
 
     async fn list_sandbox_containers(
         &self,
         sandbox_id: &str,
-    ) -> anyhow::Result<Vec<cri::Container>> {
+    ) -> crate::cri::Result<Vec<cri::Container>> {
         let containers = self.containers.lock();
         Ok(containers
             .iter()
@@ -348,23 +351,33 @@ impl RuntimeService for HollowRuntime {
             .collect())
     }
 
-    async fn exec(&self, _req: cri::ExecRequest) -> anyhow::Result<String> {
-        anyhow::bail!("a hollow node runs no processes to exec into")
+    async fn exec(&self, _req: cri::ExecRequest) -> crate::cri::Result<String> {
+        Err(crate::cri::Error::Unsupported(
+            "a hollow node runs no processes to exec into",
+        ))
     }
 
-    async fn attach(&self, _req: cri::AttachRequest) -> anyhow::Result<String> {
-        anyhow::bail!("a hollow node runs no processes to attach to")
+    async fn attach(&self, _req: cri::AttachRequest) -> crate::cri::Result<String> {
+        Err(crate::cri::Error::Unsupported(
+            "a hollow node runs no processes to attach to",
+        ))
     }
 
-    async fn port_forward(&self, _sandbox_id: &str, _ports: Vec<i32>) -> anyhow::Result<String> {
-        anyhow::bail!("a hollow node has no network to forward into")
+    async fn port_forward(
+        &self,
+        _sandbox_id: &str,
+        _ports: Vec<i32>,
+    ) -> crate::cri::Result<String> {
+        Err(crate::cri::Error::Unsupported(
+            "a hollow node has no network to forward into",
+        ))
     }
 
-    async fn container_stats(&self) -> anyhow::Result<Vec<cri::ContainerStats>> {
+    async fn container_stats(&self) -> crate::cri::Result<Vec<cri::ContainerStats>> {
         Ok(Vec::new())
     }
 
-    async fn list_images(&self) -> anyhow::Result<Vec<cri::Image>> {
+    async fn list_images(&self) -> crate::cri::Result<Vec<cri::Image>> {
         Ok(Vec::new())
     }
 

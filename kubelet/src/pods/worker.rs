@@ -761,7 +761,8 @@ impl PodRuntime {
                     // The waiting reason if it fails: creating, or starting, the container.
                     let mut failed_as = "CreateContainerError";
                     let result = async {
-                        let _turn = self.starts.acquire().await?;
+                        // The semaphore is never closed, so this always holds a permit.
+                        let _turn = self.starts.acquire().await.ok();
                         let id = self
                             .cri
                             .create_container(x.sandbox_id, config, x.sandbox_config.clone())

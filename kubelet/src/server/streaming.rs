@@ -222,10 +222,13 @@ pub async fn port_forward(
 /// exec's.
 async fn splice(
     request: Request,
-    url: anyhow::Result<String>,
+    url: crate::cri::Result<String>,
     opts: Option<&StreamOptions>,
 ) -> Response {
-    let target = match url.and_then(|u| Ok(u.parse::<axum::http::Uri>()?)) {
+    let target = match url
+        .map_err(anyhow::Error::from)
+        .and_then(|u| Ok(u.parse::<axum::http::Uri>()?))
+    {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
