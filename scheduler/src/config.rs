@@ -236,22 +236,24 @@ impl Profile {
 
 impl KubeSchedulerConfiguration {
     /// Reads and checks a `--config` file (YAML or JSON).
-    pub fn load(path: &std::path::Path) -> anyhow::Result<KubeSchedulerConfiguration> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> crate::Result<KubeSchedulerConfiguration> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<KubeSchedulerConfiguration> {
+    pub fn parse(text: &str) -> crate::Result<KubeSchedulerConfiguration> {
         let mut config: KubeSchedulerConfiguration = serde_yaml::from_str(text)?;
         if config.kind != "KubeSchedulerConfiguration" {
-            anyhow::bail!(
+            crate::invalid!(
                 "kind must be KubeSchedulerConfiguration, not {:?}",
                 config.kind
             );
         }
         if config.api_version != "kubescheduler.config.k8s.io/v1" {
-            anyhow::bail!(
+            crate::invalid!(
                 "apiVersion must be kubescheduler.config.k8s.io/v1, not {:?}",
                 config.api_version
             );
@@ -259,12 +261,12 @@ impl KubeSchedulerConfiguration {
         if let Some(p) = config.percentage_of_nodes_to_score
             && !(0..=100).contains(&p)
         {
-            anyhow::bail!(
+            crate::invalid!(
                 "percentageOfNodesToScore: Invalid value: {p}: not in valid range [0-100]"
             );
         }
         if config.parallelism.is_some_and(|p| p <= 0) {
-            anyhow::bail!(
+            crate::invalid!(
                 "parallelism: Invalid value: should be an integer value greater than zero"
             );
         }
@@ -274,7 +276,7 @@ impl KubeSchedulerConfiguration {
         let mut names = std::collections::HashSet::new();
         for p in &config.profiles {
             if !names.insert(p.scheduler_name().to_owned()) {
-                anyhow::bail!(
+                crate::invalid!(
                     "profiles[].schedulerName: Duplicate value: {:?}",
                     p.scheduler_name()
                 );

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod client;
 pub mod component;
 pub mod config;
+pub mod error;
 pub mod framework;
 pub mod informers;
 pub mod metrics;
@@ -17,4 +18,5 @@ pub mod scheduler;
 pub mod testing;
 
 pub use component::{Config, run};
+pub use error::{Error, Result};
 pub use scheduler::Scheduler;

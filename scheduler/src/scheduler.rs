@@ -32,7 +32,7 @@ pub struct Scheduler {
 }
 
 /// Threads for filter and score: the configured parallelism, at most the cores we have.
-fn pool(parallelism: Option<i32>) -> anyhow::Result<Arc<rayon::ThreadPool>> {
+fn pool(parallelism: Option<i32>) -> crate::Result<Arc<rayon::ThreadPool>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (parallelism.unwrap_or(16).max(1) as usize).min(cores);
     Ok(Arc::new(
@@ -50,7 +50,7 @@ impl Scheduler {
         registry: &Registry,
         client: Arc<dyn ClusterClient>,
         runtime: tokio::runtime::Handle,
-    ) -> anyhow::Result<Arc<Scheduler>> {
+    ) -> crate::Result<Arc<Scheduler>> {
         let handle = Arc::new(Handle {
             client: client.clone(),
         });
@@ -70,7 +70,7 @@ impl Scheduler {
                 config.percentage_of_nodes_to_score.unwrap_or(0),
                 pool.clone(),
             )
-            .map_err(|e| anyhow::anyhow!("profile {:?}: {e}", p.scheduler_name()))?;
+            .map_err(|e| crate::Error::Invalid(format!("profile {:?}: {e}", p.scheduler_name())))?;
             profiles.insert(p.scheduler_name().to_owned(), Arc::new(fw));
         }
         let queue = SchedulingQueue::new(

@@ -8,16 +8,17 @@ use super::{Handle, Plugin};
 
 /// Builds a plugin from its args (`pluginConfig[].args`, None for the defaults).
 pub type Factory =
-    fn(args: Option<&serde_json::Value>, handle: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>>;
+    fn(args: Option<&serde_json::Value>, handle: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>>;
 
 /// Decodes a plugin's `pluginConfig[].args` (absent: the defaults); errors name the args
 /// kind, as upstream's validation does.
 pub fn decode_args<A: serde::de::DeserializeOwned + Default>(
     args: Option<&serde_json::Value>,
     kind: &str,
-) -> anyhow::Result<A> {
+) -> crate::Result<A> {
     match args {
-        Some(a) => serde::Deserialize::deserialize(a).map_err(|e| anyhow::anyhow!("{kind}: {e}")),
+        Some(a) => serde::Deserialize::deserialize(a)
+            .map_err(|e| crate::Error::Invalid(format!("{kind}: {e}"))),
         None => Ok(A::default()),
     }
 }
@@ -51,11 +52,11 @@ impl Registry {
         name: &str,
         args: Option<&serde_json::Value>,
         handle: &Arc<Handle>,
-    ) -> anyhow::Result<Arc<dyn Plugin>> {
+    ) -> crate::Result<Arc<dyn Plugin>> {
         let factory = self
             .factories
             .get(name)
-            .ok_or_else(|| anyhow::anyhow!("plugin {name:?} does not exist"))?;
+            .ok_or_else(|| crate::Error::Invalid(format!("plugin {name:?} does not exist")))?;
         factory(args, handle)
     }
 }

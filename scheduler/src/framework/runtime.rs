@@ -116,9 +116,9 @@ impl Framework {
         handle: Arc<Handle>,
         percentage: i32,
         pool: Arc<rayon::ThreadPool>,
-    ) -> anyhow::Result<Framework> {
+    ) -> crate::Result<Framework> {
         let mut built: Vec<Arc<dyn Plugin>> = Vec::new();
-        let mut get = |name: &str| -> anyhow::Result<Arc<dyn Plugin>> {
+        let mut get = |name: &str| -> crate::Result<Arc<dyn Plugin>> {
             if let Some(p) = built.iter().find(|p| p.name() == name) {
                 return Ok(p.clone());
             }
@@ -128,7 +128,7 @@ impl Framework {
         };
         let mut at = |point: Point,
                       has: fn(&dyn Plugin) -> bool|
-         -> anyhow::Result<Vec<(Arc<dyn Plugin>, i64)>> {
+         -> crate::Result<Vec<(Arc<dyn Plugin>, i64)>> {
             let mut out = Vec::new();
             for e in profile.resolved(point) {
                 let p = get(&e.name)?;
@@ -138,7 +138,7 @@ impl Framework {
                     .iter()
                     .any(|(n, _)| *n == e.name)
                 {
-                    anyhow::bail!("plugin {:?} does not extend {point:?}", e.name);
+                    crate::invalid!("plugin {:?} does not extend {point:?}", e.name);
                 }
             }
             Ok(out)
@@ -158,16 +158,16 @@ impl Framework {
         let bind: Vec<Arc<dyn Plugin>> = plain(at(Point::Bind, |p| p.as_bind().is_some())?);
         let post_bind = plain(at(Point::PostBind, |p| p.as_post_bind().is_some())?);
         if queue_sort.len() != 1 {
-            anyhow::bail!(
+            crate::invalid!(
                 "exactly one queueSort plugin must be enabled, found {}",
                 queue_sort.len()
             );
         }
         if bind.is_empty() {
-            anyhow::bail!("at least one bind plugin is needed");
+            crate::invalid!("at least one bind plugin is needed");
         }
         if let Some((p, w)) = score.iter().find(|(_, w)| *w <= 0 || *w > 100) {
-            anyhow::bail!(
+            crate::invalid!(
                 "score plugin {:?} has weight {w}: must be in 1..=100",
                 p.name()
             );

@@ -15,7 +15,7 @@ pub struct DefaultBinder {
 pub fn factory(
     _: Option<&serde_json::Value>,
     handle: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(DefaultBinder {
         handle: handle.clone(),
     }))

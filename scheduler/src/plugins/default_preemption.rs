@@ -34,11 +34,11 @@ struct Args {
 pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     let args: Args = crate::framework::registry::decode_args(args, "DefaultPreemptionArgs")?;
     let pct = args.min_candidate_nodes_percentage.unwrap_or(10);
     if pct > 100 {
-        anyhow::bail!(
+        crate::invalid!(
             "DefaultPreemptionArgs: minCandidateNodesPercentage: Invalid value: {pct}: not in valid range [0, 100]"
         );
     }

@@ -21,7 +21,7 @@ const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
 pub struct ImageLocality;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(ImageLocality))
 }
 

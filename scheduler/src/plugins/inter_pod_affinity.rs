@@ -40,11 +40,11 @@ struct Args {
 pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     let args: Args = crate::framework::registry::decode_args(args, "InterPodAffinityArgs")?;
     let weight = args.hard_pod_affinity_weight.unwrap_or(1);
     if !(0..=100).contains(&weight) {
-        anyhow::bail!(
+        crate::invalid!(
             "InterPodAffinityArgs: hardPodAffinityWeight: Invalid value: {weight}: not in valid range [0-100]"
         );
     }

@@ -19,7 +19,7 @@ pub const ERR_REASON_CONFLICT: &str = "pod affinity terms conflict";
 
 pub struct NodeAffinity;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(NodeAffinity))
 }
 

@@ -12,7 +12,7 @@ pub const ERR_REASON: &str = "node(s) didn't match the requested node name";
 
 pub struct NodeName;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(NodeName))
 }
 

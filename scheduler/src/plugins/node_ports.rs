@@ -14,7 +14,7 @@ pub const ERR_REASON: &str = "node(s) didn't have free ports for the requested p
 
 pub struct NodePorts;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(NodePorts))
 }
 

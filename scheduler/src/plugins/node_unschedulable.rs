@@ -15,7 +15,7 @@ const TAINT_KEY: &str = "node.kubernetes.io/unschedulable";
 
 pub struct NodeUnschedulable;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(NodeUnschedulable))
 }
 

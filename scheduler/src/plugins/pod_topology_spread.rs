@@ -77,12 +77,12 @@ fn system_defaults() -> Vec<DefaultConstraint> {
 pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     let args: Args = crate::framework::registry::decode_args(args, "PodTopologySpreadArgs")?;
     let defaults = match args.defaulting_type.as_deref().unwrap_or("System") {
         "System" => {
             if !args.default_constraints.is_empty() {
-                anyhow::bail!(
+                crate::invalid!(
                     "PodTopologySpreadArgs: defaultConstraints: Invalid value: when .defaultingType is \"System\", .defaultConstraints must be empty"
                 );
             }
@@ -90,7 +90,7 @@ pub fn factory(
         }
         "List" => args.default_constraints,
         other => {
-            anyhow::bail!("PodTopologySpreadArgs: defaultingType: Unsupported value: {other:?}")
+            crate::invalid!("PodTopologySpreadArgs: defaultingType: Unsupported value: {other:?}")
         }
     };
     Ok(Arc::new(PodTopologySpread { defaults }))

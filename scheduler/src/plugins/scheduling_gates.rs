@@ -11,7 +11,7 @@ pub const NAME: &str = "SchedulingGates";
 
 pub struct SchedulingGates;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(SchedulingGates))
 }
 

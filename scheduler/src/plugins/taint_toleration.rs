@@ -17,7 +17,7 @@ pub const NAME: &str = "TaintToleration";
 
 pub struct TaintToleration;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(TaintToleration))
 }
 

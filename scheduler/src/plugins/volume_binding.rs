@@ -21,7 +21,7 @@ pub const ERR_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
 
 pub struct VolumeBinding;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(VolumeBinding))
 }
 

@@ -20,7 +20,7 @@ pub const ERR_REASON_DISK_CONFLICT: &str = "node(s) had no available disk";
 
 pub struct VolumeRestrictions;
 
-pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> anyhow::Result<Arc<dyn Plugin>> {
+pub fn factory(_: Option<&serde_json::Value>, _: &Arc<Handle>) -> crate::Result<Arc<dyn Plugin>> {
     Ok(Arc::new(VolumeRestrictions))
 }
 

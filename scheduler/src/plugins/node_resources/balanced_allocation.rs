@@ -26,7 +26,7 @@ struct Args {
 pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     let args: Args =
         crate::framework::registry::decode_args(args, "NodeResourcesBalancedAllocationArgs")?;
     Ok(Arc::new(BalancedAllocation {

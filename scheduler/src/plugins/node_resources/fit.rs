@@ -64,7 +64,7 @@ struct ShapePoint {
 pub fn factory(
     args: Option<&serde_json::Value>,
     _: &Arc<Handle>,
-) -> anyhow::Result<Arc<dyn Plugin>> {
+) -> crate::Result<Arc<dyn Plugin>> {
     let args: Args = crate::framework::registry::decode_args(args, "NodeResourcesFitArgs")?;
     let (resources, strategy) = match args.scoring_strategy {
         None => (default_resources(), Strategy::LeastAllocated),
@@ -76,10 +76,14 @@ pub fn factory(
                 "RequestedToCapacityRatio" => {
                     let shape = s
                         .requested_to_capacity_ratio
-                        .ok_or_else(|| anyhow::anyhow!("NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio: Required value"))?
+                        .ok_or_else(|| {
+                            crate::Error::Invalid(
+                                "NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio: Required value".into(),
+                            )
+                        })?
                         .shape;
                     if shape.is_empty() {
-                        anyhow::bail!(
+                        crate::invalid!(
                             "NodeResourcesFitArgs: scoringStrategy.requestedToCapacityRatio.shape: Required value: at least one point must be specified"
                         );
                     }
@@ -91,7 +95,7 @@ pub fn factory(
                             .collect(),
                     )
                 }
-                other => anyhow::bail!(
+                other => crate::invalid!(
                     "NodeResourcesFitArgs: scoringStrategy.type: Unsupported value: {other:?}"
                 ),
             };
