@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 use kubelet::cri::Cri;
-use kubelet::testing::{BUSYBOX_IMAGE, Containerd};
+use kubelet::testing::Containerd;
 
 /// The /var/run/netns/cni-* entries bound to one of `inodes`.
 fn pod_namespaces(inodes: &[u64]) -> Vec<String> {
@@ -51,32 +51,10 @@ async fn run_a_pod_then_reset(subnet: &str, runtime_answers: bool) {
         linux: Some(cri::LinuxPodSandboxConfig::default()),
         ..Default::default()
     };
-    let sandbox = runtime
-        .run_pod_sandbox(sandbox_config.clone(), "")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log()));
-    let container = runtime
-        .create_container(
-            &sandbox,
-            cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: "c".into(),
-                    attempt: 0,
-                }),
-                image: Some(cri::ImageSpec {
-                    image: BUSYBOX_IMAGE.into(),
-                    ..Default::default()
-                }),
-                // A child of the container's init too: nothing below the shim may survive.
-                command: vec!["sh".into(), "-c".into(), "sleep 3600 & sleep 3600".into()],
-                log_path: "c/0.log".into(),
-                ..Default::default()
-            },
-            sandbox_config,
-        )
-        .await
-        .unwrap();
-    runtime.start_container(&container).await.unwrap();
+    // A child of the container's init too: nothing below the shim may survive.
+    let (sandbox, container) = containerd
+        .run_busybox(&runtime, sandbox_config, "sleep 3600 & sleep 3600")
+        .await;
     drop(runtime);
 
     // What the pod has on the node: processes, a network namespace, runc state.

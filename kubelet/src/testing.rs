@@ -239,6 +239,43 @@ impl Containerd {
         cmd
     }
 
+    /// Runs busybox `sh -c script` as container "c" (log "c/0.log") in a new sandbox of
+    /// `sandbox_config`, straight through the CRI: (sandbox id, container id).
+    pub async fn run_busybox(
+        &self,
+        runtime: &crate::cri::Cri,
+        sandbox_config: k8s_cri::v1::PodSandboxConfig,
+        script: &str,
+    ) -> (String, String) {
+        use k8s_cri::v1 as cri;
+        let sandbox = runtime
+            .run_pod_sandbox(sandbox_config.clone(), "")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX_IMAGE.into(),
+                ..Default::default()
+            }),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            log_path: "c/0.log".into(),
+            ..Default::default()
+        };
+        let container = runtime
+            .create_container(&sandbox, config, sandbox_config)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
+        runtime
+            .start_container(&container)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
+        (sandbox, container)
+    }
+
     /// Runs a command inside the pod network's namespace (where pod addresses are reachable).
     pub fn in_netns(&self, args: &[&str]) -> std::process::Output {
         let ns = self

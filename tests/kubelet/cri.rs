@@ -43,31 +43,9 @@ async fn runs_a_container_through_cri() {
         }),
         ..Default::default()
     };
-    let sandbox = runtime
-        .run_pod_sandbox(sandbox_config.clone(), "")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", containerd.log()));
-    let container = runtime
-        .create_container(
-            &sandbox,
-            cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: "c".into(),
-                    attempt: 0,
-                }),
-                image: Some(cri::ImageSpec {
-                    image: BUSYBOX_IMAGE.into(),
-                    ..Default::default()
-                }),
-                command: vec!["sh".into(), "-c".into(), "echo hello; sleep 3600".into()],
-                log_path: "c/0.log".into(),
-                ..Default::default()
-            },
-            sandbox_config,
-        )
-        .await
-        .unwrap();
-    runtime.start_container(&container).await.unwrap();
+    let (sandbox, container) = containerd
+        .run_busybox(&runtime, sandbox_config, "echo hello; sleep 3600")
+        .await;
 
     // The CRI log format: "<time> stdout F hello".
     let log_file = logs.join("c/0.log");
