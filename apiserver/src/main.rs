@@ -36,6 +36,10 @@ struct Flags {
     /// The prefix of every key in the store.
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
+    /// An apiserver.config.k8s.io/v1 EncryptionConfiguration (YAML or JSON): the providers
+    /// that encrypt resources (e.g. secrets) at rest.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// Directory of the embedded store and of generated certificates.
     #[arg(long, default_value = "/var/lib/tetsu/apiserver")]
     data_dir: PathBuf,
@@ -177,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         tls_private_key_file: flags.tls_private_key_file,
         etcd_servers: flags.etcd_servers,
         etcd_prefix: flags.etcd_prefix,
+        encryption_provider_config: flags.encryption_provider_config,
         data_dir: flags.data_dir,
         service_cluster_ip_range: flags.service_cluster_ip_range,
         service_node_port_range: flags.service_node_port_range,

@@ -21,6 +21,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::{Allocator, Cidr, PortRange};
 use crate::status::ApiError;
+use crate::storage::encryption::{self, EncryptedStore};
 use crate::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
 use crate::{bootstrap, conn, discovery, openapi, tls};
 
@@ -37,6 +38,9 @@ pub struct Config {
     /// etcd endpoints; empty means the embedded store under `data_dir`.
     pub etcd_servers: Vec<String>,
     pub etcd_prefix: String,
+    /// Upstream's EncryptionConfiguration file (--encryption-provider-config): which resources
+    /// are encrypted at rest, and with which keys.
+    pub encryption_provider_config: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub service_cluster_ip_range: Cidr,
     pub service_node_port_range: PortRange,
@@ -77,6 +81,7 @@ impl Default for Config {
             tls_private_key_file: None,
             etcd_servers: Vec::new(),
             etcd_prefix: "/registry".into(),
+            encryption_provider_config: None,
             data_dir: PathBuf::from("/var/lib/tetsu/apiserver"),
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default"),
             service_node_port_range: "30000-32767".parse().expect("valid default"),
@@ -135,7 +140,21 @@ fn detect_address() -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// The store, wrapped in [`EncryptedStore`] when --encryption-provider-config is given.
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    // Read first: a bad file fails before the store is touched.
+    let encryption = match &config.encryption_provider_config {
+        Some(path) => Some(encryption::Config::load(path)?),
+        None => None,
+    };
+    let store = open_backend(config).await?;
+    Ok(match encryption {
+        Some(encryption) => Arc::new(EncryptedStore::new(store, &config.etcd_prefix, &encryption)),
+        None => store,
+    })
+}
+
+async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if config.etcd_servers.is_empty() {
         // Owner-only, as the store holds every Secret.
         common::files::create_private_dir(&config.data_dir)

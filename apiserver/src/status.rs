@@ -398,7 +398,9 @@ impl ApiError {
             storage::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),
-            e @ storage::Error::OutOfRange { .. } => ApiError::internal(e),
+            e @ (storage::Error::OutOfRange { .. } | storage::Error::Transform { .. }) => {
+                ApiError::internal(e)
+            }
             storage::Error::Unavailable(m) => ApiError::internal(m),
         }
     }

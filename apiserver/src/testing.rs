@@ -104,6 +104,25 @@ impl EtcdServer {
     }
 }
 
+impl EtcdServer {
+    /// The raw value stored under `key`, read with etcdctl as an operator would.
+    pub fn value(&self, key: &str) -> Vec<u8> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &self.endpoint,
+                "get",
+                key,
+                "--print-value-only",
+            ])
+            .output()
+            .expect("run etcdctl");
+        assert!(out.status.success(), "etcdctl get {key}: {out:?}");
+        out.stdout
+    }
+}
+
 fn etcd_binary() -> PathBuf {
     std::env::var_os("ETCD_BIN")
         .map(PathBuf::from)

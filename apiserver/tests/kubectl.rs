@@ -587,17 +587,7 @@ fn the_same_workflow_on_etcd() {
     s.ok(&["delete", "cm", "cfg", "-n", "demo"]);
     assert_eq!(s.ok(&["get", "cm", "-n", "demo", "-o", "name"]).trim(), "");
     // The objects live in etcd under /registry, readable with etcdctl as upstream's are.
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &etcd.endpoint,
-            "get",
-            "/registry/apps/deployments/demo/web",
-            "--print-value-only",
-        ])
-        .output()
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = etcd.value("/registry/apps/deployments/demo/web");
+    let stored: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(stored["spec"]["replicas"], 3);
 }

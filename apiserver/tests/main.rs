@@ -4,6 +4,7 @@
 mod api_semantics;
 mod delete_answers;
 mod durability;
+mod encryption;
 mod generate_name;
 mod kube_rs;
 mod kubectl;

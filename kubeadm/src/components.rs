@@ -77,6 +77,8 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
             pki("sa.key"),
             "--service-cluster-ip-range".into(),
             cfg.service_cidr.clone(),
+            "--encryption-provider-config".into(),
+            pki(crate::pki::ENCRYPTION_CONFIG),
             "-v".into(),
             v.clone(),
         ];

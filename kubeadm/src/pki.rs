@@ -80,6 +80,25 @@ pub struct Signed {
     pub key_pem: String,
 }
 
+/// The apiserver's --encryption-provider-config, beside the keys it is as secret as.
+pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
+
+/// An EncryptionConfiguration encrypting Secrets with a new random 32-byte aescbc key, still
+/// reading plaintext ones (written before, or by a cluster without the file).
+fn encryption_config() -> String {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: EncryptionConfiguration\n\
+         resources:\n\
+         - resources: [secrets]\n  \
+           providers:\n  \
+         - aescbc:\n      keys:\n      - name: key1\n        secret: {key}\n  \
+         - identity: {{}}\n"
+    )
+}
+
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
         Pki {
@@ -127,6 +146,10 @@ impl Pki {
             std::fs::write(self.path("sa.pub"), key.public_key_pem())?;
             written.push(self.path("sa.key"));
             written.push(self.path("sa.pub"));
+        }
+        let encryption = self.path(ENCRYPTION_CONFIG);
+        if common::files::create_private(&encryption, encryption_config().as_bytes())? {
+            written.push(encryption);
         }
         Ok(written)
     }
@@ -271,6 +294,16 @@ mod tests {
         );
     }
 
+    fn node_config() -> PkiConfig {
+        PkiConfig {
+            node_name: "cp-1".into(),
+            advertise_address: "192.168.1.10".parse().unwrap(),
+            service_cidr: "10.96.0.0/12".into(),
+            dns_domain: "cluster.local".into(),
+            extra_sans: vec![],
+        }
+    }
+
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -282,13 +315,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("data");
         let pki = Pki::new(&data.join("pki"));
-        let cfg = PkiConfig {
-            node_name: "cp-1".into(),
-            advertise_address: "192.168.1.10".parse().unwrap(),
-            service_cidr: "10.96.0.0/12".into(),
-            dns_domain: "cluster.local".into(),
-            extra_sans: vec![],
-        };
+        let cfg = node_config();
         pki.create(&cfg).unwrap();
         assert_eq!(mode(&pki.dir), 0o700);
         for key in [
@@ -296,6 +323,7 @@ mod tests {
             "apiserver.key",
             "apiserver-kubelet-client.key",
             "sa.key",
+            ENCRYPTION_CONFIG,
         ] {
             assert_eq!(mode(&pki.path(key)), 0o600, "{key}");
         }
@@ -315,5 +343,45 @@ mod tests {
         assert_eq!(mode(&pki.path("ca.key")), 0o600);
         assert_eq!(mode(&written[0]), 0o600);
         assert_eq!(mode(&pki.dir), 0o700);
+    }
+
+    #[test]
+    fn secrets_are_encrypted_with_a_random_aescbc_key_kept_across_runs() {
+        use base64::Engine;
+        let root = tempfile::tempdir().unwrap();
+        let pki = Pki::new(root.path());
+        let cfg = node_config();
+        assert!(
+            pki.create(&cfg)
+                .unwrap()
+                .contains(&pki.path(ENCRYPTION_CONFIG))
+        );
+        let text = std::fs::read_to_string(pki.path(ENCRYPTION_CONFIG)).unwrap();
+        let file: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(file["kind"], "EncryptionConfiguration", "{text}");
+        assert_eq!(
+            file["resources"][0]["resources"],
+            serde_json::json!(["secrets"])
+        );
+        let providers = &file["resources"][0]["providers"];
+        let key = providers[0]["aescbc"]["keys"][0]["secret"]
+            .as_str()
+            .unwrap();
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(providers[1], serde_json::json!({"identity": {}}));
+        // Another run keeps the key: a new one would make every stored Secret unreadable.
+        assert!(
+            !pki.create(&cfg)
+                .unwrap()
+                .contains(&pki.path(ENCRYPTION_CONFIG))
+        );
+        assert_eq!(
+            std::fs::read_to_string(pki.path(ENCRYPTION_CONFIG)).unwrap(),
+            text
+        );
+        assert_ne!(encryption_config(), text);
     }
 }

@@ -73,7 +73,8 @@ async fn clients_trust_the_apiserver_through_the_cluster_ca() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(&dir.path().join("pki"));
     let written = pki.create(&config()).unwrap();
-    assert_eq!(written.len(), 8, "{written:?}");
+    // The CA, apiserver, kubelet-client and service-account pairs, and the encryption config.
+    assert_eq!(written.len(), 9, "{written:?}");
     // Running again keeps what exists.
     assert!(pki.create(&config()).unwrap().is_empty());
     let key_mode = std::fs::metadata(pki.path("ca.key")).unwrap();

@@ -532,8 +532,16 @@ pub async fn guaranteed_update(
             ));
         }
         let (mut new, warnings) = normalize(resource, query, new)?;
-        // Nothing changed: answer the current object without a write, as upstream does.
-        if without_volatile(&new) == without_volatile(&old) {
+        let key = target.key(&state.root);
+        // Nothing changed: answer the current object without a write, as upstream does,
+        // unless the stored form is stale (a rewrite moves it to the current encryption key).
+        if without_volatile(&new) == without_volatile(&old)
+            && !state
+                .store
+                .stale(&key)
+                .await
+                .map_err(|e| target.store_error(e))?
+        {
             return Ok(Updated {
                 object: old,
                 warnings,
@@ -556,7 +564,6 @@ pub async fn guaranteed_update(
                 deleted: false,
             });
         }
-        let key = target.key(&state.root);
         let finalized = ready_to_remove(resource, &new);
         let result = if finalized {
             state

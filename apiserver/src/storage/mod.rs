@@ -13,6 +13,7 @@
 //! - `compact(rev)` forgets history older than `rev`; reading or watching from before it answers
 //!   [`Error::Compacted`] (the apiserver turns it into 410 Gone / Expired).
 
+pub mod encryption;
 pub mod etcd;
 pub mod sqlite;
 
@@ -114,6 +115,10 @@ pub enum Error {
     /// forged continue token that got past the handler). Not retryable.
     #[error("start key {start:?} is outside the range prefix {prefix:?}")]
     OutOfRange { prefix: String, start: String },
+    /// A value could not be encrypted or decrypted (`encryption`): no configured key reads
+    /// it, or it was tampered with. Not retryable until the configuration changes.
+    #[error("unable to transform key {key:?}: {message}")]
+    Transform { key: String, message: String },
     /// The backend cannot be reached or failed; a retry may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -160,4 +165,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets history older than `revision`.
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Whether `key`'s stored value is in a form a write would change though the object did
+    /// not (encrypted with a key other than the one writes use now), so an update must write
+    /// it rather than answer "nothing changed" (upstream's stale read; how keys are rotated).
+    async fn stale(&self, _key: &str) -> Result<bool> {
+        Ok(false)
+    }
 }
