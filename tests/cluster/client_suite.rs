@@ -247,6 +247,60 @@ async fn an_official_clients_expectations_hold_and_reset_leaves_no_pod_behind() 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // kubeadm turns encryption at rest on: a Secret's value is in no file of the store.
+    let value = "tetsu-at-rest-7f3a9c";
+    kubectl_ok(
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "-n",
+            "suite",
+            "hidden",
+            &format!("--from-literal=k={value}"),
+        ],
+    )
+    .await;
+    let read = kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "suite",
+            "hidden",
+            "-o",
+            "jsonpath={.data.k}",
+        ],
+    )
+    .await;
+    let encoded = "dGV0c3UtYXQtcmVzdC03ZjNhOWM=";
+    assert_eq!(read, encoded, "the API reads the Secret back");
+    let mut files = vec![data_dir.join("apiserver")];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        scanned += bytes.len();
+        for needle in [value, encoded] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds the Secret in plain text",
+                path.display()
+            );
+        }
+    }
+    assert!(scanned > 0, "no store files under {}", data_dir.display());
+
     // `kubeadm reset` while pods run: none of their processes, network namespaces or runc
     // state survive.
     let running = tasks(&data_dir);
