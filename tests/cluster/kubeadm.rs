@@ -59,7 +59,10 @@ async fn answers(admin: &Path, ip: &str, tries: usize) -> BTreeSet<String> {
             ],
         )
         .await;
-        if ok {
+        // An empty output counts as no answer: seen once in a full run under load (exit 0,
+        // no bytes), which this test of Service routing does not judge; the exec streams
+        // have their own tests.
+        if ok && !out.trim().is_empty() {
             seen.insert(out.trim().to_owned());
         }
     }
