@@ -40,6 +40,10 @@ struct Flags {
     /// that encrypt resources (e.g. secrets) at rest.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// Reload --encryption-provider-config when its content changes (checked every minute),
+    /// instead of only at start.
+    #[arg(long)]
+    encryption_provider_config_automatic_reload: bool,
     /// Directory of the embedded store and of generated certificates.
     #[arg(long, default_value = "/var/lib/tetsu/apiserver")]
     data_dir: PathBuf,
@@ -182,6 +186,8 @@ async fn main() -> anyhow::Result<()> {
         etcd_servers: flags.etcd_servers,
         etcd_prefix: flags.etcd_prefix,
         encryption_provider_config: flags.encryption_provider_config,
+        encryption_provider_config_automatic_reload: flags
+            .encryption_provider_config_automatic_reload,
         data_dir: flags.data_dir,
         service_cluster_ip_range: flags.service_cluster_ip_range,
         service_node_port_range: flags.service_node_port_range,

@@ -41,6 +41,12 @@ pub struct Config {
     /// Upstream's EncryptionConfiguration file (--encryption-provider-config): which resources
     /// are encrypted at rest, and with which keys.
     pub encryption_provider_config: Option<PathBuf>,
+    /// --encryption-provider-config-automatic-reload: the file is read again every
+    /// `encryption_reload_interval` and a changed, valid one is put in force.
+    pub encryption_provider_config_automatic_reload: bool,
+    /// How often the encryption configuration is checked for changes (a minute, as
+    /// upstream's controller; tests shorten it).
+    pub encryption_reload_interval: Duration,
     pub data_dir: PathBuf,
     pub service_cluster_ip_range: Cidr,
     pub service_node_port_range: PortRange,
@@ -82,6 +88,8 @@ impl Default for Config {
             etcd_servers: Vec::new(),
             etcd_prefix: "/registry".into(),
             encryption_provider_config: None,
+            encryption_provider_config_automatic_reload: false,
+            encryption_reload_interval: Duration::from_secs(60),
             data_dir: PathBuf::from("/var/lib/tetsu/apiserver"),
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default"),
             service_node_port_range: "30000-32767".parse().expect("valid default"),
@@ -148,10 +156,46 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         None => None,
     };
     let store = open_backend(config).await?;
-    Ok(match encryption {
-        Some(encryption) => Arc::new(EncryptedStore::new(store, &config.etcd_prefix, &encryption)),
-        None => store,
+    Ok(match (encryption, &config.encryption_provider_config) {
+        (Some(encryption), Some(path)) => {
+            let store = Arc::new(EncryptedStore::new(store, &config.etcd_prefix, &encryption));
+            if config.encryption_provider_config_automatic_reload {
+                tokio::spawn(reload_encryption(
+                    store.clone(),
+                    path.clone(),
+                    config.encryption_reload_interval,
+                ));
+            }
+            store
+        }
+        _ => store,
     })
+}
+
+/// Puts the encryption configuration at `path` in force whenever its content changes and
+/// it is valid; an invalid file is logged and the configuration in force stays.
+async fn reload_encryption(store: Arc<EncryptedStore>, path: PathBuf, every: Duration) {
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(now) = std::fs::read(&path) else {
+            tracing::error!(path = %path.display(), "the encryption configuration cannot be read; keeping the one in force");
+            continue;
+        };
+        if last.as_deref() == Some(now.as_slice()) {
+            continue;
+        }
+        match encryption::Config::load(&path) {
+            Ok(config) => {
+                store.reload(&config);
+                tracing::info!(path = %path.display(), "loaded the changed encryption configuration");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), "the changed encryption configuration is invalid, keeping the one in force: {e}");
+            }
+        }
+        last = Some(now);
+    }
 }
 
 async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -151,6 +151,61 @@ async fn secrets_are_encrypted_in_the_embedded_store_and_keys_rotate() {
     );
 }
 
+/// PUTs the Secret `db` back unchanged (or with `extra` data) until its stored value starts
+/// with `prefix`, for at most ten seconds.
+async fn rewrite_until(client: &HttpClient, dir: &Path, prefix: &[u8], extra: Option<&str>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut current = read_secret(client).await;
+        if let Some(value) = extra {
+            current["data"]["extra"] = json!(b64(value.as_bytes()));
+        }
+        let path = format!("{SECRETS}/db");
+        let (code, body) = client
+            .send("PUT", &path, "application/json", Some(&current))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let raw = raw_value(dir).await;
+        if raw.starts_with(prefix) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still stored as {:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(30)])
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_is_put_in_force_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let path = write_config(dir, &[("key1", 1)]);
+    let server = apiserver::testing::spawn_with(dir, |c| {
+        c.encryption_provider_config = Some(path.clone());
+        c.encryption_provider_config_automatic_reload = true;
+        c.encryption_reload_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let client = HttpClient::new(&server.url());
+    create_secret(&client).await;
+    assert!(raw_value(dir).await.starts_with(b"k8s:enc:aescbc:v1:key1:"));
+
+    // The new key first, without a restart: rewrites move the secret to it, reads go on.
+    write_config(dir, &[("key2", 2), ("key1", 1)]);
+    rewrite_until(&client, dir, b"k8s:enc:aescbc:v1:key2:", None).await;
+
+    // A broken file is refused and the configuration in force stays.
+    std::fs::write(&path, "kind: EncryptionConfiguration\nresources: [").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    rewrite_until(&client, dir, b"k8s:enc:aescbc:v1:key2:", Some("changed")).await;
+    read_secret(&client).await;
+    assert_no_plaintext(&dir.join("data"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_encryption_config_stops_startup() {
     let dir = tempfile::tempdir().unwrap();

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use futures::StreamExt;
+use parking_lot::RwLock;
 use serde::Deserialize;
 
 use super::{Error, KeyValue, RangeOptions, RangeResult, Result, Revision, Store, WatchStream};
@@ -592,44 +593,54 @@ fn provider(p: &ProviderConfiguration, path: &str, errors: &mut Vec<String>) -> 
     out
 }
 
+/// Each served resource's key prefix (`/registry/secrets/`) to its providers; resources the
+/// configuration does not name are absent.
+type Table = HashMap<String, Arc<Providers>>;
+
+fn table(root: &str, config: &Config) -> Table {
+    crate::registry::RESOURCES
+        .iter()
+        .filter_map(|r| {
+            let providers = config.providers(r.group, r.plural)?;
+            Some((r.key_prefix(root), providers))
+        })
+        .collect()
+}
+
 /// A [`Store`] that encrypts the values of configured resources on their way down to `inner`
 /// and decrypts them on their way up. Values of other resources pass untouched (no copy).
 pub struct EncryptedStore {
     inner: Arc<dyn Store>,
     /// `--etcd-prefix`, without its trailing `/`.
     root: String,
-    /// Each served resource's key prefix (`/registry/secrets/`) to its providers; resources
-    /// the configuration does not name are absent.
-    by_prefix: HashMap<String, Arc<Providers>>,
+    /// The providers in force; replaced whole by [`EncryptedStore::reload`].
+    table: Arc<RwLock<Arc<Table>>>,
 }
 
 impl EncryptedStore {
     pub fn new(inner: Arc<dyn Store>, root: &str, config: &Config) -> EncryptedStore {
         let root = root.trim_end_matches('/').to_owned();
-        let by_prefix = crate::registry::RESOURCES
-            .iter()
-            .filter_map(|r| {
-                let providers = config.providers(r.group, r.plural)?;
-                Some((r.key_prefix(&root), providers))
-            })
-            .collect();
-        EncryptedStore {
-            inner,
-            root,
-            by_prefix,
-        }
+        let table = Arc::new(RwLock::new(Arc::new(table(&root, config))));
+        EncryptedStore { inner, root, table }
     }
 
-    /// The providers of the resource `key` belongs to, if configured. Allocates nothing.
-    fn providers(&self, key: &str) -> Option<&Providers> {
+    /// Puts `config` in force for every later read and write (and open watches), as
+    /// --encryption-provider-config-automatic-reload does when the file changes.
+    pub fn reload(&self, config: &Config) {
+        *self.table.write() = Arc::new(table(&self.root, config));
+    }
+
+    /// The providers of the resource `key` belongs to, if configured.
+    fn providers(&self, key: &str) -> Option<Arc<Providers>> {
         let rest = key.strip_prefix(&self.root)?.strip_prefix('/')?;
         let first = rest.find('/')?;
         let core = self.root.len() + 1 + first + 1;
-        if let Some(p) = self.by_prefix.get(&key[..core]) {
-            return Some(p);
+        let table = self.table.read();
+        if let Some(p) = table.get(&key[..core]) {
+            return Some(p.clone());
         }
         let second = key[core..].find('/')?;
-        self.by_prefix.get(&key[..core + second + 1]).map(|p| &**p)
+        table.get(&key[..core + second + 1]).cloned()
     }
 
     fn encrypt(&self, key: &str, value: Bytes) -> Result<Bytes> {
@@ -716,7 +727,7 @@ impl Store for EncryptedStore {
         let me = EncryptedStore {
             inner: self.inner.clone(),
             root: self.root.clone(),
-            by_prefix: self.by_prefix.clone(),
+            table: self.table.clone(),
         };
         Ok(stream
             .map(move |event| {
