@@ -345,19 +345,17 @@ pub async fn create_object(
     // An object known to exist is refused before anything is allocated for it. The cache may
     // still hold an object deleted a moment ago, so a hit is confirmed with the store; the
     // store's create-if-absent remains the real guard.
-    while state
-        .cache
-        .get(resource, &target.key(&state.root))
-        .is_some()
+    let mut key = target.key(&state.root);
+    while state.cache.get(resource, &key).is_some()
         && state
             .store
-            .get(&target.key(&state.root))
+            .get(&key)
             .await
             .map_err(|e| target.store_error(e))?
             .is_some()
     {
         let next = names.after_collision(state, resource, &target.name)?;
-        rename(&mut obj, &mut target, next);
+        key = rename(state, &mut obj, &mut target, next);
     }
     let allocation = if resource.plural == "services" && resource.group.is_empty() {
         Some(services::allocate(state, &mut obj, None)?)
@@ -379,14 +377,13 @@ pub async fn create_object(
         return Ok((obj, warnings));
     }
     let kv = loop {
-        let key = target.key(&state.root);
         match state.store.create(&key, to_stored(&mut obj)?).await {
             Ok(kv) => break kv,
             // Another create took the generated name since the check above: the next one
             // differs only in its random suffix, so what was validated still holds.
             Err(storage::Error::AlreadyExists(_)) => {
                 let next = names.after_collision(state, resource, &target.name)?;
-                rename(&mut obj, &mut target, next);
+                key = rename(state, &mut obj, &mut target, next);
             }
             Err(e) => {
                 return Err(ApiError::from_store(
@@ -446,10 +443,11 @@ impl GeneratedName {
     }
 }
 
-/// Gives the object being created another name.
-fn rename(obj: &mut Value, target: &mut Target, name: String) {
+/// Gives the object being created another name: its new store key.
+fn rename(state: &ApiState, obj: &mut Value, target: &mut Target, name: String) -> String {
     metadata_mut(obj).insert("name".into(), json!(name));
     target.name = name;
+    target.key(&state.root)
 }
 
 fn clone_target(t: &Target) -> Target {

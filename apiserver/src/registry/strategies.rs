@@ -45,11 +45,6 @@ pub trait Strategy: Sync + Send {
     }
 }
 
-/// Kinds with no rules beyond the generic ones.
-pub struct Default;
-pub static DEFAULT: Default = Default;
-impl Strategy for Default {}
-
 /// Kinds with a status subresource and nothing else special.
 pub struct WithStatus;
 pub static WITH_STATUS: WithStatus = WithStatus;

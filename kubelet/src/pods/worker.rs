@@ -276,13 +276,23 @@ impl PodRuntime {
         let grace = grace.saturating_sub(started.elapsed());
         for sandbox in self.sandboxes(uid).await? {
             let containers = self.cri.list_sandbox_containers(&sandbox.id).await?;
-            let stops = containers
-                .iter()
-                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
-                .map(|c| self.cri.stop_container(&c.id, grace));
-            for r in futures::future::join_all(stops).await {
-                r?;
-            }
+            self.stop_running(&containers, grace).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the running ones of `containers` at once, each with `grace` after SIGTERM.
+    async fn stop_running(
+        &self,
+        containers: &[cri::Container],
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let stops = containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .map(|c| self.cri.stop_container(&c.id, grace));
+        for r in futures::future::join_all(stops).await {
+            r?;
         }
         Ok(())
     }
@@ -396,13 +406,7 @@ impl PodRuntime {
     pub async fn kill_pod(&self, uid: &str, grace: Duration) -> anyhow::Result<()> {
         for sandbox in self.sandboxes(uid).await? {
             let containers = self.cri.list_sandbox_containers(&sandbox.id).await?;
-            let stops = containers
-                .iter()
-                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
-                .map(|c| self.cri.stop_container(&c.id, grace));
-            for r in futures::future::join_all(stops).await {
-                r?;
-            }
+            self.stop_running(&containers, grace).await?;
             for c in &containers {
                 self.cri.remove_container(&c.id).await?;
             }

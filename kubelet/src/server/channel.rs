@@ -106,13 +106,7 @@ async fn relay(
                 break;
             }
         }
-        // A normal closure: clients read anything else as an error.
-        let normal = ClientMessage::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        }));
-        let _ = client_tx.send(normal).await;
-        let _ = client_tx.close().await;
+        close_normally(&mut client_tx).await;
     };
     // The session ends when the runtime closes (the process exited and its Status was sent).
     tokio::select! {
@@ -346,15 +340,20 @@ async fn relay_spdy(client: WebSocket, session: SpdySession) {
             message.extend_from_slice(&status);
             let _ = client_tx.send(ClientMessage::Binary(message.into())).await;
         }
-        let normal = ClientMessage::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        }));
-        let _ = client_tx.send(normal).await;
-        let _ = client_tx.close().await;
+        close_normally(&mut client_tx).await;
     };
     tokio::select! {
         _ = downstream => {}
         _ = async { upstream.await; std::future::pending::<()>().await } => {}
     }
+}
+
+/// Ends the client's session with a normal closure: clients read anything else as an error.
+async fn close_normally(client_tx: &mut futures::stream::SplitSink<WebSocket, ClientMessage>) {
+    let normal = ClientMessage::Close(Some(CloseFrame {
+        code: close_code::NORMAL,
+        reason: "".into(),
+    }));
+    let _ = client_tx.send(normal).await;
+    let _ = client_tx.close().await;
 }
