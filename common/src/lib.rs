@@ -1,5 +1,5 @@
 //! What every tetsu component shares: the frame a component runs in (health and metrics
-//! servers, leader election, shutdown), scheduling helpers (node affinity, tolerations, QoS
+//! servers, leader election, shutdown), the informer every watch goes through, scheduling helpers (node affinity, tolerations, QoS
 //! class, pod requests), reading the apiserver's refusals, selectors, quantities, metrics,
 //! owner-only files, API clients, logging setup and the bootstrap token format with its
 //! cluster-info signatures. No storage and no component logic live here.
@@ -13,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod flags;
 pub mod health;
+pub mod informer;
 pub mod leader_election;
 pub mod logging;
 pub mod metrics;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use common::informer::Informer;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::host::Host;
 use crate::metrics;
@@ -122,49 +123,35 @@ impl PodNetwork {
     /// Watches Nodes and keeps configuration, routes and masquerading in step, until
     /// dropped.
     pub async fn run(self: Arc<Self>, client: kube::Client) {
-        let api: Api<Node> = Api::all(client);
-        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
-        let mut listing: Option<BTreeMap<String, Node>> = None;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Init) => listing = Some(BTreeMap::new()),
-                Ok(Event::InitApply(n)) => {
-                    if let Some(l) = listing.as_mut() {
-                        l.insert(n.metadata.name.clone().unwrap_or_default(), n);
-                    }
-                }
-                Ok(Event::InitDone) => nodes = listing.take().unwrap_or_default(),
-                Ok(Event::Apply(n)) => {
-                    nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
-                }
-                Ok(Event::Delete(n)) => {
-                    nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
-                }
+        let nodes = Informer::<Node>::new();
+        let changed = Arc::new(Notify::new());
+        let notify = changed.clone();
+        nodes.on_change(move |_| notify.notify_one());
+        let _running = nodes.spawn(Api::all(client), watcher::Config::default());
+        nodes.wait_for_sync().await;
+        loop {
+            // A failed apply is retried after a while even if no node changes.
+            let retry = match self.apply(&nodes.list()).await {
+                Ok(()) => Duration::MAX,
                 Err(e) => {
-                    tracing::warn!("node watch failed, relisting: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+                    tracing::error!("pod network: {e:#}");
+                    Duration::from_secs(5)
                 }
-            }
-            if listing.is_some() {
-                continue;
-            }
-            if let Err(e) = self.apply(&nodes).await {
-                tracing::error!("pod network: {e:#}");
-            }
+            };
+            let _ = tokio::time::timeout(retry, changed.notified()).await;
         }
     }
 
     /// Brings this host in line with the nodes.
-    pub async fn apply(&self, nodes: &BTreeMap<String, Node>) -> anyhow::Result<()> {
+    pub async fn apply(&self, nodes: &[Arc<Node>]) -> anyhow::Result<()> {
         let mut state = self.state.lock().await;
         if !state.masquerade {
             self.host_setup().await?;
             state.masquerade = true;
         }
         let mine = nodes
-            .get(&self.node)
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(self.node.as_str()))
             .and_then(|n| n.spec.as_ref()?.pod_cidr.clone());
         if let Some(cidr) = mine
             && state.configured.as_deref() != Some(&cidr)
@@ -173,7 +160,7 @@ impl PodNetwork {
             tracing::info!(pod_cidr = %cidr, dir = %self.cni_conf_dir.display(), "wrote the CNI configuration");
             state.configured = Some(cidr);
         }
-        self.sync_routes(&desired_routes(nodes.values(), &self.node))
+        self.sync_routes(&desired_routes(nodes.iter().map(|n| &**n), &self.node))
             .await
     }
 

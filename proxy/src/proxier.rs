@@ -4,16 +4,15 @@
 //! upstream's runner allows); the first sync, a failed one and one an hour replace the
 //! whole table.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use common::informer::{Change, Informer};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Resource;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -164,26 +163,32 @@ impl Proxier {
     /// Watches Services and EndpointSlices and keeps the table in step until dropped.
     /// The first sync waits for both lists.
     pub async fn run(self: Arc<Self>, client: kube::Client, timing: Timing) {
-        // Each watch adds a permit once its first list is in.
-        let synced = Arc::new(tokio::sync::Semaphore::new(0));
-        let services = tokio::spawn(watch::<Service>(
-            self.clone(),
-            Api::all(client.clone()),
-            synced.clone(),
-            |t, s| t.service_changed(s),
-            |t, s| t.service_deleted(s),
-        ));
-        let slices = tokio::spawn(watch::<EndpointSlice>(
-            self.clone(),
-            Api::all(client),
-            synced.clone(),
-            |t, s| t.slice_changed(s),
-            |t, s| t.slice_deleted(s),
-        ));
-        let _guard = AbortOnDrop(vec![services, slices]);
-        if let Ok(p) = synced.acquire_many(2).await {
-            p.forget();
-        }
+        let services = Informer::<Service>::new();
+        let p = self.clone();
+        services.on_change(move |c| {
+            match c {
+                Change::Added(s) | Change::Updated { new: s, .. } => {
+                    p.tracker.lock().service_changed(Arc::clone(s))
+                }
+                Change::Deleted(s) => p.tracker.lock().service_deleted(s),
+            }
+            p.changed.notify_one();
+        });
+        let slices = Informer::<EndpointSlice>::new();
+        let p = self.clone();
+        slices.on_change(move |c| {
+            match c {
+                Change::Added(s) | Change::Updated { new: s, .. } => {
+                    p.tracker.lock().slice_changed(Arc::clone(s))
+                }
+                Change::Deleted(s) => p.tracker.lock().slice_deleted(s),
+            }
+            p.changed.notify_one();
+        });
+        let mut running = services.spawn(Api::all(client.clone()), watcher::Config::default());
+        running.join(slices.spawn(Api::all(client), watcher::Config::default()));
+        services.wait_for_sync().await;
+        slices.wait_for_sync().await;
         let mut limiter = Burst::new(timing.min_sync_period, 2);
         loop {
             limiter.wait().await;
@@ -264,79 +269,5 @@ impl Burst {
             self.at = Instant::now();
         }
         self.tokens -= 1.0;
-    }
-}
-
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
-
-/// One kind's watch into the tracker. A relist forgets objects that vanished meanwhile.
-async fn watch<K>(
-    proxier: Arc<Proxier>,
-    api: Api<K>,
-    synced: Arc<tokio::sync::Semaphore>,
-    changed: fn(&mut Tracker, K),
-    deleted: fn(&mut Tracker, &K),
-) where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
-{
-    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-    let mut known: HashMap<(String, String), K> = HashMap::new();
-    let mut listed: HashSet<(String, String)> = HashSet::new();
-    let mut first = true;
-    let key = |o: &K| {
-        let m = o.meta();
-        (
-            m.namespace.clone().unwrap_or_default(),
-            m.name.clone().unwrap_or_default(),
-        )
-    };
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Init) => listed.clear(),
-            Ok(Event::InitApply(o)) => {
-                listed.insert(key(&o));
-                known.insert(key(&o), o.clone());
-                changed(&mut proxier.tracker.lock(), o);
-            }
-            Ok(Event::InitDone) => {
-                let mut t = proxier.tracker.lock();
-                known.retain(|k, o| {
-                    let keep = listed.contains(k);
-                    if !keep {
-                        deleted(&mut t, o);
-                    }
-                    keep
-                });
-                drop(t);
-                if first {
-                    first = false;
-                    synced.add_permits(1);
-                }
-                proxier.changed.notify_one();
-            }
-            Ok(Event::Apply(o)) => {
-                known.insert(key(&o), o.clone());
-                changed(&mut proxier.tracker.lock(), o);
-                proxier.changed.notify_one();
-            }
-            Ok(Event::Delete(o)) => {
-                known.remove(&key(&o));
-                deleted(&mut proxier.tracker.lock(), &o);
-                proxier.changed.notify_one();
-            }
-            Err(e) => {
-                tracing::warn!("watch failed, relisting: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     }
 }

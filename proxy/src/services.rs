@@ -111,10 +111,11 @@ impl Tracker {
         }
     }
 
-    pub fn service_changed(&mut self, svc: Service) {
+    pub fn service_changed(&mut self, svc: impl Into<Arc<Service>>) {
+        let svc = svc.into();
         let key = key_of(&svc.metadata.namespace, &svc.metadata.name);
         self.dirty.insert(key.clone());
-        self.services.insert(key, Arc::new(svc));
+        self.services.insert(key, svc);
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
@@ -123,16 +124,14 @@ impl Tracker {
         self.dirty.insert(key);
     }
 
-    pub fn slice_changed(&mut self, slice: EndpointSlice) {
+    pub fn slice_changed(&mut self, slice: impl Into<Arc<EndpointSlice>>) {
+        let slice = slice.into();
         let Some(key) = slice_service(&slice) else {
             return;
         };
         let name = slice.metadata.name.clone().unwrap_or_default();
         self.dirty.insert(key.clone());
-        self.slices
-            .entry(key)
-            .or_default()
-            .insert(name, Arc::new(slice));
+        self.slices.entry(key).or_default().insert(name, slice);
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {

@@ -48,7 +48,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = queue.clone();
     c.pdbs.on_change(move |change| {
         if let Change::Added(p) | Change::Updated { new: p, .. } = change {
-            q.add(key_of(*p));
+            q.add(key_of(p.as_ref()));
         }
     });
     let (q, pdbs) = (queue.clone(), c.pdbs.clone());

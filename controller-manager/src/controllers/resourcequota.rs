@@ -44,7 +44,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = queue.clone();
     c.quotas.on_change(move |change| {
         if let Change::Added(rq) | Change::Updated { new: rq, .. } = change {
-            q.add(key_of(*rq));
+            q.add(key_of(rq.as_ref()));
         }
     });
     // Anything counted changing in a namespace recounts that namespace's quotas.
@@ -60,17 +60,17 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let (q, quotas) = (queue.clone(), c.quotas.clone());
     c.pods.on_change(move |ch| {
         let (Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. }) = ch;
-        recount(&quotas, &q, *o)
+        recount(&quotas, &q, o.as_ref())
     });
     let (q, quotas) = (queue.clone(), c.quotas.clone());
     c.services.on_change(move |ch| {
         let (Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. }) = ch;
-        recount(&quotas, &q, *o)
+        recount(&quotas, &q, o.as_ref())
     });
     let (q, quotas) = (queue.clone(), c.quotas.clone());
     c.claims.on_change(move |ch| {
         let (Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. }) = ch;
-        recount(&quotas, &q, *o)
+        recount(&quotas, &q, o.as_ref())
     });
     let workers = crate::runtime::run_workers(queue.clone(), c.clone(), 5);
     Ok(Box::pin(async move {

@@ -131,7 +131,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = queue.clone();
     c.sets.on_change(move |change| {
         let (Change::Added(s) | Change::Deleted(s) | Change::Updated { new: s, .. }) = change;
-        q.add(key_of(*s))
+        q.add(key_of(s.as_ref()))
     });
     let (q, sets) = (queue.clone(), c.sets.clone());
     c.pods.on_change(move |change| {

@@ -62,7 +62,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     c.pods.on_change(move |change| match change {
         Change::Added(p) | Change::Updated { new: p, .. } => {
             if !podutil::node_name(p).is_empty() {
-                q.add(key_of(*p));
+                q.add(key_of(p.as_ref()));
             }
         }
         Change::Deleted(_) => {}

@@ -31,7 +31,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     c.secrets.on_change(move |change| match change {
         Change::Added(s) | Change::Updated { new: s, .. } => {
             if token::is_token_secret(s) {
-                q.add(key_of(*s));
+                q.add(key_of(s.as_ref()));
             }
         }
         Change::Deleted(_) => {}

@@ -29,7 +29,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     c.jobs.on_change(move |change| match change {
         Change::Added(j) | Change::Updated { new: j, .. } => {
             if ttl(j).is_some() && finished_at(j).is_some() {
-                q.add(key_of(*j));
+                q.add(key_of(j.as_ref()));
             }
         }
         Change::Deleted(_) => {}

@@ -1,4 +1,4 @@
-//! Pods bound to this node: a watch on `spec.nodeName=<node>`, and one worker task per pod
+//! Pods bound to this node: an informer on `spec.nodeName=<node>`, and one worker task per pod
 //! that syncs it whenever it changes and every second while it runs. Containers left from
 //! before a restart are adopted (found by their pod uid labels), never restarted; sandboxes
 //! of pods that no longer exist are removed. Static pods from --pod-manifest-path run
@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use common::informer::{Change, Informer};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
-use tokio::sync::watch;
+use kube::runtime::watcher;
+use tokio::sync::{mpsc, watch};
 
 use worker::PodRuntime;
 
@@ -67,7 +67,6 @@ pub async fn run_with_static_pods(
         runtime,
         node,
         workers: HashMap::new(),
-        listed: HashSet::new(),
         statics: HashMap::new(),
         mirrors: HashMap::new(),
     };
@@ -75,7 +74,25 @@ pub async fn run_with_static_pods(
     if let Some(m) = &manifests {
         d.sync_static_pods(&m.dir).await;
     }
-    let mut stream = watcher::watcher(api, config).boxed();
+    // The informer's handlers must not wait: changes go to this task in order.
+    let informer = Informer::<Pod>::new();
+    let (tx, mut updates) = mpsc::unbounded_channel();
+    informer.on_change(move |change| {
+        let _ = match change {
+            Change::Added(pod) => tx.send(Update::Applied(Arc::clone(pod))),
+            Change::Updated { old, new } => {
+                // Replaced by a pod of the same name while the watch was lost.
+                if spec::uid(old) != spec::uid(new) {
+                    let _ = tx.send(Update::Deleted(Arc::clone(old)));
+                }
+                tx.send(Update::Applied(Arc::clone(new)))
+            }
+            Change::Deleted(pod) => tx.send(Update::Deleted(Arc::clone(pod))),
+        };
+    });
+    let _running = informer.spawn(api, config);
+    let mut synced = std::pin::pin!(informer.wait_for_sync());
+    let mut cleaned = false;
     let every = manifests
         .as_ref()
         .map_or(static_pods::FILE_CHECK, |m| m.check_every);
@@ -83,10 +100,14 @@ pub async fn run_with_static_pods(
     file_check.tick().await;
     loop {
         tokio::select! {
-            event = stream.next() => match event {
-                Some(event) => d.handle(event).await,
+            update = updates.recv() => match update {
+                Some(update) => d.handle(update).await,
                 None => return,
             },
+            () = &mut synced, if !cleaned => {
+                cleaned = true;
+                d.remove_unknown(&informer).await;
+            }
             _ = file_check.tick(), if manifests.is_some() => {
                 if let Some(m) = &manifests {
                     d.sync_static_pods(&m.dir).await;
@@ -96,13 +117,17 @@ pub async fn run_with_static_pods(
     }
 }
 
+/// A change to a pod bound to this node, in the order the informer saw it.
+enum Update {
+    Applied(Arc<Pod>),
+    Deleted(Arc<Pod>),
+}
+
 /// Hands each pod to its worker: API pods from the watch, static pods from the manifests.
 struct Dispatcher {
     runtime: Arc<PodRuntime>,
     node: String,
     workers: HashMap<String, Worker>,
-    /// The uids of the API pods of the current list.
-    listed: HashSet<String>,
     /// Static pods by uid (their status as the mirror pod shows it).
     statics: HashMap<String, Arc<Pod>>,
     /// Mirror pods in the API, by manifest hash.
@@ -110,29 +135,24 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn handle(&mut self, event: Result<Event<Pod>, watcher::Error>) {
+    async fn handle(&mut self, update: Update) {
         let runtime = self.runtime.clone();
-        if let Ok(e) = &event {
-            tracing::debug!(event = ?std::mem::discriminant(e), "pod watch event");
-        }
-        match event {
-            Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
+        match update {
+            Update::Applied(pod) => {
                 if static_pods::mirror_hash(&pod).is_some() {
                     self.on_mirror(pod);
                     return;
                 }
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                self.listed.insert(uid);
-                self.dispatch(Arc::new(pod));
+                self.dispatch(pod);
             }
-            Ok(Event::Delete(pod)) => {
+            Update::Deleted(pod) => {
                 if let Some(hash) = static_pods::mirror_hash(&pod) {
                     // Put the mirror back at once; the static pod runs on.
                     self.mirrors.remove(hash);
                     self.ensure_mirrors().await;
                     return;
                 }
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let uid = spec::uid(&pod).to_owned();
                 runtime.pods.write().remove(&key(&pod));
                 runtime.forget_final_status(&uid);
                 if let Some(w) = self.workers.remove(&uid) {
@@ -146,33 +166,28 @@ impl Dispatcher {
                     }
                 }
             }
-            Ok(Event::Init) => self.listed.clear(),
-            Ok(Event::InitDone) => {
-                let known = |uid: &str| self.listed.contains(uid) || self.statics.contains_key(uid);
-                // Sandboxes of pods that are gone (deleted while we were down).
-                if let Ok(sandboxes) = runtime.cri.list_pod_sandboxes().await {
-                    for s in sandboxes {
-                        let uid = s.labels.get(spec::POD_UID).cloned().unwrap_or_default();
-                        if !known(&uid) {
-                            tracing::info!(%uid, "removing the sandbox of a pod that no longer exists");
-                            if runtime.kill_pod(&uid, Duration::from_secs(0)).await.is_ok() {
-                                runtime.release(&uid);
-                            }
-                        }
+        }
+    }
+
+    /// After the first list: removes the sandboxes of pods that are gone (deleted while
+    /// the kubelet was down). Later deletions arrive as changes.
+    async fn remove_unknown(&mut self, informer: &Informer<Pod>) {
+        let runtime = self.runtime.clone();
+        let listed: HashSet<String> = informer
+            .list()
+            .iter()
+            .map(|p| spec::uid(p).to_owned())
+            .collect();
+        let known = |uid: &str| listed.contains(uid) || self.statics.contains_key(uid);
+        if let Ok(sandboxes) = runtime.cri.list_pod_sandboxes().await {
+            for s in sandboxes {
+                let uid = s.labels.get(spec::POD_UID).cloned().unwrap_or_default();
+                if !known(&uid) {
+                    tracing::info!(%uid, "removing the sandbox of a pod that no longer exists");
+                    if runtime.kill_pod(&uid, Duration::from_secs(0)).await.is_ok() {
+                        runtime.release(&uid);
                     }
                 }
-                runtime.pods.write().retain(|_, p| known(spec::uid(p)));
-                self.workers.retain(|uid, w| {
-                    let keep = known(uid);
-                    if !keep {
-                        w.task.abort();
-                    }
-                    keep
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "pod watch failed; relisting");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -195,7 +210,7 @@ impl Dispatcher {
 
     /// A mirror pod changed: its status goes to the static pod's worker (which compares
     /// before writing); one being deleted or left without a manifest is removed.
-    fn on_mirror(&mut self, mirror: Pod) {
+    fn on_mirror(&mut self, mirror: Arc<Pod>) {
         let hash = static_pods::mirror_hash(&mirror)
             .unwrap_or_default()
             .to_owned();
@@ -221,7 +236,7 @@ impl Dispatcher {
         let updated = Arc::new(updated);
         self.statics
             .insert(spec::uid(&updated).to_owned(), updated.clone());
-        self.mirrors.insert(hash, Arc::new(mirror));
+        self.mirrors.insert(hash, mirror);
         self.dispatch(updated);
     }
 

@@ -48,7 +48,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = queue.clone();
     c.cronjobs.on_change(move |change| {
         let (Change::Added(cj) | Change::Deleted(cj) | Change::Updated { new: cj, .. }) = change;
-        q.add(key_of(*cj))
+        q.add(key_of(cj.as_ref()))
     });
     let q = queue.clone();
     c.jobs.on_change(move |change| {

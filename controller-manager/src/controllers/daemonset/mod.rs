@@ -53,7 +53,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = c.queue.clone();
     c.daemonsets.on_change(move |change| {
         let (Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. }) = change;
-        q.add(key_of(*d))
+        q.add(key_of(d.as_ref()))
     });
     let me = c.clone();
     crate::runtime::expectations::track_owned_pods(

@@ -48,7 +48,9 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     });
     let q = c.queue.clone();
     c.deployments.on_change(move |change| match change {
-        Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. } => q.add(key_of(*d)),
+        Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. } => {
+            q.add(key_of(d.as_ref()))
+        }
     });
     let me = c.clone();
     c.replicasets

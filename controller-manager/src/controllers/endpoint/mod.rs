@@ -182,7 +182,9 @@ pub fn watch_services_and_pods(
 ) {
     let q = queue.clone();
     services.on_change(move |change| match change {
-        Change::Added(s) | Change::Deleted(s) | Change::Updated { new: s, .. } => q.add(key_of(*s)),
+        Change::Added(s) | Change::Deleted(s) | Change::Updated { new: s, .. } => {
+            q.add(key_of(s.as_ref()))
+        }
     });
     let (q, svcs) = (queue.clone(), services.clone());
     let queue_matching = move |pod: &Pod| {

@@ -6,19 +6,18 @@
 pub mod graph;
 
 use common::api_errors::is_conflict;
-use std::collections::HashSet;
+use common::informer::{Change, Informer, Running};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::discovery::verbs;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -73,17 +72,18 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
             })
             .cloned()
             .collect();
-        let mut synced = Vec::new();
-        let mut monitors = Monitors(Vec::new());
+        let mut monitors = Running::default();
+        let mut informers = Vec::new();
         for served in monitored {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            synced.push(rx);
-            monitors
-                .0
-                .push(tokio::spawn(gc.clone().monitor(served, tx)));
+            let informer = Informer::<DynamicObject>::new();
+            let observer = gc.clone();
+            let api = served.api(&gc.client, "");
+            informer.on_change(move |change| observer.observe(&served, change));
+            monitors.join(informer.spawn(api, watcher::Config::default()));
+            informers.push(informer);
         }
-        for rx in synced {
-            let _ = rx.await;
+        for informer in &informers {
+            informer.wait_for_sync().await;
         }
         let work = gc.graph.lock().mark_synced();
         gc.enqueue(work);
@@ -96,17 +96,6 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         );
         drop(monitors);
     }))
-}
-
-/// Monitor tasks, aborted with the collector.
-struct Monitors(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Monitors {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
 }
 
 fn node_of(served: &Served, o: &DynamicObject) -> Option<Node> {
@@ -135,48 +124,31 @@ impl GarbageCollector {
         }
     }
 
-    /// Feeds the graph from one kind's watch, relisting after a lost watch (objects gone
-    /// meanwhile are removed).
-    async fn monitor(self: Arc<Self>, served: Served, synced: tokio::sync::oneshot::Sender<()>) {
-        let api = served.api(&self.client, "");
-        let mut synced = Some(synced);
-        let mut known: HashSet<String> = HashSet::new();
-        let mut relisted: HashSet<String> = HashSet::new();
-        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => {
-                    if let Some(node) = node_of(&served, &o) {
-                        relisted.insert(node.identity.uid.clone());
-                        known.insert(node.identity.uid.clone());
-                        let work = self.graph.lock().apply(node);
-                        self.enqueue(work);
-                    }
+    /// Feeds the graph from one kind's informer. An object replaced by another of the same
+    /// name while the watch was lost leaves the graph under its own uid.
+    fn observe(&self, served: &Served, change: &Change<'_, DynamicObject>) {
+        let mut graph = self.graph.lock();
+        let mut work = Vec::new();
+        if let Change::Updated { old, new } = change
+            && old.metadata.uid != new.metadata.uid
+            && let Some(uid) = &old.metadata.uid
+        {
+            work.extend(graph.remove(uid));
+        }
+        match change {
+            Change::Added(o) | Change::Updated { new: o, .. } => {
+                if let Some(node) = node_of(served, o) {
+                    work.extend(graph.apply(node));
                 }
-                Ok(Event::Delete(o)) => {
-                    if let Some(uid) = o.metadata.uid {
-                        known.remove(&uid);
-                        let work = self.graph.lock().remove(&uid);
-                        self.enqueue(work);
-                    }
-                }
-                Ok(Event::Init) => relisted.clear(),
-                Ok(Event::InitDone) => {
-                    for uid in known.difference(&relisted) {
-                        let work = self.graph.lock().remove(uid);
-                        self.enqueue(work);
-                    }
-                    known = std::mem::take(&mut relisted);
-                    if let Some(tx) = synced.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(resource = %served.group_resource(), error = %e, "watch failed; relisting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Change::Deleted(o) => {
+                if let Some(uid) = &o.metadata.uid {
+                    work.extend(graph.remove(uid));
                 }
             }
         }
+        drop(graph);
+        self.enqueue(work);
     }
 
     fn served(&self, id: &Identity) -> anyhow::Result<&Served> {

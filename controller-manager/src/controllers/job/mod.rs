@@ -61,7 +61,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
     let q = c.queue.clone();
     c.jobs.on_change(move |change| {
         let (Change::Added(j) | Change::Deleted(j) | Change::Updated { new: j, .. }) = change;
-        q.add(key_of(*j))
+        q.add(key_of(j.as_ref()))
     });
     // A pod still holding the tracking finalizer whose Job is gone (deleted, or recreated
     // under the same name) wakes that Job's key, whose sync lets the pod go: upstream's

@@ -156,7 +156,9 @@ fn start<K: Replicated>(ctx: &Context, workers: usize) -> anyhow::Result<BoxFutu
     });
     let q = c.queue.clone();
     c.owners.on_change(move |change| match change {
-        Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. } => q.add(key_of(*o)),
+        Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. } => {
+            q.add(key_of(o.as_ref()))
+        }
     });
     let me = c.clone();
     c.pods.on_change(move |change| me.on_pod(change));
