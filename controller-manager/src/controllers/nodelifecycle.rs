@@ -56,6 +56,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         grace: ctx.options.node_monitor_grace_period,
         recorder: ctx.recorder("node-controller"),
     });
+    podutil::index_by_node(&c.pods);
     Ok(Box::pin(async move {
         let mut tick = tokio::time::interval(c.period);
         loop {
@@ -215,8 +216,8 @@ impl NodeLifecycleController {
 
     /// The node's pods lose their Ready condition, so Services stop sending them traffic.
     async fn mark_pods_not_ready(&self, node: &str) {
-        for pod in self.pods.list() {
-            if podutil::node_name(&pod) != node || !podutil::is_ready(&pod) {
+        for pod in self.pods.by_index(podutil::BY_NODE, node) {
+            if !podutil::is_ready(&pod) {
                 continue;
             }
             let mut conditions = pod

@@ -152,6 +152,15 @@ pub fn phase(pod: &Pod) -> &str {
         .unwrap_or("")
 }
 
+/// The pod informer's index by spec.nodeName (see `index_by_node`).
+pub const BY_NODE: &str = "spec.nodeName";
+
+/// Indexes the pod informer by the node each pod is bound to, so a node's pods are found
+/// without a scan of every pod.
+pub fn index_by_node(pods: &crate::runtime::Informer<Pod>) {
+    pods.add_index(BY_NODE, |p| vec![node_name(p).to_owned()]);
+}
+
 /// The node the pod is bound to, "" when unscheduled.
 pub fn node_name(pod: &Pod) -> &str {
     pod.spec

@@ -67,6 +67,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         }
         Change::Deleted(_) => {}
     });
+    podutil::index_by_node(&c.pods);
     let (q, pods) = (queue.clone(), c.pods.clone());
     c.nodes.on_change(move |change| {
         let (name, changed) = match change {
@@ -78,10 +79,8 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
             Change::Deleted(_) => return,
         };
         if changed {
-            for p in pods.list() {
-                if podutil::node_name(&p) == name {
-                    q.add(key_of(&*p));
-                }
+            for p in pods.by_index(podutil::BY_NODE, &name) {
+                q.add(key_of(&*p));
             }
         }
     });
