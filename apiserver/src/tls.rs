@@ -18,7 +18,11 @@ fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
         "kubernetes.default.svc".to_owned(),
     ];
     names.extend(common::tls::hostname());
-    common::tls::self_signed(&config.data_dir.join("certificates"), "apiserver", names)
+    Ok(common::tls::self_signed(
+        &config.data_dir.join("certificates"),
+        "apiserver",
+        names,
+    )?)
 }
 
 /// The serving configuration; with --client-ca-file, clients may present certificates.
@@ -34,5 +38,5 @@ pub fn server(config: &Config) -> anyhow::Result<TlsServer> {
         .as_deref()
         .map(common::tls::ClientCa::load)
         .transpose()?;
-    common::tls::server(&cert, &key, client_ca)
+    Ok(common::tls::server(&cert, &key, client_ca)?)
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::delegated_auth::ServingFlags;
+use crate::error::{BoxError, Error, describe};
 use crate::health::Health;
 use crate::leader_election::LeaderElection;
 
@@ -45,7 +46,7 @@ impl Shutdown {
 pub struct Component {
     name: &'static str,
     shutdown: Shutdown,
-    servers: JoinSet<anyhow::Result<()>>,
+    servers: JoinSet<crate::Result<()>>,
     leading: Option<watch::Receiver<bool>>,
 }
 
@@ -80,7 +81,7 @@ impl Component {
         serving: &ServingFlags,
         kubeconfig: Option<&Path>,
         health: Health,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let tls = serving.tls(self.name)?;
         let auth = Arc::new(serving.delegated(kubeconfig).await?);
         let stop = self.shutdown.requested();
@@ -95,7 +96,7 @@ impl Component {
         &mut self,
         election: LeaderElection,
         client: kube::Client,
-    ) -> anyhow::Result<bool> {
+    ) -> crate::Result<bool> {
         match self.run_until(election.acquire(client)).await? {
             Some(leading) => {
                 self.leading = Some(leading);
@@ -110,7 +111,7 @@ impl Component {
     pub async fn run_until<T>(
         &mut self,
         work: impl Future<Output = T>,
-    ) -> anyhow::Result<Option<T>> {
+    ) -> crate::Result<Option<T>> {
         let name = self.name;
         tokio::select! {
             out = work => Ok(Some(out)),
@@ -120,20 +121,25 @@ impl Component {
             }
             e = server_failed(&mut self.servers) => Err(e),
             _ = crate::flags::leadership_lost(self.leading.as_mut()) => {
-                anyhow::bail!("leaderelection lost")
+                Err(Error::LeadershipLost)
             }
         }
     }
 }
 
 /// Resolves with the first server's error; never while they all run.
-async fn server_failed(servers: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Error {
+async fn server_failed(servers: &mut JoinSet<crate::Result<()>>) -> Error {
     loop {
         match servers.join_next().await {
             None => std::future::pending().await,
             Some(Ok(Ok(()))) => continue,
             Some(Ok(Err(e))) => return e,
-            Some(Err(e)) => return anyhow::anyhow!("health server: {e}"),
+            Some(Err(e)) => {
+                return Error::Io {
+                    what: "health server".into(),
+                    source: std::io::Error::other(e),
+                };
+            }
         }
     }
 }
@@ -144,17 +150,25 @@ pub type Signal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// What every component's main does once its flags are parsed (and logging is set up):
 /// runs `run` with `config` until SIGTERM or Ctrl-C; on an error (a bad `config`
 /// included) logs it, prints it on stderr after the component's `name` and exits 1.
-pub async fn main<C, Fut>(name: &str, config: anyhow::Result<C>, run: impl FnOnce(C, Signal) -> Fut)
-where
-    Fut: Future<Output = anyhow::Result<()>>,
+pub async fn main<C, E, F, Fut>(
+    name: &str,
+    config: Result<C, E>,
+    run: impl FnOnce(C, Signal) -> Fut,
+) where
+    E: Into<BoxError>,
+    F: Into<BoxError>,
+    Fut: Future<Output = Result<(), F>>,
 {
-    let result = match config {
-        Ok(config) => run(config, Box::pin(crate::shutdown::signal())).await,
-        Err(e) => Err(e),
+    let result: Result<(), BoxError> = match config {
+        Ok(config) => run(config, Box::pin(crate::shutdown::signal()))
+            .await
+            .map_err(Into::into),
+        Err(e) => Err(e.into()),
     };
     if let Err(e) = result {
-        tracing::error!("{e:#}");
-        eprintln!("{name}: {e:#}");
+        let e = describe(&*e);
+        tracing::error!("{e}");
+        eprintln!("{name}: {e}");
         std::process::exit(1);
     }
 }
@@ -176,16 +190,17 @@ pub fn node_name(hostname_override: Option<&str>) -> String {
 /// SIGTERM stops the binary, by [`InProcess::stop`] or when dropped.
 pub struct InProcess {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), BoxError>>,
 }
 
 impl InProcess {
     /// Spawns `run` (e.g. `|stop| scheduler::run(config, stop)`) with a shutdown signal of
     /// its own.
-    pub fn spawn<F, Fut>(run: F) -> InProcess
+    pub fn spawn<F, Fut, E>(run: F) -> InProcess
     where
         F: FnOnce(Signal) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let signal: Signal = Box::pin(async move {
@@ -193,7 +208,10 @@ impl InProcess {
         });
         InProcess {
             stop: Some(stop),
-            task: tokio::spawn(run(signal)),
+            task: {
+                let work = run(signal);
+                tokio::spawn(async move { work.await.map_err(Into::into) })
+            },
         }
     }
 
@@ -203,11 +221,14 @@ impl InProcess {
     }
 
     /// Asks the component to stop and waits for `run` to return.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> crate::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await?
+        match (&mut self.task).await {
+            Ok(result) => result.map_err(Error::Component),
+            Err(panicked) => Err(Error::Component(Box::new(panicked))),
+        }
     }
 }
 

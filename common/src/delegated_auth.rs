@@ -133,7 +133,7 @@ pub fn bearer(authorization: Option<&str>) -> Option<&str> {
 pub async fn review_token(
     client: &kube::Client,
     token: &str,
-) -> anyhow::Result<Result<User, String>> {
+) -> crate::Result<Result<User, String>> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_owned()),
@@ -171,7 +171,7 @@ pub async fn review_access(
     client: &kube::Client,
     user: &User,
     access: Access,
-) -> anyhow::Result<bool> {
+) -> crate::Result<bool> {
     let (resource_attributes, non_resource_attributes) = match access {
         Access::Resource(r) => (Some(*r), None),
         Access::NonResource { verb, path } => (
@@ -234,7 +234,7 @@ pub struct ServingFlags {
 impl ServingFlags {
     /// The TLS configuration: the given certificate, or `<cert-dir>/<component>.crt`
     /// (self-signed for localhost, 127.0.0.1 and the hostname), with --client-ca-file.
-    pub fn tls(&self, component: &str) -> anyhow::Result<crate::tls::TlsServer> {
+    pub fn tls(&self, component: &str) -> crate::Result<crate::tls::TlsServer> {
         let (cert, key) = match (&self.tls_cert_file, &self.tls_private_key_file) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             (None, None) => {
@@ -246,7 +246,11 @@ impl ServingFlags {
                 names.extend(crate::tls::hostname());
                 crate::tls::self_signed(&dir, component, names)?
             }
-            _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file go together"),
+            _ => {
+                return Err(crate::Error::Invalid(
+                    "--tls-cert-file and --tls-private-key-file go together".into(),
+                ));
+            }
         };
         let client_ca = self
             .client_ca_file
@@ -261,7 +265,7 @@ impl ServingFlags {
     pub async fn delegated(
         &self,
         kubeconfig: Option<&std::path::Path>,
-    ) -> anyhow::Result<Delegated> {
+    ) -> crate::Result<Delegated> {
         let authn = self.authentication_kubeconfig.as_deref().or(kubeconfig);
         let authz = self.authorization_kubeconfig.as_deref().or(kubeconfig);
         let authn_client = crate::client::client(authn).await?;
@@ -308,12 +312,12 @@ impl Default for DelegatedConfig {
 pub trait TokenReviewer: Send + Sync {
     /// The user a token stands for, or why it does not authenticate; `Err` when the
     /// apiserver could not be asked.
-    async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>>;
+    async fn review(&self, token: &str) -> crate::Result<Result<User, String>>;
 }
 
 #[async_trait::async_trait]
 impl TokenReviewer for kube::Client {
-    async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+    async fn review(&self, token: &str) -> crate::Result<Result<User, String>> {
         review_token(self, token).await
     }
 }

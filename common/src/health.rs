@@ -4,6 +4,7 @@
 //! kube-scheduler's 10259 and kube-controller-manager's 10257). [`https_get`] is the client
 //! kubeadm and the tests check them with.
 
+use crate::error::{Context as _, Error};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -52,16 +53,16 @@ pub async fn serve(
     addr: SocketAddr,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let app = router(health);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
+        .io(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, "serving /healthz and /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+        .await
+        .io(|| format!("serving on {addr}"))
 }
 
 /// Serves HTTPS with `tls` until `shutdown` resolves, every request authenticated and
@@ -72,14 +73,14 @@ pub async fn serve_secure(
     auth: Arc<crate::delegated_auth::Delegated>,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let app = router(health).layer(axum::middleware::from_fn_with_state(
         auth,
         crate::delegated_auth::filter,
     ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("listening on {addr}: {e}"))?;
+        .io(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, "serving /healthz and /metrics over HTTPS");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -98,36 +99,40 @@ pub async fn https_get(
     path: &str,
     client: Arc<rustls::ClientConfig>,
     bearer: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
+) -> crate::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let what = || format!("GET https://127.0.0.1:{port}{path}");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .io(what)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
     let mut tls = tokio_rustls::TlsConnector::from(client)
         .connect(name, tcp)
-        .await?;
+        .await
+        .io(what)?;
     let authorization = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{authorization}Connection: close\r\n\r\n"
     );
-    tls.write_all(request.as_bytes()).await?;
+    tls.write_all(request.as_bytes()).await.io(what)?;
     let mut answer = Vec::new();
     // A server closing without close_notify still gave its whole answer.
     if let Err(e) = tls.read_to_end(&mut answer).await
         && answer.is_empty()
     {
-        return Err(e.into());
+        return Err(e).io(what);
     }
     let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer
         .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no HTTP answer"))?;
+        .ok_or_else(|| Error::Http(format!("{}: no HTTP answer", what())))?;
     let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+        .ok_or_else(|| Error::Http(format!("{}: no status in {head:?}", what())))?;
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")

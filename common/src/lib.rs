@@ -9,6 +9,7 @@ pub mod bootstraptoken;
 pub mod client;
 pub mod component;
 pub mod delegated_auth;
+pub mod error;
 pub mod events;
 pub mod files;
 pub mod flags;
@@ -23,3 +24,5 @@ pub mod scheduling;
 pub mod selector;
 pub mod shutdown;
 pub mod tls;
+
+pub use error::{Error, Result};

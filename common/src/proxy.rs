@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use crate::error::{Context as _, Error};
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -43,15 +43,16 @@ pub async fn forward(
     mut request: Request<Body>,
     target: &Uri,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> anyhow::Result<Response<Body>> {
+) -> crate::Result<Response<Body>> {
     let upgrade = is_upgrade(request.headers());
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let host = target.host().context("the backend URL has no host")?;
+    let no_host = || Error::Invalid(format!("the backend URL {target} has no host"));
+    let host = target.host().ok_or_else(no_host)?;
     let https = target.scheme_str() == Some("https");
     let port = target.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
-        .with_context(|| format!("dialing {host}:{port}"))?;
+        .io(|| format!("dialing {host}:{port}"))?;
     let _ = tcp.set_nodelay(true);
 
     let (mut parts, body) = request.into_parts();
@@ -59,7 +60,7 @@ pub async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse()
-        .context("the backend path")?;
+        .map_err(|e| crate::error::invalid("the backend path", e))?;
     parts.version = http::Version::HTTP_11;
     let kept_upgrade = parts.headers.get(header::UPGRADE).cloned();
     for name in HOP_BY_HOP {
@@ -72,21 +73,23 @@ pub async fn forward(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     }
-    let authority = target.authority().context("the backend URL has no host")?;
-    parts
-        .headers
-        .insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
+    let authority = target.authority().ok_or_else(no_host)?;
+    let host_header = HeaderValue::from_str(authority.as_str())
+        .map_err(|e| crate::error::invalid("the backend's authority", e))?;
+    parts.headers.insert(header::HOST, host_header);
     let request = Request::from_parts(parts, body);
 
     let mut response = if https {
-        let config = tls.context("an https backend needs a TLS client configuration")?;
+        let config = tls.ok_or_else(|| {
+            Error::Invalid("an https backend needs a TLS client configuration".into())
+        })?;
         let name =
             rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-                .context("the backend's host name")?;
+                .map_err(|e| crate::error::invalid("the backend's host name", e))?;
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .with_context(|| format!("TLS handshake with {authority}"))?;
+            .io(|| format!("TLS handshake with {authority}"))?;
         send(stream, request).await?
     } else {
         send(tcp, request).await?
@@ -94,7 +97,9 @@ pub async fn forward(
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_side) = client_side else {
-            anyhow::bail!("the backend switched protocols on a request that did not ask to");
+            return Err(Error::Http(
+                "the backend switched protocols on a request that did not ask to".into(),
+            ));
         };
         let backend_side = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
@@ -116,13 +121,13 @@ pub async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
-async fn send<I>(io: I, request: Request<Body>) -> anyhow::Result<Response<hyper::body::Incoming>>
+async fn send<I>(io: I, request: Request<Body>) -> crate::Result<Response<hyper::body::Incoming>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .context("HTTP handshake with the backend")?;
+        .map_err(|e| Error::Http(format!("HTTP handshake with the backend: {e}")))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "backend connection ended with an error");
@@ -131,5 +136,5 @@ where
     sender
         .send_request(request)
         .await
-        .context("sending the request to the backend")
+        .map_err(|e| Error::Http(format!("sending the request to the backend: {e}")))
 }

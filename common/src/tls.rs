@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::error::{Context as _, Error, invalid};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -22,20 +22,25 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Layer;
 
-pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn read_certs(path: &Path) -> crate::Result<Vec<CertificateDer<'static>>> {
+    let data = std::fs::read(path).io(|| format!("reading {}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+        .invalid(|| format!("parsing certificates in {}", path.display()))?;
+    if certs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no certificate in {}",
+            path.display()
+        )));
+    }
     Ok(certs)
 }
 
-pub fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn read_key(path: &Path) -> crate::Result<PrivateKeyDer<'static>> {
+    let data = std::fs::read(path).io(|| format!("reading {}", path.display()))?;
     rustls_pemfile::private_key(&mut data.as_slice())
-        .with_context(|| format!("parsing the private key in {}", path.display()))?
-        .with_context(|| format!("no private key in {}", path.display()))
+        .invalid(|| format!("parsing the private key in {}", path.display()))?
+        .ok_or_else(|| Error::Invalid(format!("no private key in {}", path.display())))
 }
 
 /// `dir/<stem>.crt` and `dir/<stem>.key`: a self-signed serving certificate for `names`,
@@ -44,22 +49,23 @@ pub fn self_signed(
     dir: &Path,
     stem: &str,
     names: Vec<String>,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
+) -> crate::Result<(PathBuf, PathBuf)> {
     let (cert, key) = (
         dir.join(format!("{stem}.crt")),
         dir.join(format!("{stem}.key")),
     );
     if cert.exists() && key.exists() {
         // Kept by an older version maybe with a wider mode: the key is the owner's alone.
-        crate::files::restrict(&key, crate::files::PRIVATE_FILE)?;
+        crate::files::restrict(&key, crate::files::PRIVATE_FILE)
+            .io(|| format!("restricting {}", key.display()))?;
         return Ok((cert, key));
     }
-    crate::files::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::files::create_private_dir(dir).io(|| format!("creating {}", dir.display()))?;
     let generated = rcgen::generate_simple_self_signed(names)
-        .context("generating a self-signed certificate")?;
+        .map_err(|e| invalid("generating a self-signed certificate", e))?;
     crate::files::write_private(&key, generated.signing_key.serialize_pem().as_bytes())
-        .with_context(|| format!("writing {}", key.display()))?;
-    std::fs::write(&cert, generated.cert.pem())?;
+        .io(|| format!("writing {}", key.display()))?;
+    std::fs::write(&cert, generated.cert.pem()).io(|| format!("writing {}", cert.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed serving certificate");
     Ok((cert, key))
 }
@@ -72,7 +78,7 @@ pub fn hostname() -> Option<String> {
 }
 
 /// A TLS acceptor serving `cert` and `key`, offering h2 and HTTP/1.1.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+pub fn acceptor(cert: &Path, key: &Path) -> crate::Result<TlsAcceptor> {
     Ok(server(cert, key, None)?.acceptor)
 }
 
@@ -82,18 +88,18 @@ pub struct ClientCa {
 }
 
 impl ClientCa {
-    pub fn load(path: &Path) -> anyhow::Result<ClientCa> {
+    pub fn load(path: &Path) -> crate::Result<ClientCa> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in read_certs(path)? {
             roots
                 .add(cert)
-                .with_context(|| format!("a CA certificate in {}", path.display()))?;
+                .map_err(|e| invalid(format_args!("a CA certificate in {}", path.display()), e))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .with_context(|| format!("client CAs from {}", path.display()))?;
+                .map_err(|e| invalid(format_args!("client CAs from {}", path.display()), e))?;
         Ok(ClientCa { verifier })
     }
 
@@ -156,10 +162,11 @@ pub struct TlsServer {
 }
 
 /// Serves `cert` and `key`; with `client_ca`, asks clients for a certificate (optional).
-pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> anyhow::Result<TlsServer> {
+pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> crate::Result<TlsServer> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
     let client_ca = client_ca.map(Arc::new);
     let builder = match &client_ca {
         Some(ca) => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate {
@@ -170,7 +177,7 @@ pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> anyhow::R
     };
     let mut config = builder
         .with_single_cert(read_certs(cert)?, read_key(key)?)
-        .context("the serving certificate and key do not match")?;
+        .map_err(|e| invalid("the serving certificate and key do not match", e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsServer {
         acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -278,7 +285,7 @@ pub async fn serve(
     tls: impl Into<TlsServer>,
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let TlsServer {
         acceptor,
         client_ca,
@@ -339,7 +346,7 @@ pub fn insecure_client() -> Arc<rustls::ClientConfig> {
 /// --client-ca-file authenticate it by.
 pub fn insecure_client_with_identity(
     identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+) -> crate::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyCertificate(provider.clone()));
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -350,12 +357,13 @@ pub fn insecure_client_with_identity(
     let mut config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-            .with_context(|| {
-                format!(
+            .map_err(|e| {
+                let what = format!(
                     "the client certificate {} and key {} do not match",
                     cert.display(),
                     key.display()
-                )
+                );
+                invalid(what, e)
             })?,
         None => builder.with_no_client_auth(),
     };

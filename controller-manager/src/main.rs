@@ -135,7 +135,7 @@ async fn main() {
     };
     common::component::main(
         "kube-controller-manager",
-        Ok(config),
+        Ok::<_, anyhow::Error>(config),
         controller_manager::run,
     )
     .await;

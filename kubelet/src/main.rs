@@ -148,7 +148,7 @@ enum ImageCommands {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    common::component::main("kubelet", Ok(flags), run).await;
+    common::component::main("kubelet", Ok::<_, anyhow::Error>(flags), run).await;
 }
 
 async fn run(flags: Flags, shutdown: common::component::Signal) -> anyhow::Result<()> {

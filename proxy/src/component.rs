@@ -1,6 +1,7 @@
 //! The kube-proxy process: [`Config`] (what its flags say) and [`run`], which main.rs and
 //! the tests start it with.
 
+use crate::error::Error;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,13 +42,13 @@ pub struct Config {
 }
 
 /// An address flag: empty turns the server off.
-pub fn bind_address(flag: &str) -> anyhow::Result<Option<SocketAddr>> {
+pub fn bind_address(flag: &str) -> crate::Result<Option<SocketAddr>> {
     if flag.is_empty() {
         return Ok(None);
     }
     let addr = flag
         .parse()
-        .map_err(|e| anyhow::anyhow!("bad address {flag:?}: {e}"))?;
+        .map_err(|e| Error::Invalid(format!("bad address {flag:?}: {e}")))?;
     Ok(Some(addr))
 }
 
@@ -57,12 +58,12 @@ pub fn bind_address(flag: &str) -> anyhow::Result<Option<SocketAddr>> {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     if config.proxy_mode != "nftables" {
-        anyhow::bail!(
+        return Err(Error::Invalid(format!(
             "proxy mode {:?} is not supported: use --proxy-mode nftables",
             config.proxy_mode
-        );
+        )));
     }
     let host = config.host.clone();
     if config.cleanup {

@@ -4,7 +4,7 @@
 
 use std::process::Stdio;
 
-use anyhow::Context;
+use crate::error::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -40,25 +40,25 @@ impl Host {
     }
 
     /// Runs a program to completion; its stdout, or an error with its stderr.
-    pub async fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    pub async fn run(&self, program: &str, args: &[&str]) -> crate::Result<String> {
         let out = self
             .command(program)
             .args(args)
             .output()
             .await
-            .with_context(|| format!("running {program}"))?;
+            .map_err(Error::io(format!("running {program}")))?;
         if !out.status.success() {
-            anyhow::bail!(
+            return Err(Error::Host(format!(
                 "{program} {}: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
-            );
+            )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Applies an `nft -f` script as one transaction: all of it or nothing.
-    pub async fn nft(&self, script: &str) -> anyhow::Result<()> {
+    pub async fn nft(&self, script: &str) -> crate::Result<()> {
         let mut child = self
             .command("nft")
             .args(["-f", "-"])
@@ -66,22 +66,31 @@ impl Host {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("running nft (is nftables installed?)")?;
-        let mut stdin = child.stdin.take().context("nft stdin")?;
-        stdin.write_all(script.as_bytes()).await?;
+            .map_err(Error::io("running nft (is nftables installed?)"))?;
+        let mut stdin = child.stdin.take().expect("nft's stdin is piped");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(Error::io("writing to nft"))?;
         drop(stdin);
-        let out = child.wait_with_output().await?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(Error::io("waiting for nft"))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             // nft's errors name a line of the script; a few lines are enough to see why.
             let first: Vec<&str> = err.lines().take(6).collect();
-            anyhow::bail!("nft transaction failed: {}", first.join("\n"));
+            return Err(Error::Host(format!(
+                "nft transaction failed: {}",
+                first.join("\n")
+            )));
         }
         Ok(())
     }
 
     /// Sets a sysctl (a key like net.ipv4.ip_forward).
-    pub async fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+    pub async fn sysctl(&self, key: &str, value: &str) -> crate::Result<()> {
         self.run("sysctl", &["-qw", &format!("{key}={value}")])
             .await
             .map(drop)

@@ -3,6 +3,7 @@
 //! `proxier` keeps the table in step, `podnet` gives pods their addresses and routes.
 
 pub mod component;
+pub mod error;
 pub mod host;
 pub mod metrics;
 pub mod nftables;
@@ -12,3 +13,4 @@ pub mod services;
 pub mod testing;
 
 pub use component::{Config, bind_address, run};
+pub use error::{Error, Result};

@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::error::Error;
 use crate::host::Host;
 use crate::metrics;
 
@@ -143,7 +144,7 @@ impl PodNetwork {
     }
 
     /// Brings this host in line with the nodes.
-    pub async fn apply(&self, nodes: &[Arc<Node>]) -> anyhow::Result<()> {
+    pub async fn apply(&self, nodes: &[Arc<Node>]) -> crate::Result<()> {
         let mut state = self.state.lock().await;
         if !state.masquerade {
             self.host_setup().await?;
@@ -166,7 +167,7 @@ impl PodNetwork {
 
     /// Forwarding, bridged traffic through netfilter (a pod reaching a ClusterIP served on
     /// its own bridge needs conntrack to see the reply), and the masquerade table.
-    async fn host_setup(&self) -> anyhow::Result<()> {
+    async fn host_setup(&self) -> crate::Result<()> {
         self.host.sysctl("net.ipv4.ip_forward", "1").await?;
         if let Err(e) = self
             .host
@@ -187,14 +188,16 @@ impl PodNetwork {
             .await
     }
 
-    fn write_cni_config(&self, cidr: &str) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.cni_conf_dir)?;
-        let write = |name: &str, v: &Value| -> anyhow::Result<()> {
+    fn write_cni_config(&self, cidr: &str) -> crate::Result<()> {
+        let dir = &self.cni_conf_dir;
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let write = |name: &str, v: &Value| -> crate::Result<()> {
             // Written whole and renamed: the runtime never reads half a file.
-            let tmp = self.cni_conf_dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
-            std::fs::rename(&tmp, self.cni_conf_dir.join(name))?;
-            Ok(())
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let data = serde_json::to_vec_pretty(v).expect("JSON values serialize");
+            std::fs::write(&tmp, data)
+                .and_then(|()| std::fs::rename(&tmp, dir.join(name)))
+                .map_err(Error::io(format!("writing {}", dir.join(name).display())))
         };
         write(CONFLIST, &conflist(cidr, self.ipam_data_dir.as_deref()))?;
         write(
@@ -204,7 +207,7 @@ impl PodNetwork {
     }
 
     /// Adds, changes and removes our routes to match `want`.
-    async fn sync_routes(&self, want: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    async fn sync_routes(&self, want: &BTreeMap<String, String>) -> crate::Result<()> {
         let have = self.routes().await?;
         for (cidr, via) in want {
             if have.get(cidr) != Some(via) {
@@ -230,7 +233,7 @@ impl PodNetwork {
     }
 
     /// Our routes now: podCIDR -> gateway.
-    async fn routes(&self) -> anyhow::Result<BTreeMap<String, String>> {
+    async fn routes(&self) -> crate::Result<BTreeMap<String, String>> {
         let out = self
             .host
             .run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO])
@@ -247,7 +250,7 @@ impl PodNetwork {
     }
 
     /// Removes our routes, masquerade table and CNI configuration.
-    pub async fn cleanup(host: &Host, cni_conf_dir: &Path) -> anyhow::Result<()> {
+    pub async fn cleanup(host: &Host, cni_conf_dir: &Path) -> crate::Result<()> {
         host.run("ip", &["route", "flush", "proto", ROUTE_PROTO])
             .await?;
         host.nft(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\n"))

@@ -84,7 +84,7 @@ impl Proxier {
 
     /// Applies what changed since the last sync (everything, when the table must be
     /// rewritten).
-    pub async fn sync(&self) -> anyhow::Result<SyncReport> {
+    pub async fn sync(&self) -> crate::Result<SyncReport> {
         let began = Instant::now();
         let mut state = self.state.lock().await;
         let full = state
@@ -212,7 +212,7 @@ impl Proxier {
     }
 
     /// Removes everything the proxy created (`kube-proxy --cleanup`).
-    pub async fn cleanup(host: &Host) -> anyhow::Result<()> {
+    pub async fn cleanup(host: &Host) -> crate::Result<()> {
         host.nft(&format!(
             "add table ip {t}\ndelete table ip {t}\n",
             t = nftables::TABLE

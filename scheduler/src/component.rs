@@ -36,7 +36,7 @@ pub struct Config {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let Config {
         kubeconfig,
         configuration: mut sched_config,
@@ -115,7 +115,8 @@ pub async fn run(
     let worker = sched.clone();
     let thread = std::thread::Builder::new()
         .name("scheduling-cycle".into())
-        .spawn(move || worker.run())?;
+        .spawn(move || worker.run())
+        .map_err(crate::Error::Thread)?;
 
     let stopped = component.run_until(std::future::pending::<()>()).await;
     sched.queue.close();

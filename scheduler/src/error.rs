@@ -1,5 +1,5 @@
 //! The scheduler library's one error type: what can go wrong building a scheduler from its
-//! configuration. None of it is helped by retrying; the messages are upstream's.
+//! configuration (never helped by retrying; upstream's messages) and running it.
 
 use std::path::PathBuf;
 
@@ -17,12 +17,22 @@ pub enum Error {
     /// The filter and score thread pool could not be started.
     #[error("starting the scheduling threads: {0}")]
     Threads(#[from] rayon::ThreadPoolBuildError),
+    /// The scheduling-cycle thread could not be started.
+    #[error("starting the scheduling cycle: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The API client, the secure health server, leader election.
+    #[error(transparent)]
+    Common(#[from] common::Error),
 }
 
 impl Error {
-    /// Whether trying again can help: never, a configuration must be fixed.
+    /// Whether trying again can help: never for a configuration, which must be fixed;
+    /// maybe for the apiserver.
     pub fn retryable(&self) -> bool {
-        false
+        match self {
+            Error::Common(e) => e.retryable(),
+            _ => false,
+        }
     }
 }
 

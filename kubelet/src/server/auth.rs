@@ -180,6 +180,7 @@ impl Reviews for kube::Client {
             delegated_auth::Access::Resource(Box::new(attributes)),
         )
         .await
+        .map_err(anyhow::Error::from)
     }
 }
 
@@ -393,7 +394,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl delegated_auth::TokenReviewer for Fake {
-        async fn review(&self, token: &str) -> anyhow::Result<Result<User, String>> {
+        async fn review(&self, token: &str) -> common::Result<Result<User, String>> {
             self.token_calls.fetch_add(1, Ordering::SeqCst);
             Ok(match token {
                 "good" => Ok(User::authenticated("bob", vec![])),

@@ -128,7 +128,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.addr))?;
     tracing::info!(addr = %config.addr, "serving the kubelet API over HTTPS");
-    common::tls::serve(listener, tls, router(kubelet), stop).await
+    Ok(common::tls::serve(listener, tls, router(kubelet), stop).await?)
 }
 
 /// A plain-text error, as upstream's kubelet writes them.
