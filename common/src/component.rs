@@ -143,13 +143,20 @@ pub type Signal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What every component's main does once its flags are parsed (and logging is set up):
 /// runs `run` with `config` until SIGTERM or Ctrl-C; on an error (a bad `config`
-/// included) logs it, prints it on stderr after the component's `name` and exits 1.
-pub async fn main<C, Fut>(name: &str, config: anyhow::Result<C>, run: impl FnOnce(C, Signal) -> Fut)
-where
-    Fut: Future<Output = anyhow::Result<()>>,
+/// included) logs it, prints it on stderr after the component's `name` and exits 1. `run`
+/// may return its crate's own error type.
+pub async fn main<C, E, Fut>(
+    name: &str,
+    config: anyhow::Result<C>,
+    run: impl FnOnce(C, Signal) -> Fut,
+) where
+    E: Into<anyhow::Error>,
+    Fut: Future<Output = Result<(), E>>,
 {
     let result = match config {
-        Ok(config) => run(config, Box::pin(crate::shutdown::signal())).await,
+        Ok(config) => run(config, Box::pin(crate::shutdown::signal()))
+            .await
+            .map_err(Into::into),
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -181,11 +188,12 @@ pub struct InProcess {
 
 impl InProcess {
     /// Spawns `run` (e.g. `|stop| scheduler::run(config, stop)`) with a shutdown signal of
-    /// its own.
-    pub fn spawn<F, Fut>(run: F) -> InProcess
+    /// its own. `run` may return its crate's own error type.
+    pub fn spawn<F, E, Fut>(run: F) -> InProcess
     where
         F: FnOnce(Signal) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+        E: Into<anyhow::Error>,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let signal: Signal = Box::pin(async move {
@@ -193,7 +201,10 @@ impl InProcess {
         });
         InProcess {
             stop: Some(stop),
-            task: tokio::spawn(run(signal)),
+            task: {
+                let run = run(signal);
+                tokio::spawn(async move { run.await.map_err(Into::into) })
+            },
         }
     }
 
