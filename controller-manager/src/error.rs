@@ -104,3 +104,36 @@ macro_rules! unfinished {
     };
 }
 pub(crate) use unfinished;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str) -> Error {
+        Error::Api(kube::Error::Api(
+            kube::core::Status::failure("", reason)
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
+    #[test]
+    fn a_conflict_is_retried_an_invalid_object_is_not() {
+        assert!(api(409, "Conflict").retryable());
+        assert!(api(503, "ServiceUnavailable").retryable());
+        assert!(!api(422, "Invalid").retryable());
+        assert!(!Error::Invalid("no labels".into()).retryable());
+        assert!(Error::Unfinished("content remaining".into()).retryable());
+    }
+
+    #[test]
+    fn context_keeps_the_cause_and_says_what_was_done() {
+        let e = api(409, "Conflict").context("creating pods for ns/rs (0 of 2 created)");
+        assert!(e.retryable());
+        assert!(crate::runtime::worker::is_conflict(&e));
+        assert!(
+            e.to_string()
+                .starts_with("creating pods for ns/rs (0 of 2 created): ")
+        );
+    }
+}
