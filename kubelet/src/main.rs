@@ -151,7 +151,7 @@ async fn main() {
     common::component::main("kubelet", Ok(flags), run).await;
 }
 
-async fn run(flags: Flags, shutdown: common::component::Signal) -> anyhow::Result<()> {
+async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Result<()> {
     match flags.command {
         Some(Commands::Images {
             command: ImageCommands::Import { image, address },
