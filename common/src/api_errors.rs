@@ -30,6 +30,24 @@ pub fn is_forbidden(e: &kube::Error) -> bool {
     status(e).is_some_and(|s| s.is_forbidden())
 }
 
+/// Whether sending the request again can succeed: a stale read (Conflict), a server that is
+/// busy, timing out or failing (429, 5xx), or a broken connection. A refusal of the request
+/// itself (invalid, forbidden, not found) stays a refusal until something else changes.
+pub fn is_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.is_conflict()
+                || matches!(s.code, 429 | 500 | 502 | 503 | 504)
+                || matches!(
+                    s.reason.as_str(),
+                    "ServerTimeout" | "Timeout" | "TooManyRequests" | "ServiceUnavailable"
+                )
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +70,9 @@ mod tests {
         assert!(is_forbidden(&api(403, "Forbidden")));
         assert!(!is_not_found(&api(500, "InternalError")));
         assert!(!is_not_found(&kube::Error::LinesCodecMaxLineLengthExceeded));
+        assert!(is_retryable(&api(409, "Conflict")));
+        assert!(is_retryable(&api(503, "ServiceUnavailable")));
+        assert!(!is_retryable(&api(422, "Invalid")));
+        assert!(!is_retryable(&api(409, "AlreadyExists")));
     }
 }

@@ -10,6 +10,7 @@ use common::delegated_auth::ServingFlags;
 use common::flags::LeaderElectionFlags;
 
 use crate::controllers;
+use crate::error::Error;
 use crate::runtime::{Options, metrics};
 
 /// What kube-controller-manager's flags ask for.
@@ -34,11 +35,13 @@ pub struct Config {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     // Check the flags before connecting anywhere.
     let enabled = controllers::enabled(&config.controllers)?;
     let mut component = Component::new("kube-controller-manager", shutdown);
-    let client = common::client::client(config.kubeconfig.as_deref()).await?;
+    let client = common::client::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(Error::component)?;
     tracing::info!(controllers = ?enabled.iter().map(|d| d.name).collect::<Vec<_>>(), "kube-controller-manager starting");
 
     if config.secure_port != 0 {
@@ -50,11 +53,16 @@ pub async fn run(
         // Bind before electing, so that probes see a live process while it waits.
         component
             .serve_secure(addr, &config.serving, config.kubeconfig.as_deref(), health)
-            .await?;
+            .await
+            .map_err(Error::component)?;
     }
     if config.leader_election.leader_elect {
         let election = config.leader_election.election("kube-controller-manager");
-        if !component.elect(election, client.clone()).await? {
+        if !component
+            .elect(election, client.clone())
+            .await
+            .map_err(Error::component)?
+        {
             return Ok(());
         }
         metrics::LEADER.set(&["kube-controller-manager"], 1.0);
@@ -68,10 +76,10 @@ pub async fn run(
             let running = running?;
             let stopped = component.run_until(std::future::pending::<()>()).await;
             drop(running);
-            stopped.map(|_| ())
+            stopped.map(|_| ()).map_err(Error::component)
         }
         Ok(None) => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(Error::component(e)),
     };
     if config.leader_election.leader_elect {
         metrics::LEADER.set(&["kube-controller-manager"], 0.0);

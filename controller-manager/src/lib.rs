@@ -4,9 +4,11 @@
 
 pub mod component;
 pub mod controllers;
+pub mod error;
 pub mod runtime;
 
 pub use component::{Config, run};
+pub use error::{Error, Result};
 
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ pub async fn start(
     client: kube::Client,
     options: Options,
     controllers: &[&controllers::Descriptor],
-) -> anyhow::Result<Running> {
+) -> crate::Result<Running> {
     let informers = Arc::new(SharedInformers::new(Some(client.clone())));
     let ctx = Context {
         client,

@@ -135,7 +135,7 @@ async fn main() {
     };
     common::component::main(
         "kube-controller-manager",
-        Ok::<_, anyhow::Error>(config),
+        Ok::<_, controller_manager::Error>(config),
         controller_manager::run,
     )
     .await;

@@ -268,7 +268,9 @@ async fn main() {
         }
         Commands::Images {
             command: ImageCommands::Import { image, data_dir },
-        } => image.run(&kubeadm::config::Layout::new(&data_dir).containerd_socket()),
+        } => image
+            .run(&kubeadm::config::Layout::new(&data_dir).containerd_socket())
+            .map_err(anyhow::Error::from),
         Commands::Supervise { data_dir } => kubeadm::supervisor::run(&absolute(data_dir)).await,
     };
     if let Err(e) = result {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use common::component::Component;
 
 use crate::cri::Cri;
+use crate::error::{Error, io};
 use crate::node::{Heartbeat, Machine, NodeConfig};
 use crate::pods::worker::PodRuntime;
 use crate::server::auth::AuthConfig;
@@ -87,12 +88,12 @@ impl Default for Config {
 }
 
 /// `key=value` pairs (--node-labels).
-pub fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn parse_labels(pairs: &[String]) -> crate::Result<BTreeMap<String, String>> {
     let mut labels = BTreeMap::new();
     for l in pairs {
         let (k, v) = l
             .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
+            .ok_or_else(|| Error::Invalid(format!("--node-labels: {l:?} is not key=value")))?;
         labels.insert(k.to_owned(), v.to_owned());
     }
     Ok(labels)
@@ -103,7 +104,7 @@ pub fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let name = common::component::node_name(config.hostname_override.as_deref());
     let cert_dir = config
         .cert_dir
@@ -111,10 +112,9 @@ pub async fn run(
         .unwrap_or_else(|| crate::bootstrap::cert_dir(&config.root_dir));
     let mut component = Component::new("kubelet", shutdown);
     if let Some(bootstrap) = &config.bootstrap_kubeconfig {
-        let kubeconfig = config
-            .kubeconfig
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--bootstrap-kubeconfig needs --kubeconfig to write"))?;
+        let kubeconfig = config.kubeconfig.as_deref().ok_or_else(|| {
+            Error::Invalid("--bootstrap-kubeconfig needs --kubeconfig to write".into())
+        })?;
         crate::bootstrap::ensure_kubeconfig(
             kubeconfig,
             bootstrap,
@@ -124,7 +124,9 @@ pub async fn run(
         )
         .await?;
     }
-    let client = common::client::client(config.kubeconfig.as_deref()).await?;
+    let client = common::client::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(Error::component)?;
     let runtime = match config.runtime {
         Runtime::Hollow => {
             let hollow =
@@ -134,13 +136,14 @@ pub async fn run(
         Runtime::Remote => Cri::connect(&config.container_runtime_endpoint).await?,
     };
     let version = runtime.version().await.map_err(|e| {
-        anyhow::anyhow!(
-            "container runtime at {} is not answering: {e:#}",
+        Error::from(e).context(format!(
+            "container runtime at {} is not answering",
             config.container_runtime_endpoint
-        )
+        ))
     })?;
     tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, node = %name, "kubelet starting");
-    std::fs::create_dir_all(&config.root_dir)?;
+    std::fs::create_dir_all(&config.root_dir)
+        .map_err(io(format!("creating {}", config.root_dir.display())))?;
 
     // Runtime health for the Ready condition, refreshed in the background.
     let healthy = Arc::new(parking_lot::Mutex::new(Ok(())));
@@ -214,15 +217,18 @@ pub async fn run(
         .map(crate::pods::StaticPods::new);
     let work = async {
         tokio::select! {
-            _ = probe => Ok::<(), anyhow::Error>(()),
+            _ = probe => Ok::<(), Error>(()),
             _ = node => Ok(()),
             _ = crate::pods::run_with_static_pods(pods, name, static_pods) => Ok(()),
-            served = api => served.map_err(anyhow::Error::from).and_then(|r| r),
+            // The API server's task ended: with its error, or it panicked.
+            served = api => served
+                .map_err(|panicked| Error::component(common::Error::Component(Box::new(panicked))))
+                .and_then(|r| r),
         }
     };
     let result = component.run_until(work).await;
     let _ = stop_api.send(true);
-    result?.transpose()?;
+    result.map_err(Error::component)?.transpose()?;
     Ok(())
 }
 
@@ -233,10 +239,12 @@ pub async fn run_hollow(
     config: crate::hollow::HollowConfig,
     report_every: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     use crate::hollow::Usage;
     let mut component = Component::new("kubelet", shutdown);
-    let client = common::client::client(kubeconfig).await?;
+    let client = common::client::client(kubeconfig)
+        .await
+        .map_err(Error::component)?;
     let before = Usage::now();
     let nodes = config.nodes;
     eprintln!(
@@ -271,6 +279,6 @@ pub async fn run_hollow(
             _ = report => {}
         }
     };
-    component.run_until(work).await?;
+    component.run_until(work).await.map_err(Error::component)?;
     Ok(())
 }

@@ -12,6 +12,12 @@ use flate2::write::GzEncoder;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, io};
+
+/// What an I/O error while building an image was doing.
+const LAYER: &str = "building the image layer";
+const ARCHIVE: &str = "building the image archive";
+
 /// Where Debian's busybox-static installs the binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -44,12 +50,16 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// A gzip tar layer of busybox: /bin/busybox, a link per applet, and the usual directories.
-pub fn busybox_layer() -> anyhow::Result<Vec<u8>> {
-    let applets = Command::new(BUSYBOX).arg("--list").output().map_err(|e| {
-        anyhow::anyhow!("running {BUSYBOX} --list (apt-get install busybox-static): {e}")
-    })?;
-    let applets = String::from_utf8(applets.stdout)?;
-    let binary = std::fs::read(BUSYBOX)?;
+pub fn busybox_layer() -> crate::Result<Vec<u8>> {
+    let applets = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .map_err(io(format!(
+            "running {BUSYBOX} --list (apt-get install busybox-static)"
+        )))?;
+    let applets = String::from_utf8(applets.stdout)
+        .map_err(|e| Error::Invalid(format!("{BUSYBOX} --list: {e}")))?;
+    let binary = std::fs::read(BUSYBOX).map_err(io(format!("reading {BUSYBOX}")))?;
     let mut builder = tar::Builder::new(Vec::new());
     for dir in [
         "bin", "dev", "etc", "proc", "root", "sys", "tmp", "var", "usr", "usr/bin", "sbin",
@@ -58,12 +68,16 @@ pub fn busybox_layer() -> anyhow::Result<Vec<u8>> {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
         h.set_size(0);
-        builder.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+        builder
+            .append_data(&mut h, format!("{dir}/"), std::io::empty())
+            .map_err(io(LAYER))?;
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o755);
     h.set_size(binary.len() as u64);
-    builder.append_data(&mut h, "bin/busybox", binary.as_slice())?;
+    builder
+        .append_data(&mut h, "bin/busybox", binary.as_slice())
+        .map_err(io(LAYER))?;
     for applet in applets
         .lines()
         .map(str::trim)
@@ -73,7 +87,9 @@ pub fn busybox_layer() -> anyhow::Result<Vec<u8>> {
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_mode(0o777);
         h.set_size(0);
-        builder.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
+        builder
+            .append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .map_err(io(LAYER))?;
     }
     for (path, body) in [
         (
@@ -85,39 +101,49 @@ pub fn busybox_layer() -> anyhow::Result<Vec<u8>> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(body.len() as u64);
-        builder.append_data(&mut h, path, body.as_bytes())?;
+        builder
+            .append_data(&mut h, path, body.as_bytes())
+            .map_err(io(LAYER))?;
     }
-    gzip(&builder.into_inner()?)
+    builder
+        .into_inner()
+        .and_then(|tar| gzip(&tar))
+        .map_err(io(LAYER))
 }
 
 /// A gzip tar layer of a directory tree.
-pub fn directory_layer(root: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn directory_layer(root: &Path) -> crate::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
-    builder.append_dir_all(".", root)?;
-    gzip(&builder.into_inner()?)
+    builder
+        .append_dir_all(".", root)
+        .map_err(io(format!("reading {}", root.display())))?;
+    builder
+        .into_inner()
+        .and_then(|tar| gzip(&tar))
+        .map_err(io(LAYER))
 }
 
-fn gzip(tar: &[u8]) -> anyhow::Result<Vec<u8>> {
+fn gzip(tar: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(tar)?;
-    Ok(gz.finish()?)
+    gz.finish()
 }
 
-fn uncompressed_digest(gz: &[u8]) -> anyhow::Result<String> {
+fn uncompressed_digest(gz: &[u8]) -> std::io::Result<String> {
     let mut raw = Vec::new();
     std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut raw)?;
     Ok(format!("sha256:{}", sha256_hex(&raw)))
 }
 
 /// An OCI image archive (what `ctr images import` reads) with one layer.
-pub fn oci_archive(spec: &ImageSpec, layer_gz: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn oci_archive(spec: &ImageSpec, layer_gz: &[u8]) -> crate::Result<Vec<u8>> {
     let layer_digest = sha256_hex(layer_gz);
     let mut config = json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {"Env": spec.env, "Cmd": spec.cmd, "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [uncompressed_digest(layer_gz)?]},
+        "rootfs": {"type": "layers", "diff_ids": [uncompressed_digest(layer_gz).map_err(io(LAYER))?]},
     });
     if !spec.entrypoint.is_empty() {
         config["config"]["Entrypoint"] = json!(spec.entrypoint);
@@ -149,37 +175,37 @@ pub fn oci_archive(spec: &ImageSpec, layer_gz: &[u8]) -> anyhow::Result<Vec<u8>>
         h.set_size(data.len() as u64);
         builder.append_data(&mut h, path, data)
     };
-    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    add("index.json".into(), &index)?;
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(ARCHIVE))?;
+    add("index.json".into(), &index).map_err(io(ARCHIVE))?;
     for blob in [&config, &manifest, &layer_gz.to_vec()] {
-        add(format!("blobs/sha256/{}", sha256_hex(blob)), blob)?;
+        add(format!("blobs/sha256/{}", sha256_hex(blob)), blob).map_err(io(ARCHIVE))?;
     }
-    Ok(builder.into_inner()?)
+    builder.into_inner().map_err(io(ARCHIVE))
 }
 
 /// Imports an archive into containerd (namespace k8s.io, where CRI looks) with `ctr`.
-pub fn import(containerd_socket: &Path, archive: &[u8]) -> anyhow::Result<()> {
-    let mut file = tempfile::NamedTempFile::new()?;
-    file.write_all(archive)?;
-    file.flush()?;
+pub fn import(containerd_socket: &Path, archive: &[u8]) -> crate::Result<()> {
+    let file = tempfile::NamedTempFile::new()
+        .and_then(|mut f| f.write_all(archive).and(f.flush()).map(|()| f))
+        .map_err(io("writing the image archive to a temporary file"))?;
     let out = Command::new("ctr")
         .arg("--address")
         .arg(containerd_socket)
         .args(["-n", "k8s.io", "images", "import", "--all-platforms"])
         .arg(file.path())
         .output()
-        .map_err(|e| anyhow::anyhow!("running ctr (apt-get install containerd): {e}"))?;
+        .map_err(io("running ctr (apt-get install containerd)"))?;
     if !out.status.success() {
-        anyhow::bail!(
-            "ctr images import failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(io("ctr images import failed")(std::io::Error::other(
+            stderr,
+        )));
     }
     Ok(())
 }
 
 /// Builds `spec` from busybox-static and imports it.
-pub fn import_busybox(containerd_socket: &Path, spec: &ImageSpec) -> anyhow::Result<()> {
+pub fn import_busybox(containerd_socket: &Path, spec: &ImageSpec) -> crate::Result<()> {
     import(containerd_socket, &oci_archive(spec, &busybox_layer()?)?)
 }
 
@@ -202,7 +228,7 @@ pub struct ImportArgs {
 
 impl ImportArgs {
     /// Builds the image and imports it into the containerd at `socket`.
-    pub fn run(self, socket: &Path) -> anyhow::Result<()> {
+    pub fn run(self, socket: &Path) -> crate::Result<()> {
         build_and_import(
             socket,
             &self.name,
@@ -221,7 +247,7 @@ pub fn build_and_import(
     rootfs: Option<&Path>,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let mut spec = ImageSpec::new(name);
     spec.entrypoint = entrypoint;
     if !cmd.is_empty() {

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod component;
 pub mod containerd;
 pub mod cri;
+pub mod error;
 pub mod hollow;
 pub mod images;
 pub mod node;
@@ -18,3 +19,4 @@ pub mod server;
 pub mod testing;
 
 pub use component::{Config, Runtime, parse_labels, run, run_hollow};
+pub use error::{Error, Result};

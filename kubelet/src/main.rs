@@ -148,10 +148,10 @@ enum ImageCommands {
 async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
-    common::component::main("kubelet", Ok::<_, anyhow::Error>(flags), run).await;
+    common::component::main("kubelet", Ok::<_, kubelet::Error>(flags), run).await;
 }
 
-async fn run(flags: Flags, shutdown: common::component::Signal) -> anyhow::Result<()> {
+async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Result<()> {
     match flags.command {
         Some(Commands::Images {
             command: ImageCommands::Import { image, address },

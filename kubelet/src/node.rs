@@ -215,7 +215,7 @@ pub fn node_object(cfg: &NodeConfig, m: &Machine, runtime_ready: Result<(), Stri
 
 /// Registers the node, or takes over an existing Node of this name (a restart): its labels
 /// are merged and its status replaced. Answers the stored Node.
-pub async fn register(client: &kube::Client, node: &Node) -> anyhow::Result<Node> {
+pub async fn register(client: &kube::Client, node: &Node) -> crate::Result<Node> {
     let api: Api<Node> = Api::all(client.clone());
     let name = node.name_any();
     let stored = match api.create(&PostParams::default(), node).await {
@@ -232,9 +232,8 @@ pub async fn register(client: &kube::Client, node: &Node) -> anyhow::Result<Node
             n
         }
         Err(e) => {
-            return Err(anyhow::anyhow!(
-                "unable to register node {name:?} with API server: {e}"
-            ));
+            return Err(crate::Error::from(e)
+                .context(format!("unable to register node {name:?} with API server")));
         }
     };
     // Status is a subresource: the create above did not store it.
@@ -250,7 +249,7 @@ pub async fn renew_lease(
     client: &kube::Client,
     node: &Node,
     duration_seconds: i32,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let name = node.name_any();
     let renew = MicroTime(k8s_openapi::jiff::Timestamp::now());
@@ -346,7 +345,7 @@ pub async fn run(
                 status.conditions = Some(conditions(health, previous.as_deref()));
                 api.replace_status(&cfg.name, &PostParams::default(), &current)
                     .await?;
-                anyhow::Ok(())
+                Ok::<_, crate::Error>(())
             }
             .await;
             match result {

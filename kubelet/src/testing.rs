@@ -149,7 +149,7 @@ impl Containerd {
     }
 
     /// Imports busybox and the pause image built from it.
-    pub fn import_test_images(&self) -> anyhow::Result<()> {
+    pub fn import_test_images(&self) -> crate::Result<()> {
         use crate::images::{ImageSpec, busybox_layer, import, oci_archive, pause};
         let layer = busybox_layer()?;
         import(

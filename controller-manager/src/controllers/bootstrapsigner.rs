@@ -27,7 +27,7 @@ pub struct BootstrapSigner {
     secrets: Arc<Informer<Secret>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(BootstrapSigner {
         client: ctx.client.clone(),
         configmaps: ctx.informers.get::<ConfigMap>(),
@@ -112,7 +112,7 @@ pub fn signed_data(
 
 #[async_trait]
 impl Reconcile for BootstrapSigner {
-    async fn sync(&self, _key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, _key: &str) -> crate::Result<Requeue> {
         let Some(cm) = self
             .configmaps
             .get_in(token::CLUSTER_INFO_NAMESPACE, token::CLUSTER_INFO_NAME)

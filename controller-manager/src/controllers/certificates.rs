@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -54,11 +53,21 @@ fn queue_all(
     queue
 }
 
+/// The CSR's request as PEM text.
+fn request_pem(csr: &CertificateSigningRequest) -> crate::Result<String> {
+    String::from_utf8(csr.spec.request.0.clone()).map_err(|e| invalid("the request is not PEM", e))
+}
+
+/// A request or CA that cannot be used, with what was being done ("parsing the CSR").
+fn invalid(what: &str, e: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Invalid(format!("{what}: {e}"))
+}
+
 /// What a CSR's PEM request asks for: (CommonName, Organizations).
-fn requested_subject(csr: &CertificateSigningRequest) -> anyhow::Result<(String, Vec<String>)> {
-    let pem = String::from_utf8(csr.spec.request.0.clone()).context("the request is not PEM")?;
+fn requested_subject(csr: &CertificateSigningRequest) -> crate::Result<(String, Vec<String>)> {
+    let pem = request_pem(csr)?;
     let params = rcgen::CertificateSigningRequestParams::from_pem(&pem)
-        .map_err(|e| anyhow::anyhow!("parsing the CSR: {e}"))?;
+        .map_err(|e| invalid("parsing the CSR", e))?;
     let mut cn = String::new();
     let mut orgs = Vec::new();
     for (kind, value) in params.params.distinguished_name.iter() {
@@ -87,7 +96,7 @@ pub struct Approver {
 }
 
 /// Starts csrapproving.
-pub fn start_approving(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start_approving(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let csrs = ctx.informers.get::<CertificateSigningRequest>();
     let queue = queue_all("csrapproving", &csrs);
     let c = Arc::new(Approver {
@@ -114,7 +123,7 @@ pub fn is_node_client(csr: &CertificateSigningRequest, cn: &str, orgs: &[String]
 
 #[async_trait]
 impl Reconcile for Approver {
-    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
         let Some(csr) = self.csrs.get(name) else {
             return Ok(None);
         };
@@ -177,7 +186,7 @@ pub struct Signer {
 
 /// Starts csrsigning; without a signing CA it only logs that it is idle, as upstream's
 /// controller does without --cluster-signing-* files.
-pub fn start_signing(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start_signing(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let (Some(cert), Some(key)) = (
         ctx.options.cluster_signing_cert_file.as_ref(),
         ctx.options.cluster_signing_key_file.as_ref(),
@@ -187,10 +196,15 @@ pub fn start_signing(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
         );
         return Ok(Box::pin(futures::future::pending()));
     };
-    let ca_pem = std::fs::read_to_string(cert)
-        .with_context(|| format!("reading --cluster-signing-cert-file {}", cert.display()))?;
-    let ca_key_pem = std::fs::read_to_string(key)
-        .with_context(|| format!("reading --cluster-signing-key-file {}", key.display()))?;
+    let read = |flag, path: &std::path::PathBuf| {
+        std::fs::read_to_string(path).map_err(|error| crate::Error::Read {
+            flag,
+            path: path.clone(),
+            error,
+        })
+    };
+    let ca_pem = read("--cluster-signing-cert-file", cert)?;
+    let ca_key_pem = read("--cluster-signing-key-file", key)?;
     let csrs = ctx.informers.get::<CertificateSigningRequest>();
     let queue = queue_all("csrsigning", &csrs);
     let c = Arc::new(Signer {
@@ -205,14 +219,14 @@ pub fn start_signing(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 impl Signer {
     /// Signs the CSR's request with the CA for its usages and duration.
-    fn sign(&self, csr: &CertificateSigningRequest) -> anyhow::Result<String> {
-        let pem =
-            String::from_utf8(csr.spec.request.0.clone()).context("the request is not PEM")?;
+    fn sign(&self, csr: &CertificateSigningRequest) -> crate::Result<String> {
+        let pem = request_pem(csr)?;
         let mut request = rcgen::CertificateSigningRequestParams::from_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("parsing the CSR: {e}"))?;
-        let key = rcgen::KeyPair::from_pem(&self.ca_key_pem).context("parsing the CA key")?;
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&self.ca_pem, key).context("parsing the CA")?;
+            .map_err(|e| invalid("parsing the CSR", e))?;
+        let key = rcgen::KeyPair::from_pem(&self.ca_key_pem)
+            .map_err(|e| invalid("parsing the CA key", e))?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&self.ca_pem, key)
+            .map_err(|e| invalid("parsing the CA", e))?;
         let wanted = csr
             .spec
             .expiration_seconds
@@ -243,14 +257,14 @@ impl Signer {
         params.use_authority_key_identifier_extension = true;
         let cert = request
             .signed_by(&issuer)
-            .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+            .map_err(|e| invalid("signing", e))?;
         Ok(cert.pem())
     }
 }
 
 #[async_trait]
 impl Reconcile for Signer {
-    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
         let Some(csr) = self.csrs.get(name) else {
             return Ok(None);
         };

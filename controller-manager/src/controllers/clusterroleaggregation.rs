@@ -19,7 +19,7 @@ pub struct ClusterRoleAggregationController {
 
 /// Starts the controller: any ClusterRole change re-checks every aggregating role, since a
 /// label change may add or remove a role from any of them.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(ClusterRoleAggregationController {
         client: ctx.client.clone(),
         roles: ctx.informers.get::<ClusterRole>(),
@@ -84,7 +84,7 @@ pub fn aggregate(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Vec<PolicyRule
 
 #[async_trait]
 impl Reconcile for ClusterRoleAggregationController {
-    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
         let Some(role) = self.roles.get(name) else {
             return Ok(None);
         };

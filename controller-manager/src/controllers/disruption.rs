@@ -33,7 +33,7 @@ pub struct DisruptionController {
     recorder: Arc<Recorder>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(DisruptionController {
         client: ctx.client.clone(),
         pdbs: ctx.informers.get::<PodDisruptionBudget>(),
@@ -169,7 +169,7 @@ fn condition(
 
 #[async_trait]
 impl Reconcile for DisruptionController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(pdb) = self.pdbs.get(key) else {
             return Ok(None);
         };

@@ -56,7 +56,7 @@ pub async fn ensure_current<K: Resource<DynamicType = ()>>(
     owner: &K,
     template: &PodTemplateSpec,
     labels: std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<(String, i64)> {
+) -> crate::Result<(String, i64)> {
     let ns = owner.meta().namespace.clone().unwrap_or_default();
     let uid = owner.meta().uid.clone().unwrap_or_default();
     let existing = owned(revisions, &ns, &uid);

@@ -31,7 +31,7 @@ use crate::runtime::Context;
 
 /// Registers a controller's handlers on the shared informers and answers the future that
 /// runs its workers.
-pub type Starter = fn(&Context) -> anyhow::Result<BoxFuture<'static, ()>>;
+pub type Starter = fn(&Context) -> crate::Result<BoxFuture<'static, ()>>;
 
 /// One controller kube-controller-manager can run.
 #[derive(Debug)]
@@ -176,11 +176,11 @@ pub const ALL: &[Descriptor] = &[
 /// The controllers `--controllers` enables, with upstream's rules: `name` turns one on,
 /// `-name` turns it off, `*` turns on those that are on by default (not bootstrapsigner or
 /// tokencleaner, which only run when named); an explicit mention wins over `*`.
-pub fn enabled(flags: &[String]) -> anyhow::Result<Vec<&'static Descriptor>> {
+pub fn enabled(flags: &[String]) -> crate::Result<Vec<&'static Descriptor>> {
     for f in flags {
         let name = f.strip_prefix('-').unwrap_or(f);
         if name != "*" && !ALL.iter().any(|d| d.name == name) {
-            anyhow::bail!(
+            crate::error::invalid!(
                 "{name:?} is not in the list of known controllers: {}",
                 ALL.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
             );

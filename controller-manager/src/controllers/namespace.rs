@@ -26,7 +26,7 @@ pub struct NamespaceController {
 }
 
 /// Starts the namespace controller; the returned future runs its workers.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(NamespaceController {
         client: ctx.client.clone(),
         namespaces: ctx.informers.get::<Namespace>(),
@@ -154,7 +154,7 @@ pub fn conditions(r: &Remaining) -> Vec<NamespaceCondition> {
 
 impl NamespaceController {
     /// Deletes every namespaced object in `ns` and answers what is still there.
-    async fn delete_content(&self, ns: &str) -> anyhow::Result<Remaining> {
+    async fn delete_content(&self, ns: &str) -> crate::Result<Remaining> {
         let resources = Resources::discover(&self.client).await?;
         let mut r = Remaining::default();
         for served in resources
@@ -198,7 +198,7 @@ impl NamespaceController {
         Ok(r)
     }
 
-    async fn write_conditions(&self, ns: &Namespace, r: &Remaining) -> anyhow::Result<()> {
+    async fn write_conditions(&self, ns: &Namespace, r: &Remaining) -> crate::Result<()> {
         let mut updated = ns.clone();
         let status = updated.status.get_or_insert_with(Default::default);
         let mut new = conditions(r);
@@ -236,7 +236,7 @@ impl NamespaceController {
     }
 
     /// Removes our finalizer through the namespace's finalize subresource.
-    async fn finalize(&self, ns: &Namespace) -> anyhow::Result<()> {
+    async fn finalize(&self, ns: &Namespace) -> crate::Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let latest = match api.get_opt(&ns.name_any()).await? {
             Some(n) => n,
@@ -262,7 +262,7 @@ impl NamespaceController {
 
 #[async_trait]
 impl Reconcile for NamespaceController {
-    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
         let Some(ns) = self.namespaces.get(name) else {
             return Ok(None);
         };
@@ -280,7 +280,7 @@ impl Reconcile for NamespaceController {
         let remaining = self.delete_content(name).await?;
         self.write_conditions(&ns, &remaining).await?;
         if !remaining.failures.is_empty() {
-            anyhow::bail!(
+            crate::error::unfinished!(
                 "deleting the content of namespace {name}: {}",
                 remaining.failures.join("; ")
             );

@@ -29,15 +29,15 @@ pub struct CidrSet {
 
 impl CidrSet {
     /// "10.244.0.0/16" split into /`node_prefix` subnets.
-    pub fn new(cluster_cidr: &str, node_prefix: u8) -> anyhow::Result<CidrSet> {
+    pub fn new(cluster_cidr: &str, node_prefix: u8) -> crate::Result<CidrSet> {
         let (ip, prefix) = parse_cidr(cluster_cidr)?;
         if node_prefix < prefix || node_prefix == 0 || node_prefix > 32 {
-            anyhow::bail!(
+            crate::error::invalid!(
                 "--node-cidr-mask-size {node_prefix} must be between the cluster CIDR's prefix length {prefix} and 32"
             );
         }
         if node_prefix - prefix > 20 {
-            anyhow::bail!(
+            crate::error::invalid!(
                 "--cluster-cidr {cluster_cidr} with --node-cidr-mask-size {node_prefix} makes more than 2^20 subnets"
             );
         }
@@ -101,18 +101,20 @@ fn prefix_mask(prefix: u8) -> u32 {
     }
 }
 
-fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+fn parse_cidr(s: &str) -> crate::Result<(Ipv4Addr, u8)> {
     let (ip, prefix) = s
         .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("invalid CIDR address: {s}"))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid CIDR address: {s} (only IPv4 is supported)"))?;
+        .ok_or_else(|| crate::Error::Invalid(format!("invalid CIDR address: {s}")))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| {
+        crate::Error::Invalid(format!(
+            "invalid CIDR address: {s} (only IPv4 is supported)"
+        ))
+    })?;
     let prefix: u8 = prefix
         .parse()
         .ok()
         .filter(|p| *p <= 32)
-        .ok_or_else(|| anyhow::anyhow!("invalid CIDR address: {s}"))?;
+        .ok_or_else(|| crate::Error::Invalid(format!("invalid CIDR address: {s}")))?;
     Ok((ip, prefix))
 }
 
@@ -135,13 +137,13 @@ pub struct NodeIpamController {
 }
 
 /// Starts node IPAM when --allocate-node-cidrs is set; otherwise does nothing, as upstream.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     if !ctx.options.allocate_node_cidrs {
         tracing::info!("node ipam: --allocate-node-cidrs is false; not allocating pod CIDRs");
         return Ok(Box::pin(async {}));
     }
     let Some(cluster_cidr) = ctx.options.cluster_cidr.clone() else {
-        anyhow::bail!("--cluster-cidr is required when --allocate-node-cidrs=true");
+        crate::error::invalid!("--cluster-cidr is required when --allocate-node-cidrs=true");
     };
     // Check the flags before anything starts.
     CidrSet::new(&cluster_cidr, ctx.options.node_cidr_mask_size)?;
@@ -173,7 +175,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 }
 
 impl NodeIpamController {
-    fn allocate(&self) -> anyhow::Result<Option<String>> {
+    fn allocate(&self) -> crate::Result<Option<String>> {
         let mut guard = self.cidrs.lock();
         if guard.is_none() {
             let mut set = CidrSet::new(&self.cluster_cidr, self.mask)?;
@@ -192,7 +194,7 @@ impl NodeIpamController {
 
 #[async_trait]
 impl Reconcile for NodeIpamController {
-    async fn sync(&self, name: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
         let Some(node) = self.nodes.get(name) else {
             return Ok(None);
         };
@@ -205,7 +207,7 @@ impl Reconcile for NodeIpamController {
                 "CIDRNotAvailable",
                 format!("Node {name} status is now: CIDRNotAvailable"),
             );
-            anyhow::bail!("no pod CIDR left in {} for node {name}", self.cluster_cidr);
+            crate::error::unfinished!("no pod CIDR left in {} for node {name}", self.cluster_cidr);
         };
         let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
         let api: Api<Node> = Api::all(self.client.clone());

@@ -45,7 +45,7 @@ pub struct NodeLifecycleController {
 }
 
 /// Starts the node lifecycle controller: a check of every node each --node-monitor-period.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(NodeLifecycleController {
         client: ctx.client.clone(),
         nodes: ctx.informers.get::<Node>(),
@@ -160,7 +160,7 @@ pub fn desired_taints(node: &Node) -> Option<Vec<Taint>> {
 
 impl NodeLifecycleController {
     /// Checks one node: has its kubelet been heard from within the grace period?
-    async fn monitor(&self, node: &Node) -> anyhow::Result<()> {
+    async fn monitor(&self, node: &Node) -> crate::Result<()> {
         let name = node.name_any();
         let heartbeat = condition(node, "Ready")
             .and_then(|c| c.last_heartbeat_time.as_ref())

@@ -28,7 +28,7 @@ pub struct PodGc {
     missing_since: Mutex<HashMap<String, Instant>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let gc = Arc::new(PodGc {
         client: ctx.client.clone(),
         pods: ctx.informers.get::<Pod>(),

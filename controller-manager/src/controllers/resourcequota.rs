@@ -32,7 +32,7 @@ pub struct ResourceQuotaController {
     claims: Arc<Informer<PersistentVolumeClaim>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(ResourceQuotaController {
         client: ctx.client.clone(),
         quotas: ctx.informers.get::<ResourceQuota>(),
@@ -160,7 +160,7 @@ impl ResourceQuotaController {
         ns: &str,
         name: &str,
         resources: &mut Option<Resources>,
-    ) -> anyhow::Result<Option<i64>> {
+    ) -> crate::Result<Option<i64>> {
         let pods: Vec<Arc<Pod>> = self
             .pods
             .list_namespace(ns)
@@ -259,7 +259,7 @@ impl ResourceQuotaController {
 
 #[async_trait]
 impl Reconcile for ResourceQuotaController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(rq) = self.quotas.get(key) else {
             return Ok(None);
         };

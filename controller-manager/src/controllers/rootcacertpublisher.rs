@@ -6,7 +6,6 @@
 use common::api_errors::{is_already_exists, is_conflict, is_forbidden};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -25,13 +24,16 @@ pub struct RootCaPublisher {
     ca: String,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let Some(path) = ctx.options.root_ca_file.as_ref() else {
         tracing::info!("root-ca-cert-publisher idle: no --root-ca-file");
         return Ok(Box::pin(futures::future::pending()));
     };
-    let ca = std::fs::read_to_string(path)
-        .with_context(|| format!("reading --root-ca-file {}", path.display()))?;
+    let ca = std::fs::read_to_string(path).map_err(|error| crate::Error::Read {
+        flag: "--root-ca-file",
+        path: path.clone(),
+        error,
+    })?;
     let c = Arc::new(RootCaPublisher {
         client: ctx.client.clone(),
         namespaces: ctx.informers.get::<Namespace>(),
@@ -60,7 +62,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 #[async_trait]
 impl Reconcile for RootCaPublisher {
-    async fn sync(&self, namespace: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, namespace: &str) -> crate::Result<Requeue> {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Ok(None);
         };

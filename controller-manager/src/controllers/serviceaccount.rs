@@ -21,7 +21,7 @@ pub struct ServiceAccountsController {
 }
 
 /// Starts the serviceaccount controller (keyed by namespace).
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(ServiceAccountsController {
         client: ctx.client.clone(),
         namespaces: ctx.informers.get::<Namespace>(),
@@ -50,7 +50,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 #[async_trait]
 impl Reconcile for ServiceAccountsController {
-    async fn sync(&self, namespace: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, namespace: &str) -> crate::Result<Requeue> {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Ok(None);
         };

@@ -119,7 +119,7 @@ pub struct StatefulSetController {
     recorder: Arc<Recorder>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(StatefulSetController {
         client: ctx.client.clone(),
         sets: ctx.informers.get::<StatefulSet>(),
@@ -151,7 +151,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 impl StatefulSetController {
     /// Creates the claims for ordinal `i` that do not exist yet.
-    async fn ensure_claims(&self, set: &StatefulSet, i: i32) -> anyhow::Result<()> {
+    async fn ensure_claims(&self, set: &StatefulSet, i: i32) -> crate::Result<()> {
         let ns = set.namespace().unwrap_or_default();
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
         let selector_labels = set
@@ -240,7 +240,7 @@ impl StatefulSetController {
 
 #[async_trait]
 impl Reconcile for StatefulSetController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(set) = self.sets.get(key) else {
             return Ok(None);
         };

@@ -50,7 +50,7 @@ pub struct TaintEvictionController {
     recorder: Arc<Recorder>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(TaintEvictionController {
         client: ctx.client.clone(),
         nodes: ctx.informers.get::<Node>(),
@@ -89,7 +89,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 #[async_trait]
 impl Reconcile for TaintEvictionController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(pod) = self.pods.get(key) else {
             return Ok(None);
         };
@@ -135,7 +135,7 @@ impl Reconcile for TaintEvictionController {
 }
 
 impl TaintEvictionController {
-    async fn evict(&self, pod: &Pod) -> anyhow::Result<()> {
+    async fn evict(&self, pod: &Pod) -> crate::Result<()> {
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         tracing::info!(pod = %format!("{ns}/{name}"), "evicting pod from a NoExecute-tainted node");

@@ -21,7 +21,7 @@ pub struct TokenCleaner {
     secrets: Arc<Informer<Secret>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(TokenCleaner {
         client: ctx.client.clone(),
         secrets: ctx.informers.get::<Secret>(),
@@ -41,7 +41,7 @@ pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
 
 #[async_trait]
 impl Reconcile for TokenCleaner {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(secret) = self.secrets.get(key) else {
             return Ok(None);
         };

@@ -19,7 +19,7 @@ pub struct TtlAfterFinished {
     jobs: Arc<Informer<Job>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(TtlAfterFinished {
         client: ctx.client.clone(),
         jobs: ctx.informers.get::<Job>(),
@@ -56,7 +56,7 @@ pub fn finished_at(job: &Job) -> Option<chrono::DateTime<chrono::Utc>> {
 
 #[async_trait]
 impl Reconcile for TtlAfterFinished {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(job) = self.jobs.get(key) else {
             return Ok(None);
         };

@@ -52,7 +52,7 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub async fn discover(client: &kube::Client) -> anyhow::Result<Resources> {
+    pub async fn discover(client: &kube::Client) -> crate::Result<Resources> {
         let discovery = Discovery::new(client.clone()).run().await?;
         let mut out = Resources::default();
         for group in discovery.groups() {

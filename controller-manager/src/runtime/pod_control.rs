@@ -124,7 +124,7 @@ impl PodControl {
         key: &str,
         owner: &K,
         pods: Vec<Pod>,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         if pods.is_empty() {
             return Ok(());
         }
@@ -168,9 +168,9 @@ impl PodControl {
         api: &Api<Pod>,
         owner: &K,
         pod: &Pod,
-    ) -> anyhow::Result<Created> {
+    ) -> crate::Result<Created> {
         if pod.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
-            anyhow::bail!("unable to create pods, no labels");
+            crate::error::invalid!("unable to create pods, no labels");
         }
         match api.create(&PostParams::default(), pod).await {
             Ok(p) => {
@@ -201,7 +201,7 @@ impl PodControl {
         key: &str,
         owner: &K,
         pods: &[P],
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         if pods.is_empty() {
             return Ok(());
         }
@@ -224,7 +224,7 @@ impl PodControl {
             }
         }
         match first_error {
-            Some(e) => Err(anyhow::Error::new(e).context(format!("deleting pods for {key}"))),
+            Some(e) => Err(crate::Error::from(e).context(format!("deleting pods for {key}"))),
             None => Ok(()),
         }
     }

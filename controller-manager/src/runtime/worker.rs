@@ -15,7 +15,7 @@ use super::queue::WorkQueue;
 pub trait Reconcile: Send + Sync + 'static {
     /// Syncs the object under `key` ("namespace/name"). `Ok(Some(d))` asks to look at it
     /// again after `d` (e.g. when minReadySeconds pass); an error retries with backoff.
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>>;
+    async fn sync(&self, key: &str) -> crate::Result<Option<Duration>>;
 }
 
 /// Runs `workers` workers over `queue` until it is shut down.
@@ -69,7 +69,7 @@ async fn process<R: Reconcile>(queue: &Arc<WorkQueue>, reconciler: &R, key: &str
             if is_conflict(&e) {
                 tracing::debug!(controller = queue.name(), %key, "conflict; retrying");
             } else {
-                tracing::warn!(controller = queue.name(), %key, retries, "sync failed: {e:#}");
+                tracing::warn!(controller = queue.name(), %key, retries, "sync failed: {e}");
             }
             queue.add_rate_limited(key);
         }
@@ -77,9 +77,8 @@ async fn process<R: Reconcile>(queue: &Arc<WorkQueue>, reconciler: &R, key: &str
 }
 
 /// True if a sync failed on the apiserver's Conflict (a stale read; requeue quietly).
-pub fn is_conflict(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<kube::Error>()
-        .is_some_and(common::api_errors::is_conflict)
+pub fn is_conflict(e: &crate::Error) -> bool {
+    e.api().is_some_and(common::api_errors::is_conflict)
 }
 
 /// The apiserver's message for an API error, as upstream puts it into events.

@@ -54,7 +54,7 @@ pub async fn fetch(
     client: &kube::Client,
     namespace: &str,
     c: &Container,
-) -> anyhow::Result<Sources> {
+) -> crate::Result<Sources> {
     let (cms, secrets) = references(c);
     let mut out = Sources::default();
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -87,7 +87,7 @@ pub async fn fetch(
 /// (the default) every Service of the pod's namespace, and always the `kubernetes` Service of
 /// the default namespace unless the pod's namespace has its own. Upstream's kubelet reads them
 /// from a Service informer; this lists them when a container is created.
-pub async fn fetch_services(client: &kube::Client, pod: &Pod) -> anyhow::Result<Vec<Service>> {
+pub async fn fetch_services(client: &kube::Client, pod: &Pod) -> crate::Result<Vec<Service>> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let links = pod
         .spec

@@ -29,16 +29,16 @@ pub fn mirror_hash(pod: &Pod) -> Option<&str> {
 }
 
 /// A static pod from one manifest (YAML or JSON) for `node`.
-pub fn from_manifest(bytes: &[u8], node: &str) -> anyhow::Result<Pod> {
+pub fn from_manifest(bytes: &[u8], node: &str) -> crate::Result<Pod> {
     let value: serde_json::Value = serde_yaml::from_slice(bytes)?;
-    anyhow::ensure!(
-        value["kind"] == "Pod",
-        "the manifest is a {}, not a Pod",
-        value["kind"]
-    );
+    if value["kind"] != "Pod" {
+        crate::error::invalid!("the manifest is a {}, not a Pod", value["kind"]);
+    }
     let mut pod: Pod = serde_json::from_value(value)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    anyhow::ensure!(!name.is_empty(), "the manifest's pod has no name");
+    if name.is_empty() {
+        crate::error::invalid!("the manifest's pod has no name");
+    }
     let mut hasher = Sha256::new();
     hasher.update(bytes);
     hasher.update(node.as_bytes());
@@ -93,7 +93,7 @@ pub fn read(dir: &Path, node: &str) -> Vec<Pod> {
             continue;
         }
         match std::fs::read(&path)
-            .map_err(anyhow::Error::from)
+            .map_err(crate::error::io(format!("reading {}", path.display())))
             .and_then(|b| from_manifest(&b, node))
         {
             Ok(p) => pods.push(p),

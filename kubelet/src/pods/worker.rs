@@ -125,7 +125,7 @@ impl PodRuntime {
     }
 
     /// The pod's sandboxes (any state), newest attempt last.
-    async fn sandboxes(&self, uid: &str) -> anyhow::Result<Vec<cri::PodSandbox>> {
+    async fn sandboxes(&self, uid: &str) -> crate::Result<Vec<cri::PodSandbox>> {
         let mut out: Vec<cri::PodSandbox> = self
             .cri
             .list_pod_sandboxes()
@@ -214,7 +214,7 @@ impl PodRuntime {
     }
 
     /// The pod's newest sandbox that is ready.
-    pub async fn ready_sandbox(&self, uid: &str) -> anyhow::Result<Option<cri::PodSandbox>> {
+    pub async fn ready_sandbox(&self, uid: &str) -> crate::Result<Option<cri::PodSandbox>> {
         Ok(self
             .sandboxes(uid)
             .await?
@@ -228,7 +228,7 @@ impl PodRuntime {
         &self,
         uid: &str,
         name: &str,
-    ) -> anyhow::Result<Vec<cri::ContainerStatus>> {
+    ) -> crate::Result<Vec<cri::ContainerStatus>> {
         let Some(sandbox) = self.sandboxes(uid).await?.pop() else {
             return Ok(Vec::new());
         };
@@ -245,14 +245,14 @@ impl PodRuntime {
     /// Stops a pod being deleted as upstream does: the preStop hooks of its running
     /// containers first (together, bounded by the grace period), then SIGTERM and, after
     /// what is left of the grace period, SIGKILL; then removes its containers and sandboxes.
-    pub async fn stop_pod(&self, pod: &Pod, grace: Duration) -> anyhow::Result<()> {
+    pub async fn stop_pod(&self, pod: &Pod, grace: Duration) -> crate::Result<()> {
         self.stop_containers(pod, grace).await?;
         self.kill_pod(spec::uid(pod), Duration::ZERO).await
     }
 
     /// The preStop hooks, SIGTERM and SIGKILL of [`Self::stop_pod`], keeping the exited
     /// containers (their exit codes make the pod's final status).
-    async fn stop_containers(&self, pod: &Pod, grace: Duration) -> anyhow::Result<()> {
+    async fn stop_containers(&self, pod: &Pod, grace: Duration) -> crate::Result<()> {
         let started = Instant::now();
         let uid = spec::uid(pod);
         if let Some(sandbox) = self.ready_sandbox(uid).await? {
@@ -286,7 +286,7 @@ impl PodRuntime {
         &self,
         containers: &[cri::Container],
         grace: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let stops = containers
             .iter()
             .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
@@ -299,7 +299,7 @@ impl PodRuntime {
 
     /// The final status of a pod whose containers are stopped: each container's last run
     /// in the newest sandbox, every one terminated, the phase terminal.
-    async fn final_status(&self, pod: &Pod) -> anyhow::Result<PodStatus> {
+    async fn final_status(&self, pod: &Pod) -> crate::Result<PodStatus> {
         let mut runs: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
         if let Some(sandbox) = self.sandboxes(spec::uid(pod)).await?.pop() {
             for c in self.cri.list_sandbox_containers(&sandbox.id).await? {
@@ -386,7 +386,7 @@ impl PodRuntime {
 
     /// Stops what still runs of a finished pod and its sandboxes, keeping them: `kubectl
     /// logs` of a completed pod reads the exited containers' logs.
-    async fn finish_pod(&self, uid: &str) -> anyhow::Result<()> {
+    async fn finish_pod(&self, uid: &str) -> crate::Result<()> {
         for sandbox in self.sandboxes(uid).await? {
             if sandbox.state != cri::PodSandboxState::SandboxReady as i32 {
                 continue;
@@ -403,7 +403,7 @@ impl PodRuntime {
 
     /// Stops every container of the pod (SIGTERM, then SIGKILL after `grace`) and removes
     /// its sandboxes.
-    pub async fn kill_pod(&self, uid: &str, grace: Duration) -> anyhow::Result<()> {
+    pub async fn kill_pod(&self, uid: &str, grace: Duration) -> crate::Result<()> {
         for sandbox in self.sandboxes(uid).await? {
             let containers = self.cri.list_sandbox_containers(&sandbox.id).await?;
             self.stop_running(&containers, grace).await?;
@@ -460,7 +460,7 @@ impl PodRuntime {
     }
 
     /// Syncs the pod; answers when to look again (`None`: the pod is gone).
-    pub async fn sync(&self, pod: &Pod) -> anyhow::Result<Option<Duration>> {
+    pub async fn sync(&self, pod: &Pod) -> crate::Result<Option<Duration>> {
         let uid = spec::uid(pod).to_owned();
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod
@@ -534,9 +534,12 @@ impl PodRuntime {
                     let _ = self.cri.stop_pod_sandbox(&old.id).await;
                 }
                 if !self.cri.simulated() {
-                    std::fs::create_dir_all(&sandbox_config.log_directory)?;
+                    std::fs::create_dir_all(&sandbox_config.log_directory).map_err(
+                        crate::error::io(format!("creating {}", sandbox_config.log_directory)),
+                    )?;
                 }
-                let _turn = self.starts.acquire().await?;
+                // Never closed, so a turn always comes.
+                let _turn = self.starts.acquire().await.ok();
                 self.cri.run_pod_sandbox(sandbox_config.clone(), "").await?
             }
         };
@@ -636,7 +639,7 @@ impl PodRuntime {
         mut runs: Vec<cri::ContainerStatus>,
         restart_policy: &str,
         requeue: &mut Duration,
-    ) -> anyhow::Result<ContainerView> {
+    ) -> crate::Result<ContainerView> {
         runs.sort_by_key(|s| s.metadata.as_ref().map_or(0, |m| m.attempt));
         // Keep the latest run and the one before it (for `kubectl logs --previous`).
         while runs.len() > 2 {
@@ -805,7 +808,7 @@ impl PodRuntime {
         &self,
         pod: &Pod,
         status: k8s_openapi::api::core::v1::PodStatus,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         if same_status(pod.status.as_ref(), &status) {
             return Ok(());
         }
@@ -827,7 +830,7 @@ impl PodRuntime {
     }
 
     /// The kubelet's final word on a pod it has stopped: delete it with grace 0.
-    async fn confirm_deletion(&self, pod: &Pod) -> anyhow::Result<()> {
+    async fn confirm_deletion(&self, pod: &Pod) -> crate::Result<()> {
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         let dp = DeleteParams {

@@ -152,7 +152,7 @@ pub trait Reviews: delegated_auth::TokenReviewer {
         verb: &str,
         node: &str,
         subresource: &str,
-    ) -> anyhow::Result<bool>;
+    ) -> crate::Result<bool>;
 }
 
 #[async_trait::async_trait]
@@ -163,7 +163,7 @@ impl Reviews for kube::Client {
         verb: &str,
         node: &str,
         subresource: &str,
-    ) -> anyhow::Result<bool> {
+    ) -> crate::Result<bool> {
         let attributes = ResourceAttributes {
             verb: Some(verb.to_owned()),
             group: Some(String::new()),
@@ -180,7 +180,7 @@ impl Reviews for kube::Client {
             delegated_auth::Access::Resource(Box::new(attributes)),
         )
         .await
-        .map_err(anyhow::Error::from)
+        .map_err(crate::Error::component)
     }
 }
 
@@ -201,9 +201,9 @@ impl Auth {
         config: AuthConfig,
         node_name: &str,
         reviews: Option<Arc<dyn Reviews>>,
-    ) -> anyhow::Result<Auth> {
+    ) -> crate::Result<Auth> {
         if reviews.is_none() && (config.token_webhook || config.mode == Mode::Webhook) {
-            anyhow::bail!(
+            crate::error::invalid!(
                 "--authentication-token-webhook and --authorization-mode Webhook need an API client (--kubeconfig)"
             );
         }
@@ -411,7 +411,7 @@ mod tests {
             _verb: &str,
             node: &str,
             subresource: &str,
-        ) -> anyhow::Result<bool> {
+        ) -> crate::Result<bool> {
             assert_eq!(node, "n1");
             self.access_calls.fetch_add(1, Ordering::SeqCst);
             Ok((user.name.as_str(), subresource) == self.allowed)

@@ -148,7 +148,7 @@ struct SpdySession {
     early: Vec<spdy::Frame>,
 }
 
-async fn open_spdy(target: &Uri, opts: &StreamOptions) -> anyhow::Result<SpdySession> {
+async fn open_spdy(target: &Uri, opts: &StreamOptions) -> crate::Result<SpdySession> {
     let (mut reader, mut writer) = spdy::connect(target).await?;
     // The order upstream's client creates them in: error first.
     let mut wanted = vec![(ERROR, "error")];
@@ -172,10 +172,9 @@ async fn open_spdy(target: &Uri, opts: &StreamOptions) -> anyhow::Result<SpdySes
     let mut early = Vec::new();
     let wait = async {
         while !pending.is_empty() {
-            let frame = reader
-                .next()
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the connection ended before the streams"))?;
+            let frame = reader.next().await?.ok_or_else(|| {
+                crate::Error::Stream("the connection ended before the streams".into())
+            })?;
             match &frame {
                 spdy::Frame::Control {
                     kind: spdy::SYN_REPLY,
@@ -188,12 +187,17 @@ async fn open_spdy(target: &Uri, opts: &StreamOptions) -> anyhow::Result<SpdySes
                     kind: spdy::RST_STREAM,
                     ..
                 } => {
-                    anyhow::bail!("the runtime refused stream {}", frame.stream());
+                    return Err(crate::Error::Stream(format!(
+                        "the runtime refused stream {}",
+                        frame.stream()
+                    )));
                 }
                 spdy::Frame::Control {
                     kind: spdy::GOAWAY, ..
                 } => {
-                    anyhow::bail!("the runtime went away before accepting the streams");
+                    return Err(crate::Error::Stream(
+                        "the runtime went away before accepting the streams".into(),
+                    ));
                 }
                 spdy::Frame::Control {
                     kind: spdy::PING,
@@ -205,12 +209,12 @@ async fn open_spdy(target: &Uri, opts: &StreamOptions) -> anyhow::Result<SpdySes
                 _ => early.push(frame),
             }
         }
-        anyhow::Ok(())
+        Ok::<_, crate::Error>(())
     };
     tokio::time::timeout(std::time::Duration::from_secs(30), wait)
         .await
         .map_err(|_| {
-            anyhow::anyhow!("timed out waiting for the runtime to accept the streams")
+            crate::Error::Stream("timed out waiting for the runtime to accept the streams".into())
         })??;
     Ok(SpdySession {
         reader,

@@ -24,6 +24,7 @@ use axum::routing::get;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::error::{Error, io};
 use crate::pods::worker::PodRuntime;
 
 /// What the API serves from.
@@ -112,23 +113,29 @@ pub async fn serve(
     config: ServeConfig,
     kubelet: Arc<Kubelet>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let (cert, key) = match (config.tls_cert_file, config.tls_private_key_file) {
         (Some(c), Some(k)) => (c, k),
-        (None, None) => common::tls::self_signed(&config.cert_dir, "kubelet", config.names)?,
-        _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file must be given together"),
+        (None, None) => common::tls::self_signed(&config.cert_dir, "kubelet", config.names)
+            .map_err(Error::component)?,
+        _ => crate::error::invalid!(
+            "--tls-cert-file and --tls-private-key-file must be given together"
+        ),
     };
     let client_ca = config
         .client_ca_file
         .as_deref()
         .map(common::tls::ClientCa::load)
-        .transpose()?;
-    let tls = common::tls::server(&cert, &key, client_ca)?;
+        .transpose()
+        .map_err(Error::component)?;
+    let tls = common::tls::server(&cert, &key, client_ca).map_err(Error::component)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.addr))?;
+        .map_err(io(format!("listening on {}", config.addr)))?;
     tracing::info!(addr = %config.addr, "serving the kubelet API over HTTPS");
-    Ok(common::tls::serve(listener, tls, router(kubelet), stop).await?)
+    common::tls::serve(listener, tls, router(kubelet), stop)
+        .await
+        .map_err(Error::component)
 }
 
 /// A plain-text error, as upstream's kubelet writes them.

@@ -226,11 +226,11 @@ async fn splice(
     opts: Option<&StreamOptions>,
 ) -> Response {
     let target = match url
-        .map_err(anyhow::Error::from)
-        .and_then(|u| Ok(u.parse::<axum::http::Uri>()?))
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|u| u.parse::<axum::http::Uri>().map_err(|e| format!("{e:#}")))
     {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     if super::channel::wants_v5(request.headers()) {
         // Only SPDY carries the end of an exec's stdin to the runtime.

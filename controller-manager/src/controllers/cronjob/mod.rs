@@ -37,7 +37,7 @@ pub struct CronJobController {
     recorder: Arc<Recorder>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(CronJobController {
         client: ctx.client.clone(),
         cronjobs: ctx.informers.get::<CronJob>(),
@@ -117,7 +117,7 @@ impl CronJobController {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    async fn delete_job(&self, cj: &CronJob, job: &Job) -> anyhow::Result<()> {
+    async fn delete_job(&self, cj: &CronJob, job: &Job) -> crate::Result<()> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
@@ -141,7 +141,7 @@ impl CronJobController {
     }
 
     /// Deletes the oldest finished Jobs beyond the successful and failed history limits.
-    async fn cleanup(&self, cj: &CronJob, jobs: &[Arc<Job>]) -> anyhow::Result<()> {
+    async fn cleanup(&self, cj: &CronJob, jobs: &[Arc<Job>]) -> crate::Result<()> {
         let spec = cj.spec.clone().unwrap_or_default();
         for (kind, limit) in [
             ("Complete", spec.successful_jobs_history_limit),
@@ -168,7 +168,7 @@ impl CronJobController {
 
 #[async_trait]
 impl Reconcile for CronJobController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(cached) = self.cronjobs.get(key) else {
             return Ok(None);
         };

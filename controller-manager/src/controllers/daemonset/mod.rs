@@ -34,7 +34,7 @@ pub struct DaemonSetController {
     pod_control: PodControl,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let expectations: Arc<Expectations> = Arc::default();
     let c = Arc::new(DaemonSetController {
         client: ctx.client.clone(),
@@ -98,7 +98,7 @@ impl DaemonSetController {
         ds: &DaemonSet,
         hash: &str,
         nodes: &[String],
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let template = ds
             .spec
             .as_ref()
@@ -125,7 +125,7 @@ impl DaemonSetController {
 
 #[async_trait]
 impl Reconcile for DaemonSetController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(ds) = self.daemonsets.get(key) else {
             self.expectations.forget(key);
             return Ok(None);

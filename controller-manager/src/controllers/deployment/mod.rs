@@ -37,7 +37,7 @@ pub struct DeploymentController {
 }
 
 /// Starts the Deployment controller; the returned future runs its workers.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(DeploymentController {
         client: ctx.client.clone(),
         deployments: ctx.informers.get::<Deployment>(),
@@ -199,7 +199,7 @@ impl DeploymentController {
         d: &mut Deployment,
         all: Vec<ReplicaSet>,
         create: bool,
-    ) -> anyhow::Result<ReplicaSets> {
+    ) -> crate::Result<ReplicaSets> {
         let mut set = ReplicaSets {
             new: util::find_new(d, &all),
             all,
@@ -256,7 +256,7 @@ impl DeploymentController {
         d: &mut Deployment,
         set: &mut ReplicaSets,
         new_revision: i64,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let ns = d.namespace().unwrap_or_default();
         let spec = d.spec.clone().unwrap_or_default();
         let collision = d.status.as_ref().and_then(|s| s.collision_count);
@@ -316,7 +316,7 @@ impl DeploymentController {
                     let status = d.status.get_or_insert_with(Default::default);
                     status.collision_count = Some(collision.unwrap_or(0) + 1);
                     self.write_status(d).await?;
-                    anyhow::bail!(
+                    crate::error::unfinished!(
                         "hash collision for replica set {name}; retrying with a new name"
                     );
                 }
@@ -365,7 +365,7 @@ impl DeploymentController {
         &self,
         d: &mut Deployment,
         revision: i64,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let rev = revision.to_string();
         if d.annotations().get(REVISION) == Some(&rev) {
             return Ok(());
@@ -385,7 +385,7 @@ impl DeploymentController {
         Ok(())
     }
 
-    async fn write_status(&self, d: &mut Deployment) -> anyhow::Result<()> {
+    async fn write_status(&self, d: &mut Deployment) -> crate::Result<()> {
         let ns = d.namespace().unwrap_or_default();
         let updated = self
             .api(&ns)
@@ -403,7 +403,7 @@ impl DeploymentController {
         before: &ReplicaSets,
         set: &mut ReplicaSets,
         changed: &[usize],
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let max = replicas(d) + util::max_surge(d);
         for &i in changed {
             let rs = &mut set.all[i];
@@ -433,7 +433,7 @@ impl DeploymentController {
     }
 
     /// Deletes old ReplicaSets beyond revisionHistoryLimit.
-    async fn cleanup(&self, d: &Deployment, set: &ReplicaSets) -> anyhow::Result<()> {
+    async fn cleanup(&self, d: &Deployment, set: &ReplicaSets) -> crate::Result<()> {
         for i in rollout::history_to_delete(d, set) {
             let rs = &set.all[i];
             tracing::debug!(rs = %rs.name_any(), "deleting old replica set beyond revisionHistoryLimit");
@@ -451,7 +451,7 @@ impl DeploymentController {
     }
 
     /// Writes the status the ReplicaSets add up to (no Progressing bookkeeping).
-    async fn sync_status(&self, d: &mut Deployment, set: &ReplicaSets) -> anyhow::Result<Requeue> {
+    async fn sync_status(&self, d: &mut Deployment, set: &ReplicaSets) -> crate::Result<Requeue> {
         let status = util::calculate_status(d, &set.refs(), set.new_rs(), chrono::Utc::now());
         if d.status.as_ref() != Some(&status) {
             d.status = Some(status);
@@ -467,7 +467,7 @@ impl DeploymentController {
         &self,
         d: &mut Deployment,
         set: &ReplicaSets,
-    ) -> anyhow::Result<Requeue> {
+    ) -> crate::Result<Requeue> {
         let now = chrono::Utc::now();
         let mut status = util::calculate_status(d, &set.refs(), set.new_rs(), now);
         if !util::has_progress_deadline(d) {
@@ -542,7 +542,7 @@ impl DeploymentController {
     }
 
     /// Sets Progressing to DeploymentPaused / DeploymentResumed when spec.paused flips.
-    async fn check_paused_conditions(&self, d: &mut Deployment) -> anyhow::Result<()> {
+    async fn check_paused_conditions(&self, d: &mut Deployment) -> crate::Result<()> {
         if !util::has_progress_deadline(d) {
             return Ok(());
         }
@@ -577,11 +577,7 @@ impl DeploymentController {
         self.write_status(d).await
     }
 
-    async fn sync_scale(
-        &self,
-        d: &mut Deployment,
-        rss: Vec<ReplicaSet>,
-    ) -> anyhow::Result<Requeue> {
+    async fn sync_scale(&self, d: &mut Deployment, rss: Vec<ReplicaSet>) -> crate::Result<Requeue> {
         let mut set = self.get_all(d, rss, false).await?;
         let before = set.clone();
         let changed = rollout::scale(d, &mut set);
@@ -596,7 +592,7 @@ impl DeploymentController {
         &self,
         d: &mut Deployment,
         rss: Vec<ReplicaSet>,
-    ) -> anyhow::Result<Requeue> {
+    ) -> crate::Result<Requeue> {
         let mut set = self.get_all(d, rss, true).await?;
         let before = set.clone();
         if rollout::reconcile_new(d, &mut set) {
@@ -643,7 +639,7 @@ impl DeploymentController {
         &self,
         d: &mut Deployment,
         rss: Vec<ReplicaSet>,
-    ) -> anyhow::Result<Requeue> {
+    ) -> crate::Result<Requeue> {
         let mut set = self.get_all(d, rss, false).await?;
         let before = set.clone();
         let changed = rollout::scale_down_old_for_recreate(&mut set);
@@ -702,7 +698,7 @@ fn requeue_stuck(
 
 #[async_trait]
 impl Reconcile for DeploymentController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(cached) = self.deployments.get(key) else {
             return Ok(None);
         };

@@ -31,7 +31,7 @@ pub struct EndpointsController {
 }
 
 /// Starts the Endpoints controller; the returned future runs its workers.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(EndpointsController {
         client: ctx.client.clone(),
         services: ctx.informers.get::<Service>(),
@@ -103,7 +103,7 @@ pub fn subsets(endpoints: &[PodEndpoint], has_ports: bool) -> (Vec<EndpointSubse
 
 #[async_trait]
 impl Reconcile for EndpointsController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let (ns, name) = split_key(key);
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let Some(svc) = self.services.get(key) else {

@@ -39,7 +39,7 @@ pub struct EndpointSliceController {
 }
 
 /// Starts the EndpointSlice controller; the returned future runs its workers.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let c = Arc::new(EndpointSliceController {
         client: ctx.client.clone(),
         services: ctx.informers.get::<Service>(),
@@ -289,7 +289,7 @@ impl EndpointSliceController {
             .insert(name, (expect, Instant::now()));
     }
 
-    async fn apply(&self, key: &str, ns: &str, plan: Plan) -> anyhow::Result<()> {
+    async fn apply(&self, key: &str, ns: &str, plan: Plan) -> crate::Result<()> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let pp = PostParams::default();
         for s in plan.create {
@@ -313,7 +313,7 @@ impl EndpointSliceController {
 
 #[async_trait]
 impl Reconcile for EndpointSliceController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let (ns, name) = split_key(key);
         let Some(svc) = self.services.get(key) else {
             // The slices go with their owner (garbage collector).

@@ -10,7 +10,6 @@ use common::informer::{Change, Informer, Running};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use kube::api::{
@@ -40,7 +39,7 @@ pub struct GarbageCollector {
 
 /// Starts the garbage collector: discovers the kinds, watches them, and once each has
 /// been listed runs the delete and orphan workers.
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let client = ctx.client.clone();
     let workers = ctx.options.concurrent_gc_syncs;
     Ok(Box::pin(async move {
@@ -151,14 +150,16 @@ impl GarbageCollector {
         self.enqueue(work);
     }
 
-    fn served(&self, id: &Identity) -> anyhow::Result<&Served> {
+    fn served(&self, id: &Identity) -> crate::Result<&Served> {
         self.resources
             .find(&id.api_version, &id.kind)
-            .with_context(|| format!("no resource serves {} {}", id.api_version, id.kind))
+            .ok_or_else(|| {
+                crate::Error::Invalid(format!("no resource serves {} {}", id.api_version, id.kind))
+            })
     }
 
     /// The object as the apiserver has it now, if it still is the one the graph means.
-    async fn live(&self, id: &Identity) -> anyhow::Result<Option<DynamicObject>> {
+    async fn live(&self, id: &Identity) -> crate::Result<Option<DynamicObject>> {
         let api = self.served(id)?.api(&self.client, &id.namespace);
         Ok(api
             .get_opt(&id.name)
@@ -166,7 +167,7 @@ impl GarbageCollector {
             .filter(|o| o.metadata.uid.as_deref() == Some(id.uid.as_str())))
     }
 
-    async fn patch_meta(&self, id: &Identity, meta: serde_json::Value) -> anyhow::Result<()> {
+    async fn patch_meta(&self, id: &Identity, meta: serde_json::Value) -> crate::Result<()> {
         let api = self.served(id)?.api(&self.client, &id.namespace);
         match api
             .patch(
@@ -182,7 +183,7 @@ impl GarbageCollector {
         }
     }
 
-    async fn delete(&self, id: &Identity, policy: PropagationPolicy) -> anyhow::Result<()> {
+    async fn delete(&self, id: &Identity, policy: PropagationPolicy) -> crate::Result<()> {
         tracing::info!(kind = %id.kind, namespace = %id.namespace, name = %id.name, ?policy, "garbage collecting");
         let api = self.served(id)?.api(&self.client, &id.namespace);
         let dp = DeleteParams {
@@ -207,7 +208,7 @@ impl GarbageCollector {
         &self,
         dependent: &Identity,
         owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    ) -> anyhow::Result<OwnerState> {
+    ) -> crate::Result<OwnerState> {
         if let Some(n) = self.graph.lock().node(&owner.uid) {
             return Ok(if n.deleting_dependents() {
                 OwnerState::Waiting
@@ -244,7 +245,7 @@ impl GarbageCollector {
         })
     }
 
-    async fn attempt_to_delete(&self, uid: &str) -> anyhow::Result<Requeue> {
+    async fn attempt_to_delete(&self, uid: &str) -> crate::Result<Requeue> {
         let Some(node) = self.graph.lock().node(uid).cloned() else {
             return Ok(None);
         };
@@ -312,7 +313,7 @@ impl GarbageCollector {
         &self,
         node: &Node,
         live: &DynamicObject,
-    ) -> anyhow::Result<Requeue> {
+    ) -> crate::Result<Requeue> {
         let uid = &node.identity.uid;
         let blocking: Vec<Node> = self
             .graph
@@ -354,7 +355,7 @@ impl GarbageCollector {
 
     /// An owner deleted with orphaning: its dependents lose the reference, then the owner
     /// loses its orphan finalizer.
-    async fn attempt_to_orphan(&self, uid: &str) -> anyhow::Result<Requeue> {
+    async fn attempt_to_orphan(&self, uid: &str) -> crate::Result<Requeue> {
         let Some(node) = self.graph.lock().node(uid).cloned() else {
             return Ok(None);
         };
@@ -410,7 +411,7 @@ struct Deleter(Arc<GarbageCollector>);
 
 #[async_trait]
 impl Reconcile for Deleter {
-    async fn sync(&self, uid: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, uid: &str) -> crate::Result<Requeue> {
         self.0.attempt_to_delete(uid).await
     }
 }
@@ -419,7 +420,7 @@ struct Orphaner(Arc<GarbageCollector>);
 
 #[async_trait]
 impl Reconcile for Orphaner {
-    async fn sync(&self, uid: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, uid: &str) -> crate::Result<Requeue> {
         self.0.attempt_to_orphan(uid).await
     }
 }

@@ -44,7 +44,7 @@ pub struct JobController {
     last_failure: Mutex<HashMap<String, Instant>>,
 }
 
-pub fn start(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     let expectations: Arc<Expectations> = Arc::default();
     let recorder = ctx.recorder("job-controller");
     let c = Arc::new(JobController {
@@ -166,7 +166,7 @@ impl JobController {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    async fn remove_finalizer(&self, pod: &Pod) -> anyhow::Result<()> {
+    async fn remove_finalizer(&self, pod: &Pod) -> crate::Result<()> {
         let keep: Vec<&String> = pod
             .finalizers()
             .iter()
@@ -190,7 +190,7 @@ impl JobController {
 
     /// Drops the tracking finalizer of pods controlled by a Job named as `key` that is not
     /// the Job of uid `live` (gone, or an earlier Job of that name): nothing will count them.
-    async fn release_orphans(&self, key: &str, live: Option<&str>) -> anyhow::Result<()> {
+    async fn release_orphans(&self, key: &str, live: Option<&str>) -> crate::Result<()> {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let orphans: Vec<Arc<Pod>> = self
             .pods
@@ -262,12 +262,12 @@ impl JobController {
         key: &str,
         job: &Job,
         indexes: Vec<Option<i32>>,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let pods = indexes.into_iter().map(|i| self.new_pod(job, i)).collect();
         self.pod_control.create_pods(key, job, pods).await
     }
 
-    async fn write_status(&self, job: &Job, status: JobStatus) -> anyhow::Result<()> {
+    async fn write_status(&self, job: &Job, status: JobStatus) -> crate::Result<()> {
         if job.status.as_ref() == Some(&status) {
             return Ok(());
         }
@@ -283,7 +283,7 @@ impl JobController {
 
 #[async_trait]
 impl Reconcile for JobController {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(job) = self.jobs.get(key) else {
             self.expectations.forget(key);
             self.last_failure.lock().remove(key);

@@ -9,7 +9,6 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use common::selector::LabelSelector;
 use futures::future::BoxFuture;
@@ -133,16 +132,16 @@ pub struct ReplicaSetController<K: Replicated> {
 }
 
 /// Starts the ReplicaSet controller; the returned future runs its workers.
-pub fn start_replicaset(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start_replicaset(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     start::<ReplicaSet>(ctx, ctx.options.concurrent_replicaset_syncs)
 }
 
 /// Starts the ReplicationController manager.
-pub fn start_replicationcontroller(ctx: &Context) -> anyhow::Result<BoxFuture<'static, ()>> {
+pub fn start_replicationcontroller(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
     start::<ReplicationController>(ctx, ctx.options.concurrent_rc_syncs)
 }
 
-fn start<K: Replicated>(ctx: &Context, workers: usize) -> anyhow::Result<BoxFuture<'static, ()>> {
+fn start<K: Replicated>(ctx: &Context, workers: usize) -> crate::Result<BoxFuture<'static, ()>> {
     let expectations: Arc<Expectations> = Arc::default();
     let c = Arc::new(ReplicaSetController::<K> {
         client: ctx.client.clone(),
@@ -313,11 +312,13 @@ impl<K: Replicated> ReplicaSetController<K> {
     }
 
     /// Creates or deletes pods to reach spec.replicas.
-    async fn manage_replicas(&self, key: &str, owner: &K, pods: &[Arc<Pod>]) -> anyhow::Result<()> {
+    async fn manage_replicas(&self, key: &str, owner: &K, pods: &[Arc<Pod>]) -> crate::Result<()> {
         let want = owner.replicas().max(0) as usize;
         if pods.len() < want {
             let diff = (want - pods.len()).min(self.burst_replicas);
-            let template = owner.template().context("the pod template is missing")?;
+            let template = owner
+                .template()
+                .ok_or_else(|| crate::Error::Invalid("the pod template is missing".into()))?;
             let pod = pod_from_template(owner, template);
             self.pod_control
                 .create_pods(key, owner, vec![pod; diff])
@@ -361,7 +362,7 @@ impl<K: Replicated> ReplicaSetController<K> {
         owner: &K,
         counts: &logic::Counts,
         failure: Option<(&str, String)>,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let generation = owner.meta().generation.unwrap_or(0);
         let (current, observed, has_failure) = owner.status_summary();
         if current == *counts && observed == generation && has_failure == failure.is_some() {
@@ -402,7 +403,7 @@ impl<K: Replicated> ReplicaSetController<K> {
 
 #[async_trait]
 impl<K: Replicated> Reconcile for ReplicaSetController<K> {
-    async fn sync(&self, key: &str) -> anyhow::Result<Requeue> {
+    async fn sync(&self, key: &str) -> crate::Result<Requeue> {
         let Some(owner) = self.owners.get(key) else {
             self.expectations.forget(key);
             return Ok(None);
