@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request to the apiserver failed, or the apiserver refused it.

@@ -8,7 +8,6 @@ use std::borrow::Cow;
 
 use crate::cri;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request to the apiserver failed, or the apiserver refused it.

@@ -5,6 +5,7 @@
 use std::process::Stdio;
 
 use crate::error::Error;
+use common::error::Context as _;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -46,7 +47,7 @@ impl Host {
             .args(args)
             .output()
             .await
-            .map_err(Error::io(format!("running {program}")))?;
+            .io(|| format!("running {program}"))?;
         if !out.status.success() {
             return Err(Error::Host(format!(
                 "{program} {}: {}",
@@ -66,17 +67,17 @@ impl Host {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(Error::io("running nft (is nftables installed?)"))?;
+            .io(|| "running nft (is nftables installed?)".into())?;
         let mut stdin = child.stdin.take().expect("nft's stdin is piped");
         stdin
             .write_all(script.as_bytes())
             .await
-            .map_err(Error::io("writing to nft"))?;
+            .io(|| "writing to nft".into())?;
         drop(stdin);
         let out = child
             .wait_with_output()
             .await
-            .map_err(Error::io("waiting for nft"))?;
+            .io(|| "waiting for nft".into())?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             // nft's errors name a line of the script; a few lines are enough to see why.

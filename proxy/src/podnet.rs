@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::error::Error;
 use crate::host::Host;
 use crate::metrics;
+use common::error::Context as _;
 
 /// The CNI network's name and file.
 pub const NETWORK: &str = "tetsu";
@@ -190,14 +191,15 @@ impl PodNetwork {
 
     fn write_cni_config(&self, cidr: &str) -> crate::Result<()> {
         let dir = &self.cni_conf_dir;
-        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(dir).io(|| format!("creating {}", dir.display()))?;
         let write = |name: &str, v: &Value| -> crate::Result<()> {
             // Written whole and renamed: the runtime never reads half a file.
             let tmp = dir.join(format!(".{name}.tmp"));
             let data = serde_json::to_vec_pretty(v).expect("JSON values serialize");
             std::fs::write(&tmp, data)
                 .and_then(|()| std::fs::rename(&tmp, dir.join(name)))
-                .map_err(Error::io(format!("writing {}", dir.join(name).display())))
+                .io(|| format!("writing {}", dir.join(name).display()))
+                .map_err(Error::from)
         };
         write(CONFLIST, &conflist(cidr, self.ipam_data_dir.as_deref()))?;
         write(

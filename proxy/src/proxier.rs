@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::informer::{Change, Informer};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use common::informer::{Change, Informer, Object};
 use kube::api::Api;
 use kube::runtime::watcher;
 use parking_lot::Mutex;
@@ -163,28 +161,8 @@ impl Proxier {
     /// Watches Services and EndpointSlices and keeps the table in step until dropped.
     /// The first sync waits for both lists.
     pub async fn run(self: Arc<Self>, client: kube::Client, timing: Timing) {
-        let services = Informer::<Service>::new();
-        let p = self.clone();
-        services.on_change(move |c| {
-            match c {
-                Change::Added(s) | Change::Updated { new: s, .. } => {
-                    p.tracker.lock().service_changed(Arc::clone(s))
-                }
-                Change::Deleted(s) => p.tracker.lock().service_deleted(s),
-            }
-            p.changed.notify_one();
-        });
-        let slices = Informer::<EndpointSlice>::new();
-        let p = self.clone();
-        slices.on_change(move |c| {
-            match c {
-                Change::Added(s) | Change::Updated { new: s, .. } => {
-                    p.tracker.lock().slice_changed(Arc::clone(s))
-                }
-                Change::Deleted(s) => p.tracker.lock().slice_deleted(s),
-            }
-            p.changed.notify_one();
-        });
+        let services = self.feed(|t, s| t.service_changed(s), Tracker::service_deleted);
+        let slices = self.feed(|t, s| t.slice_changed(s), Tracker::slice_deleted);
         let mut running = services.spawn(Api::all(client.clone()), watcher::Config::default());
         running.join(slices.spawn(Api::all(client), watcher::Config::default()));
         services.wait_for_sync().await;
@@ -209,6 +187,26 @@ impl Proxier {
                 _ = tokio::time::sleep(timing.sync_period) => {}
             }
         }
+    }
+
+    /// An informer whose changes go into the tracker and wake the sync loop.
+    fn feed<K: Object>(
+        self: &Arc<Self>,
+        changed: fn(&mut Tracker, Arc<K>),
+        deleted: fn(&mut Tracker, &K),
+    ) -> Arc<Informer<K>> {
+        let informer = Informer::<K>::new();
+        let p = self.clone();
+        informer.on_change(move |c| {
+            match c {
+                Change::Added(o) | Change::Updated { new: o, .. } => {
+                    changed(&mut p.tracker.lock(), Arc::clone(o))
+                }
+                Change::Deleted(o) => deleted(&mut p.tracker.lock(), o),
+            }
+            p.changed.notify_one();
+        });
+        informer
     }
 
     /// Removes everything the proxy created (`kube-proxy --cleanup`).
