@@ -11,11 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
+use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue};
 
 const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// The signers csrsigning serves, as upstream's (legacy-unknown included).
@@ -45,11 +44,7 @@ fn queue_all(
     informer: &Arc<Informer<CertificateSigningRequest>>,
 ) -> Arc<WorkQueue> {
     let queue = WorkQueue::new(name);
-    let q = queue.clone();
-    informer.on_change(move |change| match change {
-        Change::Added(c) | Change::Updated { new: c, .. } => q.add(c.name_any()),
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(informer, |_| true);
     queue
 }
 

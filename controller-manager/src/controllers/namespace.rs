@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::discovery::verbs;
 
 use crate::runtime::discovery::Resources;
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
+use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue};
 use common::api_errors::is_not_found;
 
 const FINALIZER: &str = "kubernetes";
@@ -32,15 +32,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         namespaces: ctx.informers.get::<Namespace>(),
     });
     let queue = WorkQueue::new("namespace");
-    let q = queue.clone();
-    c.namespaces.on_change(move |change| match change {
-        Change::Added(ns) | Change::Updated { new: ns, .. } => {
-            if ns.metadata.deletion_timestamp.is_some() {
-                q.add(ns.name_any());
-            }
-        }
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(&c.namespaces, |ns| ns.metadata.deletion_timestamp.is_some());
     Ok(crate::runtime::run_workers(
         queue,
         c,

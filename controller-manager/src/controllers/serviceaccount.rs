@@ -28,11 +28,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         accounts: ctx.informers.get::<ServiceAccount>(),
     });
     let queue = WorkQueue::new("serviceaccount");
-    let q = queue.clone();
-    c.namespaces.on_change(move |change| match change {
-        Change::Added(ns) | Change::Updated { new: ns, .. } => q.add(ns.name_any()),
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(&c.namespaces, |_| true);
     let q = queue.clone();
     c.accounts.on_change(move |change| {
         if let Change::Deleted(sa) = change

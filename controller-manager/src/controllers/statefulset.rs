@@ -22,7 +22,7 @@ use crate::controllers::history::{self, REVISION_HASH_LABEL};
 use crate::controllers::podutil;
 use crate::runtime::pod_control::pod_from_template;
 use crate::runtime::worker::api_message;
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
 use common::api_errors::is_not_found;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -128,11 +128,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         recorder: ctx.recorder("statefulset-controller"),
     });
     let queue = WorkQueue::new("statefulset");
-    let q = queue.clone();
-    c.sets.on_change(move |change| {
-        let (Change::Added(s) | Change::Deleted(s) | Change::Updated { new: s, .. }) = change;
-        q.add(key_of(s.as_ref()))
-    });
+    queue.follow(&c.sets);
     let (q, sets) = (queue.clone(), c.sets.clone());
     c.pods.on_change(move |change| {
         let (Change::Added(p) | Change::Deleted(p) | Change::Updated { new: p, .. }) = change;

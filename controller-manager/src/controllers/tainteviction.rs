@@ -58,15 +58,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         recorder: ctx.recorder("taint-eviction-controller"),
     });
     let queue = WorkQueue::new("taint_eviction");
-    let q = queue.clone();
-    c.pods.on_change(move |change| match change {
-        Change::Added(p) | Change::Updated { new: p, .. } => {
-            if !podutil::node_name(p).is_empty() {
-                q.add(key_of(p.as_ref()));
-            }
-        }
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(&c.pods, |p| !podutil::node_name(p).is_empty());
     podutil::index_by_node(&c.pods);
     let (q, pods) = (queue.clone(), c.pods.clone());
     c.nodes.on_change(move |change| {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue};
 
 pub struct TokenCleaner {
     client: kube::Client,
@@ -27,15 +27,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         secrets: ctx.informers.get::<Secret>(),
     });
     let queue = WorkQueue::new("token_cleaner");
-    let q = queue.clone();
-    c.secrets.on_change(move |change| match change {
-        Change::Added(s) | Change::Updated { new: s, .. } => {
-            if token::is_token_secret(s) {
-                q.add(key_of(s.as_ref()));
-            }
-        }
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(&c.secrets, token::is_token_secret);
     Ok(crate::runtime::run_workers(queue, c, 1))
 }
 

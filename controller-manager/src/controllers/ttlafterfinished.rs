@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 
 use crate::controllers::podutil;
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue};
 use common::api_errors::is_not_found;
 
 pub struct TtlAfterFinished {
@@ -25,15 +25,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         jobs: ctx.informers.get::<Job>(),
     });
     let queue = WorkQueue::new("ttl_jobs_to_delete");
-    let q = queue.clone();
-    c.jobs.on_change(move |change| match change {
-        Change::Added(j) | Change::Updated { new: j, .. } => {
-            if ttl(j).is_some() && finished_at(j).is_some() {
-                q.add(key_of(j.as_ref()));
-            }
-        }
-        Change::Deleted(_) => {}
-    });
+    queue.follow_live(&c.jobs, |j| ttl(j).is_some() && finished_at(j).is_some());
     Ok(crate::runtime::run_workers(queue, c, 5))
 }
 

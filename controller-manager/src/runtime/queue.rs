@@ -3,6 +3,7 @@
 //! second worker (an add meanwhile marks it dirty and it comes back after `done`); failed
 //! keys come back after a per-key exponential backoff (5 ms doubling to 1000 s).
 
+use crate::runtime::informer::{Change, Informer, Object, key_of};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,29 @@ pub struct WorkQueue {
 }
 
 impl WorkQueue {
+    /// Queues the key ("namespace/name") of every object `informer` sees added, updated or
+    /// deleted: the usual way a controller follows the kind it owns.
+    pub fn follow<K: Object>(self: &Arc<Self>, informer: &Informer<K>) {
+        let q = self.clone();
+        informer.on_change(move |change| q.add(key_of(change.object().as_ref())));
+    }
+
+    /// Queues the key of each added or updated object that `wanted` keeps; deletions are
+    /// not queued (a gone object leaves its controller nothing to do).
+    pub fn follow_live<K: Object>(
+        self: &Arc<Self>,
+        informer: &Informer<K>,
+        wanted: impl Fn(&K) -> bool + Send + Sync + 'static,
+    ) {
+        let q = self.clone();
+        informer.on_change(move |change| match change {
+            Change::Added(o) | Change::Updated { new: o, .. } if wanted(o) => {
+                q.add(key_of(o.as_ref()))
+            }
+            _ => {}
+        });
+    }
+
     pub fn new(name: &'static str) -> Arc<WorkQueue> {
         Arc::new(WorkQueue {
             name,

@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 
 use crate::controllers::podutil;
 use crate::runtime::worker::api_message;
-use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue, key_of};
+use crate::runtime::{Change, Context, Informer, Reconcile, Requeue, WorkQueue};
 use common::api_errors::is_not_found;
 use schedule::Schedule;
 
@@ -45,11 +45,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         recorder: ctx.recorder("cronjob-controller"),
     });
     let queue = WorkQueue::new("cronjob");
-    let q = queue.clone();
-    c.cronjobs.on_change(move |change| {
-        let (Change::Added(cj) | Change::Deleted(cj) | Change::Updated { new: cj, .. }) = change;
-        q.add(key_of(cj.as_ref()))
-    });
+    queue.follow(&c.cronjobs);
     let q = queue.clone();
     c.jobs.on_change(move |change| {
         let (Change::Added(j) | Change::Deleted(j) | Change::Updated { new: j, .. }) = change;

@@ -50,11 +50,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
             expectations,
         ),
     });
-    let q = c.queue.clone();
-    c.daemonsets.on_change(move |change| {
-        let (Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. }) = change;
-        q.add(key_of(d.as_ref()))
-    });
+    c.queue.follow(&c.daemonsets);
     let me = c.clone();
     crate::runtime::expectations::track_owned_pods(
         &c.pods,

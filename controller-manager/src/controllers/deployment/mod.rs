@@ -46,12 +46,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         queue: WorkQueue::new("deployment"),
         recorder: ctx.recorder("deployment-controller"),
     });
-    let q = c.queue.clone();
-    c.deployments.on_change(move |change| match change {
-        Change::Added(d) | Change::Deleted(d) | Change::Updated { new: d, .. } => {
-            q.add(key_of(d.as_ref()))
-        }
-    });
+    c.queue.follow(&c.deployments);
     let me = c.clone();
     c.replicasets
         .on_change(move |change| me.on_replicaset(change));

@@ -180,12 +180,7 @@ pub fn watch_services_and_pods(
     pods: &Arc<Informer<Pod>>,
     queue: &Arc<WorkQueue>,
 ) {
-    let q = queue.clone();
-    services.on_change(move |change| match change {
-        Change::Added(s) | Change::Deleted(s) | Change::Updated { new: s, .. } => {
-            q.add(key_of(s.as_ref()))
-        }
-    });
+    queue.follow(services);
     let (q, svcs) = (queue.clone(), services.clone());
     let queue_matching = move |pod: &Pod| {
         let labels = pod.metadata.labels.clone().unwrap_or_default();

@@ -58,11 +58,7 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         backoff_base: ctx.options.job_backoff_base,
         last_failure: Mutex::new(HashMap::new()),
     });
-    let q = c.queue.clone();
-    c.jobs.on_change(move |change| {
-        let (Change::Added(j) | Change::Deleted(j) | Change::Updated { new: j, .. }) = change;
-        q.add(key_of(j.as_ref()))
-    });
+    c.queue.follow(&c.jobs);
     // A pod still holding the tracking finalizer whose Job is gone (deleted, or recreated
     // under the same name) wakes that Job's key, whose sync lets the pod go: upstream's
     // orphan-pod handling. Without it such pods stay Terminating forever.

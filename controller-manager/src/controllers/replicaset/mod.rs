@@ -153,12 +153,7 @@ fn start<K: Replicated>(ctx: &Context, workers: usize) -> crate::Result<BoxFutur
         burst_replicas: ctx.options.burst_replicas,
         _kind: PhantomData,
     });
-    let q = c.queue.clone();
-    c.owners.on_change(move |change| match change {
-        Change::Added(o) | Change::Deleted(o) | Change::Updated { new: o, .. } => {
-            q.add(key_of(o.as_ref()))
-        }
-    });
+    c.queue.follow(&c.owners);
     let me = c.clone();
     c.pods.on_change(move |change| me.on_pod(change));
     Ok(crate::runtime::run_workers(c.queue.clone(), c, workers))
