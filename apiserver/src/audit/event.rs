@@ -91,15 +91,20 @@ impl Event {
     /// The event as upstream's JSON, without a trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
         let request = &*self.request;
+        let includes_request = self.level >= Level::Request;
         let request_object = self
             .request_body
             .as_ref()
+            .filter(|_| includes_request)
             .and_then(|b| decode(&b.bytes, &b.content_type));
         let mut object_ref = request.object_ref.clone();
-        if let (Some(r), Some(Value::Object(object))) = (&mut object_ref, &request_object) {
-            fill_from_metadata(r, object);
+        if let (Some(r), Some(body)) = (&mut object_ref, &self.request_body) {
+            match &request_object {
+                Some(object) => fill_from_metadata(r, object.get("metadata")),
+                // At Metadata only the names are read, not the whole object.
+                None => fill_from_metadata(r, names_of(body).as_ref()),
+            }
         }
-        let includes_request = self.level >= Level::Request;
         let wire = Wire {
             kind: "Event",
             api_version: API_VERSION,
@@ -114,9 +119,7 @@ impl Event {
             user_agent: &request.user_agent,
             object_ref: object_ref.as_ref(),
             response_status: self.response_code.map(|code| self.response_status(code)),
-            request_object: request_object
-                .filter(|_| includes_request)
-                .map(|o| self.trimmed(o)),
+            request_object: request_object.map(|o| self.trimmed(o)),
             response_object: self
                 .response_body
                 .as_ref()
@@ -175,10 +178,24 @@ fn decode(bytes: &[u8], content_type: &str) -> Option<Value> {
     crate::handlers::decode(bytes, content_type).ok()
 }
 
-/// Completes the reference from the request's object, as upstream does (a create names its
-/// object only in the body).
-fn fill_from_metadata(r: &mut ObjectReference, object: &Map<String, Value>) {
-    let Some(Value::Object(meta)) = object.get("metadata") else {
+/// The metadata of a body, reading a JSON one only for the fields the reference needs.
+fn names_of(body: &RawBody) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        metadata: Option<Value>,
+    }
+    if body.content_type.starts_with("application/json") {
+        return serde_json::from_slice::<Names>(&body.bytes).ok()?.metadata;
+    }
+    decode(&body.bytes, &body.content_type)?
+        .get_mut("metadata")
+        .map(Value::take)
+}
+
+/// Completes the reference from the request's object metadata, as upstream does (a create
+/// names its object only in the body).
+fn fill_from_metadata(r: &mut ObjectReference, metadata: Option<&Value>) {
+    let Some(Value::Object(meta)) = metadata else {
         return;
     };
     let field = |name: &str| meta.get(name).and_then(Value::as_str).unwrap_or("");

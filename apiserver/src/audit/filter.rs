@@ -182,7 +182,8 @@ impl AuditContext {
             verb,
             "create" | "update" | "patch" | "delete" | "deletecollection"
         );
-        if !(writes && r.config.level >= Level::Request || verb == "create") {
+        // Streams (exec, attach, portforward, proxy) carry no object.
+        if r.long_running || !(writes && r.config.level >= Level::Request || verb == "create") {
             return request;
         }
         let captured = Arc::new(Mutex::new(Captured::default()));

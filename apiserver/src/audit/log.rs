@@ -66,7 +66,10 @@ impl Default for LogConfig {
 /// Opens the log (a bad path stops startup) and starts its writer thread.
 pub fn start(config: &LogConfig) -> anyhow::Result<Queue> {
     let mut out: Box<dyn Write + Send> = if config.path.as_os_str() == "-" {
-        Box::new(std::io::stdout())
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        ))
     } else {
         let max_mb = if config.max_size_mb == 0 {
             100
@@ -85,32 +88,47 @@ pub fn start(config: &LogConfig) -> anyhow::Result<Queue> {
     std::thread::Builder::new()
         .name("audit-log".into())
         .spawn(move || {
-            let mut buf = Vec::with_capacity(64 << 10);
+            let mut line = Vec::with_capacity(4 << 10);
             while let Some(first) = events.blocking_recv() {
-                // Everything already waiting goes out in one write.
+                // Everything already waiting goes out together, one line per write call (a
+                // record: rotation never splits a line) and one flush.
                 let mut count = 0;
+                let mut failed = false;
                 let mut next = Some(first);
                 while let Some(event) = next {
-                    line(&event, format, &mut buf);
+                    encode(&event, format, &mut line);
+                    failed |= out.write_all(&line).is_err();
+                    line.clear();
                     count += 1;
-                    next = if buf.len() < 1 << 20 {
+                    next = if count < 10_000 {
                         events.try_recv()
                     } else {
                         None
                     };
                 }
-                if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
+                if let Err(e) = out.flush()
+                    && !failed
+                {
                     tracing::error!(error = %e, "writing the audit log");
+                    failed = true;
+                }
+                if failed {
                     events.failed(count);
                 }
-                buf.clear();
+                // Under load, events gather meanwhile: one write (and no wake-up of this
+                // thread) per many events rather than per event.
+                std::thread::sleep(GATHER);
             }
         })
         .context("starting the audit log writer")?;
     Ok(queue)
 }
 
-fn line(event: &Event, format: Format, buf: &mut Vec<u8>) {
+/// How long the writer lets events gather after each write; the log lags by at most this
+/// (plus the write).
+const GATHER: Duration = Duration::from_millis(5);
+
+fn encode(event: &Event, format: Format, buf: &mut Vec<u8>) {
     match format {
         Format::Json => buf.extend_from_slice(&event.to_json()),
         Format::Legacy => buf.extend_from_slice(legacy_line(event).as_bytes()),
@@ -118,12 +136,15 @@ fn line(event: &Event, format: Format, buf: &mut Vec<u8>) {
     buf.push(b'\n');
 }
 
-/// A file that is renamed to a timestamped backup when the next write would take it over
-/// `max_bytes`; old backups are removed beyond `max_backups` or `max_age`.
+/// A file that is renamed to a timestamped backup when the next write (a record, kept
+/// whole) would take it over `max_bytes`; old backups are removed beyond `max_backups` or
+/// `max_age`. Writes are buffered until `flush`.
 pub struct RotatingFile {
     path: PathBuf,
     file: File,
+    /// Written to the file, plus waiting in `pending`.
     size: u64,
+    pending: Vec<u8>,
     max_bytes: u64,
     max_backups: usize,
     max_age: Duration,
@@ -149,6 +170,7 @@ impl RotatingFile {
             path: path.to_owned(),
             file,
             size,
+            pending: Vec::new(),
             max_bytes,
             max_backups,
             max_age,
@@ -156,6 +178,7 @@ impl RotatingFile {
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
+        self.flush()?;
         let stem = self.path.file_stem().unwrap_or_default().to_string_lossy();
         let ext = self
             .path
@@ -202,7 +225,7 @@ impl RotatingFile {
                 Some((time.and_utc(), entry.path()))
             })
             .collect();
-        backups.sort_by(|a, b| b.0.cmp(&a.0));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.0));
         let cutoff = (!self.max_age.is_zero())
             .then(|| DateTime::<Utc>::from(SystemTime::now() - self.max_age));
         for (i, (time, path)) in backups.iter().enumerate() {
@@ -216,17 +239,26 @@ impl RotatingFile {
 }
 
 impl Write for RotatingFile {
+    /// Takes `buf` whole, as one record.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        let n = self.file.write(buf)?;
-        self.size += n as u64;
-        Ok(n)
+        self.pending.extend_from_slice(buf);
+        self.size += buf.len() as u64;
+        if self.pending.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        let pending = std::mem::take(&mut self.pending);
+        let written = self.file.write_all(&pending);
+        // Kept for reuse; a failed write's records are dropped (and counted by the caller).
+        self.pending = pending;
+        self.pending.clear();
+        written
     }
 }
 
@@ -267,7 +299,8 @@ mod tests {
         for _ in 0..12 {
             file.write_all(&line).unwrap();
         }
-        let names = backups(&path.parent().unwrap());
+        file.flush().unwrap();
+        let names = backups(path.parent().unwrap());
         assert_eq!(names.len(), 2, "{names:?}");
         for name in &names {
             let time = name
@@ -291,6 +324,7 @@ mod tests {
         let mut file = RotatingFile::open(&path, 10, 0, Duration::from_secs(86400)).unwrap();
         file.write_all(b"0123456789").unwrap();
         file.write_all(b"0123456789").unwrap();
+        file.flush().unwrap();
         let names = backups(dir.path());
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(!names[0].starts_with("audit-2001"), "{names:?}");

@@ -62,7 +62,7 @@ impl Queue {
     fn dropped(&self) {
         // Counted, and logged once per thousand so a stuck backend does not flood the log.
         let n = self.errors.fetch_add(1, Ordering::Relaxed);
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             tracing::error!(
                 plugin = self.plugin,
                 "audit backend queue full, dropping events"
