@@ -406,6 +406,57 @@ async fn rotation_keeps_max_backups() {
     }
 }
 
+#[tokio::test]
+async fn a_panic_is_recorded_at_the_panic_stage() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n";
+    let server = start(dir.path(), policy, log_config(log.clone())).await;
+    // The server's own layers around a handler with a bug.
+    let state = server.state.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/namespaces/default/pods",
+            axum::routing::get(|| async {
+                panic!("a handler bug");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            apiserver::auth::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            apiserver::audit::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            apiserver::metrics::track,
+        ))
+        .layer(axum::Extension(apiserver::auth::Trusted));
+    let request = axum::http::Request::get("/api/v1/namespaces/default/pods")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    let uri = "/api/v1/namespaces/default/pods";
+    let events = events_until(&log, |e| has(e, "list", uri, "Panic")).await;
+    let panic = find(&events, "list", uri, "Panic")[0];
+    assert_eq!(panic["responseStatus"]["code"], 500);
+    assert_eq!(panic["responseStatus"]["reason"], "InternalError");
+    assert!(
+        panic["responseStatus"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a handler bug"),
+        "{panic}"
+    );
+    assert!(has(&events, "list", uri, "RequestReceived"));
+}
+
 /// Answers every POST with 200 and keeps its JSON body.
 async fn receiver() -> (String, Arc<parking_lot::Mutex<Vec<Value>>>) {
     let received = Arc::new(parking_lot::Mutex::new(Vec::new()));

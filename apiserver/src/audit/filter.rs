@@ -329,7 +329,15 @@ pub async fn filter(
         Ok(response) => context.respond(response),
         Err(panic) => {
             // Recorded, then passed on to metrics::track, which answers the 500.
-            context.emit(Stage::Panic, Some(500), None, None);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let status = serde_json::json!({"kind": "Status", "status": "Failure",
+                "reason": "InternalError", "message": format!("APIServer panic'd: {what}")});
+            let status = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
+            context.emit(Stage::Panic, Some(500), Some(status), None);
             std::panic::resume_unwind(panic);
         }
     };
