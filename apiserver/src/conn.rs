@@ -183,7 +183,12 @@ async fn serve_connection<I>(
         let guard = tracked.start();
         let app = app.clone();
         async move {
-            let response = app.oneshot(request.map(Body::new)).await?;
+            let mut request = request.map(Body::new);
+            // The peer, for the audit log's sourceIPs.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let response = app.oneshot(request).await?;
             Ok::<_, std::convert::Infallible>(response.map(|body| {
                 Body::new(TrackedBody {
                     body,

@@ -1,10 +1,12 @@
 //! kube-apiserver: the Kubernetes API over an embedded store (SQLite) or etcd.
 //!
-//! A request flows `server` (router; `conn`: listeners, TLS) -> `auth` (who, and may they) ->
+//! A request flows `server` (router; `conn`: listeners, TLS) -> `audit` (its events) -> `auth`
+//! (who, and may they) ->
 //! `limits` (in-flight limits, deadlines) -> `handlers` (path, verb, query) -> `registry`
 //! (the resource and its strategy) -> `storage` for writes, or `cache` for lists and watches.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;

@@ -3,6 +3,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use apiserver::audit::AuditConfig;
+use apiserver::audit::log::LogConfig;
+use apiserver::audit::webhook::WebhookConfig;
 use apiserver::auth::AuthConfig;
 use apiserver::server::{Config, run};
 use apiserver::services::{Cidr, PortRange};
@@ -133,6 +136,57 @@ struct Flags {
     /// exceeds this, it rejects requests (429, Retry-After: 1). Zero for no limit.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Path to the file that defines the audit policy (audit.k8s.io/v1 Policy, YAML or JSON).
+    /// Without it nothing is audited.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// If set, all requests coming to the apiserver are logged to this file (as the policy
+    /// says). '-' means standard out.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// Format of saved audits: "json" (one Event per line) or "legacy" (one line of text).
+    #[arg(long, default_value = "json")]
+    audit_log_format: apiserver::audit::log::Format,
+    /// The maximum number of days to retain old audit log files based on the timestamp encoded
+    /// in their filename (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
+    /// The maximum number of old audit log files to retain (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// The maximum size in megabytes of the audit log file before it gets rotated (0: 100).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Strategy for sending audit events: batch, blocking or blocking-strict. tetsu never holds
+    /// a request on the disk: every mode queues events to a writer thread, at most
+    /// --audit-log-batch-buffer-size of them; when full, events are dropped and counted in
+    /// apiserver_audit_error_total{plugin="log"}.
+    #[arg(long, default_value = "blocking", value_parser = ["batch", "blocking", "blocking-strict"])]
+    audit_log_mode: String,
+    /// The size of the buffer to store events before writing them.
+    #[arg(long, default_value_t = 10000)]
+    audit_log_batch_buffer_size: usize,
+    /// Path to a kubeconfig file naming the remote service audit events are POSTed to (as
+    /// EventList batches).
+    #[arg(long)]
+    audit_webhook_config_file: Option<PathBuf>,
+    /// Strategy for sending audit events to the webhook: batch (blocking and blocking-strict
+    /// are accepted and batch too: a request never waits for the receiver).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "blocking", "blocking-strict"])]
+    audit_webhook_mode: String,
+    /// The size of the buffer to store events before batching and sending.
+    #[arg(long, default_value_t = 10000)]
+    audit_webhook_batch_buffer_size: usize,
+    /// The maximum number of events in a batch.
+    #[arg(long, default_value_t = 400)]
+    audit_webhook_batch_max_size: usize,
+    /// The amount of time to wait before sending a batch that has not reached the max size.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    audit_webhook_batch_max_wait: std::time::Duration,
+    /// The amount of time to wait before retrying the first failed request; each next retry
+    /// waits 1.5 times more (5 attempts).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    audit_webhook_initial_backoff: std::time::Duration,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -177,6 +231,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
+    tracing::debug!(
+        log = %flags.audit_log_mode,
+        webhook = %flags.audit_webhook_mode,
+        "audit modes (every mode queues events; none holds a request)"
+    );
     let config = Config {
         bind_address: flags.bind_address,
         secure_port: flags.secure_port,
@@ -216,6 +275,26 @@ async fn main() -> anyhow::Result<()> {
         min_request_timeout: std::time::Duration::from_secs(flags.min_request_timeout),
         max_requests_inflight: flags.max_requests_inflight,
         max_mutating_requests_inflight: flags.max_mutating_requests_inflight,
+        audit: AuditConfig {
+            policy_file: flags.audit_policy_file,
+            log: flags.audit_log_path.map(|path| LogConfig {
+                path,
+                format: flags.audit_log_format,
+                max_age_days: flags.audit_log_maxage,
+                max_backups: flags.audit_log_maxbackup,
+                max_size_mb: flags.audit_log_maxsize,
+                buffer_size: flags.audit_log_batch_buffer_size,
+            }),
+            webhook: flags
+                .audit_webhook_config_file
+                .map(|config_file| WebhookConfig {
+                    config_file,
+                    initial_backoff: flags.audit_webhook_initial_backoff,
+                    buffer_size: flags.audit_webhook_batch_buffer_size,
+                    max_batch_size: flags.audit_webhook_batch_max_size,
+                    max_batch_wait: flags.audit_webhook_batch_max_wait,
+                }),
+        },
         ..Config::default()
     };
     run(config, common::shutdown::signal()).await

@@ -72,6 +72,8 @@ pub struct Config {
     pub max_mutating_requests_inflight: usize,
     /// The listeners' header-read and idle timeouts.
     pub timeouts: crate::conn::Timeouts,
+    /// Auditing (--audit-policy-file and its backends); off without a policy.
+    pub audit: crate::audit::AuditConfig,
     /// Picks a name for an object created with generateName (a scripted one in tests that
     /// need collisions).
     pub generate_name: fn(&str) -> String,
@@ -104,6 +106,7 @@ impl Default for Config {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
             timeouts: Default::default(),
+            audit: Default::default(),
             generate_name: crate::meta::generate_name,
         }
     }
@@ -134,6 +137,8 @@ pub struct ApiState {
     pub limits: Arc<Limits>,
     /// Picks a name for an object created with generateName.
     pub generate_name: fn(&str) -> String,
+    /// The audit policy and backends; None when auditing is off.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.
@@ -223,6 +228,8 @@ async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Builds the shared state: store, watch cache, allocators, bootstrap objects.
 pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
+    // First: a bad policy stops startup before anything else is touched.
+    let audit = crate::audit::Auditor::start(&config.audit).await?;
     let store = open_store(config).await?;
     let root = config.etcd_prefix.trim_end_matches('/').to_owned();
     let cache = Cache::start(store.clone(), &root)
@@ -276,6 +283,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
             config.min_request_timeout,
         )),
         generate_name: config.generate_name,
+        audit,
     });
     bootstrap::ensure(&state, advertise, port)
         .await
@@ -359,6 +367,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::audit::filter,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::metrics::track,
         ))
         .with_state(state)
@@ -394,6 +406,9 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let mut body = state.metrics.render(state.cache.revision());
     body.push_str(&state.limits.render());
     body.push_str(&state.cache.render_terminated());
+    if let Some(audit) = &state.audit {
+        audit.render(&mut body);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -435,6 +450,7 @@ pub async fn spawn_in_process(mut config: Config) -> anyhow::Result<InProcess> {
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let app = router(state.clone()).layer(axum::Extension(Trusted));
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;

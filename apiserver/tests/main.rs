@@ -2,6 +2,7 @@
 //! link instead of one per file keeps the build's time and disk down).
 
 mod api_semantics;
+mod audit;
 mod delete_answers;
 mod durability;
 mod encryption;

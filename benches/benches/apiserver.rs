@@ -1,7 +1,9 @@
 //! The store and API server benchmark (../shared/BENCHMARKS.md section 2), run on demand:
 //! `cargo bench -p benches --bench apiserver`. Both backends are measured in one run (the
 //! embedded SQLite store and a real etcd started here), so their ratio is honest. Set
-//! BENCH_SCALE (default 1.0) to shrink every size, e.g. 0.05 for a smoke run.
+//! BENCH_SCALE (default 1.0) to shrink every size, e.g. 0.05 for a smoke run. BENCH_AUDIT=1
+//! runs only the audit cost comparison (pod creates without auditing and with a Metadata
+//! policy for every request written to a log file).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -355,10 +357,126 @@ async fn memory_bench() -> Vec<Row> {
     }]
 }
 
+/// CPU seconds this process (server, clients and writers alike) has used: /proc/self/stat's
+/// utime + stime, in clock ticks of 10 ms.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which ends with the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields; the 3rd is the first after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Pod creates per second on the embedded store, and CPU milliseconds per create.
+async fn create_rate(config: Config, n: usize) -> (f64, f64) {
+    let server = spawn_in_process(config).await.unwrap();
+    let client = HttpClient::new(&server.url());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}});
+    assert_eq!(client.post("/api/v1/namespaces", &ns).await.unwrap().0, 201);
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let lat = create_pods(&client, "bench", "p", n).await;
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    let cpu_ms = (cpu_seconds() - cpu) * 1000.0 / lat.len() as f64;
+    server.stop();
+    (rate, cpu_ms)
+}
+
+/// The cost of auditing: pod create throughput without a policy, and with Metadata for every
+/// request written to a file (both stages, as upstream's default with no omitStages). Rounds
+/// alternate, and so does which runs first, so drift in the machine's load hits both alike;
+/// the medians are compared.
+async fn audit_bench() -> Vec<Row> {
+    let n = scaled(5_000);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+    )
+    .unwrap();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let mut log_bytes = 0;
+    const ROUNDS: usize = 7;
+    for round in 0..ROUNDS {
+        let base = dir.path().join(format!("round-{round}"));
+        let plain = Config {
+            data_dir: base.join("off"),
+            secure_port: 0,
+            ..Config::default()
+        };
+        let log = base.join("audit.log");
+        let audited = Config {
+            data_dir: base.join("on"),
+            secure_port: 0,
+            audit: apiserver::audit::AuditConfig {
+                policy_file: Some(policy.clone()),
+                log: Some(apiserver::audit::log::LogConfig {
+                    path: log.clone(),
+                    ..Default::default()
+                }),
+                webhook: None,
+            },
+            ..Config::default()
+        };
+        // Which goes first alternates too.
+        if round % 2 == 0 {
+            off.push(create_rate(plain, n).await);
+            on.push(create_rate(audited, n).await);
+        } else {
+            on.push(create_rate(audited, n).await);
+            off.push(create_rate(plain, n).await);
+        }
+        log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
+    }
+    let median = |v: &[(f64, f64)], field: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = v.iter().map(field).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off_rate, on_rate) = (median(&off, |r| r.0), median(&on, |r| r.0));
+    let (off_cpu, on_cpu) = (median(&off, |r| r.1), median(&on, |r| r.1));
+    let backend = "embedded (SQLite)";
+    vec![
+        Row {
+            what: format!(
+                "pod creates, {CONCURRENCY} clients, no audit policy: rate, CPU per create (medians of {ROUNDS})"
+            ),
+            backend,
+            value: format!("{off_rate:.0}/s, {off_cpu:.3} ms"),
+        },
+        Row {
+            what: format!(
+                "pod creates, {CONCURRENCY} clients, Metadata for every request to a log file: rate, CPU per create (medians of {ROUNDS})"
+            ),
+            backend,
+            value: format!(
+                "{on_rate:.0}/s ({:+.1}%), {on_cpu:.3} ms ({:+.1}%); {:.0} bytes of log per create",
+                (on_rate / off_rate - 1.0) * 100.0,
+                (on_cpu / off_cpu - 1.0) * 100.0,
+                log_bytes as f64 / n as f64
+            ),
+        },
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::var_os("BENCH_MEMORY").is_some() {
         report("Memory", &memory_bench().await);
+        return;
+    }
+    if std::env::var_os("BENCH_AUDIT").is_some() {
+        report("Audit", &audit_bench().await);
         return;
     }
     let etcd = tokio::task::spawn_blocking(EtcdServer::start)

@@ -82,6 +82,7 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
             "-v".into(),
             v.clone(),
         ];
+        args.extend(crate::audit::apiserver_args(layout));
         if !cfg.etcd_servers.is_empty() {
             args.push("--etcd-servers".into());
             args.push(cfg.etcd_servers.join(","));
@@ -296,6 +297,20 @@ mod tests {
         let worker = components(&config(Role::Worker), &layout);
         let kubelet = worker.iter().find(|c| c.name == "kubelet").unwrap();
         assert!(kubelet.args.contains(&"--bootstrap-kubeconfig".to_owned()));
+        let control_plane = components(&config(Role::ControlPlane), &layout);
+        let apiserver = control_plane
+            .iter()
+            .find(|c| c.name == "kube-apiserver")
+            .unwrap();
+        let flag = |name: &str| {
+            let i = apiserver.args.iter().position(|a| a == name).unwrap();
+            apiserver.args[i + 1].clone()
+        };
+        assert_eq!(flag("--audit-log-path"), "/var/lib/tetsu/audit/audit.log");
+        assert_eq!(
+            flag("--audit-policy-file"),
+            "/var/lib/tetsu/pki/audit-policy.yaml"
+        );
     }
 
     #[test]

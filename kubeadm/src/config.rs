@@ -106,6 +106,14 @@ impl Layout {
     pub fn kubeconfig(&self, file: &str) -> PathBuf {
         self.root.join(file)
     }
+    /// The apiserver's --audit-policy-file, beside its other configuration.
+    pub fn audit_policy(&self) -> PathBuf {
+        self.pki().join("audit-policy.yaml")
+    }
+    /// The apiserver's audit log (--audit-log-path); rotated backups sit beside it.
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit/audit.log")
+    }
     pub fn apiserver_data(&self) -> PathBuf {
         self.root.join("apiserver")
     }

@@ -90,6 +90,16 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
     for f in &written {
         println!("[certs] Generated {}", f.display());
     }
+    if crate::audit::write_policy(&layout)? {
+        println!(
+            "[audit] Generated the audit policy {}",
+            layout.audit_policy().display()
+        );
+    }
+    println!(
+        "[audit] The apiserver's audit log is {}",
+        layout.audit_log().display()
+    );
     println!("[kubeconfig] Using kubeconfig folder {:?}", layout.root);
     kubeconfig::write_all(&pki, &layout.root, &cfg.api_server, &cfg.node_name)?;
     kubeconfig::write(

@@ -26,6 +26,9 @@ const DATA_DIR: &str = "/var/lib/tetsu";
 enum Commands {
     /// Set up a control-plane node: PKI, kubeconfigs, containerd, the control plane, the
     /// kubelet and kube-proxy under a supervisor that keeps running after init returns.
+    /// Secrets are encrypted at rest, and every request is audited: the log is
+    /// <data-dir>/audit/audit.log (JSON lines, rotated at 100 MB, 10 backups), the policy
+    /// <data-dir>/pki/audit-policy.yaml.
     Init(InitFlags),
     /// Join this machine to a cluster as a worker node.
     Join(JoinFlags),
@@ -60,7 +63,8 @@ enum Commands {
 
 #[derive(clap::Args, Debug)]
 struct InitFlags {
-    /// Where the cluster's state lives: PKI, kubeconfigs, the store, containerd, logs.
+    /// Where the cluster's state lives: PKI, kubeconfigs, the store, containerd, logs, and
+    /// the apiserver's audit log (<data-dir>/audit/audit.log).
     #[arg(long, default_value = DATA_DIR)]
     data_dir: PathBuf,
     /// The range of pod IP addresses; each node gets a /24 of it.

@@ -2,8 +2,9 @@
 //! made: the Python client's typed DELETE answers, error bytes, WebSocket port-forward with two
 //! ports and a deleted pod's final status (fixtures/client_suite.py); `kubectl exec -i` whose
 //! stdin ends; a Job deleted while its pod runs; then a leak check: no pod left Terminating, no
-//! finalizer whose owner is gone, and after `kubeadm reset` with pods running no process,
-//! network namespace or runc state of theirs.
+//! finalizer whose owner is gone, a Secret in no store file but its creation and read in the
+//! audit log, and after `kubeadm reset` with pods running no process, network namespace or
+//! runc state of theirs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -300,6 +301,36 @@ async fn an_official_clients_expectations_hold_and_reset_leaves_no_pod_behind() 
         }
     }
     assert!(scanned > 0, "no store files under {}", data_dir.display());
+    // kubeadm turns auditing on: the Secret's creation and its read are logged with their
+    // user, at Metadata (its value never reaches the log).
+    let log = data_dir.join("audit/audit.log");
+    let secret_events = until(
+        "the Secret's events in the audit log",
+        Duration::from_secs(30),
+        async || {
+            let events: Vec<Value> = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|e: &Value| {
+                    e["objectRef"]["resource"] == "secrets" && e["objectRef"]["name"] == "hidden"
+                })
+                .collect();
+            let verbs: Vec<&str> = events.iter().filter_map(|e| e["verb"].as_str()).collect();
+            (verbs.contains(&"create") && verbs.contains(&"get")).then_some(events)
+        },
+    )
+    .await;
+    for event in &secret_events {
+        assert_eq!(event["level"], "Metadata", "{event}");
+        assert_eq!(event["user"]["username"], "kubernetes-admin", "{event}");
+        assert!(!event.to_string().contains(encoded), "{event}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(encoded) && !text.contains(value),
+        "the audit log holds the Secret"
+    );
 
     // `kubeadm reset` while pods run: none of their processes, network namespaces or runc
     // state survive.

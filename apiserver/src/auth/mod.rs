@@ -347,6 +347,11 @@ pub async fn filter(
                 request.uri().query().unwrap_or(""),
             )
         });
+    // With auditing on, the audit filter's context hears who the user is and what was decided.
+    let audit = request
+        .extensions()
+        .get::<Arc<crate::audit::AuditContext>>()
+        .cloned();
     let user = if request.extensions().get::<Trusted>().is_some() {
         UserInfo::loopback()
     } else {
@@ -366,6 +371,9 @@ pub async fn filter(
             Authenticated::User(user) => user,
             Authenticated::Invalid(why) => {
                 tracing::debug!(path = request.uri().path(), reason = %why, "unauthorized");
+                if let Some(audit) = &audit {
+                    audit.unauthenticated(&request, &info);
+                }
                 return unauthorized();
             }
             Authenticated::Anonymous => {
@@ -375,24 +383,47 @@ pub async fn filter(
                 let open = state.auth.modes == [Mode::AlwaysAllow];
                 let discovery = is_cluster_info_get(request.method().as_str(), &info);
                 if !state.auth.anonymous || (info.attrs.resource_request && !open && !discovery) {
+                    if let Some(audit) = &audit {
+                        audit.unauthenticated(&request, &info);
+                    }
                     return unauthorized();
                 }
                 UserInfo::anonymous()
             }
         }
     };
+    if let Some(audit) = &audit {
+        audit.authenticated(&request, &user, &info);
+    }
     let user = match impersonate(&state, user, request.headers()) {
         Ok(user) => user,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => {
+            if let Some(audit) = &audit {
+                audit.decided(false, "");
+            }
+            return refused.into_response();
+        }
     };
+    if let Some(audit) = &audit
+        && request.headers().contains_key("impersonate-user")
+    {
+        audit.impersonated(&user);
+    }
     // system:masters may do anything: the loopback and admin paths skip the authorizers.
     let privileged = user.groups.iter().any(|g| g == "system:masters");
     if !privileged || node::node_name(&user).is_some() {
         let attrs = &info.attrs;
         match state.auth.authorize(&state.cache, &user, attrs) {
-            Decision::Allow(_) => {}
+            Decision::Allow(reason) => {
+                if let Some(audit) = &audit {
+                    audit.decided(true, &reason);
+                }
+            }
             Decision::Deny(reason) | Decision::NoOpinion(reason) => {
                 tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
+                if let Some(audit) = &audit {
+                    audit.decided(false, &reason);
+                }
                 return forbidden(&user, attrs, &reason).into_response();
             }
         }
@@ -407,6 +438,14 @@ pub async fn filter(
                 return refused.into_response();
             }
         }
+    }
+    if let Some(audit) = &audit {
+        if privileged && node::node_name(&user).is_none() {
+            // system:masters is allowed without asking the authorizers, as upstream's
+            // privileged-group authorizer allows it.
+            audit.decided(true, "");
+        }
+        request = audit.capture_request_body(request);
     }
     request.extensions_mut().insert(user);
     request.extensions_mut().insert(info);

@@ -29,6 +29,11 @@ impl ApiServer {
         Self::launch(tempfile::tempdir().unwrap(), true, &[])
     }
 
+    /// HTTPS with extra flags (e.g. `--token-auth-file`).
+    pub fn start_https_with(extra: &[&str]) -> ApiServer {
+        Self::launch(tempfile::tempdir().unwrap(), true, extra)
+    }
+
     /// Plain HTTP with extra flags (e.g. `--etcd-servers`).
     pub fn start_with(extra: &[&str]) -> ApiServer {
         Self::launch(tempfile::tempdir().unwrap(), false, extra)

@@ -1,0 +1,152 @@
+//! The webhook backend (`--audit-webhook-config-file`): events gathered into EventList batches
+//! (up to `max_size` events, or whatever came within `max_wait` of the first) and POSTed to
+//! the server the kubeconfig names, retried with exponential backoff; a batch that still fails
+//! is dropped and counted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+
+use super::event::{API_VERSION, Event};
+use super::queue::{self, Queue, Receiver};
+
+/// The `--audit-webhook-*` flags.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// A kubeconfig: its current context's cluster is the receiver, its user the credentials.
+    pub config_file: PathBuf,
+    /// The wait before the first retry of a failed batch; each next one waits 1.5 times more.
+    pub initial_backoff: Duration,
+    pub buffer_size: usize,
+    pub max_batch_size: usize,
+    pub max_batch_wait: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            config_file: PathBuf::new(),
+            initial_backoff: Duration::from_secs(10),
+            buffer_size: 10_000,
+            max_batch_size: 400,
+            max_batch_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Attempts per batch, as upstream's webhook backoff (5 steps).
+const ATTEMPTS: u32 = 5;
+
+/// Reads the kubeconfig (a bad one stops startup) and starts the sender task.
+pub async fn start(config: &WebhookConfig) -> anyhow::Result<Queue> {
+    let shown = config.config_file.display().to_string();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&config.config_file)
+        .with_context(|| format!("reading the audit webhook kubeconfig {shown}"))?;
+    let mut client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .with_context(|| format!("the audit webhook kubeconfig {shown}"))?;
+    // The server's path is the receiver's: requests name it whole, on the bare authority.
+    let server = client_config.cluster_url.clone();
+    let target = server
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let mut authority = axum::http::uri::Parts::default();
+    authority.scheme = server.scheme().cloned();
+    authority.authority = server.authority().cloned();
+    authority.path_and_query = Some(axum::http::uri::PathAndQuery::from_static("/"));
+    client_config.cluster_url = axum::http::Uri::from_parts(authority)
+        .with_context(|| format!("the audit webhook server {server}"))?;
+    let client = kube::Client::try_from(client_config)
+        .with_context(|| format!("the audit webhook kubeconfig {shown}"))?;
+    let (queue, events) = queue::bounded("webhook", config.buffer_size);
+    tokio::spawn(send_batches(
+        events,
+        Sender {
+            client,
+            target,
+            initial_backoff: config.initial_backoff,
+        },
+        config.max_batch_size.max(1),
+        config.max_batch_wait,
+    ));
+    Ok(queue)
+}
+
+struct Sender {
+    client: kube::Client,
+    target: String,
+    initial_backoff: Duration,
+}
+
+async fn send_batches(mut events: Receiver, sender: Sender, max_size: usize, max_wait: Duration) {
+    let mut open = true;
+    while open {
+        let Some(first) = events.recv().await else {
+            return;
+        };
+        let deadline = Instant::now() + max_wait;
+        let mut batch = vec![first];
+        while batch.len() < max_size {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => batch.push(event),
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = sender.send(&batch).await {
+            tracing::error!(error = %format!("{e:#}"), events = batch.len(), "the audit webhook refused a batch; dropped");
+            events.failed(batch.len());
+        }
+    }
+}
+
+impl Sender {
+    async fn send(&self, batch: &[Arc<Event>]) -> anyhow::Result<()> {
+        let body = event_list(batch);
+        let mut backoff = self.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.post(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= ATTEMPTS => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "the audit webhook failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.mul_f64(1.5);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn post(&self, body: Vec<u8>) -> anyhow::Result<()> {
+        let request = axum::http::Request::post(self.target.as_str())
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(body))?;
+        let response = self.client.send(request).await?;
+        let status = response.status();
+        anyhow::ensure!(status.is_success(), "the receiver answered {status}");
+        Ok(())
+    }
+}
+
+/// `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[...]}`.
+pub fn event_list(batch: &[Arc<Event>]) -> Vec<u8> {
+    let mut out =
+        format!(r#"{{"kind":"EventList","apiVersion":"{API_VERSION}","metadata":{{}},"items":["#)
+            .into_bytes();
+    for (i, event) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&event.to_json());
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
