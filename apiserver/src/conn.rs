@@ -72,7 +72,7 @@ pub async fn serve_plain(
     app: Router,
     timeouts: Timeouts,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let stopping = stop.clone();
     accept_loop(listener, stop, move |tcp, peer| {
         let (app, stop) = (app.clone(), stopping.clone());
@@ -91,7 +91,7 @@ pub async fn serve_tls(
     app: Router,
     timeouts: Timeouts,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let TlsServer {
         acceptor,
         client_ca,
@@ -128,7 +128,7 @@ async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     handle: F,
-) -> anyhow::Result<()>
+) -> crate::Result<()>
 where
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod conn;
 pub mod discovery;
+pub mod error;
 pub mod handlers;
 pub mod limits;
 pub mod managed;
@@ -30,3 +31,5 @@ pub mod table;
 pub mod testing;
 pub mod tls;
 pub mod validation;
+
+pub use error::{Error, Result};

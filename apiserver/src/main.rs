@@ -228,7 +228,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
     tracing::debug!(
@@ -236,7 +236,11 @@ async fn main() -> anyhow::Result<()> {
         webhook = %flags.audit_webhook_mode,
         "audit modes (every mode queues events; none holds a request)"
     );
-    let config = Config {
+    common::component::main("kube-apiserver", config(flags), run).await;
+}
+
+fn config(flags: Flags) -> apiserver::Result<Config> {
+    Ok(Config {
         bind_address: flags.bind_address,
         secure_port: flags.secure_port,
         insecure_port: flags.insecure_port,
@@ -268,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
             &flags.enable_admission_plugins,
             &flags.disable_admission_plugins,
         )
-        .map_err(anyhow::Error::msg)?,
+        .map_err(apiserver::Error::Invalid)?,
         kubelet_client_certificate: flags.kubelet_client_certificate,
         kubelet_client_key: flags.kubelet_client_key,
         request_timeout: flags.request_timeout,
@@ -296,6 +300,5 @@ async fn main() -> anyhow::Result<()> {
                 }),
         },
         ..Config::default()
-    };
-    run(config, common::shutdown::signal()).await
+    })
 }

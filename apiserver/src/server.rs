@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::Error;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::error::Context as _;
 use serde_json::Value;
 
 use crate::auth::{Auth, AuthConfig, Trusted};
@@ -154,10 +155,12 @@ fn detect_address() -> IpAddr {
 }
 
 /// The store, wrapped in [`EncryptedStore`] when --encryption-provider-config is given.
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(config: &Config) -> crate::Result<Arc<dyn Store>> {
     // Read first: a bad file fails before the store is touched.
     let encryption = match &config.encryption_provider_config {
-        Some(path) => Some(encryption::Config::load(path)?),
+        Some(path) => {
+            Some(encryption::Config::load(path).map_err(|e| Error::Invalid(e.to_string()))?)
+        }
         None => None,
     };
     let store = open_backend(config).await?;
@@ -203,16 +206,16 @@ async fn reload_encryption(store: Arc<EncryptedStore>, path: PathBuf, every: Dur
     }
 }
 
-async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_backend(config: &Config) -> crate::Result<Arc<dyn Store>> {
     if config.etcd_servers.is_empty() {
         // Owner-only, as the store holds every Secret.
         common::files::create_private_dir(&config.data_dir)
-            .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
+            .io(|| format!("creating --data-dir {}", config.data_dir.display()))?;
         let path = config.data_dir.join("state.db");
         tracing::info!(path = %path.display(), "using the embedded store");
-        Ok(Arc::new(
-            SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
-        ))
+        Ok(Arc::new(SqliteStore::open(&path).map_err(Error::store(
+            format!("opening {}", path.display()),
+        ))?))
     } else {
         tracing::info!(servers = ?config.etcd_servers, "using etcd");
         let store = tokio::time::timeout(
@@ -220,21 +223,24 @@ async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             EtcdStore::connect(&config.etcd_servers),
         )
         .await
-        .context("timed out connecting to etcd")?
-        .context("connecting to etcd")?;
+        .map_err(|_| Error::Store {
+            what: "connecting to etcd".into(),
+            source: crate::storage::Error::Unavailable("timed out after 30s".into()),
+        })?
+        .map_err(Error::store("connecting to etcd"))?;
         Ok(Arc::new(store))
     }
 }
 
 /// Builds the shared state: store, watch cache, allocators, bootstrap objects.
-pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
+pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
     // First: a bad policy stops startup before anything else is touched.
     let audit = crate::audit::Auditor::start(&config.audit).await?;
     let store = open_store(config).await?;
     let root = config.etcd_prefix.trim_end_matches('/').to_owned();
     let cache = Cache::start(store.clone(), &root)
         .await
-        .context("loading the watch cache")?;
+        .map_err(Error::store("loading the watch cache"))?;
     let services = Arc::new(Allocator::new(
         config.service_cluster_ip_range,
         config.service_node_port_range,
@@ -261,9 +267,12 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     ) {
         (Some(cert), Some(key)) => common::tls::insecure_client_with_identity(Some((cert, key)))?,
         (None, None) => common::tls::insecure_client(),
-        _ => anyhow::bail!(
-            "--kubelet-client-certificate and --kubelet-client-key must be given together"
-        ),
+        _ => {
+            return Err(Error::Invalid(
+                "--kubelet-client-certificate and --kubelet-client-key must be given together"
+                    .into(),
+            ));
+        }
     };
     let state = Arc::new(ApiState {
         auth,
@@ -287,7 +296,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<Arc<ApiState>> {
     });
     bootstrap::ensure(&state, advertise, port)
         .await
-        .context("creating the bootstrap objects")?;
+        .map_err(|e| Error::Invalid(format!("creating the bootstrap objects: {e}")))?;
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compactor(state.store.clone(), config.compaction_interval));
     }
@@ -438,9 +447,11 @@ impl InProcess {
 }
 
 /// Starts the API on 127.0.0.1 with an ephemeral port, without TLS, inside this process.
-pub async fn spawn_in_process(mut config: Config) -> anyhow::Result<InProcess> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    let addr = listener.local_addr()?;
+pub async fn spawn_in_process(mut config: Config) -> crate::Result<InProcess> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .io(|| "binding 127.0.0.1:0".into())?;
+    let addr = listener.local_addr().io(|| "binding 127.0.0.1:0".into())?;
     // The kubernetes Service and its endpoints name the port actually served (port 0 is
     // invalid there).
     if config.secure_port == 0 && config.insecure_port.is_none() {
@@ -464,7 +475,7 @@ pub async fn spawn_in_process(mut config: Config) -> anyhow::Result<InProcess> {
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let state = prepare(&config).await?;
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -473,7 +484,7 @@ pub async fn run(
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("binding the insecure port {addr}"))?;
+            .io(|| format!("binding the insecure port {addr}"))?;
         tracing::info!(%addr, "serving plain HTTP (no authentication; local development only)");
         let app = app.clone().layer(axum::Extension(Trusted));
         servers.spawn(conn::serve_plain(
@@ -488,7 +499,7 @@ pub async fn run(
         let tls_server = tls::server(&config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("binding the secure port {addr}"))?;
+            .io(|| format!("binding the secure port {addr}"))?;
         tracing::info!(%addr, "serving HTTPS");
         servers.spawn(conn::serve_tls(
             listener,
@@ -499,12 +510,14 @@ pub async fn run(
         ));
     }
     if servers.is_empty() {
-        anyhow::bail!("nothing to serve: --secure-port is 0 and no --insecure-port was given");
+        return Err(Error::Invalid(
+            "nothing to serve: --secure-port is 0 and no --insecure-port was given".into(),
+        ));
     }
     tokio::select! {
         _ = shutdown => {}
         Some(result) = servers.join_next() => {
-            result??;
+            result.map_err(|panicked| common::Error::Component(Box::new(panicked)))??;
         }
     }
     let _ = stop_tx.send(true);

@@ -9,7 +9,7 @@ use common::tls::TlsServer;
 use crate::server::Config;
 
 /// The self-signed serving certificate under the data dir, made on first start.
-fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn self_signed(config: &Config) -> crate::Result<(PathBuf, PathBuf)> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -26,11 +26,15 @@ fn self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// The serving configuration; with --client-ca-file, clients may present certificates.
-pub fn server(config: &Config) -> anyhow::Result<TlsServer> {
+pub fn server(config: &Config) -> crate::Result<TlsServer> {
     let (cert, key) = match (&config.tls_cert_file, &config.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => self_signed(config)?,
-        _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file must be given together"),
+        _ => {
+            return Err(crate::Error::Invalid(
+                "--tls-cert-file and --tls-private-key-file must be given together".into(),
+            ));
+        }
     };
     let client_ca = config
         .auth

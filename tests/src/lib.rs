@@ -27,7 +27,7 @@ pub struct SecureApiServer {
     pub url: String,
     pub pki: Pki,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<apiserver::Result<()>>>,
 }
 
 impl SecureApiServer {

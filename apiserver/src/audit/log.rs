@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use common::error::Context as _;
 
 use super::event::{Event, legacy_line};
 use super::queue::{self, Queue};
@@ -64,7 +64,7 @@ impl Default for LogConfig {
 }
 
 /// Opens the log (a bad path stops startup) and starts its writer thread.
-pub fn start(config: &LogConfig) -> anyhow::Result<Queue> {
+pub fn start(config: &LogConfig) -> crate::Result<Queue> {
     let mut out: Box<dyn Write + Send> = if config.path.as_os_str() == "-" {
         Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
@@ -120,7 +120,7 @@ pub fn start(config: &LogConfig) -> anyhow::Result<Queue> {
                 std::thread::sleep(GATHER);
             }
         })
-        .context("starting the audit log writer")?;
+        .io(|| "starting the audit log writer".into())?;
     Ok(queue)
 }
 
@@ -159,13 +159,16 @@ impl RotatingFile {
         max_bytes: u64,
         max_backups: usize,
         max_age: Duration,
-    ) -> anyhow::Result<RotatingFile> {
+    ) -> crate::Result<RotatingFile> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             common::files::create_private_dir(dir)
-                .with_context(|| format!("creating the audit log's directory {}", dir.display()))?;
+                .io(|| format!("creating the audit log's directory {}", dir.display()))?;
         }
-        let file = open_private(path)?;
-        let size = file.metadata()?.len();
+        let file = open_private(path).io(|| format!("opening the audit log {}", path.display()))?;
+        let size = file
+            .metadata()
+            .io(|| format!("reading the audit log {}", path.display()))?
+            .len();
         Ok(RotatingFile {
             path: path.to_owned(),
             file,
@@ -196,7 +199,7 @@ impl RotatingFile {
             now += chrono::Duration::milliseconds(1);
         };
         std::fs::rename(&self.path, &backup)?;
-        self.file = open_private(&self.path).map_err(std::io::Error::other)?;
+        self.file = open_private(&self.path)?;
         self.size = 0;
         self.remove_old_backups(&stem, &ext);
         Ok(())
@@ -263,14 +266,13 @@ impl Write for RotatingFile {
 }
 
 /// Opens for appending, created owner-only: the log names every user and may hold objects.
-fn open_private(path: &Path) -> anyhow::Result<File> {
+fn open_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("opening the audit log {}", path.display()))
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context;
-
 pub use filter::{AuditContext, filter};
 use policy::{Level, Policy};
 use queue::Queue;
@@ -47,14 +45,15 @@ pub struct Auditor {
 impl Auditor {
     /// Loads the policy and starts the backends; None when auditing is off (no policy, or
     /// no backend to send to, as upstream).
-    pub async fn start(config: &AuditConfig) -> anyhow::Result<Option<Arc<Auditor>>> {
+    pub async fn start(config: &AuditConfig) -> crate::Result<Option<Arc<Auditor>>> {
         let Some(path) = &config.policy_file else {
             if config.log.is_some() || config.webhook.is_some() {
                 tracing::info!("no audit policy file provided, no audit events will be recorded");
             }
             return Ok(None);
         };
-        let policy = Policy::load(path).context("loading audit policy file")?;
+        let policy = Policy::load(path)
+            .map_err(|e| crate::Error::Invalid(format!("loading audit policy file: {e}")))?;
         let mut backends = Vec::new();
         if let Some(log) = &config.log {
             backends.push(log::start(log)?);

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::time::Instant;
 
 use super::event::{API_VERSION, Event};
@@ -41,13 +40,16 @@ impl Default for WebhookConfig {
 const ATTEMPTS: u32 = 5;
 
 /// Reads the kubeconfig (a bad one stops startup) and starts the sender task.
-pub async fn start(config: &WebhookConfig) -> anyhow::Result<Queue> {
+pub async fn start(config: &WebhookConfig) -> crate::Result<Queue> {
     let shown = config.config_file.display().to_string();
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        crate::Error::Invalid(format!("{what} {shown}: {e}"))
+    };
     let kubeconfig = kube::config::Kubeconfig::read_from(&config.config_file)
-        .with_context(|| format!("reading the audit webhook kubeconfig {shown}"))?;
+        .map_err(|e| invalid("reading the audit webhook kubeconfig", &e))?;
     let mut client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .with_context(|| format!("the audit webhook kubeconfig {shown}"))?;
+        .map_err(|e| invalid("the audit webhook kubeconfig", &e))?;
     // The server's path is the receiver's: requests name it whole, on the bare authority.
     let server = client_config.cluster_url.clone();
     let target = server
@@ -58,9 +60,9 @@ pub async fn start(config: &WebhookConfig) -> anyhow::Result<Queue> {
     authority.authority = server.authority().cloned();
     authority.path_and_query = Some(axum::http::uri::PathAndQuery::from_static("/"));
     client_config.cluster_url = axum::http::Uri::from_parts(authority)
-        .with_context(|| format!("the audit webhook server {server}"))?;
+        .map_err(|e| crate::Error::Invalid(format!("the audit webhook server {server}: {e}")))?;
     let client = kube::Client::try_from(client_config)
-        .with_context(|| format!("the audit webhook kubeconfig {shown}"))?;
+        .map_err(|e| invalid("the audit webhook kubeconfig", &e))?;
     let (queue, events) = queue::bounded("webhook", config.buffer_size);
     tokio::spawn(send_batches(
         events,
@@ -100,14 +102,15 @@ async fn send_batches(mut events: Receiver, sender: Sender, max_size: usize, max
             }
         }
         if let Err(e) = sender.send(&batch).await {
-            tracing::error!(error = %format!("{e:#}"), events = batch.len(), "the audit webhook refused a batch; dropped");
+            tracing::error!(error = %e, events = batch.len(), "the audit webhook refused a batch; dropped");
             events.failed(batch.len());
         }
     }
 }
 
 impl Sender {
-    async fn send(&self, batch: &[Arc<Event>]) -> anyhow::Result<()> {
+    /// Posts one batch, retrying with backoff; the last failure, to be logged.
+    async fn send(&self, batch: &[Arc<Event>]) -> Result<(), String> {
         let body = event_list(batch);
         let mut backoff = self.initial_backoff;
         let mut attempt = 1;
@@ -116,7 +119,7 @@ impl Sender {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= ATTEMPTS => return Err(e),
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "the audit webhook failed; retrying");
+                    tracing::warn!(error = %e, attempt, "the audit webhook failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.mul_f64(1.5);
                     attempt += 1;
@@ -125,13 +128,16 @@ impl Sender {
         }
     }
 
-    async fn post(&self, body: Vec<u8>) -> anyhow::Result<()> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
         let request = axum::http::Request::post(self.target.as_str())
             .header("content-type", "application/json")
-            .body(kube::client::Body::from(body))?;
-        let response = self.client.send(request).await?;
+            .body(kube::client::Body::from(body))
+            .map_err(|e| e.to_string())?;
+        let response = self.client.send(request).await.map_err(|e| e.to_string())?;
         let status = response.status();
-        anyhow::ensure!(status.is_success(), "the receiver answered {status}");
+        if !status.is_success() {
+            return Err(format!("the receiver answered {status}"));
+        }
         Ok(())
     }
 }

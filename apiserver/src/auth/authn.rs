@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::Context;
+use crate::Error;
 use base64::Engine;
+use common::error::Context as _;
 use common::tls::PeerIdentity;
 
 use super::UserInfo;
@@ -40,13 +41,14 @@ impl Authenticators {
         token_auth_file: Option<&Path>,
         bootstrap_tokens: bool,
         service_accounts: Option<ServiceAccountTokens>,
-    ) -> anyhow::Result<Authenticators> {
+    ) -> crate::Result<Authenticators> {
         let static_tokens = match token_auth_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading --token-auth-file {}", path.display()))?;
-                parse_token_file(&text)
-                    .with_context(|| format!("parsing --token-auth-file {}", path.display()))?
+                    .io(|| format!("reading --token-auth-file {}", path.display()))?;
+                parse_token_file(&text).map_err(|e| {
+                    Error::Invalid(format!("parsing --token-auth-file {}: {e}", path.display()))
+                })?
             }
             None => HashMap::new(),
         };
@@ -113,7 +115,7 @@ impl Authenticators {
 }
 
 /// Parses upstream's token file: `token,user,uid[,"group1,group2"]` per line.
-fn parse_token_file(text: &str) -> anyhow::Result<HashMap<String, UserInfo>> {
+fn parse_token_file(text: &str) -> Result<HashMap<String, UserInfo>, String> {
     let mut tokens = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -121,11 +123,9 @@ fn parse_token_file(text: &str) -> anyhow::Result<HashMap<String, UserInfo>> {
             continue;
         }
         let fields = split_csv(line);
-        anyhow::ensure!(
-            fields.len() >= 3,
-            "line {}: want token,user,uid[,groups]",
-            n + 1
-        );
+        if fields.len() < 3 {
+            return Err(format!("line {}: want token,user,uid[,groups]", n + 1));
+        }
         let groups = fields
             .get(3)
             .map(|g| {

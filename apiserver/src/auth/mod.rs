@@ -166,12 +166,14 @@ pub struct Auth {
 pub struct Trusted;
 
 impl Auth {
-    pub fn new(config: &AuthConfig, cache: Arc<Cache>) -> anyhow::Result<Auth> {
+    pub fn new(config: &AuthConfig, cache: Arc<Cache>) -> crate::Result<Auth> {
         let service_accounts = if config.service_account_signing_key_file.is_some()
             || !config.service_account_key_files.is_empty()
         {
             let issuer = config.service_account_issuer.clone().ok_or_else(|| {
-                anyhow::anyhow!("--service-account-issuer is required with service-account keys")
+                crate::Error::Invalid(
+                    "--service-account-issuer is required with service-account keys".into(),
+                )
             })?;
             Some(ServiceAccountTokens::load(
                 config.service_account_signing_key_file.as_deref(),
@@ -187,10 +189,11 @@ impl Auth {
             config.enable_bootstrap_token_auth,
             service_accounts,
         )?;
-        anyhow::ensure!(
-            !config.authorization_modes.is_empty(),
-            "--authorization-mode needs at least one mode"
-        );
+        if config.authorization_modes.is_empty() {
+            return Err(crate::Error::Invalid(
+                "--authorization-mode needs at least one mode".into(),
+            ));
+        }
         let rbac = config
             .authorization_modes
             .contains(&Mode::Rbac)

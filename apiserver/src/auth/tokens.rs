@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use crate::Error;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::error::Context as _;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
 use serde_json::{Value, json};
 use x509_parser::prelude::FromDer;
@@ -36,23 +37,25 @@ pub struct Binding<'a> {
     pub node: Option<&'a str>,
 }
 
-fn pem_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// A key file the apiserver cannot use.
+fn invalid(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: {why}", path.display()))
+}
+
+fn pem_der(path: &Path, label: &str) -> crate::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path).io(|| format!("reading {}", path.display()))?;
     let body: String = text
         .lines()
         .skip_while(|l| !l.starts_with(&format!("-----BEGIN {label}")))
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    anyhow::ensure!(
-        !body.is_empty(),
-        "no {label} PEM block in {}",
-        path.display()
-    );
+    if body.is_empty() {
+        return Err(invalid(path, format!("no {label} PEM block")));
+    }
     base64::engine::general_purpose::STANDARD
         .decode(body)
-        .with_context(|| format!("decoding {}", path.display()))
+        .map_err(|e| invalid(path, format!("decoding: {e}")))
 }
 
 impl ServiceAccountTokens {
@@ -62,19 +65,19 @@ impl ServiceAccountTokens {
         key_files: &[std::path::PathBuf],
         issuer: String,
         audiences: Vec<String>,
-    ) -> anyhow::Result<ServiceAccountTokens> {
+    ) -> crate::Result<ServiceAccountTokens> {
         let rng = ring::rand::SystemRandom::new();
         let signer = signing_key
             .map(|path| {
                 let der = pem_der(path, "PRIVATE KEY")?;
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-                    .map_err(|e| anyhow::anyhow!("{}: not a P-256 PKCS#8 key: {e}", path.display()))
+                    .map_err(|e| invalid(path, format!("not a P-256 PKCS#8 key: {e}")))
             })
             .transpose()?;
         let mut verifiers = Vec::new();
         for path in key_files {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).io(|| format!("reading {}", path.display()))?;
             if text.contains("PRIVATE KEY") {
                 let der = pem_der(path, "PRIVATE KEY")?;
                 let pair = EcdsaKeyPair::from_pkcs8(
@@ -82,12 +85,12 @@ impl ServiceAccountTokens {
                     &der,
                     &rng,
                 )
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                .map_err(|e| invalid(path, e))?;
                 verifiers.push(pair.public_key().as_ref().to_vec());
             } else {
                 let der = pem_der(path, "PUBLIC KEY")?;
                 let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .map_err(|e| invalid(path, e))?;
                 verifiers.push(spki.subject_public_key.data.to_vec());
             }
         }
