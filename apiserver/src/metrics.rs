@@ -152,11 +152,7 @@ pub async fn track(
     {
         Ok(response) => response,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = panic_message(&*panic);
             tracing::error!(verb, %uri, panic = %what, "apiserver panicked on a request");
             state.metrics.panics.fetch_add(1, Ordering::Relaxed);
             crate::status::ApiError::internal(
@@ -175,4 +171,13 @@ pub async fn track(
         start.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// What a panic said (its `&str` or `String` payload; empty for anything else).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }

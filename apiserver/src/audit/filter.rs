@@ -329,11 +329,7 @@ pub async fn filter(
         Ok(response) => context.respond(response),
         Err(panic) => {
             // Recorded, then passed on to metrics::track, which answers the 500.
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::metrics::panic_message(&*panic);
             let status = serde_json::json!({"kind": "Status", "status": "Failure",
                 "reason": "InternalError", "message": format!("APIServer panic'd: {what}")});
             let status = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
