@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
 use kubelet::node::{Heartbeat, Machine, NodeConfig, run};
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -16,18 +16,13 @@ async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_the_node_renews_its_lease_and_reports_readiness() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().to_owned(),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::try_from(kube::Config::new(
-        format!("http://{}", server.addr).parse().unwrap(),
-    ))
-    .unwrap();
+    // The apiserver serves until `_server` is dropped at the end.
+    let cluster_tests::LocalApiServer {
+        server: _server,
+        dir,
+        client,
+        ..
+    } = cluster_tests::LocalApiServer::start().await;
     let cfg = NodeConfig {
         name: "worker-1".into(),
         node_ip: Some("10.0.0.7".into()),

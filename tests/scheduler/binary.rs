@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
 use kube::api::PostParams;
-use kube::{Api, Client};
 use scheduler::testing::{make_node, make_pod};
 
 struct Scheduler(Child);
@@ -39,14 +39,12 @@ async fn wait_bound(pods: &Api<Pod>, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::server::spawn_in_process(apiserver::server::Config {
-        data_dir: dir.path().join("data"),
-        secure_port: 0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let cluster_tests::LocalApiServer {
+        server,
+        dir,
+        client,
+        ..
+    } = cluster_tests::LocalApiServer::start().await;
     let kubeconfig = dir.path().join("scheduler.conf");
     apiserver::testing::write_kubeconfig(&kubeconfig, &server.url());
     let config = dir.path().join("config.yaml");
@@ -56,8 +54,6 @@ async fn runs_profiles_elects_a_leader_serves_health_and_stops_on_sigterm() {
     )
     .unwrap();
 
-    let url = format!("http://{}", server.addr).parse().unwrap();
-    let client = Client::try_from(kube::Config::new(url)).unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     // A busy small node and an empty big one: the bin-packer prefers the busy one.
     nodes

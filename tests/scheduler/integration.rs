@@ -25,19 +25,11 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let config = apiserver::server::Config {
-        data_dir: dir.path().to_owned(),
-        secure_port: 0,
-        ..Default::default()
-    };
-    let server = apiserver::server::spawn_in_process(config).await.unwrap();
-    let url = format!("http://{}", server.addr).parse().unwrap();
-    let client = Client::try_from(kube::Config::new(url)).unwrap();
+    let api = cluster_tests::LocalApiServer::start().await;
     Cluster {
-        server,
-        dir,
-        client,
+        server: api.server,
+        dir: api.dir,
+        client: api.client,
         scheduler: Default::default(),
     }
 }

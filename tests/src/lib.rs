@@ -12,6 +12,35 @@ use std::time::Duration;
 use apiserver::auth::{AuthConfig, Mode};
 use kubeadm::pki::{Pki, PkiConfig};
 
+/// An apiserver in this process on a loopback port (its trusted plain listener) with its data
+/// in a directory of its own: where every component's integration test starts.
+pub struct LocalApiServer {
+    pub server: apiserver::server::InProcess,
+    pub dir: tempfile::TempDir,
+    pub client: kube::Client,
+    pub url: String,
+}
+
+impl LocalApiServer {
+    pub async fn start() -> LocalApiServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = apiserver::server::Config {
+            data_dir: dir.path().join("data"),
+            secure_port: 0,
+            ..Default::default()
+        };
+        let server = apiserver::server::spawn_in_process(config).await.unwrap();
+        let url = server.url();
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        LocalApiServer {
+            server,
+            dir,
+            client,
+            url,
+        }
+    }
+}
+
 /// The path of the workspace's binary `name` (kube-scheduler, kubelet, ...).
 pub fn bin(name: &str) -> PathBuf {
     hosts::bin_dir().join(name)

@@ -22,15 +22,12 @@ pub struct Cluster {
 
 /// An apiserver only.
 pub async fn apiserver() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let config = apiserver::server::Config {
-        data_dir: dir.path().to_owned(),
-        secure_port: 0,
-        ..Default::default()
-    };
-    let server = apiserver::server::spawn_in_process(config).await.unwrap();
-    let url = format!("http://{}", server.addr);
-    let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let cluster_tests::LocalApiServer {
+        server,
+        dir,
+        client,
+        url,
+    } = cluster_tests::LocalApiServer::start().await;
     Cluster {
         server,
         dir,
