@@ -102,6 +102,26 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
     }
 }
 
+impl<K: Eq + Hash> Expiring<K, bool> {
+    /// The cached authorization decision for `key`, else `review`'s, kept for `allowed_ttl`
+    /// or `denied_ttl` (a failed review is not kept).
+    pub async fn decide<E>(
+        &self,
+        key: K,
+        allowed_ttl: Duration,
+        denied_ttl: Duration,
+        review: impl std::future::Future<Output = Result<bool, E>>,
+    ) -> Result<bool, E> {
+        if let Some(allowed) = self.get(&key, Instant::now()) {
+            return Ok(allowed);
+        }
+        let allowed = review.await?;
+        let ttl = if allowed { allowed_ttl } else { denied_ttl };
+        self.insert(key, allowed, ttl, Instant::now());
+        Ok(allowed)
+    }
+}
+
 impl<K: Eq + Hash, V: Clone> Default for Expiring<K, V> {
     fn default() -> Self {
         Expiring::new()
@@ -436,26 +456,20 @@ impl Delegated {
             return Ok(());
         }
         let key = (user.clone(), verb.to_owned(), path.to_owned());
-        let allowed = match self.decisions.get(&key, Instant::now()) {
-            Some(allowed) => allowed,
-            None => {
-                let access = Access::NonResource {
-                    verb: verb.to_owned(),
-                    path: path.to_owned(),
-                };
-                let allowed = review_access(&self.authz, user, access).await.map_err(|e| {
-                    tracing::warn!(user = %user.name, verb, path, error = %format!("{e:#}"), "SubjectAccessReview failed");
-                    Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("authorization error: {e:#}"))
-                })?;
-                let ttl = if allowed {
-                    self.config.allowed_ttl
-                } else {
-                    self.config.denied_ttl
-                };
-                self.decisions.insert(key, allowed, ttl, Instant::now());
-                allowed
-            }
+        let access = Access::NonResource {
+            verb: verb.to_owned(),
+            path: path.to_owned(),
         };
+        let review = review_access(&self.authz, user, access);
+        let (allowed_ttl, denied_ttl) = (self.config.allowed_ttl, self.config.denied_ttl);
+        let allowed = self
+            .decisions
+            .decide(key, allowed_ttl, denied_ttl, review)
+            .await
+            .map_err(|e| {
+                tracing::warn!(user = %user.name, verb, path, error = %e, "SubjectAccessReview failed");
+                Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("authorization error: {e}"))
+            })?;
         if allowed {
             Ok(())
         } else {

@@ -22,7 +22,6 @@ use common::delegated_auth;
 pub use common::delegated_auth::{Expiring, Refused, User};
 use common::tls::PeerIdentity;
 use k8s_openapi::api::authorization::v1::ResourceAttributes;
-use tokio::time::Instant;
 
 /// --authorization-mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,31 +251,23 @@ impl Auth {
         };
         for &subresource in &attrs.subresources {
             let key = (user.clone(), attrs.verb, subresource);
-            let allowed = match self.decisions.get(&key, Instant::now()) {
-                Some(allowed) => allowed,
-                None => {
-                    let allowed = reviews
-                        .access(user, attrs.verb, &self.node_name, subresource)
-                        .await
-                        .map_err(|e| {
-                            tracing::warn!(user = %user.name, verb = attrs.verb, subresource, error = %format!("{e:#}"), "SubjectAccessReview failed");
-                            Refused(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                format!(
-                                    "Authorization error (user={}, verb={}, resource=nodes, subresource={subresource})",
-                                    user.name, attrs.verb
-                                ),
-                            )
-                        })?;
-                    let ttl = if allowed {
-                        self.config.authorized_ttl
-                    } else {
-                        self.config.unauthorized_ttl
-                    };
-                    self.decisions.insert(key, allowed, ttl, Instant::now());
-                    allowed
-                }
-            };
+            let review = reviews.access(user, attrs.verb, &self.node_name, subresource);
+            let (allowed_ttl, denied_ttl) =
+                (self.config.authorized_ttl, self.config.unauthorized_ttl);
+            let allowed = self
+                .decisions
+                .decide(key, allowed_ttl, denied_ttl, review)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(user = %user.name, verb = attrs.verb, subresource, error = %e, "SubjectAccessReview failed");
+                    Refused(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!(
+                            "Authorization error (user={}, verb={}, resource=nodes, subresource={subresource})",
+                            user.name, attrs.verb
+                        ),
+                    )
+                })?;
             if allowed {
                 return Ok(());
             }
@@ -377,7 +368,7 @@ mod tests {
     #[test]
     fn answers_expire() {
         let cache = Expiring::new();
-        let t0 = Instant::now();
+        let t0 = tokio::time::Instant::now();
         cache.insert("k", true, Duration::from_secs(30), t0);
         assert_eq!(cache.get(&"k", t0), Some(true));
         assert_eq!(cache.get(&"k", t0 + Duration::from_secs(29)), Some(true));
