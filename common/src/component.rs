@@ -134,12 +134,8 @@ async fn server_failed(servers: &mut JoinSet<crate::Result<()>>) -> Error {
             None => std::future::pending().await,
             Some(Ok(Ok(()))) => continue,
             Some(Ok(Err(e))) => return e,
-            Some(Err(e)) => {
-                return Error::Io {
-                    what: "health server".into(),
-                    source: std::io::Error::other(e),
-                };
-            }
+            // The server's task panicked or was cancelled.
+            Some(Err(e)) => return Error::Component(Box::new(e)),
         }
     }
 }
