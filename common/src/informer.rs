@@ -217,15 +217,16 @@ impl<K: Object> Informer<K> {
         let obj = Arc::new(obj);
         let old = {
             let mut cache = self.cache.write();
-            let old = cache.objects.insert(key.clone(), obj.clone());
-            let Cache { indexes, .. } = &mut *cache;
+            let Cache { objects, indexes } = &mut *cache;
+            // Indexes first, while the old object is still in place: the key then moves
+            // into the map without a copy.
             for index in indexes.values_mut() {
-                if let Some(old) = &old {
+                if let Some(old) = objects.get(&key) {
                     index.remove(&key, old);
                 }
                 index.add(&key, &obj);
             }
-            old
+            objects.insert(key, obj.clone())
         };
         match &old {
             Some(old) => self.notify(&Change::Updated { old, new: &obj }),

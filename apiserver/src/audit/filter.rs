@@ -307,8 +307,9 @@ pub async fn filter(
         .filter(|v| !v.is_empty())
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a header value")
+            let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+            HeaderValue::from_str(id).expect("a UUID is a header value")
         });
     let Some(auditor) = &state.audit else {
         let mut response = next.run(request).await;
