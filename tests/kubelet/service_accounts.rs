@@ -9,8 +9,8 @@ use crate::support;
 
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::TokenReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service, ServiceAccount};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::{Node, container_state, node_with_service_accounts};
 
@@ -176,20 +176,7 @@ async fn a_token_that_cannot_be_issued_holds_the_pod_in_container_creating() {
         (container_state(p)?.state?.waiting?.reason? == "ContainerCreating").then_some(())
     })
     .await;
-    let events: Api<Event> = Api::namespaced(n.client.clone(), "default");
-    let mut message = None;
-    for _ in 0..100 {
-        let list = events.list(&ListParams::default()).await.unwrap();
-        message = list
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("FailedMount"))
-            .and_then(|e| e.message);
-        if message.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let message = n.event_message("FailedMount").await;
     assert_eq!(
         message,
         Some(format!(

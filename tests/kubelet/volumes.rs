@@ -6,8 +6,8 @@
 
 use crate::support;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::{container_state, node};
 
@@ -177,20 +177,7 @@ async fn a_missing_configmap_holds_the_pod_in_container_creating() {
         (container_state(p)?.state?.waiting?.reason? == "ContainerCreating").then_some(())
     })
     .await;
-    let events: Api<Event> = Api::namespaced(n.client.clone(), "default");
-    let mut message = None;
-    for _ in 0..100 {
-        let list = events.list(&ListParams::default()).await.unwrap();
-        message = list
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("FailedMount"))
-            .and_then(|e| e.message);
-        if message.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let message = n.event_message("FailedMount").await;
     assert_eq!(
         message.as_deref(),
         Some("MountVolume.SetUp failed for volume \"v\" : configmap \"later\" not found")

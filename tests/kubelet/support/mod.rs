@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kubelet::cri::Cri;
 use kubelet::pods::worker::PodRuntime;
 use kubelet::testing::Containerd;
@@ -172,6 +172,25 @@ impl Node {
             .create(&PostParams::default(), &pod)
             .await
             .unwrap();
+    }
+
+    /// The message of the first event in "default" with `reason`, waiting up to 5 s; None
+    /// if none came.
+    pub async fn event_message(&self, reason: &str) -> Option<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        for _ in 0..100 {
+            let list = events.list(&ListParams::default()).await.unwrap();
+            let found = list
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+                .and_then(|e| e.message);
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Waits until `check` accepts the pod; panics with the pod and containerd's log.
