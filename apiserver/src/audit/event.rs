@@ -18,7 +18,7 @@ pub const DECISION: &str = "authorization.k8s.io/decision";
 pub const REASON: &str = "authorization.k8s.io/reason";
 
 /// What is known of a request once it is authenticated; shared by all its stages' events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RequestRecord {
     pub audit_id: String,
     pub request_uri: String,
@@ -81,11 +81,18 @@ pub struct Event {
 }
 
 impl Event {
-    /// The bytes of bodies this event holds, counted against the backends' buffers.
-    pub fn body_bytes(&self) -> usize {
+    /// What this event holds that a client chose the size of (bodies, the URI, the
+    /// Audit-ID and User-Agent headers), counted against the backends' buffers. The
+    /// request's record is shared by its stages and counted with each, to stay on the safe
+    /// side.
+    pub fn queued_bytes(&self) -> usize {
+        let request = &*self.request;
         self.request_body.as_ref().map_or(0, |b| b.bytes.len())
             + self.response_body.as_ref().map_or(0, Bytes::len)
             + self.error_body.as_ref().map_or(0, Bytes::len)
+            + request.request_uri.len()
+            + request.audit_id.len()
+            + request.user_agent.len()
     }
 
     /// The event as upstream's JSON, without a trailing newline.
@@ -368,6 +375,26 @@ mod tests {
 
     fn json(e: &Event) -> Value {
         serde_json::from_slice(&e.to_json()).unwrap()
+    }
+
+    #[test]
+    fn client_chosen_headers_count_against_the_queue_bound() {
+        let (queue, _events) = crate::audit::queue::bounded("log", 10_000);
+        // Control: an ordinary event is queued.
+        queue.push(&Arc::new(event(Level::Metadata, Stage::ResponseComplete)));
+        assert_eq!(queue.errors(), 0);
+        // Hostile: a megabyte of User-Agent per request, with no body at all.
+        let mut hostile = event(Level::Metadata, Stage::ResponseComplete);
+        hostile.request_body = None;
+        let mut record = (*hostile.request).clone();
+        record.user_agent = "x".repeat(1 << 20);
+        hostile.request = Arc::new(record);
+        let hostile = Arc::new(hostile);
+        for _ in 0..100 {
+            queue.push(&hostile);
+        }
+        // 64 MiB hold at most 63 more of them; the rest are dropped and counted.
+        assert!(queue.errors() >= 37, "dropped {}", queue.errors());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The bounded queue in front of each backend: a request only ever tries to enqueue, so a slow
-//! disk or receiver never holds it. A full queue (in events, or in the bytes of the bodies
-//! they carry) drops the event and counts it in apiserver_audit_error_total{plugin}.
+//! disk or receiver never holds it. A full queue (in events, or in the bytes of what clients
+//! put in them: bodies, URIs, headers) drops the event and counts it in
+//! apiserver_audit_error_total{plugin}.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,7 +10,8 @@ use tokio::sync::mpsc;
 
 use super::event::Event;
 
-/// At most this many bytes of request and response bodies wait in one backend's queue.
+/// At most this many bytes of client-sized data (bodies, URIs, headers) wait in one
+/// backend's queue.
 pub const MAX_QUEUED_BODY_BYTES: usize = 64 << 20;
 
 /// The sending side, held by the [`super::Auditor`].
@@ -51,7 +53,7 @@ pub fn bounded(plugin: &'static str, capacity: usize) -> (Queue, Receiver) {
 impl Queue {
     /// Enqueues without waiting; a full queue drops the event and counts an error.
     pub fn push(&self, event: &Arc<Event>) {
-        let bytes = event.body_bytes();
+        let bytes = event.queued_bytes();
         let before = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         if before + bytes > MAX_QUEUED_BODY_BYTES || self.tx.try_send(event.clone()).is_err() {
             self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -96,7 +98,7 @@ impl Receiver {
 
     fn taken(&self, event: Arc<Event>) -> Arc<Event> {
         self.queued_bytes
-            .fetch_sub(event.body_bytes(), Ordering::Relaxed);
+            .fetch_sub(event.queued_bytes(), Ordering::Relaxed);
         event
     }
 
