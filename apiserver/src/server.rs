@@ -48,6 +48,9 @@ pub struct Config {
     /// How often the encryption configuration is checked for changes (a minute, as
     /// upstream's controller; tests shorten it).
     pub encryption_reload_interval: Duration,
+    /// How often KMS v2 plugins are asked their Status (upstream: a minute, ten seconds while
+    /// one fails); tests shorten it.
+    pub kms_timing: encryption::kms::Timing,
     pub data_dir: PathBuf,
     pub service_cluster_ip_range: Cidr,
     pub service_node_port_range: PortRange,
@@ -93,6 +96,7 @@ impl Default for Config {
             encryption_provider_config: None,
             encryption_provider_config_automatic_reload: false,
             encryption_reload_interval: Duration::from_secs(60),
+            kms_timing: Default::default(),
             data_dir: PathBuf::from("/var/lib/tetsu/apiserver"),
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default"),
             service_node_port_range: "30000-32767".parse().expect("valid default"),
@@ -116,6 +120,9 @@ impl Default for Config {
 /// State shared by every request.
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    /// The encryption layer of `store`, for its health check; None without
+    /// --encryption-provider-config.
+    pub encryption: Option<Arc<EncryptedStore>>,
     pub cache: Arc<Cache>,
     /// The key prefix of every object (`--etcd-prefix`).
     pub root: String,
@@ -154,8 +161,11 @@ fn detect_address() -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// The store, wrapped in [`EncryptedStore`] when --encryption-provider-config is given.
-async fn open_store(config: &Config) -> crate::Result<Arc<dyn Store>> {
+/// The store, wrapped in [`EncryptedStore`] (returned too) when --encryption-provider-config
+/// is given.
+async fn open_store(
+    config: &Config,
+) -> crate::Result<(Arc<dyn Store>, Option<Arc<EncryptedStore>>)> {
     // Read first: a bad file fails before the store is touched.
     let encryption = match &config.encryption_provider_config {
         Some(path) => {
@@ -166,23 +176,30 @@ async fn open_store(config: &Config) -> crate::Result<Arc<dyn Store>> {
     let store = open_backend(config).await?;
     Ok(match (encryption, &config.encryption_provider_config) {
         (Some(encryption), Some(path)) => {
-            let store = Arc::new(EncryptedStore::new(store, &config.etcd_prefix, &encryption));
+            encryption.start_kms(config.kms_timing).await;
+            let encrypted = Arc::new(EncryptedStore::new(store, &config.etcd_prefix, &encryption));
             if config.encryption_provider_config_automatic_reload {
                 tokio::spawn(reload_encryption(
-                    store.clone(),
+                    encrypted.clone(),
                     path.clone(),
                     config.encryption_reload_interval,
+                    config.kms_timing,
                 ));
             }
-            store
+            (encrypted.clone() as Arc<dyn Store>, Some(encrypted))
         }
-        _ => store,
+        _ => (store, None),
     })
 }
 
 /// Puts the encryption configuration at `path` in force whenever its content changes and
 /// it is valid; an invalid file is logged and the configuration in force stays.
-async fn reload_encryption(store: Arc<EncryptedStore>, path: PathBuf, every: Duration) {
+async fn reload_encryption(
+    store: Arc<EncryptedStore>,
+    path: PathBuf,
+    every: Duration,
+    kms_timing: encryption::kms::Timing,
+) {
     let mut last = std::fs::read(&path).ok();
     loop {
         tokio::time::sleep(every).await;
@@ -193,7 +210,18 @@ async fn reload_encryption(store: Arc<EncryptedStore>, path: PathBuf, every: Dur
         if last.as_deref() == Some(now.as_slice()) {
             continue;
         }
-        match encryption::Config::load(&path) {
+        let loaded = match encryption::Config::load(&path) {
+            Ok(config) => {
+                // As upstream: new KMS plugins must answer before the file is put in force.
+                config.start_kms(kms_timing).await;
+                match config.wait_kms_healthy(Duration::from_secs(10)).await {
+                    Ok(()) => Ok(config),
+                    Err(e) => Err(format!("its KMS plugins are not healthy: {e}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
             Ok(config) => {
                 store.reload(&config);
                 tracing::info!(path = %path.display(), "loaded the changed encryption configuration");
@@ -236,7 +264,7 @@ async fn open_backend(config: &Config) -> crate::Result<Arc<dyn Store>> {
 pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
     // First: a bad policy stops startup before anything else is touched.
     let audit = crate::audit::Auditor::start(&config.audit).await?;
-    let store = open_store(config).await?;
+    let (store, encryption) = open_store(config).await?;
     let root = config.etcd_prefix.trim_end_matches('/').to_owned();
     let cache = Cache::start(store.clone(), &root)
         .await
@@ -277,6 +305,7 @@ pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
     let state = Arc::new(ApiState {
         auth,
         store,
+        encryption,
         cache,
         root,
         services,
@@ -400,14 +429,43 @@ async fn api_versions(State(state): State<Arc<ApiState>>) -> Response {
     json_ok(&discovery::api_versions(&state.server_address))
 }
 
-async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    match state.store.current_revision().await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (
+/// /healthz, /livez, /readyz and their named checks: `etcd` (the store answers) and, with a
+/// KMS v2 plugin configured, `kms-providers` (not part of /livez, as upstream).
+async fn health(
+    State(state): State<Arc<ApiState>>,
+    uri: axum::http::Uri,
+    check: Option<axum::extract::Path<String>>,
+) -> Response {
+    let only = check.as_ref().map(|c| c.0.as_str());
+    let kms = state
+        .encryption
+        .as_ref()
+        .filter(|e| e.has_kms() && !uri.path().starts_with("/livez"));
+    match only {
+        None | Some("etcd") | Some("ping") | Some("log") => {}
+        Some("kms-providers") if kms.is_some() => {}
+        Some(_) => return (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+    }
+    let mut failed = Vec::new();
+    if matches!(only, None | Some("etcd"))
+        && let Err(e) = state.store.current_revision().await
+    {
+        failed.push(format!("[-]etcd failed: {e}"));
+    }
+    if let Some(encryption) = kms
+        && matches!(only, None | Some("kms-providers"))
+        && let Err(e) = encryption.kms_health().await
+    {
+        failed.push(format!("[-]kms-providers failed: {e}"));
+    }
+    if failed.is_empty() {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("[-]etcd failed: {e}\nhealthz check failed"),
+            format!("{}\nhealthz check failed", failed.join("\n")),
         )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -417,6 +475,9 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     body.push_str(&state.cache.render_terminated());
     if let Some(audit) = &state.audit {
         audit.render(&mut body);
+    }
+    if state.encryption.is_some() {
+        encryption::metrics::render(&mut body);
     }
     (
         [(

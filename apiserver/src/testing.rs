@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kms_plugin;
 pub mod random_requests;
 
 /// A free TCP port on 127.0.0.1 (closed again before it is returned).

@@ -7,6 +7,7 @@ mod delete_answers;
 mod durability;
 mod encryption;
 mod generate_name;
+mod kms;
 mod kube_rs;
 mod kubectl;
 mod limits;

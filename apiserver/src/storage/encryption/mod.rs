@@ -19,9 +19,13 @@
 //!   error, not garbage handed to the JSON parser.
 //! - A value no configured key can decrypt is [`Error::Transform`] naming the key and provider.
 
+pub mod kms;
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use async_trait::async_trait;
@@ -30,6 +34,8 @@ use bytes::Bytes;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use futures::StreamExt;
+use kms::Failure;
+use metrics::Direction;
 use parking_lot::RwLock;
 use serde::Deserialize;
 
@@ -74,7 +80,21 @@ struct ProviderConfiguration {
     aesgcm: Option<KeysConfiguration>,
     secretbox: Option<KeysConfiguration>,
     identity: Option<serde_json::Value>,
-    kms: Option<serde_json::Value>,
+    kms: Option<KmsConfiguration>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KmsConfiguration {
+    /// `v1` when omitted, as upstream (which has KMS v1 off).
+    api_version: Option<String>,
+    #[serde(default)]
+    name: String,
+    cachesize: Option<i32>,
+    #[serde(default)]
+    endpoint: String,
+    /// A Go duration; 3s when omitted.
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,9 +115,33 @@ struct KeyConfiguration {
 #[derive(Clone)]
 enum Transformer {
     Identity,
-    AesCbc { prefix: Vec<u8>, key: Vec<u8> },
-    AesGcm { prefix: Vec<u8>, key: Vec<u8> },
-    Secretbox { prefix: Vec<u8>, key: Vec<u8> },
+    AesCbc {
+        prefix: Vec<u8>,
+        key: Vec<u8>,
+    },
+    AesGcm {
+        prefix: Vec<u8>,
+        key: Vec<u8>,
+    },
+    Secretbox {
+        prefix: Vec<u8>,
+        key: Vec<u8>,
+    },
+    /// A KMS v2 plugin: every key it ever encrypted a seed with.
+    Kms(Arc<kms::Provider>),
+}
+
+impl Transformer {
+    /// What the values it writes start with; empty for identity.
+    fn prefix(&self) -> &[u8] {
+        match self {
+            Transformer::Identity => b"",
+            Transformer::AesCbc { prefix, .. }
+            | Transformer::AesGcm { prefix, .. }
+            | Transformer::Secretbox { prefix, .. } => prefix,
+            Transformer::Kms(p) => p.prefix(),
+        }
+    }
 }
 
 /// A group and resource as a config entry names them; `*` is a wildcard.
@@ -139,14 +183,25 @@ impl std::fmt::Display for GroupResource {
 pub struct Providers(Vec<Transformer>);
 
 impl Providers {
-    /// The value to store under `key`: encrypted by the first provider's first key.
-    fn encrypt(&self, key: &str, plaintext: Bytes) -> Result<Bytes> {
-        let fail = |message: String| Error::Transform {
-            key: key.to_owned(),
-            message,
-        };
+    /// The value to store under `key` (a value of `resource`): encrypted by the first
+    /// provider's first key.
+    fn encrypt(&self, resource: &str, key: &str, plaintext: Bytes) -> Result<Bytes> {
+        let started = Instant::now();
+        let sealed = self.seal(key, plaintext);
+        metrics::transformed(
+            resource,
+            Direction::ToStorage,
+            Some(self.0[0].prefix()),
+            status(&sealed),
+            started,
+        );
+        sealed.map_err(|f| transform_error(key, f))
+    }
+
+    fn seal(&self, key: &str, plaintext: Bytes) -> std::result::Result<Bytes, Failure> {
         let (prefix, nonce_len) = match &self.0[0] {
             Transformer::Identity => return Ok(plaintext),
+            Transformer::Kms(p) => return p.encrypt(key.as_bytes(), &plaintext).map(Bytes::from),
             Transformer::AesCbc { prefix, .. } => (prefix, CBC_IV),
             Transformer::AesGcm { prefix, .. } => (prefix, GCM_NONCE),
             Transformer::Secretbox { prefix, .. } => (prefix, SECRETBOX_NONCE),
@@ -155,12 +210,12 @@ impl Providers {
         rand::fill(&mut nonce[..nonce_len]);
         let nonce = &nonce[..nonce_len];
         let sealed = match &self.0[0] {
-            Transformer::Identity => unreachable!("returned above"),
+            Transformer::Identity | Transformer::Kms(_) => unreachable!("returned above"),
             Transformer::AesCbc { key: k, .. } => cbc_encrypt(k, nonce, &plaintext),
             Transformer::AesGcm { key: k, .. } => gcm_seal(k, nonce, &plaintext, key.as_bytes()),
             Transformer::Secretbox { key: k, .. } => secretbox_seal(k, nonce, &plaintext),
         }
-        .map_err(|e| fail(format!("{}: {e}", describe(prefix))))?;
+        .map_err(|e| format!("{}: {e}", describe(prefix)))?;
         let mut out = Vec::with_capacity(prefix.len() + nonce_len + sealed.len());
         out.extend_from_slice(prefix);
         out.extend_from_slice(nonce);
@@ -176,37 +231,82 @@ impl Providers {
             Transformer::AesCbc { prefix, .. }
             | Transformer::AesGcm { prefix, .. }
             | Transformer::Secretbox { prefix, .. } => stored.starts_with(prefix),
+            Transformer::Kms(p) => stored
+                .strip_prefix(p.prefix())
+                .is_some_and(|sealed| p.is_current(sealed)),
         }
     }
 
-    /// The plaintext of `stored`, read under `key`.
-    fn decrypt(&self, key: &str, stored: Bytes) -> Result<Bytes> {
-        let fail = |message: String| Error::Transform {
-            key: key.to_owned(),
-            message,
-        };
+    /// The plaintext of `stored`, a value of `resource` read under `key`.
+    async fn decrypt(&self, resource: &str, key: &str, stored: Bytes) -> Result<Bytes> {
+        let started = Instant::now();
+        let (prefix, opened) = self.open(key, stored).await;
+        metrics::transformed(
+            resource,
+            Direction::FromStorage,
+            prefix,
+            status(&opened),
+            started,
+        );
+        opened.map_err(|f| transform_error(key, f))
+    }
+
+    /// The plaintext of `stored`, and the prefix of the transformer that read it (None when
+    /// none matched).
+    async fn open(
+        &self,
+        key: &str,
+        stored: Bytes,
+    ) -> (Option<&[u8]>, std::result::Result<Bytes, Failure>) {
         for t in &self.0 {
             let (prefix, k) = match t {
                 Transformer::Identity if stored.starts_with(ENCRYPTED) => continue,
-                Transformer::Identity => return Ok(stored),
+                Transformer::Identity => return (Some(b""), Ok(stored)),
                 Transformer::AesCbc { prefix, key } => (prefix, key),
                 Transformer::AesGcm { prefix, key } => (prefix, key),
                 Transformer::Secretbox { prefix, key } => (prefix, key),
+                Transformer::Kms(p) => {
+                    let Some(sealed) = stored.strip_prefix(p.prefix()) else {
+                        continue;
+                    };
+                    let opened = p.decrypt(key.as_bytes(), sealed).await;
+                    return (Some(p.prefix()), opened.map(Bytes::from));
+                }
             };
             let Some(sealed) = stored.strip_prefix(prefix.as_slice()) else {
                 continue;
             };
             let opened = match t {
-                Transformer::Identity => unreachable!("handled above"),
+                Transformer::Identity | Transformer::Kms(_) => unreachable!("handled above"),
                 Transformer::AesCbc { .. } => cbc_decrypt(k, sealed),
                 Transformer::AesGcm { .. } => gcm_open(k, sealed, key.as_bytes()),
                 Transformer::Secretbox { .. } => secretbox_open(k, sealed),
             };
-            return opened
+            let opened = opened
                 .map(Bytes::from)
-                .map_err(|e| fail(format!("{}: {e}", describe(prefix))));
+                .map_err(|e| format!("{}: {e}", describe(prefix)).into());
+            return (Some(prefix), opened);
         }
-        Err(fail(no_matching_prefix(&stored)))
+        (None, Err(no_matching_prefix(&stored).into()))
+    }
+}
+
+/// The outcome label of a transformation: `OK`, the KMS plugin's gRPC code, or
+/// `unknown-non-grpc`.
+fn status<T>(result: &std::result::Result<T, Failure>) -> &'static str {
+    match result {
+        Ok(_) => "OK",
+        Err(Failure {
+            code: Some(code), ..
+        }) => metrics::code_name(*code),
+        Err(_) => "unknown-non-grpc",
+    }
+}
+
+fn transform_error(key: &str, failure: Failure) -> Error {
+    Error::Transform {
+        key: key.to_owned(),
+        message: failure.message,
     }
 }
 
@@ -337,6 +437,8 @@ fn open<A: Aead + KeyInit>(key: &[u8], nonce: &[u8], ciphertext: &[u8], aad: &[u
 /// The parsed, validated configuration: each configured resource's providers.
 pub struct Config {
     by_resource: HashMap<GroupResource, Arc<Providers>>,
+    /// The KMS v2 plugins, in file order (`kms-provider-<index>`).
+    kms: Vec<Arc<kms::Provider>>,
 }
 
 impl Config {
@@ -374,6 +476,7 @@ impl Config {
             errors.push("resources: Required value: at least one resources is required".into());
         }
         let mut by_resource: HashMap<GroupResource, Vec<Transformer>> = HashMap::new();
+        let mut kms = Vec::new();
         for (i, entry) in file.resources.iter().enumerate() {
             let path = format!("resources[{i}]");
             validate_resources(&entry.resources, &format!("{path}.resources"), &mut errors);
@@ -385,7 +488,7 @@ impl Config {
             let mut transformers = Vec::new();
             for (j, p) in entry.providers.iter().enumerate() {
                 let path = format!("{path}.providers[{j}]");
-                transformers.extend(provider(p, &path, &mut errors));
+                transformers.extend(provider(p, &path, &mut kms, &mut errors));
             }
             for r in &entry.resources {
                 let gr = GroupResource::parse(r);
@@ -415,7 +518,31 @@ impl Config {
                 .into_iter()
                 .map(|(gr, t)| (gr, Arc::new(Providers(t))))
                 .collect(),
+            kms,
         })
+    }
+
+    /// Asks each KMS v2 plugin's Status once (and has it encrypt a seed), then keeps asking in
+    /// the background. A plugin that does not answer yet is logged, not fatal: writes through
+    /// it fail until it does, as upstream's.
+    pub async fn start_kms(&self, timing: kms::Timing) {
+        futures::future::join_all(self.kms.iter().map(|p| p.start(timing))).await;
+    }
+
+    /// Waits up to `limit` for every KMS v2 plugin to be healthy (before a reloaded
+    /// configuration is put in force); the last failure otherwise.
+    pub async fn wait_kms_healthy(&self, limit: std::time::Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        for provider in &self.kms {
+            loop {
+                match provider.check().await {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The providers of a resource: its own, else its group's wildcard, else `*.*`.
@@ -492,7 +619,12 @@ fn validate_resources(resources: &[String], path: &str, errors: &mut Vec<String>
 }
 
 /// The transformers of one provider element (one per key), or its errors.
-fn provider(p: &ProviderConfiguration, path: &str, errors: &mut Vec<String>) -> Vec<Transformer> {
+fn provider(
+    p: &ProviderConfiguration,
+    path: &str,
+    kms: &mut Vec<Arc<kms::Provider>>,
+    errors: &mut Vec<String>,
+) -> Vec<Transformer> {
     let found = [
         p.kms.is_some(),
         p.aesgcm.is_some(),
@@ -520,11 +652,10 @@ fn provider(p: &ProviderConfiguration, path: &str, errors: &mut Vec<String>) -> 
     if p.identity.is_some() {
         return vec![Transformer::Identity];
     }
-    if p.kms.is_some() {
-        errors.push(format!(
-            "{path}.kms: Unsupported value: KMS providers are not supported by this apiserver"
-        ));
-        return Vec::new();
+    if let Some(k) = &p.kms {
+        return kms_provider(k, &format!("{path}.kms"), kms, errors)
+            .map(|p| vec![Transformer::Kms(p)])
+            .unwrap_or_default();
     }
     let (name, keys, sizes): (&str, _, _) = if let Some(k) = &p.aescbc {
         ("aescbc", &k.keys, AES_KEY_SIZES)
@@ -593,18 +724,130 @@ fn provider(p: &ProviderConfiguration, path: &str, errors: &mut Vec<String>) -> 
     out
 }
 
+/// Upstream's checks of a `kms` provider; KMS v1 is refused as upstream refuses it without its
+/// feature gate.
+fn kms_provider(
+    k: &KmsConfiguration,
+    path: &str,
+    seen: &mut Vec<Arc<kms::Provider>>,
+    errors: &mut Vec<String>,
+) -> Option<Arc<kms::Provider>> {
+    let before = errors.len();
+    let version = k.api_version.as_deref().unwrap_or("v1");
+    match version {
+        "v2" => {}
+        "v1" => errors.push(format!(
+            "{path}.apiVersion: Invalid value: \"v1\": KMSv1 is deprecated and will only \
+             receive security updates going forward. Use KMSv2 instead. This apiserver does \
+             not serve KMSv1."
+        )),
+        other => errors.push(format!(
+            "{path}.apiVersion: Invalid value: {other:?}: unsupported apiVersion apiVersion \
+             for KMS provider, only v1 and v2 are supported"
+        )),
+    }
+    if k.name.is_empty() {
+        errors.push(format!(
+            "{path}.name: Required value: name is a mandatory field for a provider"
+        ));
+    } else if k.name.contains(':') {
+        errors.push(format!(
+            "{path}.name: Invalid value: {:?}: invalid KMS provider name {}, must not contain ':'",
+            k.name, k.name
+        ));
+    } else if seen.iter().any(|p| p.name() == k.name) {
+        errors.push(format!(
+            "{path}.name: Duplicate value: {:?}: duplicate KMS provider name {}, names must be \
+             unique",
+            k.name, k.name
+        ));
+    }
+    if let Some(size) = k.cachesize {
+        errors.push(format!(
+            "{path}.cachesize: Invalid value: {size}: cachesize is not supported in v2"
+        ));
+    }
+    match k.endpoint.split_once("://") {
+        _ if k.endpoint.is_empty() => errors.push(format!(
+            "{path}.endpoint: Invalid value: \"\": endpoint is a mandatory field for a kms"
+        )),
+        Some(("unix", socket)) if !socket.is_empty() => {}
+        Some(("unix", _)) => errors.push(format!(
+            "{path}.endpoint: Invalid value: {:?}: invalid endpoint for kms provider, error: \
+             no socket path",
+            k.endpoint
+        )),
+        other => errors.push(format!(
+            "{path}.endpoint: Invalid value: {:?}: unsupported scheme {:?} for KMS provider, \
+             only unix is supported",
+            k.endpoint,
+            other.map_or("", |(scheme, _)| scheme)
+        )),
+    }
+    let timeout = match k.timeout.as_deref().map(crate::limits::parse_go_duration) {
+        None => 3.0,
+        Some(Ok(secs)) if secs > 0.0 => secs,
+        Some(Ok(_)) => {
+            errors.push(format!(
+                "{path}.timeout: Invalid value: {:?}: timeout should be a positive value",
+                k.timeout.as_deref().unwrap_or_default()
+            ));
+            0.0
+        }
+        Some(Err(e)) => {
+            errors.push(format!("{path}.timeout: Invalid value: {e}"));
+            0.0
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let provider = Arc::new(kms::Provider::new(
+        &k.name,
+        &k.endpoint,
+        std::time::Duration::from_secs_f64(timeout),
+    ));
+    seen.push(provider.clone());
+    Some(provider)
+}
+
 /// Each served resource's key prefix (`/registry/secrets/`) to its providers; resources the
 /// configuration does not name are absent.
-type Table = HashMap<String, Arc<Providers>>;
+type Table = HashMap<String, Entry>;
 
-fn table(root: &str, config: &Config) -> Table {
-    crate::registry::RESOURCES
+/// A served resource's providers, and its name for metrics (`secrets`, `deployments.apps`).
+#[derive(Clone)]
+struct Entry {
+    resource: Arc<str>,
+    providers: Arc<Providers>,
+}
+
+/// The configuration in force: each resource's providers, and the KMS plugins among them.
+struct Active {
+    table: Table,
+    kms: Vec<Arc<kms::Provider>>,
+}
+
+fn active(root: &str, config: &Config) -> Active {
+    let table = crate::registry::RESOURCES
         .iter()
         .filter_map(|r| {
             let providers = config.providers(r.group, r.plural)?;
-            Some((r.key_prefix(root), providers))
+            let resource = match r.group {
+                "" => r.plural.to_owned(),
+                group => format!("{}.{group}", r.plural),
+            };
+            let entry = Entry {
+                resource: resource.into(),
+                providers,
+            };
+            Some((r.key_prefix(root), entry))
         })
-        .collect()
+        .collect();
+    Active {
+        table,
+        kms: config.kms.clone(),
+    }
 }
 
 /// A [`Store`] that encrypts the values of configured resources on their way down to `inner`
@@ -614,28 +857,57 @@ pub struct EncryptedStore {
     /// `--etcd-prefix`, without its trailing `/`.
     root: String,
     /// The providers in force; replaced whole by [`EncryptedStore::reload`].
-    table: Arc<RwLock<Arc<Table>>>,
+    active: Arc<RwLock<Arc<Active>>>,
 }
 
 impl EncryptedStore {
+    /// A store encrypting as `config` says; its KMS plugins, if any, should have been
+    /// started ([`Config::start_kms`]).
     pub fn new(inner: Arc<dyn Store>, root: &str, config: &Config) -> EncryptedStore {
         let root = root.trim_end_matches('/').to_owned();
-        let table = Arc::new(RwLock::new(Arc::new(table(&root, config))));
-        EncryptedStore { inner, root, table }
+        let active = Arc::new(RwLock::new(Arc::new(active(&root, config))));
+        EncryptedStore {
+            inner,
+            root,
+            active,
+        }
     }
 
     /// Puts `config` in force for every later read and write (and open watches), as
     /// --encryption-provider-config-automatic-reload does when the file changes.
     pub fn reload(&self, config: &Config) {
-        *self.table.write() = Arc::new(table(&self.root, config));
+        *self.active.write() = Arc::new(active(&self.root, config));
+    }
+
+    /// The `kms-providers` health check: every KMS v2 plugin in force answers its Status
+    /// (answers are reused for 20 s, failures for 3 s, as upstream's).
+    pub async fn kms_health(&self) -> std::result::Result<(), String> {
+        let kms = self.active.read().kms.clone();
+        let mut errors = Vec::new();
+        for (i, provider) in kms.iter().enumerate() {
+            if let Err(e) = provider.healthy().await {
+                errors.push(format!("kms-provider-{i}: {e}"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Whether a KMS plugin is configured (the `kms-providers` check exists).
+    pub fn has_kms(&self) -> bool {
+        !self.active.read().kms.is_empty()
     }
 
     /// The providers of the resource `key` belongs to, if configured.
-    fn providers(&self, key: &str) -> Option<Arc<Providers>> {
+    fn providers(&self, key: &str) -> Option<Entry> {
         let rest = key.strip_prefix(&self.root)?.strip_prefix('/')?;
         let first = rest.find('/')?;
         let core = self.root.len() + 1 + first + 1;
-        let table = self.table.read();
+        let active = self.active.read();
+        let table = &active.table;
         if let Some(p) = table.get(&key[..core]) {
             return Some(p.clone());
         }
@@ -645,17 +917,18 @@ impl EncryptedStore {
 
     fn encrypt(&self, key: &str, value: Bytes) -> Result<Bytes> {
         match self.providers(key) {
-            Some(p) => p.encrypt(key, value),
+            Some(e) => e.providers.encrypt(&e.resource, key, value),
             None => Ok(value),
         }
     }
 
-    fn decrypt(&self, kv: &mut KeyValue) -> Result<()> {
+    async fn decrypt(&self, kv: &mut KeyValue) -> Result<()> {
         match self.providers(&kv.key) {
             // A delete event's value is empty: nothing was stored.
             Some(_) if kv.value.is_empty() => Ok(()),
-            Some(p) => {
-                kv.value = p.decrypt(&kv.key, std::mem::take(&mut kv.value))?;
+            Some(e) => {
+                let stored = std::mem::take(&mut kv.value);
+                kv.value = e.providers.decrypt(&e.resource, &kv.key, stored).await?;
                 Ok(())
             }
             None if kv.value.starts_with(ENCRYPTED) => Err(Error::Transform {
@@ -669,9 +942,9 @@ impl EncryptedStore {
     }
 
     /// Decrypts the current value a conflict carries.
-    fn decrypt_error(&self, e: Error) -> Error {
+    async fn decrypt_error(&self, e: Error) -> Error {
         match e {
-            Error::Conflict { key, mut current } => match self.decrypt(&mut current) {
+            Error::Conflict { key, mut current } => match self.decrypt(&mut current).await {
                 Ok(()) => Error::Conflict { key, current },
                 Err(e) => e,
             },
@@ -685,7 +958,7 @@ impl Store for EncryptedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let mut kv = self.inner.get(key).await?;
         if let Some(kv) = &mut kv {
-            self.decrypt(kv)?;
+            self.decrypt(kv).await?;
         }
         Ok(kv)
     }
@@ -693,7 +966,7 @@ impl Store for EncryptedStore {
     async fn range(&self, prefix: &str, opts: RangeOptions) -> Result<RangeResult> {
         let mut result = self.inner.range(prefix, opts).await?;
         for kv in &mut result.kvs {
-            self.decrypt(kv)?;
+            self.decrypt(kv).await?;
         }
         Ok(result)
     }
@@ -708,35 +981,38 @@ impl Store for EncryptedStore {
         let stored = self.encrypt(key, value.clone())?;
         match self.inner.update(key, stored, expected).await {
             Ok(kv) => Ok(KeyValue { value, ..kv }),
-            Err(e) => Err(self.decrypt_error(e)),
+            Err(e) => Err(self.decrypt_error(e).await),
         }
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
         match self.inner.delete(key, expected).await {
             Ok((mut kv, rev)) => {
-                self.decrypt(&mut kv)?;
+                self.decrypt(&mut kv).await?;
                 Ok((kv, rev))
             }
-            Err(e) => Err(self.decrypt_error(e)),
+            Err(e) => Err(self.decrypt_error(e).await),
         }
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let stream = self.inner.watch(prefix, after).await?;
-        let me = EncryptedStore {
+        let me = Arc::new(EncryptedStore {
             inner: self.inner.clone(),
             root: self.root.clone(),
-            table: self.table.clone(),
-        };
+            active: self.active.clone(),
+        });
         Ok(stream
-            .map(move |event| {
-                let mut event = event?;
-                me.decrypt(&mut event.kv)?;
-                if let Some(prev) = &mut event.prev {
-                    me.decrypt(prev)?;
+            .then(move |event| {
+                let me = me.clone();
+                async move {
+                    let mut event = event?;
+                    me.decrypt(&mut event.kv).await?;
+                    if let Some(prev) = &mut event.prev {
+                        me.decrypt(prev).await?;
+                    }
+                    Ok(event)
                 }
-                Ok(event)
             })
             .boxed())
     }
@@ -750,7 +1026,7 @@ impl Store for EncryptedStore {
             return Ok(false);
         };
         let stored = self.inner.get(key).await?;
-        Ok(stored.is_some_and(|kv| !p.is_current(&kv.value)))
+        Ok(stored.is_some_and(|kv| !p.providers.is_current(&kv.value)))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -761,6 +1037,7 @@ impl Store for EncryptedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::executor::block_on;
 
     const KEY: &str = "/registry/secrets/default/s";
 
@@ -788,20 +1065,26 @@ mod tests {
         ));
         let p = secrets(&c);
         let plaintext = Bytes::from_static(b"{\"data\":{\"password\":\"hunter2\"}}");
-        let stored = p.encrypt(KEY, plaintext.clone()).unwrap();
+        let stored = p.encrypt("secrets", KEY, plaintext.clone()).unwrap();
         let prefix = format!("k8s:enc:{provider}:v1:k1:");
         assert!(stored.starts_with(prefix.as_bytes()), "{stored:?}");
         assert!(!stored.windows(7).any(|w| w == b"hunter2"));
         assert!(stored.len() >= prefix.len() + plaintext.len() + overhead);
         // A fresh nonce each time.
-        assert_ne!(stored, p.encrypt(KEY, plaintext.clone()).unwrap());
-        assert_eq!(p.decrypt(KEY, stored.clone()).unwrap(), plaintext);
+        assert_ne!(
+            stored,
+            p.encrypt("secrets", KEY, plaintext.clone()).unwrap()
+        );
+        assert_eq!(
+            block_on(p.decrypt("secrets", KEY, stored.clone())).unwrap(),
+            plaintext
+        );
 
         // Any changed byte after the prefix fails cleanly, naming the key.
         for i in [prefix.len(), stored.len() - 1] {
             let mut tampered = stored.to_vec();
             tampered[i] ^= 1;
-            match p.decrypt(KEY, tampered.into()) {
+            match block_on(p.decrypt("secrets", KEY, tampered.into())) {
                 Err(Error::Transform { key, message }) => {
                     assert_eq!(key, KEY);
                     assert!(
@@ -833,10 +1116,9 @@ mod tests {
             b64(32, 1)
         ));
         let p = secrets(&c);
-        let stored = p.encrypt(KEY, Bytes::from_static(b"x")).unwrap();
-        let err = p
-            .decrypt("/registry/secrets/default/other", stored)
-            .unwrap_err();
+        let stored = p.encrypt("secrets", KEY, Bytes::from_static(b"x")).unwrap();
+        let err =
+            block_on(p.decrypt("secrets", "/registry/secrets/default/other", stored)).unwrap_err();
         assert!(err.to_string().contains("authentication failed"), "{err}");
     }
 
@@ -851,15 +1133,16 @@ mod tests {
             b64(32, 2)
         ));
         let stored = secrets(&old)
-            .encrypt(KEY, Bytes::from_static(b"x"))
+            .encrypt("secrets", KEY, Bytes::from_static(b"x"))
             .unwrap();
-        let err = secrets(&new).decrypt(KEY, stored).unwrap_err().to_string();
+        let err = block_on(secrets(&new).decrypt("secrets", KEY, stored))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(KEY), "{err}");
         assert!(err.contains("secretbox key \"old\""), "{err}");
         // Plaintext without identity configured is refused too.
-        let err = secrets(&new)
-            .decrypt(KEY, Bytes::from_static(b"{}"))
-            .unwrap_err();
+        let err =
+            block_on(secrets(&new).decrypt("secrets", KEY, Bytes::from_static(b"{}"))).unwrap_err();
         assert!(err.to_string().contains("identity"), "{err}");
     }
 
@@ -876,26 +1159,31 @@ mod tests {
              \x20 - identity: {{}}\n"
         ));
         let old = secrets(&first)
-            .encrypt(KEY, Bytes::from_static(b"a"))
+            .encrypt("secrets", KEY, Bytes::from_static(b"a"))
             .unwrap();
         let p = secrets(&rotated);
         // Read with a key that no longer writes: stale, so an unchanged update rewrites it.
         assert!(!p.is_current(&old));
         assert!(secrets(&first).is_current(&old));
-        assert_eq!(p.decrypt(KEY, old).unwrap(), Bytes::from_static(b"a"));
         assert_eq!(
-            p.decrypt(KEY, Bytes::from_static(b"plain")).unwrap(),
+            block_on(p.decrypt("secrets", KEY, old)).unwrap(),
+            Bytes::from_static(b"a")
+        );
+        assert_eq!(
+            block_on(p.decrypt("secrets", KEY, Bytes::from_static(b"plain"))).unwrap(),
             "plain"
         );
         assert!(
-            p.encrypt(KEY, Bytes::from_static(b"a"))
+            p.encrypt("secrets", KEY, Bytes::from_static(b"a"))
                 .unwrap()
                 .starts_with(b"k8s:enc:secretbox:v1:k2:")
         );
         // Identity first stores plaintext without copying.
         let identity = config("  - identity: {}\n");
         let value = Bytes::from_static(b"plain");
-        let stored = secrets(&identity).encrypt(KEY, value.clone()).unwrap();
+        let stored = secrets(&identity)
+            .encrypt("secrets", KEY, value.clone())
+            .unwrap();
         assert_eq!(stored.as_ptr(), value.as_ptr());
     }
 
@@ -910,11 +1198,9 @@ mod tests {
             b64(32, 2)
         ))
         .unwrap();
-        let first = |g: &str, r: &str| match &c.providers(g, r).unwrap().0[0] {
-            Transformer::Identity => "identity".to_owned(),
-            Transformer::AesCbc { prefix, .. }
-            | Transformer::AesGcm { prefix, .. }
-            | Transformer::Secretbox { prefix, .. } => String::from_utf8_lossy(prefix).into(),
+        let first = |g: &str, r: &str| match c.providers(g, r).unwrap().0[0].prefix() {
+            b"" => "identity".to_owned(),
+            prefix => String::from_utf8_lossy(prefix).into_owned(),
         };
         assert_eq!(first("", "secrets"), "k8s:enc:aescbc:v1:a:");
         assert_eq!(first("apps", "deployments"), "k8s:enc:aescbc:v1:a:");
@@ -1020,8 +1306,55 @@ mod tests {
             ),
             (
                 "[secrets]".into(),
-                "  - kms: {name: x}\n".into(),
-                "KMS providers are not supported",
+                "  - kms: {name: x, endpoint: 'unix:///k.sock'}\n".into(),
+                "KMSv1 is deprecated",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v3, name: x, endpoint: 'unix:///k.sock'}\n".into(),
+                "Invalid value: \"v3\": unsupported apiVersion apiVersion for KMS provider, only \
+                 v1 and v2 are supported",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: x, endpoint: 'unix:///k.sock', cachesize: 10}\n"
+                    .into(),
+                "resources[0].providers[0].kms.cachesize: Invalid value: 10: cachesize is not \
+                 supported in v2",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: x, endpoint: 'tcp://127.0.0.1:1'}\n".into(),
+                "unsupported scheme \"tcp\" for KMS provider, only unix is supported",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: x}\n".into(),
+                "kms.endpoint: Invalid value: \"\": endpoint is a mandatory field for a kms",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: 'a:b', endpoint: 'unix:///k.sock'}\n".into(),
+                "invalid KMS provider name a:b, must not contain ':'",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, endpoint: 'unix:///k.sock', timeout: 0s}\n".into(),
+                "name: Required value: name is a mandatory field for a provider",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: x, endpoint: 'unix:///k.sock', timeout: -1s}\n"
+                    .into(),
+                "timeout should be a positive value",
+            ),
+            (
+                "[secrets]".into(),
+                "  - kms: {apiVersion: v2, name: x, endpoint: 'unix:///a.sock'}\n  \
+                 - kms: {apiVersion: v2, name: x, endpoint: 'unix:///b.sock'}\n"
+                    .into(),
+                "providers[1].kms.name: Duplicate value: \"x\": duplicate KMS provider name x, \
+                 names must be unique",
             ),
         ];
         for (resources, providers, want) in cases {
