@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use apiserver::audit::AuditConfig;
-use apiserver::audit::log::LogConfig;
+use apiserver::audit::log::{Batch, LogConfig};
+use apiserver::audit::truncate::Truncate;
 use apiserver::audit::webhook::WebhookConfig;
 use apiserver::auth::AuthConfig;
 use apiserver::server::{Config, run};
@@ -166,6 +167,42 @@ struct Flags {
     /// The size of the buffer to store events before writing them.
     #[arg(long, default_value_t = 10000)]
     audit_log_batch_buffer_size: usize,
+    /// In batch mode, the most events written at once (other modes write all that wait).
+    #[arg(long, default_value_t = 1)]
+    audit_log_batch_max_size: usize,
+    /// Accepted for upstream's sake: the writer never waits for a batch to fill (it writes
+    /// whatever has gathered every few milliseconds).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    audit_log_batch_max_wait: std::time::Duration,
+    /// In batch mode, limit how often batches are written.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    audit_log_batch_throttle_enable: bool,
+    /// Batches written per second at most, with the throttle on.
+    #[arg(long, default_value_t = 0.0)]
+    audit_log_batch_throttle_qps: f64,
+    /// Batches written at once before the throttle's pace applies.
+    #[arg(long, default_value_t = 0)]
+    audit_log_batch_throttle_burst: usize,
+    /// Gzip rotated audit log files.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    audit_log_compress: bool,
+    /// Shorten events over --audit-log-truncate-max-event-size: their request and response
+    /// objects are left out (annotated audit.k8s.io/truncated); one still too large is
+    /// dropped.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    audit_log_truncate_enabled: bool,
+    /// With truncation, the most bytes written in one batch.
+    #[arg(long, default_value_t = 10485760)]
+    audit_log_truncate_max_batch_size: usize,
+    /// With truncation, the most bytes of one event.
+    #[arg(long, default_value_t = 102400)]
+    audit_log_truncate_max_event_size: usize,
+    /// API group and version of the events written (only audit.k8s.io/v1 is served).
+    #[arg(long, default_value = "audit.k8s.io/v1", value_parser = audit_version)]
+    audit_log_version: String,
     /// Path to a kubeconfig file naming the remote service audit events are POSTed to (as
     /// EventList batches).
     #[arg(long)]
@@ -187,44 +224,54 @@ struct Flags {
     /// waits 1.5 times more (5 attempts).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     audit_webhook_initial_backoff: std::time::Duration,
+    /// Limit how often batches are sent to the webhook.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    audit_webhook_batch_throttle_enable: bool,
+    /// Batches sent per second at most, with the throttle on.
+    #[arg(long, default_value_t = 10.0)]
+    audit_webhook_batch_throttle_qps: f64,
+    /// Batches sent at once before the throttle's pace applies.
+    #[arg(long, default_value_t = 15)]
+    audit_webhook_batch_throttle_burst: usize,
+    /// Shorten events over --audit-webhook-truncate-max-event-size (their objects are left
+    /// out; one still too large is dropped) and split batches over
+    /// --audit-webhook-truncate-max-batch-size.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    audit_webhook_truncate_enabled: bool,
+    /// With truncation, the most bytes of events in one request to the webhook.
+    #[arg(long, default_value_t = 10485760)]
+    audit_webhook_truncate_max_batch_size: usize,
+    /// With truncation, the most bytes of one event.
+    #[arg(long, default_value_t = 102400)]
+    audit_webhook_truncate_max_event_size: usize,
+    /// API group and version of the events sent (only audit.k8s.io/v1 is served).
+    #[arg(long, default_value = "audit.k8s.io/v1", value_parser = audit_version)]
+    audit_webhook_version: String,
     /// Log verbosity, as klog's -v (0-3 info, 4-5 debug, 6+ trace). RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
 }
 
-/// Parses durations as upstream's flags take them: `90s`, `5m`, `1h`, `1m30s`, `0`.
+/// Parses durations as Go's time.ParseDuration does: `90s`, `5m`, `1h`, `1m30s`, `0`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
+    match apiserver::limits::parse_go_duration(s)? {
+        secs if secs < 0.0 => Err(format!("negative duration {s:?}")),
+        secs => Ok(std::time::Duration::from_secs_f64(secs)),
     }
-    let mut total = 0f64;
-    let mut number = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let unit = match (c, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                0.001
-            }
-            ('h', _) => 3600.0,
-            ('m', _) => 60.0,
-            ('s', _) => 1.0,
-            _ => return Err(format!("invalid duration {s:?}")),
-        };
-        let n: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        total += n * unit;
-        number.clear();
+}
+
+/// The audit event versions this apiserver writes.
+fn audit_version(s: &str) -> Result<String, String> {
+    if s == apiserver::audit::event::API_VERSION {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "invalid audit version {s:?}, only {:?} is supported",
+            apiserver::audit::event::API_VERSION
+        ))
     }
-    if !number.is_empty() {
-        return Err(format!("missing unit in duration {s:?}"));
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[tokio::main]
@@ -288,6 +335,17 @@ fn config(flags: Flags) -> apiserver::Result<Config> {
                 max_backups: flags.audit_log_maxbackup,
                 max_size_mb: flags.audit_log_maxsize,
                 buffer_size: flags.audit_log_batch_buffer_size,
+                compress: flags.audit_log_compress,
+                truncate: flags.audit_log_truncate_enabled.then_some(Truncate {
+                    max_event_bytes: flags.audit_log_truncate_max_event_size,
+                    max_batch_bytes: flags.audit_log_truncate_max_batch_size,
+                }),
+                batch: (flags.audit_log_mode == "batch").then_some(Batch {
+                    max_size: flags.audit_log_batch_max_size,
+                    throttle_enable: flags.audit_log_batch_throttle_enable,
+                    throttle_qps: flags.audit_log_batch_throttle_qps,
+                    throttle_burst: flags.audit_log_batch_throttle_burst,
+                }),
             }),
             webhook: flags
                 .audit_webhook_config_file
@@ -297,6 +355,13 @@ fn config(flags: Flags) -> apiserver::Result<Config> {
                     buffer_size: flags.audit_webhook_batch_buffer_size,
                     max_batch_size: flags.audit_webhook_batch_max_size,
                     max_batch_wait: flags.audit_webhook_batch_max_wait,
+                    throttle_enable: flags.audit_webhook_batch_throttle_enable,
+                    throttle_qps: flags.audit_webhook_batch_throttle_qps,
+                    throttle_burst: flags.audit_webhook_batch_throttle_burst,
+                    truncate: flags.audit_webhook_truncate_enabled.then_some(Truncate {
+                        max_event_bytes: flags.audit_webhook_truncate_max_event_size,
+                        max_batch_bytes: flags.audit_webhook_truncate_max_batch_size,
+                    }),
                 }),
         },
         ..Config::default()

@@ -407,6 +407,113 @@ async fn rotation_keeps_max_backups() {
 }
 
 #[tokio::test]
+async fn compressed_rotation_keeps_max_backups_as_gzip() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let server = start(
+        dir.path(),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n",
+        LogConfig {
+            max_size_mb: 1,
+            max_backups: 2,
+            compress: true,
+            ..log_config(log.clone())
+        },
+    )
+    .await;
+    let client = HttpClient::new(&server.url());
+    let big = "x".repeat(100_000);
+    for i in 0..25 {
+        let cm = json!({"metadata": {"name": format!("z{i}")}, "data": {"k": big}});
+        let (code, _) = client
+            .post("/api/v1/namespaces/default/configmaps", &cm)
+            .await
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+    // Backups are compressed off the writer's thread; wait until only .gz ones remain.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let names = loop {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("audit-"))
+            .collect();
+        names.sort();
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.contains("\"z24\"")
+            && names.len() == 2
+            && names.iter().all(|n| n.ends_with(".log.gz"))
+        {
+            break names;
+        }
+        assert!(Instant::now() < deadline, "backups: {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for name in names {
+        let file = std::fs::File::open(dir.path().join(&name)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|e| e["kind"] == "Event"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn events_over_the_size_bound_lose_their_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let server = start(
+        dir.path(),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n",
+        LogConfig {
+            truncate: Some(apiserver::audit::truncate::Truncate {
+                max_event_bytes: 20_000,
+                max_batch_bytes: 1 << 20,
+            }),
+            ..log_config(log.clone())
+        },
+    )
+    .await;
+    let client = HttpClient::new(&server.url());
+    for (name, size) in [("small", 10), ("large", 30_000)] {
+        let cm = json!({"metadata": {"name": name}, "data": {"k": "x".repeat(size)}});
+        let (code, _) = client
+            .post("/api/v1/namespaces/default/configmaps", &cm)
+            .await
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+    let uri = "/api/v1/namespaces/default/configmaps";
+    let events = events_until(&log, |e| {
+        find(e, "create", uri, "ResponseComplete").len() == 2
+    })
+    .await;
+    let created = find(&events, "create", uri, "ResponseComplete");
+    let (small, large) = (created[0], created[1]);
+    assert_eq!(small["requestObject"]["metadata"]["name"], "small");
+    assert_eq!(small["responseObject"]["metadata"]["name"], "small");
+    assert!(small["annotations"].get("audit.k8s.io/truncated").is_none());
+    assert!(
+        large.get("requestObject").is_none() && large.get("responseObject").is_none(),
+        "{large}"
+    );
+    assert_eq!(large["annotations"]["audit.k8s.io/truncated"], "true");
+    assert_eq!(large["objectRef"]["name"], "large");
+}
+
+#[tokio::test]
 async fn a_panic_is_recorded_at_the_panic_stage() {
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
@@ -497,6 +604,11 @@ async fn the_webhook_receives_event_lists() {
                 max_batch_size: 3,
                 max_batch_wait: Duration::from_millis(200),
                 initial_backoff: Duration::from_millis(100),
+                // Batches of three events split into requests of at most two.
+                truncate: Some(apiserver::audit::truncate::Truncate {
+                    max_event_bytes: 100 << 10,
+                    max_batch_bytes: 1_000,
+                }),
                 ..Default::default()
             }),
         }
@@ -522,7 +634,7 @@ async fn the_webhook_receives_event_lists() {
             for list in &lists {
                 assert_eq!(list["kind"], "EventList");
                 assert_eq!(list["apiVersion"], "audit.k8s.io/v1");
-                assert!(list["items"].as_array().unwrap().len() <= 3, "{list}");
+                assert!(list["items"].as_array().unwrap().len() <= 2, "{list}");
             }
             let names: Vec<&str> = items
                 .iter()

@@ -16,6 +16,7 @@ use crate::auth::UserInfo;
 pub const API_VERSION: &str = "audit.k8s.io/v1";
 pub const DECISION: &str = "authorization.k8s.io/decision";
 pub const REASON: &str = "authorization.k8s.io/reason";
+pub const TRUNCATED: &str = "audit.k8s.io/truncated";
 
 /// What is known of a request once it is authenticated; shared by all its stages' events.
 #[derive(Clone, Debug)]
@@ -97,8 +98,19 @@ impl Event {
 
     /// The event as upstream's JSON, without a trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
+        self.encode(false)
+    }
+
+    /// The event without its request and response objects, annotated
+    /// `audit.k8s.io/truncated: "true"`, as upstream's truncating backends send an event over
+    /// their size bound.
+    pub fn to_truncated_json(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    fn encode(&self, truncated: bool) -> Vec<u8> {
         let request = &*self.request;
-        let includes_request = self.level >= Level::Request;
+        let includes_request = self.level >= Level::Request && !truncated;
         let request_object = self
             .request_body
             .as_ref()
@@ -111,6 +123,10 @@ impl Event {
                 // At Metadata only the names are read, not the whole object.
                 None => fill_from_metadata(r, names_of(body).as_ref()),
             }
+        }
+        let mut annotations = std::borrow::Cow::Borrowed(&*self.annotations);
+        if truncated {
+            annotations.to_mut().insert(TRUNCATED, "true".to_owned());
         }
         let wire = Wire {
             kind: "Event",
@@ -130,11 +146,12 @@ impl Event {
             response_object: self
                 .response_body
                 .as_ref()
+                .filter(|_| !truncated)
                 .and_then(|b| decode(b, "application/json"))
                 .map(|o| self.trimmed(o)),
             request_received_timestamp: micro_time(request.received),
             stage_timestamp: micro_time(self.stage_timestamp),
-            annotations: &self.annotations,
+            annotations: &annotations,
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }

@@ -1,6 +1,7 @@
 //! The log backend (`--audit-log-path`): one event per line, JSON or upstream's legacy text,
 //! written by a thread of its own into a file rotated as lumberjack rotates upstream's
-//! (`<name>-<UTC time>.<ext>` backups, bounded in number and age; mode 0600).
+//! (`<name>-<UTC time>.<ext>` backups, gzipped with `--audit-log-compress`, bounded in number
+//! and age; mode 0600).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -12,6 +13,7 @@ use common::error::Context as _;
 
 use super::event::{Event, legacy_line};
 use super::queue::{self, Queue};
+use super::truncate::{self, Throttle, Truncate};
 
 /// `--audit-log-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +50,22 @@ pub struct LogConfig {
     pub max_size_mb: u64,
     /// Events waiting for the writer (`--audit-log-batch-buffer-size`).
     pub buffer_size: usize,
+    /// Gzip rotated files (`--audit-log-compress`).
+    pub compress: bool,
+    /// With `--audit-log-truncate-enabled` (JSON only: legacy lines carry no objects).
+    pub truncate: Option<Truncate>,
+    /// In `--audit-log-mode batch`: events per write (`--audit-log-batch-max-size`; the
+    /// writer otherwise takes up to 10,000 waiting events at once) and the throttle of writes.
+    pub batch: Option<Batch>,
+}
+
+/// `--audit-log-batch-max-size` and `--audit-log-batch-throttle-*`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub max_size: usize,
+    pub throttle_enable: bool,
+    pub throttle_qps: f64,
+    pub throttle_burst: usize,
 }
 
 impl Default for LogConfig {
@@ -59,6 +77,9 @@ impl Default for LogConfig {
             max_backups: 0,
             max_size_mb: 0,
             buffer_size: 10_000,
+            compress: false,
+            truncate: None,
+            batch: None,
         }
     }
 }
@@ -76,15 +97,24 @@ pub fn start(config: &LogConfig) -> crate::Result<Queue> {
         } else {
             config.max_size_mb
         };
-        Box::new(RotatingFile::open(
-            &config.path,
-            max_mb << 20,
-            config.max_backups,
-            Duration::from_secs(config.max_age_days * 24 * 3600),
-        )?)
+        Box::new(
+            RotatingFile::open(
+                &config.path,
+                max_mb << 20,
+                config.max_backups,
+                Duration::from_secs(config.max_age_days * 24 * 3600),
+            )?
+            .compressed(config.compress),
+        )
     };
     let (queue, mut events) = queue::bounded("log", config.buffer_size);
     let format = config.format;
+    let truncate = config.truncate.filter(|_| format == Format::Json);
+    let max_batch = config.batch.as_ref().map_or(10_000, |b| b.max_size.max(1));
+    let mut throttle = config
+        .batch
+        .as_ref()
+        .and_then(|b| Throttle::new(b.throttle_enable, b.throttle_qps, b.throttle_burst));
     std::thread::Builder::new()
         .name("audit-log".into())
         .spawn(move || {
@@ -94,18 +124,26 @@ pub fn start(config: &LogConfig) -> crate::Result<Queue> {
                 // record: rotation never splits a line) and one flush.
                 let mut count = 0;
                 let mut failed = false;
+                let mut dropped = 0;
                 let mut next = Some(first);
+                if let Some(throttle) = &mut throttle {
+                    std::thread::sleep(throttle.take());
+                }
                 while let Some(event) = next {
-                    encode(&event, format, &mut line);
-                    failed |= out.write_all(&line).is_err();
+                    if encode(&event, format, truncate.as_ref(), &mut line) {
+                        failed |= out.write_all(&line).is_err();
+                    } else {
+                        dropped += 1;
+                    }
                     line.clear();
                     count += 1;
-                    next = if count < 10_000 {
+                    next = if count < max_batch {
                         events.try_recv()
                     } else {
                         None
                     };
                 }
+                events.failed(dropped);
                 if let Err(e) = out.flush()
                     && !failed
                 {
@@ -128,12 +166,17 @@ pub fn start(config: &LogConfig) -> crate::Result<Queue> {
 /// (plus the write).
 const GATHER: Duration = Duration::from_millis(5);
 
-fn encode(event: &Event, format: Format, buf: &mut Vec<u8>) {
+/// The event's line into `buf`; false when truncation drops it.
+fn encode(event: &Event, format: Format, truncate: Option<&Truncate>, buf: &mut Vec<u8>) -> bool {
     match format {
-        Format::Json => buf.extend_from_slice(&event.to_json()),
+        Format::Json => match truncate::encode(event, truncate) {
+            Some(json) => buf.extend_from_slice(&json),
+            None => return false,
+        },
         Format::Legacy => buf.extend_from_slice(legacy_line(event).as_bytes()),
     }
     buf.push(b'\n');
+    true
 }
 
 /// A file that is renamed to a timestamped backup when the next write (a record, kept
@@ -148,6 +191,7 @@ pub struct RotatingFile {
     max_bytes: u64,
     max_backups: usize,
     max_age: Duration,
+    compress: bool,
 }
 
 /// Backups are `<stem>-<this>.<ext>`, in UTC, as lumberjack names them.
@@ -177,7 +221,14 @@ impl RotatingFile {
             max_bytes,
             max_backups,
             max_age,
+            compress: false,
         })
+    }
+
+    /// Gzips each backup after rotation (`<backup>.gz`), off the writer's thread.
+    pub fn compressed(mut self, compress: bool) -> RotatingFile {
+        self.compress = compress;
+        self
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -201,12 +252,41 @@ impl RotatingFile {
         std::fs::rename(&self.path, &backup)?;
         self.file = open_private(&self.path)?;
         self.size = 0;
-        self.remove_old_backups(&stem, &ext);
+        let retention = Retention {
+            path: self.path.clone(),
+            stem: stem.into_owned(),
+            ext,
+            max_backups: self.max_backups,
+            max_age: self.max_age,
+        };
+        if self.compress {
+            // Old backups are counted once this one is compressed (lumberjack does the same).
+            std::thread::spawn(move || {
+                if let Err(e) = gzip(&backup) {
+                    tracing::error!(path = %backup.display(), error = %e, "compressing an audit log backup");
+                }
+                retention.remove_old_backups();
+            });
+        } else {
+            retention.remove_old_backups();
+        }
         Ok(())
     }
+}
 
+/// Which backups of a log are kept.
+struct Retention {
+    path: PathBuf,
+    stem: String,
+    ext: String,
+    max_backups: usize,
+    max_age: Duration,
+}
+
+impl Retention {
     /// Keeps the newest `max_backups` backups younger than `max_age` (0: no bound).
-    fn remove_old_backups(&self, stem: &str, ext: &str) {
+    fn remove_old_backups(&self) {
+        let (stem, ext) = (&self.stem, self.ext.as_str());
         let Some(dir) = self.path.parent() else {
             return;
         };
@@ -223,7 +303,8 @@ impl RotatingFile {
             .filter_map(Result::ok)
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let time = name.strip_prefix(&prefix)?.strip_suffix(ext)?;
+                let rest = name.strip_prefix(&prefix)?;
+                let time = rest.strip_suffix(".gz").unwrap_or(rest).strip_suffix(ext)?;
                 let time = NaiveDateTime::parse_from_str(time, BACKUP_TIME).ok()?;
                 Some((time.and_utc(), entry.path()))
             })
@@ -263,6 +344,23 @@ impl Write for RotatingFile {
         self.pending.clear();
         written
     }
+}
+
+/// Replaces `path` with `path.gz` (owner-only, as the log).
+fn gzip(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut gz_name = path.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let target = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&gz_name)?;
+    let mut encoder = flate2::write::GzEncoder::new(target, flate2::Compression::default());
+    std::io::copy(&mut File::open(path)?, &mut encoder)?;
+    encoder.finish()?.sync_all()?;
+    std::fs::remove_file(path)
 }
 
 /// Opens for appending, created owner-only: the log names every user and may hold objects.

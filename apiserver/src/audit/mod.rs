@@ -12,6 +12,7 @@ pub mod filter;
 pub mod log;
 pub mod policy;
 pub mod queue;
+pub mod truncate;
 pub mod webhook;
 
 use std::fmt::Write;

@@ -1,16 +1,17 @@
 //! The webhook backend (`--audit-webhook-config-file`): events gathered into EventList batches
 //! (up to `max_size` events, or whatever came within `max_wait` of the first) and POSTed to
 //! the server the kubeconfig names, retried with exponential backoff; a batch that still fails
-//! is dropped and counted.
+//! is dropped and counted. Batches are throttled and events truncated as the flags say
+//! ([`super::truncate`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::event::{API_VERSION, Event};
+use super::event::API_VERSION;
 use super::queue::{self, Queue, Receiver};
+use super::truncate::{self, Throttle, Truncate};
 
 /// The `--audit-webhook-*` flags.
 #[derive(Clone, Debug)]
@@ -22,6 +23,12 @@ pub struct WebhookConfig {
     pub buffer_size: usize,
     pub max_batch_size: usize,
     pub max_batch_wait: Duration,
+    /// `--audit-webhook-batch-throttle-enable`, `-qps` and `-burst`.
+    pub throttle_enable: bool,
+    pub throttle_qps: f64,
+    pub throttle_burst: usize,
+    /// With `--audit-webhook-truncate-enabled`.
+    pub truncate: Option<Truncate>,
 }
 
 impl Default for WebhookConfig {
@@ -32,6 +39,10 @@ impl Default for WebhookConfig {
             buffer_size: 10_000,
             max_batch_size: 400,
             max_batch_wait: Duration::from_secs(30),
+            throttle_enable: true,
+            throttle_qps: 10.0,
+            throttle_burst: 15,
+            truncate: None,
         }
     }
 }
@@ -71,8 +82,7 @@ pub async fn start(config: &WebhookConfig) -> crate::Result<Queue> {
             target,
             initial_backoff: config.initial_backoff,
         },
-        config.max_batch_size.max(1),
-        config.max_batch_wait,
+        config.clone(),
     ));
     Ok(queue)
 }
@@ -83,13 +93,19 @@ struct Sender {
     initial_backoff: Duration,
 }
 
-async fn send_batches(mut events: Receiver, sender: Sender, max_size: usize, max_wait: Duration) {
+async fn send_batches(mut events: Receiver, sender: Sender, config: WebhookConfig) {
+    let max_size = config.max_batch_size.max(1);
+    let mut throttle = Throttle::new(
+        config.throttle_enable,
+        config.throttle_qps,
+        config.throttle_burst,
+    );
     let mut open = true;
     while open {
         let Some(first) = events.recv().await else {
             return;
         };
-        let deadline = Instant::now() + max_wait;
+        let deadline = Instant::now() + config.max_batch_wait;
         let mut batch = vec![first];
         while batch.len() < max_size {
             match tokio::time::timeout_at(deadline, events.recv()).await {
@@ -101,16 +117,31 @@ async fn send_batches(mut events: Receiver, sender: Sender, max_size: usize, max
                 Err(_) => break,
             }
         }
-        if let Err(e) = sender.send(&batch).await {
-            tracing::error!(error = %e, events = batch.len(), "the audit webhook refused a batch; dropped");
-            events.failed(batch.len());
+        let count = batch.len();
+        let encoded: Vec<Vec<u8>> = batch
+            .iter()
+            .filter_map(|e| truncate::encode(e, config.truncate.as_ref()))
+            .collect();
+        events.failed(count - encoded.len());
+        let lists = match &config.truncate {
+            Some(t) => truncate::split(encoded, t.max_batch_bytes),
+            None => vec![encoded],
+        };
+        for list in lists {
+            if let Some(throttle) = &mut throttle {
+                throttle.wait().await;
+            }
+            if let Err(e) = sender.send(&list).await {
+                tracing::error!(error = %e, events = list.len(), "the audit webhook refused a batch; dropped");
+                events.failed(list.len());
+            }
         }
     }
 }
 
 impl Sender {
     /// Posts one batch, retrying with backoff; the last failure, to be logged.
-    async fn send(&self, batch: &[Arc<Event>]) -> Result<(), String> {
+    async fn send(&self, batch: &[Vec<u8>]) -> Result<(), String> {
         let body = event_list(batch);
         let mut backoff = self.initial_backoff;
         let mut attempt = 1;
@@ -142,8 +173,9 @@ impl Sender {
     }
 }
 
-/// `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[...]}`.
-pub fn event_list(batch: &[Arc<Event>]) -> Vec<u8> {
+/// `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[...]}` of
+/// events already encoded.
+pub fn event_list(batch: &[Vec<u8>]) -> Vec<u8> {
     let mut out =
         format!(r#"{{"kind":"EventList","apiVersion":"{API_VERSION}","metadata":{{}},"items":["#)
             .into_bytes();
@@ -151,7 +183,7 @@ pub fn event_list(batch: &[Arc<Event>]) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&event.to_json());
+        out.extend_from_slice(event);
     }
     out.extend_from_slice(b"]}");
     out
