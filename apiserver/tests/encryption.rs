@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use apiserver::storage::Store;
 use apiserver::storage::sqlite::SqliteStore;
 use apiserver::testing::http::HttpClient;
+use apiserver::testing::kms_plugin::KmsPlugin;
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -244,4 +245,80 @@ async fn secrets_are_encrypted_in_etcd() {
     assert!(!contains(&out, PLAINTEXT));
     assert!(!contains(&out, &b64(PLAINTEXT.as_bytes())));
     server.stop();
+}
+
+/// Each provider's entry for secrets (the KMS one naming `plugin`), and the prefix its
+/// values are stored with.
+fn providers(plugin: &KmsPlugin) -> Vec<(Value, &'static str)> {
+    let key = json!({"keys": [{"name": "k", "secret": b64(&[7; 32])}]});
+    vec![
+        (json!({"aescbc": key}), "k8s:enc:aescbc:v1:k:"),
+        (json!({"aesgcm": key}), "k8s:enc:aesgcm:v1:k:"),
+        (json!({"secretbox": key}), "k8s:enc:secretbox:v1:k:"),
+        (
+            json!({"kms": {"apiVersion": "v2", "name": "vault", "endpoint": plugin.endpoint()}}),
+            "k8s:enc:kms:v2:vault:",
+        ),
+    ]
+}
+
+fn single_provider_config(dir: &Path, provider: &Value) -> PathBuf {
+    let config = json!({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{"resources": ["secrets"], "providers": [provider]}],
+    });
+    let path = dir.join("encryption.json");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_encrypts_in_the_embedded_store() {
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let plugin = KmsPlugin::start(plugin_dir.path()).await;
+    for (provider, prefix) in providers(&plugin) {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let path = single_provider_config(dir, &provider);
+        let server =
+            apiserver::testing::spawn_with(dir, |c| c.encryption_provider_config = Some(path))
+                .await;
+        let client = HttpClient::new(&server.url());
+        create_secret(&client).await;
+        read_secret(&client).await;
+        server.stop();
+        let raw = raw_value(dir).await;
+        assert!(raw.starts_with(prefix.as_bytes()), "{provider}: {raw:?}");
+        assert_no_plaintext(&dir.join("data"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_encrypts_in_etcd() {
+    let etcd = tokio::task::spawn_blocking(apiserver::testing::EtcdServer::start)
+        .await
+        .unwrap();
+    let endpoint = format!("http://{}", etcd.endpoint);
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let plugin = KmsPlugin::start(plugin_dir.path()).await;
+    for (i, (provider, prefix)) in providers(&plugin).into_iter().enumerate() {
+        // One etcd, a key space per provider.
+        let dir = tempfile::tempdir().unwrap();
+        let path = single_provider_config(dir.path(), &provider);
+        let server = apiserver::testing::spawn_with(dir.path(), |c| {
+            c.encryption_provider_config = Some(path);
+            c.etcd_servers = vec![endpoint.clone()];
+            c.etcd_prefix = format!("/p{i}");
+        })
+        .await;
+        let client = HttpClient::new(&server.url());
+        create_secret(&client).await;
+        read_secret(&client).await;
+        server.stop();
+        let out = etcd.value(&format!("/p{i}/secrets/default/db"));
+        assert!(out.starts_with(prefix.as_bytes()), "{provider}: {out:?}");
+        assert!(!contains(&out, PLAINTEXT));
+        assert!(!contains(&out, &b64(PLAINTEXT.as_bytes())));
+    }
 }
