@@ -1,6 +1,7 @@
 //! apiserver's integration tests, one module per area, linked into one test binary (one
 //! link instead of one per file keeps the build's time and disk down).
 
+mod admission;
 mod api_semantics;
 mod audit;
 mod delete_answers;

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod quantity;
+pub mod quota;
 pub mod scheduling;
 pub mod selector;
 pub mod shutdown;

@@ -328,9 +328,15 @@ pub async fn create_object(
         name,
         ..clone_target(target)
     };
-    check_namespace_open(state, &target).await?;
-    if resource.group.is_empty() && resource.plural == "pods" {
-        // upstream's order: ServiceAccount before Priority.
+    if state.admission.namespace_lifecycle {
+        check_namespace_open(state, &target).await?;
+    }
+    let core = resource.group.is_empty();
+    if core && resource.plural == "pods" {
+        // upstream's order: LimitRanger, ServiceAccount, Priority.
+        if state.admission.limit_ranger {
+            crate::admission::limit_ranger::admit_pod(state, &target.namespace, &mut obj)?;
+        }
         if state.admission.service_account {
             crate::admission::service_account(state, &target.namespace, &mut obj).await?;
         }
@@ -373,6 +379,12 @@ pub async fn create_object(
         ));
     }
     let (mut obj, warnings) = normalize(resource, query, obj)?;
+    if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {
+        crate::admission::limit_ranger::admit_claim(state, &target.namespace, &obj)?;
+    }
+    if state.admission.resource_quota {
+        crate::admission::resource_quota::admit(state, &target, &obj, None, query.dry_run).await?;
+    }
     if query.dry_run {
         return Ok((obj, warnings));
     }
@@ -531,6 +543,23 @@ pub async fn guaranteed_update(
         }
         let (mut new, warnings) = normalize(resource, query, new)?;
         let key = target.key(&state.root);
+        if target.subresource.is_empty() && !meta::is_terminating(&old) {
+            let core = resource.group.is_empty();
+            if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {
+                crate::admission::limit_ranger::admit_claim(state, &target.namespace, &new)?;
+            }
+            if state.admission.resource_quota {
+                // Boxed: charging a quota is itself an update.
+                Box::pin(crate::admission::resource_quota::admit(
+                    state,
+                    target,
+                    &new,
+                    Some(&old),
+                    query.dry_run,
+                ))
+                .await?;
+            }
+        }
         // Nothing changed: answer the current object without a write, as upstream does,
         // unless the stored form is stale (a rewrite moves it to the current encryption key).
         if without_volatile(&new) == without_volatile(&old)
@@ -928,6 +957,17 @@ async fn delete_one(
     let options = delete_options(query, body)?;
     let is_pod = resource.group.is_empty() && resource.plural == "pods";
     let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    if is_namespace
+        && state.admission.namespace_lifecycle
+        && crate::admission::IMMORTAL_NAMESPACES.contains(&target.name.as_str())
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            &target.name,
+            "this namespace may not be deleted",
+        ));
+    }
     for _ in 0..MAX_RETRIES {
         let (kv, mut obj) = current(state, target).await?;
         if let Some(uid) = &options.uid {

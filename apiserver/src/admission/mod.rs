@@ -1,7 +1,14 @@
-//! Admission steps that read other objects, run on pod create before defaults are applied:
-//! upstream's ServiceAccount plugin (the pod's service account, its token volume, the
-//! account's image pull secrets) and Priority (priorityClassName to spec.priority).
-//! [`Plugins`] says which run (--enable-admission-plugins, --disable-admission-plugins).
+//! Admission: what upstream's admission plugins decide about a write, in upstream's order.
+//! NamespaceLifecycle (no content in a missing or terminating namespace, `default`,
+//! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
+//! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
+//! pod's service account, its token volume and image pull secrets; priorityClassName to
+//! spec.priority), and last [`resource_quota`] (refuses what would exceed a quota, charges
+//! the quota). [`Plugins`] says which run (--enable-admission-plugins,
+//! --disable-admission-plugins).
+
+pub mod limit_ranger;
+pub mod resource_quota;
 
 use std::time::Duration;
 
@@ -13,28 +20,32 @@ use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// The admission plugins that can be switched off, by upstream's names. The other admission
-/// behaviour tetsu has (NamespaceLifecycle, NodeRestriction, DefaultTolerationSeconds) always
-/// runs.
+/// behaviour tetsu has (NodeRestriction, DefaultTolerationSeconds) always runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plugins {
+    pub namespace_lifecycle: bool,
+    pub limit_ranger: bool,
     pub service_account: bool,
     pub priority: bool,
+    pub resource_quota: bool,
 }
 
 /// Plugin names upstream knows that tetsu does as part of other code or not at all: accepted
 /// in the flags (kubeadm passes `--enable-admission-plugins=NodeRestriction`), switching nothing.
-const ALWAYS_ON: &[&str] = &[
-    "NamespaceLifecycle",
-    "NodeRestriction",
-    "DefaultTolerationSeconds",
-];
+const ALWAYS_ON: &[&str] = &["NodeRestriction", "DefaultTolerationSeconds"];
+
+/// Namespaces NamespaceLifecycle never lets go.
+pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 impl Plugins {
     /// upstream's default set, as the kube-apiserver binary starts.
     pub fn upstream() -> Plugins {
         Plugins {
+            namespace_lifecycle: true,
+            limit_ranger: true,
             service_account: true,
             priority: true,
+            resource_quota: true,
         }
     }
 
@@ -50,8 +61,11 @@ impl Plugins {
             }
             let on = enable.contains(name);
             match name.as_str() {
+                "NamespaceLifecycle" => plugins.namespace_lifecycle = on,
+                "LimitRanger" => plugins.limit_ranger = on,
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
+                "ResourceQuota" => plugins.resource_quota = on,
                 n if ALWAYS_ON.contains(&n) => {}
                 n => tracing::warn!(plugin = n, "admission plugin not implemented; ignored"),
             }
@@ -67,7 +81,7 @@ impl Default for Plugins {
     fn default() -> Plugins {
         Plugins {
             service_account: false,
-            priority: true,
+            ..Plugins::upstream()
         }
     }
 }

@@ -1,0 +1,310 @@
+//! Admission as upstream's: ResourceQuota refuses what would exceed a quota (and parallel
+//! creates never overshoot it), LimitRanger defaults and bounds pods and claims, and
+//! NamespaceLifecycle keeps the system namespaces. Messages are upstream's, as kubectl prints
+//! them. No controller runs here: the tests write the quota status the controller would.
+
+use std::sync::Arc;
+
+use apiserver::testing::http::HttpClient;
+use serde_json::{Value, json};
+
+const NS: &str = "/api/v1/namespaces/default";
+
+async fn server() -> (tempfile::TempDir, apiserver::server::InProcess, HttpClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn_with(dir.path(), |_| {}).await;
+    let client = HttpClient::new(&server.url());
+    (dir, server, client)
+}
+
+/// Creates a quota with `hard` and gives it the status the quota controller would: the same
+/// hard limits, and `used`.
+async fn quota(client: &HttpClient, name: &str, spec: Value, used: Value) {
+    let q = json!({"metadata": {"name": name}, "spec": spec});
+    let (code, created) = client
+        .post(&format!("{NS}/resourcequotas"), &q)
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"hard": spec["hard"], "used": used});
+    let path = format!("{NS}/resourcequotas/{name}/status");
+    let (code, body) = client
+        .send("PUT", &path, "application/json", Some(&with_status))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+}
+
+async fn used(client: &HttpClient, name: &str) -> Value {
+    let (code, q) = client
+        .get(&format!("{NS}/resourcequotas/{name}"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{q}");
+    q["status"]["used"].clone()
+}
+
+fn pod(name: &str, resources: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [
+        {"name": "c", "image": "busybox", "resources": resources}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_creates_never_overshoot_a_quota() {
+    let (_dir, _server, client) = server().await;
+    quota(
+        &client,
+        "objects",
+        json!({"hard": {"configmaps": "5", "count/secrets": "3"}}),
+        json!({"configmaps": "0", "count/secrets": "0"}),
+    )
+    .await;
+    let client = Arc::new(client);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let (kind, plural) = if i % 2 == 0 {
+                ("ConfigMap", "configmaps")
+            } else {
+                ("Secret", "secrets")
+            };
+            let obj = json!({"kind": kind, "metadata": {"name": format!("o{i}")}});
+            client.post(&format!("{NS}/{plural}"), &obj).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (code, body) = t.await.unwrap();
+        match code {
+            201 => created += 1,
+            403 => {
+                let message = body["message"].as_str().unwrap();
+                assert!(
+                    message.contains("is forbidden: exceeded quota: objects, requested: "),
+                    "{message}"
+                );
+                assert_eq!(body["reason"], "Forbidden");
+            }
+            // A quota charge that kept conflicting (upstream answers its Conflict too).
+            409 => {}
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let count = |plural: &'static str| {
+        let client = client.clone();
+        async move {
+            let (_, list) = client.get(&format!("{NS}/{plural}")).await.unwrap();
+            list["items"].as_array().unwrap().len()
+        }
+    };
+    let (configmaps, secrets) = (count("configmaps").await, count("secrets").await);
+    assert!(configmaps <= 5 && secrets <= 3, "{configmaps} {secrets}");
+    assert_eq!(created, configmaps + secrets);
+    assert!(
+        configmaps >= 1 && secrets >= 1,
+        "creates are admitted while they fit"
+    );
+    // The quota's usage counts exactly what was admitted.
+    let u = used(&client, "objects").await;
+    assert_eq!(u["configmaps"], configmaps.to_string());
+    assert_eq!(u["count/secrets"], secrets.to_string());
+    // Sequentially the quota fills up to its limit exactly, then refuses with upstream's
+    // message.
+    for i in configmaps..5 {
+        let cm = json!({"metadata": {"name": format!("more{i}")}});
+        let (code, body) = client.post(&format!("{NS}/configmaps"), &cm).await.unwrap();
+        assert_eq!(code, 201, "{body}");
+    }
+    let cm = json!({"metadata": {"name": "one-too-many"}});
+    let (code, body) = client.post(&format!("{NS}/configmaps"), &cm).await.unwrap();
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "configmaps \"one-too-many\" is forbidden: exceeded quota: objects, requested: \
+         configmaps=1, used: configmaps=5, limited: configmaps=5"
+    );
+    // A dry run is checked but charges nothing.
+    let (code, _) = client
+        .post(
+            &format!("{NS}/secrets?dryRun=All"),
+            &json!({"metadata": {"name": "dry"}}),
+        )
+        .await
+        .unwrap();
+    let before = used(&client, "objects").await;
+    assert!(code == 201 || code == 403);
+    assert_eq!(before["count/secrets"], secrets.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_quotas_count_compute_resources_within_their_scopes() {
+    let (_dir, _server, client) = server().await;
+    quota(
+        &client,
+        "compute",
+        json!({"hard": {"pods": "2", "requests.cpu": "1", "limits.memory": "1Gi"}}),
+        json!({"pods": "0", "requests.cpu": "0", "limits.memory": "0"}),
+    )
+    .await;
+    quota(
+        &client,
+        "best-effort",
+        json!({"hard": {"pods": "1"}, "scopes": ["BestEffort"]}),
+        json!({"pods": "0"}),
+    )
+    .await;
+    let fits = pod(
+        "a",
+        json!({"requests": {"cpu": "600m"}, "limits": {"memory": "512Mi"}}),
+    );
+    let (code, body) = client.post(&format!("{NS}/pods"), &fits).await.unwrap();
+    assert_eq!(code, 201, "{body}");
+    let u = used(&client, "compute").await;
+    assert_eq!(
+        u,
+        json!({"pods": "1", "requests.cpu": "600m", "limits.memory": "512Mi"})
+    );
+    // A Burstable pod is outside the BestEffort quota's scope.
+    assert_eq!(used(&client, "best-effort").await, json!({"pods": "0"}));
+    let over = pod(
+        "b",
+        json!({"requests": {"cpu": "500m"}, "limits": {"memory": "512Mi"}}),
+    );
+    let (code, body) = client.post(&format!("{NS}/pods"), &over).await.unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=500m, \
+         used: requests.cpu=600m, limited: requests.cpu=1"
+    );
+    // A quota on requests.cpu needs every container to say it.
+    let (code, body) = client
+        .post(
+            &format!("{NS}/pods"),
+            &pod("c", json!({"limits": {"memory": "1Mi"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"c\" is forbidden: failed quota: compute: must specify requests.cpu for: c"
+    );
+    // A quota the controller has not yet counted refuses until it has.
+    let q = json!({"metadata": {"name": "fresh"}, "spec": {"hard": {"services": "1"}}});
+    let (code, created) = client
+        .post(&format!("{NS}/resourcequotas"), &q)
+        .await
+        .unwrap();
+    assert_eq!(code, 201);
+    let mut status = created.clone();
+    status["status"] = json!({"hard": {"services": "1"}});
+    let path = format!("{NS}/resourcequotas/fresh/status");
+    let (code, _) = client
+        .send("PUT", &path, "application/json", Some(&status))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let svc = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+    let (code, body) = client.post(&format!("{NS}/services"), &svc).await.unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "services \"s\" is forbidden: status unknown for quota: fresh, resources: services"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_ranges_default_and_bound_pods_and_claims() {
+    let (_dir, _server, client) = server().await;
+    let lr = json!({"metadata": {"name": "limits"}, "spec": {"limits": [
+        {"type": "Container", "default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"},
+         "max": {"cpu": "1", "memory": "1Gi"}, "min": {"cpu": "50m"}},
+        {"type": "PersistentVolumeClaim", "max": {"storage": "2Gi"}}]}});
+    let (code, body) = client
+        .post(&format!("{NS}/limitranges"), &lr)
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
+    let (code, created) = client
+        .post(
+            &format!("{NS}/pods"),
+            &pod("d", json!({"limits": {"memory": "256Mi"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "500m", "memory": "256Mi"},
+               "requests": {"cpu": "100m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        created["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu request for container c; cpu limit for container c"
+    );
+    let (code, body) = client
+        .post(
+            &format!("{NS}/pods"),
+            &pod("e", json!({"limits": {"cpu": "2", "memory": "2Gi"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"e\" is forbidden: [maximum cpu usage per Container is 1, but limit is 2, \
+         maximum memory usage per Container is 1Gi, but limit is 2Gi]"
+    );
+    let claim = |size: &str| {
+        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}}}})
+    };
+    let (code, body) = client
+        .post(&format!("{NS}/persistentvolumeclaims"), &claim("5Gi"))
+        .await
+        .unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per \
+         PersistentVolumeClaim is 2Gi, but request is 5Gi"
+    );
+    let (code, body) = client
+        .post(&format!("{NS}/persistentvolumeclaims"), &claim("1Gi"))
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_namespaces_may_not_be_deleted() {
+    let (_dir, _server, client) = server().await;
+    for ns in ["default", "kube-system", "kube-public"] {
+        let (code, body) = client
+            .send(
+                "DELETE",
+                &format!("/api/v1/namespaces/{ns}"),
+                "application/json",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 403, "{body}");
+        assert_eq!(
+            body["message"],
+            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted")
+        );
+    }
+    let (code, body) = client
+        .post(
+            "/api/v1/namespaces/nowhere/configmaps",
+            &json!({"metadata": {"name": "x"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["message"], "namespaces \"nowhere\" not found");
+}
