@@ -28,12 +28,37 @@ async fn quota(client: &HttpClient, name: &str, spec: Value, used: Value) {
     assert_eq!(code, 201, "{created}");
     let mut with_status = created.clone();
     with_status["status"] = json!({"hard": spec["hard"], "used": used});
+    set_status(client, &with_status).await;
+}
+
+/// Writes a quota's status, then waits until lists (served from the watch cache, which
+/// admission reads too) show it.
+async fn set_status(client: &HttpClient, quota: &Value) {
+    let name = quota["metadata"]["name"].as_str().unwrap();
     let path = format!("{NS}/resourcequotas/{name}/status");
     let (code, body) = client
-        .send("PUT", &path, "application/json", Some(&with_status))
+        .send("PUT", &path, "application/json", Some(quota))
         .await
         .unwrap();
     assert_eq!(code, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = client.get(&format!("{NS}/resourcequotas")).await.unwrap();
+        let cached = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["metadata"]["name"] == name)
+            .map(|q| q["status"].clone());
+        if cached.as_ref() == Some(&quota["status"]) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache never showed {quota}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn used(client: &HttpClient, name: &str) -> Value {
@@ -201,12 +226,7 @@ async fn pod_quotas_count_compute_resources_within_their_scopes() {
     assert_eq!(code, 201);
     let mut status = created.clone();
     status["status"] = json!({"hard": {"services": "1"}});
-    let path = format!("{NS}/resourcequotas/fresh/status");
-    let (code, _) = client
-        .send("PUT", &path, "application/json", Some(&status))
-        .await
-        .unwrap();
-    assert_eq!(code, 200);
+    set_status(&client, &status).await;
     let svc = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
     let (code, body) = client.post(&format!("{NS}/services"), &svc).await.unwrap();
     assert_eq!(code, 403, "{body}");
@@ -228,6 +248,19 @@ async fn limit_ranges_default_and_bound_pods_and_claims() {
         .await
         .unwrap();
     assert_eq!(code, 201, "{body}");
+    // Admission reads the watch cache, as lists do: wait until they show it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.get(&format!("{NS}/limitranges")).await.unwrap().1["items"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the LimitRange never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (code, created) = client
         .post(
             &format!("{NS}/pods"),
