@@ -1059,3 +1059,138 @@ async fn connections_files_and_objects_are_kept_in_bounds() {
     assert_eq!(code, 201, "{body}");
     server.stop().await;
 }
+
+/// A CSR for `signer` whose subject is CN=`cn`, O=`org`.
+fn csr(name: &str, signer: &str, cn: &str, org: &str) -> Value {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, org);
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {"signerName": signer, "usages": ["digital signature", "client auth"],
+                 "request": base64::engine::general_purpose::STANDARD.encode(pem)}})
+}
+
+/// Issue #18's certificate plugins: approving or signing a CSR takes the `approve` or `sign`
+/// verb on its signer, not only update on the subresource, and no client certificate for the
+/// apiserver may claim system:masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_approved_and_signed_only_by_their_signers_holders() {
+    let server = SecureApiServer::start().await;
+    let admin = server.raw_client("admin", &["system:masters"]).await;
+    let csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    cluster_role(
+        &admin,
+        "csr-updater",
+        json!([{"apiGroups": ["certificates.k8s.io"],
+                "resources": ["certificatesigningrequests", "certificatesigningrequests/approval",
+                              "certificatesigningrequests/status"],
+                "verbs": ["get", "list", "update"]}]),
+    )
+    .await;
+    bind(
+        &admin,
+        "",
+        "approver-updates-csrs",
+        "csr-updater",
+        "approver",
+    )
+    .await;
+    let approver = server.raw_client("approver", &["team"]).await;
+    let (code, body) = admin
+        .json("POST", csrs, &csr("c1", "example.com/widgets", "w", "team"))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let c1 = format!("{csrs}/c1");
+    let (code, mut current) = eventually(200, || approver.get(&c1)).await;
+    assert_eq!(code, 200, "{current}");
+    let mut approved: Value = serde_json::from_str(&current).unwrap();
+    approved["status"]["conditions"] = json!([{"type": "Approved", "status": "True",
+        "reason": "Test", "message": "approved in a test"}]);
+    let (code, body) = approver
+        .json("PUT", &format!("{csrs}/c1/approval"), &approved)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "certificatesigningrequests.certificates.k8s.io \"c1\" is forbidden: user not \
+         permitted to approve requests with signerName \"example.com/widgets\""
+    );
+    // Naming another signer in the body changes nothing: the stored one decides.
+    let mut forged = approved.clone();
+    forged["spec"]["signerName"] = json!("kubernetes.io/legacy-unknown");
+    let (code, _) = approver
+        .json("PUT", &format!("{csrs}/c1/approval"), &forged)
+        .await;
+    assert_eq!(code, 403);
+    // Signing needs `sign` on the signer likewise.
+    let mut signed: Value = serde_json::from_str(&current).unwrap();
+    signed["status"]["certificate"] = json!("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==");
+    let (code, body) = approver
+        .json("PUT", &format!("{csrs}/c1/status"), &signed)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().ends_with(
+            "user not permitted to sign requests with signerName \"example.com/widgets\""
+        ),
+        "{body}"
+    );
+    // Positive control: `approve` on the signer's domain wildcard lets the approval through.
+    cluster_role(
+        &admin,
+        "widget-approver",
+        json!([{"apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                "resourceNames": ["example.com/*"], "verbs": ["approve"]}]),
+    )
+    .await;
+    bind(
+        &admin,
+        "",
+        "approver-approves-widgets",
+        "widget-approver",
+        "approver",
+    )
+    .await;
+    let (code, body) = eventually(200, || async {
+        let (c, v) = approver
+            .json("PUT", &format!("{csrs}/c1/approval"), &approved)
+            .await;
+        (c, v.to_string())
+    })
+    .await;
+    assert_eq!(code, 200, "{body}");
+    current = body;
+    let approved_now: Value = serde_json::from_str(&current).unwrap();
+    assert_eq!(approved_now["status"]["conditions"][0]["type"], "Approved");
+
+    // Not even system:masters may ask the apiserver-client signer for system:masters.
+    let masters = csr(
+        "c2",
+        "kubernetes.io/kube-apiserver-client",
+        "me",
+        "system:masters",
+    );
+    let (code, body) = admin.json("POST", csrs, &masters).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "certificatesigningrequests.certificates.k8s.io \"c2\" is forbidden: use of \
+         kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"
+    );
+    let ordinary = csr(
+        "c3",
+        "kubernetes.io/kube-apiserver-client",
+        "me",
+        "developers",
+    );
+    let (code, body) = admin.json("POST", csrs, &ordinary).await;
+    assert_eq!(code, 201, "{body}");
+}

@@ -7,6 +7,7 @@
 //! the quota). [`Plugins`] says which run (--enable-admission-plugins,
 //! --disable-admission-plugins).
 
+pub mod certificates;
 pub mod limit_ranger;
 pub mod resource_quota;
 
@@ -27,6 +28,7 @@ pub struct Plugins {
     pub limit_ranger: bool,
     pub service_account: bool,
     pub priority: bool,
+    pub certificates: certificates::Enabled,
     pub resource_quota: bool,
 }
 
@@ -45,6 +47,11 @@ impl Plugins {
             limit_ranger: true,
             service_account: true,
             priority: true,
+            certificates: certificates::Enabled {
+                approval: true,
+                signing: true,
+                subject_restriction: true,
+            },
             resource_quota: true,
         }
     }
@@ -66,6 +73,9 @@ impl Plugins {
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
                 "ResourceQuota" => plugins.resource_quota = on,
+                "CertificateApproval" => plugins.certificates.approval = on,
+                "CertificateSigning" => plugins.certificates.signing = on,
+                "CertificateSubjectRestriction" => plugins.certificates.subject_restriction = on,
                 n if ALWAYS_ON.contains(&n) => {}
                 n => tracing::warn!(plugin = n, "admission plugin not implemented; ignored"),
             }
@@ -548,6 +558,21 @@ mod tests {
         assert!(!off.service_account && off.priority);
         assert!(Plugins::from_flags(&s(&["Priority"]), &s(&["Priority"])).is_err());
         assert!(!Plugins::default().service_account);
+        let off = Plugins::from_flags(
+            &[],
+            &s(&[
+                "NamespaceLifecycle",
+                "LimitRanger",
+                "ResourceQuota",
+                "CertificateApproval",
+                "CertificateSigning",
+                "CertificateSubjectRestriction",
+            ]),
+        )
+        .unwrap();
+        assert!(!off.namespace_lifecycle && !off.limit_ranger && !off.resource_quota);
+        assert!(!off.certificates.approval && !off.certificates.signing);
+        assert!(!off.certificates.subject_restriction && off.service_account);
     }
 
     #[tokio::test]

@@ -215,8 +215,8 @@ fn user_agent(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// The checks of who writes against what is written: RBAC escalation prevention and, for a
-/// kubelet, NodeRestriction.
+/// The checks of who writes against what is written: RBAC escalation prevention, the
+/// certificate plugins and, for a kubelet, NodeRestriction.
 fn admit_writer(
     state: &ApiState,
     user: &UserInfo,
@@ -225,6 +225,14 @@ fn admit_writer(
     old: Option<&Value>,
 ) -> ApiResult<()> {
     escalation::check(state, user, target, obj, old)?;
+    crate::admission::certificates::admit(
+        state,
+        state.admission.certificates,
+        user,
+        target,
+        obj,
+        old,
+    )?;
     if let Some(node) = node::node_name(user) {
         node::admit_write(&state.cache, node, target, obj, old)?;
     }
