@@ -64,12 +64,12 @@ pub fn admit(
                 "use of {API_SERVER_CLIENT} signer with system:masters group is not allowed"
             )));
         }
-        (Some(_), "approval") if enabled.approval => {
-            if !authorized_for_signer(state, user, "approve", signer) {
-                return Err(forbidden(format!(
-                    "user not permitted to approve requests with signerName {signer:?}"
-                )));
-            }
+        (Some(_), "approval")
+            if enabled.approval && !authorized_for_signer(state, user, "approve", signer) =>
+        {
+            return Err(forbidden(format!(
+                "user not permitted to approve requests with signerName {signer:?}"
+            )));
         }
         (Some(old), "status") if enabled.signing => {
             let issued = &obj["status"]["certificate"];
