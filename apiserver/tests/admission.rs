@@ -341,3 +341,89 @@ async fn system_namespaces_may_not_be_deleted() {
     assert_eq!(code, 404, "{body}");
     assert_eq!(body["message"], "namespaces \"nowhere\" not found");
 }
+
+/// Waits until a list of `path` (served from the watch cache, as admission reads) holds
+/// `name`.
+async fn until_listed(client: &HttpClient, path: &str, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = client.get(path).await.unwrap();
+        if list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["metadata"]["name"] == name)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} never listed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_classes_give_pods_their_overhead_and_scheduling() {
+    let (_dir, _server, client) = server().await;
+    let classes = "/apis/node.k8s.io/v1/runtimeclasses";
+    let class = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "sandboxed"}, "handler": "runsc",
+        "overhead": {"podFixed": {"cpu": "250m", "memory": "120Mi"}},
+        "scheduling": {"nodeSelector": {"sandbox": "gvisor"},
+                       "tolerations": [{"key": "sandbox", "operator": "Exists", "effect": "NoSchedule"}]}});
+    let (code, body) = client.post(classes, &class).await.unwrap();
+    assert_eq!(code, 201, "{body}");
+    until_listed(&client, classes, "sandboxed").await;
+    let with_class = |name: &str, extra: Value| {
+        let mut p = pod(name, json!({}));
+        p["spec"]["runtimeClassName"] = json!("sandboxed");
+        for (k, v) in extra.as_object().unwrap() {
+            p["spec"][k] = v.clone();
+        }
+        p
+    };
+    let (code, created) = client
+        .post(&format!("{NS}/pods"), &with_class("r1", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"]["overhead"],
+        json!({"cpu": "250m", "memory": "120Mi"})
+    );
+    assert_eq!(
+        created["spec"]["nodeSelector"],
+        json!({"sandbox": "gvisor"})
+    );
+    assert!(
+        created["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "sandbox"),
+        "{created}"
+    );
+    let refused = [
+        (
+            with_class("r2", json!({"nodeSelector": {"sandbox": "kata"}})),
+            "conflict: runtimeClass.scheduling.nodeSelector[sandbox] = gvisor; \
+             pod.spec.nodeSelector[sandbox] = kata",
+        ),
+        (
+            with_class("r3", json!({"overhead": {"cpu": "1"}})),
+            "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead",
+        ),
+    ];
+    for (p, why) in refused {
+        let (code, body) = client.post(&format!("{NS}/pods"), &p).await.unwrap();
+        assert_eq!(code, 403, "{body}");
+        assert!(body["message"].as_str().unwrap().ends_with(why), "{body}");
+    }
+    let mut unknown = pod("r4", json!({}));
+    unknown["spec"]["runtimeClassName"] = json!("nope");
+    let (code, body) = client.post(&format!("{NS}/pods"), &unknown).await.unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"r4\" is forbidden: pod rejected: RuntimeClass \"nope\" not found"
+    );
+}

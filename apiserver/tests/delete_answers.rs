@@ -82,6 +82,7 @@ fn minimal(r: &ResourceInfo) -> Option<Value> {
         ("rbac.authorization.k8s.io", "clusterrolebindings") => json!({"roleRef": {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"}}),
         ("scheduling.k8s.io", "priorityclasses") => json!({"value": 1000}),
+        ("node.k8s.io", "runtimeclasses") => json!({"handler": "runc"}),
         ("certificates.k8s.io", "certificatesigningrequests") => json!({"spec": {
             "request": csr, "signerName": "example.com/signer",
             "usages": ["digital signature"]}}),

@@ -3,13 +3,15 @@
 //! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
 //! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
 //! pod's service account, its token volume and image pull secrets; priorityClassName to
-//! spec.priority), and last [`resource_quota`] (refuses what would exceed a quota, charges
+//! spec.priority), [`runtime_class`] (its overhead and scheduling), the [`certificates`]
+//! plugins (who may approve, sign and ask for what), and last [`resource_quota`] (refuses what would exceed a quota, charges
 //! the quota). [`Plugins`] says which run (--enable-admission-plugins,
 //! --disable-admission-plugins).
 
 pub mod certificates;
 pub mod limit_ranger;
 pub mod resource_quota;
+pub mod runtime_class;
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ pub struct Plugins {
     pub limit_ranger: bool,
     pub service_account: bool,
     pub priority: bool,
+    pub runtime_class: bool,
     pub certificates: certificates::Enabled,
     pub resource_quota: bool,
 }
@@ -47,6 +50,7 @@ impl Plugins {
             limit_ranger: true,
             service_account: true,
             priority: true,
+            runtime_class: true,
             certificates: certificates::Enabled {
                 approval: true,
                 signing: true,
@@ -73,6 +77,7 @@ impl Plugins {
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
                 "ResourceQuota" => plugins.resource_quota = on,
+                "RuntimeClass" => plugins.runtime_class = on,
                 "CertificateApproval" => plugins.certificates.approval = on,
                 "CertificateSigning" => plugins.certificates.signing = on,
                 "CertificateSubjectRestriction" => plugins.certificates.subject_restriction = on,

@@ -351,6 +351,9 @@ pub async fn create_object(
         if state.admission.priority {
             crate::admission::pod_priority(state, &mut obj)?;
         }
+        if state.admission.runtime_class {
+            crate::admission::runtime_class::admit_pod(state, &mut obj)?;
+        }
     }
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);

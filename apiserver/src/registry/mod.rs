@@ -9,8 +9,8 @@ use std::sync::{LazyLock, OnceLock};
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
 use serde_json::Value;
 
@@ -201,6 +201,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<rbac::ClusterRole>(NONE, NONE, NONE, &CLUSTER_ROLES),
         resource::<rbac::ClusterRoleBinding>(NONE, NONE, NONE, &CLUSTER_ROLE_BINDINGS),
         resource::<scheduling::PriorityClass>(&["pc"], NONE, NONE, &PRIORITY_CLASSES),
+        resource::<node::RuntimeClass>(NONE, NONE, NONE, &RUNTIME_CLASSES),
         resource::<certificates::CertificateSigningRequest>(
             &["csr"],
             NONE,

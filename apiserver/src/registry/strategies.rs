@@ -915,6 +915,14 @@ impl Strategy for PriorityClasses {
     }
 }
 
+pub struct RuntimeClasses;
+pub static RUNTIME_CLASSES: RuntimeClasses = RuntimeClasses;
+impl Strategy for RuntimeClasses {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::node::runtime_class(obj, old)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod events;
 pub mod fields;
 pub mod networking;
+pub mod node;
 pub mod pods;
 pub mod policy;
 pub mod rbac;

@@ -342,7 +342,7 @@ fn resources(r: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn toleration(t: &Value, path: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn toleration(t: &Value, path: &str, causes: &mut Vec<Cause>) {
     let key = text(t, "key");
     let operator = text(t, "operator");
     let effect = text(t, "effect");
