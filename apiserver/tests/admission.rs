@@ -427,3 +427,68 @@ async fn runtime_classes_give_pods_their_overhead_and_scheduling() {
         "pods \"r4\" is forbidden: pod rejected: RuntimeClass \"nope\" not found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_ingresses_get_the_default_class() {
+    let (_dir, _server, client) = server().await;
+    let storage = "/apis/storage.k8s.io/v1/storageclasses";
+    for (name, default) in [("slow", false), ("fast", true)] {
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name, "annotations": {
+                "storageclass.kubernetes.io/is-default-class": default.to_string()}},
+            "provisioner": "example.com/nfs"});
+        let (code, body) = client.post(storage, &class).await.unwrap();
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(body["reclaimPolicy"], "Delete");
+    }
+    until_listed(&client, storage, "fast").await;
+    let claim = |name: &str, class: Option<&str>| {
+        let mut c = json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}});
+        if let Some(class) = class {
+            c["spec"]["storageClassName"] = json!(class);
+        }
+        c
+    };
+    let claims = format!("{NS}/persistentvolumeclaims");
+    let (_, a) = client.post(&claims, &claim("a", None)).await.unwrap();
+    assert_eq!(a["spec"]["storageClassName"], "fast", "{a}");
+    let (_, b) = client.post(&claims, &claim("b", Some(""))).await.unwrap();
+    assert_eq!(
+        b["spec"]["storageClassName"], "",
+        "an empty class asks for none"
+    );
+    let (_, c) = client
+        .post(&claims, &claim("c", Some("slow")))
+        .await
+        .unwrap();
+    assert_eq!(c["spec"]["storageClassName"], "slow");
+
+    let classes = "/apis/networking.k8s.io/v1/ingressclasses";
+    let class = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "nginx", "annotations": {
+            "ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "k8s.io/ingress-nginx"}});
+    let (code, body) = client.post(classes, &class).await.unwrap();
+    assert_eq!(code, 201, "{body}");
+    until_listed(&client, classes, "nginx").await;
+    let ingress = json!({"metadata": {"name": "web"}, "spec": {"defaultBackend": {
+        "service": {"name": "web", "port": {"number": 80}}}}});
+    let (code, created) = client
+        .post(
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            &ingress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["ingressClassName"], "nginx");
+    // upstream's validation of the class objects themselves.
+    let bad = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "bad"}, "spec": {"controller": "no-domain"}});
+    let (code, body) = client.post(classes, &bad).await.unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(
+        "spec.controller: Invalid value: \"no-domain\": must be a domain-prefixed path (such as \"acme.io/foo\")"
+    ), "{body}");
+}

@@ -83,6 +83,8 @@ fn minimal(r: &ResourceInfo) -> Option<Value> {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"}}),
         ("scheduling.k8s.io", "priorityclasses") => json!({"value": 1000}),
         ("node.k8s.io", "runtimeclasses") => json!({"handler": "runc"}),
+        ("storage.k8s.io", "storageclasses") => json!({"provisioner": "example.com/p"}),
+        ("networking.k8s.io", "ingressclasses") => json!({"spec": {"controller": "example.com/c"}}),
         ("certificates.k8s.io", "certificatesigningrequests") => json!({"spec": {
             "request": csr, "signerName": "example.com/signer",
             "usages": ["digital signature"]}}),

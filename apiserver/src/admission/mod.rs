@@ -3,12 +3,14 @@
 //! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
 //! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
 //! pod's service account, its token volume and image pull secrets; priorityClassName to
-//! spec.priority), [`runtime_class`] (its overhead and scheduling), the [`certificates`]
+//! spec.priority), [`runtime_class`] (its overhead and scheduling), [`default_class`] (the
+//! default StorageClass and IngressClass), the [`certificates`]
 //! plugins (who may approve, sign and ask for what), and last [`resource_quota`] (refuses what would exceed a quota, charges
 //! the quota). [`Plugins`] says which run (--enable-admission-plugins,
 //! --disable-admission-plugins).
 
 pub mod certificates;
+pub mod default_class;
 pub mod limit_ranger;
 pub mod resource_quota;
 pub mod runtime_class;
@@ -31,6 +33,8 @@ pub struct Plugins {
     pub service_account: bool,
     pub priority: bool,
     pub runtime_class: bool,
+    pub default_storage_class: bool,
+    pub default_ingress_class: bool,
     pub certificates: certificates::Enabled,
     pub resource_quota: bool,
 }
@@ -51,6 +55,8 @@ impl Plugins {
             service_account: true,
             priority: true,
             runtime_class: true,
+            default_storage_class: true,
+            default_ingress_class: true,
             certificates: certificates::Enabled {
                 approval: true,
                 signing: true,
@@ -78,6 +84,8 @@ impl Plugins {
                 "Priority" => plugins.priority = on,
                 "ResourceQuota" => plugins.resource_quota = on,
                 "RuntimeClass" => plugins.runtime_class = on,
+                "DefaultStorageClass" => plugins.default_storage_class = on,
+                "DefaultIngressClass" => plugins.default_ingress_class = on,
                 "CertificateApproval" => plugins.certificates.approval = on,
                 "CertificateSigning" => plugins.certificates.signing = on,
                 "CertificateSubjectRestriction" => plugins.certificates.subject_restriction = on,

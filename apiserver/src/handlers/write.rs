@@ -355,6 +355,16 @@ pub async fn create_object(
             crate::admission::runtime_class::admit_pod(state, &mut obj)?;
         }
     }
+    if core && resource.plural == "persistentvolumeclaims" && state.admission.default_storage_class
+    {
+        crate::admission::default_class::storage_class(state, &mut obj);
+    }
+    if resource.group == "networking.k8s.io"
+        && resource.plural == "ingresses"
+        && state.admission.default_ingress_class
+    {
+        crate::admission::default_class::ingress_class(state, &mut obj);
+    }
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");

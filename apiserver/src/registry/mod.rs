@@ -10,7 +10,7 @@ use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
-    rbac::v1 as rbac, scheduling::v1 as scheduling,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use serde_json::Value;
 
@@ -196,12 +196,14 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         resource::<policy::PodDisruptionBudget>(&["pdb"], NONE, STATUS, &BUDGETS),
         resource::<networking::NetworkPolicy>(&["netpol"], NONE, NONE, &NETWORK_POLICIES),
         resource::<networking::Ingress>(&["ing"], NONE, STATUS, &INGRESSES),
+        resource::<networking::IngressClass>(NONE, NONE, NONE, &INGRESS_CLASSES),
         resource::<rbac::Role>(NONE, NONE, NONE, &ROLES),
         resource::<rbac::RoleBinding>(NONE, NONE, NONE, &ROLE_BINDINGS),
         resource::<rbac::ClusterRole>(NONE, NONE, NONE, &CLUSTER_ROLES),
         resource::<rbac::ClusterRoleBinding>(NONE, NONE, NONE, &CLUSTER_ROLE_BINDINGS),
         resource::<scheduling::PriorityClass>(&["pc"], NONE, NONE, &PRIORITY_CLASSES),
         resource::<node::RuntimeClass>(NONE, NONE, NONE, &RUNTIME_CLASSES),
+        resource::<storage::StorageClass>(&["sc"], NONE, NONE, &STORAGE_CLASSES),
         resource::<certificates::CertificateSigningRequest>(
             &["csr"],
             NONE,

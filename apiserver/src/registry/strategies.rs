@@ -923,6 +923,31 @@ impl Strategy for RuntimeClasses {
     }
 }
 
+pub struct IngressClasses;
+pub static INGRESS_CLASSES: IngressClasses = IngressClasses;
+impl Strategy for IngressClasses {
+    fn default(&self, obj: &mut Value) {
+        validation::networking::default_ingress_class(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::networking::ingress_class(obj, old)
+    }
+}
+
+pub struct StorageClasses;
+pub static STORAGE_CLASSES: StorageClasses = StorageClasses;
+impl Strategy for StorageClasses {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+    fn default(&self, obj: &mut Value) {
+        validation::storage::default_storage_class(obj);
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validation::storage::storage_class(obj, old)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

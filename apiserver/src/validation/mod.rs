@@ -16,6 +16,7 @@ pub mod pods;
 pub mod policy;
 pub mod rbac;
 pub mod scheduling;
+pub mod storage;
 
 use serde_json::Value;
 
