@@ -3,11 +3,13 @@
 //! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
 //! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
 //! pod's service account, its token volume and image pull secrets; priorityClassName to
-//! spec.priority), and last [`resource_quota`] (refuses what would exceed a quota, charges
-//! the quota). [`Plugins`] says which run (--enable-admission-plugins,
+//! spec.priority), then the validating [`pod_security`] (the Pod Security Standards a
+//! namespace's labels choose) and last [`resource_quota`] (refuses what would exceed a quota,
+//! charges the quota). [`Plugins`] says which run (--enable-admission-plugins,
 //! --disable-admission-plugins).
 
 pub mod limit_ranger;
+pub mod pod_security;
 pub mod resource_quota;
 
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub struct Plugins {
     pub limit_ranger: bool,
     pub service_account: bool,
     pub priority: bool,
+    pub pod_security: bool,
     pub resource_quota: bool,
 }
 
@@ -45,6 +48,7 @@ impl Plugins {
             limit_ranger: true,
             service_account: true,
             priority: true,
+            pod_security: true,
             resource_quota: true,
         }
     }
@@ -65,6 +69,7 @@ impl Plugins {
                 "LimitRanger" => plugins.limit_ranger = on,
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
+                "PodSecurity" => plugins.pod_security = on,
                 "ResourceQuota" => plugins.resource_quota = on,
                 n if ALWAYS_ON.contains(&n) => {}
                 n => tracing::warn!(plugin = n, "admission plugin not implemented; ignored"),
@@ -548,6 +553,10 @@ mod tests {
         assert!(!off.service_account && off.priority);
         assert!(Plugins::from_flags(&s(&["Priority"]), &s(&["Priority"])).is_err());
         assert!(!Plugins::default().service_account);
+        assert!(Plugins::upstream().pod_security && Plugins::default().pod_security);
+        let no_pss = Plugins::from_flags(&[], &s(&["PodSecurity"])).unwrap();
+        assert!(!no_pss.pod_security && no_pss.resource_quota);
+        assert!(Plugins::from_flags(&s(&["PodSecurity"]), &s(&["PodSecurity"])).is_err());
     }
 
     #[tokio::test]
