@@ -1,0 +1,257 @@
+//! PodSecurity admission as upstream's: a namespace's enforce label refuses violating pods
+//! with upstream's message, its warn label answers `Warning` headers, workloads are warned
+//! and never refused, bad labels are refused, and raising an enforce level lists the pods
+//! already there that violate it.
+
+use std::time::{Duration, Instant};
+
+use apiserver::testing::http::HttpClient;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+struct Server {
+    _dir: tempfile::TempDir,
+    server: apiserver::server::InProcess,
+    client: HttpClient,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn_with(dir.path(), |_| {}).await;
+    let client = HttpClient::new(&server.url());
+    Server {
+        _dir: dir,
+        server,
+        client,
+    }
+}
+
+/// A request answering (status, the texts of its Warning headers, body).
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Vec<String>, Value) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| {
+            let text = v.to_str().unwrap();
+            let quoted = text.strip_prefix("299 - \"").unwrap().strip_suffix('"');
+            quoted.unwrap().replace("\\\"", "\"")
+        })
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, warnings, value)
+}
+
+async fn create(s: &Server, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
+    send(&s.server.url(), "POST", path, "application/json", body).await
+}
+
+async fn namespace(s: &Server, name: &str, labels: Value) {
+    let ns = json!({"metadata": {"name": name, "labels": labels}});
+    let (code, _, body) = create(s, "/api/v1/namespaces", &ns).await;
+    assert_eq!(code, 201, "{body}");
+}
+
+fn pod(name: &str, security_context: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [
+        {"name": "c", "image": "busybox", "securityContext": security_context}]}})
+}
+
+fn restricted_pod(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "busybox", "securityContext": {
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}})
+}
+
+/// What restricted says of a pod whose container `c` sets nothing.
+const BARE_AT_RESTRICTED: &str = "allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"c\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")";
+
+/// Waits until lists (served from the watch cache, which admission reads) show `done`.
+async fn until_listed(client: &HttpClient, path: &str, done: impl Fn(&[Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = client.get(path).await.unwrap();
+        if done(list["items"].as_array().unwrap()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never showed it: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn enforce_refuses_pods_and_warn_warns() {
+    let s = server().await;
+    namespace(
+        &s,
+        "strict",
+        json!({"pod-security.kubernetes.io/enforce": "restricted"}),
+    )
+    .await;
+    let pods = "/api/v1/namespaces/strict/pods";
+
+    let (code, warnings, status) = create(&s, pods, &pod("x", json!({"privileged": true}))).await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        format!(
+            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": privileged (container \"c\" must not set securityContext.privileged=true), {BARE_AT_RESTRICTED}"
+        )
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let (code, warnings, created) = create(&s, pods, &restricted_pod("ok")).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    // A workload is admitted whatever its template, with the warning (warn follows enforce).
+    let deployment = json!({"metadata": {"name": "web"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod("", json!({}))["spec"]}}});
+    let (code, warnings, created) = create(
+        &s,
+        "/apis/apps/v1/namespaces/strict/deployments",
+        &deployment,
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        warnings,
+        [format!(
+            "would violate PodSecurity \"restricted:latest\": {BARE_AT_RESTRICTED}"
+        )]
+    );
+
+    // warn alone: admitted, with the warning.
+    namespace(
+        &s,
+        "loose",
+        json!({"pod-security.kubernetes.io/warn": "baseline"}),
+    )
+    .await;
+    let (code, warnings, created) = create(
+        &s,
+        "/api/v1/namespaces/loose/pods",
+        &pod("p", json!({"privileged": true})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        warnings,
+        [
+            "would violate PodSecurity \"baseline:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"
+        ]
+    );
+
+    // No labels: privileged, nothing said.
+    let (code, warnings, _) = create(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        &pod("p", json!({"privileged": true})),
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (201, 0));
+
+    // Labels naming no level or version are refused.
+    let bad = json!({"metadata": {"name": "bad", "labels": {
+        "pod-security.kubernetes.io/enforce": "strict"}}});
+    let (code, _, status) = create(&s, "/api/v1/namespaces", &bad).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "Namespace \"bad\" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \"strict\": must be one of privileged, baseline, restricted"
+    );
+    s.server.stop();
+}
+
+#[tokio::test]
+async fn raising_enforce_lists_the_pods_that_violate_it() {
+    let s = server().await;
+    namespace(&s, "later", json!({})).await;
+    let pods = "/api/v1/namespaces/later/pods";
+    for p in [
+        pod("bare-b", json!({})),
+        pod("bare-a", json!({})),
+        pod("priv", json!({"privileged": true})),
+        restricted_pod("fine"),
+    ] {
+        let (code, _, body) = create(&s, pods, &p).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    until_listed(&s.client, pods, |items| items.len() == 4).await;
+
+    let url = s.server.url();
+    let labels =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    let merge = "application/merge-patch+json";
+    let path = "/api/v1/namespaces/later";
+    let expected = [
+        "existing pods in namespace \"later\" violate the new PodSecurity enforce level \"restricted:latest\"",
+        "bare-a (and 1 other pod): allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile",
+        "priv: privileged, allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile",
+    ];
+    // A dry run says the same, and changes nothing.
+    let dry = format!("{path}?dryRun=All");
+    let (code, warnings, _) = send(&url, "PATCH", &dry, merge, &labels).await;
+    assert_eq!(code, 200);
+    assert_eq!(warnings, expected);
+    let (code, warnings, ns) = send(&url, "PATCH", path, merge, &labels).await;
+    assert_eq!(code, 200, "{ns}");
+    assert_eq!(warnings, expected);
+    // The same level again is no news.
+    let (_, warnings, _) = send(&url, "PATCH", path, merge, &labels).await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    // Pods already there: an update that changes no image is not evaluated; one that does is.
+    until_listed(&s.client, "/api/v1/namespaces", |items| {
+        items.iter().any(|n| {
+            n["metadata"]["name"] == "later"
+                && n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        })
+    })
+    .await;
+    let relabel = json!({"metadata": {"labels": {"x": "y"}}});
+    let (code, _, body) = send(&url, "PATCH", &format!("{pods}/priv"), merge, &relabel).await;
+    assert_eq!(code, 200, "{body}");
+    let image = json!({"spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let strategic = "application/strategic-merge-patch+json";
+    let (code, _, status) = send(&url, "PATCH", &format!("{pods}/priv"), strategic, &image).await;
+    assert_eq!(code, 403, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().starts_with(
+            "pods \"priv\" is forbidden: violates PodSecurity \"restricted:latest\": privileged"
+        ),
+        "{status}"
+    );
+
+    // A bad label on update is refused.
+    let bad =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce-version": "1.30"}}});
+    let (code, _, status) = send(&url, "PATCH", path, merge, &bad).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "Namespace \"later\" is invalid: metadata.labels[pod-security.kubernetes.io/enforce-version]: Invalid value: \"1.30\": must be \"latest\" or \"v1.x\""
+    );
+    s.server.stop();
+}
