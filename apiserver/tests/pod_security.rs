@@ -255,3 +255,95 @@ async fn raising_enforce_lists_the_pods_that_violate_it() {
     );
     s.server.stop();
 }
+
+#[tokio::test]
+async fn the_audit_level_and_the_enforced_policy_are_in_the_audit_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.log");
+    let server = apiserver::testing::spawn_with(dir.path(), |c| {
+        c.audit = apiserver::audit::AuditConfig {
+            policy_file: Some(policy),
+            log: Some(apiserver::audit::log::LogConfig {
+                path: log.clone(),
+                ..Default::default()
+            }),
+            webhook: None,
+        }
+    })
+    .await;
+    let url = server.url();
+    let ns = json!({"metadata": {"name": "watched", "labels": {
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/audit": "restricted"}}});
+    assert_eq!(
+        send(&url, "POST", "/api/v1/namespaces", "application/json", &ns)
+            .await
+            .0,
+        201
+    );
+    let pods = "/api/v1/namespaces/watched/pods";
+    let (code, _, body) = send(&url, "POST", pods, "application/json", &pod("a", json!({}))).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _, _) = send(
+        &url,
+        "POST",
+        pods,
+        "application/json",
+        &pod("b", json!({"privileged": true})),
+    )
+    .await;
+    assert_eq!(code, 403);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let created = |events: &[Value], code: u16| {
+        events
+            .iter()
+            .find(|e| {
+                e["verb"] == "create"
+                    && e["requestURI"] == pods
+                    && e["stage"] == "ResponseComplete"
+                    && e["responseStatus"]["code"] == code
+            })
+            .cloned()
+    };
+    let (admitted, refused) = loop {
+        let events: Vec<Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if let (Some(a), Some(r)) = (created(&events, 201), created(&events, 403)) {
+            break (a, r);
+        }
+        assert!(Instant::now() < deadline, "no events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let annotations = &admitted["annotations"];
+    assert_eq!(
+        annotations["pod-security.kubernetes.io/enforce-policy"],
+        "baseline:latest"
+    );
+    assert_eq!(
+        annotations["pod-security.kubernetes.io/audit-violations"],
+        format!("would violate PodSecurity \"restricted:latest\": {BARE_AT_RESTRICTED}")
+    );
+    let annotations = &refused["annotations"];
+    assert_eq!(
+        annotations["pod-security.kubernetes.io/enforce-policy"],
+        "baseline:latest"
+    );
+    assert!(
+        annotations["pod-security.kubernetes.io/audit-violations"]
+            .as_str()
+            .unwrap()
+            .starts_with("would violate PodSecurity \"restricted:latest\": privileged"),
+        "{refused}"
+    );
+    server.stop();
+}

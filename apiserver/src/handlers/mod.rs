@@ -295,7 +295,11 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         ),
     };
     let user = parts.extensions.get::<crate::auth::UserInfo>();
-    let result = async {
+    let audit = parts
+        .extensions
+        .get::<Arc<crate::audit::AuditContext>>()
+        .cloned();
+    let result = crate::audit::filter::serving(audit, async {
         let target = Target::from_info(&info)?;
         let mut query = info.query?;
         if info.watch_path {
@@ -320,7 +324,7 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
             body,
         )
         .await
-    }
+    })
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -1,14 +1,14 @@
 //! Upstream's PodSecurity admission: the Pod Security Standards (privileged, baseline,
 //! restricted, each as of a version) that a namespace's `pod-security.kubernetes.io/*` labels
 //! choose. A pod that violates the enforce level is refused 403; the warn level's violations
-//! come back as `Warning` headers. Workloads with pod templates only ever get warnings, so a
-//! Deployment is never refused for what its pods would be. Raising a namespace's enforce
-//! level warns about the pods already there that would now be refused.
+//! come back as `Warning` headers and the audit level's as the request's audit annotation.
+//! Workloads with pod templates are only ever warned and audited, so a Deployment is never
+//! refused for what its pods would be. Raising a namespace's enforce level warns about the
+//! pods already there that it would refuse.
 //!
-//! Not here: the audit level (its violations would be an audit annotation; the audit context
-//! is not reachable from the write handlers) and PodSecurityConfiguration (defaults and
-//! exemptions from --admission-control-config-file): every level defaults to
-//! privileged:latest and nothing is exempt, upstream's defaults.
+//! Not here: PodSecurityConfiguration (defaults and exemptions from
+//! --admission-control-config-file): every level defaults to privileged:latest and nothing is
+//! exempt, upstream's defaults.
 
 pub mod checks;
 
@@ -16,6 +16,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::audit::filter as audit;
 use crate::handlers::Target;
 use crate::meta;
 use crate::registry;
@@ -266,7 +267,7 @@ const IGNORED_POD_SUBRESOURCES: [&str; 8] = [
 ];
 
 /// PodSecurity on a create (`old` None) or update of `obj` at `target`: the warnings to
-/// return, or the refusal.
+/// return, or the refusal. What it decides is noted in the request's audit event.
 pub async fn admit(
     state: &ApiState,
     target: &Target,
@@ -286,24 +287,18 @@ pub async fn admit(
                     target.namespace
                 )));
             };
-            let (policy, _) = Policy::from_labels(&labels);
-            if policy.fully_privileged() {
+            let (policy, errors) = Policy::from_labels(&labels);
+            if errors.is_empty() && policy.fully_privileged() {
+                audit::annotate(ENFORCE_POLICY, LevelVersion::PRIVILEGED.to_string());
                 return Ok(Vec::new());
             }
-            let violations = policy.enforce.evaluate(&obj["metadata"], &obj["spec"]);
-            if !violations.is_empty() {
-                return Err(ApiError::forbidden(
-                    "",
-                    "pods",
-                    &target.name,
-                    &format!(
-                        "violates PodSecurity \"{}\": {}",
-                        policy.enforce,
-                        forbidden_detail(&violations)
-                    ),
-                ));
-            }
-            Ok(warn(policy, &obj["metadata"], &obj["spec"]))
+            let pod = Evaluated {
+                policy,
+                errors: &errors,
+                meta: &obj["metadata"],
+                spec: &obj["spec"],
+            };
+            pod.judge(Some(&target.name))
         }
         (group, plural) if target.subresource.is_empty() => {
             let Some((_, _, path)) = TEMPLATES
@@ -312,28 +307,97 @@ pub async fn admit(
             else {
                 return Ok(Vec::new());
             };
-            let template = path.iter().fold(obj, |v, k| &v[*k]);
-            if !template.is_object() {
-                return Ok(Vec::new());
-            }
             // A workload is never refused: upstream allows it when its namespace cannot be read.
             let Some(labels) = namespace_labels(state, &target.namespace).await else {
                 return Ok(Vec::new());
             };
-            let (policy, _) = Policy::from_labels(&labels);
-            Ok(warn(policy, &template["metadata"], &template["spec"]))
+            let (policy, errors) = Policy::from_labels(&labels);
+            let quiet =
+                policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged;
+            let template = path.iter().fold(obj, |v, k| &v[*k]);
+            if (errors.is_empty() && quiet) || !template.is_object() {
+                return Ok(Vec::new());
+            }
+            let workload = Evaluated {
+                policy,
+                errors: &errors,
+                meta: &template["metadata"],
+                spec: &template["spec"],
+            };
+            workload.judge(None)
         }
         _ => Ok(Vec::new()),
     }
 }
 
-/// The warn level's warning about a pod or template, if it violates it.
-fn warn(policy: Policy, meta: &Value, spec: &Value) -> Vec<String> {
-    let violations = policy.warn.evaluate(meta, spec);
-    if violations.is_empty() {
-        return Vec::new();
+const ENFORCE_POLICY: &str = "pod-security.kubernetes.io/enforce-policy";
+const AUDIT_VIOLATIONS: &str = "pod-security.kubernetes.io/audit-violations";
+const POLICY_ERROR: &str = "pod-security.kubernetes.io/error";
+
+/// A pod or pod template under its namespace's policy.
+struct Evaluated<'a> {
+    policy: Policy,
+    errors: &'a [Cause],
+    meta: &'a Value,
+    spec: &'a Value,
+}
+
+impl Evaluated<'_> {
+    /// Upstream's EvaluatePod: the enforce level refuses a pod (`enforced`, named), the audit
+    /// level's violations go to the audit event, and the warn level's come back as warnings
+    /// when the write is allowed.
+    fn judge(&self, enforced: Option<&str>) -> ApiResult<Vec<String>> {
+        if !self.errors.is_empty() {
+            let rendered: Vec<String> = self.errors.iter().map(Cause::render).collect();
+            let aggregate = if rendered.len() == 1 {
+                rendered[0].clone()
+            } else {
+                format!("[{}]", rendered.join(", "))
+            };
+            audit::annotate(POLICY_ERROR, format!("Failed to parse policy: {aggregate}"));
+        }
+        let Policy {
+            enforce,
+            audit: audit_level,
+            warn,
+        } = self.policy;
+        let evaluate = |lv: LevelVersion| lv.evaluate(self.meta, self.spec);
+        let mut refusal = None;
+        let enforced_violations = enforced.map(|name| {
+            audit::annotate(ENFORCE_POLICY, enforce.to_string());
+            let violations = evaluate(enforce);
+            if !violations.is_empty() {
+                refusal = Some(ApiError::forbidden(
+                    "",
+                    "pods",
+                    name,
+                    &format!(
+                        "violates PodSecurity \"{enforce}\": {}",
+                        forbidden_detail(&violations)
+                    ),
+                ));
+            }
+            violations
+        });
+        let same_as_enforced = |lv: LevelVersion| {
+            enforced_violations
+                .as_ref()
+                .filter(|_| lv == enforce)
+                .cloned()
+        };
+        let audited = same_as_enforced(audit_level).unwrap_or_else(|| evaluate(audit_level));
+        if !audited.is_empty() {
+            audit::annotate(AUDIT_VIOLATIONS, would_violate(audit_level, &audited));
+        }
+        if let Some(refused) = refusal {
+            return Err(refused);
+        }
+        let warned = same_as_enforced(warn).unwrap_or_else(|| evaluate(warn));
+        if warned.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![would_violate(warn, &warned)])
     }
-    vec![would_violate(policy.warn, &violations)]
 }
 
 /// A pod update upstream evaluates: containers added or removed, an image changed, or an
