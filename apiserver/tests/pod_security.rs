@@ -347,3 +347,78 @@ async fn the_audit_level_and_the_enforced_policy_are_in_the_audit_event() {
     );
     server.stop();
 }
+
+#[tokio::test]
+async fn the_configuration_sets_defaults_and_exemptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = apiserver::admission::pod_security::Configuration::from_value(&json!({
+        "apiVersion": "pod-security.admission.config.k8s.io/v1",
+        "kind": "PodSecurityConfiguration",
+        "defaults": {"enforce": "baseline"},
+        "exemptions": {"namespaces": ["free"], "runtimeClasses": ["kata"]},
+    }))
+    .unwrap();
+    let server = apiserver::testing::spawn_with(dir.path(), |c| {
+        c.admission.pod_security_config = std::sync::Arc::new(config);
+    })
+    .await;
+    let url = server.url();
+    let post = |path: &'static str, body: Value| {
+        let url = url.clone();
+        async move { send(&url, "POST", path, "application/json", &body).await }
+    };
+    let privileged = pod("p", json!({"privileged": true}));
+
+    // No labels: the configured default.
+    let (code, _, status) = post("/api/v1/namespaces/default/pods", privileged.clone()).await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "pods \"p\" is forbidden: violates PodSecurity \"baseline:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"
+    );
+    // An exempt runtime class.
+    let mut kata = privileged.clone();
+    kata["spec"]["runtimeClassName"] = json!("kata");
+    let (code, _, body) = post("/api/v1/namespaces/default/pods", kata).await;
+    assert_eq!(code, 201, "{body}");
+
+    // An exempt namespace: its labels are ignored, and it says so.
+    let free = json!({"metadata": {"name": "free", "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}});
+    let (code, warnings, _) = post("/api/v1/namespaces", free).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [
+            "namespace \"free\" is exempt from Pod Security, and the policy (enforce=restricted:latest) will be ignored"
+        ]
+    );
+    let (code, warnings, body) = post("/api/v1/namespaces/free/pods", privileged).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn an_exempt_user_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = apiserver::admission::pod_security::Configuration::from_value(&json!({
+        "apiVersion": "pod-security.admission.config.k8s.io/v1",
+        "kind": "PodSecurityConfiguration",
+        "defaults": {"enforce": "restricted"},
+        // Who requests to the in-process server (its trusted plain-HTTP port) act as.
+        "exemptions": {"usernames": ["system:apiserver"]},
+    }))
+    .unwrap();
+    let server = apiserver::testing::spawn_with(dir.path(), |c| {
+        c.admission.pod_security_config = std::sync::Arc::new(config);
+    })
+    .await;
+    let privileged = pod("p", json!({"privileged": true}));
+    let path = "/api/v1/namespaces/default/pods";
+    let (code, warnings, body) =
+        send(&server.url(), "POST", path, "application/json", &privileged).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    server.stop();
+}

@@ -30,6 +30,8 @@ pub struct Plugins {
     pub service_account: bool,
     pub priority: bool,
     pub pod_security: bool,
+    /// PodSecurity's defaults and exemptions (--admission-control-config-file).
+    pub pod_security_config: std::sync::Arc<pod_security::Configuration>,
     pub resource_quota: bool,
 }
 
@@ -49,6 +51,7 @@ impl Plugins {
             service_account: true,
             priority: true,
             pod_security: true,
+            pod_security_config: Default::default(),
             resource_quota: true,
         }
     }
@@ -76,6 +79,15 @@ impl Plugins {
             }
         }
         Ok(plugins)
+    }
+
+    /// The plugins' configuration from --admission-control-config-file, when given.
+    pub fn with_config_file(mut self, path: Option<&std::path::Path>) -> Result<Plugins, String> {
+        if let Some(path) = path {
+            let config = pod_security::Configuration::load(path)?;
+            self.pod_security_config = std::sync::Arc::new(config);
+        }
+        Ok(self)
     }
 }
 

@@ -6,11 +6,12 @@
 //! refused for what its pods would be. Raising a namespace's enforce level warns about the
 //! pods already there that it would refuse.
 //!
-//! Not here: PodSecurityConfiguration (defaults and exemptions from
-//! --admission-control-config-file): every level defaults to privileged:latest and nothing is
-//! exempt, upstream's defaults.
+//! A namespace without labels gets the [`Configuration`]'s defaults (privileged:latest unless
+//! --admission-control-config-file says otherwise), and its exemptions (users, runtime
+//! classes, namespaces) are left alone.
 
 pub mod checks;
+pub mod config;
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
 
 pub use checks::Violation;
+pub use config::Configuration;
 
 const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 
@@ -135,15 +137,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    pub const PRIVILEGED: Policy = Policy {
+        enforce: LevelVersion::PRIVILEGED,
+        audit: LevelVersion::PRIVILEGED,
+        warn: LevelVersion::PRIVILEGED,
+    };
+
     /// The policy of a namespace's labels, with the labels' errors. As upstream: a bad enforce
     /// level fails closed (restricted), bad audit and warn levels fail open (privileged), and a
     /// warn level left unset follows a stricter enforce level.
-    pub fn from_labels(labels: &Value) -> (Policy, Vec<Cause>) {
-        let mut policy = Policy {
-            enforce: LevelVersion::PRIVILEGED,
-            audit: LevelVersion::PRIVILEGED,
-            warn: LevelVersion::PRIVILEGED,
-        };
+    pub fn from_labels(labels: &Value, defaults: Policy) -> (Policy, Vec<Cause>) {
+        let mut policy = defaults;
         let mut errors = Vec::new();
         let label = |mode: &str| {
             let key = format!("{LABEL_PREFIX}{mode}");
@@ -196,6 +200,16 @@ impl Policy {
             }
         }
         (policy, errors)
+    }
+
+    /// Upstream's Equivalent: each mode the same, or privileged whatever its version.
+    fn equivalent(&self, other: &Policy) -> bool {
+        let same = |a: LevelVersion, b: LevelVersion| {
+            a == b || (a.level == Level::Privileged && b.level == Level::Privileged)
+        };
+        same(self.enforce, other.enforce)
+            && same(self.audit, other.audit)
+            && same(self.warn, other.warn)
     }
 
     fn fully_privileged(&self) -> bool {
@@ -275,11 +289,22 @@ pub async fn admit(
     old: Option<&Value>,
 ) -> ApiResult<Vec<String>> {
     let resource = target.resource;
+    let config = &state.admission.pod_security_config;
+    let exempt = |what: &'static str| {
+        audit::annotate(EXEMPT, what.to_owned());
+        Ok(Vec::new())
+    };
+    let exempt_namespace = config.exemptions.namespaces.contains(&target.namespace);
+    let exempt_user = crate::handlers::requesting_user()
+        .is_some_and(|u| config.exemptions.usernames.contains(&u));
     match (resource.group, resource.plural) {
         ("", "namespaces") if target.subresource.is_empty() => admit_namespace(state, obj, old),
         ("", "pods") if !IGNORED_POD_SUBRESOURCES.contains(&target.subresource.as_str()) => {
-            if old.is_some_and(|old| !significant_pod_update(obj, old)) {
-                return Ok(Vec::new());
+            if exempt_namespace {
+                return exempt("namespace");
+            }
+            if exempt_user {
+                return exempt("user");
             }
             let Some(labels) = namespace_labels(state, &target.namespace).await else {
                 return Err(ApiError::internal(format!(
@@ -287,10 +312,16 @@ pub async fn admit(
                     target.namespace
                 )));
             };
-            let (policy, errors) = Policy::from_labels(&labels);
+            let (policy, errors) = Policy::from_labels(&labels, config.defaults);
             if errors.is_empty() && policy.fully_privileged() {
                 audit::annotate(ENFORCE_POLICY, LevelVersion::PRIVILEGED.to_string());
                 return Ok(Vec::new());
+            }
+            if old.is_some_and(|old| !significant_pod_update(obj, old)) {
+                return Ok(Vec::new());
+            }
+            if exempt_runtime_class(config, &obj["spec"]) {
+                return exempt("runtimeClass");
             }
             let pod = Evaluated {
                 policy,
@@ -307,16 +338,25 @@ pub async fn admit(
             else {
                 return Ok(Vec::new());
             };
+            if exempt_namespace {
+                return exempt("namespace");
+            }
+            if exempt_user {
+                return exempt("user");
+            }
             // A workload is never refused: upstream allows it when its namespace cannot be read.
             let Some(labels) = namespace_labels(state, &target.namespace).await else {
                 return Ok(Vec::new());
             };
-            let (policy, errors) = Policy::from_labels(&labels);
+            let (policy, errors) = Policy::from_labels(&labels, config.defaults);
             let quiet =
                 policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged;
             let template = path.iter().fold(obj, |v, k| &v[*k]);
             if (errors.is_empty() && quiet) || !template.is_object() {
                 return Ok(Vec::new());
+            }
+            if exempt_runtime_class(config, &template["spec"]) {
+                return exempt("runtimeClass");
             }
             let workload = Evaluated {
                 policy,
@@ -330,6 +370,14 @@ pub async fn admit(
     }
 }
 
+/// A pod whose runtime class the configuration exempts.
+fn exempt_runtime_class(config: &Configuration, spec: &Value) -> bool {
+    spec["runtimeClassName"].as_str().is_some_and(|rc| {
+        !rc.is_empty() && config.exemptions.runtime_classes.iter().any(|e| e == rc)
+    })
+}
+
+const EXEMPT: &str = "pod-security.kubernetes.io/exempt";
 const ENFORCE_POLICY: &str = "pod-security.kubernetes.io/enforce-policy";
 const AUDIT_VIOLATIONS: &str = "pod-security.kubernetes.io/audit-violations";
 const POLICY_ERROR: &str = "pod-security.kubernetes.io/error";
@@ -425,16 +473,22 @@ fn significant_pod_update(new: &Value, old: &Value) -> bool {
 /// about the pods already there that the new level would refuse.
 fn admit_namespace(state: &ApiState, obj: &Value, old: Option<&Value>) -> ApiResult<Vec<String>> {
     let name = meta::name(obj);
-    let (policy, errors) = Policy::from_labels(&obj["metadata"]["labels"]);
+    let config = &state.admission.pod_security_config;
+    let labels = &obj["metadata"]["labels"];
+    let (policy, errors) = Policy::from_labels(labels, config.defaults);
     let invalid = |errors: Vec<Cause>| ApiError::invalid("", "Namespace", name, errors);
+    let exempt = config.exemptions.namespaces.iter().any(|n| n == name);
+    let exempt_warning = || exempt_namespace_warning(config, name, policy, labels);
     let Some(old) = old else {
-        return if errors.is_empty() {
-            Ok(Vec::new())
-        } else {
+        return if !errors.is_empty() {
             Err(invalid(errors))
+        } else if exempt {
+            Ok(exempt_warning())
+        } else {
+            Ok(Vec::new())
         };
     };
-    let (old_policy, old_errors) = Policy::from_labels(&old["metadata"]["labels"]);
+    let (old_policy, old_errors) = Policy::from_labels(&old["metadata"]["labels"], config.defaults);
     let rendered = |c: &[Cause]| c.iter().map(Cause::render).collect::<Vec<_>>();
     if !errors.is_empty() && (old_errors.is_empty() || rendered(&errors) != rendered(&old_errors)) {
         return Err(invalid(errors));
@@ -446,19 +500,63 @@ fn admit_namespace(state: &ApiState, obj: &Value, old: Option<&Value>) -> ApiRes
     {
         return Ok(Vec::new());
     }
-    Ok(existing_pod_warnings(state, name, new))
+    if exempt {
+        return Ok(exempt_warning());
+    }
+    Ok(existing_pod_warnings(state, config, name, new))
+}
+
+/// Upstream's warning that an exempt namespace's labels will be ignored, naming the modes
+/// its labels set; none when they change nothing.
+fn exempt_namespace_warning(
+    config: &Configuration,
+    name: &str,
+    policy: Policy,
+    labels: &Value,
+) -> Vec<String> {
+    if policy.fully_privileged() || policy.equivalent(&config.defaults) {
+        return Vec::new();
+    }
+    let labelled = |mode: &str| {
+        labels.get(format!("{LABEL_PREFIX}{mode}")).is_some()
+            || labels
+                .get(format!("{LABEL_PREFIX}{mode}-version"))
+                .is_some()
+    };
+    let modes = [
+        ("enforce", policy.enforce),
+        ("audit", policy.audit),
+        ("warn", policy.warn),
+    ];
+    let named: Vec<String> = modes
+        .into_iter()
+        .filter(|(mode, lv)| lv.level != Level::Privileged && labelled(mode))
+        .map(|(mode, lv)| format!("{mode}={lv}"))
+        .collect();
+    vec![format!(
+        "namespace \"{name}\" is exempt from Pod Security, and the policy ({}) will be ignored",
+        named.join(", ")
+    )]
 }
 
 /// Upstream's warnings about a namespace's pods under a new enforce level: one line per
 /// distinct set of reasons, naming the first pod by name and how many others share it. Pods
 /// of a controller already seen are checked last.
-fn existing_pod_warnings(state: &ApiState, namespace: &str, enforce: LevelVersion) -> Vec<String> {
+fn existing_pod_warnings(
+    state: &ApiState,
+    config: &Configuration,
+    namespace: &str,
+    enforce: LevelVersion,
+) -> Vec<String> {
     let pods = registry::find("", "v1", "pods").expect("pods are served");
     let snapshot = state.cache.list(pods, namespace);
     let all: Vec<Value> = snapshot.objects.iter().map(|o| o.value()).collect();
     let mut seen_controllers = Vec::new();
     let (mut first, mut duplicates) = (Vec::new(), Vec::new());
-    for pod in &all {
+    for pod in all
+        .iter()
+        .filter(|p| !exempt_runtime_class(config, &p["spec"]))
+    {
         let controller = pod["metadata"]["ownerReferences"]
             .as_array()
             .into_iter()
@@ -770,7 +868,7 @@ mod tests {
 
     #[test]
     fn labels_choose_the_policy() {
-        let policy = |labels: Value| Policy::from_labels(&labels);
+        let policy = |labels: Value| Policy::from_labels(&labels, Policy::PRIVILEGED);
         let (p, errors) = policy(json!({}));
         assert!(p.fully_privileged() && errors.is_empty());
         let (p, _) = policy(json!({"pod-security.kubernetes.io/enforce": "baseline",
