@@ -295,15 +295,16 @@ pub async fn admit(
         Ok(Vec::new())
     };
     let exempt_namespace = config.exemptions.namespaces.contains(&target.namespace);
-    let exempt_user = crate::handlers::requesting_user()
-        .is_some_and(|u| config.exemptions.usernames.contains(&u));
+    let exempt_user = || {
+        crate::handlers::requesting_user().is_some_and(|u| config.exemptions.usernames.contains(&u))
+    };
     match (resource.group, resource.plural) {
         ("", "namespaces") if target.subresource.is_empty() => admit_namespace(state, obj, old),
         ("", "pods") if !IGNORED_POD_SUBRESOURCES.contains(&target.subresource.as_str()) => {
             if exempt_namespace {
                 return exempt("namespace");
             }
-            if exempt_user {
+            if exempt_user() {
                 return exempt("user");
             }
             let Some(labels) = namespace_labels(state, &target.namespace).await else {
@@ -341,7 +342,7 @@ pub async fn admit(
             if exempt_namespace {
                 return exempt("namespace");
             }
-            if exempt_user {
+            if exempt_user() {
                 return exempt("user");
             }
             // A workload is never refused: upstream allows it when its namespace cannot be read.
