@@ -103,14 +103,19 @@ struct Flags {
     #[arg(long, value_parser = parse_duration)]
     service_account_max_token_expiration: Option<std::time::Duration>,
     /// Admission plugins to run besides the default ones (NamespaceLifecycle,
-    /// ServiceAccount, DefaultTolerationSeconds, Priority, ...). tetsu switches ServiceAccount
-    /// and Priority; NodeRestriction and NamespaceLifecycle always run.
+    /// ServiceAccount, DefaultTolerationSeconds, Priority, PodSecurity, ...). tetsu switches
+    /// LimitRanger, ServiceAccount, Priority, PodSecurity and ResourceQuota; NodeRestriction
+    /// and DefaultTolerationSeconds always run.
     #[arg(long, value_delimiter = ',')]
     enable_admission_plugins: Vec<String>,
     /// Default admission plugins not to run, e.g. ServiceAccount on a cluster without the
     /// controller-manager's serviceaccount controller.
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// An AdmissionConfiguration file; tetsu reads its PodSecurity entry (a
+    /// PodSecurityConfiguration: defaults for unlabelled namespaces, exemptions).
+    #[arg(long)]
+    admission_control_config_file: Option<PathBuf>,
     /// The client certificate the apiserver presents to kubelets when it dials them for
     /// pods/log, exec, attach, portforward and nodes/proxy.
     #[arg(long)]
@@ -319,6 +324,7 @@ fn config(flags: Flags) -> apiserver::Result<Config> {
             &flags.enable_admission_plugins,
             &flags.disable_admission_plugins,
         )
+        .and_then(|p| p.with_config_file(flags.admission_control_config_file.as_deref()))
         .map_err(apiserver::Error::Invalid)?,
         kubelet_client_certificate: flags.kubelet_client_certificate,
         kubelet_client_key: flags.kubelet_client_key,

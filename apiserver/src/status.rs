@@ -111,7 +111,7 @@ impl Cause {
     }
 
     /// `field: message`, as upstream joins causes into a Status message.
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         format!("{}: {}", self.field, self.message)
     }
 }

@@ -12,6 +12,7 @@ mod kms;
 mod kube_rs;
 mod kubectl;
 mod limits;
+mod pod_security;
 mod python_client;
 mod random_requests;
 mod response_bytes;

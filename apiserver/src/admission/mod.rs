@@ -3,15 +3,18 @@
 //! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
 //! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
 //! pod's service account, its token volume and image pull secrets; priorityClassName to
-//! spec.priority), [`runtime_class`] (its overhead and scheduling), [`default_class`] (the
-//! default StorageClass and IngressClass), the [`certificates`]
-//! plugins (who may approve, sign and ask for what), and last [`resource_quota`] (refuses what would exceed a quota, charges
-//! the quota). [`Plugins`] says which run (--enable-admission-plugins,
+//! spec.priority), then the validating [`pod_security`] (the Pod Security Standards a
+//! namespace's labels choose), [`runtime_class`] (its overhead and scheduling),
+//! [`default_class`] (the default StorageClass and IngressClass), the [`certificates`]
+//! plugins (who may approve, sign and ask for what), and last [`resource_quota`] (refuses
+//! what would exceed a quota, charges the quota). [`Plugins`] says which run
+//! (--enable-admission-plugins,
 //! --disable-admission-plugins).
 
 pub mod certificates;
 pub mod default_class;
 pub mod limit_ranger;
+pub mod pod_security;
 pub mod resource_quota;
 pub mod runtime_class;
 
@@ -36,6 +39,9 @@ pub struct Plugins {
     pub default_storage_class: bool,
     pub default_ingress_class: bool,
     pub certificates: certificates::Enabled,
+    pub pod_security: bool,
+    /// PodSecurity's defaults and exemptions (--admission-control-config-file).
+    pub pod_security_config: std::sync::Arc<pod_security::Configuration>,
     pub resource_quota: bool,
 }
 
@@ -62,6 +68,8 @@ impl Plugins {
                 signing: true,
                 subject_restriction: true,
             },
+            pod_security: true,
+            pod_security_config: Default::default(),
             resource_quota: true,
         }
     }
@@ -82,6 +90,7 @@ impl Plugins {
                 "LimitRanger" => plugins.limit_ranger = on,
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
+                "PodSecurity" => plugins.pod_security = on,
                 "ResourceQuota" => plugins.resource_quota = on,
                 "RuntimeClass" => plugins.runtime_class = on,
                 "DefaultStorageClass" => plugins.default_storage_class = on,
@@ -94,6 +103,15 @@ impl Plugins {
             }
         }
         Ok(plugins)
+    }
+
+    /// The plugins' configuration from --admission-control-config-file, when given.
+    pub fn with_config_file(mut self, path: Option<&std::path::Path>) -> Result<Plugins, String> {
+        if let Some(path) = path {
+            let config = pod_security::Configuration::load(path)?;
+            self.pod_security_config = std::sync::Arc::new(config);
+        }
+        Ok(self)
     }
 }
 
@@ -586,6 +604,10 @@ mod tests {
         assert!(!off.namespace_lifecycle && !off.limit_ranger && !off.resource_quota);
         assert!(!off.certificates.approval && !off.certificates.signing);
         assert!(!off.certificates.subject_restriction && off.service_account);
+        assert!(Plugins::upstream().pod_security && Plugins::default().pod_security);
+        let no_pss = Plugins::from_flags(&[], &s(&["PodSecurity"])).unwrap();
+        assert!(!no_pss.pod_security && no_pss.resource_quota);
+        assert!(Plugins::from_flags(&s(&["PodSecurity"]), &s(&["PodSecurity"])).is_err());
     }
 
     #[tokio::test]

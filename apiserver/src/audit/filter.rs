@@ -88,6 +88,25 @@ impl Captured {
     }
 }
 
+tokio::task_local! {
+    /// The audit context of the request a handler is serving: admission annotates its event
+    /// without the context travelling through every write path.
+    static CURRENT: Arc<AuditContext>;
+}
+
+/// Serves `handler` with `audit` as the request's audit context for [`annotate`].
+pub async fn serving<F: Future>(audit: Option<Arc<AuditContext>>, handler: F) -> F::Output {
+    match audit {
+        Some(audit) => CURRENT.scope(audit, handler).await,
+        None => handler.await,
+    }
+}
+
+/// Adds an annotation to the audit event of the request being served, if it is audited.
+pub fn annotate(key: &'static str, value: String) {
+    let _ = CURRENT.try_with(|audit| audit.annotate(key, value));
+}
+
 impl AuditContext {
     /// Evaluates the policy for the authenticated `user` and, at a level above None, starts
     /// recording: RequestReceived is emitted now, unless omitted.
@@ -167,6 +186,13 @@ impl AuditContext {
             let decision = if allowed { "allow" } else { "forbid" };
             r.annotations.insert(DECISION, decision.to_owned());
             r.annotations.insert(REASON, reason.to_owned());
+        }
+    }
+
+    /// An annotation for the request's event, as admission plugins add them.
+    pub fn annotate(&self, key: &'static str, value: String) {
+        if let Some(r) = self.recording.lock().as_mut() {
+            r.annotations.insert(key, value);
         }
     }
 

@@ -274,6 +274,20 @@ pub fn check_body_shape(bytes: &[u8], yaml: bool) -> ApiResult<()> {
     Ok(())
 }
 
+tokio::task_local! {
+    /// The user a resource request acts as, for admission that exempts users (PodSecurity).
+    static REQUESTING_USER: String;
+}
+
+/// The name of the user the request being served acts as; None outside a request (or for
+/// an unauthenticated one).
+pub fn requesting_user() -> Option<String> {
+    REQUESTING_USER
+        .try_with(Clone::clone)
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// The entry point for every `/api` and `/apis` resource request.
 pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let request = match crate::auth::api::handle(&state, request).await {
@@ -295,32 +309,40 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         ),
     };
     let user = parts.extensions.get::<crate::auth::UserInfo>();
-    let result = async {
-        let target = Target::from_info(&info)?;
-        let mut query = info.query?;
-        if info.watch_path {
-            if parts.method != Method::GET {
-                return Err(ApiError::method_not_allowed(format!(
-                    "the server does not allow this method on the requested resource ({})",
-                    parts.method
-                )));
+    let audit = parts
+        .extensions
+        .get::<Arc<crate::audit::AuditContext>>()
+        .cloned();
+    let user_name = user.map(|u| u.name.clone()).unwrap_or_default();
+    let result = crate::audit::filter::serving(
+        audit,
+        REQUESTING_USER.scope(user_name, async {
+            let target = Target::from_info(&info)?;
+            let mut query = info.query?;
+            if info.watch_path {
+                if parts.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(format!(
+                        "the server does not allow this method on the requested resource ({})",
+                        parts.method
+                    )));
+                }
+                if !target.name.is_empty() {
+                    return Err(ApiError::no_route());
+                }
+                query.watch = true;
             }
-            if !target.name.is_empty() {
-                return Err(ApiError::no_route());
-            }
-            query.watch = true;
-        }
-        dispatch(
-            &state,
-            &parts.method,
-            &parts.headers,
-            user,
-            target,
-            query,
-            body,
-        )
-        .await
-    }
+            dispatch(
+                &state,
+                &parts.method,
+                &parts.headers,
+                user,
+                target,
+                query,
+                body,
+            )
+            .await
+        }),
+    )
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -399,7 +399,10 @@ pub async fn create_object(
             causes,
         ));
     }
-    let (mut obj, warnings) = normalize(resource, query, obj)?;
+    let (mut obj, mut warnings) = normalize(resource, query, obj)?;
+    if state.admission.pod_security {
+        warnings.extend(crate::admission::pod_security::admit(state, &target, &obj, None).await?);
+    }
     if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {
         crate::admission::limit_ranger::admit_claim(state, &target.namespace, &obj)?;
     }
@@ -562,8 +565,13 @@ pub async fn guaranteed_update(
                 causes,
             ));
         }
-        let (mut new, warnings) = normalize(resource, query, new)?;
+        let (mut new, mut warnings) = normalize(resource, query, new)?;
         let key = target.key(&state.root);
+        if state.admission.pod_security {
+            warnings.extend(
+                crate::admission::pod_security::admit(state, target, &new, Some(&old)).await?,
+            );
+        }
         if target.subresource.is_empty() && !meta::is_terminating(&old) {
             let core = resource.group.is_empty();
             if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {

@@ -435,6 +435,71 @@ fn backend(b: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
 }
 
+/// IngressClass, as upstream's ValidateIngressClass and ValidateIngressClassUpdate.
+pub fn ingress_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = &obj["spec"];
+    let controller = text(spec, "controller");
+    if controller.is_empty() {
+        causes.push(Cause::required("spec.controller"));
+    } else if controller.len() > 250 {
+        causes.push(Cause::too_long("spec.controller", 250));
+    } else if !controller.contains('/') {
+        causes.push(Cause::invalid(
+            "spec.controller",
+            &spec["controller"],
+            "must be a domain-prefixed path (such as \"acme.io/foo\")",
+        ));
+    }
+    if let Some(old) = old
+        && old["spec"]["controller"] != spec["controller"]
+    {
+        causes.push(Cause::invalid(
+            "spec.controller",
+            &spec["controller"],
+            "field is immutable",
+        ));
+    }
+    let params = &spec["parameters"];
+    if params.is_object() {
+        for field in ["kind", "name"] {
+            if text(params, field).is_empty() {
+                causes.push(Cause::required(format!("spec.parameters.{field}")));
+            }
+        }
+        let group = text(params, "apiGroup");
+        if !group.is_empty() {
+            fields::dns_subdomain("spec.parameters.apiGroup", group, &mut causes);
+        }
+        let namespace = text(params, "namespace");
+        match text(params, "scope") {
+            "Namespace" if namespace.is_empty() => causes.push(Cause::required_detail(
+                "spec.parameters.namespace",
+                "`parameters.scope` is set to 'Namespace'",
+            )),
+            "Namespace" => fields::dns_label("spec.parameters.namespace", namespace, &mut causes),
+            "Cluster" | "" if !namespace.is_empty() => causes.push(Cause::forbidden(
+                "spec.parameters.namespace",
+                "`parameters.scope` is set to 'Cluster'",
+            )),
+            "Cluster" | "" => {}
+            _ => causes.push(Cause::unsupported(
+                "spec.parameters.scope",
+                &params["scope"],
+                &["Cluster", "Namespace"],
+            )),
+        }
+    }
+    causes
+}
+
+/// IngressClass parameters are cluster-scoped unless they say otherwise.
+pub fn default_ingress_class(obj: &mut Value) {
+    if let Some(params) = obj["spec"]["parameters"].as_object_mut() {
+        params.entry("scope").or_insert_with(|| json!("Cluster"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,70 +782,5 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{obj}");
         }
-    }
-}
-
-/// IngressClass, as upstream's ValidateIngressClass and ValidateIngressClassUpdate.
-pub fn ingress_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    let spec = &obj["spec"];
-    let controller = text(spec, "controller");
-    if controller.is_empty() {
-        causes.push(Cause::required("spec.controller"));
-    } else if controller.len() > 250 {
-        causes.push(Cause::too_long("spec.controller", 250));
-    } else if !controller.contains('/') {
-        causes.push(Cause::invalid(
-            "spec.controller",
-            &spec["controller"],
-            "must be a domain-prefixed path (such as \"acme.io/foo\")",
-        ));
-    }
-    if let Some(old) = old
-        && old["spec"]["controller"] != spec["controller"]
-    {
-        causes.push(Cause::invalid(
-            "spec.controller",
-            &spec["controller"],
-            "field is immutable",
-        ));
-    }
-    let params = &spec["parameters"];
-    if params.is_object() {
-        for field in ["kind", "name"] {
-            if text(params, field).is_empty() {
-                causes.push(Cause::required(format!("spec.parameters.{field}")));
-            }
-        }
-        let group = text(params, "apiGroup");
-        if !group.is_empty() {
-            fields::dns_subdomain("spec.parameters.apiGroup", group, &mut causes);
-        }
-        let namespace = text(params, "namespace");
-        match text(params, "scope") {
-            "Namespace" if namespace.is_empty() => causes.push(Cause::required_detail(
-                "spec.parameters.namespace",
-                "`parameters.scope` is set to 'Namespace'",
-            )),
-            "Namespace" => fields::dns_label("spec.parameters.namespace", namespace, &mut causes),
-            "Cluster" | "" if !namespace.is_empty() => causes.push(Cause::forbidden(
-                "spec.parameters.namespace",
-                "`parameters.scope` is set to 'Cluster'",
-            )),
-            "Cluster" | "" => {}
-            _ => causes.push(Cause::unsupported(
-                "spec.parameters.scope",
-                &params["scope"],
-                &["Cluster", "Namespace"],
-            )),
-        }
-    }
-    causes
-}
-
-/// IngressClass parameters are cluster-scoped unless they say otherwise.
-pub fn default_ingress_class(obj: &mut Value) {
-    if let Some(params) = obj["spec"]["parameters"].as_object_mut() {
-        params.entry("scope").or_insert_with(|| json!("Cluster"));
     }
 }
