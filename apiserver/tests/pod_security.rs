@@ -376,7 +376,27 @@ async fn the_configuration_sets_defaults_and_exemptions() {
         status["message"],
         "pods \"p\" is forbidden: violates PodSecurity \"baseline:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"
     );
-    // An exempt runtime class.
+    // An exempt runtime class (which RuntimeClass admission needs to exist).
+    let class = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "kata"}, "handler": "kata"});
+    let (code, _, body) = post("/apis/node.k8s.io/v1/runtimeclasses", class).await;
+    assert_eq!(code, 201, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = HttpClient::new(&url)
+            .get("/apis/node.k8s.io/v1/runtimeclasses")
+            .await
+            .unwrap()
+            .1;
+        if !listed["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RuntimeClass never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut kata = privileged.clone();
     kata["spec"]["runtimeClassName"] = json!("kata");
     let (code, _, body) = post("/api/v1/namespaces/default/pods", kata).await;
