@@ -332,6 +332,67 @@ async fn an_official_clients_expectations_hold_and_reset_leaves_no_pod_behind() 
         "the audit log holds the Secret"
     );
 
+    // PodSecurity: a namespace labelled restricted refuses a privileged pod, and kubectl
+    // shows every reason; a compliant pod is admitted.
+    kubectl_ok(&admin, &["create", "namespace", "locked"]).await;
+    kubectl_ok(
+        &admin,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    )
+    .await;
+    // Pods need the namespace's default service account (its controller makes it).
+    until(
+        "the locked namespace's service account",
+        Duration::from_secs(30),
+        async || {
+            let (ok, _, _) = kubectl(
+                &admin,
+                &["get", "serviceaccount", "default", "-n", "locked"],
+                None,
+            )
+            .await;
+            ok.then_some(())
+        },
+    )
+    .await;
+    let privileged = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+                                 "securityContext": {"privileged": true}}]}}"#;
+    let (ok, _, err) = kubectl(
+        &admin,
+        &["apply", "-n", "locked", "-f", "-"],
+        Some(privileged),
+    )
+    .await;
+    assert!(
+        !ok,
+        "a privileged pod was admitted in a restricted namespace"
+    );
+    assert!(
+        err.contains("Error from server (Forbidden)")
+            && err.contains("violates PodSecurity \"restricted:latest\": privileged (container \"c\" must not set securityContext.privileged=true)")
+            && err.contains("runAsNonRoot != true"),
+        "{err}"
+    );
+    let compliant = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tidy"},
+        "spec": {"securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": "c", "image": "busybox", "command": ["true"],
+                                 "securityContext": {"allowPrivilegeEscalation": false,
+                                                     "capabilities": {"drop": ["ALL"]}}}]}}"#;
+    let (ok, _, err) = kubectl(
+        &admin,
+        &["apply", "-n", "locked", "-f", "-"],
+        Some(compliant),
+    )
+    .await;
+    assert!(ok, "{err}");
+
     // `kubeadm reset` while pods run: none of their processes, network namespaces or runc
     // state survive.
     let running = tasks(&data_dir);
