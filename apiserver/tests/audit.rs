@@ -354,13 +354,30 @@ async fn a_bad_policy_stops_startup() {
     );
 }
 
+/// A policy logging every object whole, for tests of rotation.
+const EVERYTHING: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n";
+
+/// Creates 25 ConfigMaps `<prefix>0..24` of ~100 KB: ~200 KB of log each (the object in the
+/// request and in the answer), 5 MB in all.
+async fn fill_log(client: &HttpClient, prefix: &str) {
+    let big = "x".repeat(100_000);
+    for i in 0..25 {
+        let cm = json!({"metadata": {"name": format!("{prefix}{i}")}, "data": {"k": big}});
+        let (code, _) = client
+            .post("/api/v1/namespaces/default/configmaps", &cm)
+            .await
+            .unwrap();
+        assert_eq!(code, 201);
+    }
+}
+
 #[tokio::test]
 async fn rotation_keeps_max_backups() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/audit.log");
     let server = start(
         dir.path(),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n",
+        EVERYTHING,
         LogConfig {
             max_size_mb: 1,
             max_backups: 2,
@@ -368,17 +385,7 @@ async fn rotation_keeps_max_backups() {
         },
     )
     .await;
-    let client = HttpClient::new(&server.url());
-    // ~200 KB per event (the object in the request and in the answer): 5 MB in all.
-    let big = "x".repeat(100_000);
-    for i in 0..25 {
-        let cm = json!({"metadata": {"name": format!("c{i}")}, "data": {"k": big}});
-        let (code, _) = client
-            .post("/api/v1/namespaces/default/configmaps", &cm)
-            .await
-            .unwrap();
-        assert_eq!(code, 201);
-    }
+    fill_log(&HttpClient::new(&server.url()), "c").await;
     let backups = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
@@ -413,7 +420,7 @@ async fn compressed_rotation_keeps_max_backups_as_gzip() {
     let log = dir.path().join("audit.log");
     let server = start(
         dir.path(),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n",
+        EVERYTHING,
         LogConfig {
             max_size_mb: 1,
             max_backups: 2,
@@ -422,16 +429,7 @@ async fn compressed_rotation_keeps_max_backups_as_gzip() {
         },
     )
     .await;
-    let client = HttpClient::new(&server.url());
-    let big = "x".repeat(100_000);
-    for i in 0..25 {
-        let cm = json!({"metadata": {"name": format!("z{i}")}, "data": {"k": big}});
-        let (code, _) = client
-            .post("/api/v1/namespaces/default/configmaps", &cm)
-            .await
-            .unwrap();
-        assert_eq!(code, 201);
-    }
+    fill_log(&HttpClient::new(&server.url()), "z").await;
     // Backups are compressed off the writer's thread; wait until only .gz ones remain.
     let deadline = Instant::now() + Duration::from_secs(20);
     let names = loop {
@@ -476,7 +474,7 @@ async fn events_over_the_size_bound_lose_their_objects() {
     let log = dir.path().join("audit.log");
     let server = start(
         dir.path(),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n",
+        EVERYTHING,
         LogConfig {
             truncate: Some(apiserver::audit::truncate::Truncate {
                 max_event_bytes: 20_000,

@@ -49,7 +49,7 @@ async fn start(dir: &Path, aescbc: &[(&str, u8)]) -> apiserver::server::InProces
 }
 
 /// Why a server on `dir`'s data with the encryption config at `path` fails to start.
-async fn startup_error(dir: &Path, path: PathBuf) -> String {
+pub(crate) async fn startup_error(dir: &Path, path: PathBuf) -> String {
     let config = apiserver::server::Config {
         data_dir: dir.join("data"),
         secure_port: 0,

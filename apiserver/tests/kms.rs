@@ -15,6 +15,8 @@ use base64::Engine;
 use prost::Message;
 use serde_json::{Value, json};
 
+use crate::encryption::startup_error;
+
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 const PREFIX: &[u8] = b"k8s:enc:kms:v2:vault:";
 const PLAINTEXT: &str = "correct-horse-battery-staple";
@@ -56,20 +58,6 @@ async fn start(dir: &Path, plugin: &KmsPlugin, etcd: Option<&str>) -> apiserver:
         }
     })
     .await
-}
-
-/// Why a server on `dir`'s data with the encryption config at `path` fails to start.
-async fn startup_error(dir: &Path, path: PathBuf) -> String {
-    let config = apiserver::server::Config {
-        data_dir: dir.join("data"),
-        secure_port: 0,
-        encryption_provider_config: Some(path),
-        ..Default::default()
-    };
-    match apiserver::server::spawn_in_process(config).await {
-        Ok(_) => panic!("the server started"),
-        Err(e) => format!("{e:#}"),
-    }
 }
 
 async fn put_secret(client: &HttpClient, name: &str) {

@@ -297,32 +297,25 @@ fn uses_cross_namespace_affinity(spec: &PodSpec) -> bool {
     let Some(affinity) = spec.affinity.as_ref() else {
         return false;
     };
+    // Affinity and anti-affinity have the same two lists in different types.
+    let lists = [
+        affinity.pod_affinity.as_ref().map(|a| {
+            (
+                &a.required_during_scheduling_ignored_during_execution,
+                &a.preferred_during_scheduling_ignored_during_execution,
+            )
+        }),
+        affinity.pod_anti_affinity.as_ref().map(|a| {
+            (
+                &a.required_during_scheduling_ignored_during_execution,
+                &a.preferred_during_scheduling_ignored_during_execution,
+            )
+        }),
+    ];
     let mut terms = Vec::new();
-    if let Some(a) = &affinity.pod_affinity {
-        terms.extend(
-            a.required_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten(),
-        );
-        terms.extend(
-            a.preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .map(|w| &w.pod_affinity_term),
-        );
-    }
-    if let Some(a) = &affinity.pod_anti_affinity {
-        terms.extend(
-            a.required_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten(),
-        );
-        terms.extend(
-            a.preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .map(|w| &w.pod_affinity_term),
-        );
+    for (required, preferred) in lists.into_iter().flatten() {
+        terms.extend(required.iter().flatten());
+        terms.extend(preferred.iter().flatten().map(|w| &w.pod_affinity_term));
     }
     terms.iter().any(|t| {
         t.namespaces.as_ref().is_some_and(|n| !n.is_empty()) || t.namespace_selector.is_some()
