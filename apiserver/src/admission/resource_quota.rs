@@ -6,8 +6,8 @@
 //!
 //! Costs nothing in a namespace without quotas: the watch cache says so before any parsing.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Weak};
 
 use common::quantity::Quantity;
 use common::quota::{self, Usage};
@@ -19,6 +19,24 @@ use crate::handlers::{Query, Target};
 use crate::registry::{self, ResourceInfo};
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
+
+/// One lock per namespace being charged: this server's creates in a namespace charge its
+/// quotas one after another instead of racing each other's compare-and-swaps into conflicts
+/// (the compare-and-swap still guards against other servers and the controller).
+static CHARGING: LazyLock<parking_lot::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+fn namespace_lock(namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = CHARGING.lock();
+    if let Some(lock) = locks.get(namespace).and_then(Weak::upgrade) {
+        return lock;
+    }
+    // Namespaces no request is charging any more are forgotten.
+    locks.retain(|_, l| l.strong_count() > 0);
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(namespace.to_owned(), Arc::downgrade(&lock));
+    lock
+}
 
 /// What one object (or an update's difference) adds to a quota's usage, and which quotas
 /// count it.
@@ -138,6 +156,8 @@ pub async fn admit(
     let Some(charge) = charge(resource, obj, old) else {
         return Ok(());
     };
+    let lock = namespace_lock(&target.namespace);
+    let _charging = lock.lock().await;
     let forbidden =
         |why: String| ApiError::forbidden(resource.group, resource.plural, &target.name, &why);
     let mut charged = Vec::new();
