@@ -536,3 +536,56 @@ async fn a_pod_deleted_while_running_reports_its_final_status() {
         "no sandbox left behind"
     );
 }
+
+/// A pod's RuntimeClass picks the runtime handler its sandbox runs with (upstream's runtime
+/// class manager); a handler the runtime does not have fails the sandbox with an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_classes_choose_the_sandbox_handler() {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    use kube::api::{Api, PostParams};
+    let n = node().await;
+    let classes: Api<RuntimeClass> = Api::all(n.client.clone());
+    for (name, handler) in [("plain", "runc"), ("ghost", "no-such-runtime")] {
+        let class: RuntimeClass = serde_json::from_value(json!({
+            "metadata": {"name": name}, "handler": handler}))
+        .unwrap();
+        classes
+            .create(&PostParams::default(), &class)
+            .await
+            .unwrap();
+    }
+    // Admission looks the class up in the watch cache: wait until lists show both.
+    for _ in 0..200 {
+        if classes.list(&Default::default()).await.unwrap().items.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sleeper = json!({"name": "main", "image": "busybox", "command": ["sleep", "3600"]});
+    n.create(
+        "plain",
+        sleeper.clone(),
+        json!({"runtimeClassName": "plain"}),
+    )
+    .await;
+    n.until("plain", "Running", |p| {
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let sandboxes = n.runtime.cri.list_pod_sandboxes().await.unwrap();
+    assert!(
+        sandboxes.iter().any(|s| s.runtime_handler == "runc"),
+        "{sandboxes:?}"
+    );
+    n.create("ghost", sleeper, json!({"runtimeClassName": "ghost"}))
+        .await;
+    let message = n
+        .event_message("FailedCreatePodSandBox")
+        .await
+        .expect("a FailedCreatePodSandBox event");
+    assert!(
+        message.starts_with("Failed to create pod sandbox: ")
+            && message.contains("no-such-runtime"),
+        "{message}"
+    );
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use parking_lot::Mutex;
@@ -194,6 +195,27 @@ impl PodRuntime {
         }
         last.insert(spec::uid(pod).to_owned(), message.to_owned());
         self.warn(pod, "FailedMount", message.to_owned());
+    }
+
+    /// The CRI runtime handler of the pod's RuntimeClass ("" for the runtime's default), as
+    /// upstream's runtime class manager looks it up.
+    async fn runtime_handler(&self, pod: &Pod) -> crate::Result<String> {
+        let Some(name) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref())
+            .filter(|n| !n.is_empty())
+        else {
+            return Ok(String::new());
+        };
+        let classes: Api<RuntimeClass> = Api::all(self.client.clone());
+        match classes.get_opt(name).await? {
+            Some(class) => Ok(class.handler),
+            // Upstream's lister names the resource so.
+            None => Err(crate::Error::Invalid(format!(
+                "runtimeclass.node.k8s.io {name:?} not found"
+            ))),
+        }
     }
 
     /// A Warning event about the pod, logged too.
@@ -540,7 +562,25 @@ impl PodRuntime {
                 }
                 // Never closed, so a turn always comes.
                 let _turn = self.starts.acquire().await.ok();
-                self.cri.run_pod_sandbox(sandbox_config.clone(), "").await?
+                let created = match self.runtime_handler(pod).await {
+                    Ok(handler) => self
+                        .cri
+                        .run_pod_sandbox(sandbox_config.clone(), &handler)
+                        .await
+                        .map_err(crate::Error::from),
+                    Err(e) => Err(e),
+                };
+                match created {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.warn(
+                            pod,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {e}"),
+                        );
+                        return Err(e);
+                    }
+                }
             }
         };
         let sandbox_ip = self
