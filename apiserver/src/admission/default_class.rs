@@ -52,8 +52,10 @@ pub fn storage_class(state: &ApiState, claim: &mut Value) {
         "storageclass.kubernetes.io/is-default-class",
         "storageclass.beta.kubernetes.io/is-default-class",
     ];
-    if let Some(class) = default_class(state, "storage.k8s.io", "storageclasses", &annotations) {
-        crate::meta::object_at(claim, &["spec"]).insert("storageClassName".into(), json!(class));
+    if let Some(spec) = claim["spec"].as_object_mut()
+        && let Some(class) = default_class(state, "storage.k8s.io", "storageclasses", &annotations)
+    {
+        spec.insert("storageClassName".into(), json!(class));
     }
 }
 
@@ -66,7 +68,10 @@ pub fn ingress_class(state: &ApiState, ingress: &mut Value) {
         return;
     }
     let annotations = ["ingressclass.kubernetes.io/is-default-class"];
-    if let Some(class) = default_class(state, "networking.k8s.io", "ingressclasses", &annotations) {
-        crate::meta::object_at(ingress, &["spec"]).insert("ingressClassName".into(), json!(class));
+    if let Some(spec) = ingress["spec"].as_object_mut()
+        && let Some(class) =
+            default_class(state, "networking.k8s.io", "ingressclasses", &annotations)
+    {
+        spec.insert("ingressClassName".into(), json!(class));
     }
 }

@@ -132,40 +132,21 @@ fn apply_defaults(range: &LimitRange, pod: &mut Value) {
         ("containers", "container"),
         ("initContainers", "init container"),
     ] {
-        let Some(containers) = pod["spec"][field].as_array_mut() else {
+        // get_mut, not indexing: indexing a missing field would insert a null.
+        let Some(containers) = pod
+            .get_mut("spec")
+            .and_then(|s| s.get_mut(field))
+            .and_then(Value::as_array_mut)
+        else {
             continue;
         };
         for c in containers {
             let name = c["name"].as_str().unwrap_or_default().to_owned();
-            let resources = crate::meta::object_at(c, &["resources"]);
-            let limits = resources
-                .entry("limits")
-                .or_insert_with(|| json!({}))
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let requests = resources
-                .entry("requests")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("an object was just inserted");
-            for (k, v) in &limits {
-                requests.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            let set_requests = fill(requests, &default_requests);
-            let limits = resources["limits"]
-                .as_object_mut()
-                .expect("an object was just inserted");
-            let set_limits = fill(limits, &default_limits);
-            if resources["limits"].as_object().is_some_and(Map::is_empty) {
-                resources.remove("limits");
-            }
-            if resources["requests"].as_object().is_some_and(Map::is_empty) {
-                resources.remove("requests");
-            }
-            if resources.is_empty() {
-                c.as_object_mut().map(|o| o.remove("resources"));
-            }
+            let Some((set_requests, set_limits)) =
+                default_container(c, &default_requests, &default_limits)
+            else {
+                continue;
+            };
             if !set_requests.is_empty() {
                 notes.push(format!(
                     "{} request for {what} {name}",
@@ -183,6 +164,45 @@ fn apply_defaults(range: &LimitRange, pod: &mut Value) {
             json!(format!("LimitRanger plugin set: {}", notes.join("; "))),
         );
     }
+}
+
+/// Fills one container's missing requests (a limit it sets first, as API defaulting does) and
+/// limits; the names set. None for a container whose resources are not objects: validation
+/// refuses it, and nothing here may guess at it.
+fn default_container(
+    c: &mut Value,
+    default_requests: &Map<String, Value>,
+    default_limits: &Map<String, Value>,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let container = c.as_object_mut()?;
+    let resources = container
+        .entry("resources")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?;
+    let is_map = |v: Option<&Value>| matches!(v, None | Some(Value::Null | Value::Object(_)));
+    if !is_map(resources.get("limits")) || !is_map(resources.get("requests")) {
+        return None;
+    }
+    let mut take = |field: &str| match resources.remove(field) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let (mut limits, mut requests) = (take("limits"), take("requests"));
+    for (k, v) in &limits {
+        requests.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let set_requests = fill(&mut requests, default_requests);
+    let set_limits = fill(&mut limits, default_limits);
+    if !limits.is_empty() {
+        resources.insert("limits".into(), Value::Object(limits));
+    }
+    if !requests.is_empty() {
+        resources.insert("requests".into(), Value::Object(requests));
+    }
+    if resources.is_empty() {
+        container.remove("resources");
+    }
+    Some((set_requests, set_limits))
 }
 
 /// Sets each of `defaults` that `target` lacks; the names set, in order.
@@ -416,6 +436,18 @@ mod tests {
              limit for container nginx; memory request for container app; memory limit for \
              container app"
         );
+    }
+
+    #[test]
+    fn malformed_containers_are_left_to_validation() {
+        let lr = range(json!([{"type": "Container", "default": {"cpu": "500m"}}]));
+        let mut p = pod(json!([
+            {"name": "a", "resources": {"requests": "lots"}},
+            {"name": "b", "resources": "none"},
+            "not a container"]));
+        let before = p.clone();
+        apply_defaults(&lr, &mut p);
+        assert_eq!(p, before, "nothing guessed, nothing panicked");
     }
 
     #[test]
