@@ -481,3 +481,35 @@ async fn claims_and_ingresses_get_the_default_class() {
         "spec.controller: Invalid value: \"no-domain\": must be a domain-prefixed path (such as \"acme.io/foo\")"
     ), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_volumes_are_created_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn_with(dir.path(), |c| {
+        c.admission.storage_object_in_use_protection = true;
+    })
+    .await;
+    let client = HttpClient::new(&server.url());
+    let claim = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}}}});
+    let (code, created) = client
+        .post(&format!("{NS}/persistentvolumeclaims"), &claim)
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"])
+    );
+    let volume = json!({"metadata": {"name": "vol"}, "spec": {"capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/vol"}}});
+    let (code, created) = client
+        .post("/api/v1/persistentvolumes", &volume)
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["metadata"]["finalizers"],
+        json!(["kubernetes.io/pv-protection"])
+    );
+}

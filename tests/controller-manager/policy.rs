@@ -119,3 +119,98 @@ async fn disruption_budget_status_follows_healthy_pods() {
         "ALLOWED DISRUPTIONS 1:\n{out}"
     );
 }
+
+/// The pvc-protection and pv-protection controllers: a claim a pod uses, and a volume bound
+/// to a claim, stay (Terminating) when deleted until nothing uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_volumes_in_use_outlive_their_deletion() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+    use kube::api::{DeleteParams, PostParams};
+    let c = cluster(&["pvc-protection", "pv-protection"]).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "default");
+    let volumes: Api<PersistentVolume> = Api::all(c.client.clone());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    c.create(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+        .await;
+    c.create(
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "vol"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": "/tmp/vol"}}}),
+    )
+    .await;
+    // Objects made without the admission plugin get the finalizer from the controllers.
+    eventually("the claim's finalizer", T, || async {
+        let claim = claims.get("data").await.unwrap();
+        claim
+            .metadata
+            .finalizers?
+            .contains(&"kubernetes.io/pvc-protection".to_owned())
+            .then_some(())
+    })
+    .await;
+    eventually("the volume's finalizer", T, || async {
+        let volume = volumes.get("vol").await.unwrap();
+        volume
+            .metadata
+            .finalizers?
+            .contains(&"kubernetes.io/pv-protection".to_owned())
+            .then_some(())
+    })
+    .await;
+    c.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}))
+        .await;
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Used: it stays, terminating, while the pod exists (a second's worth of syncs).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = claims.get("data").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some(), "{held:?}");
+    pods.delete("user", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    eventually("the claim goes once no pod uses it", T, || async {
+        claims
+            .get_opt("data")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // A bound volume stays until it is released.
+    let mut bound = volumes.get("vol").await.unwrap();
+    bound.status = Some(serde_json::from_value(json!({"phase": "Bound"})).unwrap());
+    let bound = volumes
+        .replace_status("vol", &PostParams::default(), &bound)
+        .await
+        .unwrap();
+    assert_eq!(bound.status.unwrap().phase.as_deref(), Some("Bound"));
+    volumes
+        .delete("vol", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut held = volumes.get("vol").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some(), "{held:?}");
+    held.status = Some(serde_json::from_value(json!({"phase": "Released"})).unwrap());
+    volumes
+        .replace_status("vol", &PostParams::default(), &held)
+        .await
+        .unwrap();
+    eventually("the volume goes once released", T, || async {
+        volumes
+            .get_opt("vol")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

@@ -38,6 +38,7 @@ pub struct Plugins {
     pub runtime_class: bool,
     pub default_storage_class: bool,
     pub default_ingress_class: bool,
+    pub storage_object_in_use_protection: bool,
     pub certificates: certificates::Enabled,
     pub pod_security: bool,
     /// PodSecurity's defaults and exemptions (--admission-control-config-file).
@@ -63,6 +64,7 @@ impl Plugins {
             runtime_class: true,
             default_storage_class: true,
             default_ingress_class: true,
+            storage_object_in_use_protection: true,
             certificates: certificates::Enabled {
                 approval: true,
                 signing: true,
@@ -95,6 +97,7 @@ impl Plugins {
                 "RuntimeClass" => plugins.runtime_class = on,
                 "DefaultStorageClass" => plugins.default_storage_class = on,
                 "DefaultIngressClass" => plugins.default_ingress_class = on,
+                "StorageObjectInUseProtection" => plugins.storage_object_in_use_protection = on,
                 "CertificateApproval" => plugins.certificates.approval = on,
                 "CertificateSigning" => plugins.certificates.signing = on,
                 "CertificateSubjectRestriction" => plugins.certificates.subject_restriction = on,
@@ -122,8 +125,28 @@ impl Default for Plugins {
     fn default() -> Plugins {
         Plugins {
             service_account: false,
+            // Its finalizers would keep deleted claims and volumes: no pvc-protection or
+            // pv-protection controller runs beside an in-process server either.
+            storage_object_in_use_protection: false,
             ..Plugins::upstream()
         }
+    }
+}
+
+/// Upstream's StorageObjectInUseProtection: claims and volumes are created with the
+/// finalizer the pvc-protection and pv-protection controllers lift once nothing uses them.
+pub fn protect_storage_object(resource: &registry::ResourceInfo, obj: &mut Value) {
+    let finalizer = match (resource.group, resource.plural) {
+        ("", "persistentvolumeclaims") => "kubernetes.io/pvc-protection",
+        ("", "persistentvolumes") => "kubernetes.io/pv-protection",
+        _ => return,
+    };
+    let metadata = meta::object_at(obj, &["metadata"]);
+    let finalizers = metadata.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = finalizers.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(json!(finalizer));
     }
 }
 

@@ -266,6 +266,21 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "pvc-protection-controller",
+            vec![
+                r("get list update watch", "", "persistentvolumeclaims"),
+                r("list watch get", "", "pods"),
+                events.clone(),
+            ],
+        ),
+        (
+            "pv-protection-controller",
+            vec![
+                r("get list update watch", "", "persistentvolumes"),
+                events.clone(),
+            ],
+        ),
+        (
             "pod-garbage-collector",
             vec![
                 r("delete list watch", "", "pods"),

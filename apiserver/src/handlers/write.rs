@@ -355,6 +355,9 @@ pub async fn create_object(
             crate::admission::runtime_class::admit_pod(state, &mut obj)?;
         }
     }
+    if state.admission.storage_object_in_use_protection {
+        crate::admission::protect_storage_object(resource, &mut obj);
+    }
     if core && resource.plural == "persistentvolumeclaims" && state.admission.default_storage_class
     {
         crate::admission::default_class::storage_class(state, &mut obj);

@@ -24,6 +24,7 @@ pub mod statefulset;
 pub mod tainteviction;
 pub mod tokencleaner;
 pub mod ttlafterfinished;
+pub mod volumeprotection;
 
 use futures::future::BoxFuture;
 
@@ -124,6 +125,16 @@ pub const ALL: &[Descriptor] = &[
         name: "podgc",
         enabled_by_default: true,
         start: podgc::start,
+    },
+    Descriptor {
+        name: "pv-protection",
+        enabled_by_default: true,
+        start: volumeprotection::start_pv,
+    },
+    Descriptor {
+        name: "pvc-protection",
+        enabled_by_default: true,
+        start: volumeprotection::start_pvc,
     },
     Descriptor {
         name: "replicaset",
