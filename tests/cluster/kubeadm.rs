@@ -372,7 +372,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     assert!(pods.trim().is_empty(), "{pods}");
 
     // Reset leaves no process, table, bridge or file behind.
-    let (ok, out, err) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    let (ok, out, err) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);
     assert!(ok, "kubeadm reset: {out}{err}");
     assert!(!net.hosts[cp].data_dir.exists());
     let tables = net.on_host(cp, &["nft", "list", "tables"]);
@@ -439,7 +439,7 @@ async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
         String::new()
     };
     let embedded = net.hosts[cp].data_dir.join("apiserver/state.db").exists();
-    let (reset, _, _) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    let (reset, _, _) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);
     let _ = etcd.kill();
     let _ = etcd.wait();
     assert!(

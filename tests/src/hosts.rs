@@ -169,7 +169,7 @@ impl Drop for Network {
         for i in (0..self.hosts.len()).rev() {
             if self.hosts[i].data_dir.exists() {
                 let data_dir = self.hosts[i].data_dir.display().to_string();
-                let _ = self.kubeadm(i, &["reset", "--data-dir", &data_dir]);
+                let _ = self.kubeadm(i, &["reset", "-f", "--data-dir", &data_dir]);
             }
             let h = &self.hosts[i];
             let _ = Command::new("ip").args(["netns", "del", &h.netns]).status();
