@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod certs;
 pub mod components;
 pub mod config;
 pub mod init;

@@ -1,4 +1,4 @@
-//! kubeadm: flags -> one of init, join, reset, token, images, supervise.
+//! kubeadm: flags -> one of init, join, reset, certs, token, images, supervise.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,6 +37,14 @@ enum Commands {
         /// The node's data directory.
         #[arg(long, default_value = DATA_DIR)]
         data_dir: PathBuf,
+        /// Reset the node without prompting for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Commands related to handling the cluster's certificates: when they expire, renewal.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommands,
     },
     /// Manage bootstrap tokens (what `kubeadm join` authenticates with).
     Token {
@@ -171,6 +179,26 @@ enum TokenCommands {
 }
 
 #[derive(Subcommand, Debug)]
+enum CertsCommands {
+    /// Check the expiration of the certificates kubeadm manages: the leaf certificates in
+    /// <data-dir>/pki and those embedded in the control plane's kubeconfigs, and the CA.
+    CheckExpiration {
+        #[arg(long, default_value = DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Renew certificates from the existing CA, unconditionally (same subject, names, usages
+    /// and key; valid a year): `all` or one of admin.conf, apiserver,
+    /// apiserver-kubelet-client, controller-manager.conf, scheduler.conf, super-admin.conf.
+    /// The components must be restarted to use them.
+    Renew {
+        /// `all` or a certificate's name.
+        which: String,
+        #[arg(long, default_value = DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ImageCommands {
     /// Build an image from busybox-static (default) or a root filesystem directory and
     /// import it into the node's containerd under NAME.
@@ -258,7 +286,15 @@ async fn main() {
             })
             .await
         }
-        Commands::Reset { data_dir } => kubeadm::reset::run(&absolute(data_dir)).await,
+        Commands::Reset { data_dir, force } => {
+            let stdin = std::io::stdin();
+            if force || kubeadm::reset::confirm(&mut stdin.lock(), &mut std::io::stdout()) {
+                kubeadm::reset::run(&absolute(data_dir)).await
+            } else {
+                Err(anyhow::anyhow!("aborted reset operation"))
+            }
+        }
+        Commands::Certs { command } => certs(command),
         Commands::Token {
             command,
             kubeconfig,
@@ -281,6 +317,26 @@ async fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn certs(command: CertsCommands) -> anyhow::Result<()> {
+    match command {
+        CertsCommands::CheckExpiration { data_dir } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            print!("{}", kubeadm::certs::check_expiration(&data_dir, now)?);
+        }
+        CertsCommands::Renew { which, data_dir } => {
+            for leaf in kubeadm::certs::select(&which)? {
+                if kubeadm::certs::renew(&data_dir, leaf)? {
+                    println!("{} renewed", leaf.long_name);
+                } else if which != "all" {
+                    anyhow::bail!("{} was not created on this node", leaf.name);
+                }
+            }
+            println!("\n{}", kubeadm::certs::RESTART_HINT);
+        }
+    }
+    Ok(())
 }
 
 async fn token(command: TokenCommands, kubeconfig: PathBuf) -> anyhow::Result<()> {

@@ -162,46 +162,25 @@ impl Pki {
         sans: &[String],
         usage: Usage,
     ) -> anyhow::Result<Signed> {
-        let ca_cert = std::fs::read_to_string(self.path("ca.crt"))
-            .context("reading the cluster CA (ca.crt)")?;
-        let ca_key = KeyPair::from_pem(
-            &std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?,
-        )
-        .context("parsing ca.key")?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca_cert, ca_key).context("parsing the cluster CA")?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        for o in organizations {
-            dn.push(DnType::OrganizationName, *o);
-        }
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.subject_alt_names = sans
-            .iter()
-            .map(|n| match n.parse::<IpAddr>() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
-            })
-            .collect::<Result<_, rcgen::Error>>()?;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![match usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        let now = OffsetDateTime::now_utc();
-        // A little slack for clocks that disagree, as upstream allows.
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(LEAF_DAYS);
+        let issuer = self.issuer()?;
+        let params = leaf_params(common_name, organizations, sans, usage)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Signed {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// The cluster CA (ca.crt, ca.key) as a signer.
+    pub fn issuer(&self) -> anyhow::Result<Issuer<'static, KeyPair>> {
+        let ca_cert = std::fs::read_to_string(self.path("ca.crt"))
+            .context("reading the cluster CA (ca.crt)")?;
+        let ca_key = KeyPair::from_pem(
+            &std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?,
+        )
+        .context("parsing ca.key")?;
+        Issuer::from_ca_cert_pem(&ca_cert, ca_key).context("parsing the cluster CA")
     }
 
     fn write(&self, stem: &str, s: &Signed, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -222,6 +201,43 @@ impl Pki {
 pub enum Usage {
     Server,
     Client,
+}
+
+/// What a leaf certificate for `common_name` in `organizations` says, valid for
+/// [`LEAF_DAYS`] from now (`kubeadm certs renew` re-issues with the same).
+pub fn leaf_params(
+    common_name: &str,
+    organizations: &[&str],
+    sans: &[String],
+    usage: Usage,
+) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    for o in organizations {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![match usage {
+        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    let now = OffsetDateTime::now_utc();
+    // A little slack for clocks that disagree, as upstream allows.
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(LEAF_DAYS);
+    Ok(params)
 }
 
 fn new_ca(common_name: &str) -> anyhow::Result<Signed> {

@@ -13,6 +13,22 @@ use std::time::Duration;
 use crate::config::{Layout, NodeConfig};
 use crate::supervisor;
 
+/// Asks on `output` whether to go ahead, as upstream's reset does without --force; true only
+/// for a `y` or `yes` answer (any case) on `input`.
+pub fn confirm(input: &mut impl std::io::BufRead, output: &mut impl std::io::Write) -> bool {
+    let _ = write!(
+        output,
+        "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted.\n\
+         [reset] Are you sure you want to proceed? [y/N]: "
+    );
+    let _ = output.flush();
+    let mut answer = String::new();
+    if input.read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(data_dir);
     let cfg = NodeConfig::load(data_dir).ok();
@@ -337,5 +353,31 @@ fn unmount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = Command::new("umount").args(["-l", p]).status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirm;
+
+    fn answer(input: &str) -> (bool, String) {
+        let mut out = Vec::new();
+        let ok = confirm(&mut input.as_bytes(), &mut out);
+        (ok, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn reset_goes_ahead_only_when_the_answer_is_yes() {
+        for yes in ["y\n", "Y\n", "yes\n", "YES", " y \n"] {
+            assert!(answer(yes).0, "{yes:?}");
+        }
+        for no in ["n\n", "N\n", "\n", "", "no\n", "yep\n", "sure\n"] {
+            assert!(!answer(no).0, "{no:?}");
+        }
+        let (_, prompt) = answer("n\n");
+        assert!(
+            prompt.ends_with("[reset] Are you sure you want to proceed? [y/N]: "),
+            "{prompt}"
+        );
     }
 }

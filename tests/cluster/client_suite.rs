@@ -409,7 +409,7 @@ async fn an_official_clients_expectations_hold_and_reset_leaves_no_pod_behind() 
     );
     let (ok, out, err) = net.kubeadm(
         cp,
-        &["reset", "--data-dir", &data_dir.display().to_string()],
+        &["reset", "-f", "--data-dir", &data_dir.display().to_string()],
     );
     assert!(ok, "kubeadm reset: {out}{err}");
     for t in &running {

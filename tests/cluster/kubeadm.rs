@@ -372,7 +372,7 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     assert!(pods.trim().is_empty(), "{pods}");
 
     // Reset leaves no process, table, bridge or file behind.
-    let (ok, out, err) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    let (ok, out, err) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);
     assert!(ok, "kubeadm reset: {out}{err}");
     assert!(!net.hosts[cp].data_dir.exists());
     let tables = net.on_host(cp, &["nft", "list", "tables"]);
@@ -439,7 +439,7 @@ async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
         String::new()
     };
     let embedded = net.hosts[cp].data_dir.join("apiserver/state.db").exists();
-    let (reset, _, _) = net.kubeadm(cp, &["reset", "--data-dir", &data_dir]);
+    let (reset, _, _) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);
     let _ = etcd.kill();
     let _ = etcd.wait();
     assert!(
@@ -450,4 +450,150 @@ async fn kubeadm_init_with_etcd_servers_stores_the_cluster_in_etcd() {
     assert!(stored.contains("\"in-etcd\""), "etcd holds: {stored}");
     assert!(!embedded, "the embedded store was used too");
     assert!(reset);
+}
+
+/// The certificates' notBefore (Unix seconds), by check-expiration's name.
+fn not_befores(data_dir: &Path) -> Vec<(&'static str, i64)> {
+    kubeadm::certs::LEAVES
+        .iter()
+        .map(|leaf| {
+            let pem = kubeadm::certs::read_leaf(data_dir, leaf)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{} missing", leaf.name));
+            (
+                leaf.name,
+                kubeadm::certs::validity(&pem).unwrap().not_before,
+            )
+        })
+        .collect()
+}
+
+/// `kubeadm certs check-expiration` tabulates what init wrote (a year for leaves, ten for
+/// the CA), `kubeadm certs renew all` re-issues every leaf while the cluster keeps
+/// answering, and `kubeadm reset` asks first: "n" keeps everything, -f removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_certs_check_expiration_renew_and_reset_confirmation() {
+    let mut net = Network::create();
+    let cp = net.add_host("cp", 2);
+    let dir = net.hosts[cp].data_dir.clone();
+    let data_dir = dir.display().to_string();
+    let (ok, out, err) = net.init(cp, &[]);
+    assert!(
+        ok,
+        "kubeadm init:\n{out}\n{err}\n{}",
+        net.log(cp, "kubeadm")
+    );
+    let admin = dir.join("admin.conf");
+
+    let (ok, out, err) = net.kubeadm(cp, &["certs", "check-expiration", "--data-dir", &data_dir]);
+    assert!(ok, "check-expiration: {out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED",
+        "{out}"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..7]
+        .iter()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        names,
+        [
+            "admin.conf",
+            "apiserver",
+            "apiserver-kubelet-client",
+            "controller-manager.conf",
+            "scheduler.conf",
+            "super-admin.conf"
+        ],
+        "{out}"
+    );
+    for r in &rows {
+        // A year, less the time since init; the CA's own; kubeadm holds its key.
+        assert!(matches!(r[2], "364d" | "365d" | "1y"), "{out}");
+        assert_eq!(&r[3..], ["ca", "no"], "{out}");
+    }
+    assert_eq!(lines[7], "", "{out}");
+    assert_eq!(
+        lines[8],
+        "CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED",
+        "{out}"
+    );
+    let ca: Vec<&str> = lines[9].split_whitespace().collect();
+    assert_eq!(ca[0], "ca", "{out}");
+    assert!(matches!(ca[6], "9y" | "10y"), "{out}");
+    assert_eq!(ca[7], "no", "{out}");
+    assert_eq!(lines.len(), 10, "{out}");
+
+    // Renewal: a new notBefore (seconds resolution, so a second must have passed since
+    // init signed them), everything still answering with the renewed admin.conf.
+    let before = not_befores(&dir);
+    let latest = before.iter().map(|(_, nb)| *nb).max().unwrap();
+    until(
+        "a second to pass since the certificates were signed",
+        Duration::from_secs(10),
+        async || (chrono::Utc::now().timestamp() > latest + 300 + 1).then_some(()),
+    )
+    .await;
+    let (ok, out, err) = net.kubeadm(cp, &["certs", "renew", "all", "--data-dir", &data_dir]);
+    assert!(ok, "renew all: {out}{err}");
+    for leaf in kubeadm::certs::LEAVES {
+        assert!(
+            out.contains(&format!("{} renewed\n", leaf.long_name)),
+            "{out}"
+        );
+    }
+    assert!(
+        out.trim_end().ends_with(kubeadm::certs::RESTART_HINT),
+        "{out}"
+    );
+    let after = not_befores(&dir);
+    for ((name, old), (_, new)) in before.iter().zip(&after) {
+        assert!(new > old, "{name}: notBefore {old} -> {new}");
+    }
+    for conf in ["admin.conf", "super-admin.conf", "scheduler.conf"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(conf))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{conf}");
+    }
+    until(
+        "the apiserver to answer with the renewed admin.conf",
+        Duration::from_secs(60),
+        async || {
+            let (ok, out, _) = kubectl(&admin, &["get", "nodes", "-o", "name"]).await;
+            (ok && out.contains("node/cp")).then_some(())
+        },
+    )
+    .await;
+    let (ok, _, err) = net.kubeadm(
+        cp,
+        &["certs", "renew", "etcd-server", "--data-dir", &data_dir],
+    );
+    assert!(!ok && err.contains("unknown certificate"), "{err}");
+
+    // Reset asks; anything but yes keeps the node.
+    let (ok, out, err) = net.kubeadm_with_input(cp, &["reset", "--data-dir", &data_dir], "n\n");
+    assert!(!ok, "reset went ahead on \"n\": {out}{err}");
+    assert!(
+        out.contains("[reset] Are you sure you want to proceed? [y/N]: "),
+        "{out}"
+    );
+    assert!(err.contains("aborted reset operation"), "{err}");
+    assert!(admin.exists() && dir.join("pki/ca.key").exists());
+    kubectl_ok(&admin, &["get", "nodes"]).await;
+
+    let (ok, out, err) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);
+    assert!(ok, "kubeadm reset -f: {out}{err}");
+    assert!(!out.contains("Are you sure"), "{out}");
+    assert!(!dir.exists());
 }

@@ -125,6 +125,37 @@ impl Network {
         )
     }
 
+    /// Runs `kubeadm ARGS` on host `i` with `input` on its stdin: (success, stdout, stderr).
+    pub fn kubeadm_with_input(
+        &self,
+        i: usize,
+        args: &[&str],
+        input: &str,
+    ) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.hosts[i].netns))
+            .arg(self.bin_dir.join("kubeadm"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubeadm");
+        // kubeadm may exit before reading it all; a closed pipe is no error here.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes());
+        let out = child.wait_with_output().expect("wait for kubeadm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `kubeadm init` on host `i`, its node named after the host and advertising its
     /// address, with `extra` flags: (success, stdout, stderr).
     pub fn init(&self, i: usize, extra: &[&str]) -> (bool, String, String) {
@@ -169,7 +200,7 @@ impl Drop for Network {
         for i in (0..self.hosts.len()).rev() {
             if self.hosts[i].data_dir.exists() {
                 let data_dir = self.hosts[i].data_dir.display().to_string();
-                let _ = self.kubeadm(i, &["reset", "--data-dir", &data_dir]);
+                let _ = self.kubeadm(i, &["reset", "-f", "--data-dir", &data_dir]);
             }
             let h = &self.hosts[i];
             let _ = Command::new("ip").args(["netns", "del", &h.netns]).status();
