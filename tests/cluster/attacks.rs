@@ -220,17 +220,8 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
 
     let mut crb_to_admin = role_binding("me-admin", "ClusterRole", "cluster-admin", "binder");
     crb_to_admin["kind"] = json!("ClusterRoleBinding");
-    let (code, body) = eventually(403, || async {
-        let (c, v) = binder
-            .json(
-                "POST",
-                &format!("{rbac}/clusterrolebindings"),
-                &crb_to_admin,
-            )
-            .await;
-        (c, v.to_string())
-    })
-    .await;
+    let bindings = format!("{rbac}/clusterrolebindings");
+    let (code, body) = eventually(403, || binder.json_text("POST", &bindings, &crb_to_admin)).await;
     assert_eq!(code, 403, "{body}");
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["reason"], "Forbidden");
@@ -334,13 +325,8 @@ async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
     let mut view = rb_admin.clone();
     view["metadata"]["name"] = json!("me-view");
     view["roleRef"]["name"] = json!("view");
-    let (code, body) = eventually(201, || async {
-        let (c, v) = binder
-            .json("POST", &format!("{rbac}/namespaces/a/rolebindings"), &view)
-            .await;
-        (c, v.to_string())
-    })
-    .await;
+    let rolebindings = format!("{rbac}/namespaces/a/rolebindings");
+    let (code, body) = eventually(201, || binder.json_text("POST", &rolebindings, &view)).await;
     assert_eq!(code, 201, "{body}");
     let (code, body) = binder
         .json(
@@ -886,18 +872,9 @@ async fn hostile_bodies_are_refused_quickly() {
     let admin = server.raw_client("admin", &["system:masters"]).await;
     bind(&admin, "default", "editor", "edit", "editor").await;
     let cms = "/api/v1/namespaces/default/configmaps";
-    let (code, body) = eventually(201, || async {
-        let (c, v) = user
-            .json(
-                "POST",
-                cms,
-                &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
-                        "data": {"x": "y".repeat(1000)}}),
-            )
-            .await;
-        (c, v.to_string())
-    })
-    .await;
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                     "data": {"x": "y".repeat(1000)}});
+    let (code, body) = eventually(201, || user.json_text("POST", cms, &big)).await;
     assert_eq!(code, 201, "{body}");
     let started = std::time::Instant::now();
 
@@ -989,11 +966,7 @@ async fn hostile_bodies_are_refused_quickly() {
         let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                              "spec": {"expirationSeconds": seconds}});
         // The account is looked up in the watch cache, which may trail its create a moment.
-        let (got, body) = eventually(code, || async {
-            let (c, v) = admin.json("POST", tokens, &request).await;
-            (c, v.to_string())
-        })
-        .await;
+        let (got, body) = eventually(code, || admin.json_text("POST", tokens, &request)).await;
         assert_eq!(got, code, "{seconds}: {body}");
         assert!(body.to_string().contains(message), "{body}");
     }
@@ -1159,13 +1132,8 @@ async fn certificates_are_approved_and_signed_only_by_their_signers_holders() {
         "approver",
     )
     .await;
-    let (code, body) = eventually(200, || async {
-        let (c, v) = approver
-            .json("PUT", &format!("{csrs}/c1/approval"), &approved)
-            .await;
-        (c, v.to_string())
-    })
-    .await;
+    let approval = format!("{csrs}/c1/approval");
+    let (code, body) = eventually(200, || approver.json_text("PUT", &approval, &approved)).await;
     assert_eq!(code, 200, "{body}");
     current = body;
     let approved_now: Value = serde_json::from_str(&current).unwrap();

@@ -363,15 +363,24 @@ impl RawClient {
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let (code, text) = self
-            .send(
-                method,
-                path,
-                "application/json",
-                body.to_string().into_bytes(),
-            )
-            .await;
+        let (code, text) = self.json_text(method, path, body).await;
         (code, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Sends `body` as JSON: (status code, answer text), as polling helpers compare them.
+    pub async fn json_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, String) {
+        self.send(
+            method,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// POSTs `body` and insists on 201 Created.
