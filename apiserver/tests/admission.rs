@@ -513,3 +513,79 @@ async fn claims_and_volumes_are_created_protected() {
         json!(["kubernetes.io/pv-protection"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_grow_only_when_bound_and_their_class_allows_it() {
+    let (_dir, _server, client) = server().await;
+    let classes = "/apis/storage.k8s.io/v1/storageclasses";
+    for (name, expandable) in [("elastic", true), ("fixed", false)] {
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name}, "provisioner": "example.com/nfs",
+            "allowVolumeExpansion": expandable});
+        let (code, body) = client.post(classes, &class).await.unwrap();
+        assert_eq!(code, 201, "{body}");
+    }
+    until_listed(&client, classes, "fixed").await;
+    let claims = format!("{NS}/persistentvolumeclaims");
+    let grow = |mut claim: Value, size: &str| {
+        claim["spec"]["resources"]["requests"]["storage"] = json!(size);
+        claim
+    };
+    for (name, class, why) in [
+        ("a", "elastic", None),
+        (
+            "b",
+            "fixed",
+            Some(
+                "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize",
+            ),
+        ),
+    ] {
+        let claim = json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"],
+            "storageClassName": class, "resources": {"requests": {"storage": "1Gi"}}}});
+        let (code, created) = client.post(&claims, &claim).await.unwrap();
+        assert_eq!(code, 201, "{created}");
+        let path = format!("{claims}/{name}");
+        // Unbound: no claim grows.
+        let (code, body) = client
+            .send(
+                "PUT",
+                &path,
+                "application/json",
+                Some(&grow(created.clone(), "2Gi")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 403, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("Only bound persistent volume claims can be expanded"),
+            "{body}"
+        );
+        let mut bound = created.clone();
+        bound["status"] = json!({"phase": "Bound"});
+        let (code, bound) = client
+            .send(
+                "PUT",
+                &format!("{path}/status"),
+                "application/json",
+                Some(&bound),
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{bound}");
+        let (code, body) = client
+            .send("PUT", &path, "application/json", Some(&grow(bound, "2Gi")))
+            .await
+            .unwrap();
+        match why {
+            None => assert_eq!(code, 200, "{body}"),
+            Some(why) => {
+                assert_eq!(code, 403, "{body}");
+                assert!(body["message"].as_str().unwrap().ends_with(why), "{body}");
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! --disable-admission-plugins).
 
 pub mod certificates;
+pub mod claim_resize;
 pub mod default_class;
 pub mod limit_ranger;
 pub mod pod_security;
@@ -39,6 +40,7 @@ pub struct Plugins {
     pub default_storage_class: bool,
     pub default_ingress_class: bool,
     pub storage_object_in_use_protection: bool,
+    pub claim_resize: bool,
     pub certificates: certificates::Enabled,
     pub pod_security: bool,
     /// PodSecurity's defaults and exemptions (--admission-control-config-file).
@@ -65,6 +67,7 @@ impl Plugins {
             default_storage_class: true,
             default_ingress_class: true,
             storage_object_in_use_protection: true,
+            claim_resize: true,
             certificates: certificates::Enabled {
                 approval: true,
                 signing: true,
@@ -98,6 +101,7 @@ impl Plugins {
                 "DefaultStorageClass" => plugins.default_storage_class = on,
                 "DefaultIngressClass" => plugins.default_ingress_class = on,
                 "StorageObjectInUseProtection" => plugins.storage_object_in_use_protection = on,
+                "PersistentVolumeClaimResize" => plugins.claim_resize = on,
                 "CertificateApproval" => plugins.certificates.approval = on,
                 "CertificateSigning" => plugins.certificates.signing = on,
                 "CertificateSubjectRestriction" => plugins.certificates.subject_restriction = on,

@@ -577,7 +577,11 @@ pub async fn guaranteed_update(
         }
         if target.subresource.is_empty() && !meta::is_terminating(&old) {
             let core = resource.group.is_empty();
-            if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {
+            let claim = core && resource.plural == "persistentvolumeclaims";
+            if state.admission.claim_resize && claim {
+                crate::admission::claim_resize::admit(state, &new, &old)?;
+            }
+            if state.admission.limit_ranger && claim {
                 crate::admission::limit_ranger::admit_claim(state, &target.namespace, &new)?;
             }
             if state.admission.resource_quota {
