@@ -19,10 +19,12 @@ pub mod pod_security;
 pub mod resource_quota;
 pub mod runtime_class;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::handlers::Target;
 use crate::meta;
 use crate::registry;
 use crate::server::ApiState;
@@ -135,6 +137,78 @@ impl Default for Plugins {
             ..Plugins::upstream()
         }
     }
+}
+
+/// The mutating plugins on a create, in upstream's order (NamespaceLifecycle has run): the
+/// pod's LimitRanger defaults, ServiceAccount, Priority and RuntimeClass; the storage
+/// objects' protection finalizers; the default StorageClass and IngressClass.
+pub async fn mutate_create(state: &ApiState, target: &Target, obj: &mut Value) -> ApiResult<()> {
+    let resource = target.resource;
+    let enabled = &state.admission;
+    match (resource.group, resource.plural) {
+        ("", "pods") => {
+            if enabled.limit_ranger {
+                limit_ranger::admit_pod(state, &target.namespace, obj)?;
+            }
+            if enabled.service_account {
+                service_account(state, &target.namespace, obj).await?;
+            }
+            if enabled.priority {
+                pod_priority(state, obj)?;
+            }
+            if enabled.runtime_class {
+                runtime_class::admit_pod(state, obj)?;
+            }
+        }
+        ("", "persistentvolumeclaims") if enabled.default_storage_class => {
+            default_class::storage_class(state, obj);
+        }
+        ("networking.k8s.io", "ingresses") if enabled.default_ingress_class => {
+            default_class::ingress_class(state, obj);
+        }
+        _ => {}
+    }
+    if enabled.storage_object_in_use_protection {
+        protect_storage_object(resource, obj);
+    }
+    Ok(())
+}
+
+/// The validating plugins on a create (`old` None) or update, after the object's own
+/// validation, in upstream's order: PodSecurity, PersistentVolumeClaimResize, LimitRanger's
+/// claim bounds, and last ResourceQuota, which charges the quota unless `dry_run`. An update
+/// of a subresource, or of an object being deleted, meets PodSecurity only. The warnings to
+/// answer with.
+pub async fn validate(
+    state: &Arc<ApiState>,
+    target: &Target,
+    obj: &Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> ApiResult<Vec<String>> {
+    let enabled = &state.admission;
+    let mut warnings = Vec::new();
+    if enabled.pod_security {
+        warnings = pod_security::admit(state, target, obj, old).await?;
+    }
+    if !target.subresource.is_empty() || old.is_some_and(meta::is_terminating) {
+        return Ok(warnings);
+    }
+    let resource = target.resource;
+    if resource.group.is_empty() && resource.plural == "persistentvolumeclaims" {
+        if let Some(old) = old
+            && enabled.claim_resize
+        {
+            claim_resize::admit(state, obj, old)?;
+        }
+        if enabled.limit_ranger {
+            limit_ranger::admit_claim(state, &target.namespace, obj)?;
+        }
+    }
+    if enabled.resource_quota {
+        resource_quota::admit(state, target, obj, old, dry_run).await?;
+    }
+    Ok(warnings)
 }
 
 /// Upstream's StorageObjectInUseProtection: claims and volumes are created with the

@@ -339,35 +339,7 @@ pub async fn create_object(
     if state.admission.namespace_lifecycle {
         check_namespace_open(state, &target).await?;
     }
-    let core = resource.group.is_empty();
-    if core && resource.plural == "pods" {
-        // upstream's order: LimitRanger, ServiceAccount, Priority.
-        if state.admission.limit_ranger {
-            crate::admission::limit_ranger::admit_pod(state, &target.namespace, &mut obj)?;
-        }
-        if state.admission.service_account {
-            crate::admission::service_account(state, &target.namespace, &mut obj).await?;
-        }
-        if state.admission.priority {
-            crate::admission::pod_priority(state, &mut obj)?;
-        }
-        if state.admission.runtime_class {
-            crate::admission::runtime_class::admit_pod(state, &mut obj)?;
-        }
-    }
-    if state.admission.storage_object_in_use_protection {
-        crate::admission::protect_storage_object(resource, &mut obj);
-    }
-    if core && resource.plural == "persistentvolumeclaims" && state.admission.default_storage_class
-    {
-        crate::admission::default_class::storage_class(state, &mut obj);
-    }
-    if resource.group == "networking.k8s.io"
-        && resource.plural == "ingresses"
-        && state.admission.default_ingress_class
-    {
-        crate::admission::default_class::ingress_class(state, &mut obj);
-    }
+    crate::admission::mutate_create(state, &target, &mut obj).await?;
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
@@ -403,15 +375,7 @@ pub async fn create_object(
         ));
     }
     let (mut obj, mut warnings) = normalize(resource, query, obj)?;
-    if state.admission.pod_security {
-        warnings.extend(crate::admission::pod_security::admit(state, &target, &obj, None).await?);
-    }
-    if state.admission.limit_ranger && core && resource.plural == "persistentvolumeclaims" {
-        crate::admission::limit_ranger::admit_claim(state, &target.namespace, &obj)?;
-    }
-    if state.admission.resource_quota {
-        crate::admission::resource_quota::admit(state, &target, &obj, None, query.dry_run).await?;
-    }
+    warnings.extend(crate::admission::validate(state, &target, &obj, None, query.dry_run).await?);
     if query.dry_run {
         return Ok((obj, warnings));
     }
@@ -570,32 +534,17 @@ pub async fn guaranteed_update(
         }
         let (mut new, mut warnings) = normalize(resource, query, new)?;
         let key = target.key(&state.root);
-        if state.admission.pod_security {
-            warnings.extend(
-                crate::admission::pod_security::admit(state, target, &new, Some(&old)).await?,
-            );
-        }
-        if target.subresource.is_empty() && !meta::is_terminating(&old) {
-            let core = resource.group.is_empty();
-            let claim = core && resource.plural == "persistentvolumeclaims";
-            if state.admission.claim_resize && claim {
-                crate::admission::claim_resize::admit(state, &new, &old)?;
-            }
-            if state.admission.limit_ranger && claim {
-                crate::admission::limit_ranger::admit_claim(state, &target.namespace, &new)?;
-            }
-            if state.admission.resource_quota {
-                // Boxed: charging a quota is itself an update.
-                Box::pin(crate::admission::resource_quota::admit(
-                    state,
-                    target,
-                    &new,
-                    Some(&old),
-                    query.dry_run,
-                ))
-                .await?;
-            }
-        }
+        // Boxed: charging a quota is itself an update through here.
+        warnings.extend(
+            Box::pin(crate::admission::validate(
+                state,
+                target,
+                &new,
+                Some(&old),
+                query.dry_run,
+            ))
+            .await?,
+        );
         // Nothing changed: answer the current object without a write, as upstream does,
         // unless the stored form is stale (a rewrite moves it to the current encryption key).
         if without_volatile(&new) == without_volatile(&old)
