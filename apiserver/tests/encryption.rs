@@ -10,12 +10,12 @@ use apiserver::testing::kms_plugin::KmsPlugin;
 use base64::Engine;
 use serde_json::{Value, json};
 
-const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+pub(crate) const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 const KEY: &str = "/registry/secrets/default/db";
 /// The secret's value; stored JSON holds it base64-encoded.
-const PLAINTEXT: &str = "correct-horse-battery-staple";
+pub(crate) const PLAINTEXT: &str = "correct-horse-battery-staple";
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -83,7 +83,7 @@ async fn raw_value(dir: &Path) -> Vec<u8> {
     store.get(KEY).await.unwrap().unwrap().value.to_vec()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

@@ -11,19 +11,12 @@ use apiserver::storage::encryption::kms::api::EncryptedObject;
 use apiserver::storage::sqlite::SqliteStore;
 use apiserver::testing::http::HttpClient;
 use apiserver::testing::kms_plugin::{ANNOTATION, KmsPlugin};
-use base64::Engine;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::encryption::startup_error;
+use crate::encryption::{PLAINTEXT, SECRETS, b64, contains, startup_error};
 
-const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 const PREFIX: &[u8] = b"k8s:enc:kms:v2:vault:";
-const PLAINTEXT: &str = "correct-horse-battery-staple";
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 /// kms v2 (`vault`) first for secrets, identity second.
 fn write_config(dir: &Path, plugin: &KmsPlugin) -> PathBuf {
@@ -78,12 +71,6 @@ async fn raw_value(dir: &Path, name: &str) -> Vec<u8> {
     let store = SqliteStore::open(dir.join("data/state.db")).unwrap();
     let key = format!("/registry/secrets/default/{name}");
     store.get(&key).await.unwrap().unwrap().value.to_vec()
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// The stored value as upstream's EncryptedObject, after checking the prefix and that no

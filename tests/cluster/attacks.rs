@@ -1082,14 +1082,13 @@ async fn certificates_are_approved_and_signed_only_by_their_signers_holders() {
         .await;
     assert_eq!(code, 201, "{body}");
     let c1 = format!("{csrs}/c1");
-    let (code, mut current) = eventually(200, || approver.get(&c1)).await;
+    let approval = format!("{c1}/approval");
+    let (code, current) = eventually(200, || approver.get(&c1)).await;
     assert_eq!(code, 200, "{current}");
     let mut approved: Value = serde_json::from_str(&current).unwrap();
     approved["status"]["conditions"] = json!([{"type": "Approved", "status": "True",
         "reason": "Test", "message": "approved in a test"}]);
-    let (code, body) = approver
-        .json("PUT", &format!("{csrs}/c1/approval"), &approved)
-        .await;
+    let (code, body) = approver.json("PUT", &approval, &approved).await;
     assert_eq!(code, 403, "{body}");
     assert_eq!(
         body["message"],
@@ -1099,16 +1098,12 @@ async fn certificates_are_approved_and_signed_only_by_their_signers_holders() {
     // Naming another signer in the body changes nothing: the stored one decides.
     let mut forged = approved.clone();
     forged["spec"]["signerName"] = json!("kubernetes.io/legacy-unknown");
-    let (code, _) = approver
-        .json("PUT", &format!("{csrs}/c1/approval"), &forged)
-        .await;
+    let (code, _) = approver.json("PUT", &approval, &forged).await;
     assert_eq!(code, 403);
     // Signing needs `sign` on the signer likewise.
     let mut signed: Value = serde_json::from_str(&current).unwrap();
     signed["status"]["certificate"] = json!("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==");
-    let (code, body) = approver
-        .json("PUT", &format!("{csrs}/c1/status"), &signed)
-        .await;
+    let (code, body) = approver.json("PUT", &format!("{c1}/status"), &signed).await;
     assert_eq!(code, 403, "{body}");
     assert!(
         body["message"].as_str().unwrap().ends_with(
@@ -1132,11 +1127,9 @@ async fn certificates_are_approved_and_signed_only_by_their_signers_holders() {
         "approver",
     )
     .await;
-    let approval = format!("{csrs}/c1/approval");
     let (code, body) = eventually(200, || approver.json_text("PUT", &approval, &approved)).await;
     assert_eq!(code, 200, "{body}");
-    current = body;
-    let approved_now: Value = serde_json::from_str(&current).unwrap();
+    let approved_now: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(approved_now["status"]["conditions"][0]["type"], "Approved");
 
     // Not even system:masters may ask the apiserver-client signer for system:masters.

@@ -145,10 +145,15 @@ pub async fn admit(
     dry_run: bool,
 ) -> ApiResult<()> {
     let resource = target.resource;
-    if !resource.namespaced {
+    // Updates of most kinds (pod status, leases) change no usage: nothing is looked up.
+    let updates_count = resource.group.is_empty()
+        && matches!(resource.plural, "services" | "persistentvolumeclaims");
+    if !resource.namespaced || (old.is_some() && !updates_count) {
         return Ok(());
     }
-    let quotas_resource = registry::find("", "v1", "resourcequotas").expect("quotas are served");
+    static QUOTAS: LazyLock<&'static ResourceInfo> =
+        LazyLock::new(|| registry::find("", "v1", "resourcequotas").expect("quotas are served"));
+    let quotas_resource = *QUOTAS;
     let cached = state.cache.list(quotas_resource, &target.namespace).objects;
     if cached.is_empty() {
         return Ok(());
