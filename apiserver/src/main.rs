@@ -123,6 +123,11 @@ struct Flags {
     /// The private key of --kubelet-client-certificate.
     #[arg(long)]
     kubelet_client_key: Option<PathBuf>,
+    /// CA certificates kubelets' serving certificates are checked against, for the address
+    /// the apiserver dials; without it they are not checked (kubelets serve self-signed
+    /// certificates unless --rotate-server-certificates).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// The deadline of a request that is not long-running (everything but watch, proxy, exec,
     /// attach, portforward and log), after which it is answered 504 Timeout. A request's
     /// `timeout` parameter may shorten it. A Go-style duration: 60s, 1m.
@@ -327,6 +332,7 @@ fn config(flags: Flags) -> apiserver::Result<Config> {
         .and_then(|p| p.with_config_file(flags.admission_control_config_file.as_deref()))
         .map_err(apiserver::Error::Invalid)?,
         kubelet_client_certificate: flags.kubelet_client_certificate,
+        kubelet_certificate_authority: flags.kubelet_certificate_authority,
         kubelet_client_key: flags.kubelet_client_key,
         request_timeout: flags.request_timeout,
         min_request_timeout: std::time::Duration::from_secs(flags.min_request_timeout),

@@ -67,6 +67,9 @@ pub struct Config {
     /// --kubelet-client-key); without them the apiserver dials kubelets anonymously.
     pub kubelet_client_certificate: Option<PathBuf>,
     pub kubelet_client_key: Option<PathBuf>,
+    /// Kubelets' serving certificates are checked against these CAs
+    /// (--kubelet-certificate-authority); without it, not at all, as upstream.
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// The deadline of requests that are not long-running (--request-timeout).
     pub request_timeout: Duration,
     /// A watch without timeoutSeconds lasts between this and twice this (--min-request-timeout).
@@ -106,6 +109,7 @@ impl Default for Config {
             admission: Default::default(),
             kubelet_client_certificate: None,
             kubelet_client_key: None,
+            kubelet_certificate_authority: None,
             request_timeout: Duration::from_secs(60),
             min_request_timeout: Duration::from_secs(1800),
             max_requests_inflight: 400,
@@ -289,12 +293,13 @@ pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
         config.insecure_port.unwrap_or(0)
     };
     let auth = Auth::new(&config.auth, cache.clone())?;
+    let ca = config.kubelet_certificate_authority.as_deref();
     let kubelet_tls = match (
         &config.kubelet_client_certificate,
         &config.kubelet_client_key,
     ) {
-        (Some(cert), Some(key)) => common::tls::insecure_client_with_identity(Some((cert, key)))?,
-        (None, None) => common::tls::insecure_client(),
+        (Some(cert), Some(key)) => common::tls::client_config(ca, Some((cert, key)))?,
+        (None, None) => common::tls::client_config(ca, None)?,
         _ => {
             return Err(Error::Invalid(
                 "--kubelet-client-certificate and --kubelet-client-key must be given together"

@@ -1,25 +1,204 @@
 //! Building an API client from `--kubeconfig` (or, without one, the in-cluster or default
-//! kubeconfig, as client-go does).
+//! kubeconfig, as client-go does). A kubeconfig that names client certificate files gets a
+//! client that re-reads them when they change, as client-go's certificate rotation does, and
+//! a kubelet rotating its own certificate hands its [`DynamicCert`] in
+//! ([`client_with_identity`]). When the certificate changes, open connections are closed
+//! (watches included: they resume from their resourceVersion), since a connection stays
+//! authenticated by the certificate of its handshake.
 
+use std::future::Future;
+use std::io;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use rustls::pki_types::CertificateDer;
 
+use crate::dynamic_cert::DynamicCert;
 use crate::error::invalid;
 
 /// A client for the cluster the kubeconfig names; `qps`-style throttling is not applied.
 pub async fn client(kubeconfig: Option<&Path>) -> crate::Result<kube::Client> {
-    let config = match kubeconfig {
+    let config = config(kubeconfig).await?;
+    let files = match &config.auth_info {
+        a if a.client_certificate_data.is_none() && a.client_key_data.is_none() => {
+            a.client_certificate.as_ref().zip(a.client_key.as_ref())
+        }
+        _ => None,
+    };
+    match files {
+        Some((cert, key)) if config.root_cert.is_some() || config.accept_invalid_certs => {
+            let identity = DynamicCert::from_files(Path::new(cert), Path::new(key))?;
+            build(config, identity)
+        }
+        _ => Ok(kube::Client::try_from(config)?),
+    }
+}
+
+/// A client for the cluster of `kubeconfig` that authenticates with whatever `identity`
+/// holds (the kubeconfig's own credentials are not used), closing its connections when the
+/// identity changes.
+pub async fn client_with_identity(
+    kubeconfig: &Path,
+    identity: Arc<DynamicCert>,
+) -> crate::Result<kube::Client> {
+    let mut config = config(Some(kubeconfig)).await?;
+    config.auth_info = Default::default();
+    build(config, identity)
+}
+
+async fn config(kubeconfig: Option<&Path>) -> crate::Result<kube::Config> {
+    match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .map_err(|e| invalid(format_args!("reading kubeconfig {}", path.display()), e))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| invalid(format_args!("kubeconfig {}", path.display()), e))?
+                .map_err(|e| invalid(format_args!("kubeconfig {}", path.display()), e))
         }
         None => kube::Config::infer()
             .await
-            .map_err(|e| invalid("no --kubeconfig given and none found", e))?,
+            .map_err(|e| invalid("no --kubeconfig given and none found", e)),
+    }
+}
+
+/// kube's client stack (base URI, credentials, timeouts) over a TLS connector that asks
+/// `identity` for the client certificate at each handshake.
+fn build(config: kube::Config, identity: Arc<DynamicCert>) -> crate::Result<kube::Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let builder = if config.accept_invalid_certs {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(crate::tls::any_server_certificate())
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in config.root_cert.iter().flatten() {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| invalid("the kubeconfig's certificate authority", e))?;
+        }
+        builder.with_root_certificates(roots)
     };
-    Ok(kube::Client::try_from(config)?)
+    let mut tls = builder.with_client_cert_resolver(identity.clone());
+    // A resumed session carries the certificate of the handshake it resumes, so a new
+    // certificate would never be shown: every connection makes a full handshake.
+    tls.resumption = rustls::client::Resumption::disabled();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let closable = ClosableConnector {
+        inner: http,
+        identity,
+    };
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| invalid("the kubeconfig's tls-server-name", e))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(https.enable_http1().wrap_connector(closable));
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let http_client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, kube::client::Body>(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// Dials with `inner`, handing out connections that fail once `identity` changes.
+#[derive(Clone)]
+struct ClosableConnector {
+    inner: HttpConnector,
+    identity: Arc<DynamicCert>,
+}
+
+impl tower::Service<http::Uri> for ClosableConnector {
+    type Response = Closable<<HttpConnector as tower::Service<http::Uri>>::Response>;
+    type Error = <HttpConnector as tower::Service<http::Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let mut changes = self.identity.changes();
+        let dial = self.inner.call(uri);
+        Box::pin(async move {
+            let io = dial.await?;
+            let closed = Box::pin(async move {
+                let _ = changes.changed().await;
+            });
+            Ok(Closable { io, closed })
+        })
+    }
+}
+
+/// A connection that ends (reads and writes fail) when `closed` resolves.
+struct Closable<T> {
+    io: T,
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl<T> Closable<T> {
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.closed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed: the client certificate changed",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Closable<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Closable<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<T: Connection> Connection for Closable<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
 }

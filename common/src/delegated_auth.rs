@@ -375,11 +375,11 @@ impl Authenticator {
             Refused(StatusCode::UNAUTHORIZED, "Unauthorized".into())
         };
         let mut failure = None;
-        match peer {
-            Some(PeerIdentity::Verified { user, groups }) => {
-                return Ok(User::authenticated(user, groups.clone()));
+        match peer.map(PeerIdentity::now) {
+            Some(Ok((user, groups))) => {
+                return Ok(User::authenticated(user, groups.to_vec()));
             }
-            Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
+            Some(Err(why)) => failure = Some(why),
             None => {}
         }
         if let Some(reviewer) = &self.reviewer

@@ -9,6 +9,7 @@ pub mod bootstraptoken;
 pub mod client;
 pub mod component;
 pub mod delegated_auth;
+pub mod dynamic_cert;
 pub mod error;
 pub mod events;
 pub mod files;

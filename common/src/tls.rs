@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dynamic_cert::DynamicCert;
 use crate::error::{Context as _, Error, invalid};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -115,7 +116,11 @@ impl ClientCa {
             return PeerIdentity::Rejected(format!("verifying certificate: {e}"));
         }
         match subject(leaf) {
-            Ok((user, groups)) => PeerIdentity::Verified { user, groups },
+            Ok((user, groups, not_after)) => PeerIdentity::Verified {
+                user,
+                groups,
+                not_after,
+            },
             Err(e) => PeerIdentity::Rejected(e),
         }
     }
@@ -129,13 +134,39 @@ pub enum PeerIdentity {
     Verified {
         user: String,
         groups: Vec<String>,
+        /// When the certificate expires (Unix seconds): a connection may outlive it.
+        not_after: i64,
     },
     /// A certificate was presented but not signed by a client CA (or expired): the request
     /// must be refused, not treated as anonymous.
     Rejected(String),
 }
 
-fn subject(der: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
+impl PeerIdentity {
+    /// The user and groups for a request arriving now, or why the certificate is refused.
+    /// Checked per request, as upstream's x509 authenticator does: a connection opened with a
+    /// certificate that has since expired authenticates nothing.
+    pub fn now(&self) -> Result<(&str, &[String]), String> {
+        match self {
+            PeerIdentity::Verified {
+                user,
+                groups,
+                not_after,
+            } => {
+                let now = UnixTime::now().as_secs() as i64;
+                if now > *not_after {
+                    return Err(format!(
+                        "verifying certificate: the certificate expired at {not_after} (now {now})"
+                    ));
+                }
+                Ok((user, groups))
+            }
+            PeerIdentity::Rejected(why) => Err(why.clone()),
+        }
+    }
+}
+
+fn subject(der: &CertificateDer<'_>) -> Result<(String, Vec<String>, i64), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("parsing the client certificate: {e}"))?;
     let subject = cert.subject();
@@ -150,7 +181,7 @@ fn subject(der: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    Ok((user, groups))
+    Ok((user, groups, cert.validity().not_after.timestamp()))
 }
 
 /// A serving TLS configuration: the acceptor and, when client certificates are requested,
@@ -161,8 +192,17 @@ pub struct TlsServer {
     pub client_ca: Option<Arc<ClientCa>>,
 }
 
-/// Serves `cert` and `key`; with `client_ca`, asks clients for a certificate (optional).
+/// Serves `cert` and `key`, re-read when the files change (`kubeadm certs renew`); with
+/// `client_ca`, asks clients for a certificate (optional).
 pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> crate::Result<TlsServer> {
+    server_with(DynamicCert::from_files(cert, key)?, client_ca)
+}
+
+/// Serves whatever pair `cert` holds at each handshake (the kubelet's rotated certificate).
+pub fn server_with(
+    cert: Arc<DynamicCert>,
+    client_ca: Option<ClientCa>,
+) -> crate::Result<TlsServer> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -175,9 +215,7 @@ pub fn server(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> crate::Re
         })),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(read_certs(cert)?, read_key(key)?)
-        .map_err(|e| invalid("the serving certificate and key do not match", e))?;
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsServer {
         acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -347,28 +385,48 @@ pub fn insecure_client() -> Arc<rustls::ClientConfig> {
 pub fn insecure_client_with_identity(
     identity: Option<(&Path, &Path)>,
 ) -> crate::Result<Arc<rustls::ClientConfig>> {
+    client_config(None, identity)
+}
+
+/// A client configuration (HTTP/1.1 only, so upgrades can be spliced) that checks servers'
+/// certificates against the CAs in `ca` for the name or address dialed (the apiserver's
+/// --kubelet-certificate-authority), or accepts any without it, and presents `(cert, key)`
+/// when given, re-read when the files change.
+pub fn client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> crate::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyCertificate(provider.clone()));
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
+        .expect("ring supports the default protocol versions");
+    let builder = match ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certs(path)? {
+                roots.add(cert).map_err(|e| {
+                    invalid(format_args!("a CA certificate in {}", path.display()), e)
+                })?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+    };
     let mut config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-            .map_err(|e| {
-                let what = format!(
-                    "the client certificate {} and key {} do not match",
-                    cert.display(),
-                    key.display()
-                );
-                invalid(what, e)
-            })?,
+        Some((cert, key)) => builder.with_client_cert_resolver(DynamicCert::from_files(cert, key)?),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A verifier that accepts any server certificate (insecure-skip-tls-verify).
+pub fn any_server_certificate() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AnyCertificate(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    )))
 }
 
 /// Skips the certificate chain check; signatures are still verified.

@@ -66,6 +66,9 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
             pki("apiserver-kubelet-client.crt"),
             "--kubelet-client-key".into(),
             pki("apiserver-kubelet-client.key"),
+            // Kubelets serve certificates from the cluster CA (--rotate-server-certificates).
+            "--kubelet-certificate-authority".into(),
+            pki("ca.crt"),
             "--authorization-mode".into(),
             "Node,RBAC".into(),
             "--enable-bootstrap-token-auth".into(),
@@ -166,6 +169,9 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         "--authentication-token-webhook".into(),
         "--authorization-mode".into(),
         "Webhook".into(),
+        // Client and serving certificates from the cluster CA, renewed before they expire.
+        "--rotate-certificates".into(),
+        "--rotate-server-certificates".into(),
         "-v".into(),
         v.clone(),
     ];

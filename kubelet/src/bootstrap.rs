@@ -2,18 +2,17 @@
 //! exist yet, the kubelet uses the bootstrap credentials (a bootstrap token) to ask for a
 //! client certificate through a CertificateSigningRequest (CN system:node:NAME,
 //! O system:nodes, signer kubernetes.io/kube-apiserver-client-kubelet), waits until the
-//! controller-manager approved and signed it, and writes a kubeconfig that uses it.
+//! controller-manager approved and signed it, and writes a kubeconfig that uses it. An
+//! expired certificate starts the bootstrap over.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use kube::api::{Api, PostParams};
+use common::dynamic_cert::DynamicCert;
 
+use crate::certificates::{Store, Template};
 use crate::error::{Error, invalid, io};
-
-const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 
 /// The apiserver and CA of a kubeconfig's current context: (server, CA PEM base64).
 fn cluster_of(path: &Path) -> crate::Result<(String, String)> {
@@ -46,8 +45,9 @@ fn cluster_of(path: &Path) -> crate::Result<(String, String)> {
     Ok((server, ca))
 }
 
-/// Makes sure `kubeconfig` exists: if not, gets a certificate with `bootstrap` and writes it.
-/// The key and certificate are kept in `cert_dir` (kubelet-client.key, kubelet-client.crt).
+/// Makes sure `kubeconfig` exists with a certificate that has not expired: if not, gets one
+/// with `bootstrap`, keeps it in `cert_dir`'s client store (kubelet-client-current.pem, key
+/// included) and writes a kubeconfig that points at it, so rotations need no rewrite.
 pub async fn ensure_kubeconfig(
     kubeconfig: &Path,
     bootstrap: &Path,
@@ -55,90 +55,95 @@ pub async fn ensure_kubeconfig(
     cert_dir: &Path,
     timeout: Duration,
 ) -> crate::Result<()> {
-    if kubeconfig.exists() {
+    let store = Store::client(cert_dir);
+    if kubeconfig.exists() && !expired(&store) {
         return Ok(());
     }
     let (server, ca) = cluster_of(bootstrap)?;
     let client = common::client::client(Some(bootstrap))
         .await
         .map_err(Error::component)?;
-    let key = rcgen::KeyPair::generate().map_err(building("generating the client key"))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .map_err(building("the certificate request"))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    let request = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(building("the certificate request"))?;
-    let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
-        "metadata": { "generateName": "node-csr-" },
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(&request),
-            "signerName": SIGNER,
-            "usages": ["digital signature", "client auth"],
-        },
-    }))?;
-    let api: Api<CertificateSigningRequest> = Api::all(client);
-    let created = api
-        .create(&PostParams::default(), &csr)
+    let (cert, key) = crate::certificates::request(&client, &Template::client(node), timeout)
         .await
-        .map_err(|e| {
-            Error::from(e)
-                .context("creating the CertificateSigningRequest with the bootstrap credentials")
-        })?;
-    let name = created.metadata.name.unwrap_or_default();
-    tracing::info!(csr = %name, "waiting for the client certificate to be approved and signed");
-    let deadline = tokio::time::Instant::now() + timeout;
-    let certificate = loop {
-        let current = api.get(&name).await?;
-        let status = current.status.unwrap_or_default();
-        if let Some(c) = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
-        {
-            return Err(Error::Certificate(format!(
-                "the certificate request {name} was {}: {}",
-                c.type_.to_lowercase(),
-                c.message.clone().unwrap_or_default()
-            )));
-        }
-        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-            break cert.0;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(Error::Certificate(format!(
-                "the certificate request {name} was not signed within {timeout:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    common::files::create_private_dir(cert_dir)
-        .map_err(io(format!("creating {}", cert_dir.display())))?;
-    let (cert_path, key_path) = (
-        cert_dir.join("kubelet-client.crt"),
-        cert_dir.join("kubelet-client.key"),
-    );
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, &certificate)
-        .map_err(io(format!("writing {}", cert_path.display())))?;
-    let config = render(&server, &ca, node, &cert_path, &key_path);
+        .map_err(|e| e.context("getting a client certificate with the bootstrap credentials"))?;
+    let current = store.save(&cert, &key)?;
+    let config = render(&server, &ca, node, &current);
     write_private(kubeconfig, config.as_bytes())?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "wrote the kubeconfig with the node's certificate");
     Ok(())
 }
 
-fn render(server: &str, ca: &str, node: &str, cert: &Path, key: &Path) -> String {
+/// Whether the store's current certificate has expired (then bootstrapping starts over, as
+/// upstream's kubelet does); false when the store is empty (the kubeconfig has its own).
+fn expired(store: &Store) -> bool {
+    let Some(pem) = store.load() else {
+        return false;
+    };
+    DynamicCert::from_pem(&pem, &pem)
+        .ok()
+        .and_then(|c| c.validity())
+        .is_some_and(|(_, not_after)| not_after < chrono::Utc::now().timestamp())
+}
+
+/// The client certificate and key a kubeconfig's current user authenticates with (inline
+/// data or files relative to the kubeconfig), as one PEM; None when it uses something else.
+pub fn kubeconfig_identity(path: &Path) -> crate::Result<Option<Vec<u8>>> {
+    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    let config: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("reading {}: {e}", path.display())))?;
+    let context = config["current-context"].as_str().unwrap_or_default();
+    let user_name = config["contexts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"].as_str() == Some(context))
+        .and_then(|c| c["context"]["user"].as_str());
+    let Some(user) = config["users"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|u| user_name.is_none_or(|n| u["name"].as_str() == Some(n)))
+        .map(|u| &u["user"])
+    else {
+        return Ok(None);
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let part = |data: &str, file: &str| -> crate::Result<Option<Vec<u8>>> {
+        if let Some(b64) = user[data].as_str() {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| Error::Invalid(format!("{} {data}: {e}", path.display())))?;
+            return Ok(Some(pem));
+        }
+        match user[file].as_str() {
+            Some(f) => {
+                let f = base.join(f);
+                std::fs::read(&f)
+                    .map(Some)
+                    .map_err(io(format!("reading {}", f.display())))
+            }
+            None => Ok(None),
+        }
+    };
+    let cert = part("client-certificate-data", "client-certificate")?;
+    let key = part("client-key-data", "client-key")?;
+    Ok(cert.zip(key).map(|(mut c, k)| {
+        if c == k {
+            return c;
+        }
+        if !c.ends_with(b"\n") {
+            c.push(b'\n');
+        }
+        c.extend(k);
+        c
+    }))
+}
+
+fn render(server: &str, ca: &str, node: &str, current: &Path) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    user: default-auth\n    namespace: default\ncurrent-context: default-context\nusers:\n- name: default-auth\n  user:\n    # system:node:{node}\n    client-certificate: {}\n    client-key: {}\n",
-        cert.display(),
-        key.display()
+        current.display(),
+        current.display()
     )
 }
 
@@ -148,11 +153,6 @@ fn write_private(path: &Path, data: &[u8]) -> crate::Result<()> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
     common::files::write_private(path, data).map_err(io(format!("writing {}", path.display())))
-}
-
-/// For `map_err`: building the key or the request failed (the same again would too).
-fn building(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
-    move |e| Error::Invalid(format!("{what}: {e}"))
 }
 
 /// The default place of the bootstrap certificate under the kubelet's root directory.

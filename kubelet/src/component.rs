@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::component::Component;
+use common::dynamic_cert::DynamicCert;
 
+use crate::certificates::{Manager, Store, Subject, Template};
 use crate::cri::Cri;
 use crate::error::{Error, io};
 use crate::node::{Heartbeat, Machine, NodeConfig};
@@ -58,6 +60,11 @@ pub struct Config {
     pub client_ca_file: Option<PathBuf>,
     /// Authentication and authorization of the kubelet API.
     pub auth: AuthConfig,
+    /// --rotate-certificates: renew the client certificate before it expires.
+    pub rotate_certificates: bool,
+    /// --rotate-server-certificates: serve a certificate from the cluster CA (signer
+    /// kubernetes.io/kubelet-serving), renewed before it expires.
+    pub rotate_server_certificates: bool,
 }
 
 impl Default for Config {
@@ -83,6 +90,8 @@ impl Default for Config {
             cert_dir: None,
             client_ca_file: None,
             auth: AuthConfig::default(),
+            rotate_certificates: false,
+            rotate_server_certificates: false,
         }
     }
 }
@@ -124,9 +133,17 @@ pub async fn run(
         )
         .await?;
     }
-    let client = common::client::client(config.kubeconfig.as_deref())
-        .await
-        .map_err(Error::component)?;
+    let mut rotations = Vec::new();
+    let client = match (config.rotate_certificates, config.kubeconfig.as_deref()) {
+        (true, Some(kubeconfig)) => {
+            let (client, manager) = rotating_client(kubeconfig, &cert_dir, &name).await?;
+            rotations.extend(manager);
+            client
+        }
+        _ => common::client::client(config.kubeconfig.as_deref())
+            .await
+            .map_err(Error::component)?,
+    };
     let runtime = match config.runtime {
         Runtime::Hollow => {
             let hollow =
@@ -198,16 +215,21 @@ pub async fn run(
     let mut names = vec![name.clone(), "localhost".into(), "127.0.0.1".into()];
     names.extend(config.node_ip.clone());
     names.extend(common::tls::hostname());
+    let rotated = if config.rotate_server_certificates {
+        let (cert, manager) = rotating_serving_cert(&pods.client, &cert_dir, &name, names.clone())?;
+        rotations.push(manager);
+        Some(cert)
+    } else {
+        None
+    };
     let serve = crate::server::ServeConfig {
         addr: SocketAddr::new(config.address, config.port),
         tls_cert_file: config.tls_cert_file.clone(),
         tls_private_key_file: config.tls_private_key_file.clone(),
-        cert_dir: config
-            .cert_dir
-            .clone()
-            .unwrap_or_else(|| config.root_dir.join("pki")),
+        cert_dir: cert_dir.clone(),
         names,
         client_ca_file: config.client_ca_file.clone(),
+        rotated,
     };
     let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(crate::server::serve(serve, Arc::new(api), api_stopped));
@@ -220,6 +242,7 @@ pub async fn run(
             _ = probe => Ok::<(), Error>(()),
             _ = node => Ok(()),
             _ = crate::pods::run_with_static_pods(pods, name, static_pods) => Ok(()),
+            _ = futures::future::join_all(rotations.into_iter().map(Manager::run)) => Ok(()),
             // The API server's task ended: with its error, or it panicked.
             served = api => served
                 .map_err(|panicked| Error::component(common::Error::Component(Box::new(panicked))))
@@ -230,6 +253,76 @@ pub async fn run(
     let _ = stop_api.send(true);
     result.map_err(Error::component)?.transpose()?;
     Ok(())
+}
+
+/// The API client of --rotate-certificates: it authenticates with the client store's
+/// current certificate (seeded from the kubeconfig's own when the store is empty, as
+/// upstream's kubelet does), and a manager that renews it.
+async fn rotating_client(
+    kubeconfig: &Path,
+    cert_dir: &Path,
+    node: &str,
+) -> crate::Result<(kube::Client, Option<Manager>)> {
+    let store = Store::client(cert_dir);
+    let pem = match store.load() {
+        Some(pem) => pem,
+        None => match crate::bootstrap::kubeconfig_identity(kubeconfig)? {
+            Some(pem) => {
+                store.save(&pem, b"")?;
+                pem
+            }
+            None => {
+                tracing::warn!(kubeconfig = %kubeconfig.display(), "--rotate-certificates: the kubeconfig has no client certificate to rotate");
+                let client = common::client::client(Some(kubeconfig))
+                    .await
+                    .map_err(Error::component)?;
+                return Ok((client, None));
+            }
+        },
+    };
+    let cert = DynamicCert::from_pem(&pem, &pem).map_err(Error::component)?;
+    let client = common::client::client_with_identity(kubeconfig, cert.clone())
+        .await
+        .map_err(Error::component)?;
+    let manager = Manager {
+        client: client.clone(),
+        store,
+        cert,
+        subject: Subject::Client(Template::client(node)),
+        issued: true,
+    };
+    Ok((client, Some(manager)))
+}
+
+/// The serving certificate of --rotate-server-certificates: the serving store's current one,
+/// or a self-signed stand-in until the first is issued, and a manager that renews it.
+fn rotating_serving_cert(
+    client: &kube::Client,
+    cert_dir: &Path,
+    node: &str,
+    names: Vec<String>,
+) -> crate::Result<(Arc<DynamicCert>, Manager)> {
+    let store = Store::serving(cert_dir);
+    let (cert, issued) = match store.load() {
+        Some(pem) => (DynamicCert::from_pem(&pem, &pem), true),
+        None => {
+            let (c, k) =
+                common::tls::self_signed(cert_dir, "kubelet", names).map_err(Error::component)?;
+            let read = |p: &Path| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
+            (DynamicCert::from_pem(&read(&c)?, &read(&k)?), false)
+        }
+    };
+    let cert = cert.map_err(Error::component)?;
+    let manager = Manager {
+        client: client.clone(),
+        store,
+        cert: cert.clone(),
+        subject: Subject::Serving {
+            node: node.to_owned(),
+        },
+        issued,
+    };
+    Ok((cert, manager))
 }
 
 /// `kubelet hollow`: many hollow nodes over the apiserver of `kubeconfig` until `shutdown`

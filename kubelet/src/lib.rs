@@ -7,6 +7,7 @@
 //! imports them. `testing` starts a private containerd.
 
 pub mod bootstrap;
+pub mod certificates;
 pub mod component;
 pub mod containerd;
 pub mod cri;

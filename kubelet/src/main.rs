@@ -98,6 +98,15 @@ struct Flags {
     /// How long denied SubjectAccessReview answers are cached.
     #[arg(long, default_value = "30s", value_parser = common::flags::parse_duration)]
     authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
+    /// Renew the client certificate (in --cert-dir, kubelet-client-current.pem) through a
+    /// CertificateSigningRequest at a random 70-90% of its lifetime, without a restart.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_certificates: bool,
+    /// Serve the kubelet API with a certificate from the cluster CA (signer
+    /// kubernetes.io/kubelet-serving, for the Node's names and addresses) instead of a
+    /// self-signed one, renewed like the client certificate; --tls-cert-file is then unused.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_server_certificates: bool,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -187,6 +196,8 @@ async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Resu
                 tls_private_key_file: flags.tls_private_key_file,
                 cert_dir: flags.cert_dir,
                 client_ca_file: flags.client_ca_file,
+                rotate_certificates: flags.rotate_certificates,
+                rotate_server_certificates: flags.rotate_server_certificates,
                 auth: AuthConfig {
                     anonymous: flags.anonymous_auth,
                     token_webhook: flags.authentication_token_webhook,

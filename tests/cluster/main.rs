@@ -7,4 +7,5 @@ mod component_serving;
 mod kubeadm;
 mod kubelet_auth;
 mod multinode;
+mod rotation;
 mod security;

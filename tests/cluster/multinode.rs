@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use cluster_tests::hosts::Network;
+use cluster_tests::hosts::{Network, after};
 use cluster_tests::until;
 use serde_json::Value;
 
@@ -15,14 +15,6 @@ async fn kubectl_ok(admin: &Path, args: &[&str]) -> String {
     let (ok, out, err) = apiserver::testing::kubectl(admin, args, None).await;
     assert!(ok, "kubectl {}: {out}{err}", args.join(" "));
     out
-}
-
-/// The word after `flag` in kubeadm init's output.
-fn after<'a>(out: &'a str, flag: &str) -> &'a str {
-    out.split_whitespace()
-        .skip_while(|w| *w != flag)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {flag} in:\n{out}"))
 }
 
 /// (pod name, node) of the running, not terminating, pods labelled app=web.

@@ -65,6 +65,14 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The word after `flag` in kubeadm's output (`--token`, `--discovery-token-ca-cert-hash`).
+pub fn after<'a>(out: &'a str, flag: &str) -> &'a str {
+    out.split_whitespace()
+        .skip_while(|w| *w != flag)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {flag} in:\n{out}"))
+}
+
 impl Network {
     /// A bridge on a free 10.251.N.0/24.
     pub fn create() -> Network {

@@ -67,11 +67,11 @@ impl Authenticators {
         authorization: Option<&str>,
     ) -> Authenticated {
         let mut failure = None;
-        match peer {
-            Some(PeerIdentity::Verified { user, groups }) => {
-                return Authenticated::User(UserInfo::new(user, groups.clone()));
+        match peer.map(PeerIdentity::now) {
+            Some(Ok((user, groups))) => {
+                return Authenticated::User(UserInfo::new(user, groups.to_vec()));
             }
-            Some(PeerIdentity::Rejected(why)) => failure = Some(why.clone()),
+            Some(Err(why)) => failure = Some(why),
             None => {}
         }
         // Other schemes (Basic) are not ours to judge, nor tokens when no token authenticator

@@ -184,9 +184,10 @@ pub async fn serve(
     let target: Uri = url
         .parse()
         .map_err(|e| ApiError::bad_request(format!("{url}: {e}")))?;
-    // The kubelets' certificates are self-signed unless the cluster's PKI issued them; like
-    // upstream without --kubelet-certificate-authority, they are not verified. Our client
-    // certificate (--kubelet-client-certificate) is what a kubelet authenticates us by.
+    // The kubelets' certificates are self-signed unless the cluster's CA issued them
+    // (--rotate-server-certificates); they are checked for the dialed address only with
+    // --kubelet-certificate-authority, as upstream. Our client certificate
+    // (--kubelet-client-certificate) is what a kubelet authenticates us by.
     let response = common::proxy::forward(request, &target, Some(state.kubelet_tls.clone()))
         .await
         .map_err(|e| ApiError::new(500, "InternalError", format!("{url}: {e:#}")))?;

@@ -436,6 +436,7 @@ mod tests {
         let cert = PeerIdentity::Verified {
             user: "alice".into(),
             groups: vec!["dev".into()],
+            not_after: i64::MAX,
         };
         let alice = auth.authenticate(Some(&cert), None).await.unwrap();
         assert_eq!(alice.groups, ["dev", "system:authenticated"]);

@@ -1,7 +1,8 @@
 //! The kubelet's API on --port (10250, HTTPS): /healthz, /pods, /containerLogs, /exec,
 //! /attach, /portForward, /stats/summary and /metrics. The apiserver reaches it for kubectl
 //! logs, exec, attach, port-forward and nodes/proxy. Without --tls-cert-file the kubelet
-//! serves a self-signed certificate kept in --cert-dir, as upstream does. Every path,
+//! serves a self-signed certificate kept in --cert-dir, as upstream does, and with
+//! --rotate-server-certificates one the cluster CA issued (see `certificates`). Every path,
 //! /healthz included, passes `auth` first (--client-ca-file, --anonymous-auth,
 //! --authentication-token-webhook, --authorization-mode).
 
@@ -21,6 +22,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::dynamic_cert::DynamicCert;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -78,6 +80,9 @@ pub struct ServeConfig {
     /// --client-ca-file: clients may present certificates signed by these CAs (CN the user,
     /// O the groups).
     pub client_ca_file: Option<PathBuf>,
+    /// A certificate the certificate manager keeps fresh (--rotate-server-certificates);
+    /// the files above are not used then.
+    pub rotated: Option<Arc<DynamicCert>>,
 }
 
 pub fn router(kubelet: Arc<Kubelet>) -> Router {
@@ -114,10 +119,18 @@ pub async fn serve(
     kubelet: Arc<Kubelet>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> crate::Result<()> {
-    let (cert, key) = match (config.tls_cert_file, config.tls_private_key_file) {
-        (Some(c), Some(k)) => (c, k),
-        (None, None) => common::tls::self_signed(&config.cert_dir, "kubelet", config.names)
-            .map_err(Error::component)?,
+    let cert = match (
+        config.rotated,
+        config.tls_cert_file,
+        config.tls_private_key_file,
+    ) {
+        (Some(rotated), _, _) => rotated,
+        (None, Some(c), Some(k)) => DynamicCert::from_files(&c, &k).map_err(Error::component)?,
+        (None, None, None) => {
+            let (c, k) = common::tls::self_signed(&config.cert_dir, "kubelet", config.names)
+                .map_err(Error::component)?;
+            DynamicCert::from_files(&c, &k).map_err(Error::component)?
+        }
         _ => crate::error::invalid!(
             "--tls-cert-file and --tls-private-key-file must be given together"
         ),
@@ -128,7 +141,7 @@ pub async fn serve(
         .map(common::tls::ClientCa::load)
         .transpose()
         .map_err(Error::component)?;
-    let tls = common::tls::server(&cert, &key, client_ca).map_err(Error::component)?;
+    let tls = common::tls::server_with(cert, client_ca).map_err(Error::component)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(io(format!("listening on {}", config.addr)))?;

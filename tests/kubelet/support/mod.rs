@@ -135,6 +135,7 @@ impl Node {
             cert_dir: self.dir.path().join("pki"),
             names: vec!["node-a".into(), "127.0.0.1".into()],
             client_ca_file: None,
+            rotated: None,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         self.api_stop = Some(stop);
