@@ -422,6 +422,22 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// Whether the TLS server at `addr` completes a handshake with `config`, its certificate
+/// checked for the address dialed.
+pub async fn handshake_succeeds(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .is_ok()
+}
+
 /// A verifier that accepts any server certificate (insecure-skip-tls-verify).
 pub fn any_server_certificate() -> Arc<dyn ServerCertVerifier> {
     Arc::new(AnyCertificate(Arc::new(

@@ -3,7 +3,9 @@
 //! `<data-dir>/pki` and embedded in the control plane's kubeconfigs) live a year, the CA ten;
 //! `check-expiration` tabulates when each expires, `renew` re-issues leaves from the existing
 //! CA with the same subject, names, usages and key, valid a year from now. The running
-//! components keep the certificates they loaded until they are restarted.
+//! components re-read the serving certificate and the apiserver's kubelet client
+//! certificate when their files change; the client certificates embedded in kubeconfigs are
+//! used once their components restart.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -375,6 +377,52 @@ fn replace_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     drop(file);
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// The components that read a kubeconfig's embedded client certificate only when they
+/// start, by kubeconfig (serving certificates and the apiserver's kubelet client certificate
+/// are re-read from their files by the running processes).
+const READ_AT_START: &[(&str, &str)] = &[
+    ("controller-manager.conf", "kube-controller-manager"),
+    ("scheduler.conf", "kube-scheduler"),
+];
+
+/// After `renewed`: asks the node's supervisor to restart the components whose kubeconfig
+/// certificate changed (SIGTERM; the supervisor starts them again). Answers the restarted
+/// components, or None when no supervisor runs the node (the user must restart them).
+pub fn restart_components(data_dir: &Path, renewed: &[&Leaf]) -> Option<Vec<&'static str>> {
+    let layout = crate::config::Layout::new(data_dir);
+    crate::supervisor::running_supervisor(&layout)?;
+    let mut restarted = Vec::new();
+    for (conf, component) in READ_AT_START {
+        if !renewed
+            .iter()
+            .any(|l| l.location == Location::Kubeconfig(conf))
+        {
+            continue;
+        }
+        if let Some(pid) = crate::supervisor::component_pid(&layout, component)
+            && crate::supervisor::signal(pid, rustix::process::Signal::TERM)
+        {
+            restarted.push(*component);
+        }
+    }
+    Some(restarted)
+}
+
+/// What `renew` prints last when the supervisor restarted what needed it.
+pub fn restarted_message(restarted: &[&str]) -> String {
+    let mut text = "Done renewing certificates. kube-apiserver, kube-controller-manager and \
+        kube-scheduler re-read their serving certificates from their files"
+        .to_owned();
+    if !restarted.is_empty() {
+        text.push_str(&format!(
+            "; restarted through the supervisor to use their renewed kubeconfigs: {}",
+            restarted.join(", ")
+        ));
+    }
+    text.push('.');
+    text
 }
 
 /// Renews `leaf` on the node in `data_dir`; false when kubeadm did not write it there.

@@ -155,6 +155,10 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
     );
     wait_node_ready(&client, &cfg.node_name, &layout, supervisor_pid).await?;
     println!(
+        "[kubelet-finalize] Waiting for the kubelet's serving certificate from the cluster CA"
+    );
+    wait::kubelet_serving(&layout, cfg.advertise_address, supervisor_pid).await?;
+    println!(
         "[mark-control-plane] Marking the node {} as control-plane by adding the label \"node-role.kubernetes.io/control-plane=''\"",
         cfg.node_name
     );

@@ -129,6 +129,10 @@ pub async fn run(opts: JoinOptions) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!(
+        "[kubelet-finalize] Waiting for the kubelet's serving certificate from the cluster CA"
+    );
+    wait::kubelet_serving(&layout, cfg.advertise_address, pid).await?;
+    println!(
         "\nThis node has joined the cluster ({:.1}s):\n\
 * Certificate signing request was sent to apiserver and a response was received.\n\
 * The Kubelet was informed of the new secure connection details.\n\n\

@@ -326,14 +326,21 @@ fn certs(command: CertsCommands) -> anyhow::Result<()> {
             print!("{}", kubeadm::certs::check_expiration(&data_dir, now)?);
         }
         CertsCommands::Renew { which, data_dir } => {
+            let mut renewed = Vec::new();
             for leaf in kubeadm::certs::select(&which)? {
                 if kubeadm::certs::renew(&data_dir, leaf)? {
                     println!("{} renewed", leaf.long_name);
+                    renewed.push(leaf);
                 } else if which != "all" {
                     anyhow::bail!("{} was not created on this node", leaf.name);
                 }
             }
-            println!("\n{}", kubeadm::certs::RESTART_HINT);
+            match kubeadm::certs::restart_components(&data_dir, &renewed) {
+                Some(restarted) => {
+                    println!("\n{}", kubeadm::certs::restarted_message(&restarted))
+                }
+                None => println!("\n{}", kubeadm::certs::RESTART_HINT),
+            }
         }
     }
     Ok(())

@@ -104,15 +104,8 @@ fn kill_leftovers(layout: &Layout) {
         return;
     };
     for e in entries.flatten() {
-        let Ok(pid) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        let Ok(pid) = pid.trim().parse::<u32>() else {
-            continue;
-        };
-        // Only if the pid still belongs to a process started from this data dir.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&*layout.root.to_string_lossy()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = supervisor::component_pid(layout, &name) {
             supervisor::signal(pid, rustix::process::Signal::KILL);
         }
     }

@@ -60,6 +60,20 @@ pub fn running_supervisor(layout: &Layout) -> Option<u32> {
     (is_ours && pid != std::process::id()).then_some(pid)
 }
 
+/// The pid of the supervised process `component` (kube-scheduler, ...) of this data dir,
+/// if it runs: its pid file names a live process started from this data dir.
+pub fn component_pid(layout: &Layout, component: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(layout.root.join("pids").join(component))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(&*layout.root.to_string_lossy())
+        .then_some(pid)
+}
+
 /// Prepares the directories and containerd's configuration.
 pub fn prepare(layout: &Layout) -> anyhow::Result<()> {
     for dir in [

@@ -1,6 +1,6 @@
-//! Waiting with progress: init and join wait for the apiserver and the node while telling
-//! the user what they wait for, and fail with the end of the relevant log when the
-//! supervisor is gone or the time is up.
+//! Waiting with progress: init and join wait for the apiserver, the node and the kubelet's
+//! serving certificate while telling the user what they wait for, and fail with the end of
+//! the relevant log when the supervisor is gone or the time is up.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -64,4 +64,26 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until the kubelet at `ip`:10250 serves a certificate the cluster CA (`layout`'s
+/// pki/ca.crt) issued for that address, as the apiserver checks it
+/// (--kubelet-certificate-authority): until then `kubectl logs` and `exec` fail.
+pub async fn kubelet_serving(
+    layout: &Layout,
+    ip: std::net::IpAddr,
+    pid: u32,
+) -> anyhow::Result<()> {
+    let tls = common::tls::client_config(Some(&layout.pki().join("ca.crt")), None)?;
+    let mut progress = Progress::new(Duration::from_secs(120));
+    loop {
+        check_supervisor(layout, pid)?;
+        if common::tls::handshake_succeeds(tls.clone(), (ip, 10250).into()).await {
+            return Ok(());
+        }
+        progress
+            .tick("the kubelet's serving certificate")
+            .map_err(|e| e.context(tail(&layout.logs().join("kubelet.log"), 20)))?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

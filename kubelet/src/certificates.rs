@@ -216,7 +216,7 @@ pub struct Manager {
 impl Manager {
     /// Rotates until dropped.
     pub async fn run(mut self) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Duration::from_millis(250);
         loop {
             if self.issued {
                 let (not_before, not_after) = self.cert.validity().unwrap_or((0, 0));
@@ -233,7 +233,7 @@ impl Manager {
             match self.rotate().await {
                 Ok(()) => {
                     self.issued = true;
-                    backoff = Duration::from_secs(1);
+                    backoff = Duration::from_millis(250);
                 }
                 Err(e) => {
                     tracing::warn!(store = %self.store.current_path().display(), error = %e, retry_in = ?backoff, "certificate rotation failed");

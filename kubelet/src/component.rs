@@ -242,7 +242,7 @@ pub async fn run(
             _ = probe => Ok::<(), Error>(()),
             _ = node => Ok(()),
             _ = crate::pods::run_with_static_pods(pods, name, static_pods) => Ok(()),
-            _ = futures::future::join_all(rotations.into_iter().map(Manager::run)) => Ok(()),
+            _ = rotate(rotations) => Ok(()),
             // The API server's task ended: with its error, or it panicked.
             served = api => served
                 .map_err(|panicked| Error::component(common::Error::Component(Box::new(panicked))))
@@ -253,6 +253,12 @@ pub async fn run(
     let _ = stop_api.send(true);
     result.map_err(Error::component)?.transpose()?;
     Ok(())
+}
+
+/// Runs the certificate managers, forever (also when there are none).
+async fn rotate(managers: Vec<Manager>) {
+    futures::future::join_all(managers.into_iter().map(Manager::run)).await;
+    std::future::pending::<()>().await
 }
 
 /// The API client of --rotate-certificates: it authenticates with the client store's

@@ -551,7 +551,11 @@ async fn kubeadm_certs_check_expiration_renew_and_reset_confirmation() {
         );
     }
     assert!(
-        out.trim_end().ends_with(kubeadm::certs::RESTART_HINT),
+        out.trim_end()
+            .ends_with(&kubeadm::certs::restarted_message(&[
+                "kube-controller-manager",
+                "kube-scheduler"
+            ])),
         "{out}"
     );
     let after = not_befores(&dir);
@@ -572,6 +576,45 @@ async fn kubeadm_certs_check_expiration_renew_and_reset_confirmation() {
         async || {
             let (ok, out, _) = kubectl(&admin, &["get", "nodes", "-o", "name"]).await;
             (ok && out.contains("node/cp")).then_some(())
+        },
+    )
+    .await;
+    // The apiserver serves its renewed certificate without a restart; the controller-manager
+    // and scheduler, restarted by the supervisor, schedule and run a new pod.
+    let renewed = std::fs::read(dir.join("pki/apiserver.crt")).unwrap();
+    let renewed = x509_parser::pem::parse_x509_pem(&renewed)
+        .unwrap()
+        .1
+        .contents;
+    let addr = format!("{}:6443", net.hosts[cp].ip);
+    until(
+        "the apiserver to serve its renewed certificate",
+        Duration::from_secs(30),
+        async || (cluster_tests::served_certificate(&addr).await? == renewed).then_some(()),
+    )
+    .await;
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after-renew"},
+      "spec": {"terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}"#;
+    let (ok, out, err) =
+        apiserver::testing::kubectl(&admin, &["apply", "-f", "-"], Some(pod)).await;
+    assert!(ok, "{out}{err}");
+    until(
+        "a pod scheduled and running after the renewal",
+        Duration::from_secs(90),
+        async || {
+            let out = kubectl_ok(
+                &admin,
+                &[
+                    "get",
+                    "pod",
+                    "after-renew",
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ],
+            )
+            .await;
+            (out == "Running").then_some(())
         },
     )
     .await;

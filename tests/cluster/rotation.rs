@@ -36,17 +36,6 @@ fn current(link: &Path) -> Option<(PathBuf, i64)> {
     Some((target, not_after))
 }
 
-/// The leaf certificate (DER) the server at `addr` presents.
-async fn served_certificate(addr: &str) -> Option<Vec<u8>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let name = rustls::pki_types::ServerName::try_from("w1").ok()?;
-    let tls = tokio_rustls::TlsConnector::from(common::tls::insecure_client())
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
-}
-
 /// The last tick number in the pod's log.
 async fn last_tick(admin: &Path) -> Option<u64> {
     let (ok, out, _) = kubectl(admin, &["logs", "ticker", "--tail", "1"]).await;
@@ -179,7 +168,7 @@ async fn a_kubelet_renews_its_client_and_serving_certificates_while_its_pods_run
         async || {
             let pem = std::fs::read(&serving_link).ok()?;
             let leaf = DynamicCert::from_pem(&pem, &pem).ok()?.current().cert[0].to_vec();
-            (served_certificate(&addr).await? == leaf).then_some(())
+            (cluster_tests::served_certificate(&addr).await? == leaf).then_some(())
         },
     )
     .await;

@@ -111,6 +111,68 @@ async fn node_ipam_hands_out_unique_pod_cidrs() {
     );
 }
 
+/// TaintNodesByCondition: a new node starts with the not-ready NoSchedule taint, and the
+/// node lifecycle controller lifts it as soon as the node reports Ready, not at its next
+/// periodic pass (an hour away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_is_tainted_not_ready_until_it_reports_ready() {
+    let mut c = support::apiserver_with(|config| {
+        config.admission.taint_nodes_by_condition = true;
+    })
+    .await;
+    let options = Options {
+        node_monitor_period: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    c.start_controllers_with(&["nodelifecycle"], options).await;
+    let created = c
+        .create(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fresh"},
+            "spec": {"taints": [{"key": "example.com/dedicated", "effect": "NoSchedule"}]}}),
+        )
+        .await;
+    assert_eq!(
+        created["spec"]["taints"],
+        json!([{"key": "example.com/dedicated", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]),
+        "{created}"
+    );
+    // A node that comes with the taint does not get it twice.
+    let given = c
+        .create(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "given"},
+            "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}),
+        )
+        .await;
+    assert_eq!(
+        given["spec"]["taints"].as_array().unwrap().len(),
+        1,
+        "{given}"
+    );
+
+    let started = std::time::Instant::now();
+    heartbeat(&c, "fresh").await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let taints = eventually("the not-ready taint lifted", T, async || {
+        let node = nodes.get("fresh").await.unwrap();
+        let taints = node.spec.unwrap().taints.unwrap_or_default();
+        (!taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/not-ready"))
+        .then_some(taints)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "lifted on the node's change, not by the periodic pass"
+    );
+    assert_eq!(taints.len(), 1, "other taints stay: {taints:?}");
+    assert_eq!(taints[0].key, "example.com/dedicated");
+    // The node that never reported keeps it.
+    let given = nodes.get("given").await.unwrap();
+    assert_eq!(given.spec.unwrap().taints.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_is_tainted_and_its_pods_evicted_after_toleration_seconds() {
     let mut c = apiserver().await;

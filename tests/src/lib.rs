@@ -23,12 +23,20 @@ pub struct LocalApiServer {
 
 impl LocalApiServer {
     pub async fn start() -> LocalApiServer {
+        LocalApiServer::start_with(|_| {}).await
+    }
+
+    /// [`LocalApiServer::start`] with `configure`'s changes to the configuration.
+    pub async fn start_with(
+        configure: impl FnOnce(&mut apiserver::server::Config),
+    ) -> LocalApiServer {
         let dir = tempfile::tempdir().unwrap();
-        let config = apiserver::server::Config {
+        let mut config = apiserver::server::Config {
             data_dir: dir.path().join("data"),
             secure_port: 0,
             ..Default::default()
         };
+        configure(&mut config);
         let server = apiserver::server::spawn_in_process(config).await.unwrap();
         let url = server.url();
         let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
@@ -39,6 +47,17 @@ impl LocalApiServer {
             url,
         }
     }
+}
+
+/// The leaf certificate (DER) the TLS server at `addr` presents (not verified).
+pub async fn served_certificate(addr: &str) -> Option<Vec<u8>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from("kubernetes").ok()?;
+    let tls = tokio_rustls::TlsConnector::from(common::tls::insecure_client())
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
 }
 
 /// The path of the workspace's binary `name` (kube-scheduler, kubelet, ...).

@@ -1,7 +1,8 @@
 //! Admission: what upstream's admission plugins decide about a write, in upstream's order.
 //! NamespaceLifecycle (no content in a missing or terminating namespace, `default`,
 //! `kube-system` and `kube-public` never deleted; the checks live in the write handlers),
-//! [`limit_ranger`] (LimitRange defaults and bounds), ServiceAccount and Priority (here: the
+//! [`limit_ranger`] (LimitRange defaults and bounds), TaintNodesByCondition (new nodes start
+//! tainted not-ready), ServiceAccount and Priority (here: the
 //! pod's service account, its token volume and image pull secrets; priorityClassName to
 //! spec.priority), then the validating [`pod_security`] (the Pod Security Standards a
 //! namespace's labels choose), [`runtime_class`] (its overhead and scheduling),
@@ -36,6 +37,7 @@ use crate::status::{ApiError, ApiResult};
 pub struct Plugins {
     pub namespace_lifecycle: bool,
     pub limit_ranger: bool,
+    pub taint_nodes_by_condition: bool,
     pub service_account: bool,
     pub priority: bool,
     pub runtime_class: bool,
@@ -63,6 +65,7 @@ impl Plugins {
         Plugins {
             namespace_lifecycle: true,
             limit_ranger: true,
+            taint_nodes_by_condition: true,
             service_account: true,
             priority: true,
             runtime_class: true,
@@ -95,6 +98,7 @@ impl Plugins {
             match name.as_str() {
                 "NamespaceLifecycle" => plugins.namespace_lifecycle = on,
                 "LimitRanger" => plugins.limit_ranger = on,
+                "TaintNodesByCondition" => plugins.taint_nodes_by_condition = on,
                 "ServiceAccount" => plugins.service_account = on,
                 "Priority" => plugins.priority = on,
                 "PodSecurity" => plugins.pod_security = on,
@@ -131,6 +135,9 @@ impl Default for Plugins {
     fn default() -> Plugins {
         Plugins {
             service_account: false,
+            // No node lifecycle controller lifts the not-ready taint of nodes that tests
+            // and benchmarks create; upstream's scheduler_perf turns it off likewise.
+            taint_nodes_by_condition: false,
             // Its finalizers would keep deleted claims and volumes: no pvc-protection or
             // pv-protection controller runs beside an in-process server either.
             storage_object_in_use_protection: false,
@@ -160,6 +167,7 @@ pub async fn mutate_create(state: &ApiState, target: &Target, obj: &mut Value) -
                 runtime_class::admit_pod(state, obj)?;
             }
         }
+        ("", "nodes") if enabled.taint_nodes_by_condition => taint_not_ready(obj),
         ("", "persistentvolumeclaims") if enabled.default_storage_class => {
             default_class::storage_class(state, obj);
         }
@@ -209,6 +217,28 @@ pub async fn validate(
         resource_quota::admit(state, target, obj, old, dry_run).await?;
     }
     Ok(warnings)
+}
+
+/// The taint a new node starts with (TaintNodesByCondition): nothing is scheduled there
+/// until the node lifecycle controller sees it Ready and lifts it.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
+/// Upstream's TaintNodesByCondition: a node is created with the not-ready NoSchedule taint
+/// (unless it has it already), so no pod lands on it before its kubelet reports Ready.
+pub fn taint_not_ready(node: &mut Value) {
+    let spec = meta::object_at(node, &["spec"]);
+    let taints = spec.entry("taints").or_insert_with(|| json!([]));
+    if !taints.is_array() {
+        // Validation refuses it with the field's message.
+        return;
+    }
+    let list = taints.as_array_mut().expect("checked");
+    let present = list
+        .iter()
+        .any(|t| t["key"] == NOT_READY_TAINT && t["effect"] == "NoSchedule");
+    if !present {
+        list.push(json!({"key": NOT_READY_TAINT, "effect": "NoSchedule"}));
+    }
 }
 
 /// Upstream's StorageObjectInUseProtection: claims and volumes are created with the
@@ -709,6 +739,28 @@ mod tests {
         let no_pss = Plugins::from_flags(&[], &s(&["PodSecurity"])).unwrap();
         assert!(!no_pss.pod_security && no_pss.resource_quota);
         assert!(Plugins::from_flags(&s(&["PodSecurity"]), &s(&["PodSecurity"])).is_err());
+        assert!(Plugins::upstream().taint_nodes_by_condition);
+        assert!(!Plugins::default().taint_nodes_by_condition);
+        let untainted = Plugins::from_flags(&[], &s(&["TaintNodesByCondition"])).unwrap();
+        assert!(!untainted.taint_nodes_by_condition);
+    }
+
+    #[test]
+    fn new_nodes_are_tainted_not_ready_once() {
+        let mut bare = json!({"metadata": {"name": "n"}});
+        taint_not_ready(&mut bare);
+        assert_eq!(
+            bare["spec"]["taints"],
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+        );
+        let before = bare.clone();
+        taint_not_ready(&mut bare);
+        assert_eq!(bare, before, "not added twice");
+        // The same key with another effect is not the same taint.
+        let mut other = json!({"spec": {"taints": [
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]}});
+        taint_not_ready(&mut other);
+        assert_eq!(other["spec"]["taints"].as_array().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -282,7 +282,7 @@ impl Approver {
         let node_name = &r.cn["system:node:".len()..];
         let Some(node) = self.nodes.get(node_name) else {
             // The Node may not have reached this informer yet.
-            return Ok(Some(Duration::from_secs(2)));
+            return Ok(Some(Duration::from_millis(500)));
         };
         let addresses = node
             .status

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use common::events::{Involved, Recorder};
 use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::controllers::podutil;
-use crate::runtime::{Context, Informer};
+use crate::runtime::{Context, Informer, Reconcile, Requeue, WorkQueue};
 
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -57,7 +58,13 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         recorder: ctx.recorder("node-controller"),
     });
     podutil::index_by_node(&c.pods);
-    Ok(Box::pin(async move {
+    // Taints follow each change of a node at once (a new node's not-ready taint from
+    // TaintNodesByCondition is lifted as soon as its kubelet reports Ready); the periodic
+    // pass below finds the nodes whose kubelet went quiet.
+    let queue = WorkQueue::new("node-lifecycle-taints");
+    queue.follow_live(&c.nodes, |_| true);
+    let taints = crate::runtime::run_workers(queue, c.clone(), 1);
+    let monitor = Box::pin(async move {
         let mut tick = tokio::time::interval(c.period);
         loop {
             tick.tick().await;
@@ -69,7 +76,20 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
             let names: Vec<String> = c.nodes.list().iter().map(|n| n.name_any()).collect();
             c.health.lock().retain(|n, _| names.contains(n));
         }
+    });
+    Ok(Box::pin(async move {
+        futures::future::join(monitor, taints).await;
     }))
+}
+
+#[async_trait]
+impl Reconcile for NodeLifecycleController {
+    async fn sync(&self, name: &str) -> crate::Result<Requeue> {
+        if let Some(node) = self.nodes.get(name) {
+            self.sync_taints(&node).await?;
+        }
+        Ok(None)
+    }
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
@@ -122,7 +142,9 @@ pub fn unknown_conditions(node: &Node) -> Vec<NodeCondition> {
 }
 
 /// The node's taints with the not-ready/unreachable ones matching its Ready status; `None`
-/// when nothing changes. Taints that stay keep their timeAdded.
+/// when nothing changes. Taints that stay keep their timeAdded. A node that has never
+/// reported Ready keeps what it has (the not-ready taint TaintNodesByCondition gave it)
+/// until it reports or the periodic pass marks it Unknown.
 pub fn desired_taints(node: &Node) -> Option<Vec<Taint>> {
     let current = node
         .spec
@@ -132,6 +154,7 @@ pub fn desired_taints(node: &Node) -> Option<Vec<Taint>> {
     let want_key = match ready_status(node) {
         "False" => Some(NOT_READY),
         "Unknown" => Some(UNREACHABLE),
+        "" => return None,
         _ => None,
     };
     let mut out: Vec<Taint> = current
@@ -204,12 +227,22 @@ impl NodeLifecycleController {
                 self.mark_pods_not_ready(&name).await;
             }
         }
-        if let Some(taints) = desired_taints(&node) {
+        self.sync_taints(&node).await
+    }
+
+    /// Puts the not-ready/unreachable taints in step with the node's Ready condition; the
+    /// resourceVersion makes a patch against a stale copy fail (and be retried).
+    async fn sync_taints(&self, node: &Node) -> crate::Result<()> {
+        if let Some(taints) = desired_taints(node) {
             let api: Api<Node> = Api::all(self.client.clone());
             let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version},
                 "spec": {"taints": taints}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            api.patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -305,6 +338,12 @@ mod tests {
             "only ours are removed"
         );
         assert_eq!(desired_taints(&node(Some("True"), other)), None);
+        let tainted = json!([{"key": NOT_READY, "effect": "NoSchedule"}]);
+        assert_eq!(
+            desired_taints(&node(None, tainted)),
+            None,
+            "a node that never reported keeps its not-ready taint"
+        );
     }
 
     #[test]

@@ -22,12 +22,17 @@ pub struct Cluster {
 
 /// An apiserver only.
 pub async fn apiserver() -> Cluster {
+    apiserver_with(|_| {}).await
+}
+
+/// An apiserver only, configured by `configure`.
+pub async fn apiserver_with(configure: impl FnOnce(&mut apiserver::server::Config)) -> Cluster {
     let cluster_tests::LocalApiServer {
         server,
         dir,
         client,
         url,
-    } = cluster_tests::LocalApiServer::start().await;
+    } = cluster_tests::LocalApiServer::start_with(configure).await;
     Cluster {
         server,
         dir,
