@@ -58,8 +58,10 @@ impl Store {
     }
 
     /// Keeps a new pair: a new file only the owner may read, then the `-current` link moved
-    /// to it in one rename, so a crash leaves either the old pair or the new one.
+    /// to it in one rename, so a crash leaves either the old pair or the new one. Pairs older
+    /// than the one it replaces are removed, so short lifetimes do not fill the directory.
     pub fn save(&self, cert_pem: &[u8], key_pem: &[u8]) -> crate::Result<PathBuf> {
+        let previous = std::fs::read_link(self.current_path()).ok();
         common::files::create_private_dir(&self.dir)
             .map_err(io(format!("creating {}", self.dir.display())))?;
         let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S%.f");
@@ -72,7 +74,24 @@ impl Store {
         std::os::unix::fs::symlink(file.file_name().expect("a file name"), &staged)
             .map_err(io(format!("linking {}", staged.display())))?;
         std::fs::rename(&staged, &link).map_err(io(format!("replacing {}", link.display())))?;
+        self.prune(&file, previous.as_deref());
         Ok(link)
+    }
+
+    /// Removes this store's pairs other than `newest` and `previous`.
+    fn prune(&self, newest: &Path, previous: Option<&Path>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let stamped = format!("{}-2", self.prefix);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let keep = Some(name.as_os_str()) == newest.file_name()
+                || previous.is_some_and(|p| p.file_name() == Some(name.as_os_str()));
+            if !keep && name.to_string_lossy().starts_with(&stamped) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -300,18 +319,22 @@ mod tests {
     }
 
     #[test]
-    fn the_store_keeps_every_pair_and_links_the_newest() {
+    fn the_store_links_the_newest_and_keeps_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::client(dir.path());
         assert!(store.load().is_none());
-        store.save(b"cert1\n", b"key1\n").unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-        let link = store.save(b"cert2\n", b"key2\n").unwrap();
-        assert_eq!(store.load().unwrap(), b"cert2\nkey2\n");
+        for n in 1..=3 {
+            std::thread::sleep(Duration::from_millis(2));
+            store
+                .save(format!("cert{n}\n").as_bytes(), b"key\n")
+                .unwrap();
+        }
+        let link = store.save(b"cert4\n", b"key4\n").unwrap();
+        assert_eq!(store.load().unwrap(), b"cert4\nkey4\n");
         let target = std::fs::read_link(&link).unwrap();
         assert!(target.to_str().unwrap().starts_with("kubelet-client-2"));
         let files = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(files, 3, "two pairs and the link");
+        assert_eq!(files, 3, "the newest pair, the one before and the link");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&link).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is the owner's alone");
