@@ -52,7 +52,7 @@ impl Rendered {
 
 /// A short stable hash for chain names (FNV-1a, base32), as upstream prefixes its chains
 /// so that names stay unique when truncated.
-fn short_hash(s: &str) -> String {
+pub(crate) fn short_hash(s: &str) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
         h ^= u64::from(b);

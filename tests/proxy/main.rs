@@ -4,3 +4,4 @@
 mod binary;
 mod cluster;
 mod netns;
+mod netpol;

@@ -78,7 +78,8 @@ fn selector(
     LabelSelector::from_label_selector_json(&json).ok()
 }
 
-fn matches(
+/// Whether a metav1 LabelSelector matches `labels` (one that cannot be read matches nothing).
+pub fn selector_matches(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
@@ -89,15 +90,12 @@ fn matches(
 /// pod of the namespace) matches.
 pub fn selects(policy: &NetworkPolicy, pod: &Pod) -> bool {
     policy.metadata.namespace == pod.metadata.namespace
-        && policy
-            .spec
-            .as_ref()
-            .is_some_and(|s| {
-                // Required by validation; absent reads as empty, every pod.
-                s.pod_selector
-                    .as_ref()
-                    .is_none_or(|sel| matches(sel, &labels(pod)))
-            })
+        && policy.spec.as_ref().is_some_and(|s| {
+            // Required by validation; absent reads as empty, every pod.
+            s.pod_selector
+                .as_ref()
+                .is_none_or(|sel| selector_matches(sel, &labels(pod)))
+        })
 }
 
 /// Whether `peer` (of a policy in `namespace`) covers `other`.
@@ -117,13 +115,15 @@ fn peer_matches(
     };
     let pod_namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let namespace_ok = match &peer.namespace_selector {
-        Some(s) => namespaces.get(pod_namespace).is_some_and(|l| matches(s, l)),
+        Some(s) => namespaces
+            .get(pod_namespace)
+            .is_some_and(|l| selector_matches(s, l)),
         None => pod_namespace == namespace,
     };
     let pod_ok = peer
         .pod_selector
         .as_ref()
-        .is_none_or(|s| matches(s, &labels(pod)));
+        .is_none_or(|s| selector_matches(s, &labels(pod)));
     namespace_ok && pod_ok
 }
 

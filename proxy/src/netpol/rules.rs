@@ -1,0 +1,396 @@
+//! NetworkPolicy as nftables rules for the pods of one node (IPv4), in the layout
+//! `netpol/mod.rs` describes: base chains `egress` and `ingress` on the forward hook (and
+//! `egress` again on input, for traffic to the node itself) send a local pod's new
+//! connections, through the verdict maps `egress-pods` and `ingress-pods`, to the pod's
+//! chain; it jumps to the chain of each policy selecting it, whose rules accept what the
+//! policy allows, and drops the rest. Peer pods are named sets of addresses; named ports
+//! are sets of `address . protocol . port`, resolved on the destination pod.
+//!
+//! [`render`] writes the whole table; a sync that writes only the difference comes next.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::semantics::{NamespaceLabels, named_port, policy_types, selects};
+use crate::nftables::short_hash;
+
+/// Our table (family inet).
+pub const TABLE: &str = "tetsu-netpol";
+
+/// A pod's IPv4 address, if it has one.
+fn pod_ip(pod: &Pod) -> Option<Ipv4Addr> {
+    pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
+}
+
+fn id(policy: &NetworkPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy.metadata.namespace.as_deref().unwrap_or_default(),
+        policy.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    fn tag(self) -> &'static str {
+        match self {
+            Direction::Ingress => "in",
+            Direction::Egress => "out",
+        }
+    }
+
+    /// The peer's address field and the local (selected) pod's.
+    fn fields(self) -> (&'static str, &'static str) {
+        match self {
+            Direction::Ingress => ("ip saddr", "ip daddr"),
+            Direction::Egress => ("ip daddr", "ip saddr"),
+        }
+    }
+}
+
+/// The table being written.
+#[derive(Default)]
+struct Table {
+    /// Set name -> (type, elements).
+    sets: BTreeMap<String, (&'static str, Vec<String>)>,
+    /// Chain name -> rules.
+    chains: BTreeMap<String, Vec<String>>,
+}
+
+/// Everything the rules are made from.
+pub struct Cluster<'a> {
+    pub policies: &'a [NetworkPolicy],
+    /// Every pod of the cluster (peers may be anywhere).
+    pub pods: &'a [&'a Pod],
+    pub namespaces: &'a NamespaceLabels,
+    /// This node's name: only its pods get chains.
+    pub node: &'a str,
+}
+
+impl Cluster<'_> {
+    /// The pods `peer` (of a policy in `namespace`) selects.
+    fn peer_pods(&self, peer: &NetworkPolicyPeer, namespace: &str) -> Vec<&Pod> {
+        self.pods
+            .iter()
+            .copied()
+            .filter(|pod| {
+                let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+                let ns_ok = match &peer.namespace_selector {
+                    Some(s) => self
+                        .namespaces
+                        .get(ns)
+                        .is_some_and(|labels| super::semantics::selector_matches(s, labels)),
+                    None => ns == namespace,
+                };
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                ns_ok
+                    && peer
+                        .pod_selector
+                        .as_ref()
+                        .is_none_or(|s| super::semantics::selector_matches(s, &labels))
+            })
+            .collect()
+    }
+}
+
+/// `meta l4proto tcp th dport 80-81`-style match of a numbered port, or None for a named one.
+fn port_match(port: &NetworkPolicyPort) -> Option<String> {
+    let proto = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+    match &port.port {
+        None => Some(format!("meta l4proto {proto}")),
+        Some(IntOrString::Int(n)) => Some(match port.end_port {
+            Some(end) if end > *n => format!("meta l4proto {proto} th dport {n}-{end}"),
+            _ => format!("meta l4proto {proto} th dport {n}"),
+        }),
+        Some(IntOrString::String(_)) => None,
+    }
+}
+
+/// Renders one direction of one policy into `table`: its chain's rules.
+fn render_policy(
+    cluster: &Cluster<'_>,
+    policy: &NetworkPolicy,
+    direction: Direction,
+    table: &mut Table,
+) -> String {
+    let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
+    let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
+    let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
+    let (peer_field, _) = direction.fields();
+    let mut rules = Vec::new();
+    let rule_list: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
+        Direction::Ingress => spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r.from.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        Direction::Egress => spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r.to.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect(),
+    };
+    for (r, (peers, ports)) in rule_list.into_iter().enumerate() {
+        // Who: every peer's match (none: anyone).
+        let mut peer_matches = Vec::new();
+        let mut peer_pods: Vec<&Pod> = Vec::new();
+        if peers.is_empty() {
+            peer_matches.push(String::new());
+            peer_pods.extend(cluster.pods.iter().copied());
+        }
+        for (p, peer) in peers.iter().enumerate() {
+            if let Some(block) = &peer.ip_block {
+                let mut m = format!("{peer_field} {}", block.cidr);
+                let except = block.except.as_deref().unwrap_or_default();
+                if !except.is_empty() {
+                    let _ = write!(m, " {peer_field} != {{ {} }}", except.join(", "));
+                }
+                peer_matches.push(m);
+                continue;
+            }
+            let pods = cluster.peer_pods(peer, namespace);
+            let set = format!("{chain}-{r}-{p}");
+            let elements = pods
+                .iter()
+                .filter_map(|pod| pod_ip(pod))
+                .map(|ip| ip.to_string())
+                .collect();
+            table.sets.insert(set.clone(), ("ipv4_addr", elements));
+            peer_matches.push(format!("{peer_field} @{set}"));
+            peer_pods.extend(pods);
+        }
+        // Where to: numbered ports match as such; named ones become address . protocol .
+        // port elements of the pods they resolve on.
+        let mut port_matches = Vec::new();
+        if ports.is_empty() {
+            port_matches.push(String::new());
+        }
+        for (q, port) in ports.iter().enumerate() {
+            match port_match(port) {
+                Some(m) => port_matches.push(m),
+                None => {
+                    let Some(IntOrString::String(name)) = &port.port else {
+                        continue;
+                    };
+                    let proto = port.protocol.as_deref().unwrap_or("TCP");
+                    // Ingress: the selected (local) pods; egress: the peer pods.
+                    let candidates: Vec<&Pod> = match direction {
+                        Direction::Ingress => cluster
+                            .pods
+                            .iter()
+                            .copied()
+                            .filter(|p| selects(policy, p))
+                            .collect(),
+                        Direction::Egress => peer_pods.clone(),
+                    };
+                    let set = format!("{chain}-{r}-port-{q}");
+                    let elements = candidates
+                        .iter()
+                        .filter_map(|pod| {
+                            let number = named_port(pod, name, proto)?;
+                            Some(format!(
+                                "{} . {} . {number}",
+                                pod_ip(pod)?,
+                                proto.to_lowercase()
+                            ))
+                        })
+                        .collect();
+                    table.sets.insert(
+                        set.clone(),
+                        ("ipv4_addr . inet_proto . inet_service", elements),
+                    );
+                    port_matches.push(format!("ip daddr . meta l4proto . th dport @{set}"));
+                }
+            }
+        }
+        for who in &peer_matches {
+            for what in &port_matches {
+                let rule = [who.as_str(), what.as_str(), "accept"]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                rules.push(rule);
+            }
+        }
+    }
+    table.chains.insert(chain.clone(), rules);
+    chain
+}
+
+/// The whole table for `cluster`'s node, as an `nft -f` script that replaces any older one.
+pub fn render(cluster: &Cluster<'_>) -> String {
+    let mut table = Table::default();
+    let mut maps: [(Direction, Vec<String>); 2] = [
+        (Direction::Ingress, Vec::new()),
+        (Direction::Egress, Vec::new()),
+    ];
+    let mut policy_chains: BTreeMap<(String, &str), String> = BTreeMap::new();
+    let local = cluster
+        .pods
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(cluster.node));
+    for pod in local {
+        let Some(ip) = pod_ip(pod) else { continue };
+        for (direction, elements) in maps.iter_mut() {
+            let mut jumps = Vec::new();
+            for policy in cluster.policies.iter().filter(|p| selects(p, pod)) {
+                let (ingress, egress) = policy_types(policy.spec.as_ref().expect("selected"));
+                let applies = match direction {
+                    Direction::Ingress => ingress,
+                    Direction::Egress => egress,
+                };
+                if !applies {
+                    continue;
+                }
+                let key = (id(policy), direction.tag());
+                let chain = match policy_chains.get(&key) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = render_policy(cluster, policy, *direction, &mut table);
+                        policy_chains.insert(key, c.clone());
+                        c
+                    }
+                };
+                jumps.push(format!("jump {chain}"));
+            }
+            if jumps.is_empty() {
+                continue;
+            }
+            jumps.push("drop".into());
+            let chain = format!("pod-{}-{ip}", direction.tag()).replace('.', "-");
+            table.chains.insert(chain.clone(), jumps);
+            elements.push(format!("{ip} : jump {chain}"));
+        }
+    }
+    let mut s =
+        format!("add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
+    for (direction, elements) in &maps {
+        let _ = writeln!(
+            s,
+            "  map {}-pods {{\n    type ipv4_addr : verdict",
+            match direction {
+                Direction::Ingress => "ingress",
+                Direction::Egress => "egress",
+            }
+        );
+        if !elements.is_empty() {
+            let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
+        }
+        s.push_str("  }\n");
+    }
+    for (name, (kind, elements)) in &table.sets {
+        let _ = writeln!(s, "  set {name} {{\n    type {kind}");
+        if !elements.is_empty() {
+            let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
+        }
+        s.push_str("  }\n");
+    }
+    for (name, rules) in &table.chains {
+        let _ = writeln!(s, "  chain {name} {{");
+        for rule in rules {
+            let _ = writeln!(s, "    {rule}");
+        }
+        s.push_str("  }\n");
+    }
+    for (name, hook, priority, field) in [
+        ("egress", "forward", -10, "ip saddr"),
+        ("egress-to-node", "input", -10, "ip saddr"),
+        ("ingress", "forward", 10, "ip daddr"),
+    ] {
+        let map = if name == "ingress" {
+            "ingress-pods"
+        } else {
+            "egress-pods"
+        };
+        let _ = writeln!(
+            s,
+            "  chain {name} {{\n    type filter hook {hook} priority {priority} ; policy accept ;\n    ct state established,related accept\n    {field} vmap @{map}\n  }}"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ns: &str, name: &str, node: &str, ip: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns, "labels": {"pod": name}},
+            "spec": {"nodeName": node, "containers": [{"name": "c",
+                "ports": [{"name": "web", "containerPort": 8080}]}]},
+            "status": {"podIP": ip},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_policy_becomes_a_chain_its_peers_a_set_and_its_pods_map_elements() {
+        let pods = [
+            pod("x", "a", "n1", "10.244.1.10"),
+            pod("x", "b", "n2", "10.244.2.10"),
+            pod("y", "b", "n2", "10.244.2.11"),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let policy: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}},
+                    {"ipBlock": {"cidr": "192.0.2.0/24", "except": ["192.0.2.7/32"]}}],
+                    "ports": [{"port": "web"}, {"protocol": "UDP", "port": 53, "endPort": 54}]}]}}))
+        .unwrap();
+        let namespaces: NamespaceLabels = [
+            ("x".to_owned(), Default::default()),
+            ("y".to_owned(), Default::default()),
+        ]
+        .into();
+        let script = render(&Cluster {
+            policies: std::slice::from_ref(&policy),
+            pods: &refs,
+            namespaces: &namespaces,
+            node: "n1",
+        });
+        let chain = format!("policy-in-{}", short_hash("x/web"));
+        for line in [
+            "    elements = { 10.244.1.10 : jump pod-in-10-244-1-10 }".to_owned(),
+            format!("  set {chain}-0-0 {{\n    type ipv4_addr\n    elements = {{ 10.244.2.10, 10.244.2.11 }}"),
+            format!("  set {chain}-0-port-0 {{\n    type ipv4_addr . inet_proto . inet_service\n    elements = {{ 10.244.1.10 . tcp . 8080 }}"),
+            format!("  chain pod-in-10-244-1-10 {{\n    jump {chain}\n    drop\n  }}"),
+            format!("    ip saddr @{chain}-0-0 ip daddr . meta l4proto . th dport @{chain}-0-port-0 accept"),
+            format!("    ip saddr @{chain}-0-0 meta l4proto udp th dport 53-54 accept"),
+            "    ip saddr 192.0.2.0/24 ip saddr != { 192.0.2.7/32 } meta l4proto udp th dport 53-54 accept".to_owned(),
+            "    ct state established,related accept\n    ip daddr vmap @ingress-pods".to_owned(),
+        ] {
+            assert!(script.contains(&line), "{line}\nnot in:\n{script}");
+        }
+        // Pods of other nodes get no chain; no egress policy, no egress element.
+        assert!(!script.contains("pod-in-10-244-2"), "{script}");
+        assert!(!script.contains("pod-out-"), "{script}");
+    }
+}
