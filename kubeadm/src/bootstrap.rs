@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -45,10 +45,40 @@ fn cluster_role_binding(name: &str, role: &str, kind: &str, subject: &str) -> se
     })
 }
 
+/// The role of the NetworkPolicy enforcement kube-proxy runs (what upstream's
+/// kube-network-policies agent is granted): read pods, namespaces and policies.
+pub const NETWORK_POLICY_ROLE: &str = "tetsu:network-policy-agent";
+
 /// The RBAC bindings kubeadm adds to the bootstrap policy.
 pub async fn rbac(client: &kube::Client) -> anyhow::Result<()> {
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    ensure(
+        &roles,
+        json!({
+            "metadata": {"name": NETWORK_POLICY_ROLE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+            ],
+        }),
+    )
+    .await?;
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     for (name, role, kind, subject) in [
+        // kube-proxy enforces NetworkPolicies: as system:kube-proxy on the control plane,
+        // with the kubelet's credentials on workers.
+        (
+            "tetsu:network-policy-agent",
+            NETWORK_POLICY_ROLE,
+            "User",
+            "system:kube-proxy",
+        ),
+        (
+            "tetsu:network-policy-agent-nodes",
+            NETWORK_POLICY_ROLE,
+            "Group",
+            "system:nodes",
+        ),
         // admin.conf's group: cluster-admin through a binding, so it can be revoked.
         (
             "kubeadm:cluster-admins",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::component::Component;
 
 use crate::host::Host;
+use crate::netpol::enforcer::NetworkPolicies;
 use crate::podnet::PodNetwork;
 use crate::proxier::{Proxier, Timing};
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub cleanup: bool,
     /// Run the pod network agent (CNI configuration, routes, masquerade).
     pub pod_network: bool,
+    /// Enforce NetworkPolicies for this node's pods (off for people who bring their own).
+    pub network_policy: bool,
     pub cni_conf_dir: PathBuf,
     pub cni_ipam_data_dir: Option<PathBuf>,
     /// Where the rules and routes go: this host's network namespace from main.rs.
@@ -52,8 +55,8 @@ pub fn bind_address(flag: &str) -> crate::Result<Option<SocketAddr>> {
     Ok(Some(addr))
 }
 
-/// Keeps the Services programmed (and runs the pod network agent) until `shutdown`
-/// resolves. The rules stay when it returns: Services keep working while kube-proxy
+/// Keeps the Services programmed (and runs the pod network agent and NetworkPolicy
+/// enforcement) until `shutdown` resolves. The rules stay when it returns: Services keep working while kube-proxy
 /// restarts.
 pub async fn run(
     config: Config,
@@ -69,6 +72,7 @@ pub async fn run(
     if config.cleanup {
         Proxier::cleanup(&host).await?;
         PodNetwork::cleanup(&host, &config.cni_conf_dir).await?;
+        NetworkPolicies::cleanup(&host).await?;
         tracing::info!("removed kube-proxy's rules, routes and CNI configuration");
         return Ok(());
     }
@@ -115,10 +119,20 @@ pub async fn run(
             std::future::pending().await
         }
     };
+    let network_policy = async {
+        if config.network_policy {
+            NetworkPolicies::new(host.clone(), &node)
+                .run(client.clone())
+                .await
+        } else {
+            std::future::pending().await
+        }
+    };
     let work = async {
         tokio::select! {
             _ = proxier.run(client.clone(), timing) => {}
             _ = podnet => {}
+            _ = network_policy => {}
         }
     };
     component.run_until(work).await?;

@@ -47,6 +47,10 @@ struct Flags {
     /// Run the pod network agent (CNI configuration, routes, masquerade).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pod_network: bool,
+    /// Enforce NetworkPolicies for this node's pods in nftables (table inet tetsu-netpol);
+    /// false for people who bring their own enforcement.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    network_policy: bool,
     /// Where the CNI configuration for the container runtime goes.
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: PathBuf,
@@ -78,6 +82,7 @@ fn config(flags: Flags) -> anyhow::Result<Config> {
         min_sync_period: flags.min_sync_period,
         cleanup: flags.cleanup,
         pod_network: flags.pod_network,
+        network_policy: flags.network_policy,
         cni_conf_dir: flags.cni_conf_dir,
         cni_ipam_data_dir: flags.cni_ipam_data_dir,
         host: Host::current(),

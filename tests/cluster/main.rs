@@ -7,5 +7,6 @@ mod component_serving;
 mod kubeadm;
 mod kubelet_auth;
 mod multinode;
+mod netpol;
 mod rotation;
 mod security;

@@ -61,6 +61,7 @@ async fn a_deployment_behind_a_service_answers_a_pod_by_cluster_ip() {
         min_sync_period: Duration::from_secs(1),
         cleanup: false,
         pod_network: true,
+        network_policy: true,
         cni_conf_dir: cni_dir.clone(),
         cni_ipam_data_dir: None,
         host: Host::netns(&netns),

@@ -20,5 +20,6 @@
 //! each policy and each local pod apart and writes the difference in one `nft -f`, as
 //! kube-proxy's `Transaction` does, so a pod joining a selected set is one element.
 
+pub mod enforcer;
 pub mod rules;
 pub mod semantics;
