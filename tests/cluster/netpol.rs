@@ -8,11 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cluster_tests::hosts::Network;
-use cluster_tests::until;
-
-async fn kubectl(admin: &Path, args: &[&str]) -> (bool, String, String) {
-    apiserver::testing::kubectl(admin, args, None).await
-}
+use cluster_tests::{kubectl, until};
 
 async fn kubectl_ok(admin: &Path, args: &[&str]) -> String {
     let (ok, out, err) = kubectl(admin, args).await;
@@ -180,58 +176,49 @@ async fn a_policy_admits_only_the_pods_it_names_directly_and_through_a_service()
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(table.contains("ip daddr vmap @ingress-pods"), "{table}");
 
-    // Labels are read live: the stranger relabelled is a friend.
-    kubectl_ok(
-        &admin,
-        &[
-            "label",
-            "pod",
-            "-n",
-            "np",
-            "stranger",
-            "role=ok",
-            "--overwrite",
-        ],
-    )
-    .await;
-    until_reach(
-        &admin,
-        &urls,
-        [("friend", true), ("stranger", true)],
-        "the relabelled client to be let in",
-    )
-    .await;
-    kubectl_ok(
-        &admin,
-        &[
-            "label",
-            "pod",
-            "-n",
-            "np",
-            "stranger",
-            "role=other",
-            "--overwrite",
-        ],
-    )
-    .await;
-    until_reach(
-        &admin,
-        &urls,
-        [("friend", true), ("stranger", false)],
-        "the client to be shut out again",
-    )
-    .await;
-
-    kubectl_ok(
-        &admin,
-        &["delete", "networkpolicy", "-n", "np", "only-friends"],
-    )
-    .await;
-    until_reach(
-        &admin,
-        &urls,
-        [("friend", true), ("stranger", true)],
-        "the server open again",
-    )
-    .await;
+    // Labels are read live: the stranger relabelled is a friend, then a stranger again;
+    // without the policy the server is open to both.
+    let steps: [(&[&str], bool, &str); 3] = [
+        (
+            &[
+                "label",
+                "pod",
+                "-n",
+                "np",
+                "stranger",
+                "role=ok",
+                "--overwrite",
+            ],
+            true,
+            "the relabelled client to be let in",
+        ),
+        (
+            &[
+                "label",
+                "pod",
+                "-n",
+                "np",
+                "stranger",
+                "role=other",
+                "--overwrite",
+            ],
+            false,
+            "the client to be shut out again",
+        ),
+        (
+            &["delete", "networkpolicy", "-n", "np", "only-friends"],
+            true,
+            "the server open again",
+        ),
+    ];
+    for (change, stranger, what) in steps {
+        kubectl_ok(&admin, change).await;
+        until_reach(
+            &admin,
+            &urls,
+            [("friend", true), ("stranger", stranger)],
+            what,
+        )
+        .await;
+    }
 }

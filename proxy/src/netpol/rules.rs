@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::semantics::{NamespaceLabels, named_port, policy_types, selects};
+use super::semantics::{NamespaceLabels, named_port, policy_types, rules_of, selects};
 use crate::nftables::short_hash;
 
 /// Our table (family inet).
@@ -128,30 +128,7 @@ fn render_policy(
     let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
     let (peer_field, _) = direction.fields();
     let mut rules = Vec::new();
-    let rule_list: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
-        Direction::Ingress => spec
-            .ingress
-            .iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r.from.as_deref().unwrap_or_default(),
-                    r.ports.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect(),
-        Direction::Egress => spec
-            .egress
-            .iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r.to.as_deref().unwrap_or_default(),
-                    r.ports.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect(),
-    };
+    let rule_list = rules_of(spec, direction == Direction::Ingress);
     for (r, (peers, ports)) in rule_list.into_iter().enumerate() {
         // Who: every peer's match (none: anyone).
         let mut peer_matches = Vec::new();

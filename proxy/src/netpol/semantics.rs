@@ -160,12 +160,13 @@ pub fn named_port(pod: &Pod, name: &str, protocol: &str) -> Option<u16> {
         .and_then(|p| u16::try_from(p.container_port).ok())
 }
 
-/// Whether a rule's ports cover `protocol`/`port` on the destination `to` (named ports are
-/// looked up there; a name the destination does not have covers nothing).
-fn ports_match(ports: Option<&Vec<NetworkPolicyPort>>, conn: &Connection<'_>) -> bool {
-    let Some(ports) = ports.filter(|p| !p.is_empty()) else {
+/// Whether a rule's ports (none: every port) cover `protocol`/`port` on the destination
+/// `to` (named ports are looked up there; a name the destination does not have covers
+/// nothing).
+fn ports_match(ports: &[NetworkPolicyPort], conn: &Connection<'_>) -> bool {
+    if ports.is_empty() {
         return true;
-    };
+    }
     ports.iter().any(|p| {
         if p.protocol.as_deref().unwrap_or("TCP") != conn.protocol {
             return false;
@@ -185,53 +186,68 @@ fn ports_match(ports: Option<&Vec<NetworkPolicyPort>>, conn: &Connection<'_>) ->
     })
 }
 
-/// Whether the policies let `conn` leave its source pod.
-fn egress_allows(policies: &[NetworkPolicy], conn: &Connection<'_>, ns: &NamespaceLabels) -> bool {
-    let Endpoint::Pod(pod) = conn.from else {
-        return true;
-    };
-    let mut isolated = false;
-    for policy in policies.iter().filter(|p| selects(p, pod)) {
-        let spec = policy.spec.as_ref().expect("selects checked the spec");
-        if !policy_types(spec).1 {
-            continue;
-        }
-        isolated = true;
-        let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
-        let allowed = spec.egress.iter().flatten().any(|rule| {
-            let peers = rule.to.as_ref().filter(|t| !t.is_empty());
-            peers.is_none_or(|t| t.iter().any(|p| peer_matches(p, namespace, &conn.to, ns)))
-                && ports_match(rule.ports.as_ref(), conn)
-        });
-        if allowed {
-            return true;
-        }
+/// One rule of a policy: its peers and its ports (an empty list: anyone, any port).
+pub type Rule<'a> = (&'a [NetworkPolicyPeer], &'a [NetworkPolicyPort]);
+
+/// A policy's ingress (`ingress` true) or egress rules.
+pub fn rules_of(spec: &NetworkPolicySpec, ingress: bool) -> Vec<Rule<'_>> {
+    if ingress {
+        let rules = spec.ingress.iter().flatten();
+        rules
+            .map(|r| {
+                (
+                    r.from.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        let rules = spec.egress.iter().flatten();
+        rules
+            .map(|r| {
+                (
+                    r.to.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
-    !isolated
 }
 
-/// Whether the policies let `conn` reach its destination pod.
-fn ingress_allows(policies: &[NetworkPolicy], conn: &Connection<'_>, ns: &NamespaceLabels) -> bool {
-    let Endpoint::Pod(pod) = conn.to else {
+/// Whether the policies let `conn` out of its source pod (`ingress` false) or into its
+/// destination pod (`ingress` true): allowed when no policy of that type selects the pod, or
+/// when a rule of one that does covers the other side and the port.
+fn direction_allows(
+    policies: &[NetworkPolicy],
+    conn: &Connection<'_>,
+    ns: &NamespaceLabels,
+    ingress: bool,
+) -> bool {
+    let (local, other) = if ingress {
+        (conn.to, &conn.from)
+    } else {
+        (conn.from, &conn.to)
+    };
+    let Endpoint::Pod(pod) = local else {
         return true;
     };
-    if let Endpoint::Node { name, .. } = conn.from
-        && pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)
+    if let (true, Endpoint::Node { name, .. }) = (ingress, other)
+        && pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(*name)
     {
         return true;
     }
     let mut isolated = false;
     for policy in policies.iter().filter(|p| selects(p, pod)) {
         let spec = policy.spec.as_ref().expect("selects checked the spec");
-        if !policy_types(spec).0 {
+        let (has_ingress, has_egress) = policy_types(spec);
+        if !(if ingress { has_ingress } else { has_egress }) {
             continue;
         }
         isolated = true;
         let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
-        let allowed = spec.ingress.iter().flatten().any(|rule| {
-            let peers = rule.from.as_ref().filter(|f| !f.is_empty());
-            peers.is_none_or(|f| f.iter().any(|p| peer_matches(p, namespace, &conn.from, ns)))
-                && ports_match(rule.ports.as_ref(), conn)
+        let allowed = rules_of(spec, ingress).into_iter().any(|(peers, ports)| {
+            (peers.is_empty() || peers.iter().any(|p| peer_matches(p, namespace, other, ns)))
+                && ports_match(ports, conn)
         });
         if allowed {
             return true;
@@ -247,7 +263,8 @@ pub fn allows(
     namespaces: &NamespaceLabels,
     conn: &Connection<'_>,
 ) -> bool {
-    egress_allows(policies, conn, namespaces) && ingress_allows(policies, conn, namespaces)
+    direction_allows(policies, conn, namespaces, false)
+        && direction_allows(policies, conn, namespaces, true)
 }
 
 #[cfg(test)]
