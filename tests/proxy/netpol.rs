@@ -154,6 +154,16 @@ fn the_rules_let_through_exactly_what_the_policies_allow() {
             )],
         ),
         (
+            "x may send to the pod range on the named port 81 only",
+            vec![policy(
+                "x",
+                "named-egress",
+                json!({"podSelector": {}, "policyTypes": ["Egress"],
+                "egress": [{"to": [{"ipBlock": {"cidr": "10.244.1.0/24"}}],
+                    "ports": [{"port": "serve-81-tcp"}]}]}),
+            )],
+        ),
+        (
             "x/b from the pod range except y/a, plus x's own pods on 80-81 (two policies)",
             vec![
                 policy(

@@ -49,11 +49,11 @@ impl Direction {
         }
     }
 
-    /// The peer's address field and the local (selected) pod's.
-    fn fields(self) -> (&'static str, &'static str) {
+    /// The field holding the peer's address.
+    fn peer_field(self) -> &'static str {
         match self {
-            Direction::Ingress => ("ip saddr", "ip daddr"),
-            Direction::Egress => ("ip daddr", "ip saddr"),
+            Direction::Ingress => "ip saddr",
+            Direction::Egress => "ip daddr",
         }
     }
 }
@@ -126,16 +126,14 @@ fn render_policy(
     let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
     let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
     let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
-    let (peer_field, _) = direction.fields();
+    let peer_field = direction.peer_field();
     let mut rules = Vec::new();
     let rule_list = rules_of(spec, direction == Direction::Ingress);
     for (r, (peers, ports)) in rule_list.into_iter().enumerate() {
         // Who: every peer's match (none: anyone).
         let mut peer_matches = Vec::new();
-        let mut peer_pods: Vec<&Pod> = Vec::new();
         if peers.is_empty() {
             peer_matches.push(String::new());
-            peer_pods.extend(cluster.pods.iter().copied());
         }
         for (p, peer) in peers.iter().enumerate() {
             if let Some(block) = &peer.ip_block {
@@ -156,7 +154,6 @@ fn render_policy(
                 .collect();
             table.sets.insert(set.clone(), ("ipv4_addr", elements));
             peer_matches.push(format!("{peer_field} @{set}"));
-            peer_pods.extend(pods);
         }
         // Where to: numbered ports match as such; named ones become address . protocol .
         // port elements of the pods they resolve on.
@@ -172,7 +169,10 @@ fn render_policy(
                         continue;
                     };
                     let proto = port.protocol.as_deref().unwrap_or("TCP");
-                    // Ingress: the selected (local) pods; egress: the peer pods.
+                    // The destinations that resolve the name: for ingress the selected
+                    // pods, for egress the peers. The rule's peer match (and, for ingress,
+                    // the pod chain) already narrows the addresses, so every pod with the
+                    // name can be listed, which also covers pods matched by an ipBlock.
                     let candidates: Vec<&Pod> = match direction {
                         Direction::Ingress => cluster
                             .pods
@@ -180,7 +180,7 @@ fn render_policy(
                             .copied()
                             .filter(|p| selects(policy, p))
                             .collect(),
-                        Direction::Egress => peer_pods.clone(),
+                        Direction::Egress => cluster.pods.to_vec(),
                     };
                     let set = format!("{chain}-{r}-port-{q}");
                     let elements = candidates
