@@ -1,8 +1,9 @@
-//! NetworkPolicy in a kubeadm cluster (issue #19, first part): kube-proxy enforces policies
-//! out of the box. A server pod reached by two clients, directly and through its Service's
-//! ClusterIP (judged after kube-proxy's DNAT, on the real pod); a policy admitting only
-//! clients labelled role=ok shuts the other out within seconds, a relabelled client is let
-//! in, and deleting the policy opens the server again.
+//! NetworkPolicy in a kubeadm cluster of two nodes (issue #19, first part): kube-proxy
+//! enforces policies out of the box. A server pod on the control-plane node is reached by
+//! two clients on the worker, directly and through its Service's ClusterIP (judged after
+//! kube-proxy's DNAT, on the real pod); a policy admitting only clients labelled role=ok
+//! shuts the other out within seconds, a relabelled client is let in, and deleting the
+//! policy opens the server again.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: server, namespace: np, labels: {app: server}}
 spec:
+  nodeName: cp
   terminationGracePeriodSeconds: 1
   containers:
   - name: httpd
@@ -43,6 +45,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: friend, namespace: np, labels: {role: ok}}
 spec:
+  nodeName: w1
   terminationGracePeriodSeconds: 1
   containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
 ---
@@ -50,6 +53,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: stranger, namespace: np, labels: {role: other}}
 spec:
+  nodeName: w1
   terminationGracePeriodSeconds: 1
   containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
 "#;
@@ -94,7 +98,7 @@ async fn until_reach(admin: &Path, urls: &[String; 2], want: [(&str, bool); 2], 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_admits_only_the_pods_it_names_directly_and_through_a_service() {
+async fn a_policy_admits_only_the_pods_it_names_across_nodes_and_through_a_service() {
     let mut net = Network::create();
     let cp = net.add_host("cp", 2);
     let (ok, out, err) = net.init(cp, &[]);
@@ -104,6 +108,9 @@ async fn a_policy_admits_only_the_pods_it_names_directly_and_through_a_service()
         net.log(cp, "kubeadm")
     );
     let admin = net.hosts[cp].data_dir.join("admin.conf");
+    let w = net.add_host("w1", 3);
+    let (ok, out, err) = net.join(w, cp, &out);
+    assert!(ok, "kubeadm join:\n{out}\n{err}\n{}", net.log(w, "kubelet"));
     let (ok, out, err) =
         apiserver::testing::kubectl(&admin, &["apply", "-f", "-"], Some(PODS)).await;
     assert!(ok, "{out}{err}");

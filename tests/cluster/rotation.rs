@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cluster_tests::hosts::{Network, after};
+use cluster_tests::hosts::Network;
 use cluster_tests::until;
 use common::dynamic_cert::DynamicCert;
 use serde_json::Value;
@@ -69,7 +69,6 @@ async fn a_kubelet_renews_its_client_and_serving_certificates_while_its_pods_run
     let mut net = Network::create();
     let cp = net.add_host("cp", 2);
     let w = net.add_host("w1", 3);
-    let dir = |i: usize| net.hosts[i].data_dir.display().to_string();
     let (ok, out, err) = net.init(
         cp,
         &[
@@ -83,29 +82,8 @@ async fn a_kubelet_renews_its_client_and_serving_certificates_while_its_pods_run
         net.log(cp, "kubeadm")
     );
     let admin = net.hosts[cp].data_dir.join("admin.conf");
-    let endpoint = format!("{}:6443", net.hosts[cp].ip);
-    let (token, hash) = (
-        after(&out, "--token").to_owned(),
-        after(&out, "--discovery-token-ca-cert-hash").to_owned(),
-    );
     let w_ip = net.hosts[w].ip.clone();
-    let (ok, out, err) = net.kubeadm(
-        w,
-        &[
-            "join",
-            &endpoint,
-            "--token",
-            &token,
-            "--discovery-token-ca-cert-hash",
-            &hash,
-            "--data-dir",
-            &dir(w),
-            "--node-name",
-            "w1",
-            "--node-ip",
-            &w_ip,
-        ],
-    );
+    let (ok, out, err) = net.join(w, cp, &out);
     assert!(ok, "kubeadm join:\n{out}\n{err}\n{}", net.log(w, "kubelet"));
 
     let (ok, out, err) =

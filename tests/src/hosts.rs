@@ -182,6 +182,32 @@ impl Network {
         self.kubeadm(i, &args)
     }
 
+    /// `kubeadm join` of host `i` to the control plane on host `cp`, with the token and CA
+    /// pin printed in `init_out` (init's output); the node is named after the host and
+    /// advertises its address: (success, stdout, stderr).
+    pub fn join(&self, i: usize, cp: usize, init_out: &str) -> (bool, String, String) {
+        let h = &self.hosts[i];
+        let endpoint = format!("{}:6443", self.hosts[cp].ip);
+        let data_dir = h.data_dir.display().to_string();
+        self.kubeadm(
+            i,
+            &[
+                "join",
+                &endpoint,
+                "--token",
+                after(init_out, "--token"),
+                "--discovery-token-ca-cert-hash",
+                after(init_out, "--discovery-token-ca-cert-hash"),
+                "--data-dir",
+                &data_dir,
+                "--node-name",
+                &h.name,
+                "--node-ip",
+                &h.ip,
+            ],
+        )
+    }
+
     /// Runs a command inside host `i`'s network namespace.
     pub fn on_host(&self, i: usize, args: &[&str]) -> Output {
         Command::new("nsenter")
