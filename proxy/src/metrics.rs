@@ -41,6 +41,28 @@ pub static ROUTES: Gauge = Gauge::new(
     &[],
 );
 
+pub static NETWORK_POLICY_SYNC_DURATION: Histogram = Histogram::new(
+    "tetsu_network_policy_sync_duration_seconds",
+    "Time to render and load the node's NetworkPolicy table",
+    &[],
+    SECONDS,
+);
+pub static NETWORK_POLICY_SYNC_FAILURES: Counter = Counter::new(
+    "tetsu_network_policy_sync_failures_total",
+    "NetworkPolicy table loads that nft refused (retried after 5 s)",
+    &[],
+);
+pub static NETWORK_POLICIES: Gauge = Gauge::new(
+    "tetsu_network_policies",
+    "NetworkPolicies in the cluster at the last sync",
+    &[],
+);
+pub static NETWORK_POLICY_PODS: Gauge = Gauge::new(
+    "tetsu_network_policy_isolated_pods",
+    "This node's pods isolated by a NetworkPolicy, by direction (ingress, egress)",
+    &["direction"],
+);
+
 /// The text of /metrics.
 pub fn render() -> String {
     let mut out = String::new();
@@ -50,5 +72,9 @@ pub fn render() -> String {
     RULES.render(&mut out);
     SYNC_FAILURES.render(&mut out);
     ROUTES.render(&mut out);
+    NETWORK_POLICY_SYNC_DURATION.render(&mut out);
+    NETWORK_POLICY_SYNC_FAILURES.render(&mut out);
+    NETWORK_POLICIES.render(&mut out);
+    NETWORK_POLICY_PODS.render(&mut out);
     out
 }

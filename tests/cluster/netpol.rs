@@ -182,6 +182,16 @@ async fn a_policy_admits_only_the_pods_it_names_across_nodes_and_through_a_servi
     let table = net.on_host(cp, &["nft", "list", "table", "inet", "tetsu-netpol"]);
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(table.contains("ip daddr vmap @ingress-pods"), "{table}");
+    let metrics = net.on_host(
+        cp,
+        &["busybox", "wget", "-qO-", "http://127.0.0.1:10249/metrics"],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    assert!(
+        metrics.contains("tetsu_network_policy_isolated_pods{direction=\"ingress\"} 1\n")
+            && metrics.contains("tetsu_network_policy_sync_duration_seconds_count"),
+        "{metrics}"
+    );
 
     // Labels are read live: the stranger relabelled is a friend, then a stranger again;
     // without the policy the server is open to both.

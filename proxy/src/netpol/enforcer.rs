@@ -15,9 +15,10 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::Notify;
 
-use super::rules::{Cluster, TABLE, render};
+use super::rules::{Cluster, TABLE, render_counted};
 use super::semantics::NamespaceLabels;
 use crate::host::Host;
+use crate::metrics;
 
 /// The NetworkPolicy enforcement of one node.
 pub struct NetworkPolicies {
@@ -68,18 +69,30 @@ impl NetworkPolicies {
         namespaces.wait_for_sync().await;
         let mut loaded = String::new();
         loop {
-            let script = self.render(&policies, &pods, &namespaces);
+            let started = Instant::now();
+            let (script, [ingress, egress]) = self.render(&policies, &pods, &namespaces);
             let retry = if script == loaded {
                 Duration::MAX
             } else {
-                let started = Instant::now();
                 match self.host.nft(&script).await {
                     Ok(()) => {
-                        tracing::debug!(took = ?started.elapsed(), policies = policies.len(), "network policies synced");
+                        let took = started.elapsed();
+                        metrics::NETWORK_POLICY_SYNC_DURATION.observe(&[], took.as_secs_f64());
+                        metrics::NETWORK_POLICIES.set(&[], policies.len() as f64);
+                        metrics::NETWORK_POLICY_PODS.set(&["ingress"], ingress as f64);
+                        metrics::NETWORK_POLICY_PODS.set(&["egress"], egress as f64);
+                        tracing::debug!(
+                            ?took,
+                            policies = policies.len(),
+                            ingress,
+                            egress,
+                            "network policies synced"
+                        );
                         loaded = script;
                         Duration::MAX
                     }
                     Err(e) => {
+                        metrics::NETWORK_POLICY_SYNC_FAILURES.inc(&[]);
                         tracing::error!("network policies: {e:#}");
                         Duration::from_secs(5)
                     }
@@ -94,7 +107,7 @@ impl NetworkPolicies {
         policies: &Informer<NetworkPolicy>,
         pods: &Informer<Pod>,
         namespaces: &Informer<Namespace>,
-    ) -> String {
+    ) -> (String, [usize; 2]) {
         let policies: Vec<NetworkPolicy> = policies.list().iter().map(|p| (**p).clone()).collect();
         let pods = pods.list();
         let members: Vec<&Pod> = pods
@@ -112,7 +125,7 @@ impl NetworkPolicies {
                 )
             })
             .collect();
-        render(&Cluster {
+        render_counted(&Cluster {
             policies: &policies,
             pods: &members,
             namespaces: &labels,

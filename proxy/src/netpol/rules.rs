@@ -220,6 +220,11 @@ fn render_policy(
 
 /// The whole table for `cluster`'s node, as an `nft -f` script that replaces any older one.
 pub fn render(cluster: &Cluster<'_>) -> String {
+    render_counted(cluster).0
+}
+
+/// [`render`], and how many of the node's pods are isolated: [ingress, egress].
+pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
     let mut table = Table::default();
     let mut maps: [(Direction, Vec<String>); 2] = [
         (Direction::Ingress, Vec::new()),
@@ -309,7 +314,7 @@ pub fn render(cluster: &Cluster<'_>) -> String {
         );
     }
     s.push_str("}\n");
-    s
+    (s, [maps[0].1.len(), maps[1].1.len()])
 }
 
 #[cfg(test)]
