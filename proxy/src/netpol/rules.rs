@@ -27,6 +27,15 @@ fn pod_ip(pod: &Pod) -> Option<Ipv4Addr> {
     pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
 
+/// `cidr` re-written from its parsed parts when it is an IPv4 CIDR: what goes into a rule
+/// is never the object's own text.
+fn ipv4_cidr(cidr: &str) -> Option<String> {
+    let (base, bits) = cidr.split_once('/')?;
+    let base: Ipv4Addr = base.parse().ok()?;
+    let bits: u8 = bits.parse().ok().filter(|b| *b <= 32)?;
+    Some(format!("{base}/{bits}"))
+}
+
 fn id(policy: &NetworkPolicy) -> String {
     format!(
         "{}/{}",
@@ -103,17 +112,19 @@ impl Cluster<'_> {
     }
 }
 
-/// `meta l4proto tcp th dport 80-81`-style match of a numbered port, or None for a named one.
-fn port_match(port: &NetworkPolicyPort) -> Option<String> {
-    let proto = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
-    match &port.port {
-        None => Some(format!("meta l4proto {proto}")),
-        Some(IntOrString::Int(n)) => Some(match port.end_port {
-            Some(end) if end > *n => format!("meta l4proto {proto} th dport {n}-{end}"),
-            _ => format!("meta l4proto {proto} th dport {n}"),
-        }),
-        Some(IntOrString::String(_)) => None,
+/// The port's protocol as nft names it (TCP by default); None for anything else.
+fn nft_protocol(port: &NetworkPolicyPort) -> Option<&'static str> {
+    match port.protocol.as_deref().unwrap_or("TCP") {
+        "TCP" => Some("tcp"),
+        "UDP" => Some("udp"),
+        "SCTP" => Some("sctp"),
+        _ => None,
     }
+}
+
+/// A port number as the API allows it (1-65535).
+fn port_number(n: i32) -> Option<u16> {
+    u16::try_from(n).ok().filter(|n| *n > 0)
 }
 
 /// Renders one direction of one policy into `table`: its chain's rules.
@@ -137,8 +148,18 @@ fn render_policy(
         }
         for (p, peer) in peers.iter().enumerate() {
             if let Some(block) = &peer.ip_block {
-                let mut m = format!("{peer_field} {}", block.cidr);
-                let except = block.except.as_deref().unwrap_or_default();
+                // Only IPv4 blocks can match this table's traffic; anything else (IPv6, or
+                // text nft would refuse) allows nothing here rather than failing the table.
+                let Some(cidr) = ipv4_cidr(&block.cidr) else {
+                    continue;
+                };
+                let mut m = format!("{peer_field} {cidr}");
+                let except: Vec<String> = block
+                    .except
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| ipv4_cidr(e))
+                    .collect();
                 if !except.is_empty() {
                     let _ = write!(m, " {peer_field} != {{ {} }}", except.join(", "));
                 }
@@ -162,17 +183,30 @@ fn render_policy(
             port_matches.push(String::new());
         }
         for (q, port) in ports.iter().enumerate() {
-            match port_match(port) {
-                Some(m) => port_matches.push(m),
-                None => {
-                    let Some(IntOrString::String(name)) = &port.port else {
+            // What nft could not take (validation refuses it anyway) allows nothing; the
+            // rule text is made of parsed numbers and known words, never the object's text.
+            let Some(proto) = nft_protocol(port) else {
+                continue;
+            };
+            match &port.port {
+                None => port_matches.push(format!("meta l4proto {proto}")),
+                Some(IntOrString::Int(n)) => {
+                    let Some(start) = port_number(*n) else {
                         continue;
                     };
-                    let proto = port.protocol.as_deref().unwrap_or("TCP");
+                    let end = port.end_port.and_then(port_number).filter(|e| *e > start);
+                    port_matches.push(match end {
+                        Some(end) => format!("meta l4proto {proto} th dport {start}-{end}"),
+                        None => format!("meta l4proto {proto} th dport {start}"),
+                    });
+                }
+                Some(IntOrString::String(name)) => {
+                    let api_protocol = port.protocol.as_deref().unwrap_or("TCP");
                     // The destinations that resolve the name: for ingress the selected
-                    // pods, for egress the peers. The rule's peer match (and, for ingress,
-                    // the pod chain) already narrows the addresses, so every pod with the
-                    // name can be listed, which also covers pods matched by an ipBlock.
+                    // pods, for egress the peers. The rule's peer match (and, for
+                    // ingress, the pod chain) already narrows the addresses, so every pod
+                    // with the name can be listed, which also covers pods an ipBlock
+                    // matches.
                     let candidates: Vec<&Pod> = match direction {
                         Direction::Ingress => cluster
                             .pods
@@ -186,12 +220,8 @@ fn render_policy(
                     let elements = candidates
                         .iter()
                         .filter_map(|pod| {
-                            let number = named_port(pod, name, proto)?;
-                            Some(format!(
-                                "{} . {} . {number}",
-                                pod_ip(pod)?,
-                                proto.to_lowercase()
-                            ))
+                            let number = named_port(pod, name, api_protocol)?;
+                            Some(format!("{} . {proto} . {number}", pod_ip(pod)?))
                         })
                         .collect();
                     table.sets.insert(
@@ -371,6 +401,36 @@ mod tests {
         ] {
             assert!(script.contains(&line), "{line}\nnot in:\n{script}");
         }
+        // IPv6 and malformed blocks allow nothing over IPv4 and never reach the script.
+        let mut odd = policy.clone();
+        odd.spec.as_mut().unwrap().ingress =
+            Some(vec![serde_json::from_value(json!(
+            {"from": [{"ipBlock": {"cidr": "fd00::/8"}},
+                {"ipBlock": {"cidr": "10.0.0.0/8; flush ruleset", "except": ["x"]}},
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["fd00::1/128", "10.1.0.0/16"]}}]}
+        ))
+        .unwrap(), serde_json::from_value(json!(
+            {"ports": [{"protocol": "ICMP; flush ruleset", "port": 1}, {"port": 70000}]}
+        ))
+        .unwrap()]);
+        let odd_script = render(&Cluster {
+            policies: std::slice::from_ref(&odd),
+            pods: &refs,
+            namespaces: &namespaces,
+            node: "n1",
+        });
+        assert!(
+            !odd_script.contains("fd00") && !odd_script.contains("flush"),
+            "{odd_script}"
+        );
+        assert!(
+            odd_script.contains("    ip saddr 10.0.0.0/8 ip saddr != { 10.1.0.0/16 } accept"),
+            "{odd_script}"
+        );
+        assert!(
+            !odd_script.contains("70000") && !odd_script.contains("icmp"),
+            "{odd_script}"
+        );
         // Pods of other nodes get no chain; no egress policy, no egress element.
         assert!(!script.contains("pod-in-10-244-2"), "{script}");
         assert!(!script.contains("pod-out-"), "{script}");
