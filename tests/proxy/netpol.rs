@@ -186,8 +186,9 @@ fn the_rules_let_through_exactly_what_the_policies_allow() {
     let objects: Vec<&Pod> = pods.iter().map(|p| &p.object).collect();
     let rules = dir.path().join("netpol.nft");
     for (case, policies) in &cases {
+        let policy_refs: Vec<&NetworkPolicy> = policies.iter().collect();
         let script = render(&Cluster {
-            policies,
+            policies: &policy_refs,
             pods: &objects,
             namespaces: &namespaces,
             node: NODE,

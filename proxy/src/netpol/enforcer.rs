@@ -108,7 +108,8 @@ impl NetworkPolicies {
         pods: &Informer<Pod>,
         namespaces: &Informer<Namespace>,
     ) -> (String, [usize; 2]) {
-        let policies: Vec<NetworkPolicy> = policies.list().iter().map(|p| (**p).clone()).collect();
+        let listed = policies.list();
+        let policies: Vec<&NetworkPolicy> = listed.iter().map(|p| &**p).collect();
         let pods = pods.list();
         let members: Vec<&Pod> = pods
             .iter()

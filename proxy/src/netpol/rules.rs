@@ -16,7 +16,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::semantics::{NamespaceLabels, named_port, policy_types, rules_of, selects};
+use common::selector::LabelSelector;
+
+use super::semantics::{
+    NamespaceLabels, label_selector, labels, named_port, policy_types, rules_of,
+};
 use crate::nftables::short_hash;
 
 /// Our table (family inet).
@@ -78,7 +82,7 @@ struct Table {
 
 /// Everything the rules are made from.
 pub struct Cluster<'a> {
-    pub policies: &'a [NetworkPolicy],
+    pub policies: &'a [&'a NetworkPolicy],
     /// Every pod of the cluster (peers may be anywhere).
     pub pods: &'a [&'a Pod],
     pub namespaces: &'a NamespaceLabels,
@@ -87,28 +91,59 @@ pub struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// The pods `peer` (of a policy in `namespace`) selects.
+    /// The pods `peer` (of a policy in `namespace`) selects; its selectors are read once.
     fn peer_pods(&self, peer: &NetworkPolicyPeer, namespace: &str) -> Vec<&Pod> {
+        let namespaces = peer.namespace_selector.as_ref().map(label_selector);
+        let pods = peer.pod_selector.as_ref().map(label_selector);
         self.pods
             .iter()
             .copied()
             .filter(|pod| {
                 let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let ns_ok = match &peer.namespace_selector {
-                    Some(s) => self
-                        .namespaces
-                        .get(ns)
-                        .is_some_and(|labels| super::semantics::selector_matches(s, labels)),
+                let ns_ok = match &namespaces {
+                    Some(s) => s
+                        .as_ref()
+                        .zip(self.namespaces.get(ns))
+                        .is_some_and(|(s, l)| s.matches_map(l)),
                     None => ns == namespace,
                 };
-                let labels = pod.metadata.labels.clone().unwrap_or_default();
-                ns_ok
-                    && peer
-                        .pod_selector
-                        .as_ref()
-                        .is_none_or(|s| super::semantics::selector_matches(s, &labels))
+                let pod_ok = match &pods {
+                    Some(s) => s.as_ref().is_some_and(|s| s.matches_map(labels(pod))),
+                    None => true,
+                };
+                ns_ok && pod_ok
             })
             .collect()
+    }
+}
+
+/// A policy with its podSelector read once for all the pods it is matched against.
+struct Selecting<'a> {
+    policy: &'a NetworkPolicy,
+    /// None: the selector cannot be read and selects nothing.
+    selector: Option<LabelSelector>,
+}
+
+impl<'a> Selecting<'a> {
+    fn new(policy: &'a NetworkPolicy) -> Selecting<'a> {
+        let selector = match policy.spec.as_ref() {
+            // Required by validation; absent reads as empty, every pod.
+            Some(spec) => match &spec.pod_selector {
+                Some(s) => label_selector(s),
+                None => Some(LabelSelector::everything()),
+            },
+            None => None,
+        };
+        Selecting { policy, selector }
+    }
+
+    /// As `semantics::selects`: same namespace, and the podSelector matches.
+    fn selects(&self, pod: &Pod) -> bool {
+        self.policy.metadata.namespace == pod.metadata.namespace
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches_map(labels(pod)))
     }
 }
 
@@ -130,10 +165,11 @@ fn port_number(n: i32) -> Option<u16> {
 /// Renders one direction of one policy into `table`: its chain's rules.
 fn render_policy(
     cluster: &Cluster<'_>,
-    policy: &NetworkPolicy,
+    selecting: &Selecting<'_>,
     direction: Direction,
     table: &mut Table,
 ) -> String {
+    let policy = selecting.policy;
     let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
     let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
     let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
@@ -212,7 +248,7 @@ fn render_policy(
                             .pods
                             .iter()
                             .copied()
-                            .filter(|p| selects(policy, p))
+                            .filter(|p| selecting.selects(p))
                             .collect(),
                         Direction::Egress => cluster.pods.to_vec(),
                     };
@@ -261,6 +297,8 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
         (Direction::Egress, Vec::new()),
     ];
     let mut policy_chains: BTreeMap<(String, &str), String> = BTreeMap::new();
+    let selecting: Vec<Selecting<'_>> =
+        cluster.policies.iter().map(|p| Selecting::new(p)).collect();
     let local = cluster
         .pods
         .iter()
@@ -269,7 +307,8 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
         let Some(ip) = pod_ip(pod) else { continue };
         for (direction, elements) in maps.iter_mut() {
             let mut jumps = Vec::new();
-            for policy in cluster.policies.iter().filter(|p| selects(p, pod)) {
+            for selected in selecting.iter().filter(|p| p.selects(pod)) {
+                let policy = selected.policy;
                 let (ingress, egress) = policy_types(policy.spec.as_ref().expect("selected"));
                 let applies = match direction {
                     Direction::Ingress => ingress,
@@ -282,7 +321,7 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
                 let chain = match policy_chains.get(&key) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = render_policy(cluster, policy, *direction, &mut table);
+                        let c = render_policy(cluster, selected, *direction, &mut table);
                         policy_chains.insert(key, c.clone());
                         c
                     }
@@ -383,7 +422,7 @@ mod tests {
         ]
         .into();
         let script = render(&Cluster {
-            policies: std::slice::from_ref(&policy),
+            policies: &[&policy],
             pods: &refs,
             namespaces: &namespaces,
             node: "n1",
@@ -414,7 +453,7 @@ mod tests {
         ))
         .unwrap()]);
         let odd_script = render(&Cluster {
-            policies: std::slice::from_ref(&odd),
+            policies: &[&odd],
             pods: &refs,
             namespaces: &namespaces,
             node: "n1",

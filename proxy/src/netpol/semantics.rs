@@ -66,12 +66,15 @@ pub fn policy_types(spec: &NetworkPolicySpec) -> (bool, bool) {
     }
 }
 
-fn labels(pod: &Pod) -> BTreeMap<String, String> {
-    pod.metadata.labels.clone().unwrap_or_default()
+/// A pod's labels, borrowed.
+pub fn labels(pod: &Pod) -> &BTreeMap<String, String> {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    pod.metadata.labels.as_ref().unwrap_or(&NONE)
 }
 
-/// A metav1 LabelSelector as ours; one that cannot be read selects nothing.
-fn selector(
+/// A metav1 LabelSelector as ours, to match many label sets with; None when it cannot be
+/// read (it selects nothing).
+pub fn label_selector(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
 ) -> Option<LabelSelector> {
     let json = serde_json::to_value(s).ok()?;
@@ -83,7 +86,7 @@ pub fn selector_matches(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    selector(s).is_some_and(|s| s.matches_map(labels))
+    label_selector(s).is_some_and(|s| s.matches_map(labels))
 }
 
 /// Whether `policy` applies to `pod`: same namespace, and its podSelector (empty: every
@@ -94,7 +97,7 @@ pub fn selects(policy: &NetworkPolicy, pod: &Pod) -> bool {
             // Required by validation; absent reads as empty, every pod.
             s.pod_selector
                 .as_ref()
-                .is_none_or(|sel| selector_matches(sel, &labels(pod)))
+                .is_none_or(|sel| selector_matches(sel, labels(pod)))
         })
 }
 
@@ -123,7 +126,7 @@ fn peer_matches(
     let pod_ok = peer
         .pod_selector
         .as_ref()
-        .is_none_or(|s| selector_matches(s, &labels(pod)));
+        .is_none_or(|s| selector_matches(s, labels(pod)));
     namespace_ok && pod_ok
 }
 
