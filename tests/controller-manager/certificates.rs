@@ -192,3 +192,139 @@ async fn every_namespace_gets_the_cluster_ca() {
     })
     .await;
 }
+
+/// A serving CSR for `dns`/`ips`, CN `system:node:<node>`, with `usages`.
+fn serving_csr(name: &str, node: &str, dns: &[&str], ips: &[&str], usages: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.subject_alt_names.extend(
+        ips.iter()
+            .map(|ip| rcgen::SanType::IpAddress(ip.parse().unwrap())),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    format!(
+        r#"{{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {{"name": "{name}"}},
+            "spec": {{"request": "{request}", "signerName": "kubernetes.io/kubelet-serving",
+                      "usages": {usages}}}}}"#
+    )
+}
+
+/// Kubelet serving CSRs: approved only when the node asks for itself and names only the
+/// addresses its Node reports. A request for another address and one with a client usage
+/// stay pending (one naming another node is refused by the apiserver already); the node's
+/// honest request, made last, is the positive control (once it is approved, the single
+/// worker has judged the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_serving_csrs_are_approved_only_for_the_nodes_own_addresses() {
+    let mut c = apiserver().await;
+    c.start_controllers(&["csrapproving"]).await;
+    c.create(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))
+        .await;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(c.client.clone());
+    let status = serde_json::json!({"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.5"}, {"type": "Hostname", "address": "n1"}]}});
+    nodes
+        .patch_status(
+            "n1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let as_node = |node: &str| {
+        [
+            format!("--as=system:node:{node}"),
+            "--as-group=system:nodes".to_owned(),
+        ]
+    };
+    let try_create_as = async |node: &str, manifest: String| {
+        let who = as_node(node);
+        let (ok, _, err) = apiserver::testing::kubectl(
+            &c.kubeconfig(),
+            &["create", "-f", "-", &who[0], &who[1]],
+            Some(&manifest),
+        )
+        .await;
+        (ok, err)
+    };
+    let create_as = async |node: &str, manifest: String| {
+        let (ok, err) = try_create_as(node, manifest).await;
+        assert!(ok, "{err}");
+    };
+    let (ok, err) = try_create_as(
+        "n2",
+        serving_csr(
+            "other-node",
+            "n1",
+            &["n1"],
+            &["10.0.0.5"],
+            r#"["server auth"]"#,
+        ),
+    )
+    .await;
+    assert!(
+        !ok && err.contains("can only create a node CSR with CN=system:node:n2"),
+        "{err}"
+    );
+    let serving = r#"["digital signature", "server auth"]"#;
+    let hostile = [
+        (
+            "other-address",
+            "n1",
+            serving_csr("other-address", "n1", &["n1"], &["10.0.0.99"], serving),
+        ),
+        (
+            "client-usage",
+            "n1",
+            serving_csr(
+                "client-usage",
+                "n1",
+                &["n1"],
+                &["10.0.0.5"],
+                r#"["digital signature", "server auth", "client auth"]"#,
+            ),
+        ),
+    ];
+    for (_, requester, manifest) in &hostile {
+        create_as(requester, manifest.clone()).await;
+    }
+    create_as(
+        "n1",
+        serving_csr("honest", "n1", &["n1"], &["10.0.0.5"], serving),
+    )
+    .await;
+    let reason = |name: &str| {
+        let c = &c;
+        let name = name.to_owned();
+        async move {
+            c.kubectl(&[
+                "get",
+                "csr",
+                &name,
+                "-o",
+                "jsonpath={.status.conditions[*].type}",
+            ])
+            .await
+            .1
+        }
+    };
+    eventually("the node's own serving CSR approved", T, async || {
+        (reason("honest").await == "Approved").then_some(())
+    })
+    .await;
+    // The queue is worked in order; a moment more in case it were not.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, _, _) in &hostile {
+        assert_eq!(reason(name).await, "", "{name} must stay pending");
+    }
+}
