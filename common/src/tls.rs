@@ -493,3 +493,28 @@ impl ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_that_expired_after_the_handshake_authenticates_nothing() {
+        let now = UnixTime::now().as_secs() as i64;
+        let identity = |not_after| PeerIdentity::Verified {
+            user: "system:node:n1".into(),
+            groups: vec!["system:nodes".into()],
+            not_after,
+        };
+        let valid = identity(now + 60);
+        let (user, groups) = valid.now().unwrap();
+        assert_eq!(
+            (user, groups),
+            ("system:node:n1", &["system:nodes".to_owned()][..])
+        );
+        let error = identity(now - 1).now().unwrap_err();
+        assert!(error.contains("expired"), "{error}");
+        let rejected = PeerIdentity::Rejected("unknown authority".into());
+        assert_eq!(rejected.now().unwrap_err(), "unknown authority");
+    }
+}
