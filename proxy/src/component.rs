@@ -122,7 +122,7 @@ pub async fn run(
     let network_policy = async {
         if config.network_policy {
             NetworkPolicies::new(host.clone(), &node)
-                .run(client.clone())
+                .run(client.clone(), timing)
                 .await
         } else {
             std::future::pending().await

@@ -8,6 +8,7 @@
 //! an endpoint (`numgen random`, or the client's affinity) and its endpoint chain DNATs.
 //! Traffic with nowhere to go is refused in the filter hooks through `no-endpoint-*` maps.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -33,15 +34,18 @@ pub struct Config {
     pub cluster_cidr: Option<String>,
 }
 
-/// Everything one Service puts in the table.
+/// A part of a table that is rendered and diffed as one: everything one Service puts in
+/// kube-proxy's table, or the whole NetworkPolicy table apart from its fixed base.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rendered {
     /// Chain name -> its rules.
     pub chains: BTreeMap<String, Vec<String>>,
-    /// Affinity sets: name -> timeout in seconds.
-    pub sets: BTreeMap<String, u32>,
+    /// Named sets: name -> what goes between the braces of `add set` (`type ... ;`). A
+    /// name keeps its declaration for life: a set in use cannot be redeclared, so what
+    /// would change it (an affinity timeout) is part of the name.
+    pub sets: BTreeMap<String, String>,
     /// (map or set, key, verdict; empty for a set).
-    pub elements: BTreeSet<(&'static str, String, String)>,
+    pub elements: BTreeSet<(Cow<'static, str>, String, String)>,
 }
 
 impl Rendered {
@@ -116,7 +120,7 @@ fn render_port(config: &Config, b: &Backend, r: &mut Rendered) {
     let svc_chain = service_chain(n);
     let ext_chain = external_chain(n);
     r.elements
-        .insert((CLUSTER_IPS, p.cluster_ip.to_string(), String::new()));
+        .insert((CLUSTER_IPS.into(), p.cluster_ip.to_string(), String::new()));
 
     // Endpoint chains for every endpoint traffic may go to.
     let cluster_eps = b.usable(false);
@@ -140,7 +144,10 @@ fn render_port(config: &Config, b: &Backend, r: &mut Rendered) {
         if let Some(timeout) = p.affinity_seconds {
             let set = affinity_set(n, ep, timeout);
             rules.push(format!("update @{set} {{ ip saddr }}"));
-            r.sets.insert(set, timeout);
+            r.sets.insert(
+                set,
+                format!("type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ;"),
+            );
         }
         rules.push(format!(
             "meta l4proto {proto} dnat to {}:{}",
@@ -161,7 +168,7 @@ fn render_port(config: &Config, b: &Backend, r: &mut Rendered) {
             "drop"
         };
         r.elements
-            .insert((NO_ENDPOINT_SERVICES, cluster_key, verdict.into()));
+            .insert((NO_ENDPOINT_SERVICES.into(), cluster_key, verdict.into()));
     } else {
         let mut rules = Vec::new();
         match &config.cluster_cidr {
@@ -174,7 +181,7 @@ fn render_port(config: &Config, b: &Backend, r: &mut Rendered) {
         pick_endpoint(n, p.affinity_seconds, &internal_eps, &mut rules);
         r.chains.insert(svc_chain.clone(), rules);
         r.elements
-            .insert((SERVICE_IPS, cluster_key, format!("goto {svc_chain}")));
+            .insert((SERVICE_IPS.into(), cluster_key, format!("goto {svc_chain}")));
     }
 
     // The external chain: NodePort and externalIPs traffic.
@@ -216,20 +223,20 @@ fn render_port(config: &Config, b: &Backend, r: &mut Rendered) {
         let k = key(ip, p.port);
         if external_ok {
             r.elements
-                .insert((SERVICE_IPS, k, format!("goto {ext_chain}")));
+                .insert((SERVICE_IPS.into(), k, format!("goto {ext_chain}")));
         } else {
             r.elements
-                .insert((NO_ENDPOINT_SERVICES, k, verdict_none.into()));
+                .insert((NO_ENDPOINT_SERVICES.into(), k, verdict_none.into()));
         }
     }
     if let Some(np) = p.node_port {
         let k = format!("{proto} . {np}");
         if external_ok {
             r.elements
-                .insert((SERVICE_NODEPORTS, k, format!("goto {ext_chain}")));
+                .insert((SERVICE_NODEPORTS.into(), k, format!("goto {ext_chain}")));
         } else {
             r.elements
-                .insert((NO_ENDPOINT_NODEPORTS, k, verdict_none.into()));
+                .insert((NO_ENDPOINT_NODEPORTS.into(), k, verdict_none.into()));
         }
     }
 }
@@ -399,10 +406,40 @@ pub fn base_rule_count(config: &Config) -> usize {
     base(config).matches("add rule").count()
 }
 
-/// The four phases of a transaction, so that nothing is referenced before it exists or
-/// removed while still referenced.
-#[derive(Default)]
+/// `add element` or `delete element` statements for `elements` (sorted by map), one
+/// statement per map: nft parses one long statement much faster than many short ones.
+/// Returns how many statements.
+fn elements_statements(
+    out: &mut String,
+    verb: &str,
+    table: &str,
+    elements: Vec<(&str, String)>,
+) -> usize {
+    let mut statements = 0;
+    let mut current: Option<&str> = None;
+    for (map, item) in elements {
+        if current == Some(map) {
+            let _ = write!(out, ", {item}");
+            continue;
+        }
+        if current.is_some() {
+            out.push_str(" }\n");
+        }
+        let _ = write!(out, "{verb} element {table} {map} {{ {item}");
+        current = Some(map);
+        statements += 1;
+    }
+    if current.is_some() {
+        out.push_str(" }\n");
+    }
+    statements
+}
+
+/// A transaction on one table in four phases, so that nothing is referenced before it
+/// exists or removed while still referenced.
 pub struct Transaction {
+    /// `family name`, as nft addresses the table.
+    table: String,
     /// New chains and sets.
     create: String,
     /// Chain contents (flush + rules).
@@ -416,13 +453,34 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// A transaction that replaces the whole table: the base and every rendered service.
-    pub fn full<'a>(config: &Config, all: impl Iterator<Item = &'a Rendered>) -> Transaction {
-        let mut tx = Transaction::default();
+    /// An empty transaction on the table `name` of `family`.
+    pub fn new(family: &str, name: &str) -> Transaction {
+        Transaction {
+            table: format!("{family} {name}"),
+            create: String::new(),
+            fill: String::new(),
+            elements: String::new(),
+            remove: String::new(),
+            ops: 0,
+        }
+    }
+
+    /// A transaction that replaces the whole table with `base` (its fixed part, `add`
+    /// statements) and what is then diffed in against nothing.
+    pub fn replacing(family: &str, name: &str, base: &str) -> Transaction {
+        let mut tx = Transaction::new(family, name);
         // Adding the table first makes the delete succeed when it does not exist yet.
-        tx.create
-            .push_str(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\n"));
-        tx.create.push_str(&base(config));
+        let t = &tx.table;
+        let _ = writeln!(tx.create, "add table {t}\ndelete table {t}");
+        tx.create.push_str(base);
+        tx.ops += base.lines().count();
+        tx
+    }
+
+    /// A transaction that replaces kube-proxy's whole table: the base and every rendered
+    /// service.
+    pub fn full<'a>(config: &Config, all: impl Iterator<Item = &'a Rendered>) -> Transaction {
+        let mut tx = Transaction::replacing("ip", TABLE, &base(config));
         let empty = Rendered::default();
         for r in all {
             tx.diff(&empty, r);
@@ -430,72 +488,64 @@ impl Transaction {
         tx
     }
 
-    /// Adds what turns `old` into `new` (one Service's part of the table).
+    /// Adds what turns `old` into `new` (one part of the table).
     pub fn diff(&mut self, old: &Rendered, new: &Rendered) {
-        let t = TABLE;
-        for (name, timeout) in &new.sets {
-            // A set's name carries its timeout: one in both renderings is unchanged.
-            if !old.sets.contains_key(name) {
-                let _ = writeln!(
-                    self.create,
-                    "add set ip {t} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
-                );
-                self.ops += 1;
+        let t = &self.table;
+        for (name, declaration) in &new.sets {
+            match old.sets.get(name) {
+                Some(old) => debug_assert_eq!(old, declaration, "set {name} redeclared"),
+                None => {
+                    let _ = writeln!(self.create, "add set {t} {name} {{ {declaration} }}");
+                    self.ops += 1;
+                }
             }
         }
         for (name, rules) in &new.chains {
             match old.chains.get(name) {
                 Some(old_rules) if old_rules == rules => continue,
                 Some(_) => {
-                    let _ = writeln!(self.fill, "flush chain ip {t} {name}");
+                    let _ = writeln!(self.fill, "flush chain {t} {name}");
                 }
                 None => {
-                    let _ = writeln!(self.create, "add chain ip {t} {name}");
+                    let _ = writeln!(self.create, "add chain {t} {name}");
                 }
             }
             for rule in rules {
-                let _ = writeln!(self.fill, "add rule ip {t} {name} {rule}");
+                let _ = writeln!(self.fill, "add rule {t} {name} {rule}");
             }
             self.ops += 1 + rules.len();
         }
-        // Elements: removed or changed ones go first, then the new ones.
-        let new_keys: BTreeMap<(&str, &str), &str> = new
+        // Elements: removed or changed ones go first, then the new ones (both sets are
+        // sorted, so each difference is one walk). The elements of a set that goes go
+        // with it.
+        let set_goes = |set: &str| old.sets.contains_key(set) && !new.sets.contains_key(set);
+        let gone = old
             .elements
-            .iter()
-            .map(|(m, k, v)| ((*m, k.as_str()), v.as_str()))
+            .difference(&new.elements)
+            .filter(|(map, _, _)| !set_goes(map))
+            .map(|(map, k, _)| (&**map, k.clone()))
             .collect();
-        let old_keys: BTreeMap<(&str, &str), &str> = old
+        self.ops += elements_statements(&mut self.elements, "delete", t, gone);
+        let added = new
             .elements
-            .iter()
-            .map(|(m, k, v)| ((*m, k.as_str()), v.as_str()))
+            .difference(&old.elements)
+            .map(|(map, k, v)| match v.is_empty() {
+                true => (&**map, k.clone()),
+                false => (&**map, format!("{k} : {v}")),
+            })
             .collect();
-        for ((map, k), v) in &old_keys {
-            if new_keys.get(&(map, k)) != Some(v) {
-                let _ = writeln!(self.elements, "delete element ip {t} {map} {{ {k} }}");
-                self.ops += 1;
-            }
-        }
-        for ((map, k), v) in &new_keys {
-            if old_keys.get(&(map, k)) != Some(v) {
-                if v.is_empty() {
-                    let _ = writeln!(self.elements, "add element ip {t} {map} {{ {k} }}");
-                } else {
-                    let _ = writeln!(self.elements, "add element ip {t} {map} {{ {k} : {v} }}");
-                }
-                self.ops += 1;
-            }
-        }
+        self.ops += elements_statements(&mut self.elements, "add", t, added);
         for name in old.chains.keys() {
             if !new.chains.contains_key(name) {
                 // Flushed first: a rule of it may jump to another chain removed here.
-                let _ = writeln!(self.fill, "flush chain ip {t} {name}");
-                let _ = writeln!(self.remove, "delete chain ip {t} {name}");
+                let _ = writeln!(self.fill, "flush chain {t} {name}");
+                let _ = writeln!(self.remove, "delete chain {t} {name}");
                 self.ops += 1;
             }
         }
         for name in old.sets.keys() {
             if !new.sets.contains_key(name) {
-                let _ = writeln!(self.remove, "delete set ip {t} {name}");
+                let _ = writeln!(self.remove, "delete set {t} {name}");
                 self.ops += 1;
             }
         }
@@ -598,12 +648,12 @@ mod tests {
         let r = render(&config(), &[backend(&[("10.244.1.2", false)])]);
         assert!(r.chains.is_empty());
         assert!(r.elements.contains(&(
-            NO_ENDPOINT_SERVICES,
+            NO_ENDPOINT_SERVICES.into(),
             "10.96.0.10 . tcp . 80".into(),
             "goto reject-chain".into()
         )));
         assert!(r.elements.contains(&(
-            NO_ENDPOINT_NODEPORTS,
+            NO_ENDPOINT_NODEPORTS.into(),
             "tcp . 30080".into(),
             "goto reject-chain".into()
         )));
@@ -619,7 +669,7 @@ mod tests {
             &config(),
             &[backend(&[("10.244.1.2", true), ("10.244.2.2", false)])],
         );
-        let mut tx = Transaction::default();
+        let mut tx = Transaction::new("ip", TABLE);
         tx.diff(&before, &after);
         let script = tx.script();
         // The service chain is rewritten, the gone endpoint's chain deleted; the map
@@ -634,7 +684,7 @@ mod tests {
         );
         assert!(!script.contains("element"), "{script}");
         assert_eq!(script.matches("add rule").count(), 2, "{script}");
-        let mut none = Transaction::default();
+        let mut none = Transaction::new("ip", TABLE);
         none.diff(&after, &after);
         assert!(none.is_empty());
     }
@@ -646,7 +696,7 @@ mod tests {
             b.port.affinity_seconds = Some(t);
             render(&config(), &[b])
         };
-        let mut tx = Transaction::default();
+        let mut tx = Transaction::new("ip", TABLE);
         tx.diff(&with_timeout(10800), &with_timeout(60));
         let script = tx.script();
         let add = script.find("add set").expect("a new set");

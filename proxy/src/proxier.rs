@@ -105,7 +105,7 @@ impl Proxier {
             // Everything, from what the tracker holds now.
             Transaction::full(&self.config, rendered.iter().map(|(_, r)| r))
         } else {
-            let mut tx = Transaction::default();
+            let mut tx = Transaction::new("ip", nftables::TABLE);
             for (name, new) in &rendered {
                 tx.diff(state.rendered.get(name).unwrap_or(&empty), new);
             }
@@ -236,7 +236,7 @@ impl Default for Timing {
 }
 
 /// A token bucket: `burst` syncs at once, then one per `period`.
-struct Burst {
+pub(crate) struct Burst {
     period: Duration,
     burst: u32,
     tokens: f64,
@@ -244,7 +244,7 @@ struct Burst {
 }
 
 impl Burst {
-    fn new(period: Duration, burst: u32) -> Burst {
+    pub(crate) fn new(period: Duration, burst: u32) -> Burst {
         Burst {
             period,
             burst,
@@ -253,7 +253,7 @@ impl Burst {
         }
     }
 
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         if self.period.is_zero() {
             return;
         }

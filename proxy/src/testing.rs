@@ -67,24 +67,32 @@ impl Netns {
             .unwrap()
     }
 
+    /// Runs `f` on a thread inside the namespace: sockets it opens belong to the
+    /// namespace (and stay there wherever they are used), threads it starts are inside too.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    use std::os::fd::AsFd;
+                    let ns = std::fs::File::open(&path).unwrap();
+                    rustix::thread::move_into_link_name_space(
+                        ns.as_fd(),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )
+                    .unwrap();
+                    f()
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
     /// A port on the namespace's loopback whose connections are relayed to `target` as
     /// this process reaches it: how a process in the namespace reaches a server on the
     /// host's loopback. Needs a tokio runtime.
     pub fn relay_to(&self, target: std::net::SocketAddr) -> u16 {
-        let path = format!("/var/run/netns/{}", self.name);
-        // A thread of its own enters the namespace just to open the listening socket.
-        let listener = std::thread::spawn(move || {
-            use std::os::fd::AsFd;
-            let ns = std::fs::File::open(&path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                ns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap()
-        })
-        .join()
-        .unwrap();
+        let listener = self.enter(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -98,6 +106,45 @@ impl Netns {
             }
         });
         port
+    }
+
+    /// Serves TCP and UDP on `port` of every address in the namespace, as upstream's
+    /// agnhost serves its network policy probes: a TCP connection gets `name` and a
+    /// newline, then an echo of what it sends; a UDP datagram gets `name` back. The
+    /// servers live as long as this process (nextest gives each test its own).
+    pub fn serve_tcp_udp(&self, name: &str, port: u16) {
+        let (tcp, udp) = self.enter(|| {
+            (
+                std::net::TcpListener::bind(("0.0.0.0", port)).unwrap(),
+                std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap(),
+            )
+        });
+        let hello = format!("{name}\n");
+        std::thread::spawn(move || {
+            for conn in tcp.incoming().flatten() {
+                let hello = hello.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut conn = conn;
+                    if conn.write_all(hello.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut buf = [0u8; 512];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((_, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(name.as_bytes(), from);
+            }
+        });
     }
 
     /// An HTTP GET with busybox wget: the body, or the error.
@@ -229,4 +276,44 @@ pub fn serve_name(pod: &Netns, dir: &Path, name: &str, port: u16) -> Child {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child
+}
+
+/// What the server at `to` (one [`Netns::serve_tcp_udp`] started) answers over `protocol`
+/// ("TCP" or "UDP") within `timeout`, asked from the calling thread's network namespace:
+/// its name, or None when nothing came back.
+pub fn reach(
+    to: std::net::SocketAddr,
+    protocol: &str,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    use std::io::Read;
+    match protocol {
+        "TCP" => {
+            let mut conn = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
+            conn.set_read_timeout(Some(timeout)).ok()?;
+            let mut buf = [0u8; 256];
+            let n = conn.read(&mut buf).ok()?;
+            let text = std::str::from_utf8(&buf[..n]).ok()?;
+            Some(text.trim_end().to_owned())
+        }
+        "UDP" => {
+            // Every probe from a source port of its own: a datagram reusing the ports of an
+            // earlier allowed probe would pass as part of that flow (conntrack keeps UDP
+            // flows for minutes), whatever the policies now say.
+            static NEXT_PORT: AtomicU32 = AtomicU32::new(20_000);
+            let socket = loop {
+                let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+                assert!(port < 65_000, "out of UDP source ports");
+                if let Ok(s) = std::net::UdpSocket::bind(("0.0.0.0", port as u16)) {
+                    break s;
+                }
+            };
+            socket.set_read_timeout(Some(timeout)).ok()?;
+            socket.send_to(b"probe", to).ok()?;
+            let mut buf = [0u8; 256];
+            let (n, _) = socket.recv_from(&mut buf).ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+        other => panic!("no probe for {other}"),
+    }
 }

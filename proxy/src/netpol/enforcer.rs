@@ -1,9 +1,11 @@
 //! Keeps the node's NetworkPolicy table in step with the cluster: informers on
-//! NetworkPolicies, Pods and Namespaces wake a loop that renders the table and, when it
-//! changed, loads it with one `nft -f` (the whole table for now: writing only the
-//! difference is the next step of issue #19). Pods on the host's network and pods that
-//! have finished are neither selected nor peers (their addresses are the node's, or may be
-//! given to a new pod).
+//! NetworkPolicies, Pods and Namespaces wake a loop that renders the table and writes the
+//! difference with what the table holds in one `nft -f` transaction (so a pod joining a
+//! selected set is one element, and connections other changes do not touch keep their
+//! state). The first sync, one after a failure and one an hour rewrite the whole table, as
+//! kube-proxy's. Syncs are rate-limited like kube-proxy's (--min-sync-period, a burst of
+//! two). Pods on the host's network and pods that have finished are neither selected nor
+//! peers (their addresses are the node's, or may be given to a new pod).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,15 +17,41 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::Notify;
 
-use super::rules::{Cluster, TABLE, render_counted};
+use super::rules::{self, Cluster, TABLE, render_counted};
 use super::semantics::NamespaceLabels;
 use crate::host::Host;
 use crate::metrics;
+use crate::nftables::{Rendered, Transaction};
+use crate::proxier::{Burst, Timing};
+
+/// How often the whole table is rewritten even without errors.
+const FULL_SYNC_EVERY: Duration = Duration::from_secs(3600);
 
 /// The NetworkPolicy enforcement of one node.
 pub struct NetworkPolicies {
     host: Host,
     node: String,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// What the table holds.
+struct State {
+    /// None: unknown (never written, or a write failed), the next sync rewrites it all.
+    loaded: Option<Rendered>,
+    last_full: Option<Instant>,
+}
+
+/// What one sync did.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncReport {
+    pub full: bool,
+    /// nft statements written (0: nothing changed).
+    pub ops: usize,
+    /// Rules in the table apart from its base.
+    pub rules: usize,
+    /// The node's pods isolated for [ingress, egress].
+    pub isolated: [usize; 2],
+    pub took: Duration,
 }
 
 /// Whether a pod takes part in policies: it has its own address and has not finished.
@@ -46,11 +74,63 @@ impl NetworkPolicies {
         Arc::new(NetworkPolicies {
             host,
             node: node.to_owned(),
+            state: tokio::sync::Mutex::new(State {
+                loaded: None,
+                last_full: None,
+            }),
+        })
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Renders `cluster` and writes what differs from the table.
+    pub async fn sync(&self, cluster: &Cluster<'_>) -> crate::Result<SyncReport> {
+        let began = Instant::now();
+        let (rendered, isolated) = render_counted(cluster);
+        let mut state = self.state.lock().await;
+        let full = state
+            .last_full
+            .is_none_or(|at| at.elapsed() >= FULL_SYNC_EVERY);
+        let loaded = if full { None } else { state.loaded.take() };
+        let tx = match &loaded {
+            Some(old) => {
+                let mut tx = Transaction::new("inet", TABLE);
+                tx.diff(old, &rendered);
+                tx
+            }
+            None => {
+                let mut tx = Transaction::replacing("inet", TABLE, &rules::base());
+                tx.diff(&Rendered::default(), &rendered);
+                tx
+            }
+        };
+        if !tx.is_empty()
+            && let Err(e) = self.host.nft(&tx.script()).await
+        {
+            // The table is in an unknown state: the next sync rewrites it all.
+            state.last_full = None;
+            metrics::NETWORK_POLICY_SYNC_FAILURES.inc(&[]);
+            return Err(e);
+        }
+        if loaded.is_none() {
+            state.last_full = Some(Instant::now());
+        }
+        let rules = rendered.rule_count();
+        state.loaded = Some(rendered);
+        Ok(SyncReport {
+            full: loaded.is_none(),
+            ops: tx.ops,
+            rules,
+            isolated,
+            took: began.elapsed(),
         })
     }
 
     /// Watches and enforces until dropped.
-    pub async fn run(self: Arc<Self>, client: kube::Client) {
+    pub async fn run(self: Arc<Self>, client: kube::Client, timing: Timing) {
         let policies = Informer::<NetworkPolicy>::new();
         let pods = Informer::<Pod>::new();
         let namespaces = Informer::<Namespace>::new();
@@ -67,71 +147,49 @@ impl NetworkPolicies {
         policies.wait_for_sync().await;
         pods.wait_for_sync().await;
         namespaces.wait_for_sync().await;
-        let mut loaded = String::new();
+        let mut limiter = Burst::new(timing.min_sync_period, 2);
         loop {
-            let started = Instant::now();
-            let (script, [ingress, egress]) = self.render(&policies, &pods, &namespaces);
-            let retry = if script == loaded {
-                Duration::MAX
-            } else {
-                match self.host.nft(&script).await {
-                    Ok(()) => {
-                        let took = started.elapsed();
-                        metrics::NETWORK_POLICY_SYNC_DURATION.observe(&[], took.as_secs_f64());
-                        metrics::NETWORK_POLICIES.set(&[], policies.len() as f64);
-                        metrics::NETWORK_POLICY_PODS.set(&["ingress"], ingress as f64);
-                        metrics::NETWORK_POLICY_PODS.set(&["egress"], egress as f64);
-                        tracing::debug!(
-                            ?took,
-                            policies = policies.len(),
-                            ingress,
-                            egress,
-                            "network policies synced"
+            limiter.wait().await;
+            let listed = policies.list();
+            let policy_refs: Vec<&NetworkPolicy> = listed.iter().map(|p| &**p).collect();
+            let pods = pods.list();
+            let members: Vec<&Pod> = pods
+                .iter()
+                .map(|p| &**p)
+                .filter(|p| in_pod_network(p))
+                .collect();
+            let labels = namespace_labels(&namespaces);
+            let cluster = Cluster {
+                policies: &policy_refs,
+                pods: &members,
+                namespaces: &labels,
+                node: &self.node,
+            };
+            match self.sync(&cluster).await {
+                Ok(r) => {
+                    metrics::NETWORK_POLICY_SYNC_DURATION.observe(&[], r.took.as_secs_f64());
+                    metrics::NETWORK_POLICIES.set(&[], policy_refs.len() as f64);
+                    metrics::NETWORK_POLICY_PODS.set(&["ingress"], r.isolated[0] as f64);
+                    metrics::NETWORK_POLICY_PODS.set(&["egress"], r.isolated[1] as f64);
+                    if r.ops > 0 {
+                        tracing::info!(
+                            full = r.full, ops = r.ops, rules = r.rules,
+                            policies = policy_refs.len(), ingress = r.isolated[0],
+                            egress = r.isolated[1], took = ?r.took, "synced network policies"
                         );
-                        loaded = script;
-                        Duration::MAX
-                    }
-                    Err(e) => {
-                        metrics::NETWORK_POLICY_SYNC_FAILURES.inc(&[]);
-                        tracing::error!("network policies: {e:#}");
-                        Duration::from_secs(5)
                     }
                 }
-            };
-            let _ = tokio::time::timeout(retry, changed.notified()).await;
+                Err(e) => {
+                    tracing::error!("syncing network policies failed: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(timing.sync_period) => {}
+            }
         }
-    }
-
-    fn render(
-        &self,
-        policies: &Informer<NetworkPolicy>,
-        pods: &Informer<Pod>,
-        namespaces: &Informer<Namespace>,
-    ) -> (String, [usize; 2]) {
-        let listed = policies.list();
-        let policies: Vec<&NetworkPolicy> = listed.iter().map(|p| &**p).collect();
-        let pods = pods.list();
-        let members: Vec<&Pod> = pods
-            .iter()
-            .map(|p| &**p)
-            .filter(|p| in_pod_network(p))
-            .collect();
-        let labels: NamespaceLabels = namespaces
-            .list()
-            .iter()
-            .map(|n| {
-                (
-                    n.metadata.name.clone().unwrap_or_default(),
-                    n.metadata.labels.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
-        render_counted(&Cluster {
-            policies: &policies,
-            pods: &members,
-            namespaces: &labels,
-            node: &self.node,
-        })
     }
 
     /// Removes the table.
@@ -141,4 +199,18 @@ impl NetworkPolicies {
         ))
         .await
     }
+}
+
+/// Each namespace's labels.
+fn namespace_labels(namespaces: &Informer<Namespace>) -> NamespaceLabels {
+    namespaces
+        .list()
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                n.metadata.labels.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
 }

@@ -6,7 +6,9 @@
 //! policy allows, and drops the rest. Peer pods are named sets of addresses; named ports
 //! are sets of `address . protocol . port`, resolved on the destination pod.
 //!
-//! [`render`] writes the whole table; a sync that writes only the difference comes next.
+//! [`render`] makes everything but the fixed [`base`] as a [`Rendered`] value, so that a
+//! sync can write only the difference with what the table holds (kube-proxy's
+//! [`Transaction`]); [`full_script`] is the whole table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +23,7 @@ use common::selector::LabelSelector;
 use super::semantics::{
     NamespaceLabels, label_selector, labels, named_port, policy_types, rules_of,
 };
-use crate::nftables::short_hash;
+use crate::nftables::{Rendered, Transaction, short_hash};
 
 /// Our table (family inet).
 pub const TABLE: &str = "tetsu-netpol";
@@ -71,13 +73,18 @@ impl Direction {
     }
 }
 
-/// The table being written.
-#[derive(Default)]
-struct Table {
-    /// Set name -> (type, elements).
-    sets: BTreeMap<String, (&'static str, Vec<String>)>,
-    /// Chain name -> rules.
-    chains: BTreeMap<String, Vec<String>>,
+/// The verdict maps from a local pod's address to its chain.
+const INGRESS_PODS: &str = "ingress-pods";
+const EGRESS_PODS: &str = "egress-pods";
+
+/// A named set and its elements in `table`.
+fn add_set(table: &mut Rendered, name: &str, kind: &str, elements: impl Iterator<Item = String>) {
+    table.sets.insert(name.to_owned(), format!("type {kind} ;"));
+    for e in elements {
+        table
+            .elements
+            .insert((name.to_owned().into(), e, String::new()));
+    }
 }
 
 /// Everything the rules are made from.
@@ -167,7 +174,7 @@ fn render_policy(
     cluster: &Cluster<'_>,
     selecting: &Selecting<'_>,
     direction: Direction,
-    table: &mut Table,
+    table: &mut Rendered,
 ) -> String {
     let policy = selecting.policy;
     let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
@@ -207,9 +214,8 @@ fn render_policy(
             let elements = pods
                 .iter()
                 .filter_map(|pod| pod_ip(pod))
-                .map(|ip| ip.to_string())
-                .collect();
-            table.sets.insert(set.clone(), ("ipv4_addr", elements));
+                .map(|ip| ip.to_string());
+            add_set(table, &set, "ipv4_addr", elements);
             peer_matches.push(format!("{peer_field} @{set}"));
         }
         // Where to: numbered ports match as such; named ones become address . protocol .
@@ -253,16 +259,15 @@ fn render_policy(
                         Direction::Egress => cluster.pods.to_vec(),
                     };
                     let set = format!("{chain}-{r}-port-{q}");
-                    let elements = candidates
-                        .iter()
-                        .filter_map(|pod| {
-                            let number = named_port(pod, name, api_protocol)?;
-                            Some(format!("{} . {proto} . {number}", pod_ip(pod)?))
-                        })
-                        .collect();
-                    table.sets.insert(
-                        set.clone(),
-                        ("ipv4_addr . inet_proto . inet_service", elements),
+                    let elements = candidates.iter().filter_map(|pod| {
+                        let number = named_port(pod, name, api_protocol)?;
+                        Some(format!("{} . {proto} . {number}", pod_ip(pod)?))
+                    });
+                    add_set(
+                        table,
+                        &set,
+                        "ipv4_addr . inet_proto . inet_service",
+                        elements,
                     );
                     port_matches.push(format!("ip daddr . meta l4proto . th dport @{set}"));
                 }
@@ -284,18 +289,44 @@ fn render_policy(
     chain
 }
 
-/// The whole table for `cluster`'s node, as an `nft -f` script that replaces any older one.
-pub fn render(cluster: &Cluster<'_>) -> String {
+/// The table's fixed part, as `add` statements: the verdict maps and the base chains.
+pub fn base() -> String {
+    let t = format!("inet {TABLE}");
+    let mut s = format!("add table {t}\n");
+    for map in [INGRESS_PODS, EGRESS_PODS] {
+        let _ = writeln!(s, "add map {t} {map} {{ type ipv4_addr : verdict ; }}");
+    }
+    for (name, hook, priority, field, map) in [
+        ("egress", "forward", -10, "ip saddr", EGRESS_PODS),
+        ("egress-to-node", "input", -10, "ip saddr", EGRESS_PODS),
+        ("ingress", "forward", 10, "ip daddr", INGRESS_PODS),
+    ] {
+        let _ = writeln!(
+            s,
+            "add chain {t} {name} {{ type filter hook {hook} priority {priority} ; policy accept ; }}\n\
+             add rule {t} {name} ct state established,related accept\n\
+             add rule {t} {name} {field} vmap @{map}"
+        );
+    }
+    s
+}
+
+/// The whole table for a rendering, as an `nft -f` script that replaces any older one.
+pub fn full_script(rendered: &Rendered) -> String {
+    let mut tx = Transaction::replacing("inet", TABLE, &base());
+    tx.diff(&Rendered::default(), rendered);
+    tx.script()
+}
+
+/// The table for `cluster`'s node, apart from its [`base`].
+pub fn render(cluster: &Cluster<'_>) -> Rendered {
     render_counted(cluster).0
 }
 
 /// [`render`], and how many of the node's pods are isolated: [ingress, egress].
-pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
-    let mut table = Table::default();
-    let mut maps: [(Direction, Vec<String>); 2] = [
-        (Direction::Ingress, Vec::new()),
-        (Direction::Egress, Vec::new()),
-    ];
+pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
+    let mut table = Rendered::default();
+    let mut isolated = [0, 0];
     let mut policy_chains: BTreeMap<(String, &str), String> = BTreeMap::new();
     let selecting: Vec<Selecting<'_>> =
         cluster.policies.iter().map(|p| Selecting::new(p)).collect();
@@ -305,7 +336,10 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
         .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(cluster.node));
     for pod in local {
         let Some(ip) = pod_ip(pod) else { continue };
-        for (direction, elements) in maps.iter_mut() {
+        for (i, direction) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .enumerate()
+        {
             let mut jumps = Vec::new();
             for selected in selecting.iter().filter(|p| p.selects(pod)) {
                 let policy = selected.policy;
@@ -321,7 +355,7 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
                 let chain = match policy_chains.get(&key) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = render_policy(cluster, selected, *direction, &mut table);
+                        let c = render_policy(cluster, selected, direction, &mut table);
                         policy_chains.insert(key, c.clone());
                         c
                     }
@@ -334,56 +368,17 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (String, [usize; 2]) {
             jumps.push("drop".into());
             let chain = format!("pod-{}-{ip}", direction.tag()).replace('.', "-");
             table.chains.insert(chain.clone(), jumps);
-            elements.push(format!("{ip} : jump {chain}"));
+            let map = match direction {
+                Direction::Ingress => INGRESS_PODS,
+                Direction::Egress => EGRESS_PODS,
+            };
+            table
+                .elements
+                .insert((map.into(), ip.to_string(), format!("jump {chain}")));
+            isolated[i] += 1;
         }
     }
-    let mut s =
-        format!("add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
-    for (direction, elements) in &maps {
-        let _ = writeln!(
-            s,
-            "  map {}-pods {{\n    type ipv4_addr : verdict",
-            match direction {
-                Direction::Ingress => "ingress",
-                Direction::Egress => "egress",
-            }
-        );
-        if !elements.is_empty() {
-            let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
-        }
-        s.push_str("  }\n");
-    }
-    for (name, (kind, elements)) in &table.sets {
-        let _ = writeln!(s, "  set {name} {{\n    type {kind}");
-        if !elements.is_empty() {
-            let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
-        }
-        s.push_str("  }\n");
-    }
-    for (name, rules) in &table.chains {
-        let _ = writeln!(s, "  chain {name} {{");
-        for rule in rules {
-            let _ = writeln!(s, "    {rule}");
-        }
-        s.push_str("  }\n");
-    }
-    for (name, hook, priority, field) in [
-        ("egress", "forward", -10, "ip saddr"),
-        ("egress-to-node", "input", -10, "ip saddr"),
-        ("ingress", "forward", 10, "ip daddr"),
-    ] {
-        let map = if name == "ingress" {
-            "ingress-pods"
-        } else {
-            "egress-pods"
-        };
-        let _ = writeln!(
-            s,
-            "  chain {name} {{\n    type filter hook {hook} priority {priority} ; policy accept ;\n    ct state established,related accept\n    {field} vmap @{map}\n  }}"
-        );
-    }
-    s.push_str("}\n");
-    (s, [maps[0].1.len(), maps[1].1.len()])
+    (table, isolated)
 }
 
 #[cfg(test)]
@@ -421,22 +416,37 @@ mod tests {
             ("y".to_owned(), Default::default()),
         ]
         .into();
-        let script = render(&Cluster {
+        let script = full_script(&render(&Cluster {
             policies: &[&policy],
             pods: &refs,
             namespaces: &namespaces,
             node: "n1",
-        });
+        }));
         let chain = format!("policy-in-{}", short_hash("x/web"));
+        let t = "inet tetsu-netpol";
         for line in [
-            "    elements = { 10.244.1.10 : jump pod-in-10-244-1-10 }".to_owned(),
-            format!("  set {chain}-0-0 {{\n    type ipv4_addr\n    elements = {{ 10.244.2.10, 10.244.2.11 }}"),
-            format!("  set {chain}-0-port-0 {{\n    type ipv4_addr . inet_proto . inet_service\n    elements = {{ 10.244.1.10 . tcp . 8080 }}"),
-            format!("  chain pod-in-10-244-1-10 {{\n    jump {chain}\n    drop\n  }}"),
-            format!("    ip saddr @{chain}-0-0 ip daddr . meta l4proto . th dport @{chain}-0-port-0 accept"),
-            format!("    ip saddr @{chain}-0-0 meta l4proto udp th dport 53-54 accept"),
-            "    ip saddr 192.0.2.0/24 ip saddr != { 192.0.2.7/32 } meta l4proto udp th dport 53-54 accept".to_owned(),
-            "    ct state established,related accept\n    ip daddr vmap @ingress-pods".to_owned(),
+            format!("add element {t} ingress-pods {{ 10.244.1.10 : jump pod-in-10-244-1-10 }}"),
+            format!("add set {t} {chain}-0-0 {{ type ipv4_addr ; }}"),
+            format!("add element {t} {chain}-0-0 {{ 10.244.2.10, 10.244.2.11 }}"),
+            format!(
+                "add set {t} {chain}-0-port-0 {{ type ipv4_addr . inet_proto . inet_service ; }}"
+            ),
+            format!("add element {t} {chain}-0-port-0 {{ 10.244.1.10 . tcp . 8080 }}"),
+            format!(
+                "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 drop"
+            ),
+            format!(
+                "add rule {t} {chain} ip saddr @{chain}-0-0 ip daddr . meta l4proto . th dport @{chain}-0-port-0 accept"
+            ),
+            format!(
+                "add rule {t} {chain} ip saddr @{chain}-0-0 meta l4proto udp th dport 53-54 accept"
+            ),
+            format!(
+                "add rule {t} {chain} ip saddr 192.0.2.0/24 ip saddr != {{ 192.0.2.7/32 }} meta l4proto udp th dport 53-54 accept"
+            ),
+            format!(
+                "add rule {t} ingress ct state established,related accept\nadd rule {t} ingress ip daddr vmap @ingress-pods"
+            ),
         ] {
             assert!(script.contains(&line), "{line}\nnot in:\n{script}");
         }
@@ -452,18 +462,18 @@ mod tests {
             {"ports": [{"protocol": "ICMP; flush ruleset", "port": 1}, {"port": 70000}]}
         ))
         .unwrap()]);
-        let odd_script = render(&Cluster {
+        let odd_script = full_script(&render(&Cluster {
             policies: &[&odd],
             pods: &refs,
             namespaces: &namespaces,
             node: "n1",
-        });
+        }));
         assert!(
             !odd_script.contains("fd00") && !odd_script.contains("flush"),
             "{odd_script}"
         );
         assert!(
-            odd_script.contains("    ip saddr 10.0.0.0/8 ip saddr != { 10.1.0.0/16 } accept"),
+            odd_script.contains(" ip saddr 10.0.0.0/8 ip saddr != { 10.1.0.0/16 } accept\n"),
             "{odd_script}"
         );
         assert!(
@@ -473,5 +483,82 @@ mod tests {
         // Pods of other nodes get no chain; no egress policy, no egress element.
         assert!(!script.contains("pod-in-10-244-2"), "{script}");
         assert!(!script.contains("pod-out-"), "{script}");
+    }
+
+    #[test]
+    fn a_peer_relabelled_is_one_element_and_a_new_policy_only_adds() {
+        let mut pods = vec![
+            pod("x", "a", "n1", "10.244.1.10"),
+            pod("x", "b", "n1", "10.244.1.11"),
+            pod("x", "c", "n2", "10.244.2.10"),
+        ];
+        let namespaces: NamespaceLabels = [("x".to_owned(), Default::default())].into();
+        let from_b: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "from-b", "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "b"}}}]}]}}))
+        .unwrap();
+        let rendered = |pods: &[Pod], policies: &[&NetworkPolicy]| {
+            let refs: Vec<&Pod> = pods.iter().collect();
+            render(&Cluster {
+                policies,
+                pods: &refs,
+                namespaces: &namespaces,
+                node: "n1",
+            })
+        };
+        let before = rendered(&pods, &[&from_b]);
+        pods[2]
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("role".into(), "b".into());
+        let after = rendered(&pods, &[&from_b]);
+        let mut tx = Transaction::new("inet", TABLE);
+        tx.diff(&before, &after);
+        let set = format!("policy-in-{}-0-0", short_hash("x/from-b"));
+        assert_eq!(
+            tx.script(),
+            format!("add element inet tetsu-netpol {set} {{ 10.244.2.10 }}\n")
+        );
+        assert_eq!(tx.ops, 1);
+
+        // A second policy selecting x/b: its chain and set, x/b's chain and map element;
+        // nothing of the first policy is touched.
+        let deny: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "deny-b", "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": {"pod": "b"}}}}))
+        .unwrap();
+        let more = rendered(&pods, &[&from_b, &deny]);
+        let mut tx = Transaction::new("inet", TABLE);
+        tx.diff(&after, &more);
+        let script = tx.script();
+        assert!(
+            !script.contains("from-b") && !script.contains(&set),
+            "{script}"
+        );
+        assert!(
+            !script.contains("flush") && !script.contains("delete"),
+            "{script}"
+        );
+        assert!(
+            script.contains("add element inet tetsu-netpol ingress-pods { 10.244.1.11 : jump pod-in-10-244-1-11 }"),
+            "{script}"
+        );
+        // And back: what was added goes, chains flushed before they are deleted.
+        let mut tx = Transaction::new("inet", TABLE);
+        tx.diff(&more, &after);
+        let script = tx.script();
+        let flush = script
+            .find("flush chain inet tetsu-netpol pod-in-10-244-1-11")
+            .unwrap();
+        let delete = script
+            .find("delete chain inet tetsu-netpol pod-in-10-244-1-11")
+            .unwrap();
+        let element = script
+            .find("delete element inet tetsu-netpol ingress-pods { 10.244.1.11 }")
+            .unwrap();
+        assert!(flush < delete && element < delete, "{script}");
     }
 }
