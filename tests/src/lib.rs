@@ -5,6 +5,7 @@
 //! identity, and real kubectl.
 
 pub mod hosts;
+pub mod netpol_model;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
