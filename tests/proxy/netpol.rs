@@ -4,7 +4,9 @@
 //! sync (`NetworkPolicies::sync`), so each case's policies and labels replace the last
 //! case's as incremental transactions while the servers keep running; for each case every
 //! pod-to-pod probe is compared with the model's expected reachability, and a connection
-//! opened before the first case still works after the last.
+//! opened before the first case still works after the last. kube-proxy runs on the node
+//! too, with a Service in front of x/a: every pod's connection to its ClusterIP is judged
+//! as the direct connection to x/a on port 80 (policies see the pod after the DNAT).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -17,7 +19,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use proxy::host::Host;
 use proxy::netpol::enforcer::NetworkPolicies;
 use proxy::netpol::rules::Cluster;
+use proxy::nftables::Config;
 use proxy::podnet;
+use proxy::proxier::Proxier;
 use proxy::testing::{Lan, Netns, add_pod, reach};
 
 const NODE: &str = "node-a";
@@ -85,6 +89,53 @@ fn probe_model(pods: &[ModelPod], want: &BTreeSet<Probe>) -> BTreeSet<Probe> {
     got
 }
 
+/// The pods (not x/a itself) whose connection to `vip` reaches x/a.
+fn probe_service(pods: &[ModelPod], vip: SocketAddr, want: &BTreeSet<String>) -> BTreeSet<String> {
+    let once = |from: &ModelPod, timeout| {
+        from.netns.enter(|| reach(vip, "TCP", timeout)).as_deref() == Some("x/a")
+    };
+    std::thread::scope(|scope| {
+        let running: Vec<_> = pods[1..]
+            .iter()
+            .map(|from| {
+                scope.spawn(move || {
+                    let mut ok = once(from, Duration::from_millis(700));
+                    // As probe_model: one more, slower try before a blocked one counts.
+                    if !ok && want.contains(&from.id) {
+                        ok = once(from, Duration::from_secs(3));
+                    }
+                    ok.then(|| from.id.clone())
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|r| r.join().unwrap())
+            .collect()
+    })
+}
+
+/// x/web: ClusterIP `vip`, port 8080 to x/a's port 80.
+fn service_in_front_of(proxier: &Proxier, vip: SocketAddr, x_a: &str) {
+    let service = serde_json::json!({
+        "metadata": {"namespace": "x", "name": "web"},
+        "spec": {"clusterIP": vip.ip().to_string(),
+            "ports": [{"name": "http", "port": vip.port(), "targetPort": 80}]}});
+    let slice = serde_json::json!({
+        "metadata": {"namespace": "x", "name": "web-1",
+            "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [x_a], "nodeName": NODE, "conditions": {"ready": true}}]});
+    let mut tracker = proxier.tracker();
+    tracker.service_changed(
+        serde_json::from_value::<k8s_openapi::api::core::v1::Service>(service).unwrap(),
+    );
+    tracker.slice_changed(
+        serde_json::from_value::<k8s_openapi::api::discovery::v1::EndpointSlice>(slice).unwrap(),
+    );
+}
+
 #[test]
 fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -126,6 +177,17 @@ fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
     long_lived.read_line(&mut line).unwrap();
     assert_eq!(line, "y/b\n");
 
+    let proxier = Proxier::new(
+        Host::netns(&node.name),
+        Config {
+            cluster_cidr: Some("10.244.0.0/16".into()),
+        },
+        NODE,
+    );
+    let vip: SocketAddr = "10.96.0.77:8080".parse().unwrap();
+    service_in_front_of(&proxier, vip, &x_a.ip);
+    runtime.block_on(proxier.sync()).unwrap();
+
     let agent = NetworkPolicies::new(Host::netns(&node.name), NODE);
     let cases = netpol_model::cases(ip_of, pod_cidr);
     for (i, case) in cases.iter().enumerate() {
@@ -161,6 +223,17 @@ fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
                 netpol_model::differences(&got, &want)
             );
         }
+        let want_service: BTreeSet<String> = want
+            .iter()
+            .filter(|p| p.to == "x/a" && p.port == 80 && p.protocol == "TCP")
+            .map(|p| p.from.clone())
+            .collect();
+        let got_service = probe_service(&pods, vip, &want_service);
+        assert_eq!(
+            got_service, want_service,
+            "{}: the pods reaching x/a through its Service",
+            case.name
+        );
         if case.policies.is_empty() {
             let total = netpol_model::probes().len();
             assert_eq!(got.len(), total, "{}: everything passes", case.name);

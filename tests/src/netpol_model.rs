@@ -560,6 +560,23 @@ pub fn cases(ip: impl Fn(&str) -> String, pod_cidr: &str) -> Vec<Case> {
             ],
         },
         Case {
+            name: "egress to a Service's pods (judged on the pod after the Service's DNAT)",
+            policies: vec![policy(
+                "y",
+                "to-x-a",
+                json!({"podSelector": {}, "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"namespaceSelector": ns_in(&["x"]),
+                        "podSelector": select("a")}], "ports": [{"port": 80}]}]}),
+            )],
+            labels: vec![],
+            checks: vec![
+                ("y/b -> x/a 80/TCP", true),
+                ("y/b -> x/b 80/TCP", false),
+                ("y/b -> z/a 80/TCP", false),
+                ("z/b -> y/a 80/TCP", true),
+            ],
+        },
+        Case {
             name: "any port of one protocol",
             policies: vec![policy(
                 "x",
