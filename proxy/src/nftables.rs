@@ -57,13 +57,22 @@ impl Rendered {
 /// A short stable hash for chain names (FNV-1a, base32), as upstream prefixes its chains
 /// so that names stay unique when truncated.
 pub(crate) fn short_hash(s: &str) -> String {
+    hash_chars(s, 8)
+}
+
+/// [`short_hash`] with all 64 bits (13 characters), for names that stand for content.
+pub(crate) fn long_hash(s: &str) -> String {
+    hash_chars(s, 13)
+}
+
+fn hash_chars(s: &str, chars: u32) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    (0..8)
+    (0..chars)
         .map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char)
         .collect()
 }

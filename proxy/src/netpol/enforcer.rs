@@ -51,6 +51,8 @@ pub struct SyncReport {
     pub rules: usize,
     /// The node's pods isolated for [ingress, egress].
     pub isolated: [usize; 2],
+    /// Rendering and diffing, before `nft` runs.
+    pub rendered_in: Duration,
     pub took: Duration,
 }
 
@@ -107,6 +109,7 @@ impl NetworkPolicies {
                 tx
             }
         };
+        let rendered_in = began.elapsed();
         if !tx.is_empty()
             && let Err(e) = self.host.nft(&tx.script()).await
         {
@@ -125,6 +128,7 @@ impl NetworkPolicies {
             ops: tx.ops,
             rules,
             isolated,
+            rendered_in,
             took: began.elapsed(),
         })
     }

@@ -10,12 +10,13 @@
 //! sync can write only the difference with what the table holds (kube-proxy's
 //! [`Transaction`]); [`full_script`] is the whole table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaLabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use common::selector::LabelSelector;
@@ -23,7 +24,7 @@ use common::selector::LabelSelector;
 use super::semantics::{
     NamespaceLabels, label_selector, labels, named_port, policy_types, rules_of,
 };
-use crate::nftables::{Rendered, Transaction, short_hash};
+use crate::nftables::{Rendered, Transaction, long_hash, short_hash};
 
 /// Our table (family inet).
 pub const TABLE: &str = "tetsu-netpol";
@@ -77,16 +78,6 @@ impl Direction {
 const INGRESS_PODS: &str = "ingress-pods";
 const EGRESS_PODS: &str = "egress-pods";
 
-/// A named set and its elements in `table`.
-fn add_set(table: &mut Rendered, name: &str, kind: &str, elements: impl Iterator<Item = String>) {
-    table.sets.insert(name.to_owned(), format!("type {kind} ;"));
-    for e in elements {
-        table
-            .elements
-            .insert((name.to_owned().into(), e, String::new()));
-    }
-}
-
 /// Everything the rules are made from.
 pub struct Cluster<'a> {
     pub policies: &'a [&'a NetworkPolicy],
@@ -95,33 +86,6 @@ pub struct Cluster<'a> {
     pub namespaces: &'a NamespaceLabels,
     /// This node's name: only its pods get chains.
     pub node: &'a str,
-}
-
-impl Cluster<'_> {
-    /// The pods `peer` (of a policy in `namespace`) selects; its selectors are read once.
-    fn peer_pods(&self, peer: &NetworkPolicyPeer, namespace: &str) -> Vec<&Pod> {
-        let namespaces = peer.namespace_selector.as_ref().map(label_selector);
-        let pods = peer.pod_selector.as_ref().map(label_selector);
-        self.pods
-            .iter()
-            .copied()
-            .filter(|pod| {
-                let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let ns_ok = match &namespaces {
-                    Some(s) => s
-                        .as_ref()
-                        .zip(self.namespaces.get(ns))
-                        .is_some_and(|(s, l)| s.matches_map(l)),
-                    None => ns == namespace,
-                };
-                let pod_ok = match &pods {
-                    Some(s) => s.as_ref().is_some_and(|s| s.matches_map(labels(pod))),
-                    None => true,
-                };
-                ns_ok && pod_ok
-            })
-            .collect()
-    }
 }
 
 /// A policy with its podSelector read once for all the pods it is matched against.
@@ -169,27 +133,108 @@ fn port_number(n: i32) -> Option<u16> {
     u16::try_from(n).ok().filter(|n| *n > 0)
 }
 
-/// Renders one direction of one policy into `table`: its chain's rules.
-fn render_policy(
-    cluster: &Cluster<'_>,
-    selecting: &Selecting<'_>,
-    direction: Direction,
-    table: &mut Rendered,
-) -> String {
-    let policy = selecting.policy;
-    let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
-    let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
-    let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
-    let peer_field = direction.peer_field();
-    let mut rules = Vec::new();
-    let rule_list = rules_of(spec, direction == Direction::Ingress);
-    for (r, (peers, ports)) in rule_list.into_iter().enumerate() {
-        // Who: every peer's match (none: anyone).
-        let mut peer_matches = Vec::new();
-        if peers.is_empty() {
-            peer_matches.push(String::new());
+/// One render: the cluster, its pods by namespace, and the sets made so far.
+struct Renderer<'a> {
+    cluster: &'a Cluster<'a>,
+    by_namespace: BTreeMap<&'a str, Vec<&'a Pod>>,
+    /// What a set holds (its key) -> the set's name.
+    set_names: HashMap<String, String>,
+    names: HashSet<String>,
+    table: Rendered,
+}
+
+/// A selector (or its absence) as text, for the key of a set.
+fn selector_text(s: &Option<MetaLabelSelector>) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+impl<'a> Renderer<'a> {
+    fn new(cluster: &'a Cluster<'a>) -> Renderer<'a> {
+        let mut by_namespace: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+        for pod in cluster.pods {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            by_namespace.entry(ns).or_default().push(pod);
         }
-        for (p, peer) in peers.iter().enumerate() {
+        Renderer {
+            cluster,
+            by_namespace,
+            set_names: HashMap::new(),
+            names: HashSet::new(),
+            table: Rendered::default(),
+        }
+    }
+
+    /// The pods `peer` (of a policy in `namespace`) selects; its selectors are read once,
+    /// and only the pods of the namespaces it names are looked at.
+    fn peer_pods(&self, peer: &NetworkPolicyPeer, namespace: &str) -> Vec<&'a Pod> {
+        let namespaces: Vec<&str> = match &peer.namespace_selector {
+            Some(s) => match label_selector(s) {
+                Some(s) => self
+                    .cluster
+                    .namespaces
+                    .iter()
+                    .filter(|(_, l)| s.matches_map(l))
+                    .map(|(n, _)| n.as_str())
+                    .collect(),
+                None => Vec::new(),
+            },
+            None => vec![namespace],
+        };
+        let pods = peer.pod_selector.as_ref().map(label_selector);
+        namespaces
+            .iter()
+            .flat_map(|ns| self.by_namespace.get(ns).into_iter().flatten().copied())
+            .filter(|pod| match &pods {
+                Some(s) => s.as_ref().is_some_and(|s| s.matches_map(labels(pod))),
+                None => true,
+            })
+            .collect()
+    }
+
+    /// The name of the set holding what `key` describes, made with `elements` the first
+    /// time a policy needs it: policies naming the same peers or ports share one set, and
+    /// its name stays while what it describes does.
+    fn set(
+        &mut self,
+        key: String,
+        kind: &str,
+        elements: impl FnOnce(&Self) -> Vec<String>,
+    ) -> String {
+        if let Some(name) = self.set_names.get(&key) {
+            return name.clone();
+        }
+        let mut name = format!("set-{}", long_hash(&key));
+        // 64 bits make a clash unlikely; one must still never merge two sets.
+        while self.names.contains(&name) {
+            name = format!("set-{}", long_hash(&format!("{name}{key}")));
+        }
+        let items = elements(self);
+        self.table
+            .sets
+            .insert(name.clone(), format!("type {kind} ;"));
+        for e in items {
+            self.table
+                .elements
+                .insert((name.clone().into(), e, String::new()));
+        }
+        self.names.insert(name.clone());
+        self.set_names.insert(key, name.clone());
+        name
+    }
+
+    /// The rules matching the peers of one rule (an empty rule: anyone).
+    fn peer_matches(
+        &mut self,
+        peers: &[NetworkPolicyPeer],
+        namespace: &str,
+        direction: Direction,
+    ) -> Vec<String> {
+        let peer_field = direction.peer_field();
+        let mut matches = Vec::new();
+        if peers.is_empty() {
+            matches.push(String::new());
+        }
+        for peer in peers {
             if let Some(block) = &peer.ip_block {
                 // Only IPv4 blocks can match this table's traffic; anything else (IPv6, or
                 // text nft would refuse) allows nothing here rather than failing the table.
@@ -206,87 +251,128 @@ fn render_policy(
                 if !except.is_empty() {
                     let _ = write!(m, " {peer_field} != {{ {} }}", except.join(", "));
                 }
-                peer_matches.push(m);
+                matches.push(m);
                 continue;
             }
-            let pods = cluster.peer_pods(peer, namespace);
-            let set = format!("{chain}-{r}-{p}");
-            let elements = pods
-                .iter()
-                .filter_map(|pod| pod_ip(pod))
-                .map(|ip| ip.to_string());
-            add_set(table, &set, "ipv4_addr", elements);
-            peer_matches.push(format!("{peer_field} @{set}"));
+            let key = match &peer.namespace_selector {
+                Some(_) => format!(
+                    "peers {} {}",
+                    selector_text(&peer.namespace_selector),
+                    selector_text(&peer.pod_selector)
+                ),
+                None => format!("peers in {namespace} {}", selector_text(&peer.pod_selector)),
+            };
+            let set = self.set(key, "ipv4_addr", |r| {
+                r.peer_pods(peer, namespace)
+                    .into_iter()
+                    .filter_map(pod_ip)
+                    .map(|ip| ip.to_string())
+                    .collect()
+            });
+            matches.push(format!("{peer_field} @{set}"));
         }
-        // Where to: numbered ports match as such; named ones become address . protocol .
-        // port elements of the pods they resolve on.
-        let mut port_matches = Vec::new();
+        matches
+    }
+
+    /// The rules matching the ports of one rule (none: any port).
+    fn port_matches(
+        &mut self,
+        ports: &[NetworkPolicyPort],
+        selecting: &Selecting<'_>,
+        direction: Direction,
+    ) -> Vec<String> {
+        let mut matches = Vec::new();
         if ports.is_empty() {
-            port_matches.push(String::new());
+            matches.push(String::new());
         }
-        for (q, port) in ports.iter().enumerate() {
+        for port in ports {
             // What nft could not take (validation refuses it anyway) allows nothing; the
             // rule text is made of parsed numbers and known words, never the object's text.
             let Some(proto) = nft_protocol(port) else {
                 continue;
             };
             match &port.port {
-                None => port_matches.push(format!("meta l4proto {proto}")),
+                None => matches.push(format!("meta l4proto {proto}")),
                 Some(IntOrString::Int(n)) => {
                     let Some(start) = port_number(*n) else {
                         continue;
                     };
                     let end = port.end_port.and_then(port_number).filter(|e| *e > start);
-                    port_matches.push(match end {
+                    matches.push(match end {
                         Some(end) => format!("meta l4proto {proto} th dport {start}-{end}"),
                         None => format!("meta l4proto {proto} th dport {start}"),
                     });
                 }
                 Some(IntOrString::String(name)) => {
                     let api_protocol = port.protocol.as_deref().unwrap_or("TCP");
-                    // The destinations that resolve the name: for ingress the selected
-                    // pods, for egress the peers. The rule's peer match (and, for
-                    // ingress, the pod chain) already narrows the addresses, so every pod
-                    // with the name can be listed, which also covers pods an ipBlock
-                    // matches.
-                    let candidates: Vec<&Pod> = match direction {
-                        Direction::Ingress => cluster
+                    // Named ports become address . protocol . port elements of the pods
+                    // that resolve the name: for ingress the selected pods, for egress
+                    // every pod. The rule's peer match (and, for ingress, the pod chain)
+                    // already narrows the addresses, so listing every pod with the name is
+                    // right, and covers pods an ipBlock matches.
+                    let key = match direction {
+                        Direction::Ingress => format!(
+                            "ports of {} {} {name} {api_protocol}",
+                            selecting
+                                .policy
+                                .metadata
+                                .namespace
+                                .as_deref()
+                                .unwrap_or_default(),
+                            selector_text(
+                                &selecting
+                                    .policy
+                                    .spec
+                                    .as_ref()
+                                    .and_then(|s| s.pod_selector.clone())
+                            )
+                        ),
+                        Direction::Egress => format!("ports of all {name} {api_protocol}"),
+                    };
+                    let kind = "ipv4_addr . inet_proto . inet_service";
+                    let set = self.set(key, kind, |r| {
+                        r.cluster
                             .pods
                             .iter()
-                            .copied()
-                            .filter(|p| selecting.selects(p))
-                            .collect(),
-                        Direction::Egress => cluster.pods.to_vec(),
-                    };
-                    let set = format!("{chain}-{r}-port-{q}");
-                    let elements = candidates.iter().filter_map(|pod| {
-                        let number = named_port(pod, name, api_protocol)?;
-                        Some(format!("{} . {proto} . {number}", pod_ip(pod)?))
+                            .filter(|p| direction == Direction::Egress || selecting.selects(p))
+                            .filter_map(|pod| {
+                                let number = named_port(pod, name, api_protocol)?;
+                                Some(format!("{} . {proto} . {number}", pod_ip(pod)?))
+                            })
+                            .collect()
                     });
-                    add_set(
-                        table,
-                        &set,
-                        "ipv4_addr . inet_proto . inet_service",
-                        elements,
-                    );
-                    port_matches.push(format!("ip daddr . meta l4proto . th dport @{set}"));
+                    matches.push(format!("ip daddr . meta l4proto . th dport @{set}"));
                 }
             }
         }
-        for who in &peer_matches {
-            for what in &port_matches {
-                let rule = [who.as_str(), what.as_str(), "accept"]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                rules.push(rule);
+        matches
+    }
+
+    /// Renders one direction of one policy: its chain's rules; answers the chain's name.
+    fn policy(&mut self, selecting: &Selecting<'_>, direction: Direction) -> String {
+        let policy = selecting.policy;
+        let spec = policy.spec.as_ref().expect("a selecting policy has a spec");
+        let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
+        let chain = format!("policy-{}-{}", direction.tag(), short_hash(&id(policy)));
+        let mut rules = Vec::new();
+        for (peers, ports) in rules_of(spec, direction == Direction::Ingress) {
+            let who = self.peer_matches(peers, namespace, direction);
+            let what = self.port_matches(ports, selecting, direction);
+            for w in &who {
+                for p in &what {
+                    let rule = [w.as_str(), p.as_str(), "accept"]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    rules.push(rule);
+                }
             }
         }
+        self.table.chains.insert(chain.clone(), rules);
+        chain
     }
-    table.chains.insert(chain.clone(), rules);
-    chain
 }
 
 /// The table's fixed part, as `add` statements: the verdict maps and the base chains.
@@ -325,7 +411,7 @@ pub fn render(cluster: &Cluster<'_>) -> Rendered {
 
 /// [`render`], and how many of the node's pods are isolated: [ingress, egress].
 pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
-    let mut table = Rendered::default();
+    let mut renderer = Renderer::new(cluster);
     let mut isolated = [0, 0];
     let mut policy_chains: BTreeMap<(String, &str), String> = BTreeMap::new();
     let selecting: Vec<Selecting<'_>> =
@@ -355,7 +441,7 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
                 let chain = match policy_chains.get(&key) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = render_policy(cluster, selected, direction, &mut table);
+                        let c = renderer.policy(selected, direction);
                         policy_chains.insert(key, c.clone());
                         c
                     }
@@ -367,24 +453,40 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
             }
             jumps.push("drop".into());
             let chain = format!("pod-{}-{ip}", direction.tag()).replace('.', "-");
-            table.chains.insert(chain.clone(), jumps);
+            renderer.table.chains.insert(chain.clone(), jumps);
             let map = match direction {
                 Direction::Ingress => INGRESS_PODS,
                 Direction::Egress => EGRESS_PODS,
             };
-            table
+            renderer
+                .table
                 .elements
                 .insert((map.into(), ip.to_string(), format!("jump {chain}")));
             isolated[i] += 1;
         }
     }
-    (table, isolated)
+    (renderer.table, isolated)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The sets `chain`'s rules use, in the order they first appear.
+    fn sets_used(rendered: &Rendered, chain: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for rule in &rendered.chains[chain] {
+            for word in rule.split_whitespace() {
+                if let Some(set) = word.strip_prefix('@')
+                    && !out.iter().any(|s| s == set)
+                {
+                    out.push(set.to_owned());
+                }
+            }
+        }
+        out
+    }
 
     fn pod(ns: &str, name: &str, node: &str, ip: &str) -> Pod {
         serde_json::from_value(json!({
@@ -416,30 +518,33 @@ mod tests {
             ("y".to_owned(), Default::default()),
         ]
         .into();
-        let script = full_script(&render(&Cluster {
+        let rendered = render(&Cluster {
             policies: &[&policy],
             pods: &refs,
             namespaces: &namespaces,
             node: "n1",
-        }));
+        });
+        let script = full_script(&rendered);
         let chain = format!("policy-in-{}", short_hash("x/web"));
+        let used = sets_used(&rendered, &chain);
+        let (peers, ports) = (&used[0], &used[1]);
         let t = "inet tetsu-netpol";
         for line in [
             format!("add element {t} ingress-pods {{ 10.244.1.10 : jump pod-in-10-244-1-10 }}"),
-            format!("add set {t} {chain}-0-0 {{ type ipv4_addr ; }}"),
-            format!("add element {t} {chain}-0-0 {{ 10.244.2.10, 10.244.2.11 }}"),
+            format!("add set {t} {peers} {{ type ipv4_addr ; }}"),
+            format!("add element {t} {peers} {{ 10.244.2.10, 10.244.2.11 }}"),
             format!(
-                "add set {t} {chain}-0-port-0 {{ type ipv4_addr . inet_proto . inet_service ; }}"
+                "add set {t} {ports} {{ type ipv4_addr . inet_proto . inet_service ; }}"
             ),
-            format!("add element {t} {chain}-0-port-0 {{ 10.244.1.10 . tcp . 8080 }}"),
+            format!("add element {t} {ports} {{ 10.244.1.10 . tcp . 8080 }}"),
             format!(
                 "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 drop"
             ),
             format!(
-                "add rule {t} {chain} ip saddr @{chain}-0-0 ip daddr . meta l4proto . th dport @{chain}-0-port-0 accept"
+                "add rule {t} {chain} ip saddr @{peers} ip daddr . meta l4proto . th dport @{ports} accept"
             ),
             format!(
-                "add rule {t} {chain} ip saddr @{chain}-0-0 meta l4proto udp th dport 53-54 accept"
+                "add rule {t} {chain} ip saddr @{peers} meta l4proto udp th dport 53-54 accept"
             ),
             format!(
                 "add rule {t} {chain} ip saddr 192.0.2.0/24 ip saddr != {{ 192.0.2.7/32 }} meta l4proto udp th dport 53-54 accept"
@@ -450,6 +555,19 @@ mod tests {
         ] {
             assert!(script.contains(&line), "{line}\nnot in:\n{script}");
         }
+        // A second policy naming the same peers and selecting the same pods shares the
+        // sets: one more chain, no more sets.
+        let mut twin = policy.clone();
+        twin.metadata.name = Some("web-too".into());
+        let both = render(&Cluster {
+            policies: &[&policy, &twin],
+            pods: &refs,
+            namespaces: &namespaces,
+            node: "n1",
+        });
+        assert_eq!(both.sets, rendered.sets);
+        assert_eq!(both.chains.len(), rendered.chains.len() + 1);
+
         // IPv6 and malformed blocks allow nothing over IPv4 and never reach the script.
         let mut odd = policy.clone();
         odd.spec.as_mut().unwrap().ingress =
@@ -517,7 +635,8 @@ mod tests {
         let after = rendered(&pods, &[&from_b]);
         let mut tx = Transaction::new("inet", TABLE);
         tx.diff(&before, &after);
-        let set = format!("policy-in-{}-0-0", short_hash("x/from-b"));
+        let chain = format!("policy-in-{}", short_hash("x/from-b"));
+        let set = sets_used(&before, &chain).remove(0);
         assert_eq!(
             tx.script(),
             format!("add element inet tetsu-netpol {set} {{ 10.244.2.10 }}\n")
