@@ -108,43 +108,11 @@ impl Netns {
         port
     }
 
-    /// Serves TCP and UDP on `port` of every address in the namespace, as upstream's
-    /// agnhost serves its network policy probes: a TCP connection gets `name` and a
-    /// newline, then an echo of what it sends; a UDP datagram gets `name` back. The
-    /// servers live as long as this process (nextest gives each test its own).
+    /// [`serve_tcp_udp`] on `port` of every address in the namespace. The servers live as
+    /// long as this process (nextest gives each test its own).
     pub fn serve_tcp_udp(&self, name: &str, port: u16) {
-        let (tcp, udp) = self.enter(|| {
-            (
-                std::net::TcpListener::bind(("0.0.0.0", port)).unwrap(),
-                std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap(),
-            )
-        });
-        let hello = format!("{name}\n");
-        std::thread::spawn(move || {
-            for conn in tcp.incoming().flatten() {
-                let hello = hello.clone();
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let mut conn = conn;
-                    if conn.write_all(hello.as_bytes()).is_err() {
-                        return;
-                    }
-                    let mut buf = [0u8; 512];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let name = name.to_owned();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((_, from)) = udp.recv_from(&mut buf) {
-                let _ = udp.send_to(name.as_bytes(), from);
-            }
-        });
+        let (tcp, udp) = self.enter(|| bind_tcp_udp(port).unwrap());
+        serve_tcp_udp(tcp, udp, name);
     }
 
     /// An HTTP GET with busybox wget: the body, or the error.
@@ -278,7 +246,58 @@ pub fn serve_name(pod: &Netns, dir: &Path, name: &str, port: u16) -> Child {
     child
 }
 
-/// What the server at `to` (one [`Netns::serve_tcp_udp`] started) answers over `protocol`
+/// A TCP listener and a UDP socket on `port` of every address.
+pub fn bind_tcp_udp(port: u16) -> std::io::Result<(std::net::TcpListener, std::net::UdpSocket)> {
+    Ok((
+        std::net::TcpListener::bind(("0.0.0.0", port))?,
+        std::net::UdpSocket::bind(("0.0.0.0", port))?,
+    ))
+}
+
+/// Answers on `tcp` and `udp` as upstream's agnhost answers its network policy probes, on
+/// threads of their own: a TCP connection gets `name` and a newline, then an echo of what
+/// it sends; a UDP datagram gets `name` back.
+pub fn serve_tcp_udp(tcp: std::net::TcpListener, udp: std::net::UdpSocket, name: &str) {
+    let hello = format!("{name}\n");
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            let hello = hello.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut conn = conn;
+                if conn.write_all(hello.as_bytes()).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 512];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((_, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(name.as_bytes(), from);
+        }
+    });
+}
+
+/// The next UDP source port [`reach`] uses. Every probe comes from a port of its own: a
+/// datagram reusing the ports of an earlier allowed probe would pass as part of that flow
+/// (conntrack keeps UDP flows for minutes), whatever the policies now say.
+static NEXT_UDP_PORT: AtomicU32 = AtomicU32::new(20_000);
+
+/// Where [`reach`]'s UDP source ports start: a process probing after another one from the
+/// same namespace must not reuse its ports.
+pub fn udp_source_ports_from(first: u16) {
+    NEXT_UDP_PORT.store(u32::from(first), Ordering::Relaxed);
+}
+
+/// What the server at `to` (one [`serve_tcp_udp`] runs) answers over `protocol`
 /// ("TCP" or "UDP") within `timeout`, asked from the calling thread's network namespace:
 /// its name, or None when nothing came back.
 pub fn reach(
@@ -297,12 +316,8 @@ pub fn reach(
             Some(text.trim_end().to_owned())
         }
         "UDP" => {
-            // Every probe from a source port of its own: a datagram reusing the ports of an
-            // earlier allowed probe would pass as part of that flow (conntrack keeps UDP
-            // flows for minutes), whatever the policies now say.
-            static NEXT_PORT: AtomicU32 = AtomicU32::new(20_000);
             let socket = loop {
-                let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+                let port = NEXT_UDP_PORT.fetch_add(1, Ordering::Relaxed);
                 assert!(port < 65_000, "out of UDP source ports");
                 if let Ok(s) = std::net::UdpSocket::bind(("0.0.0.0", port as u16)) {
                     break s;

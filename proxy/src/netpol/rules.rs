@@ -533,9 +533,7 @@ mod tests {
             format!("add element {t} ingress-pods {{ 10.244.1.10 : jump pod-in-10-244-1-10 }}"),
             format!("add set {t} {peers} {{ type ipv4_addr ; }}"),
             format!("add element {t} {peers} {{ 10.244.2.10, 10.244.2.11 }}"),
-            format!(
-                "add set {t} {ports} {{ type ipv4_addr . inet_proto . inet_service ; }}"
-            ),
+            format!("add set {t} {ports} {{ type ipv4_addr . inet_proto . inet_service ; }}"),
             format!("add element {t} {ports} {{ 10.244.1.10 . tcp . 8080 }}"),
             format!(
                 "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 drop"
