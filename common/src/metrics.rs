@@ -42,6 +42,12 @@ impl Counter {
         self.values.lock().get(&key).copied().unwrap_or(0.0)
     }
 
+    /// Replaces every series with `values`: for counts something else keeps (the kernel's
+    /// packet counters), read periodically; a series that is gone stops being reported.
+    pub fn replace(&self, values: impl IntoIterator<Item = (Vec<String>, f64)>) {
+        *self.values.lock() = values.into_iter().collect();
+    }
+
     pub fn render(&self, out: &mut String) {
         render_family(
             out,

@@ -62,6 +62,11 @@ pub static NETWORK_POLICY_PODS: Gauge = Gauge::new(
     "This node's pods isolated by a NetworkPolicy, by direction (ingress, egress)",
     &["direction"],
 );
+pub static NETWORK_POLICY_DROPS: Counter = Counter::new(
+    "tetsu_network_policy_dropped_packets_total",
+    "Packets dropped at this node's pods that a NetworkPolicy isolates, by policy and direction (a packet no policy of a pod allowed counts for each of them; counts restart when the table is rewritten)",
+    &["namespace", "policy", "direction"],
+);
 
 /// The text of /metrics.
 pub fn render() -> String {
@@ -76,5 +81,6 @@ pub fn render() -> String {
     NETWORK_POLICY_SYNC_FAILURES.render(&mut out);
     NETWORK_POLICIES.render(&mut out);
     NETWORK_POLICY_PODS.render(&mut out);
+    NETWORK_POLICY_DROPS.render(&mut out);
     out
 }

@@ -46,6 +46,8 @@ pub struct Rendered {
     pub sets: BTreeMap<String, String>,
     /// (map or set, key, verdict; empty for a set).
     pub elements: BTreeSet<(Cow<'static, str>, String, String)>,
+    /// Named counters (they keep counting while they stay).
+    pub counters: BTreeSet<String>,
 }
 
 impl Rendered {
@@ -509,6 +511,10 @@ impl Transaction {
                 }
             }
         }
+        for name in new.counters.difference(&old.counters) {
+            let _ = writeln!(self.create, "add counter {t} {name}");
+            self.ops += 1;
+        }
         for (name, rules) in &new.chains {
             match old.chains.get(name) {
                 Some(old_rules) if old_rules == rules => continue,
@@ -557,6 +563,10 @@ impl Transaction {
                 let _ = writeln!(self.remove, "delete set {t} {name}");
                 self.ops += 1;
             }
+        }
+        for name in old.counters.difference(&new.counters) {
+            let _ = writeln!(self.remove, "delete counter {t} {name}");
+            self.ops += 1;
         }
     }
 

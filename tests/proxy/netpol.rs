@@ -234,6 +234,21 @@ fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
             "{}: the pods reaching x/a through its Service",
             case.name
         );
+        // Drops are counted for the policies isolating the pods they happen at; a policy
+        // that allows everything to the pods it isolates drops nothing.
+        let drops = |policy: &str| {
+            let counted = runtime.block_on(agent.dropped_packets()).unwrap();
+            counted
+                .iter()
+                .find(|(labels, _)| labels == &["x", policy, "ingress"].map(String::from))
+                .map(|(_, packets)| *packets)
+        };
+        if case.name == "default-deny-ingress in x" {
+            assert!(drops("deny-ingress").unwrap() > 0, "{}", case.name);
+        }
+        if case.name == "allow-all ingress in x" {
+            assert_eq!(drops("allow-all"), Some(0), "{}", case.name);
+        }
         if case.policies.is_empty() {
             let total = netpol_model::probes().len();
             assert_eq!(got.len(), total, "{}: everything passes", case.name);

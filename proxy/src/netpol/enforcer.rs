@@ -7,6 +7,7 @@
 //! two). Pods on the host's network and pods that have finished are neither selected nor
 //! peers (their addresses are the node's, or may be given to a new pod).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,12 @@ struct State {
     /// None: unknown (never written, or a write failed), the next sync rewrites it all.
     loaded: Option<Rendered>,
     last_full: Option<Instant>,
+    /// Drop counter -> [namespace, policy, direction] it counts for.
+    counters: HashMap<String, [String; 3]>,
 }
+
+/// How often the drop counters are read into /metrics.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
 
 /// What one sync did.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +85,7 @@ impl NetworkPolicies {
             state: tokio::sync::Mutex::new(State {
                 loaded: None,
                 last_full: None,
+                counters: HashMap::new(),
             }),
         })
     }
@@ -123,6 +130,18 @@ impl NetworkPolicies {
         }
         let rules = rendered.rule_count();
         state.loaded = Some(rendered);
+        state.counters = cluster
+            .policies
+            .iter()
+            .flat_map(|p| {
+                let ns = p.metadata.namespace.clone().unwrap_or_default();
+                let name = p.metadata.name.clone().unwrap_or_default();
+                [(true, "ingress"), (false, "egress")].map(|(ingress, direction)| {
+                    let labels = [ns.clone(), name.clone(), direction.to_owned()];
+                    (rules::drop_counter(p, ingress), labels)
+                })
+            })
+            .collect();
         Ok(SyncReport {
             full: loaded.is_none(),
             ops: tx.ops,
@@ -131,6 +150,46 @@ impl NetworkPolicies {
             rendered_in,
             took: began.elapsed(),
         })
+    }
+
+    /// The packets dropped so far at pods each policy isolates, by [namespace, policy,
+    /// direction], as the table's counters hold them (a policy that isolates no pod of
+    /// this node has none).
+    pub async fn dropped_packets(&self) -> crate::Result<Vec<([String; 3], u64)>> {
+        let listed = self
+            .host
+            .run("nft", &["-j", "list", "counters", "table", "inet", TABLE])
+            .await?;
+        let json: serde_json::Value = serde_json::from_str(&listed)
+            .map_err(|e| crate::Error::Host(format!("nft's counters: {e}")))?;
+        let state = self.state.lock().await;
+        let items = json["nftables"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let counter = item.get("counter")?;
+                let labels = state.counters.get(counter["name"].as_str()?)?;
+                Some((labels.clone(), counter["packets"].as_u64()?))
+            })
+            .collect())
+    }
+
+    /// Reads the drop counters into /metrics every [`COUNTERS_EVERY`].
+    async fn publish_counters(&self) {
+        loop {
+            tokio::time::sleep(COUNTERS_EVERY).await;
+            match self.dropped_packets().await {
+                Ok(counts) => metrics::NETWORK_POLICY_DROPS.replace(
+                    counts
+                        .into_iter()
+                        .map(|(labels, packets)| (labels.to_vec(), packets as f64)),
+                ),
+                Err(e) => tracing::debug!("reading network policy counters: {e:#}"),
+            }
+        }
     }
 
     /// Watches and enforces until dropped.
@@ -151,6 +210,21 @@ impl NetworkPolicies {
         policies.wait_for_sync().await;
         pods.wait_for_sync().await;
         namespaces.wait_for_sync().await;
+        tokio::select! {
+            _ = self.publish_counters() => {}
+            _ = self.sync_loop(&policies, &pods, &namespaces, &changed, timing) => {}
+        }
+    }
+
+    /// Syncs whenever something changed (at most as often as `timing` allows).
+    async fn sync_loop(
+        &self,
+        policies: &Informer<NetworkPolicy>,
+        pods: &Informer<Pod>,
+        namespaces: &Informer<Namespace>,
+        changed: &Notify,
+        timing: Timing,
+    ) {
         let mut limiter = Burst::new(timing.min_sync_period, 2);
         loop {
             limiter.wait().await;
@@ -162,7 +236,7 @@ impl NetworkPolicies {
                 .map(|p| &**p)
                 .filter(|p| in_pod_network(p))
                 .collect();
-            let labels = namespace_labels(&namespaces);
+            let labels = namespace_labels(namespaces);
             let cluster = Cluster {
                 policies: &policy_refs,
                 pods: &members,

@@ -43,6 +43,16 @@ fn ipv4_cidr(cidr: &str) -> Option<String> {
     Some(format!("{base}/{bits}"))
 }
 
+/// The counter of packets dropped at pods `policy` isolates in one direction.
+pub fn drop_counter(policy: &NetworkPolicy, ingress: bool) -> String {
+    let direction = if ingress {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    };
+    format!("drops-{}-{}", direction.tag(), short_hash(&id(policy)))
+}
+
 fn id(policy: &NetworkPolicy) -> String {
     format!(
         "{}/{}",
@@ -427,6 +437,7 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
             .enumerate()
         {
             let mut jumps = Vec::new();
+            let mut counters = Vec::new();
             for selected in selecting.iter().filter(|p| p.selects(pod)) {
                 let policy = selected.policy;
                 let (ingress, egress) = policy_types(policy.spec.as_ref().expect("selected"));
@@ -447,11 +458,16 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
                     }
                 };
                 jumps.push(format!("jump {chain}"));
+                let counter = drop_counter(policy, direction == Direction::Ingress);
+                counters.push(format!("counter name \"{counter}\""));
+                renderer.table.counters.insert(counter);
             }
             if jumps.is_empty() {
                 continue;
             }
-            jumps.push("drop".into());
+            // What no policy allowed is counted for each of them, then dropped.
+            counters.push("drop".into());
+            jumps.push(counters.join(" "));
             let chain = format!("pod-{}-{ip}", direction.tag()).replace('.', "-");
             renderer.table.chains.insert(chain.clone(), jumps);
             let map = match direction {
@@ -527,8 +543,14 @@ mod tests {
         let script = full_script(&rendered);
         let chain = format!("policy-in-{}", short_hash("x/web"));
         let used = sets_used(&rendered, &chain);
+        let counter = format!("drops-in-{}", short_hash("x/web"));
+        assert_eq!(drop_counter(&policy, true), counter);
         let (peers, ports) = (&used[0], &used[1]);
         let t = "inet tetsu-netpol";
+        assert!(
+            script.contains(&format!("add counter {t} {counter}\n")),
+            "{script}"
+        );
         for line in [
             format!("add element {t} ingress-pods {{ 10.244.1.10 : jump pod-in-10-244-1-10 }}"),
             format!("add set {t} {peers} {{ type ipv4_addr ; }}"),
@@ -536,7 +558,7 @@ mod tests {
             format!("add set {t} {ports} {{ type ipv4_addr . inet_proto . inet_service ; }}"),
             format!("add element {t} {ports} {{ 10.244.1.10 . tcp . 8080 }}"),
             format!(
-                "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 drop"
+                "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 counter name \"{counter}\" drop"
             ),
             format!(
                 "add rule {t} {chain} ip saddr @{peers} ip daddr . meta l4proto . th dport @{ports} accept"
