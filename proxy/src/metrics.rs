@@ -49,7 +49,7 @@ pub static NETWORK_POLICY_SYNC_DURATION: Histogram = Histogram::new(
 );
 pub static NETWORK_POLICY_SYNC_FAILURES: Counter = Counter::new(
     "tetsu_network_policy_sync_failures_total",
-    "NetworkPolicy table loads that nft refused (retried after 5 s)",
+    "NetworkPolicy table loads that nft refused (retried after a second, rewriting the whole table)",
     &[],
 );
 pub static NETWORK_POLICIES: Gauge = Gauge::new(

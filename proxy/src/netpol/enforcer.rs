@@ -90,11 +90,6 @@ impl NetworkPolicies {
         })
     }
 
-    /// This node's name.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Renders `cluster` and writes what differs from the table.
     pub async fn sync(&self, cluster: &Cluster<'_>) -> crate::Result<SyncReport> {
         let began = Instant::now();
