@@ -6,7 +6,8 @@
 //! pod-to-pod probe is compared with the model's expected reachability, and a connection
 //! opened before the first case still works after the last. kube-proxy runs on the node
 //! too, with a Service in front of x/a: every pod's connection to its ClusterIP is judged
-//! as the direct connection to x/a on port 80 (policies see the pod after the DNAT).
+//! as the direct connection to x/a on port 80 (policies see the pod after the DNAT), and x/a
+//! reaches itself through it (hairpin) whatever the policies.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -89,13 +90,13 @@ fn probe_model(pods: &[ModelPod], want: &BTreeSet<Probe>) -> BTreeSet<Probe> {
     got
 }
 
-/// The pods (not x/a itself) whose connection to `vip` reaches x/a.
+/// The pods whose connection to `vip` reaches x/a (x/a itself through the hairpin).
 fn probe_service(pods: &[ModelPod], vip: SocketAddr, want: &BTreeSet<String>) -> BTreeSet<String> {
     let once = |from: &ModelPod, timeout| {
         from.netns.enter(|| reach(vip, "TCP", timeout)).as_deref() == Some("x/a")
     };
     std::thread::scope(|scope| {
-        let running: Vec<_> = pods[1..]
+        let running: Vec<_> = pods
             .iter()
             .map(|from| {
                 scope.spawn(move || {
@@ -223,10 +224,12 @@ fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
                 netpol_model::differences(&got, &want)
             );
         }
+        // x/a reaches itself through its Service whatever the policies.
         let want_service: BTreeSet<String> = want
             .iter()
             .filter(|p| p.to == "x/a" && p.port == 80 && p.protocol == "TCP")
             .map(|p| p.from.clone())
+            .chain(["x/a".to_owned()])
             .collect();
         let got_service = probe_service(&pods, vip, &want_service);
         assert_eq!(

@@ -465,6 +465,12 @@ pub fn render_counted(cluster: &Cluster<'_>) -> (Rendered, [usize; 2]) {
             if jumps.is_empty() {
                 continue;
             }
+            // The pod reaching itself through its Service (hairpin) is its own business.
+            let me = match direction {
+                Direction::Ingress => format!("ip saddr {ip} accept"),
+                Direction::Egress => format!("ip daddr {ip} accept"),
+            };
+            jumps.insert(0, me);
             // What no policy allowed is counted for each of them, then dropped.
             counters.push("drop".into());
             jumps.push(counters.join(" "));
@@ -558,7 +564,7 @@ mod tests {
             format!("add set {t} {ports} {{ type ipv4_addr . inet_proto . inet_service ; }}"),
             format!("add element {t} {ports} {{ 10.244.1.10 . tcp . 8080 }}"),
             format!(
-                "add rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 counter name \"{counter}\" drop"
+                "add rule {t} pod-in-10-244-1-10 ip saddr 10.244.1.10 accept\nadd rule {t} pod-in-10-244-1-10 jump {chain}\nadd rule {t} pod-in-10-244-1-10 counter name \"{counter}\" drop"
             ),
             format!(
                 "add rule {t} {chain} ip saddr @{peers} ip daddr . meta l4proto . th dport @{ports} accept"
