@@ -1,0 +1,19 @@
+//! The DNS server's one error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or configuration the server cannot work with (the cluster domain, say).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Whether trying again can help: a bad configuration stays bad.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Invalid(_) => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
