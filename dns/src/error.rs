@@ -5,6 +5,9 @@ pub enum Error {
     /// A flag or configuration the server cannot work with (the cluster domain, say).
     #[error("{0}")]
     Invalid(String),
+    /// A socket the server could not open.
+    #[error("{0}")]
+    Io(String),
 }
 
 impl Error {
@@ -12,6 +15,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Invalid(_) => false,
+            Error::Io(_) => true,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! the cluster zone in memory, answering from the objects the server watches.
 
 pub mod error;
+pub mod forward;
+pub mod server;
 pub mod zone;
 
 pub use error::{Error, Result};
