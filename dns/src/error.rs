@@ -8,6 +8,9 @@ pub enum Error {
     /// A socket the server could not open.
     #[error("{0}")]
     Io(String),
+    /// The API client, health servers and component frame.
+    #[error(transparent)]
+    Common(#[from] common::Error),
 }
 
 impl Error {
@@ -16,6 +19,7 @@ impl Error {
         match self {
             Error::Invalid(_) => false,
             Error::Io(_) => true,
+            Error::Common(e) => e.retryable(),
         }
     }
 }

@@ -106,6 +106,7 @@ impl Forwarder {
             },
             Err(e) => {
                 tracing::debug!("forwarding {qtype} query: {e}");
+                crate::metrics::FORWARD_FAILURES.inc(&["upstream"]);
                 Forwarded::Failed
             }
         }

@@ -1,10 +1,15 @@
 //! The cluster DNS server (issue #20, being built): Services, their endpoints and pods by
 //! name, as Kubernetes' DNS-based service discovery specification defines them. `zone` is
-//! the cluster zone in memory, answering from the objects the server watches.
+//! the cluster zone in memory, `watch` keeps it in step with the cluster, `server` answers
+//! from it over UDP and TCP and `forward` asks the node's resolvers for other names.
 
+pub mod component;
 pub mod error;
 pub mod forward;
+pub mod metrics;
 pub mod server;
+pub mod watch;
 pub mod zone;
 
+pub use component::{Config, run};
 pub use error::{Error, Result};

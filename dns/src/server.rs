@@ -189,8 +189,11 @@ impl RequestHandler for Handler {
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
+        let started = std::time::Instant::now();
         let qname = info.query.original().name().clone();
-        let reply = self.answer(&qname, info.query.query_type()).await;
+        let qtype = info.query.query_type();
+        let reply = self.answer(&qname, qtype).await;
+        record_metrics(request, qtype, reply.code, reply.authoritative, started);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = reply.authoritative;
         metadata.recursion_available = true;
@@ -203,6 +206,58 @@ impl RequestHandler for Handler {
             reply.additionals.iter(),
         );
         send(&mut response, message, request).await
+    }
+}
+
+/// Counts the request as CoreDNS's metrics do (server, zone and view as kubeadm's
+/// CoreDNS reports them).
+fn record_metrics(
+    request: &Request,
+    qtype: RecordType,
+    code: ResponseCode,
+    authoritative: bool,
+    started: std::time::Instant,
+) {
+    const SERVER: &str = "dns://:53";
+    let proto = match request.protocol() {
+        hickory_server::net::xfer::Protocol::Tcp => "tcp",
+        _ => "udp",
+    };
+    let family = if request.src().is_ipv4() { "1" } else { "2" };
+    let qtype = match qtype {
+        RecordType::A
+        | RecordType::AAAA
+        | RecordType::MX
+        | RecordType::SOA
+        | RecordType::CNAME
+        | RecordType::PTR
+        | RecordType::TXT
+        | RecordType::NS
+        | RecordType::SRV
+        | RecordType::HTTPS
+        | RecordType::ANY => qtype.to_string(),
+        _ => "other".to_owned(),
+    };
+    crate::metrics::REQUESTS.inc(&[SERVER, ".", "", proto, family, &qtype]);
+    crate::metrics::REQUEST_DURATION.observe(&[SERVER, ".", ""], started.elapsed().as_secs_f64());
+    let plugin = if authoritative {
+        "kubernetes"
+    } else {
+        "forward"
+    };
+    crate::metrics::RESPONSES.inc(&[SERVER, ".", "", rcode_name(code), plugin]);
+}
+
+/// A response code as CoreDNS's metrics name it.
+fn rcode_name(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "OTHER",
     }
 }
 

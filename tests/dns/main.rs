@@ -1,0 +1,4 @@
+//! dns's integration tests: the server fed by a real apiserver, one module per area,
+//! linked into one test binary.
+
+mod zone;

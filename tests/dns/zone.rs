@@ -1,0 +1,190 @@
+//! The cluster DNS server fed by a real apiserver (issue #20): Services, EndpointSlices and
+//! Namespaces written through the API are answered as the specification says, over UDP,
+//! and a change is answered within moments of its write.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cluster_tests::{LocalApiServer, until};
+use dns::server::{Handler, Running};
+use dns::zone::Zone;
+use hickory_proto::op::{DnsResponse, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_resolver::net::client::{Client, ClientHandle};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::udp::UdpClientStream;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, PostParams};
+use parking_lot::RwLock;
+use serde_json::json;
+
+async fn client(addr: SocketAddr) -> Client<TokioRuntimeProvider> {
+    let stream = UdpClientStream::builder(addr, TokioRuntimeProvider::default()).build();
+    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(background);
+    client
+}
+
+async fn ask(
+    client: &mut Client<TokioRuntimeProvider>,
+    name: &str,
+    qtype: RecordType,
+) -> DnsResponse {
+    client
+        .query(Name::from_ascii(name).unwrap(), DNSClass::IN, qtype)
+        .await
+        .unwrap()
+}
+
+fn data(r: &DnsResponse) -> Vec<String> {
+    r.answers.iter().map(|a| a.data.to_string()).collect()
+}
+
+async fn create<K>(client: &kube::Client, namespace: Option<&str>, object: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(object).unwrap();
+    Api::<K>::namespaced(client.clone(), namespace.unwrap_or("app"))
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_endpoints_and_namespaces_from_the_apiserver_answer_by_name() {
+    let api = LocalApiServer::start().await;
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "app"}})).unwrap();
+    Api::<Namespace>::all(api.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    create::<Service>(
+        &api.client,
+        None,
+        json!({"metadata": {"name": "web"},
+        "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}}),
+    )
+    .await;
+    create::<Service>(
+        &api.client,
+        None,
+        json!({"metadata": {"name": "db"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}}),
+    )
+    .await;
+    create::<EndpointSlice>(
+        &api.client,
+        None,
+        json!({"metadata": {"name": "db-1",
+        "labels": {"kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.2.7"], "hostname": "db-0"}],
+        "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}),
+    )
+    .await;
+
+    let zone = Arc::new(RwLock::new(Zone::new("cluster.local", 30).unwrap()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = Running::start(
+        Handler::new(zone.clone(), None, ready.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let _watching = dns::watch::watch(api.client.clone(), zone, ready.clone()).await;
+    assert!(ready.load(Ordering::Acquire));
+    let mut dns = client(server.addr).await;
+
+    let cases: &[(&str, RecordType, ResponseCode, &[&str])] = &[
+        (
+            "web.app.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.96.0.20"],
+        ),
+        (
+            "_http._tcp.web.app.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NoError,
+            &["0 100 80 web.app.svc.cluster.local."],
+        ),
+        (
+            "db.app.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.244.2.7"],
+        ),
+        (
+            "db-0.db.app.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.244.2.7"],
+        ),
+        (
+            "20.0.96.10.in-addr.arpa.",
+            RecordType::PTR,
+            ResponseCode::NoError,
+            &["web.app.svc.cluster.local."],
+        ),
+        (
+            "app.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &[],
+        ),
+        (
+            "nope.app.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "web.gone.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "kubernetes.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.96.0.1"],
+        ),
+        // Without upstream resolvers, other names are refused.
+        ("example.com.", RecordType::A, ResponseCode::Refused, &[]),
+    ];
+    for (name, qtype, code, want) in cases {
+        let r = ask(&mut dns, name, *qtype).await;
+        assert_eq!(r.metadata.response_code, *code, "{name} {qtype}");
+        assert_eq!(data(&r), *want, "{name} {qtype}");
+    }
+
+    // A Service written now answers as soon as its event arrives.
+    let written = Instant::now();
+    create::<Service>(
+        &api.client,
+        None,
+        json!({"metadata": {"name": "new"},
+        "spec": {"clusterIP": "10.96.0.30", "ports": [{"port": 80}]}}),
+    )
+    .await;
+    let answered = until(
+        "the new Service to answer",
+        Duration::from_secs(10),
+        async || {
+            let r = ask(&mut dns, "new.app.svc.cluster.local.", RecordType::A).await;
+            (data(&r) == ["10.96.0.30"]).then(|| written.elapsed())
+        },
+    )
+    .await;
+    eprintln!("a new Service answered {answered:?} after its write");
+    server.shutdown().await;
+}
