@@ -1,4 +1,5 @@
-//! The small server every component runs: /healthz (and /livez, /readyz) and the
+//! The small server every component runs: /healthz (and /livez, /readyz; /health and
+//! /ready as CoreDNS names them) and the
 //! Prometheus /metrics text; plain HTTP ([`serve`], kubelet's 10248 and kube-proxy's ports)
 //! or HTTPS with delegated authentication and authorization ([`serve_secure`],
 //! kube-scheduler's 10259 and kube-controller-manager's 10257). [`https_get`] is the client
@@ -28,11 +29,20 @@ fn router(health: Health) -> Router {
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     };
-    let (h1, h2, h3, h4) = (health.clone(), health.clone(), health.clone(), health);
+    let (h1, h2, h3, h4) = (
+        health.clone(),
+        health.clone(),
+        health.clone(),
+        health.clone(),
+    );
+    let (h5, h6) = (health.clone(), health);
     Router::new()
         .route("/healthz", get(move || check(h1.clone())))
         .route("/livez", get(move || check(h2.clone())))
         .route("/readyz", get(move || check(h3.clone())))
+        // CoreDNS's paths, where the cluster DNS server's probes look.
+        .route("/health", get(move || check(h5.clone())))
+        .route("/ready", get(move || check(h6.clone())))
         .route(
             "/metrics",
             get(move || {
