@@ -65,6 +65,12 @@ pub struct Config {
     /// --rotate-server-certificates: serve a certificate from the cluster CA (signer
     /// kubernetes.io/kubelet-serving), renewed before it expires.
     pub rotate_server_certificates: bool,
+    /// --cluster-dns: the DNS servers of ClusterFirst pods.
+    pub cluster_dns: Vec<IpAddr>,
+    /// --cluster-domain.
+    pub cluster_domain: String,
+    /// --resolv-conf: the host's resolver configuration (None: the runtime's default).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -92,6 +98,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rotate_certificates: false,
             rotate_server_certificates: false,
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            resolv_conf: Some("/etc/resolv.conf".into()),
         }
     }
 }
@@ -202,9 +211,22 @@ pub async fn run(
         Arc::new(move || h.lock().clone()),
     );
     let host_ip = config.node_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let dns = crate::pods::dns::Settings {
+        cluster_dns: config.cluster_dns.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        host: match &config.resolv_conf {
+            Some(path) => Some(crate::pods::dns::ResolvConf::parse(
+                &std::fs::read_to_string(path).map_err(|e| {
+                    Error::Invalid(format!("--resolv-conf {}: {e}", path.display()))
+                })?,
+            )),
+            None => None,
+        },
+    };
     let pods = Arc::new(
         PodRuntime::new(runtime, client, config.pod_log_dir.clone(), host_ip)
-            .with_root_dir(config.root_dir.clone()),
+            .with_root_dir(config.root_dir.clone())
+            .with_dns(dns),
     );
     let auth = crate::server::auth::Auth::new(
         config.auth.clone(),

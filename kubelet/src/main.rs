@@ -107,6 +107,17 @@ struct Flags {
     /// self-signed one, renewed like the client certificate; --tls-cert-file is then unused.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     rotate_server_certificates: bool,
+    /// The cluster DNS servers' addresses, comma-separated: pods with dnsPolicy
+    /// ClusterFirst resolve names through them (kubeadm's kube-dns Service).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's domain: pods search <namespace>.svc.<domain>, svc.<domain> and <domain>.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The resolver configuration pods with dnsPolicy Default get, and whose search list
+    /// ClusterFirst pods add to theirs (empty: the runtime's default).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: String,
     /// Log verbosity (0-5); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 2)]
     verbosity: u8,
@@ -198,6 +209,9 @@ async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Resu
                 client_ca_file: flags.client_ca_file,
                 rotate_certificates: flags.rotate_certificates,
                 rotate_server_certificates: flags.rotate_server_certificates,
+                cluster_dns: flags.cluster_dns,
+                cluster_domain: flags.cluster_domain,
+                resolv_conf: (!flags.resolv_conf.is_empty()).then(|| flags.resolv_conf.into()),
                 auth: AuthConfig {
                     anonymous: flags.anonymous_auth,
                     token_webhook: flags.authentication_token_webhook,

@@ -291,3 +291,58 @@ async fn kubectl_attach_reaches_the_container_stdio() {
     assert!(ok);
     assert_eq!(logs, "got hello\n");
 }
+
+/// Each policy's /etc/resolv.conf as the pod sees it (containerd writes the search line
+/// first, then the servers and options).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pods_resolv_conf_follows_their_dns_policy() {
+    use kubelet::pods::dns::{ResolvConf, Settings};
+    let dns = Settings {
+        cluster_dns: vec!["10.96.0.10".parse().unwrap()],
+        cluster_domain: "cluster.local".into(),
+        host: Some(ResolvConf::parse(
+            "search corp.example\nnameserver 192.0.2.53\noptions edns0\n",
+        )),
+    };
+    let containerd = kubelet::testing::Containerd::start().await;
+    let mut n = support::node_with_dns(containerd, |_, _| {}, dns).await;
+    n.serve_api();
+    let cat = |name: &str| {
+        json!({"name": "c", "image": "busybox", "imagePullPolicy": "Never",
+               "command": ["sh", "-c", format!("cat /etc/resolv.conf; echo {name}; sleep 3600")]})
+    };
+    let cases = [
+        (
+            "cluster",
+            json!({"dnsPolicy": "ClusterFirstWithHostNet"}),
+            "search default.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 10.96.0.10\noptions ndots:5\n",
+        ),
+        (
+            "host",
+            json!({"dnsPolicy": "Default"}),
+            "search corp.example\nnameserver 192.0.2.53\noptions edns0\n",
+        ),
+        (
+            "own",
+            json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["192.0.2.1"],
+                "searches": ["my.example"], "options": [{"name": "ndots", "value": "2"}]}}),
+            "search my.example\nnameserver 192.0.2.1\noptions ndots:2\n",
+        ),
+    ];
+    for (name, extra, _) in &cases {
+        n.create(name, cat(name), extra.clone()).await;
+    }
+    for (name, _, want) in &cases {
+        n.until(name, "Running", running).await;
+        let mut logs = String::new();
+        for _ in 0..50 {
+            let (ok, text, _) = n.kubectl(&["logs", name], None).await;
+            if ok && text.ends_with(&format!("{name}\n")) {
+                logs = text;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(logs, format!("{want}{name}\n"), "{name}");
+    }
+}

@@ -4,6 +4,7 @@
 //! of pods that no longer exist are removed. Static pods from --pod-manifest-path run
 //! through the same workers, their mirror pods carrying their status (`static_pods`).
 
+pub mod dns;
 pub mod env;
 pub mod probes;
 pub mod spec;

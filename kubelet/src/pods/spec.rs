@@ -65,8 +65,13 @@ pub fn log_directory(log_root: &Path, pod: &Pod) -> std::path::PathBuf {
     ))
 }
 
-/// The sandbox for `pod`, attempt `attempt`.
-pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandboxConfig {
+/// The sandbox for `pod`, attempt `attempt`, resolving names as `dns` says.
+pub fn sandbox_config(
+    pod: &Pod,
+    log_root: &Path,
+    attempt: u32,
+    dns: &super::dns::Settings,
+) -> cri::PodSandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_net = host_network(pod);
     let hostname = if host_net {
@@ -86,6 +91,7 @@ pub fn sandbox_config(pod: &Pod, log_root: &Path, attempt: u32) -> cri::PodSandb
             attempt,
         }),
         hostname,
+        dns_config: super::dns::pod_dns(pod, dns),
         log_directory: log_directory(log_root, pod).display().to_string(),
         labels: pod_labels(pod),
         annotations: pod
@@ -373,7 +379,7 @@ mod tests {
             ]
         );
         assert_eq!(cfg.labels[POD_UID], "u1");
-        let sandbox = sandbox_config(&pod, Path::new("/var/log/pods"), 0);
+        let sandbox = sandbox_config(&pod, Path::new("/var/log/pods"), 0, &Default::default());
         assert_eq!(sandbox.log_directory, "/var/log/pods/ns_p_u1");
         assert_eq!(sandbox.hostname, "p");
         assert_eq!(sandbox.labels["app"], "web");

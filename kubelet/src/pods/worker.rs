@@ -99,6 +99,8 @@ pub struct PodRuntime {
     reported_final: Mutex<std::collections::HashSet<String>>,
     /// Events (made on first use: hollow nodes rarely need one).
     recorder: std::sync::OnceLock<Arc<common::events::Recorder>>,
+    /// How pods resolve names (--cluster-dns, --cluster-domain, --resolv-conf).
+    dns: super::dns::Settings,
 }
 
 impl PodRuntime {
@@ -122,6 +124,7 @@ impl PodRuntime {
             tokens: Default::default(),
             reported_final: Default::default(),
             recorder: std::sync::OnceLock::new(),
+            dns: Default::default(),
         }
     }
 
@@ -141,6 +144,12 @@ impl PodRuntime {
     /// Sets the state directory (volumes); the default is next to the log directory.
     pub fn with_root_dir(mut self, root_dir: PathBuf) -> PodRuntime {
         self.root_dir = root_dir;
+        self
+    }
+
+    /// Sets how pods resolve names.
+    pub fn with_dns(mut self, dns: super::dns::Settings) -> PodRuntime {
+        self.dns = dns;
         self
     }
 
@@ -547,7 +556,8 @@ impl PodRuntime {
             .rev()
             .find(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
             .cloned();
-        let sandbox_config = spec::sandbox_config(pod, &self.log_root, sandboxes.len() as u32);
+        let sandbox_config =
+            spec::sandbox_config(pod, &self.log_root, sandboxes.len() as u32, &self.dns);
         let sandbox_id = match ready {
             Some(s) => s.id,
             None => {

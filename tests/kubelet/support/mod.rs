@@ -47,6 +47,15 @@ pub async fn node_with(
     containerd: Containerd,
     configure: impl FnOnce(&mut apiserver::server::Config, &std::path::Path),
 ) -> Node {
+    node_with_dns(containerd, configure, Default::default()).await
+}
+
+/// [`node_with`] whose pods resolve names as `dns` says.
+pub async fn node_with_dns(
+    containerd: Containerd,
+    configure: impl FnOnce(&mut apiserver::server::Config, &std::path::Path),
+    dns: kubelet::pods::dns::Settings,
+) -> Node {
     containerd.import_test_images().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server =
@@ -63,7 +72,8 @@ pub async fn node_with(
             dir.path().join("logs"),
             "127.0.0.1".into(),
         )
-        .with_volume_resync(Duration::from_secs(2)),
+        .with_volume_resync(Duration::from_secs(2))
+        .with_dns(dns),
     );
     let mut n = Node {
         containerd,
