@@ -2,6 +2,7 @@
 //! tables, memory), the scheduler-perf, controller-perf and pod-startup harnesses.
 
 pub mod controller_perf;
+pub mod dns_perf;
 pub mod netpol_sync;
 pub mod pod_startup;
 pub mod proxy_sync;

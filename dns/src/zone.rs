@@ -17,7 +17,7 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
@@ -85,8 +85,11 @@ pub struct Zone {
     slices: HashMap<Key, SliceEntry>,
     /// Slice names by the Service they belong to.
     slices_of: HashMap<Key, Vec<String>>,
-    /// Reverse names: address -> the names pointing at it, by the Service that made them.
-    ptr: HashMap<IpAddr, BTreeMap<Key, Vec<Name>>>,
+    /// Reverse names: address -> the names pointing at it, with the Service that made
+    /// each (most addresses have one).
+    ptr: HashMap<IpAddr, Vec<(Key, Name)>>,
+    /// The addresses each Service has reverse names for, so a change touches only its own.
+    ptr_owned: HashMap<Key, Vec<IpAddr>>,
     /// When the zone last changed (seconds since the epoch), the SOA's serial.
     serial: u32,
 }
@@ -136,6 +139,7 @@ impl Zone {
             slices: HashMap::new(),
             slices_of: HashMap::new(),
             ptr: HashMap::new(),
+            ptr_owned: HashMap::new(),
             serial: 0,
         })
     }
@@ -329,10 +333,14 @@ impl Zone {
 
     /// Rebuilds the reverse names a Service and its endpoints make.
     fn reindex(&mut self, key: &Key) {
-        self.ptr.retain(|_, owners| {
-            owners.remove(key);
-            !owners.is_empty()
-        });
+        for ip in self.ptr_owned.remove(key).into_iter().flatten() {
+            if let Some(names) = self.ptr.get_mut(&ip) {
+                names.retain(|(owner, _)| owner != key);
+                if names.is_empty() {
+                    self.ptr.remove(&ip);
+                }
+            }
+        }
         let Some(service) = self.services.get(key) else {
             return;
         };
@@ -346,13 +354,13 @@ impl Zone {
                 names.extend(self.endpoint_names(key, e));
             }
         }
+        let mut owned = Vec::with_capacity(names.len());
         for (ip, name) in names {
-            self.ptr
-                .entry(ip)
-                .or_default()
-                .entry(key.clone())
-                .or_default()
-                .push(name);
+            self.ptr.entry(ip).or_default().push((key.clone(), name));
+            owned.push(ip);
+        }
+        if !owned.is_empty() {
+            self.ptr_owned.insert(key.clone(), owned);
         }
     }
 
@@ -575,16 +583,15 @@ impl Zone {
             IpAddr::V4(_) => net.prefix_len() == 32,
             IpAddr::V6(_) => net.prefix_len() == 128,
         };
-        let Some(owners) = self.ptr.get(&net.addr()).filter(|_| full) else {
+        let Some(names) = self.ptr.get(&net.addr()).filter(|_| full) else {
             return Lookup::NotOurs;
         };
         if qtype != RecordType::PTR {
             return Lookup::NoData;
         }
-        let answers = owners
-            .values()
-            .flatten()
-            .map(|name| self.record(qname, RData::PTR(PTR(name.clone()))))
+        let answers = names
+            .iter()
+            .map(|(_, name)| self.record(qname, RData::PTR(PTR(name.clone()))))
             .collect();
         self.records(answers, vec![])
     }

@@ -1,0 +1,48 @@
+//! dns-perf: the cluster DNS server under dnsperf's load (see benches/src/dns_perf.rs);
+//! prints a Markdown row and writes target/dns-perf/results.json.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    about = "Measures the cluster DNS server: a zone of --services Services loaded into it (its memory read from the RSS), then dnsperf (apt-get install dnsperf) sending in-cluster queries for --seconds from --clients clients."
+)]
+struct Flags {
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Where results.json goes.
+    #[arg(long, default_value = "target/dns-perf")]
+    out: PathBuf,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    eprintln!(
+        "{} services, dnsperf for {} s with {} clients",
+        flags.services, flags.seconds, flags.clients
+    );
+    let r = benches::dns_perf::dns_perf(flags.services, flags.seconds, flags.clients).await?;
+    println!("| services | zone memory | queries/s | average latency (stddev) | lost |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| {} | {:.1} MiB | {:.0} | {:.2} ms ({:.2} ms) | {} |",
+        r.services,
+        r.zone_mib,
+        r.queries_per_second,
+        r.average_latency_ms,
+        r.latency_stddev_ms,
+        r.queries_lost
+    );
+    std::fs::create_dir_all(&flags.out)?;
+    let path = flags.out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&r)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
