@@ -43,7 +43,7 @@ fn rss() -> u64 {
 }
 
 fn service(i: usize) -> Service {
-    let headless = i % 10 == 0;
+    let headless = i.is_multiple_of(10);
     let ip = if headless {
         "None".to_owned()
     } else {
@@ -123,7 +123,9 @@ pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::
                 out,
                 "svc-{i}.ns-{ns}.svc.cluster.local.ns-{ns}.svc.cluster.local A"
             )?,
-            2 if i % 10 == 0 => writeln!(out, "pod-1.svc-{i}.ns-{ns}.svc.cluster.local A")?,
+            2 if i.is_multiple_of(10) => {
+                writeln!(out, "pod-1.svc-{i}.ns-{ns}.svc.cluster.local A")?
+            }
             _ => writeln!(out, "svc-{i}.ns-{ns}.svc.cluster.local A")?,
         }
     }
