@@ -21,6 +21,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// An address flag of a server (`0.0.0.0:10256`); empty turns the server off (None).
+pub fn bind_address(flag: &str) -> crate::Result<Option<std::net::SocketAddr>> {
+    if flag.is_empty() {
+        return Ok(None);
+    }
+    let addr = flag
+        .parse()
+        .map_err(|e| crate::Error::Invalid(format!("bad address {flag:?}: {e}")))?;
+    Ok(Some(addr))
+}
+
 /// `--kubeconfig` plus upstream's `--leader-elect*` flags, flattened into a component's flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LeaderElectionFlags {

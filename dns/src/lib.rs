@@ -8,6 +8,7 @@ pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod server;
+pub mod testing;
 pub mod watch;
 pub mod zone;
 

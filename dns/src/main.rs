@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use common::flags::bind_address as address;
 use dns::Config;
 use dns::forward::Forwarder;
 
@@ -50,17 +51,6 @@ async fn main() {
     let flags = Flags::parse();
     common::logging::init(flags.verbosity);
     common::component::main("kube-dns", config(flags), dns::run).await;
-}
-
-/// An address flag: empty turns the server off.
-fn address(flag: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    if flag.is_empty() {
-        return Ok(None);
-    }
-    let addr = flag
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad address {flag:?}: {e}"))?;
-    Ok(Some(addr))
 }
 
 fn config(flags: Flags) -> anyhow::Result<Config> {

@@ -328,12 +328,10 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::DnsResponse;
-    use hickory_proto::rr::DNSClass;
-    use hickory_resolver::net::client::{Client, ClientHandle};
+    use crate::testing::{ask, data, udp_client};
+    use hickory_resolver::net::client::Client;
     use hickory_resolver::net::runtime::TokioRuntimeProvider;
     use hickory_resolver::net::tcp::TcpClientStream;
-    use hickory_resolver::net::udp::UdpClientStream;
     use serde_json::json;
 
     /// A zone `domain` with namespace app and `services` in it.
@@ -350,32 +348,6 @@ mod tests {
 
     fn service(name: &str, spec: serde_json::Value) -> serde_json::Value {
         json!({"metadata": {"namespace": "app", "name": name}, "spec": spec})
-    }
-
-    async fn udp_client(addr: SocketAddr) -> Client<TokioRuntimeProvider> {
-        let stream = UdpClientStream::builder(addr, TokioRuntimeProvider::default()).build();
-        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
-        tokio::spawn(background);
-        client
-    }
-
-    async fn ask(
-        client: &mut Client<TokioRuntimeProvider>,
-        name: &str,
-        qtype: RecordType,
-    ) -> DnsResponse {
-        client
-            .query(Name::from_ascii(name).unwrap(), DNSClass::IN, qtype)
-            .await
-            .unwrap()
-    }
-
-    fn data(response: &DnsResponse) -> Vec<String> {
-        response
-            .answers
-            .iter()
-            .map(|r| r.data.to_string())
-            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,7 +392,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut client = udp_client(server.addr).await;
+        let mut client = udp_client(server.addr);
 
         // Before the first full view of the cluster: SERVFAIL, not a wrong NXDOMAIN.
         let r = ask(&mut client, "web.app.svc.cluster.local.", RecordType::A).await;

@@ -44,17 +44,6 @@ pub struct Config {
     pub host: Host,
 }
 
-/// An address flag: empty turns the server off.
-pub fn bind_address(flag: &str) -> crate::Result<Option<SocketAddr>> {
-    if flag.is_empty() {
-        return Ok(None);
-    }
-    let addr = flag
-        .parse()
-        .map_err(|e| Error::Invalid(format!("bad address {flag:?}: {e}")))?;
-    Ok(Some(addr))
-}
-
 /// Keeps the Services programmed (and runs the pod network agent and NetworkPolicy
 /// enforcement) until `shutdown` resolves. The rules stay when it returns: Services keep working while kube-proxy
 /// restarts.

@@ -14,5 +14,5 @@ pub mod proxier;
 pub mod services;
 pub mod testing;
 
-pub use component::{Config, bind_address, run};
+pub use component::{Config, run};
 pub use error::{Error, Result};

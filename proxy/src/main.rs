@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use common::flags::bind_address;
 use common::flags::parse_duration;
+use proxy::Config;
 use proxy::host::Host;
-use proxy::{Config, bind_address};
 
 #[derive(Parser, Debug)]
 #[command(

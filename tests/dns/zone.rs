@@ -2,46 +2,21 @@
 //! Namespaces written through the API are answered as the specification says, over UDP,
 //! and a change is answered within moments of its write.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster_tests::{LocalApiServer, until};
 use dns::server::{Handler, Running};
+use dns::testing::{ask, data, udp_client};
 use dns::zone::Zone;
-use hickory_proto::op::{DnsResponse, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
-use hickory_resolver::net::client::{Client, ClientHandle};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::udp::UdpClientStream;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, PostParams};
 use parking_lot::RwLock;
 use serde_json::json;
-
-async fn client(addr: SocketAddr) -> Client<TokioRuntimeProvider> {
-    let stream = UdpClientStream::builder(addr, TokioRuntimeProvider::default()).build();
-    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
-    tokio::spawn(background);
-    client
-}
-
-async fn ask(
-    client: &mut Client<TokioRuntimeProvider>,
-    name: &str,
-    qtype: RecordType,
-) -> DnsResponse {
-    client
-        .query(Name::from_ascii(name).unwrap(), DNSClass::IN, qtype)
-        .await
-        .unwrap()
-}
-
-fn data(r: &DnsResponse) -> Vec<String> {
-    r.answers.iter().map(|a| a.data.to_string()).collect()
-}
 
 async fn create<K>(client: &kube::Client, namespace: Option<&str>, object: serde_json::Value)
 where
@@ -101,7 +76,7 @@ async fn services_endpoints_and_namespaces_from_the_apiserver_answer_by_name() {
     .unwrap();
     let _watching = dns::watch::watch(api.client.clone(), zone, ready.clone()).await;
     assert!(ready.load(Ordering::Acquire));
-    let mut dns = client(server.addr).await;
+    let mut dns = udp_client(server.addr);
 
     let cases: &[(&str, RecordType, ResponseCode, &[&str])] = &[
         (
