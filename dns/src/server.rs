@@ -74,7 +74,7 @@ impl Handler {
     async fn answer(&self, qname: &Name, qtype: RecordType) -> Reply {
         let lookup = {
             let zone = self.zone.read();
-            let ours = zone.origin().zone_of(&qname.to_lowercase());
+            let ours = zone.origin().zone_of(qname);
             if ours && !self.ready.load(Ordering::Acquire) {
                 return Reply::code(ResponseCode::ServFail);
             }
@@ -427,6 +427,18 @@ mod tests {
         // An ExternalName's CNAME comes with its target's address.
         let r = ask(&mut client, "ext.app.svc.cluster.local.", RecordType::A).await;
         assert_eq!(data(&r), ["www.app.svc.example.test.", "192.0.2.80"]);
+
+        // Hostile input: junk datagrams (one announcing two questions and none) get no
+        // answer that matters, a zone transfer is refused, and the server keeps answering.
+        let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let two_questions = [0x12, 0x34, 0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0, 0];
+        for junk in [&[0u8][..], &[0xff; 600][..], &two_questions[..]] {
+            raw.send_to(junk, server.addr).await.unwrap();
+        }
+        let r = ask(&mut client, "cluster.local.", RecordType::AXFR).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        let r = ask(&mut client, "web.app.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&r), ["10.96.0.20"]);
 
         // Over UDP without EDNS an answer is cut at 512 bytes and marked truncated; TCP
         // carries all of it.

@@ -17,7 +17,7 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
@@ -54,7 +54,6 @@ struct EndpointEntry {
 /// One EndpointSlice's part: its ready endpoints and named ports.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct SliceEntry {
-    service: String,
     endpoints: Vec<EndpointEntry>,
     ports: Vec<(String, String, u16)>,
 }
@@ -81,10 +80,11 @@ pub struct Zone {
     ttl: u32,
     namespaces: HashSet<String>,
     services: HashMap<Key, ServiceEntry>,
-    /// Slices by (namespace, slice name).
-    slices: HashMap<Key, SliceEntry>,
-    /// Slice names by the Service they belong to.
-    slices_of: HashMap<Key, Vec<String>>,
+    /// Each Service's slices, by slice name.
+    slices: HashMap<Key, BTreeMap<String, SliceEntry>>,
+    /// The Service each slice belongs to, by (namespace, slice name): where a slice that
+    /// changes its Service or goes was filed.
+    slice_owner: HashMap<Key, String>,
     /// Reverse names: address -> the names pointing at it, with the Service that made
     /// each (most addresses have one).
     ptr: HashMap<IpAddr, Vec<(Key, Name)>>,
@@ -137,7 +137,7 @@ impl Zone {
             namespaces: HashSet::new(),
             services: HashMap::new(),
             slices: HashMap::new(),
-            slices_of: HashMap::new(),
+            slice_owner: HashMap::new(),
             ptr: HashMap::new(),
             ptr_owned: HashMap::new(),
             serial: 0,
@@ -187,7 +187,8 @@ impl Zone {
 
     pub fn service_changed(&mut self, svc: &Service) {
         let key = key(&svc.metadata.namespace, &svc.metadata.name);
-        let spec = svc.spec.clone().unwrap_or_default();
+        let none = Default::default();
+        let spec = svc.spec.as_ref().unwrap_or(&none);
         let external_name = match spec.type_.as_deref() {
             Some("ExternalName") => spec
                 .external_name
@@ -260,38 +261,33 @@ impl Zone {
                 Some((name, protocol, u16::try_from(p.port?).ok()?))
             })
             .collect();
-        let old = self.slices.insert(
-            slice_key.clone(),
-            SliceEntry {
-                service: service.clone(),
-                endpoints,
-                ports,
-            },
-        );
-        if let Some(old) = old.filter(|o| o.service != service) {
-            self.unlink_slice(&slice_key, &old.service);
+        if let Some(old) = self.slice_owner.get(&slice_key).filter(|o| **o != service) {
+            let old = old.clone();
+            self.remove_slice(&slice_key, &old);
         }
-        let owner = (slice_key.0.clone(), service);
-        let names = self.slices_of.entry(owner.clone()).or_default();
-        if !names.contains(&slice_key.1) {
-            names.push(slice_key.1.clone());
-        }
+        self.slice_owner.insert(slice_key.clone(), service.clone());
+        let owner = (slice_key.0, service);
+        self.slices
+            .entry(owner.clone())
+            .or_default()
+            .insert(slice_key.1, SliceEntry { endpoints, ports });
         self.reindex(&owner);
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {
         let slice_key = key(&slice.metadata.namespace, &slice.metadata.name);
-        if let Some(old) = self.slices.remove(&slice_key) {
-            self.unlink_slice(&slice_key, &old.service);
+        if let Some(service) = self.slice_owner.remove(&slice_key) {
+            self.remove_slice(&slice_key, &service);
         }
     }
 
-    fn unlink_slice(&mut self, slice_key: &Key, service: &str) {
+    /// Takes a slice out of `service`'s.
+    fn remove_slice(&mut self, slice_key: &Key, service: &str) {
         let owner = (slice_key.0.clone(), service.to_owned());
-        if let Some(names) = self.slices_of.get_mut(&owner) {
-            names.retain(|n| *n != slice_key.1);
-            if names.is_empty() {
-                self.slices_of.remove(&owner);
+        if let Some(slices) = self.slices.get_mut(&owner) {
+            slices.remove(&slice_key.1);
+            if slices.is_empty() {
+                self.slices.remove(&owner);
             }
         }
         self.reindex(&owner);
@@ -299,11 +295,10 @@ impl Zone {
 
     /// The ready endpoints of a Service, across its slices.
     fn endpoints(&self, key: &Key) -> impl Iterator<Item = (&EndpointEntry, &SliceEntry)> {
-        self.slices_of
+        self.slices
             .get(key)
             .into_iter()
-            .flatten()
-            .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
+            .flat_map(BTreeMap::values)
             .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
     }
 
@@ -389,13 +384,13 @@ impl Zone {
 
     /// Answers `qname` (as asked, any case) for `qtype`.
     pub fn lookup(&self, qname: &Name, qtype: RecordType) -> Lookup {
-        let lowered = qname.to_lowercase();
-        if !self.origin.zone_of(&lowered) {
-            return self.reverse(qname, &lowered, qtype);
+        // zone_of compares labels without regard to case.
+        if !self.origin.zone_of(qname) {
+            return self.reverse(qname, qtype);
         }
-        // The labels below the zone, leftmost first.
-        let depth = lowered.num_labels() - self.origin.num_labels();
-        let labels: Vec<String> = lowered.iter().take(depth as usize).map(lower).collect();
+        // The labels below the zone, leftmost first, lowercased.
+        let depth = qname.num_labels() - self.origin.num_labels();
+        let labels: Vec<String> = qname.iter().take(depth as usize).map(lower).collect();
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
         match labels.as_slice() {
             [] => match qtype {
@@ -575,8 +570,8 @@ impl Zone {
     }
 
     /// PTR for the reverse name of a ClusterIP or an endpoint address.
-    fn reverse(&self, qname: &Name, lowered: &Name, qtype: RecordType) -> Lookup {
-        let Ok(net) = lowered.parse_arpa_name() else {
+    fn reverse(&self, qname: &Name, qtype: RecordType) -> Lookup {
+        let Ok(net) = qname.to_lowercase().parse_arpa_name() else {
             return Lookup::NotOurs;
         };
         let full = match net.addr() {

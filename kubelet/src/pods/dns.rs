@@ -78,7 +78,8 @@ fn option_name(option: &str) -> &str {
 
 /// The resolver configuration for `pod`'s sandbox; None leaves it to the runtime.
 pub fn pod_dns(pod: &Pod, settings: &Settings) -> Option<cri::DnsConfig> {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let none = Default::default();
+    let spec = pod.spec.as_ref().unwrap_or(&none);
     let host_network = spec.host_network.unwrap_or(false);
     let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
     let cluster = match policy {
