@@ -8,17 +8,6 @@ use std::time::{Duration, Instant};
 
 use proxy::testing::Netns;
 
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_answers_names_serves_health_readiness_and_metrics_and_stops() {
     let bin = cluster_tests::bin("kube-dns");
@@ -58,8 +47,10 @@ async fn the_binary_answers_names_serves_health_readiness_and_metrics_and_stops(
         .spawn()
         .unwrap();
     let get = |path: &str| ns.get(&format!("http://127.0.0.1{path}"));
-    until("/ready", || {
-        get(":8181/ready").is_ok_and(|body| body == "ok")
+    cluster_tests::until("/ready", Duration::from_secs(20), async || {
+        get(":8181/ready")
+            .is_ok_and(|body| body == "ok")
+            .then_some(())
     })
     .await;
     assert_eq!(get(":8080/health").unwrap(), "ok");

@@ -224,13 +224,7 @@ fn upstreams_policy_model_on_one_node_through_incremental_syncs() {
                 netpol_model::differences(&got, &want)
             );
         }
-        // x/a reaches itself through its Service whatever the policies.
-        let want_service: BTreeSet<String> = want
-            .iter()
-            .filter(|p| p.to == "x/a" && p.port == 80 && p.protocol == "TCP")
-            .map(|p| p.from.clone())
-            .chain(["x/a".to_owned()])
-            .collect();
+        let want_service = netpol_model::through_service_to_x_a(&want);
         let got_service = probe_service(&pods, vip, &want_service);
         assert_eq!(
             got_service, want_service,

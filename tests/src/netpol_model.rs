@@ -197,6 +197,17 @@ pub fn check_cells(case: &Case, expected: &BTreeSet<Probe>) {
     }
 }
 
+/// The pods that reach x/a through a Service in front of its TCP port 80: those the
+/// policies let reach x/a there (they judge the pod after the DNAT), and x/a itself through
+/// the hairpin, whatever the policies.
+pub fn through_service_to_x_a(want: &BTreeSet<Probe>) -> BTreeSet<String> {
+    want.iter()
+        .filter(|p| p.to == "x/a" && p.port == 80 && p.protocol == "TCP")
+        .map(|p| p.from.clone())
+        .chain(["x/a".to_owned()])
+        .collect()
+}
+
 /// What differs between what got through and what should have, readably.
 pub fn differences(got: &BTreeSet<Probe>, want: &BTreeSet<Probe>) -> String {
     let mut s = String::new();
