@@ -354,12 +354,7 @@ mod tests {
     async fn answers_the_zone_and_forwards_the_rest_over_udp_and_tcp() {
         let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
         // The "upstream" is another server, authoritative for example.test.
-        let upstream_zone = zone(
-            "example.test",
-            &[service("www", json!({"clusterIP": "192.0.2.80"}))],
-        );
-        let ready = Arc::new(AtomicBool::new(true));
-        let upstream = Running::start(Handler::new(upstream_zone, None, ready.clone()), localhost)
+        let upstream = crate::testing::outside_resolver(localhost, "example.test", "192.0.2.80")
             .await
             .unwrap();
         let ours = zone(

@@ -1,7 +1,11 @@
-//! For tests and benchmarks: a DNS client asking one server over UDP, and the answers as
-//! text.
+//! For tests and benchmarks: a DNS client asking one server over UDP, the answers as text,
+//! and a stand-in for a node's upstream resolver.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use parking_lot::RwLock;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -36,4 +40,36 @@ pub fn data(response: &DnsResponse) -> Vec<String> {
         .iter()
         .map(|r| r.data.to_string())
         .collect()
+}
+
+/// A server on `addr` authoritative for `domain`, answering `www.app.svc.<domain>` with
+/// `www` (an address): what a test gives the cluster as the node's upstream resolver.
+pub async fn outside_resolver(
+    addr: SocketAddr,
+    domain: &str,
+    www: &str,
+) -> crate::Result<crate::server::Running> {
+    use k8s_openapi::api::core::v1::{Namespace, Service, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = |namespace: Option<&str>, name: &str| ObjectMeta {
+        namespace: namespace.map(str::to_owned),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    let mut zone = crate::zone::Zone::new(domain, 30)?;
+    zone.namespace_changed(&Namespace {
+        metadata: meta(None, "app"),
+        ..Default::default()
+    });
+    zone.service_changed(&Service {
+        metadata: meta(Some("app"), "www"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(www.to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ready = Arc::new(AtomicBool::new(true));
+    let handler = crate::server::Handler::new(Arc::new(RwLock::new(zone)), None, ready);
+    crate::server::Running::start(handler, addr).await
 }

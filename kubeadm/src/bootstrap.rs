@@ -20,7 +20,7 @@ use crate::config::NodeConfig;
 use crate::token::{self, Token};
 
 /// Creates `object` unless it exists.
-async fn ensure<K>(api: &Api<K>, object: serde_json::Value) -> anyhow::Result<()>
+pub(crate) async fn ensure<K>(api: &Api<K>, object: serde_json::Value) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {

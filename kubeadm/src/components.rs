@@ -172,9 +172,16 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         // Client and serving certificates from the cluster CA, renewed before they expire.
         "--rotate-certificates".into(),
         "--rotate-server-certificates".into(),
+        // Pods resolve names through the cluster DNS Service kubeadm installs.
+        "--cluster-domain".into(),
+        cfg.dns_domain.clone(),
         "-v".into(),
         v.clone(),
     ];
+    if let Ok(dns) = cfg.cluster_dns() {
+        kubelet.push("--cluster-dns".into());
+        kubelet.push(dns.to_string());
+    }
     let mut ready = Ready::Started;
     if cfg.role == Role::Worker {
         // TLS bootstrapping: the kubelet asks for its own certificate with the token, and
@@ -303,6 +310,12 @@ mod tests {
         let worker = components(&config(Role::Worker), &layout);
         let kubelet = worker.iter().find(|c| c.name == "kubelet").unwrap();
         assert!(kubelet.args.contains(&"--bootstrap-kubeconfig".to_owned()));
+        let kubelet_flag = |name: &str| {
+            let i = kubelet.args.iter().position(|a| a == name).unwrap();
+            kubelet.args[i + 1].clone()
+        };
+        assert_eq!(kubelet_flag("--cluster-dns"), "10.96.0.10");
+        assert_eq!(kubelet_flag("--cluster-domain"), "cluster.local");
         let control_plane = components(&config(Role::ControlPlane), &layout);
         let apiserver = control_plane
             .iter()

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// The image `kubectl run x --image=busybox` resolves to.
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:latest";
+/// The cluster DNS server's image, which kubeadm builds from the kube-dns binary beside it.
+pub const DNS_IMAGE: &str = concat!("localhost/tetsu/kube-dns:v", env!("CARGO_PKG_VERSION"));
 /// The apiserver's port unless --apiserver-bind-port says otherwise.
 pub const API_PORT: u16 = 6443;
 
@@ -59,6 +61,11 @@ fn default_verbosity() -> u8 {
 }
 
 impl NodeConfig {
+    /// The cluster DNS Service's ClusterIP: the service CIDR's 10th address, as upstream.
+    pub fn cluster_dns(&self) -> anyhow::Result<std::net::Ipv4Addr> {
+        crate::pki::service_ip(&self.service_cidr, 10)
+    }
+
     pub fn load(data_dir: &Path) -> anyhow::Result<NodeConfig> {
         let path = Layout::new(data_dir).config();
         let text = std::fs::read_to_string(&path)

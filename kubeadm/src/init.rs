@@ -163,6 +163,11 @@ pub async fn run(opts: InitOptions) -> anyhow::Result<()> {
         cfg.node_name
     );
     bootstrap::mark_control_plane(&client, &cfg.node_name).await?;
+    crate::addons::dns(&client, &cfg).await?;
+    println!(
+        "[addons] Applied essential addon: cluster DNS (kube-system/coredns, Service kube-dns at {})",
+        cfg.cluster_dns()?
+    );
 
     let hash = token::ca_cert_hash(&ca)?;
     let admin_conf = layout.kubeconfig("admin.conf");

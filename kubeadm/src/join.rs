@@ -30,6 +30,8 @@ pub struct JoinOptions {
     pub cri_socket: Option<String>,
     pub bin_dir: PathBuf,
     pub ignore_preflight_errors: Vec<String>,
+    /// More flags for the node's components, by name (--component-arg).
+    pub extra_args: std::collections::BTreeMap<String, Vec<String>>,
     pub verbosity: u8,
 }
 
@@ -60,7 +62,7 @@ pub async fn run(opts: JoinOptions) -> anyhow::Result<()> {
         etcd_servers: Vec::new(),
         cri_socket: opts.cri_socket.clone(),
         bin_dir: opts.bin_dir.clone(),
-        extra_args: Default::default(),
+        extra_args: opts.extra_args.clone(),
         verbosity: opts.verbosity,
     };
     let failures = preflight::check(&cfg, &layout, &opts.ignore_preflight_errors);

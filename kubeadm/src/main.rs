@@ -152,6 +152,20 @@ struct JoinFlags {
     /// Checks whose errors become warnings, comma separated, or "all".
     #[arg(long, value_delimiter = ',')]
     ignore_preflight_errors: Vec<String>,
+    /// One more flag for one of this node's components, e.g.
+    /// kubelet=--resolv-conf=/run/systemd/resolve/resolv.conf (repeatable; upstream's
+    /// nodeRegistration.kubeletExtraArgs).
+    #[arg(long, value_parser = kubeadm::components::parse_component_arg)]
+    component_arg: Vec<(String, String)>,
+}
+
+/// `--component-arg` flags by component, in order.
+fn extra_args(args: Vec<(String, String)>) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by_component = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (component, arg) in args {
+        by_component.entry(component).or_default().push(arg);
+    }
+    by_component
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,13 +273,7 @@ async fn main() {
                 token_ttl: f.token_ttl,
                 apiserver_cert_extra_sans: f.apiserver_cert_extra_sans,
                 ignore_preflight_errors: f.ignore_preflight_errors,
-                extra_args: f.component_arg.into_iter().fold(
-                    Default::default(),
-                    |mut m: std::collections::BTreeMap<String, Vec<String>>, (k, v)| {
-                        m.entry(k).or_default().push(v);
-                        m
-                    },
-                ),
+                extra_args: extra_args(f.component_arg),
                 verbosity,
             })
             .await
@@ -282,6 +290,7 @@ async fn main() {
                 cri_socket: f.cri_socket,
                 bin_dir: absolute(bin_dir(f.bin_dir)),
                 ignore_preflight_errors: f.ignore_preflight_errors,
+                extra_args: extra_args(f.component_arg),
                 verbosity,
             })
             .await

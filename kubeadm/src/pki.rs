@@ -37,19 +37,29 @@ pub struct PkiConfig {
 
 /// The first usable address of an IPv4 CIDR (10.96.0.0/12 -> 10.96.0.1).
 pub fn first_service_ip(cidr: &str) -> anyhow::Result<Ipv4Addr> {
+    service_ip(cidr, 1)
+}
+
+/// The `n`th address of an IPv4 CIDR (10.96.0.0/12, 10 -> 10.96.0.10: the cluster DNS
+/// Service's ClusterIP), which must leave the broadcast address out.
+pub fn service_ip(cidr: &str, n: u32) -> anyhow::Result<Ipv4Addr> {
     let (net, bits) = cidr
         .split_once('/')
         .with_context(|| format!("service CIDR {cidr:?} is not address/bits"))?;
     let net: Ipv4Addr = net
         .parse()
         .with_context(|| format!("service CIDR {cidr:?}: bad address"))?;
-    let bits: u32 = bits
-        .parse()
+    let size = bits
+        .parse::<u32>()
         .ok()
-        .filter(|b| *b <= 30)
+        .filter(|b| *b <= 32)
+        .map(|b| 1u64 << (32 - b))
         .with_context(|| format!("service CIDR {cidr:?}: bad prefix length"))?;
-    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-    Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
+    if u64::from(n) + 1 >= size {
+        anyhow::bail!("service CIDR {cidr:?} has no address number {n}");
+    }
+    let mask = !((size - 1) as u32);
+    Ok(Ipv4Addr::from((u32::from(net) & mask) + n))
 }
 
 /// The names the apiserver's serving certificate carries.
@@ -284,6 +294,17 @@ mod tests {
         );
         assert!(first_service_ip("10.96.0.0").is_err());
         assert!(first_service_ip("10.96.0.0/31").is_err());
+        assert!(first_service_ip("10.96.0.0/30").is_ok());
+        assert_eq!(
+            service_ip("10.96.0.0/12", 10).unwrap(),
+            Ipv4Addr::new(10, 96, 0, 10)
+        );
+        assert_eq!(
+            service_ip("192.168.5.0/28", 10).unwrap(),
+            Ipv4Addr::new(192, 168, 5, 10)
+        );
+        assert!(service_ip("192.168.5.0/29", 10).is_err());
+        assert!(service_ip("10.96.0.0/33", 1).is_err());
     }
 
     #[test]

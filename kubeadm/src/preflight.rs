@@ -78,7 +78,8 @@ pub fn check(cfg: &NodeConfig, layout: &Layout, ignore: &[String]) -> Vec<Failur
             "/bin/busybox not found: the node's images are built from it (apt-get install busybox-static)".into(),
         );
     }
-    let mut components = vec!["kubelet", "kube-proxy"];
+    // Every node runs the DNS server's image, built from its binary.
+    let mut components = vec!["kubelet", "kube-proxy", "kube-dns"];
     if cfg.role == Role::ControlPlane {
         components.extend([
             "kube-apiserver",

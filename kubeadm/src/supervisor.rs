@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::components::{Component, Ready, components, containerd_config};
-use crate::config::{BUSYBOX_IMAGE, Layout, NodeConfig, PAUSE_IMAGE};
+use crate::config::{BUSYBOX_IMAGE, DNS_IMAGE, Layout, NodeConfig, PAUSE_IMAGE};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a process must run before its back-off starts over.
@@ -127,9 +127,13 @@ async fn supervise(cfg: &NodeConfig, layout: &Layout) -> anyhow::Result<()> {
         }
         if running.component.name == "containerd" {
             // Images: no registry is reachable, so the sandbox image and busybox are built
-            // from busybox-static and imported before the kubelet asks for them.
+            // from busybox-static, and the DNS server's from its binary, and imported
+            // before the kubelet asks for them.
             let socket = layout.containerd_socket();
-            if let Err(e) = tokio::task::spawn_blocking(move || ensure_images(&socket)).await? {
+            let dns = cfg.bin_dir.join("kube-dns");
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || ensure_images(&socket, &dns)).await?
+            {
                 tracing::error!("importing the node's images: {e:#}");
             }
         }
@@ -263,9 +267,12 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) -> bool {
     rustix::process::kill_process(pid, sig).is_ok()
 }
 
-/// Imports the sandbox image and busybox into containerd unless they are there.
-pub fn ensure_images(socket: &Path) -> anyhow::Result<()> {
-    use kubelet::images::{ImageSpec, busybox_layer, import, oci_archive, pause};
+/// Imports the sandbox image, busybox and the DNS server (built from `dns_program`) into
+/// containerd unless they are there.
+pub fn ensure_images(socket: &Path, dns_program: &Path) -> anyhow::Result<()> {
+    use kubelet::images::{
+        ImageSpec, Source, build_and_import, busybox_layer, import, oci_archive, pause,
+    };
     let out = Command::new("ctr")
         .arg("--address")
         .arg(socket)
@@ -287,6 +294,13 @@ pub fn ensure_images(socket: &Path) -> anyhow::Result<()> {
         };
         import(socket, &oci_archive(&spec, layer)?)?;
         tracing::info!(image = %spec.name, "imported");
+    }
+    if !present.contains(DNS_IMAGE) {
+        let started = std::time::Instant::now();
+        let program = Source::Program(dns_program.to_owned());
+        build_and_import(socket, DNS_IMAGE, &program, Vec::new(), Vec::new())
+            .with_context(|| format!("building {DNS_IMAGE} from {}", dns_program.display()))?;
+        tracing::info!(image = DNS_IMAGE, took = ?started.elapsed(), "imported");
     }
     Ok(())
 }

@@ -49,6 +49,77 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Appends a directory entry (`path` without a trailing slash).
+fn append_dir(builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32) -> crate::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_size(0);
+    builder
+        .append_data(&mut h, format!("{path}/"), std::io::empty())
+        .map_err(io(LAYER))
+}
+
+/// The shared libraries (and the dynamic loader) in `ldd`'s output, as absolute paths.
+fn linked_libraries(ldd: &str) -> Vec<&Path> {
+    // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+    ldd.lines()
+        .filter_map(|line| line.split_whitespace().find(|w| w.starts_with('/')))
+        .map(Path::new)
+        .collect()
+}
+
+/// Where [`program_layer`] puts a program: /usr/local/bin/<its file name>.
+pub fn program_path(program: &Path) -> String {
+    let name = program.file_name().unwrap_or_default().to_string_lossy();
+    format!("/usr/local/bin/{name}")
+}
+
+/// A gzip tar layer holding one program at [`program_path`], the shared libraries `ldd`
+/// lists for it at their own paths, and the directories a container needs (/etc, /tmp):
+/// the smallest image a dynamically linked binary of ours runs from.
+pub fn program_layer(program: &Path) -> crate::Result<Vec<u8>> {
+    let ldd = Command::new("ldd")
+        .arg(program)
+        .output()
+        .map_err(io("running ldd (apt-get install libc-bin)"))?;
+    // A static program has no libraries (ldd says so and fails).
+    let ldd = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let dest = program_path(program);
+    let mut files: Vec<(&Path, &str)> = vec![(program, dest.trim_start_matches('/'))];
+    for lib in linked_libraries(&ldd) {
+        files.push((
+            lib,
+            lib.to_str().unwrap_or_default().trim_start_matches('/'),
+        ));
+    }
+    let mut dirs = std::collections::BTreeSet::from(["etc", "tmp"]);
+    for (_, inside) in &files {
+        let mut parent = Path::new(inside).parent();
+        while let Some(p) = parent.and_then(Path::to_str).filter(|p| !p.is_empty()) {
+            dirs.insert(p);
+            parent = Path::new(p).parent();
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for dir in dirs {
+        append_dir(&mut builder, dir, if dir == "tmp" { 0o1777 } else { 0o755 })?;
+    }
+    // Libraries are often links: the archive holds the files they name. Linkers leave
+    // holes in binaries; plain entries keep every reader of the layer simple.
+    builder.follow_symlinks(true);
+    builder.sparse(false);
+    for (host, inside) in files {
+        builder
+            .append_path_with_name(host, inside)
+            .map_err(io(format!("reading {}", host.display())))?;
+    }
+    builder
+        .into_inner()
+        .and_then(|tar| gzip(&tar))
+        .map_err(io(LAYER))
+}
+
 /// A gzip tar layer of busybox: /bin/busybox, a link per applet, and the usual directories.
 pub fn busybox_layer() -> crate::Result<Vec<u8>> {
     let applets = Command::new(BUSYBOX)
@@ -64,13 +135,7 @@ pub fn busybox_layer() -> crate::Result<Vec<u8>> {
     for dir in [
         "bin", "dev", "etc", "proc", "root", "sys", "tmp", "var", "usr", "usr/bin", "sbin",
     ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
-        h.set_size(0);
-        builder
-            .append_data(&mut h, format!("{dir}/"), std::io::empty())
-            .map_err(io(LAYER))?;
+        append_dir(&mut builder, dir, if dir == "tmp" { 0o1777 } else { 0o755 })?;
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o755);
@@ -216,8 +281,12 @@ pub struct ImportArgs {
     /// The image reference pods will use, e.g. docker.io/library/busybox:latest.
     pub name: String,
     /// A directory to use as the image's root filesystem instead of busybox.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "program")]
     pub rootfs: Option<std::path::PathBuf>,
+    /// A program to build the image from instead of busybox: it goes to
+    /// /usr/local/bin/<name> (the default entrypoint) with the libraries it links.
+    #[arg(long)]
+    pub program: Option<std::path::PathBuf>,
     /// The image's entrypoint, as a comma-separated list.
     #[arg(long, value_delimiter = ',')]
     pub entrypoint: Vec<String>,
@@ -229,33 +298,53 @@ pub struct ImportArgs {
 impl ImportArgs {
     /// Builds the image and imports it into the containerd at `socket`.
     pub fn run(self, socket: &Path) -> crate::Result<()> {
-        build_and_import(
-            socket,
-            &self.name,
-            self.rootfs.as_deref(),
-            self.entrypoint,
-            self.cmd,
-        )
+        let source = match (self.rootfs, self.program) {
+            (Some(dir), _) => Source::Rootfs(dir),
+            (None, Some(program)) => Source::Program(program),
+            (None, None) => Source::Busybox,
+        };
+        build_and_import(socket, &self.name, &source, self.entrypoint, self.cmd)
     }
 }
 
-/// Builds image `name` from `rootfs` (busybox-static when None) with the given entrypoint
-/// and default command (busybox's `sh` when empty), and imports it.
+/// What an image's one layer is built from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// busybox-static: a whole userland.
+    Busybox,
+    /// A directory tree.
+    Rootfs(std::path::PathBuf),
+    /// One program and the libraries it links ([`program_layer`]).
+    Program(std::path::PathBuf),
+}
+
+/// Builds image `name` from `source` with the given entrypoint (a program's own path when
+/// empty) and default command (busybox's `sh` when empty), and imports it.
 pub fn build_and_import(
     containerd_socket: &Path,
     name: &str,
-    rootfs: Option<&Path>,
+    source: &Source,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
 ) -> crate::Result<()> {
     let mut spec = ImageSpec::new(name);
     spec.entrypoint = entrypoint;
-    if !cmd.is_empty() {
+    let own_cmd = !cmd.is_empty();
+    if own_cmd {
         spec.cmd = cmd;
     }
-    let layer = match rootfs {
-        Some(dir) => directory_layer(dir)?,
-        None => busybox_layer()?,
+    let layer = match source {
+        Source::Busybox => busybox_layer()?,
+        Source::Rootfs(dir) => directory_layer(dir)?,
+        Source::Program(program) => {
+            if spec.entrypoint.is_empty() {
+                spec.entrypoint = vec![program_path(program)];
+            }
+            if !own_cmd {
+                spec.cmd = Vec::new();
+            }
+            program_layer(program)?
+        }
     };
     eprintln!("building {name} ({} KiB layer)", layer.len() / 1024);
     import(containerd_socket, &oci_archive(&spec, &layer)?)?;
@@ -304,5 +393,54 @@ mod tests {
             index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
             "1"
         );
+    }
+
+    #[test]
+    fn a_program_layer_carries_the_program_its_libraries_and_their_directories() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
+        assert_eq!(
+            linked_libraries(ldd),
+            [
+                Path::new("/lib/x86_64-linux-gnu/libc.so.6"),
+                Path::new("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        // The test binary itself is a dynamically linked program of ours.
+        let me = std::env::current_exe().unwrap();
+        let layer = program_layer(&me).unwrap();
+        let mut tar = Vec::new();
+        std::io::copy(
+            &mut flate2::read::GzDecoder::new(layer.as_slice()),
+            &mut tar,
+        )
+        .unwrap();
+        let mut entries = std::collections::BTreeMap::new();
+        for entry in tar::Archive::new(tar.as_slice()).entries().unwrap() {
+            let e = entry.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            entries.insert(path, (e.header().entry_type(), e.header().size().unwrap()));
+        }
+        let inside = program_path(&me).trim_start_matches('/').to_owned();
+        assert_eq!(
+            entries[&inside],
+            (tar::EntryType::Regular, me.metadata().unwrap().len())
+        );
+        for dir in [
+            "etc/",
+            "tmp/",
+            "usr/",
+            "usr/local/",
+            "usr/local/bin/",
+            "lib64/",
+        ] {
+            assert_eq!(entries[dir].0, tar::EntryType::Directory, "{dir}");
+        }
+        // libc is archived as a file even where the host has it as a link.
+        let libc = entries
+            .iter()
+            .find(|(p, _)| p.contains("libc.so"))
+            .expect("libc in the layer");
+        assert_eq!(libc.1.0, tar::EntryType::Regular);
+        assert!(libc.1.1 > 100_000, "{libc:?}");
     }
 }

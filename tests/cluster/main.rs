@@ -4,6 +4,7 @@ mod attacks;
 mod bootstrap;
 mod client_suite;
 mod component_serving;
+mod dns;
 mod kubeadm;
 mod kubelet_auth;
 mod multinode;

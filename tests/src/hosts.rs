@@ -55,6 +55,7 @@ pub fn bin_dir() -> PathBuf {
         "kube-scheduler",
         "kubelet",
         "kube-proxy",
+        "kube-dns",
     ] {
         assert!(
             dir.join(name).is_file(),
@@ -186,26 +187,36 @@ impl Network {
     /// pin printed in `init_out` (init's output); the node is named after the host and
     /// advertises its address: (success, stdout, stderr).
     pub fn join(&self, i: usize, cp: usize, init_out: &str) -> (bool, String, String) {
+        self.join_with(i, cp, init_out, &[])
+    }
+
+    /// [`Network::join`] with `extra` flags.
+    pub fn join_with(
+        &self,
+        i: usize,
+        cp: usize,
+        init_out: &str,
+        extra: &[&str],
+    ) -> (bool, String, String) {
         let h = &self.hosts[i];
         let endpoint = format!("{}:6443", self.hosts[cp].ip);
         let data_dir = h.data_dir.display().to_string();
-        self.kubeadm(
-            i,
-            &[
-                "join",
-                &endpoint,
-                "--token",
-                after(init_out, "--token"),
-                "--discovery-token-ca-cert-hash",
-                after(init_out, "--discovery-token-ca-cert-hash"),
-                "--data-dir",
-                &data_dir,
-                "--node-name",
-                &h.name,
-                "--node-ip",
-                &h.ip,
-            ],
-        )
+        let mut args = vec![
+            "join",
+            &endpoint,
+            "--token",
+            after(init_out, "--token"),
+            "--discovery-token-ca-cert-hash",
+            after(init_out, "--discovery-token-ca-cert-hash"),
+            "--data-dir",
+            &data_dir,
+            "--node-name",
+            &h.name,
+            "--node-ip",
+            &h.ip,
+        ];
+        args.extend_from_slice(extra);
+        self.kubeadm(i, &args)
     }
 
     /// Runs a command inside host `i`'s network namespace.
