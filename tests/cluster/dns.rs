@@ -2,9 +2,10 @@
 //! two-node cluster whose hosts' upstream resolver is a test server on the machine's side
 //! of the test network (authoritative for example.test), so forwarding is checked without
 //! the outside world. Pods reach the API by name, Services by short name and FQDN, a
-//! StatefulSet pod by its stable name, an ExternalName Service and an outside name; the
-//! DNS replicas run on both nodes, list as endpoints and log through kubectl; when one
-//! node drops off the network, names keep resolving through the other replica.
+//! StatefulSet pod by its stable name (which its /etc/hosts holds too), an ExternalName
+//! Service and an outside name; the DNS replicas run on both nodes, list as endpoints and
+//! log through kubectl; when one node drops off the network, names keep resolving
+//! through the other replica.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -269,6 +270,17 @@ async fn pods_resolve_the_cluster_and_outside_names_and_dns_outlives_a_node() {
     ] {
         assert_eq!(resolve(name).await, want, "{name}");
     }
+
+    // The StatefulSet pod knows its own FQDN.
+    let (ok, hosts) = kubectl(
+        &admin,
+        &["exec", "-n", "app", "db-0", "--", "cat", "/etc/hosts"],
+    )
+    .await;
+    assert!(
+        ok && hosts.contains(&format!("{db_ip}\tdb-0.db.app.svc.cluster.local\tdb-0\n")),
+        "{hosts}"
+    );
 
     // An application reaching its dependency by short name and by FQDN.
     for url in ["http://web", "http://web.app.svc.cluster.local"] {

@@ -368,8 +368,23 @@ async fn kubeadm_init_brings_up_a_cluster_that_runs_workloads_and_reset_removes_
     kubectl_ok(&admin, &["delete", "namespace", "demo", "--timeout=180s"]).await;
     let (ok, _, err) = kubectl(&admin, &["get", "namespace", "demo"]).await;
     assert!(!ok && err.contains("NotFound"), "{err}");
-    let pods = kubectl_ok(&admin, &["get", "pods", "-A", "-o", "name"]).await;
-    assert!(pods.trim().is_empty(), "{pods}");
+    // Only the cluster's own (the DNS addon in kube-system) remain.
+    let pods = kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}"#,
+        ],
+    )
+    .await;
+    let left: Vec<&str> = pods
+        .lines()
+        .filter(|p| !p.starts_with("kube-system/"))
+        .collect();
+    assert!(left.is_empty(), "{pods}");
 
     // Reset leaves no process, table, bridge or file behind.
     let (ok, out, err) = net.kubeadm(cp, &["reset", "-f", "--data-dir", &data_dir]);

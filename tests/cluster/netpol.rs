@@ -20,6 +20,8 @@ use cluster_tests::{kubectl, until};
 use k8s_openapi::api::core::v1::Pod;
 
 const IMAGE: &str = "tetsu.test/netprobe:1";
+/// Where `kubeadm images import --program` puts netprobe in its image.
+const NETPROBE: &str = "/usr/local/bin/netprobe";
 const NODES: [&str; 2] = ["cp", "w1"];
 
 async fn kubectl_ok(admin: &Path, args: &[&str]) -> String {
@@ -36,35 +38,6 @@ async fn kubectl_apply(admin: &Path, docs: &[serde_json::Value]) {
     assert!(ok, "kubectl apply: {out}{err}");
 }
 
-/// A root filesystem holding netprobe and the libraries it links.
-fn netprobe_rootfs(dir: &Path) -> std::path::PathBuf {
-    let root = dir.join("netprobe-rootfs");
-    std::fs::create_dir_all(&root).unwrap();
-    let binary = cluster_tests::bin("netprobe");
-    std::fs::copy(&binary, root.join("netprobe")).unwrap();
-    // Debug symbols are most of the binary; the image need not carry them.
-    let _ = std::process::Command::new("strip")
-        .arg(root.join("netprobe"))
-        .status();
-    let ldd = std::process::Command::new("ldd")
-        .arg(&binary)
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
-        let path = line
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(Path::new);
-        if let Some(lib) = path {
-            let target = root.join(lib.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-            std::fs::copy(lib, &target).unwrap();
-        }
-    }
-    root
-}
-
 /// The model's pods, namespaces and a Service x/web in front of x/a.
 fn manifests() -> Vec<serde_json::Value> {
     let mut docs: Vec<serde_json::Value> = netpol_model::NAMESPACES
@@ -77,7 +50,7 @@ fn manifests() -> Vec<serde_json::Value> {
     for (i, id) in netpol_model::pod_ids().iter().enumerate() {
         let (ns, name) = id.split_once('/').unwrap();
         let ports: Vec<String> = netpol_model::PORTS.iter().map(u16::to_string).collect();
-        let mut command = vec!["/netprobe".to_owned(), "serve".into(), id.clone()];
+        let mut command = vec![NETPROBE.to_owned(), "serve".into(), id.clone()];
         command.extend(ports);
         docs.push(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "labels": {"pod": name}},
@@ -119,7 +92,7 @@ async fn probe_round(
         let first_port = first_port.clone();
         async move {
             let (ns, name) = from.split_once('/').unwrap();
-            let mut args = vec!["exec", "-n", ns, name, "--", "/netprobe", "probe", "1500"];
+            let mut args = vec!["exec", "-n", ns, name, "--", NETPROBE, "probe", "1500"];
             args.push(&first_port);
             args.extend(targets.iter().map(String::as_str));
             let (_, out, _) = kubectl(admin, &args).await;
@@ -210,21 +183,17 @@ async fn upstreams_policy_model_across_two_nodes() {
     let w = net.add_host(NODES[1], 3);
     let (ok, out, err) = net.join(w, cp, &out);
     assert!(ok, "kubeadm join:\n{out}\n{err}\n{}", net.log(w, "kubelet"));
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = netprobe_rootfs(dir.path());
+    let netprobe = cluster_tests::bin("netprobe").display().to_string();
     for host in [cp, w] {
         let data_dir = net.hosts[host].data_dir.display().to_string();
-        let rootfs = rootfs.display().to_string();
         let (ok, out, err) = net.kubeadm(
             host,
             &[
                 "images",
                 "import",
                 IMAGE,
-                "--rootfs",
-                &rootfs,
-                "--entrypoint",
-                "/netprobe",
+                "--program",
+                &netprobe,
                 "--data-dir",
                 &data_dir,
             ],

@@ -295,7 +295,7 @@ async fn kubectl_attach_reaches_the_container_stdio() {
 /// Each policy's /etc/resolv.conf as the pod sees it (containerd writes the search line
 /// first, then the servers and options).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pods_resolv_conf_follows_their_dns_policy() {
+async fn pods_resolv_conf_follows_their_dns_policy_and_hosts_their_aliases() {
     use kubelet::pods::dns::{ResolvConf, Settings};
     let dns = Settings {
         cluster_dns: vec!["10.96.0.10".parse().unwrap()],
@@ -345,4 +345,34 @@ async fn pods_resolv_conf_follows_their_dns_policy() {
         }
         assert_eq!(logs, format!("{want}{name}\n"), "{name}");
     }
+
+    // A host-network pod's /etc/hosts is the node's with the pod's aliases added.
+    n.create(
+        "aliased",
+        json!({"name": "c", "image": "busybox", "imagePullPolicy": "Never",
+               "command": ["sh", "-c", "cat /etc/hosts; echo end; sleep 3600"]}),
+        json!({"hostAliases": [{"ip": "192.0.2.1", "hostnames": ["foo.local", "bar.local"]}]}),
+    )
+    .await;
+    n.until("aliased", "Running", running).await;
+    let mut hosts = String::new();
+    for _ in 0..50 {
+        let (ok, text, _) = n.kubectl(&["logs", "aliased"], None).await;
+        if ok && text.ends_with("end\n") {
+            hosts = text;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let node = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(
+        hosts.starts_with(&format!(
+            "# Kubernetes-managed hosts file (host network).\n{node}"
+        )),
+        "{hosts}"
+    );
+    assert!(
+        hosts.ends_with("# Entries added by HostAliases.\n192.0.2.1\tfoo.local\tbar.local\nend\n"),
+        "{hosts}"
+    );
 }

@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod env;
+pub mod hosts;
 pub mod probes;
 pub mod spec;
 pub mod static_pods;

@@ -77,9 +77,7 @@ pub fn sandbox_config(
     let hostname = if host_net {
         String::new()
     } else {
-        spec.hostname
-            .clone()
-            .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
+        super::hosts::hostname(pod)
     };
     let mode = |host: bool| if host { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32;
     let pod_security = spec.security_context.as_ref();
