@@ -27,6 +27,9 @@ pub struct Result {
     pub queries_per_second: f64,
     pub average_latency_ms: f64,
     pub latency_stddev_ms: f64,
+    /// A probe's latencies while dnsperf runs (one query at a time, every millisecond):
+    /// 50th, 90th and 99th percentiles in ms.
+    pub probe_latency_ms: [f64; 3],
     pub queries_lost: u64,
     pub seconds: u64,
 }
@@ -132,6 +135,30 @@ pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::
     out.flush()?;
     drop(out);
     let port = server.addr.port().to_string();
+    // The latency a pod sees while dnsperf loads the server: one question at a time.
+    let done = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let done = done.clone();
+        let addr = server.addr;
+        tokio::spawn(async move {
+            let mut client = dns::testing::udp_client(addr);
+            let mut took = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = (took.len() * 7919) % services;
+                let name = format!("svc-{i}.ns-{}.svc.cluster.local.", i % NAMESPACES);
+                let started = std::time::Instant::now();
+                let asked = dns::testing::ask(&mut client, &name, hickory_proto::rr::RecordType::A);
+                if tokio::time::timeout(std::time::Duration::from_secs(1), asked)
+                    .await
+                    .is_ok()
+                {
+                    took.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            took
+        })
+    };
     let output = tokio::process::Command::new("dnsperf")
         .args(["-s", "127.0.0.1", "-p", &port, "-d"])
         .arg(&file)
@@ -146,6 +173,15 @@ pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::
         .output()
         .await
         .map_err(|e| anyhow::anyhow!("running dnsperf (apt-get install dnsperf): {e}"))?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut took = probe.await?;
+    took.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let probe_latency_ms = [percentile(0.5), percentile(0.9), percentile(0.99)];
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     anyhow::ensure!(output.status.success(), "dnsperf failed: {text}");
     server.shutdown().await;
@@ -161,6 +197,7 @@ pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::
             .ok_or_else(|| anyhow::anyhow!("no rate in dnsperf's output: {text}"))?,
         average_latency_ms: summary(&text, "Average Latency (s):").unwrap_or(0.0) * 1000.0,
         latency_stddev_ms: summary(&text, "Latency StdDev (s):").unwrap_or(0.0) * 1000.0,
+        probe_latency_ms,
         queries_lost: lost,
         seconds,
     })

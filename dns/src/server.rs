@@ -159,6 +159,7 @@ impl Handler {
                 additionals: Vec::new(),
             },
             Forwarded::Failed => Reply::code(ResponseCode::ServFail),
+            Forwarded::Overloaded => Reply::code(ResponseCode::Refused),
         }
     }
 }
@@ -218,7 +219,7 @@ fn record_metrics(
     authoritative: bool,
     started: std::time::Instant,
 ) {
-    const SERVER: &str = "dns://:53";
+    use crate::metrics::SERVER;
     let proto = match request.protocol() {
         hickory_server::net::xfer::Protocol::Tcp => "tcp",
         _ => "udp",

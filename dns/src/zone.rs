@@ -17,8 +17,9 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -30,32 +31,83 @@ pub const SCHEMA_VERSION: &str = "1.1.0";
 /// The TTL of `dns-version` (the specification's example, and CoreDNS's).
 const VERSION_TTL: u32 = 28800;
 
-/// A Service or its endpoints: (namespace, name).
-type Key = (String, String);
+/// A name the zone's maps share (a namespace's is shared with every key in it).
+type Str = Arc<str>;
+/// A Service or a slice: (namespace, name).
+type Key = (Str, Str);
+
+// The zone keeps what the objects mean in as few bytes as it can (boxed slices, shared
+// names, no DNS names): records and names are built when a question asks for them.
+
+/// A named port: its name, its protocol (lowercase, as SRV names it) and number.
+#[derive(Clone, Debug, PartialEq)]
+struct Port {
+    name: Box<str>,
+    protocol: &'static str,
+    port: u16,
+}
+
+impl Port {
+    fn new(name: Option<&str>, protocol: Option<&str>, port: i32) -> Option<Port> {
+        let protocol = match protocol.unwrap_or("TCP") {
+            "TCP" => "tcp",
+            "UDP" => "udp",
+            "SCTP" => "sctp",
+            _ => return None,
+        };
+        Some(Port {
+            name: name.filter(|n| !n.is_empty())?.into(),
+            protocol,
+            port: u16::try_from(port).ok()?,
+        })
+    }
+
+    /// Whether the port answers `_<port>._<proto>` (empty: any).
+    fn matches(&self, port: &str, proto: &str) -> bool {
+        (port.is_empty() || self.name.eq_ignore_ascii_case(port))
+            && (proto.is_empty() || self.protocol.eq_ignore_ascii_case(proto))
+    }
+}
 
 /// What a Service contributes.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct ServiceEntry {
-    cluster_ips: Vec<IpAddr>,
+    cluster_ips: Box<[IpAddr]>,
     headless: bool,
-    external_name: Option<Name>,
-    /// Named ports: (name, protocol lowercase, port).
-    ports: Vec<(String, String, u16)>,
+    external_name: Option<Box<Name>>,
+    ports: Box<[Port]>,
 }
 
 /// A ready endpoint of a Service.
 #[derive(Clone, Debug, PartialEq)]
 struct EndpointEntry {
-    addresses: Vec<IpAddr>,
+    addresses: Box<[IpAddr]>,
     /// The slice's hostname for it, else the dashed address (as CoreDNS).
-    hostname: Option<String>,
+    hostname: Option<Box<str>>,
 }
 
 /// One EndpointSlice's part: its ready endpoints and named ports.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 struct SliceEntry {
-    endpoints: Vec<EndpointEntry>,
-    ports: Vec<(String, String, u16)>,
+    name: Str,
+    endpoints: Box<[EndpointEntry]>,
+    ports: Box<[Port]>,
+}
+
+/// The Services with names for an address (nearly always one).
+#[derive(Debug)]
+enum Owners {
+    One(Key),
+    Many(Vec<Key>),
+}
+
+impl Owners {
+    fn iter(&self) -> impl Iterator<Item = &Key> {
+        match self {
+            Owners::One(k) => std::slice::from_ref(k).iter(),
+            Owners::Many(ks) => ks.iter(),
+        }
+    }
 }
 
 /// The answer to one question.
@@ -78,27 +130,18 @@ pub enum Lookup {
 pub struct Zone {
     origin: Name,
     ttl: u32,
-    namespaces: HashSet<String>,
+    namespaces: HashSet<Str>,
     services: HashMap<Key, ServiceEntry>,
-    /// Each Service's slices, by slice name.
-    slices: HashMap<Key, BTreeMap<String, SliceEntry>>,
+    /// Each Service's slices, sorted by name.
+    slices: HashMap<Key, Vec<SliceEntry>>,
     /// The Service each slice belongs to, by (namespace, slice name): where a slice that
     /// changes its Service or goes was filed.
-    slice_owner: HashMap<Key, String>,
-    /// Reverse names: address -> the names pointing at it, with the Service that made
-    /// each (most addresses have one).
-    ptr: HashMap<IpAddr, Vec<(Key, Name)>>,
-    /// The addresses each Service has reverse names for, so a change touches only its own.
-    ptr_owned: HashMap<Key, Vec<IpAddr>>,
+    slice_owner: HashMap<Key, Str>,
+    /// Reverse names: the Services (ClusterIPs, or their ready endpoints) with a name for
+    /// an address; the names are made when asked.
+    ptr: HashMap<IpAddr, Owners>,
     /// When the zone last changed (seconds since the epoch), the SOA's serial.
     serial: u32,
-}
-
-fn key(ns: &Option<String>, name: &Option<String>) -> Key {
-    (
-        ns.clone().unwrap_or_default(),
-        name.clone().unwrap_or_default(),
-    )
 }
 
 /// An address as one DNS label, as CoreDNS writes it: dots (or colons) as dashes.
@@ -121,6 +164,11 @@ fn undashed(label: &str) -> Option<IpAddr> {
     label.replace('-', ":").parse().ok()
 }
 
+/// The key of a Service a question names.
+fn asked(ns: &str, name: &str) -> Key {
+    (ns.into(), name.into())
+}
+
 fn lower(label: &[u8]) -> String {
     String::from_utf8_lossy(label).to_ascii_lowercase()
 }
@@ -139,7 +187,6 @@ impl Zone {
             slices: HashMap::new(),
             slice_owner: HashMap::new(),
             ptr: HashMap::new(),
-            ptr_owned: HashMap::new(),
             serial: 0,
         })
     }
@@ -174,19 +221,34 @@ impl Zone {
     }
 
     pub fn namespace_changed(&mut self, ns: &Namespace) {
-        if let Some(name) = &ns.metadata.name {
-            self.namespaces.insert(name.clone());
+        if let Some(name) = &ns.metadata.name
+            && !self.namespaces.contains(name.as_str())
+        {
+            self.namespaces.insert(name.as_str().into());
         }
     }
 
     pub fn namespace_deleted(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
-            self.namespaces.remove(name);
+            self.namespaces.remove(name.as_str());
         }
     }
 
+    /// The key of `name` in `namespace`, sharing the namespace's name when it is known.
+    fn key(&self, namespace: &Option<String>, name: &str) -> Key {
+        let ns = namespace.as_deref().unwrap_or_default();
+        let ns = match self.namespaces.get(ns) {
+            Some(shared) => shared.clone(),
+            None => ns.into(),
+        };
+        (ns, name.into())
+    }
+
     pub fn service_changed(&mut self, svc: &Service) {
-        let key = key(&svc.metadata.namespace, &svc.metadata.name);
+        let key = self.key(
+            &svc.metadata.namespace,
+            svc.metadata.name.as_deref().unwrap_or_default(),
+        );
         let none = Default::default();
         let spec = svc.spec.as_ref().unwrap_or(&none);
         let external_name = match spec.type_.as_deref() {
@@ -197,13 +259,13 @@ impl Zone {
                 .filter(|n| n.num_labels() > 0 && n.to_string().parse::<IpAddr>().is_err())
                 .map(|mut n| {
                     n.set_fqdn(true);
-                    n
+                    Box::new(n)
                 }),
             _ => None,
         };
-        let ips: Vec<String> = match &spec.cluster_ips {
-            Some(ips) if !ips.is_empty() => ips.clone(),
-            _ => spec.cluster_ip.iter().cloned().collect(),
+        let ips: &[String] = match &spec.cluster_ips {
+            Some(ips) if !ips.is_empty() => ips,
+            _ => spec.cluster_ip.as_slice(),
         };
         let headless = external_name.is_none() && ips.iter().any(|ip| ip == "None");
         let entry = ServiceEntry {
@@ -214,32 +276,35 @@ impl Zone {
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| {
-                    let name = p.name.clone().filter(|n| !n.is_empty())?;
-                    let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-                    Some((name, protocol, u16::try_from(p.port).ok()?))
-                })
+                .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
                 .collect(),
         };
-        self.services.insert(key.clone(), entry);
-        self.reindex(&key);
+        self.change(&key, |z| {
+            z.services.insert(key.clone(), entry);
+        });
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
-        let key = key(&svc.metadata.namespace, &svc.metadata.name);
-        self.services.remove(&key);
-        self.reindex(&key);
+        let key = self.key(
+            &svc.metadata.namespace,
+            svc.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.change(&key, |z| {
+            z.services.remove(&key);
+        });
     }
 
     pub fn slice_changed(&mut self, slice: &EndpointSlice) {
-        let slice_key = key(&slice.metadata.namespace, &slice.metadata.name);
+        let slice_key = self.key(
+            &slice.metadata.namespace,
+            slice.metadata.name.as_deref().unwrap_or_default(),
+        );
         let service = slice
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get("kubernetes.io/service-name"))
-            .cloned()
-            .unwrap_or_default();
+            .map_or("", String::as_str);
         let endpoints = slice
             .endpoints
             .iter()
@@ -248,49 +313,121 @@ impl Zone {
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
             .map(|e| EndpointEntry {
                 addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-                hostname: e.hostname.clone().filter(|h| !h.is_empty()),
+                hostname: e
+                    .hostname
+                    .as_deref()
+                    .filter(|h| !h.is_empty())
+                    .map(Into::into),
             })
             .collect();
         let ports = slice
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                let name = p.name.clone().filter(|n| !n.is_empty())?;
-                let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-                Some((name, protocol, u16::try_from(p.port?).ok()?))
-            })
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port?))
             .collect();
-        if let Some(old) = self.slice_owner.get(&slice_key).filter(|o| **o != service) {
+        if let Some(old) = self
+            .slice_owner
+            .get(&slice_key)
+            .filter(|o| &***o != service)
+        {
             let old = old.clone();
-            self.remove_slice(&slice_key, &old);
+            self.remove_slice(&slice_key, old);
         }
-        self.slice_owner.insert(slice_key.clone(), service.clone());
-        let owner = (slice_key.0, service);
-        self.slices
-            .entry(owner.clone())
-            .or_default()
-            .insert(slice_key.1, SliceEntry { endpoints, ports });
-        self.reindex(&owner);
+        let owner: Key = (slice_key.0.clone(), service.into());
+        self.slice_owner.insert(slice_key.clone(), owner.1.clone());
+        let entry = SliceEntry {
+            name: slice_key.1,
+            endpoints,
+            ports,
+        };
+        self.change(&owner, |z| {
+            let slices = z.slices.entry(owner.clone()).or_default();
+            match slices.binary_search_by(|s| s.name.cmp(&entry.name)) {
+                Ok(i) => slices[i] = entry,
+                Err(i) => slices.insert(i, entry),
+            }
+        });
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {
-        let slice_key = key(&slice.metadata.namespace, &slice.metadata.name);
+        let slice_key = self.key(
+            &slice.metadata.namespace,
+            slice.metadata.name.as_deref().unwrap_or_default(),
+        );
         if let Some(service) = self.slice_owner.remove(&slice_key) {
-            self.remove_slice(&slice_key, &service);
+            self.remove_slice(&slice_key, service);
         }
     }
 
     /// Takes a slice out of `service`'s.
-    fn remove_slice(&mut self, slice_key: &Key, service: &str) {
-        let owner = (slice_key.0.clone(), service.to_owned());
-        if let Some(slices) = self.slices.get_mut(&owner) {
-            slices.remove(&slice_key.1);
-            if slices.is_empty() {
-                self.slices.remove(&owner);
+    fn remove_slice(&mut self, slice_key: &Key, service: Str) {
+        let owner = (slice_key.0.clone(), service);
+        self.change(&owner, |z| {
+            if let Some(slices) = z.slices.get_mut(&owner) {
+                slices.retain(|s| s.name != slice_key.1);
+                if slices.is_empty() {
+                    z.slices.remove(&owner);
+                }
+            }
+        });
+    }
+
+    /// Applies a change to Service `key` (or its slices), keeping the reverse index in step.
+    fn change(&mut self, key: &Key, apply: impl FnOnce(&mut Zone)) {
+        let before = self.reverse_addresses(key);
+        apply(self);
+        let after = self.reverse_addresses(key);
+        for ip in before.iter().filter(|ip| !after.contains(ip)) {
+            let now_empty = match self.ptr.get_mut(ip) {
+                Some(Owners::One(k)) => k == key,
+                Some(Owners::Many(ks)) => {
+                    ks.retain(|k| k != key);
+                    if let [only] = ks.as_slice() {
+                        let only = only.clone();
+                        self.ptr.insert(*ip, Owners::One(only));
+                    }
+                    false
+                }
+                None => false,
+            };
+            if now_empty {
+                self.ptr.remove(ip);
             }
         }
-        self.reindex(&owner);
+        for ip in after.iter().filter(|ip| !before.contains(ip)) {
+            match self.ptr.get_mut(ip) {
+                None => {
+                    self.ptr.insert(*ip, Owners::One(key.clone()));
+                }
+                Some(Owners::One(k)) if k != key => {
+                    let first = k.clone();
+                    self.ptr.insert(*ip, Owners::Many(vec![first, key.clone()]));
+                }
+                Some(Owners::Many(ks)) if !ks.contains(key) => ks.push(key.clone()),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The addresses Service `key` has reverse names for: its ClusterIPs and, unless it is
+    /// an ExternalName, its ready endpoints' addresses (each once).
+    fn reverse_addresses(&self, key: &Key) -> Vec<IpAddr> {
+        let Some(service) = self.services.get(key) else {
+            return Vec::new();
+        };
+        let mut ips = service.cluster_ips.to_vec();
+        if service.external_name.is_none() {
+            for (e, _) in self.endpoints(key) {
+                ips.extend(
+                    e.addresses
+                        .iter()
+                        .filter(|ip| !ips.contains(ip))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        ips
     }
 
     /// The ready endpoints of a Service, across its slices.
@@ -298,7 +435,7 @@ impl Zone {
         self.slices
             .get(key)
             .into_iter()
-            .flat_map(BTreeMap::values)
+            .flatten()
             .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
     }
 
@@ -317,46 +454,12 @@ impl Zone {
     ) -> impl Iterator<Item = (IpAddr, Name)> + 'a {
         let service = self.service_name(key);
         endpoint.addresses.iter().filter_map(move |ip| {
-            let label = endpoint.hostname.clone().unwrap_or_else(|| dashed(ip));
-            let name = Name::from_ascii(&label)
-                .ok()?
-                .append_domain(service.as_ref()?)
-                .ok()?;
-            Some((*ip, name))
+            let name = match &endpoint.hostname {
+                Some(h) => Name::from_ascii(h),
+                None => Name::from_ascii(dashed(ip)),
+            };
+            Some((*ip, name.ok()?.append_domain(service.as_ref()?).ok()?))
         })
-    }
-
-    /// Rebuilds the reverse names a Service and its endpoints make.
-    fn reindex(&mut self, key: &Key) {
-        for ip in self.ptr_owned.remove(key).into_iter().flatten() {
-            if let Some(names) = self.ptr.get_mut(&ip) {
-                names.retain(|(owner, _)| owner != key);
-                if names.is_empty() {
-                    self.ptr.remove(&ip);
-                }
-            }
-        }
-        let Some(service) = self.services.get(key) else {
-            return;
-        };
-        let mut names: Vec<(IpAddr, Name)> = Vec::new();
-        if let Some(name) = self.service_name(key) {
-            names.extend(service.cluster_ips.iter().map(|ip| (*ip, name.clone())));
-        }
-        if service.external_name.is_none() {
-            let endpoints: Vec<&EndpointEntry> = self.endpoints(key).map(|(e, _)| e).collect();
-            for e in endpoints {
-                names.extend(self.endpoint_names(key, e));
-            }
-        }
-        let mut owned = Vec::with_capacity(names.len());
-        for (ip, name) in names {
-            self.ptr.entry(ip).or_default().push((key.clone(), name));
-            owned.push(ip);
-        }
-        if !owned.is_empty() {
-            self.ptr_owned.insert(key.clone(), owned);
-        }
     }
 
     fn record(&self, name: &Name, data: RData) -> Record {
@@ -413,19 +516,13 @@ impl Zone {
                 }
                 _ => Lookup::NxDomain,
             },
-            [svc, ns, "svc"] => self.service(qname, qtype, &(ns.to_string(), svc.to_string())),
-            [endpoint, svc, ns, "svc"] => {
-                self.endpoint(qname, qtype, &(ns.to_string(), svc.to_string()), endpoint)
-            }
+            [svc, ns, "svc"] => self.service(qname, qtype, &asked(ns, svc)),
+            [endpoint, svc, ns, "svc"] => self.endpoint(qname, qtype, &asked(ns, svc), endpoint),
             [port, proto, svc, ns, "svc"] => {
                 match (port.strip_prefix('_'), proto.strip_prefix('_')) {
-                    (Some(port), Some(proto)) => self.srv(
-                        qname,
-                        qtype,
-                        &(ns.to_string(), svc.to_string()),
-                        port,
-                        proto,
-                    ),
+                    (Some(port), Some(proto)) => {
+                        self.srv(qname, qtype, &asked(ns, svc), port, proto)
+                    }
                     _ => Lookup::NxDomain,
                 }
             }
@@ -462,7 +559,7 @@ impl Zone {
             return Lookup::NxDomain;
         };
         if let Some(target) = &service.external_name {
-            let cname = self.record(qname, RData::CNAME(CNAME(target.clone())));
+            let cname = self.record(qname, RData::CNAME(CNAME((**target).clone())));
             return self.records(vec![cname], vec![]);
         }
         if qtype == RecordType::SRV {
@@ -520,23 +617,19 @@ impl Zone {
         if service.external_name.is_some() {
             return Lookup::NxDomain;
         }
-        let matches = |(name, protocol, _): &&(String, String, u16)| {
-            (port.is_empty() || name.eq_ignore_ascii_case(port))
-                && (proto.is_empty() || protocol.eq_ignore_ascii_case(proto))
-        };
         // (port, target, target's addresses)
         let mut targets: Vec<(u16, Name, Vec<IpAddr>)> = Vec::new();
         if service.headless {
             for (endpoint, slice) in self.endpoints(key) {
-                for (_, _, number) in slice.ports.iter().filter(matches) {
+                for p in slice.ports.iter().filter(|p| p.matches(port, proto)) {
                     for (ip, name) in self.endpoint_names(key, endpoint) {
-                        targets.push((*number, name, vec![ip]));
+                        targets.push((p.port, name, vec![ip]));
                     }
                 }
             }
         } else if let Some(name) = self.service_name(key) {
-            for (_, _, number) in service.ports.iter().filter(matches) {
-                targets.push((*number, name.clone(), service.cluster_ips.clone()));
+            for p in service.ports.iter().filter(|p| p.matches(port, proto)) {
+                targets.push((p.port, name.clone(), service.cluster_ips.to_vec()));
             }
         }
         if targets.is_empty() {
@@ -578,15 +671,37 @@ impl Zone {
             IpAddr::V4(_) => net.prefix_len() == 32,
             IpAddr::V6(_) => net.prefix_len() == 128,
         };
-        let Some(names) = self.ptr.get(&net.addr()).filter(|_| full) else {
+        let ip = net.addr();
+        let Some(owners) = self.ptr.get(&ip).filter(|_| full) else {
             return Lookup::NotOurs;
         };
         if qtype != RecordType::PTR {
             return Lookup::NoData;
         }
+        let mut names = Vec::new();
+        for key in owners.iter() {
+            let Some(service) = self.services.get(key) else {
+                continue;
+            };
+            if service.cluster_ips.contains(&ip) {
+                names.extend(self.service_name(key));
+            }
+            if service.external_name.is_none() {
+                for (e, _) in self
+                    .endpoints(key)
+                    .filter(|(e, _)| e.addresses.contains(&ip))
+                {
+                    names.extend(
+                        self.endpoint_names(key, e)
+                            .filter(|(a, _)| *a == ip)
+                            .map(|(_, n)| n),
+                    );
+                }
+            }
+        }
         let answers = names
-            .iter()
-            .map(|(_, name)| self.record(qname, RData::PTR(PTR(name.clone()))))
+            .into_iter()
+            .map(|name| self.record(qname, RData::PTR(PTR(name))))
             .collect();
         self.records(answers, vec![])
     }

@@ -29,15 +29,20 @@ async fn main() -> anyhow::Result<()> {
         flags.services, flags.seconds, flags.clients
     );
     let r = benches::dns_perf::dns_perf(flags.services, flags.seconds, flags.clients).await?;
-    println!("| services | zone memory | queries/s | average latency (stddev) | lost |");
-    println!("| --- | --- | --- | --- | --- |");
     println!(
-        "| {} | {:.1} MiB | {:.0} | {:.2} ms ({:.2} ms) | {} |",
+        "| services | zone memory | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {} | {:.1} MiB | {:.0} | {:.2} ms ({:.2} ms) | {:.2} / {:.2} / {:.2} ms | {} |",
         r.services,
         r.zone_mib,
         r.queries_per_second,
         r.average_latency_ms,
         r.latency_stddev_ms,
+        r.probe_latency_ms[0],
+        r.probe_latency_ms[1],
+        r.probe_latency_ms[2],
         r.queries_lost
     );
     std::fs::create_dir_all(&flags.out)?;
