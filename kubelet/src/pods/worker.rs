@@ -35,8 +35,6 @@ struct SyncCtx<'a> {
     pod_ip: &'a str,
     sandbox_id: &'a str,
     sandbox_config: &'a cri::PodSandboxConfig,
-    /// The pod's /etc/hosts on the node (None until it has an address).
-    hosts_file: Option<&'a std::path::Path>,
 }
 
 /// How long a pod's set-up volumes are trusted before ConfigMaps and Secrets are read again
@@ -607,13 +605,6 @@ impl PodRuntime {
         } else {
             sandbox_ip.clone()
         };
-        let hosts_file = match pod_ip.is_empty() {
-            true => None,
-            false => Some(
-                super::hosts::write(&self.root_dir, pod, &[&pod_ip], &self.dns.cluster_domain)
-                    .map_err(crate::error::io("writing the pod's /etc/hosts"))?,
-            ),
-        };
 
         // Each container's attempts in this sandbox, by name.
         let mut attempts: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
@@ -636,7 +627,6 @@ impl PodRuntime {
             pod_ip: &pod_ip,
             sandbox_id: &sandbox_id,
             sandbox_config: &sandbox_config,
-            hosts_file: hosts_file.as_deref(),
         };
         // Init containers run one at a time, each to success, before any app container;
         // they are restarted on failure unless the pod's policy is Never.
@@ -825,9 +815,17 @@ impl PodRuntime {
                     }
                     let mut config = spec::container_config(pod, c, n, envs);
                     config.mounts = volumes::mounts(c, x.volumes);
-                    config
-                        .mounts
-                        .extend(x.hosts_file.and_then(|f| super::hosts::mount(c, f)));
+                    if !x.pod_ip.is_empty() {
+                        // Written as each container is created (rarely), not on every sync.
+                        let hosts = super::hosts::write(
+                            &self.root_dir,
+                            pod,
+                            &[x.pod_ip],
+                            &self.dns.cluster_domain,
+                        )
+                        .map_err(crate::error::io("writing the pod's /etc/hosts"))?;
+                        config.mounts.extend(super::hosts::mount(c, &hosts));
+                    }
                     // The waiting reason if it fails: creating, or starting, the container.
                     let mut failed_as = "CreateContainerError";
                     let result = async {
