@@ -5,20 +5,40 @@ use std::time::Duration;
 
 use crate::leader_election::LeaderElection;
 
-/// "15s", "1m", "500ms", "1h" or plain seconds.
+/// A duration as Go writes it: "15s", "1m", "500ms", "1h30m", "2m0s" (what a
+/// KubeletConfiguration's metav1.Duration holds), or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    let bad = || format!("invalid duration {s:?}: use h, m, s, ms, us or ns, e.g. 1m30s");
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = s;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// An address flag of a server (`0.0.0.0:10256`); empty turns the server off (None).
@@ -110,4 +130,24 @@ fn rand_u64() -> u64 {
             .as_nanos(),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs_f64());
+        assert_eq!(secs("15s"), Ok(15.0));
+        assert_eq!(secs("500ms"), Ok(0.5));
+        assert_eq!(secs("2m0s"), Ok(120.0));
+        assert_eq!(secs("1h30m"), Ok(5400.0));
+        assert_eq!(secs("1.5h"), Ok(5400.0));
+        assert_eq!(secs("90"), Ok(90.0));
+        assert_eq!(secs("250us"), Ok(0.00025));
+        for bad in ["", "s", "10x", "1m30", "-5s", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 pub mod bootstrap;
 pub mod certificates;
 pub mod component;
+pub mod config_file;
 pub mod containerd;
 pub mod cri;
 pub mod error;

@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use kubelet::config_file::KubeletConfiguration;
 use kubelet::server::auth::AuthConfig;
 use kubelet::{Config, Runtime, parse_labels};
 
@@ -17,6 +19,12 @@ use kubelet::{Config, Runtime, parse_labels};
 struct Flags {
     #[command(subcommand)]
     command: Option<Commands>,
+    /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1): its clusterDNS,
+    /// clusterDomain, resolvConf, staticPodPath, address, port, healthz and TLS fields,
+    /// certificate rotation and authentication/authorization set what the matching flags
+    /// set; a flag on the command line wins.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Path to a kubeconfig with the apiserver's address and credentials.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -166,9 +174,79 @@ enum ImageCommands {
 
 #[tokio::main]
 async fn main() {
-    let flags = Flags::parse();
+    let matches = Flags::command().get_matches();
+    let flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     common::logging::init(flags.verbosity);
-    common::component::main("kubelet", Ok::<_, kubelet::Error>(flags), run).await;
+    let flags = with_config_file(flags, &matches);
+    common::component::main("kubelet", flags, run).await;
+}
+
+/// The flags with what --config's file sets for those not given on the command line.
+fn with_config_file(mut flags: Flags, matches: &ArgMatches) -> kubelet::Result<Flags> {
+    let Some(path) = flags.config.clone() else {
+        return Ok(flags);
+    };
+    let file = KubeletConfiguration::load(&path)?;
+    let ignored = file.ignored_fields();
+    if !ignored.is_empty() {
+        tracing::warn!(file = %path.display(), ?ignored, "fields this kubelet does not act on");
+    }
+    let unset = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
+    let duration = |field: &str, value: &str| {
+        common::flags::parse_duration(value)
+            .map_err(|e| kubelet::Error::Invalid(format!("{}: {field}: {e}", path.display())))
+    };
+    macro_rules! set {
+        ($flag:ident, $value:expr) => {
+            if let Some(v) = $value
+                && unset(stringify!($flag))
+            {
+                flags.$flag = v;
+            }
+        };
+    }
+    set!(cluster_dns, file.cluster_dns);
+    set!(cluster_domain, file.cluster_domain);
+    set!(resolv_conf, file.resolv_conf);
+    set!(pod_manifest_path, file.static_pod_path.map(Some));
+    set!(address, file.address);
+    set!(port, file.port);
+    set!(healthz_bind_address, file.healthz_bind_address);
+    set!(healthz_port, file.healthz_port);
+    set!(tls_cert_file, file.tls_cert_file.map(Some));
+    set!(tls_private_key_file, file.tls_private_key_file.map(Some));
+    set!(rotate_certificates, file.rotate_certificates);
+    set!(rotate_server_certificates, file.server_tls_bootstrap);
+    let authn = file.authentication;
+    set!(client_ca_file, authn.x509.client_ca_file.map(Some));
+    set!(anonymous_auth, authn.anonymous.enabled);
+    set!(authentication_token_webhook, authn.webhook.enabled);
+    if let Some(ttl) = &authn.webhook.cache_ttl {
+        set!(
+            authentication_token_webhook_cache_ttl,
+            Some(duration("authentication.webhook.cacheTTL", ttl)?)
+        );
+    }
+    let authz = file.authorization;
+    if let Some(mode) = &authz.mode {
+        let mode = mode.parse().map_err(|e: String| {
+            kubelet::Error::Invalid(format!("{}: authorization.mode: {e}", path.display()))
+        })?;
+        set!(authorization_mode, Some(mode));
+    }
+    if let Some(ttl) = &authz.webhook.cache_authorized_ttl {
+        set!(
+            authorization_webhook_cache_authorized_ttl,
+            Some(duration("authorization.webhook.cacheAuthorizedTTL", ttl)?)
+        );
+    }
+    if let Some(ttl) = &authz.webhook.cache_unauthorized_ttl {
+        set!(
+            authorization_webhook_cache_unauthorized_ttl,
+            Some(duration("authorization.webhook.cacheUnauthorizedTTL", ttl)?)
+        );
+    }
+    Ok(flags)
 }
 
 async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Result<()> {
@@ -223,5 +301,61 @@ async fn run(flags: Flags, shutdown: common::component::Signal) -> kubelet::Resu
             };
             kubelet::run(config, shutdown).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags_with(file: &str, args: &[&str]) -> kubelet::Result<Flags> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, file).unwrap();
+        let path = path.display().to_string();
+        let mut argv = vec!["kubelet", "--config", &path];
+        argv.extend_from_slice(args);
+        let matches = Flags::command().try_get_matches_from(argv).unwrap();
+        with_config_file(Flags::from_arg_matches(&matches).unwrap(), &matches)
+    }
+
+    const FILE: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+        clusterDNS: [10.96.0.10, 10.96.0.11]\nclusterDomain: example.org\nport: 11250\n\
+        authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n    cacheTTL: 1m30s\n\
+        authorization:\n  mode: Webhook\n";
+
+    #[test]
+    fn the_file_sets_what_the_command_line_leaves_alone() {
+        let flags = flags_with(FILE, &["--cluster-domain", "cli.example"]).unwrap();
+        assert_eq!(flags.cluster_dns.len(), 2);
+        assert_eq!(flags.cluster_domain, "cli.example", "the flag wins");
+        assert_eq!(flags.port, 11250);
+        assert!(!flags.anonymous_auth);
+        assert!(flags.authentication_token_webhook);
+        assert_eq!(flags.authentication_token_webhook_cache_ttl.as_secs(), 90);
+        assert_eq!(
+            flags.authorization_mode,
+            kubelet::server::auth::Mode::Webhook
+        );
+        // Fields the file does not name keep the flags' defaults.
+        assert_eq!(flags.healthz_port, 10248);
+        assert_eq!(flags.resolv_conf, "/etc/resolv.conf");
+        let flags = flags_with(FILE, &["--anonymous-auth=true", "--port", "10250"]).unwrap();
+        assert!(flags.anonymous_auth);
+        assert_eq!(flags.port, 10250);
+    }
+
+    #[test]
+    fn a_bad_file_stops_the_kubelet_with_a_reason() {
+        let e = flags_with(&FILE.replace("Webhook", "Sometimes"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("authorization.mode"), "{e}");
+        let e = flags_with(&FILE.replace("1m30s", "soon"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cacheTTL"), "{e}");
+        let e = flags_with("kind: Pod\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("failed to load Kubelet config file"), "{e}");
     }
 }
