@@ -1,7 +1,8 @@
 //! The processes a node runs and their command lines, as upstream kubeadm's static pod
 //! manifests and kubelet flags set them: containerd (unless --cri-socket names a running
 //! runtime), then on a control-plane node kube-apiserver, kube-controller-manager and
-//! kube-scheduler, then on every node the kubelet and kube-proxy.
+//! kube-scheduler, then on every node the kubelet (with its configuration file) and
+//! kube-proxy.
 
 use std::path::PathBuf;
 
@@ -172,16 +173,12 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         // Client and serving certificates from the cluster CA, renewed before they expire.
         "--rotate-certificates".into(),
         "--rotate-server-certificates".into(),
-        // Pods resolve names through the cluster DNS Service kubeadm installs.
-        "--cluster-domain".into(),
-        cfg.dns_domain.clone(),
+        // The KubeletConfiguration kubelet_config writes: the cluster DNS.
+        "--config".into(),
+        path(layout.kubelet_config()),
         "-v".into(),
         v.clone(),
     ];
-    if let Ok(dns) = cfg.cluster_dns() {
-        kubelet.push("--cluster-dns".into());
-        kubelet.push(dns.to_string());
-    }
     let mut ready = Ready::Started;
     if cfg.role == Role::Worker {
         // TLS bootstrapping: the kubelet asks for its own certificate with the token, and
@@ -226,6 +223,19 @@ pub fn components(cfg: &NodeConfig, layout: &Layout) -> Vec<Component> {
         if let Some(extra) = cfg.extra_args.get(c.name) {
             c.args.extend(extra.iter().cloned());
         }
+    }
+    out
+}
+
+/// The kubelet's configuration file (upstream kubeadm's /var/lib/kubelet/config.yaml): pods
+/// resolve names through the cluster DNS Service kubeadm installs.
+pub fn kubelet_config(cfg: &NodeConfig) -> String {
+    let mut out = format!(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDomain: {}\n",
+        cfg.dns_domain
+    );
+    if let Ok(dns) = cfg.cluster_dns() {
+        out.push_str(&format!("clusterDNS:\n- {dns}\n"));
     }
     out
 }
@@ -310,12 +320,12 @@ mod tests {
         let worker = components(&config(Role::Worker), &layout);
         let kubelet = worker.iter().find(|c| c.name == "kubelet").unwrap();
         assert!(kubelet.args.contains(&"--bootstrap-kubeconfig".to_owned()));
-        let kubelet_flag = |name: &str| {
-            let i = kubelet.args.iter().position(|a| a == name).unwrap();
-            kubelet.args[i + 1].clone()
-        };
-        assert_eq!(kubelet_flag("--cluster-dns"), "10.96.0.10");
-        assert_eq!(kubelet_flag("--cluster-domain"), "cluster.local");
+        let i = kubelet.args.iter().position(|a| a == "--config").unwrap();
+        assert_eq!(kubelet.args[i + 1], "/var/lib/tetsu/kubelet/config.yaml");
+        assert_eq!(
+            kubelet_config(&config(Role::Worker)),
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDomain: cluster.local\nclusterDNS:\n- 10.96.0.10\n"
+        );
         let control_plane = components(&config(Role::ControlPlane), &layout);
         let apiserver = control_plane
             .iter()

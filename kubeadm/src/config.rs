@@ -136,6 +136,10 @@ impl Layout {
     pub fn kubelet_dir(&self) -> PathBuf {
         self.root.join("kubelet")
     }
+    /// The kubelet's KubeletConfiguration (upstream's /var/lib/kubelet/config.yaml).
+    pub fn kubelet_config(&self) -> PathBuf {
+        self.kubelet_dir().join("config.yaml")
+    }
     pub fn manifests(&self) -> PathBuf {
         self.root.join("manifests")
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::components::{Component, Ready, components, containerd_config};
+use crate::components::{Component, Ready, components, containerd_config, kubelet_config};
 use crate::config::{BUSYBOX_IMAGE, DNS_IMAGE, Layout, NodeConfig, PAUSE_IMAGE};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -74,8 +74,8 @@ pub fn component_pid(layout: &Layout, component: &str) -> Option<u32> {
         .then_some(pid)
 }
 
-/// Prepares the directories and containerd's configuration.
-pub fn prepare(layout: &Layout) -> anyhow::Result<()> {
+/// Prepares the directories and the configuration files of containerd and the kubelet.
+pub fn prepare(cfg: &NodeConfig, layout: &Layout) -> anyhow::Result<()> {
     for dir in [
         layout.logs(),
         layout.pod_logs(),
@@ -91,13 +91,14 @@ pub fn prepare(layout: &Layout) -> anyhow::Result<()> {
         layout.containerd_dir().join("config.toml"),
         containerd_config(layout),
     )?;
+    std::fs::write(layout.kubelet_config(), kubelet_config(cfg))?;
     // A socket left by a containerd that stopped would pass for the new one's readiness.
     let _ = std::fs::remove_file(layout.containerd_socket());
     Ok(())
 }
 
 async fn supervise(cfg: &NodeConfig, layout: &Layout) -> anyhow::Result<()> {
-    prepare(layout)?;
+    prepare(cfg, layout)?;
     let mut procs: Vec<Running> = Vec::new();
     let stop = common::shutdown::signal();
     tokio::pin!(stop);
