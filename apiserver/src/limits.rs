@@ -267,7 +267,7 @@ fn requested_timeout(query: &str) -> Result<Option<Duration>, String> {
     else {
         return Ok(None);
     };
-    let seconds = parse_go_duration(&value)
+    let seconds = common::flags::parse_go_duration(&value)
         .map_err(|e| format!("invalid timeout specified in the request URL - {e}"))?;
     // A negative timeout is no timeout of the client's; one past any duration is malformed,
     // as Go's parser refuses it.
@@ -277,46 +277,6 @@ fn requested_timeout(query: &str) -> Result<Option<Duration>, String> {
     Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| {
         format!("invalid timeout specified in the request URL - time: invalid duration {value:?}")
     })
-}
-
-/// Go's time.ParseDuration, in seconds: `[-+]` then numbers with units ns, us, µs, ms, s, m, h.
-pub fn parse_go_duration(s: &str) -> Result<f64, String> {
-    let invalid = || format!("time: invalid duration {s:?}");
-    let (sign, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (-1.0, &s[1..]),
-        Some(b'+') => (1.0, &s[1..]),
-        _ => (1.0, s),
-    };
-    if rest == "0" {
-        return Ok(0.0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("time: missing unit in duration {s:?}")),
-            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
-        };
-        rest = &rest[unit_len..];
-        total += number * unit;
-    }
-    Ok(sign * total)
 }
 
 #[cfg(test)]
@@ -530,25 +490,6 @@ mod tests {
         assert!(is_health_check("/livez"));
         assert!(!is_health_check("/healthzz"));
         assert!(!is_health_check("/api/v1/healthz"));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("0"), Ok(0.0));
-        assert_eq!(parse_go_duration("1m30s"), Ok(90.0));
-        assert_eq!(parse_go_duration("1.5h"), Ok(5400.0));
-        assert_eq!(parse_go_duration("250ms"), Ok(0.25));
-        assert_eq!(parse_go_duration("-2s"), Ok(-2.0));
-        assert_eq!(
-            parse_go_duration("abc"),
-            Err("time: invalid duration \"abc\"".into())
-        );
-        assert_eq!(
-            parse_go_duration("5"),
-            Err("time: missing unit in duration \"5\"".into())
-        );
-        assert!(parse_go_duration("5d").is_err());
-        assert!(parse_go_duration("").is_err());
     }
 
     #[test]

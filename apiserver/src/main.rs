@@ -266,7 +266,7 @@ struct Flags {
 
 /// Parses durations as Go's time.ParseDuration does: `90s`, `5m`, `1h`, `1m30s`, `0`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    match apiserver::limits::parse_go_duration(s)? {
+    match common::flags::parse_go_duration(s)? {
         secs if secs < 0.0 => Err(format!("negative duration {s:?}")),
         secs => Ok(std::time::Duration::from_secs_f64(secs)),
     }

@@ -1,44 +1,59 @@
-//! Command-line pieces every control-plane component shares: upstream's leader-election
-//! flags and Go-style durations ("15s", "1m30s" is not needed; "500ms", "2m", plain seconds).
+//! Command-line pieces every component shares: upstream's leader-election flags, durations
+//! as Go's time.ParseDuration reads them ("15s", "500ms", "1m30s") and bind addresses.
 
 use std::time::Duration;
 
 use crate::leader_election::LeaderElection;
 
-/// A duration as Go writes it: "15s", "1m", "500ms", "1h30m", "2m0s" (what a
-/// KubeletConfiguration's metav1.Duration holds), or plain seconds.
+/// A duration flag: plain seconds ("90"), or a duration as Go writes it ("15s", "500ms",
+/// "1h30m", "2m0s": what a KubeletConfiguration's metav1.Duration holds); not negative.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use h, m, s, ms, us or ns, e.g. 1m30s");
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    let secs = match s.parse::<f64>() {
+        Ok(secs) => secs,
+        Err(_) => parse_go_duration(s)?,
+    };
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("invalid duration {s:?}: it must be 0 or more"))
+}
+
+/// Go's time.ParseDuration, in seconds: `[-+]` then numbers with units ns, us, µs, ms, s, m, h.
+pub fn parse_go_duration(s: &str) -> Result<f64, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    let (sign, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (-1.0, &s[1..]),
+        Some(b'+') => (1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    if rest == "0" {
+        return Ok(0.0);
     }
-    if s.is_empty() {
-        return Err(bad());
+    if rest.is_empty() {
+        return Err(invalid());
     }
-    let mut rest = s;
     let mut total = 0.0;
     while !rest.is_empty() {
         let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
             "ns" => 1e-9,
-            _ => return Err(bad()),
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
         };
-        total += n * unit;
         rest = &rest[unit_len..];
+        total += number * unit;
     }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    Ok(sign * total)
 }
 
 /// An address flag of a server (`0.0.0.0:10256`); empty turns the server off (None).
@@ -135,6 +150,25 @@ fn rand_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_as_gos_parser_reads_them() {
+        assert_eq!(parse_go_duration("0"), Ok(0.0));
+        assert_eq!(parse_go_duration("1m30s"), Ok(90.0));
+        assert_eq!(parse_go_duration("1.5h"), Ok(5400.0));
+        assert_eq!(parse_go_duration("250ms"), Ok(0.25));
+        assert_eq!(parse_go_duration("-2s"), Ok(-2.0));
+        assert_eq!(
+            parse_go_duration("abc"),
+            Err("time: invalid duration \"abc\"".into())
+        );
+        assert_eq!(
+            parse_go_duration("5"),
+            Err("time: missing unit in duration \"5\"".into())
+        );
+        assert!(parse_go_duration("5d").is_err());
+        assert!(parse_go_duration("").is_err());
+    }
 
     #[test]
     fn durations_read_as_go_writes_them() {

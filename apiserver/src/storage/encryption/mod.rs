@@ -784,7 +784,7 @@ fn kms_provider(
             other.map_or("", |(scheme, _)| scheme)
         )),
     }
-    let timeout = match k.timeout.as_deref().map(crate::limits::parse_go_duration) {
+    let timeout = match k.timeout.as_deref().map(common::flags::parse_go_duration) {
         None => 3.0,
         Some(Ok(secs)) if secs > 0.0 => secs,
         Some(Ok(_)) => {
