@@ -59,12 +59,18 @@ fn service(i: usize) -> Service {
     .unwrap()
 }
 
-fn slice(i: usize) -> EndpointSlice {
+/// A Service's slice of three ready endpoints; with `hostnames`, named as StatefulSet pods
+/// are (else as a Deployment's, by address only).
+fn slice(i: usize, hostnames: bool) -> EndpointSlice {
     let endpoints: Vec<_> = (0..3)
         .map(|e| {
             let n = i * 3 + e;
-            json!({"addresses": [format!("10.244.{}.{}", n / 250, n % 250 + 1)],
-                   "hostname": format!("pod-{e}")})
+            let mut endpoint =
+                json!({"addresses": [format!("10.244.{}.{}", n / 250, n % 250 + 1)]});
+            if hostnames {
+                endpoint["hostname"] = json!(format!("pod-{e}"));
+            }
+            endpoint
         })
         .collect();
     serde_json::from_value(json!({
@@ -88,10 +94,16 @@ fn summary(output: &str, label: &str) -> Option<f64> {
         .ok()
 }
 
-pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::Result<Result> {
+pub async fn dns_perf(
+    services: usize,
+    hostnames: bool,
+    seconds: u64,
+    clients: usize,
+) -> anyhow::Result<Result> {
     // The objects first, so that the memory measured is the zone's.
-    let objects: Vec<(Service, EndpointSlice)> =
-        (0..services).map(|i| (service(i), slice(i))).collect();
+    let objects: Vec<(Service, EndpointSlice)> = (0..services)
+        .map(|i| (service(i), slice(i, hostnames)))
+        .collect();
     let before = rss();
     let mut zone = Zone::new("cluster.local", 30)?;
     for n in 0..NAMESPACES {
@@ -126,7 +138,7 @@ pub async fn dns_perf(services: usize, seconds: u64, clients: usize) -> anyhow::
                 out,
                 "svc-{i}.ns-{ns}.svc.cluster.local.ns-{ns}.svc.cluster.local A"
             )?,
-            2 if i.is_multiple_of(10) => {
+            2 if hostnames && i.is_multiple_of(10) => {
                 writeln!(out, "pod-1.svc-{i}.ns-{ns}.svc.cluster.local A")?
             }
             _ => writeln!(out, "svc-{i}.ns-{ns}.svc.cluster.local A")?,

@@ -12,6 +12,9 @@ use clap::Parser;
 struct Flags {
     #[arg(long, default_value_t = 10_000)]
     services: usize,
+    /// Endpoints without hostnames (a Deployment's), instead of named as StatefulSet pods.
+    #[arg(long)]
+    no_hostnames: bool,
     #[arg(long, default_value_t = 20)]
     seconds: u64,
     #[arg(long, default_value_t = 20)]
@@ -28,7 +31,13 @@ async fn main() -> anyhow::Result<()> {
         "{} services, dnsperf for {} s with {} clients",
         flags.services, flags.seconds, flags.clients
     );
-    let r = benches::dns_perf::dns_perf(flags.services, flags.seconds, flags.clients).await?;
+    let r = benches::dns_perf::dns_perf(
+        flags.services,
+        !flags.no_hostnames,
+        flags.seconds,
+        flags.clients,
+    )
+    .await?;
     println!(
         "| services | zone memory | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
     );
