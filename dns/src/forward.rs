@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -23,6 +24,10 @@ const CACHE_MAX: Duration = Duration::from_secs(30);
 const CACHE_MIN: Duration = Duration::from_secs(5);
 /// How many answers the cache holds (CoreDNS's default capacity).
 const CACHE_ENTRIES: usize = 9984;
+/// The largest answer cached, in wire bytes: one unfragmented EDNS datagram (DNS flag day
+/// 2020's 1,232). A name whose owner serves huge answers cannot fill the cache with them:
+/// it holds at most about 12 MB of records; larger answers are forwarded each time.
+const CACHE_ANSWER_BYTES: usize = 1232;
 /// How many questions may wait on the upstream resolvers at once.
 const MAX_CONCURRENT: usize = 1000;
 /// How long one upstream server may take.
@@ -48,13 +53,29 @@ pub enum Forwarded {
 
 impl Forwarded {
     /// How long the answer may be cached: its TTL (the SOA's for a negative one) within
-    /// the cache's bounds; failures are not cached.
+    /// the cache's bounds; failures and answers over CACHE_ANSWER_BYTES are not cached.
     fn cache_for(&self) -> Option<Duration> {
-        let ttl = match self {
-            Forwarded::Records { answers, .. } => answers.iter().map(|r| r.ttl).min()?,
-            Forwarded::Negative { soa, .. } => soa.as_ref().map_or(0, |soa| soa.ttl),
+        let (ttl, records): (u32, Vec<&Record>) = match self {
+            Forwarded::Records {
+                answers,
+                authorities,
+            } => (
+                answers.iter().map(|r| r.ttl).min()?,
+                answers.iter().chain(authorities).collect(),
+            ),
+            Forwarded::Negative { soa, .. } => (
+                soa.as_ref().map_or(0, |soa| soa.ttl),
+                soa.iter().map(|soa| &**soa).collect(),
+            ),
             Forwarded::Failed | Forwarded::Overloaded => return None,
         };
+        let mut bytes = 0;
+        for record in records {
+            bytes += record.to_bytes().ok()?.len();
+            if bytes > CACHE_ANSWER_BYTES {
+                return None;
+            }
+        }
         Some(Duration::from_secs(ttl.into()).clamp(CACHE_MIN, CACHE_MAX))
     }
 }
@@ -279,6 +300,24 @@ mod tests {
         };
         assert_eq!(negative.cache_for(), Some(Duration::from_secs(12)));
         assert_eq!(Forwarded::Failed.cache_for(), None);
+        // A huge answer is relayed but not kept; many small records are.
+        // TXT data of `strings` character-strings of 200 bytes.
+        let txt =
+            |strings: usize| Forwarded::Records {
+                answers: vec![Record::from_rdata(
+                    name("x."),
+                    60,
+                    hickory_proto::rr::RData::TXT(hickory_proto::rr::rdata::TXT::new(vec![
+                    "a".repeat(200);
+                    strings
+                ])),
+                )],
+                authorities: vec![],
+            };
+        assert_eq!(txt(10).cache_for(), None);
+        assert_eq!(txt(1).cache_for(), Some(CACHE_MAX));
+        assert_eq!(records(&[60; 40]).cache_for(), Some(CACHE_MAX));
+        assert_eq!(records(&[60; 200]).cache_for(), None);
         let mut cache = Cache::new();
         let now = Instant::now();
         for i in 0..CACHE_ENTRIES {
