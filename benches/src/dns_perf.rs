@@ -1,29 +1,44 @@
 //! dns-perf: the cluster DNS server under load (issue #20), against CoreDNS's own scaling
-//! figures. A zone of N Services (every tenth headless, with three ready endpoints) in 100
-//! namespaces is loaded straight into the server (the memory it takes is read from the
-//! process's RSS), the server listens on loopback, and dnsperf (Debian's package) sends
-//! queries from a file of in-cluster names for a fixed time: A for ClusterIP and headless
-//! Services, SRV for named ports, and names that do not exist.
+//! figures. N Services (every tenth headless) with a slice of three ready endpoints each, in
+//! 100 namespaces, are written to an in-process apiserver and served by the real kube-dns
+//! binary (beside this one: `cargo build --release -p dns -p benches`). Memory is the
+//! process's RSS against the same binary serving an empty cluster, fed by the watch and by a
+//! list; the zone alone is also loaded into this process and measured. dnsperf (Debian's
+//! package) then sends queries from a file of in-cluster names for a fixed time: A for
+//! ClusterIP and headless Services, SRV for named ports, and names that do not exist.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use dns::server::{Handler, Running};
+use std::path::Path;
+use std::time::Duration;
+
 use dns::zone::Zone;
-use k8s_openapi::api::core::v1::Service;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use parking_lot::RwLock;
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NAMESPACES: usize = 100;
 
 #[derive(Debug, serde::Serialize)]
 pub struct Result {
     pub services: usize,
-    /// Resident memory the zone added, in MiB.
+    /// Objects in CoreDNS's memory formula: the Services and their endpoints' pods.
+    pub objects: usize,
+    /// Resident memory the zone alone added to this process, in MiB.
     pub zone_mib: f64,
+    /// Resident memory the objects added to a kube-dns process, in MiB: fed one by one by
+    /// its watch, and listed at its start.
+    pub process_watched_mib: f64,
+    pub process_listed_mib: f64,
+    /// The larger of the two, per object, in bytes (CoreDNS: about 1,000).
+    pub bytes_per_object: f64,
     pub queries_per_second: f64,
     pub average_latency_ms: f64,
     pub latency_stddev_ms: f64,
@@ -34,15 +49,23 @@ pub struct Result {
     pub seconds: u64,
 }
 
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+/// Resident memory of process `pid` ("self" for this one), in bytes.
+fn rss(pid: &str) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn namespace(n: usize) -> Namespace {
+    serde_json::from_value(json!({"metadata": {"name": format!("ns-{n}")}})).unwrap()
 }
 
 fn service(i: usize) -> Service {
@@ -94,6 +117,113 @@ fn summary(output: &str, label: &str) -> Option<f64> {
         .ok()
 }
 
+/// A kube-dns process serving on loopback, stopped when dropped.
+struct KubeDns {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl KubeDns {
+    /// Starts the binary beside this one and waits until it has listed the cluster.
+    async fn start(kubeconfig: &Path) -> anyhow::Result<KubeDns> {
+        let exe = std::env::current_exe()?.with_file_name("kube-dns");
+        anyhow::ensure!(
+            exe.exists(),
+            "{} is missing: cargo build --release -p dns -p benches",
+            exe.display()
+        );
+        let free = || apiserver::testing::free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free()).parse()?;
+        let ready: SocketAddr = format!("127.0.0.1:{}", free()).parse()?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--dns-bind-address", &addr.to_string()])
+            .args(["--ready-bind-address", &ready.to_string()])
+            .args(["--resolv-conf", "", "--health-bind-address", ""])
+            .args(["--metrics-bind-address", ""])
+            .kill_on_drop(true)
+            .spawn()?;
+        let started = std::time::Instant::now();
+        while !answers_ready(ready).await {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "kube-dns did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(KubeDns { child, addr })
+    }
+
+    /// Its resident memory once allocations have settled, in bytes.
+    async fn rss(&self) -> u64 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss(&self.child.id().unwrap_or_default().to_string())
+    }
+}
+
+/// Whether /ready at `addr` answers 200.
+async fn answers_ready(addr: SocketAddr) -> bool {
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let mut answer = [0u8; 12];
+    conn.write_all(b"GET /ready HTTP/1.0\r\n\r\n").await.is_ok()
+        && conn.read_exact(&mut answer).await.is_ok()
+        && answer.ends_with(b" 200")
+}
+
+/// The API of `object`'s kind in its namespace.
+fn namespaced<K>(client: &kube::Client, object: &K) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    Api::namespaced(
+        client.clone(),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Writes `objects` through `client`, many at a time.
+async fn create_all<K>(api: impl Fn(&K) -> Api<K>, objects: &[K]) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut writes = futures::stream::iter(objects)
+        .map(|o| {
+            let api = api(o);
+            async move { api.create(&PostParams::default(), o).await }
+        })
+        .buffer_unordered(64);
+    while let Some(written) = writes.next().await {
+        written?;
+    }
+    Ok(())
+}
+
+/// Waits until `dns` answers the last Service's name and, if it is headless with hostnames,
+/// one of its endpoints' names: the watch has delivered everything written before.
+async fn wait_for_last(dns: SocketAddr, services: usize) -> anyhow::Result<()> {
+    let mut client = dns::testing::udp_client(dns);
+    let i = services - 1;
+    let name = format!("svc-{i}.ns-{}.svc.cluster.local.", i % NAMESPACES);
+    let started = std::time::Instant::now();
+    loop {
+        let asked = dns::testing::ask(&mut client, &name, hickory_proto::rr::RecordType::A);
+        if let Ok(answer) = tokio::time::timeout(Duration::from_secs(1), asked).await
+            && !answer.answers.is_empty()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "kube-dns never answered {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn dns_perf(
     services: usize,
     hostnames: bool,
@@ -104,25 +234,42 @@ pub async fn dns_perf(
     let objects: Vec<(Service, EndpointSlice)> = (0..services)
         .map(|i| (service(i), slice(i, hostnames)))
         .collect();
-    let before = rss();
+    let before = rss("self");
     let mut zone = Zone::new("cluster.local", 30)?;
     for n in 0..NAMESPACES {
-        zone.namespace_changed(&serde_json::from_value(
-            json!({"metadata": {"name": format!("ns-{n}")}}),
-        )?);
+        zone.namespace_changed(&namespace(n));
     }
     for (service, slice) in &objects {
         zone.service_changed(service);
         zone.slice_changed(slice);
     }
-    let zone_mib = (rss().saturating_sub(before)) as f64 / (1024.0 * 1024.0);
-    drop(objects);
-    let zone = Arc::new(RwLock::new(zone));
-    let server = Running::start(
-        Handler::new(zone, None, Arc::new(AtomicBool::new(true))),
-        "127.0.0.1:0".parse::<SocketAddr>()?,
-    )
-    .await?;
+    let zone_mib = mib(rss("self").saturating_sub(before));
+    drop(zone);
+
+    // The same objects through an apiserver into kube-dns processes.
+    let dir = tempfile::tempdir()?;
+    let apiserver = apiserver::testing::spawn(dir.path()).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    apiserver::testing::write_kubeconfig(&kubeconfig, &apiserver.url());
+    let client = kube::Client::try_from(kube::Config::new(apiserver.url().parse()?))?;
+    let namespaces: Vec<Namespace> = (0..NAMESPACES).map(namespace).collect();
+    create_all(|_| Api::all(client.clone()), &namespaces).await?;
+    let watched = KubeDns::start(&kubeconfig).await?;
+    let empty = watched.rss().await;
+    eprintln!("kube-dns serving an empty cluster: {:.1} MiB", mib(empty));
+    let (services_written, slices): (Vec<Service>, Vec<EndpointSlice>) =
+        objects.into_iter().unzip();
+    create_all(|s| namespaced(&client, s), &services_written).await?;
+    create_all(|s| namespaced(&client, s), &slices).await?;
+    drop((services_written, slices));
+    wait_for_last(watched.addr, services).await?;
+    let process_watched_mib = mib(watched.rss().await.saturating_sub(empty));
+    drop(watched);
+    let server = KubeDns::start(&kubeconfig).await?;
+    let process_listed_mib = mib(server.rss().await.saturating_sub(empty));
+    let objects_counted = services * 4;
+    let bytes_per_object =
+        process_watched_mib.max(process_listed_mib) * 1024.0 * 1024.0 / objects_counted as f64;
 
     // The queries: mostly Service addresses, some SRV, endpoint names and names that do not
     // exist, as a pod's resolver asks (its search list makes NXDOMAINs common).
@@ -196,7 +343,8 @@ pub async fn dns_perf(
     let probe_latency_ms = [percentile(0.5), percentile(0.9), percentile(0.99)];
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     anyhow::ensure!(output.status.success(), "dnsperf failed: {text}");
-    server.shutdown().await;
+    drop(server);
+    drop(apiserver);
     let lost = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Queries lost:"))
@@ -204,7 +352,11 @@ pub async fn dns_perf(
         .unwrap_or(0);
     Ok(Result {
         services,
+        objects: objects_counted,
         zone_mib,
+        process_watched_mib,
+        process_listed_mib,
+        bytes_per_object,
         queries_per_second: summary(&text, "Queries per second:")
             .ok_or_else(|| anyhow::anyhow!("no rate in dnsperf's output: {text}"))?,
         average_latency_ms: summary(&text, "Average Latency (s):").unwrap_or(0.0) * 1000.0,

@@ -1,9 +1,10 @@
 //! The informer every component watches the API through, as client-go's SharedIndexInformer:
-//! kube-runtime's watcher lists and follows one kind (relisting after a lost watch), and the
-//! informer keeps the latest copy of every object, optional indexes over them, and tells
-//! registered handlers what changed, with the old object on updates. Objects missing from a
-//! relist are reported deleted, so no consumer keeps an object that went away meanwhile.
-//! `wait_for_sync` is the initial-sync barrier; `resync_every` re-announces every object.
+//! the reflector (common::reflector, over kube-runtime's watcher) lists and follows one kind,
+//! and the informer, its store, keeps the latest copy of every object, optional indexes over
+//! them, and tells registered handlers what changed, with the old object on updates. Objects
+//! missing from a relist are reported deleted, so no consumer keeps an object that went away
+//! meanwhile. `wait_for_sync` is the initial-sync barrier; `resync_every` re-announces every
+//! object.
 //!
 //! Handlers run on the watch task and must not block: they update an in-memory model or map
 //! a change to work-queue keys, and the work happens elsewhere.
@@ -13,12 +14,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Resource};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+
+use crate::reflector::{Store, reflect};
 
 /// What a handler is told. The objects are the informer's own copies: cloning the `Arc`
 /// keeps one without copying the object.
@@ -99,6 +101,8 @@ pub struct Informer<K> {
     handlers: RwLock<Vec<Handler<K>>>,
     synced: watch::Sender<bool>,
     resync: RwLock<Option<Duration>>,
+    /// The keys a relist in progress has listed so far.
+    relisting: Mutex<Option<HashSet<String>>>,
 }
 
 impl<K: Object> Default for Informer<K> {
@@ -111,6 +115,7 @@ impl<K: Object> Default for Informer<K> {
             handlers: RwLock::new(Vec::new()),
             synced: watch::channel(false).0,
             resync: RwLock::new(None),
+            relisting: Mutex::new(None),
         }
     }
 }
@@ -273,56 +278,54 @@ impl<K: Object> Informer<K> {
     /// Lists and watches through `api` with `config` until the task is dropped: a lost watch
     /// is relisted after a second, and objects missing from the relist are removed.
     pub async fn run(self: Arc<Self>, api: Api<K>, config: watcher::Config) {
-        let what = api.resource_url().to_owned();
-        let mut relisted: HashSet<String> = HashSet::new();
-        let mut stream = watcher::watcher(api, config).boxed();
         let period = *self.resync.read();
-        let mut resync =
-            period.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
-        loop {
-            let event = tokio::select! {
-                event = stream.next() => event,
-                _ = async { resync.as_mut().expect("resync period").tick().await }, if resync.is_some() => {
-                    self.resync();
-                    continue;
-                }
-            };
-            let Some(event) = event else { return };
-            match event {
-                Ok(Event::Apply(o)) => self.apply(o),
-                Ok(Event::Delete(o)) => self.remove(&o),
-                Ok(Event::Init) => relisted.clear(),
-                Ok(Event::InitApply(o)) => {
-                    relisted.insert(key_of(&o));
-                    self.apply(o);
-                }
-                Ok(Event::InitDone) => {
-                    let gone: Vec<(String, Arc<K>)> = self
-                        .cache
-                        .read()
-                        .objects
-                        .iter()
-                        .filter(|(k, _)| !relisted.contains(*k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    for (key, last) in gone {
-                        self.remove_key(&key, || last);
-                    }
-                    relisted.clear();
-                    tracing::debug!(resource = %what, objects = self.len(), "informer synced");
-                    self.synced.send_replace(true);
-                }
-                Err(e) => {
-                    tracing::warn!(resource = %what, error = %e, "watch failed; relisting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+        reflect(&*self, api, config, period).await
     }
 
     /// Runs the informer on a task of its own; dropping the answer stops it.
     pub fn spawn(self: &Arc<Self>, api: Api<K>, config: watcher::Config) -> Running {
         Running(vec![tokio::spawn(self.clone().run(api, config))])
+    }
+}
+
+/// The informer is the reflector's store: the cache and the handlers follow the API.
+impl<K: Object> Store<K> for Informer<K> {
+    fn apply(&self, obj: K) {
+        if let Some(seen) = self.relisting.lock().as_mut() {
+            seen.insert(key_of(&obj));
+        }
+        Informer::apply(self, obj);
+    }
+
+    fn delete(&self, obj: K) {
+        self.remove(&obj);
+    }
+
+    fn relist_started(&self) {
+        *self.relisting.lock() = Some(HashSet::new());
+    }
+
+    fn relisted(&self) {
+        let Some(seen) = self.relisting.lock().take() else {
+            return;
+        };
+        let gone: Vec<(String, Arc<K>)> = self
+            .cache
+            .read()
+            .objects
+            .iter()
+            .filter(|(k, _)| !seen.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, last) in gone {
+            self.remove_key(&key, || last);
+        }
+        tracing::debug!(objects = self.len(), "informer synced");
+        self.synced.send_replace(true);
+    }
+
+    fn resync(&self) {
+        Informer::resync(self);
     }
 }
 
@@ -354,7 +357,6 @@ impl Drop for Running {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
-    use parking_lot::Mutex;
 
     fn pod(ns: &str, name: &str, node: &str) -> Pod {
         let mut p = Pod::default();

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod quantity;
 pub mod quota;
+pub mod reflector;
 pub mod scheduling;
 pub mod selector;
 pub mod shutdown;

@@ -13,8 +13,19 @@ pub fn level_for(verbosity: u8) -> &'static str {
 
 /// Installs the global subscriber once; RUST_LOG wins over `verbosity` when set.
 pub fn init(verbosity: u8) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
+    init_quieting(verbosity, &[]);
+}
+
+/// [`init`], with the crates in `chatty` (libraries that log every request at info) held to
+/// warnings below verbosity 4.
+pub fn init_quieting(verbosity: u8, chatty: &[&str]) {
+    let mut directives = level_for(verbosity).to_owned();
+    if verbosity < 4 {
+        for target in chatty {
+            directives.push_str(&format!(",{target}=warn"));
+        }
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     // Logs go to stderr, as klog's do, leaving stdout to what a command prints.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -41,7 +41,7 @@ struct Flags {
     /// Address and port of /metrics (empty turns it off).
     #[arg(long, default_value = "0.0.0.0:9153")]
     metrics_bind_address: String,
-    /// Log verbosity (0-5); RUST_LOG overrides it.
+    /// Log verbosity (0-5; 4 and above log every query); RUST_LOG overrides it.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
 }
@@ -49,7 +49,9 @@ struct Flags {
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();
-    common::logging::init(flags.verbosity);
+    // hickory's server logs every query at info; CoreDNS logs them only with its `log`
+    // plugin, which kubeadm's configuration leaves out.
+    common::logging::init_quieting(flags.verbosity, &["hickory_server"]);
     common::component::main("kube-dns", config(flags), dns::run).await;
 }
 

@@ -32,9 +32,9 @@ pub const SCHEMA_VERSION: &str = "1.1.0";
 const VERSION_TTL: u32 = 28800;
 
 /// A name the zone's maps share (a namespace's is shared with every key in it).
-type Str = Arc<str>;
+pub type Str = Arc<str>;
 /// A Service or a slice: (namespace, name).
-type Key = (Str, Str);
+pub type Key = (Str, Str);
 
 // The zone keeps what the objects mean in as few bytes as it can (boxed slices, shared
 // names, no DNS names): records and names are built when a question asks for them.
@@ -230,13 +230,33 @@ impl Zone {
 
     pub fn namespace_deleted(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
-            self.namespaces.remove(name.as_str());
+            self.remove_namespace(name);
         }
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// The namespaces, Services and slices the zone holds: what a relist is compared with.
+    pub fn namespace_names(&self) -> Vec<Str> {
+        self.namespaces.iter().cloned().collect()
+    }
+
+    pub fn service_keys(&self) -> Vec<Key> {
+        self.services.keys().cloned().collect()
+    }
+
+    pub fn slice_keys(&self) -> Vec<Key> {
+        self.slice_owner.keys().cloned().collect()
     }
 
     /// The key of `name` in `namespace`, sharing the namespace's name when it is known.
     fn key(&self, namespace: &Option<String>, name: &str) -> Key {
-        let ns = namespace.as_deref().unwrap_or_default();
+        self.key_in(namespace.as_deref().unwrap_or_default(), name)
+    }
+
+    fn key_in(&self, ns: &str, name: &str) -> Key {
         let ns = match self.namespaces.get(ns) {
             Some(shared) => shared.clone(),
             None => ns.into(),
@@ -285,10 +305,14 @@ impl Zone {
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
-        let key = self.key(
-            &svc.metadata.namespace,
+        self.remove_service(
+            svc.metadata.namespace.as_deref().unwrap_or_default(),
             svc.metadata.name.as_deref().unwrap_or_default(),
         );
+    }
+
+    pub fn remove_service(&mut self, namespace: &str, name: &str) {
+        let key = self.key_in(namespace, name);
         self.change(&key, |z| {
             z.services.remove(&key);
         });
@@ -332,7 +356,7 @@ impl Zone {
             .filter(|o| &***o != service)
         {
             let old = old.clone();
-            self.remove_slice(&slice_key, old);
+            self.unfile_slice(&slice_key, old);
         }
         let owner: Key = (slice_key.0.clone(), service.into());
         self.slice_owner.insert(slice_key.clone(), owner.1.clone());
@@ -351,17 +375,21 @@ impl Zone {
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {
-        let slice_key = self.key(
-            &slice.metadata.namespace,
+        self.remove_slice(
+            slice.metadata.namespace.as_deref().unwrap_or_default(),
             slice.metadata.name.as_deref().unwrap_or_default(),
         );
+    }
+
+    pub fn remove_slice(&mut self, namespace: &str, name: &str) {
+        let slice_key = self.key_in(namespace, name);
         if let Some(service) = self.slice_owner.remove(&slice_key) {
-            self.remove_slice(&slice_key, service);
+            self.unfile_slice(&slice_key, service);
         }
     }
 
     /// Takes a slice out of `service`'s.
-    fn remove_slice(&mut self, slice_key: &Key, service: Str) {
+    fn unfile_slice(&mut self, slice_key: &Key, service: Str) {
         let owner = (slice_key.0.clone(), service);
         self.change(&owner, |z| {
             if let Some(slices) = z.slices.get_mut(&owner) {

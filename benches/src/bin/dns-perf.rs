@@ -7,7 +7,7 @@ use clap::Parser;
 
 #[derive(Parser)]
 #[command(
-    about = "Measures the cluster DNS server: a zone of --services Services loaded into it (its memory read from the RSS), then dnsperf (apt-get install dnsperf) sending in-cluster queries for --seconds from --clients clients."
+    about = "Measures the cluster DNS server: --services Services with their slices written to an in-process apiserver and served by the kube-dns binary beside this one (cargo build --release -p dns -p benches), its memory read from its RSS, then dnsperf (apt-get install dnsperf) sending in-cluster queries for --seconds from --clients clients."
 )]
 struct Flags {
     #[arg(long, default_value_t = 10_000)]
@@ -39,13 +39,16 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "| services | zone memory | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
+        "| services | kube-dns memory: watched / listed (zone) | per object | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| {} | {:.1} MiB | {:.0} | {:.2} ms ({:.2} ms) | {:.2} / {:.2} / {:.2} ms | {} |",
+        "| {} | {:.1} / {:.1} MiB ({:.1} MiB) | {:.0} B | {:.0} | {:.2} ms ({:.2} ms) | {:.2} / {:.2} / {:.2} ms | {} |",
         r.services,
+        r.process_watched_mib,
+        r.process_listed_mib,
         r.zone_mib,
+        r.bytes_per_object,
         r.queries_per_second,
         r.average_latency_ms,
         r.latency_stddev_ms,
