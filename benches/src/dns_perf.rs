@@ -39,6 +39,9 @@ pub struct Result {
     pub process_listed_mib: f64,
     /// The larger of the two, per object, in bytes (CoreDNS: about 1,000).
     pub bytes_per_object: f64,
+    /// From writing a new Service to the apiserver to kube-dns answering its name: the
+    /// median and the worst of 20, in ms.
+    pub update_ms: [f64; 2],
     pub queries_per_second: f64,
     pub average_latency_ms: f64,
     pub latency_stddev_ms: f64,
@@ -224,6 +227,38 @@ async fn wait_for_last(dns: SocketAddr, services: usize) -> anyhow::Result<()> {
     }
 }
 
+/// Writes 20 new Services, one at a time, and times each from the write's start to the
+/// first answer for its name (asked every half millisecond): [median, worst] in ms.
+async fn update_latency(client: &kube::Client, dns: SocketAddr) -> anyhow::Result<[f64; 2]> {
+    let mut asker = dns::testing::udp_client(dns);
+    let mut took = Vec::new();
+    for n in 0..20 {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"namespace": "ns-0", "name": format!("fresh-{n}")},
+            "spec": {"clusterIP": format!("10.100.0.{}", n + 1), "ports": [{"name": "http", "port": 80}]},
+        }))?;
+        let name = format!("fresh-{n}.ns-0.svc.cluster.local.");
+        let started = std::time::Instant::now();
+        namespaced(client, &service)
+            .create(&PostParams::default(), &service)
+            .await?;
+        loop {
+            let asked = dns::testing::ask(&mut asker, &name, hickory_proto::rr::RecordType::A);
+            if !asked.await.answers.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "kube-dns never answered {name}"
+            );
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    Ok([took[took.len() / 2], took[took.len() - 1]])
+}
+
 pub async fn dns_perf(
     services: usize,
     hostnames: bool,
@@ -270,6 +305,7 @@ pub async fn dns_perf(
     let objects_counted = services * 4;
     let bytes_per_object =
         process_watched_mib.max(process_listed_mib) * 1024.0 * 1024.0 / objects_counted as f64;
+    let update_ms = update_latency(&client, server.addr).await?;
 
     // The queries: mostly Service addresses, some SRV, endpoint names and names that do not
     // exist, as a pod's resolver asks (its search list makes NXDOMAINs common).
@@ -357,6 +393,7 @@ pub async fn dns_perf(
         process_watched_mib,
         process_listed_mib,
         bytes_per_object,
+        update_ms,
         queries_per_second: summary(&text, "Queries per second:")
             .ok_or_else(|| anyhow::anyhow!("no rate in dnsperf's output: {text}"))?,
         average_latency_ms: summary(&text, "Average Latency (s):").unwrap_or(0.0) * 1000.0,

@@ -18,9 +18,11 @@
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -31,28 +33,50 @@ pub const SCHEMA_VERSION: &str = "1.1.0";
 /// The TTL of `dns-version` (the specification's example, and CoreDNS's).
 const VERSION_TTL: u32 = 28800;
 
-/// A name the zone's maps share (a namespace's is shared with every key in it).
+/// A name the zone shares (a namespace's is shared by every Service in it).
 pub type Str = Arc<str>;
 /// A Service or a slice: (namespace, name).
 pub type Key = (Str, Str);
 
-// The zone keeps what the objects mean in as few bytes as it can (boxed slices, shared
-// names, no DNS names): records and names are built when a question asks for them.
+// The zone keeps what the objects mean in as few bytes as it can: each Service name has a
+// slot in a slab, the indexes hold slot numbers (4 bytes) rather than keys, and records and
+// DNS names are built when a question asks for them.
 
-/// A named port: its name, its protocol (lowercase, as SRV names it) and number.
-#[derive(Clone, Debug, PartialEq)]
+/// A slot's number in the slab.
+type Id = u32;
+
+/// A port's protocol, as SRV names it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// A named port: its name, protocol and number.
+#[derive(Debug, PartialEq)]
 struct Port {
     name: Box<str>,
-    protocol: &'static str,
+    protocol: Protocol,
     port: u16,
 }
 
 impl Port {
     fn new(name: Option<&str>, protocol: Option<&str>, port: i32) -> Option<Port> {
         let protocol = match protocol.unwrap_or("TCP") {
-            "TCP" => "tcp",
-            "UDP" => "udp",
-            "SCTP" => "sctp",
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            "SCTP" => Protocol::Sctp,
             _ => return None,
         };
         Some(Port {
@@ -65,12 +89,12 @@ impl Port {
     /// Whether the port answers `_<port>._<proto>` (empty: any).
     fn matches(&self, port: &str, proto: &str) -> bool {
         (port.is_empty() || self.name.eq_ignore_ascii_case(port))
-            && (proto.is_empty() || self.protocol.eq_ignore_ascii_case(proto))
+            && (proto.is_empty() || self.protocol.label().eq_ignore_ascii_case(proto))
     }
 }
 
 /// What a Service contributes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct ServiceEntry {
     cluster_ips: Box<[IpAddr]>,
     headless: bool,
@@ -78,35 +102,55 @@ struct ServiceEntry {
     ports: Box<[Port]>,
 }
 
-/// A ready endpoint of a Service.
-#[derive(Clone, Debug, PartialEq)]
-struct EndpointEntry {
-    addresses: Box<[IpAddr]>,
-    /// The slice's hostname for it, else the dashed address (as CoreDNS).
-    hostname: Option<Box<str>>,
+/// One ready address of an endpoint (an endpoint of several addresses has one each).
+#[derive(Debug, PartialEq)]
+struct Endpoint {
+    address: IpAddr,
+    /// Where its hostname lies in its slice's `hostnames` (empty: it is named by its
+    /// dashed address, as CoreDNS names endpoints without one).
+    hostname: (u16, u16),
 }
 
 /// One EndpointSlice's part: its ready endpoints and named ports.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct SliceEntry {
-    name: Str,
-    endpoints: Box<[EndpointEntry]>,
+    name: Box<str>,
+    endpoints: Box<[Endpoint]>,
+    /// The endpoints' hostnames end to end: one allocation instead of one each.
+    hostnames: Box<str>,
     ports: Box<[Port]>,
 }
 
-/// The Services with names for an address (nearly always one).
-#[derive(Debug)]
-enum Owners {
-    One(Key),
-    Many(Vec<Key>),
+impl SliceEntry {
+    fn hostname(&self, endpoint: &Endpoint) -> Option<&str> {
+        let (start, end) = endpoint.hostname;
+        self.hostnames
+            .get(start as usize..end as usize)
+            .filter(|h| !h.is_empty())
+    }
 }
 
-impl Owners {
-    fn iter(&self) -> impl Iterator<Item = &Key> {
-        match self {
-            Owners::One(k) => std::slice::from_ref(k).iter(),
-            Owners::Many(ks) => ks.iter(),
-        }
+/// What one Service name holds: its Service, once seen, and the slices labelled with it
+/// (which may come first). Freed when both are gone.
+#[derive(Debug)]
+struct Slot {
+    namespace: Str,
+    name: Box<str>,
+    service: Option<ServiceEntry>,
+    /// Sorted by name.
+    slices: Box<[SliceEntry]>,
+}
+
+impl Slot {
+    /// The ready endpoints, across the slices.
+    fn endpoints(&self) -> impl Iterator<Item = (&Endpoint, &SliceEntry)> {
+        self.slices
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
+    }
+
+    fn slice(&self, name: &str) -> Result<usize, usize> {
+        self.slices.binary_search_by(|s| (*s.name).cmp(name))
     }
 }
 
@@ -126,20 +170,94 @@ pub enum Lookup {
     NotOurs,
 }
 
+/// Reverse names: the slots with a name for each address. Nearly every address has one
+/// owner, held in 4 bytes beside an IPv4 address; an address several Services name lists
+/// them aside.
+#[derive(Default)]
+struct Reverse {
+    v4: HashMap<Ipv4Addr, Id>,
+    v6: HashMap<Ipv6Addr, Id>,
+    shared: HashMap<IpAddr, Vec<Id>>,
+}
+
+/// In `v4`/`v6`: the address's owners are in `shared`.
+const SHARED: Id = Id::MAX;
+
+impl Reverse {
+    fn get(&self, ip: IpAddr) -> Option<Id> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get(&a).copied(),
+            IpAddr::V6(a) => self.v6.get(&a).copied(),
+        }
+    }
+
+    fn set(&mut self, ip: IpAddr, id: Option<Id>) {
+        match (ip, id) {
+            (IpAddr::V4(a), Some(id)) => drop(self.v4.insert(a, id)),
+            (IpAddr::V6(a), Some(id)) => drop(self.v6.insert(a, id)),
+            (IpAddr::V4(a), None) => drop(self.v4.remove(&a)),
+            (IpAddr::V6(a), None) => drop(self.v6.remove(&a)),
+        }
+    }
+
+    fn owners(&self, ip: IpAddr) -> Vec<Id> {
+        match self.get(ip) {
+            None => Vec::new(),
+            Some(SHARED) => self.shared.get(&ip).cloned().unwrap_or_default(),
+            Some(id) => vec![id],
+        }
+    }
+
+    fn add(&mut self, ip: IpAddr, id: Id) {
+        match self.get(ip) {
+            None => self.set(ip, Some(id)),
+            Some(SHARED) => {
+                let owners = self.shared.entry(ip).or_default();
+                if !owners.contains(&id) {
+                    owners.push(id);
+                }
+            }
+            Some(other) if other != id => {
+                self.set(ip, Some(SHARED));
+                self.shared.insert(ip, vec![other, id]);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn remove(&mut self, ip: IpAddr, id: Id) {
+        match self.get(ip) {
+            Some(SHARED) => {
+                let Some(owners) = self.shared.get_mut(&ip) else {
+                    return;
+                };
+                owners.retain(|o| *o != id);
+                if let [only] = owners[..] {
+                    self.shared.remove(&ip);
+                    self.set(ip, Some(only));
+                }
+            }
+            Some(owner) if owner == id => self.set(ip, None),
+            _ => {}
+        }
+    }
+}
+
 /// The zone.
 pub struct Zone {
     origin: Name,
     ttl: u32,
     namespaces: HashSet<Str>,
-    services: HashMap<Key, ServiceEntry>,
-    /// Each Service's slices, sorted by name.
-    slices: HashMap<Key, Vec<SliceEntry>>,
-    /// The Service each slice belongs to, by (namespace, slice name): where a slice that
-    /// changes its Service or goes was filed.
-    slice_owner: HashMap<Key, Str>,
-    /// Reverse names: the Services (ClusterIPs, or their ready endpoints) with a name for
-    /// an address; the names are made when asked.
-    ptr: HashMap<IpAddr, Owners>,
+    /// The slab of slots; `free` lists the empty ones.
+    slots: Vec<Option<Slot>>,
+    free: Vec<Id>,
+    /// Slots by (namespace, Service name).
+    by_name: HashTable<Id>,
+    /// The slot holding each slice, by (namespace, slice name), with that hash: a slot
+    /// holds several slices, so its number alone cannot be rehashed.
+    by_slice: HashTable<(u64, Id)>,
+    hasher: RandomState,
+    ptr: Reverse,
     /// When the zone last changed (seconds since the epoch), the SOA's serial.
     serial: u32,
 }
@@ -164,13 +282,15 @@ fn undashed(label: &str) -> Option<IpAddr> {
     label.replace('-', ":").parse().ok()
 }
 
-/// The key of a Service a question names.
-fn asked(ns: &str, name: &str) -> Key {
-    (ns.into(), name.into())
-}
-
 fn lower(label: &[u8]) -> String {
     String::from_utf8_lossy(label).to_ascii_lowercase()
+}
+
+/// A slot of the slab (every number an index hands out is one).
+fn slot(slots: &[Option<Slot>], id: Id) -> &Slot {
+    slots[id as usize]
+        .as_ref()
+        .expect("indexes name live slots")
 }
 
 impl Zone {
@@ -183,10 +303,12 @@ impl Zone {
             origin: origin.to_lowercase(),
             ttl,
             namespaces: HashSet::new(),
-            services: HashMap::new(),
-            slices: HashMap::new(),
-            slice_owner: HashMap::new(),
-            ptr: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_name: HashTable::new(),
+            by_slice: HashTable::new(),
+            hasher: RandomState::new(),
+            ptr: Reverse::default(),
             serial: 0,
         })
     }
@@ -244,31 +366,106 @@ impl Zone {
     }
 
     pub fn service_keys(&self) -> Vec<Key> {
-        self.services.keys().cloned().collect()
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.service.is_some())
+            .map(|s| (s.namespace.clone(), (*s.name).into()))
+            .collect()
     }
 
     pub fn slice_keys(&self) -> Vec<Key> {
-        self.slice_owner.keys().cloned().collect()
+        self.slots
+            .iter()
+            .flatten()
+            .flat_map(|s| {
+                s.slices
+                    .iter()
+                    .map(|slice| (s.namespace.clone(), (*slice.name).into()))
+            })
+            .collect()
     }
 
-    /// The key of `name` in `namespace`, sharing the namespace's name when it is known.
-    fn key(&self, namespace: &Option<String>, name: &str) -> Key {
-        self.key_in(namespace.as_deref().unwrap_or_default(), name)
+    fn slot(&self, id: Id) -> &Slot {
+        slot(&self.slots, id)
     }
 
-    fn key_in(&self, ns: &str, name: &str) -> Key {
-        let ns = match self.namespaces.get(ns) {
+    fn slot_mut(&mut self, id: Id) -> &mut Slot {
+        self.slots[id as usize]
+            .as_mut()
+            .expect("indexes name live slots")
+    }
+
+    fn hash(&self, namespace: &str, name: &str) -> u64 {
+        self.hasher.hash_one((namespace, name))
+    }
+
+    /// The slot of Service `name` in `namespace`.
+    fn find(&self, namespace: &str, name: &str) -> Option<Id> {
+        let hash = self.hash(namespace, name);
+        self.by_name
+            .find(hash, |&id| {
+                let s = self.slot(id);
+                &*s.name == name && &*s.namespace == namespace
+            })
+            .copied()
+    }
+
+    /// The slot of Service `name` in `namespace`, made empty if there is none.
+    fn find_or_add(&mut self, namespace: &str, name: &str) -> Id {
+        if let Some(id) = self.find(namespace, name) {
+            return id;
+        }
+        // Share the namespace's name when it is known.
+        let namespace = match self.namespaces.get(namespace) {
             Some(shared) => shared.clone(),
-            None => ns.into(),
+            None => namespace.into(),
         };
-        (ns, name.into())
+        let new = Slot {
+            namespace,
+            name: name.into(),
+            service: None,
+            slices: Box::new([]),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(new);
+                id
+            }
+            None => {
+                self.slots.push(Some(new));
+                Id::try_from(self.slots.len() - 1).expect("fewer than 4 billion Services")
+            }
+        };
+        let hash = self.hash(&self.slot(id).namespace, name);
+        let Zone {
+            slots,
+            by_name,
+            hasher,
+            ..
+        } = self;
+        by_name.insert_unique(hash, id, |&id| {
+            let s = slot(slots, id);
+            hasher.hash_one((&*s.namespace, &*s.name))
+        });
+        id
+    }
+
+    /// Frees slot `id` if it holds nothing any more.
+    fn free_if_empty(&mut self, id: Id) {
+        let s = self.slot(id);
+        if s.service.is_some() || !s.slices.is_empty() {
+            return;
+        }
+        let hash = self.hash(&s.namespace, &s.name);
+        if let Ok(entry) = self.by_name.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+        self.slots[id as usize] = None;
+        self.free.push(id);
     }
 
     pub fn service_changed(&mut self, svc: &Service) {
-        let key = self.key(
-            &svc.metadata.namespace,
-            svc.metadata.name.as_deref().unwrap_or_default(),
-        );
         let none = Default::default();
         let spec = svc.spec.as_ref().unwrap_or(&none);
         let external_name = match spec.type_.as_deref() {
@@ -299,9 +496,11 @@ impl Zone {
                 .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
                 .collect(),
         };
-        self.change(&key, |z| {
-            z.services.insert(key.clone(), entry);
-        });
+        let id = self.find_or_add(
+            svc.metadata.namespace.as_deref().unwrap_or_default(),
+            svc.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.change(id, |s| s.service = Some(entry));
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
@@ -312,65 +511,71 @@ impl Zone {
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
-        let key = self.key_in(namespace, name);
-        self.change(&key, |z| {
-            z.services.remove(&key);
-        });
+        if let Some(id) = self.find(namespace, name) {
+            self.change(id, |s| s.service = None);
+        }
     }
 
     pub fn slice_changed(&mut self, slice: &EndpointSlice) {
-        let slice_key = self.key(
-            &slice.metadata.namespace,
-            slice.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        let name = slice.metadata.name.as_deref().unwrap_or_default();
         let service = slice
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get("kubernetes.io/service-name"))
             .map_or("", String::as_str);
-        let endpoints = slice
+        let mut hostnames = String::new();
+        let mut endpoints = Vec::new();
+        // Ready unless said otherwise; the slice controller already counts
+        // publishNotReadyAddresses as ready.
+        for e in slice
             .endpoints
             .iter()
-            // Ready unless said otherwise; the slice controller already counts
-            // publishNotReadyAddresses as ready.
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-            .map(|e| EndpointEntry {
-                addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-                hostname: e
-                    .hostname
-                    .as_deref()
-                    .filter(|h| !h.is_empty())
-                    .map(Into::into),
-            })
-            .collect();
-        let ports = slice
-            .ports
-            .iter()
-            .flatten()
-            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port?))
-            .collect();
-        if let Some(old) = self
-            .slice_owner
-            .get(&slice_key)
-            .filter(|o| &***o != service)
         {
-            let old = old.clone();
-            self.unfile_slice(&slice_key, old);
+            let start = hostnames.len();
+            hostnames.push_str(e.hostname.as_deref().unwrap_or_default());
+            // A slice holds at most 1,000 endpoints of 63-byte hostnames: this always fits.
+            let hostname = match (u16::try_from(start), u16::try_from(hostnames.len())) {
+                (Ok(start), Ok(end)) => (start, end),
+                _ => (0, 0),
+            };
+            endpoints.extend(
+                e.addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .map(|address| Endpoint { address, hostname }),
+            );
         }
-        let owner: Key = (slice_key.0.clone(), service.into());
-        self.slice_owner.insert(slice_key.clone(), owner.1.clone());
         let entry = SliceEntry {
-            name: slice_key.1,
-            endpoints,
-            ports,
+            name: name.into(),
+            endpoints: endpoints.into(),
+            hostnames: hostnames.into(),
+            ports: slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port?))
+                .collect(),
         };
-        self.change(&owner, |z| {
-            let slices = z.slices.entry(owner.clone()).or_default();
-            match slices.binary_search_by(|s| s.name.cmp(&entry.name)) {
+        let hash = self.hash(namespace, name);
+        let holder = self.slice_holder(hash, namespace, name);
+        if let Some(old) = holder.filter(|&id| &*self.slot(id).name != service) {
+            self.unfile_slice(hash, old, name);
+        }
+        let id = self.find_or_add(namespace, service);
+        if holder != Some(id) {
+            self.by_slice.insert_unique(hash, (hash, id), |&(h, _)| h);
+        }
+        self.change(id, |s| {
+            let mut slices = std::mem::take(&mut s.slices).into_vec();
+            match slices.binary_search_by(|x| x.name.cmp(&entry.name)) {
                 Ok(i) => slices[i] = entry,
                 Err(i) => slices.insert(i, entry),
             }
+            // Exactly as long as it is: no room kept for slices that may never come.
+            s.slices = slices.into_boxed_slice();
         });
     }
 
@@ -382,111 +587,86 @@ impl Zone {
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) {
-        let slice_key = self.key_in(namespace, name);
-        if let Some(service) = self.slice_owner.remove(&slice_key) {
-            self.unfile_slice(&slice_key, service);
+        let hash = self.hash(namespace, name);
+        if let Some(id) = self.slice_holder(hash, namespace, name) {
+            self.unfile_slice(hash, id, name);
         }
     }
 
-    /// Takes a slice out of `service`'s.
-    fn unfile_slice(&mut self, slice_key: &Key, service: Str) {
-        let owner = (slice_key.0.clone(), service);
-        self.change(&owner, |z| {
-            if let Some(slices) = z.slices.get_mut(&owner) {
-                slices.retain(|s| s.name != slice_key.1);
-                if slices.is_empty() {
-                    z.slices.remove(&owner);
-                }
+    /// The slot holding slice `name` of `namespace` (`hash` is theirs).
+    fn slice_holder(&self, hash: u64, namespace: &str, name: &str) -> Option<Id> {
+        self.by_slice
+            .find(hash, |&(h, id)| {
+                let s = self.slot(id);
+                h == hash && &*s.namespace == namespace && s.slice(name).is_ok()
+            })
+            .map(|&(_, id)| id)
+    }
+
+    /// Takes slice `name` out of slot `id` and the index.
+    fn unfile_slice(&mut self, hash: u64, id: Id, name: &str) {
+        if let Ok(entry) = self
+            .by_slice
+            .find_entry(hash, |&(h, other)| h == hash && other == id)
+        {
+            entry.remove();
+        }
+        self.change(id, |s| {
+            if let Ok(i) = s.slice(name) {
+                let mut slices = std::mem::take(&mut s.slices).into_vec();
+                slices.remove(i);
+                s.slices = slices.into_boxed_slice();
             }
         });
     }
 
-    /// Applies a change to Service `key` (or its slices), keeping the reverse index in step.
-    fn change(&mut self, key: &Key, apply: impl FnOnce(&mut Zone)) {
-        let before = self.reverse_addresses(key);
-        apply(self);
-        let after = self.reverse_addresses(key);
+    /// Applies a change to slot `id`, keeping the reverse index in step, and frees the slot
+    /// if it is left empty.
+    fn change(&mut self, id: Id, apply: impl FnOnce(&mut Slot)) {
+        let before = self.reverse_addresses(id);
+        apply(self.slot_mut(id));
+        let after = self.reverse_addresses(id);
         // Both sorted: a Service of thousands of endpoints costs n log n, not n squared.
         let kept = |ips: &[IpAddr], ip: &IpAddr| ips.binary_search(ip).is_ok();
         for ip in before.iter().filter(|ip| !kept(&after, ip)) {
-            let now_empty = match self.ptr.get_mut(ip) {
-                Some(Owners::One(k)) => k == key,
-                Some(Owners::Many(ks)) => {
-                    ks.retain(|k| k != key);
-                    if let [only] = ks.as_slice() {
-                        let only = only.clone();
-                        self.ptr.insert(*ip, Owners::One(only));
-                    }
-                    false
-                }
-                None => false,
-            };
-            if now_empty {
-                self.ptr.remove(ip);
-            }
+            self.ptr.remove(*ip, id);
         }
         for ip in after.iter().filter(|ip| !kept(&before, ip)) {
-            match self.ptr.get_mut(ip) {
-                None => {
-                    self.ptr.insert(*ip, Owners::One(key.clone()));
-                }
-                Some(Owners::One(k)) if k != key => {
-                    let first = k.clone();
-                    self.ptr.insert(*ip, Owners::Many(vec![first, key.clone()]));
-                }
-                Some(Owners::Many(ks)) if !ks.contains(key) => ks.push(key.clone()),
-                Some(_) => {}
-            }
+            self.ptr.add(*ip, id);
         }
+        self.free_if_empty(id);
     }
 
-    /// The addresses Service `key` has reverse names for, sorted, each once: its ClusterIPs
-    /// and, unless it is an ExternalName, its ready endpoints' addresses.
-    fn reverse_addresses(&self, key: &Key) -> Vec<IpAddr> {
-        let Some(service) = self.services.get(key) else {
+    /// The addresses slot `id` has reverse names for, sorted, each once: its Service's
+    /// ClusterIPs and, unless it is an ExternalName, its ready endpoints' addresses.
+    fn reverse_addresses(&self, id: Id) -> Vec<IpAddr> {
+        let s = self.slot(id);
+        let Some(service) = &s.service else {
             return Vec::new();
         };
         let mut ips = service.cluster_ips.to_vec();
         if service.external_name.is_none() {
-            for (e, _) in self.endpoints(key) {
-                ips.extend_from_slice(&e.addresses);
-            }
+            ips.extend(s.endpoints().map(|(e, _)| e.address));
         }
         ips.sort_unstable();
         ips.dedup();
         ips
     }
 
-    /// The ready endpoints of a Service, across its slices.
-    fn endpoints(&self, key: &Key) -> impl Iterator<Item = (&EndpointEntry, &SliceEntry)> {
-        self.slices
-            .get(key)
-            .into_iter()
-            .flatten()
-            .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
-    }
-
     /// `<svc>.<ns>.svc.<zone>`.
-    fn service_name(&self, key: &Key) -> Option<Name> {
-        Name::from_ascii(format!("{}.{}.svc", key.1, key.0))
+    fn service_name(&self, s: &Slot) -> Option<Name> {
+        Name::from_ascii(format!("{}.{}.svc", s.name, s.namespace))
             .and_then(|n| n.append_domain(&self.origin))
             .ok()
     }
 
-    /// `<endpoint>.<svc>.<ns>.svc.<zone>` for each address of `endpoint`.
-    fn endpoint_names<'a>(
-        &'a self,
-        key: &'a Key,
-        endpoint: &'a EndpointEntry,
-    ) -> impl Iterator<Item = (IpAddr, Name)> + 'a {
-        let service = self.service_name(key);
-        endpoint.addresses.iter().filter_map(move |ip| {
-            let name = match &endpoint.hostname {
-                Some(h) => Name::from_ascii(h),
-                None => Name::from_ascii(dashed(ip)),
-            };
-            Some((*ip, name.ok()?.append_domain(service.as_ref()?).ok()?))
-        })
+    /// `<endpoint>.<svc>.<ns>.svc.<zone>`.
+    fn endpoint_name(&self, s: &Slot, slice: &SliceEntry, endpoint: &Endpoint) -> Option<Name> {
+        let label = match slice.hostname(endpoint) {
+            Some(h) => Name::from_ascii(h),
+            None => Name::from_ascii(dashed(&endpoint.address)),
+        };
+        label.ok()?.append_domain(&self.service_name(s)?).ok()
     }
 
     fn record(&self, name: &Name, data: RData) -> Record {
@@ -543,18 +723,26 @@ impl Zone {
                 }
                 _ => Lookup::NxDomain,
             },
-            [svc, ns, "svc"] => self.service(qname, qtype, &asked(ns, svc)),
-            [endpoint, svc, ns, "svc"] => self.endpoint(qname, qtype, &asked(ns, svc), endpoint),
+            [svc, ns, "svc"] => self.service(qname, qtype, self.service_slot(ns, svc)),
+            [endpoint, svc, ns, "svc"] => {
+                self.endpoint(qname, qtype, self.service_slot(ns, svc), endpoint)
+            }
             [port, proto, svc, ns, "svc"] => {
                 match (port.strip_prefix('_'), proto.strip_prefix('_')) {
                     (Some(port), Some(proto)) => {
-                        self.srv(qname, qtype, &asked(ns, svc), port, proto)
+                        self.srv(qname, qtype, self.service_slot(ns, svc), port, proto)
                     }
                     _ => Lookup::NxDomain,
                 }
             }
             _ => Lookup::NxDomain,
         }
+    }
+
+    /// The slot of a Service that exists, with its entry.
+    fn service_slot(&self, ns: &str, name: &str) -> Option<(&Slot, &ServiceEntry)> {
+        let s = self.slot(self.find(ns, name)?);
+        Some((s, s.service.as_ref()?))
     }
 
     fn exists(&self, exists: bool) -> Lookup {
@@ -581,8 +769,13 @@ impl Zone {
     }
 
     /// `<svc>.<ns>.svc.<zone>`.
-    fn service(&self, qname: &Name, qtype: RecordType, key: &Key) -> Lookup {
-        let Some(service) = self.services.get(key) else {
+    fn service(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        found: Option<(&Slot, &ServiceEntry)>,
+    ) -> Lookup {
+        let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
         if let Some(target) = &service.external_name {
@@ -590,16 +783,13 @@ impl Zone {
             return self.records(vec![cname], vec![]);
         }
         if qtype == RecordType::SRV {
-            return self.srv(qname, qtype, key, "", "");
+            return self.srv(qname, qtype, found, "", "");
         }
         if !service.headless {
             return self
                 .records_or_nodata(self.addresses(qname, qtype, &service.cluster_ips), vec![]);
         }
-        let ips: Vec<IpAddr> = self
-            .endpoints(key)
-            .flat_map(|(e, _)| e.addresses.iter().copied())
-            .collect();
+        let ips: Vec<IpAddr> = slot.endpoints().map(|(e, _)| e.address).collect();
         if ips.is_empty() {
             // A headless Service without ready endpoints does not exist (the specification).
             return Lookup::NxDomain;
@@ -609,24 +799,26 @@ impl Zone {
 
     /// `<endpoint>.<svc>.<ns>.svc.<zone>`: the ready endpoint of that hostname (or dashed
     /// address), for any Service but an ExternalName.
-    fn endpoint(&self, qname: &Name, qtype: RecordType, key: &Key, label: &str) -> Lookup {
-        let Some(service) = self.services.get(key) else {
+    fn endpoint(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        found: Option<(&Slot, &ServiceEntry)>,
+        label: &str,
+    ) -> Lookup {
+        let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
         if service.external_name.is_some() {
             return Lookup::NxDomain;
         }
-        let ips: Vec<IpAddr> = self
-            .endpoints(key)
-            .flat_map(|(e, _)| {
-                e.addresses
-                    .iter()
-                    .copied()
-                    .filter(move |ip| match &e.hostname {
-                        Some(h) => h.eq_ignore_ascii_case(label),
-                        None => dashed(ip) == label,
-                    })
+        let ips: Vec<IpAddr> = slot
+            .endpoints()
+            .filter(|(e, slice)| match slice.hostname(e) {
+                Some(h) => h.eq_ignore_ascii_case(label),
+                None => dashed(&e.address) == label,
             })
+            .map(|(e, _)| e.address)
             .collect();
         if ips.is_empty() {
             return Lookup::NxDomain;
@@ -637,8 +829,15 @@ impl Zone {
     /// SRV records of a Service's named ports matching `port` and `proto` (empty: any): to
     /// the Service, or to each ready endpoint of a headless one; their addresses as
     /// additional records.
-    fn srv(&self, qname: &Name, qtype: RecordType, key: &Key, port: &str, proto: &str) -> Lookup {
-        let Some(service) = self.services.get(key) else {
+    fn srv(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        found: Option<(&Slot, &ServiceEntry)>,
+        port: &str,
+        proto: &str,
+    ) -> Lookup {
+        let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
         if service.external_name.is_some() {
@@ -647,14 +846,14 @@ impl Zone {
         // (port, target, target's addresses)
         let mut targets: Vec<(u16, Name, Vec<IpAddr>)> = Vec::new();
         if service.headless {
-            for (endpoint, slice) in self.endpoints(key) {
+            for (endpoint, slice) in slot.endpoints() {
                 for p in slice.ports.iter().filter(|p| p.matches(port, proto)) {
-                    for (ip, name) in self.endpoint_names(key, endpoint) {
-                        targets.push((p.port, name, vec![ip]));
+                    if let Some(name) = self.endpoint_name(slot, slice, endpoint) {
+                        targets.push((p.port, name, vec![endpoint.address]));
                     }
                 }
             }
-        } else if let Some(name) = self.service_name(key) {
+        } else if let Some(name) = self.service_name(slot) {
             for p in service.ports.iter().filter(|p| p.matches(port, proto)) {
                 targets.push((p.port, name.clone(), service.cluster_ips.to_vec()));
             }
@@ -699,31 +898,28 @@ impl Zone {
             IpAddr::V6(_) => net.prefix_len() == 128,
         };
         let ip = net.addr();
-        let Some(owners) = self.ptr.get(&ip).filter(|_| full) else {
+        let owners = self.ptr.owners(ip);
+        if owners.is_empty() || !full {
             return Lookup::NotOurs;
-        };
+        }
         if qtype != RecordType::PTR {
             return Lookup::NoData;
         }
         let mut names = Vec::new();
-        for key in owners.iter() {
-            let Some(service) = self.services.get(key) else {
+        for id in owners {
+            let slot = self.slot(id);
+            let Some(service) = &slot.service else {
                 continue;
             };
             if service.cluster_ips.contains(&ip) {
-                names.extend(self.service_name(key));
+                names.extend(self.service_name(slot));
             }
             if service.external_name.is_none() {
-                for (e, _) in self
-                    .endpoints(key)
-                    .filter(|(e, _)| e.addresses.contains(&ip))
-                {
-                    names.extend(
-                        self.endpoint_names(key, e)
-                            .filter(|(a, _)| *a == ip)
-                            .map(|(_, n)| n),
-                    );
-                }
+                names.extend(
+                    slot.endpoints()
+                        .filter(|(e, _)| e.address == ip)
+                        .filter_map(|(e, slice)| self.endpoint_name(slot, slice, e)),
+                );
             }
         }
         let answers = names
@@ -984,5 +1180,61 @@ mod tests {
         z.namespace_deleted(&app);
         assert_eq!(ask(&z, "10-244-3-4.app.pod.cluster.local.", A), "NXDOMAIN");
         assert_eq!(ask(&z, "app.svc.cluster.local.", A), "NXDOMAIN");
+    }
+
+    #[test]
+    fn slices_may_come_first_move_between_services_and_free_their_slots() {
+        use RecordType::*;
+        let mut z = zone();
+        let slice = |service: &str, ip: &str| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "app", "name": "moving",
+                    "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip], "hostname": "m-0"}]}))
+            .unwrap()
+        };
+        let headless = |name: &str| -> Service {
+            serde_json::from_value(json!({"metadata": {"namespace": "app", "name": name},
+                "spec": {"clusterIP": "None"}}))
+            .unwrap()
+        };
+        // The slice before its Service: no name until the Service comes.
+        z.slice_changed(&slice("late", "10.244.5.1"));
+        assert_eq!(ask(&z, "late.app.svc.cluster.local.", A), "NXDOMAIN");
+        assert_eq!(ask(&z, "1.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
+        z.service_changed(&headless("late"));
+        z.service_changed(&headless("other"));
+        assert_eq!(
+            ask(&z, "m-0.late.app.svc.cluster.local.", A),
+            "A 10.244.5.1"
+        );
+        assert_eq!(
+            ask(&z, "1.5.244.10.in-addr.arpa.", PTR),
+            "PTR m-0.late.app.svc.cluster.local."
+        );
+        // Relabelled: the slice leaves `late` for `other`, its reverse name with it.
+        z.slice_changed(&slice("other", "10.244.5.2"));
+        assert_eq!(ask(&z, "late.app.svc.cluster.local.", A), "NXDOMAIN");
+        assert_eq!(
+            ask(&z, "m-0.other.app.svc.cluster.local.", A),
+            "A 10.244.5.2"
+        );
+        assert_eq!(ask(&z, "1.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
+        assert_eq!(
+            z.slice_keys().iter().filter(|k| &*k.1 == "moving").count(),
+            1
+        );
+        // Emptied slots are reused, and every index still finds what it should.
+        let slots = z.slots.len();
+        z.service_deleted(&headless("late"));
+        z.service_changed(&headless("again"));
+        assert_eq!(z.slots.len(), slots);
+        assert_eq!(ask(&z, "again.app.svc.cluster.local.", A), "NXDOMAIN");
+        assert_eq!(ask(&z, "db-0.db.app.svc.cluster.local.", A), "A 10.244.2.7");
+        z.slice_deleted(&slice("other", "10.244.5.2"));
+        assert_eq!(ask(&z, "other.app.svc.cluster.local.", A), "NXDOMAIN");
+        assert_eq!(ask(&z, "2.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
+        assert!(z.slice_keys().iter().all(|k| &*k.1 != "moving"));
     }
 }

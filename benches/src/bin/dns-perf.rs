@@ -39,16 +39,18 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "| services | kube-dns memory: watched / listed (zone) | per object | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
+        "| services | kube-dns memory: watched / listed (zone) | per object | new Service answered: median / worst | queries/s | average latency (stddev) | probe p50 / p90 / p99 | lost |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| {} | {:.1} / {:.1} MiB ({:.1} MiB) | {:.0} B | {:.0} | {:.2} ms ({:.2} ms) | {:.2} / {:.2} / {:.2} ms | {} |",
+        "| {} | {:.1} / {:.1} MiB ({:.1} MiB) | {:.0} B | {:.1} / {:.1} ms | {:.0} | {:.2} ms ({:.2} ms) | {:.2} / {:.2} / {:.2} ms | {} |",
         r.services,
         r.process_watched_mib,
         r.process_listed_mib,
         r.zone_mib,
         r.bytes_per_object,
+        r.update_ms[0],
+        r.update_ms[1],
         r.queries_per_second,
         r.average_latency_ms,
         r.latency_stddev_ms,
