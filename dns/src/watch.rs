@@ -4,10 +4,9 @@
 //!
 //! The zone is the reflectors' store: no informer cache holds a second, full copy of the
 //! objects (for 10,000 Services with a slice each that copy took more than twice the
-//! zone's memory). A relist is compared with the zone's own keys. Objects are decoded slim
+//! zone's memory). A relist is compared with the zone's own marks. Objects are decoded slim
 //! (crate::objects): only the fields the zone reads.
 
-use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +15,13 @@ use common::informer::{Object, Running};
 use common::reflector::{Store, reflect};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::watcher;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::objects::Slim;
-use crate::zone::{Key, Str, Zone};
+use crate::zone::{Kind, Zone};
 
 fn now() -> u32 {
     std::time::SystemTime::now()
@@ -34,19 +32,15 @@ fn now() -> u32 {
 
 /// What the zone does with one kind of object.
 trait InZone: Object {
+    const KIND: Kind;
     fn changed(zone: &mut Zone, obj: &Self);
-    /// The (namespace, name) of each object of this kind the zone holds (a namespace's own
-    /// namespace is empty).
-    fn keys(zone: &Zone) -> Vec<Key>;
     fn remove(zone: &mut Zone, namespace: &str, name: &str);
 }
 
 impl InZone for Slim<Service> {
+    const KIND: Kind = Kind::Service;
     fn changed(zone: &mut Zone, obj: &Self) {
         zone.service_changed(&obj.0)
-    }
-    fn keys(zone: &Zone) -> Vec<Key> {
-        zone.service_keys()
     }
     fn remove(zone: &mut Zone, namespace: &str, name: &str) {
         zone.remove_service(namespace, name)
@@ -54,11 +48,9 @@ impl InZone for Slim<Service> {
 }
 
 impl InZone for Slim<EndpointSlice> {
+    const KIND: Kind = Kind::Slice;
     fn changed(zone: &mut Zone, obj: &Self) {
         zone.slice_changed(&obj.0)
-    }
-    fn keys(zone: &Zone) -> Vec<Key> {
-        zone.slice_keys()
     }
     fn remove(zone: &mut Zone, namespace: &str, name: &str) {
         zone.remove_slice(namespace, name)
@@ -66,34 +58,18 @@ impl InZone for Slim<EndpointSlice> {
 }
 
 impl InZone for Slim<Namespace> {
+    const KIND: Kind = Kind::Namespace;
     fn changed(zone: &mut Zone, obj: &Self) {
         zone.namespace_changed(&obj.0)
-    }
-    fn keys(zone: &Zone) -> Vec<Key> {
-        let none: Str = "".into();
-        zone.namespace_names()
-            .into_iter()
-            .map(|n| (none.clone(), n))
-            .collect()
     }
     fn remove(zone: &mut Zone, _: &str, name: &str) {
         zone.remove_namespace(name)
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> Key {
-    let meta = obj.meta();
-    (
-        meta.namespace.as_deref().unwrap_or_default().into(),
-        meta.name.as_deref().unwrap_or_default().into(),
-    )
-}
-
 /// One kind's way into the zone: the reflector's store for that kind.
 struct Feed<K> {
     zone: Arc<RwLock<Zone>>,
-    /// The keys a relist in progress has listed so far.
-    relisting: Mutex<Option<HashSet<Key>>>,
     synced: watch::Sender<bool>,
     kind: PhantomData<fn(K)>,
 }
@@ -102,7 +78,6 @@ impl<K: InZone> Feed<K> {
     fn new(zone: &Arc<RwLock<Zone>>) -> Arc<Feed<K>> {
         Arc::new(Feed {
             zone: zone.clone(),
-            relisting: Mutex::new(None),
             synced: watch::channel(false).0,
             kind: PhantomData,
         })
@@ -126,44 +101,35 @@ impl<K: InZone> Feed<K> {
     }
 
     fn len(&self) -> usize {
-        K::keys(&self.zone.read()).len()
+        self.zone.read().count(K::KIND)
     }
 }
 
 impl<K: InZone> Store<K> for Feed<K> {
     fn apply(&self, obj: K) {
-        if let Some(seen) = self.relisting.lock().as_mut() {
-            seen.insert(key_of(&obj));
-        }
         let mut zone = self.zone.write();
         K::changed(&mut zone, &obj);
         zone.touch(now());
     }
 
     fn delete(&self, obj: K) {
-        let (namespace, name) = key_of(&obj);
+        let meta = obj.meta();
         let mut zone = self.zone.write();
-        K::remove(&mut zone, &namespace, &name);
+        K::remove(
+            &mut zone,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
         zone.touch(now());
     }
 
     fn relist_started(&self) {
-        *self.relisting.lock() = Some(HashSet::new());
+        self.zone.write().relist_started(K::KIND);
     }
 
     fn relisted(&self) {
-        let Some(seen) = self.relisting.lock().take() else {
-            return;
-        };
         let mut zone = self.zone.write();
-        let gone: Vec<Key> = K::keys(&zone)
-            .into_iter()
-            .filter(|k| !seen.contains(k))
-            .collect();
-        for (namespace, name) in &gone {
-            K::remove(&mut zone, namespace, name);
-        }
-        if !gone.is_empty() {
+        if zone.relisted(K::KIND) > 0 {
             zone.touch(now());
         }
         drop(zone);
@@ -256,5 +222,24 @@ mod tests {
         services.delete(service("a", "kept"));
         assert!(!answers(&zone, "kept.a.svc.cluster.local."));
         assert_eq!(services.len(), 1);
+
+        // Slices: the endpoint of the one the relist lacks goes with it.
+        let slices = Feed::<Slim<EndpointSlice>>::new(&zone);
+        let slice = |name: &str, ip: &str| -> Slim<EndpointSlice> {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "b", "name": name,
+                    "labels": {"kubernetes.io/service-name": "kept"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [ip]}]}))
+            .unwrap()
+        };
+        slices.apply(slice("kept-1", "10.244.0.1"));
+        slices.apply(slice("kept-2", "10.244.0.2"));
+        assert!(answers(&zone, "10-244-0-2.kept.b.svc.cluster.local."));
+        slices.relist_started();
+        slices.apply(slice("kept-1", "10.244.0.1"));
+        slices.relisted();
+        assert!(answers(&zone, "10-244-0-1.kept.b.svc.cluster.local."));
+        assert!(!answers(&zone, "10-244-0-2.kept.b.svc.cluster.local."));
+        assert_eq!(slices.len(), 1);
     }
 }

@@ -17,7 +17,7 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -35,8 +35,13 @@ const VERSION_TTL: u32 = 28800;
 
 /// A name the zone shares (a namespace's is shared by every Service in it).
 pub type Str = Arc<str>;
-/// A Service or a slice: (namespace, name).
-pub type Key = (Str, Str);
+/// The kinds of object the zone is made of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Namespace,
+    Service,
+    Slice,
+}
 
 // The zone keeps what the objects mean in as few bytes as it can: each Service name has a
 // slot in a slab, the indexes hold slot numbers (4 bytes) rather than keys, and records and
@@ -115,6 +120,8 @@ struct Endpoint {
 #[derive(Debug, PartialEq)]
 struct SliceEntry {
     name: Box<str>,
+    /// Applied since the last relist started.
+    listed: bool,
     endpoints: Box<[Endpoint]>,
     /// The endpoints' hostnames end to end: one allocation instead of one each.
     hostnames: Box<str>,
@@ -137,6 +144,8 @@ struct Slot {
     namespace: Str,
     name: Box<str>,
     service: Option<ServiceEntry>,
+    /// The Service was applied since the last relist of Services started.
+    service_listed: bool,
     /// Sorted by name.
     slices: Box<[SliceEntry]>,
 }
@@ -247,7 +256,8 @@ impl Reverse {
 pub struct Zone {
     origin: Name,
     ttl: u32,
-    namespaces: HashSet<Str>,
+    /// The namespaces, each marked when (re)listed.
+    namespaces: HashMap<Str, bool>,
     /// The slab of slots; `free` lists the empty ones.
     slots: Vec<Option<Slot>>,
     free: Vec<Id>,
@@ -302,7 +312,7 @@ impl Zone {
         Ok(Zone {
             origin: origin.to_lowercase(),
             ttl,
-            namespaces: HashSet::new(),
+            namespaces: HashMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
             by_name: HashTable::new(),
@@ -343,10 +353,12 @@ impl Zone {
     }
 
     pub fn namespace_changed(&mut self, ns: &Namespace) {
-        if let Some(name) = &ns.metadata.name
-            && !self.namespaces.contains(name.as_str())
-        {
-            self.namespaces.insert(name.as_str().into());
+        let Some(name) = &ns.metadata.name else {
+            return;
+        };
+        match self.namespaces.get_mut(name.as_str()) {
+            Some(listed) => *listed = true,
+            None => drop(self.namespaces.insert(name.as_str().into(), true)),
         }
     }
 
@@ -360,30 +372,79 @@ impl Zone {
         self.namespaces.remove(name);
     }
 
-    /// The namespaces, Services and slices the zone holds: what a relist is compared with.
-    pub fn namespace_names(&self) -> Vec<Str> {
-        self.namespaces.iter().cloned().collect()
+    /// How many objects of `kind` the zone holds.
+    pub fn count(&self, kind: Kind) -> usize {
+        let slots = self.slots.iter().flatten();
+        match kind {
+            Kind::Namespace => self.namespaces.len(),
+            Kind::Service => slots.filter(|s| s.service.is_some()).count(),
+            Kind::Slice => slots.map(|s| s.slices.len()).sum(),
+        }
     }
 
-    pub fn service_keys(&self) -> Vec<Key> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| s.service.is_some())
-            .map(|s| (s.namespace.clone(), (*s.name).into()))
-            .collect()
+    /// A relist of `kind` begins: its objects are unmarked until applied again. Marks are
+    /// a flag in each entry, so a relist of many thousands allocates nothing.
+    pub fn relist_started(&mut self, kind: Kind) {
+        match kind {
+            Kind::Namespace => self.namespaces.values_mut().for_each(|l| *l = false),
+            Kind::Service => {
+                for s in self.slots.iter_mut().flatten() {
+                    s.service_listed = false;
+                }
+            }
+            Kind::Slice => {
+                for s in self.slots.iter_mut().flatten() {
+                    s.slices.iter_mut().for_each(|slice| slice.listed = false);
+                }
+            }
+        }
     }
 
-    pub fn slice_keys(&self) -> Vec<Key> {
+    /// The relist of `kind` is complete: what it did not apply is gone. Answers how many
+    /// objects went.
+    pub fn relisted(&mut self, kind: Kind) -> usize {
+        match kind {
+            Kind::Namespace => {
+                let before = self.namespaces.len();
+                self.namespaces.retain(|_, listed| *listed);
+                before - self.namespaces.len()
+            }
+            Kind::Service => {
+                let gone: Vec<Id> = self
+                    .live()
+                    .filter(|(_, s)| s.service.is_some() && !s.service_listed)
+                    .map(|(id, _)| id)
+                    .collect();
+                for &id in &gone {
+                    self.change(id, |s| s.service = None);
+                }
+                gone.len()
+            }
+            Kind::Slice => {
+                let gone: Vec<(Id, Box<str>)> = self
+                    .live()
+                    .flat_map(|(id, s)| {
+                        s.slices
+                            .iter()
+                            .filter(|slice| !slice.listed)
+                            .map(move |slice| (id, slice.name.clone()))
+                    })
+                    .collect();
+                for (id, name) in &gone {
+                    let hash = self.hash(&self.slot(*id).namespace, name);
+                    self.unfile_slice(hash, *id, name);
+                }
+                gone.len()
+            }
+        }
+    }
+
+    /// The slots in use, with their numbers.
+    fn live(&self) -> impl Iterator<Item = (Id, &Slot)> {
         self.slots
             .iter()
-            .flatten()
-            .flat_map(|s| {
-                s.slices
-                    .iter()
-                    .map(|slice| (s.namespace.clone(), (*slice.name).into()))
-            })
-            .collect()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as Id, s.as_ref()?)))
     }
 
     fn slot(&self, id: Id) -> &Slot {
@@ -417,14 +478,15 @@ impl Zone {
             return id;
         }
         // Share the namespace's name when it is known.
-        let namespace = match self.namespaces.get(namespace) {
-            Some(shared) => shared.clone(),
+        let namespace = match self.namespaces.get_key_value(namespace) {
+            Some((shared, _)) => shared.clone(),
             None => namespace.into(),
         };
         let new = Slot {
             namespace,
             name: name.into(),
             service: None,
+            service_listed: false,
             slices: Box::new([]),
         };
         let id = match self.free.pop() {
@@ -500,7 +562,10 @@ impl Zone {
             svc.metadata.namespace.as_deref().unwrap_or_default(),
             svc.metadata.name.as_deref().unwrap_or_default(),
         );
-        self.change(id, |s| s.service = Some(entry));
+        self.change(id, |s| {
+            s.service = Some(entry);
+            s.service_listed = true;
+        });
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
@@ -550,6 +615,7 @@ impl Zone {
         }
         let entry = SliceEntry {
             name: name.into(),
+            listed: true,
             endpoints: endpoints.into(),
             hostnames: hostnames.into(),
             ports: slice
@@ -716,9 +782,9 @@ impl Zone {
                 _ => Lookup::NoData,
             },
             ["svc"] | ["pod"] => Lookup::NoData,
-            [ns, "svc"] | [ns, "pod"] => self.exists(self.namespaces.contains(*ns)),
+            [ns, "svc"] | [ns, "pod"] => self.exists(self.namespaces.contains_key(*ns)),
             [pod, ns, "pod"] => match undashed(pod) {
-                Some(ip) if self.namespaces.contains(*ns) => {
+                Some(ip) if self.namespaces.contains_key(*ns) => {
                     self.records_or_nodata(self.addresses(qname, qtype, &[ip]), vec![])
                 }
                 _ => Lookup::NxDomain,
@@ -1221,10 +1287,7 @@ mod tests {
             "A 10.244.5.2"
         );
         assert_eq!(ask(&z, "1.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
-        assert_eq!(
-            z.slice_keys().iter().filter(|k| &*k.1 == "moving").count(),
-            1
-        );
+        assert_eq!(z.count(Kind::Slice), 3, "web-1, db-1 and the one moved");
         // Emptied slots are reused, and every index still finds what it should.
         let slots = z.slots.len();
         z.service_deleted(&headless("late"));
@@ -1235,6 +1298,6 @@ mod tests {
         z.slice_deleted(&slice("other", "10.244.5.2"));
         assert_eq!(ask(&z, "other.app.svc.cluster.local.", A), "NXDOMAIN");
         assert_eq!(ask(&z, "2.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
-        assert!(z.slice_keys().iter().all(|k| &*k.1 != "moving"));
+        assert_eq!(z.count(Kind::Slice), 2);
     }
 }

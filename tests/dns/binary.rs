@@ -4,7 +4,7 @@
 //! nslookup, counts requests on /metrics as CoreDNS names them, and stops on SIGTERM.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proxy::testing::Netns;
 
@@ -80,16 +80,11 @@ async fn the_binary_answers_names_serves_health_readiness_and_metrics_and_stops(
         .status()
         .unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = dns.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kube-dns did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = cluster_tests::until(
+        "kube-dns to stop on SIGTERM",
+        Duration::from_secs(10),
+        async || dns.try_wait().unwrap(),
+    )
+    .await;
     assert!(status.success(), "{status}");
 }

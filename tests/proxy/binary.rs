@@ -4,7 +4,7 @@
 //! leaving the rules in place, and `--cleanup` removes all it created.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,14 +27,10 @@ async fn node(client: &Client, name: &str, pod_cidr: &str, ip: &str) {
 }
 
 async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    cluster_tests::until(what, Duration::from_secs(15), async || {
+        check().then_some(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
