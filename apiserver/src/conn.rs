@@ -133,25 +133,23 @@ where
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let open = Arc::new(());
+    let mut open = tokio::task::JoinSet::new();
     loop {
         let Some((tcp, peer)) = common::tls::accept(&listener, &mut stop).await else {
             break;
         };
-        let counted = open.clone();
-        let connection = handle(tcp, peer);
-        tokio::spawn(async move {
-            connection.await;
-            drop(counted);
-        });
+        // Forget connections that have ended, so the set holds only open ones.
+        while open.try_join_next().is_some() {}
+        open.spawn(handle(tcp, peer));
     }
     drop(listener);
+    // Requests in flight get a moment to finish; what is still open then (watches, which
+    // end only with their timeout) is cut, so watchers reconnect to a server that serves.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while Arc::strong_count(&open) > 1 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        while open.join_next().await.is_some() {}
     })
     .await;
+    open.abort_all();
     Ok(())
 }
 

@@ -163,3 +163,113 @@ async fn services_endpoints_and_namespaces_from_the_apiserver_answer_by_name() {
     eprintln!("a new Service answered {answered:?} after its write");
     server.shutdown().await;
 }
+
+/// The addresses kube-dns answers for `name` (none for NXDOMAIN).
+async fn addresses(
+    dns: &mut hickory_resolver::net::client::Client<
+        hickory_resolver::net::runtime::TokioRuntimeProvider,
+    >,
+    name: &str,
+) -> Vec<String> {
+    data(&ask(dns, name, RecordType::A).await)
+}
+
+/// An apiserver on 127.0.0.1:`port` over the store in `dir`, as a separate run would be.
+fn serve(dir: &std::path::Path, port: u16) -> common::component::InProcess {
+    let config = apiserver::server::Config {
+        data_dir: dir.join("data"),
+        secure_port: 0,
+        insecure_port: Some(port),
+        ..Default::default()
+    };
+    common::component::InProcess::spawn(move |stop| apiserver::server::run(config, stop))
+}
+
+async fn client_of(port: u16) -> kube::Client {
+    let url = format!("http://127.0.0.1:{port}");
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let namespaces = Api::<Namespace>::all(client.clone());
+    until("the apiserver", Duration::from_secs(30), async || {
+        namespaces.list(&Default::default()).await.ok()
+    })
+    .await;
+    client
+}
+
+/// kube-dns keeps answering while its apiserver is away and catches up once it is back: a
+/// Service deleted meanwhile goes, one created meanwhile answers (a component that loses
+/// its apiserver reconnects and resumes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_zone_catches_up_after_losing_its_apiserver() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = apiserver::testing::free_port();
+    let apiserver = serve(dir.path(), port);
+    let client = client_of(port).await;
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "app"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    for (name, ip) in [("kept", "10.96.0.30"), ("gone", "10.96.0.31")] {
+        create::<Service>(
+            &client,
+            None,
+            json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}),
+        )
+        .await;
+    }
+    let zone = Arc::new(RwLock::new(Zone::new("cluster.local", 30).unwrap()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = Running::start(
+        Handler::new(zone.clone(), None, ready.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let _watching = dns::watch::watch(client, zone, ready).await;
+    let mut dns = udp_client(server.addr);
+    assert_eq!(
+        addresses(&mut dns, "gone.app.svc.cluster.local.").await,
+        ["10.96.0.31"]
+    );
+
+    // The apiserver goes; another, on another port, deletes one Service and adds one.
+    apiserver.stop().await.unwrap();
+    let elsewhere = apiserver::testing::free_port();
+    let other = serve(dir.path(), elsewhere);
+    let meanwhile = client_of(elsewhere).await;
+    Api::<Service>::namespaced(meanwhile.clone(), "app")
+        .delete("gone", &Default::default())
+        .await
+        .unwrap();
+    create::<Service>(
+        &meanwhile,
+        None,
+        json!({"metadata": {"name": "new"}, "spec": {"clusterIP": "10.96.0.32", "ports": [{"port": 80}]}}),
+    )
+    .await;
+    other.stop().await.unwrap();
+    // Meanwhile the zone answers from memory.
+    assert_eq!(
+        addresses(&mut dns, "kept.app.svc.cluster.local.").await,
+        ["10.96.0.30"]
+    );
+
+    // Back on its address: the zone catches up.
+    let _back = serve(dir.path(), port);
+    until(
+        "the zone to catch up",
+        Duration::from_secs(60),
+        async || {
+            let gone = addresses(&mut dns, "gone.app.svc.cluster.local.").await;
+            let new = addresses(&mut dns, "new.app.svc.cluster.local.").await;
+            (gone.is_empty() && new == ["10.96.0.32"]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        addresses(&mut dns, "kept.app.svc.cluster.local.").await,
+        ["10.96.0.30"]
+    );
+}
