@@ -17,7 +17,7 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -68,29 +68,96 @@ impl Protocol {
     }
 }
 
-/// A named port: its name, protocol and number.
+/// A Service's or slice's name: up to 22 bytes (most names) inline, longer ones on the heap
+/// (a heap allocation costs 32 bytes however short the name).
+#[derive(Clone, Debug, PartialEq)]
+enum ObjectName {
+    Inline(u8, [u8; 22]),
+    Heap(Box<str>),
+}
+
+impl From<&str> for ObjectName {
+    fn from(name: &str) -> ObjectName {
+        let mut bytes = [0u8; 22];
+        match bytes.get_mut(..name.len()) {
+            Some(prefix) => {
+                prefix.copy_from_slice(name.as_bytes());
+                ObjectName::Inline(name.len() as u8, bytes)
+            }
+            None => ObjectName::Heap(name.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            // Copied whole from a str, so on a character boundary.
+            ObjectName::Inline(len, bytes) => {
+                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default()
+            }
+            ObjectName::Heap(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// A named port: its name (shared, see [`PortNames`]), protocol and number.
 #[derive(Debug, PartialEq)]
 struct Port {
-    name: Box<str>,
+    name: Str,
     protocol: Protocol,
     port: u16,
 }
 
-impl Port {
-    fn new(name: Option<&str>, protocol: Option<&str>, port: i32) -> Option<Port> {
+/// Port names, each kept once: a handful ("http", "https", "metrics", "dns") name most
+/// ports of a cluster. A name goes when the last port using it does (see `Zone::change`).
+#[derive(Default)]
+struct PortNames(HashSet<Str>);
+
+impl PortNames {
+    /// The port `name`/`protocol`/`port` of an object, if it is a named port DNS can serve.
+    fn port(&mut self, name: Option<&str>, protocol: Option<&str>, port: i32) -> Option<Port> {
         let protocol = match protocol.unwrap_or("TCP") {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
             "SCTP" => Protocol::Sctp,
             _ => return None,
         };
+        let port = u16::try_from(port).ok()?;
+        let name = name.filter(|n| !n.is_empty())?;
+        let name = match self.0.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let new: Str = name.into();
+                self.0.insert(new.clone());
+                new
+            }
+        };
         Some(Port {
-            name: name.filter(|n| !n.is_empty())?.into(),
+            name,
             protocol,
-            port: u16::try_from(port).ok()?,
+            port,
         })
     }
 
+    /// Forgets those of `names` that nothing but this set and `names` itself holds.
+    fn release(&mut self, names: Vec<Str>) {
+        for name in names {
+            if Arc::strong_count(&name) == 2 {
+                self.0.remove(&name);
+            }
+        }
+    }
+}
+
+impl Port {
     /// Whether the port answers `_<port>._<proto>` (empty: any).
     fn matches(&self, port: &str, proto: &str) -> bool {
         (port.is_empty() || self.name.eq_ignore_ascii_case(port))
@@ -108,21 +175,61 @@ struct ServiceEntry {
 }
 
 /// One ready address of an endpoint (an endpoint of several addresses has one each).
-#[derive(Debug, PartialEq)]
-struct Endpoint {
-    address: IpAddr,
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Endpoint<A = IpAddr> {
+    address: A,
     /// Where its hostname lies in its slice's `hostnames` (empty: it is named by its
     /// dashed address, as CoreDNS names endpoints without one).
     hostname: (u16, u16),
 }
 
+/// A slice's endpoints: in 8 bytes each when all are IPv4, as nearly every slice's are
+/// (an IpAddr alone takes 17).
+#[derive(Debug, PartialEq)]
+enum Endpoints {
+    V4(Box<[Endpoint<Ipv4Addr>]>),
+    Any(Box<[Endpoint]>),
+}
+
+impl Endpoints {
+    fn new(all: Vec<Endpoint>) -> Endpoints {
+        let v4: Option<Box<[Endpoint<Ipv4Addr>]>> = all
+            .iter()
+            .map(|e| match e.address {
+                IpAddr::V4(address) => Some(Endpoint {
+                    address,
+                    hostname: e.hostname,
+                }),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        match v4 {
+            Some(v4) => Endpoints::V4(v4),
+            None => Endpoints::Any(all.into()),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Endpoint> + '_ {
+        let (v4, any) = match self {
+            Endpoints::V4(v4) => (&v4[..], &[][..]),
+            Endpoints::Any(any) => (&[][..], &any[..]),
+        };
+        v4.iter()
+            .map(|e| Endpoint {
+                address: IpAddr::V4(e.address),
+                hostname: e.hostname,
+            })
+            .chain(any.iter().copied())
+    }
+}
+
 /// One EndpointSlice's part: its ready endpoints and named ports.
 #[derive(Debug, PartialEq)]
 struct SliceEntry {
-    name: Box<str>,
+    name: ObjectName,
     /// Applied since the last relist started.
     listed: bool,
-    endpoints: Box<[Endpoint]>,
+    endpoints: Endpoints,
     /// The endpoints' hostnames end to end: one allocation instead of one each.
     hostnames: Box<str>,
     ports: Box<[Port]>,
@@ -142,7 +249,7 @@ impl SliceEntry {
 #[derive(Debug)]
 struct Slot {
     namespace: Str,
-    name: Box<str>,
+    name: ObjectName,
     service: Option<ServiceEntry>,
     /// The Service was applied since the last relist of Services started.
     service_listed: bool,
@@ -151,8 +258,15 @@ struct Slot {
 }
 
 impl Slot {
+    /// The names of its Service's and slices' ports.
+    fn port_names(&self) -> Vec<Str> {
+        let service = self.service.iter().flat_map(|s| s.ports.iter());
+        let slices = self.slices.iter().flat_map(|s| s.ports.iter());
+        service.chain(slices).map(|p| p.name.clone()).collect()
+    }
+
     /// The ready endpoints, across the slices.
-    fn endpoints(&self) -> impl Iterator<Item = (&Endpoint, &SliceEntry)> {
+    fn endpoints(&self) -> impl Iterator<Item = (Endpoint, &SliceEntry)> {
         self.slices
             .iter()
             .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
@@ -268,6 +382,7 @@ pub struct Zone {
     by_slice: HashTable<(u64, Id)>,
     hasher: RandomState,
     ptr: Reverse,
+    port_names: PortNames,
     /// When the zone last changed (seconds since the epoch), the SOA's serial.
     serial: u32,
 }
@@ -319,6 +434,7 @@ impl Zone {
             by_slice: HashTable::new(),
             hasher: RandomState::new(),
             ptr: Reverse::default(),
+            port_names: PortNames::default(),
             serial: 0,
         })
     }
@@ -421,7 +537,7 @@ impl Zone {
                 gone.len()
             }
             Kind::Slice => {
-                let gone: Vec<(Id, Box<str>)> = self
+                let gone: Vec<(Id, ObjectName)> = self
                     .live()
                     .flat_map(|(id, s)| {
                         s.slices
@@ -555,7 +671,10 @@ impl Zone {
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
+                .filter_map(|p| {
+                    self.port_names
+                        .port(p.name.as_deref(), p.protocol.as_deref(), p.port)
+                })
                 .collect(),
         };
         let id = self.find_or_add(
@@ -616,13 +735,16 @@ impl Zone {
         let entry = SliceEntry {
             name: name.into(),
             listed: true,
-            endpoints: endpoints.into(),
+            endpoints: Endpoints::new(endpoints),
             hostnames: hostnames.into(),
             ports: slice
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port?))
+                .filter_map(|p| {
+                    self.port_names
+                        .port(p.name.as_deref(), p.protocol.as_deref(), p.port?)
+                })
                 .collect(),
         };
         let hash = self.hash(namespace, name);
@@ -690,7 +812,10 @@ impl Zone {
     /// if it is left empty.
     fn change(&mut self, id: Id, apply: impl FnOnce(&mut Slot)) {
         let before = self.reverse_addresses(id);
+        let names = self.slot(id).port_names();
         apply(self.slot_mut(id));
+        // Names the change left unused go.
+        self.port_names.release(names);
         let after = self.reverse_addresses(id);
         // Both sorted: a Service of thousands of endpoints costs n log n, not n squared.
         let kept = |ips: &[IpAddr], ip: &IpAddr| ips.binary_search(ip).is_ok();
@@ -914,7 +1039,7 @@ impl Zone {
         if service.headless {
             for (endpoint, slice) in slot.endpoints() {
                 for p in slice.ports.iter().filter(|p| p.matches(port, proto)) {
-                    if let Some(name) = self.endpoint_name(slot, slice, endpoint) {
+                    if let Some(name) = self.endpoint_name(slot, slice, &endpoint) {
                         targets.push((p.port, name, vec![endpoint.address]));
                     }
                 }
@@ -984,7 +1109,7 @@ impl Zone {
                 names.extend(
                     slot.endpoints()
                         .filter(|(e, _)| e.address == ip)
-                        .filter_map(|(e, slice)| self.endpoint_name(slot, slice, e)),
+                        .filter_map(|(e, slice)| self.endpoint_name(slot, slice, &e)),
                 );
             }
         }
@@ -1299,5 +1424,96 @@ mod tests {
         assert_eq!(ask(&z, "other.app.svc.cluster.local.", A), "NXDOMAIN");
         assert_eq!(ask(&z, "2.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
         assert_eq!(z.count(Kind::Slice), 2);
+    }
+
+    #[test]
+    fn ipv6_endpoints_answer_aaaa_and_their_reverse_names() {
+        use RecordType::*;
+        let mut z = zone();
+        z.service_changed(
+            &serde_json::from_value(json!({"metadata": {"namespace": "app", "name": "v6"},
+                "spec": {"clusterIP": "None"}}))
+            .unwrap(),
+        );
+        z.slice_changed(
+            &serde_json::from_value(json!({
+                "metadata": {"namespace": "app", "name": "v6-1",
+                    "labels": {"kubernetes.io/service-name": "v6"}},
+                "addressType": "IPv6",
+                "endpoints": [{"addresses": ["fd00::5"], "hostname": "h-0"}, {"addresses": ["fd00::6"]}]}))
+            .unwrap(),
+        );
+        assert_eq!(
+            ask(&z, "v6.app.svc.cluster.local.", AAAA),
+            "AAAA fd00::5; AAAA fd00::6"
+        );
+        assert_eq!(ask(&z, "v6.app.svc.cluster.local.", A), "NODATA");
+        assert_eq!(
+            ask(&z, "h-0.v6.app.svc.cluster.local.", AAAA),
+            "AAAA fd00::5"
+        );
+        assert_eq!(
+            ask(&z, "fd00--6.v6.app.svc.cluster.local.", AAAA),
+            "AAAA fd00::6"
+        );
+        assert_eq!(
+            ask(
+                &z,
+                "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+                PTR
+            ),
+            "PTR h-0.v6.app.svc.cluster.local."
+        );
+    }
+
+    #[test]
+    fn port_names_are_kept_once_and_go_with_their_last_port() {
+        let mut z = Zone::new("cluster.local", 30).unwrap();
+        let service = |name: &str, ports: serde_json::Value| -> Service {
+            serde_json::from_value(json!({"metadata": {"namespace": "app", "name": name},
+                "spec": {"clusterIP": "10.96.0.9", "ports": ports}}))
+            .unwrap()
+        };
+        let a = service("a", json!([{"name": "http", "port": 80}]));
+        let b = service(
+            "b",
+            json!([{"name": "http", "port": 80}, {"name": "grpc", "port": 90}]),
+        );
+        z.service_changed(&a);
+        z.service_changed(&b);
+        z.service_changed(&b);
+        assert_eq!(z.port_names.0.len(), 2);
+        z.service_deleted(&b);
+        assert_eq!(
+            z.port_names.0.len(),
+            1,
+            "grpc went with b, http stays for a"
+        );
+        assert_eq!(
+            ask(&z, "_http._tcp.a.app.svc.cluster.local.", RecordType::SRV),
+            "SRV 0 100 80 a.app.svc.cluster.local.; + a.app.svc.cluster.local. A 10.96.0.9"
+        );
+        z.service_changed(&service("a", json!([])));
+        assert!(z.port_names.0.is_empty());
+    }
+
+    #[test]
+    fn object_names_up_to_22_bytes_are_inline_and_longer_ones_whole() {
+        for name in [
+            "",
+            "web",
+            "a-name-of-22-bytes-abc",
+            "a-name-of-23-bytes-abcd",
+        ] {
+            let kept = ObjectName::from(name);
+            assert_eq!(&*kept, name);
+            assert_eq!(
+                matches!(kept, ObjectName::Inline(..)),
+                name.len() <= 22,
+                "{name}"
+            );
+        }
+        let long = "x".repeat(63);
+        assert_eq!(&*ObjectName::from(long.as_str()), long);
     }
 }
