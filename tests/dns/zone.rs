@@ -33,6 +33,22 @@ where
         .unwrap();
 }
 
+/// A DNS server on loopback answering from a zone that `client`'s cluster feeds, once it
+/// has listed everything (the second handle keeps the watches running).
+async fn serve_zone(client: kube::Client) -> (Running, common::informer::Running) {
+    let zone = Arc::new(RwLock::new(Zone::new("cluster.local", 30).unwrap()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = Running::start(
+        Handler::new(zone.clone(), None, ready.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let watching = dns::watch::watch(client, zone, ready.clone()).await;
+    assert!(ready.load(Ordering::Acquire));
+    (server, watching)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_endpoints_and_namespaces_from_the_apiserver_answer_by_name() {
     let api = LocalApiServer::start().await;
@@ -66,16 +82,7 @@ async fn services_endpoints_and_namespaces_from_the_apiserver_answer_by_name() {
     )
     .await;
 
-    let zone = Arc::new(RwLock::new(Zone::new("cluster.local", 30).unwrap()));
-    let ready = Arc::new(AtomicBool::new(false));
-    let server = Running::start(
-        Handler::new(zone.clone(), None, ready.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let _watching = dns::watch::watch(api.client.clone(), zone, ready.clone()).await;
-    assert!(ready.load(Ordering::Acquire));
+    let (server, _watching) = serve_zone(api.client.clone()).await;
     let mut dns = udp_client(server.addr);
 
     let cases: &[(&str, RecordType, ResponseCode, &[&str])] = &[
@@ -219,15 +226,7 @@ async fn the_zone_catches_up_after_losing_its_apiserver() {
         )
         .await;
     }
-    let zone = Arc::new(RwLock::new(Zone::new("cluster.local", 30).unwrap()));
-    let ready = Arc::new(AtomicBool::new(false));
-    let server = Running::start(
-        Handler::new(zone.clone(), None, ready.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let _watching = dns::watch::watch(client, zone, ready).await;
+    let (server, _watching) = serve_zone(client).await;
     let mut dns = udp_client(server.addr);
     assert_eq!(
         addresses(&mut dns, "gone.app.svc.cluster.local.").await,
