@@ -9,10 +9,9 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-use std::path::Path;
 use std::time::Duration;
 
 use dns::zone::Zone;
