@@ -323,11 +323,16 @@ impl Reverse {
         }
     }
 
-    fn owners(&self, ip: IpAddr) -> Vec<Id> {
-        match self.get(ip) {
-            None => Vec::new(),
-            Some(SHARED) => self.shared.get(&ip).cloned().unwrap_or_default(),
-            Some(id) => vec![id],
+    /// The slots with a name for `ip`, borrowed from the index (a query allocates nothing).
+    fn owners(&self, ip: IpAddr) -> &[Id] {
+        let one = match ip {
+            IpAddr::V4(a) => self.v4.get(&a),
+            IpAddr::V6(a) => self.v6.get(&a),
+        };
+        match one {
+            None => &[],
+            Some(&SHARED) => self.shared.get(&ip).map_or(&[], Vec::as_slice),
+            Some(id) => std::slice::from_ref(id),
         }
     }
 
@@ -1097,7 +1102,7 @@ impl Zone {
             return Lookup::NoData;
         }
         let mut names = Vec::new();
-        for id in owners {
+        for &id in owners {
             let slot = self.slot(id);
             let Some(service) = &slot.service else {
                 continue;
