@@ -17,16 +17,23 @@
 //! Reverse names (`in-addr.arpa.`, `ip6.arpa.`) of ClusterIPs and endpoint addresses answer
 //! PTR; other reverse names and names outside the zone are not the zone's ([`Lookup::NotOurs`]).
 
-use std::collections::{HashMap, HashSet};
+mod packed;
+mod slab;
+
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use packed::{Endpoint, Port, ServiceEntry, Slice, SliceEntry, Slices};
+use slab::Slab;
 
 /// The specification's schema version, served as `dns-version.<zone>` TXT.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -44,29 +51,12 @@ pub enum Kind {
 }
 
 // The zone keeps what the objects mean in as few bytes as it can: each Service name has a
-// slot in a slab, the indexes hold slot numbers (4 bytes) rather than keys, and records and
-// DNS names are built when a question asks for them.
+// slot in a slab, the indexes hold slot numbers (4 bytes) rather than keys, a Service's or
+// slice's data is one allocation of bytes (`packed`), and records and DNS names are built
+// when a question asks for them.
 
 /// A slot's number in the slab.
 type Id = u32;
-
-/// A port's protocol, as SRV names it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    fn label(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-        }
-    }
-}
 
 /// A Service's or slice's name: up to 22 bytes (most names) inline, longer ones on the heap
 /// (a heap allocation costs 32 bytes however short the name).
@@ -108,142 +98,6 @@ impl std::fmt::Display for ObjectName {
     }
 }
 
-/// A named port: its name (shared, see [`PortNames`]), protocol and number.
-#[derive(Debug, PartialEq)]
-struct Port {
-    name: Str,
-    protocol: Protocol,
-    port: u16,
-}
-
-/// Port names, each kept once: a handful ("http", "https", "metrics", "dns") name most
-/// ports of a cluster. A name goes when the last port using it does (see `Zone::change`).
-#[derive(Default)]
-struct PortNames(HashSet<Str>);
-
-impl PortNames {
-    /// The port `name`/`protocol`/`port` of an object, if it is a named port DNS can serve.
-    fn port(&mut self, name: Option<&str>, protocol: Option<&str>, port: i32) -> Option<Port> {
-        let protocol = match protocol.unwrap_or("TCP") {
-            "TCP" => Protocol::Tcp,
-            "UDP" => Protocol::Udp,
-            "SCTP" => Protocol::Sctp,
-            _ => return None,
-        };
-        let port = u16::try_from(port).ok()?;
-        let name = name.filter(|n| !n.is_empty())?;
-        let name = match self.0.get(name) {
-            Some(shared) => shared.clone(),
-            None => {
-                let new: Str = name.into();
-                self.0.insert(new.clone());
-                new
-            }
-        };
-        Some(Port {
-            name,
-            protocol,
-            port,
-        })
-    }
-
-    /// Forgets those of `names` that nothing but this set and `names` itself holds.
-    fn release(&mut self, names: Vec<Str>) {
-        for name in names {
-            if Arc::strong_count(&name) == 2 {
-                self.0.remove(&name);
-            }
-        }
-    }
-}
-
-impl Port {
-    /// Whether the port answers `_<port>._<proto>` (empty: any).
-    fn matches(&self, port: &str, proto: &str) -> bool {
-        (port.is_empty() || self.name.eq_ignore_ascii_case(port))
-            && (proto.is_empty() || self.protocol.label().eq_ignore_ascii_case(proto))
-    }
-}
-
-/// What a Service contributes.
-#[derive(Debug, PartialEq)]
-struct ServiceEntry {
-    cluster_ips: Box<[IpAddr]>,
-    headless: bool,
-    external_name: Option<Box<Name>>,
-    ports: Box<[Port]>,
-}
-
-/// One ready address of an endpoint (an endpoint of several addresses has one each).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Endpoint<A = IpAddr> {
-    address: A,
-    /// Where its hostname lies in its slice's `hostnames` (empty: it is named by its
-    /// dashed address, as CoreDNS names endpoints without one).
-    hostname: (u16, u16),
-}
-
-/// A slice's endpoints: in 8 bytes each when all are IPv4, as nearly every slice's are
-/// (an IpAddr alone takes 17).
-#[derive(Debug, PartialEq)]
-enum Endpoints {
-    V4(Box<[Endpoint<Ipv4Addr>]>),
-    Any(Box<[Endpoint]>),
-}
-
-impl Endpoints {
-    fn new(all: Vec<Endpoint>) -> Endpoints {
-        let v4: Option<Box<[Endpoint<Ipv4Addr>]>> = all
-            .iter()
-            .map(|e| match e.address {
-                IpAddr::V4(address) => Some(Endpoint {
-                    address,
-                    hostname: e.hostname,
-                }),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        match v4 {
-            Some(v4) => Endpoints::V4(v4),
-            None => Endpoints::Any(all.into()),
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = Endpoint> + '_ {
-        let (v4, any) = match self {
-            Endpoints::V4(v4) => (&v4[..], &[][..]),
-            Endpoints::Any(any) => (&[][..], &any[..]),
-        };
-        v4.iter()
-            .map(|e| Endpoint {
-                address: IpAddr::V4(e.address),
-                hostname: e.hostname,
-            })
-            .chain(any.iter().copied())
-    }
-}
-
-/// One EndpointSlice's part: its ready endpoints and named ports.
-#[derive(Debug, PartialEq)]
-struct SliceEntry {
-    name: ObjectName,
-    /// Applied since the last relist started.
-    listed: bool,
-    endpoints: Endpoints,
-    /// The endpoints' hostnames end to end: one allocation instead of one each.
-    hostnames: Box<str>,
-    ports: Box<[Port]>,
-}
-
-impl SliceEntry {
-    fn hostname(&self, endpoint: &Endpoint) -> Option<&str> {
-        let (start, end) = endpoint.hostname;
-        self.hostnames
-            .get(start as usize..end as usize)
-            .filter(|h| !h.is_empty())
-    }
-}
-
 /// What one Service name holds: its Service, once seen, and the slices labelled with it
 /// (which may come first). Freed when both are gone.
 #[derive(Debug)]
@@ -253,27 +107,15 @@ struct Slot {
     service: Option<ServiceEntry>,
     /// The Service was applied since the last relist of Services started.
     service_listed: bool,
-    /// Sorted by name.
-    slices: Box<[SliceEntry]>,
+    slices: Slices,
 }
 
 impl Slot {
-    /// The names of its Service's and slices' ports.
-    fn port_names(&self) -> Vec<Str> {
-        let service = self.service.iter().flat_map(|s| s.ports.iter());
-        let slices = self.slices.iter().flat_map(|s| s.ports.iter());
-        service.chain(slices).map(|p| p.name.clone()).collect()
-    }
-
     /// The ready endpoints, across the slices.
-    fn endpoints(&self) -> impl Iterator<Item = (Endpoint, &SliceEntry)> {
+    fn endpoints(&self) -> impl Iterator<Item = (Endpoint<'_>, Slice<'_>)> {
         self.slices
             .iter()
-            .flat_map(|slice| slice.endpoints.iter().map(move |e| (e, slice)))
-    }
-
-    fn slice(&self, name: &str) -> Result<usize, usize> {
-        self.slices.binary_search_by(|s| (*s.name).cmp(name))
+            .flat_map(|slice| slice.endpoints().map(move |e| (e, slice)))
     }
 }
 
@@ -377,17 +219,15 @@ pub struct Zone {
     ttl: u32,
     /// The namespaces, each marked when (re)listed.
     namespaces: HashMap<Str, bool>,
-    /// The slab of slots; `free` lists the empty ones.
-    slots: Vec<Option<Slot>>,
-    free: Vec<Id>,
+    slots: Slab<Slot>,
     /// Slots by (namespace, Service name).
     by_name: HashTable<Id>,
-    /// The slot holding each slice, by (namespace, slice name), with that hash: a slot
-    /// holds several slices, so its number alone cannot be rehashed.
-    by_slice: HashTable<(u64, Id)>,
+    /// The slot holding each slice, by (namespace, slice name), with 32 bits of that hash
+    /// (see `slice_hash`): a slot holds several slices, so its number alone cannot be
+    /// rehashed.
+    by_slice: HashTable<(u32, Id)>,
     hasher: RandomState,
     ptr: Reverse,
-    port_names: PortNames,
     /// When the zone last changed (seconds since the epoch), the SOA's serial.
     serial: u32,
 }
@@ -412,15 +252,18 @@ fn undashed(label: &str) -> Option<IpAddr> {
     label.replace('-', ":").parse().ok()
 }
 
+/// A 32-bit hash as the 64 bits a hash table reads.
+fn spread(short: u32) -> u64 {
+    (u64::from(short) << 32) | u64::from(short)
+}
+
 fn lower(label: &[u8]) -> String {
     String::from_utf8_lossy(label).to_ascii_lowercase()
 }
 
 /// A slot of the slab (every number an index hands out is one).
-fn slot(slots: &[Option<Slot>], id: Id) -> &Slot {
-    slots[id as usize]
-        .as_ref()
-        .expect("indexes name live slots")
+fn slot(slots: &Slab<Slot>, id: Id) -> &Slot {
+    slots.get(id).expect("indexes name live slots")
 }
 
 impl Zone {
@@ -433,13 +276,11 @@ impl Zone {
             origin: origin.to_lowercase(),
             ttl,
             namespaces: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slab::default(),
             by_name: HashTable::new(),
             by_slice: HashTable::new(),
             hasher: RandomState::new(),
             ptr: Reverse::default(),
-            port_names: PortNames::default(),
             serial: 0,
         })
     }
@@ -495,7 +336,7 @@ impl Zone {
 
     /// How many objects of `kind` the zone holds.
     pub fn count(&self, kind: Kind) -> usize {
-        let slots = self.slots.iter().flatten();
+        let slots = self.slots.iter().map(|(_, s)| s);
         match kind {
             Kind::Namespace => self.namespaces.len(),
             Kind::Service => slots.filter(|s| s.service.is_some()).count(),
@@ -509,13 +350,13 @@ impl Zone {
         match kind {
             Kind::Namespace => self.namespaces.values_mut().for_each(|l| *l = false),
             Kind::Service => {
-                for s in self.slots.iter_mut().flatten() {
+                for s in self.slots.values_mut() {
                     s.service_listed = false;
                 }
             }
             Kind::Slice => {
-                for s in self.slots.iter_mut().flatten() {
-                    s.slices.iter_mut().for_each(|slice| slice.listed = false);
+                for s in self.slots.values_mut() {
+                    s.slices.set_listed(false);
                 }
             }
         }
@@ -542,17 +383,17 @@ impl Zone {
                 gone.len()
             }
             Kind::Slice => {
-                let gone: Vec<(Id, ObjectName)> = self
+                let gone: Vec<(Id, String)> = self
                     .live()
                     .flat_map(|(id, s)| {
                         s.slices
                             .iter()
-                            .filter(|slice| !slice.listed)
-                            .map(move |slice| (id, slice.name.clone()))
+                            .filter(|slice| !slice.listed())
+                            .map(move |slice| (id, slice.name().to_owned()))
                     })
                     .collect();
                 for (id, name) in &gone {
-                    let hash = self.hash(&self.slot(*id).namespace, name);
+                    let hash = self.slice_hash(&self.slot(*id).namespace, name);
                     self.unfile_slice(hash, *id, name);
                 }
                 gone.len()
@@ -562,10 +403,7 @@ impl Zone {
 
     /// The slots in use, with their numbers.
     fn live(&self) -> impl Iterator<Item = (Id, &Slot)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| Some((i as Id, s.as_ref()?)))
+        self.slots.iter()
     }
 
     fn slot(&self, id: Id) -> &Slot {
@@ -573,13 +411,18 @@ impl Zone {
     }
 
     fn slot_mut(&mut self, id: Id) -> &mut Slot {
-        self.slots[id as usize]
-            .as_mut()
-            .expect("indexes name live slots")
+        self.slots.get_mut(id).expect("indexes name live slots")
     }
 
     fn hash(&self, namespace: &str, name: &str) -> u64 {
         self.hasher.hash_one((namespace, name))
+    }
+
+    /// The hash of a slice's (namespace, name) as `by_slice` keeps it: 32 bits, spread over
+    /// the 64 the table reads (the low ones choose the bucket, the high ones are the tag),
+    /// so that an entry is 8 bytes and the table can still rehash from it.
+    fn slice_hash(&self, namespace: &str, name: &str) -> u64 {
+        spread(self.hash(namespace, name) as u32)
     }
 
     /// The slot of Service `name` in `namespace`.
@@ -608,18 +451,9 @@ impl Zone {
             name: name.into(),
             service: None,
             service_listed: false,
-            slices: Box::new([]),
+            slices: Slices::default(),
         };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id as usize] = Some(new);
-                id
-            }
-            None => {
-                self.slots.push(Some(new));
-                Id::try_from(self.slots.len() - 1).expect("fewer than 4 billion Services")
-            }
-        };
+        let id = self.slots.insert(new);
         let hash = self.hash(&self.slot(id).namespace, name);
         let Zone {
             slots,
@@ -644,8 +478,7 @@ impl Zone {
         if let Ok(entry) = self.by_name.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
-        self.slots[id as usize] = None;
-        self.free.push(id);
+        self.slots.remove(id);
     }
 
     pub fn service_changed(&mut self, svc: &Service) {
@@ -659,28 +492,26 @@ impl Zone {
                 .filter(|n| n.num_labels() > 0 && n.to_string().parse::<IpAddr>().is_err())
                 .map(|mut n| {
                     n.set_fqdn(true);
-                    Box::new(n)
+                    n
                 }),
             _ => None,
         };
-        let ips: &[String] = match &spec.cluster_ips {
-            Some(ips) if !ips.is_empty() => ips,
-            _ => spec.cluster_ip.as_slice(),
-        };
-        let headless = external_name.is_none() && ips.iter().any(|ip| ip == "None");
-        let entry = ServiceEntry {
-            cluster_ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
-            headless,
-            external_name,
-            ports: spec
-                .ports
-                .iter()
-                .flatten()
-                .filter_map(|p| {
-                    self.port_names
-                        .port(p.name.as_deref(), p.protocol.as_deref(), p.port)
-                })
-                .collect(),
+        let entry = match external_name {
+            Some(target) => ServiceEntry::external(&target),
+            None => {
+                let ips: &[String] = match &spec.cluster_ips {
+                    Some(ips) if !ips.is_empty() => ips,
+                    _ => spec.cluster_ip.as_slice(),
+                };
+                let headless = ips.iter().any(|ip| ip == "None");
+                let cluster_ips: Vec<IpAddr> =
+                    ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+                let ports =
+                    spec.ports.iter().flatten().filter_map(|p| {
+                        Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port)
+                    });
+                ServiceEntry::new(headless, &cluster_ips, ports)
+            }
         };
         let id = self.find_or_add(
             svc.metadata.namespace.as_deref().unwrap_or_default(),
@@ -714,62 +545,40 @@ impl Zone {
             .as_ref()
             .and_then(|l| l.get("kubernetes.io/service-name"))
             .map_or("", String::as_str);
-        let mut hostnames = String::new();
-        let mut endpoints = Vec::new();
         // Ready unless said otherwise; the slice controller already counts
         // publishNotReadyAddresses as ready.
-        for e in slice
+        let endpoints = slice
             .endpoints
             .iter()
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        {
-            let start = hostnames.len();
-            hostnames.push_str(e.hostname.as_deref().unwrap_or_default());
-            // A slice holds at most 1,000 endpoints of 63-byte hostnames: this always fits.
-            let hostname = match (u16::try_from(start), u16::try_from(hostnames.len())) {
-                (Ok(start), Ok(end)) => (start, end),
-                _ => (0, 0),
-            };
-            endpoints.extend(
+            .flat_map(|e| {
+                let hostname = e.hostname.as_deref();
                 e.addresses
                     .iter()
                     .filter_map(|a| a.parse().ok())
-                    .map(|address| Endpoint { address, hostname }),
-            );
-        }
-        let entry = SliceEntry {
-            name: name.into(),
-            listed: true,
-            endpoints: Endpoints::new(endpoints),
-            hostnames: hostnames.into(),
-            ports: slice
-                .ports
-                .iter()
-                .flatten()
-                .filter_map(|p| {
-                    self.port_names
-                        .port(p.name.as_deref(), p.protocol.as_deref(), p.port?)
-                })
-                .collect(),
+                    .map(move |address| Endpoint { address, hostname })
+            });
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port?));
+        // Object names are at most 253 bytes: an entry is refused only for a name no
+        // apiserver accepts.
+        let Some(entry) = SliceEntry::new(name, ports, endpoints) else {
+            return;
         };
-        let hash = self.hash(namespace, name);
+        let hash = self.slice_hash(namespace, name);
         let holder = self.slice_holder(hash, namespace, name);
         if let Some(old) = holder.filter(|&id| &*self.slot(id).name != service) {
             self.unfile_slice(hash, old, name);
         }
         let id = self.find_or_add(namespace, service);
         if holder != Some(id) {
-            self.by_slice.insert_unique(hash, (hash, id), |&(h, _)| h);
+            self.by_slice
+                .insert_unique(hash, (hash as u32, id), |&(h, _)| spread(h));
         }
-        self.change(id, |s| {
-            let mut slices = std::mem::take(&mut s.slices).into_vec();
-            match slices.binary_search_by(|x| x.name.cmp(&entry.name)) {
-                Ok(i) => slices[i] = entry,
-                Err(i) => slices.insert(i, entry),
-            }
-            // Exactly as long as it is: no room kept for slices that may never come.
-            s.slices = slices.into_boxed_slice();
-        });
+        self.change(id, |s| s.slices.insert(&entry));
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {
@@ -780,18 +589,18 @@ impl Zone {
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) {
-        let hash = self.hash(namespace, name);
+        let hash = self.slice_hash(namespace, name);
         if let Some(id) = self.slice_holder(hash, namespace, name) {
             self.unfile_slice(hash, id, name);
         }
     }
 
-    /// The slot holding slice `name` of `namespace` (`hash` is theirs).
+    /// The slot holding slice `name` of `namespace` (`hash`: their `slice_hash`).
     fn slice_holder(&self, hash: u64, namespace: &str, name: &str) -> Option<Id> {
         self.by_slice
             .find(hash, |&(h, id)| {
                 let s = self.slot(id);
-                h == hash && &*s.namespace == namespace && s.slice(name).is_ok()
+                h == hash as u32 && &*s.namespace == namespace && s.slices.contains(name)
             })
             .map(|&(_, id)| id)
     }
@@ -800,16 +609,12 @@ impl Zone {
     fn unfile_slice(&mut self, hash: u64, id: Id, name: &str) {
         if let Ok(entry) = self
             .by_slice
-            .find_entry(hash, |&(h, other)| h == hash && other == id)
+            .find_entry(hash, |&(h, other)| h == hash as u32 && other == id)
         {
             entry.remove();
         }
         self.change(id, |s| {
-            if let Ok(i) = s.slice(name) {
-                let mut slices = std::mem::take(&mut s.slices).into_vec();
-                slices.remove(i);
-                s.slices = slices.into_boxed_slice();
-            }
+            s.slices.remove(name);
         });
     }
 
@@ -817,10 +622,7 @@ impl Zone {
     /// if it is left empty.
     fn change(&mut self, id: Id, apply: impl FnOnce(&mut Slot)) {
         let before = self.reverse_addresses(id);
-        let names = self.slot(id).port_names();
         apply(self.slot_mut(id));
-        // Names the change left unused go.
-        self.port_names.release(names);
         let after = self.reverse_addresses(id);
         // Both sorted: a Service of thousands of endpoints costs n log n, not n squared.
         let kept = |ips: &[IpAddr], ip: &IpAddr| ips.binary_search(ip).is_ok();
@@ -840,8 +642,8 @@ impl Zone {
         let Some(service) = &s.service else {
             return Vec::new();
         };
-        let mut ips = service.cluster_ips.to_vec();
-        if service.external_name.is_none() {
+        let mut ips: Vec<IpAddr> = service.cluster_ips().collect();
+        if !service.is_external() {
             ips.extend(s.endpoints().map(|(e, _)| e.address));
         }
         ips.sort_unstable();
@@ -857,8 +659,8 @@ impl Zone {
     }
 
     /// `<endpoint>.<svc>.<ns>.svc.<zone>`.
-    fn endpoint_name(&self, s: &Slot, slice: &SliceEntry, endpoint: &Endpoint) -> Option<Name> {
-        let label = match slice.hostname(endpoint) {
+    fn endpoint_name(&self, s: &Slot, endpoint: &Endpoint) -> Option<Name> {
+        let label = match endpoint.hostname {
             Some(h) => Name::from_ascii(h),
             None => Name::from_ascii(dashed(&endpoint.address)),
         };
@@ -877,14 +679,19 @@ impl Zone {
     }
 
     /// The addresses among `ips` of the type asked, as records of `name`.
-    fn addresses(&self, name: &Name, qtype: RecordType, ips: &[IpAddr]) -> Vec<Record> {
-        ips.iter()
+    fn addresses(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        ips: impl IntoIterator<Item = IpAddr>,
+    ) -> Vec<Record> {
+        ips.into_iter()
             .filter(|ip| match qtype {
                 RecordType::A => ip.is_ipv4(),
                 RecordType::AAAA => ip.is_ipv6(),
                 _ => false,
             })
-            .map(|ip| self.address(name, *ip))
+            .map(|ip| self.address(name, ip))
             .collect()
     }
 
@@ -915,7 +722,7 @@ impl Zone {
             [ns, "svc"] | [ns, "pod"] => self.exists(self.namespaces.contains_key(*ns)),
             [pod, ns, "pod"] => match undashed(pod) {
                 Some(ip) if self.namespaces.contains_key(*ns) => {
-                    self.records_or_nodata(self.addresses(qname, qtype, &[ip]), vec![])
+                    self.records_or_nodata(self.addresses(qname, qtype, [ip]), vec![])
                 }
                 _ => Lookup::NxDomain,
             },
@@ -974,23 +781,23 @@ impl Zone {
         let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
-        if let Some(target) = &service.external_name {
-            let cname = self.record(qname, RData::CNAME(CNAME((**target).clone())));
+        if let Some(target) = service.external_name() {
+            let cname = self.record(qname, RData::CNAME(CNAME(target)));
             return self.records(vec![cname], vec![]);
         }
         if qtype == RecordType::SRV {
             return self.srv(qname, qtype, found, "", "");
         }
-        if !service.headless {
+        if !service.headless() {
             return self
-                .records_or_nodata(self.addresses(qname, qtype, &service.cluster_ips), vec![]);
+                .records_or_nodata(self.addresses(qname, qtype, service.cluster_ips()), vec![]);
         }
-        let ips: Vec<IpAddr> = slot.endpoints().map(|(e, _)| e.address).collect();
-        if ips.is_empty() {
+        if slot.endpoints().next().is_none() {
             // A headless Service without ready endpoints does not exist (the specification).
             return Lookup::NxDomain;
         }
-        self.records_or_nodata(self.addresses(qname, qtype, &ips), vec![])
+        let ips = slot.endpoints().map(|(e, _)| e.address);
+        self.records_or_nodata(self.addresses(qname, qtype, ips), vec![])
     }
 
     /// `<endpoint>.<svc>.<ns>.svc.<zone>`: the ready endpoint of that hostname (or dashed
@@ -1005,12 +812,12 @@ impl Zone {
         let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
-        if service.external_name.is_some() {
+        if service.is_external() {
             return Lookup::NxDomain;
         }
         let ips: Vec<IpAddr> = slot
             .endpoints()
-            .filter(|(e, slice)| match slice.hostname(e) {
+            .filter(|(e, _)| match e.hostname {
                 Some(h) => h.eq_ignore_ascii_case(label),
                 None => dashed(&e.address) == label,
             })
@@ -1019,7 +826,7 @@ impl Zone {
         if ips.is_empty() {
             return Lookup::NxDomain;
         }
-        self.records_or_nodata(self.addresses(qname, qtype, &ips), vec![])
+        self.records_or_nodata(self.addresses(qname, qtype, ips), vec![])
     }
 
     /// SRV records of a Service's named ports matching `port` and `proto` (empty: any): to
@@ -1036,28 +843,28 @@ impl Zone {
         let Some((slot, service)) = found else {
             return Lookup::NxDomain;
         };
-        if service.external_name.is_some() {
+        if service.is_external() {
             return Lookup::NxDomain;
         }
         // (port, target, target's addresses)
         let mut targets: Vec<(u16, Name, Vec<IpAddr>)> = Vec::new();
-        if service.headless {
+        if service.headless() {
             for (endpoint, slice) in slot.endpoints() {
-                for p in slice.ports.iter().filter(|p| p.matches(port, proto)) {
-                    if let Some(name) = self.endpoint_name(slot, slice, &endpoint) {
+                for p in slice.ports().filter(|p| p.matches(port, proto)) {
+                    if let Some(name) = self.endpoint_name(slot, &endpoint) {
                         targets.push((p.port, name, vec![endpoint.address]));
                     }
                 }
             }
         } else if let Some(name) = self.service_name(slot) {
-            for p in service.ports.iter().filter(|p| p.matches(port, proto)) {
-                targets.push((p.port, name.clone(), service.cluster_ips.to_vec()));
+            for p in service.ports().filter(|p| p.matches(port, proto)) {
+                targets.push((p.port, name.clone(), service.cluster_ips().collect()));
             }
         }
         if targets.is_empty() {
             return if port.is_empty() {
                 // The Service exists, without named ports (or ready endpoints).
-                if service.headless {
+                if service.headless() {
                     Lookup::NxDomain
                 } else {
                     Lookup::NoData
@@ -1107,14 +914,14 @@ impl Zone {
             let Some(service) = &slot.service else {
                 continue;
             };
-            if service.cluster_ips.contains(&ip) {
+            if service.cluster_ips().any(|c| c == ip) {
                 names.extend(self.service_name(slot));
             }
-            if service.external_name.is_none() {
+            if !service.is_external() {
                 names.extend(
                     slot.endpoints()
                         .filter(|(e, _)| e.address == ip)
-                        .filter_map(|(e, slice)| self.endpoint_name(slot, slice, &e)),
+                        .filter_map(|(e, _)| self.endpoint_name(slot, &e)),
                 );
             }
         }
@@ -1419,10 +1226,10 @@ mod tests {
         assert_eq!(ask(&z, "1.5.244.10.in-addr.arpa.", PTR), "NOT OURS");
         assert_eq!(z.count(Kind::Slice), 3, "web-1, db-1 and the one moved");
         // Emptied slots are reused, and every index still finds what it should.
-        let slots = z.slots.len();
+        let slots = z.slots.capacity_used();
         z.service_deleted(&headless("late"));
         z.service_changed(&headless("again"));
-        assert_eq!(z.slots.len(), slots);
+        assert_eq!(z.slots.capacity_used(), slots);
         assert_eq!(ask(&z, "again.app.svc.cluster.local.", A), "NXDOMAIN");
         assert_eq!(ask(&z, "db-0.db.app.svc.cluster.local.", A), "A 10.244.2.7");
         z.slice_deleted(&slice("other", "10.244.5.2"));
@@ -1472,7 +1279,7 @@ mod tests {
     }
 
     #[test]
-    fn port_names_are_kept_once_and_go_with_their_last_port() {
+    fn ports_follow_their_services_changes() {
         let mut z = Zone::new("cluster.local", 30).unwrap();
         let service = |name: &str, ports: serde_json::Value| -> Service {
             serde_json::from_value(json!({"metadata": {"namespace": "app", "name": name},
@@ -1482,24 +1289,33 @@ mod tests {
         let a = service("a", json!([{"name": "http", "port": 80}]));
         let b = service(
             "b",
-            json!([{"name": "http", "port": 80}, {"name": "grpc", "port": 90}]),
+            json!([{"name": "http", "port": 80}, {"name": "grpc", "port": 90, "protocol": "UDP"}]),
         );
         z.service_changed(&a);
         z.service_changed(&b);
         z.service_changed(&b);
-        assert_eq!(z.port_names.0.len(), 2);
+        assert_eq!(
+            ask(&z, "_grpc._udp.b.app.svc.cluster.local.", RecordType::SRV),
+            "SRV 0 100 90 b.app.svc.cluster.local.; + b.app.svc.cluster.local. A 10.96.0.9"
+        );
         z.service_deleted(&b);
         assert_eq!(
-            z.port_names.0.len(),
-            1,
-            "grpc went with b, http stays for a"
+            ask(&z, "_grpc._udp.b.app.svc.cluster.local.", RecordType::SRV),
+            "NXDOMAIN"
         );
         assert_eq!(
             ask(&z, "_http._tcp.a.app.svc.cluster.local.", RecordType::SRV),
             "SRV 0 100 80 a.app.svc.cluster.local.; + a.app.svc.cluster.local. A 10.96.0.9"
         );
-        z.service_changed(&service("a", json!([])));
-        assert!(z.port_names.0.is_empty());
+        z.service_changed(&service("a", json!([{"name": "web", "port": 8080}])));
+        assert_eq!(
+            ask(&z, "_http._tcp.a.app.svc.cluster.local.", RecordType::SRV),
+            "NXDOMAIN"
+        );
+        assert_eq!(
+            ask(&z, "_web._tcp.a.app.svc.cluster.local.", RecordType::SRV),
+            "SRV 0 100 8080 a.app.svc.cluster.local.; + a.app.svc.cluster.local. A 10.96.0.9"
+        );
     }
 
     #[test]
