@@ -1319,6 +1319,12 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_takes_80_bytes_in_the_slab() {
+        // docs/dns.md counts on it: the slab holds one per Service name.
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 80);
+    }
+
+    #[test]
     fn object_names_up_to_22_bytes_are_inline_and_longer_ones_whole() {
         for name in [
             "",
