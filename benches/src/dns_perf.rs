@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use dns::testing::{NAMESPACES, namespace, service, slice};
 use dns::zone::Zone;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -22,8 +23,6 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const NAMESPACES: usize = 100;
 
 #[derive(Debug, serde::Serialize)]
 pub struct Result {
@@ -64,48 +63,6 @@ fn rss(pid: &str) -> u64 {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn namespace(n: usize) -> Namespace {
-    serde_json::from_value(json!({"metadata": {"name": format!("ns-{n}")}})).unwrap()
-}
-
-fn service(i: usize) -> Service {
-    let headless = i.is_multiple_of(10);
-    let ip = if headless {
-        "None".to_owned()
-    } else {
-        format!("10.96.{}.{}", i / 250, i % 250 + 1)
-    };
-    serde_json::from_value(json!({
-        "metadata": {"namespace": format!("ns-{}", i % NAMESPACES), "name": format!("svc-{i}")},
-        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]},
-    }))
-    .unwrap()
-}
-
-/// A Service's slice of three ready endpoints; with `hostnames`, named as StatefulSet pods
-/// are (else as a Deployment's, by address only).
-fn slice(i: usize, hostnames: bool) -> EndpointSlice {
-    let endpoints: Vec<_> = (0..3)
-        .map(|e| {
-            let n = i * 3 + e;
-            let mut endpoint =
-                json!({"addresses": [format!("10.244.{}.{}", n / 250, n % 250 + 1)]});
-            if hostnames {
-                endpoint["hostname"] = json!(format!("pod-{e}"));
-            }
-            endpoint
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "metadata": {"namespace": format!("ns-{}", i % NAMESPACES), "name": format!("svc-{i}-1"),
-            "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    }))
-    .unwrap()
 }
 
 /// The value after `label` on one of dnsperf's summary lines.

@@ -1,47 +1,13 @@
 //! The zone's heap for many Services, counted by dhat's allocator (exact, unlike a
 //! process's RSS): what each Service of three endpoints costs.
 
+use dns::testing::{NAMESPACES, namespace, service, slice};
 use dns::zone::Zone;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde_json::json;
 
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;
-
-const NAMESPACES: usize = 100;
-
-fn service(i: usize) -> Service {
-    let ip = if i.is_multiple_of(10) {
-        "None".to_owned()
-    } else {
-        format!("10.96.{}.{}", i / 250, i % 250 + 1)
-    };
-    serde_json::from_value(json!({
-        "metadata": {"namespace": format!("ns-{}", i % NAMESPACES), "name": format!("svc-{i}")},
-        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]},
-    }))
-    .unwrap()
-}
-
-fn slice(i: usize) -> EndpointSlice {
-    let endpoints: Vec<_> = (0..3)
-        .map(|e| {
-            let n = i * 3 + e;
-            json!({"addresses": [format!("10.244.{}.{}", n / 250, n % 250 + 1)],
-                "hostname": format!("pod-{e}")})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "metadata": {"namespace": format!("ns-{}", i % NAMESPACES),
-            "name": format!("svc-{i}-{}", "x".repeat(5)),
-            "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    }))
-    .unwrap()
-}
 
 /// The bytes live on the heap as glibc's malloc holds them: each block with an 8-byte
 /// header, rounded up to 16 (on average 8 more), so about 16 more than asked.
@@ -53,11 +19,9 @@ fn live() -> isize {
 #[test]
 fn ten_thousand_services_of_three_endpoints_take_under_350_bytes_each() {
     const SERVICES: usize = 10_000;
-    let namespaces: Vec<Namespace> = (0..NAMESPACES)
-        .map(|n| serde_json::from_value(json!({"metadata": {"name": format!("ns-{n}")}})).unwrap())
-        .collect();
+    let namespaces: Vec<Namespace> = (0..NAMESPACES).map(namespace).collect();
     let services: Vec<Service> = (0..SERVICES).map(service).collect();
-    let slices: Vec<EndpointSlice> = (0..SERVICES).map(slice).collect();
+    let slices: Vec<EndpointSlice> = (0..SERVICES).map(|i| slice(i, true)).collect();
 
     let _profiler = dhat::Profiler::builder().testing().build();
     let empty = live();
