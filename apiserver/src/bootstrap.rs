@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::handlers::{Query, Target, write};
 use crate::registry;
+use crate::registry::store::{self, Desired};
+use crate::registry::{Target, WriteOptions};
 use crate::server::ApiState;
 use crate::status::ApiResult;
 
@@ -34,18 +35,18 @@ async fn ensure_object(
         name: obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
         subresource: String::new(),
     };
-    let query = Query::parse("").expect("empty query");
-    match write::create_object(state, &target, &query, MANAGER, obj.clone()).await {
+    let options = WriteOptions::default();
+    match store::create_object(state, &target, &options, MANAGER, obj.clone()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 && replace => {
-            write::guaranteed_update(state, &target, &query, MANAGER, |old| {
+            store::guaranteed_update(state, &target, &options, MANAGER, |old| {
                 let mut new = old.clone();
                 for field in ["subsets", "endpoints", "ports", "addressType"] {
                     if let Some(v) = obj.get(field) {
                         new[field] = v.clone();
                     }
                 }
-                Ok(write::Desired {
+                Ok(Desired {
                     object: new,
                     precondition: false,
                 })

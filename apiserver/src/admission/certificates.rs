@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::auth::attributes::Attributes;
 use crate::auth::{Decision, UserInfo};
-use crate::handlers::Target;
+use crate::registry::Target;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::handlers::Target;
 use crate::meta;
 use crate::registry;
+use crate::registry::Target;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 

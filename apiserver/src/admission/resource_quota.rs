@@ -14,9 +14,9 @@ use common::quota::{self, Usage};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use serde_json::Value;
 
-use crate::handlers::write::{Desired, guaranteed_update};
-use crate::handlers::{Query, Target};
+use crate::registry::store::{Desired, guaranteed_update};
 use crate::registry::{self, ResourceInfo};
+use crate::registry::{Target, WriteOptions};
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 
@@ -193,7 +193,7 @@ pub async fn admit(
         return Ok(());
     }
     // Charge each quota with a compare-and-swap; a quota that moved is checked again.
-    let query = Query::parse("").expect("an empty query parses");
+    let options = WriteOptions::default();
     for (name, names) in charged {
         let quota_target = Target {
             resource: quotas_resource,
@@ -201,29 +201,35 @@ pub async fn admit(
             name,
             subresource: "status".into(),
         };
-        guaranteed_update(state, &quota_target, &query, "kube-apiserver", |current| {
-            let mut quota: ResourceQuota = serde_json::from_value(current.clone())
-                .map_err(|e| ApiError::internal(format!("reading a ResourceQuota: {e}")))?;
-            check(&quota, &names, charge.usage()).map_err(forbidden)?;
-            let status = quota.status.get_or_insert_with(Default::default);
-            let used = status.used.get_or_insert_with(BTreeMap::new);
-            for name in &names {
-                let before = used.get(name).map_or(0, |q| amount(name, &q.0));
-                let after = before + charge.usage()[name];
-                used.insert(
-                    name.clone(),
-                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(quota::format_amount(
-                        name, after,
-                    )),
-                );
-            }
-            let object = serde_json::to_value(&quota)
-                .map_err(|e| ApiError::internal(format!("writing a ResourceQuota: {e}")))?;
-            Ok(Desired {
-                object,
-                precondition: false,
-            })
-        })
+        guaranteed_update(
+            state,
+            &quota_target,
+            &options,
+            "kube-apiserver",
+            |current| {
+                let mut quota: ResourceQuota = serde_json::from_value(current.clone())
+                    .map_err(|e| ApiError::internal(format!("reading a ResourceQuota: {e}")))?;
+                check(&quota, &names, charge.usage()).map_err(forbidden)?;
+                let status = quota.status.get_or_insert_with(Default::default);
+                let used = status.used.get_or_insert_with(BTreeMap::new);
+                for name in &names {
+                    let before = used.get(name).map_or(0, |q| amount(name, &q.0));
+                    let after = before + charge.usage()[name];
+                    used.insert(
+                        name.clone(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                            quota::format_amount(name, after),
+                        ),
+                    );
+                }
+                let object = serde_json::to_value(&quota)
+                    .map_err(|e| ApiError::internal(format!("writing a ResourceQuota: {e}")))?;
+                Ok(Desired {
+                    object,
+                    precondition: false,
+                })
+            },
+        )
         .await?;
     }
     Ok(())

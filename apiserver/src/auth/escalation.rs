@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::attributes::Attributes;
 use super::{Decision, UserInfo};
-use crate::handlers::Target;
+use crate::registry::Target;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 

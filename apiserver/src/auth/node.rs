@@ -207,7 +207,7 @@ pub async fn admit_create(
 pub fn admit_write(
     cache: &Cache,
     node: &str,
-    target: &crate::handlers::Target,
+    target: &crate::registry::Target,
     obj: &Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {

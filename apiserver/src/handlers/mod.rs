@@ -20,48 +20,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use crate::registry::Target;
 pub use query::Query;
 
-use crate::registry::{self, ResourceInfo};
+use crate::registry;
 use crate::request::RequestInfo;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// The most a request body may hold, as upstream's limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
-
-/// What a resource path names, as upstream's RequestInfo.
-#[derive(Debug)]
-pub struct Target {
-    pub resource: &'static ResourceInfo,
-    pub namespace: String,
-    pub name: String,
-    pub subresource: String,
-}
-
-impl Target {
-    /// A store error about this object, as the Status upstream answers.
-    pub fn store_error(&self, e: crate::storage::Error) -> ApiError {
-        ApiError::from_store(e, self.resource.group, self.resource.plural, &self.name)
-    }
-
-    /// The optimistic-concurrency conflict on this object.
-    pub fn stale(&self) -> ApiError {
-        ApiError::stale(self.resource.group, self.resource.plural, &self.name)
-    }
-
-    /// The store key of the object, or the key prefix of the collection it names (a whole
-    /// resource when the namespace is empty).
-    pub fn key(&self, root: &str) -> String {
-        let mut key = self.resource.key_prefix(root);
-        if self.resource.namespaced && !self.namespace.is_empty() {
-            key.push_str(&self.namespace);
-            key.push('/');
-        }
-        key.push_str(&self.name);
-        key
-    }
-}
 
 impl Target {
     /// The resource, namespace, name and subresource a request's reading names; 404 for a

@@ -2,6 +2,7 @@
 
 use common::selector::{FieldSelector, LabelSelector};
 
+use crate::registry::{FieldValidation, WriteOptions};
 use crate::status::{ApiError, ApiResult};
 
 /// Every query parameter a verb may read.
@@ -29,15 +30,16 @@ pub struct Query {
     pub duplicate_fields: Vec<String>,
 }
 
-/// fieldValidation: what to do with unknown or duplicate fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldValidation {
-    Ignore,
-    Warn,
-    Strict,
-}
-
 impl Query {
+    /// What the query says of how to write.
+    pub fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            dry_run: self.dry_run,
+            field_validation: self.field_validation,
+            duplicate_fields: self.duplicate_fields.clone(),
+        }
+    }
+
     /// Upstream's reading of a boolean parameter: only `false` (in any case) and `0` are false;
     /// every other value, the empty one too, is true.
     pub fn truthy(v: &str) -> bool {

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::write::{self, Desired, guaranteed_update};
+use super::write;
 use super::{Format, Query, Target, respond};
 use crate::meta;
+use crate::registry::store::{self, Desired, guaranteed_update};
 use crate::server::ApiState;
 use crate::status::{self, ApiError, ApiResult};
 
@@ -42,7 +43,7 @@ fn main_target(target: &Target) -> Target {
 }
 
 pub async fn get_scale(state: &Arc<ApiState>, target: &Target) -> ApiResult<Response> {
-    let (_, obj) = write::current(state, target).await?;
+    let (_, obj) = store::current(state, target).await?;
     Ok(respond(StatusCode::OK, Format::Json, &scale_of(&obj)))
 }
 
@@ -54,7 +55,7 @@ async fn set_replicas(
     scale: impl Fn(&Value) -> ApiResult<Value>,
 ) -> ApiResult<Response> {
     let main = main_target(target);
-    let updated = guaranteed_update(state, &main, query, "kube-scale", |old| {
+    let updated = guaranteed_update(state, &main, &query.write_options(), "kube-scale", |old| {
         let scale = scale(old)?;
         let replicas = scale["spec"]["replicas"]
             .as_i64()
@@ -136,56 +137,62 @@ pub async fn bind(
         ));
     }
     let uid = binding["metadata"]["uid"].as_str().map(str::to_owned);
-    guaranteed_update(state, target, query, "kube-scheduler", |old| {
-        if let Some(uid) = &uid
-            && uid != meta::meta_str(old, "uid")
-        {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                "the UID in the binding does not match the pod",
-            ));
-        }
-        if meta::is_terminating(old) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                &format!(
-                    "pod {} is already assigned to node \"{current}\"",
-                    target.name
-                ),
-            ));
-        }
-        let mut new = old.clone();
-        new["spec"]["nodeName"] = json!(node);
-        if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
-            let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
-            for (k, v) in annotations {
-                meta_annotations.insert(k.clone(), v.clone());
+    guaranteed_update(
+        state,
+        target,
+        &query.write_options(),
+        "kube-scheduler",
+        |old| {
+            if let Some(uid) = &uid
+                && uid != meta::meta_str(old, "uid")
+            {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    &target.name,
+                    "the UID in the binding does not match the pod",
+                ));
             }
-        }
-        set_condition(
-            &mut new,
-            json!({
-                "type": "PodScheduled", "status": "True", "lastProbeTime": null,
-                "lastTransitionTime": meta::now_rfc3339(),
-            }),
-        );
-        Ok(Desired {
-            object: new,
-            precondition: false,
-        })
-    })
+            if meta::is_terminating(old) {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    &target.name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    &target.name,
+                    &format!(
+                        "pod {} is already assigned to node \"{current}\"",
+                        target.name
+                    ),
+                ));
+            }
+            let mut new = old.clone();
+            new["spec"]["nodeName"] = json!(node);
+            if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
+                let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
+                for (k, v) in annotations {
+                    meta_annotations.insert(k.clone(), v.clone());
+                }
+            }
+            set_condition(
+                &mut new,
+                json!({
+                    "type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                    "lastTransitionTime": meta::now_rfc3339(),
+                }),
+            );
+            Ok(Desired {
+                object: new,
+                precondition: false,
+            })
+        },
+    )
     .await?;
     Ok(respond(
         StatusCode::CREATED,
@@ -214,7 +221,7 @@ pub async fn evict(
     query: &Query,
     eviction: Value,
 ) -> ApiResult<Response> {
-    let (_, pod) = write::current(state, target).await?;
+    let (_, pod) = store::current(state, target).await?;
     let pdbs =
         crate::registry::find("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
     let labels = meta::labels(&pod);

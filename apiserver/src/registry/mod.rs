@@ -2,7 +2,9 @@
 //! verbs) with the strategy that defaults, validates and shapes its objects. The request handlers
 //! are generic over it; adding a built-in kind is one line in [`RESOURCES`] plus its strategy.
 
+pub mod store;
 pub mod strategies;
+mod target;
 
 use std::sync::{LazyLock, OnceLock};
 
@@ -14,7 +16,9 @@ use k8s_openapi::api::{
 };
 use serde_json::Value;
 
+pub use store::{FieldValidation, WriteOptions};
 pub use strategies::Strategy;
+pub use target::Target;
 
 use crate::patch::schema::PatchSchema;
 

@@ -18,9 +18,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::audit::filter as audit;
-use crate::handlers::Target;
 use crate::meta;
 use crate::registry;
+use crate::registry::Target;
 use crate::server::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
 
