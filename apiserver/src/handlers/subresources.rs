@@ -267,7 +267,7 @@ pub async fn evict(
         .cloned()
         .unwrap_or(Value::Null);
     let main = main_target(target);
-    write::delete(state, &main, query, options, Format::Json).await?;
+    store::delete(state, &main, &write::delete_options(query, &options)?).await?;
     Ok(respond(
         StatusCode::CREATED,
         Format::Json,

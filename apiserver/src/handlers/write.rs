@@ -15,12 +15,9 @@ use crate::auth::{UserInfo, escalation, node};
 use crate::managed;
 use crate::meta::{self, metadata_mut};
 use crate::registry::ResourceInfo;
-use crate::registry::store::{
-    Desired, MAX_RETRIES, create_object, current, guaranteed_update, to_stored, with_revision,
-};
+use crate::registry::store::{self, DeleteOptions, Desired, create_object, guaranteed_update};
 use crate::server::ApiState;
-use crate::status::{self, ApiError, ApiResult, Cause};
-use crate::storage;
+use crate::status::{ApiError, ApiResult, Cause};
 
 /// Adds `Warning` headers, as upstream does for fieldValidation=Warn.
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
@@ -202,17 +199,7 @@ fn patch_names_revision(patch: &[u8]) -> bool {
 }
 
 /// The options of a delete, from its DeleteOptions body and query.
-struct DeleteOptions {
-    grace_period: Option<i64>,
-    /// The client set orphanDependents=false.
-    cascading_requested: bool,
-    propagation: String,
-    uid: Option<String>,
-    resource_version: Option<String>,
-    dry_run: bool,
-}
-
-fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
+pub fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
     let mut propagation = body["propagationPolicy"]
         .as_str()
         .unwrap_or(&query.propagation_policy)
@@ -269,23 +256,14 @@ fn delete_options(query: &Query, body: &Value) -> ApiResult<DeleteOptions> {
     })
 }
 
-/// The grace period a pod delete gets: 0 for pods never scheduled or already finished.
-fn pod_grace(pod: &Value, asked: Option<i64>) -> i64 {
-    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    if unscheduled || finished {
-        return 0;
+/// Upstream answers 202 to a delete that leaves the object in place only when the client
+/// asked for orphanDependents=false; 200 otherwise.
+pub fn delete_status(options: &DeleteOptions, deleted: &store::Deleted) -> StatusCode {
+    if deleted.pending && options.cascading_requested {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
     }
-    asked
-        .unwrap_or_else(|| {
-            pod["spec"]["terminationGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(30)
-        })
-        .max(0)
 }
 
 /// DELETE of one object.
@@ -296,177 +274,17 @@ pub async fn delete(
     body: Value,
     format: Format,
 ) -> ApiResult<Response> {
-    let (status, obj) = delete_one(state, target, query, &body).await?;
-    Ok(respond(status, format, &obj))
+    let options = delete_options(query, &body)?;
+    let deleted = store::delete(state, target, &options).await?;
+    Ok(respond(
+        delete_status(&options, &deleted),
+        format,
+        &deleted.answer,
+    ))
 }
 
-async fn delete_one(
-    state: &Arc<ApiState>,
-    target: &Target,
-    query: &Query,
-    body: &Value,
-) -> ApiResult<(StatusCode, Value)> {
-    let resource = target.resource;
-    let options = delete_options(query, body)?;
-    let is_pod = resource.group.is_empty() && resource.plural == "pods";
-    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
-    if is_namespace
-        && state.admission.namespace_lifecycle
-        && crate::admission::IMMORTAL_NAMESPACES.contains(&target.name.as_str())
-    {
-        return Err(ApiError::forbidden(
-            "",
-            "namespaces",
-            &target.name,
-            "this namespace may not be deleted",
-        ));
-    }
-    for _ in 0..MAX_RETRIES {
-        let (kv, mut obj) = current(state, target).await?;
-        if let Some(uid) = &options.uid {
-            let actual = meta::meta_str(&obj, "uid");
-            if uid != actual {
-                return Err(ApiError::conflict(
-                    resource.group,
-                    resource.plural,
-                    &target.name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    ),
-                ));
-            }
-        }
-        if let Some(rv) = &options.resource_version {
-            let actual = meta::resource_version(&obj);
-            if rv != actual {
-                return Err(ApiError::conflict(
-                    resource.group,
-                    resource.plural,
-                    &target.name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                    ),
-                ));
-            }
-        }
-        // Decide between marking the object terminating and removing it now.
-        let mut finalizers = meta::finalizers(&obj);
-        let policy_finalizer = match options.propagation.as_str() {
-            "Orphan" => Some("orphan"),
-            "Foreground" => Some("foregroundDeletion"),
-            _ => None,
-        };
-        let mut changed = false;
-        if let Some(f) = policy_finalizer
-            && !finalizers.iter().any(|x| x == f)
-        {
-            finalizers.push(f.to_owned());
-            changed = true;
-        }
-        let grace = if is_pod {
-            pod_grace(&obj, options.grace_period)
-        } else {
-            0
-        };
-        let terminating = meta::is_terminating(&obj);
-        let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
-        // Upstream answers 202 to a delete that leaves the object in place only when the
-        // client asked for orphanDependents=false; 200 otherwise.
-        let delayed = if options.cascading_requested {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        };
-        if keep {
-            let meta = metadata_mut(&mut obj);
-            if changed {
-                meta.insert("finalizers".into(), json!(finalizers));
-            }
-            let current_grace = meta
-                .get("deletionGracePeriodSeconds")
-                .and_then(Value::as_i64);
-            if !terminating || current_grace.is_some_and(|g| grace < g) {
-                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                );
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                changed = true;
-            }
-            if is_namespace && obj["status"]["phase"] != "Terminating" {
-                obj["status"]["phase"] = json!("Terminating");
-                changed = true;
-            }
-            // A namespace with no finalizers left is removed at once.
-            let namespace_done = is_namespace
-                && obj["spec"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty())
-                && finalizers.is_empty();
-            if !namespace_done {
-                if !changed || options.dry_run {
-                    return Ok((delayed, obj));
-                }
-                let key = target.key(&state.root);
-                match state
-                    .store
-                    .update(&key, to_stored(&mut obj)?, kv.mod_revision)
-                    .await
-                {
-                    Ok(kv) => {
-                        with_revision(&mut obj, kv.mod_revision);
-                        if is_namespace {
-                            state
-                                .terminating_namespaces
-                                .lock()
-                                .insert(target.name.clone());
-                        }
-                        return Ok((delayed, obj));
-                    }
-                    Err(storage::Error::Conflict { .. }) => continue,
-                    Err(e) => {
-                        return Err(target.store_error(e));
-                    }
-                }
-            }
-        }
-        if options.dry_run {
-            return Ok((StatusCode::OK, deleted_answer(target, obj)));
-        }
-        let key = target.key(&state.root);
-        match state.store.delete(&key, Some(kv.mod_revision)).await {
-            Ok((_, rev)) => {
-                if resource.plural == "services" && resource.group.is_empty() {
-                    state.services.release(&obj);
-                }
-                with_revision(&mut obj, rev);
-                return Ok((StatusCode::OK, deleted_answer(target, obj)));
-            }
-            Err(storage::Error::Conflict { .. }) => continue,
-            Err(e) => {
-                return Err(target.store_error(e));
-            }
-        }
-    }
-    Err(target.stale())
-}
-
-/// The answer to a delete that removed `obj` at once: the object itself for kinds with
-/// upstream's ReturnDeletedObject, else a Success Status naming it (details.kind is the
-/// plural resource, as upstream's finalizeDelete sets it).
-fn deleted_answer(target: &Target, obj: Value) -> Value {
-    let resource = target.resource;
-    if resource.strategy.returns_deleted_object() {
-        return obj;
-    }
-    let uid = meta::meta_str(&obj, "uid");
-    status::success(resource.group, resource.plural, &target.name, Some(uid))
-}
-
-/// DELETE of a collection: every selected object is deleted as a single delete would be, and
-/// the answer is the list of them as selected (upstream's Store.DeleteCollection), though the
-/// OpenAPI document declares a Status.
+/// DELETE of a collection: every object the selectors pick is deleted as a single delete
+/// would be, and the answer is the list of them as selected.
 pub async fn delete_collection(
     state: &Arc<ApiState>,
     target: &Target,
@@ -474,38 +292,9 @@ pub async fn delete_collection(
     body: Value,
     format: Format,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
-    state
-        .cache
-        .wait_fresh()
-        .await
-        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
-    let snapshot = state.cache.list(resource, &target.namespace);
-    let mut items = Vec::new();
-    for object in snapshot
-        .objects
-        .iter()
-        .filter(|o| super::read::selected(query, o))
-    {
-        let value = object.value();
-        let one = Target {
-            resource,
-            namespace: meta::namespace(&value).to_owned(),
-            name: meta::name(&value).to_owned(),
-            subresource: String::new(),
-        };
-        match delete_one(state, &one, query, &body).await {
-            // Upstream answers with the list as selected, objects gone meanwhile included.
-            Ok(_) => items.push(value),
-            Err(e) if e.code == 404 => items.push(value),
-            Err(e) => return Err(e),
-        }
-    }
-    let list = json!({
-        "kind": resource.list_kind,
-        "apiVersion": resource.api_version(),
-        "metadata": { "resourceVersion": snapshot.revision.to_string() },
-        "items": items,
-    });
+    let options = delete_options(query, &body)?;
+    let list =
+        store::delete_collection(state, target, &options, |o| super::read::selected(query, o))
+            .await?;
     Ok(respond(StatusCode::OK, format, &list))
 }

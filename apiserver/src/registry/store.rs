@@ -10,9 +10,10 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{ResourceInfo, Target};
+use crate::cache::CachedObject;
 use crate::meta::{self, metadata_mut};
 use crate::server::ApiState;
-use crate::status::{ApiError, ApiResult, Cause};
+use crate::status::{self, ApiError, ApiResult, Cause};
 use crate::storage::{self, KeyValue};
 use crate::{managed, services, validation};
 
@@ -677,4 +678,253 @@ fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value
     }
     meta.remove("selfLink");
     Ok(shaped)
+}
+
+/// How a delete is carried out (upstream's DeleteOptions, as the body and query give it).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub grace_period: Option<i64>,
+    /// The client set orphanDependents=false.
+    pub cascading_requested: bool,
+    pub propagation: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// The grace period a pod delete gets: 0 for pods never scheduled or already finished.
+fn pod_grace(pod: &Value, asked: Option<i64>) -> i64 {
+    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    asked
+        .unwrap_or_else(|| {
+            pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        })
+        .max(0)
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub struct Deleted {
+    /// What the client is answered: the object while it stays (terminating) or when its
+    /// kind answers so, else a Success Status naming it.
+    pub answer: Value,
+    /// The object stays, terminating, until its finalizers or grace period are done.
+    pub pending: bool,
+}
+
+/// Deletes one object: preconditions, the propagation policy's finalizer, a pod's grace
+/// period, a namespace's termination; the object is marked terminating while anything
+/// holds it, else removed.
+pub async fn delete(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &DeleteOptions,
+) -> ApiResult<Deleted> {
+    let resource = target.resource;
+    let is_pod = resource.group.is_empty() && resource.plural == "pods";
+    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    if is_namespace
+        && state.admission.namespace_lifecycle
+        && crate::admission::IMMORTAL_NAMESPACES.contains(&target.name.as_str())
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            &target.name,
+            "this namespace may not be deleted",
+        ));
+    }
+    for _ in 0..MAX_RETRIES {
+        let (kv, mut obj) = current(state, target).await?;
+        if let Some(uid) = &options.uid {
+            let actual = meta::meta_str(&obj, "uid");
+            if uid != actual {
+                return Err(ApiError::conflict(
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &options.resource_version {
+            let actual = meta::resource_version(&obj);
+            if rv != actual {
+                return Err(ApiError::conflict(
+                    resource.group,
+                    resource.plural,
+                    &target.name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+        // Decide between marking the object terminating and removing it now.
+        let mut finalizers = meta::finalizers(&obj);
+        let policy_finalizer = match options.propagation.as_str() {
+            "Orphan" => Some("orphan"),
+            "Foreground" => Some("foregroundDeletion"),
+            _ => None,
+        };
+        let mut changed = false;
+        if let Some(f) = policy_finalizer
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.to_owned());
+            changed = true;
+        }
+        let grace = if is_pod {
+            pod_grace(&obj, options.grace_period)
+        } else {
+            0
+        };
+        let terminating = meta::is_terminating(&obj);
+        let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
+        let pending = |answer| Deleted {
+            answer,
+            pending: true,
+        };
+        if keep {
+            let meta = metadata_mut(&mut obj);
+            if changed {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+            let current_grace = meta
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            if !terminating || current_grace.is_some_and(|g| grace < g) {
+                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                changed = true;
+            }
+            if is_namespace && obj["status"]["phase"] != "Terminating" {
+                obj["status"]["phase"] = json!("Terminating");
+                changed = true;
+            }
+            // A namespace with no finalizers left is removed at once.
+            let namespace_done = is_namespace
+                && obj["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+                && finalizers.is_empty();
+            if !namespace_done {
+                if !changed || options.dry_run {
+                    return Ok(pending(obj));
+                }
+                let key = target.key(&state.root);
+                match state
+                    .store
+                    .update(&key, to_stored(&mut obj)?, kv.mod_revision)
+                    .await
+                {
+                    Ok(kv) => {
+                        with_revision(&mut obj, kv.mod_revision);
+                        if is_namespace {
+                            state
+                                .terminating_namespaces
+                                .lock()
+                                .insert(target.name.clone());
+                        }
+                        return Ok(pending(obj));
+                    }
+                    Err(storage::Error::Conflict { .. }) => continue,
+                    Err(e) => {
+                        return Err(target.store_error(e));
+                    }
+                }
+            }
+        }
+        if options.dry_run {
+            return Ok(Deleted {
+                answer: deleted_answer(target, obj),
+                pending: false,
+            });
+        }
+        let key = target.key(&state.root);
+        match state.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok((_, rev)) => {
+                if resource.plural == "services" && resource.group.is_empty() {
+                    state.services.release(&obj);
+                }
+                with_revision(&mut obj, rev);
+                return Ok(Deleted {
+                    answer: deleted_answer(target, obj),
+                    pending: false,
+                });
+            }
+            Err(storage::Error::Conflict { .. }) => continue,
+            Err(e) => {
+                return Err(target.store_error(e));
+            }
+        }
+    }
+    Err(target.stale())
+}
+
+/// The answer to a delete that removed `obj` at once: the object itself for kinds with
+/// upstream's ReturnDeletedObject, else a Success Status naming it (details.kind is the
+/// plural resource, as upstream's finalizeDelete sets it).
+fn deleted_answer(target: &Target, obj: Value) -> Value {
+    let resource = target.resource;
+    if resource.strategy.returns_deleted_object() {
+        return obj;
+    }
+    let uid = meta::meta_str(&obj, "uid");
+    status::success(resource.group, resource.plural, &target.name, Some(uid))
+}
+
+/// Deletes every object of the collection `target` names that `select` picks, each as
+/// [`delete`] would, and answers the list of them as selected (upstream's
+/// Store.DeleteCollection), though the OpenAPI document declares a Status.
+pub async fn delete_collection(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &DeleteOptions,
+    select: impl Fn(&CachedObject) -> bool,
+) -> ApiResult<Value> {
+    let resource = target.resource;
+    state
+        .cache
+        .wait_fresh()
+        .await
+        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
+    let snapshot = state.cache.list(resource, &target.namespace);
+    let mut items = Vec::new();
+    for object in snapshot.objects.iter().filter(|o| select(o)) {
+        let value = object.value();
+        let one = Target {
+            resource,
+            namespace: meta::namespace(&value).to_owned(),
+            name: meta::name(&value).to_owned(),
+            subresource: String::new(),
+        };
+        match delete(state, &one, options).await {
+            // Upstream answers with the list as selected, objects gone meanwhile included.
+            Ok(_) => items.push(value),
+            Err(e) if e.code == 404 => items.push(value),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json!({
+        "kind": resource.list_kind,
+        "apiVersion": resource.api_version(),
+        "metadata": { "resourceVersion": snapshot.revision.to_string() },
+        "items": items,
+    }))
 }
