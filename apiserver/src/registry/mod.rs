@@ -2,6 +2,7 @@
 //! verbs) with the strategy that defaults, validates and shapes its objects. The request handlers
 //! are generic over it; adding a built-in kind is one line in [`RESOURCES`] plus its strategy.
 
+pub mod hooks;
 pub mod store;
 pub mod strategies;
 mod target;
@@ -16,6 +17,7 @@ use k8s_openapi::api::{
 };
 use serde_json::Value;
 
+pub use hooks::Hooks;
 pub use store::{FieldValidation, WriteOptions};
 pub use strategies::Strategy;
 pub use target::Target;
@@ -37,6 +39,8 @@ pub struct ResourceInfo {
     /// Subresources served beside the main resource, e.g. `status`, `scale`, `binding`.
     pub subresources: &'static [&'static str],
     pub strategy: &'static dyn Strategy,
+    /// What the kind does around a write with the server's state (most kinds: nothing).
+    pub hooks: &'static dyn Hooks,
     /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON.
     normalize: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The JSON schema of the kind (from k8s-openapi's schemars support).
@@ -91,6 +95,11 @@ impl ResourceInfo {
         } else {
             "Status"
         }
+    }
+
+    /// The same resource with `hooks`.
+    fn with_hooks(self, hooks: &'static dyn Hooks) -> ResourceInfo {
+        ResourceInfo { hooks, ..self }
     }
 
     /// Round-trips `obj` through the typed struct. Errors are type errors in the body.
@@ -148,6 +157,7 @@ where
         namespaced: <K::Scope as Scope>::NAMESPACED,
         subresources,
         strategy,
+        hooks: &hooks::NONE,
         normalize: normalize::<K>,
         schema: schema::<K>,
         build_patch_schema: PatchSchema::for_kind::<K>,
@@ -173,10 +183,11 @@ const POD_SUBRESOURCES: &[&str] = &[
 pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
     use strategies::*;
     vec![
-        resource::<core::Namespace>(&["ns"], NONE, &["status", "finalize"], &NAMESPACES),
+        resource::<core::Namespace>(&["ns"], NONE, &["status", "finalize"], &NAMESPACES)
+            .with_hooks(&hooks::NAMESPACES),
         resource::<core::Pod>(&["po"], ALL, POD_SUBRESOURCES, &PODS),
         resource::<core::Node>(&["no"], NONE, &["status", "proxy"], &NODES),
-        resource::<core::Service>(&["svc"], ALL, STATUS, &SERVICES),
+        resource::<core::Service>(&["svc"], ALL, STATUS, &SERVICES).with_hooks(&hooks::SERVICES),
         resource::<core::Endpoints>(&["ep"], NONE, NONE, &ENDPOINTS),
         resource::<core::ConfigMap>(&["cm"], NONE, NONE, &CONFIG_MAPS),
         resource::<core::Secret>(NONE, NONE, NONE, &SECRETS),

@@ -15,7 +15,7 @@ use crate::meta::{self, metadata_mut};
 use crate::server::ApiState;
 use crate::status::{self, ApiError, ApiResult, Cause};
 use crate::storage::{self, KeyValue};
-use crate::{managed, services, validation};
+use crate::{managed, validation};
 
 /// fieldValidation: what to do with unknown or duplicate fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,11 +323,7 @@ pub async fn create_object(
         let next = names.after_collision(state, resource, &target.name)?;
         key = rename(state, &mut obj, &mut target, next);
     }
-    let allocation = if resource.plural == "services" && resource.group.is_empty() {
-        Some(services::allocate(state, &mut obj, None)?)
-    } else {
-        None
-    };
+    let allocation = resource.hooks.reserve(state, &mut obj, None)?;
     let mut causes = validation::validate_metadata(resource, &obj);
     causes.extend(resource.strategy.validate(&obj, None));
     if !causes.is_empty() {
@@ -365,9 +361,7 @@ pub async fn create_object(
     if let Some(a) = allocation {
         a.commit();
     }
-    if resource.group.is_empty() && resource.plural == "namespaces" {
-        state.terminating_namespaces.lock().remove(&target.name);
-    }
+    resource.hooks.created(state, &obj);
     with_revision(&mut obj, kv.mod_revision);
     Ok((obj, warnings))
 }
@@ -480,11 +474,7 @@ pub async fn guaranteed_update(
                 json!(if changed { generation + 1 } else { generation }),
             );
         }
-        let allocation = if resource.plural == "services" && resource.group.is_empty() {
-            Some(services::allocate(state, &mut new, Some(&old))?)
-        } else {
-            None
-        };
+        let allocation = resource.hooks.reserve(state, &mut new, Some(&old))?;
         let mut causes = validation::validate_metadata(resource, &new);
         causes.extend(validation::validate_metadata_update(&new, &old));
         causes.extend(resource.strategy.validate(&new, Some(&old)));
@@ -575,23 +565,12 @@ pub async fn guaranteed_update(
     Err(target.stale())
 }
 
-/// Whether a terminating object has nothing left holding it: no finalizers, for a namespace no
-/// spec finalizers, and for a pod with a grace period its kubelet's confirming delete.
+/// Whether a terminating object has nothing left holding it: no finalizers, and nothing
+/// its kind holds it by (a namespace's spec finalizers, a pod's grace period).
 fn ready_to_remove(resource: &ResourceInfo, obj: &Value) -> bool {
-    let core = resource.group.is_empty();
     meta::is_terminating(obj)
         && meta::finalizers(obj).is_empty()
-        && !(core
-            && resource.plural == "namespaces"
-            && obj["spec"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty()))
-        && !(core
-            && resource.plural == "pods"
-            && obj["metadata"]["deletionGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(0)
-                > 0)
+        && !resource.strategy.holds_removal(obj)
 }
 
 /// The part of an object whose changes bump metadata.generation.
@@ -692,25 +671,6 @@ pub struct DeleteOptions {
     pub dry_run: bool,
 }
 
-/// The grace period a pod delete gets: 0 for pods never scheduled or already finished.
-fn pod_grace(pod: &Value, asked: Option<i64>) -> i64 {
-    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    if unscheduled || finished {
-        return 0;
-    }
-    asked
-        .unwrap_or_else(|| {
-            pod["spec"]["terminationGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(30)
-        })
-        .max(0)
-}
-
 /// What a delete did.
 #[derive(Debug)]
 pub struct Deleted {
@@ -730,19 +690,8 @@ pub async fn delete(
     options: &DeleteOptions,
 ) -> ApiResult<Deleted> {
     let resource = target.resource;
-    let is_pod = resource.group.is_empty() && resource.plural == "pods";
-    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
-    if is_namespace
-        && state.admission.namespace_lifecycle
-        && crate::admission::IMMORTAL_NAMESPACES.contains(&target.name.as_str())
-    {
-        return Err(ApiError::forbidden(
-            "",
-            "namespaces",
-            &target.name,
-            "this namespace may not be deleted",
-        ));
-    }
+    let strategy = resource.strategy;
+    resource.hooks.may_delete(state, &target.name)?;
     for _ in 0..MAX_RETRIES {
         let (kv, mut obj) = current(state, target).await?;
         if let Some(uid) = &options.uid {
@@ -785,13 +734,9 @@ pub async fn delete(
             finalizers.push(f.to_owned());
             changed = true;
         }
-        let grace = if is_pod {
-            pod_grace(&obj, options.grace_period)
-        } else {
-            0
-        };
+        let grace = strategy.deletion_grace(&obj, options.grace_period);
         let terminating = meta::is_terminating(&obj);
-        let keep = !finalizers.is_empty() || grace > 0 || is_namespace;
+        let keep = !finalizers.is_empty() || grace > 0 || strategy.deletes_gracefully();
         let pending = |answer| Deleted {
             answer,
             pending: true,
@@ -813,17 +758,12 @@ pub async fn delete(
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 changed = true;
             }
-            if is_namespace && obj["status"]["phase"] != "Terminating" {
-                obj["status"]["phase"] = json!("Terminating");
-                changed = true;
-            }
-            // A namespace with no finalizers left is removed at once.
-            let namespace_done = is_namespace
-                && obj["spec"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty())
+            changed |= strategy.terminate(&mut obj);
+            // An object deleted gracefully that nothing holds goes at once.
+            let nothing_holds = strategy.deletes_gracefully()
+                && !strategy.holds_removal(&obj)
                 && finalizers.is_empty();
-            if !namespace_done {
+            if !nothing_holds {
                 if !changed || options.dry_run {
                     return Ok(pending(obj));
                 }
@@ -835,12 +775,7 @@ pub async fn delete(
                 {
                     Ok(kv) => {
                         with_revision(&mut obj, kv.mod_revision);
-                        if is_namespace {
-                            state
-                                .terminating_namespaces
-                                .lock()
-                                .insert(target.name.clone());
-                        }
+                        resource.hooks.terminating(state, &obj);
                         return Ok(pending(obj));
                     }
                     Err(storage::Error::Conflict { .. }) => continue,
@@ -859,9 +794,7 @@ pub async fn delete(
         let key = target.key(&state.root);
         match state.store.delete(&key, Some(kv.mod_revision)).await {
             Ok((_, rev)) => {
-                if resource.plural == "services" && resource.group.is_empty() {
-                    state.services.release(&obj);
-                }
+                resource.hooks.removed(state, &obj);
                 with_revision(&mut obj, rev);
                 return Ok(Deleted {
                     answer: deleted_answer(target, obj),

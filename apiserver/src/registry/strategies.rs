@@ -43,6 +43,27 @@ pub trait Strategy: Sync + Send {
     fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
         Vec::new()
     }
+    /// Upstream's graceful deletion: the seconds a delete leaves the object terminating
+    /// before it goes (`asked`: the client's gracePeriodSeconds). 0: at once, unless
+    /// finalizers hold it.
+    fn deletion_grace(&self, _obj: &Value, _asked: Option<i64>) -> i64 {
+        0
+    }
+    /// Whether a delete always marks the object terminating first (a namespace, until its
+    /// contents are gone).
+    fn deletes_gracefully(&self) -> bool {
+        false
+    }
+    /// Marks a terminating object as its kind shows it (a namespace's phase); answers
+    /// whether it changed.
+    fn terminate(&self, _obj: &mut Value) -> bool {
+        false
+    }
+    /// Whether something beyond metadata.finalizers still holds a terminating object (a
+    /// namespace's spec.finalizers, a pod's grace period its kubelet has yet to confirm).
+    fn holds_removal(&self, _obj: &Value) -> bool {
+        false
+    }
 }
 
 /// Kinds with a status subresource and nothing else special.
@@ -94,6 +115,21 @@ impl Strategy for Namespaces {
     // flag from the OpenAPI document, which declares a Status.
     fn returns_deleted_object(&self) -> bool {
         true
+    }
+    // A namespace terminates until the namespace controller has emptied it and removed
+    // its spec.finalizers; one without any is removed by the delete itself.
+    fn deletes_gracefully(&self) -> bool {
+        true
+    }
+    fn terminate(&self, obj: &mut Value) -> bool {
+        let changed = obj["status"]["phase"] != "Terminating";
+        obj["status"]["phase"] = json!("Terminating");
+        changed
+    }
+    fn holds_removal(&self, obj: &Value) -> bool {
+        obj["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Label
@@ -278,6 +314,32 @@ impl Strategy for Nodes {
 pub struct Pods;
 pub static PODS: Pods = Pods;
 impl Strategy for Pods {
+    /// 0 for pods never scheduled or already finished; else what the client asked, or
+    /// the pod's terminationGracePeriodSeconds (30 by default).
+    fn deletion_grace(&self, pod: &Value, asked: Option<i64>) -> i64 {
+        let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+        let finished = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        if unscheduled || finished {
+            return 0;
+        }
+        asked
+            .unwrap_or_else(|| {
+                pod["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
+            })
+            .max(0)
+    }
+    /// Its kubelet confirms the containers stopped with a delete of grace 0.
+    fn holds_removal(&self, pod: &Value) -> bool {
+        pod["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+    }
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[
             "spec.nodeName",
@@ -951,6 +1013,44 @@ impl Strategy for StorageClasses {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_and_namespaces_delete_gracefully_as_upstream() {
+        let running = json!({"spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 10},
+            "status": {"phase": "Running"}});
+        assert_eq!(PODS.deletion_grace(&running, None), 10);
+        assert_eq!(PODS.deletion_grace(&running, Some(3)), 3);
+        assert_eq!(PODS.deletion_grace(&running, Some(-5)), 0);
+        assert_eq!(
+            PODS.deletion_grace(&json!({"spec": {}}), Some(30)),
+            0,
+            "never scheduled"
+        );
+        let done = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(PODS.deletion_grace(&done, Some(30)), 0, "finished");
+        assert_eq!(
+            PODS.deletion_grace(&json!({"spec": {"nodeName": "n1"}}), None),
+            30
+        );
+        assert!(PODS.holds_removal(&json!({"metadata": {"deletionGracePeriodSeconds": 30}})));
+        assert!(!PODS.holds_removal(&json!({"metadata": {"deletionGracePeriodSeconds": 0}})));
+        assert!(!PODS.deletes_gracefully());
+
+        assert!(NAMESPACES.deletes_gracefully());
+        let mut ns = json!({"spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        assert!(NAMESPACES.holds_removal(&ns));
+        assert!(NAMESPACES.terminate(&mut ns));
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert!(!NAMESPACES.terminate(&mut ns), "already terminating");
+        assert!(!NAMESPACES.holds_removal(&json!({"spec": {"finalizers": []}})));
+        assert_eq!(NAMESPACES.deletion_grace(&ns, Some(30)), 0);
+
+        // Every other kind: removed at once unless finalizers hold it.
+        let cm = json!({"metadata": {"deletionGracePeriodSeconds": 30}});
+        assert_eq!(CONFIG_MAPS.deletion_grace(&cm, Some(30)), 0);
+        assert!(!CONFIG_MAPS.holds_removal(&cm));
+        assert!(!CONFIG_MAPS.deletes_gracefully());
+    }
 
     fn check_qos(spec: Value, expected: &str) {
         assert_eq!(qos_class(&spec), expected, "{spec}");
