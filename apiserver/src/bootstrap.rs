@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::registry;
 use crate::registry::store::{self, Desired};
 use crate::registry::{Target, WriteOptions};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiResult;
 
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
-use crate::server::ApiState;
+use crate::state::ApiState;
 
 /// Upper bounds of the request duration histogram, in seconds.
 const BUCKETS: &[f64] = &[
@@ -140,7 +140,7 @@ pub async fn track(
         request.uri().query().unwrap_or(""),
     );
     let verb = verb(&info.attrs);
-    let resource = crate::handlers::Target::from_info(&info)
+    let resource = crate::registry::Target::from_info(&info)
         .map(|t| t.resource.plural)
         .unwrap_or_default();
     let uri = request.uri().clone();

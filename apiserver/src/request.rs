@@ -4,7 +4,7 @@
 //! from it, so what was authorized is exactly what is served.
 
 use crate::auth::attributes::Attributes;
-use crate::handlers::Query;
+use crate::query::Query;
 use crate::status::ApiResult;
 
 /// Everything later steps need to know about what a request asks for.
@@ -237,7 +237,7 @@ mod tests {
     /// verb) is what authorization was asked about.
     #[test]
     fn what_is_served_is_what_was_authorized() {
-        use crate::handlers::Target;
+        use crate::registry::Target;
         let mut generator = crate::testing::random_requests::Generator::new(14);
         let mut served = 0;
         for _ in 0..20_000 {

@@ -17,10 +17,12 @@ use serde_json::Value;
 
 use crate::auth::{Auth, AuthConfig, Trusted};
 use crate::cache::Cache;
-use crate::handlers::{self, Format, respond};
+use crate::codec::{Format, respond};
+use crate::handlers;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::services::{Allocator, Cidr, PortRange};
+pub use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::encryption::{self, EncryptedStore};
 use crate::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
@@ -119,38 +121,6 @@ impl Default for Config {
             generate_name: crate::meta::generate_name,
         }
     }
-}
-
-/// State shared by every request.
-pub struct ApiState {
-    pub store: Arc<dyn Store>,
-    /// The encryption layer of `store`, for its health check; None without
-    /// --encryption-provider-config.
-    pub encryption: Option<Arc<EncryptedStore>>,
-    pub cache: Arc<Cache>,
-    /// The key prefix of every object (`--etcd-prefix`).
-    pub root: String,
-    pub services: Arc<Allocator>,
-    pub metrics: Metrics,
-    /// host:port clients reach this server at, for /api's serverAddressByClientCIDRs.
-    pub server_address: String,
-    /// Namespaces this server marked terminating. Writes into them are refused at once, even
-    /// while the watch cache has not yet seen the change (upstream's NamespaceLifecycle admission
-    /// closes the same gap with a live lookup).
-    pub terminating_namespaces: parking_lot::Mutex<std::collections::HashSet<String>>,
-    pub auth: Auth,
-    /// The admission plugins that run on writes.
-    pub admission: crate::admission::Plugins,
-    /// How kubelets are dialed for pods/log, exec, attach, portforward and nodes/proxy: their
-    /// serving certificates are not verified (no --kubelet-certificate-authority), ours is
-    /// presented when configured.
-    pub kubelet_tls: Arc<rustls::ClientConfig>,
-    /// In-flight limits and request deadlines.
-    pub limits: Arc<Limits>,
-    /// Picks a name for an object created with generateName.
-    pub generate_name: fn(&str) -> String,
-    /// The audit policy and backends; None when auditing is off.
-    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// The address other machines reach this host at: the source address of the default route.

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// An IPv4 CIDR such as 10.96.0.0/12.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::auth::attributes::Attributes;
 use crate::auth::{Decision, UserInfo};
 use crate::registry::Target;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 const GROUP: &str = "certificates.k8s.io";

@@ -5,7 +5,7 @@ use common::quantity::Quantity;
 use serde_json::Value;
 
 use crate::registry;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// Admits an update of a claim from `old` to `new`.

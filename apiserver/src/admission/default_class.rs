@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::registry;
-use crate::server::ApiState;
+use crate::state::ApiState;
 
 /// The default class of `plural` in `group` by its default annotations, if any.
 fn default_class(

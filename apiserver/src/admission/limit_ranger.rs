@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::{Map, Value, json};
 
 use crate::registry;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";

@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use crate::meta;
 use crate::registry;
 use crate::registry::Target;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// The admission plugins that can be switched off, by upstream's names. The other admission

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::registry::store::{Desired, guaranteed_update};
 use crate::registry::{self, ResourceInfo};
 use crate::registry::{Target, WriteOptions};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// One lock per namespace being charged: this server's creates in a namespace charge its

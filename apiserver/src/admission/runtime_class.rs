@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::registry;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// Admits a pod being created.

@@ -199,7 +199,7 @@ fn decode(bytes: &[u8], content_type: &str) -> Option<Value> {
     if bytes.is_empty() {
         return None;
     }
-    crate::handlers::decode(bytes, content_type).ok()
+    crate::codec::decode(bytes, content_type).ok()
 }
 
 /// The metadata of a body, reading a JSON one only for the fields the reference needs.

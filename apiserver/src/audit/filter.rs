@@ -25,9 +25,9 @@ use super::Auditor;
 use super::event::{DECISION, Event, ObjectReference, REASON, RawBody, RequestRecord};
 use super::policy::{Level, RequestAuditConfig, Stage};
 use crate::auth::UserInfo;
-use crate::handlers::MAX_BODY;
+use crate::codec::MAX_BODY;
 use crate::request::RequestInfo;
-use crate::server::ApiState;
+use crate::state::ApiState;
 
 /// The header a client may set and every answer carries.
 pub const AUDIT_ID_HEADER: &str = "audit-id";

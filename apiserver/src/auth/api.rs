@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use super::attributes::Attributes;
 use super::{Decision, UserInfo};
-use crate::handlers::{Query, read_body, respond};
-use crate::server::ApiState;
+use crate::codec::{read_body, respond};
+use crate::query::Query;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 const AUTHZ: &str = "/apis/authorization.k8s.io/v1/";
@@ -69,7 +70,7 @@ pub async fn handle(state: &Arc<ApiState>, request: Request) -> Result<Response,
             Some(info) => info.query?,
             None => Query::parse(parts.uri.query().unwrap_or(""))?,
         };
-        let format = crate::handlers::negotiate(&parts.headers)?;
+        let format = crate::codec::negotiate(&parts.headers)?;
         let body = read_body(body, &parts.headers, &mut query).await?;
         let answer = kind.serve(state, &user, body)?;
         Ok::<_, ApiError>(respond(StatusCode::CREATED, format, &answer))

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::attributes::Attributes;
 use super::{Decision, UserInfo};
 use crate::registry::Target;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";

@@ -30,7 +30,7 @@ use tokens::ServiceAccountTokens;
 
 use crate::cache::Cache;
 use crate::request::RequestInfo;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 
 /// The authenticated user of a request, as upstream's user.Info.
@@ -545,6 +545,20 @@ fn impersonate(
     } else {
         UserInfo::new(&name, impersonated_groups)
     })
+}
+
+tokio::task_local! {
+    /// The user a resource request acts as, for admission that exempts users (PodSecurity).
+    pub static REQUESTING_USER: String;
+}
+
+/// The name of the user the request being served acts as; None outside a request (or for
+/// an unauthenticated one).
+pub fn requesting_user() -> Option<String> {
+    REQUESTING_USER
+        .try_with(Clone::clone)
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 #[cfg(test)]

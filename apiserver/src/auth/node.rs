@@ -178,9 +178,9 @@ pub async fn admit_create(
     request: axum::extract::Request,
 ) -> Result<axum::extract::Request, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = crate::handlers::read_bytes(body).await?;
-    let content_type = crate::handlers::content_type(&parts.headers);
-    let object = crate::handlers::decode(&bytes, &content_type)?;
+    let bytes = crate::codec::read_bytes(body).await?;
+    let content_type = crate::codec::content_type(&parts.headers);
+    let object = crate::codec::decode(&bytes, &content_type)?;
     let name = object["metadata"]["name"].as_str().unwrap_or("");
     if name != node {
         let why = if attrs.resource == "leases" {
@@ -492,7 +492,7 @@ fn is_kubelet_label(key: &str) -> bool {
 /// NodeRestriction on the deletes and evictions a kubelet sends: only of pods bound to it.
 /// The pod is read from the store, so a pod created a moment ago is judged by what it is.
 pub async fn admit_pod_removal(
-    state: &crate::server::ApiState,
+    state: &crate::state::ApiState,
     node: &str,
     attrs: &Attributes,
 ) -> Result<(), ApiError> {

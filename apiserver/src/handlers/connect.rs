@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::cache::CachedObject;
 use crate::registry;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// A connect request the path names.

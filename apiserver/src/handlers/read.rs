@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Format, Query, Target, raw_response, respond};
 use crate::cache::{CacheEvent, CachedObject, WatchError, WatchEventType};
 use crate::registry::ResourceInfo;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{self, RangeOptions, Revision};
 use crate::table;

@@ -11,7 +11,7 @@ use super::write;
 use super::{Format, Query, Target, respond};
 use crate::meta;
 use crate::registry::store::{self, Desired, guaranteed_update};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{self, ApiError, ApiResult};
 
 /// The Scale view of a workload.

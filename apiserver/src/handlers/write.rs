@@ -16,7 +16,7 @@ use crate::managed;
 use crate::meta::{self, metadata_mut};
 use crate::registry::ResourceInfo;
 use crate::registry::store::{self, DeleteOptions, Desired, create_object, guaranteed_update};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// Adds `Warning` headers, as upstream does for fieldValidation=Warn.
@@ -124,7 +124,7 @@ pub fn apply_patch(
     old: &Value,
     patch: &[u8],
 ) -> ApiResult<Value> {
-    super::check_body_shape(patch, false)?;
+    crate::codec::check_body_shape(patch, false)?;
     let doc: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     match content_type {

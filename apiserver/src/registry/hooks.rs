@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::server::ApiState;
 use crate::services::{self, Allocation};
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 
 /// Every method has the default of a kind with no hooks.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{ResourceInfo, Target};
 use crate::cache::CachedObject;
 use crate::meta::{self, metadata_mut};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{self, ApiError, ApiResult, Cause};
 use crate::storage::{self, KeyValue};
 use crate::{managed, validation};

@@ -3,7 +3,8 @@
 //! reads it from a path (`handlers::Target::from_info`); everything below works on it.
 
 use super::ResourceInfo;
-use crate::status::ApiError;
+use crate::request::RequestInfo;
+use crate::status::{ApiError, ApiResult};
 
 /// A resource, or one object of it (and a subresource of that object).
 #[derive(Debug)]
@@ -35,5 +36,93 @@ impl Target {
         }
         key.push_str(&self.name);
         key
+    }
+}
+
+impl Target {
+    /// The resource, namespace, name and subresource a request's reading names; 404 for a
+    /// path no resource serves. It reads only [`RequestInfo`], so it names exactly what was
+    /// authorized.
+    pub fn from_info(info: &RequestInfo) -> ApiResult<Target> {
+        let attrs = &info.attrs;
+        if !attrs.resource_request || info.trailing_segments > 0 {
+            return Err(ApiError::no_route());
+        }
+        let resource = super::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
+            .ok_or_else(ApiError::no_route)?;
+        // A namespaced resource is named inside a namespace, or listed across all of them;
+        // a cluster-scoped one never follows `namespaces/NS/`.
+        let scope_ok = match (resource.namespaced, info.in_namespace) {
+            (true, true) => !attrs.namespace.is_empty(),
+            (true, false) => info.path_name.is_empty(),
+            (false, in_namespace) => !in_namespace,
+        };
+        if !scope_ok {
+            return Err(ApiError::no_route());
+        }
+        let subresource = attrs.subresource.clone();
+        if !subresource.is_empty()
+            && (info.path_name.is_empty() || !resource.has_subresource(&subresource))
+        {
+            return Err(ApiError::no_route());
+        }
+        Ok(Target {
+            resource,
+            namespace: if resource.namespaced {
+                attrs.namespace.clone()
+            } else {
+                String::new()
+            },
+            name: info.path_name.clone(),
+            subresource,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` into a target.
+    fn parse_path(path: &str) -> ApiResult<Target> {
+        Target::from_info(&RequestInfo::read("GET", path, ""))
+    }
+
+    fn check(path: &str, expected: Option<(&str, &str, &str, &str)>) {
+        let got = parse_path(path).ok().map(|t| {
+            (
+                t.resource.plural,
+                t.namespace.clone(),
+                t.name.clone(),
+                t.subresource.clone(),
+            )
+        });
+        let expected = expected.map(|(r, ns, n, s)| (r, ns.to_owned(), n.to_owned(), s.to_owned()));
+        assert_eq!(got, expected, "{path}");
+    }
+
+    #[test]
+    fn paths() {
+        check("/api/v1/pods", Some(("pods", "", "", "")));
+        check(
+            "/api/v1/namespaces/default/pods/p/status",
+            Some(("pods", "default", "p", "status")),
+        );
+        check("/api/v1/namespaces", Some(("namespaces", "", "", "")));
+        check(
+            "/api/v1/namespaces/kube-system",
+            Some(("namespaces", "", "kube-system", "")),
+        );
+        check(
+            "/api/v1/namespaces/x/finalize",
+            Some(("namespaces", "", "x", "finalize")),
+        );
+        check(
+            "/apis/apps/v1/namespaces/a/deployments/d/scale",
+            Some(("deployments", "a", "d", "scale")),
+        );
+        check("/api/v1/namespaces/a/nodes", None);
+        check("/apis/apps/v1/widgets", None);
+        check("/api/v1/namespaces/a/pods/p/bogus", None);
     }
 }

@@ -21,7 +21,7 @@ use crate::audit::filter as audit;
 use crate::meta;
 use crate::registry;
 use crate::registry::Target;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
 
 pub use checks::Violation;
@@ -295,9 +295,8 @@ pub async fn admit(
         Ok(Vec::new())
     };
     let exempt_namespace = config.exemptions.namespaces.contains(&target.namespace);
-    let exempt_user = || {
-        crate::handlers::requesting_user().is_some_and(|u| config.exemptions.usernames.contains(&u))
-    };
+    let exempt_user =
+        || crate::auth::requesting_user().is_some_and(|u| config.exemptions.usernames.contains(&u));
     match (resource.group, resource.plural) {
         ("", "namespaces") if target.subresource.is_empty() => admit_namespace(state, obj, old),
         ("", "pods") if !IGNORED_POD_SUBRESOURCES.contains(&target.subresource.as_str()) => {

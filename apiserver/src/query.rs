@@ -1,4 +1,5 @@
-//! The query parameters of resource requests, parsed once with upstream's error messages.
+//! The query parameters of resource requests, parsed once with upstream's error messages
+//! (the request's one reading, `request::RequestInfo`, holds the result).
 
 use common::selector::{FieldSelector, LabelSelector};
 
