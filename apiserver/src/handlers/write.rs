@@ -14,7 +14,6 @@ use super::{Format, Query, Target, respond};
 use crate::auth::{UserInfo, escalation, node};
 use crate::managed;
 use crate::meta::{self, metadata_mut};
-use crate::registry::ResourceInfo;
 use crate::registry::store::{self, DeleteOptions, Desired, create_object, guaranteed_update};
 use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult, Cause};
@@ -117,41 +116,6 @@ pub async fn update(
     ))
 }
 
-/// Applies one patch document of `content_type` to `old`.
-pub fn apply_patch(
-    resource: &ResourceInfo,
-    content_type: &str,
-    old: &Value,
-    patch: &[u8],
-) -> ApiResult<Value> {
-    crate::codec::check_body_shape(patch, false)?;
-    let doc: Value = serde_json::from_slice(patch)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    match content_type {
-        "application/json-patch+json" => {
-            let ops = crate::patch::json::decode(doc)?;
-            let mut out = old.clone();
-            crate::patch::json::apply(&mut out, &ops)?;
-            Ok(out)
-        }
-        "application/merge-patch+json" => {
-            if !doc.is_object() {
-                return Err(ApiError::bad_request(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
-                ));
-            }
-            let mut out = old.clone();
-            json_patch::merge(&mut out, &doc);
-            Ok(out)
-        }
-        "application/strategic-merge-patch+json" => {
-            crate::patch::strategic::apply(old, &doc, resource.patch_schema())
-                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
-        }
-        other => Err(ApiError::unsupported_media_type(other)),
-    }
-}
-
 /// PATCH of an object or its status: the patch is re-applied to the current object on conflict.
 pub async fn patch(
     state: &Arc<ApiState>,
@@ -166,7 +130,7 @@ pub async fn patch(
     let content_type = super::content_type(headers);
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let updated = guaranteed_update(state, target, &query.write_options(), &manager, |old| {
-        let mut patched = apply_patch(resource, &content_type, old, patch)?;
+        let mut patched = crate::patch::apply(resource, &content_type, old, patch)?;
         // A resourceVersion in the patch is a precondition on the current object.
         let named = named_revision(&patched);
         let precondition = named

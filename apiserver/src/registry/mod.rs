@@ -5,6 +5,7 @@
 pub mod hooks;
 pub mod store;
 pub mod strategies;
+pub mod subresources;
 mod target;
 
 use std::sync::{LazyLock, OnceLock};

@@ -1,0 +1,222 @@
+//! Subresources with their own shapes, below HTTP: scale (autoscaling/v1 Scale over a
+//! workload's spec.replicas), pods/binding (the scheduler's write: spec.nodeName once and
+//! the PodScheduled condition) and pods/eviction (a delete that respects
+//! PodDisruptionBudgets).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Target;
+use super::store::{self, DeleteOptions, Desired, WriteOptions, guaranteed_update};
+use crate::meta;
+use crate::state::ApiState;
+use crate::status::{self, ApiError, ApiResult};
+
+/// The Scale view of a workload.
+pub fn scale_of(obj: &Value) -> Value {
+    let selector =
+        common::selector::LabelSelector::from_label_selector_json(&obj["spec"]["selector"])
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0) },
+        "status": { "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector },
+    })
+}
+
+/// The object a subresource belongs to.
+fn main_target(target: &Target) -> Target {
+    Target {
+        resource: target.resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        subresource: String::new(),
+    }
+}
+
+/// The Scale of a workload.
+pub async fn get_scale(state: &ApiState, target: &Target) -> ApiResult<Value> {
+    let (_, obj) = store::current(state, target).await?;
+    Ok(scale_of(&obj))
+}
+
+/// Writes `scale.spec.replicas` into the workload; a resourceVersion in the Scale is a precondition.
+pub async fn set_replicas(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &WriteOptions,
+    scale: impl Fn(&Value) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let main = main_target(target);
+    let updated = guaranteed_update(state, &main, options, "kube-scale", |old| {
+        let scale = scale(old)?;
+        let replicas = scale["spec"]["replicas"]
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("Scale.spec.replicas must be an integer"))?;
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                &target.name,
+                vec![status::Cause::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let rv = meta::resource_version(&scale);
+        if !rv.is_empty() && rv != meta::resource_version(old) {
+            return Err(target.stale());
+        }
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        Ok(Desired {
+            object: new,
+            precondition: !rv.is_empty(),
+        })
+    })
+    .await?;
+    Ok(scale_of(&updated.object))
+}
+
+/// pods/binding: sets spec.nodeName once and marks the pod scheduled.
+pub async fn bind(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &WriteOptions,
+    binding: Value,
+) -> ApiResult<()> {
+    let node = binding["target"]["name"].as_str().unwrap_or("").to_owned();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            &target.name,
+            vec![status::Cause::required("target.name")],
+        ));
+    }
+    let uid = binding["metadata"]["uid"].as_str().map(str::to_owned);
+    guaranteed_update(state, target, options, "kube-scheduler", |old| {
+        if let Some(uid) = &uid
+            && uid != meta::meta_str(old, "uid")
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &target.name,
+                "the UID in the binding does not match the pod",
+            ));
+        }
+        if meta::is_terminating(old) {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &target.name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &target.name,
+                &format!(
+                    "pod {} is already assigned to node \"{current}\"",
+                    target.name
+                ),
+            ));
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
+            let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
+            for (k, v) in annotations {
+                meta_annotations.insert(k.clone(), v.clone());
+            }
+        }
+        set_condition(
+            &mut new,
+            json!({
+                "type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                "lastTransitionTime": meta::now_rfc3339(),
+            }),
+        );
+        Ok(Desired {
+            object: new,
+            precondition: false,
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// Replaces (or adds) the pod condition of the same type.
+fn set_condition(pod: &mut Value, condition: Value) {
+    let conditions = meta::object_at(pod, &["status"])
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
+    if let Some(list) = conditions.as_array_mut() {
+        list.retain(|c| c["type"] != condition["type"]);
+        list.push(condition);
+    }
+}
+
+/// pods/eviction: deletes the pod unless a PodDisruptionBudget selecting it allows no disruption.
+pub async fn evict(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &DeleteOptions,
+) -> ApiResult<()> {
+    let (_, pod) = store::current(state, target).await?;
+    let pdbs =
+        crate::registry::find("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
+    let labels = meta::labels(&pod);
+    let terminal = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !terminal {
+        for pdb in state
+            .cache
+            .list(pdbs, &target.namespace)
+            .objects
+            .iter()
+            .map(|o| o.value())
+        {
+            let Ok(selector) =
+                common::selector::LabelSelector::from_label_selector_json(&pdb["spec"]["selector"])
+            else {
+                continue;
+            };
+            if selector.is_everything() || !selector.matches(labels) {
+                continue;
+            }
+            if pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
+                let mut err = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
+                err.details = Some(Box::new(json!({ "causes": [{
+                    "reason": "DisruptionBudget",
+                    "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
+                        meta::name(&pdb),
+                        pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+                        pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)),
+                }]})));
+                return Err(err);
+            }
+        }
+    }
+    store::delete(state, &main_target(target), options).await?;
+    Ok(())
+}
