@@ -176,6 +176,25 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
     }
 }
 
+/// The object's metadata and its kind's rules (`old` on update): 422 with every cause.
+fn validate(target: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let resource = target.resource;
+    let mut causes = validation::validate_metadata(resource, obj);
+    if let Some(old) = old {
+        causes.extend(validation::validate_metadata_update(obj, old));
+    }
+    causes.extend(resource.strategy.validate(obj, old));
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        resource.group,
+        resource.kind,
+        &target.name,
+        causes,
+    ))
+}
+
 /// Normalizes through the typed struct, enforcing fieldValidation. Returns the warnings.
 fn normalize(
     resource: &ResourceInfo,
@@ -324,16 +343,7 @@ pub async fn create_object(
         key = rename(state, &mut obj, &mut target, next);
     }
     let allocation = resource.hooks.reserve(state, &mut obj, None)?;
-    let mut causes = validation::validate_metadata(resource, &obj);
-    causes.extend(resource.strategy.validate(&obj, None));
-    if !causes.is_empty() {
-        return Err(ApiError::invalid(
-            resource.group,
-            resource.kind,
-            &target.name,
-            causes,
-        ));
-    }
+    validate(&target, &obj, None)?;
     let (mut obj, mut warnings) = normalize(resource, options, obj)?;
     warnings.extend(crate::admission::validate(state, &target, &obj, None, options.dry_run).await?);
     if options.dry_run {
@@ -475,17 +485,7 @@ pub async fn guaranteed_update(
             );
         }
         let allocation = resource.hooks.reserve(state, &mut new, Some(&old))?;
-        let mut causes = validation::validate_metadata(resource, &new);
-        causes.extend(validation::validate_metadata_update(&new, &old));
-        causes.extend(resource.strategy.validate(&new, Some(&old)));
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                resource.group,
-                resource.kind,
-                &target.name,
-                causes,
-            ));
-        }
+        validate(target, &new, Some(&old))?;
         let (mut new, mut warnings) = normalize(resource, options, new)?;
         let key = target.key(&state.root);
         // Boxed: charging a quota is itself an update through here.
