@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::registry;
 use crate::registry::store::{self, Desired};
 use crate::registry::{Target, WriteOptions};
@@ -36,7 +37,8 @@ async fn ensure_object(
         subresource: String::new(),
     };
     let options = WriteOptions::default();
-    match store::create_object(state, &target, &options, MANAGER, obj.clone()).await {
+    let user = UserInfo::new("system:apiserver", vec!["system:masters".into()]);
+    match store::create_object(state, &target, &options, &user, MANAGER, obj.clone()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 && replace => {
             store::guaranteed_update(state, &target, &options, MANAGER, |old| {

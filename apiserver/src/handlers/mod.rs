@@ -106,25 +106,7 @@ async fn dispatch(
         ("GET", false, "" | "status") => read::get(state, &target, &query, format).await,
         ("GET", false, "scale") => subresources::get_scale(state, &target).await,
         ("POST", true, _) => {
-            let mut obj = read_body(body, headers, &mut query).await?;
-            if target.resource.plural == "certificatesigningrequests" {
-                // The requester is recorded by the server, never taken from the client.
-                let user = user.clone();
-                if let Some(spec) = obj
-                    .as_object_mut()
-                    .map(|o| {
-                        o.entry("spec")
-                            .or_insert_with(|| Value::Object(Default::default()))
-                    })
-                    .and_then(Value::as_object_mut)
-                {
-                    spec.insert("username".into(), user.name.into());
-                    spec.insert("uid".into(), user.uid.into());
-                    spec.insert("groups".into(), user.groups.into());
-                    let extra = serde_json::to_value(user.extra).unwrap_or_default();
-                    spec.insert("extra".into(), extra);
-                }
-            }
+            let obj = read_body(body, headers, &mut query).await?;
             write::create(state, &target, &query, headers, obj, format, user).await
         }
         ("POST", false, "binding") => {

@@ -73,7 +73,7 @@ pub async fn create(
     admit_writer(state, user, target, &obj, None)?;
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let (obj, warnings) =
-        create_object(state, target, &query.write_options(), &manager, obj).await?;
+        create_object(state, target, &query.write_options(), user, &manager, obj).await?;
     Ok(with_warnings(
         respond(StatusCode::CREATED, format, &obj),
         &warnings,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{ResourceInfo, Target};
+use crate::auth::UserInfo;
 use crate::cache::CachedObject;
 use crate::meta::{self, metadata_mut};
 use crate::state::ApiState;
@@ -241,11 +242,13 @@ pub fn with_revision(obj: &mut Value, revision: i64) {
     metadata_mut(obj).insert("resourceVersion".into(), json!(revision.to_string()));
 }
 
-/// Creates an object as a POST would, writing as `manager`: (the stored object, warnings).
+/// Creates an object as a POST by `user` would, writing as `manager`: (the stored object,
+/// warnings).
 pub async fn create_object(
     state: &Arc<ApiState>,
     target: &Target,
     options: &WriteOptions,
+    user: &UserInfo,
     manager: &str,
     mut obj: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
@@ -325,6 +328,7 @@ pub async fn create_object(
     crate::admission::mutate_create(state, &target, &mut obj).await?;
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
+    resource.strategy.record_creator(&mut obj, user);
     managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
 
     // An object known to exist is refused before anything is allocated for it. The cache may

@@ -6,6 +6,7 @@ use common::quantity::Quantity;
 use common::scheduling::qos::{container_qos, pod_qos};
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::meta::{self, NameRule, default_field, object_at, validate_label_field};
 use crate::status::Cause;
 use crate::validation;
@@ -39,6 +40,9 @@ pub trait Strategy: Sync + Send {
     fn default(&self, _obj: &mut Value) {}
     /// Create-only preparation after defaulting (initial status, generated fields).
     fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// What the kind records of the user creating it, which the server sets and never takes
+    /// from the client (a CertificateSigningRequest's requester).
+    fn record_creator(&self, _obj: &mut Value, _user: &UserInfo) {}
     /// Problems with an object about to be stored; `old` is set on update.
     fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
         Vec::new()
@@ -920,6 +924,19 @@ impl Strategy for Csrs {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.signerName"]
     }
+    fn record_creator(&self, obj: &mut Value, user: &UserInfo) {
+        let Some(spec) = obj
+            .as_object_mut()
+            .map(|o| o.entry("spec").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        spec.insert("username".into(), json!(user.name));
+        spec.insert("uid".into(), json!(user.uid));
+        spec.insert("groups".into(), json!(user.groups));
+        spec.insert("extra".into(), json!(user.extra));
+    }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
         validation::certificates::certificate_signing_request(obj)
     }
@@ -1013,6 +1030,34 @@ impl Strategy for StorageClasses {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csr_records_its_requester_whatever_the_client_sent() {
+        let user = UserInfo::new(
+            "system:bootstrap:abcdef",
+            vec!["system:bootstrappers".into()],
+        );
+        let mut csr = json!({"spec": {"username": "someone-else", "groups": ["system:masters"],
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet"}});
+        CSRS.record_creator(&mut csr, &user);
+        assert_eq!(csr["spec"]["username"], "system:bootstrap:abcdef");
+        assert_eq!(
+            csr["spec"]["groups"],
+            json!(["system:bootstrappers", "system:authenticated"])
+        );
+        assert_eq!(csr["spec"]["extra"], json!({}));
+        assert_eq!(
+            csr["spec"]["signerName"],
+            "kubernetes.io/kube-apiserver-client-kubelet"
+        );
+        let mut bare = json!({});
+        CSRS.record_creator(&mut bare, &user);
+        assert_eq!(bare["spec"]["username"], "system:bootstrap:abcdef");
+        // Other kinds record nothing.
+        let mut cm = json!({"data": {}});
+        CONFIG_MAPS.record_creator(&mut cm, &user);
+        assert_eq!(cm, json!({"data": {}}));
+    }
 
     #[test]
     fn pods_and_namespaces_delete_gracefully_as_upstream() {

@@ -430,12 +430,13 @@ impl Slices {
     pub fn set_listed(&mut self, listed: bool) {
         let starts: Vec<usize> = self.spans().map(|span| span.start).collect();
         for at in starts {
-            let flags = &mut self.0[at];
-            *flags = if listed {
-                *flags | LISTED
-            } else {
-                *flags & !LISTED
-            };
+            if let Some(flags) = self.0.get_mut(at) {
+                *flags = if listed {
+                    *flags | LISTED
+                } else {
+                    *flags & !LISTED
+                };
+            }
         }
     }
 }
