@@ -25,14 +25,30 @@ pub struct Column {
     pub priority: i32,
 }
 
-/// The columns for a kind, by group and plural resource name, e.g. ("", "pods").
-pub fn columns(group: &str, resource: &str) -> &'static [Column] {
-    printer(group, resource).0
+/// How a kind is printed: its columns and the function filling a row, registered side by
+/// side so the two cannot drift apart. Each resource of the registry carries its own.
+#[derive(Clone, Copy)]
+pub struct Printer {
+    pub columns: &'static [Column],
+    cells: CellsFn,
 }
 
-/// One row's cells for `obj` (the object's JSON), in column order; `now` is for ages and durations.
-pub fn cells(group: &str, resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    (printer(group, resource).1)(obj, now)
+impl Printer {
+    /// One row's cells for `obj` (the object's JSON), in column order; `now` is for ages
+    /// and durations.
+    pub fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        (self.cells)(obj, now)
+    }
+}
+
+#[cfg(test)]
+fn columns(group: &str, resource: &str) -> &'static [Column] {
+    printer(group, resource).columns
+}
+
+#[cfg(test)]
+fn cells(group: &str, resource: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    printer(group, resource).cells(obj, now)
 }
 
 /// Upstream's HumanDuration: two or three significant figures ("5s", "3m2s", "10m", "2d3h", "5y").
@@ -87,10 +103,10 @@ fn with_remainder(major: i64, major_unit: &str, minor: i64, minor_unit: &str) ->
 /// Fills one row of a kind's table.
 type CellsFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
 
-/// How a kind is printed: its columns and the function filling a row, registered side by side so
-/// the two cannot drift apart.
-fn printer(group: &str, resource: &str) -> (&'static [Column], CellsFn) {
-    match (group, resource) {
+/// The printer of a kind, by group and plural resource name, e.g. ("", "pods"), as
+/// upstream registers its printers.
+pub fn printer(group: &str, resource: &str) -> Printer {
+    let (columns, cells): (&'static [Column], CellsFn) = match (group, resource) {
         ("", "namespaces") => (&NAMESPACES, namespace),
         ("", "pods") => (&PODS, pod),
         ("", "podtemplates") => (&POD_TEMPLATES, pod_template),
@@ -138,7 +154,8 @@ fn printer(group: &str, resource: &str) -> (&'static [Column], CellsFn) {
         _ if BUILTIN_GROUPS.contains(&group) => (&DEFAULT_BUILTIN, default_builtin),
         // Custom resources without printer columns get the default a CRD is given.
         _ => (&DEFAULT_CUSTOM, default_custom),
-    }
+    };
+    Printer { columns, cells }
 }
 
 /// Groups served by kube-apiserver itself; any other group is a custom resource or aggregated.

@@ -18,7 +18,6 @@ use crate::registry::ResourceInfo;
 use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{self, RangeOptions, Revision};
-use crate::table;
 
 /// GET of one object.
 pub async fn get(
@@ -327,7 +326,9 @@ fn render_table(
 ) -> Value {
     let now = chrono::Utc::now();
     let columns: Vec<Value> = if with_columns {
-        table::columns(resource.group, resource.plural)
+        resource
+            .printer
+            .columns
             .iter()
             .map(|c| {
                 json!({
@@ -353,7 +354,7 @@ fn render_table(
                 }),
             };
             json!({
-                "cells": table::cells(resource.group, resource.plural, &value, now),
+                "cells": resource.printer.cells(&value, now),
                 "object": object,
             })
         })

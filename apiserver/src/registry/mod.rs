@@ -42,6 +42,8 @@ pub struct ResourceInfo {
     pub strategy: &'static dyn Strategy,
     /// What the kind does around a write with the server's state (most kinds: nothing).
     pub hooks: &'static dyn Hooks,
+    /// Its columns in server-side tables (`kubectl get`).
+    pub printer: crate::table::Printer,
     /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON.
     normalize: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The JSON schema of the kind (from k8s-openapi's schemars support).
@@ -159,6 +161,7 @@ where
         subresources,
         strategy,
         hooks: &hooks::NONE,
+        printer: crate::table::printer(K::GROUP, K::URL_PATH_SEGMENT),
         normalize: normalize::<K>,
         schema: schema::<K>,
         build_patch_schema: PatchSchema::for_kind::<K>,
