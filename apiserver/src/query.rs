@@ -3,6 +3,7 @@
 
 use common::selector::{FieldSelector, LabelSelector};
 
+use crate::registry::read::ListOptions;
 use crate::registry::{FieldValidation, WriteOptions};
 use crate::status::{ApiError, ApiResult};
 
@@ -32,6 +33,18 @@ pub struct Query {
 }
 
 impl Query {
+    /// What the query asks of a list.
+    pub fn list_options(&self) -> ListOptions<'_> {
+        ListOptions {
+            label_selector: &self.label_selector,
+            field_selector: &self.field_selector,
+            limit: self.limit,
+            continue_token: &self.continue_token,
+            resource_version: &self.resource_version,
+            resource_version_match: &self.resource_version_match,
+        }
+    }
+
     /// What the query says of how to write.
     pub fn write_options(&self) -> WriteOptions {
         WriteOptions {

@@ -1,5 +1,7 @@
-//! get, list and watch. Lists and watches are served from the watch cache; paged lists and
-//! exact-revision reads go to the store, as upstream sends them to etcd.
+//! get, list and watch as HTTP verbs. `registry::read` finds what get and list answer
+//! (the watch cache, or the store for consistent gets, paged and exact-revision lists);
+//! here it is encoded as JSON from the cached bytes, YAML or a Table. Watches are served
+//! from the watch cache, or from the store for a revision the cache no longer holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,17 +9,17 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{Format, Query, Target, raw_response, respond};
 use crate::cache::{CacheEvent, CachedObject, WatchError, WatchEventType};
-use crate::registry::ResourceInfo;
+use crate::registry::{self, ResourceInfo};
 use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
-use crate::storage::{self, RangeOptions, Revision};
+use crate::storage::{self, Revision};
 
 /// GET of one object.
 pub async fn get(
@@ -27,22 +29,7 @@ pub async fn get(
     format: Format,
 ) -> ApiResult<Response> {
     let resource = target.resource;
-    let key = target.key(&state.root);
-    let object = if query.resource_version.is_empty() {
-        // A consistent read goes to the store, as upstream's quorum read.
-        let kv = state
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| target.store_error(e))?;
-        kv.as_ref()
-            .and_then(|kv| CachedObject::from_kv(kv, resource))
-            .map(Arc::new)
-    } else {
-        state.cache.get(resource, &key)
-    };
-    let object =
-        object.ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
+    let object = registry::read::get(state, target, &query.resource_version).await?;
     match format {
         Format::Table => Ok(respond(
             StatusCode::OK,
@@ -64,82 +51,9 @@ pub async fn get(
     }
 }
 
-/// Checks that every field in the selector is one this resource supports.
-fn check_field_selector(resource: &ResourceInfo, query: &Query) -> ApiResult<()> {
-    for req in query.field_selector.requirements() {
-        let supported = req.field == "metadata.name"
-            || req.field == "metadata.namespace"
-            || resource
-                .strategy
-                .selectable_fields()
-                .contains(&req.field.as_str());
-        if !supported {
-            return Err(ApiError::bad_request(format!(
-                "field label not supported: {}",
-                req.field
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Whether an object passes the request's label and field selectors.
 pub fn selected(query: &Query, object: &CachedObject) -> bool {
     object.selected(&query.label_selector, &query.field_selector)
-}
-
-/// The version tag of continue tokens, as upstream's.
-const CONTINUE_VERSION: &str = "meta.k8s.io/v1";
-
-/// A continue token: the revision of the first page, the key to start the next one at
-/// (relative to the list's key prefix, as upstream's) and the list it continues (the prefix
-/// relative to the store root), so that a token continues only the list it was issued for.
-fn encode_continue(root: &str, prefix: &str, revision: Revision, start: &str) -> String {
-    let token = json!({
-        "v": CONTINUE_VERSION,
-        "rv": revision,
-        "start": start.strip_prefix(prefix).unwrap_or(start),
-        "list": prefix.strip_prefix(root).unwrap_or(prefix),
-    });
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
-}
-
-/// Reads a continue token for the list under `prefix`: (revision, absolute start key). A
-/// malformed token, or one issued for another list, is a 400 with upstream's words.
-fn decode_continue(root: &str, prefix: &str, token: &str) -> ApiResult<(Revision, String)> {
-    let invalid = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| invalid("invalid continue token"))?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid("invalid continue token"))?;
-    if v["v"] != CONTINUE_VERSION {
-        return Err(invalid(&format!(
-            "server does not recognize this encoded version {:?}",
-            v["v"].as_str().unwrap_or("")
-        )));
-    }
-    let revision = v["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(|| {
-        invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-    })?;
-    let start = v["start"].as_str().unwrap_or("");
-    if start.is_empty() {
-        return Err(invalid("encoded start key empty (version meta.k8s.io/v1)"));
-    }
-    // Upstream cleans the key as a path and refuses any that changes: no climbing out.
-    if start.starts_with('/') || start.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(invalid(start));
-    }
-    if v["list"].as_str() != Some(prefix.strip_prefix(root).unwrap_or(prefix)) {
-        return Err(invalid("the token was issued for a different list"));
-    }
-    Ok((revision, format!("{prefix}{start}")))
-}
-
-fn parse_rv(rv: &str) -> ApiResult<Revision> {
-    rv.parse::<Revision>()
-        .ok()
-        .filter(|r| *r >= 0)
-        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
 /// LIST of a collection.
@@ -150,40 +64,11 @@ pub async fn list(
     format: Format,
 ) -> ApiResult<Response> {
     let resource = target.resource;
-    check_field_selector(resource, query)?;
-    let rv = query.resource_version.as_str();
-    let paged = (query.limit > 0 && rv != "0") || !query.continue_token.is_empty();
-    let exact = query.resource_version_match == "Exact";
-    let (objects, revision, next) =
-        if paged || exact {
-            list_from_store(state, target, query).await?
-        } else {
-            match rv {
-                "" => {
-                    state.cache.wait_fresh().await.map_err(|e| {
-                        ApiError::from_store(e, resource.group, resource.plural, "")
-                    })?;
-                }
-                "0" => {}
-                rv => {
-                    let wanted = parse_rv(rv)?;
-                    if !state.cache.wait_for(wanted, Duration::from_secs(3)).await {
-                        return Err(ApiError::timeout(format!(
-                            "Too large resource version: {wanted}, current: {}",
-                            state.cache.revision()
-                        )));
-                    }
-                }
-            }
-            let snapshot = state.cache.list(resource, &target.namespace);
-            let objects: Vec<_> = snapshot
-                .objects
-                .into_iter()
-                .filter(|o| selected(query, o))
-                .collect();
-            (objects, snapshot.revision, None)
-        };
-    let continue_token = next.unwrap_or_default();
+    let registry::read::List {
+        objects,
+        revision,
+        continue_token,
+    } = registry::read::list(state, target, &query.list_options()).await?;
     match format {
         Format::Table => Ok(respond(
             StatusCode::OK,
@@ -213,74 +98,6 @@ fn with_list_meta(mut table: Value, revision: Revision, continue_token: &str) ->
         table["metadata"]["continue"] = json!(continue_token);
     }
     table
-}
-
-/// A paged or exact-revision list read from the store: (objects, revision, continue token).
-async fn list_from_store(
-    state: &Arc<ApiState>,
-    target: &Target,
-    query: &Query,
-) -> ApiResult<(Vec<Arc<CachedObject>>, Revision, Option<String>)> {
-    let resource = target.resource;
-    let prefix = target.key(&state.root);
-    let (mut revision, mut start) = if query.continue_token.is_empty() {
-        let rv = match query.resource_version.as_str() {
-            "" | "0" => 0,
-            rv if query.resource_version_match == "Exact" => parse_rv(rv)?,
-            _ => 0,
-        };
-        (rv, None)
-    } else {
-        if !query.resource_version.is_empty() && query.resource_version != "0" {
-            return Err(ApiError::bad_request(
-                "specifying resource version is not allowed when using continue",
-            ));
-        }
-        let (rv, start) = decode_continue(&state.root, &prefix, &query.continue_token)?;
-        (rv, Some(start))
-    };
-    let mut objects = Vec::new();
-    loop {
-        let want = if query.limit == 0 {
-            0
-        } else {
-            query.limit - objects.len()
-        };
-        let opts = RangeOptions {
-            revision,
-            start_key: start.clone(),
-            limit: want,
-        };
-        let page = state.store.range(&prefix, opts).await.map_err(|e| match e {
-            storage::Error::Compacted { .. } if !query.continue_token.is_empty() => ApiError::expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-            ),
-            e => ApiError::from_store(e, resource.group, resource.plural, ""),
-        })?;
-        revision = page.revision;
-        let last_key = page.kvs.last().map(|kv| kv.key.clone());
-        objects.extend(
-            page.kvs
-                .iter()
-                .filter_map(|kv| CachedObject::from_kv(kv, resource))
-                .filter(|o| selected(query, o))
-                .map(Arc::new),
-        );
-        match last_key {
-            Some(last) if page.more => {
-                // The next read starts just after the last key seen.
-                start = Some(format!("{last}\0"));
-                if query.limit > 0 && objects.len() >= query.limit {
-                    return Ok((
-                        objects,
-                        revision,
-                        start.map(|s| encode_continue(&state.root, &prefix, revision, &s)),
-                    ));
-                }
-            }
-            _ => return Ok((objects, revision, None)),
-        }
-    }
 }
 
 /// `{"kind":"PodList",...,"items":[...]}` assembled from the cached bytes without re-encoding.
@@ -450,7 +267,7 @@ pub async fn watch(
     format: Format,
 ) -> ApiResult<Response> {
     let resource = target.resource;
-    check_field_selector(resource, query)?;
+    registry::read::check_field_selector(resource, &query.field_selector)?;
     let rv = query.resource_version.as_str();
     let send_initial = query
         .send_initial_events
@@ -468,7 +285,7 @@ pub async fn watch(
     }
     let start = match rv {
         "" | "0" => None,
-        rv => Some(parse_rv(rv)?),
+        rv => Some(registry::read::parse_rv(rv)?),
     };
     let (tx, rx) = crate::cache::watch_queue(state.cache.clone(), resource);
     let body = Body::from_stream(

@@ -3,6 +3,7 @@
 //! are generic over it; adding a built-in kind is one line in [`RESOURCES`] plus its strategy.
 
 pub mod hooks;
+pub mod read;
 pub mod store;
 pub mod strategies;
 pub mod subresources;
