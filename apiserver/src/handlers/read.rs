@@ -51,11 +51,6 @@ pub async fn get(
     }
 }
 
-/// Whether an object passes the request's label and field selectors.
-pub fn selected(query: &Query, object: &CachedObject) -> bool {
-    object.selected(&query.label_selector, &query.field_selector)
-}
-
 /// LIST of a collection.
 pub async fn list(
     state: &Arc<ApiState>,
@@ -242,8 +237,9 @@ impl Encoder {
 /// How one cache event looks to a watcher with selectors: an object entering the selection is
 /// ADDED, one leaving it is DELETED, as upstream's cacher reports.
 fn filtered(query: &Query, event: &CacheEvent) -> Option<WatchEventType> {
-    let now = selected(query, &event.object);
-    let before = event.prev.as_ref().is_some_and(|p| selected(query, p));
+    let selection = query.list_options();
+    let now = selection.selects(&event.object);
+    let before = event.prev.as_ref().is_some_and(|p| selection.selects(p));
     match event.event_type {
         WatchEventType::Added => now.then_some(WatchEventType::Added),
         WatchEventType::Deleted => before.then_some(WatchEventType::Deleted),
@@ -342,8 +338,9 @@ pub async fn watch(
             }
         };
         if send_initial {
+            let selection = query.list_options();
             for object in &cache_watch.initial {
-                if selected(&query, object)
+                if selection.selects(object)
                     && tx
                         .send(encoder.object("ADDED", object, &query))
                         .await

@@ -258,7 +258,7 @@ pub async fn delete_collection(
 ) -> ApiResult<Response> {
     let options = delete_options(query, &body)?;
     let list =
-        store::delete_collection(state, target, &options, |o| super::read::selected(query, o))
+        store::delete_collection(state, target, &options, |o| query.list_options().selects(o))
             .await?;
     Ok(respond(StatusCode::OK, format, &list))
 }

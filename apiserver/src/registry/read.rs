@@ -52,18 +52,11 @@ pub async fn get(
     resource_version: &str,
 ) -> ApiResult<Arc<CachedObject>> {
     let resource = target.resource;
-    let key = target.key(&state.root);
     let object = if resource_version.is_empty() {
-        let kv = state
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| target.store_error(e))?;
-        kv.as_ref()
-            .and_then(|kv| CachedObject::from_kv(kv, resource))
-            .map(Arc::new)
+        let kv = super::store::stored(state, target).await?;
+        CachedObject::from_kv(&kv, resource).map(Arc::new)
     } else {
-        state.cache.get(resource, &key)
+        state.cache.get(resource, &target.key(&state.root))
     };
     object.ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))
 }

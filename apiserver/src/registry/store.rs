@@ -320,7 +320,7 @@ pub async fn create_object(
     }
     let mut target = Target {
         name,
-        ..clone_target(target)
+        ..target.clone()
     };
     if state.admission.namespace_lifecycle {
         check_namespace_open(state, &target).await?;
@@ -425,28 +425,23 @@ fn rename(state: &ApiState, obj: &mut Value, target: &mut Target, name: String) 
     target.key(&state.root)
 }
 
-fn clone_target(t: &Target) -> Target {
-    Target {
-        resource: t.resource,
-        namespace: t.namespace.clone(),
-        name: t.name.clone(),
-        subresource: t.subresource.clone(),
-    }
-}
-
 /// Reads the current object from the store: (kv, object with resourceVersion).
 pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, Value)> {
+    let kv = stored(state, target).await?;
+    let obj = crate::cache::object_with_revision(&kv)
+        .ok_or_else(|| ApiError::internal(format!("stored object {} is not JSON", kv.key)))?;
+    Ok((kv, obj))
+}
+
+/// The object as the store holds it now (a consistent read); 404 when there is none.
+pub async fn stored(state: &ApiState, target: &Target) -> ApiResult<KeyValue> {
     let resource = target.resource;
-    let key = target.key(&state.root);
-    let kv = state
+    state
         .store
-        .get(&key)
+        .get(&target.key(&state.root))
         .await
         .map_err(|e| target.store_error(e))?
-        .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))?;
-    let obj = crate::cache::object_with_revision(&kv)
-        .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?;
-    Ok((kv, obj))
+        .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))
 }
 
 /// What a write computes from the current object.

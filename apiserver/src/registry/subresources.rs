@@ -32,16 +32,6 @@ pub fn scale_of(obj: &Value) -> Value {
     })
 }
 
-/// The object a subresource belongs to.
-fn main_target(target: &Target) -> Target {
-    Target {
-        resource: target.resource,
-        namespace: target.namespace.clone(),
-        name: target.name.clone(),
-        subresource: String::new(),
-    }
-}
-
 /// The Scale of a workload.
 pub async fn get_scale(state: &ApiState, target: &Target) -> ApiResult<Value> {
     let (_, obj) = store::current(state, target).await?;
@@ -55,7 +45,7 @@ pub async fn set_replicas(
     options: &WriteOptions,
     scale: impl Fn(&Value) -> ApiResult<Value>,
 ) -> ApiResult<Value> {
-    let main = main_target(target);
+    let main = target.main();
     let updated = guaranteed_update(state, &main, options, "kube-scale", |old| {
         let scale = scale(old)?;
         let replicas = scale["spec"]["replicas"]
@@ -217,6 +207,6 @@ pub async fn evict(
             }
         }
     }
-    store::delete(state, &main_target(target), options).await?;
+    store::delete(state, &target.main(), options).await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::request::RequestInfo;
 use crate::status::{ApiError, ApiResult};
 
 /// A resource, or one object of it (and a subresource of that object).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Target {
     pub resource: &'static ResourceInfo,
     pub namespace: String,
@@ -16,6 +16,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// The object itself, for a target naming one of its subresources.
+    pub fn main(&self) -> Target {
+        Target {
+            subresource: String::new(),
+            ..self.clone()
+        }
+    }
+
     /// A store error about this object, as the Status upstream answers.
     pub fn store_error(&self, e: crate::storage::Error) -> ApiError {
         ApiError::from_store(e, self.resource.group, self.resource.plural, &self.name)
