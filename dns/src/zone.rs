@@ -809,12 +809,10 @@ impl Zone {
         found: Option<(&Slot, &ServiceEntry)>,
         label: &str,
     ) -> Lookup {
-        let Some((slot, service)) = found else {
+        // An ExternalName has neither endpoints nor ports of its own.
+        let Some((slot, _)) = found.filter(|(_, s)| !s.is_external()) else {
             return Lookup::NxDomain;
         };
-        if service.is_external() {
-            return Lookup::NxDomain;
-        }
         let ips: Vec<IpAddr> = slot
             .endpoints()
             .filter(|(e, _)| match e.hostname {
@@ -840,12 +838,10 @@ impl Zone {
         port: &str,
         proto: &str,
     ) -> Lookup {
-        let Some((slot, service)) = found else {
+        // An ExternalName has neither endpoints nor ports of its own.
+        let Some((slot, service)) = found.filter(|(_, s)| !s.is_external()) else {
             return Lookup::NxDomain;
         };
-        if service.is_external() {
-            return Lookup::NxDomain;
-        }
         // (port, target, target's addresses)
         let mut targets: Vec<(u16, Name, Vec<IpAddr>)> = Vec::new();
         if service.headless() {
