@@ -105,8 +105,6 @@ struct Slot {
     namespace: Str,
     name: ObjectName,
     service: Option<ServiceEntry>,
-    /// The Service was applied since the last relist of Services started.
-    service_listed: bool,
     slices: Slices,
 }
 
@@ -351,7 +349,9 @@ impl Zone {
             Kind::Namespace => self.namespaces.values_mut().for_each(|l| *l = false),
             Kind::Service => {
                 for s in self.slots.values_mut() {
-                    s.service_listed = false;
+                    if let Some(service) = &mut s.service {
+                        service.set_listed(false);
+                    }
                 }
             }
             Kind::Slice => {
@@ -374,7 +374,7 @@ impl Zone {
             Kind::Service => {
                 let gone: Vec<Id> = self
                     .live()
-                    .filter(|(_, s)| s.service.is_some() && !s.service_listed)
+                    .filter(|(_, s)| s.service.as_ref().is_some_and(|e| !e.listed()))
                     .map(|(id, _)| id)
                     .collect();
                 for &id in &gone {
@@ -450,7 +450,6 @@ impl Zone {
             namespace,
             name: name.into(),
             service: None,
-            service_listed: false,
             slices: Slices::default(),
         };
         let id = self.slots.insert(new);
@@ -517,10 +516,8 @@ impl Zone {
             svc.metadata.namespace.as_deref().unwrap_or_default(),
             svc.metadata.name.as_deref().unwrap_or_default(),
         );
-        self.change(id, |s| {
-            s.service = Some(entry);
-            s.service_listed = true;
-        });
+        // A new entry is marked listed.
+        self.change(id, |s| s.service = Some(entry));
     }
 
     pub fn service_deleted(&mut self, svc: &Service) {
@@ -578,7 +575,7 @@ impl Zone {
             self.by_slice
                 .insert_unique(hash, (hash as u32, id), |&(h, _)| spread(h));
         }
-        self.change(id, |s| s.slices.insert(&entry));
+        self.change(id, |s| s.slices.insert(entry));
     }
 
     pub fn slice_deleted(&mut self, slice: &EndpointSlice) {

@@ -7,12 +7,13 @@
 //! Layouts (integers little-endian):
 //! - an address: its family's tag byte (4 or 6), then its 4 or 16 bytes;
 //! - ports: a u16 count, then each: protocol byte, u16 number, name length byte, name;
-//! - a Service: a flags byte (headless, ExternalName); an ExternalName's target as text;
+//! - a Service: a flags byte (headless, ExternalName, listed); an ExternalName's target as
+//!   text;
 //!   any other Service: a count byte, that many addresses (its ClusterIPs), its ports;
 //! - a slice: a flags byte (listed), name length byte, name, its ports, then its ready
 //!   endpoints to the end: a byte holding the hostname's length (low 6 bits) and the
 //!   family (top bit set: IPv6), the address, the hostname;
-//! - the slices of one Service: each slice after its length (u32), sorted by name.
+//! - the slices of one Service: each in its own allocation, sorted by name.
 //!
 //! Only this module writes these bytes, so a short read is a bug; readers stop there
 //! rather than panic.
@@ -100,9 +101,19 @@ const V4: u8 = 4;
 const V6: u8 = 6;
 const HEADLESS: u8 = 1;
 const EXTERNAL: u8 = 2;
-const LISTED: u8 = 1;
+/// In a Service's or a slice's flags: applied since the last relist of its kind started.
+const LISTED: u8 = 4;
 /// In an endpoint's first byte: the address is IPv6.
 const ENDPOINT_V6: u8 = 0x80;
+
+/// Sets or clears the listed mark in a flags byte.
+fn mark(flags: &mut u8, listed: bool) {
+    *flags = if listed {
+        *flags | LISTED
+    } else {
+        *flags & !LISTED
+    };
+}
 
 fn put_address(buf: &mut Vec<u8>, ip: IpAddr) {
     match ip {
@@ -212,7 +223,7 @@ pub struct ServiceEntry(Box<[u8]>);
 impl ServiceEntry {
     /// An ExternalName Service: a CNAME to `target`.
     pub fn external(target: &Name) -> ServiceEntry {
-        let mut buf = vec![EXTERNAL];
+        let mut buf = vec![EXTERNAL | LISTED];
         buf.extend_from_slice(target.to_ascii().as_bytes());
         ServiceEntry(buf.into())
     }
@@ -223,7 +234,7 @@ impl ServiceEntry {
         cluster_ips: &[IpAddr],
         ports: impl IntoIterator<Item = Port<'a>>,
     ) -> ServiceEntry {
-        let mut buf = vec![if headless { HEADLESS } else { 0 }];
+        let mut buf = vec![if headless { HEADLESS | LISTED } else { LISTED }];
         // The API allows two (one of each family).
         let ips = &cluster_ips[..cluster_ips.len().min(u8::MAX as usize)];
         buf.push(ips.len() as u8);
@@ -236,6 +247,17 @@ impl ServiceEntry {
 
     fn flags(&self) -> u8 {
         self.0.first().copied().unwrap_or_default()
+    }
+
+    /// Applied since the last relist of Services started.
+    pub fn listed(&self) -> bool {
+        self.flags() & LISTED != 0
+    }
+
+    pub fn set_listed(&mut self, listed: bool) {
+        if let Some(flags) = self.0.first_mut() {
+            mark(flags, listed);
+        }
     }
 
     pub fn is_external(&self) -> bool {
@@ -282,7 +304,7 @@ impl ServiceEntry {
 }
 
 /// One EndpointSlice's part, as written: its name, ready endpoints and named ports.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SliceEntry(Vec<u8>);
 
 impl SliceEntry {
@@ -352,100 +374,106 @@ impl<'a> Slice<'a> {
     }
 }
 
-/// The slices of one Service in one allocation however many they are (nearly always one).
-#[derive(Debug, Default, PartialEq)]
-pub struct Slices(Box<[u8]>);
+/// The slices of one Service, sorted by name: nearly always one, held in the slot itself;
+/// several are a list of them, so changing one never copies the others' bytes (a Service
+/// of many large slices would otherwise cost a copy of all of them at every change).
+#[derive(Debug, PartialEq)]
+pub enum Slices {
+    One(Box<[u8]>),
+    Many(Box<[Box<[u8]>]>),
+}
+
+impl Default for Slices {
+    fn default() -> Self {
+        Slices::Many(Box::new([]))
+    }
+}
 
 impl Slices {
-    /// Where each slice's bytes lie.
-    fn spans(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            let len = Reader(self.0.get(at..)?).take(4)?;
-            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-            let span = at + 4..at + 4 + len;
-            at = span.end;
-            Some(span)
-        })
+    fn all(&self) -> &[Box<[u8]>] {
+        match self {
+            Slices::One(slice) => std::slice::from_ref(slice),
+            Slices::Many(slices) => slices,
+        }
+    }
+
+    fn all_mut(&mut self) -> &mut [Box<[u8]>] {
+        match self {
+            Slices::One(slice) => std::slice::from_mut(slice),
+            Slices::Many(slices) => slices,
+        }
     }
 
     /// The slices, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = Slice<'_>> {
-        self.spans()
-            .map(|span| Slice(self.0.get(span).unwrap_or_default()))
+        self.all().iter().map(|s| Slice(s))
     }
 
     pub fn len(&self) -> usize {
-        self.spans().count()
+        self.all().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.all().is_empty()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.all().binary_search_by(|s| Slice(s).name().cmp(name))
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.iter().any(|s| s.name() == name)
+        self.find(name).is_ok()
     }
 
     /// Puts `entry` in place of the slice of its name, or among the others by name.
-    pub fn insert(&mut self, entry: &SliceEntry) {
-        let name = entry.view().name();
-        let mut placed = false;
-        self.rebuild(entry.0.len() + 4, |buf, slice| {
-            if !placed && slice.is_none_or(|s| s.name() >= name) {
-                put(buf, &entry.0);
-                placed = true;
+    pub fn insert(&mut self, entry: SliceEntry) {
+        let at = self.find(entry.view().name());
+        let blob = entry.0.into_boxed_slice();
+        match (at, &mut *self) {
+            (Ok(i), _) => self.all_mut()[i] = blob,
+            (Err(_), Slices::Many(slices)) if slices.is_empty() => *self = Slices::One(blob),
+            (Err(i), _) => {
+                let mut all = self.take();
+                all.insert(i, blob);
+                *self = Slices::from(all);
             }
-            if let Some(s) = slice.filter(|s| s.name() != name) {
-                put(buf, s.0);
-            }
-        });
+        }
     }
 
     /// Takes out slice `name`; answers whether it was there.
     pub fn remove(&mut self, name: &str) -> bool {
-        if !self.contains(name) {
+        let Ok(i) = self.find(name) else {
             return false;
-        }
-        self.rebuild(0, |buf, slice| {
-            if let Some(s) = slice.filter(|s| s.name() != name) {
-                put(buf, s.0);
-            }
-        });
+        };
+        let mut all = self.take();
+        all.remove(i);
+        *self = Slices::from(all);
         true
     }
 
-    /// Writes the slices anew, at their exact length: `each` is given every slice in
-    /// order, then None.
-    fn rebuild(&mut self, more: usize, mut each: impl FnMut(&mut Vec<u8>, Option<Slice<'_>>)) {
-        let mut buf = Vec::with_capacity(self.0.len() + more);
-        for slice in self.iter() {
-            each(&mut buf, Some(slice));
+    fn take(&mut self) -> Vec<Box<[u8]>> {
+        match std::mem::take(self) {
+            Slices::One(slice) => vec![slice],
+            Slices::Many(slices) => slices.into_vec(),
         }
-        each(&mut buf, None);
-        self.0 = buf.into_boxed_slice();
     }
 
     /// Marks every slice listed, or none.
     pub fn set_listed(&mut self, listed: bool) {
-        let starts: Vec<usize> = self.spans().map(|span| span.start).collect();
-        for at in starts {
-            if let Some(flags) = self.0.get_mut(at) {
-                *flags = if listed {
-                    *flags | LISTED
-                } else {
-                    *flags & !LISTED
-                };
-            }
+        for flags in self.all_mut().iter_mut().filter_map(|s| s.first_mut()) {
+            mark(flags, listed);
         }
     }
 }
 
-/// Appends one slice's bytes after their length.
-fn put(buf: &mut Vec<u8>, slice: &[u8]) {
-    // A slice holds at most 1,000 endpoints of 81 bytes: far below 4 GiB.
-    buf.extend_from_slice(&(slice.len() as u32).to_le_bytes());
-    buf.extend_from_slice(slice);
+impl From<Vec<Box<[u8]>>> for Slices {
+    fn from(mut all: Vec<Box<[u8]>>) -> Slices {
+        match all.len() {
+            1 => Slices::One(all.pop().expect("one slice")),
+            // Exactly as long as it is: no room kept for slices that may never come.
+            _ => Slices::Many(all.into_boxed_slice()),
+        }
+    }
 }
 
 /// A slice's endpoints, in order.
@@ -540,10 +568,10 @@ mod tests {
         let mut slices = Slices::default();
         assert!(slices.is_empty());
         let other = |name: &str| SliceEntry::new(name, [], []).unwrap();
-        slices.insert(&other("web-zzzzz"));
-        slices.insert(&entry);
-        slices.insert(&other("web-00000"));
-        slices.insert(&other("web-zzzzz"));
+        slices.insert(other("web-zzzzz"));
+        slices.insert(entry.clone());
+        slices.insert(other("web-00000"));
+        slices.insert(other("web-zzzzz"));
         fn names(slices: &Slices) -> Vec<&str> {
             slices.iter().map(|s| s.name()).collect()
         }
@@ -553,7 +581,7 @@ mod tests {
         let s = slices.iter().nth(1).unwrap();
         assert_eq!(s.name(), "web-abcde");
         assert_eq!(s.endpoints().collect::<Vec<_>>(), endpoints);
-        slices.insert(&entry);
+        slices.insert(entry.clone());
         let listed: Vec<bool> = slices.iter().map(|s| s.listed()).collect();
         assert_eq!(
             listed,
