@@ -26,9 +26,9 @@ async fn ensure_object(
     obj: Value,
     replace: bool,
 ) -> ApiResult<()> {
-    let resource = registry::find(group, version, plural).expect("a served resource");
+    let resource = registry::builtin(group, version, plural).expect("a served resource");
     let target = Target {
-        resource,
+        resource: resource.clone(),
         namespace: obj["metadata"]["namespace"]
             .as_str()
             .unwrap_or("")

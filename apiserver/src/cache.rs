@@ -21,7 +21,7 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
 
-use crate::registry::{RESOURCES, ResourceInfo};
+use crate::registry::{ResourceInfo, Resources};
 use crate::storage::{self, EventType, KeyValue, RangeOptions, Revision, Store};
 
 /// Recent events kept per resource for watches that resume from a resourceVersion.
@@ -61,15 +61,23 @@ pub fn object_with_revision(kv: &KeyValue) -> Option<Value> {
 }
 
 impl CachedObject {
-    /// Builds the cached form of a stored value of `resource`; None if it is not a JSON object.
-    pub fn from_kv(kv: &KeyValue, resource: &ResourceInfo) -> Option<CachedObject> {
+    /// Builds the cached form of a stored value of `resource` (None: of a resource not served,
+    /// selectable by name and namespace only); None if it is not a JSON object.
+    pub fn from_kv(kv: &KeyValue, resource: Option<&ResourceInfo>) -> Option<CachedObject> {
         let value = object_with_revision(kv)?;
         let bytes = Bytes::from(serde_json::to_vec(&value).ok()?);
         let labels = crate::meta::labels(&value).cloned();
+        let selectable = resource.map_or(&[][..], |r| r.strategy.selectable_fields());
         let fields = ["metadata.name", "metadata.namespace"]
             .iter()
-            .chain(resource.strategy.selectable_fields())
-            .filter_map(|f| resource.strategy.field(&value, f).map(|v| (*f, v)))
+            .chain(selectable)
+            .filter_map(|f| {
+                let v = match resource {
+                    Some(r) => r.strategy.field(&value, f),
+                    None => crate::meta::field_string(&value, f),
+                };
+                v.map(|v| (*f, v))
+            })
             .collect();
         let terminating = crate::meta::is_terminating(&value);
         Some(CachedObject {
@@ -157,7 +165,7 @@ impl CacheEvent {
 /// The queue between a watch's producer and its response body.
 pub fn watch_queue(
     cache: Arc<Cache>,
-    resource: &'static ResourceInfo,
+    resource: Arc<ResourceInfo>,
 ) -> (WatchSender, tokio::sync::mpsc::Receiver<Bytes>) {
     let (tx, rx) = tokio::sync::mpsc::channel(WATCHER_QUEUE);
     (
@@ -174,7 +182,7 @@ pub fn watch_queue(
 pub struct WatchSender {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     cache: Arc<Cache>,
-    resource: &'static ResourceInfo,
+    resource: Arc<ResourceInfo>,
 }
 
 /// The watch is over: its client left or fell too far behind.
@@ -195,14 +203,14 @@ impl WatchSender {
             Err(SendTimeoutError::Closed(_)) => Err(WatchClosed),
             Err(SendTimeoutError::Timeout(_)) => {
                 tracing::info!(
-                    resource = self.resource.plural,
+                    resource = %self.resource.plural,
                     "forcing watcher close due to unresponsiveness"
                 );
                 *self
                     .cache
                     .terminated
                     .lock()
-                    .entry(self.resource.plural)
+                    .entry(self.resource.plural.clone())
                     .or_default() += 1;
                 Err(WatchClosed)
             }
@@ -226,16 +234,44 @@ pub fn watch_line(event_type: &str, object: &[u8]) -> Bytes {
     out.freeze()
 }
 
+#[derive(Default)]
 struct ResourceState {
     objects: BTreeMap<String, Arc<CachedObject>>,
     history: VecDeque<Arc<CacheEvent>>,
     /// Events at or below this revision may be missing from `history`.
     evicted_upto: Revision,
-    live: broadcast::Sender<Arc<CacheEvent>>,
+    live: Live,
+}
+
+/// A resource's live events.
+struct Live(broadcast::Sender<Arc<CacheEvent>>);
+
+impl Default for Live {
+    fn default() -> Live {
+        Live(broadcast::channel(WATCHER_BACKLOG).0)
+    }
 }
 
 struct State {
-    resources: Vec<ResourceState>,
+    /// By storage path (`apps/deployments`): every key under the root is kept, served or not,
+    /// so a kind a CustomResourceDefinition starts serving has its objects at once.
+    resources: HashMap<String, ResourceState>,
+    /// The revision of the last full load: history before it is gone for every resource.
+    loaded: Revision,
+}
+
+impl State {
+    /// The state of the resource stored under `path`, made empty on first use.
+    fn resource_mut(&mut self, path: &str) -> &mut ResourceState {
+        if !self.resources.contains_key(path) {
+            let state = ResourceState {
+                evicted_upto: self.loaded,
+                ..ResourceState::default()
+            };
+            self.resources.insert(path.to_owned(), state);
+        }
+        self.resources.get_mut(path).expect("inserted above")
+    }
 }
 
 /// The cache of every served resource.
@@ -243,12 +279,12 @@ pub struct Cache {
     store: Arc<dyn Store>,
     root: String,
     state: RwLock<State>,
-    /// Key prefix -> index into RESOURCES.
-    prefixes: HashMap<String, usize>,
+    /// The served resources (custom ones follow the CustomResourceDefinitions the cache sees).
+    resources: Arc<Resources>,
     revision: watch::Sender<Revision>,
     /// Watchers closed for not keeping up, by resource (upstream's
     /// apiserver_terminated_watchers_total).
-    terminated: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
+    terminated: parking_lot::Mutex<BTreeMap<String, u64>>,
 }
 
 /// A consistent view of one resource's objects, for a list.
@@ -285,25 +321,14 @@ pub enum WatchError {
 impl Cache {
     /// Builds the cache and starts its feeder; returns once the initial list is loaded.
     pub async fn start(store: Arc<dyn Store>, root: &str) -> storage::Result<Arc<Cache>> {
-        let prefixes = RESOURCES
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.key_prefix(root), i))
-            .collect();
-        let resources = RESOURCES
-            .iter()
-            .map(|_| ResourceState {
-                objects: BTreeMap::new(),
-                history: VecDeque::new(),
-                evicted_upto: 0,
-                live: broadcast::channel(WATCHER_BACKLOG).0,
-            })
-            .collect();
         let cache = Arc::new(Cache {
             store,
             root: root.to_owned(),
-            state: RwLock::new(State { resources }),
-            prefixes,
+            state: RwLock::new(State {
+                resources: HashMap::new(),
+                loaded: 0,
+            }),
+            resources: Arc::new(Resources::new()),
             revision: watch::channel(0).0,
             terminated: Default::default(),
         });
@@ -312,19 +337,22 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Which resource a store key belongs to.
-    fn resource_of(&self, key: &str) -> Option<usize> {
+    /// The storage path of the resource a store key belongs to: `pods` for
+    /// `/registry/pods/ns/name`, `apps/deployments` for `/registry/apps/deployments/ns/name`
+    /// (a core resource is always a built-in one).
+    fn storage_path_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(&self.root)?.strip_prefix('/')?;
-        let mut parts = rest.splitn(3, '/');
-        let first = parts.next()?;
-        let core = format!("{}/{first}/", self.root);
-        if let Some(i) = self.prefixes.get(&core) {
-            return Some(*i);
+        let first = rest.find('/')?;
+        // Only built-in kinds are in the core group (a CRD's group has a dot).
+        let core = &rest[..first];
+        if crate::registry::BUILTIN
+            .iter()
+            .any(|r| r.group.is_empty() && r.plural == core)
+        {
+            return Some(core);
         }
-        let second = parts.next()?;
-        self.prefixes
-            .get(&format!("{}/{first}/{second}/", self.root))
-            .copied()
+        let second = rest[first + 1..].find('/')?;
+        Some(&rest[..first + 1 + second])
     }
 
     /// Replaces the cache's contents with a fresh list of the store; returns its revision.
@@ -334,23 +362,24 @@ impl Cache {
             .range(&format!("{}/", self.root), RangeOptions::default())
             .await?;
         let mut state = self.state.write();
-        for r in state.resources.iter_mut() {
+        state.loaded = list.revision;
+        for r in state.resources.values_mut() {
             r.objects.clear();
             r.history.clear();
             r.evicted_upto = list.revision;
             // Watchers of the old contents must relist: dropping the sender closes them.
-            r.live = broadcast::channel(WATCHER_BACKLOG).0;
+            r.live = Live::default();
         }
         for kv in &list.kvs {
-            let Some(i) = self.resource_of(&kv.key) else {
+            let Some(path) = self.storage_path_of(&kv.key) else {
                 continue;
             };
-            let Some(obj) = CachedObject::from_kv(kv, &RESOURCES[i]) else {
+            let resource = self.resources.stored_at(path);
+            let Some(obj) = CachedObject::from_kv(kv, resource.as_deref()) else {
                 continue;
             };
-            state.resources[i]
-                .objects
-                .insert(kv.key.clone(), Arc::new(obj));
+            let r = state.resource_mut(path);
+            r.objects.insert(kv.key.clone(), Arc::new(obj));
         }
         self.revision.send_replace(list.revision);
         drop(state);
@@ -409,11 +438,13 @@ impl Cache {
         // The revision is published under the lock, so a list never holds state newer than the
         // revision it reports.
         let mut state = self.state.write();
-        if let Some(i) = self.resource_of(&event.kv.key) {
-            let r = &mut state.resources[i];
+        if let Some(path) = self.storage_path_of(&event.kv.key) {
+            let resource = self.resources.stored_at(path);
+            let resource = resource.as_deref();
+            let r = state.resource_mut(path);
             let prev = r.objects.get(&event.kv.key).cloned();
             let cache_event = match event.event_type {
-                EventType::Put => CachedObject::from_kv(&event.kv, &RESOURCES[i]).map(|obj| {
+                EventType::Put => CachedObject::from_kv(&event.kv, resource).map(|obj| {
                     let obj = Arc::new(obj);
                     r.objects.insert(event.kv.key.clone(), obj.clone());
                     let event_type = if prev.is_some() {
@@ -431,7 +462,7 @@ impl Cache {
                         create_revision: 0,
                         mod_revision: revision,
                     };
-                    CachedObject::from_kv(&kv, &RESOURCES[i]).map(|obj| {
+                    CachedObject::from_kv(&kv, resource).map(|obj| {
                         CacheEvent::new(
                             WatchEventType::Deleted,
                             revision,
@@ -449,7 +480,7 @@ impl Cache {
                     r.evicted_upto = old.revision;
                 }
                 r.history.push_back(e.clone());
-                let _ = r.live.send(e);
+                let _ = r.live.0.send(e);
             }
         }
         self.revision.send_replace(revision);
@@ -494,13 +525,6 @@ impl Cache {
         Ok(current)
     }
 
-    fn index(resource: &ResourceInfo) -> usize {
-        RESOURCES
-            .iter()
-            .position(|r| std::ptr::eq(r, resource))
-            .expect("a served resource")
-    }
-
     /// The prefix of keys in `namespace` (or of the whole resource when empty).
     fn scope_prefix(&self, resource: &ResourceInfo, namespace: &str) -> String {
         let mut p = resource.key_prefix(&self.root);
@@ -515,16 +539,27 @@ impl Cache {
     pub fn list(&self, resource: &ResourceInfo, namespace: &str) -> Snapshot {
         let prefix = self.scope_prefix(resource, namespace);
         let state = self.state.read();
-        let objects = state.resources[Self::index(resource)]
-            .objects
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, o)| o.clone())
-            .collect();
+        let objects = state
+            .resources
+            .get(resource.storage_path())
+            .map(|r| {
+                r.objects
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, o)| o.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         Snapshot {
             objects,
             revision: self.revision(),
         }
+    }
+
+    /// What the server serves: the built-in resources and the established
+    /// CustomResourceDefinitions' (as far as the cache has seen them).
+    pub fn resources(&self) -> &Resources {
+        &self.resources
     }
 
     /// The key prefix of every object (`--etcd-prefix`).
@@ -536,12 +571,16 @@ impl Cache {
     /// derived state (the RBAC index) rebuilds only when this moves.
     pub fn last_change(&self, resource: &ResourceInfo) -> Revision {
         let state = self.state.read();
-        let r = &state.resources[Self::index(resource)];
-        r.history.back().map_or(r.evicted_upto, |e| e.revision)
+        state.resources.get(resource.storage_path()).map_or(0, |r| {
+            r.history.back().map_or(r.evicted_upto, |e| e.revision)
+        })
     }
 
     pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
-        self.state.read().resources[Self::index(resource)]
+        let state = self.state.read();
+        state
+            .resources
+            .get(resource.storage_path())?
             .objects
             .get(key)
             .cloned()
@@ -562,9 +601,15 @@ impl Cache {
             return Err(WatchError::TooNew(self.revision()));
         }
         let prefix = self.scope_prefix(resource, namespace);
-        let state = self.state.read();
-        let r = &state.resources[Self::index(resource)];
-        let live = r.live.subscribe();
+        let mut state = self.state.upgradable_read();
+        if !state.resources.contains_key(resource.storage_path()) {
+            // A resource with no object yet: its watchers wait on the events to come.
+            let mut write = parking_lot::RwLockUpgradableReadGuard::upgrade(state);
+            write.resource_mut(resource.storage_path());
+            state = parking_lot::RwLockWriteGuard::downgrade_to_upgradable(write);
+        }
+        let r = &state.resources[resource.storage_path()];
+        let live = r.live.0.subscribe();
         let revision = self.revision();
         match start {
             None => {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::{self, RESOURCES, ResourceInfo};
+use crate::registry::{ResourceInfo, Resources};
 
 /// The version the server reports (k8s-openapi's v1_33 types).
 pub fn version() -> Value {
@@ -36,8 +36,9 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_json(group: &str) -> Value {
-    let versions: Vec<Value> = registry::group_versions()
+fn group_json(resources: &Resources, group: &str) -> Value {
+    let versions: Vec<Value> = resources
+        .group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({ "groupVersion": format!("{g}/{v}"), "version": v }))
@@ -49,9 +50,9 @@ fn group_json(group: &str) -> Value {
     })
 }
 
-pub fn api_groups() -> Value {
+pub fn api_groups(resources: &Resources) -> Value {
     let mut groups = Vec::new();
-    for (g, _) in registry::group_versions() {
+    for (g, _) in resources.group_versions() {
         if !g.is_empty() && !groups.contains(&g) {
             groups.push(g);
         }
@@ -59,17 +60,18 @@ pub fn api_groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": groups.into_iter().map(group_json).collect::<Vec<_>>(),
+        "groups": groups.iter().map(|g| group_json(resources, g)).collect::<Vec<_>>(),
     })
 }
 
 /// /apis/GROUP, if served.
-pub fn api_group(group: &str) -> Option<Value> {
-    registry::group_versions()
+pub fn api_group(resources: &Resources, group: &str) -> Option<Value> {
+    resources
+        .group_versions()
         .iter()
         .any(|(g, _)| *g == group)
         .then(|| {
-            let mut g = group_json(group);
+            let mut g = group_json(resources, group);
             g["kind"] = json!("APIGroup");
             g["apiVersion"] = json!("v1");
             g
@@ -92,7 +94,7 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
         "binding" => ("Binding", "", "v1", &["create"]),
         "eviction" => ("Eviction", "policy", "v1", &["create"]),
-        "finalize" => (r.kind, r.group, r.version, &["update"]),
+        "finalize" => (&r.kind, &r.group, &r.version, &["update"]),
         "log" => ("Pod", "", "v1", &["get"]),
         "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
         "attach" => ("PodAttachOptions", "", "v1", &["create", "get"]),
@@ -103,7 +105,7 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
             "v1",
             &["create", "delete", "get", "patch", "update"],
         ),
-        _ => (r.kind, r.group, r.version, &["get", "patch", "update"]),
+        _ => (&r.kind, &r.group, &r.version, &["get", "patch", "update"]),
     };
     let mut e = json!({
         "name": format!("{}/{sub}", r.plural),
@@ -112,7 +114,7 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "kind": kind,
         "verbs": verbs,
     });
-    if (group, version) != (r.group, r.version) {
+    if (group, version) != (r.group.as_str(), r.version.as_str()) {
         e["group"] = json!(group);
         e["version"] = json!(version);
     }
@@ -120,9 +122,10 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
 }
 
 /// /api/v1 or /apis/GROUP/VERSION, if served.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(served: &Resources, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES
+    for r in served
+        .all()
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -140,7 +143,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             e["categories"] = json!(r.categories);
         }
         resources.push(e);
-        for sub in r.subresources {
+        for sub in r.subresources.iter().copied() {
             resources.push(subresource_entry(r, sub));
         }
     }
@@ -166,7 +169,8 @@ mod tests {
 
     #[test]
     fn core_and_apps_are_discoverable() {
-        let core = resource_list("", "v1").unwrap();
+        let served = Resources::new();
+        let core = resource_list(&served, "", "v1").unwrap();
         let names: Vec<&str> = core["resources"]
             .as_array()
             .unwrap()
@@ -178,7 +182,7 @@ mod tests {
                 && names.contains(&"pods/status")
                 && names.contains(&"pods/binding")
         );
-        let apps = resource_list("apps", "v1").unwrap();
+        let apps = resource_list(&served, "apps", "v1").unwrap();
         let scale = apps["resources"]
             .as_array()
             .unwrap()
@@ -189,7 +193,7 @@ mod tests {
             (scale["group"].as_str(), scale["kind"].as_str()),
             (Some("autoscaling"), Some("Scale"))
         );
-        let groups = api_groups();
+        let groups = api_groups(&served);
         assert!(
             groups["groups"]
                 .as_array()
@@ -197,6 +201,6 @@ mod tests {
                 .iter()
                 .any(|g| g["name"] == "rbac.authorization.k8s.io")
         );
-        assert!(resource_list("apps", "v2").is_none());
+        assert!(resource_list(&served, "apps", "v2").is_none());
     }
 }

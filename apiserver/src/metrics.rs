@@ -29,7 +29,7 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     /// (verb, resource, code) -> observations.
-    requests: Mutex<HashMap<(&'static str, &'static str, u16), Series>>,
+    requests: Mutex<HashMap<(&'static str, String, u16), Series>>,
     watches: AtomicI64,
     /// Requests whose handler panicked.
     panics: AtomicI64,
@@ -56,7 +56,7 @@ fn verb(attrs: &crate::auth::attributes::Attributes) -> &'static str {
 }
 
 impl Metrics {
-    fn observe(&self, verb: &'static str, resource: &'static str, code: u16, seconds: f64) {
+    fn observe(&self, verb: &'static str, resource: String, code: u16, seconds: f64) {
         let mut map = self.requests.lock();
         let s = map.entry((verb, resource, code)).or_default();
         s.count += 1;
@@ -140,8 +140,8 @@ pub async fn track(
         request.uri().query().unwrap_or(""),
     );
     let verb = verb(&info.attrs);
-    let resource = crate::registry::Target::from_info(&info)
-        .map(|t| t.resource.plural)
+    let resource = crate::registry::Target::from_info(&info, state.cache.resources())
+        .map(|t| t.resource.plural.clone())
         .unwrap_or_default();
     let uri = request.uri().clone();
     request.extensions_mut().insert(info);

@@ -10,19 +10,49 @@
 //! do not carry.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value, json};
 
-use crate::registry::{self, RESOURCES, ResourceInfo};
+use crate::registry::{BUILTIN, ResourceInfo, Resources, Schema};
 
-/// The documents, built once: ("" or group, version) -> document.
-static DOCUMENTS: LazyLock<BTreeMap<(String, String), Value>> = LazyLock::new(|| {
-    registry::group_versions()
+/// The built-in group-versions' documents, built once: ("" or group, version) -> document.
+static DOCUMENTS: LazyLock<BTreeMap<(String, String), Arc<Value>>> = LazyLock::new(|| {
+    let mut by_gv: BTreeMap<(String, String), Vec<&ResourceInfo>> = BTreeMap::new();
+    for r in BUILTIN.iter() {
+        by_gv
+            .entry((r.group.clone(), r.version.clone()))
+            .or_default()
+            .push(r);
+    }
+    by_gv
         .into_iter()
-        .map(|(g, v)| ((g.to_owned(), v.to_owned()), build(g, v)))
+        .map(|((g, v), resources)| {
+            let doc = build(&g, &v, &resources);
+            ((g, v), Arc::new(doc))
+        })
         .collect()
 });
+
+/// The documents of the group-versions CustomResourceDefinitions serve (not cached: they
+/// change with the definitions, and are small).
+fn custom_documents(served: &Resources) -> BTreeMap<(String, String), Arc<Value>> {
+    let mut by_gv: BTreeMap<(String, String), Vec<Arc<ResourceInfo>>> = BTreeMap::new();
+    for r in served.all().into_iter().filter(|r| r.is_custom()) {
+        by_gv
+            .entry((r.group.clone(), r.version.clone()))
+            .or_default()
+            .push(r);
+    }
+    by_gv
+        .into_iter()
+        .map(|((g, v), resources)| {
+            let resources: Vec<&ResourceInfo> = resources.iter().map(|r| &**r).collect();
+            let doc = build(&g, &v, &resources);
+            ((g, v), Arc::new(doc))
+        })
+        .collect()
+}
 
 /// The URL path of a group-version's discovery root, without the leading slash.
 fn gv_path(group: &str, version: &str) -> String {
@@ -45,9 +75,11 @@ fn hash(doc: &Value) -> String {
 }
 
 /// The /openapi/v3 index.
-pub fn v3_index() -> Value {
+pub fn v3_index(served: &Resources) -> Value {
+    let custom = custom_documents(served);
     let paths: Map<String, Value> = DOCUMENTS
         .iter()
+        .chain(custom.iter())
         .map(|((g, v), doc)| {
             let path = gv_path(g, v);
             let url = format!("/openapi/v3/{path}?hash={}", hash(doc));
@@ -58,8 +90,12 @@ pub fn v3_index() -> Value {
 }
 
 /// The OpenAPI 3.0 document of one group-version.
-pub fn v3_document(group: &str, version: &str) -> Option<&'static Value> {
-    DOCUMENTS.get(&(group.to_owned(), version.to_owned()))
+pub fn v3_document(served: &Resources, group: &str, version: &str) -> Option<Arc<Value>> {
+    let gv = (group.to_owned(), version.to_owned());
+    match DOCUMENTS.get(&gv) {
+        Some(doc) => Some(doc.clone()),
+        None => custom_documents(served).remove(&gv),
+    }
 }
 
 fn gvk(r: &ResourceInfo) -> Value {
@@ -237,14 +273,30 @@ fn collection_ops(r: &ResourceInfo, kind_ref: &Value, status_ref: &Value) -> Val
 /// the references to each kind's schema and to Status's.
 fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>, Value) {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut custom = Map::new();
     let refs: Vec<Value> = resources
         .iter()
-        .map(|r| (r.schema)(&mut generator).to_value())
+        .map(|r| match &r.schema {
+            Schema::Typed(schema) => schema(&mut generator).to_value(),
+            Schema::Custom(schema) => {
+                // Named as upstream names a CRD's schema: the group reversed, version, kind.
+                let mut name: Vec<&str> = r.group.split('.').rev().collect();
+                name.push(&r.version);
+                name.push(&r.kind);
+                let name = name.join(".");
+                let schema = schema
+                    .clone()
+                    .unwrap_or_else(|| json!({ "type": "object" }));
+                custom.insert(name.clone(), schema);
+                json!({ "$ref": format!("#/components/schemas/{name}") })
+            }
+        })
         .collect();
     let status_ref = generator
         .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>()
         .to_value();
     let mut defs: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    defs.extend(custom);
     for (r, reference) in resources.iter().zip(&refs) {
         let name = reference["$ref"]
             .as_str()
@@ -257,12 +309,8 @@ fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>, Valu
     (defs, refs, status_ref)
 }
 
-fn build(group: &str, version: &str) -> Value {
-    let resources: Vec<&ResourceInfo> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
-    let (components, refs, status_ref) = schemas(&resources);
+fn build(group: &str, version: &str, resources: &[&ResourceInfo]) -> Value {
+    let (components, refs, status_ref) = schemas(resources);
     let root = format!("/{}", gv_path(group, version));
     let mut paths = Map::new();
     for (r, kind_ref) in resources.iter().zip(&refs) {
@@ -338,14 +386,14 @@ mod tests {
 
     #[test]
     fn kubectl_finds_field_validation_on_patch() {
-        let index = v3_index();
+        let index = v3_index(&Resources::new());
         assert!(
             index["paths"]["api/v1"]["serverRelativeURL"]
                 .as_str()
                 .unwrap()
                 .starts_with("/openapi/v3/api/v1?hash=")
         );
-        let doc = v3_document("apps", "v1").unwrap();
+        let doc = v3_document(&Resources::new(), "apps", "v1").unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(

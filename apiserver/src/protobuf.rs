@@ -91,8 +91,10 @@ const MEANINGFUL_ZEROS: &[&str] = &[
 /// no underscores) prost's snake_case also normalizes to.
 static JSON_NAMES: LazyLock<HashMap<String, HashMap<String, String>>> = LazyLock::new(|| {
     let mut generator = schemars::SchemaGenerator::default();
-    for r in crate::registry::RESOURCES.iter() {
-        (r.schema)(&mut generator);
+    for r in crate::registry::BUILTIN.iter() {
+        if let crate::registry::Schema::Typed(schema) = r.schema {
+            schema(&mut generator);
+        }
     }
     generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     generator.subschema_for::<k8s_openapi::api::core::v1::Binding>();

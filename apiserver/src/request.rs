@@ -244,7 +244,10 @@ mod tests {
             let r = generator.request();
             let info = RequestInfo::read(r.method, &r.path, &r.query);
             // A path no resource serves is a 404, a malformed query a 400: nothing served.
-            let (Ok(target), Ok(query)) = (Target::from_info(&info), &info.query) else {
+            let (Ok(target), Ok(query)) = (
+                Target::from_info(&info, &crate::registry::Resources::new()),
+                &info.query,
+            ) else {
                 continue;
             };
             served += 1;

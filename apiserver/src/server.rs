@@ -247,7 +247,7 @@ pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
         config.service_cluster_ip_range,
         config.service_node_port_range,
     ));
-    let svc = crate::registry::find("", "v1", "services").expect("services are served");
+    let svc = crate::registry::builtin("", "v1", "services").expect("services are served");
     for s in cache.list(svc, "").objects {
         services.observe(&s.value());
     }
@@ -335,20 +335,35 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/version", get(|| async { json_ok(&discovery::version()) }))
         .route("/api", get(api_versions))
-        .route("/apis", get(|| async { json_ok(&discovery::api_groups()) }))
+        .route(
+            "/apis",
+            get(|State(s): State<Arc<ApiState>>| async move {
+                json_ok(&discovery::api_groups(s.cache.resources()))
+            }),
+        )
         .route(
             "/api/{version}",
-            get(|Path(v): Path<String>| async move { found(discovery::resource_list("", &v)) }),
+            get(
+                |State(s): State<Arc<ApiState>>, Path(v): Path<String>| async move {
+                    found(discovery::resource_list(s.cache.resources(), "", &v))
+                },
+            ),
         )
         .route(
             "/apis/{group}",
-            get(|Path(g): Path<String>| async move { found(discovery::api_group(&g)) }),
+            get(
+                |State(s): State<Arc<ApiState>>, Path(g): Path<String>| async move {
+                    found(discovery::api_group(s.cache.resources(), &g))
+                },
+            ),
         )
         .route(
             "/apis/{group}/{version}",
-            get(|Path((g, v)): Path<(String, String)>| async move {
-                found(discovery::resource_list(&g, &v))
-            }),
+            get(
+                |State(s): State<Arc<ApiState>>, Path((g, v)): Path<(String, String)>| async move {
+                    found(discovery::resource_list(s.cache.resources(), &g, &v))
+                },
+            ),
         )
         .route(
             "/openapi/v2",
@@ -357,17 +372,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/openapi/v3",
-            get(|| async { json_ok(&openapi::v3_index()) }),
+            get(|State(s): State<Arc<ApiState>>| async move {
+                json_ok(&openapi::v3_index(s.cache.resources()))
+            }),
         )
         .route(
             "/openapi/v3/api/{version}",
-            get(|Path(v): Path<String>| async move { found(openapi::v3_document("", &v)) }),
+            get(
+                |State(s): State<Arc<ApiState>>, Path(v): Path<String>| async move {
+                    found(openapi::v3_document(s.cache.resources(), "", &v))
+                },
+            ),
         )
         .route(
             "/openapi/v3/apis/{group}/{version}",
-            get(|Path((g, v)): Path<(String, String)>| async move {
-                found(openapi::v3_document(&g, &v))
-            }),
+            get(
+                |State(s): State<Arc<ApiState>>, Path((g, v)): Path<(String, String)>| async move {
+                    found(openapi::v3_document(s.cache.resources(), &g, &v))
+                },
+            ),
         )
         .fallback(handlers::serve)
         .layer(axum::middleware::from_fn_with_state(

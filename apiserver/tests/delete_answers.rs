@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use apiserver::registry::{RESOURCES, ResourceInfo};
+use apiserver::registry::{BUILTIN, ResourceInfo};
 use apiserver::testing::http::HttpClient;
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ fn minimal(r: &ResourceInfo) -> Option<Value> {
     let job_template = json!({"metadata": {}, "spec": {"template": {"spec": {
         "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "i"}]}}}});
     let csr = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQgotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K";
-    Some(match (r.group, r.plural) {
+    Some(match (r.group.as_str(), r.plural.as_str()) {
         ("", "namespaces" | "nodes" | "endpoints" | "configmaps" | "secrets")
         | ("", "serviceaccounts")
         | ("rbac.authorization.k8s.io", "clusterroles")
@@ -127,7 +127,7 @@ async fn every_served_resource_answers_delete_as_upstream_declares() {
     let dir = tempfile::tempdir().unwrap();
     let server = apiserver::testing::spawn(dir.path()).await;
     let client = HttpClient::new(&server.url());
-    for r in RESOURCES.iter() {
+    for r in BUILTIN.iter() {
         let key = (r.api_version(), r.plural.to_owned());
         let expected = upstream.get(&key).unwrap_or_else(|| {
             panic!("{r:?} is served but missing from fixtures/delete_answers_v1.33.txt")

@@ -37,7 +37,7 @@ pub fn admit(
     obj: &Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     if resource.group != GROUP || resource.plural != "certificatesigningrequests" {
         return Ok(());
     }
@@ -53,7 +53,7 @@ pub fn admit(
         "" => crate::meta::name(obj),
         named => named,
     };
-    let forbidden = |why: String| ApiError::forbidden(GROUP, resource.plural, name, &why);
+    let forbidden = |why: String| ApiError::forbidden(GROUP, &resource.plural, name, &why);
     match (old, target.subresource.as_str()) {
         (None, "")
             if enabled.subject_restriction

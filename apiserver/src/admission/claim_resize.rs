@@ -34,7 +34,7 @@ pub fn admit(state: &ApiState, new: &Value, old: &Value) -> ApiResult<()> {
         .or_else(|| old["spec"]["storageClassName"].as_str())
         .unwrap_or_default();
     let expandable = !class.is_empty()
-        && registry::find("storage.k8s.io", "v1", "storageclasses").is_some_and(|classes| {
+        && registry::builtin("storage.k8s.io", "v1", "storageclasses").is_some_and(|classes| {
             let key = format!("{}{class}", classes.key_prefix(&state.root));
             state
                 .cache

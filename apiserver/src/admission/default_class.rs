@@ -14,7 +14,7 @@ fn default_class(
     plural: &str,
     annotations: &[&str],
 ) -> Option<String> {
-    let resource = registry::find(group, "v1", plural)?;
+    let resource = registry::builtin(group, "v1", plural)?;
     state
         .cache
         .list(resource, "")

@@ -21,7 +21,7 @@ const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 
 /// The namespace's LimitRanges, in the cache's (name) order.
 fn limit_ranges(state: &ApiState, namespace: &str) -> Vec<LimitRange> {
-    let resource = registry::find("", "v1", "limitranges").expect("limit ranges are served");
+    let resource = registry::builtin("", "v1", "limitranges").expect("limit ranges are served");
     state
         .cache
         .list(resource, namespace)

@@ -150,9 +150,9 @@ impl Default for Plugins {
 /// pod's LimitRanger defaults, ServiceAccount, Priority and RuntimeClass; the storage
 /// objects' protection finalizers; the default StorageClass and IngressClass.
 pub async fn mutate_create(state: &ApiState, target: &Target, obj: &mut Value) -> ApiResult<()> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let enabled = &state.admission;
-    match (resource.group, resource.plural) {
+    match (resource.group.as_str(), resource.plural.as_str()) {
         ("", "pods") => {
             if enabled.limit_ranger {
                 limit_ranger::admit_pod(state, &target.namespace, obj)?;
@@ -202,7 +202,7 @@ pub async fn validate(
     if !target.subresource.is_empty() || old.is_some_and(meta::is_terminating) {
         return Ok(warnings);
     }
-    let resource = target.resource;
+    let resource = &*target.resource;
     if resource.group.is_empty() && resource.plural == "persistentvolumeclaims" {
         if let Some(old) = old
             && enabled.claim_resize
@@ -244,7 +244,7 @@ pub fn taint_not_ready(node: &mut Value) {
 /// Upstream's StorageObjectInUseProtection: claims and volumes are created with the
 /// finalizer the pvc-protection and pv-protection controllers lift once nothing uses them.
 pub fn protect_storage_object(resource: &registry::ResourceInfo, obj: &mut Value) {
-    let finalizer = match (resource.group, resource.plural) {
+    let finalizer = match (resource.group.as_str(), resource.plural.as_str()) {
         ("", "persistentvolumeclaims") => "kubernetes.io/pvc-protection",
         ("", "persistentvolumes") => "kubernetes.io/pv-protection",
         _ => return,
@@ -335,7 +335,7 @@ async fn lookup_service_account(
     namespace: &str,
     name: &str,
 ) -> Result<Value, String> {
-    let accounts = registry::find("", "v1", "serviceaccounts").expect("served");
+    let accounts = registry::builtin("", "v1", "serviceaccounts").expect("served");
     let key = format!("{}{namespace}/{name}", accounts.key_prefix(&state.root));
     if let Some(found) = state.cache.get(accounts, &key) {
         return Ok(found.value());
@@ -539,7 +539,7 @@ fn limit_secret_references(spec: &Value, account: &Value) -> Result<(), String> 
 /// upstream's Priority admission: spec.priority (and preemptionPolicy) come from the pod's
 /// PriorityClass, or the global default class, or are 0.
 pub fn pod_priority(state: &ApiState, pod: &mut Value) -> ApiResult<()> {
-    let classes = registry::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+    let classes = registry::builtin("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
     let name = pod["spec"]["priorityClassName"]
         .as_str()
         .unwrap_or("")

@@ -85,7 +85,11 @@ impl Charge {
 fn charge(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Option<Charge> {
     let core = resource.group.is_empty();
     // What upstream never counts: bindings and events.
-    if (core && matches!(resource.plural, "bindings" | "events" | "componentstatuses"))
+    if (core
+        && matches!(
+            resource.plural.as_str(),
+            "bindings" | "events" | "componentstatuses"
+        ))
         || (resource.group == "events.k8s.io" && resource.plural == "events")
     {
         return None;
@@ -93,7 +97,7 @@ fn charge(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Option<C
     fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
         serde_json::from_value(v.clone()).ok()
     }
-    match (core, resource.plural, old) {
+    match (core, resource.plural.as_str(), old) {
         (true, "pods", None) => {
             let pod: Pod = parse(obj)?;
             let usage = quota::pod_usage(&pod);
@@ -116,7 +120,7 @@ fn charge(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Option<C
             Some(Charge::Other(difference(new, old)))
         }
         (_, plural, None) => Some(Charge::Other(quota::object_count_usage(
-            resource.group,
+            &resource.group,
             plural,
         ))),
         _ => None,
@@ -144,15 +148,18 @@ pub async fn admit(
     old: Option<&Value>,
     dry_run: bool,
 ) -> ApiResult<()> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     // Updates of most kinds (pod status, leases) change no usage: nothing is looked up.
     let updates_count = resource.group.is_empty()
-        && matches!(resource.plural, "services" | "persistentvolumeclaims");
+        && matches!(
+            resource.plural.as_str(),
+            "services" | "persistentvolumeclaims"
+        );
     if !resource.namespaced || (old.is_some() && !updates_count) {
         return Ok(());
     }
-    static QUOTAS: LazyLock<&'static ResourceInfo> =
-        LazyLock::new(|| registry::find("", "v1", "resourcequotas").expect("quotas are served"));
+    static QUOTAS: LazyLock<&'static Arc<ResourceInfo>> =
+        LazyLock::new(|| registry::builtin("", "v1", "resourcequotas").expect("quotas are served"));
     let quotas_resource = *QUOTAS;
     let cached = state.cache.list(quotas_resource, &target.namespace).objects;
     if cached.is_empty() {
@@ -164,7 +171,7 @@ pub async fn admit(
     let lock = namespace_lock(&target.namespace);
     let _charging = lock.lock().await;
     let forbidden =
-        |why: String| ApiError::forbidden(resource.group, resource.plural, &target.name, &why);
+        |why: String| ApiError::forbidden(&resource.group, &resource.plural, &target.name, &why);
     let mut charged = Vec::new();
     for cached in cached {
         let Ok(quota) = serde_json::from_slice::<ResourceQuota>(&cached.bytes) else {
@@ -196,7 +203,7 @@ pub async fn admit(
     let options = WriteOptions::default();
     for (name, names) in charged {
         let quota_target = Target {
-            resource: quotas_resource,
+            resource: quotas_resource.clone(),
             namespace: target.namespace.clone(),
             name,
             subresource: "status".into(),
@@ -332,21 +339,21 @@ mod tests {
 
     #[test]
     fn updates_charge_only_growth() {
-        let services = registry::find("", "v1", "services").unwrap();
+        let services = registry::builtin("", "v1", "services").unwrap();
         let old = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
         let new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
         let Some(Charge::Other(u)) = charge(services, &new, Some(&old)) else {
             panic!("a service is charged");
         };
         assert_eq!((u["services"], u["services.nodeports"]), (0, 1));
-        let pods = registry::find("", "v1", "pods").unwrap();
+        let pods = registry::builtin("", "v1", "pods").unwrap();
         assert!(charge(pods, &json!({"spec": {}}), Some(&json!({"spec": {}}))).is_none());
-        let cms = registry::find("", "v1", "configmaps").unwrap();
+        let cms = registry::builtin("", "v1", "configmaps").unwrap();
         let Some(Charge::Other(u)) = charge(cms, &json!({}), None) else {
             panic!("a configmap is counted");
         };
         assert_eq!((u["configmaps"], u["count/configmaps"]), (1, 1));
-        let events = registry::find("", "v1", "events").unwrap();
+        let events = registry::builtin("", "v1", "events").unwrap();
         assert!(charge(events, &json!({}), None).is_none());
     }
 }

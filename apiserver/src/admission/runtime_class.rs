@@ -21,7 +21,7 @@ pub fn admit_pod(state: &ApiState, pod: &mut Value) -> ApiResult<()> {
     let class = match &class_name {
         None => None,
         Some(class_name) => {
-            let resource = registry::find("node.k8s.io", "v1", "runtimeclasses")
+            let resource = registry::builtin("node.k8s.io", "v1", "runtimeclasses")
                 .expect("runtime classes are served");
             let key = format!("{}{class_name}", resource.key_prefix(&state.root));
             let class = state

@@ -300,7 +300,7 @@ fn token_request(
         .service_account_tokens()
         .ok_or_else(ApiError::no_route)?;
     let live = |plural: &str, object: &str| -> Option<Value> {
-        let resource = crate::registry::find("", "v1", plural)?;
+        let resource = crate::registry::builtin("", "v1", plural)?;
         let key = format!(
             "{}{namespace}/{object}",
             resource.key_prefix(state.cache.root())

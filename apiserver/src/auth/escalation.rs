@@ -24,11 +24,11 @@ pub fn check(
     obj: &Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     if resource.group != RBAC_GROUP {
         return Ok(());
     }
-    let plural = resource.plural;
+    let plural = resource.plural.as_str();
     let binding = match plural {
         "roles" | "clusterroles" => false,
         "rolebindings" | "clusterrolebindings" => true,

@@ -114,7 +114,7 @@ fn authorize_node(node: &str, attrs: &Attributes) -> Decision {
 /// deletes, status writes and evictions are allowed here and limited by NodeRestriction.
 fn authorize_pod(cache: &Cache, node: &str, attrs: &Attributes) -> Decision {
     let bound = || {
-        let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+        let pods = crate::registry::builtin("", "v1", "pods").expect("pods are served");
         let key = format!(
             "{}{}/{}",
             pods.key_prefix(cache.root()),
@@ -211,14 +211,14 @@ pub fn admit_write(
     obj: &Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     // The object's name is the path's on every write but a create, as upstream's a.GetName().
     let name = if target.name.is_empty() {
         obj["metadata"]["name"].as_str().unwrap_or("")
     } else {
         &target.name
     };
-    let refuse = |why: String| ApiError::forbidden(resource.group, resource.plural, name, &why);
+    let refuse = |why: String| ApiError::forbidden(&resource.group, &resource.plural, name, &why);
     if resource.group == "certificates.k8s.io" && resource.plural == "certificatesigningrequests" {
         return match old {
             None => admit_node_csr(node, obj).map_err(refuse),
@@ -228,10 +228,10 @@ pub fn admit_write(
     if !resource.group.is_empty() {
         return Ok(());
     }
-    match (resource.plural, target.subresource.as_str(), old) {
+    match (resource.plural.as_str(), target.subresource.as_str(), old) {
         ("pods", "", None) => {
             // The owner reference must name this Node as it is, uid included.
-            let nodes = crate::registry::find("", "v1", "nodes").expect("nodes are served");
+            let nodes = crate::registry::builtin("", "v1", "nodes").expect("nodes are served");
             let key = format!("{}{node}", nodes.key_prefix(cache.root()));
             let node_uid = cache.get(nodes, &key).map(|n| {
                 n.value()["metadata"]["uid"]
@@ -504,7 +504,7 @@ pub async fn admit_pod_removal(
     if !attrs.api_group.is_empty() || attrs.resource != "pods" || attrs.name.is_empty() {
         return Ok(());
     }
-    let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+    let pods = crate::registry::builtin("", "v1", "pods").expect("pods are served");
     let key = format!(
         "{}{}/{}",
         pods.key_prefix(&state.root),
@@ -537,7 +537,7 @@ pub async fn admit_pod_removal(
 
 /// Whether a pod bound to `node` in `namespace` passes `uses`.
 fn pod_uses(cache: &Cache, node: &str, namespace: &str, uses: impl Fn(&Value) -> bool) -> bool {
-    let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+    let pods = crate::registry::builtin("", "v1", "pods").expect("pods are served");
     let Ok(on_node) = FieldSelector::parse(&format!("spec.nodeName={node}")) else {
         return false;
     };

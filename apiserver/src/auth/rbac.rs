@@ -56,7 +56,7 @@ fn typed<T: serde::de::DeserializeOwned>(cache: &Cache, resource: &ResourceInfo)
 impl Rbac {
     pub fn new(cache: Arc<Cache>) -> Rbac {
         let find = |plural| {
-            crate::registry::find("rbac.authorization.k8s.io", "v1", plural)
+            crate::registry::builtin("rbac.authorization.k8s.io", "v1", plural)
                 .expect("RBAC kinds are served")
         };
         Rbac {

@@ -253,7 +253,7 @@ impl ServiceAccountTokens {
 
 /// The uid of a live object in the watch cache.
 fn current_uid(cache: &Cache, plural: &str, namespace: &str, name: &str) -> Option<String> {
-    let resource = crate::registry::find("", "v1", plural)?;
+    let resource = crate::registry::builtin("", "v1", plural)?;
     let key = format!("{}{namespace}/{name}", resource.key_prefix(cache.root()));
     cache.get(resource, &key)?.value()["metadata"]["uid"]
         .as_str()

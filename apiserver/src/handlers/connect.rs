@@ -253,9 +253,9 @@ async fn load(
     namespace: &str,
     name: &str,
 ) -> ApiResult<Value> {
-    let resource = registry::find("", "v1", plural).ok_or_else(ApiError::no_route)?;
+    let resource = registry::builtin("", "v1", plural).ok_or_else(ApiError::no_route)?;
     let target = super::Target {
-        resource,
+        resource: resource.clone(),
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         subresource: String::new(),
@@ -266,9 +266,9 @@ async fn load(
         .await
         .map_err(|e| target.store_error(e))?;
     kv.as_ref()
-        .and_then(|kv| CachedObject::from_kv(kv, resource))
+        .and_then(|kv| CachedObject::from_kv(kv, Some(resource)))
         .map(|o| o.value())
-        .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, name))
+        .ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, name))
 }
 
 /// The container a log, exec or attach is for: the `container` parameter, or the pod's only

@@ -56,7 +56,7 @@ pub async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Resp
     let result = crate::audit::filter::serving(
         audit,
         crate::auth::REQUESTING_USER.scope(user_name, async {
-            let target = Target::from_info(&info)?;
+            let target = Target::from_info(&info, state.cache.resources())?;
             let mut query = info.query?;
             if info.watch_path {
                 if parts.method != Method::GET {

@@ -28,7 +28,7 @@ pub async fn get(
     query: &Query,
     format: Format,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let object = registry::read::get(state, target, &query.resource_version).await?;
     match format {
         Format::Table => Ok(respond(
@@ -58,7 +58,7 @@ pub async fn list(
     query: &Query,
     format: Format,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let registry::read::List {
         objects,
         revision,
@@ -188,7 +188,7 @@ fn error_line(err: &ApiError) -> Bytes {
 
 /// Encodes watch events for one client, in its format.
 struct Encoder {
-    resource: &'static ResourceInfo,
+    resource: Arc<ResourceInfo>,
     format: Format,
     /// Whether the Table columns were sent yet.
     sent_columns: bool,
@@ -207,7 +207,7 @@ impl Encoder {
         match self.format {
             Format::Table => {
                 let table = render_table(
-                    self.resource,
+                    &self.resource,
                     std::slice::from_ref(object),
                     query,
                     !self.sent_columns,
@@ -262,7 +262,7 @@ pub async fn watch(
     query: &Query,
     format: Format,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     registry::read::check_field_selector(resource, &query.field_selector)?;
     let rv = query.resource_version.as_str();
     let send_initial = query
@@ -283,13 +283,13 @@ pub async fn watch(
         "" | "0" => None,
         rv => Some(registry::read::parse_rv(rv)?),
     };
-    let (tx, rx) = crate::cache::watch_queue(state.cache.clone(), resource);
+    let (tx, rx) = crate::cache::watch_queue(state.cache.clone(), target.resource.clone());
     let body = Body::from_stream(
         tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
     );
     let timeout = state.limits.watch_timeout(query.timeout_seconds);
     let mut encoder = Encoder {
-        resource,
+        resource: target.resource.clone(),
         format,
         sent_columns: false,
     };
@@ -303,11 +303,12 @@ pub async fn watch(
             .cache
             .wait_fresh()
             .await
-            .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
+            .map_err(|e| ApiError::from_store(e, &resource.group, &resource.plural, ""))?;
     }
     let opened = state.cache.watch(resource, &target.namespace, start).await;
     let state = state.clone();
     let prefix = target.key(&state.root);
+    let resource = target.resource.clone();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -325,7 +326,7 @@ pub async fn watch(
                 let from = start.unwrap_or_default();
                 watch_from_store(
                     &state,
-                    resource,
+                    &resource,
                     &prefix,
                     from,
                     &query,
@@ -401,7 +402,7 @@ pub async fn watch(
 #[allow(clippy::too_many_arguments)]
 async fn watch_from_store(
     state: &Arc<ApiState>,
-    resource: &'static ResourceInfo,
+    resource: &ResourceInfo,
     prefix: &str,
     from: Revision,
     query: &Query,
@@ -415,8 +416,8 @@ async fn watch_from_store(
             let _ = tx
                 .send(error_line(&ApiError::from_store(
                     e,
-                    resource.group,
-                    resource.plural,
+                    &resource.group,
+                    &resource.plural,
                     "",
                 )))
                 .await;
@@ -435,8 +436,8 @@ async fn watch_from_store(
                 let _ = tx
                     .send(error_line(&ApiError::from_store(
                         e,
-                        resource.group,
-                        resource.plural,
+                        &resource.group,
+                        &resource.plural,
                         "",
                     )))
                     .await;
@@ -457,13 +458,13 @@ async fn watch_from_store(
                 (WatchEventType::Deleted, prev)
             }
         };
-        let Some(object) = CachedObject::from_kv(&kv, resource).map(Arc::new) else {
+        let Some(object) = CachedObject::from_kv(&kv, Some(resource)).map(Arc::new) else {
             continue;
         };
         let prev = event
             .prev
             .as_ref()
-            .and_then(|kv| CachedObject::from_kv(kv, resource))
+            .and_then(|kv| CachedObject::from_kv(kv, Some(resource)))
             .map(Arc::new);
         let cache_event = CacheEvent::new(event_type, kv.mod_revision, object, prev);
         if let Some(t) = filtered(query, &cache_event)

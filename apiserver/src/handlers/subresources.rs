@@ -48,7 +48,7 @@ pub async fn patch_scale(
     content_type: &str,
     patch: &[u8],
 ) -> ApiResult<Response> {
-    let scale_resource = target.resource;
+    let scale_resource = &*target.resource;
     // Scale has no patch merge keys, so strategic merge is a plain merge here.
     let content_type = match content_type {
         "application/strategic-merge-patch+json" => "application/merge-patch+json",

@@ -126,7 +126,7 @@ pub async fn patch(
     format: Format,
     user: &UserInfo,
 ) -> ApiResult<Response> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let content_type = super::content_type(headers);
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let updated = guaranteed_update(state, target, &query.write_options(), &manager, |old| {

@@ -39,7 +39,11 @@ pub fn apply(
             Ok(out)
         }
         "application/strategic-merge-patch+json" => {
-            strategic::apply(old, &doc, resource.patch_schema())
+            // Custom resources have no Go struct to read merge keys from: upstream refuses.
+            let schema = resource
+                .patch_schema()
+                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+            strategic::apply(old, &doc, schema)
                 .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
         }
         other => Err(ApiError::unsupported_media_type(other)),

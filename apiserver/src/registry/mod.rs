@@ -1,15 +1,17 @@
 //! The resource table: every kind the server serves, described once (names, scope, subresources,
 //! verbs) with the strategy that defaults, validates and shapes its objects. The request handlers
-//! are generic over it; adding a built-in kind is one line in [`RESOURCES`] plus its strategy.
+//! are generic over it; adding a built-in kind is one line in [`BUILTIN`] plus its strategy, and
+//! [`Resources`] adds and drops the kinds CustomResourceDefinitions define while serving.
 
 pub mod hooks;
 pub mod read;
+mod served;
 pub mod store;
 pub mod strategies;
 pub mod subresources;
 mod target;
 
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, certificates::v1 as certificates,
@@ -20,38 +22,68 @@ use k8s_openapi::api::{
 use serde_json::Value;
 
 pub use hooks::Hooks;
+pub use served::Resources;
 pub use store::{FieldValidation, WriteOptions};
 pub use strategies::Strategy;
 pub use target::Target;
 
 use crate::patch::schema::PatchSchema;
 
-/// One served resource.
+/// One served resource (one version of it).
 pub struct ResourceInfo {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub list_kind: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
     /// The plural name used in URLs, e.g. `deployments`.
-    pub plural: &'static str,
+    pub plural: String,
     pub singular: String,
-    pub short_names: &'static [&'static str],
-    pub categories: &'static [&'static str],
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
     pub namespaced: bool,
     /// Subresources served beside the main resource, e.g. `status`, `scale`, `binding`.
     pub subresources: &'static [&'static str],
-    pub strategy: &'static dyn Strategy,
+    pub strategy: StrategyRef,
     /// What the kind does around a write with the server's state (most kinds: nothing).
     pub hooks: &'static dyn Hooks,
     /// Its columns in server-side tables (`kubectl get`).
     pub printer: crate::table::Printer,
-    /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON.
-    normalize: fn(&Value) -> Result<Value, serde_json::Error>,
-    /// The JSON schema of the kind (from k8s-openapi's schemars support).
-    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
-    /// Builds the strategic-merge-patch metadata of the kind (cached by `patch_schema`).
-    build_patch_schema: fn() -> PatchSchema,
+    /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON
+    /// (None: a custom resource, kept as its strategy leaves it).
+    normalize: Option<fn(&Value) -> Result<Value, serde_json::Error>>,
+    /// The JSON schema of the kind.
+    pub schema: Schema,
+    /// Builds the strategic-merge-patch metadata of the kind (cached by `patch_schema`); None
+    /// for custom resources, which take no strategic merge patch.
+    build_patch_schema: Option<fn() -> PatchSchema>,
     patch_schema: OnceLock<PatchSchema>,
+    /// Where its objects are kept below the store's root: `apps/deployments`, `pods`.
+    storage_path: String,
+}
+
+/// A kind's strategy: a built-in's static one, or one a CustomResourceDefinition made.
+#[derive(Clone)]
+pub enum StrategyRef {
+    Static(&'static dyn Strategy),
+    Owned(Arc<dyn Strategy>),
+}
+
+impl std::ops::Deref for StrategyRef {
+    type Target = dyn Strategy;
+    fn deref(&self) -> &(dyn Strategy + 'static) {
+        match self {
+            StrategyRef::Static(s) => *s,
+            StrategyRef::Owned(s) => &**s,
+        }
+    }
+}
+
+/// Where a kind's JSON schema comes from.
+pub enum Schema {
+    /// k8s-openapi's schemars support, for a built-in kind.
+    Typed(fn(&mut schemars::SchemaGenerator) -> schemars::Schema),
+    /// A CustomResourceDefinition's openAPIV3Schema (or None when it declares none).
+    Custom(Option<Value>),
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -72,30 +104,39 @@ impl ResourceInfo {
 
     /// The store key prefix of all objects of this resource (ends with `/`), under `root`.
     pub fn key_prefix(&self, root: &str) -> String {
-        if self.group.is_empty() {
-            format!("{root}/{}/", self.plural)
-        } else {
-            format!("{root}/{}/{}/", self.group, self.plural)
-        }
+        format!("{root}/{}/", self.storage_path)
+    }
+
+    /// Where its objects are kept below the store's root (`apps/deployments`; every version
+    /// of a resource shares it).
+    pub fn storage_path(&self) -> &str {
+        &self.storage_path
     }
 
     pub fn has_subresource(&self, name: &str) -> bool {
         self.subresources.contains(&name)
     }
 
-    /// The kind's strategic-merge-patch metadata, built on first use.
-    pub fn patch_schema(&self) -> &PatchSchema {
-        self.patch_schema.get_or_init(self.build_patch_schema)
+    /// Whether the kind is a CustomResourceDefinition's.
+    pub fn is_custom(&self) -> bool {
+        matches!(self.schema, Schema::Custom(_))
+    }
+
+    /// The kind's strategic-merge-patch metadata, built on first use; None for a custom
+    /// resource.
+    pub fn patch_schema(&self) -> Option<&PatchSchema> {
+        let build = self.build_patch_schema?;
+        Some(self.patch_schema.get_or_init(build))
     }
 
     /// The kind upstream's OpenAPI document declares for DELETE's answer: the resource's own
     /// where its storage returns the deleted object, else `Status`. Upstream's namespace REST
     /// wraps its store without reporting the store's flag, so namespaces declare a Status,
     /// though every answer is in fact the Namespace.
-    pub fn delete_answer_kind(&self) -> &'static str {
+    pub fn delete_answer_kind(&self) -> &str {
         let namespaces = self.group.is_empty() && self.plural == "namespaces";
         if self.strategy.returns_deleted_object() && !namespaces {
-            self.kind
+            &self.kind
         } else {
             "Status"
         }
@@ -106,10 +147,58 @@ impl ResourceInfo {
         ResourceInfo { hooks, ..self }
     }
 
-    /// Round-trips `obj` through the typed struct. Errors are type errors in the body.
+    /// Round-trips `obj` through the typed struct (a custom resource: as is). Errors are type
+    /// errors in the body.
     pub fn normalize(&self, obj: &Value) -> Result<Value, serde_json::Error> {
-        (self.normalize)(obj)
+        match self.normalize {
+            Some(normalize) => normalize(obj),
+            None => Ok(obj.clone()),
+        }
     }
+
+    /// The served description of a CustomResourceDefinition's version.
+    #[allow(clippy::too_many_arguments)]
+    pub fn custom(
+        names: CustomNames,
+        version: &str,
+        namespaced: bool,
+        subresources: &'static [&'static str],
+        strategy: Arc<dyn Strategy>,
+        schema: Option<Value>,
+    ) -> ResourceInfo {
+        ResourceInfo {
+            storage_path: format!("{}/{}", names.group, names.plural),
+            group: names.group,
+            version: version.to_owned(),
+            kind: names.kind,
+            list_kind: names.list_kind,
+            plural: names.plural,
+            singular: names.singular,
+            short_names: names.short_names,
+            categories: names.categories,
+            namespaced,
+            subresources,
+            strategy: StrategyRef::Owned(strategy),
+            hooks: &hooks::NONE,
+            printer: crate::table::printer("", ""),
+            normalize: None,
+            schema: Schema::Custom(schema),
+            build_patch_schema: None,
+            patch_schema: OnceLock::new(),
+        }
+    }
+}
+
+/// The names a CustomResourceDefinition gives its kind (spec.group and spec.names).
+#[derive(Clone, Debug, Default)]
+pub struct CustomNames {
+    pub group: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
 }
 
 /// Whether a k8s-openapi scope marker is namespaced.
@@ -136,8 +225,8 @@ fn schema<K: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) ->
 }
 
 fn resource<K>(
-    short_names: &'static [&'static str],
-    categories: &'static [&'static str],
+    short_names: &[&str],
+    categories: &[&str],
     subresources: &'static [&'static str],
     strategy: &'static dyn Strategy,
 ) -> ResourceInfo
@@ -149,24 +238,30 @@ where
         + schemars::JsonSchema,
     K::Scope: Scope,
 {
+    let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
     ResourceInfo {
-        group: K::GROUP,
-        version: K::VERSION,
-        kind: K::KIND,
-        list_kind: K::LIST_KIND,
-        plural: K::URL_PATH_SEGMENT,
+        group: K::GROUP.to_owned(),
+        version: K::VERSION.to_owned(),
+        kind: K::KIND.to_owned(),
+        list_kind: K::LIST_KIND.to_owned(),
+        plural: K::URL_PATH_SEGMENT.to_owned(),
         singular: K::KIND.to_lowercase(),
-        short_names,
-        categories,
+        short_names: owned(short_names),
+        categories: owned(categories),
         namespaced: <K::Scope as Scope>::NAMESPACED,
         subresources,
-        strategy,
+        strategy: StrategyRef::Static(strategy),
         hooks: &hooks::NONE,
         printer: crate::table::printer(K::GROUP, K::URL_PATH_SEGMENT),
-        normalize: normalize::<K>,
-        schema: schema::<K>,
-        build_patch_schema: PatchSchema::for_kind::<K>,
+        normalize: Some(normalize::<K>),
+        schema: Schema::Typed(schema::<K>),
+        build_patch_schema: Some(PatchSchema::for_kind::<K>),
         patch_schema: OnceLock::new(),
+        storage_path: if K::GROUP.is_empty() {
+            K::URL_PATH_SEGMENT.to_owned()
+        } else {
+            format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)
+        },
     }
 }
 
@@ -184,10 +279,10 @@ const POD_SUBRESOURCES: &[&str] = &[
     "portforward",
 ];
 
-/// Every resource the server serves, in discovery order.
-pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
+/// Every built-in resource, in discovery order.
+pub static BUILTIN: LazyLock<Vec<Arc<ResourceInfo>>> = LazyLock::new(|| {
     use strategies::*;
-    vec![
+    [
         resource::<core::Namespace>(&["ns"], NONE, &["status", "finalize"], &NAMESPACES)
             .with_hooks(&hooks::NAMESPACES),
         resource::<core::Pod>(&["po"], ALL, POD_SUBRESOURCES, &PODS),
@@ -231,29 +326,15 @@ pub static RESOURCES: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
             &CSRS,
         ),
     ]
+    .into_iter()
+    .map(Arc::new)
+    .collect()
 });
 
-/// Finds a served resource by group, version and plural name.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
+/// Finds a built-in resource by group, version and plural name (those a CRD adds are found
+/// through [`Resources`]).
+pub fn builtin(group: &str, version: &str, plural: &str) -> Option<&'static Arc<ResourceInfo>> {
+    BUILTIN
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
-}
-
-/// Finds the resource serving `apiVersion` and `kind`.
-pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.kind == kind && r.api_version() == api_version)
-}
-
-/// The served group versions, `v1` first, in discovery order: (group, version).
-pub fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES.iter() {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
-        }
-    }
-    out
 }

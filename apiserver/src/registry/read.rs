@@ -51,19 +51,19 @@ pub async fn get(
     target: &Target,
     resource_version: &str,
 ) -> ApiResult<Arc<CachedObject>> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let object = if resource_version.is_empty() {
         let kv = super::store::stored(state, target).await?;
-        CachedObject::from_kv(&kv, resource).map(Arc::new)
+        CachedObject::from_kv(&kv, Some(resource)).map(Arc::new)
     } else {
         state.cache.get(resource, &target.key(&state.root))
     };
-    object.ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))
+    object.ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, &target.name))
 }
 
 /// The objects of the collection `target` names that `options` select.
 pub async fn list(state: &ApiState, target: &Target, options: &ListOptions<'_>) -> ApiResult<List> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     check_field_selector(resource, options.field_selector)?;
     let rv = options.resource_version;
     let paged = (options.limit > 0 && rv != "0") || !options.continue_token.is_empty();
@@ -75,7 +75,7 @@ pub async fn list(state: &ApiState, target: &Target, options: &ListOptions<'_>) 
             match rv {
                 "" => {
                     state.cache.wait_fresh().await.map_err(|e| {
-                        ApiError::from_store(e, resource.group, resource.plural, "")
+                        ApiError::from_store(e, &resource.group, &resource.plural, "")
                     })?;
                 }
                 "0" => {}
@@ -183,7 +183,7 @@ async fn list_from_store(
     target: &Target,
     options: &ListOptions<'_>,
 ) -> ApiResult<(Vec<Arc<CachedObject>>, Revision, Option<String>)> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let prefix = target.key(&state.root);
     let (mut revision, mut start) = if options.continue_token.is_empty() {
         let rv = match options.resource_version {
@@ -217,14 +217,14 @@ async fn list_from_store(
             storage::Error::Compacted { .. } if !options.continue_token.is_empty() => ApiError::expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
             ),
-            e => ApiError::from_store(e, resource.group, resource.plural, ""),
+            e => ApiError::from_store(e, &resource.group, &resource.plural, ""),
         })?;
         revision = page.revision;
         let last_key = page.kvs.last().map(|kv| kv.key.clone());
         objects.extend(
             page.kvs
                 .iter()
-                .filter_map(|kv| CachedObject::from_kv(kv, resource))
+                .filter_map(|kv| CachedObject::from_kv(kv, Some(resource)))
                 .filter(|o| options.selects(o))
                 .map(Arc::new),
         );

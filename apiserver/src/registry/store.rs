@@ -112,7 +112,8 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
     }
     let ns = &target.namespace;
     let key = format!("{}/namespaces/{ns}", state.root);
-    let namespaces = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces =
+        crate::registry::builtin("", "v1", "namespaces").expect("namespaces are served");
     // Some(terminating) when the namespace exists.
     let marked = state.terminating_namespaces.lock().contains(ns.as_str());
     let found = match state.cache.get(namespaces, &key) {
@@ -130,8 +131,8 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(true) => {
             let mut refused = ApiError::forbidden(
-                target.resource.group,
-                target.resource.plural,
+                &&target.resource.group,
+                &target.resource.plural,
                 &target.name,
                 &format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
@@ -179,7 +180,7 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
 
 /// The object's metadata and its kind's rules (`old` on update): 422 with every cause.
 fn validate(target: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let mut causes = validation::validate_metadata(resource, obj);
     if let Some(old) = old {
         causes.extend(validation::validate_metadata_update(obj, old));
@@ -189,8 +190,8 @@ fn validate(target: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> 
         return Ok(());
     }
     Err(ApiError::invalid(
-        resource.group,
-        resource.kind,
+        &resource.group,
+        &resource.kind,
         &target.name,
         causes,
     ))
@@ -252,7 +253,7 @@ pub async fn create_object(
     manager: &str,
     mut obj: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     check_type(resource, &mut obj)?;
     check_namespace(target, &mut obj)?;
     let name = meta::name(&obj).to_owned();
@@ -269,8 +270,8 @@ pub async fn create_object(
     };
     if name.is_empty() {
         return Err(ApiError::invalid(
-            resource.group,
-            resource.kind,
+            &resource.group,
+            &resource.kind,
             "",
             vec![Cause {
                 reason: "FieldValueRequired",
@@ -296,8 +297,8 @@ pub async fn create_object(
             .map(|msg| Cause::invalid("metadata.name", &json!(name), msg))
             .collect();
         return Err(ApiError::invalid(
-            resource.group,
-            resource.kind,
+            &resource.group,
+            &resource.kind,
             &name,
             causes,
         ));
@@ -365,8 +366,8 @@ pub async fn create_object(
             Err(e) => {
                 return Err(ApiError::from_store(
                     e,
-                    resource.group,
-                    resource.plural,
+                    &resource.group,
+                    &resource.plural,
                     &target.name,
                 ));
             }
@@ -401,15 +402,15 @@ impl GeneratedName {
     ) -> ApiResult<String> {
         if self.prefix.is_empty() {
             return Err(ApiError::already_exists(
-                resource.group,
-                resource.plural,
+                &resource.group,
+                &resource.plural,
                 name,
             ));
         }
         if !self.generated || self.attempts >= MAX_NAME_GENERATION_ATTEMPTS {
             return Err(ApiError::generate_name_conflict(
-                resource.group,
-                resource.plural,
+                &resource.group,
+                &resource.plural,
                 name,
             ));
         }
@@ -435,13 +436,13 @@ pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, 
 
 /// The object as the store holds it now (a consistent read); 404 when there is none.
 pub async fn stored(state: &ApiState, target: &Target) -> ApiResult<KeyValue> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     state
         .store
         .get(&target.key(&state.root))
         .await
         .map_err(|e| target.store_error(e))?
-        .ok_or_else(|| ApiError::not_found(resource.group, resource.plural, &target.name))
+        .ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, &target.name))
 }
 
 /// What a write computes from the current object.
@@ -469,7 +470,7 @@ pub async fn guaranteed_update(
     manager: &str,
     mut mutate: impl FnMut(&Value) -> ApiResult<Desired>,
 ) -> ApiResult<Updated> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     for _ in 0..MAX_RETRIES {
         let (kv, old) = current(state, target).await?;
         let desired = mutate(&old)?;
@@ -593,7 +594,7 @@ fn without_volatile(obj: &Value) -> Value {
 /// Applies upstream's update rules: identity metadata is kept, the main resource never changes
 /// status, and a subresource changes only its part.
 fn shape_update(target: &Target, old: &Value, mut new: Value) -> ApiResult<Value> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     check_type(resource, &mut new)?;
     if meta::name(&new) != target.name {
         if meta::name(&new).is_empty() {
@@ -688,8 +689,8 @@ pub async fn delete(
     target: &Target,
     options: &DeleteOptions,
 ) -> ApiResult<Deleted> {
-    let resource = target.resource;
-    let strategy = resource.strategy;
+    let resource = &*target.resource;
+    let strategy = &resource.strategy;
     resource.hooks.may_delete(state, &target.name)?;
     for _ in 0..MAX_RETRIES {
         let (kv, mut obj) = current(state, target).await?;
@@ -697,8 +698,8 @@ pub async fn delete(
             let actual = meta::meta_str(&obj, "uid");
             if uid != actual {
                 return Err(ApiError::conflict(
-                    resource.group,
-                    resource.plural,
+                    &resource.group,
+                    &resource.plural,
                     &target.name,
                     &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
@@ -710,8 +711,8 @@ pub async fn delete(
             let actual = meta::resource_version(&obj);
             if rv != actual {
                 return Err(ApiError::conflict(
-                    resource.group,
-                    resource.plural,
+                    &resource.group,
+                    &resource.plural,
                     &target.name,
                     &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
@@ -813,12 +814,12 @@ pub async fn delete(
 /// upstream's ReturnDeletedObject, else a Success Status naming it (details.kind is the
 /// plural resource, as upstream's finalizeDelete sets it).
 fn deleted_answer(target: &Target, obj: Value) -> Value {
-    let resource = target.resource;
+    let resource = &*target.resource;
     if resource.strategy.returns_deleted_object() {
         return obj;
     }
     let uid = meta::meta_str(&obj, "uid");
-    status::success(resource.group, resource.plural, &target.name, Some(uid))
+    status::success(&resource.group, &resource.plural, &target.name, Some(uid))
 }
 
 /// Deletes every object of the collection `target` names that `select` picks, each as
@@ -830,18 +831,18 @@ pub async fn delete_collection(
     options: &DeleteOptions,
     select: impl Fn(&CachedObject) -> bool,
 ) -> ApiResult<Value> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     state
         .cache
         .wait_fresh()
         .await
-        .map_err(|e| ApiError::from_store(e, resource.group, resource.plural, ""))?;
+        .map_err(|e| ApiError::from_store(e, &resource.group, &resource.plural, ""))?;
     let snapshot = state.cache.list(resource, &target.namespace);
     let mut items = Vec::new();
     for object in snapshot.objects.iter().filter(|o| select(o)) {
         let value = object.value();
         let one = Target {
-            resource,
+            resource: target.resource.clone(),
             namespace: meta::namespace(&value).to_owned(),
             name: meta::name(&value).to_owned(),
             subresource: String::new(),

@@ -168,7 +168,7 @@ pub async fn evict(
 ) -> ApiResult<()> {
     let (_, pod) = store::current(state, target).await?;
     let pdbs =
-        crate::registry::find("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
+        crate::registry::builtin("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
     let labels = meta::labels(&pod);
     let terminal = matches!(
         pod["status"]["phase"].as_str(),

@@ -2,14 +2,16 @@
 //! of it (upstream's RequestInfo, once resolved against the resource table). The HTTP layer
 //! reads it from a path (`handlers::Target::from_info`); everything below works on it.
 
-use super::ResourceInfo;
+use std::sync::Arc;
+
+use super::{ResourceInfo, Resources};
 use crate::request::RequestInfo;
 use crate::status::{ApiError, ApiResult};
 
 /// A resource, or one object of it (and a subresource of that object).
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub resource: &'static ResourceInfo,
+    pub resource: Arc<ResourceInfo>,
     pub namespace: String,
     pub name: String,
     pub subresource: String,
@@ -26,12 +28,12 @@ impl Target {
 
     /// A store error about this object, as the Status upstream answers.
     pub fn store_error(&self, e: crate::storage::Error) -> ApiError {
-        ApiError::from_store(e, self.resource.group, self.resource.plural, &self.name)
+        ApiError::from_store(e, &&self.resource.group, &self.resource.plural, &self.name)
     }
 
     /// The optimistic-concurrency conflict on this object.
     pub fn stale(&self) -> ApiError {
-        ApiError::stale(self.resource.group, self.resource.plural, &self.name)
+        ApiError::stale(&&self.resource.group, &self.resource.plural, &self.name)
     }
 
     /// The store key of the object, or the key prefix of the collection it names (a whole
@@ -49,14 +51,15 @@ impl Target {
 
 impl Target {
     /// The resource, namespace, name and subresource a request's reading names; 404 for a
-    /// path no resource serves. It reads only [`RequestInfo`], so it names exactly what was
-    /// authorized.
-    pub fn from_info(info: &RequestInfo) -> ApiResult<Target> {
+    /// path no resource serves. It reads only [`RequestInfo`] (and what `resources` serves),
+    /// so it names exactly what was authorized.
+    pub fn from_info(info: &RequestInfo, resources: &Resources) -> ApiResult<Target> {
         let attrs = &info.attrs;
         if !attrs.resource_request || info.trailing_segments > 0 {
             return Err(ApiError::no_route());
         }
-        let resource = super::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
+        let resource = resources
+            .find(&attrs.api_group, &attrs.api_version, &attrs.resource)
             .ok_or_else(ApiError::no_route)?;
         // A namespaced resource is named inside a namespace, or listed across all of them;
         // a cluster-scoped one never follows `namespaces/NS/`.
@@ -75,7 +78,6 @@ impl Target {
             return Err(ApiError::no_route());
         }
         Ok(Target {
-            resource,
             namespace: if resource.namespaced {
                 attrs.namespace.clone()
             } else {
@@ -83,6 +85,7 @@ impl Target {
             },
             name: info.path_name.clone(),
             subresource,
+            resource,
         })
     }
 }
@@ -93,19 +96,20 @@ mod tests {
 
     /// Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` into a target.
     fn parse_path(path: &str) -> ApiResult<Target> {
-        Target::from_info(&RequestInfo::read("GET", path, ""))
+        Target::from_info(&RequestInfo::read("GET", path, ""), &Resources::new())
     }
 
     fn check(path: &str, expected: Option<(&str, &str, &str, &str)>) {
         let got = parse_path(path).ok().map(|t| {
             (
-                t.resource.plural,
+                t.resource.plural.clone(),
                 t.namespace.clone(),
                 t.name.clone(),
                 t.subresource.clone(),
             )
         });
-        let expected = expected.map(|(r, ns, n, s)| (r, ns.to_owned(), n.to_owned(), s.to_owned()));
+        let expected =
+            expected.map(|(r, ns, n, s)| (r.to_owned(), ns.to_owned(), n.to_owned(), s.to_owned()));
         assert_eq!(got, expected, "{path}");
     }
 

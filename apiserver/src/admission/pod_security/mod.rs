@@ -288,7 +288,7 @@ pub async fn admit(
     obj: &Value,
     old: Option<&Value>,
 ) -> ApiResult<Vec<String>> {
-    let resource = target.resource;
+    let resource = &*target.resource;
     let config = &state.admission.pod_security_config;
     let exempt = |what: &'static str| {
         audit::annotate(EXEMPT, what.to_owned());
@@ -297,7 +297,7 @@ pub async fn admit(
     let exempt_namespace = config.exemptions.namespaces.contains(&target.namespace);
     let exempt_user =
         || crate::auth::requesting_user().is_some_and(|u| config.exemptions.usernames.contains(&u));
-    match (resource.group, resource.plural) {
+    match (resource.group.as_str(), resource.plural.as_str()) {
         ("", "namespaces") if target.subresource.is_empty() => admit_namespace(state, obj, old),
         ("", "pods") if !IGNORED_POD_SUBRESOURCES.contains(&target.subresource.as_str()) => {
             if exempt_namespace {
@@ -548,7 +548,7 @@ fn existing_pod_warnings(
     namespace: &str,
     enforce: LevelVersion,
 ) -> Vec<String> {
-    let pods = registry::find("", "v1", "pods").expect("pods are served");
+    let pods = registry::builtin("", "v1", "pods").expect("pods are served");
     let snapshot = state.cache.list(pods, namespace);
     let all: Vec<Value> = snapshot.objects.iter().map(|o| o.value()).collect();
     let mut seen_controllers = Vec::new();
@@ -622,7 +622,7 @@ fn existing_pod_warnings(
 /// A namespace's labels, from the watch cache or, when it trails, the store; None when the
 /// namespace cannot be found.
 async fn namespace_labels(state: &ApiState, namespace: &str) -> Option<Value> {
-    let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = registry::builtin("", "v1", "namespaces").expect("namespaces are served");
     let key = format!("{}/namespaces/{namespace}", state.root);
     let found = match state.cache.get(namespaces, &key) {
         Some(o) => o.value(),

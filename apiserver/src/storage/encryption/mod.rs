@@ -829,11 +829,11 @@ struct Active {
 }
 
 fn active(root: &str, config: &Config) -> Active {
-    let table = crate::registry::RESOURCES
+    let table = crate::registry::BUILTIN
         .iter()
         .filter_map(|r| {
-            let providers = config.providers(r.group, r.plural)?;
-            let resource = match r.group {
+            let providers = config.providers(&r.group, &r.plural)?;
+            let resource = match r.group.as_str() {
                 "" => r.plural.to_owned(),
                 group => format!("{}.{group}", r.plural),
             };
