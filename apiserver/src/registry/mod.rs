@@ -50,7 +50,7 @@ pub struct ResourceInfo {
     pub printer: crate::table::Printer,
     /// Parses into the typed struct and back: rejects wrongly typed fields and normalizes JSON
     /// (None: a custom resource, kept as its strategy leaves it).
-    normalize: Option<fn(&Value) -> Result<Value, serde_json::Error>>,
+    normalize: Option<Normalize>,
     /// The JSON schema of the kind.
     pub schema: Schema,
     /// Builds the strategic-merge-patch metadata of the kind (cached by `patch_schema`); None
@@ -60,6 +60,9 @@ pub struct ResourceInfo {
     /// Where its objects are kept below the store's root: `apps/deployments`, `pods`.
     storage_path: String,
 }
+
+/// Round-trips an object through its typed struct.
+type Normalize = fn(&Value) -> Result<Value, serde_json::Error>;
 
 /// A kind's strategy: a built-in's static one, or one a CustomResourceDefinition made.
 #[derive(Clone)]

@@ -131,7 +131,7 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(true) => {
             let mut refused = ApiError::forbidden(
-                &&target.resource.group,
+                &target.resource.group,
                 &target.resource.plural,
                 &target.name,
                 &format!(

@@ -28,12 +28,12 @@ impl Target {
 
     /// A store error about this object, as the Status upstream answers.
     pub fn store_error(&self, e: crate::storage::Error) -> ApiError {
-        ApiError::from_store(e, &&self.resource.group, &self.resource.plural, &self.name)
+        ApiError::from_store(e, &self.resource.group, &self.resource.plural, &self.name)
     }
 
     /// The optimistic-concurrency conflict on this object.
     pub fn stale(&self) -> ApiError {
-        ApiError::stale(&&self.resource.group, &self.resource.plural, &self.name)
+        ApiError::stale(&self.resource.group, &self.resource.plural, &self.name)
     }
 
     /// The store key of the object, or the key prefix of the collection it names (a whole
