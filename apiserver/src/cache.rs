@@ -223,6 +223,11 @@ impl WatchSender {
     }
 }
 
+/// A definition's name: the last segment of its key.
+fn definition_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
 /// One watch event as a line of JSON.
 pub fn watch_line(event_type: &str, object: &[u8]) -> Bytes {
     let mut out = bytes::BytesMut::with_capacity(object.len() + 32);
@@ -381,6 +386,23 @@ impl Cache {
             let r = state.resource_mut(path);
             r.objects.insert(kv.key.clone(), Arc::new(obj));
         }
+        // Then what the definitions serve (their objects are cached already, by path).
+        let definitions = state
+            .resources
+            .get(crate::crd::STORAGE_PATH)
+            .map(|r| {
+                r.objects
+                    .values()
+                    .map(|o| {
+                        (
+                            definition_name(&o.key).to_owned(),
+                            crate::crd::served(&o.value()),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        self.resources.reset_custom(definitions);
         self.revision.send_replace(list.revision);
         drop(state);
         tracing::info!(
@@ -439,6 +461,18 @@ impl Cache {
         // revision it reports.
         let mut state = self.state.write();
         if let Some(path) = self.storage_path_of(&event.kv.key) {
+            if path == crate::crd::STORAGE_PATH {
+                // A definition serves its resources from the next request on, before any
+                // write of its objects reaches the cache.
+                let name = definition_name(&event.kv.key);
+                let served = match event.event_type {
+                    EventType::Put => serde_json::from_slice(&event.kv.value)
+                        .map(|v| crate::crd::served(&v))
+                        .unwrap_or_default(),
+                    EventType::Delete => Vec::new(),
+                };
+                self.resources.set_custom(name, served);
+            }
             let resource = self.resources.stored_at(path);
             let resource = resource.as_deref();
             let r = state.resource_mut(path);

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod codec;
 pub mod conn;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

@@ -304,6 +304,7 @@ pub async fn prepare(config: &Config) -> crate::Result<Arc<ApiState>> {
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compactor(state.store.clone(), config.compaction_interval));
     }
+    crate::crd::controller::spawn(state.clone());
     Ok(state)
 }
 

@@ -102,6 +102,24 @@ impl Cause {
         }
     }
 
+    /// `Invalid value: <value>: <detail>` for a value of the wrong type (upstream's
+    /// field.TypeInvalid).
+    pub fn type_invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Cause {
+        Cause {
+            reason: "FieldValueTypeInvalid",
+            ..Cause::invalid(field, value, detail)
+        }
+    }
+
+    /// `Too many: <actual>: must have at most <max> items` (upstream's field.TooMany).
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Cause {
+        Cause {
+            reason: "FieldValueTooMany",
+            field: field.into(),
+            message: format!("Too many: {actual}: must have at most {max} items"),
+        }
+    }
+
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
         Cause {
             reason: "FieldValueDuplicate",

@@ -4,6 +4,7 @@
 mod admission;
 mod api_semantics;
 mod audit;
+mod crd;
 mod delete_answers;
 mod durability;
 mod encryption;

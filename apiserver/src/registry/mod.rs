@@ -19,6 +19,7 @@ use k8s_openapi::api::{
     events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
     rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 pub use hooks::Hooks;
@@ -150,12 +151,12 @@ impl ResourceInfo {
         ResourceInfo { hooks, ..self }
     }
 
-    /// Round-trips `obj` through the typed struct (a custom resource: as is). Errors are type
-    /// errors in the body.
+    /// Round-trips `obj` through the typed struct (a custom resource: pruned by its schema).
+    /// Errors are type errors in the body.
     pub fn normalize(&self, obj: &Value) -> Result<Value, serde_json::Error> {
         match self.normalize {
             Some(normalize) => normalize(obj),
-            None => Ok(obj.clone()),
+            None => Ok(self.strategy.prune(obj)),
         }
     }
 
@@ -170,6 +171,7 @@ impl ResourceInfo {
         schema: Option<Value>,
     ) -> ResourceInfo {
         ResourceInfo {
+            printer: crate::table::printer(&names.group, &names.plural),
             storage_path: format!("{}/{}", names.group, names.plural),
             group: names.group,
             version: version.to_owned(),
@@ -183,7 +185,6 @@ impl ResourceInfo {
             subresources,
             strategy: StrategyRef::Owned(strategy),
             hooks: &hooks::NONE,
-            printer: crate::table::printer("", ""),
             normalize: None,
             schema: Schema::Custom(schema),
             build_patch_schema: None,
@@ -322,6 +323,12 @@ pub static BUILTIN: LazyLock<Vec<Arc<ResourceInfo>>> = LazyLock::new(|| {
         resource::<scheduling::PriorityClass>(&["pc"], NONE, NONE, &PRIORITY_CLASSES),
         resource::<node::RuntimeClass>(NONE, NONE, NONE, &RUNTIME_CLASSES),
         resource::<storage::StorageClass>(&["sc"], NONE, NONE, &STORAGE_CLASSES),
+        resource::<CustomResourceDefinition>(
+            &["crd", "crds"],
+            &["api-extensions"],
+            STATUS,
+            &crate::crd::DEFINITIONS,
+        ),
         resource::<certificates::CertificateSigningRequest>(
             &["csr"],
             NONE,

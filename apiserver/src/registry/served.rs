@@ -76,6 +76,28 @@ impl Resources {
         *custom = Arc::new(next);
     }
 
+    /// Serves what each of `definitions` (name, served versions) defines, and nothing else
+    /// custom (after the cache reloaded every definition).
+    pub fn reset_custom(
+        &self,
+        definitions: impl IntoIterator<Item = (String, Vec<Arc<ResourceInfo>>)>,
+    ) {
+        let next = definitions
+            .into_iter()
+            .filter(|(_, versions)| !versions.is_empty())
+            .collect();
+        *self.custom.write() = Arc::new(next);
+    }
+
+    /// The served versions of the definition named `definition`, preferred first.
+    pub fn defined_by(&self, definition: &str) -> Vec<Arc<ResourceInfo>> {
+        self.custom
+            .read()
+            .get(definition)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The resource whose objects are kept under `storage_path` (for a custom resource: its
     /// first served version, whose strategy reads every version's fields alike).
     pub fn stored_at(&self, storage_path: &str) -> Option<Arc<ResourceInfo>> {

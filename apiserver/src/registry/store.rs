@@ -254,6 +254,9 @@ pub async fn create_object(
     mut obj: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
     let resource = &*target.resource;
+    if let Some(why) = resource.strategy.refuses_create() {
+        return Err(ApiError::method_not_allowed(why));
+    }
     check_type(resource, &mut obj)?;
     check_namespace(target, &mut obj)?;
     let name = meta::name(&obj).to_owned();
@@ -760,9 +763,10 @@ pub async fn delete(
             }
             changed |= strategy.terminate(&mut obj);
             // An object deleted gracefully that nothing holds goes at once.
+            // (Read again: terminating may have added a finalizer.)
             let nothing_holds = strategy.deletes_gracefully()
                 && !strategy.holds_removal(&obj)
-                && finalizers.is_empty();
+                && meta::finalizers(&obj).is_empty();
             if !nothing_holds {
                 if !changed || options.dry_run {
                     return Ok(pending(obj));

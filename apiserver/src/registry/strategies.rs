@@ -68,6 +68,15 @@ pub trait Strategy: Sync + Send {
     fn holds_removal(&self, _obj: &Value) -> bool {
         false
     }
+    /// The object as stored for a kind with no typed struct to normalize it (a custom
+    /// resource): without the fields its schema does not know.
+    fn prune(&self, obj: &Value) -> Value {
+        obj.clone()
+    }
+    /// Why no object of the kind may be created now (its definition is being deleted).
+    fn refuses_create(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Kinds with a status subresource and nothing else special.

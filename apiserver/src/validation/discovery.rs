@@ -13,13 +13,8 @@ const MAX_ADDRESSES: usize = 100;
 const MAX_PORTS: usize = 20000;
 const ADDRESS_TYPES: [&str; 3] = ["FQDN", "IPv4", "IPv6"];
 
-/// `Too many: <n>: must have at most <max> items`.
 fn too_many(path: &str, n: usize, max: usize) -> Cause {
-    Cause {
-        reason: "FieldValueTooMany",
-        field: path.to_owned(),
-        message: format!("Too many: {n}: must have at most {max} items"),
-    }
+    Cause::too_many(path, n, max)
 }
 
 /// v1 defaults: ports are TCP and named "".

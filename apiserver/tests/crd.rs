@@ -1,0 +1,335 @@
+//! CustomResourceDefinitions through real kubectl, modelled on upstream's apiextensions
+//! integration tests: a definition is established and discovered, its objects are defaulted,
+//! pruned and validated by its schema, status is a subresource, and deleting the definition
+//! deletes its objects (holding the definition Terminating while one of them is held).
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use support::{ApiServer, assert_contains_in_order};
+
+const WIDGETS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    kind: Widget
+    shortNames: [wd]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1, maximum: 10}
+              color: {type: string, enum: [red, blue], default: red}
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+"#;
+
+const WIDGET: &str = r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: small
+  namespace: default
+spec:
+  size: 2
+  extra: dropped
+"#;
+
+/// Waits until `kubectl args` succeeds (a definition's resources are served once the
+/// controller establishes it); the last output on timeout.
+fn eventually(s: &ApiServer, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.kubectl(args);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {} kept failing: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn apply(s: &ApiServer, yaml: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply", "-f", "-"];
+    args.extend_from_slice(extra);
+    s.kubectl_stdin(&args, Some(yaml))
+}
+
+fn established(s: &ApiServer) {
+    let out = apply(s, WIDGETS, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let waited = s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    assert!(waited.contains("condition met"), "{waited}");
+}
+
+#[test]
+fn a_definition_is_established_discovered_and_serves_validated_objects() {
+    let s = ApiServer::start();
+    established(&s);
+    let crd = s.ok(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}|{.status.acceptedNames.kind}|{.status.storedVersions}",
+    ]);
+    assert_contains_in_order(
+        &crd,
+        &[
+            "NamesAccepted=True/NoConflicts",
+            "Established=True/InitialNamesAccepted",
+            "|Widget|",
+            "[\"v1\"]",
+        ],
+    );
+    let resources = s.ok(&["api-resources", "--api-group=example.com"]);
+    assert_contains_in_order(
+        &resources,
+        &["widgets", "wd", "example.com/v1", "true", "Widget"],
+    );
+
+    // An unknown field is refused under kubectl's strict validation, pruned without it.
+    let strict = apply(&s, WIDGET, &[]);
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success() && err.contains("unknown field \"spec.extra\""),
+        "{err}"
+    );
+    let out = apply(&s, WIDGET, &["--validate=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("widget.example.com/small created"));
+    let got = s.ok(&[
+        "get",
+        "wd",
+        "small",
+        "-o",
+        "jsonpath={.spec} {.metadata.generation}",
+    ]);
+    assert_eq!(got, r#"{"color":"red","size":2} 1"#);
+
+    // The schema's rules answer 422 with the field and upstream's message.
+    let bad = WIDGET
+        .replace("size: 2", "size: 11")
+        .replace("small", "big");
+    let out = apply(&s, &bad, &["--validate=false"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("The Widget \"big\" is invalid: spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"),
+        "{err}"
+    );
+    let err = s.fails(&[
+        "patch",
+        "wd",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"green"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"spec.color: Unsupported value: "green": supported values: "red", "blue""#),
+        "{err}"
+    );
+
+    // Status only through its subresource; a spec change bumps the generation.
+    s.ok(&[
+        "patch",
+        "wd",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":3},"status":{"ready":true}}"#,
+    ]);
+    let got = s.ok(&[
+        "get",
+        "wd",
+        "small",
+        "-o",
+        "jsonpath={.spec.size} {.status.ready} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "3  2");
+    s.ok(&[
+        "patch",
+        "wd",
+        "small",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    let got = s.ok(&[
+        "get",
+        "wd",
+        "small",
+        "-o",
+        "jsonpath={.status.ready} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "true 2");
+
+    // Listed in tables and in the "all" category, watched like any resource.
+    let table = s.ok(&["get", "widgets", "-A"]);
+    assert_contains_in_order(&table, &["NAMESPACE", "NAME", "AGE", "default", "small"]);
+    let all = s.ok(&["get", "all", "-n", "default"]);
+    assert!(all.contains("widget.example.com/small"), "{all}");
+    let json = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets?watch=true&timeoutSeconds=1",
+    ]);
+    assert!(
+        json.contains(r#""type":"ADDED""#) && json.contains(r#""name":"small""#),
+        "{json}"
+    );
+
+    // A restarted server serves the definition's objects from what it stored.
+    let mut s = s;
+    s.restart();
+    let got = eventually(
+        &s,
+        &["get", "wd", "small", "-o", "jsonpath={.status.ready}"],
+    );
+    assert_eq!(got, "true");
+}
+
+#[test]
+fn a_name_another_definition_holds_is_not_accepted() {
+    let s = ApiServer::start();
+    established(&s);
+    let gizmos = WIDGETS
+        .replace("widgets.example.com", "gizmos.example.com")
+        .replace("plural: widgets", "plural: gizmos\n    singular: gizmo")
+        .replace("shortNames: [wd]", "shortNames: [gz]");
+    let out = apply(&s, &gizmos, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cond = s.ok(&["get", "crd", "gizmos.example.com", "-o", "jsonpath={.status.conditions[?(@.type==\"NamesAccepted\")].reason}: {.status.conditions[?(@.type==\"NamesAccepted\")].message}"]);
+        if cond.starts_with("KindConflict") {
+            assert_eq!(cond, "KindConflict: \"Widget\" is already in use");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{cond}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = s.fails(&["get", "gizmos"]);
+    assert!(
+        err.contains("the server doesn't have a resource type \"gizmos\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn deleting_a_definition_deletes_its_objects_and_refuses_new_ones_meanwhile() {
+    let s = ApiServer::start();
+    established(&s);
+    let held = WIDGET.replace("extra: dropped", "color: blue").replace(
+        "namespace: default",
+        "namespace: default\n  finalizers: [example.com/hold]",
+    );
+    let out = apply(&s, &held, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&["create", "namespace", "other"]);
+    let other = WIDGET
+        .replace("extra: dropped", "")
+        .replace("namespace: default", "namespace: other");
+    assert!(apply(&s, &other, &[]).status.success());
+
+    s.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    // The held object keeps the definition terminating; the other object is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reason = s.ok(&[
+            "get",
+            "crd",
+            "widgets.example.com",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Terminating\")].reason}",
+        ]);
+        let left = s.ok(&["get", "widgets", "-A", "-o", "name"]);
+        if reason == "InstanceDeletionInProgress" && left.trim() == "widget.example.com/small" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{reason}: {left}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = apply(&s, &WIDGET.replace("small", "late"), &["--validate=false"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
+
+    // Releasing the held object lets the definition go, and its kind with it.
+    s.ok(&[
+        "patch",
+        "wd",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s
+        .kubectl(&["get", "crd", "widgets.example.com"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the definition stayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // (kubectl's discovery cache may still list the kind: ask the server itself.)
+    let err = s.fails(&["get", "--raw", "/apis/example.com/v1/widgets"]);
+    assert!(err.contains("NotFound"), "{err}");
+    let err = s.fails(&["get", "--raw", "/apis/example.com"]);
+    assert!(err.contains("NotFound"), "{err}");
+
+    // Defined again, the kind starts empty: the old objects were deleted, not hidden.
+    established(&s);
+    let listed = eventually(&s, &["get", "widgets", "-A", "-o", "name"]);
+    assert_eq!(listed.trim(), "");
+}
