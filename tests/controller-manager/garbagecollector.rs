@@ -151,3 +151,57 @@ async fn orphan_cascade_keeps_dependents_without_the_reference() {
     })
     .await;
 }
+
+/// A kind defined after the collector started: it is discovered, an object it owns goes
+/// with it, and a namespace's deletion takes that kind's objects along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_a_kind_defined_while_running_are_collected() {
+    let c = cluster(&["garbagecollector", "namespace"]).await;
+    c.create(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true}}}]},
+    }))
+    .await;
+    eventually("widgets served", T, || async {
+        c.kubectl(&["get", "widgets"]).await.0.then_some(())
+    })
+    .await;
+    let widget = |ns: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+               "metadata": {"name": "w", "namespace": ns}, "spec": {"size": 1}})
+    };
+    let owner = c.create(widget("default")).await;
+    c.create(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "owned", "namespace": "default", "ownerReferences": [{
+            "apiVersion": "example.com/v1", "kind": "Widget", "name": "w",
+            "uid": owner["metadata"]["uid"]}]},
+    }))
+    .await;
+    // Not collected while its owner exists (the kind is resolved, not assumed gone).
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(cms.get_opt("owned").await.unwrap().is_some());
+    c.kubectl_ok(&["delete", "widget", "w"]).await;
+    eventually("the owned ConfigMap collected", T, || async {
+        cms.get_opt("owned").await.unwrap().is_none().then_some(())
+    })
+    .await;
+
+    c.kubectl_ok(&["create", "namespace", "scratch"]).await;
+    c.create(widget("scratch")).await;
+    c.kubectl_ok(&["delete", "namespace", "scratch", "--wait=false"])
+        .await;
+    eventually("the namespace and its widget gone", T, || async {
+        let (found, _, _) = c.kubectl(&["get", "namespace", "scratch"]).await;
+        (!found).then_some(())
+    })
+    .await;
+    let left = c.kubectl_ok(&["get", "widgets", "-A", "-o", "name"]).await;
+    assert_eq!(left.trim(), "");
+}

@@ -181,7 +181,10 @@ impl Cluster {
         } else {
             format!("/api/{api_version}")
         };
-        let namespaced = !matches!(kind, "Namespace" | "Node" | "PersistentVolume");
+        let namespaced = !matches!(
+            kind,
+            "Namespace" | "Node" | "PersistentVolume" | "CustomResourceDefinition"
+        );
         let path = if namespaced {
             format!("{base}/namespaces/{ns}/{plural}")
         } else {

@@ -2,13 +2,18 @@
 //! and deletes objects whose owners are gone (background cascade), deletes blocking
 //! dependents before their owner (foreground cascade, the `foregroundDeletion` finalizer),
 //! and frees dependents of an owner deleted with orphaning (the `orphan` finalizer).
+//!
+//! Kinds come and go while it runs (CustomResourceDefinitions): discovery is repeated every
+//! 30 s, as upstream's, and at once (at most every few seconds) when a reference names a
+//! kind it does not know; new kinds get a monitor, kinds no longer served lose theirs.
 
 pub mod graph;
 
 use common::api_errors::is_conflict;
 use common::informer::{Change, Informer, Running};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -17,7 +22,7 @@ use kube::api::{
 };
 use kube::discovery::verbs;
 use kube::runtime::watcher;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 
 use crate::runtime::discovery::{Resources, Served};
@@ -29,9 +34,18 @@ use graph::{FOREGROUND, Graph, Identity, Node, ORPHAN, Work};
 /// owners (upstream ignores them too).
 const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
 
+/// How often the served kinds are discovered again (upstream's resync of its monitors).
+const REDISCOVERY: Duration = Duration::from_secs(30);
+/// The least time between two discoveries asked for by unknown kinds.
+const REDISCOVERY_MIN: Duration = Duration::from_secs(2);
+
 pub struct GarbageCollector {
     client: kube::Client,
-    resources: Resources,
+    resources: RwLock<Arc<Resources>>,
+    /// One informer per monitored kind, by "plural.group"; dropping one stops it.
+    monitors: Mutex<HashMap<String, Running>>,
+    /// Wakes the rediscovery loop early (a reference named an unknown kind).
+    rediscover: tokio::sync::Notify,
     graph: Mutex<Graph>,
     delete_queue: Arc<WorkQueue>,
     orphan_queue: Arc<WorkQueue>,
@@ -54,33 +68,14 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         };
         let gc = Arc::new(GarbageCollector {
             client,
-            resources,
+            resources: RwLock::new(Arc::new(resources)),
+            monitors: Mutex::new(HashMap::new()),
+            rediscover: tokio::sync::Notify::new(),
             graph: Mutex::new(Graph::default()),
             delete_queue: WorkQueue::new("garbage_collector_attempt_to_delete"),
             orphan_queue: WorkQueue::new("garbage_collector_attempt_to_orphan"),
         });
-        let monitored: Vec<Served> = gc
-            .resources
-            .all
-            .iter()
-            .filter(|s| {
-                s.supports(verbs::LIST)
-                    && s.supports(verbs::WATCH)
-                    && s.supports(verbs::DELETE)
-                    && !IGNORED.contains(&(s.resource.group.as_str(), s.resource.plural.as_str()))
-            })
-            .cloned()
-            .collect();
-        let mut monitors = Running::default();
-        let mut informers = Vec::new();
-        for served in monitored {
-            let informer = Informer::<DynamicObject>::new();
-            let observer = gc.clone();
-            let api = served.api(&gc.client, "");
-            informer.on_change(move |change| observer.observe(&served, change));
-            monitors.join(informer.spawn(api, watcher::Config::default()));
-            informers.push(informer);
-        }
+        let informers = gc.sync_monitors();
         for informer in &informers {
             informer.wait_for_sync().await;
         }
@@ -92,9 +87,18 @@ pub fn start(ctx: &Context) -> crate::Result<BoxFuture<'static, ()>> {
         futures::join!(
             run_workers(gc.delete_queue.clone(), deleter, workers),
             run_workers(gc.orphan_queue.clone(), orphaner, workers),
+            gc.clone().keep_discovering(),
         );
-        drop(monitors);
+        gc.monitors.lock().clear();
     }))
+}
+
+/// Whether the collector watches a kind: it can be listed, watched and deleted.
+fn monitored(s: &Served) -> bool {
+    s.supports(verbs::LIST)
+        && s.supports(verbs::WATCH)
+        && s.supports(verbs::DELETE)
+        && !IGNORED.contains(&(s.resource.group.as_str(), s.resource.plural.as_str()))
 }
 
 fn node_of(served: &Served, o: &DynamicObject) -> Option<Node> {
@@ -150,12 +154,79 @@ impl GarbageCollector {
         self.enqueue(work);
     }
 
-    fn served(&self, id: &Identity) -> crate::Result<&Served> {
-        self.resources
-            .find(&id.api_version, &id.kind)
-            .ok_or_else(|| {
-                crate::Error::Invalid(format!("no resource serves {} {}", id.api_version, id.kind))
-            })
+    /// Starts a monitor for every monitored kind that has none, stops those of kinds no
+    /// longer served; answers the new informers.
+    fn sync_monitors(self: &Arc<Self>) -> Vec<Arc<Informer<DynamicObject>>> {
+        let resources = self.resources.read().clone();
+        let wanted: HashMap<String, &Served> = resources
+            .all
+            .iter()
+            .filter(|s| monitored(s))
+            .map(|s| (s.group_resource(), s))
+            .collect();
+        let mut monitors = self.monitors.lock();
+        monitors.retain(|name, _| {
+            let keep = wanted.contains_key(name);
+            if !keep {
+                tracing::info!(resource = %name, "garbage collector: no longer monitoring");
+            }
+            keep
+        });
+        let mut started = Vec::new();
+        for (name, served) in wanted {
+            if monitors.contains_key(&name) {
+                continue;
+            }
+            let served = served.clone();
+            let informer = Informer::<DynamicObject>::new();
+            let observer = self.clone();
+            let api = served.api(&self.client, "");
+            informer.on_change(move |change| observer.observe(&served, change));
+            monitors.insert(name, informer.spawn(api, watcher::Config::default()));
+            started.push(informer);
+        }
+        started
+    }
+
+    /// Discovers the served kinds again every [`REDISCOVERY`], or sooner when asked.
+    async fn keep_discovering(self: Arc<Self>) {
+        let mut last = Instant::now();
+        loop {
+            let _ = tokio::time::timeout(REDISCOVERY, self.rediscover.notified()).await;
+            let since = last.elapsed();
+            if since < REDISCOVERY_MIN {
+                tokio::time::sleep(REDISCOVERY_MIN - since).await;
+            }
+            last = Instant::now();
+            match Resources::discover(&self.client).await {
+                Ok(resources) => {
+                    *self.resources.write() = Arc::new(resources);
+                    let started = self.sync_monitors();
+                    if !started.is_empty() {
+                        tracing::info!(
+                            kinds = started.len(),
+                            "garbage collector: monitoring new kinds"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "garbage collector: discovery failed"),
+            }
+        }
+    }
+
+    /// The resource serving a reference's kind; an unknown kind asks for discovery.
+    fn resolve(&self, api_version: &str, kind: &str) -> Option<Served> {
+        let found = self.resources.read().find(api_version, kind).cloned();
+        if found.is_none() {
+            self.rediscover.notify_one();
+        }
+        found
+    }
+
+    fn served(&self, id: &Identity) -> crate::Result<Served> {
+        self.resolve(&id.api_version, &id.kind).ok_or_else(|| {
+            crate::Error::Invalid(format!("no resource serves {} {}", id.api_version, id.kind))
+        })
     }
 
     /// The object as the apiserver has it now, if it still is the one the graph means.
@@ -217,9 +288,13 @@ impl GarbageCollector {
             });
         }
         // Not in the graph: ask the apiserver (the watch may lag).
-        let Some(served) = self.resources.find(&owner.api_version, &owner.kind) else {
-            // A kind we cannot resolve is never assumed gone.
-            return Ok(OwnerState::Solid);
+        let Some(served) = self.resolve(&owner.api_version, &owner.kind) else {
+            // A kind we cannot resolve is never assumed gone: tried again (with backoff)
+            // once discovery may have found it.
+            return Err(crate::Error::Invalid(format!(
+                "no resource serves {} {} yet",
+                owner.api_version, owner.kind
+            )));
         };
         let ns = if served.namespaced() {
             dependent.namespace.as_str()
