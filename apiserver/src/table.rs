@@ -10,8 +10,10 @@
 //! Upstream prints from the internal type after v1 defaulting and conversion, so where a stored
 //! object may lack a defaulted field (spec.replicas, a port's protocol) this reads the default.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// One column of a meta.k8s.io/v1 Table, as upstream's TableColumnDefinition.
 pub struct Column {
@@ -25,25 +27,52 @@ pub struct Column {
     pub priority: i32,
 }
 
-/// How a kind is printed: its columns and the function filling a row, registered side by
-/// side so the two cannot drift apart. Each resource of the registry carries its own.
-#[derive(Clone, Copy)]
-pub struct Printer {
-    pub columns: &'static [Column],
-    cells: CellsFn,
+/// How a kind is printed. Each resource of the registry carries its own.
+#[derive(Clone)]
+pub enum Printer {
+    /// A built-in kind's columns and the function filling a row, registered side by side so
+    /// the two cannot drift apart.
+    Builtin {
+        columns: &'static [Column],
+        cells: CellsFn,
+    },
+    /// A custom resource's additionalPrinterColumns.
+    Custom(Arc<crate::crd::columns::PrinterColumns>),
 }
 
 impl Printer {
+    /// The Table's columnDefinitions.
+    pub fn column_definitions(&self) -> Vec<Value> {
+        match self {
+            Printer::Builtin { columns, .. } => columns
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name, "type": c.type_, "format": c.format,
+                        "description": c.description, "priority": c.priority
+                    })
+                })
+                .collect(),
+            Printer::Custom(custom) => custom.definitions(),
+        }
+    }
+
     /// One row's cells for `obj` (the object's JSON), in column order; `now` is for ages
     /// and durations.
     pub fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        (self.cells)(obj, now)
+        match self {
+            Printer::Builtin { cells, .. } => cells(obj, now),
+            Printer::Custom(custom) => custom.cells(obj, now),
+        }
     }
 }
 
 #[cfg(test)]
 fn columns(group: &str, resource: &str) -> &'static [Column] {
-    printer(group, resource).columns
+    match printer(group, resource) {
+        Printer::Builtin { columns, .. } => columns,
+        Printer::Custom(_) => unreachable!("printer() answers built-in printers"),
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +184,7 @@ pub fn printer(group: &str, resource: &str) -> Printer {
         // Custom resources without printer columns get the default a CRD is given.
         _ => (&DEFAULT_CUSTOM, default_custom),
     };
-    Printer { columns, cells }
+    Printer::Builtin { columns, cells }
 }
 
 /// Groups served by kube-apiserver itself; any other group is a custom resource or aggregated.

@@ -28,6 +28,11 @@ spec:
     storage: true
     subresources:
       status: {}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
     schema:
       openAPIV3Schema:
         type: object
@@ -42,6 +47,13 @@ spec:
             type: object
             properties:
               ready: {type: boolean}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
 "#;
 
 const WIDGET: &str = r#"
@@ -203,9 +215,33 @@ fn a_definition_is_established_discovered_and_serves_validated_objects() {
     ]);
     assert_eq!(got, "true 2");
 
-    // Listed in tables and in the "all" category, watched like any resource.
+    // Listed in tables with the version's printer columns (Color only wide), in the "all"
+    // category, and watched like any resource.
+    s.ok(&["patch", "wd", "small", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"conditions":[{"type":"Synced","status":"False"},{"type":"Ready","status":"True"}]}}"#]);
     let table = s.ok(&["get", "widgets", "-A"]);
-    assert_contains_in_order(&table, &["NAMESPACE", "NAME", "AGE", "default", "small"]);
+    assert_contains_in_order(
+        &table,
+        &[
+            "NAMESPACE",
+            "NAME",
+            "SIZE",
+            "READY",
+            "AGE",
+            "default",
+            "small",
+            "3",
+            "True",
+        ],
+    );
+    assert!(!table.contains("COLOR"), "{table}");
+    let wide = s.ok(&["get", "widgets", "-o", "wide"]);
+    assert_contains_in_order(
+        &wide,
+        &[
+            "NAME", "SIZE", "COLOR", "READY", "AGE", "small", "3", "red", "True",
+        ],
+    );
     let all = s.ok(&["get", "all", "-n", "default"]);
     assert!(all.contains("widget.example.com/small"), "{all}");
     let json = s.ok(&[

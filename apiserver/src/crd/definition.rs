@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CLEANUP_FINALIZER, schema};
+use super::{CLEANUP_FINALIZER, columns, schema};
 use crate::meta::{self, NameRule};
 use crate::registry::Strategy;
 use crate::status::Cause;
@@ -270,6 +270,39 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         dns1035(&format!("{path}.name"), &v.name, &mut causes);
         if spec.versions[..i].iter().any(|w| w.name == v.name) {
             causes.push(Cause::duplicate(format!("{path}.name"), &json!(v.name)));
+        }
+        for (j, c) in v.additional_printer_columns.iter().flatten().enumerate() {
+            let at = format!("{path}.additionalPrinterColumns[{j}]");
+            if c.name.is_empty() {
+                causes.push(Cause::required(format!("{at}.name")));
+            }
+            if !columns::TYPES.contains(&c.type_.as_str()) {
+                causes.push(Cause::unsupported(
+                    format!("{at}.type"),
+                    &json!(c.type_),
+                    &columns::TYPES,
+                ));
+            }
+            if let Some(f) = c
+                .format
+                .as_deref()
+                .filter(|f| !f.is_empty() && !columns::FORMATS.contains(f))
+            {
+                causes.push(Cause::unsupported(
+                    format!("{at}.format"),
+                    &json!(f),
+                    &columns::FORMATS,
+                ));
+            }
+            if c.json_path.is_empty() {
+                causes.push(Cause::required(format!("{at}.jsonPath")));
+            } else if let Err(e) = columns::check_path(&c.json_path) {
+                causes.push(Cause::invalid(
+                    format!("{at}.jsonPath"),
+                    &json!(c.json_path),
+                    e,
+                ));
+            }
         }
         match v
             .schema

@@ -6,6 +6,7 @@
 //! custom resource is served from the first request after the definition is established and
 //! discovery follows within the same moment.
 
+pub mod columns;
 pub mod controller;
 pub mod definition;
 pub mod schema;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use crate::registry::{CustomNames, ResourceInfo, Strategy};
 use crate::status::Cause;
+use crate::table::Printer;
 
 pub use definition::DEFINITIONS;
 
@@ -92,19 +94,23 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
             let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
             let subresources: &'static [&'static str] = if status { &["status"] } else { &[] };
             let schema_json = schema.as_ref().and_then(|s| serde_json::to_value(s).ok());
+            let columns = v.additional_printer_columns.as_deref().unwrap_or_default();
+            let printer = Printer::Custom(Arc::new(columns::PrinterColumns::new(columns)));
             let strategy = CustomStrategy {
                 schema: schema.map(schema::Structural::new),
                 status,
                 terminating,
             };
-            Arc::new(ResourceInfo::custom(
+            let mut info = ResourceInfo::custom(
                 names.clone(),
                 &v.name,
                 namespaced,
                 subresources,
                 Arc::new(strategy),
                 schema_json,
-            ))
+            );
+            info.printer = printer;
+            Arc::new(info)
         })
         .collect()
 }

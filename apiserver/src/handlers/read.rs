@@ -138,17 +138,7 @@ fn render_table(
 ) -> Value {
     let now = chrono::Utc::now();
     let columns: Vec<Value> = if with_columns {
-        resource
-            .printer
-            .columns
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name, "type": c.type_, "format": c.format,
-                    "description": c.description, "priority": c.priority
-                })
-            })
-            .collect()
+        resource.printer.column_definitions()
     } else {
         Vec::new()
     };
