@@ -121,7 +121,10 @@ fn find<'a>(value: &'a Value, steps: &[Step]) -> Vec<&'a Value> {
                 let got = field.iter().try_fold(*v, |v, f| v.get(f));
                 match got {
                     Some(Value::String(s)) => s == want,
-                    Some(other) => other.to_string() == *want,
+                    Some(other @ (Value::Number(_) | Value::Bool(_))) => {
+                        serde_json::from_str::<Value>(want).is_ok_and(|w| w == *other)
+                    }
+                    Some(_) => false,
                     None => false,
                 }
             })
