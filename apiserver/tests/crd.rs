@@ -28,6 +28,10 @@ spec:
     storage: true
     subresources:
       status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
     additionalPrinterColumns:
     - {name: Size, type: integer, jsonPath: .spec.size}
     - {name: Color, type: string, jsonPath: .spec.color, priority: 1}
@@ -43,10 +47,13 @@ spec:
             properties:
               size: {type: integer, minimum: 1, maximum: 10}
               color: {type: string, enum: [red, blue], default: red}
+              replicas: {type: integer}
           status:
             type: object
             properties:
               ready: {type: boolean}
+              replicas: {type: integer}
+              selector: {type: string}
               conditions:
                 type: array
                 items:
@@ -253,6 +260,44 @@ fn a_definition_is_established_discovered_and_serves_validated_objects() {
         json.contains(r#""type":"ADDED""#) && json.contains(r#""name":"small""#),
         "{json}"
     );
+
+    // The scale subresource reads and writes the paths the definition names.
+    let scaled = s.ok(&["scale", "widget", "small", "--replicas=4"]);
+    assert!(
+        scaled.contains("widget.example.com/small scaled"),
+        "{scaled}"
+    );
+    s.ok(&[
+        "patch",
+        "wd",
+        "small",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":4,"selector":"app=small"}}"#,
+    ]);
+    let scale = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets/small/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(
+        (
+            &scale["kind"],
+            &scale["spec"]["replicas"],
+            &scale["status"]["replicas"],
+            &scale["status"]["selector"]
+        ),
+        (
+            &serde_json::json!("Scale"),
+            &serde_json::json!(4),
+            &serde_json::json!(4),
+            &serde_json::json!("app=small")
+        )
+    );
+    let replicas = s.ok(&["get", "wd", "small", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "4");
 
     // A restarted server serves the definition's objects from what it stored.
     let mut s = s;

@@ -271,6 +271,42 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         if spec.versions[..i].iter().any(|w| w.name == v.name) {
             causes.push(Cause::duplicate(format!("{path}.name"), &json!(v.name)));
         }
+        if let Some(scale) = v.subresources.as_ref().and_then(|s| s.scale.as_ref()) {
+            let at = format!("{path}.subresources.scale");
+            let simple = |p: &str, roots: &[&str]| {
+                roots.iter().any(|r| {
+                    p.strip_prefix(r).is_some_and(|rest| {
+                        !rest.is_empty()
+                            && rest
+                                .split('.')
+                                .all(|f| !f.is_empty() && !f.contains(['[', ']']))
+                    })
+                })
+            };
+            if !simple(&scale.spec_replicas_path, &[".spec."]) {
+                causes.push(Cause::invalid(
+                    format!("{at}.specReplicasPath"),
+                    &json!(scale.spec_replicas_path),
+                    "should be a json path under .spec",
+                ));
+            }
+            if !simple(&scale.status_replicas_path, &[".status."]) {
+                causes.push(Cause::invalid(
+                    format!("{at}.statusReplicasPath"),
+                    &json!(scale.status_replicas_path),
+                    "should be a json path under .status",
+                ));
+            }
+            if let Some(p) = scale.label_selector_path.as_deref()
+                && !simple(p, &[".spec.", ".status."])
+            {
+                causes.push(Cause::invalid(
+                    format!("{at}.labelSelectorPath"),
+                    &json!(p),
+                    "should be a json path under either .spec or .status",
+                ));
+            }
+        }
         for (j, c) in v.additional_printer_columns.iter().flatten().enumerate() {
             let at = format!("{path}.additionalPrinterColumns[{j}]");
             if c.name.is_empty() {

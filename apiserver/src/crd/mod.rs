@@ -19,6 +19,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::registry::subresources::{ScalePaths, ScaleSelector};
 use crate::registry::{CustomNames, ResourceInfo, Strategy};
 use crate::status::Cause;
 use crate::table::Printer;
@@ -92,7 +93,24 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
         .map(|v| {
             let schema = v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone());
             let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
-            let subresources: &'static [&'static str] = if status { &["status"] } else { &[] };
+            let scale = v
+                .subresources
+                .as_ref()
+                .and_then(|s| s.scale.as_ref())
+                .map(|s| {
+                    let bare = |p: &str| p.trim_start_matches('.').to_owned();
+                    ScaleAt {
+                        spec_replicas: bare(&s.spec_replicas_path),
+                        status_replicas: bare(&s.status_replicas_path),
+                        selector: s.label_selector_path.as_deref().map(bare),
+                    }
+                });
+            let subresources: &'static [&'static str] = match (status, scale.is_some()) {
+                (true, true) => &["status", "scale"],
+                (true, false) => &["status"],
+                (false, true) => &["scale"],
+                (false, false) => &[],
+            };
             let schema_json = schema.as_ref().and_then(|s| serde_json::to_value(s).ok());
             let columns = v.additional_printer_columns.as_deref().unwrap_or_default();
             let printer = Printer::Custom(Arc::new(columns::PrinterColumns::new(columns)));
@@ -100,6 +118,7 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
                 schema: schema.map(schema::Structural::new),
                 status,
                 terminating,
+                scale,
             };
             let mut info = ResourceInfo::custom(
                 names.clone(),
@@ -156,6 +175,14 @@ pub struct CustomStrategy {
     status: bool,
     /// The definition is being deleted: no new objects.
     terminating: bool,
+    /// The scale subresource's paths, without their leading dots.
+    scale: Option<ScaleAt>,
+}
+
+struct ScaleAt {
+    spec_replicas: String,
+    status_replicas: String,
+    selector: Option<String>,
 }
 
 impl Strategy for CustomStrategy {
@@ -184,6 +211,16 @@ impl Strategy for CustomStrategy {
         match &self.schema {
             Some(s) => s.prune(obj),
             None => obj.clone(),
+        }
+    }
+    fn scale_paths(&self) -> ScalePaths<'_> {
+        match &self.scale {
+            Some(s) => ScalePaths {
+                spec_replicas: &s.spec_replicas,
+                status_replicas: &s.status_replicas,
+                selector: ScaleSelector::Serialized(s.selector.as_deref()),
+            },
+            None => crate::registry::subresources::WORKLOAD_SCALE,
         }
     }
     fn refuses_create(&self) -> Option<&'static str> {

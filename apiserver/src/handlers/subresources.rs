@@ -55,7 +55,12 @@ pub async fn patch_scale(
         other => other,
     };
     let updated = subresources::set_replicas(state, target, &query.write_options(), |old| {
-        crate::patch::apply(scale_resource, content_type, &scale_of(old), patch)
+        crate::patch::apply(
+            scale_resource,
+            content_type,
+            &scale_of(scale_resource, old),
+            patch,
+        )
     })
     .await?;
     Ok(respond(StatusCode::OK, Format::Json, &updated))

@@ -73,6 +73,10 @@ pub trait Strategy: Sync + Send {
     fn prune(&self, obj: &Value) -> Value {
         obj.clone()
     }
+    /// Where the kind keeps what its scale subresource shows.
+    fn scale_paths(&self) -> super::subresources::ScalePaths<'_> {
+        super::subresources::WORKLOAD_SCALE
+    }
     /// Why no object of the kind may be created now (its definition is being deleted).
     fn refuses_create(&self) -> Option<&'static str> {
         None

@@ -7,18 +7,61 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::Target;
 use super::store::{self, DeleteOptions, Desired, WriteOptions, guaranteed_update};
+use super::{ResourceInfo, Target};
 use crate::meta;
 use crate::state::ApiState;
 use crate::status::{self, ApiError, ApiResult};
 
+/// Where a kind keeps what its Scale shows: dotted paths (`spec.replicas`).
+pub struct ScalePaths<'a> {
+    pub spec_replicas: &'a str,
+    pub status_replicas: &'a str,
+    pub selector: ScaleSelector<'a>,
+}
+
+/// Where a kind's Scale takes its status.selector from.
+pub enum ScaleSelector<'a> {
+    /// A metav1.LabelSelector object (the built-in workloads' spec.selector).
+    Object(&'a str),
+    /// A string already in selector syntax (a CRD's labelSelectorPath), or none.
+    Serialized(Option<&'a str>),
+}
+
+/// The built-in workloads' paths.
+pub const WORKLOAD_SCALE: ScalePaths<'static> = ScalePaths {
+    spec_replicas: "spec.replicas",
+    status_replicas: "status.replicas",
+    selector: ScaleSelector::Object("spec.selector"),
+};
+
+fn at<'a>(obj: &'a Value, path: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    path.split('.')
+        .try_fold(obj, |v, f| v.get(f))
+        .unwrap_or(&NULL)
+}
+
+fn set_at(obj: &mut Value, path: &str, value: Value) {
+    let parts: Vec<&str> = path.split('.').collect();
+    let (last, parents) = parts.split_last().expect("a path has a field");
+    meta::object_at(obj, parents).insert((*last).to_owned(), value);
+}
+
 /// The Scale view of a workload.
-pub fn scale_of(obj: &Value) -> Value {
-    let selector =
-        common::selector::LabelSelector::from_label_selector_json(&obj["spec"]["selector"])
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+pub fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
+    let paths = resource.strategy.scale_paths();
+    let selector = match paths.selector {
+        ScaleSelector::Object(path) => {
+            common::selector::LabelSelector::from_label_selector_json(at(obj, path))
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        }
+        ScaleSelector::Serialized(path) => path
+            .and_then(|p| at(obj, p).as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let m = &obj["metadata"];
     json!({
         "kind": "Scale",
@@ -27,15 +70,15 @@ pub fn scale_of(obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0) },
-        "status": { "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector },
+        "spec": { "replicas": at(obj, paths.spec_replicas).as_i64().unwrap_or(0) },
+        "status": { "replicas": at(obj, paths.status_replicas).as_i64().unwrap_or(0), "selector": selector },
     })
 }
 
 /// The Scale of a workload.
 pub async fn get_scale(state: &ApiState, target: &Target) -> ApiResult<Value> {
     let (_, obj) = store::current(state, target).await?;
-    Ok(scale_of(&obj))
+    Ok(scale_of(&target.resource, &obj))
 }
 
 /// Writes `scale.spec.replicas` into the workload; a resourceVersion in the Scale is a precondition.
@@ -68,14 +111,18 @@ pub async fn set_replicas(
             return Err(target.stale());
         }
         let mut new = old.clone();
-        new["spec"]["replicas"] = json!(replicas);
+        set_at(
+            &mut new,
+            target.resource.strategy.scale_paths().spec_replicas,
+            json!(replicas),
+        );
         Ok(Desired {
             object: new,
             precondition: !rv.is_empty(),
         })
     })
     .await?;
-    Ok(scale_of(&updated.object))
+    Ok(scale_of(&target.resource, &updated.object))
 }
 
 /// pods/binding: sets spec.nodeName once and marks the pod scheduled.
