@@ -90,6 +90,18 @@ impl CachedObject {
         })
     }
 
+    /// The same object encoded otherwise (another version of a custom resource).
+    pub fn with_bytes(&self, bytes: Bytes) -> CachedObject {
+        CachedObject {
+            key: self.key.clone(),
+            revision: self.revision,
+            bytes,
+            labels: self.labels.clone(),
+            fields: self.fields.clone(),
+            terminating: self.terminating,
+        }
+    }
+
     /// The object parsed (on demand: tables, YAML and a few writes need it).
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)

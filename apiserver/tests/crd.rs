@@ -414,3 +414,81 @@ fn deleting_a_definition_deletes_its_objects_and_refuses_new_ones_meanwhile() {
     let listed = eventually(&s, &["get", "widgets", "-A", "-o", "name"]);
     assert_eq!(listed.trim(), "");
 }
+
+#[test]
+fn every_served_version_shows_the_objects_of_the_others() {
+    let s = ApiServer::start();
+    let two = WIDGETS.replace(
+        "  versions:\n  - name: v1\n",
+        "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n",
+    );
+    let out = apply(&s, &two, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let old = WIDGET
+        .replace("example.com/v1", "example.com/v1beta1")
+        .replace("extra: dropped", "");
+    let out = apply(&s, &old, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Stored in the storage version, shown in the version asked for.
+    let get = |version: &str| {
+        let raw = s.ok(&[
+            "get",
+            "--raw",
+            &format!("/apis/example.com/{version}/namespaces/default/widgets/small"),
+        ]);
+        serde_json::from_str::<serde_json::Value>(&raw).unwrap()["apiVersion"].clone()
+    };
+    assert_eq!(get("v1"), "example.com/v1");
+    assert_eq!(get("v1beta1"), "example.com/v1beta1");
+    let list = s.ok(&["get", "--raw", "/apis/example.com/v1beta1/widgets"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["items"][0]["apiVersion"], "example.com/v1beta1");
+    let watch = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/widgets?watch=true&timeoutSeconds=1",
+    ]);
+    assert!(
+        watch.contains(r#""object":{"apiVersion":"example.com/v1","#),
+        "{watch}"
+    );
+    // Written through v1beta1 again, the v1 reading still sees v1 (and the update).
+    s.ok(&[
+        "patch",
+        "widgets.v1beta1.example.com",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
+    let size = s.ok(&[
+        "get",
+        "widgets.v1.example.com",
+        "small",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.size}",
+    ]);
+    assert_eq!(size, "example.com/v1 5");
+    let versions = s.ok(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={.status.storedVersions}",
+    ]);
+    assert_eq!(versions, r#"["v1"]"#);
+}

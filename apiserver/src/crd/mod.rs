@@ -129,6 +129,11 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
                 schema_json,
             );
             info.printer = printer;
+            if let Some(storage) = crd.spec.versions.iter().find(|v| v.storage)
+                && storage.name != v.name
+            {
+                info.set_storage_version(&storage.name);
+            }
             Arc::new(info)
         })
         .collect()

@@ -187,13 +187,18 @@ struct Encoder {
 impl Encoder {
     /// A cache event as the watcher sees it (`event_type` after selector filtering).
     fn event(&mut self, event_type: WatchEventType, event: &CacheEvent, query: &Query) -> Bytes {
-        if self.format != Format::Table && event_type == event.event_type {
+        // The shared line, unless this watcher's version shows the object otherwise.
+        if self.format != Format::Table
+            && event_type == event.event_type
+            && !self.resource.is_custom()
+        {
             return event.json_line();
         }
         self.object(event_type.as_str(), &event.object, query)
     }
 
     fn object(&mut self, event_type: &str, object: &Arc<CachedObject>, query: &Query) -> Bytes {
+        let object = &self.resource.served_object(object);
         match self.format {
             Format::Table => {
                 let table = render_table(

@@ -60,6 +60,9 @@ pub struct ResourceInfo {
     patch_schema: OnceLock<PatchSchema>,
     /// Where its objects are kept below the store's root: `apps/deployments`, `pods`.
     storage_path: String,
+    /// The apiVersion its objects are stored in, when that may differ from its own (a
+    /// custom resource's served version other than the storage version).
+    storage_api_version: Option<String>,
 }
 
 /// Round-trips an object through its typed struct.
@@ -121,6 +124,55 @@ impl ResourceInfo {
         self.subresources.contains(&name)
     }
 
+    /// Objects of this resource are stored in `version` of its group.
+    pub fn set_storage_version(&mut self, version: &str) {
+        self.storage_api_version = Some(format!("{}/{version}", self.group));
+    }
+
+    /// The apiVersion its objects are stored in, if not always its own.
+    pub fn storage_api_version(&self) -> Option<&str> {
+        self.storage_api_version.as_deref()
+    }
+
+    /// Shows a stored object in this resource's version (conversion `None`: its apiVersion).
+    pub fn to_served(&self, obj: &mut Value) {
+        if self.is_custom()
+            && obj.get("apiVersion").and_then(Value::as_str) != Some(&self.api_version())
+        {
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("apiVersion".into(), Value::String(self.api_version()));
+            }
+        }
+    }
+
+    /// A cached object as this resource's version shows it: itself unless it was stored in
+    /// another version of a custom resource.
+    pub fn served_object(
+        &self,
+        object: &Arc<crate::cache::CachedObject>,
+    ) -> Arc<crate::cache::CachedObject> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "apiVersion", borrow)]
+            api_version: std::borrow::Cow<'a, str>,
+        }
+        if !self.is_custom() {
+            return object.clone();
+        }
+        let own = self.api_version();
+        match serde_json::from_slice::<Head>(&object.bytes) {
+            Ok(head) if head.api_version != own => {
+                let mut value = object.value();
+                self.to_served(&mut value);
+                match serde_json::to_vec(&value) {
+                    Ok(bytes) => Arc::new(object.with_bytes(bytes.into())),
+                    Err(_) => object.clone(),
+                }
+            }
+            _ => object.clone(),
+        }
+    }
+
     /// Whether the kind is a CustomResourceDefinition's.
     pub fn is_custom(&self) -> bool {
         matches!(self.schema, Schema::Custom(_))
@@ -171,6 +223,7 @@ impl ResourceInfo {
         schema: Option<Value>,
     ) -> ResourceInfo {
         ResourceInfo {
+            storage_api_version: None,
             printer: crate::table::printer(&names.group, &names.plural),
             storage_path: format!("{}/{}", names.group, names.plural),
             group: names.group,
@@ -266,6 +319,7 @@ where
         } else {
             format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)
         },
+        storage_api_version: None,
     }
 }
 

@@ -58,7 +58,9 @@ pub async fn get(
     } else {
         state.cache.get(resource, &target.key(&state.root))
     };
-    object.ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, &target.name))
+    object
+        .map(|o| resource.served_object(&o))
+        .ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, &target.name))
 }
 
 /// The objects of the collection `target` names that `options` select.
@@ -97,6 +99,11 @@ pub async fn list(state: &ApiState, target: &Target, options: &ListOptions<'_>) 
                 .collect();
             (objects, snapshot.revision, None)
         };
+    let objects = if resource.is_custom() {
+        objects.iter().map(|o| resource.served_object(o)).collect()
+    } else {
+        objects
+    };
     Ok(List {
         objects,
         revision,

@@ -230,13 +230,21 @@ fn normalize(
     Ok((normalized, messages))
 }
 
-/// The stored form: no resourceVersion (the store's revision is the truth).
-pub fn to_stored(obj: &mut Value) -> ApiResult<Bytes> {
+/// The stored form: no resourceVersion (the store's revision is the truth), in the storage
+/// version (a custom resource written through another version: conversion `None` only
+/// changes its apiVersion).
+pub fn to_stored(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<Bytes> {
     // The caller sets the new revision on the object after the write.
     metadata_mut(obj).remove("resourceVersion");
-    serde_json::to_vec(obj)
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
+    let encoded = match resource.storage_api_version() {
+        Some(storage) if obj["apiVersion"] != storage => {
+            let mut stored = obj.clone();
+            stored["apiVersion"] = json!(storage);
+            serde_json::to_vec(&stored)
+        }
+        _ => serde_json::to_vec(obj),
+    };
+    encoded.map(Bytes::from).map_err(ApiError::internal)
 }
 
 pub fn with_revision(obj: &mut Value, revision: i64) {
@@ -358,7 +366,11 @@ pub async fn create_object(
         return Ok((obj, warnings));
     }
     let kv = loop {
-        match state.store.create(&key, to_stored(&mut obj)?).await {
+        match state
+            .store
+            .create(&key, to_stored(resource, &mut obj)?)
+            .await
+        {
             Ok(kv) => break kv,
             // Another create took the generated name since the check above: the next one
             // differs only in its random suffix, so what was validated still holds.
@@ -429,11 +441,13 @@ fn rename(state: &ApiState, obj: &mut Value, target: &mut Target, name: String) 
     target.key(&state.root)
 }
 
-/// Reads the current object from the store: (kv, object with resourceVersion).
+/// Reads the current object from the store: (kv, object with resourceVersion, in the
+/// target's version).
 pub async fn current(state: &ApiState, target: &Target) -> ApiResult<(KeyValue, Value)> {
     let kv = stored(state, target).await?;
-    let obj = crate::cache::object_with_revision(&kv)
+    let mut obj = crate::cache::object_with_revision(&kv)
         .ok_or_else(|| ApiError::internal(format!("stored object {} is not JSON", kv.key)))?;
+    target.resource.to_served(&mut obj);
     Ok((kv, obj))
 }
 
@@ -543,7 +557,7 @@ pub async fn guaranteed_update(
         } else {
             state
                 .store
-                .update(&key, to_stored(&mut new)?, kv.mod_revision)
+                .update(&key, to_stored(resource, &mut new)?, kv.mod_revision)
                 .await
                 .map(|kv| kv.mod_revision)
         };
@@ -774,7 +788,7 @@ pub async fn delete(
                 let key = target.key(&state.root);
                 match state
                     .store
-                    .update(&key, to_stored(&mut obj)?, kv.mod_revision)
+                    .update(&key, to_stored(resource, &mut obj)?, kv.mod_revision)
                     .await
                 {
                     Ok(kv) => {
