@@ -136,12 +136,12 @@ impl ResourceInfo {
 
     /// Shows a stored object in this resource's version (conversion `None`: its apiVersion).
     pub fn to_served(&self, obj: &mut Value) {
+        let own = self.api_version();
         if self.is_custom()
-            && obj.get("apiVersion").and_then(Value::as_str) != Some(&self.api_version())
+            && obj.get("apiVersion").and_then(Value::as_str) != Some(own.as_str())
+            && let Some(m) = obj.as_object_mut()
         {
-            if let Some(m) = obj.as_object_mut() {
-                m.insert("apiVersion".into(), Value::String(self.api_version()));
-            }
+            m.insert("apiVersion".into(), Value::String(own));
         }
     }
 
