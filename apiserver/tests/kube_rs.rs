@@ -137,3 +137,90 @@ async fn kube_rs_watcher_list_then_watch() {
 async fn kube_rs_watcher_streaming_list() {
     watch_sees_later_objects(watcher::Config::default().streaming_lists()).await;
 }
+
+/// An operator's first steps through kube-rs: define a kind, wait until it is established,
+/// find it by discovery, and follow its objects with the watcher while they are created,
+/// defaulted by the schema, given a status and deleted.
+#[tokio::test]
+async fn kube_rs_defines_a_kind_and_watches_its_objects() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, GroupVersionKind};
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let s = ApiServer::start();
+    let client = client(&s).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "size": {"type": "integer"},
+                            "color": {"type": "string", "default": "red"}}},
+                        "status": {"type": "object", "properties": {
+                            "ready": {"type": "boolean"}}}}}}}]},
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let established = await_condition(
+        crds.clone(),
+        "widgets.example.com",
+        conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(20), established)
+        .await
+        .expect("established in time")
+        .unwrap();
+
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .filter(&["example.com"])
+        .run()
+        .await
+        .unwrap();
+    let (ar, caps) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"))
+        .expect("the kind is discovered");
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let mut events = watcher(widgets.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"size": 2},
+    }))
+    .unwrap();
+    widgets
+        .create(&PostParams::default(), &widget)
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.data["spec"], json!({"size": 2, "color": "red"}));
+
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+    let updated = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.data["status"]["ready"], true);
+
+    widgets.delete("w", &DeleteParams::default()).await.unwrap();
+    assert!(widgets.get_opt("w").await.unwrap().is_none());
+}
