@@ -299,6 +299,33 @@ fn a_definition_is_established_discovered_and_serves_validated_objects() {
     let replicas = s.ok(&["get", "wd", "small", "-o", "jsonpath={.spec.replicas}"]);
     assert_eq!(replicas, "4");
 
+    // Field selectors on name and namespace; `kubectl explain` reads the kind's schema.
+    let named = s.ok(&[
+        "get",
+        "widgets",
+        "-A",
+        "--field-selector",
+        "metadata.name=small,metadata.namespace=default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(named.trim(), "widget.example.com/small");
+    let none = s.ok(&[
+        "get",
+        "widgets",
+        "-A",
+        "--field-selector",
+        "metadata.name=other",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(none.trim(), "");
+    let explained = s.ok(&["explain", "widgets.spec"]);
+    assert_contains_in_order(
+        &explained,
+        &["KIND:", "Widget", "FIELD: spec", "color", "size"],
+    );
+
     // A restarted server serves the definition's objects from what it stored.
     let mut s = s;
     s.restart();
@@ -491,4 +518,53 @@ fn every_served_version_shows_the_objects_of_the_others() {
         "jsonpath={.status.storedVersions}",
     ]);
     assert_eq!(versions, r#"["v1"]"#);
+}
+
+#[test]
+fn a_cluster_scoped_kind_is_served_without_namespaces() {
+    let s = ApiServer::start();
+    let gadgets = WIDGETS
+        .replace("widgets.example.com", "gadgets.example.com")
+        .replace("plural: widgets", "plural: gadgets")
+        .replace("kind: Widget", "kind: Gadget")
+        .replace("shortNames: [wd]", "shortNames: [gd]")
+        .replace("scope: Namespaced", "scope: Cluster");
+    let out = apply(&s, &gadgets, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/gadgets.example.com",
+        "--timeout=20s",
+    ]);
+    let gadget =
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n";
+    let out = apply(&s, gadget, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.ok(&["get", "gadgets"]);
+    assert!(
+        table.contains("g ") && !table.contains("NAMESPACE"),
+        "{table}"
+    );
+    let resources = s.ok(&[
+        "api-resources",
+        "--api-group=example.com",
+        "--namespaced=false",
+    ]);
+    assert!(resources.contains("gadgets"), "{resources}");
+    // Named inside a namespace, a cluster-scoped kind is not found.
+    let err = s.fails(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/gadgets/g",
+    ]);
+    assert!(err.contains("NotFound"), "{err}");
 }
