@@ -362,10 +362,7 @@ impl Cache {
         let first = rest.find('/')?;
         // Only built-in kinds are in the core group (a CRD's group has a dot).
         let core = &rest[..first];
-        if crate::registry::BUILTIN
-            .iter()
-            .any(|r| r.group.is_empty() && r.plural == core)
-        {
+        if crate::registry::served::is_core(core) {
             return Some(core);
         }
         let second = rest[first + 1..].find('/')?;

@@ -5,7 +5,7 @@
 
 pub mod hooks;
 pub mod read;
-mod served;
+pub mod served;
 pub mod store;
 pub mod strategies;
 pub mod subresources;
