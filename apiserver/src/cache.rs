@@ -45,9 +45,25 @@ pub struct CachedObject {
     pub bytes: Bytes,
     labels: Option<Map<String, Value>>,
     /// (field path, value) for metadata.name, metadata.namespace and the selectable fields.
-    fields: Box<[(&'static str, String)]>,
+    fields: Box<[(FieldName, String)]>,
     /// metadata.deletionTimestamp is set.
     pub terminating: bool,
+}
+
+/// A selectable field's path: a built-in kind's, or one a CustomResourceDefinition declares.
+#[derive(Clone)]
+enum FieldName {
+    Static(&'static str),
+    Custom(Arc<str>),
+}
+
+impl FieldName {
+    fn as_str(&self) -> &str {
+        match self {
+            FieldName::Static(s) => s,
+            FieldName::Custom(s) => s,
+        }
+    }
 }
 
 /// A stored value parsed, with its resourceVersion set from the revision; None if not JSON.
@@ -66,28 +82,23 @@ impl CachedObject {
     pub fn from_kv(kv: &KeyValue, resource: Option<&ResourceInfo>) -> Option<CachedObject> {
         let value = object_with_revision(kv)?;
         let bytes = Bytes::from(serde_json::to_vec(&value).ok()?);
-        let labels = crate::meta::labels(&value).cloned();
-        let selectable = resource.map_or(&[][..], |r| r.strategy.selectable_fields());
-        let fields = ["metadata.name", "metadata.namespace"]
-            .iter()
-            .chain(selectable)
-            .filter_map(|f| {
-                let v = match resource {
-                    Some(r) => r.strategy.field(&value, f),
-                    None => crate::meta::field_string(&value, f),
-                };
-                v.map(|v| (*f, v))
-            })
-            .collect();
-        let terminating = crate::meta::is_terminating(&value);
         Some(CachedObject {
             key: kv.key.clone(),
             revision: kv.mod_revision,
             bytes,
-            labels,
-            fields,
-            terminating,
+            labels: crate::meta::labels(&value).cloned(),
+            fields: selectable_fields(&value, resource),
+            terminating: crate::meta::is_terminating(&value),
         })
+    }
+
+    /// The same object with its selectable fields read again for `resource` (whose
+    /// definition declared other fields since it was cached).
+    fn reindexed(&self, resource: Option<&ResourceInfo>) -> CachedObject {
+        CachedObject {
+            fields: selectable_fields(&self.value(), resource),
+            ..self.with_bytes(self.bytes.clone())
+        }
     }
 
     /// The same object encoded otherwise (another version of a custom resource).
@@ -101,7 +112,30 @@ impl CachedObject {
             terminating: self.terminating,
         }
     }
+}
 
+/// (path, value) of metadata.name, metadata.namespace and the kind's selectable fields that
+/// `value` has (a resource not served: name and namespace only).
+fn selectable_fields(value: &Value, resource: Option<&ResourceInfo>) -> Box<[(FieldName, String)]> {
+    let selectable = resource.map_or(&[][..], |r| r.strategy.selectable_fields());
+    let custom = resource.map_or(&[][..], |r| r.strategy.custom_selectable_fields());
+    let names = ["metadata.name", "metadata.namespace"]
+        .iter()
+        .chain(selectable)
+        .map(|f| FieldName::Static(f))
+        .chain(custom.iter().map(|f| FieldName::Custom(f.clone())));
+    names
+        .filter_map(|f| {
+            let v = match resource {
+                Some(r) => r.strategy.field(value, f.as_str()),
+                None => crate::meta::field_string(value, f.as_str()),
+            };
+            v.map(|v| (f, v))
+        })
+        .collect()
+}
+
+impl CachedObject {
     /// The object parsed (on demand: tables, YAML and a few writes need it).
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
@@ -111,7 +145,7 @@ impl CachedObject {
     pub fn field(&self, path: &str) -> Option<&str> {
         self.fields
             .iter()
-            .find(|(name, _)| *name == path)
+            .find(|(name, _)| name.as_str() == path)
             .map(|(_, v)| v.as_str())
     }
 
@@ -278,6 +312,15 @@ struct State {
 }
 
 impl State {
+    /// Reads the selectable fields of every object under `path` again, for `resource`.
+    fn reindex(&mut self, path: &str, resource: Option<&ResourceInfo>) {
+        if let Some(r) = self.resources.get_mut(path) {
+            for obj in r.objects.values_mut() {
+                *obj = Arc::new(obj.reindexed(resource));
+            }
+        }
+    }
+
     /// The state of the resource stored under `path`, made empty on first use.
     fn resource_mut(&mut self, path: &str) -> &mut ResourceState {
         if !self.resources.contains_key(path) {
@@ -412,6 +455,12 @@ impl Cache {
             })
             .unwrap_or_default();
         self.resources.reset_custom(definitions);
+        // Objects cached before their definitions were read lack its selectable fields.
+        for r in self.resources.all().iter().filter(|r| r.is_custom()) {
+            if !r.strategy.custom_selectable_fields().is_empty() {
+                state.reindex(r.storage_path(), Some(r));
+            }
+        }
         self.revision.send_replace(list.revision);
         drop(state);
         tracing::info!(
@@ -480,7 +529,22 @@ impl Cache {
                         .unwrap_or_default(),
                     EventType::Delete => Vec::new(),
                 };
+                let kind_path = served.first().map(|r| r.storage_path().to_owned());
+                let before = kind_path
+                    .as_deref()
+                    .and_then(|p| self.resources.stored_at(p));
                 self.resources.set_custom(name, served);
+                if let Some(kind_path) = kind_path {
+                    let after = self.resources.stored_at(&kind_path);
+                    let fields = |r: &Option<Arc<ResourceInfo>>| {
+                        r.as_ref()
+                            .map(|r| r.strategy.custom_selectable_fields().to_vec())
+                            .unwrap_or_default()
+                    };
+                    if fields(&before) != fields(&after) {
+                        state.reindex(&kind_path, after.as_deref());
+                    }
+                }
             }
             let resource = self.resources.stored_at(path);
             let resource = resource.as_deref();

@@ -32,6 +32,8 @@ spec:
         specReplicasPath: .spec.replicas
         statusReplicasPath: .status.replicas
         labelSelectorPath: .status.selector
+    selectableFields:
+    - {jsonPath: .spec.color}
     additionalPrinterColumns:
     - {name: Size, type: integer, jsonPath: .spec.size}
     - {name: Color, type: string, jsonPath: .spec.color, priority: 1}
@@ -320,6 +322,30 @@ fn a_definition_is_established_discovered_and_serves_validated_objects() {
         "name",
     ]);
     assert_eq!(none.trim(), "");
+    // The definition's selectableFields, and only those.
+    let red = s.ok(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "spec.color=red",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(red.trim(), "widget.example.com/small");
+    let blue = s.ok(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "spec.color=blue",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(blue.trim(), "");
+    let err = s.fails(&["get", "widgets", "--field-selector", "spec.size=3"]);
+    assert!(
+        err.contains("field label not supported: spec.size"),
+        "{err}"
+    );
     let explained = s.ok(&["explain", "widgets.spec"]);
     assert_contains_in_order(
         &explained,
@@ -334,6 +360,57 @@ fn a_definition_is_established_discovered_and_serves_validated_objects() {
         &["get", "wd", "small", "-o", "jsonpath={.status.ready}"],
     );
     assert_eq!(got, "true");
+    let red = s.ok(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "spec.color=red",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        red.trim(),
+        "widget.example.com/small",
+        "selectable after a restart"
+    );
+}
+
+#[test]
+fn a_selectable_field_declared_later_selects_existing_objects() {
+    let s = ApiServer::start();
+    let without = WIDGETS.replace("    selectableFields:\n    - {jsonPath: .spec.color}\n", "");
+    assert!(!without.contains("selectableFields"));
+    assert!(apply(&s, &without, &[]).status.success());
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let out = apply(&s, WIDGET, &["--validate=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = s.fails(&["get", "widgets", "--field-selector", "spec.color=red"]);
+    assert!(
+        err.contains("field label not supported: spec.color"),
+        "{err}"
+    );
+    assert!(apply(&s, WIDGETS, &[]).status.success());
+    let red = eventually(
+        &s,
+        &[
+            "get",
+            "widgets",
+            "--field-selector",
+            "spec.color=red",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(red.trim(), "widget.example.com/small");
 }
 
 #[test]

@@ -307,6 +307,30 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
                 ));
             }
         }
+        let fields = v.selectable_fields.as_deref().unwrap_or_default();
+        if fields.len() > MAX_SELECTABLE_FIELDS {
+            causes.push(Cause::too_many(
+                format!("{path}.selectableFields"),
+                fields.len(),
+                MAX_SELECTABLE_FIELDS,
+            ));
+        }
+        let root = v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        for (j, f) in fields.iter().enumerate() {
+            let at = format!("{path}.selectableFields[{j}].jsonPath");
+            if fields[..j].iter().any(|g| g.json_path == f.json_path) {
+                causes.push(Cause::duplicate(at, &json!(f.json_path)));
+            } else if root.is_some_and(|r| !selectable_scalar(r, &f.json_path)) {
+                causes.push(Cause::invalid(
+                    at,
+                    &json!(f.json_path),
+                    "must be a simple path (.spec.field) to a string, integer or boolean field of the schema",
+                ));
+            }
+        }
         for (j, c) in v.additional_printer_columns.iter().flatten().enumerate() {
             let at = format!("{path}.additionalPrinterColumns[{j}]");
             if c.name.is_empty() {
@@ -374,6 +398,27 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
     }
     causes
+}
+
+/// A CRD version may declare at most this many selectable fields, as upstream.
+const MAX_SELECTABLE_FIELDS: usize = 8;
+
+/// Whether `path` (`.spec.color`) names a scalar field of the schema a selector can compare.
+fn selectable_scalar(root: &JSONSchemaProps, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('.') else {
+        return false;
+    };
+    let mut schema = root;
+    for field in rest.split('.') {
+        let Some(next) = schema.properties.as_ref().and_then(|p| p.get(field)) else {
+            return false;
+        };
+        schema = next;
+    }
+    matches!(
+        schema.type_.as_deref(),
+        Some("string" | "integer" | "boolean")
+    )
 }
 
 /// Upstream's structural-schema rules, in part: every field has a type (unless it is

@@ -119,6 +119,12 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
                 status,
                 terminating,
                 scale,
+                selectable: v
+                    .selectable_fields
+                    .iter()
+                    .flatten()
+                    .map(|f| Arc::from(f.json_path.trim_start_matches('.')))
+                    .collect(),
             };
             let mut info = ResourceInfo::custom(
                 names.clone(),
@@ -182,6 +188,8 @@ pub struct CustomStrategy {
     terminating: bool,
     /// The scale subresource's paths, without their leading dots.
     scale: Option<ScaleAt>,
+    /// The version's selectableFields, without their leading dots.
+    selectable: Vec<Arc<str>>,
 }
 
 struct ScaleAt {
@@ -226,6 +234,18 @@ impl Strategy for CustomStrategy {
                 selector: ScaleSelector::Serialized(s.selector.as_deref()),
             },
             None => crate::registry::subresources::WORKLOAD_SCALE,
+        }
+    }
+    fn custom_selectable_fields(&self) -> &[Arc<str>] {
+        &self.selectable
+    }
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        // A selectable field may be a number or a boolean: compared as upstream prints it.
+        let found = field.split('.').try_fold(obj, |v, f| v.get(f))?;
+        match found {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(found.to_string()),
+            _ => None,
         }
     }
     fn refuses_create(&self) -> Option<&'static str> {

@@ -114,12 +114,15 @@ pub async fn list(state: &ApiState, target: &Target, options: &ListOptions<'_>) 
 /// Checks that every field in the selector is one this resource supports.
 pub fn check_field_selector(resource: &ResourceInfo, selector: &FieldSelector) -> ApiResult<()> {
     for req in selector.requirements() {
-        let supported = req.field == "metadata.name"
-            || req.field == "metadata.namespace"
+        let field = req.field.as_str();
+        let supported = field == "metadata.name"
+            || field == "metadata.namespace"
+            || resource.strategy.selectable_fields().contains(&field)
             || resource
                 .strategy
-                .selectable_fields()
-                .contains(&req.field.as_str());
+                .custom_selectable_fields()
+                .iter()
+                .any(|f| &**f == field);
         if !supported {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {}",

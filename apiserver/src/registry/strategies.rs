@@ -25,6 +25,10 @@ pub trait Strategy: Sync + Send {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Field selectors a CustomResourceDefinition declares (selectableFields), without dots.
+    fn custom_selectable_fields(&self) -> &[std::sync::Arc<str>] {
+        &[]
+    }
     /// The value a field selector compares for `field` (one of `selectable_fields` or
     /// metadata.name/namespace); a missing field reads as absent.
     fn field(&self, obj: &Value, field: &str) -> Option<String> {
