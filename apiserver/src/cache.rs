@@ -269,11 +269,6 @@ impl WatchSender {
     }
 }
 
-/// A definition's name: the last segment of its key.
-fn definition_name(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
-}
-
 /// One watch event as a line of JSON.
 pub fn watch_line(event_type: &str, object: &[u8]) -> Bytes {
     let mut out = bytes::BytesMut::with_capacity(object.len() + 32);
@@ -447,7 +442,7 @@ impl Cache {
                     .values()
                     .map(|o| {
                         (
-                            definition_name(&o.key).to_owned(),
+                            crate::crd::name_of_key(&o.key).to_owned(),
                             crate::crd::served(&o.value()),
                         )
                     })
@@ -522,7 +517,7 @@ impl Cache {
             if path == crate::crd::STORAGE_PATH {
                 // A definition serves its resources from the next request on, before any
                 // write of its objects reaches the cache.
-                let name = definition_name(&event.kv.key);
+                let name = crate::crd::name_of_key(&event.kv.key);
                 let served = match event.event_type {
                     EventType::Put => serde_json::from_slice(&event.kv.value)
                         .map(|v| crate::crd::served(&v))

@@ -6,6 +6,7 @@
 //! (the resource and its strategy) -> `storage` for writes, or `cache` for lists and watches.
 
 pub mod admission;
+pub mod apply;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

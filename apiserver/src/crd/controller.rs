@@ -59,7 +59,7 @@ async fn run(state: Arc<ApiState>) {
         let mut pending: BTreeSet<String> = watch
             .initial
             .iter()
-            .map(|o| name_of_key(&o.key).to_owned())
+            .map(|o| super::name_of_key(&o.key).to_owned())
             .collect();
         let mut failed = BTreeSet::new();
         loop {
@@ -73,7 +73,7 @@ async fn run(state: Arc<ApiState>) {
             tokio::select! {
                 event = watch.live.recv() => match event {
                     Ok(e) => {
-                        pending.insert(name_of_key(&e.object.key).to_owned());
+                        pending.insert(super::name_of_key(&e.object.key).to_owned());
                     }
                     // Fell behind or the cache reloaded: start over from a fresh list.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
@@ -87,10 +87,6 @@ async fn run(state: Arc<ApiState>) {
             }
         }
     }
-}
-
-fn name_of_key(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// Brings one definition's status (or its deletion) forward.

@@ -32,6 +32,11 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 /// Where definitions are kept below the store's root.
 pub const STORAGE_PATH: &str = "apiextensions.k8s.io/customresourcedefinitions";
 
+/// A definition's name from its store key (the key's last segment).
+pub fn name_of_key(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
 /// The definition's condition of `type_`, if set.
 pub fn condition<'a>(crd: &'a CustomResourceDefinition, type_: &str) -> Option<&'a str> {
     crd.status
