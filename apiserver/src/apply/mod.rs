@@ -4,5 +4,6 @@
 //! PATCH handler does not use this yet (apply patches still answer 415).
 
 pub mod fieldpath;
+pub mod merge;
 pub mod sets;
 pub mod typed;
