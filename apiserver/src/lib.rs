@@ -18,7 +18,6 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod limits;
-pub mod managed;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;

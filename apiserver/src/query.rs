@@ -22,6 +22,8 @@ pub struct Query {
     pub send_initial_events: Option<bool>,
     pub dry_run: bool,
     pub field_manager: String,
+    /// `force` (server-side apply takes fields other managers own).
+    pub force: Option<bool>,
     pub field_validation: FieldValidation,
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: String,
@@ -51,6 +53,7 @@ impl Query {
             dry_run: self.dry_run,
             field_validation: self.field_validation,
             duplicate_fields: self.duplicate_fields.clone(),
+            apply: None,
         }
     }
 
@@ -84,6 +87,7 @@ impl Query {
             send_initial_events: None,
             dry_run: false,
             field_manager: String::new(),
+            force: None,
             field_validation: FieldValidation::Warn,
             grace_period_seconds: None,
             propagation_policy: String::new(),
@@ -132,6 +136,17 @@ impl Query {
                     q.dry_run = true;
                 }
                 "fieldManager" => q.field_manager = value,
+                "force" => {
+                    q.force = Some(match value.as_str() {
+                        "true" | "True" | "TRUE" | "1" | "t" | "T" => true,
+                        "false" | "False" | "FALSE" | "0" | "f" | "F" => false,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "force: invalid value {other:?}: must be true or false"
+                            )));
+                        }
+                    })
+                }
                 "fieldValidation" => {
                     q.field_validation = match value.as_str() {
                         "Ignore" => FieldValidation::Ignore,

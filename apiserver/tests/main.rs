@@ -17,4 +17,5 @@ mod pod_security;
 mod python_client;
 mod random_requests;
 mod response_bytes;
+mod ssa;
 mod support;

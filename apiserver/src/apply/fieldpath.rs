@@ -134,6 +134,23 @@ impl Set {
         node.members.contains(last)
     }
 
+    /// Whether `element` is a member at this node.
+    pub fn has_member(&self, element: &PathElement) -> bool {
+        self.members.contains(element)
+    }
+
+    /// Whether the set holds any path strictly below `path`.
+    pub fn has_below(&self, path: &[PathElement]) -> bool {
+        let mut node = self;
+        for e in path {
+            match node.children.get(e) {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        !node.is_empty()
+    }
+
     /// The set below `element` (empty when there is none).
     pub fn child(&self, element: &PathElement) -> Option<&Set> {
         self.children.get(element)

@@ -74,7 +74,8 @@ fn merge_lists<'a>(
     let in_live: BTreeSet<&Option<PathElement>> = live_keys.iter().collect();
     let shared: Vec<&Option<PathElement>> =
         config_keys.iter().filter(|k| in_live.contains(k)).collect();
-    let twin = |k: &Option<PathElement>| live.iter().zip(&live_keys).find(|(_, lk)| *lk == k);
+    let twins: std::collections::BTreeMap<&Option<PathElement>, &'a Value> =
+        live_keys.iter().zip(live).rev().collect();
     let merge_item = |l: Option<&'a Value>, c: &'a Value, names: &mut Vec<&'a str>| match (l, c) {
         (Some(Value::Object(l)), Value::Object(c)) if matches!(list, ListType::Map(_)) => {
             merge_fields(l, c, types, names)
@@ -114,7 +115,7 @@ fn merge_lists<'a>(
         }
         if j < config.len() {
             let ck = &config_keys[j];
-            let live_twin = twin(ck).map(|(v, _)| v);
+            let live_twin = twins.get(ck).copied();
             out.push(merge_item(live_twin, &config[j], names)?);
             if shared.get(s) == Some(&ck) {
                 s += 1;
@@ -131,53 +132,67 @@ fn merge_lists<'a>(
     Ok(out)
 }
 
-/// Removes from `obj` every path of `gone`, and maps emptied by that removal.
-pub fn remove(obj: &mut Value, gone: &Set, types: &dyn Types) {
-    for path in gone.paths() {
-        remove_path(obj, &path, types, &mut Vec::new());
-    }
+/// Removes from `obj` every path of `gone`, and maps emptied by that removal; a node with
+/// something `kept` below it stays (only its other children go). One walk of the object,
+/// whatever the number of paths.
+pub fn remove(obj: &mut Value, gone: &Set, kept: &Set, types: &dyn Types) {
+    remove_below(obj, gone, kept, types, &mut Vec::new(), &mut Vec::new());
 }
 
-fn remove_path(obj: &mut Value, path: &[PathElement], types: &dyn Types, names: &mut Vec<String>) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
-    };
-    match (obj, first) {
-        (Value::Object(map), PathElement::Field(name)) => {
-            if rest.is_empty() {
-                map.remove(name);
-                return;
-            }
-            names.push(name.clone());
-            let emptied = match map.get_mut(name) {
-                Some(child) => {
-                    remove_path(child, rest, types, names);
-                    child.as_object().is_some_and(Map::is_empty)
+fn remove_below(
+    obj: &mut Value,
+    gone: &Set,
+    kept: &Set,
+    types: &dyn Types,
+    names: &mut Vec<String>,
+    path: &mut Vec<PathElement>,
+) {
+    match obj {
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for name in keys {
+                let element = PathElement::Field(name.clone());
+                path.push(element.clone());
+                names.push(name.clone());
+                if gone.has_member(&element) && !kept.has_below(path) {
+                    map.remove(&name);
+                } else if let Some(below) = gone.child(&element)
+                    && let Some(child) = map.get_mut(&name)
+                {
+                    remove_below(child, below, kept, types, names, path);
+                    if child.as_object().is_some_and(Map::is_empty) {
+                        map.remove(&name);
+                    }
                 }
-                None => false,
-            };
-            names.pop();
-            if emptied {
-                map.remove(name);
+                names.pop();
+                path.pop();
             }
         }
-        (Value::Array(items), element) => {
+        Value::Array(items) => {
             let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let Shape::List(list) = types.shape(&name_refs) else {
                 return;
             };
-            let matches = |v: &Value| {
-                item_element(types, &name_refs, &list, v)
-                    .ok()
-                    .flatten()
-                    .as_ref()
-                    == Some(element)
-            };
-            if rest.is_empty() {
-                items.retain(|v| !matches(v));
-            } else if let Some(item) = items.iter_mut().find(|v| matches(v)) {
-                remove_path(item, rest, types, names);
+            let elements: Vec<Option<PathElement>> = items
+                .iter()
+                .map(|v| item_element(types, &name_refs, &list, v).ok().flatten())
+                .collect();
+            let mut keep = Vec::with_capacity(items.len());
+            for (mut item, element) in std::mem::take(items).into_iter().zip(elements) {
+                if let Some(element) = element {
+                    path.push(element.clone());
+                    let drop = gone.has_member(&element) && !kept.has_below(path);
+                    if !drop && let Some(below) = gone.child(&element) {
+                        remove_below(&mut item, below, kept, types, names, path);
+                    }
+                    path.pop();
+                    if drop {
+                        continue;
+                    }
+                }
+                keep.push(item);
             }
+            *items = keep;
         }
         _ => {}
     }
@@ -279,7 +294,7 @@ mod tests {
             PathElement::Field("finalizers".into()),
             x,
         ]);
-        remove(&mut obj, &gone, &types);
+        remove(&mut obj, &gone, &Set::new(), &types);
         assert_eq!(
             obj,
             json!({"metadata": {"finalizers": ["y"]}, "spec": {"containers": [{"name": "d"}]}})

@@ -79,12 +79,12 @@ fn walk_items<'a>(
     path: &mut Path,
     out: &mut Set,
 ) -> Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     for item in items {
         let Some(element) = item_element(types, names, list, item)? else {
             continue;
         };
-        if !seen.insert(format!("{element:?}")) {
+        if !seen.insert(element.clone()) {
             return Err(format!(
                 "{}: duplicate entries for key {}",
                 super::fieldpath::render(path),
@@ -161,16 +161,19 @@ fn diff_values<'a>(
             diff_maps(o, n, types, names, path, changed, removed)
         }
         (Value::Array(o), Value::Array(n), Shape::List(list)) if list != ListType::Atomic => {
+            // Items matched through maps: linear in the lists, whatever their length.
             let element = |item: &Value| item_element(types, names, &list, item).ok().flatten();
-            let old_items: Vec<(Option<PathElement>, &Value)> =
-                o.iter().map(|i| (element(i), i)).collect();
+            let old_items: std::collections::BTreeMap<PathElement, &Value> =
+                o.iter().filter_map(|i| Some((element(i)?, i))).collect();
+            let new_keys: std::collections::BTreeSet<PathElement> =
+                n.iter().filter_map(element).collect();
             let mut names_now = names.clone();
             for item in n {
                 let Some(e) = element(item) else { continue };
                 path.push(e.clone());
-                match old_items.iter().find(|(k, _)| k.as_ref() == Some(&e)) {
+                match old_items.get(&e) {
                     None => added(item, types, &mut names_now, path, changed),
-                    Some((_, before)) => {
+                    Some(before) => {
                         if let (Value::Object(bo), Value::Object(no), ListType::Map(_)) =
                             (before, item, &list)
                         {
@@ -180,14 +183,10 @@ fn diff_values<'a>(
                 }
                 path.pop();
             }
-            for (e, _) in &old_items {
-                if let Some(e) = e
-                    && !n.iter().any(|i| element(i).as_ref() == Some(e))
-                {
-                    path.push(e.clone());
-                    removed.insert(path);
-                    path.pop();
-                }
+            for e in old_items.keys().filter(|e| !new_keys.contains(e)) {
+                path.push(e.clone());
+                removed.insert(path);
+                path.pop();
             }
         }
         _ => {
@@ -198,7 +197,7 @@ fn diff_values<'a>(
     }
 }
 
-/// A node that did not exist: itself and everything below it.
+/// A node that did not exist: itself and every node below it.
 fn added<'a>(
     value: &'a Value,
     types: &dyn Types,
@@ -207,18 +206,36 @@ fn added<'a>(
     changed: &mut Set,
 ) {
     changed.insert(path);
-    let mut below = Set::new();
     match (value, types.shape(names)) {
         (Value::Object(map), Shape::Granular) => {
-            let _ = walk_config(map, types, names, path, &mut below);
+            for (name, v) in map {
+                names.push(name);
+                path.push(PathElement::Field(name.clone()));
+                added(v, types, names, path, changed);
+                path.pop();
+                names.pop();
+            }
         }
         (Value::Array(items), Shape::List(list)) if list != ListType::Atomic => {
-            let _ = walk_items(items, &list, types, names, path, &mut below);
+            for item in items {
+                let Ok(Some(element)) = item_element(types, names, &list, item) else {
+                    continue;
+                };
+                path.push(element);
+                changed.insert(path);
+                if let (ListType::Map(_), Value::Object(fields)) = (&list, item) {
+                    for (name, v) in fields {
+                        names.push(name);
+                        path.push(PathElement::Field(name.clone()));
+                        added(v, types, names, path, changed);
+                        path.pop();
+                        names.pop();
+                    }
+                }
+                path.pop();
+            }
         }
         _ => {}
-    }
-    for p in below.paths() {
-        changed.insert(&p);
     }
 }
 

@@ -11,8 +11,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{Format, Query, Target, respond};
+use crate::apply::managed;
 use crate::auth::{UserInfo, escalation, node};
-use crate::managed;
 use crate::meta::{self, metadata_mut};
 use crate::registry::store::{self, DeleteOptions, Desired, create_object, guaranteed_update};
 use crate::state::ApiState;
@@ -128,6 +128,16 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let resource = &*target.resource;
     let content_type = super::content_type(headers);
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == "application/apply-patch+yaml" {
+        return apply(state, target, query, patch, format, user).await;
+    }
+    if query.force.is_some() {
+        return Err(patch_options_invalid(Cause::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        )));
+    }
     let manager = managed::manager_name(&query.field_manager, user_agent(headers));
     let updated = guaranteed_update(state, target, &query.write_options(), &manager, |old| {
         let mut patched = crate::patch::apply(resource, &content_type, old, patch)?;
@@ -154,6 +164,103 @@ pub async fn patch(
         respond(StatusCode::OK, format, &updated.object),
         &updated.warnings,
     ))
+}
+
+/// Upstream's 422 for a PATCH's options.
+fn patch_options_invalid(cause: Cause) -> ApiError {
+    ApiError::invalid("meta.k8s.io", "PatchOptions", "", vec![cause])
+}
+
+/// Server-side apply (PATCH with application/apply-patch+yaml): the body is an applied
+/// configuration merged into the object by field ownership; creates the object when there
+/// is none, which takes the right to create it as well as to patch it.
+async fn apply(
+    state: &Arc<ApiState>,
+    target: &Target,
+    query: &Query,
+    body: &[u8],
+    format: Format,
+    user: &UserInfo,
+) -> ApiResult<Response> {
+    let manager = query.field_manager.as_str();
+    if manager.is_empty() {
+        return Err(patch_options_invalid(Cause::required_detail(
+            "fieldManager",
+            "is required for apply patch",
+        )));
+    }
+    if manager.len() > 128 {
+        return Err(patch_options_invalid(Cause::too_long("fieldManager", 128)));
+    }
+    let config = crate::codec::decode(body, "application/apply-patch+yaml")?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the applied configuration must be an object",
+        ));
+    }
+    if !config["metadata"]["managedFields"].is_null() {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let mut options = query.write_options();
+    options.apply = Some(query.force.unwrap_or(false));
+    let wanted = named_revision(&config);
+    let updated = guaranteed_update(state, target, &options, manager, |old| {
+        if let Some(rv) = &wanted
+            && rv != meta::resource_version(old)
+        {
+            return Err(target.stale());
+        }
+        let mut config = config.clone();
+        metadata_mut(&mut config).remove("resourceVersion");
+        admit_writer(state, user, target, &config, Some(old))?;
+        Ok(Desired {
+            object: config,
+            precondition: wanted.is_some(),
+        })
+    })
+    .await;
+    match updated {
+        Ok(updated) => Ok(with_warnings(
+            respond(StatusCode::OK, format, &updated.object),
+            &updated.warnings,
+        )),
+        Err(e) if e.code == 404 && target.subresource.is_empty() => {
+            may_create(state, target, user)?;
+            admit_writer(state, user, target, &config, None)?;
+            let (obj, warnings) =
+                create_object(state, target, &options, user, manager, config).await?;
+            Ok(with_warnings(
+                respond(StatusCode::CREATED, format, &obj),
+                &warnings,
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An apply that creates needs `create` on the resource besides the `patch` it was
+/// authorized for.
+fn may_create(state: &ApiState, target: &Target, user: &UserInfo) -> ApiResult<()> {
+    let resource = &*target.resource;
+    let attrs = crate::auth::attributes::Attributes {
+        verb: "create".into(),
+        resource_request: true,
+        api_group: resource.group.clone(),
+        api_version: resource.version.clone(),
+        resource: resource.plural.clone(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        ..Default::default()
+    };
+    match state.auth.authorize(&state.cache, user, &attrs) {
+        crate::auth::Decision::Allow(_) => Ok(()),
+        _ => Err(ApiError::forbidden(
+            &resource.group,
+            &resource.plural,
+            &target.name,
+            &attrs.forbidden_text(&user.name),
+        )),
+    }
 }
 
 fn patch_names_revision(patch: &[u8]) -> bool {

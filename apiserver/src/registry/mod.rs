@@ -173,6 +173,21 @@ impl ResourceInfo {
         }
     }
 
+    /// The kind's shapes for server-side apply: its list and map markers, or its schema's.
+    pub fn apply_types(&self) -> Box<dyn crate::apply::typed::Types> {
+        match &self.schema {
+            Schema::Typed(_) => Box::new(crate::apply::typed::Builtin {
+                kind: builtin_kind(&self.kind),
+            }),
+            Schema::Custom(schema) => Box::new(crate::apply::typed::Structural {
+                root: schema
+                    .as_ref()
+                    .and_then(|s| serde_json::from_value(s.clone()).ok())
+                    .map(Arc::new),
+            }),
+        }
+    }
+
     /// Whether the kind is a CustomResourceDefinition's.
     pub fn is_custom(&self) -> bool {
         matches!(self.schema, Schema::Custom(_))
@@ -256,6 +271,14 @@ pub struct CustomNames {
     pub singular: String,
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
+}
+
+/// A built-in kind's name as a static string (the shapes table matches on it).
+fn builtin_kind(kind: &str) -> &'static str {
+    BUILTIN
+        .iter()
+        .find(|r| r.kind == kind)
+        .map_or("", |r| r.kind.as_str())
 }
 
 /// Whether a k8s-openapi scope marker is namespaced.

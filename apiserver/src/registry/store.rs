@@ -16,7 +16,7 @@ use crate::meta::{self, metadata_mut};
 use crate::state::ApiState;
 use crate::status::{self, ApiError, ApiResult, Cause};
 use crate::storage::{self, KeyValue};
-use crate::{managed, validation};
+use crate::validation;
 
 /// fieldValidation: what to do with unknown or duplicate fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Fields the body held twice (found while decoding it), for fieldValidation.
     pub duplicate_fields: Vec<String>,
+    /// A server-side apply (with its `force`): the write's object is an applied
+    /// configuration, merged into the current object by field ownership.
+    pub apply: Option<bool>,
 }
 
 impl Default for WriteOptions {
@@ -42,6 +45,7 @@ impl Default for WriteOptions {
             dry_run: false,
             field_validation: FieldValidation::Warn,
             duplicate_fields: Vec::new(),
+            apply: None,
         }
     }
 }
@@ -266,6 +270,16 @@ pub async fn create_object(
         return Err(ApiError::method_not_allowed(why));
     }
     check_type(resource, &mut obj)?;
+    let types = resource.apply_types();
+    // An apply creating the object: its manager owns what it applied, not what defaults add.
+    let applied_fields = match options.apply {
+        Some(force) => {
+            let writer = writer(target, manager, &*types);
+            let created = crate::apply::managed::apply(&json!({}), &obj, force, &writer)?;
+            Some(created["metadata"]["managedFields"].clone())
+        }
+        None => None,
+    };
     check_namespace(target, &mut obj)?;
     let name = meta::name(&obj).to_owned();
     let mut names = GeneratedName {
@@ -341,7 +355,15 @@ pub async fn create_object(
     resource.strategy.default(&mut obj);
     resource.strategy.prepare_for_create(&mut obj);
     resource.strategy.record_creator(&mut obj, user);
-    managed::record(&mut obj, manager, "Update", &resource.api_version(), "");
+    match applied_fields {
+        Some(fields) if !fields.is_null() => {
+            metadata_mut(&mut obj).insert("managedFields".into(), fields);
+        }
+        Some(_) => {}
+        None => {
+            crate::apply::managed::record_update(None, &mut obj, &writer(&target, manager, &*types))
+        }
+    }
 
     // An object known to exist is refused before anything is allocated for it. The cache may
     // still hold an object deleted a moment ago, so a hit is confirmed with the store; the
@@ -394,6 +416,21 @@ pub async fn create_object(
     resource.hooks.created(state, &obj);
     with_revision(&mut obj, kv.mod_revision);
     Ok((obj, warnings))
+}
+
+/// Who a write is, for managedFields.
+fn writer<'a>(
+    target: &'a Target,
+    manager: &'a str,
+    types: &'a dyn crate::apply::typed::Types,
+) -> crate::apply::managed::Writer<'a> {
+    crate::apply::managed::Writer {
+        manager,
+        api_version: target.resource.api_version(),
+        subresource: &target.subresource,
+        has_status: target.resource.has_subresource("status"),
+        types,
+    }
 }
 
 /// Upstream tries eight generated names in all before giving up on a create.
@@ -491,7 +528,29 @@ pub async fn guaranteed_update(
     for _ in 0..MAX_RETRIES {
         let (kv, old) = current(state, target).await?;
         let desired = mutate(&old)?;
-        let mut new = shape_update(target, &old, desired.object)?;
+        let types = resource.apply_types();
+        let candidate = match options.apply {
+            Some(force) => {
+                let writer = writer(target, manager, &*types);
+                crate::apply::managed::apply(&old, &desired.object, force, &writer)?
+            }
+            None => desired.object,
+        };
+        let applied_fields = options
+            .apply
+            .map(|_| candidate["metadata"]["managedFields"].clone());
+        let mut new = shape_update(target, &old, candidate)?;
+        // Shaping for a subresource starts from the current object: the apply's ownership
+        // goes with what it kept.
+        match applied_fields {
+            Some(Value::Null) => {
+                metadata_mut(&mut new).remove("managedFields");
+            }
+            Some(fields) => {
+                metadata_mut(&mut new).insert("managedFields".into(), fields);
+            }
+            None => {}
+        }
         resource.strategy.default(&mut new);
         if resource.strategy.tracks_generation() {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -516,8 +575,16 @@ pub async fn guaranteed_update(
             ))
             .await?,
         );
-        // Nothing changed: answer the current object without a write, as upstream does,
-        // unless the stored form is stale (a rewrite moves it to the current encryption key).
+        if options.apply.is_none() {
+            crate::apply::managed::record_update(
+                Some(&old),
+                &mut new,
+                &writer(target, manager, &*types),
+            );
+        }
+        // Nothing changed (ownership included): answer the current object without a write,
+        // as upstream does, unless the stored form is stale (a rewrite moves it to the
+        // current encryption key).
         if without_volatile(&new) == without_volatile(&old)
             && !state
                 .store
@@ -531,13 +598,6 @@ pub async fn guaranteed_update(
                 deleted: false,
             });
         }
-        managed::record(
-            &mut new,
-            manager,
-            "Update",
-            &resource.api_version(),
-            &target.subresource,
-        );
         if options.dry_run {
             // Nothing was written: the object keeps the revision it was computed from.
             with_revision(&mut new, kv.mod_revision);
@@ -604,7 +664,6 @@ fn without_volatile(obj: &Value) -> Value {
     let mut v = obj.clone();
     let meta = metadata_mut(&mut v);
     meta.remove("resourceVersion");
-    meta.remove("managedFields");
     v
 }
 
