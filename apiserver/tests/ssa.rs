@@ -309,3 +309,70 @@ async fn kube_rs_patch_apply_creates_updates_and_applies_status() {
         "{entries:?}"
     );
 }
+
+/// An apply that would create the object takes the right to create, not only to patch.
+#[test]
+fn an_apply_that_creates_needs_the_right_to_create() {
+    let files = tempfile::tempdir().unwrap();
+    let tokens = files.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "tetsu-test,alice,alice-uid,\"devs\"\nadmin-token,admin,admin-uid,\"system:masters\"\n",
+    )
+    .unwrap();
+    let s = ApiServer::start_https_with(&[
+        "--token-auth-file",
+        tokens.to_str().unwrap(),
+        "--authorization-mode",
+        "RBAC",
+    ]);
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--token=admin-token"];
+        all.extend_from_slice(args);
+        s.ok(&all)
+    };
+    admin(&[
+        "create",
+        "role",
+        "patcher",
+        "--verb=get,patch",
+        "--resource=configmaps",
+    ]);
+    admin(&[
+        "create",
+        "rolebinding",
+        "patcher",
+        "--role=patcher",
+        "--user=alice",
+    ]);
+    // Once alice's role is in force (it may take the authorizer a moment), her apply of a
+    // new object is refused for want of `create`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !s
+        .kubectl(&["get", "cm", "kube-root-ca.crt-none", "--ignore-not-found"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never got her role"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = apply_ssa(&s, CM, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(r#"User "alice" cannot create resource "configmaps" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    // Positive control: once the object exists, her apply (a patch) goes through.
+    admin(&["create", "configmap", "cfg", "--from-literal=a=0"]);
+    let out = apply_ssa(&s, CM, &["--force-conflicts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]), "1");
+}

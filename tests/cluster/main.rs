@@ -9,5 +9,6 @@ mod kubeadm;
 mod kubelet_auth;
 mod multinode;
 mod netpol;
+mod operator;
 mod rotation;
 mod security;
