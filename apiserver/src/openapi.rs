@@ -17,28 +17,23 @@ use serde_json::{Map, Value, json};
 use crate::registry::{BUILTIN, ResourceInfo, Resources, Schema};
 
 /// The built-in group-versions' documents, built once: ("" or group, version) -> document.
-static DOCUMENTS: LazyLock<BTreeMap<(String, String), Arc<Value>>> = LazyLock::new(|| {
-    let mut by_gv: BTreeMap<(String, String), Vec<&ResourceInfo>> = BTreeMap::new();
-    for r in BUILTIN.iter() {
-        by_gv
-            .entry((r.group.clone(), r.version.clone()))
-            .or_default()
-            .push(r);
-    }
-    by_gv
-        .into_iter()
-        .map(|((g, v), resources)| {
-            let doc = build(&g, &v, &resources);
-            ((g, v), Arc::new(doc))
-        })
-        .collect()
-});
+static DOCUMENTS: LazyLock<BTreeMap<(String, String), Arc<Value>>> =
+    LazyLock::new(|| documents(BUILTIN.iter().map(|r| &**r)));
 
 /// The documents of the group-versions CustomResourceDefinitions serve (not cached: they
 /// change with the definitions, and are small).
 fn custom_documents(served: &Resources) -> BTreeMap<(String, String), Arc<Value>> {
-    let mut by_gv: BTreeMap<(String, String), Vec<Arc<ResourceInfo>>> = BTreeMap::new();
-    for r in served.all().into_iter().filter(|r| r.is_custom()) {
+    let custom: Vec<Arc<ResourceInfo>> =
+        served.all().into_iter().filter(|r| r.is_custom()).collect();
+    documents(custom.iter().map(|r| &**r))
+}
+
+/// One document per group-version of `resources`.
+fn documents<'a>(
+    resources: impl Iterator<Item = &'a ResourceInfo>,
+) -> BTreeMap<(String, String), Arc<Value>> {
+    let mut by_gv: BTreeMap<(String, String), Vec<&ResourceInfo>> = BTreeMap::new();
+    for r in resources {
         by_gv
             .entry((r.group.clone(), r.version.clone()))
             .or_default()
@@ -47,7 +42,6 @@ fn custom_documents(served: &Resources) -> BTreeMap<(String, String), Arc<Value>
     by_gv
         .into_iter()
         .map(|((g, v), resources)| {
-            let resources: Vec<&ResourceInfo> = resources.iter().map(|r| &**r).collect();
             let doc = build(&g, &v, &resources);
             ((g, v), Arc::new(doc))
         })

@@ -226,15 +226,17 @@ fn conflict(
     None
 }
 
-/// Writes the definition's status as `change` leaves it (nothing when it changes nothing).
-async fn update_status(
+/// Writes the definition (through `subresource`) as `change` leaves it; nothing when it
+/// changes nothing, or when the definition is gone.
+async fn update(
     state: &Arc<ApiState>,
     name: &str,
+    subresource: &str,
     change: impl Fn(&mut Value) -> bool,
 ) -> ApiResult<()> {
     let result = store::guaranteed_update(
         state,
-        &target(name, "status"),
+        &target(name, subresource),
         &WriteOptions::default(),
         MANAGER,
         |old| {
@@ -252,6 +254,15 @@ async fn update_status(
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Writes the definition's status as `change` leaves it.
+async fn update_status(
+    state: &Arc<ApiState>,
+    name: &str,
+    change: impl Fn(&mut Value) -> bool,
+) -> ApiResult<()> {
+    update(state, name, "status", change).await
 }
 
 /// Deletes a terminating definition's custom resources; once none is left, removes the
@@ -298,30 +309,15 @@ async fn finalize(state: &Arc<ApiState>, name: &str) -> ApiResult<()> {
         )
     })
     .await?;
-    let result = store::guaranteed_update(
-        state,
-        &target(name, ""),
-        &WriteOptions::default(),
-        MANAGER,
-        |old| {
-            let mut new = old.clone();
-            let kept: Vec<String> = meta::finalizers(old)
-                .into_iter()
-                .filter(|f| f != CLEANUP_FINALIZER)
-                .collect();
-            meta::metadata_mut(&mut new).insert("finalizers".into(), json!(kept));
-            Ok(Desired {
-                object: new,
-                precondition: false,
-            })
-        },
-    )
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    update(state, name, "", |obj| {
+        let kept: Vec<String> = meta::finalizers(obj)
+            .into_iter()
+            .filter(|f| f != CLEANUP_FINALIZER)
+            .collect();
+        meta::metadata_mut(obj).insert("finalizers".into(), json!(kept));
+        true
+    })
+    .await
 }
 
 #[cfg(test)]
