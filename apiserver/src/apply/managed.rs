@@ -239,7 +239,54 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
         mine.time = Some(now());
     }
     entries.push(mine);
-    write(new, entries);
+    write(new, cap_updates(entries));
+}
+
+/// The most Update entries an object keeps (upstream's cap): older ones of a version merge
+/// into one `ancient-changes` entry, so writers with ever new names cannot grow an object
+/// without bound.
+const MAX_UPDATE_ENTRIES: usize = 10;
+
+fn cap_updates(entries: Vec<Entry>) -> Vec<Entry> {
+    let (mut updates, mut out): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.operation == "Update");
+    if updates.len() <= MAX_UPDATE_ENTRIES {
+        out.extend(updates);
+        return out;
+    }
+    // Oldest first (no time: oldest of all), then by identity.
+    updates.sort_by(|a, b| {
+        a.time.cmp(&b.time).then_with(|| {
+            (&a.manager, &a.api_version, &a.subresource).cmp(&(
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+        })
+    });
+    let mut count = updates.len();
+    let mut kept: Vec<Entry> = Vec::with_capacity(updates.len());
+    let mut first_of_version: std::collections::HashMap<String, usize> = Default::default();
+    for e in updates {
+        match first_of_version.get(&e.api_version) {
+            Some(&i) if count > MAX_UPDATE_ENTRIES => {
+                let bucket = &mut kept[i];
+                bucket.manager = "ancient-changes".into();
+                bucket.subresource = String::new();
+                bucket.set = bucket.set.union(&e.set);
+                bucket.time = bucket.time.clone().max(e.time);
+                count -= 1;
+            }
+            _ => {
+                first_of_version
+                    .entry(e.api_version.clone())
+                    .or_insert(kept.len());
+                kept.push(e);
+            }
+        }
+    }
+    out.extend(kept);
+    out
 }
 
 /// An apply of `config` by `w.manager` to `live` (an empty object when there is none): the
@@ -489,6 +536,51 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn update_entries_are_capped_into_ancient_changes() {
+        let types = Builtin { kind: "ConfigMap" };
+        let mut obj =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        record_update(
+            None,
+            &mut obj,
+            &Writer {
+                manager: "creator",
+                api_version: "v1".into(),
+                subresource: "",
+                has_status: false,
+                types: &types,
+            },
+        );
+        for i in 0..30 {
+            let old = obj.clone();
+            obj["data"][format!("k{i}")] = json!("v");
+            let manager = format!("writer-{i}");
+            record_update(
+                Some(&old),
+                &mut obj,
+                &Writer {
+                    manager: &manager,
+                    api_version: "v1".into(),
+                    subresource: "",
+                    has_status: false,
+                    types: &types,
+                },
+            );
+        }
+        let entries = read(&obj);
+        assert_eq!(entries.len(), MAX_UPDATE_ENTRIES);
+        let ancient = entries
+            .iter()
+            .find(|e| e.manager == "ancient-changes")
+            .expect("a bucket");
+        assert!(ancient.set.has(&[
+            PathElement::Field("data".into()),
+            PathElement::Field("k0".into())
+        ]));
+        assert!(entries.iter().any(|e| e.manager == "writer-29"));
     }
 
     #[test]
