@@ -19,7 +19,9 @@ use k8s_openapi::api::{
     events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
     rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
 use serde_json::Value;
 
 pub use hooks::Hooks;
@@ -63,6 +65,8 @@ pub struct ResourceInfo {
     /// The apiVersion its objects are stored in, when that may differ from its own (a
     /// custom resource's served version other than the storage version).
     storage_api_version: Option<String>,
+    /// A custom resource's schema as server-side apply reads it, parsed on first use.
+    apply_schema: OnceLock<Option<Arc<JSONSchemaProps>>>,
 }
 
 /// Round-trips an object through its typed struct.
@@ -180,10 +184,15 @@ impl ResourceInfo {
                 kind: builtin_kind(&self.kind),
             }),
             Schema::Custom(schema) => Box::new(crate::apply::typed::Structural {
-                root: schema
-                    .as_ref()
-                    .and_then(|s| serde_json::from_value(s.clone()).ok())
-                    .map(Arc::new),
+                root: self
+                    .apply_schema
+                    .get_or_init(|| {
+                        schema
+                            .as_ref()
+                            .and_then(|s| serde_json::from_value(s.clone()).ok())
+                            .map(Arc::new)
+                    })
+                    .clone(),
             }),
         }
     }
@@ -239,6 +248,7 @@ impl ResourceInfo {
     ) -> ResourceInfo {
         ResourceInfo {
             storage_api_version: None,
+            apply_schema: OnceLock::new(),
             printer: crate::table::printer(&names.group, &names.plural),
             storage_path: format!("{}/{}", names.group, names.plural),
             group: names.group,
@@ -343,6 +353,7 @@ where
             format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)
         },
         storage_api_version: None,
+        apply_schema: OnceLock::new(),
     }
 }
 
