@@ -48,6 +48,67 @@ fn documents<'a>(
         .collect()
 }
 
+/// The protobuf media type client-go asks /openapi/v2 for (its `@` is no token character:
+/// matched as a plain string), and the one upstream answers with.
+const V2_PROTOBUF_ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// /openapi/v2: a Swagger 2.0 document with no definitions, as JSON or as gnostic's protobuf
+/// Document, by the first Accept clause that names one (none: JSON; none matching: 406).
+/// kubectl reads it only to validate what /openapi/v3 cannot place, such as the items of a
+/// `kind: List`: with no definitions it leaves them to the server's own validation
+/// (fieldValidation=Strict), which every create then runs. Definitions it did read would have
+/// to be complete, or valid files would fail on "unknown field".
+pub fn v2(headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    for clause in accept.split(',') {
+        let media = clause.split(';').next().unwrap_or("").trim();
+        match media {
+            "application/json" | "application/*" | "*/*" => {
+                let doc = json!({
+                    "swagger": "2.0",
+                    "info": { "title": "Kubernetes", "version": V2_VERSION },
+                    "paths": {},
+                });
+                return (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+                    .into_response();
+            }
+            V2_PROTOBUF_ASKED | V2_PROTOBUF => {
+                return ([(header::CONTENT_TYPE, V2_PROTOBUF)], v2_protobuf()).into_response();
+            }
+            _ => {}
+        }
+    }
+    StatusCode::NOT_ACCEPTABLE.into_response()
+}
+
+/// The version the v2 document's info names.
+const V2_VERSION: &str = "v1.33.0";
+
+/// gnostic's openapi.v2.Document{swagger: "2.0", info: {title: "Kubernetes", version}}.
+fn v2_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push(number << 3 | 2);
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, b"Kubernetes");
+    field(&mut info, 2, V2_VERSION.as_bytes());
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    doc
+}
+
 /// The URL path of a group-version's discovery root, without the leading slash.
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -360,6 +421,41 @@ fn build(group: &str, version: &str, resources: &[&ResourceInfo]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_is_negotiated_by_the_first_clause_that_names_a_form() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let ask = |accept: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(a) = accept {
+                headers.insert(header::ACCEPT, HeaderValue::from_str(a).unwrap());
+            }
+            let r = v2(&headers);
+            let ct = r
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), ct)
+        };
+        assert_eq!(ask(None), (200, Some("application/json".into())));
+        assert_eq!(
+            ask(Some(V2_PROTOBUF_ASKED)),
+            (200, Some(V2_PROTOBUF.into()))
+        );
+        assert_eq!(
+            ask(Some("text/html, application/json")),
+            (200, Some("application/json".into()))
+        );
+        assert_eq!(ask(Some("text/html")).0, 406);
+        // Document{swagger: "2.0", info: {title, version}}, as gnostic encodes it.
+        let mut expected = vec![0x0a, 3];
+        expected.extend_from_slice(b"2.0");
+        expected.extend_from_slice(&[0x12, 0x15, 0x0a, 10]);
+        expected.extend_from_slice(b"Kubernetes");
+        expected.extend_from_slice(&[0x12, 7]);
+        expected.extend_from_slice(b"v1.33.0");
+        assert_eq!(v2_protobuf(), expected);
+    }
 
     /// Every `$ref` in `v` names a schema in `components`.
     fn check_refs(v: &Value, components: &Map<String, Value>) {

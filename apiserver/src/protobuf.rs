@@ -421,13 +421,30 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-/// The k8s-pb package of an apiVersion: `apps/v1` -> `api.apps.v1`, `v1` -> `api.core.v1`.
+/// The k8s-pb package of an apiVersion: `apps/v1` -> `api.apps.v1`, `v1` -> `api.core.v1`;
+/// the groups served beside the core API's have packages of their own.
 fn package(api_version: &str) -> String {
     match api_version.split_once('/') {
         None => format!("api.core.{api_version}"),
         Some(("meta.k8s.io", v)) => format!("apimachinery.pkg.apis.meta.{v}"),
+        Some(("apiextensions.k8s.io", v)) => {
+            format!("apiextensions_apiserver.pkg.apis.apiextensions.{v}")
+        }
+        Some(("apiregistration.k8s.io", v)) => {
+            format!("kube_aggregator.pkg.apis.apiregistration.{v}")
+        }
+        Some(("internal.apiserver.k8s.io", v)) => format!("api.apiserverinternal.{v}"),
         Some((group, v)) => format!("api.{}.{v}", group.split('.').next().unwrap_or(group)),
     }
+}
+
+/// The message of a kind in an apiVersion: DeleteOptions is meta's whatever group a typed
+/// client sends it with.
+fn message_name(api_version: &str, kind: &str) -> String {
+    if kind == "DeleteOptions" {
+        return "apimachinery.pkg.apis.meta.v1.DeleteOptions".to_owned();
+    }
+    format!("{}.{kind}", package(api_version))
 }
 
 /// Decodes a protobuf request body into its JSON object.
@@ -446,7 +463,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         Some(Wire::Bytes(b)) => *b,
         _ => &[],
     };
-    let name = format!("{}.{kind}", package(&api_version));
+    let name = message_name(&api_version, &kind);
     let mut object = match message(&name, raw)? {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -613,6 +630,39 @@ mod tests {
             got["spec"]["template"]["spec"].get("hostNetwork").is_none(),
             "false non-pointer bools are omitted"
         );
+    }
+
+    #[test]
+    fn groups_with_packages_of_their_own_and_delete_options() {
+        use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+        let crd = ext::CustomResourceDefinition {
+            metadata: object_meta("widgets.example.com"),
+            spec: Some(ext::CustomResourceDefinitionSpec {
+                group: Some("example.com".into()),
+                scope: Some("Namespaced".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let decoded = decode(&envelope(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            crd.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(decoded["spec"]["group"], "example.com");
+        assert_eq!(decoded["metadata"]["name"], "widgets.example.com");
+        let options = meta::DeleteOptions {
+            propagation_policy: Some("Foreground".into()),
+            ..Default::default()
+        };
+        let decoded = decode(&envelope(
+            "apps/v1",
+            "DeleteOptions",
+            options.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(decoded["propagationPolicy"], "Foreground");
     }
 
     #[test]

@@ -368,8 +368,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/openapi/v2",
-            // kubectl asks for v2 only when v3 lacks what it needs; we serve v3 alone.
-            get(|| async { ApiError::no_route().into_response() }),
+            get(|headers: axum::http::HeaderMap| async move { openapi::v2(&headers) }),
         )
         .route(
             "/openapi/v3",

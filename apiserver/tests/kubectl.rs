@@ -591,3 +591,48 @@ fn the_same_workflow_on_etcd() {
     let stored: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(stored["spec"]["replicas"], 3);
 }
+
+/// A `kind: List` file: kubectl validates it against /openapi/v2, then creates each item.
+#[test]
+fn create_of_a_list_file_validates_and_creates_every_item() {
+    let s = ApiServer::start();
+    let list = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: listed, namespace: default}
+  data: {a: "1"}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: listed, namespace: default}
+  spec:
+    replicas: 1
+    selector: {matchLabels: {app: listed}}
+    template:
+      metadata: {labels: {app: listed}}
+      spec: {containers: [{name: c, image: busybox}]}
+"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(list));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("configmap/listed created")
+            && stdout.contains("deployment.apps/listed created"),
+        "{stdout}"
+    );
+    // The server still validates each item strictly.
+    let bad = list
+        .replace("data: {a: \"1\"}", "data: {a: \"1\"}\n  bogus: 1")
+        .replace("listed", "other");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(&bad));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown field \"bogus\""),
+        "{err}"
+    );
+}
