@@ -50,6 +50,15 @@ const MAGIC: &[u8] = b"k8s\x00";
 /// Pointer fields whose zero value means something (upstream sends them only when set, so a
 /// zero is kept). Other zero scalars are dropped, as Go's `omitempty` drops them from JSON.
 const MEANINGFUL_ZEROS: &[&str] = &[
+    // A CRD version's required flags, and a schema's closed additionalProperties.
+    "served",
+    "storage",
+    "additionalProperties",
+    "minimum",
+    "maximum",
+    "minLength",
+    "minItems",
+    "minProperties",
     "replicas",
     "gracePeriodSeconds",
     "terminationGracePeriodSeconds",
@@ -114,10 +123,25 @@ static JSON_NAMES: LazyLock<HashMap<String, HashMap<String, String>>> = LazyLock
 });
 
 fn normalize(name: &str) -> String {
+    // `$ref` and `x-kubernetes-list-type` (JSONSchemaProps) are prost's `ref` and
+    // `x_kubernetes_list_type`.
     name.chars()
-        .filter(|c| *c != '_')
+        .filter(|c| !matches!(c, '_' | '-' | '$'))
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// The schema definition name of a prost message: k8s-pb writes Go's package and acronyms
+/// its own way (`apiextensions_apiserver`, `JsonSchemaProps`).
+fn definition_name(message: &str) -> String {
+    format!(
+        "io.k8s.{}",
+        message
+            .replace("apiextensions_apiserver.", "apiextensions-apiserver.")
+            .replace("kube_aggregator.", "kube-aggregator.")
+            .replace(".JsonSchemaProps", ".JSONSchemaProps")
+            .replace(".Json", ".JSON")
+    )
 }
 
 /// Where a prost field goes in the JSON object.
@@ -131,7 +155,7 @@ enum JsonField {
 
 /// The JSON placement of a prost field of `message`.
 fn json_field(message: &str, field: &str, kind: &Kind) -> JsonField {
-    let def = format!("io.k8s.{message}");
+    let def = definition_name(message);
     if let Some(props) = JSON_NAMES.get(&def) {
         if let Some(name) = props.get(&normalize(field)) {
             return JsonField::Named(name.clone());
@@ -315,6 +339,20 @@ fn timestamp(fields: &HashMap<u32, Wire<'_>>, micro: bool) -> Value {
 }
 
 /// Decodes one message to its JSON form.
+const JSON_SCHEMA_PROPS: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps";
+
+/// A message whose JSON form is the list of strings in its field 1 (ExtraValue, Verbs).
+fn strings(b: &[u8]) -> Result<Value, String> {
+    let mut r = Reader { buf: b, pos: 0 };
+    let mut out = Vec::new();
+    while !r.done() {
+        if let (1, Wire::Bytes(s)) = r.field()? {
+            out.push(Value::String(utf8(s)?));
+        }
+    }
+    Ok(Value::Array(out))
+}
+
 fn message(name: &str, b: &[u8]) -> Result<Value, String> {
     match name {
         "apimachinery.pkg.api.resource.Quantity" => {
@@ -333,7 +371,45 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         "apimachinery.pkg.apis.meta.v1.Duration" => {
             return Ok(Value::String(go_duration(varint_of(&small_fields(b)?, 1))));
         }
-        "apimachinery.pkg.runtime.RawExtension" | "apimachinery.pkg.apis.meta.v1.FieldsV1" => {
+        "apimachinery.pkg.apis.meta.v1.Verbs" => return strings(b),
+        n if n.ends_with(".ExtraValue") => return strings(b),
+        "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrBool" => {
+            // A schema, or a bool.
+            let f = small_fields(b)?;
+            return match f.get(&2) {
+                Some(Wire::Bytes(s)) => message(JSON_SCHEMA_PROPS, s),
+                _ => Ok(Value::Bool(varint_of(&f, 1) != 0)),
+            };
+        }
+        "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrArray" => {
+            // A schema, or a list of them.
+            let mut r = Reader { buf: b, pos: 0 };
+            let (mut one, mut many) = (None, Vec::new());
+            while !r.done() {
+                match r.field()? {
+                    (1, Wire::Bytes(s)) => one = Some(message(JSON_SCHEMA_PROPS, s)?),
+                    (2, Wire::Bytes(s)) => many.push(message(JSON_SCHEMA_PROPS, s)?),
+                    _ => {}
+                }
+            }
+            return Ok(one.unwrap_or(Value::Array(many)));
+        }
+        "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrStringArray" => {
+            // A schema, or a list of property names.
+            let mut r = Reader { buf: b, pos: 0 };
+            let (mut one, mut names) = (None, Vec::new());
+            while !r.done() {
+                match r.field()? {
+                    (1, Wire::Bytes(s)) => one = Some(message(JSON_SCHEMA_PROPS, s)?),
+                    (2, Wire::Bytes(s)) => names.push(Value::String(utf8(s)?)),
+                    _ => {}
+                }
+            }
+            return Ok(one.unwrap_or(Value::Array(names)));
+        }
+        "apimachinery.pkg.runtime.RawExtension"
+        | "apimachinery.pkg.apis.meta.v1.FieldsV1"
+        | "apiextensions_apiserver.pkg.apis.apiextensions.v1.Json" => {
             let f = small_fields(b)?;
             return Ok(match f.get(&1) {
                 Some(Wire::Bytes(raw)) if !raw.is_empty() => {
@@ -635,11 +711,42 @@ mod tests {
     #[test]
     fn groups_with_packages_of_their_own_and_delete_options() {
         use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+        let size = ext::JsonSchemaProps {
+            r#type: Some("integer".into()),
+            default: Some(ext::Json {
+                raw: Some(b"3".to_vec()),
+            }),
+            ..Default::default()
+        };
+        let spec_schema = ext::JsonSchemaProps {
+            r#type: Some("object".into()),
+            properties: [("size".to_owned(), size)].into_iter().collect(),
+            additional_properties: Some(Box::new(ext::JsonSchemaPropsOrBool {
+                allows: Some(false),
+                schema: None,
+            })),
+            x_kubernetes_preserve_unknown_fields: Some(true),
+            ..Default::default()
+        };
+        let root = ext::JsonSchemaProps {
+            r#type: Some("object".into()),
+            properties: [("spec".to_owned(), spec_schema)].into_iter().collect(),
+            ..Default::default()
+        };
         let crd = ext::CustomResourceDefinition {
             metadata: object_meta("widgets.example.com"),
             spec: Some(ext::CustomResourceDefinitionSpec {
                 group: Some("example.com".into()),
                 scope: Some("Namespaced".into()),
+                versions: vec![ext::CustomResourceDefinitionVersion {
+                    name: Some("v1".into()),
+                    served: Some(true),
+                    storage: Some(true),
+                    schema: Some(ext::CustomResourceValidation {
+                        open_apiv3_schema: Some(root),
+                    }),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()
@@ -652,6 +759,41 @@ mod tests {
         .unwrap();
         assert_eq!(decoded["spec"]["group"], "example.com");
         assert_eq!(decoded["metadata"]["name"], "widgets.example.com");
+        let schema = &decoded["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let spec = &schema["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["size"],
+            json!({"type": "integer", "default": 3})
+        );
+        assert_eq!(spec["additionalProperties"], json!(false), "{spec}");
+        let version = &decoded["spec"]["versions"][0];
+        assert_eq!(
+            (&version["served"], &version["storage"]),
+            (&json!(true), &json!(true))
+        );
+        assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], json!(true));
+        let review = k8s_pb::api::authorization::v1::SubjectAccessReview {
+            spec: Some(k8s_pb::api::authorization::v1::SubjectAccessReviewSpec {
+                user: Some("alice".into()),
+                extra: [(
+                    "scopes".to_owned(),
+                    k8s_pb::api::authorization::v1::ExtraValue {
+                        items: vec!["a".into(), "b".into()],
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let decoded = decode(&envelope(
+            "authorization.k8s.io/v1",
+            "SubjectAccessReview",
+            review.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(decoded["spec"]["extra"], json!({"scopes": ["a", "b"]}));
         let options = meta::DeleteOptions {
             propagation_policy: Some("Foreground".into()),
             ..Default::default()
