@@ -65,13 +65,14 @@ pub fn is_terminating(obj: &Value) -> bool {
     metadata(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null()))
 }
 
+/// The value at a dotted path (`spec.replicas`), if there is one.
+pub fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(obj, |v, part| v.get(part))
+}
+
 /// Reads a dotted path (`spec.nodeName`) as a string the way field selectors compare it.
 pub fn field_string(obj: &Value, path: &str) -> Option<String> {
-    let mut cur = obj;
-    for part in path.split('.') {
-        cur = cur.get(part)?;
-    }
-    match cur {
+    match value_at(obj, path)? {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),

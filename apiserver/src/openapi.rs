@@ -340,7 +340,8 @@ fn schemas(resources: &[&ResourceInfo]) -> (Map<String, Value>, Vec<Value>, Valu
                 name.push(&r.kind);
                 let name = name.join(".");
                 let schema = schema
-                    .clone()
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(&**s).ok())
                     .unwrap_or_else(|| json!({ "type": "object" }));
                 custom.insert(name.clone(), schema);
                 json!({ "$ref": format!("#/components/schemas/{name}") })

@@ -140,32 +140,19 @@ fn strip(set: &Set) -> Set {
 /// What a write through `subresource` may own: the status alone through /status, everything
 /// but the status through the main resource of a kind with a status subresource.
 fn reset(set: &Set, subresource: &str, has_status: bool) -> Set {
+    let keep_status = match subresource {
+        "status" => true,
+        "" if has_status => false,
+        _ => return set.clone(),
+    };
     let status = PathElement::Field("status".into());
-    match subresource {
-        "status" => {
-            let mut only = Set::new();
-            for p in set
-                .paths()
-                .into_iter()
-                .filter(|p| p.first() == Some(&status))
-            {
-                only.insert(&p);
-            }
-            only
+    let mut out = Set::new();
+    for p in set.paths() {
+        if (p.first() == Some(&status)) == keep_status {
+            out.insert(&p);
         }
-        "" if has_status => {
-            let mut out = Set::new();
-            for p in set
-                .paths()
-                .into_iter()
-                .filter(|p| p.first() != Some(&status))
-            {
-                out.insert(&p);
-            }
-            out
-        }
-        _ => set.clone(),
     }
+    out
 }
 
 /// Where a write happens: who, through which version and subresource.

@@ -96,7 +96,11 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
     versions
         .into_iter()
         .map(|v| {
-            let schema = v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone());
+            let schema = v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.clone())
+                .map(Arc::new);
             let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
             let scale = v
                 .subresources
@@ -116,11 +120,10 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
                 (false, true) => &["scale"],
                 (false, false) => &[],
             };
-            let schema_json = schema.as_ref().and_then(|s| serde_json::to_value(s).ok());
             let columns = v.additional_printer_columns.as_deref().unwrap_or_default();
             let printer = Printer::Custom(Arc::new(columns::PrinterColumns::new(columns)));
             let strategy = CustomStrategy {
-                schema: schema.map(schema::Structural::new),
+                schema: schema.clone().map(schema::Structural::new),
                 status,
                 terminating,
                 scale,
@@ -137,7 +140,7 @@ pub fn served(value: &Value) -> Vec<Arc<ResourceInfo>> {
                 namespaced,
                 subresources,
                 Arc::new(strategy),
-                schema_json,
+                schema,
             );
             info.printer = printer;
             if let Some(storage) = crd.spec.versions.iter().find(|v| v.storage)
@@ -243,15 +246,6 @@ impl Strategy for CustomStrategy {
     }
     fn custom_selectable_fields(&self) -> &[Arc<str>] {
         &self.selectable
-    }
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
-        // A selectable field may be a number or a boolean: compared as upstream prints it.
-        let found = field.split('.').try_fold(obj, |v, f| v.get(f))?;
-        match found {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(_) | Value::Bool(_) => Some(found.to_string()),
-            _ => None,
-        }
     }
     fn refuses_create(&self) -> Option<&'static str> {
         self.terminating

@@ -4,6 +4,7 @@
 //! upstream's message (`spec.replicas in body must be of type integer: "string"`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -23,7 +24,7 @@ const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// A version's schema, ready to apply (its patterns compiled once).
 pub struct Structural {
-    root: JSONSchemaProps,
+    root: Arc<JSONSchemaProps>,
     patterns: HashMap<String, Regex>,
 }
 
@@ -39,7 +40,7 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
 }
 
 impl Structural {
-    pub fn new(root: JSONSchemaProps) -> Structural {
+    pub fn new(root: Arc<JSONSchemaProps>) -> Structural {
         let mut patterns = HashMap::new();
         each_schema(&root, &mut |s| {
             if let Some(p) = &s.pattern
@@ -599,7 +600,7 @@ mod tests {
     use serde_json::json;
 
     fn schema(v: Value) -> Structural {
-        Structural::new(serde_json::from_value(v).unwrap())
+        Structural::new(Arc::new(serde_json::from_value(v).unwrap()))
     }
 
     fn widget() -> Structural {

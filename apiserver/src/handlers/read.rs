@@ -187,10 +187,11 @@ struct Encoder {
 impl Encoder {
     /// A cache event as the watcher sees it (`event_type` after selector filtering).
     fn event(&mut self, event_type: WatchEventType, event: &CacheEvent, query: &Query) -> Bytes {
-        // The shared line, unless this watcher's version shows the object otherwise.
+        // The line every watcher shares, unless this watcher's version shows the object
+        // otherwise (a custom resource stored in another version).
         if self.format != Format::Table
             && event_type == event.event_type
-            && !self.resource.is_custom()
+            && Arc::ptr_eq(&self.resource.served_object(&event.object), &event.object)
         {
             return event.json_line();
         }

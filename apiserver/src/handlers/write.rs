@@ -128,8 +128,7 @@ pub async fn patch(
 ) -> ApiResult<Response> {
     let resource = &*target.resource;
     let content_type = super::content_type(headers);
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if media == "application/apply-patch+yaml" {
+    if content_type == "application/apply-patch+yaml" {
         return apply(state, target, query, patch, format, user).await;
     }
     if query.force.is_some() {

@@ -65,8 +65,6 @@ pub struct ResourceInfo {
     /// The apiVersion its objects are stored in, when that may differ from its own (a
     /// custom resource's served version other than the storage version).
     storage_api_version: Option<String>,
-    /// A custom resource's schema as server-side apply reads it, parsed on first use.
-    apply_schema: OnceLock<Option<Arc<JSONSchemaProps>>>,
 }
 
 /// Round-trips an object through its typed struct.
@@ -93,8 +91,9 @@ impl std::ops::Deref for StrategyRef {
 pub enum Schema {
     /// k8s-openapi's schemars support, for a built-in kind.
     Typed(fn(&mut schemars::SchemaGenerator) -> schemars::Schema),
-    /// A CustomResourceDefinition's openAPIV3Schema (or None when it declares none).
-    Custom(Option<Value>),
+    /// A CustomResourceDefinition's openAPIV3Schema (or None when it declares none), shared
+    /// with the kind's strategy.
+    Custom(Option<Arc<JSONSchemaProps>>),
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -140,9 +139,11 @@ impl ResourceInfo {
 
     /// Shows a stored object in this resource's version (conversion `None`: its apiVersion).
     pub fn to_served(&self, obj: &mut Value) {
+        if !self.is_custom() {
+            return;
+        }
         let own = self.api_version();
-        if self.is_custom()
-            && obj.get("apiVersion").and_then(Value::as_str) != Some(own.as_str())
+        if obj.get("apiVersion").and_then(Value::as_str) != Some(own.as_str())
             && let Some(m) = obj.as_object_mut()
         {
             m.insert("apiVersion".into(), Value::String(own));
@@ -184,15 +185,7 @@ impl ResourceInfo {
                 kind: builtin_kind(&self.kind),
             }),
             Schema::Custom(schema) => Box::new(crate::apply::typed::Structural {
-                root: self
-                    .apply_schema
-                    .get_or_init(|| {
-                        schema
-                            .as_ref()
-                            .and_then(|s| serde_json::from_value(s.clone()).ok())
-                            .map(Arc::new)
-                    })
-                    .clone(),
+                root: schema.clone(),
             }),
         }
     }
@@ -244,11 +237,10 @@ impl ResourceInfo {
         namespaced: bool,
         subresources: &'static [&'static str],
         strategy: Arc<dyn Strategy>,
-        schema: Option<Value>,
+        schema: Option<Arc<JSONSchemaProps>>,
     ) -> ResourceInfo {
         ResourceInfo {
             storage_api_version: None,
-            apply_schema: OnceLock::new(),
             printer: crate::table::printer(&names.group, &names.plural),
             storage_path: format!("{}/{}", names.group, names.plural),
             group: names.group,
@@ -353,7 +345,6 @@ where
             format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)
         },
         storage_api_version: None,
-        apply_schema: OnceLock::new(),
     }
 }
 

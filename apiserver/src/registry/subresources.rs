@@ -37,9 +37,7 @@ pub const WORKLOAD_SCALE: ScalePaths<'static> = ScalePaths {
 
 fn at<'a>(obj: &'a Value, path: &str) -> &'a Value {
     static NULL: Value = Value::Null;
-    path.split('.')
-        .try_fold(obj, |v, f| v.get(f))
-        .unwrap_or(&NULL)
+    meta::value_at(obj, path).unwrap_or(&NULL)
 }
 
 fn set_at(obj: &mut Value, path: &str, value: Value) {
