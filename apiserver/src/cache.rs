@@ -11,7 +11,7 @@
 //! watcher sees every event exactly once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::protobuf::Encoded;
 use crate::registry::{ResourceInfo, Resources};
 use crate::storage::{self, EventType, KeyValue, RangeOptions, Revision, Store};
 
@@ -48,6 +49,9 @@ pub struct CachedObject {
     fields: Box<[(FieldName, String)]>,
     /// metadata.deletionTimestamp is set.
     pub terminating: bool,
+    /// The protobuf form, encoded when a protobuf client first reads the object and kept for
+    /// the next (None: the object has no protobuf form).
+    protobuf: OnceLock<Option<Encoded>>,
 }
 
 /// A selectable field's path: a built-in kind's, or one a CustomResourceDefinition declares.
@@ -89,6 +93,7 @@ impl CachedObject {
             labels: crate::meta::labels(&value).cloned(),
             fields: selectable_fields(&value, resource),
             terminating: crate::meta::is_terminating(&value),
+            protobuf: OnceLock::new(),
         })
     }
 
@@ -110,6 +115,7 @@ impl CachedObject {
             labels: self.labels.clone(),
             fields: self.fields.clone(),
             terminating: self.terminating,
+            protobuf: OnceLock::new(),
         }
     }
 }
@@ -139,6 +145,19 @@ impl CachedObject {
     /// The object parsed (on demand: tables, YAML and a few writes need it).
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    /// The object in protobuf (None: it has no protobuf form, as a custom resource has not).
+    pub fn protobuf(&self) -> Option<&Encoded> {
+        self.protobuf
+            .get_or_init(|| match crate::protobuf::encode_object(&self.value()) {
+                Ok(encoded) => Some(encoded),
+                Err(e) => {
+                    tracing::warn!(key = %self.key, "the object has no protobuf form: {e}");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The value of a selectable field (metadata.name, spec.nodeName, ...), without parsing.
@@ -181,7 +200,9 @@ pub struct CacheEvent {
     pub object: Arc<CachedObject>,
     pub prev: Option<Arc<CachedObject>>,
     /// The JSON watch line of this event, encoded once for every watcher that sees it as is.
-    line: std::sync::OnceLock<Bytes>,
+    line: OnceLock<Bytes>,
+    /// Its protobuf frame, likewise (None: the object has no protobuf form).
+    frame: OnceLock<Option<Bytes>>,
 }
 
 impl CacheEvent {
@@ -196,7 +217,8 @@ impl CacheEvent {
             revision,
             object,
             prev,
-            line: std::sync::OnceLock::new(),
+            line: OnceLock::new(),
+            frame: OnceLock::new(),
         }
     }
 
@@ -204,6 +226,19 @@ impl CacheEvent {
     pub fn json_line(&self) -> Bytes {
         self.line
             .get_or_init(|| watch_line(self.event_type.as_str(), &self.object.bytes))
+            .clone()
+    }
+
+    /// The event as a protobuf watch frame, shared by all watchers.
+    pub fn protobuf_frame(&self) -> Option<Bytes> {
+        self.frame
+            .get_or_init(|| {
+                let object = self.object.protobuf()?;
+                Some(crate::protobuf::watch_frame(
+                    self.event_type.as_str(),
+                    &object.bytes,
+                ))
+            })
             .clone()
     }
 }

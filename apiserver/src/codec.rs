@@ -23,10 +23,17 @@ pub enum Format {
     Yaml,
     /// meta.k8s.io/v1 Table (server-side printing).
     Table,
+    /// Kubernetes protobuf, which client-go's typed clients ask for first.
+    Protobuf,
 }
 
-/// Picks the answer format from the Accept header, as upstream's content negotiation.
-pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
+/// The media type of protobuf bodies and answers.
+pub const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// Picks the answer format from the Accept header, as upstream's content negotiation: the
+/// first clause the server can answer, in the header's order. `protobuf` says whether the
+/// kind has a protobuf form (built-in kinds; a custom resource's clients get JSON).
+pub fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Format> {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -50,14 +57,28 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
                 return Ok(Format::Json);
             }
             "application/yaml" if !as_table => return Ok(Format::Yaml),
+            PROTOBUF if protobuf && params.is_empty() => return Ok(Format::Protobuf),
             _ => {}
         }
     }
     Err(ApiError::not_acceptable(accept))
 }
 
-/// Serializes an answer in the negotiated format.
+/// Serializes an answer in the negotiated format. An object protobuf cannot carry (never
+/// one the server validated) is answered in JSON, which every protobuf client also reads.
 pub fn respond(status: StatusCode, format: Format, body: &Value) -> Response {
+    if format == Format::Protobuf {
+        match crate::protobuf::encode_object(body) {
+            Ok(encoded) => return raw_response(status, PROTOBUF, encoded.bytes),
+            Err(e) => {
+                let kind = body
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or_default();
+                tracing::warn!(kind, "answering JSON: the object has no protobuf form: {e}");
+            }
+        }
+    }
     let (bytes, content_type) = match format {
         Format::Yaml => (
             serde_yaml::to_string(body).unwrap_or_default().into_bytes(),
@@ -101,7 +122,7 @@ pub async fn read_bytes(body: Body) -> ApiResult<Bytes> {
 /// Decodes a JSON or YAML document into a JSON value; malformed input is a 400.
 pub fn decode(bytes: &[u8], content_type: &str) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if media == "application/vnd.kubernetes.protobuf" {
+    if media == PROTOBUF {
         return crate::protobuf::decode(bytes).map_err(|e| {
             ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))
         });
@@ -268,16 +289,35 @@ mod tests {
         let mut h = HeaderMap::new();
         let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         h.insert(header::ACCEPT, HeaderValue::from_static(table));
-        assert_eq!(negotiate(&h).unwrap(), Format::Table);
+        assert_eq!(negotiate(&h, true).unwrap(), Format::Table);
         h.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/json, */*"),
         );
-        assert_eq!(negotiate(&h).unwrap(), Format::Json);
+        assert_eq!(negotiate(&h, true).unwrap(), Format::Json);
+        // client-go's typed clients: protobuf first, for kinds that have it.
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf, */*"),
+        );
+        assert_eq!(negotiate(&h, true).unwrap(), Format::Protobuf);
+        assert_eq!(negotiate(&h, false).unwrap(), Format::Json);
         h.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
         );
-        assert!(negotiate(&h).is_err());
+        assert_eq!(negotiate(&h, true).unwrap(), Format::Protobuf);
+        assert!(
+            negotiate(&h, false).is_err(),
+            "custom resources have no protobuf"
+        );
+        // Metadata-only answers are not served: such a clause is passed over.
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+            ),
+        );
+        assert_eq!(negotiate(&h, true).unwrap(), Format::Json);
     }
 }

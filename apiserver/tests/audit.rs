@@ -107,12 +107,24 @@ async fn send(
     audit_id: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, String, Value) {
+    send_accepting(base, method, path, audit_id, body, "application/json").await
+}
+
+async fn send_accepting(
+    base: &str,
+    method: &str,
+    path: &str,
+    audit_id: Option<&str>,
+    body: Option<&Value>,
+    accept: &str,
+) -> (u16, String, Value) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("{base}{path}"))
         .header("content-type", "application/json")
+        .header("accept", accept)
         .header("user-agent", "audit-test/1.0");
     if let Some(id) = audit_id {
         request = request.header("Audit-ID", id);
@@ -178,6 +190,11 @@ async fn events_follow_the_policy_level_and_stages() {
     let open = "/api/v1/namespaces/open/secrets";
     let (code, _, _) = send(&base, "POST", open, None, Some(&secret("shown"))).await;
     assert_eq!(code, 201);
+    // A protobuf answer is recorded as the object it carries.
+    let protobuf = "application/vnd.kubernetes.protobuf, */*";
+    let shown_path = format!("{open}/shown");
+    let (code, _, _) = send_accepting(&base, "GET", &shown_path, None, None, protobuf).await;
+    assert_eq!(code, 200);
     // Request: the ConfigMap's body, not the answer. A read of `quiet` matches the first
     // rule, None (a create names no object in its path, so resourceNames cannot match it).
     let configmaps = "/api/v1/namespaces/default/configmaps";
@@ -206,6 +223,7 @@ async fn events_follow_the_policy_level_and_stages() {
     let events = events_until(&log, |e| {
         has(e, "get", &format!("{secrets}/db"), "ResponseComplete")
             && has(e, "create", open, "ResponseComplete")
+            && has(e, "get", &format!("{open}/shown"), "ResponseComplete")
             && find(e, "create", configmaps, "ResponseComplete").len() == 2
             && has(e, "get", &format!("{configmaps}/loud"), "ResponseComplete")
             && has(e, "watch", watch_uri, "ResponseStarted")
@@ -261,6 +279,9 @@ async fn events_follow_the_policy_level_and_stages() {
     assert_eq!(shown["requestObject"]["data"]["password"], SECRET_DATA);
     assert_eq!(shown["responseObject"]["metadata"]["name"], "shown");
     assert!(shown["objectRef"]["uid"].is_null());
+    let read_back = find(&events, "get", &shown_path, "ResponseComplete")[0];
+    assert_eq!(read_back["responseObject"]["data"]["password"], SECRET_DATA);
+    assert_eq!(read_back["responseObject"]["metadata"]["name"], "shown");
 
     // Request: the object sent, not the answer; rules in order put `quiet` at None.
     let loud = find(&events, "create", configmaps, "ResponseComplete")[1];

@@ -14,6 +14,7 @@ mod kube_rs;
 mod kubectl;
 mod limits;
 mod pod_security;
+mod protobuf;
 mod python_client;
 mod random_requests;
 mod response_bytes;

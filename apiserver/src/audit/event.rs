@@ -76,7 +76,7 @@ pub struct Event {
     /// name is taken from it.
     pub request_body: Option<RawBody>,
     /// At RequestResponse.
-    pub response_body: Option<Bytes>,
+    pub response_body: Option<RawBody>,
     pub annotations: Arc<BTreeMap<&'static str, String>>,
     pub omit_managed_fields: bool,
 }
@@ -89,7 +89,7 @@ impl Event {
     pub fn queued_bytes(&self) -> usize {
         let request = &*self.request;
         self.request_body.as_ref().map_or(0, |b| b.bytes.len())
-            + self.response_body.as_ref().map_or(0, Bytes::len)
+            + self.response_body.as_ref().map_or(0, |b| b.bytes.len())
             + self.error_body.as_ref().map_or(0, Bytes::len)
             + request.request_uri.len()
             + request.audit_id.len()
@@ -147,7 +147,7 @@ impl Event {
                 .response_body
                 .as_ref()
                 .filter(|_| !truncated)
-                .and_then(|b| decode(b, "application/json"))
+                .and_then(|b| decode(&b.bytes, &b.content_type))
                 .map(|o| self.trimmed(o)),
             request_received_timestamp: micro_time(request.received),
             stage_timestamp: micro_time(self.stage_timestamp),

@@ -230,7 +230,7 @@ impl AuditContext {
         stage: Stage,
         response_code: Option<u16>,
         error_body: Option<Bytes>,
-        response_body: Option<Bytes>,
+        response_body: Option<RawBody>,
     ) {
         let recording = self.recording.lock();
         let Some(r) = recording.as_ref() else {
@@ -283,10 +283,12 @@ impl AuditContext {
         }
         // A watch's stream is never kept; a failure's Status always is (it is small).
         let keep = code >= 400 || (level >= Level::RequestResponse && !long_running);
+        let content_type = crate::codec::content_type(response.headers());
         response.map(|body| {
             Body::new(AuditedBody {
                 inner: body,
                 code,
+                content_type,
                 captured: keep.then(Captured::default),
                 context: Some(self),
             })
@@ -404,6 +406,8 @@ impl HttpBody for Tee {
 struct AuditedBody {
     inner: Body,
     code: u16,
+    /// The answer's media type, for decoding it into the event.
+    content_type: String,
     captured: Option<Captured>,
     context: Option<Arc<AuditContext>>,
 }
@@ -446,7 +450,11 @@ impl AuditedBody {
         let body = self.captured.as_mut().and_then(Captured::take);
         // A failure's Status is its responseStatus, and at RequestResponse its object too.
         let error_body = body.clone().filter(|_| self.code >= 400);
-        let response_body = body;
+        // A protobuf answer is recorded as the JSON it decodes to, as upstream records objects.
+        let response_body = body.map(|bytes| RawBody {
+            bytes,
+            content_type: std::mem::take(&mut self.content_type),
+        });
         context.emit(
             Stage::ResponseComplete,
             Some(self.code),

@@ -70,7 +70,7 @@ pub async fn handle(state: &Arc<ApiState>, request: Request) -> Result<Response,
             Some(info) => info.query?,
             None => Query::parse(parts.uri.query().unwrap_or(""))?,
         };
-        let format = crate::codec::negotiate(&parts.headers)?;
+        let format = crate::codec::negotiate(&parts.headers, true)?;
         let body = read_body(body, &parts.headers, &mut query).await?;
         let answer = kind.serve(state, &user, body)?;
         Ok::<_, ApiError>(respond(StatusCode::CREATED, format, &answer))

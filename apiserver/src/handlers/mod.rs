@@ -96,7 +96,7 @@ async fn dispatch(
     body: Body,
 ) -> ApiResult<Response> {
     let collection = target.name.is_empty();
-    let format = negotiate(headers)?;
+    let format = negotiate(headers, target.resource.has_protobuf())?;
     let anonymous = crate::auth::UserInfo::anonymous();
     let user = user.unwrap_or(&anonymous);
     let sub = target.subresource.as_str();
@@ -104,22 +104,22 @@ async fn dispatch(
         ("GET", true, _) if query.watch => read::watch(state, &target, &query, format).await,
         ("GET", true, _) => read::list(state, &target, &query, format).await,
         ("GET", false, "" | "status") => read::get(state, &target, &query, format).await,
-        ("GET", false, "scale") => subresources::get_scale(state, &target).await,
+        ("GET", false, "scale") => subresources::get_scale(state, &target, format).await,
         ("POST", true, _) => {
             let obj = read_body(body, headers, &mut query).await?;
             write::create(state, &target, &query, headers, obj, format, user).await
         }
         ("POST", false, "binding") => {
             let obj = read_body(body, headers, &mut query).await?;
-            subresources::bind(state, &target, &query, obj).await
+            subresources::bind(state, &target, &query, obj, format).await
         }
         ("POST", false, "eviction") => {
             let obj = read_body(body, headers, &mut query).await?;
-            subresources::evict(state, &target, &query, obj).await
+            subresources::evict(state, &target, &query, obj, format).await
         }
         ("PUT", false, "scale") => {
             let obj = read_body(body, headers, &mut query).await?;
-            subresources::update_scale(state, &target, &query, obj).await
+            subresources::update_scale(state, &target, &query, obj, format).await
         }
         ("PUT", false, "" | "status" | "approval" | "finalize") => {
             let obj = read_body(body, headers, &mut query).await?;
@@ -128,7 +128,7 @@ async fn dispatch(
         ("PATCH", false, "scale") => {
             let content_type = content_type(headers);
             let patch = read_bytes(body).await?;
-            subresources::patch_scale(state, &target, &query, &content_type, &patch).await
+            subresources::patch_scale(state, &target, &query, &content_type, &patch, format).await
         }
         ("PATCH", false, "" | "status" | "approval") => {
             let patch = read_bytes(body).await?;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::{Format, Query, Target, raw_response, respond};
 use crate::cache::{CacheEvent, CachedObject, WatchError, WatchEventType};
+use crate::codec::PROTOBUF;
 use crate::registry::{self, ResourceInfo};
 use crate::state::ApiState;
 use crate::status::{ApiError, ApiResult};
@@ -36,7 +37,12 @@ pub async fn get(
             Format::Json,
             &render_table(resource, &[object], query, true, ""),
         )),
-        Format::Json => {
+        Format::Protobuf if object.protobuf().is_some() => Ok(raw_response(
+            StatusCode::OK,
+            PROTOBUF,
+            object.protobuf().expect("encoded").bytes.clone(),
+        )),
+        Format::Json | Format::Protobuf => {
             // The cached encoding, ended with upstream's newline.
             let mut body = BytesMut::with_capacity(object.bytes.len() + 1);
             body.put_slice(&object.bytes);
@@ -74,7 +80,12 @@ pub async fn list(
                 &continue_token,
             ),
         )),
-        Format::Json => Ok(raw_response(
+        Format::Protobuf
+            if let Some(list) = protobuf_list(resource, &objects, revision, &continue_token) =>
+        {
+            Ok(raw_response(StatusCode::OK, PROTOBUF, list))
+        }
+        Format::Json | Format::Protobuf => Ok(raw_response(
             StatusCode::OK,
             "application/json",
             list_bytes(resource, &objects, revision, &continue_token),
@@ -95,6 +106,36 @@ fn with_list_meta(mut table: Value, revision: Revision, continue_token: &str) ->
     table
 }
 
+/// A list's metadata: its revision and the token of its next page.
+fn list_meta(revision: Revision, continue_token: &str) -> Value {
+    let mut meta = json!({ "resourceVersion": revision.to_string() });
+    if !continue_token.is_empty() {
+        meta["continue"] = json!(continue_token);
+    }
+    meta
+}
+
+/// The list in protobuf from each object's cached message (None: one has no protobuf form).
+fn protobuf_list(
+    resource: &ResourceInfo,
+    objects: &[Arc<CachedObject>],
+    revision: Revision,
+    continue_token: &str,
+) -> Option<Bytes> {
+    let items: Vec<&crate::protobuf::Encoded> = objects
+        .iter()
+        .map(|o| o.protobuf())
+        .collect::<Option<_>>()?;
+    crate::protobuf::list(
+        &resource.api_version(),
+        &resource.list_kind,
+        &list_meta(revision, continue_token),
+        items.iter().map(|e| e.raw()),
+    )
+    .inspect_err(|e| tracing::warn!(kind = %resource.list_kind, "answering JSON: {e}"))
+    .ok()
+}
+
 /// `{"kind":"PodList",...,"items":[...]}` assembled from the cached bytes without re-encoding.
 fn list_bytes(
     resource: &ResourceInfo,
@@ -104,10 +145,7 @@ fn list_bytes(
 ) -> Bytes {
     let size: usize = objects.iter().map(|o| o.bytes.len() + 1).sum();
     let mut out = BytesMut::with_capacity(size + 160);
-    let mut meta = json!({ "resourceVersion": revision.to_string() });
-    if !continue_token.is_empty() {
-        meta["continue"] = json!(continue_token);
-    }
+    let meta = list_meta(revision, continue_token);
     out.put_slice(
         format!(
             "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -172,10 +210,6 @@ fn render_table(
 
 use crate::cache::watch_line as event_line;
 
-fn error_line(err: &ApiError) -> Bytes {
-    event_line("ERROR", err.to_status().to_string().as_bytes())
-}
-
 /// Encodes watch events for one client, in its format.
 struct Encoder {
     resource: Arc<ResourceInfo>,
@@ -193,9 +227,29 @@ impl Encoder {
             && event_type == event.event_type
             && Arc::ptr_eq(&self.resource.served_object(&event.object), &event.object)
         {
-            return event.json_line();
+            if self.format != Format::Protobuf {
+                return event.json_line();
+            }
+            if let Some(frame) = event.protobuf_frame() {
+                return frame;
+            }
         }
         self.object(event_type.as_str(), &event.object, query)
+    }
+
+    /// An event carrying `object` (a JSON value the server made: a bookmark, a Status).
+    fn line(&self, event_type: &str, object: &Value) -> Bytes {
+        if self.format == Format::Protobuf
+            && let Ok(encoded) = crate::protobuf::encode_object(object)
+        {
+            return crate::protobuf::watch_frame(event_type, &encoded.bytes);
+        }
+        event_line(event_type, object.to_string().as_bytes())
+    }
+
+    /// An ERROR event with the failure's Status.
+    fn error(&self, err: &ApiError) -> Bytes {
+        self.line("ERROR", &err.to_status())
     }
 
     fn object(&mut self, event_type: &str, object: &Arc<CachedObject>, query: &Query) -> Bytes {
@@ -212,7 +266,15 @@ impl Encoder {
                 self.sent_columns = true;
                 event_line(event_type, table.to_string().as_bytes())
             }
-            _ => event_line(event_type, &object.bytes),
+            Format::Protobuf => match object.protobuf() {
+                Some(encoded) => crate::protobuf::watch_frame(event_type, &encoded.bytes),
+                // Never for an object the server validated; the client's watch restarts.
+                None => self.error(&ApiError::internal(format!(
+                    "{} has no protobuf form",
+                    object.key
+                ))),
+            },
+            Format::Json | Format::Yaml => event_line(event_type, &object.bytes),
         }
     }
 
@@ -226,7 +288,7 @@ impl Encoder {
             "apiVersion": self.resource.api_version(),
             "metadata": meta,
         });
-        event_line("BOOKMARK", object.to_string().as_bytes())
+        self.line("BOOKMARK", &object)
     }
 }
 
@@ -315,7 +377,7 @@ pub async fn watch(
                     "Too large resource version: {}, current: {current}",
                     start.unwrap_or_default()
                 ));
-                let _ = tx.send(error_line(&err)).await;
+                let _ = tx.send(encoder.error(&err)).await;
                 return;
             }
             Err(WatchError::TooOld) => {
@@ -385,7 +447,10 @@ pub async fn watch(
             }
         }
     });
-    let content_type = "application/json";
+    let content_type = match format {
+        Format::Protobuf => "application/vnd.kubernetes.protobuf;stream=watch",
+        _ => "application/json",
+    };
     let mut resp = Response::new(body);
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -410,7 +475,7 @@ async fn watch_from_store(
         Ok(s) => s,
         Err(e) => {
             let _ = tx
-                .send(error_line(&ApiError::from_store(
+                .send(encoder.error(&ApiError::from_store(
                     e,
                     &resource.group,
                     &resource.plural,
@@ -430,7 +495,7 @@ async fn watch_from_store(
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 let _ = tx
-                    .send(error_line(&ApiError::from_store(
+                    .send(encoder.error(&ApiError::from_store(
                         e,
                         &resource.group,
                         &resource.plural,

@@ -14,19 +14,23 @@ use crate::state::ApiState;
 use crate::status::ApiResult;
 
 /// What binding and eviction answer: 201 with a Success Status.
-fn created() -> Response {
+fn created(format: Format) -> Response {
     respond(
         StatusCode::CREATED,
-        Format::Json,
+        format,
         &json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
         }),
     )
 }
 
-pub async fn get_scale(state: &Arc<ApiState>, target: &Target) -> ApiResult<Response> {
+pub async fn get_scale(
+    state: &Arc<ApiState>,
+    target: &Target,
+    format: Format,
+) -> ApiResult<Response> {
     let scale = subresources::get_scale(state, target).await?;
-    Ok(respond(StatusCode::OK, Format::Json, &scale))
+    Ok(respond(StatusCode::OK, format, &scale))
 }
 
 pub async fn update_scale(
@@ -34,11 +38,12 @@ pub async fn update_scale(
     target: &Target,
     query: &Query,
     scale: Value,
+    format: Format,
 ) -> ApiResult<Response> {
     let options = query.write_options();
     let updated =
         subresources::set_replicas(state, target, &options, |_| Ok(scale.clone())).await?;
-    Ok(respond(StatusCode::OK, Format::Json, &updated))
+    Ok(respond(StatusCode::OK, format, &updated))
 }
 
 pub async fn patch_scale(
@@ -47,6 +52,7 @@ pub async fn patch_scale(
     query: &Query,
     content_type: &str,
     patch: &[u8],
+    format: Format,
 ) -> ApiResult<Response> {
     let scale_resource = &*target.resource;
     // Scale has no patch merge keys, so strategic merge is a plain merge here.
@@ -63,7 +69,7 @@ pub async fn patch_scale(
         )
     })
     .await?;
-    Ok(respond(StatusCode::OK, Format::Json, &updated))
+    Ok(respond(StatusCode::OK, format, &updated))
 }
 
 /// pods/binding.
@@ -72,9 +78,10 @@ pub async fn bind(
     target: &Target,
     query: &Query,
     binding: Value,
+    format: Format,
 ) -> ApiResult<Response> {
     subresources::bind(state, target, &query.write_options(), binding).await?;
-    Ok(created())
+    Ok(created(format))
 }
 
 /// pods/eviction: the Eviction's deleteOptions are the delete's.
@@ -83,11 +90,12 @@ pub async fn evict(
     target: &Target,
     query: &Query,
     eviction: Value,
+    format: Format,
 ) -> ApiResult<Response> {
     let options = eviction
         .get("deleteOptions")
         .cloned()
         .unwrap_or(Value::Null);
     subresources::evict(state, target, &write::delete_options(query, &options)?).await?;
-    Ok(created())
+    Ok(created(format))
 }

@@ -103,6 +103,11 @@ impl std::fmt::Debug for ResourceInfo {
 }
 
 impl ResourceInfo {
+    /// Whether its objects have a protobuf form: built-in kinds have, custom resources not.
+    pub fn has_protobuf(&self) -> bool {
+        self.normalize.is_some()
+    }
+
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

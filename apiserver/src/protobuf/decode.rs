@@ -1,51 +1,13 @@
-//! Decoding Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`, which
-//! client-go's typed clients, and so kubectl's typed commands, send) into the JSON the same
-//! request would carry. Answers stay JSON: those clients accept it.
-//!
-//! A body is the magic `k8s\0` and a runtime.Unknown envelope holding the apiVersion, kind and
-//! the object's own protobuf bytes. The wire format is decoded generically with the field table
-//! build.rs extracts from k8s-pb; JSON field names come from k8s-openapi's schemas (protobuf
-//! names are the JSON names, but prost snake-cases them: `podIP` -> `pod_ip`).
+//! Decoding protobuf request bodies into the JSON the same request would carry: zero scalars
+//! dropped as Go's `omitempty` drops them, but for pointer fields whose zero means something.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
-/// A protobuf field's type.
-pub enum Kind {
-    Str,
-    Int32,
-    Int64,
-    Bool,
-    Double,
-    Bytes,
-    /// A message, by its full name (`api.core.v1.PodSpec`).
-    Message(&'static str),
-    /// A map from strings to values of this kind.
-    Map(&'static Kind),
-}
-
-pub struct Field {
-    pub tag: u32,
-    pub name: &'static str,
-    pub kind: Kind,
-    pub repeated: bool,
-}
-
-pub struct Message {
-    pub name: &'static str,
-    pub fields: &'static [Field],
-}
-
-include!(concat!(env!("OUT_DIR"), "/protobuf_messages.rs"));
-
-static INDEX: LazyLock<HashMap<&'static str, &'static Message>> =
-    LazyLock::new(|| MESSAGES.iter().map(|m| (m.name, m)).collect());
-
-/// The prefix every Kubernetes protobuf body starts with.
-const MAGIC: &[u8] = b"k8s\x00";
+use super::wire::{Reader, Wire};
+use super::{JSON_SCHEMA_PROPS, JsonField, Kind, MAGIC, layout, message_name};
 
 /// Pointer fields whose zero value means something (upstream sends them only when set, so a
 /// zero is kept). Other zero scalars are dropped, as Go's `omitempty` drops them from JSON.
@@ -96,155 +58,6 @@ const MEANINGFUL_ZEROS: &[&str] = &[
     "containerPort",
 ];
 
-/// JSON property names of each k8s-openapi schema, keyed by the normalized name (lowercase,
-/// no underscores) prost's snake_case also normalizes to.
-static JSON_NAMES: LazyLock<HashMap<String, HashMap<String, String>>> = LazyLock::new(|| {
-    let mut generator = schemars::SchemaGenerator::default();
-    for r in crate::registry::BUILTIN.iter() {
-        if let crate::registry::Schema::Typed(schema) = r.schema {
-            schema(&mut generator);
-        }
-    }
-    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
-    generator.subschema_for::<k8s_openapi::api::core::v1::Binding>();
-    generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
-    generator
-        .take_definitions(false)
-        .into_iter()
-        .map(|(name, schema)| {
-            let props = schema["properties"]
-                .as_object()
-                .map(|p| p.keys().map(|k| (normalize(k), k.clone())).collect())
-                .unwrap_or_default();
-            (name, props)
-        })
-        .collect()
-});
-
-fn normalize(name: &str) -> String {
-    // `$ref` and `x-kubernetes-list-type` (JSONSchemaProps) are prost's `ref` and
-    // `x_kubernetes_list_type`.
-    name.chars()
-        .filter(|c| !matches!(c, '_' | '-' | '$'))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// The schema definition name of a prost message: k8s-pb writes Go's package and acronyms
-/// its own way (`apiextensions_apiserver`, `JsonSchemaProps`).
-fn definition_name(message: &str) -> String {
-    format!(
-        "io.k8s.{}",
-        message
-            .replace("apiextensions_apiserver.", "apiextensions-apiserver.")
-            .replace("kube_aggregator.", "kube-aggregator.")
-            .replace(".JsonSchemaProps", ".JSONSchemaProps")
-            .replace(".Json", ".JSON")
-    )
-}
-
-/// Where a prost field goes in the JSON object.
-enum JsonField {
-    /// Under this property name.
-    Named(String),
-    /// Its message's fields merge into the parent, as Go's `json:",inline"` embeds them
-    /// (Volume's volumeSource, Probe's handler, IngressRule's ingressRuleValue).
-    Inline,
-}
-
-/// The JSON placement of a prost field of `message`.
-fn json_field(message: &str, field: &str, kind: &Kind) -> JsonField {
-    let def = definition_name(message);
-    if let Some(props) = JSON_NAMES.get(&def) {
-        if let Some(name) = props.get(&normalize(field)) {
-            return JsonField::Named(name.clone());
-        }
-        if matches!(kind, Kind::Message(_)) {
-            return JsonField::Inline;
-        }
-    }
-    // Not in a served kind's schema: snake_case to lowerCamelCase.
-    let mut out = String::with_capacity(field.len());
-    let mut upper = false;
-    for c in field.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    JsonField::Named(out)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
-            self.pos += 1;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint too long".into())
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or("truncated field")?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// The next field: (tag, wire type, varint value or payload).
-    fn field(&mut self) -> Result<(u32, Wire<'a>), String> {
-        let key = self.varint()?;
-        let tag = (key >> 3) as u32;
-        let wire = match key & 7 {
-            0 => Wire::Varint(self.varint()?),
-            1 => Wire::Fixed64(u64::from_le_bytes(
-                self.bytes(8)?.try_into().expect("8 bytes"),
-            )),
-            2 => {
-                let n = self.varint()? as usize;
-                Wire::Bytes(self.bytes(n)?)
-            }
-            5 => {
-                // No Kubernetes field is a fixed32; the value is skipped.
-                self.bytes(4)?;
-                Wire::Fixed32
-            }
-            other => return Err(format!("unsupported wire type {other}")),
-        };
-        Ok((tag, wire))
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-}
-
-enum Wire<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Fixed32,
-    Bytes(&'a [u8]),
-}
-
 fn utf8(b: &[u8]) -> Result<String, String> {
     String::from_utf8(b.to_vec()).map_err(|_| "a string field is not UTF-8".to_owned())
 }
@@ -256,9 +69,13 @@ fn value(kind: &Kind, wire: Wire<'_>) -> Result<Value, String> {
         (Kind::Int32, Wire::Varint(v)) => Value::from(v as i32),
         (Kind::Int64, Wire::Varint(v)) => Value::from(v as i64),
         (Kind::Bool, Wire::Varint(v)) => Value::Bool(v != 0),
-        (Kind::Double, Wire::Fixed64(v)) => serde_json::Number::from_f64(f64::from_bits(v))
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        // Go writes a whole float64 without a fraction (`0`, not `0.0`).
+        (Kind::Double, Wire::Fixed64(v)) => match f64::from_bits(v) {
+            f if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            f => serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+        },
         (Kind::Bytes, Wire::Bytes(b)) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
@@ -270,7 +87,7 @@ fn value(kind: &Kind, wire: Wire<'_>) -> Result<Value, String> {
 
 /// Reads the scalar fields of a small well-known message: tag -> wire value.
 fn small_fields(b: &[u8]) -> Result<HashMap<u32, Wire<'_>>, String> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let mut out = HashMap::new();
     while !r.done() {
         let (tag, wire) = r.field()?;
@@ -338,12 +155,9 @@ fn timestamp(fields: &HashMap<u32, Wire<'_>>, micro: bool) -> Value {
     Value::String(t.format(format).to_string())
 }
 
-/// Decodes one message to its JSON form.
-const JSON_SCHEMA_PROPS: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps";
-
 /// A message whose JSON form is the list of strings in its field 1 (ExtraValue, Verbs).
 fn strings(b: &[u8]) -> Result<Value, String> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let mut out = Vec::new();
     while !r.done() {
         if let (1, Wire::Bytes(s)) = r.field()? {
@@ -353,6 +167,7 @@ fn strings(b: &[u8]) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
+/// Decodes one message to its JSON form.
 fn message(name: &str, b: &[u8]) -> Result<Value, String> {
     match name {
         "apimachinery.pkg.api.resource.Quantity" => {
@@ -383,7 +198,7 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         }
         "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrArray" => {
             // A schema, or a list of them.
-            let mut r = Reader { buf: b, pos: 0 };
+            let mut r = Reader::new(b);
             let (mut one, mut many) = (None, Vec::new());
             while !r.done() {
                 match r.field()? {
@@ -396,7 +211,7 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         }
         "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrStringArray" => {
             // A schema, or a list of property names.
-            let mut r = Reader { buf: b, pos: 0 };
+            let mut r = Reader::new(b);
             let (mut one, mut names) = (None, Vec::new());
             while !r.done() {
                 match r.field()? {
@@ -420,18 +235,17 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         }
         _ => {}
     }
-    let msg = INDEX
-        .get(name)
-        .ok_or_else(|| format!("unknown protobuf message {name}"))?;
+    let layout = layout(name)?;
     let mut out = Map::new();
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     while !r.done() {
         let (tag, wire) = r.field()?;
-        let Some(field) = msg.fields.iter().find(|f| f.tag == tag) else {
+        let Some(slot) = layout.slot(tag) else {
             continue;
         };
-        let key = match json_field(name, field.name, &field.kind) {
-            JsonField::Named(key) => key,
+        let field = slot.field;
+        let key = match &slot.json {
+            JsonField::Named(key) => key.to_string(),
             JsonField::Inline => {
                 if let (Kind::Message(inner), Wire::Bytes(b)) = (&field.kind, wire)
                     && let Value::Object(fields) = message(inner, b)?
@@ -446,7 +260,7 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
                 let Wire::Bytes(entry) = wire else {
                     return Err("a map entry is not length-delimited".into());
                 };
-                let mut er = Reader { buf: entry, pos: 0 };
+                let mut er = Reader::new(entry);
                 let (mut k, mut v) = (String::new(), Value::Null);
                 while !er.done() {
                     match er.field()? {
@@ -469,10 +283,7 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
                 match (kind, wire) {
                     // Packed repeated numbers.
                     (Kind::Int32 | Kind::Int64, Wire::Bytes(packed)) => {
-                        let mut pr = Reader {
-                            buf: packed,
-                            pos: 0,
-                        };
+                        let mut pr = Reader::new(packed);
                         while !pr.done() {
                             list.push(value(kind, Wire::Varint(pr.varint()?))?);
                         }
@@ -495,32 +306,6 @@ fn message(name: &str, b: &[u8]) -> Result<Value, String> {
         _ => true,
     });
     Ok(Value::Object(out))
-}
-
-/// The k8s-pb package of an apiVersion: `apps/v1` -> `api.apps.v1`, `v1` -> `api.core.v1`;
-/// the groups served beside the core API's have packages of their own.
-fn package(api_version: &str) -> String {
-    match api_version.split_once('/') {
-        None => format!("api.core.{api_version}"),
-        Some(("meta.k8s.io", v)) => format!("apimachinery.pkg.apis.meta.{v}"),
-        Some(("apiextensions.k8s.io", v)) => {
-            format!("apiextensions_apiserver.pkg.apis.apiextensions.{v}")
-        }
-        Some(("apiregistration.k8s.io", v)) => {
-            format!("kube_aggregator.pkg.apis.apiregistration.{v}")
-        }
-        Some(("internal.apiserver.k8s.io", v)) => format!("api.apiserverinternal.{v}"),
-        Some((group, v)) => format!("api.{}.{v}", group.split('.').next().unwrap_or(group)),
-    }
-}
-
-/// The message of a kind in an apiVersion: DeleteOptions is meta's whatever group a typed
-/// client sends it with.
-fn message_name(api_version: &str, kind: &str) -> String {
-    if kind == "DeleteOptions" {
-        return "apimachinery.pkg.apis.meta.v1.DeleteOptions".to_owned();
-    }
-    format!("{}.{kind}", package(api_version))
 }
 
 /// Decodes a protobuf request body into its JSON object.
