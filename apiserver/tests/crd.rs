@@ -645,3 +645,135 @@ fn a_cluster_scoped_kind_is_served_without_namespaces() {
     ]);
     assert!(err.contains("NotFound"), "{err}");
 }
+
+const GATES: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gates.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gates, kind: Gate}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.maxReplicas
+              message: minReplicas must not exceed maxReplicas
+            - rule: self.zone == oldSelf.zone
+              message: zone is immutable
+              fieldPath: .zone
+            - rule: "!has(self.ports) || self.ports.all(p, p.port > 1024)"
+              messageExpression: "'ports must be unprivileged, not ' + string(self.ports[0].port)"
+              reason: FieldValueForbidden
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              zone: {type: string, enum: [a, b]}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+"#;
+
+fn gate(min: i64, max: i64, zone: &str, port: i64) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Gate\nmetadata: {{name: g}}\nspec:\n  minReplicas: {min}\n  maxReplicas: {max}\n  zone: {zone}\n  ports: [{{name: http, port: {port}}}]\n"
+    )
+}
+
+#[test]
+fn validation_rules_refuse_objects_with_their_messages() {
+    let s = ApiServer::start();
+    // A rule that does not compile refuses the definition.
+    let broken = GATES.replace(
+        "self.minReplicas <= self.maxReplicas",
+        "self.minReplicas <=",
+    );
+    let out = apply(&s, &broken, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_contains_in_order(
+        &err,
+        &[
+            "is invalid",
+            "openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule",
+            "compilation failed",
+        ],
+    );
+    let out = apply(&s, GATES, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/gates.example.com",
+        "--timeout=20s",
+    ]);
+
+    eventually(&s, &["get", "gates"]);
+    // Positive control, then each rule's refusal as kubectl prints it.
+    let out = apply(&s, &gate(1, 3, "a", 8080), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = apply(&s, &gate(5, 3, "a", 8080), &[]);
+    assert_contains_in_order(
+        &String::from_utf8_lossy(&out.stderr),
+        &[
+            "The Gate \"g\" is invalid",
+            "spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas",
+        ],
+    );
+    let out = apply(&s, &gate(1, 3, "a", 80), &[]);
+    assert_contains_in_order(
+        &String::from_utf8_lossy(&out.stderr),
+        &["spec: Forbidden: ports must be unprivileged, not 80"],
+    );
+    // A transition rule: the zone cannot change once set.
+    let out = apply(&s, &gate(1, 3, "b", 8080), &[]);
+    assert_contains_in_order(
+        &String::from_utf8_lossy(&out.stderr),
+        &["spec.zone: Invalid value: \"object\": zone is immutable"],
+    );
+    // A schema error first: the rules are not run, and the answer says so.
+    let out = apply(&s, &gate(9, 3, "c", 80), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_contains_in_order(
+        &err,
+        &[
+            "spec.zone: Unsupported value: \"c\"",
+            "some validation rules were not checked because the object was invalid",
+        ],
+    );
+    assert!(!err.contains("minReplicas must not exceed"), "{err}");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "gate",
+            "g",
+            "-o",
+            "jsonpath={.spec.zone} {.spec.maxReplicas}"
+        ]),
+        "a 3"
+    );
+}

@@ -461,6 +461,9 @@ fn structural(s: &JSONSchemaProps, path: &str, root: bool, causes: &mut Vec<Caus
             "must be specified",
         ));
     }
+    if let Some(rules) = &s.x_kubernetes_validations {
+        super::cel::check_rules(rules, &format!("{path}.x-kubernetes-validations"), causes);
+    }
     if let Some(p) = &s.pattern
         && let Err(e) = schema::compile_pattern(p)
     {

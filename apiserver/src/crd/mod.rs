@@ -6,6 +6,7 @@
 //! custom resource is served from the first request after the definition is established and
 //! discovery follows within the same moment.
 
+mod cel;
 pub mod columns;
 pub mod controller;
 pub mod definition;
@@ -222,10 +223,10 @@ impl Strategy for CustomStrategy {
             m.remove("status");
         }
     }
-    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         self.schema
             .as_ref()
-            .map(|s| s.validate(obj))
+            .map(|s| s.validate(obj, old))
             .unwrap_or_default()
     }
     fn prune(&self, obj: &Value) -> Value {

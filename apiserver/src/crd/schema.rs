@@ -22,10 +22,11 @@ const ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 const MAX_PATTERN: usize = 4096;
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
-/// A version's schema, ready to apply (its patterns compiled once).
+/// A version's schema, ready to apply (its patterns and CEL rules compiled once).
 pub struct Structural {
     root: Arc<JSONSchemaProps>,
     patterns: HashMap<String, Regex>,
+    rules: super::cel::Rules,
 }
 
 /// A pattern as upstream accepts it, compiled with bounded size; the error says why not.
@@ -49,7 +50,12 @@ impl Structural {
                 patterns.insert(p.clone(), re);
             }
         });
-        Structural { root, patterns }
+        let rules = super::cel::Rules::new(&root);
+        Structural {
+            root,
+            patterns,
+            rules,
+        }
     }
 
     /// Fills in the defaults the schema declares for absent fields.
@@ -78,8 +84,10 @@ impl Structural {
         out
     }
 
-    /// Every problem with `obj` (apiVersion, kind and metadata are checked elsewhere).
-    pub fn validate(&self, obj: &Value) -> Vec<Cause> {
+    /// Every problem with `obj` (apiVersion, kind and metadata are checked elsewhere), then
+    /// its CEL rules (`old`: the object an update replaces) unless a problem found first
+    /// would make them misleading, as upstream.
+    pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
         let Value::Object(map) = obj else {
             return causes;
@@ -93,6 +101,28 @@ impl Structural {
             causes: &mut causes,
         };
         v.object_fields(&self.root, &rest, "");
+        if self.rules.is_empty() {
+            return causes;
+        }
+        let blocking = causes.iter().any(|c| {
+            matches!(
+                c.reason,
+                "FieldValueNotSupported"
+                    | "FieldValueRequired"
+                    | "FieldValueTooLong"
+                    | "FieldValueTooMany"
+                    | "FieldValueTypeInvalid"
+            )
+        });
+        if blocking {
+            causes.push(Cause::invalid(
+                "<nil>",
+                &Value::String("null".into()),
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ));
+        } else {
+            self.rules.validate(&self.root, obj, old, &mut causes);
+        }
         causes
     }
 }
@@ -228,7 +258,7 @@ fn shown(path: &str) -> &str {
     if path.is_empty() { "<root>" } else { path }
 }
 
-fn child(path: &str, name: &str) -> String {
+pub(super) fn child(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_owned()
     } else {
@@ -635,7 +665,11 @@ mod tests {
     }
 
     fn messages(obj: Value) -> Vec<String> {
-        widget().validate(&obj).iter().map(Cause::render).collect()
+        widget()
+            .validate(&obj, None)
+            .iter()
+            .map(Cause::render)
+            .collect()
     }
 
     #[test]
@@ -750,7 +784,7 @@ mod tests {
             json!({"type": "object", "properties": {"s": {"type": "array",
             "x-kubernetes-list-type": "set", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}),
         );
-        let causes = set.validate(&json!({"s": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]}));
+        let causes = set.validate(&json!({"s": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]}), None);
         assert_eq!(causes.len(), 1, "key order does not hide a duplicate");
     }
 
