@@ -30,6 +30,9 @@ const STACK: usize = 256 << 20;
 const PER_CALL_LIMIT: u64 = 1_000_000;
 const PER_OBJECT_BUDGET: u64 = 10_000_000;
 
+/// What one evaluation costs before its expression runs.
+const EVALUATION_COST: u64 = 100;
+
 /// The standard library, built once.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
@@ -371,7 +374,11 @@ impl Walk<'_> {
         let shown = if path.is_empty() { "<nil>" } else { path };
         let this = to_cel(schema, value);
         let old_this = old.map(|o| to_cel(schema, o));
-        let size = nodes(value) + old.map_or(0, nodes) + 1;
+        let mut size = Size::default();
+        size.add(value);
+        if let Some(old) = old {
+            size.add(old);
+        }
         for rule in rules {
             let source = &rule.source;
             let compiled = match &rule.compiled {
@@ -385,7 +392,7 @@ impl Walk<'_> {
             if compiled.uses_old_self && old_this.is_none() {
                 continue;
             }
-            let cost = bound(compiled, size);
+            let cost = bound(compiled, &size);
             if cost > PER_CALL_LIMIT || cost > self.budget {
                 self.invalid(
                     shown,
@@ -478,12 +485,39 @@ fn message_or_default(rule: &ValidationRule) -> String {
     }
 }
 
-/// The most work `compiled` can do on values of `size` nodes: every comprehension iterates
-/// over at most that many elements.
-fn bound(compiled: &Compiled, size: u64) -> u64 {
-    let mut cost = compiled.nodes;
+/// How large the values a rule reads are.
+#[derive(Default)]
+struct Size {
+    nodes: u64,
+    longest_string: u64,
+}
+
+impl Size {
+    fn add(&mut self, v: &Value) {
+        self.nodes += 1;
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| self.add(i)),
+            Value::Object(map) => map.iter().for_each(|(k, v)| {
+                self.longest_string = self.longest_string.max(k.len() as u64);
+                self.add(v)
+            }),
+            Value::String(s) => self.longest_string = self.longest_string.max(s.len() as u64),
+            _ => {}
+        }
+    }
+}
+
+/// The most work (and memory) `compiled` can take on values of `size`: each comprehension
+/// iterates over at most as many elements as the values and the rule's own literals hold,
+/// and each step may copy the longest string (a concatenation).
+fn bound(compiled: &Compiled, size: &Size) -> u64 {
+    let elements = size.nodes + compiled.nodes;
+    let mut cost = compiled.nodes.saturating_mul(1 + size.longest_string / 256);
+    // Each evaluation's own setup (its context and stack), so that a rule on every item of
+    // a long list runs a bounded number of times.
+    cost += EVALUATION_COST;
     for _ in 0..compiled.loops {
-        cost = cost.saturating_mul(size);
+        cost = cost.saturating_mul(elements);
     }
     cost
 }
@@ -505,15 +539,6 @@ fn run(compiled: &Compiled, this: &Cel, old: Option<&Cel>) -> Result<Cel, String
             }
         })
     })
-}
-
-/// The number of JSON nodes in `v`.
-fn nodes(v: &Value) -> u64 {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(nodes).sum::<u64>(),
-        Value::Object(map) => 1 + map.values().map(nodes).sum::<u64>(),
-        _ => 1,
-    }
 }
 
 /// `v` as a CEL value, typed by its schema: integers are ints, numbers doubles.
@@ -671,6 +696,27 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         // Positive control: the same rule on a short list runs and passes.
         assert!(check(s, json!([1, 2, 3]), None).is_empty());
+        // Copies of a long string, by a loop over the rule's own literals or a chain.
+        let long = json!({"s": "x".repeat(1 << 20)});
+        for rule in [
+            format!(
+                "[{}].map(i, self.s + self.s).size() > 0",
+                vec!["1"; 1000].join(",")
+            ),
+            format!("({}).size() > 0", vec!["self.s"; 1000].join(" + ")),
+        ] {
+            let s = json!({"type": "object", "properties": {"s": {"type": "string"}},
+                "x-kubernetes-validations": [{"rule": rule}]});
+            let errors = check(s, long.clone(), None);
+            assert!(
+                errors[0].contains("running out of cost budget"),
+                "{errors:?}"
+            );
+        }
+        // A plain check of a long string is cheap enough.
+        let s = json!({"type": "object", "properties": {"s": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "self.s.size() < 2000000"}]});
+        assert!(check(s, long, None).is_empty());
         // A long chain of operators parses on the rule's own stack; a longer text is refused.
         let chain = vec!["1"; 4000].join(" + ");
         assert!(compile(&format!("{chain} > 0")).is_ok());
