@@ -690,6 +690,20 @@ spec:
                     port: {type: integer}
 "#;
 
+/// Applies `yaml`, which must succeed.
+fn applies(s: &ApiServer, yaml: &str) {
+    let out = apply(s, yaml, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+}
+
+/// Applies `yaml`, which must be refused; kubectl's error.
+fn refused(s: &ApiServer, yaml: &str) -> String {
+    let out = apply(s, yaml, &[]);
+    assert!(!out.status.success(), "{yaml} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn gate(min: i64, max: i64, zone: &str, port: i64) -> String {
     format!(
         "apiVersion: example.com/v1\nkind: Gate\nmetadata: {{name: g}}\nspec:\n  minReplicas: {min}\n  maxReplicas: {max}\n  zone: {zone}\n  ports: [{{name: http, port: {port}}}]\n"
@@ -704,23 +718,15 @@ fn validation_rules_refuse_objects_with_their_messages() {
         "self.minReplicas <= self.maxReplicas",
         "self.minReplicas <=",
     );
-    let out = apply(&s, &broken, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert_contains_in_order(
-        &err,
+        &refused(&s, &broken),
         &[
             "is invalid",
             "openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule",
             "compilation failed",
         ],
     );
-    let out = apply(&s, GATES, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    applies(&s, GATES);
     s.ok(&[
         "wait",
         "--for=condition=established",
@@ -730,34 +736,25 @@ fn validation_rules_refuse_objects_with_their_messages() {
 
     eventually(&s, &["get", "gates"]);
     // Positive control, then each rule's refusal as kubectl prints it.
-    let out = apply(&s, &gate(1, 3, "a", 8080), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = apply(&s, &gate(5, 3, "a", 8080), &[]);
+    applies(&s, &gate(1, 3, "a", 8080));
     assert_contains_in_order(
-        &String::from_utf8_lossy(&out.stderr),
+        &refused(&s, &gate(5, 3, "a", 8080)),
         &[
             "The Gate \"g\" is invalid",
             "spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas",
         ],
     );
-    let out = apply(&s, &gate(1, 3, "a", 80), &[]);
     assert_contains_in_order(
-        &String::from_utf8_lossy(&out.stderr),
+        &refused(&s, &gate(1, 3, "a", 80)),
         &["spec: Forbidden: ports must be unprivileged, not 80"],
     );
     // A transition rule: the zone cannot change once set.
-    let out = apply(&s, &gate(1, 3, "b", 8080), &[]);
     assert_contains_in_order(
-        &String::from_utf8_lossy(&out.stderr),
+        &refused(&s, &gate(1, 3, "b", 8080)),
         &["spec.zone: Invalid value: \"object\": zone is immutable"],
     );
     // A schema error first: the rules are not run, and the answer says so.
-    let out = apply(&s, &gate(9, 3, "c", 80), &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&s, &gate(9, 3, "c", 80));
     assert_contains_in_order(
         &err,
         &[
