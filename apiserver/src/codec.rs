@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::query::Query;
 use crate::status::{ApiError, ApiResult};
@@ -25,6 +25,39 @@ pub enum Format {
     Table,
     /// Kubernetes protobuf, which client-go's typed clients ask for first.
     Protobuf,
+    /// Only the objects' metadata (meta.k8s.io/v1 PartialObjectMetadata and its List), in
+    /// JSON or protobuf: what client-go's metadata informers ask for.
+    PartialJson,
+    PartialProtobuf,
+}
+
+impl Format {
+    pub fn is_partial(self) -> bool {
+        matches!(self, Format::PartialJson | Format::PartialProtobuf)
+    }
+}
+
+/// An object, or a list of objects, reduced to metadata (PartialObjectMetadata[List]); a
+/// Status stays as it is.
+pub fn partial(body: &Value) -> Value {
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let metadata = || body.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    if kind == "Status" {
+        return body.clone();
+    }
+    match body.get("items").and_then(Value::as_array) {
+        Some(items) if kind.ends_with("List") => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata(),
+            "items": items.iter().map(partial).collect::<Vec<_>>(),
+        }),
+        _ => json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata(),
+        }),
+    }
 }
 
 /// The media type of protobuf bodies and answers.
@@ -47,7 +80,13 @@ pub fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Format> {
         let params: Vec<&str> = params.collect();
         let as_table = params.contains(&"as=Table");
         let v1 = params.contains(&"v=v1") && params.contains(&"g=meta.k8s.io");
+        let as_partial = params.contains(&"as=PartialObjectMetadata")
+            || params.contains(&"as=PartialObjectMetadataList");
         match media {
+            "application/json" | "*/*" | "application/*" if as_partial && v1 => {
+                return Ok(Format::PartialJson);
+            }
+            PROTOBUF if as_partial && v1 => return Ok(Format::PartialProtobuf),
             "application/json" | "*/*" | "application/*" if as_table && v1 => {
                 return Ok(Format::Table);
             }
@@ -67,6 +106,19 @@ pub fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Format> {
 /// Serializes an answer in the negotiated format. An object protobuf cannot carry (never
 /// one the server validated) is answered in JSON, which every protobuf client also reads.
 pub fn respond(status: StatusCode, format: Format, body: &Value) -> Response {
+    let reduced;
+    let (format, body) = match format {
+        Format::PartialJson | Format::PartialProtobuf => {
+            reduced = partial(body);
+            let encoding = if format == Format::PartialJson {
+                Format::Json
+            } else {
+                Format::Protobuf
+            };
+            (encoding, &reduced)
+        }
+        other => (other, body),
+    };
     if format == Format::Protobuf {
         match crate::protobuf::encode_object(body) {
             Ok(encoded) => return raw_response(status, PROTOBUF, encoded.bytes),
@@ -311,13 +363,20 @@ mod tests {
             negotiate(&h, false).is_err(),
             "custom resources have no protobuf"
         );
-        // Metadata-only answers are not served: such a clause is passed over.
+        // Metadata-only answers, for custom resources too.
         h.insert(
             header::ACCEPT,
             HeaderValue::from_static(
                 "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
             ),
         );
-        assert_eq!(negotiate(&h, true).unwrap(), Format::Json);
+        assert_eq!(negotiate(&h, true).unwrap(), Format::PartialProtobuf);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+            ),
+        );
+        assert_eq!(negotiate(&h, false).unwrap(), Format::PartialJson);
     }
 }

@@ -292,4 +292,100 @@ async fn custom_resources_answer_json_or_406() {
     assert_eq!(refused.code, 406);
     let status: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
     assert_eq!(status["reason"], "NotAcceptable");
+
+    // Metadata-only answers serve custom resources too, in protobuf as well.
+    let list = call(&app, "GET", gadgets, METADATA_LIST, none()).await;
+    assert_eq!(list.content_type, PROTOBUF);
+    let (api_version, kind, raw) = unwrap(&list.body);
+    assert_eq!(
+        (api_version.as_str(), kind.as_str()),
+        ("meta.k8s.io/v1", "PartialObjectMetadataList")
+    );
+    let list = meta::PartialObjectMetadataList::decode(&raw[..]).unwrap();
+    assert_eq!(
+        list.items[0].metadata.as_ref().unwrap().name.as_deref(),
+        Some("g")
+    );
+    let one = call(
+        &app,
+        "GET",
+        &format!("{gadgets}/g"),
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+        none(),
+    )
+    .await;
+    let one: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+    assert_eq!(one["kind"], "PartialObjectMetadata");
+    assert_eq!(one["metadata"]["name"], "g");
+    assert!(one.get("spec").is_none(), "{one}");
+}
+
+/// What client-go's metadata informers send for lists and watches.
+const METADATA_LIST: &str = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_informers_get_metadata_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
+    let app = apiserver::server::router(server.state.clone())
+        .layer(axum::Extension(apiserver::auth::Trusted));
+    let cms = "/api/v1/namespaces/default/configmaps";
+    assert_eq!(
+        call(&app, "POST", cms, CLIENT_GO, (PROTOBUF, config_map("a")))
+            .await
+            .code,
+        201
+    );
+
+    let list = call(&app, "GET", cms, METADATA_LIST, none()).await;
+    assert_eq!(list.content_type, PROTOBUF);
+    let (_, kind, raw) = unwrap(&list.body);
+    assert_eq!(kind, "PartialObjectMetadataList");
+    let list = meta::PartialObjectMetadataList::decode(&raw[..]).unwrap();
+    let rv = list.metadata.unwrap().resource_version.unwrap();
+    let item = list.items[0].metadata.clone().unwrap();
+    assert_eq!(
+        (item.name.as_deref(), item.labels["app"].as_str()),
+        (Some("a"), "web")
+    );
+
+    // A watch: each event's object is a PartialObjectMetadata.
+    let watch = send(
+        &app,
+        "GET",
+        &format!("{cms}?watch=true&resourceVersion={rv}"),
+        &METADATA_LIST.replace("PartialObjectMetadataList", "PartialObjectMetadata"),
+        none(),
+    )
+    .await;
+    let mut stream = watch.into_body();
+    let mut pending = Vec::new();
+    assert_eq!(
+        call(&app, "POST", cms, CLIENT_GO, (PROTOBUF, config_map("b")))
+            .await
+            .code,
+        201
+    );
+    let event = next_event(&mut stream, &mut pending).await;
+    assert_eq!(event.r#type.as_deref(), Some("ADDED"));
+    let (api_version, kind, raw) = unwrap(&event.object.unwrap().raw.unwrap());
+    assert_eq!(
+        (api_version.as_str(), kind.as_str()),
+        ("meta.k8s.io/v1", "PartialObjectMetadata")
+    );
+    let object = meta::PartialObjectMetadata::decode(&raw[..]).unwrap();
+    assert_eq!(object.metadata.unwrap().name.as_deref(), Some("b"));
+
+    // And in JSON.
+    let json_accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    let got = call(&app, "GET", &format!("{cms}/a"), json_accept, none()).await;
+    let got: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(
+        (
+            got["kind"].as_str(),
+            got["metadata"]["labels"]["app"].as_str()
+        ),
+        (Some("PartialObjectMetadata"), Some("web"))
+    );
+    assert!(got.get("data").is_none(), "{got}");
 }

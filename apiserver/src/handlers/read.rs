@@ -53,7 +53,9 @@ pub async fn get(
                 body.freeze(),
             ))
         }
-        Format::Yaml => Ok(respond(StatusCode::OK, format, &object.value())),
+        Format::Yaml | Format::PartialJson | Format::PartialProtobuf => {
+            Ok(respond(StatusCode::OK, format, &object.value()))
+        }
     }
 }
 
@@ -90,7 +92,7 @@ pub async fn list(
             "application/json",
             list_bytes(resource, &objects, revision, &continue_token),
         )),
-        Format::Yaml => {
+        Format::Yaml | Format::PartialJson | Format::PartialProtobuf => {
             let bytes = list_bytes(resource, &objects, revision, &continue_token);
             let value: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
             Ok(respond(StatusCode::OK, format, &value))
@@ -223,7 +225,7 @@ impl Encoder {
     fn event(&mut self, event_type: WatchEventType, event: &CacheEvent, query: &Query) -> Bytes {
         // The line every watcher shares, unless this watcher's version shows the object
         // otherwise (a custom resource stored in another version).
-        if self.format != Format::Table
+        if matches!(self.format, Format::Json | Format::Yaml | Format::Protobuf)
             && event_type == event.event_type
             && Arc::ptr_eq(&self.resource.served_object(&event.object), &event.object)
         {
@@ -237,9 +239,17 @@ impl Encoder {
         self.object(event_type.as_str(), &event.object, query)
     }
 
-    /// An event carrying `object` (a JSON value the server made: a bookmark, a Status).
+    /// An event carrying `object` (a JSON value the server made: a bookmark, a Status, an
+    /// object reduced to its metadata).
     fn line(&self, event_type: &str, object: &Value) -> Bytes {
-        if self.format == Format::Protobuf
+        let reduced;
+        let object = if self.format.is_partial() {
+            reduced = crate::codec::partial(object);
+            &reduced
+        } else {
+            object
+        };
+        if matches!(self.format, Format::Protobuf | Format::PartialProtobuf)
             && let Ok(encoded) = crate::protobuf::encode_object(object)
         {
             return crate::protobuf::watch_frame(event_type, &encoded.bytes);
@@ -274,6 +284,7 @@ impl Encoder {
                     object.key
                 ))),
             },
+            Format::PartialJson | Format::PartialProtobuf => self.line(event_type, &object.value()),
             Format::Json | Format::Yaml => event_line(event_type, &object.bytes),
         }
     }
@@ -448,7 +459,9 @@ pub async fn watch(
         }
     });
     let content_type = match format {
-        Format::Protobuf => "application/vnd.kubernetes.protobuf;stream=watch",
+        Format::Protobuf | Format::PartialProtobuf => {
+            "application/vnd.kubernetes.protobuf;stream=watch"
+        }
         _ => "application/json",
     };
     let mut resp = Response::new(body);
