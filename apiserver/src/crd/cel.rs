@@ -267,6 +267,7 @@ impl Rules {
         schema: &JSONSchemaProps,
         value: &Value,
         old: Option<&Value>,
+        path: &str,
         causes: &mut Vec<Cause>,
     ) {
         let mut walk = Walk {
@@ -274,7 +275,7 @@ impl Rules {
             budget: PER_OBJECT_BUDGET,
             causes,
         };
-        walk.node(schema, value, old, "");
+        walk.node(schema, value, old, path);
     }
 }
 
@@ -601,7 +602,7 @@ mod tests {
         let s = schema(schema_json);
         let rules = Rules::new(&s);
         let mut causes = Vec::new();
-        rules.validate(&s, &value, old.as_ref(), &mut causes);
+        rules.validate(&s, &value, old.as_ref(), "", &mut causes);
         causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))

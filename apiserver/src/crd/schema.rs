@@ -101,8 +101,34 @@ impl Structural {
             causes: &mut causes,
         };
         v.object_fields(&self.root, &rest, "");
+        self.rules_unless_blocked(obj, old, "", &mut causes);
+        causes
+    }
+
+    /// Every problem with a value of this (sub)schema found at `path`, its rules included: a
+    /// definition's `default` is checked so when the definition is written.
+    pub fn validate_value(&self, value: &Value, path: &str) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        Validator {
+            patterns: &self.patterns,
+            causes: &mut causes,
+        }
+        .value(&self.root, value, path);
+        self.rules_unless_blocked(value, None, path, &mut causes);
+        causes
+    }
+
+    /// The CEL rules, unless a problem already found would make them misleading (a missing
+    /// or mistyped field): then one cause says they were not run, as upstream.
+    fn rules_unless_blocked(
+        &self,
+        value: &Value,
+        old: Option<&Value>,
+        path: &str,
+        causes: &mut Vec<Cause>,
+    ) {
         if self.rules.is_empty() {
-            return causes;
+            return;
         }
         let blocking = causes.iter().any(|c| {
             matches!(
@@ -121,9 +147,8 @@ impl Structural {
                 "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ));
         } else {
-            self.rules.validate(&self.root, obj, old, &mut causes);
+            self.rules.validate(&self.root, value, old, path, causes);
         }
-        causes
     }
 }
 
@@ -310,7 +335,12 @@ impl Validator<'_> {
             Value::String(s) => self.string(schema, s, value, path),
             Value::Number(_) => self.number(schema, value, path),
             Value::Array(items) => self.array(schema, items, value, path),
-            Value::Object(map) => self.object_fields(schema, map, path),
+            Value::Object(map) => {
+                if schema.x_kubernetes_embedded_resource == Some(true) {
+                    self.embedded_type(map, path);
+                }
+                self.object_fields(schema, map, path)
+            }
             _ => {}
         }
         for sub in schema.all_of.iter().flatten() {
@@ -339,6 +369,22 @@ impl Validator<'_> {
             && self.passes(not, value)
         {
             self.invalid(path, value, "must not validate the schema (not)".into());
+        }
+    }
+
+    /// An embedded resource names its apiVersion and kind, as upstream requires.
+    fn embedded_type(&mut self, map: &Map<String, Value>, path: &str) {
+        for field in ["apiVersion", "kind"] {
+            if map
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                self.causes.push(Cause::required_detail(
+                    child(path, field),
+                    "must not be empty",
+                ));
+            }
         }
     }
 
@@ -737,6 +783,27 @@ mod tests {
         for (obj, want) in cases {
             assert_eq!(messages(obj.clone()), vec![want.to_owned()], "{obj}");
         }
+    }
+
+    #[test]
+    fn an_embedded_resource_names_its_type() {
+        let embedded = schema(json!({"type": "object", "properties": {"template": {
+            "type": "object", "x-kubernetes-embedded-resource": true,
+            "x-kubernetes-preserve-unknown-fields": true}}}));
+        let causes: Vec<String> = embedded
+            .validate(&json!({"template": {"kind": "", "spec": {}}}), None)
+            .iter()
+            .map(Cause::render)
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                "template.apiVersion: Required value: must not be empty",
+                "template.kind: Required value: must not be empty"
+            ]
+        );
+        let named = json!({"template": {"apiVersion": "v1", "kind": "Pod"}});
+        assert!(embedded.validate(&named, None).is_empty());
     }
 
     #[test]
