@@ -275,7 +275,10 @@ impl Rules {
             budget: PER_OBJECT_BUDGET,
             causes,
         };
-        walk.node(schema, value, old, path);
+        // One stack for the object's every evaluation (each `run` finds it roomy enough).
+        stacker::grow(STACK, || {
+            walk.node(schema, value, old, path);
+        });
     }
 }
 
@@ -524,7 +527,7 @@ fn bound(compiled: &Compiled, size: &Size) -> u64 {
 }
 
 fn run(compiled: &Compiled, this: &Cel, old: Option<&Cel>) -> Result<Cel, String> {
-    stacker::grow(STACK, || {
+    stacker::maybe_grow(STACK / 2, STACK, || {
         let mut context = Context::with_env(ENV.clone());
         context.add_variable_from_value("self", this.clone());
         if let Some(old) = old {
