@@ -115,9 +115,15 @@ impl Set {
         };
         let mut node = self;
         for e in prefix {
-            node = node.children.entry(e.clone()).or_default();
+            // Cloned only for a node not there yet (inserts mostly walk existing nodes).
+            if !node.children.contains_key(e) {
+                node.children.insert(e.clone(), Set::new());
+            }
+            node = node.children.get_mut(e).expect("present");
         }
-        node.members.insert(last.clone());
+        if !node.members.contains(last) {
+            node.members.insert(last.clone());
+        }
     }
 
     pub fn has(&self, path: &[PathElement]) -> bool {
@@ -154,6 +160,56 @@ impl Set {
     /// The set below `element` (empty when there is none).
     pub fn child(&self, element: &PathElement) -> Option<&Set> {
         self.children.get(element)
+    }
+
+    pub fn child_mut(&mut self, element: &PathElement) -> Option<&mut Set> {
+        self.children.get_mut(element)
+    }
+
+    /// Removes `element` as a member here (what lies below it stays).
+    pub fn remove_member(&mut self, element: &PathElement) {
+        self.members.remove(element);
+    }
+
+    /// Keeps only the members and children at this node that `keep` accepts.
+    pub fn retain_top(&mut self, keep: impl Fn(&PathElement) -> bool) {
+        self.members.retain(&keep);
+        self.children.retain(|e, _| keep(e));
+    }
+
+    /// Removes every path of `other`, in place (`difference` without a copy).
+    pub fn subtract(&mut self, other: &Set) {
+        if other.members.is_empty() && other.children.is_empty() {
+            return;
+        }
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|e, s| {
+            if let Some(o) = other.children.get(e) {
+                s.subtract(o);
+            }
+            !s.is_empty()
+        });
+    }
+
+    /// Adds every path of `other`, in place and without copying it (`union`).
+    pub fn absorb(&mut self, other: Set) {
+        self.members.extend(other.members);
+        for (e, s) in other.children {
+            match self.children.get_mut(&e) {
+                Some(mine) => mine.absorb(s),
+                None => {
+                    self.children.insert(e, s);
+                }
+            }
+        }
+    }
+
+    /// Drops the nodes that hold no path any more, as `difference` leaves none.
+    pub fn prune(&mut self) {
+        self.children.retain(|_, s| {
+            s.prune();
+            !s.is_empty()
+        });
     }
 
     pub fn union(&self, other: &Set) -> Set {

@@ -114,45 +114,41 @@ pub fn write(obj: &mut Value, mut entries: Vec<Entry>) {
 }
 
 /// Paths no manager owns: identity and server-set metadata.
-fn strip(set: &Set) -> Set {
-    let mut gone = Set::new();
+fn strip(mut set: Set) -> Set {
     let f = |n: &str| PathElement::Field(n.to_owned());
-    gone.insert(&[f("apiVersion")]);
-    gone.insert(&[f("kind")]);
-    gone.insert(&[f("metadata")]);
-    for field in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
-        gone.insert(&[f("metadata"), f(field)]);
+    for field in ["apiVersion", "kind", "metadata"] {
+        set.remove_member(&f(field));
     }
-    set.difference(&gone)
+    if let Some(metadata) = set.child_mut(&f("metadata")) {
+        for field in [
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            metadata.remove_member(&f(field));
+        }
+    }
+    set.prune();
+    set
 }
 
 /// What a write through `subresource` may own: the status alone through /status, everything
 /// but the status through the main resource of a kind with a status subresource.
-fn reset(set: &Set, subresource: &str, has_status: bool) -> Set {
-    let keep_status = match subresource {
-        "status" => true,
-        "" if has_status => false,
-        _ => return set.clone(),
-    };
+fn reset(mut set: Set, subresource: &str, has_status: bool) -> Set {
     let status = PathElement::Field("status".into());
-    let mut out = Set::new();
-    for p in set.paths() {
-        if (p.first() == Some(&status)) == keep_status {
-            out.insert(&p);
-        }
+    match subresource {
+        "status" => set.retain_top(|e| *e == status),
+        "" if has_status => set.retain_top(|e| *e != status),
+        _ => {}
     }
-    out
+    set
 }
 
 /// Where a write happens: who, through which version and subresource.
@@ -202,14 +198,15 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
     };
     let empty = json!({});
     let (changed, removed) = changes(old.unwrap_or(&empty), new, w.types);
-    let changed = reset(&strip(&changed), w.subresource, w.has_status);
+    let changed = reset(strip(changed), w.subresource, w.has_status);
     let mut mine: Option<Entry> = None;
-    for e in std::mem::take(&mut entries) {
+    for mut e in std::mem::take(&mut entries) {
         if e.same_identity(w.manager, "Update", &w.api_version, w.subresource) {
             mine = Some(e);
         } else {
-            let set = e.set.difference(&changed).difference(&removed);
-            entries.push(Entry { set, ..e });
+            e.set.subtract(&changed);
+            e.set.subtract(&removed);
+            entries.push(e);
         }
     }
     let mut mine = mine.unwrap_or_else(|| Entry {
@@ -221,7 +218,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
         set: Set::new(),
     });
     let before = mine.set.clone();
-    mine.set = mine.set.difference(&removed).union(&changed);
+    mine.set.subtract(&removed);
+    mine.set.absorb(changed);
     if mine.set != before {
         mine.time = Some(now());
     }
@@ -281,7 +279,7 @@ fn cap_updates(entries: Vec<Entry>) -> Vec<Entry> {
 pub fn apply(live: &Value, config: &Value, force: bool, w: &Writer<'_>) -> Result<Value, ApiError> {
     let internal = |e: String| ApiError::internal(e);
     let applied = reset(
-        &strip(&config_set(config, w.types).map_err(internal)?),
+        strip(config_set(config, w.types).map_err(internal)?),
         w.subresource,
         w.has_status,
     );
@@ -295,7 +293,7 @@ pub fn apply(live: &Value, config: &Value, force: bool, w: &Writer<'_>) -> Resul
             api_version: w.api_version.clone(),
             time: None,
             subresource: w.subresource.to_owned(),
-            set: strip(&all),
+            set: strip(all),
         });
     }
     let (mine, others): (Vec<Entry>, Vec<Entry>) = entries
