@@ -92,6 +92,22 @@ fn unwrap(body: &[u8]) -> (String, String, Vec<u8>) {
     )
 }
 
+/// The message of a protobuf answer, checked to be of `api_version` and `kind`.
+fn message_of(answer: &Answer, api_version: &str, kind: &str) -> Vec<u8> {
+    assert_eq!(
+        answer.content_type,
+        PROTOBUF,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let (got_version, got_kind, raw) = unwrap(&answer.body);
+    assert_eq!(
+        (got_version.as_str(), got_kind.as_str()),
+        (api_version, kind)
+    );
+    raw
+}
+
 fn config_map(name: &str) -> Vec<u8> {
     let cm = core::ConfigMap {
         metadata: Some(meta::ObjectMeta {
@@ -166,12 +182,7 @@ async fn built_in_kinds_answer_in_protobuf() {
         meta.resource_version
     );
     let list = call(&app, "GET", cms, PROTOBUF, none()).await;
-    assert_eq!(list.content_type, PROTOBUF);
-    let (api_version, kind, raw) = unwrap(&list.body);
-    assert_eq!(
-        (api_version.as_str(), kind.as_str()),
-        ("v1", "ConfigMapList")
-    );
+    let raw = message_of(&list, "v1", "ConfigMapList");
     let list = core::ConfigMapList::decode(&raw[..]).unwrap();
     let list_rv = list.metadata.unwrap().resource_version.unwrap();
     assert!(list_rv.parse::<u64>().unwrap() > 0);
@@ -295,12 +306,7 @@ async fn custom_resources_answer_json_or_406() {
 
     // Metadata-only answers serve custom resources too, in protobuf as well.
     let list = call(&app, "GET", gadgets, METADATA_LIST, none()).await;
-    assert_eq!(list.content_type, PROTOBUF);
-    let (api_version, kind, raw) = unwrap(&list.body);
-    assert_eq!(
-        (api_version.as_str(), kind.as_str()),
-        ("meta.k8s.io/v1", "PartialObjectMetadataList")
-    );
+    let raw = message_of(&list, "meta.k8s.io/v1", "PartialObjectMetadataList");
     let list = meta::PartialObjectMetadataList::decode(&raw[..]).unwrap();
     assert_eq!(
         list.items[0].metadata.as_ref().unwrap().name.as_deref(),
@@ -338,9 +344,7 @@ async fn metadata_informers_get_metadata_only() {
     );
 
     let list = call(&app, "GET", cms, METADATA_LIST, none()).await;
-    assert_eq!(list.content_type, PROTOBUF);
-    let (_, kind, raw) = unwrap(&list.body);
-    assert_eq!(kind, "PartialObjectMetadataList");
+    let raw = message_of(&list, "meta.k8s.io/v1", "PartialObjectMetadataList");
     let list = meta::PartialObjectMetadataList::decode(&raw[..]).unwrap();
     let rv = list.metadata.unwrap().resource_version.unwrap();
     let item = list.items[0].metadata.clone().unwrap();
