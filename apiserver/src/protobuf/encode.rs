@@ -670,6 +670,115 @@ mod tests {
         assert_eq!(event.object.unwrap().raw.unwrap(), items[1].bytes.to_vec());
     }
 
+    /// Kinds with shapes of their own, each read back by prost's generated message (which
+    /// refuses a wire type its field does not have) and by our decoder.
+    #[test]
+    fn many_kinds_round_trip() {
+        fn prost_reads<M: prost::Message + Default>(raw: &[u8]) {
+            M::decode(raw).unwrap();
+        }
+        let cases: Vec<(Value, fn(&[u8]))> = vec![
+            (
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": "e", "namespace": "default"},
+                    "eventTime": "2026-12-07T13:05:03.000001Z", "reportingController": "kubelet",
+                    "reportingInstance": "node-1", "action": "Pulled", "reason": "Pulled", "type": "Normal",
+                    "regarding": {"kind": "Pod", "name": "p", "namespace": "default", "uid": "u"},
+                    "series": {"count": 3, "lastObservedTime": "2026-12-07T13:06:03.500000Z"},
+                    "deprecatedFirstTimestamp": "2026-12-07T13:05:03Z", "deprecatedCount": 2}),
+                prost_reads::<k8s_pb::api::events::v1::Event>,
+            ),
+            (
+                json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "s-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "s"}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                        "nodeName": "n1", "targetRef": {"kind": "Pod", "name": "p", "namespace": "default"}}],
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+                prost_reads::<k8s_pb::api::discovery::v1::EndpointSlice>,
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                    "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"],
+                        "taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
+                    "status": {"capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+                        "allocatable": {"cpu": "1900m"},
+                        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "lastHeartbeatTime": "2026-12-07T13:05:03Z"}],
+                        "addresses": [{"type": "InternalIP", "address": "192.168.1.2"}],
+                        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                        "nodeInfo": {"kubeletVersion": "v1.33.0", "machineID": "m", "systemUUID": "s",
+                            "bootID": "b", "kernelVersion": "6", "osImage": "Debian", "containerRuntimeVersion": "containerd://1.7",
+                            "kubeProxyVersion": "v1.33.0", "operatingSystem": "linux", "architecture": "amd64"},
+                        "images": [{"names": ["busybox:1.36"], "sizeBytes": 1234567}]}}),
+                prost_reads::<core::Node>,
+            ),
+            (
+                json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                    "metadata": {"name": "csr-1"},
+                    "spec": {"request": "LS0tLS1CRUdJTg==", "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                        "usages": ["digital signature", "client auth"], "username": "system:bootstrap:abc",
+                        "groups": ["system:bootstrappers"], "expirationSeconds": 3600,
+                        "extra": {"scopes": ["a"]}},
+                    "status": {"certificate": "Y2VydA==", "conditions": [{"type": "Approved", "status": "True",
+                        "lastUpdateTime": "2026-12-07T13:05:03Z"}]}}),
+                prost_reads::<k8s_pb::api::certificates::v1::CertificateSigningRequest>,
+            ),
+            (
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+                    "spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Forbid", "suspend": true,
+                        "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"spec": {"restartPolicy": "Never",
+                            "containers": [{"name": "c", "image": "busybox", "startupProbe": {"exec": {"command": ["true"]}},
+                                "readinessProbe": {"grpc": {"port": 9000}}}]}}}}},
+                    "status": {"lastScheduleTime": "2026-12-07T13:05:00Z"}}),
+                prost_reads::<k8s_pb::api::batch::v1::CronJob>,
+            ),
+            (
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "np", "namespace": "default"},
+                    "spec": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["b"]}]},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"ports": [{"port": "http", "protocol": "TCP"}, {"port": 8080, "endPort": 8090}],
+                            "from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}]}}),
+                prost_reads::<k8s_pb::api::networking::v1::NetworkPolicy>,
+            ),
+            (
+                json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "h", "namespace": "default"},
+                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                        "minReplicas": 1, "maxReplicas": 5,
+                        "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 60}}}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}}),
+                prost_reads::<k8s_pb::api::autoscaling::v2::HorizontalPodAutoscaler>,
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                        "ephemeralContainers": [{"name": "debug", "image": "busybox", "targetContainerName": "c",
+                            "stdin": true, "tty": true}],
+                        "volumes": [{"name": "d", "downwardAPI": {"items": [{"path": "labels",
+                            "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                            {"name": "proj", "projected": {"sources": [{"serviceAccountToken": {"path": "token",
+                                "expirationSeconds": 3607}}]}}]}}),
+                prost_reads::<core::Pod>,
+            ),
+            (
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": {"name": "r"},
+                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                        {"nonResourceURLs": ["/healthz"], "verbs": ["get"]}],
+                    "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}}),
+                prost_reads::<k8s_pb::api::rbac::v1::ClusterRole>,
+            ),
+        ];
+        for (object, prost_check) in cases {
+            let raw = round_trip(object);
+            prost_check(&raw);
+        }
+    }
+
     #[test]
     fn wrong_types_are_errors_not_misread_answers() {
         let bad = [
