@@ -677,7 +677,8 @@ mod tests {
         fn prost_reads<M: prost::Message + Default>(raw: &[u8]) {
             M::decode(raw).unwrap();
         }
-        let cases: Vec<(Value, fn(&[u8]))> = vec![
+        type ProstCheck = fn(&[u8]);
+        let cases: Vec<(Value, ProstCheck)> = vec![
             (
                 json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
                     "metadata": {"name": "e", "namespace": "default"},
