@@ -174,7 +174,7 @@ pub fn each_schema(schema: &JSONSchemaProps, f: &mut impl FnMut(&JSONSchemaProps
     }
 }
 
-fn items_schema(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
+pub(super) fn items_schema(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
     match &schema.items {
         Some(JSONSchemaPropsOrArray::Schema(s)) => Some(s),
         Some(JSONSchemaPropsOrArray::Schemas(list)) => list.first(),
@@ -182,7 +182,7 @@ fn items_schema(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
     }
 }
 
-fn additional_schema(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
+pub(super) fn additional_schema(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
     match &schema.additional_properties {
         Some(JSONSchemaPropsOrBool::Schema(s)) => Some(s),
         _ => None,

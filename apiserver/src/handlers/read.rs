@@ -37,10 +37,10 @@ pub async fn get(
             Format::Json,
             &render_table(resource, &[object], query, true, ""),
         )),
-        Format::Protobuf if object.protobuf().is_some() => Ok(raw_response(
+        Format::Protobuf if let Some(encoded) = object.protobuf() => Ok(raw_response(
             StatusCode::OK,
             PROTOBUF,
-            object.protobuf().expect("encoded").bytes.clone(),
+            encoded.bytes.clone(),
         )),
         Format::Json | Format::Protobuf => {
             // The cached encoding, ended with upstream's newline.
