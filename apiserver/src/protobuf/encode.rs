@@ -360,7 +360,7 @@ fn envelope_head(api_version: &str, kind: &str, raw_len: usize) -> Vec<u8> {
 const ENVELOPE_TAIL: [u8; 4] = [0x1a, 0, 0x22, 0];
 
 /// `raw` (an object's message) in the envelope naming its apiVersion and kind.
-pub fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Encoded {
+fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Encoded {
     let mut out = envelope_head(api_version, kind, raw.len());
     let start = out.len();
     out.extend_from_slice(raw);
@@ -372,7 +372,7 @@ pub fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Encoded {
 }
 
 /// The message of an object of a built-in kind (by its apiVersion and kind), no envelope.
-pub fn encode_raw(object: &Value) -> Result<Vec<u8>, String> {
+fn encode_raw(object: &Value) -> Result<Vec<u8>, String> {
     let (api_version, kind) = type_of(object);
     let mut out = Vec::with_capacity(1024);
     message(&message_name(api_version, kind), object, &mut out)?;

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub use decode::decode;
-pub use encode::{Encoded, encode_object, encode_raw, envelope, list, watch_frame};
+pub use encode::{Encoded, encode_object, list, watch_frame};
 
 /// A protobuf field's type.
 pub enum Kind {
