@@ -141,45 +141,11 @@ fn timestamp(out: &mut Vec<u8>, v: &Value) -> Result<(), String> {
 
 /// Nanoseconds of a Go duration string (`1h0m0s`, `1.5s`, `300ms`, `-2m`).
 fn go_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("invalid duration {s:?}");
-    let (negative, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Ok(0);
+    let nanos = (common::flags::parse_go_duration(s)? * 1e9).round();
+    if nanos.abs() >= i64::MAX as f64 {
+        return Err(format!("invalid duration {s:?}"));
     }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| bad())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    if total > i64::MAX as f64 {
-        return Err(bad());
-    }
-    let nanos = total.round() as i64;
-    Ok(if negative { -nanos } else { nanos })
+    Ok(nanos as i64)
 }
 
 /// Writes the fields of message `name` holding `v`.
