@@ -60,6 +60,19 @@ async fn call(
     }
 }
 
+/// An apiserver in this process (kept alive by the first two) and its router, trusted.
+async fn in_process() -> (
+    tempfile::TempDir,
+    apiserver::server::InProcess,
+    axum::Router,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = apiserver::testing::spawn(dir.path()).await;
+    let app = apiserver::server::router(server.state.clone())
+        .layer(axum::Extension(apiserver::auth::Trusted));
+    (dir, server, app)
+}
+
 fn none() -> (&'static str, Vec<u8>) {
     ("application/json", Vec::new())
 }
@@ -158,10 +171,7 @@ async fn next_event(body: &mut Body, pending: &mut Vec<u8>) -> meta::WatchEvent 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_kinds_answer_in_protobuf() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::testing::spawn(dir.path()).await;
-    let app = apiserver::server::router(server.state.clone())
-        .layer(axum::Extension(apiserver::auth::Trusted));
+    let (_dir, _server, app) = in_process().await;
     let cms = "/api/v1/namespaces/default/configmaps";
 
     // Create: a protobuf body, a protobuf answer with what the server filled in.
@@ -245,10 +255,7 @@ async fn built_in_kinds_answer_in_protobuf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_answer_json_or_406() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::testing::spawn(dir.path()).await;
-    let app = apiserver::server::router(server.state.clone())
-        .layer(axum::Extension(apiserver::auth::Trusted));
+    let (_dir, _server, app) = in_process().await;
     let crd = serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "gadgets.example.com"},
@@ -331,10 +338,7 @@ const METADATA_LIST: &str = "application/vnd.kubernetes.protobuf;as=PartialObjec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_informers_get_metadata_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = apiserver::testing::spawn(dir.path()).await;
-    let app = apiserver::server::router(server.state.clone())
-        .layer(axum::Extension(apiserver::auth::Trusted));
+    let (_dir, _server, app) = in_process().await;
     let cms = "/api/v1/namespaces/default/configmaps";
     assert_eq!(
         call(&app, "POST", cms, CLIENT_GO, (PROTOBUF, config_map("a")))
