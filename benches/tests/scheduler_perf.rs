@@ -31,3 +31,46 @@ async fn scheduling_basic_in_process() {
 async fn scheduling_basic_end_to_end() {
     check(Mode::EndToEnd(Store::Sqlite)).await;
 }
+
+/// #22's guard: every workload that can be scheduled deterministically (one filter thread,
+/// a fixed seed) places each pod on the node recorded in tests/fixtures/placements before
+/// the scheduler was optimised. `TETSU_BLESS=1` rewrites the records (only for a change
+/// that means to move pods, said in its commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_are_unchanged() {
+    use benches::scheduler_perf::placements::{placements, unsupported};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/placements");
+    let bless = std::env::var_os("TETSU_BLESS").is_some();
+    let mut checked = 0;
+    for w in Workload::all().unwrap() {
+        if unsupported(&w).is_some() {
+            continue;
+        }
+        let got = tokio::task::block_in_place(|| placements(&w, 0.1, 22)).unwrap();
+        assert!(!got.is_empty(), "{}: no pod placed", w.name);
+        let path = dir.join(format!("{}.txt", w.name));
+        let text = got.join("\n") + "\n";
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (TETSU_BLESS=1 records it)", path.display()));
+        let moved: Vec<(&str, &str)> = want
+            .lines()
+            .zip(text.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert!(
+            want == text,
+            "{}: placements differ from the record ({} vs {} lines); first differences: {moved:?}",
+            w.name,
+            want.lines().count(),
+            text.lines().count()
+        );
+        checked += 1;
+    }
+    assert!(bless || checked >= 8, "only {checked} workloads checked");
+}

@@ -94,17 +94,21 @@ impl InProcess {
         })
     }
 
-    /// What the apiserver would add: a uid and, from the PriorityClass, the priority.
-    fn admit(&mut self, mut pod: Pod) -> Pod {
+    fn admit(&mut self, pod: Pod) -> Pod {
         self.next_uid += 1;
-        pod.metadata.uid = Some(format!("uid-{}", self.next_uid));
-        if let Some(spec) = pod.spec.as_mut()
-            && spec.priority_class_name.as_deref() == Some("perf-high")
-        {
-            spec.priority = Some(10);
-        }
-        pod
+        admit(pod, self.next_uid)
     }
+}
+
+/// What the apiserver would add: a uid and, from the PriorityClass, the priority.
+pub(super) fn admit(mut pod: Pod, seq: usize) -> Pod {
+    pod.metadata.uid = Some(format!("uid-{seq}"));
+    if let Some(spec) = pod.spec.as_mut()
+        && spec.priority_class_name.as_deref() == Some("perf-high")
+    {
+        spec.priority = Some(10);
+    }
+    pod
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@
 
 pub mod e2e;
 pub mod inprocess;
+pub mod placements;
 pub mod report;
 pub mod workload;
 
