@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use common::selector::LabelSelector;
 use k8s_openapi::api::core::v1::Node;
+use parking_lot::Mutex;
 
 use crate::framework::types::{LabelsRef, NodeInfo, PodInfo};
+use crate::topology::Domains;
 
 /// One node as the cache knows it; `present` is false while only pods name it.
 struct NodeEntry {
@@ -73,6 +75,9 @@ pub struct Snapshot {
     pub pdbs: Vec<Pdb>,
     /// PersistentVolumeClaims and PersistentVolumes (VolumeBinding).
     pub volumes: crate::plugins::volume_binding::Volumes,
+    /// Per topology key, each node's domain: built on first use, dropped when nodes or
+    /// their labels change.
+    topology: Mutex<HashMap<String, Arc<Domains>>>,
 }
 
 /// What preemption needs of a PodDisruptionBudget.
@@ -104,6 +109,17 @@ impl Snapshot {
             copy.add_pod(p.clone());
         }
         Some(copy)
+    }
+
+    /// Each node's domain for a topology key.
+    pub fn domains(&self, key: &str) -> Arc<Domains> {
+        let mut t = self.topology.lock();
+        if let Some(d) = t.get(key) {
+            return d.clone();
+        }
+        let d = Arc::new(Domains::build(key, self.nodes.iter().map(|n| &**n)));
+        t.insert(key.to_owned(), d.clone());
+        d
     }
 
     /// A namespace's labels (for namespaceSelector in affinity terms).
@@ -337,6 +353,7 @@ impl Cache {
     pub fn update_snapshot(&mut self, snapshot: &mut Snapshot) {
         let mut lists_changed = self.nodes_changed;
         let mut images_changed = self.nodes_changed;
+        let mut labels_changed = self.nodes_changed;
         if self.nodes_changed {
             snapshot.nodes = self
                 .order
@@ -361,11 +378,15 @@ impl Cache {
                     || (old.pods_with_required_anti_affinity > 0)
                         != (entry.info.pods_with_required_anti_affinity > 0);
                 images_changed |= !Arc::ptr_eq(&old.images, &entry.info.images);
+                labels_changed |= old.labels != entry.info.labels;
                 snapshot.nodes[i] = entry.info.clone();
             }
         }
         self.dirty.clear();
         self.nodes_changed = false;
+        if labels_changed {
+            snapshot.topology.get_mut().clear();
+        }
         if lists_changed {
             snapshot.with_affinity = (0..snapshot.nodes.len())
                 .filter(|&i| snapshot.nodes[i].pods_with_affinity > 0)

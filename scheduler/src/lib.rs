@@ -16,6 +16,7 @@ pub mod plugins;
 pub mod queue;
 pub mod scheduler;
 pub mod testing;
+pub mod topology;
 
 pub use component::{Config, run};
 pub use error::{Error, Result};

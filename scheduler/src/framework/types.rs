@@ -8,6 +8,8 @@ use common::quantity::Quantity;
 use common::scheduling::node_affinity::NodeFields;
 use common::scheduling::resources;
 use common::selector::{LabelSelector, Operator, Requirement};
+
+use super::label_class::{ClassKey, LabelClass};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
@@ -204,19 +206,33 @@ impl AffinityTerm {
 
     /// Whether `pod` is one this term selects; `ns_labels` gives a namespace's labels.
     pub fn matches(&self, pod: &PodInfo, ns_labels: &dyn Fn(&str) -> Option<LabelsRef>) -> bool {
+        self.selects(&pod.namespace, &pod.labels, ns_labels)
+    }
+
+    /// Whether this term selects the pods of a label class.
+    pub fn matches_class(
+        &self,
+        class: &ClassKey,
+        ns_labels: &dyn Fn(&str) -> Option<LabelsRef>,
+    ) -> bool {
+        self.selects(&class.namespace, &class.labels, ns_labels)
+    }
+
+    fn selects(
+        &self,
+        namespace: &String,
+        labels: &BTreeMap<String, String>,
+        ns_labels: &dyn Fn(&str) -> Option<LabelsRef>,
+    ) -> bool {
         let in_scope = match &self.namespaces {
-            NamespaceScope::Names(names) => names.contains(&pod.namespace),
+            NamespaceScope::Names(names) => names.contains(namespace),
             NamespaceScope::Selector(names, sel) => {
-                names.contains(&pod.namespace)
+                names.contains(namespace)
                     || (sel.is_everything()
-                        || ns_labels(&pod.namespace).is_some_and(|l| sel.matches_map(&l)))
+                        || ns_labels(namespace).is_some_and(|l| sel.matches_map(&l)))
             }
         };
-        in_scope
-            && self
-                .selector
-                .as_ref()
-                .is_some_and(|s| s.matches_map(&pod.labels))
+        in_scope && self.selector.as_ref().is_some_and(|s| s.matches_map(labels))
     }
 }
 
@@ -238,6 +254,8 @@ pub struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Namespace, labels and terminating state, interned (see label_class).
+    pub class: Arc<LabelClass>,
     pub priority: i32,
     /// The pod's effective requests (init containers and overhead included).
     pub requests: Resource,
@@ -332,11 +350,19 @@ impl PodInfo {
                     })
                     .collect::<Vec<_>>()
             };
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let labels = meta.labels.clone().unwrap_or_default();
+        let class = LabelClass::intern(ClassKey {
+            namespace: namespace.clone(),
+            labels: labels.clone(),
+            terminating: meta.deletion_timestamp.is_some(),
+        });
         PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
+            namespace,
             name: meta.name.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels,
+            class,
             priority: spec.and_then(|s| s.priority).unwrap_or(0),
             requests,
             non_zero_cpu: non_zero.milli_cpu,
@@ -414,6 +440,8 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub pods: Vec<Arc<PodInfo>>,
+    /// The pods' label classes and how many pods of each are here.
+    pub classes: Vec<(Arc<LabelClass>, u32)>,
     pub taints: Vec<Taint>,
     pub used_ports: Vec<HostPort>,
     /// Image name (every name of each image) to its size.
@@ -444,6 +472,7 @@ impl NodeInfo {
             name: String::new(),
             generation: 0,
             pods: Vec::new(),
+            classes: Vec::new(),
             pods_with_affinity: 0,
             pods_with_required_anti_affinity: 0,
             used_ports: Vec::new(),
@@ -497,6 +526,10 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
+        match self.classes.iter_mut().find(|(c, _)| c.id == pod.class.id) {
+            Some((_, n)) => *n += 1,
+            None => self.classes.push((pod.class.clone(), 1)),
+        }
         self.pods.push(pod);
     }
 
@@ -519,6 +552,12 @@ impl NodeInfo {
         }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;
+        }
+        if let Some(j) = self.classes.iter().position(|(c, _)| c.id == pod.class.id) {
+            self.classes[j].1 -= 1;
+            if self.classes[j].1 == 0 {
+                self.classes.swap_remove(j);
+            }
         }
         true
     }

@@ -3,7 +3,7 @@
 //! domain; ScheduleAnyway constraints (and, for pods without constraints, the system
 //! default ones: hostname maxSkew 3, zone maxSkew 5) score emptier domains higher.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use common::selector::{LabelSelector, Operator, Requirement};
@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use super::node_affinity::pod_matches_node;
 use crate::cache::Snapshot;
+use crate::framework::label_class::{ClassKey, ClassMemo};
+use crate::topology::Domains;
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
@@ -173,24 +175,30 @@ fn nothing() -> LabelSelector {
     }])
 }
 
-/// Pods on `node` that `c` counts: same namespace, selected, not terminating.
-fn count_matching(c: &Constraint, namespace: &str, node: &NodeInfo) -> i64 {
-    node.pods
+/// Whether `c` counts the pods of a class: same namespace, selected, not terminating.
+fn selects(c: &Constraint, namespace: &str, class: &ClassKey) -> bool {
+    class.namespace == namespace && !class.terminating && c.selector.matches_map(&class.labels)
+}
+
+/// Pods on `node` that `c` counts, deciding each label class once per `memo`.
+fn count_matching(c: &Constraint, namespace: &str, node: &NodeInfo, memo: &mut ClassMemo) -> i64 {
+    node.classes
         .iter()
-        .filter(|p| {
-            p.namespace == namespace && !p.is_terminating() && c.selector.matches_map(&p.labels)
-        })
-        .count() as i64
+        .filter(|(class, _)| memo.get(class, |k| selects(c, namespace, k)))
+        .map(|(_, n)| i64::from(*n))
+        .sum()
 }
 
 /// Whether `node` takes part in the counting for the pod's constraints.
 fn node_counts(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bool {
-    if !constraints
+    constraints
         .iter()
         .all(|c| node.labels.contains_key(&c.topology_key))
-    {
-        return false;
-    }
+        && node_qualifies(pod, constraints, node)
+}
+
+/// The policies' part of `node_counts` (node affinity, taints), topology keys aside.
+fn node_qualifies(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bool {
     if constraints.iter().any(|c| c.honor_node_affinity) && !pod_matches_node(pod, node) {
         return false;
     }
@@ -206,8 +214,10 @@ fn node_counts(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bo
 #[derive(Clone)]
 struct PreFilterState {
     constraints: Vec<Constraint>,
-    /// Per constraint: domain value -> matching pods.
-    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: the snapshot's domains of its topology key.
+    domains: Vec<Arc<Domains>>,
+    /// Per constraint and domain: matching pods; None for a domain no counted node is in.
+    counts: Vec<Vec<Option<i64>>>,
     /// Per constraint: the smallest count over its domains (0 below minDomains).
     min_counts: Vec<i64>,
     self_match: Vec<i64>,
@@ -216,11 +226,11 @@ struct PreFilterState {
 impl PreFilterState {
     fn recompute_min(&mut self) {
         for (i, c) in self.constraints.iter().enumerate() {
-            let domains = self.counts[i].len() as i64;
-            self.min_counts[i] = if domains < c.min_domains {
+            let present = self.counts[i].iter().flatten();
+            self.min_counts[i] = if (present.clone().count() as i64) < c.min_domains {
                 0
             } else {
-                self.counts[i].values().copied().min().unwrap_or(0)
+                present.copied().min().unwrap_or(0)
             };
         }
     }
@@ -231,9 +241,9 @@ impl PreFilterState {
         }
         for (i, c) in self.constraints.iter().enumerate() {
             if c.selector.matches_map(&other.labels)
-                && let Some(v) = node.labels.get(&c.topology_key)
+                && let Some(d) = self.domains[i].of(node, &c.topology_key)
             {
-                *self.counts[i].entry(v.clone()).or_default() += by;
+                *self.counts[i][d].get_or_insert(0) += by;
             }
         }
         self.recompute_min();
@@ -276,20 +286,21 @@ impl PreFilterPlugin for PodTopologySpread {
         if constraints.is_empty() {
             return (None, Status::skip());
         }
-        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
-        for node in &snapshot.nodes {
-            if !node_counts(pod, &constraints, node) {
+        let domains: Vec<Arc<Domains>> = constraints
+            .iter()
+            .map(|c| snapshot.domains(&c.topology_key))
+            .collect();
+        let mut counts: Vec<Vec<Option<i64>>> = domains.iter().map(|d| vec![None; d.len()]).collect();
+        let mut memos: Vec<ClassMemo> = constraints.iter().map(|_| ClassMemo::new()).collect();
+        for (n, node) in snapshot.nodes.iter().enumerate() {
+            if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
+                || !node_qualifies(pod, &constraints, node)
+            {
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
-                let v = &node.labels[&c.topology_key];
-                let n = count_matching(c, &pod.namespace, node);
-                match counts[i].get_mut(v.as_str()) {
-                    Some(total) => *total += n,
-                    None => {
-                        counts[i].insert(v.clone(), n);
-                    }
-                }
+                let matching = count_matching(c, &pod.namespace, node, &mut memos[i]);
+                *counts[i][domains[i].of_node[n] as usize].get_or_insert(0) += matching;
             }
         }
         let self_match = constraints
@@ -299,6 +310,7 @@ impl PreFilterPlugin for PodTopologySpread {
         let n = constraints.len();
         let mut s = PreFilterState {
             constraints,
+            domains,
             counts,
             min_counts: vec![0; n],
             self_match,
@@ -345,7 +357,7 @@ impl FilterPlugin for PodTopologySpread {
             let Some(v) = node.labels.get(&c.topology_key) else {
                 return Status::unresolvable(ERR_MISSING_LABEL);
             };
-            let matching = s.counts[i].get(v).copied().unwrap_or(0);
+            let matching = s.domains[i].id(v).and_then(|d| s.counts[i][d]).unwrap_or(0);
             let skew = matching + s.self_match[i] - s.min_counts[i];
             if skew > c.max_skew {
                 return Status::unschedulable(ERR_CONSTRAINTS_NOT_MATCH);
@@ -359,8 +371,12 @@ struct PreScoreState {
     constraints: Vec<Constraint>,
     /// Nodes (by name) missing a topology key: they score 0.
     ignored: HashSet<String>,
-    /// Per constraint (not hostname ones): domain value -> matching pods.
-    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: the snapshot's domains of its topology key.
+    domains: Vec<Arc<Domains>>,
+    /// Per constraint (not hostname ones) and domain: matching pods.
+    counts: Vec<Vec<i64>>,
+    /// Per constraint: which label classes it counts (those of the scored nodes' pods).
+    memos: Vec<ClassMemo>,
     /// Per constraint: log(domains + 2), so constraints over few domains weigh less.
     weights: Vec<f64>,
 }
@@ -377,35 +393,45 @@ impl PreScorePlugin for PodTopologySpread {
         if constraints.is_empty() {
             return Status::skip();
         }
+        let domains: Vec<Arc<Domains>> = constraints
+            .iter()
+            .map(|c| snapshot.domains(&c.topology_key))
+            .collect();
+        let mut memos: Vec<ClassMemo> = constraints.iter().map(|_| ClassMemo::new()).collect();
         let mut ignored = HashSet::new();
-        let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
+        // Per constraint and domain: whether a scored node is in it.
+        let mut scored: Vec<Vec<bool>> = domains.iter().map(|d| vec![false; d.len()]).collect();
         for n in nodes {
-            if !constraints
+            let ids: Option<Vec<usize>> = constraints
                 .iter()
-                .all(|c| n.labels.contains_key(&c.topology_key))
-            {
+                .zip(&domains)
+                .map(|(c, d)| d.of(n, &c.topology_key))
+                .collect();
+            let Some(ids) = ids else {
                 ignored.insert(n.name.clone());
                 continue;
-            }
+            };
             for (i, c) in constraints.iter().enumerate() {
-                domains[i].insert(&n.labels[&c.topology_key]);
+                scored[i][ids[i]] = true;
+                // Score reads these classes for hostname constraints.
+                for (class, _) in &n.classes {
+                    memos[i].get(class, |k| selects(c, &pod.namespace, k));
+                }
             }
         }
-        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
+        let mut counts: Vec<Vec<i64>> = domains.iter().map(|d| vec![0; d.len()]).collect();
         let needs_counts = constraints.iter().any(|c| c.topology_key != HOSTNAME);
         if needs_counts {
-            for node in &snapshot.nodes {
-                if !node_counts(pod, &constraints, node) {
+            for (n, node) in snapshot.nodes.iter().enumerate() {
+                if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
+                    || !node_qualifies(pod, &constraints, node)
+                {
                     continue;
                 }
                 for (i, c) in constraints.iter().enumerate() {
-                    if c.topology_key == HOSTNAME {
-                        continue;
-                    }
-                    let v = &node.labels[&c.topology_key];
-                    if domains[i].contains(v.as_str()) {
-                        *counts[i].entry(v.clone()).or_default() +=
-                            count_matching(c, &pod.namespace, node);
+                    let d = domains[i].of_node[n] as usize;
+                    if c.topology_key != HOSTNAME && scored[i][d] {
+                        counts[i][d] += count_matching(c, &pod.namespace, node, &mut memos[i]);
                     }
                 }
             }
@@ -417,7 +443,7 @@ impl PreScorePlugin for PodTopologySpread {
                 let size = if c.topology_key == HOSTNAME {
                     nodes.len() - ignored.len()
                 } else {
-                    domains[i].len()
+                    scored[i].iter().filter(|s| **s).count()
                 };
                 ((size + 2) as f64).ln()
             })
@@ -425,7 +451,9 @@ impl PreScorePlugin for PodTopologySpread {
         state.write(PreScoreState {
             constraints,
             ignored,
+            domains,
             counts,
+            memos,
             weights,
         });
         Status::success()
@@ -446,9 +474,17 @@ impl ScorePlugin for PodTopologySpread {
                 continue;
             };
             let count = if c.topology_key == HOSTNAME {
-                count_matching(c, &pod.namespace, node)
+                node.classes
+                    .iter()
+                    .filter(|(class, _)| {
+                        s.memos[i]
+                            .known(class)
+                            .unwrap_or_else(|| selects(c, &pod.namespace, &class.key))
+                    })
+                    .map(|(_, n)| i64::from(*n))
+                    .sum()
             } else {
-                s.counts[i].get(v).copied().unwrap_or(0)
+                s.domains[i].id(v).map_or(0, |d| s.counts[i][d])
             };
             score += count as f64 * s.weights[i] + (c.max_skew - 1) as f64;
         }
