@@ -232,7 +232,11 @@ impl AffinityTerm {
                         || ns_labels(namespace).is_some_and(|l| sel.matches_map(&l)))
             }
         };
-        in_scope && self.selector.as_ref().is_some_and(|s| s.matches_map(labels))
+        in_scope
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches_map(labels))
     }
 }
 

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::cache::Snapshot;
+use crate::framework::label_class::ClassMemo;
 use crate::framework::types::{AffinityTerm, LabelsRef};
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
     Status,
 };
+use crate::topology::Domains;
 
 pub const NAME: &str = "InterPodAffinity";
 pub const ERR_AFFINITY: &str = "node(s) didn't match pod affinity rules";
@@ -71,6 +73,57 @@ fn add(counts: &mut Counts, key: &str, value: &str, by: i64) {
     }
 }
 
+/// Counts gathered by node index into arrays per topology key (the snapshot's domains),
+/// then turned into `Counts` once: a cycle hashes each touched domain once, not each pod.
+struct Tally<'a> {
+    snapshot: &'a Snapshot,
+    keys: Vec<(String, Arc<Domains>, Vec<Option<i64>>)>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(snapshot: &'a Snapshot) -> Tally<'a> {
+        Tally {
+            snapshot,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The slot of a topology key (few per cycle: a linear search).
+    fn slot(&mut self, key: &str) -> usize {
+        if let Some(i) = self.keys.iter().position(|(k, _, _)| k == key) {
+            return i;
+        }
+        let domains = self.snapshot.domains(key);
+        let counts = vec![None; domains.len()];
+        self.keys.push((key.to_owned(), domains, counts));
+        self.keys.len() - 1
+    }
+
+    /// Adds `by` in the domain of the snapshot's node `node` (nothing without the key).
+    fn add(&mut self, slot: usize, node: usize, by: i64) {
+        let (_, domains, counts) = &mut self.keys[slot];
+        let d = domains.of_node[node];
+        if d != Domains::NONE {
+            *counts[d as usize].get_or_insert(0) += by;
+        }
+    }
+
+    fn into_counts(self) -> Counts {
+        self.keys
+            .into_iter()
+            .filter(|(_, _, counts)| counts.iter().any(Option::is_some))
+            .map(|(key, domains, counts)| {
+                let values = counts
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(d, c)| Some((domains.values[d].clone(), c?)))
+                    .collect();
+                (key, values)
+            })
+            .collect()
+    }
+}
+
 fn count(counts: &Counts, key: &str, value: &str) -> i64 {
     counts
         .get(key)
@@ -101,37 +154,63 @@ fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
     }
 }
 
+/// The incoming pod's terms with a per-cycle memo of the label classes each selects.
+fn memoized(terms: &[AffinityTerm]) -> Vec<(&AffinityTerm, ClassMemo)> {
+    terms.iter().map(|t| (t, ClassMemo::new())).collect()
+}
+
+/// Adds, for each term, the pods on node `n` it selects (decided per label class).
+fn tally_terms(
+    tally: &mut Tally,
+    terms: &mut [(&AffinityTerm, ClassMemo)],
+    weights: &[i64],
+    n: usize,
+    node: &NodeInfo,
+    ns: &dyn Fn(&str) -> Option<LabelsRef>,
+) {
+    for ((term, memo), weight) in terms.iter_mut().zip(weights) {
+        let matching: i64 = node
+            .classes
+            .iter()
+            .filter(|(class, _)| memo.get(class, |k| term.matches_class(k, ns)))
+            .map(|(_, count)| i64::from(*count))
+            .sum();
+        if matching > 0 && *weight != 0 {
+            let slot = tally.slot(&term.topology_key);
+            tally.add(slot, n, matching * weight);
+        }
+    }
+}
+
 impl InterPodAffinity {
     fn counts(&self, pod: &PodInfo, snapshot: &Snapshot) -> PreFilterState {
         let ns = ns_lookup(snapshot);
         let mut s = PreFilterState::default();
+        let mut existing_anti = Tally::new(snapshot);
         for &i in &snapshot.with_required_anti_affinity {
-            let node = &snapshot.nodes[i];
-            for existing in &node.pods {
+            for existing in &snapshot.nodes[i].pods {
                 for term in &existing.required_anti_affinity {
                     if term.matches(pod, &ns) {
-                        bump(&mut s.existing_anti_affinity, node, &term.topology_key, 1);
+                        let slot = existing_anti.slot(&term.topology_key);
+                        existing_anti.add(slot, i, 1);
                     }
                 }
             }
         }
+        s.existing_anti_affinity = existing_anti.into_counts();
         if pod.required_affinity.is_empty() && pod.required_anti_affinity.is_empty() {
             return s;
         }
-        for node in &snapshot.nodes {
-            for existing in &node.pods {
-                for term in &pod.required_affinity {
-                    if term.matches(existing, &ns) {
-                        bump(&mut s.affinity, node, &term.topology_key, 1);
-                    }
-                }
-                for term in &pod.required_anti_affinity {
-                    if term.matches(existing, &ns) {
-                        bump(&mut s.anti_affinity, node, &term.topology_key, 1);
-                    }
-                }
-            }
+        let (mut affinity, mut anti) = (Tally::new(snapshot), Tally::new(snapshot));
+        let mut affinity_terms = memoized(&pod.required_affinity);
+        let mut anti_terms = memoized(&pod.required_anti_affinity);
+        let ones = vec![1; affinity_terms.len().max(anti_terms.len())];
+        for (n, node) in snapshot.nodes.iter().enumerate() {
+            tally_terms(&mut affinity, &mut affinity_terms, &ones, n, node, &ns);
+            tally_terms(&mut anti, &mut anti_terms, &ones, n, node, &ns);
         }
+        s.affinity = affinity.into_counts();
+        s.anti_affinity = anti.into_counts();
         s.self_affinity = pod.required_affinity.iter().all(|t| t.matches(pod, &ns));
         s
     }
@@ -281,45 +360,20 @@ impl FilterPlugin for InterPodAffinity {
 struct PreScoreState(Counts);
 
 impl InterPodAffinity {
-    fn score_terms(
-        &self,
-        scores: &mut PreScoreState,
-        terms: &[(&AffinityTerm, i64)],
-        target: &PodInfo,
-        node: &NodeInfo,
-        ns: &dyn Fn(&str) -> Option<LabelsRef>,
-    ) {
-        for (term, weight) in terms {
-            self.score_term(scores, term, *weight, target, node, ns);
-        }
-    }
-
+    /// Adds `weight` in `node`'s domain of the term's key when the term selects `target`.
     fn score_term(
-        &self,
-        scores: &mut PreScoreState,
+        tally: &mut Tally,
         term: &AffinityTerm,
         weight: i64,
         target: &PodInfo,
-        node: &NodeInfo,
+        n: usize,
         ns: &dyn Fn(&str) -> Option<LabelsRef>,
     ) {
-        if weight != 0
-            && let Some(v) = node.labels.get(&term.topology_key)
-            && term.matches(target, ns)
-        {
-            add(&mut scores.0, &term.topology_key, v, weight);
+        if weight != 0 && term.matches(target, ns) {
+            let slot = tally.slot(&term.topology_key);
+            tally.add(slot, n, weight);
         }
     }
-}
-
-fn weighted(
-    terms: &[crate::framework::types::WeightedAffinityTerm],
-    sign: i64,
-) -> Vec<(&AffinityTerm, i64)> {
-    terms
-        .iter()
-        .map(|t| (&t.term, sign * i64::from(t.weight)))
-        .collect()
 }
 
 impl PreScorePlugin for InterPodAffinity {
@@ -336,48 +390,50 @@ impl PreScorePlugin for InterPodAffinity {
             return Status::skip();
         }
         let ns = ns_lookup(snapshot);
-        let incoming: Vec<(&AffinityTerm, i64)> = weighted(&pod.preferred_affinity, 1)
-            .into_iter()
-            .chain(weighted(&pod.preferred_anti_affinity, -1))
-            .collect();
-        let mut scores = PreScoreState::default();
-        let nodes: Box<dyn Iterator<Item = &Arc<NodeInfo>>> = if has_preferred {
-            Box::new(snapshot.nodes.iter())
+        let mut incoming: Vec<(&AffinityTerm, ClassMemo)> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        for (terms, sign) in [
+            (&pod.preferred_affinity, 1),
+            (&pod.preferred_anti_affinity, -1),
+        ] {
+            for t in terms {
+                incoming.push((&t.term, ClassMemo::new()));
+                weights.push(sign * i64::from(t.weight));
+            }
+        }
+        let mut tally = Tally::new(snapshot);
+        let nodes: Box<dyn Iterator<Item = usize>> = if has_preferred {
+            Box::new(0..snapshot.nodes.len())
         } else {
-            Box::new(snapshot.with_affinity.iter().map(|&i| &snapshot.nodes[i]))
+            Box::new(snapshot.with_affinity.iter().copied())
         };
-        for node in nodes {
-            for existing in &node.pods {
-                // The incoming pod's preferences towards the existing pod.
-                self.score_terms(&mut scores, &incoming, existing, node, &ns);
-                if !existing.has_affinity() {
-                    continue;
-                }
-                // The existing pod's terms towards the incoming pod.
+        for n in nodes {
+            let node = &snapshot.nodes[n];
+            // The incoming pod's preferences towards the existing pods.
+            tally_terms(&mut tally, &mut incoming, &weights, n, node, &ns);
+            if node.pods_with_affinity == 0 {
+                continue;
+            }
+            // The existing pods' terms towards the incoming pod.
+            for existing in node.pods.iter().filter(|p| p.has_affinity()) {
                 for t in &existing.required_affinity {
-                    self.score_term(
-                        &mut scores,
-                        t,
-                        self.hard_pod_affinity_weight,
-                        pod,
-                        node,
-                        &ns,
-                    );
+                    Self::score_term(&mut tally, t, self.hard_pod_affinity_weight, pod, n, &ns);
                 }
                 if !self.ignore_preferred_terms_of_existing_pods {
                     for t in &existing.preferred_affinity {
-                        self.score_term(&mut scores, &t.term, i64::from(t.weight), pod, node, &ns);
+                        Self::score_term(&mut tally, &t.term, i64::from(t.weight), pod, n, &ns);
                     }
                     for t in &existing.preferred_anti_affinity {
-                        self.score_term(&mut scores, &t.term, -i64::from(t.weight), pod, node, &ns);
+                        Self::score_term(&mut tally, &t.term, -i64::from(t.weight), pod, n, &ns);
                     }
                 }
             }
         }
-        if scores.0.is_empty() {
+        let scores = tally.into_counts();
+        if scores.is_empty() {
             return Status::skip();
         }
-        state.write(scores);
+        state.write(PreScoreState(scores));
         Status::success()
     }
 }

@@ -12,12 +12,12 @@ use serde::Deserialize;
 use super::node_affinity::pod_matches_node;
 use crate::cache::Snapshot;
 use crate::framework::label_class::{ClassKey, ClassMemo};
-use crate::topology::Domains;
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
     Status,
 };
+use crate::topology::Domains;
 use common::scheduling::tolerations::{does_not_schedule, find_untolerated_taint};
 
 pub const NAME: &str = "PodTopologySpread";
@@ -290,7 +290,8 @@ impl PreFilterPlugin for PodTopologySpread {
             .iter()
             .map(|c| snapshot.domains(&c.topology_key))
             .collect();
-        let mut counts: Vec<Vec<Option<i64>>> = domains.iter().map(|d| vec![None; d.len()]).collect();
+        let mut counts: Vec<Vec<Option<i64>>> =
+            domains.iter().map(|d| vec![None; d.len()]).collect();
         let mut memos: Vec<ClassMemo> = constraints.iter().map(|_| ClassMemo::new()).collect();
         for (n, node) in snapshot.nodes.iter().enumerate() {
             if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
