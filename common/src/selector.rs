@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 pub struct SelectorError(pub String);
 
 /// The operators of a label requirement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operator {
     Equals,
     DoubleEquals,
@@ -26,7 +26,7 @@ pub enum Operator {
 }
 
 /// One `key op values` term; all terms of a selector must hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Requirement {
     pub key: String,
     pub op: Operator,
@@ -82,7 +82,7 @@ impl fmt::Display for Requirement {
 }
 
 /// A parsed label selector; empty selects everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LabelSelector {
     requirements: Vec<Requirement>,
 }

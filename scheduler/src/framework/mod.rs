@@ -6,6 +6,7 @@
 //! hot path, so they take shared references, allocate nothing on success and read their
 //! PreFilter/PreScore results from [`CycleState`] by type.
 
+pub mod interner;
 pub mod label_class;
 pub mod registry;
 pub mod runtime;

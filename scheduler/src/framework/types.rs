@@ -2,14 +2,17 @@
 //! (PodInfo), and a node with the pods on it and their sums (NodeInfo).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
 
 use common::quantity::Quantity;
 use common::scheduling::node_affinity::NodeFields;
 use common::scheduling::resources;
 use common::selector::{LabelSelector, Operator, Requirement};
 
-use super::label_class::{ClassKey, LabelClass};
+use super::interner::{Interned, Interner, Memo};
+use super::label_class::{ClassKey, LabelClass, class_of};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
@@ -135,7 +138,7 @@ impl HostPort {
 }
 
 /// Which namespaces an affinity term's selector looks in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NamespaceScope {
     /// The listed namespaces (the pod's own when the term lists none and has no selector).
     Names(Vec<String>),
@@ -143,8 +146,9 @@ pub enum NamespaceScope {
     Selector(Vec<String>, LabelSelector),
 }
 
-/// A pod (anti-)affinity term, parsed once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A pod (anti-)affinity term, parsed once and interned (equal terms of many pods share
+/// one, so a cycle decides each distinct term once).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AffinityTerm {
     /// None (a nil labelSelector) matches no pod.
     pub selector: Option<LabelSelector>,
@@ -153,7 +157,7 @@ pub struct AffinityTerm {
 }
 
 impl AffinityTerm {
-    fn parse(term: &PodAffinityTerm, pod: &Pod) -> AffinityTerm {
+    fn parse(term: &PodAffinityTerm, pod: &Pod) -> Term {
         let own_ns = pod.metadata.namespace.clone().unwrap_or_default();
         let pod_labels = pod.metadata.labels.as_ref();
         let mut selector = term.label_selector.as_ref().map(|s| {
@@ -197,11 +201,11 @@ impl AffinityTerm {
             None if names.is_empty() => NamespaceScope::Names(vec![own_ns]),
             None => NamespaceScope::Names(names),
         };
-        AffinityTerm {
+        TERMS.lock().intern(AffinityTerm {
             selector,
             namespaces,
             topology_key: term.topology_key.clone(),
-        }
+        })
     }
 
     /// Whether `pod` is one this term selects; `ns_labels` gives a namespace's labels.
@@ -243,10 +247,20 @@ impl AffinityTerm {
 /// A namespace's labels as the snapshot keeps them.
 pub type LabelsRef = Arc<BTreeMap<String, String>>;
 
+/// An interned affinity term.
+pub type Term = Arc<Interned<AffinityTerm>>;
+
+static TERMS: LazyLock<Mutex<Interner<AffinityTerm>>> = LazyLock::new(Default::default);
+
+/// A per-cycle memo over affinity terms.
+pub fn term_memo() -> Memo {
+    Memo::new(TERMS.lock().id_bound())
+}
+
 /// A weighted (preferred) affinity term.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WeightedAffinityTerm {
-    pub term: AffinityTerm,
+    pub term: Term,
     pub weight: i32,
 }
 
@@ -267,8 +281,8 @@ pub struct PodInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub host_ports: Vec<HostPort>,
-    pub required_affinity: Vec<AffinityTerm>,
-    pub required_anti_affinity: Vec<AffinityTerm>,
+    pub required_affinity: Vec<Term>,
+    pub required_anti_affinity: Vec<Term>,
     pub preferred_affinity: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity: Vec<WeightedAffinityTerm>,
     /// The node the pod is bound to (spec.nodeName) or assumed on; empty while pending.
@@ -336,7 +350,7 @@ impl PodInfo {
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
         let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
-        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
+        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<Term> {
             terms
                 .into_iter()
                 .flatten()
@@ -356,7 +370,7 @@ impl PodInfo {
             };
         let namespace = meta.namespace.clone().unwrap_or_default();
         let labels = meta.labels.clone().unwrap_or_default();
-        let class = LabelClass::intern(ClassKey {
+        let class = class_of(ClassKey {
             namespace: namespace.clone(),
             labels: labels.clone(),
             terminating: meta.deletion_timestamp.is_some(),

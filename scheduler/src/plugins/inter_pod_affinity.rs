@@ -11,8 +11,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::cache::Snapshot;
-use crate::framework::label_class::ClassMemo;
-use crate::framework::types::{AffinityTerm, LabelsRef};
+use crate::framework::interner::Memo;
+use crate::framework::label_class::class_memo;
+use crate::framework::types::{AffinityTerm, LabelsRef, Term, term_memo};
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
@@ -155,14 +156,14 @@ fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
 }
 
 /// The incoming pod's terms with a per-cycle memo of the label classes each selects.
-fn memoized(terms: &[AffinityTerm]) -> Vec<(&AffinityTerm, ClassMemo)> {
-    terms.iter().map(|t| (t, ClassMemo::new())).collect()
+fn memoized(terms: &[Term]) -> Vec<(&AffinityTerm, Memo)> {
+    terms.iter().map(|t| (&***t, class_memo())).collect()
 }
 
 /// Adds, for each term, the pods on node `n` it selects (decided per label class).
 fn tally_terms(
     tally: &mut Tally,
-    terms: &mut [(&AffinityTerm, ClassMemo)],
+    terms: &mut [(&AffinityTerm, Memo)],
     weights: &[i64],
     n: usize,
     node: &NodeInfo,
@@ -187,10 +188,12 @@ impl InterPodAffinity {
         let ns = ns_lookup(snapshot);
         let mut s = PreFilterState::default();
         let mut existing_anti = Tally::new(snapshot);
+        // Existing pods' terms towards the incoming pod, each distinct term decided once.
+        let mut selects_pod = term_memo();
         for &i in &snapshot.with_required_anti_affinity {
             for existing in &snapshot.nodes[i].pods {
                 for term in &existing.required_anti_affinity {
-                    if term.matches(pod, &ns) {
+                    if selects_pod.get(term, |t| t.matches(pod, &ns)) {
                         let slot = existing_anti.slot(&term.topology_key);
                         existing_anti.add(slot, i, 1);
                     }
@@ -360,16 +363,16 @@ impl FilterPlugin for InterPodAffinity {
 struct PreScoreState(Counts);
 
 impl InterPodAffinity {
-    /// Adds `weight` in `node`'s domain of the term's key when the term selects `target`.
+    /// Adds `weight` in node `n`'s domain of the term's key when the term selects the
+    /// incoming pod (`selects_pod` remembers the answer per distinct term).
     fn score_term(
         tally: &mut Tally,
-        term: &AffinityTerm,
+        term: &Term,
         weight: i64,
-        target: &PodInfo,
+        selects_pod: &mut dyn FnMut(&Term) -> bool,
         n: usize,
-        ns: &dyn Fn(&str) -> Option<LabelsRef>,
     ) {
-        if weight != 0 && term.matches(target, ns) {
+        if weight != 0 && selects_pod(term) {
             let slot = tally.slot(&term.topology_key);
             tally.add(slot, n, weight);
         }
@@ -390,18 +393,20 @@ impl PreScorePlugin for InterPodAffinity {
             return Status::skip();
         }
         let ns = ns_lookup(snapshot);
-        let mut incoming: Vec<(&AffinityTerm, ClassMemo)> = Vec::new();
+        let mut incoming: Vec<(&AffinityTerm, Memo)> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
         for (terms, sign) in [
             (&pod.preferred_affinity, 1),
             (&pod.preferred_anti_affinity, -1),
         ] {
             for t in terms {
-                incoming.push((&t.term, ClassMemo::new()));
+                incoming.push((&t.term, class_memo()));
                 weights.push(sign * i64::from(t.weight));
             }
         }
         let mut tally = Tally::new(snapshot);
+        let mut memo = term_memo();
+        let mut selects_pod = |t: &Term| memo.get(t, |t| t.matches(pod, &ns));
         let nodes: Box<dyn Iterator<Item = usize>> = if has_preferred {
             Box::new(0..snapshot.nodes.len())
         } else {
@@ -417,14 +422,32 @@ impl PreScorePlugin for InterPodAffinity {
             // The existing pods' terms towards the incoming pod.
             for existing in node.pods.iter().filter(|p| p.has_affinity()) {
                 for t in &existing.required_affinity {
-                    Self::score_term(&mut tally, t, self.hard_pod_affinity_weight, pod, n, &ns);
+                    Self::score_term(
+                        &mut tally,
+                        t,
+                        self.hard_pod_affinity_weight,
+                        &mut selects_pod,
+                        n,
+                    );
                 }
                 if !self.ignore_preferred_terms_of_existing_pods {
                     for t in &existing.preferred_affinity {
-                        Self::score_term(&mut tally, &t.term, i64::from(t.weight), pod, n, &ns);
+                        Self::score_term(
+                            &mut tally,
+                            &t.term,
+                            i64::from(t.weight),
+                            &mut selects_pod,
+                            n,
+                        );
                     }
                     for t in &existing.preferred_anti_affinity {
-                        Self::score_term(&mut tally, &t.term, -i64::from(t.weight), pod, n, &ns);
+                        Self::score_term(
+                            &mut tally,
+                            &t.term,
+                            -i64::from(t.weight),
+                            &mut selects_pod,
+                            n,
+                        );
                     }
                 }
             }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::node_affinity::pod_matches_node;
 use crate::cache::Snapshot;
-use crate::framework::label_class::{ClassKey, ClassMemo};
+use crate::framework::interner::Memo;
+use crate::framework::label_class::{ClassKey, class_memo};
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
@@ -181,7 +182,7 @@ fn selects(c: &Constraint, namespace: &str, class: &ClassKey) -> bool {
 }
 
 /// Pods on `node` that `c` counts, deciding each label class once per `memo`.
-fn count_matching(c: &Constraint, namespace: &str, node: &NodeInfo, memo: &mut ClassMemo) -> i64 {
+fn count_matching(c: &Constraint, namespace: &str, node: &NodeInfo, memo: &mut Memo) -> i64 {
     node.classes
         .iter()
         .filter(|(class, _)| memo.get(class, |k| selects(c, namespace, k)))
@@ -292,7 +293,7 @@ impl PreFilterPlugin for PodTopologySpread {
             .collect();
         let mut counts: Vec<Vec<Option<i64>>> =
             domains.iter().map(|d| vec![None; d.len()]).collect();
-        let mut memos: Vec<ClassMemo> = constraints.iter().map(|_| ClassMemo::new()).collect();
+        let mut memos: Vec<Memo> = constraints.iter().map(|_| class_memo()).collect();
         for (n, node) in snapshot.nodes.iter().enumerate() {
             if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
                 || !node_qualifies(pod, &constraints, node)
@@ -377,7 +378,7 @@ struct PreScoreState {
     /// Per constraint (not hostname ones) and domain: matching pods.
     counts: Vec<Vec<i64>>,
     /// Per constraint: which label classes it counts (those of the scored nodes' pods).
-    memos: Vec<ClassMemo>,
+    memos: Vec<Memo>,
     /// Per constraint: log(domains + 2), so constraints over few domains weigh less.
     weights: Vec<f64>,
 }
@@ -398,7 +399,7 @@ impl PreScorePlugin for PodTopologySpread {
             .iter()
             .map(|c| snapshot.domains(&c.topology_key))
             .collect();
-        let mut memos: Vec<ClassMemo> = constraints.iter().map(|_| ClassMemo::new()).collect();
+        let mut memos: Vec<Memo> = constraints.iter().map(|_| class_memo()).collect();
         let mut ignored = HashSet::new();
         // Per constraint and domain: whether a scored node is in it.
         let mut scored: Vec<Vec<bool>> = domains.iter().map(|d| vec![false; d.len()]).collect();
@@ -480,7 +481,7 @@ impl ScorePlugin for PodTopologySpread {
                     .filter(|(class, _)| {
                         s.memos[i]
                             .known(class)
-                            .unwrap_or_else(|| selects(c, &pod.namespace, &class.key))
+                            .unwrap_or_else(|| selects(c, &pod.namespace, class))
                     })
                     .map(|(_, n)| i64::from(*n))
                     .sum()
