@@ -57,80 +57,140 @@ pub fn factory(
     }))
 }
 
-/// topology key -> value -> count (nested so lookups borrow the node's labels).
-type Counts = HashMap<String, HashMap<String, i64>>;
+/// Matching pods (or score) per topology key and domain: arrays over the snapshot's
+/// domains, and a map for values outside them (only preemption's what-ifs add those).
+#[derive(Clone, Default)]
+struct Counts {
+    keys: Vec<KeyCounts>,
+    other: HashMap<String, HashMap<String, i64>>,
+}
 
-/// Adds `by` at (key, value); allocates only for a key or value not seen before.
-fn add(counts: &mut Counts, key: &str, value: &str, by: i64) {
-    if !counts.contains_key(key) {
-        counts.insert(key.to_owned(), HashMap::new());
+#[derive(Clone)]
+struct KeyCounts {
+    key: String,
+    domains: Arc<Domains>,
+    /// Per domain; None where nothing was counted.
+    counts: Vec<Option<i64>>,
+}
+
+impl Counts {
+    /// Whether nothing was counted anywhere.
+    fn is_empty(&self) -> bool {
+        self.other.is_empty()
+            && self
+                .keys
+                .iter()
+                .all(|k| k.counts.iter().all(Option::is_none))
     }
-    let values = counts.get_mut(key).expect("inserted");
-    match values.get_mut(value) {
-        Some(c) => *c += by,
-        None => {
-            values.insert(value.to_owned(), by);
+
+    /// The count in `node`'s domain of `key` (0 without the key or a count).
+    fn at(&self, node: &NodeInfo, key: &str) -> i64 {
+        let Some(v) = node.labels.get(key) else {
+            return 0;
+        };
+        let counted = self
+            .keys
+            .iter()
+            .find(|k| k.key == key)
+            .and_then(|k| k.domains.id(v).and_then(|d| k.counts[d]));
+        counted.unwrap_or(0)
+            + self
+                .other
+                .get(key)
+                .and_then(|m| m.get(v))
+                .copied()
+                .unwrap_or(0)
+    }
+
+    /// Every key counted, once each.
+    fn key_names(&self) -> impl Iterator<Item = &str> {
+        let own = self.keys.iter().map(|k| k.key.as_str());
+        let other = self
+            .other
+            .keys()
+            .map(String::as_str)
+            .filter(|o| !self.keys.iter().any(|k| k.key == *o));
+        own.chain(other)
+    }
+
+    /// The sum over keys of `node`'s domain counts (a node's score).
+    fn sum_at(&self, node: &NodeInfo) -> i64 {
+        self.key_names().map(|k| self.at(node, k)).sum()
+    }
+
+    fn any_positive_at(&self, node: &NodeInfo) -> bool {
+        self.key_names().any(|k| self.at(node, k) > 0)
+    }
+
+    fn all_non_positive(&self) -> bool {
+        self.keys
+            .iter()
+            .flat_map(|k| k.counts.iter().flatten())
+            .chain(self.other.values().flat_map(HashMap::values))
+            .all(|c| *c <= 0)
+    }
+
+    /// Adds `by` in `node`'s domain of `key` (any node: preemption's what-ifs).
+    fn bump(&mut self, node: &NodeInfo, key: &str, by: i64) {
+        let Some(v) = node.labels.get(key) else {
+            return;
+        };
+        if let Some(k) = self.keys.iter_mut().find(|k| k.key == key)
+            && let Some(d) = k.domains.id(v)
+        {
+            *k.counts[d].get_or_insert(0) += by;
+            return;
         }
+        *self
+            .other
+            .entry(key.to_owned())
+            .or_default()
+            .entry(v.clone())
+            .or_default() += by;
     }
 }
 
-/// Counts gathered by node index into arrays per topology key (the snapshot's domains),
-/// then turned into `Counts` once: a cycle hashes each touched domain once, not each pod.
+/// Builds `Counts` by the snapshot's node index: a cycle touches arrays, not hash maps.
 struct Tally<'a> {
     snapshot: &'a Snapshot,
-    keys: Vec<(String, Arc<Domains>, Vec<Option<i64>>)>,
+    counts: Counts,
 }
 
 impl<'a> Tally<'a> {
     fn new(snapshot: &'a Snapshot) -> Tally<'a> {
         Tally {
             snapshot,
-            keys: Vec::new(),
+            counts: Counts::default(),
         }
     }
 
     /// The slot of a topology key (few per cycle: a linear search).
     fn slot(&mut self, key: &str) -> usize {
-        if let Some(i) = self.keys.iter().position(|(k, _, _)| k == key) {
+        let keys = &mut self.counts.keys;
+        if let Some(i) = keys.iter().position(|k| k.key == key) {
             return i;
         }
         let domains = self.snapshot.domains(key);
-        let counts = vec![None; domains.len()];
-        self.keys.push((key.to_owned(), domains, counts));
-        self.keys.len() - 1
+        keys.push(KeyCounts {
+            key: key.to_owned(),
+            counts: vec![None; domains.len()],
+            domains,
+        });
+        keys.len() - 1
     }
 
     /// Adds `by` in the domain of the snapshot's node `node` (nothing without the key).
     fn add(&mut self, slot: usize, node: usize, by: i64) {
-        let (_, domains, counts) = &mut self.keys[slot];
-        let d = domains.of_node[node];
+        let k = &mut self.counts.keys[slot];
+        let d = k.domains.of_node[node];
         if d != Domains::NONE {
-            *counts[d as usize].get_or_insert(0) += by;
+            *k.counts[d as usize].get_or_insert(0) += by;
         }
     }
 
-    fn into_counts(self) -> Counts {
-        self.keys
-            .into_iter()
-            .filter(|(_, _, counts)| counts.iter().any(Option::is_some))
-            .map(|(key, domains, counts)| {
-                let values = counts
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(d, c)| Some((domains.values[d].clone(), c?)))
-                    .collect();
-                (key, values)
-            })
-            .collect()
+    fn finish(self) -> Counts {
+        self.counts
     }
-}
-
-fn count(counts: &Counts, key: &str, value: &str) -> i64 {
-    counts
-        .get(key)
-        .and_then(|m| m.get(value))
-        .copied()
-        .unwrap_or(0)
 }
 
 #[derive(Clone, Default)]
@@ -143,16 +203,12 @@ struct PreFilterState {
     anti_affinity: Counts,
     /// The incoming pod matches all of its own affinity terms (it may start a group).
     self_affinity: bool,
+    /// No existing pod matches the incoming pod's affinity terms (kept with `affinity`).
+    no_affinity_match: bool,
 }
 
 fn ns_lookup(snapshot: &Snapshot) -> impl Fn(&str) -> Option<LabelsRef> + '_ {
     |ns| snapshot.namespace_labels(ns)
-}
-
-fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
-    if let Some(v) = node.labels.get(key) {
-        add(counts, key, v, by);
-    }
 }
 
 /// The incoming pod's terms with a per-cycle memo of the label classes each selects.
@@ -200,7 +256,7 @@ impl InterPodAffinity {
                 }
             }
         }
-        s.existing_anti_affinity = existing_anti.into_counts();
+        s.existing_anti_affinity = existing_anti.finish();
         if pod.required_affinity.is_empty() && pod.required_anti_affinity.is_empty() {
             return s;
         }
@@ -212,17 +268,16 @@ impl InterPodAffinity {
             tally_terms(&mut affinity, &mut affinity_terms, &ones, n, node, &ns);
             tally_terms(&mut anti, &mut anti_terms, &ones, n, node, &ns);
         }
-        s.affinity = affinity.into_counts();
-        s.anti_affinity = anti.into_counts();
+        s.affinity = affinity.finish();
+        s.no_affinity_match = s.affinity.all_non_positive();
+        s.anti_affinity = anti.finish();
         s.self_affinity = pod.required_affinity.iter().all(|t| t.matches(pod, &ns));
         s
     }
 }
 
 fn in_domain(counts: &Counts, node: &NodeInfo, key: &str) -> bool {
-    node.labels
-        .get(key)
-        .is_some_and(|v| count(counts, key, v) > 0)
+    counts.at(node, key) > 0
 }
 
 impl Plugin for InterPodAffinity {
@@ -300,17 +355,18 @@ fn update_for(state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &Nod
     let none = |_: &str| None;
     for term in &other.required_anti_affinity {
         if term.matches(pod, &none) {
-            bump(&mut s.existing_anti_affinity, node, &term.topology_key, by);
+            s.existing_anti_affinity.bump(node, &term.topology_key, by);
         }
     }
     for term in &pod.required_affinity {
         if term.matches(other, &none) {
-            bump(&mut s.affinity, node, &term.topology_key, by);
+            s.affinity.bump(node, &term.topology_key, by);
         }
     }
+    s.no_affinity_match = s.affinity.all_non_positive();
     for term in &pod.required_anti_affinity {
         if term.matches(other, &none) {
-            bump(&mut s.anti_affinity, node, &term.topology_key, by);
+            s.anti_affinity.bump(node, &term.topology_key, by);
         }
     }
 }
@@ -320,11 +376,7 @@ impl FilterPlugin for InterPodAffinity {
         let Some(s) = state.read::<PreFilterState>() else {
             return Status::error("InterPodAffinity: no PreFilter state");
         };
-        if s.existing_anti_affinity.iter().any(|(key, values)| {
-            node.labels
-                .get(key)
-                .is_some_and(|v| values.get(v).is_some_and(|c| *c > 0))
-        }) {
+        if s.existing_anti_affinity.any_positive_at(node) {
             return Status::unschedulable(ERR_EXISTING_ANTI_AFFINITY);
         }
         if !pod.required_affinity.is_empty() {
@@ -333,11 +385,7 @@ impl FilterPlugin for InterPodAffinity {
                 .iter()
                 .all(|t| in_domain(&s.affinity, node, &t.topology_key));
             // The first pod of a group that selects itself may go anywhere the keys exist.
-            let first_of_group = s
-                .affinity
-                .values()
-                .flat_map(|m| m.values())
-                .all(|c| *c <= 0)
+            let first_of_group = s.no_affinity_match
                 && s.self_affinity
                 && pod
                     .required_affinity
@@ -452,7 +500,7 @@ impl PreScorePlugin for InterPodAffinity {
                 }
             }
         }
-        let scores = tally.into_counts();
+        let scores = tally.finish();
         if scores.is_empty() {
             return Status::skip();
         }
@@ -466,9 +514,7 @@ impl ScorePlugin for InterPodAffinity {
         let Some(s) = state.read::<PreScoreState>() else {
             return 0;
         };
-        s.0.iter()
-            .filter_map(|(key, values)| node.labels.get(key).and_then(|v| values.get(v)))
-            .sum()
+        s.0.sum_at(node)
     }
 
     /// Min-max scaling into 0..=100.
@@ -567,6 +613,35 @@ mod tests {
             filter_reasons(p.as_ref(), &pod, guarded),
             vec![exist, exist, ""]
         );
+    }
+
+    #[test]
+    fn counts_take_values_outside_the_snapshot() {
+        let snapshot = Snapshot::from_nodes(nodes());
+        let mut tally = Tally::new(&snapshot);
+        let zone = tally.slot(ZONE);
+        tally.add(zone, 0, 2);
+        tally.add(zone, 3, 5); // node d has no zone: not counted
+        let mut counts = tally.finish();
+        let (a, c, d) = (&snapshot.nodes[0], &snapshot.nodes[2], &snapshot.nodes[3]);
+        assert_eq!(
+            (counts.at(a, ZONE), counts.at(c, ZONE), counts.at(d, ZONE)),
+            (2, 0, 0)
+        );
+        assert!(counts.any_positive_at(a) && !counts.any_positive_at(c));
+        // A what-if on a node outside the snapshot's domains (a new zone, a new key).
+        let elsewhere = make_node("e").label(ZONE, "z9").label(HOST, "e").info();
+        counts.bump(&elsewhere, ZONE, 1);
+        counts.bump(&elsewhere, HOST, -3);
+        assert_eq!(
+            (counts.at(&elsewhere, ZONE), counts.at(&elsewhere, HOST)),
+            (1, -3)
+        );
+        assert_eq!(counts.sum_at(&elsewhere), -2);
+        assert!(!counts.all_non_positive());
+        counts.bump(a, ZONE, -2);
+        counts.bump(&elsewhere, ZONE, -1);
+        assert!(counts.all_non_positive() && !counts.is_empty());
     }
 
     #[test]
