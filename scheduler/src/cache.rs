@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Node;
 use parking_lot::Mutex;
 
 use crate::framework::types::{LabelsRef, NodeInfo, PodInfo};
-use crate::topology::Domains;
+use crate::topology::{Domains, Topology};
 
 /// One node as the cache knows it; `present` is false while only pods name it.
 struct NodeEntry {
@@ -77,7 +77,7 @@ pub struct Snapshot {
     pub volumes: crate::plugins::volume_binding::Volumes,
     /// Per topology key, each node's domain: built on first use, dropped when nodes or
     /// their labels change.
-    topology: Mutex<HashMap<String, Arc<Domains>>>,
+    topology: Mutex<HashMap<String, Topology>>,
 }
 
 /// What preemption needs of a PodDisruptionBudget.
@@ -113,13 +113,19 @@ impl Snapshot {
 
     /// Each node's domain for a topology key.
     pub fn domains(&self, key: &str) -> Arc<Domains> {
-        let mut t = self.topology.lock();
-        if let Some(d) = t.get(key) {
-            return d.clone();
+        self.with_topology(key, |t| t.domains.clone())
+    }
+
+    /// Reads a topology key's domains and their pods (built on first use).
+    pub fn with_topology<R>(&self, key: &str, read: impl FnOnce(&Topology) -> R) -> R {
+        let mut all = self.topology.lock();
+        if let Some(t) = all.get(key) {
+            return read(t);
         }
-        let d = Arc::new(Domains::build(key, self.nodes.iter().map(|n| &**n)));
-        t.insert(key.to_owned(), d.clone());
-        d
+        let t = Topology::build(key, &self.nodes);
+        let r = read(&t);
+        all.insert(key.to_owned(), t);
+        r
     }
 
     /// A namespace's labels (for namespaceSelector in affinity terms).
@@ -379,6 +385,12 @@ impl Cache {
                         != (entry.info.pods_with_required_anti_affinity > 0);
                 images_changed |= !Arc::ptr_eq(&old.images, &entry.info.images);
                 labels_changed |= old.labels != entry.info.labels;
+                if !labels_changed {
+                    for t in snapshot.topology.get_mut().values_mut() {
+                        t.apply(i, old, -1);
+                        t.apply(i, &entry.info, 1);
+                    }
+                }
                 snapshot.nodes[i] = entry.info.clone();
             }
         }
@@ -430,6 +442,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::label_class::{ClassKey, class_memo};
     use crate::testing::{make_node, make_pod};
 
     #[test]
@@ -466,6 +479,47 @@ mod tests {
         assert_eq!(snap.nodes.len(), 2);
         assert_eq!(snap.get("n2").unwrap().requested.milli_cpu, 2000);
         assert!(snap.get("n0").is_none());
+    }
+
+    #[test]
+    fn topology_counts_follow_the_pods_between_cycles() {
+        let zone = "topology.kubernetes.io/zone";
+        let mut cache = Cache::new();
+        for (name, z) in [("a", "z1"), ("b", "z1"), ("c", "z2"), ("d", "")] {
+            let mut node = make_node(name).cpu("4");
+            if !z.is_empty() {
+                node = node.label(zone, z);
+            }
+            cache.add_node(Arc::new(node.obj()));
+        }
+        let mut snap = Snapshot::default();
+        cache.update_snapshot(&mut snap);
+        let web = |k: &ClassKey| k.labels.get("app").is_some_and(|v| v == "web");
+        let counts = |snap: &Snapshot| {
+            let kept = snap.with_topology(zone, |t| t.counts(&mut class_memo(), web));
+            let fresh = Topology::build(zone, &snap.nodes).counts(&mut class_memo(), web);
+            assert_eq!(kept, fresh, "kept up to date = built afresh");
+            kept
+        };
+        assert_eq!(counts(&snap), vec![0, 0]);
+        let pod = |name: &str, app: &str, node: &str| {
+            Arc::new(make_pod(name).uid(name).label("app", app).node(node).info())
+        };
+        cache.assume_pod(pod("p1", "web", "a"));
+        cache.assume_pod(pod("p2", "web", "b"));
+        cache.assume_pod(pod("p3", "db", "c"));
+        cache.assume_pod(pod("p4", "web", "d"));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(counts(&snap), vec![2, 0]);
+        cache.forget_pod("p1");
+        cache.add_pod(pod("p5", "web", "c"));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(counts(&snap), vec![1, 1]);
+        // A node moving to another zone rebuilds the domains.
+        cache.update_node(Arc::new(make_node("c").cpu("4").label(zone, "z3").obj()));
+        cache.update_snapshot(&mut snap);
+        assert_eq!(snap.domains(zone).values, vec!["z1", "z3"]);
+        assert_eq!(counts(&snap), vec![1, 1]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::framework::{
     Status,
 };
 use crate::topology::Domains;
+use common::scheduling::node_affinity::required_node_affinity;
 use common::scheduling::tolerations::{does_not_schedule, find_untolerated_taint};
 
 pub const NAME: &str = "PodTopologySpread";
@@ -198,6 +199,18 @@ fn node_counts(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bo
         && node_qualifies(pod, constraints, node)
 }
 
+/// Whether every node with the constraints' keys counts, so that the snapshot's per-domain
+/// class counts can stand for a visit of every node: no node affinity or selector to honor,
+/// no taints to honor, and no node holding one of the keys but not another.
+fn every_node_counts(pod: &PodInfo, constraints: &[Constraint], domains: &[Arc<Domains>]) -> bool {
+    let spec = pod.spec();
+    let no_node_constraints = spec.node_selector.as_ref().is_none_or(|s| s.is_empty())
+        && required_node_affinity(spec).is_none();
+    (no_node_constraints || constraints.iter().all(|c| !c.honor_node_affinity))
+        && constraints.iter().all(|c| !c.honor_taints)
+        && (domains.len() == 1 || domains.iter().all(|d| d.missing == 0))
+}
+
 /// The policies' part of `node_counts` (node affinity, taints), topology keys aside.
 fn node_qualifies(pod: &PodInfo, constraints: &[Constraint], node: &NodeInfo) -> bool {
     if constraints.iter().any(|c| c.honor_node_affinity) && !pod_matches_node(pod, node) {
@@ -294,7 +307,14 @@ impl PreFilterPlugin for PodTopologySpread {
         let mut counts: Vec<Vec<Option<i64>>> =
             domains.iter().map(|d| vec![None; d.len()]).collect();
         let mut memos: Vec<Memo> = constraints.iter().map(|_| class_memo()).collect();
-        for (n, node) in snapshot.nodes.iter().enumerate() {
+        let fast = every_node_counts(pod, &constraints, &domains);
+        for (i, c) in constraints.iter().enumerate().filter(|_| fast) {
+            let by_domain = snapshot.with_topology(&c.topology_key, |t| {
+                t.counts(&mut memos[i], |k| selects(c, &pod.namespace, k))
+            });
+            counts[i] = by_domain.into_iter().map(Some).collect();
+        }
+        for (n, node) in snapshot.nodes.iter().enumerate().filter(|_| !fast) {
             if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
                 || !node_qualifies(pod, &constraints, node)
             {
@@ -423,7 +443,21 @@ impl PreScorePlugin for PodTopologySpread {
         }
         let mut counts: Vec<Vec<i64>> = domains.iter().map(|d| vec![0; d.len()]).collect();
         let needs_counts = constraints.iter().any(|c| c.topology_key != HOSTNAME);
-        if needs_counts {
+        if needs_counts && every_node_counts(pod, &constraints, &domains) {
+            for (i, c) in constraints.iter().enumerate() {
+                if c.topology_key == HOSTNAME {
+                    continue;
+                }
+                let by_domain = snapshot.with_topology(&c.topology_key, |t| {
+                    t.counts(&mut memos[i], |k| selects(c, &pod.namespace, k))
+                });
+                for (d, n) in by_domain.into_iter().enumerate() {
+                    if scored[i][d] {
+                        counts[i][d] = n;
+                    }
+                }
+            }
+        } else if needs_counts {
             for (n, node) in snapshot.nodes.iter().enumerate() {
                 if domains.iter().any(|d| d.of_node[n] == Domains::NONE)
                     || !node_qualifies(pod, &constraints, node)
