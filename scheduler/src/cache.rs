@@ -384,7 +384,9 @@ impl Cache {
                     || (old.pods_with_required_anti_affinity > 0)
                         != (entry.info.pods_with_required_anti_affinity > 0);
                 images_changed |= !Arc::ptr_eq(&old.images, &entry.info.images);
-                labels_changed |= old.labels != entry.info.labels;
+                // Labels change only with the Node object.
+                labels_changed |=
+                    !Arc::ptr_eq(&old.node, &entry.info.node) && old.labels != entry.info.labels;
                 if !labels_changed {
                     for t in snapshot.topology.get_mut().values_mut() {
                         t.apply(i, old, -1);

@@ -458,8 +458,6 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub pods: Vec<Arc<PodInfo>>,
-    /// The pods' label classes and how many pods of each are here.
-    pub classes: Vec<(Arc<LabelClass>, u32)>,
     pub taints: Vec<Taint>,
     pub used_ports: Vec<HostPort>,
     /// Image name (every name of each image) to its size.
@@ -473,6 +471,9 @@ pub struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub node: Arc<Node>,
+    /// The pods' label classes and how many pods of each are here (read only by
+    /// spreading and pod affinity, so kept out of the filters' cache lines).
+    pub classes: Vec<(Arc<LabelClass>, u32)>,
 }
 
 impl NodeInfo {
