@@ -182,13 +182,14 @@ pub async fn run(
                 node_template_path,
                 label_node_prepare_strategy,
             } => {
-                let n = workload.count(count_param, scale)?;
-                let nodes = workload::nodes(
+                let nodes = workload.nodes(
+                    count_param,
                     node_template_path,
-                    n,
-                    nodes_total,
                     label_node_prepare_strategy.as_ref(),
+                    scale,
+                    nodes_total,
                 )?;
+                let n = nodes.len();
                 nodes_total += n;
                 let t = Instant::now();
                 driver.create_nodes(nodes).await?;

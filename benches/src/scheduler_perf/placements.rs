@@ -5,31 +5,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use rand::SeedableRng;
 use scheduler::Scheduler;
 use scheduler::cache::Snapshot;
+use scheduler::client::NoopClient;
 use scheduler::config::KubeSchedulerConfiguration;
-use scheduler::framework::{ClusterClient, PodInfo, Registry};
+use scheduler::framework::Registry;
 
 use super::inprocess::admit;
 use super::workload::{self, Op, Workload};
-
-/// A client whose bindings succeed at once; what counts is the cache's assumption.
-struct Accept;
-
-#[async_trait]
-impl ClusterClient for Accept {
-    async fn bind(&self, _: &PodInfo, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-    async fn delete_pod(&self, _: &PodInfo) -> Result<(), String> {
-        Ok(())
-    }
-    async fn nominate(&self, _: &PodInfo, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-}
 
 /// Why a workload cannot be placed deterministically, if it cannot.
 pub fn unsupported(workload: &Workload) -> Option<&'static str> {
@@ -53,7 +37,7 @@ pub fn placements(workload: &Workload, scale: f64, seed: u64) -> anyhow::Result<
     let scheduler = Scheduler::new(
         &config,
         &Registry::in_tree(),
-        Arc::new(Accept),
+        Arc::new(NoopClient), // bindings succeed; the cache's assumption is what counts
         tokio::runtime::Handle::current(),
     )?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -66,14 +50,14 @@ pub fn placements(workload: &Workload, scale: f64, seed: u64) -> anyhow::Result<
                 node_template_path,
                 label_node_prepare_strategy,
             } => {
-                let n = workload.count(count_param, scale)?;
-                let nodes = workload::nodes(
+                let nodes = workload.nodes(
+                    count_param,
                     node_template_path,
-                    n,
-                    nodes_total,
                     label_node_prepare_strategy.as_ref(),
+                    scale,
+                    nodes_total,
                 )?;
-                nodes_total += n;
+                nodes_total += nodes.len();
                 for node in nodes {
                     scheduler.on_node(Arc::new(node));
                 }

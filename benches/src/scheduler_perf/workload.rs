@@ -92,6 +92,18 @@ impl Workload {
         names.iter().map(|n| Workload::load(n)).collect()
     }
 
+    /// The nodes a createNodes op makes at `scale`, numbered from `first`.
+    pub fn nodes(
+        &self,
+        count_param: &str,
+        template: &str,
+        strategy: Option<&LabelStrategy>,
+        scale: f64,
+        first: usize,
+    ) -> anyhow::Result<Vec<Node>> {
+        nodes(template, self.count(count_param, scale)?, first, strategy)
+    }
+
     /// The value of `$param`, multiplied by `scale` (at least 1 when the param is not 0).
     pub fn count(&self, param: &str, scale: f64) -> anyhow::Result<usize> {
         let key = param.trim_start_matches('$');
