@@ -53,6 +53,10 @@ pub struct Cache {
     namespaces_changed: bool,
 }
 
+/// Topology keys whose domains a snapshot keeps at once (clusters use a handful: hostname,
+/// zone, region and a few of their own).
+const MAX_TOPOLOGY_KEYS: usize = 32;
+
 /// What one scheduling cycle sees: every present node, read-only.
 #[derive(Default)]
 pub struct Snapshot {
@@ -121,6 +125,11 @@ impl Snapshot {
         let mut all = self.topology.lock();
         if let Some(t) = all.get(key) {
             return read(t);
+        }
+        // Topology keys come from pod specs: past a few, start over rather than keep
+        // (and update every cycle) one table per key any pod ever named.
+        if all.len() >= MAX_TOPOLOGY_KEYS {
+            all.clear();
         }
         let t = Topology::build(key, &self.nodes);
         let r = read(&t);
@@ -521,6 +530,12 @@ mod tests {
         cache.update_node(Arc::new(make_node("c").cpu("4").label(zone, "z3").obj()));
         cache.update_snapshot(&mut snap);
         assert_eq!(snap.domains(zone).values, vec!["z1", "z3"]);
+        assert_eq!(counts(&snap), vec![1, 1]);
+        // Pods naming many topology keys cannot make the snapshot keep a table for each.
+        for i in 0..1000 {
+            assert!(snap.domains(&format!("example.com/key-{i}")).is_empty());
+        }
+        assert!(snap.topology.lock().len() <= MAX_TOPOLOGY_KEYS);
         assert_eq!(counts(&snap), vec![1, 1]);
     }
 
