@@ -19,7 +19,16 @@ async fn check(mode: Mode) {
         table.contains("| SchedulingBasic |") && table.contains("| 680 |"),
         "{table}"
     );
-    assert!(report::svg(&[r]).contains("<polyline"));
+    let svg = report::svg(&[r]);
+    for part in [
+        "SchedulingBasic",
+        "upstream floor",
+        "pods/s",
+        "<rect",
+        "<polyline",
+    ] {
+        assert!(svg.contains(part), "{part} missing from {svg}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

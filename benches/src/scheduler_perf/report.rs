@@ -43,78 +43,122 @@ pub fn markdown(results: &[Result]) -> String {
     out
 }
 
-/// A line plot of each result's samples (pods/s over seconds).
+/// A chart of every result's Average beside its workload's upstream floor: one row of bars
+/// per workload (a bar per mode) on a logarithmic pods/s axis with ticks, and each floor as
+/// a black bar across its row. Drawn with plotters into an SVG string.
 pub fn svg(results: &[Result]) -> String {
-    let (w, h, pad) = (800.0, 400.0, 50.0);
-    let max_t = results
-        .iter()
-        .map(|r| r.samples.len() as f64 * r.sample_interval_s)
-        .fold(1.0, f64::max);
-    let max_y = results
-        .iter()
-        .flat_map(|r| r.samples.iter().copied())
-        .fold(1.0, f64::max);
-    let colors = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let x = |t: f64| pad + t / max_t * (w - 2.0 * pad);
-    let y = |v: f64| h - pad - v / max_y * (h - 2.0 * pad);
-    let _ = writeln!(
-        out,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad,
-        w - pad,
-        h - pad
-    );
-    let _ = writeln!(
-        out,
-        "<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad
-    );
-    let _ = writeln!(
-        out,
-        "<text x=\"{}\" y=\"{}\">seconds ({max_t:.1})</text>",
-        w / 2.0,
-        h - 15.0
-    );
-    let _ = writeln!(
-        out,
-        "<text x=\"5\" y=\"{}\">{max_y:.0} pods/s</text>",
-        pad - 10.0
-    );
-    for (i, r) in results.iter().enumerate() {
-        let color = colors[i % colors.len()];
-        let points: Vec<String> = r
-            .samples
-            .iter()
-            .enumerate()
-            .map(|(k, v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    x((k as f64 + 1.0) * r.sample_interval_s),
-                    y(*v)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            points.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{} [{}]</text>",
-            pad + 10.0,
-            pad + 15.0 * (i as f64 + 1.0),
-            r.workload,
-            r.mode
-        );
+    let mut out = String::new();
+    if let Err(e) = draw(results, &mut out) {
+        // Drawing into a string fails only on a layout plotters cannot make; say so in
+        // the file rather than fail the benchmark run.
+        return format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><text>{e}</text></svg>\n");
     }
-    out.push_str("</svg>\n");
     out
+}
+
+fn draw(
+    results: &[Result],
+    out: &mut String,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let mut workloads: Vec<&str> = Vec::new();
+    let mut modes: Vec<&str> = Vec::new();
+    for r in results {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+        if !modes.contains(&r.mode.as_str()) {
+            modes.push(&r.mode);
+        }
+    }
+    let top = results
+        .iter()
+        .flat_map(|r| [r.average, r.threshold])
+        .fold(10.0, f64::max)
+        * 2.0;
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+    ];
+    let n = workloads.len().max(1);
+    let row_px = 14 * modes.len().max(1) as u32 + 16;
+    // One row per workload and an empty top row for the legend.
+    let root =
+        SVGBackend::with_string(out, (1000, 110 + row_px * (n as u32 + 1))).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "scheduler_perf: Average pods/s by workload and mode, and upstream's floor",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(230)
+        // A segmented range's segments include both ends: rows 0..=n, row n the legend's.
+        .build_cartesian_2d((1f64..top).log_scale(), (0..n).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n + 1)
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => workloads.get(*i).map_or("", |w| *w).to_owned(),
+            _ => String::new(),
+        })
+        .x_desc("pods/s (log scale)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    // Bars one above another inside a workload's row, placed by pixel margins.
+    let row = f64::from(chart.plotting_area().dim_in_pixel().1) / (n + 1) as f64;
+    let height = 0.8 / modes.len().max(1) as f64;
+    for (j, mode) in modes.iter().enumerate() {
+        let color = colors[j % colors.len()];
+        let above = (row * (0.1 + height * j as f64)) as u32;
+        let below = (row * (0.9 - height * (j + 1) as f64)).max(0.0) as u32;
+        let bars = results.iter().filter(|r| r.mode == *mode).map(|r| {
+            let i = workloads.iter().position(|w| *w == r.workload).unwrap_or(0);
+            let mut bar = Rectangle::new(
+                [
+                    (1.0, SegmentValue::Exact(i + 1)),
+                    (r.average.max(1.0), SegmentValue::Exact(i)),
+                ],
+                color.filled(),
+            );
+            bar.set_margin(above, below, 0, 0);
+            bar
+        });
+        chart
+            .draw_series(bars)?
+            .label(*mode)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    let floors = workloads.iter().enumerate().filter_map(|(i, w)| {
+        let floor = results.iter().find(|r| r.workload == *w)?.threshold;
+        (floor > 0.0).then(|| {
+            PathElement::new(
+                vec![
+                    (floor, SegmentValue::Exact(i)),
+                    (floor, SegmentValue::Exact(i + 1)),
+                ],
+                BLACK.stroke_width(3),
+            )
+        })
+    });
+    chart
+        .draw_series(floors)?
+        .label("upstream floor")
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x + 5, y - 6), (x + 5, y + 6)], BLACK.stroke_width(3))
+        });
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Writes results.json, results.md and throughput.svg into `dir`.
