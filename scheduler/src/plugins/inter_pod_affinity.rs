@@ -2,8 +2,8 @@
 //! matching pod), required anti-affinity (it must not), and existing pods' anti-affinity
 //! towards the incoming pod; preferred terms on both sides score topology domains.
 //!
-//! PreFilter counts matching pods per (topology key, value) once per cycle, so Filter is a
-//! few map lookups per node.
+//! PreFilter counts matching pods per (topology key, domain) once per cycle, deciding each
+//! label class and each distinct term once, so Filter is a lookup per term per node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
