@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Node;
 use parking_lot::Mutex;
 
 use crate::framework::types::{LabelsRef, NodeInfo, PodInfo};
-use crate::topology::{Domains, Topology};
+use crate::topology::{Domains, Topology, same_classes};
 
 /// One node as the cache knows it; `present` is false while only pods name it.
 struct NodeEntry {
@@ -117,23 +117,38 @@ impl Snapshot {
 
     /// Each node's domain for a topology key.
     pub fn domains(&self, key: &str) -> Arc<Domains> {
-        self.with_topology(key, |t| t.domains.clone())
+        self.kept_domains(key)
+            .unwrap_or_else(|| Arc::new(Domains::build(key, self.nodes.iter().map(|n| &**n))))
     }
 
-    /// Reads a topology key's domains and their pods (built on first use).
-    pub fn with_topology<R>(&self, key: &str, read: impl FnOnce(&Topology) -> R) -> R {
+    /// A topology key's domains if the snapshot keeps them or has room to. Topology keys
+    /// come from pod specs: the first few are kept (and updated between cycles); for the
+    /// others this is None, and callers build a table for the one use or count by value.
+    pub fn kept_domains(&self, key: &str) -> Option<Arc<Domains>> {
         let mut all = self.topology.lock();
         if let Some(t) = all.get(key) {
-            return read(t);
+            return Some(t.domains.clone());
         }
-        // Topology keys come from pod specs: past a few, start over rather than keep
-        // (and update every cycle) one table per key any pod ever named.
         if all.len() >= MAX_TOPOLOGY_KEYS {
-            all.clear();
+            return None;
         }
         let t = Topology::build(key, &self.nodes);
-        let r = read(&t);
+        let domains = t.domains.clone();
         all.insert(key.to_owned(), t);
+        Some(domains)
+    }
+
+    /// Reads a topology key's domains and their pods by class (built on first use).
+    pub fn with_topology<R>(&self, key: &str, read: impl FnOnce(&Topology) -> R) -> R {
+        let mut all = self.topology.lock();
+        if let Some(t) = all.get_mut(key) {
+            return read(t.with_classes(&self.nodes));
+        }
+        let mut t = Topology::build(key, &self.nodes);
+        let r = read(t.with_classes(&self.nodes));
+        if all.len() < MAX_TOPOLOGY_KEYS {
+            all.insert(key.to_owned(), t);
+        }
         r
     }
 
@@ -396,7 +411,7 @@ impl Cache {
                 // Labels change only with the Node object.
                 labels_changed |=
                     !Arc::ptr_eq(&old.node, &entry.info.node) && old.labels != entry.info.labels;
-                if !labels_changed {
+                if !labels_changed && !same_classes(old, &entry.info) {
                     for t in snapshot.topology.get_mut().values_mut() {
                         t.apply(i, old, -1);
                         t.apply(i, &entry.info, 1);
@@ -508,7 +523,10 @@ mod tests {
         let web = |k: &ClassKey| k.labels.get("app").is_some_and(|v| v == "web");
         let counts = |snap: &Snapshot| {
             let kept = snap.with_topology(zone, |t| t.counts(&mut class_memo(), web));
-            let fresh = Topology::build(zone, &snap.nodes).counts(&mut class_memo(), web);
+            let mut fresh = Topology::build(zone, &snap.nodes);
+            let fresh = fresh
+                .with_classes(&snap.nodes)
+                .counts(&mut class_memo(), web);
             assert_eq!(kept, fresh, "kept up to date = built afresh");
             kept
         };
@@ -537,6 +555,10 @@ mod tests {
         }
         assert!(snap.topology.lock().len() <= MAX_TOPOLOGY_KEYS);
         assert_eq!(counts(&snap), vec![1, 1]);
+        assert!(
+            snap.topology.lock().contains_key(zone),
+            "the first keys stay kept"
+        );
     }
 
     #[test]

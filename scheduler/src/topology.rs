@@ -13,63 +13,82 @@ use crate::framework::NodeInfo;
 use crate::framework::interner::Memo;
 use crate::framework::label_class::{ClassKey, LabelClass};
 
-/// A topology key's domains and the pods in each, by label class.
+/// One domain's pods: class id -> (class, pods).
+type DomainPods = HashMap<u32, (Arc<LabelClass>, u32)>;
+
+/// A topology key's domains and, once asked for, the pods in each by label class.
 #[derive(Debug)]
 pub struct Topology {
     pub domains: Arc<Domains>,
-    /// Per domain: its nodes' pods, by class.
-    classes: Vec<Vec<(Arc<LabelClass>, u32)>>,
+    /// Per domain: its nodes' pods by class (None until `with_classes`).
+    classes: Option<Vec<DomainPods>>,
 }
 
 impl Topology {
+    /// The domains alone (what array counting needs).
     pub fn build(key: &str, nodes: &[Arc<NodeInfo>]) -> Topology {
-        let domains = Domains::build(key, nodes.iter().map(|n| &**n));
-        let mut t = Topology {
-            classes: vec![Vec::new(); domains.len()],
-            domains: Arc::new(domains),
-        };
-        for (i, node) in nodes.iter().enumerate() {
-            t.apply(i, node, 1);
+        Topology {
+            domains: Arc::new(Domains::build(key, nodes.iter().map(|n| &**n))),
+            classes: None,
         }
-        t
+    }
+
+    /// Counts every node's pods by class into its domain, if not done yet.
+    pub fn with_classes(&mut self, nodes: &[Arc<NodeInfo>]) -> &mut Topology {
+        if self.classes.is_none() {
+            self.classes = Some(vec![DomainPods::new(); self.domains.len()]);
+            for (i, node) in nodes.iter().enumerate() {
+                self.apply(i, node, 1);
+            }
+        }
+        self
     }
 
     /// Adds (`sign` 1) or takes away (-1) the pods of the snapshot's node `i`.
     pub fn apply(&mut self, i: usize, node: &NodeInfo, sign: i64) {
         let d = self.domains.of_node[i];
+        let Some(classes) = self.classes.as_mut() else {
+            return;
+        };
         if d == Domains::NONE {
             return;
         }
-        let here = &mut self.classes[d as usize];
+        let here = &mut classes[d as usize];
         for (class, n) in &node.classes {
-            match here.iter().position(|(c, _)| c.id == class.id) {
-                Some(j) => {
-                    let left = i64::from(here[j].1) + sign * i64::from(*n);
-                    if left <= 0 {
-                        here.swap_remove(j);
-                    } else {
-                        here[j].1 = left as u32;
-                    }
-                }
-                None if sign > 0 => here.push((class.clone(), *n)),
-                None => {}
+            let left = here.get(&class.id).map_or(0, |(_, c)| i64::from(*c)) + sign * i64::from(*n);
+            if left <= 0 {
+                here.remove(&class.id);
+            } else {
+                here.insert(class.id, (class.clone(), left as u32));
             }
         }
     }
 
     /// Per domain: the pods whose class `selects` (decided once per class in `memo`).
+    /// Call on a topology `with_classes`.
     pub fn counts(&self, memo: &mut Memo, selects: impl Fn(&ClassKey) -> bool) -> Vec<i64> {
-        self.classes
+        let Some(classes) = self.classes.as_ref() else {
+            return vec![0; self.domains.len()];
+        };
+        classes
             .iter()
-            .map(|classes| {
-                classes
-                    .iter()
+            .map(|here| {
+                here.values()
                     .filter(|(c, _)| memo.get(c, &selects))
                     .map(|(_, n)| i64::from(*n))
                     .sum()
             })
             .collect()
     }
+}
+
+/// Whether two nodes hold the same pods by class (then a topology has nothing to update).
+pub fn same_classes(a: &NodeInfo, b: &NodeInfo) -> bool {
+    a.classes.len() == b.classes.len()
+        && a.classes
+            .iter()
+            .zip(&b.classes)
+            .all(|((x, n), (y, m))| x.id == y.id && n == m)
 }
 
 #[derive(Debug, Default)]

@@ -101,32 +101,53 @@ impl<T: Hash + Eq + Clone> Interner<T> {
     }
 }
 
-/// A per-cycle memo of a yes/no question about interned values, indexed by id.
+/// A per-cycle memo of a yes/no question about interned values, indexed by id. One byte
+/// per id: a cycle keeps at most `MAX_MEMOS` of them per question kind (`Memo::many`), so a
+/// pod with thousands of terms cannot make it hold thousands of id-sized arrays.
 pub struct Memo {
-    /// 0 not asked, 1 no, 2 yes.
-    seen: Vec<u8>,
+    /// 0 not asked, 1 no, 2 yes; None: remembers nothing (asks every time).
+    seen: Option<Vec<u8>>,
 }
+
+/// Memos a cycle keeps for one kind of question (terms or constraints of one pod).
+pub const MAX_MEMOS: usize = 16;
 
 impl Memo {
     /// A memo for ids below `bound` (larger ids grow it).
     pub fn new(bound: usize) -> Memo {
         Memo {
-            seen: vec![0; bound],
+            seen: Some(vec![0; bound]),
         }
+    }
+
+    /// `count` memos: the first `MAX_MEMOS` remember, the rest ask every time.
+    pub fn many(count: usize, bound: usize) -> Vec<Memo> {
+        (0..count)
+            .map(|i| {
+                if i < MAX_MEMOS {
+                    Memo::new(bound)
+                } else {
+                    Memo { seen: None }
+                }
+            })
+            .collect()
     }
 
     /// `decide(value)`, computed once per value for this memo's life.
     pub fn get<T>(&mut self, v: &Interned<T>, decide: impl FnOnce(&T) -> bool) -> bool {
+        let Some(seen) = self.seen.as_mut() else {
+            return decide(&v.value);
+        };
         let i = v.id as usize;
-        if i >= self.seen.len() {
-            self.seen.resize(i + 1, 0);
+        if i >= seen.len() {
+            seen.resize(i + 1, 0);
         }
-        match self.seen[i] {
+        match seen[i] {
             1 => false,
             2 => true,
             _ => {
                 let answer = decide(&v.value);
-                self.seen[i] = 1 + u8::from(answer);
+                seen[i] = 1 + u8::from(answer);
                 answer
             }
         }
@@ -134,7 +155,7 @@ impl Memo {
 
     /// What `get` decided for this value, if it was asked.
     pub fn known<T>(&self, v: &Interned<T>) -> Option<bool> {
-        match self.seen.get(v.id as usize) {
+        match self.seen.as_ref().and_then(|s| s.get(v.id as usize)) {
             Some(1) => Some(false),
             Some(2) => Some(true),
             _ => None,
@@ -188,5 +209,15 @@ mod tests {
         assert_eq!(asked, 2);
         assert_eq!((memo.known(&x), memo.known(&y)), (Some(true), Some(false)));
         assert_eq!(memo.known(&t.intern(3)), None);
+        // Past MAX_MEMOS, memos ask every time (and hold nothing).
+        let mut many = Memo::many(MAX_MEMOS + 2, t.id_bound());
+        let mut asked = 0;
+        for _ in 0..2 {
+            many[MAX_MEMOS + 1].get(&x, |_| {
+                asked += 1;
+                true
+            });
+        }
+        assert_eq!((asked, many[MAX_MEMOS + 1].known(&x)), (2, None));
     }
 }

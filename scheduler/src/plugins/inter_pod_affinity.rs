@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::cache::Snapshot;
 use crate::framework::interner::Memo;
-use crate::framework::label_class::class_memo;
+use crate::framework::label_class::class_memos;
 use crate::framework::types::{AffinityTerm, LabelsRef, Term, term_memo};
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
@@ -154,6 +154,16 @@ impl Counts {
 struct Tally<'a> {
     snapshot: &'a Snapshot,
     counts: Counts,
+    /// Keys the snapshot keeps no domains for (past its limit): counted by label value.
+    by_value: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    /// Index into `counts.keys`.
+    Array(usize),
+    /// Index into `by_value`.
+    Value(usize),
 }
 
 impl<'a> Tally<'a> {
@@ -161,30 +171,47 @@ impl<'a> Tally<'a> {
         Tally {
             snapshot,
             counts: Counts::default(),
+            by_value: Vec::new(),
         }
     }
 
     /// The slot of a topology key (few per cycle: a linear search).
-    fn slot(&mut self, key: &str) -> usize {
+    fn slot(&mut self, key: &str) -> Slot {
         let keys = &mut self.counts.keys;
         if let Some(i) = keys.iter().position(|k| k.key == key) {
-            return i;
+            return Slot::Array(i);
         }
-        let domains = self.snapshot.domains(key);
+        if let Some(j) = self.by_value.iter().position(|k| k == key) {
+            return Slot::Value(j);
+        }
+        let Some(domains) = self.snapshot.kept_domains(key) else {
+            // Building a table per cycle for a key pods may name by the thousand would
+            // cost every pod's cycle O(nodes) per key; count its values instead.
+            self.by_value.push(key.to_owned());
+            return Slot::Value(self.by_value.len() - 1);
+        };
         keys.push(KeyCounts {
             key: key.to_owned(),
             counts: vec![None; domains.len()],
             domains,
         });
-        keys.len() - 1
+        Slot::Array(keys.len() - 1)
     }
 
     /// Adds `by` in the domain of the snapshot's node `node` (nothing without the key).
-    fn add(&mut self, slot: usize, node: usize, by: i64) {
-        let k = &mut self.counts.keys[slot];
-        let d = k.domains.of_node[node];
-        if d != Domains::NONE {
-            *k.counts[d as usize].get_or_insert(0) += by;
+    fn add(&mut self, slot: Slot, node: usize, by: i64) {
+        match slot {
+            Slot::Array(i) => {
+                let k = &mut self.counts.keys[i];
+                let d = k.domains.of_node[node];
+                if d != Domains::NONE {
+                    *k.counts[d as usize].get_or_insert(0) += by;
+                }
+            }
+            Slot::Value(j) => {
+                let key = &self.by_value[j];
+                self.counts.bump(&self.snapshot.nodes[node], key, by);
+            }
         }
     }
 
@@ -213,7 +240,11 @@ fn ns_lookup(snapshot: &Snapshot) -> impl Fn(&str) -> Option<LabelsRef> + '_ {
 
 /// The incoming pod's terms with a per-cycle memo of the label classes each selects.
 fn memoized(terms: &[Term]) -> Vec<(&AffinityTerm, Memo)> {
-    terms.iter().map(|t| (&***t, class_memo())).collect()
+    terms
+        .iter()
+        .map(|t| &***t)
+        .zip(class_memos(terms.len()))
+        .collect()
 }
 
 /// Adds, for each term, the pods on node `n` it selects (decided per label class).
@@ -441,17 +472,19 @@ impl PreScorePlugin for InterPodAffinity {
             return Status::skip();
         }
         let ns = ns_lookup(snapshot);
-        let mut incoming: Vec<(&AffinityTerm, Memo)> = Vec::new();
+        let mut incoming: Vec<&AffinityTerm> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
         for (terms, sign) in [
             (&pod.preferred_affinity, 1),
             (&pod.preferred_anti_affinity, -1),
         ] {
             for t in terms {
-                incoming.push((&t.term, class_memo()));
+                incoming.push(&t.term);
                 weights.push(sign * i64::from(t.weight));
             }
         }
+        let memos = class_memos(incoming.len());
+        let mut incoming: Vec<(&AffinityTerm, Memo)> = incoming.into_iter().zip(memos).collect();
         let mut tally = Tally::new(snapshot);
         let mut memo = term_memo();
         let mut selects_pod = |t: &Term| memo.get(t, |t| t.matches(pod, &ns));
@@ -642,6 +675,26 @@ mod tests {
         counts.bump(a, ZONE, -2);
         counts.bump(&elsewhere, ZONE, -1);
         assert!(counts.all_non_positive() && !counts.is_empty());
+
+        // Past the keys a snapshot keeps domains for, a key is counted by value, alike.
+        let full = Snapshot::from_nodes(nodes());
+        for i in 0..100 {
+            full.kept_domains(&format!("example.com/k{i}"));
+        }
+        assert!(full.kept_domains(ZONE).is_none());
+        let mut tally = Tally::new(&full);
+        let zone = tally.slot(ZONE);
+        assert!(matches!(zone, Slot::Value(_)));
+        tally.add(zone, 0, 2);
+        tally.add(zone, 1, 1);
+        tally.add(zone, 3, 5);
+        let counts = tally.finish();
+        let (a, c) = (&full.nodes[0], &full.nodes[2]);
+        assert_eq!(
+            (counts.at(a, ZONE), counts.at(c, ZONE), counts.sum_at(a)),
+            (3, 0, 3)
+        );
+        assert!(counts.any_positive_at(a) && !counts.any_positive_at(c));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::node_affinity::pod_matches_node;
 use crate::cache::Snapshot;
 use crate::framework::interner::Memo;
-use crate::framework::label_class::{ClassKey, class_memo};
+use crate::framework::label_class::{ClassKey, class_memos};
 use crate::framework::{
     ALL, ActionType, ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
@@ -306,7 +306,7 @@ impl PreFilterPlugin for PodTopologySpread {
             .collect();
         let mut counts: Vec<Vec<Option<i64>>> =
             domains.iter().map(|d| vec![None; d.len()]).collect();
-        let mut memos: Vec<Memo> = constraints.iter().map(|_| class_memo()).collect();
+        let mut memos = class_memos(constraints.len());
         let fast = every_node_counts(pod, &constraints, &domains);
         for (i, c) in constraints.iter().enumerate().filter(|_| fast) {
             let by_domain = snapshot.with_topology(&c.topology_key, |t| {
@@ -419,7 +419,7 @@ impl PreScorePlugin for PodTopologySpread {
             .iter()
             .map(|c| snapshot.domains(&c.topology_key))
             .collect();
-        let mut memos: Vec<Memo> = constraints.iter().map(|_| class_memo()).collect();
+        let mut memos = class_memos(constraints.len());
         let mut ignored = HashSet::new();
         // Per constraint and domain: whether a scored node is in it.
         let mut scored: Vec<Vec<bool>> = domains.iter().map(|d| vec![false; d.len()]).collect();
@@ -436,8 +436,10 @@ impl PreScorePlugin for PodTopologySpread {
             for (i, c) in constraints.iter().enumerate() {
                 scored[i][ids[i]] = true;
                 // Score reads these classes for hostname constraints.
-                for (class, _) in &n.classes {
-                    memos[i].get(class, |k| selects(c, &pod.namespace, k));
+                if c.topology_key == HOSTNAME {
+                    for (class, _) in &n.classes {
+                        memos[i].get(class, |k| selects(c, &pod.namespace, k));
+                    }
                 }
             }
         }
