@@ -10,11 +10,11 @@ use common::quantity::Quantity;
 use common::scheduling::node_affinity::NodeFields;
 use common::scheduling::resources;
 use common::selector::{LabelSelector, Operator, Requirement};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::interner::{Interned, Interner, Memo};
 use super::label_class::{ClassKey, LabelClass, class_of};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 /// CPU a container without a CPU request counts as when spreading load (upstream's 100m).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
