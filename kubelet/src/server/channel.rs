@@ -97,6 +97,11 @@ async fn relay(
     let downstream = async {
         while let Some(Ok(message)) = runtime_rx.next().await {
             let forwarded = match message {
+                // The runtime opens with an empty frame on the first output channel ("the
+                // connection is established"). It carries nothing, and a v5 client may not
+                // have registered that channel yet: kubectl then logs "Unknown stream id 1"
+                // on stderr, mixed into the command's own. The SPDY relay drops it too.
+                RuntimeMessage::Binary(data) if data.len() <= 1 => continue,
                 RuntimeMessage::Binary(data) => ClientMessage::Binary(data),
                 RuntimeMessage::Text(text) => ClientMessage::Text(text.as_str().into()),
                 RuntimeMessage::Close(_) => break,
@@ -360,4 +365,81 @@ async fn close_normally(client_tx: &mut futures::stream::SplitSink<WebSocket, Cl
     }));
     let _ = client_tx.send(normal).await;
     let _ = client_tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::handshake::server::{
+        Request as Handshake, Response as HandshakeResponse,
+    };
+
+    /// A runtime's v4 streaming server that answers one exec as containerd's does.
+    async fn runtime(frames: Vec<Vec<u8>>) -> Uri {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let echo_v4 = |_: &Handshake, mut response: HandshakeResponse| {
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_PROTOCOL,
+                    axum::http::HeaderValue::from_static(V4),
+                );
+                Ok(response)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(tcp, echo_v4)
+                .await
+                .unwrap();
+            for frame in frames {
+                ws.send(RuntimeMessage::Binary(frame.into())).await.unwrap();
+            }
+            let _ = ws.close(None).await;
+        });
+        format!("http://{addr}/exec/token").parse().unwrap()
+    }
+
+    /// Serves translate_v5 towards `target`; returns the URL a v5 client dials.
+    async fn kubelet(target: Uri) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/exec",
+            axum::routing::get(move |request: Request| translate_v5(request, target.clone())),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("ws://{addr}/exec")
+    }
+
+    #[tokio::test]
+    async fn v5_relay_drops_the_empty_opening_frame_and_keeps_the_rest() {
+        let status = br#"{"status":"Failure","reason":"NonZeroExitCode"}"#;
+        let frames = vec![
+            vec![STDOUT],
+            b"\x01out\n".to_vec(),
+            b"\x02err\n".to_vec(),
+            [&[ERROR][..], status].concat(),
+        ];
+        let url = kubelet(runtime(frames.clone()).await).await;
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            axum::http::HeaderValue::from_static(V5),
+        );
+        let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut received = Vec::new();
+        let mut closed_normally = false;
+        while let Some(message) = client.next().await {
+            match message.unwrap() {
+                RuntimeMessage::Binary(data) => received.push(data.to_vec()),
+                RuntimeMessage::Close(frame) => {
+                    closed_normally = frame.is_some_and(|f| u16::from(f.code) == 1000);
+                }
+                _ => {}
+            }
+        }
+        // Everything but the empty opening frame, in order, then a normal closure.
+        assert_eq!(received, frames[1..]);
+        assert!(closed_normally);
+    }
 }
