@@ -381,6 +381,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
+            #[allow(clippy::result_large_err)] // tungstenite's callback type
             let echo_v4 = |_: &Handshake, mut response: HandshakeResponse| {
                 response.headers_mut().insert(
                     header::SEC_WEBSOCKET_PROTOCOL,
