@@ -63,11 +63,16 @@ async fn start(dir: &Path, policy: &str, log: LogConfig) -> apiserver::server::I
 }
 
 /// The log's events, once `done` holds for them (polled until a deadline).
+/// The lines the log's writer has ended: it may be in the middle of the last one.
+fn whole_lines(text: &str) -> &str {
+    &text[..text.rfind('\n').map_or(0, |end| end + 1)]
+}
+
 async fn events_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let events: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let events: Vec<Value> = whole_lines(&text)
             .lines()
             .map(|l| serde_json::from_str(l).expect("each line is one JSON event"))
             .collect();
@@ -699,7 +704,10 @@ fn a_forbidden_request_logs_the_user_and_decision() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let event = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("\"forbid\"")) {
+        if let Some(line) = whole_lines(&text)
+            .lines()
+            .find(|l| l.contains("\"forbid\""))
+        {
             break serde_json::from_str::<Value>(line).unwrap();
         }
         assert!(Instant::now() < deadline, "no forbidden event in:\n{text}");
