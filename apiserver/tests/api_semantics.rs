@@ -429,6 +429,38 @@ async fn pods_bind_once_and_delete_gracefully() {
     let (_, bound) = c.get(&format!("{pods}/p")).await.unwrap();
     assert_eq!(bound["spec"]["nodeName"], "n1");
     assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    // As upstream, binding writes through storage: the pod's field ownership is the creator's.
+    assert_eq!(
+        bound["metadata"]["managedFields"],
+        created["metadata"]["managedFields"]
+    );
+
+    // A binding's annotations land on the pod, and are validated as the pod's own.
+    let pod2 = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p2"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    assert_eq!(c.post(pods, &pod2).await.unwrap().0, 201);
+    let bad = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "p2", "annotations": {"bad key!": "x"}},
+        "target": {"kind": "Node", "name": "n1"}});
+    check_status(
+        &c.post(&format!("{pods}/p2/binding"), &bad).await.unwrap(),
+        422,
+        "Invalid",
+        "metadata.annotations",
+    );
+    let (_, unbound) = c.get(&format!("{pods}/p2")).await.unwrap();
+    assert!(unbound["spec"]["nodeName"].is_null(), "{unbound}");
+    let good = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "p2", "annotations": {"example.com/placed-by": "test"}},
+        "target": {"kind": "Node", "name": "n2"}});
+    let (code, _) = c.post(&format!("{pods}/p2/binding"), &good).await.unwrap();
+    assert_eq!(code, 201);
+    let (_, bound2) = c.get(&format!("{pods}/p2")).await.unwrap();
+    assert_eq!(bound2["spec"]["nodeName"], "n2");
+    assert_eq!(
+        bound2["metadata"]["annotations"]["example.com/placed-by"],
+        "test"
+    );
     let again = c
         .post(&format!("{pods}/p/binding"), &binding)
         .await

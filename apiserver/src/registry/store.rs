@@ -183,7 +183,7 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
 }
 
 /// The object's metadata and its kind's rules (`old` on update): 422 with every cause.
-fn validate(target: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+pub fn validate(target: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     let resource = &*target.resource;
     let mut causes = validation::validate_metadata(resource, obj);
     if let Some(old) = old {
@@ -637,6 +637,41 @@ pub async fn guaranteed_update(
             Err(e) => {
                 return Err(target.store_error(e));
             }
+        }
+    }
+    Err(target.stale())
+}
+
+/// Upstream's storage-level GuaranteedUpdate: reads the object, lets `mutate` compute the
+/// new one, and writes it with a compare-and-swap, retrying on conflict. Nothing else runs:
+/// no strategy, validation, admission or field ownership. For the writes a registry makes
+/// on its own terms, as upstream's pods/binding writes through its storage directly.
+pub async fn update_stored(
+    state: &Arc<ApiState>,
+    target: &Target,
+    options: &WriteOptions,
+    mut mutate: impl FnMut(&Value) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let resource = &*target.resource;
+    let key = target.key(&state.root);
+    for _ in 0..MAX_RETRIES {
+        let (kv, old) = current(state, target).await?;
+        let mut new = mutate(&old)?;
+        if options.dry_run {
+            with_revision(&mut new, kv.mod_revision);
+            return Ok(new);
+        }
+        match state
+            .store
+            .update(&key, to_stored(resource, &mut new)?, kv.mod_revision)
+            .await
+        {
+            Ok(kv) => {
+                with_revision(&mut new, kv.mod_revision);
+                return Ok(new);
+            }
+            Err(storage::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(target.store_error(e)),
         }
     }
     Err(target.stale())

@@ -140,7 +140,13 @@ pub async fn bind(
         ));
     }
     let uid = binding["metadata"]["uid"].as_str().map(str::to_owned);
-    guaranteed_update(state, target, options, "kube-scheduler", |old| {
+    let annotations = binding["metadata"]["annotations"]
+        .as_object()
+        .filter(|a| !a.is_empty());
+    // As upstream's binding REST: the pod is written through storage, so neither the pod's
+    // strategy nor field ownership runs (the scheduler owns no pod fields by binding). The
+    // only input that is not ours is the binding's annotations, validated as the pod's.
+    store::update_stored(state, target, options, |old| {
         if let Some(uid) = &uid
             && uid != meta::meta_str(old, "uid")
         {
@@ -172,12 +178,6 @@ pub async fn bind(
         }
         let mut new = old.clone();
         new["spec"]["nodeName"] = json!(node);
-        if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
-            let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
-            for (k, v) in annotations {
-                meta_annotations.insert(k.clone(), v.clone());
-            }
-        }
         set_condition(
             &mut new,
             json!({
@@ -185,10 +185,14 @@ pub async fn bind(
                 "lastTransitionTime": meta::now_rfc3339(),
             }),
         );
-        Ok(Desired {
-            object: new,
-            precondition: false,
-        })
+        if let Some(annotations) = annotations {
+            let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
+            for (k, v) in annotations {
+                meta_annotations.insert(k.clone(), v.clone());
+            }
+            store::validate(target, &new, Some(old))?;
+        }
+        Ok(new)
     })
     .await?;
     Ok(())
