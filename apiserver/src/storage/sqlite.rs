@@ -428,16 +428,17 @@ impl Writer {
         let start_next = self.next;
         let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
+        // Cached statements: parsing the SQL again for every batch showed in profiles.
         let tx_result = (|| -> rusqlite::Result<()> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             for req in &batch {
                 outcomes.push(self.apply(&req.op, &mut events));
             }
-            self.conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?1)",
-                [self.next - 1],
-            )?;
-            self.conn.execute_batch("COMMIT")
+            self.conn
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?1)")?
+                .execute([self.next - 1])?;
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
         })();
         if let Err(e) = tx_result {
             let _ = self.conn.execute_batch("ROLLBACK");
