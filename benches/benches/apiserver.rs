@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use apiserver::server::{Config, spawn_in_process};
 use apiserver::storage::{Store, etcd::EtcdStore, sqlite::SqliteStore};
 use apiserver::testing::{EtcdServer, http::HttpClient};
-use benches::{Latencies, Row, report, rss_mib};
+use benches::{Latencies, Row, cpu_seconds, report, rss_mib};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
@@ -355,26 +355,6 @@ async fn memory_bench() -> Vec<Row> {
         backend: "embedded (SQLite)",
         value: format!("{after:.0} MiB ({:.0} MiB)", after - before),
     }]
-}
-
-/// CPU seconds this process (server, clients and writers alike) has used: /proc/self/stat's
-/// utime + stime, in clock ticks of 10 ms.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which ends with the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are the 14th and 15th fields; the 3rd is the first after ')'.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Pod creates per second on the embedded store, and CPU milliseconds per create.

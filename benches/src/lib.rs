@@ -79,6 +79,26 @@ pub fn rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds this process (server, clients and writers alike) has used: /proc/self/stat's
+/// utime + stime, in clock ticks of 10 ms.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which ends with the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields; the 3rd is the first after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The peak resident set size of this process (VmHWM), in MiB.
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

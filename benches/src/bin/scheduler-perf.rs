@@ -65,6 +65,10 @@ async fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?
     };
     if flags.child {
+        // The components' own logs, when asked for (they are silent otherwise).
+        if std::env::var_os("RUST_LOG").is_some() {
+            common::logging::init(0);
+        }
         let mut config = match &flags.scheduler_config {
             Some(p) => KubeSchedulerConfiguration::load(p)?,
             None => KubeSchedulerConfiguration::default_config(),

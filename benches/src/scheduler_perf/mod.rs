@@ -86,6 +86,10 @@ pub struct Result {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub peak_rss_mib: f64,
+    /// CPU time of the whole process (in e2e: apiserver, scheduler and harness) per
+    /// measured pod, in ms: on a saturated machine, what throughput is the inverse of.
+    #[serde(default)]
+    pub cpu_ms_per_pod: f64,
     /// upstream's floor for the Average (0: none).
     pub threshold: f64,
 }
@@ -220,11 +224,13 @@ pub async fn run(
                     let target = expected_bound + n;
                     let timeout = Duration::from_secs(600);
                     let sampler = sample(bound.clone(), before, target, interval, timeout, &label);
+                    let cpu = crate::cpu_seconds();
                     let (created, (samples, took)) =
                         tokio::join!(driver.create_pods(pods), sampler);
                     created?;
+                    let cpu_ms_per_pod = (crate::cpu_seconds() - cpu) * 1000.0 / n as f64;
                     expected_bound = target;
-                    measured = Some((n, samples, took));
+                    measured = Some((n, samples, took, cpu_ms_per_pod));
                 } else {
                     let t = Instant::now();
                     driver.create_pods(pods).await?;
@@ -285,7 +291,7 @@ pub async fn run(
     }
     let mut latencies = driver.take_latencies();
     driver.stop().await;
-    let (n, samples, took) =
+    let (n, samples, took, cpu_ms_per_pod) =
         measured.ok_or_else(|| anyhow::anyhow!("{}: no op collects metrics", workload.name))?;
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
@@ -310,12 +316,13 @@ pub async fn run(
         latency_p50_ms: latencies.quantile_ms(0.5),
         latency_p99_ms: latencies.quantile_ms(0.99),
         peak_rss_mib: crate::peak_rss_mib(),
+        cpu_ms_per_pod,
         threshold: workload.threshold,
         samples,
     };
     eprintln!(
-        "{label}: average {:.0} pods/s (overall {:.0}) over {} pods in {:.1}s",
-        result.average, result.overall, n, result.duration_s
+        "{label}: average {:.0} pods/s (overall {:.0}) over {} pods in {:.1}s, {:.3} ms of CPU per pod",
+        result.average, result.overall, n, result.duration_s, result.cpu_ms_per_pod
     );
     Ok(result)
 }

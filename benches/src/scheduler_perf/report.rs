@@ -9,9 +9,9 @@ use super::Result;
 /// The results as a markdown table (what the README shows).
 pub fn markdown(results: &[Result]) -> String {
     let mut out = String::new();
-    out.push_str("| workload | mode | nodes | measured pods | Average pods/s | Perc50 | Perc90 | Perc99 | upstream floor | vs floor | latency p50 / p99 | peak RSS |\n");
+    out.push_str("| workload | mode | nodes | measured pods | Average pods/s | Perc50 | Perc90 | Perc99 | upstream floor | vs floor | latency p50 / p99 | CPU per pod | peak RSS |\n");
     out.push_str(
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n",
     );
     for r in results {
         let (floor, ratio) = if r.threshold > 0.0 {
@@ -24,7 +24,7 @@ pub fn markdown(results: &[Result]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} / {:.0} ms | {:.0} MiB |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} / {:.0} ms | {:.3} ms | {:.0} MiB |",
             r.workload,
             r.mode,
             r.nodes,
@@ -37,6 +37,7 @@ pub fn markdown(results: &[Result]) -> String {
             ratio,
             r.latency_p50_ms,
             r.latency_p99_ms,
+            r.cpu_ms_per_pod,
             r.peak_rss_mib,
         );
     }
