@@ -124,10 +124,10 @@ async fn apiserver_writes() -> Vec<String> {
     );
     server.stop();
     [
-        within("ConfigMap create", configmap_creates, 555),
-        within("pod create", pod_creates, 1755),
+        within("ConfigMap create", configmap_creates, 519),
+        within("pod create", pod_creates, 1588),
         within("pods/binding", bindings, 840),
-        within("Event create", event_creates, 841),
+        within("Event create", event_creates, 775),
     ]
     .into_iter()
     .flatten()

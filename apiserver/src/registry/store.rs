@@ -4,6 +4,7 @@
 //! and for internal callers (bootstrap objects, quota charges) alike. Nothing here knows
 //! of requests or responses.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -157,29 +158,71 @@ async fn check_namespace_open(state: &ApiState, target: &Target) -> ApiResult<()
 }
 
 /// Fields of the body the typed struct dropped: unknown fields, as `spec.foo` paths.
-fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<String>) {
+fn unknown_fields(input: &Value, normalized: &Value, out: &mut Vec<String>) {
+    unknown_under(input, normalized, &mut Vec::new(), out);
+}
+
+/// One step of a path into an object: a key or a list index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// [`unknown_fields`] below `path`. The path is a stack of steps, written out only for an
+/// unknown field: most bodies have none, and every field of every write passes here.
+fn unknown_under<'a>(
+    input: &'a Value,
+    normalized: &Value,
+    path: &mut Vec<Step<'a>>,
+    out: &mut Vec<String>,
+) {
     match (input, normalized) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
                 match b.get(k) {
-                    Some(nv) => unknown_fields(v, nv, &p, out),
+                    Some(nv) if nv.is_object() || nv.is_array() => {
+                        path.push(Step::Key(k));
+                        unknown_under(v, nv, path, out);
+                        path.pop();
+                    }
+                    Some(_) => {}
                     None if v.is_null() => {}
-                    None => out.push(p),
+                    None => {
+                        path.push(Step::Key(k));
+                        out.push(path_string(path));
+                        path.pop();
+                    }
                 }
             }
         }
         (Value::Array(a), Value::Array(b)) => {
             for (i, (v, nv)) in a.iter().zip(b).enumerate() {
-                unknown_fields(v, nv, &format!("{path}[{i}]"), out);
+                path.push(Step::Index(i));
+                unknown_under(v, nv, path, out);
+                path.pop();
             }
         }
         _ => {}
     }
+}
+
+/// `spec.containers[0].foo`, as upstream's strict decoding names a field.
+fn path_string(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => {
+                let _ = write!(out, "[{i}]");
+            }
+        }
+    }
+    out
 }
 
 /// The object's metadata and its kind's rules (`old` on update): 422 with every cause.
@@ -216,7 +259,7 @@ fn normalize(
     let mut unknown = Vec::new();
     let mut messages = Vec::new();
     if options.field_validation != FieldValidation::Ignore {
-        unknown_fields(&obj, &normalized, "", &mut unknown);
+        unknown_fields(&obj, &normalized, &mut unknown);
         messages.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
         messages.extend(
             options
@@ -972,4 +1015,28 @@ pub async fn delete_collection(
         "metadata": { "resourceVersion": snapshot.revision.to_string() },
         "items": items,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_named_by_their_paths() {
+        let input = json!({
+            "bogus": 1,
+            "gone": null,
+            "spec": {"containers": [{"name": "a"}, {"name": "b", "extra": {"x": 1}}],
+                     "kept": "v", "also": [1, 2]},
+        });
+        let normalized = json!({
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "kept": "v"},
+        });
+        let mut out = Vec::new();
+        unknown_fields(&input, &normalized, &mut out);
+        assert_eq!(out, ["bogus", "spec.containers[1].extra", "spec.also"]);
+        out.clear();
+        unknown_fields(&normalized, &normalized, &mut out);
+        assert!(out.is_empty());
+    }
 }
