@@ -284,6 +284,9 @@ fn audit_version(s: &str) -> Result<String, String> {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();

@@ -449,6 +449,9 @@ async fn audit_bench() -> Vec<Row> {
     ]
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main]
 async fn main() {
     if std::env::var_os("BENCH_MEMORY").is_some() {

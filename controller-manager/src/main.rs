@@ -120,6 +120,9 @@ impl Flags {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();

@@ -172,6 +172,9 @@ enum ImageCommands {
     },
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main]
 async fn main() {
     let matches = Flags::command().get_matches();

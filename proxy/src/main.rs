@@ -64,6 +64,9 @@ struct Flags {
     verbosity: u8,
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();

@@ -18,6 +18,9 @@ struct Flags {
     out: PathBuf,
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();

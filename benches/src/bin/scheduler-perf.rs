@@ -52,6 +52,9 @@ fn modes(mode: &str) -> anyhow::Result<Vec<(&'static str, Mode)>> {
     })
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();

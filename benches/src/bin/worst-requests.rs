@@ -152,6 +152,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+#[global_allocator]
+static ALLOCATOR: common::Allocator = common::ALLOCATOR;
+
 /// Runs each case in a process of its own (`worst-requests CASE`), so that memory one case
 /// freed does not hide the next one's peak.
 fn main() -> anyhow::Result<()> {
