@@ -448,8 +448,74 @@ async fn pods_bind_once_and_delete_gracefully() {
         "Invalid",
         "metadata.annotations",
     );
+    // Hostile or mistaken bindings are refused before anything is written.
+    let bind_p2 = format!("{pods}/p2/binding");
+    let with = |meta: serde_json::Value, target: serde_json::Value| json!({"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": target});
+    let node = json!({"kind": "Node", "name": "n1"});
+    for (binding, code, reason, message) in [
+        (
+            with(
+                json!({"name": "p2", "annotations": {"a": {"nested": 1}}}),
+                node.clone(),
+            ),
+            400,
+            "BadRequest",
+            "Binding in version \"v1\" cannot be handled as a Binding",
+        ),
+        (
+            with(json!({"name": "other"}), node.clone()),
+            400,
+            "BadRequest",
+            "name in URL does not match name in Binding object",
+        ),
+        (
+            with(
+                json!({"name": "p2", "namespace": "kube-system"}),
+                node.clone(),
+            ),
+            400,
+            "BadRequest",
+            "does not match the namespace sent on the request",
+        ),
+        (
+            with(json!({"name": "p2"}), json!({"kind": "Pod", "name": "n1"})),
+            422,
+            "Invalid",
+            "target.kind: Unsupported value: \"Pod\"",
+        ),
+        (
+            with(json!({"name": "p2", "uid": "not-the-uid"}), node.clone()),
+            409,
+            "Conflict",
+            "Precondition failed: UID in precondition: not-the-uid",
+        ),
+    ] {
+        check_status(
+            &c.post(&bind_p2, &binding).await.unwrap(),
+            code,
+            reason,
+            message,
+        );
+    }
     let (_, unbound) = c.get(&format!("{pods}/p2")).await.unwrap();
     assert!(unbound["spec"]["nodeName"].is_null(), "{unbound}");
+    assert!(unbound["metadata"]["annotations"].is_null(), "{unbound}");
+    // A pod with scheduling gates is not bound.
+    let gated = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gated"},
+        "spec": {"schedulingGates": [{"name": "example.com/wait"}],
+            "containers": [{"name": "c", "image": "busybox"}]}});
+    assert_eq!(c.post(pods, &gated).await.unwrap().0, 201);
+    check_status(
+        &c.post(
+            &format!("{pods}/gated/binding"),
+            &with(json!({"name": "gated"}), node.clone()),
+        )
+        .await
+        .unwrap(),
+        409,
+        "Conflict",
+        "pod gated has non-empty .spec.schedulingGates",
+    );
     let good = json!({"apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": "p2", "annotations": {"example.com/placed-by": "test"}},
         "target": {"kind": "Node", "name": "n2"}});

@@ -62,12 +62,12 @@ async fn start(dir: &Path, policy: &str, log: LogConfig) -> apiserver::server::I
     .await
 }
 
-/// The log's events, once `done` holds for them (polled until a deadline).
 /// The lines the log's writer has ended: it may be in the middle of the last one.
 fn whole_lines(text: &str) -> &str {
     &text[..text.rfind('\n').map_or(0, |end| end + 1)]
 }
 
+/// The log's events, once `done` holds for them (polled until a deadline).
 async fn events_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -24,7 +24,7 @@ fn allocations() -> u64 {
     (stats.allocations + stats.reallocations) as u64
 }
 
-/// Allocations per call of `op` over `n` calls, on this thread.
+/// Allocations per call of `op` over `n` calls (by the whole process).
 async fn per_op<F: std::future::Future<Output = ()>>(n: u64, mut op: impl FnMut(u64) -> F) -> u64 {
     let before = allocations();
     for i in 0..n {
@@ -126,7 +126,7 @@ async fn apiserver_writes() -> Vec<String> {
     [
         within("ConfigMap create", configmap_creates, 519),
         within("pod create", pod_creates, 1588),
-        within("pods/binding", bindings, 840),
+        within("pods/binding", bindings, 845),
         within("Event create", event_creates, 775),
     ]
     .into_iter()

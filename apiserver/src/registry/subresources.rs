@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Binding;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{self, DeleteOptions, Desired, WriteOptions, guaranteed_update};
@@ -130,51 +132,85 @@ pub async fn bind(
     options: &WriteOptions,
     binding: Value,
 ) -> ApiResult<()> {
-    let node = binding["target"]["name"].as_str().unwrap_or("").to_owned();
-    if node.is_empty() {
-        return Err(ApiError::invalid(
-            "",
-            "Binding",
-            &target.name,
-            vec![status::Cause::required("target.name")],
+    // Typed, as upstream decodes it: annotations are strings, the target an ObjectReference.
+    let binding = Binding::deserialize(&binding).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+        ))
+    })?;
+    let meta = &binding.metadata;
+    if meta.name.as_deref().is_some_and(|n| n != target.name) {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Binding object",
         ));
     }
-    let uid = binding["metadata"]["uid"].as_str().map(str::to_owned);
-    let annotations = binding["metadata"]["annotations"]
-        .as_object()
-        .filter(|a| !a.is_empty());
+    if meta
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| !ns.is_empty() && ns != target.namespace)
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    // Upstream's ValidatePodBinding.
+    let mut causes = Vec::new();
+    let kind = binding.target.kind.as_deref().unwrap_or("");
+    if !kind.is_empty() && kind != "Node" {
+        causes.push(status::Cause::unsupported(
+            "target.kind",
+            &json!(kind),
+            &["Node", "<empty>"],
+        ));
+    }
+    let node = binding.target.name.clone().unwrap_or_default();
+    if node.is_empty() {
+        causes.push(status::Cause::required("target.name"));
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("", "Binding", &target.name, causes));
+    }
+    let annotations = meta.annotations.as_ref().filter(|a| !a.is_empty());
+    // The pod's resource in upstream's conflicts is the subresource.
+    let refused = |why: &str| ApiError::conflict("", "pods/binding", &target.name, why);
     // As upstream's binding REST: the pod is written through storage, so neither the pod's
     // strategy nor field ownership runs (the scheduler owns no pod fields by binding). The
     // only input that is not ours is the binding's annotations, validated as the pod's.
     store::update_stored(state, target, options, |old| {
-        if let Some(uid) = &uid
-            && uid != meta::meta_str(old, "uid")
-        {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                "the UID in the binding does not match the pod",
-            ));
+        for (what, wanted, actual) in [
+            ("UID", meta.uid.as_deref(), meta::meta_str(old, "uid")),
+            (
+                "ResourceVersion",
+                meta.resource_version.as_deref(),
+                meta::resource_version(old),
+            ),
+        ] {
+            if let Some(wanted) = wanted.filter(|w| !w.is_empty() && *w != actual) {
+                return Err(refused(&format!(
+                    "Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}"
+                )));
+            }
         }
         if meta::is_terminating(old) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
+            return Err(refused(&format!(
+                "pod {} is being deleted, cannot be assigned to a host",
+                target.name
+            )));
         }
         if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &target.name,
-                &format!(
-                    "pod {} is already assigned to node \"{current}\"",
-                    target.name
-                ),
-            ));
+            return Err(refused(&format!(
+                "pod {} is already assigned to node \"{current}\"",
+                target.name
+            )));
+        }
+        if old["spec"]["schedulingGates"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+        {
+            return Err(refused(&format!(
+                "pod {} has non-empty .spec.schedulingGates",
+                target.name
+            )));
         }
         let mut new = old.clone();
         new["spec"]["nodeName"] = json!(node);
@@ -188,7 +224,7 @@ pub async fn bind(
         if let Some(annotations) = annotations {
             let meta_annotations = meta::object_at(&mut new, &["metadata", "annotations"]);
             for (k, v) in annotations {
-                meta_annotations.insert(k.clone(), v.clone());
+                meta_annotations.insert(k.clone(), json!(v));
             }
             store::validate(target, &new, Some(old))?;
         }
