@@ -484,6 +484,12 @@ async fn pods_bind_once_and_delete_gracefully() {
             "target.kind: Unsupported value: \"Pod\"",
         ),
         (
+            json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p2"}}),
+            422,
+            "Invalid",
+            "target.name: Required value",
+        ),
+        (
             with(json!({"name": "p2", "uid": "not-the-uid"}), node.clone()),
             409,
             "Conflict",

@@ -130,9 +130,13 @@ pub async fn bind(
     state: &Arc<ApiState>,
     target: &Target,
     options: &WriteOptions,
-    binding: Value,
+    mut binding: Value,
 ) -> ApiResult<()> {
-    // Typed, as upstream decodes it: annotations are strings, the target an ObjectReference.
+    // Typed, as upstream decodes it: annotations are strings, the target an ObjectReference
+    // (a missing one is empty, so its name is reported as required below).
+    if let Some(fields) = binding.as_object_mut() {
+        fields.entry("target").or_insert_with(|| json!({}));
+    }
     let binding = Binding::deserialize(&binding).map_err(|e| {
         ApiError::bad_request(format!(
             "Binding in version \"v1\" cannot be handled as a Binding: {e}"
