@@ -468,7 +468,8 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::label_class::{ClassKey, class_memo};
+    use crate::framework::interner::Memo;
+    use crate::framework::label_class::ClassKey;
     use crate::testing::{make_node, make_pod};
 
     #[test]
@@ -522,11 +523,11 @@ mod tests {
         cache.update_snapshot(&mut snap);
         let web = |k: &ClassKey| k.labels.get("app").is_some_and(|v| v == "web");
         let counts = |snap: &Snapshot| {
-            let kept = snap.with_topology(zone, |t| t.counts(&mut class_memo(), web));
+            let kept = snap.with_topology(zone, |t| t.counts(&mut Memo::new(0), web));
             let mut fresh = Topology::build(zone, &snap.nodes);
             let fresh = fresh
                 .with_classes(&snap.nodes)
-                .counts(&mut class_memo(), web);
+                .counts(&mut Memo::new(0), web);
             assert_eq!(kept, fresh, "kept up to date = built afresh");
             kept
         };

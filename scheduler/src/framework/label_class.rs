@@ -27,11 +27,6 @@ pub fn class_of(key: ClassKey) -> Arc<LabelClass> {
     CLASSES.lock().intern(key)
 }
 
-/// A per-cycle memo over label classes.
-pub fn class_memo() -> Memo {
-    Memo::new(CLASSES.lock().id_bound())
-}
-
 /// `count` per-cycle memos over label classes (see `Memo::many`).
 pub fn class_memos(count: usize) -> Vec<Memo> {
     Memo::many(count, CLASSES.lock().id_bound())
