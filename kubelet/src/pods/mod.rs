@@ -1,5 +1,6 @@
 //! Pods bound to this node: an informer on `spec.nodeName=<node>`, and one worker task per pod
-//! that syncs it whenever it changes and every second while it runs. Containers left from
+//! that syncs it whenever it changes in the API or in the runtime (`pleg`'s relist), when
+//! its requeue comes due, and at the sync frequency. Containers left from
 //! before a restart are adopted (found by their pod uid labels), never restarted; sandboxes
 //! of pods that no longer exist are removed. Static pods from --pod-manifest-path run
 //! through the same workers, their mirror pods carrying their status (`static_pods`).
@@ -7,6 +8,7 @@
 pub mod dns;
 pub mod env;
 pub mod hosts;
+pub mod pleg;
 pub mod probes;
 pub mod spec;
 pub mod static_pods;
@@ -100,8 +102,11 @@ pub async fn run_with_static_pods(
         .map_or(static_pods::FILE_CHECK, |m| m.check_every);
     let mut file_check = tokio::time::interval(every);
     file_check.tick().await;
+    let runtime = d.runtime.clone();
+    let mut relist = std::pin::pin!(async move { runtime.pleg.run(&runtime.cri).await });
     loop {
         tokio::select! {
+            () = &mut relist => {}
             update = updates.recv() => match update {
                 Some(update) => d.handle(update).await,
                 None => return,
@@ -200,11 +205,20 @@ impl Dispatcher {
         self.runtime.pods.write().insert(key(&pod), pod.clone());
         match self.workers.get(&uid) {
             Some(w) if !w.task.is_finished() => {
-                w.updates.send_replace(pod);
+                // As upstream's pod config: a change of status alone (the kubelet's own
+                // writes, mostly) is kept for the next sync but wakes nobody. A static pod's
+                // status comes from its mirror, which may have been made anew: write it.
+                let is_static = self.statics.contains_key(&uid);
+                w.updates.send_if_modified(|current| {
+                    let wake = is_static || !same_but_status(current, &pod);
+                    *current = pod;
+                    wake
+                });
             }
             _ => {
                 let (tx, rx) = watch::channel(pod);
-                let task = tokio::spawn(work(self.runtime.clone(), rx));
+                let wake = self.runtime.pleg.register(&uid);
+                let task = tokio::spawn(work(self.runtime.clone(), rx, wake));
                 self.workers.insert(uid, Worker { updates: tx, task });
             }
         }
@@ -364,8 +378,25 @@ fn key(pod: &Pod) -> String {
     )
 }
 
+/// Whether two versions of a pod differ at most in status and bookkeeping (resourceVersion,
+/// managedFields): nothing a sync acts on.
+fn same_but_status(a: &Pod, b: &Pod) -> bool {
+    let (m, n) = (&a.metadata, &b.metadata);
+    a.spec == b.spec
+        && m.uid == n.uid
+        && m.labels == n.labels
+        && m.annotations == n.annotations
+        && m.deletion_timestamp == n.deletion_timestamp
+        && m.deletion_grace_period_seconds == n.deletion_grace_period_seconds
+        && m.owner_references == n.owner_references
+}
+
 /// One pod's worker: syncs on every change and when the last sync asks to.
-async fn work(runtime: Arc<PodRuntime>, mut updates: watch::Receiver<Arc<Pod>>) {
+async fn work(
+    runtime: Arc<PodRuntime>,
+    mut updates: watch::Receiver<Arc<Pod>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
     loop {
         let pod = updates.borrow_and_update().clone();
         let began = std::time::Instant::now();
@@ -381,7 +412,38 @@ async fn work(runtime: Arc<PodRuntime>, mut updates: watch::Receiver<Arc<Pod>>) 
         };
         tokio::select! {
             _ = tokio::time::sleep(next) => {}
+            () = wake.notified() => {}
             changed = updates.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_of_status_alone_does_not_wake_the_worker() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u", "resourceVersion": "1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap();
+        let mut written = pod.clone();
+        written.metadata.resource_version = Some("2".into());
+        written.status = Some(Default::default());
+        assert!(same_but_status(&pod, &written));
+        let mut deleted = written.clone();
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        assert!(!same_but_status(&written, &deleted));
+        let mut relabeled = written.clone();
+        relabeled.metadata.labels = Some([("a".to_owned(), "b".to_owned())].into());
+        assert!(!same_but_status(&written, &relabeled));
+        let mut resized = written.clone();
+        resized.spec.as_mut().unwrap().containers[0].image = Some("other".into());
+        assert!(!same_but_status(&written, &resized));
     }
 }

@@ -41,8 +41,12 @@ struct SyncCtx<'a> {
 /// (upstream's kubelet resyncs volumes about every minute).
 pub const VOLUME_RESYNC: Duration = Duration::from_secs(60);
 
-/// How often a running pod is looked at again (upstream's PLEG relists every second).
+/// How soon a pod is looked at again when it waits on something the runtime's relist
+/// does not show: a probe coming due, an image, a ConfigMap or Secret of its environment.
 pub const RESYNC: Duration = Duration::from_secs(1);
+
+/// How often a pod is synced when nothing wakes its worker (upstream's --sync-frequency).
+pub const SYNC_FREQUENCY: Duration = Duration::from_secs(60);
 
 /// The delay before restarting a container that has exited `restarts` times already: the
 /// first restart is immediate, then 10 s doubling to 5 minutes.
@@ -101,6 +105,8 @@ pub struct PodRuntime {
     recorder: std::sync::OnceLock<Arc<common::events::Recorder>>,
     /// How pods resolve names (--cluster-dns, --cluster-domain, --resolv-conf).
     dns: super::dns::Settings,
+    /// Wakes a pod's worker when the runtime's relist shows its containers changed.
+    pub pleg: super::pleg::Pleg,
 }
 
 impl PodRuntime {
@@ -125,6 +131,7 @@ impl PodRuntime {
             reported_final: Default::default(),
             recorder: std::sync::OnceLock::new(),
             dns: Default::default(),
+            pleg: Default::default(),
         }
     }
 
@@ -166,6 +173,7 @@ impl PodRuntime {
         self.mount_failures.lock().remove(uid);
         self.tokens.forget_pod(uid);
         self.backoff_resets.lock().retain(|(u, _), _| u != uid);
+        self.pleg.forget(uid);
     }
 
     /// Forgets the final status written for a pod that is gone from the API.
@@ -619,7 +627,9 @@ impl PodRuntime {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
-        let mut requeue = RESYNC;
+        // The relist wakes the worker when a container exits or a sandbox dies; the steps
+        // below shorten this for what it cannot see.
+        let mut requeue = SYNC_FREQUENCY.min(self.volume_resync);
         let spec = pod.spec.clone().unwrap_or_default();
         let x = SyncCtx {
             uid: &uid,
@@ -642,6 +652,7 @@ impl PodRuntime {
             let view = self
                 .step_container(pod, &x, c, runs, init_policy, &mut requeue)
                 .await?;
+            look_again_soon(c, &view, &mut requeue);
             let done = view.current.as_ref().is_some_and(|s| {
                 s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0
             });
@@ -668,6 +679,7 @@ impl PodRuntime {
             let view = self
                 .step_container(pod, &x, c, runs, &restart_policy, &mut requeue)
                 .await?;
+            look_again_soon(c, &view, &mut requeue);
             views.insert(c.name.clone(), view);
         }
         let sandbox_view = SandboxView {
@@ -907,6 +919,22 @@ impl PodRuntime {
             Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Shortens `requeue` to [`RESYNC`] for a container the relist would not wake its worker
+/// for: one with probes (they come due on their own), or one waiting on something outside
+/// the runtime (an image, its environment's ConfigMaps and Secrets). A crash loop's
+/// back-off has set its own requeue.
+fn look_again_soon(c: &Container, view: &ContainerView, requeue: &mut Duration) {
+    let probed =
+        c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some();
+    let waiting = view
+        .waiting
+        .as_ref()
+        .is_some_and(|(reason, _)| reason != "CrashLoopBackOff");
+    if probed || waiting {
+        *requeue = (*requeue).min(RESYNC);
     }
 }
 
