@@ -11,6 +11,7 @@
 //! watcher sees every event exactly once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -249,11 +250,13 @@ pub fn watch_queue(
     resource: Arc<ResourceInfo>,
 ) -> (WatchSender, tokio::sync::mpsc::Receiver<Bytes>) {
     let (tx, rx) = tokio::sync::mpsc::channel(WATCHER_QUEUE);
+    let sent = cache.sent_counter(&resource);
     (
         WatchSender {
             tx,
             cache,
             resource,
+            sent,
         },
         rx,
     )
@@ -264,6 +267,8 @@ pub struct WatchSender {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     cache: Arc<Cache>,
     resource: Arc<ResourceInfo>,
+    /// Events sent to watchers of this kind (shared by them all).
+    sent: Arc<AtomicU64>,
 }
 
 /// The watch is over: its client left or fell too far behind.
@@ -275,12 +280,18 @@ impl WatchSender {
         use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
         // A queue with room takes the line at once; only a full one arms the stall timer.
         let line = match self.tx.try_send(line) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             Err(TrySendError::Closed(_)) => return Err(WatchClosed),
             Err(TrySendError::Full(line)) => line,
         };
         match self.tx.send_timeout(line, WATCHER_STALL).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             Err(SendTimeoutError::Closed(_)) => Err(WatchClosed),
             Err(SendTimeoutError::Timeout(_)) => {
                 tracing::info!(
@@ -375,6 +386,9 @@ pub struct Cache {
     /// Watchers closed for not keeping up, by resource (upstream's
     /// apiserver_terminated_watchers_total).
     terminated: parking_lot::Mutex<BTreeMap<String, u64>>,
+    /// Events sent to watchers, by group, version and kind (upstream's
+    /// apiserver_watch_events_total); each watch holds its kind's counter.
+    sent: parking_lot::Mutex<BTreeMap<(String, String, String), Arc<AtomicU64>>>,
 }
 
 /// A consistent view of one resource's objects, for a list.
@@ -421,6 +435,7 @@ impl Cache {
             resources: Arc::new(Resources::new()),
             revision: watch::channel(0).0,
             terminated: Default::default(),
+            sent: Default::default(),
         });
         let revision = cache.load().await?;
         tokio::spawn(cache.clone().feed(revision));
@@ -624,8 +639,34 @@ impl Cache {
         drop(state);
     }
 
+    /// The counter of events sent to watchers of `resource`'s kind.
+    fn sent_counter(&self, resource: &ResourceInfo) -> Arc<AtomicU64> {
+        let key = (
+            resource.group.clone(),
+            resource.version.clone(),
+            resource.kind.clone(),
+        );
+        self.sent.lock().entry(key).or_default().clone()
+    }
+
+    /// Upstream's counters of events sent to watchers, by kind, and of watchers closed for
+    /// not keeping up, by resource.
+    pub fn render_watch_metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP apiserver_watch_events_total Number of events sent in watch clients\n# TYPE apiserver_watch_events_total counter\n",
+        );
+        for ((group, version, kind), n) in self.sent.lock().iter() {
+            out.push_str(&format!(
+                "apiserver_watch_events_total{{group=\"{group}\",version=\"{version}\",kind=\"{kind}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str(&self.render_terminated());
+        out
+    }
+
     /// Upstream's counter of watchers closed for not keeping up, by resource.
-    pub fn render_terminated(&self) -> String {
+    fn render_terminated(&self) -> String {
         let mut out = String::from(
             "# HELP apiserver_terminated_watchers_total Counter of watchers closed due to unresponsiveness broken by resource type.\n# TYPE apiserver_terminated_watchers_total counter\n",
         );

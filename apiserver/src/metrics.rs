@@ -1,7 +1,8 @@
-//! Prometheus metrics with upstream's names: apiserver_request_total and
-//! apiserver_request_duration_seconds by verb, resource and code, and the open watch count.
+//! Prometheus metrics with upstream's names: apiserver_request_total (by verb, resource,
+//! subresource and code), apiserver_request_duration_seconds (by verb, resource and
+//! subresource), and the open watch count.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -28,8 +29,7 @@ struct Series {
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (verb, resource, code) -> observations.
-    requests: Mutex<HashMap<(&'static str, String, u16), Series>>,
+    requests: Mutex<HashMap<SeriesKey, Series>>,
     watches: AtomicI64,
     /// Requests whose handler panicked.
     panics: AtomicI64,
@@ -55,10 +55,13 @@ fn verb(attrs: &crate::auth::attributes::Attributes) -> &'static str {
     }
 }
 
+/// A series' labels: verb, resource, subresource ("" for none) and response code.
+type SeriesKey = (&'static str, String, String, u16);
+
 impl Metrics {
-    fn observe(&self, verb: &'static str, resource: String, code: u16, seconds: f64) {
+    fn observe(&self, key: SeriesKey, seconds: f64) {
         let mut map = self.requests.lock();
-        let s = map.entry((verb, resource, code)).or_default();
+        let s = map.entry(key).or_default();
         s.count += 1;
         s.sum += seconds;
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -72,17 +75,29 @@ impl Metrics {
     pub fn render(&self, cache_revision: i64) -> String {
         let mut out = String::new();
         let map = self.requests.lock();
-        out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n");
-        for ((verb, resource, code), s) in map.iter() {
+        out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, resource, subresource and HTTP response code.\n# TYPE apiserver_request_total counter\n");
+        for ((verb, resource, subresource, code), s) in map.iter() {
             let _ = writeln!(
                 out,
-                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
+                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",subresource=\"{subresource}\",code=\"{code}\"}} {}",
                 s.count
             );
         }
-        out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((verb, resource, _), s) in map.iter() {
-            let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
+        // The latency histogram has no code label, as upstream's: one series per verb,
+        // resource and subresource, whatever the answers were.
+        let mut latencies: BTreeMap<(&str, &str, &str), Series> = BTreeMap::new();
+        for ((verb, resource, subresource, _), s) in map.iter() {
+            let sum = latencies.entry((verb, resource, subresource)).or_default();
+            sum.count += s.count;
+            sum.sum += s.sum;
+            for (total, n) in sum.buckets.iter_mut().zip(s.buckets) {
+                *total += n;
+            }
+        }
+        out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, resource and subresource.\n# TYPE apiserver_request_duration_seconds histogram\n");
+        for ((verb, resource, subresource), s) in latencies {
+            let labels =
+                format!("verb=\"{verb}\",resource=\"{resource}\",subresource=\"{subresource}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -143,6 +158,7 @@ pub async fn track(
     let resource = crate::registry::Target::from_info(&info, state.cache.resources())
         .map(|t| t.resource.plural.clone())
         .unwrap_or_default();
+    let subresource = info.attrs.subresource.clone();
     let uri = request.uri().clone();
     request.extensions_mut().insert(info);
     let start = Instant::now();
@@ -165,9 +181,7 @@ pub async fn track(
         state.metrics.watches.fetch_add(1, Ordering::Relaxed);
     }
     state.metrics.observe(
-        verb,
-        resource,
-        response.status().as_u16(),
+        (verb, resource, subresource, response.status().as_u16()),
         start.elapsed().as_secs_f64(),
     );
     response

@@ -470,7 +470,7 @@ async fn health(
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let mut body = state.metrics.render(state.cache.revision());
     body.push_str(&state.limits.render());
-    body.push_str(&state.cache.render_terminated());
+    body.push_str(&state.cache.render_watch_metrics());
     if let Some(audit) = &state.audit {
         audit.render(&mut body);
     }

@@ -664,17 +664,45 @@ async fn health_metrics_version_and_sigterm() {
         (Some("1"), Some("33"))
     );
     c.get(CMS).await.unwrap();
+    // A watcher receives one event; the counter of events sent counts it.
+    let mut watch = c.watch(&format!("{CMS}?watch=true")).await.unwrap();
+    let cm = json!({"metadata": {"name": "counted"}, "data": {"a": "1"}});
+    assert_eq!(c.post(CMS, &cm).await.unwrap().0, 201);
+    assert_eq!(watch.next().await.unwrap()["type"], "ADDED");
+    // A request to a subresource is counted under it; a 200 and a 404 of the same series
+    // make two counters but one latency histogram.
+    let ns = "/api/v1/namespaces/default";
+    c.send(
+        "PUT",
+        &format!("{ns}/pods/nope/status"),
+        "application/json",
+        Some(&json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.get(&format!("{CMS}/counted")).await.unwrap().0, 200);
+    assert_eq!(c.get(&format!("{CMS}/missing")).await.unwrap().0, 404);
     let (_, text) = c.get_text("/metrics").await.unwrap();
-    assert!(
-        text.contains(
-            "apiserver_request_total{verb=\"LIST\",resource=\"configmaps\",code=\"200\"} 1"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("apiserver_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    for line in [
+        "apiserver_request_total{verb=\"LIST\",resource=\"configmaps\",subresource=\"\",code=\"200\"} 1",
+        "apiserver_request_total{verb=\"POST\",resource=\"configmaps\",subresource=\"\",code=\"201\"} 1",
+        "apiserver_watch_events_total{group=\"\",version=\"v1\",kind=\"ConfigMap\"} 1",
+        "apiserver_request_total{verb=\"PUT\",resource=\"pods\",subresource=\"status\",code=\"404\"} 1",
+        "apiserver_request_total{verb=\"GET\",resource=\"configmaps\",subresource=\"\",code=\"200\"} 1",
+        "apiserver_request_total{verb=\"GET\",resource=\"configmaps\",subresource=\"\",code=\"404\"} 1",
+        "apiserver_request_duration_seconds_count{verb=\"GET\",resource=\"configmaps\",subresource=\"\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    let histograms = text
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                "apiserver_request_duration_seconds_count{verb=\"GET\",resource=\"configmaps\"",
+            )
+        })
+        .count();
+    assert_eq!(histograms, 1, "{text}");
     let status = s.terminate();
     assert!(
         status.success(),

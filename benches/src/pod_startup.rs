@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -203,8 +204,12 @@ pub async fn runtime_floor(pods: usize, concurrencies: &[usize]) -> anyhow::Resu
                 pod.metadata.uid = Some(format!("floor-{round}-{i}"));
                 let sandbox = spec::sandbox_config(&pod, dir, 0, dns);
                 std::fs::create_dir_all(&sandbox.log_directory)?;
-                let container = pod.spec.as_ref().map(|s| &s.containers[0]);
-                let config = spec::container_config(&pod, container.unwrap(), 0, Vec::new());
+                let container = &pod
+                    .spec
+                    .as_ref()
+                    .context("startup pod has a spec")?
+                    .containers[0];
+                let config = spec::container_config(&pod, container, 0, Vec::new());
                 let _turn = limit.acquire().await?;
                 let id = cri.run_pod_sandbox(sandbox.clone(), "").await?;
                 let c = cri.create_container(&id, config, sandbox).await?;
