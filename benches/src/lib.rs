@@ -82,7 +82,16 @@ pub fn rss_mib() -> f64 {
 /// CPU seconds this process (server, clients and writers alike) has used: /proc/self/stat's
 /// utime + stime, in clock ticks of 10 ms.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// CPU seconds process `pid` has used (0 once it is gone).
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name, which ends with the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -1,14 +1,14 @@
-//! The scheduler-perf harness works in both modes: SchedulingBasic at a tiny size
+//! The scheduler-perf harness works in every mode: SchedulingBasic at a tiny size
 //! produces upstream's throughput metric, every measured pod bound.
 
 use benches::scheduler_perf::workload::Workload;
 use benches::scheduler_perf::{Mode, Store, report, run};
 
-async fn check(mode: Mode) {
+async fn check(mode: Mode) -> benches::scheduler_perf::Result {
     let w = Workload::load("SchedulingBasic").unwrap();
     // 5000 nodes, 1000 + 10000 pods scaled to 50 nodes, 10 + 100 pods.
     let config = scheduler::config::KubeSchedulerConfiguration::default_config();
-    let r = run(&w, mode, 0.01, &config).await.unwrap();
+    let r = run(&w, mode, 0.01, &config, None).await.unwrap();
     assert_eq!((r.nodes, r.measured_pods), (50, 100));
     assert!(!r.samples.is_empty(), "{r:?}");
     assert!(r.average > 0.0 && r.overall > 0.0, "{r:?}");
@@ -19,7 +19,7 @@ async fn check(mode: Mode) {
         table.contains("| SchedulingBasic |") && table.contains("| 680 |"),
         "{table}"
     );
-    let svg = report::svg(&[r]);
+    let svg = report::svg(std::slice::from_ref(&r));
     for part in [
         "SchedulingBasic",
         "upstream floor",
@@ -29,6 +29,7 @@ async fn check(mode: Mode) {
     ] {
         assert!(svg.contains(part), "{part} missing from {svg}");
     }
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +39,24 @@ async fn scheduling_basic_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduling_basic_end_to_end() {
-    check(Mode::EndToEnd(Store::Sqlite)).await;
+    let r = check(Mode::EndToEnd(Store::Sqlite)).await;
+    assert!(r.server.is_none(), "{r:?}");
+}
+
+/// kube-apiserver and kube-scheduler as their binaries over TLS: the servers' work is read
+/// from their /proc and /metrics, each measured pod a create and a binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_basic_as_processes() {
+    let r = check(Mode::Processes(Store::Sqlite)).await;
+    let load = r.server.as_ref().expect("the servers' load");
+    assert_eq!(load.writes.get("POST pods"), Some(&100), "{load:?}");
+    assert_eq!(load.writes.get("POST pods/binding"), Some(&100), "{load:?}");
+    // Each pod is seen at least by the scheduler's informer and the harness's watch.
+    assert!(load.watch_events_per_write >= 1.0, "{load:?}");
+    assert!(load.apiserver_cpu_us_per_write > 0.0, "{load:?}");
+    assert!(load.scheduler_cpu_ms_per_pod > 0.0, "{load:?}");
+    let table = report::markdown(std::slice::from_ref(&r));
+    assert!(table.contains("writes/s"), "{table}");
 }
 
 /// #22's guard: every workload that can be scheduled deterministically (one filter thread,

@@ -18,7 +18,9 @@ use scheduler::config::KubeSchedulerConfiguration;
 struct Flags {
     /// Workloads to run (file names without .yaml); all when none are given.
     workloads: Vec<String>,
-    /// in-process, e2e (embedded store), e2e-etcd, or all (the three).
+    /// in-process, e2e (embedded store), e2e-etcd, all (those three), or processes /
+    /// processes-etcd (kube-apiserver and kube-scheduler as their release binaries over TLS,
+    /// built first with `cargo build --release -p apiserver -p scheduler`).
     #[arg(long, default_value = "all")]
     mode: String,
     /// Multiplies every node and pod count (0.1 for a quick run).
@@ -43,12 +45,16 @@ fn modes(mode: &str) -> anyhow::Result<Vec<(&'static str, Mode)>> {
         "in-process" => vec![("in-process", Mode::InProcess)],
         "e2e" => vec![("e2e", Mode::EndToEnd(Store::Sqlite))],
         "e2e-etcd" => vec![("e2e-etcd", Mode::EndToEnd(Store::Etcd))],
+        "processes" => vec![("processes", Mode::Processes(Store::Sqlite))],
+        "processes-etcd" => vec![("processes-etcd", Mode::Processes(Store::Etcd))],
         "all" => vec![
             ("in-process", Mode::InProcess),
             ("e2e", Mode::EndToEnd(Store::Sqlite)),
             ("e2e-etcd", Mode::EndToEnd(Store::Etcd)),
         ],
-        other => anyhow::bail!("--mode {other:?}: use in-process, e2e, e2e-etcd or all"),
+        other => anyhow::bail!(
+            "--mode {other:?}: use in-process, e2e, e2e-etcd, all, processes or processes-etcd"
+        ),
     })
 }
 
@@ -80,7 +86,11 @@ async fn main() -> anyhow::Result<()> {
             config.parallelism = flags.parallelism;
         }
         let (_, mode) = modes(&flags.mode)?[0];
-        let result = run(&workloads[0], mode, flags.scale, &config).await?;
+        if matches!(mode, Mode::Processes(_)) && flags.parallelism.is_some() {
+            anyhow::bail!("--parallelism: set it in --scheduler-config for the processes modes");
+        }
+        let path = flags.scheduler_config.as_deref();
+        let result = run(&workloads[0], mode, flags.scale, &config, path).await?;
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }

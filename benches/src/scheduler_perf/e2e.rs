@@ -1,6 +1,8 @@
 //! End-to-end mode: a real kube-apiserver (embedded store, or a real etcd) and the
 //! scheduler as its API client, both in this process as upstream's scheduler_perf runs
-//! them. Nodes and pods are created through the API; bindings are counted from a watch.
+//! them, or both as their own binaries over TLS as a cluster runs them
+//! ([`super::processes`]). Nodes and pods are created through the API; bindings are
+//! counted from a watch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use kube::{Api, Client};
 use parking_lot::Mutex;
 use scheduler::config::KubeSchedulerConfiguration;
 
+use super::processes::{Processes, ServerCounters};
 use super::workload::ChurnObject;
 use super::{Driver, Store};
 use crate::Latencies;
@@ -25,11 +28,10 @@ use crate::Latencies;
 const CONCURRENCY: usize = 64;
 
 pub struct EndToEnd {
-    _etcd: Option<apiserver::testing::EtcdServer>,
+    /// Dropped after the servers (fields drop in order).
+    servers: Servers,
     _dir: tempfile::TempDir,
-    server: Option<apiserver::server::InProcess>,
     client: Client,
-    scheduler: Option<common::component::InProcess>,
     bound: Arc<AtomicUsize>,
     created: Arc<Mutex<HashMap<String, Instant>>>,
     latencies: Arc<Mutex<Latencies>>,
@@ -52,18 +54,46 @@ impl EndToEnd {
         let server = apiserver::server::spawn_in_process(server_config).await?;
         let url = format!("http://{}", server.addr).parse()?;
         let client = Client::try_from(kube::Config::new(url))?;
+        Self::priority_class(&client).await?;
+        // kube-scheduler as its binary runs it, without leader election or health server.
+        let kubeconfig = dir.path().join("scheduler.kubeconfig");
+        apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", server.addr));
+        let config = scheduler::testing::config(kubeconfig, config.clone());
+        let scheduler = common::component::InProcess::spawn(|stop| scheduler::run(config, stop));
+        let servers = Servers::InProcess {
+            scheduler: Some(scheduler),
+            server: Some(server),
+            _etcd: etcd,
+        };
+        Ok(Self::watching(servers, dir, client))
+    }
+
+    /// The apiserver and the scheduler as their binaries ([`super::processes`]); this
+    /// process is their client over HTTPS.
+    pub async fn start_processes(
+        store: Store,
+        scheduler_config: Option<&std::path::Path>,
+    ) -> anyhow::Result<EndToEnd> {
+        let dir = tempfile::tempdir()?;
+        let processes = Processes::start(dir.path(), store, scheduler_config).await?;
+        let client = common::client::client(Some(&processes.kubeconfig)).await?;
+        Self::priority_class(&client).await?;
+        Ok(Self::watching(Servers::Processes(processes), dir, client))
+    }
+
+    /// The workloads' PriorityClass.
+    async fn priority_class(client: &Client) -> anyhow::Result<()> {
         let pc: PriorityClass = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "perf-high"}, "value": 10,
         }))?;
         Api::<PriorityClass>::all(client.clone())
             .create(&PostParams::default(), &pc)
             .await?;
-        // kube-scheduler as its binary runs it, without leader election or health server.
-        let kubeconfig = dir.path().join("scheduler.kubeconfig");
-        apiserver::testing::write_kubeconfig(&kubeconfig, &format!("http://{}", server.addr));
-        let config = scheduler::testing::config(kubeconfig, config.clone());
-        let scheduler = common::component::InProcess::spawn(|stop| scheduler::run(config, stop));
+        Ok(())
+    }
 
+    /// Starts counting bindings and their latencies.
+    fn watching(servers: Servers, dir: tempfile::TempDir, client: Client) -> EndToEnd {
         // Count bindings as a watcher sees them (upstream's harness counts scheduled pods).
         let bound = Arc::new(AtomicUsize::new(0));
         let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -95,18 +125,28 @@ impl EndToEnd {
                 }
             }
         });
-        Ok(EndToEnd {
-            _etcd: etcd,
+        EndToEnd {
+            servers,
             _dir: dir,
-            server: Some(server),
             client,
-            scheduler: Some(scheduler),
             bound,
             created,
             latencies,
             watch,
-        })
+        }
     }
+}
+
+/// Where the apiserver and the scheduler run.
+enum Servers {
+    /// In this process (stopped in `stop`).
+    InProcess {
+        server: Option<apiserver::server::InProcess>,
+        scheduler: Option<common::component::InProcess>,
+        _etcd: Option<apiserver::testing::EtcdServer>,
+    },
+    /// As child processes.
+    Processes(Processes),
 }
 
 #[async_trait]
@@ -200,13 +240,34 @@ impl Driver for EndToEnd {
         std::mem::take(&mut *self.latencies.lock())
     }
 
+    fn cpu_seconds(&self) -> f64 {
+        match &self.servers {
+            Servers::InProcess { .. } => crate::cpu_seconds(),
+            Servers::Processes(p) => crate::cpu_seconds() + p.cpu_seconds(),
+        }
+    }
+
+    async fn server_counters(&mut self) -> anyhow::Result<Option<ServerCounters>> {
+        let Servers::Processes(p) = &self.servers else {
+            return Ok(None);
+        };
+        let request = http::Request::get("/metrics").body(Vec::new())?;
+        let metrics = self.client.request_text(request).await?;
+        Ok(Some(p.counters(&metrics)))
+    }
+
     async fn stop(mut self: Box<Self>) {
         self.watch.abort();
-        if let Some(s) = self.scheduler.take()
-            && let Err(e) = s.stop().await
+        if let Servers::InProcess {
+            server, scheduler, ..
+        } = &mut self.servers
         {
-            eprintln!("kube-scheduler: {e:#}");
+            if let Some(s) = scheduler.take()
+                && let Err(e) = s.stop().await
+            {
+                eprintln!("kube-scheduler: {e:#}");
+            }
+            drop(server.take());
         }
-        drop(self.server.take());
     }
 }

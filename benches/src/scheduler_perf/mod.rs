@@ -1,8 +1,9 @@
 //! scheduler-perf: upstream scheduler_perf's workloads and metric, run against tetsu's
-//! scheduler in two modes. In-process feeds the framework, queue and cache directly (the
+//! scheduler in three modes. In-process feeds the framework, queue and cache directly (the
 //! algorithm's ceiling); end-to-end runs a real kube-apiserver (embedded store or etcd)
 //! and the scheduler as an API client in this process, creating nodes and pods through
-//! the API as upstream's harness does.
+//! the API as upstream's harness does; processes runs both as their binaries over TLS, as
+//! a cluster does, this process being only their client.
 //!
 //! The metric is upstream's SchedulingThroughput: pods bound per second, sampled at a
 //! fixed interval while the measured pods are scheduled, the first sample skipped, then
@@ -11,6 +12,7 @@
 pub mod e2e;
 pub mod inprocess;
 pub mod placements;
+pub mod processes;
 pub mod report;
 pub mod workload;
 
@@ -29,8 +31,10 @@ use workload::{ChurnObject, Op, Workload};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     InProcess,
-    /// A real apiserver over this store.
+    /// A real apiserver over this store, the scheduler beside it in this process.
     EndToEnd(Store),
+    /// kube-apiserver over this store and kube-scheduler as child processes.
+    Processes(Store),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +49,8 @@ impl std::fmt::Display for Mode {
             Mode::InProcess => write!(f, "in-process"),
             Mode::EndToEnd(Store::Sqlite) => write!(f, "end-to-end (embedded store)"),
             Mode::EndToEnd(Store::Etcd) => write!(f, "end-to-end (etcd)"),
+            Mode::Processes(Store::Sqlite) => write!(f, "processes (embedded store)"),
+            Mode::Processes(Store::Etcd) => write!(f, "processes (etcd)"),
         }
     }
 }
@@ -62,6 +68,14 @@ pub trait Driver: Send {
     fn bound(&self) -> Arc<AtomicUsize>;
     /// Creation-to-binding latencies of the pods bound since the last call.
     fn take_latencies(&mut self) -> Latencies;
+    /// CPU seconds used by this process and any servers the mode started.
+    fn cpu_seconds(&self) -> f64 {
+        crate::cpu_seconds()
+    }
+    /// The servers' own counters, when they run apart (processes mode).
+    async fn server_counters(&mut self) -> anyhow::Result<Option<processes::ServerCounters>> {
+        Ok(None)
+    }
     async fn stop(self: Box<Self>);
 }
 
@@ -86,12 +100,49 @@ pub struct Result {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub peak_rss_mib: f64,
-    /// CPU time of the whole process (in e2e: apiserver, scheduler and harness) per
-    /// measured pod, in ms: on a saturated machine, what throughput is the inverse of.
+    /// CPU time of the whole process (in e2e: apiserver, scheduler and harness; with
+    /// processes, theirs added) per measured pod, in ms: on a saturated machine, what
+    /// throughput is the inverse of.
     #[serde(default)]
     pub cpu_ms_per_pod: f64,
     /// upstream's floor for the Average (0: none).
     pub threshold: f64,
+    /// What the servers did while the measured pods were scheduled (processes mode).
+    #[serde(default)]
+    pub server: Option<ServerLoad>,
+}
+
+/// The apiserver's and scheduler's work over the measured pods, read from outside them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ServerLoad {
+    /// Successful writes per second, every kind (pod creates, bindings, events, ...).
+    pub writes_per_s: f64,
+    /// The writes by "VERB resource[/subresource]".
+    pub writes: std::collections::BTreeMap<String, u64>,
+    /// Events sent to watchers per second, every kind.
+    pub watch_events_per_s: f64,
+    /// The apiserver's CPU (all of it: writes, watches, reads) per write.
+    pub apiserver_cpu_us_per_write: f64,
+    /// Watch events sent per write.
+    pub watch_events_per_write: f64,
+    pub apiserver_cpu_ms_per_pod: f64,
+    pub scheduler_cpu_ms_per_pod: f64,
+}
+
+impl ServerLoad {
+    fn new(d: &processes::ServerCounters, pods: usize, seconds: f64) -> ServerLoad {
+        let writes: u64 = d.writes.values().sum();
+        let per_write = |x: f64| x / writes.max(1) as f64;
+        ServerLoad {
+            writes_per_s: writes as f64 / seconds,
+            writes: d.writes.clone(),
+            watch_events_per_s: d.watch_events as f64 / seconds,
+            apiserver_cpu_us_per_write: per_write(d.apiserver_cpu_s * 1e6),
+            watch_events_per_write: per_write(d.watch_events as f64),
+            apiserver_cpu_ms_per_pod: d.apiserver_cpu_s * 1000.0 / pods as f64,
+            scheduler_cpu_ms_per_pod: d.scheduler_cpu_s * 1000.0 / pods as f64,
+        }
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -156,21 +207,26 @@ async fn sample(
 
 /// Runs one workload with a driver. `scale` multiplies every count (tiny runs in CI);
 /// `config` is the scheduler's (the default profile unless a test says otherwise).
+/// `config_path` is where `config` came from: the processes mode hands it to kube-scheduler.
 pub async fn run(
     workload: &Workload,
     mode: Mode,
     scale: f64,
     config: &KubeSchedulerConfiguration,
+    config_path: Option<&std::path::Path>,
 ) -> anyhow::Result<Result> {
     let label = format!("{} [{mode}]", workload.name);
     eprintln!("{label}: starting (scale {scale})");
     let mut driver: Box<dyn Driver> = match mode {
         Mode::InProcess => Box::new(inprocess::InProcess::start(config)?),
         Mode::EndToEnd(store) => Box::new(e2e::EndToEnd::start(store, config).await?),
+        Mode::Processes(store) => {
+            Box::new(e2e::EndToEnd::start_processes(store, config_path).await?)
+        }
     };
     let interval = match mode {
         Mode::InProcess => Duration::from_millis(100),
-        Mode::EndToEnd(_) => Duration::from_secs(1),
+        Mode::EndToEnd(_) | Mode::Processes(_) => Duration::from_secs(1),
     };
     let bound = driver.bound();
     let mut nodes_total = 0;
@@ -224,13 +280,22 @@ pub async fn run(
                     let target = expected_bound + n;
                     let timeout = Duration::from_secs(600);
                     let sampler = sample(bound.clone(), before, target, interval, timeout, &label);
-                    let cpu = crate::cpu_seconds();
+                    let cpu = driver.cpu_seconds();
+                    let counters = driver.server_counters().await?;
                     let (created, (samples, took)) =
                         tokio::join!(driver.create_pods(pods), sampler);
                     created?;
-                    let cpu_ms_per_pod = (crate::cpu_seconds() - cpu) * 1000.0 / n as f64;
+                    let cpu_ms_per_pod = (driver.cpu_seconds() - cpu) * 1000.0 / n as f64;
+                    let server = match (counters, driver.server_counters().await?) {
+                        (Some(before), Some(after)) => Some(ServerLoad::new(
+                            &before.since(&after),
+                            n,
+                            took.as_secs_f64(),
+                        )),
+                        _ => None,
+                    };
                     expected_bound = target;
-                    measured = Some((n, samples, took, cpu_ms_per_pod));
+                    measured = Some((n, samples, took, cpu_ms_per_pod, server));
                 } else {
                     let t = Instant::now();
                     driver.create_pods(pods).await?;
@@ -291,7 +356,7 @@ pub async fn run(
     }
     let mut latencies = driver.take_latencies();
     driver.stop().await;
-    let (n, samples, took, cpu_ms_per_pod) =
+    let (n, samples, took, cpu_ms_per_pod, server) =
         measured.ok_or_else(|| anyhow::anyhow!("{}: no op collects metrics", workload.name))?;
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
@@ -319,11 +384,23 @@ pub async fn run(
         cpu_ms_per_pod,
         threshold: workload.threshold,
         samples,
+        server,
     };
     eprintln!(
         "{label}: average {:.0} pods/s (overall {:.0}) over {} pods in {:.1}s, {:.3} ms of CPU per pod",
         result.average, result.overall, n, result.duration_s, result.cpu_ms_per_pod
     );
+    if let Some(s) = &result.server {
+        eprintln!(
+            "{label}: apiserver {:.0} writes/s ({:?}), {:.0} watch events/s, {:.0} us CPU per write; CPU per pod: apiserver {:.3} ms, scheduler {:.3} ms",
+            s.writes_per_s,
+            s.writes,
+            s.watch_events_per_s,
+            s.apiserver_cpu_us_per_write,
+            s.apiserver_cpu_ms_per_pod,
+            s.scheduler_cpu_ms_per_pod
+        );
+    }
     Ok(result)
 }
 
@@ -375,6 +452,12 @@ impl Driver for ChurningDriver {
     }
     fn take_latencies(&mut self) -> Latencies {
         self.inner.take_latencies()
+    }
+    fn cpu_seconds(&self) -> f64 {
+        self.inner.cpu_seconds()
+    }
+    async fn server_counters(&mut self) -> anyhow::Result<Option<processes::ServerCounters>> {
+        self.inner.server_counters().await
     }
     async fn stop(self: Box<Self>) {
         self.inner.stop().await

@@ -41,7 +41,37 @@ pub fn markdown(results: &[Result]) -> String {
             r.peak_rss_mib,
         );
     }
+    server_load(results, &mut out);
     out
+}
+
+/// The servers' work, for the runs that measured it from outside (processes mode).
+fn server_load(results: &[Result], out: &mut String) {
+    let measured: Vec<(&Result, &super::ServerLoad)> = results
+        .iter()
+        .filter_map(|r| Some((r, r.server.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    out.push_str("\n| workload | mode | apiserver writes/s | writes | watch events/s | watch events per write | apiserver CPU per write | apiserver / scheduler CPU per pod |\n");
+    out.push_str("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for (r, s) in measured {
+        let writes: Vec<String> = s.writes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {:.0} | {:.1} | {:.0} us | {:.3} / {:.3} ms |",
+            r.workload,
+            r.mode,
+            s.writes_per_s,
+            writes.join(", "),
+            s.watch_events_per_s,
+            s.watch_events_per_write,
+            s.apiserver_cpu_us_per_write,
+            s.apiserver_cpu_ms_per_pod,
+            s.scheduler_cpu_ms_per_pod,
+        );
+    }
 }
 
 /// A chart of every result's Average beside its workload's upstream floor: one row of bars
