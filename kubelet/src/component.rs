@@ -363,9 +363,17 @@ pub async fn run_hollow(
 ) -> crate::Result<()> {
     use crate::hollow::Usage;
     let mut component = Component::new("kubelet", shutdown);
-    let client = common::client::client(kubeconfig)
-        .await
-        .map_err(Error::component)?;
+    let mut clients = Vec::new();
+    for _ in 0..config
+        .nodes
+        .div_ceil(crate::hollow::NODES_PER_CLIENT)
+        .max(1)
+    {
+        let client = common::client::client(kubeconfig)
+            .await
+            .map_err(Error::component)?;
+        clients.push(client);
+    }
     let before = Usage::now();
     let nodes = config.nodes;
     eprintln!(
@@ -396,7 +404,7 @@ pub async fn run_hollow(
     };
     let work = async {
         tokio::select! {
-            _ = crate::hollow::run(client, config) => {}
+            _ = crate::hollow::run(clients, config) => {}
             _ = report => {}
         }
     };

@@ -466,11 +466,19 @@ impl HollowConfig {
     }
 }
 
+/// Hollow nodes that share one client, hence (over HTTPS) one HTTP/2 connection: each node
+/// keeps a watch open, and the apiserver allows 250 streams per connection, as upstream's.
+pub const NODES_PER_CLIENT: usize = 50;
+
 /// Runs the hollow nodes until dropped: each registers its Node, keeps its Lease and
-/// status fresh, and runs the pods bound to it.
-pub async fn run(client: kube::Client, config: HollowConfig) {
+/// status fresh, and runs the pods bound to it. Node i talks through `clients[i %
+/// clients.len()]` (one client per [`NODES_PER_CLIENT`] nodes, as separate kubelets would
+/// have their own connections).
+pub async fn run(clients: Vec<kube::Client>, config: HollowConfig) {
+    assert!(!clients.is_empty(), "hollow nodes need a client");
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..config.nodes {
+        let client = &clients[index % clients.len()];
         let name = format!("{}{index}", config.name_prefix);
         let runtime = Arc::new(HollowRuntime::new(index, config.start_delay));
         let [a, b, c] = runtime.subnet;

@@ -86,7 +86,7 @@ async fn a_kubelet_gets_its_certificate_with_a_bootstrap_token_and_registers() {
     let client = common::client::client(Some(&kubeconfig)).await.unwrap();
     let mut config = kubelet::hollow::HollowConfig::new(1);
     config.name_prefix = "worker".into();
-    let node = tokio::spawn(kubelet::hollow::run(client, config));
+    let node = tokio::spawn(kubelet::hollow::run(vec![client], config));
     let (ok, out, err) = kubectl_until(
         &admin,
         &[

@@ -35,7 +35,7 @@ async fn hollow_nodes_register_renew_leases_and_run_pods() {
     let mut config = HollowConfig::new(20);
     config.heartbeat.lease_renew = Duration::from_millis(500);
     config.start_delay = Duration::from_millis(200);
-    tokio::spawn(run(client.clone(), config));
+    tokio::spawn(run(vec![client.clone()], config));
 
     let nodes: Api<Node> = Api::all(client.clone());
     let list = until("20 Ready nodes", || async {
