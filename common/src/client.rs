@@ -75,7 +75,7 @@ async fn config(kubeconfig: Option<&Path>) -> crate::Result<kube::Config> {
 const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// kube's client stack (base URI, credentials, impersonation, timeouts) over a TLS connector
+/// kube's client stack (base URI, retries, credentials, impersonation, timeouts) over a TLS connector
 /// that offers HTTP/2; with `identity`, the connector asks it for the client certificate at
 /// each handshake and closes its connections when it changes.
 fn build(config: kube::Config, identity: Option<Arc<DynamicCert>>) -> crate::Result<kube::Client> {
@@ -109,8 +109,14 @@ fn build(config: kube::Config, identity: Option<Arc<DynamicCert>>) -> crate::Res
         .http2_keep_alive_interval(H2_PING_INTERVAL)
         .http2_keep_alive_timeout(H2_PING_TIMEOUT)
         .build::<_, kube::client::Body>(connector);
+    // kube's own stack retries 429, 503 and 504 with back-off (honouring Retry-After), as
+    // client-go does: an apiserver past its in-flight limit is waited for, not failed.
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(retry)
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
