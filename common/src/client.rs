@@ -75,9 +75,9 @@ async fn config(kubeconfig: Option<&Path>) -> crate::Result<kube::Config> {
 const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// kube's client stack (base URI, retries, credentials, impersonation, timeouts) over a TLS connector
-/// that offers HTTP/2; with `identity`, the connector asks it for the client certificate at
-/// each handshake and closes its connections when it changes.
+/// kube's client stack (base URI, retries, credentials, impersonation, timeouts) over a TLS
+/// connector that offers HTTP/2; with `identity`, the connector asks it for the client
+/// certificate at each handshake and closes its connections when it changes.
 fn build(config: kube::Config, identity: Option<Arc<DynamicCert>>) -> crate::Result<kube::Client> {
     let tls = match &identity {
         Some(identity) => rotating_tls(&config, identity.clone())?,

@@ -28,7 +28,7 @@ use crate::Latencies;
 const CONCURRENCY: usize = 64;
 
 pub struct EndToEnd {
-    /// Dropped after the servers (fields drop in order).
+    /// The first field, so the servers stop before their directory goes.
     servers: Servers,
     _dir: tempfile::TempDir,
     client: Client,
