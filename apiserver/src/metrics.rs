@@ -155,10 +155,12 @@ pub async fn track(
         request.uri().query().unwrap_or(""),
     );
     let verb = verb(&info.attrs);
-    let resource = crate::registry::Target::from_info(&info, state.cache.resources())
-        .map(|t| t.resource.plural.clone())
-        .unwrap_or_default();
-    let subresource = info.attrs.subresource.clone();
+    // Labels only from a served resource and subresource: the path's own words would let any
+    // caller add series (and quotes) to the exposition before authentication.
+    let (resource, subresource) =
+        crate::registry::Target::from_info(&info, state.cache.resources())
+            .map(|t| (t.resource.plural.clone(), t.subresource))
+            .unwrap_or_default();
     let uri = request.uri().clone();
     request.extensions_mut().insert(info);
     let start = Instant::now();

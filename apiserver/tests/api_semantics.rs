@@ -681,6 +681,9 @@ async fn health_metrics_version_and_sigterm() {
     .await
     .unwrap();
     assert_eq!(c.get(&format!("{CMS}/counted")).await.unwrap().0, 200);
+    // A subresource nobody serves is not a label: the path's words never reach /metrics.
+    let (code, _) = c.get(&format!("{ns}/pods/nope/x%22y")).await.unwrap();
+    assert_eq!(code, 404);
     assert_eq!(c.get(&format!("{CMS}/missing")).await.unwrap().0, 404);
     let (_, text) = c.get_text("/metrics").await.unwrap();
     for line in [
@@ -703,6 +706,7 @@ async fn health_metrics_version_and_sigterm() {
         })
         .count();
     assert_eq!(histograms, 1, "{text}");
+    assert!(!text.contains("x\"y") && !text.contains("x%22y"), "{text}");
     let status = s.terminate();
     assert!(
         status.success(),

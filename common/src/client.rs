@@ -74,11 +74,22 @@ async fn config(kubeconfig: Option<&Path>) -> crate::Result<kube::Config> {
 /// a silently dead connection would otherwise hang every request multiplexed on it.
 const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Flow-control windows of Go's HTTP/2 transport (client-go's): every watch shares the
+/// connection, so hyper's 5 MB connection window would let a few slow readers stall every
+/// request on it (Lease renewals included) until they read.
+const H2_STREAM_WINDOW: u32 = 4 << 20;
+const H2_CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// kube's client stack (base URI, retries, credentials, impersonation, timeouts) over a TLS
 /// connector that offers HTTP/2; with `identity`, the connector asks it for the client
 /// certificate at each handshake and closes its connections when it changes.
 fn build(config: kube::Config, identity: Option<Arc<DynamicCert>>) -> crate::Result<kube::Client> {
+    // kube's stack (built without its proxy features) refuses a proxy rather than ignore it.
+    if let Some(proxy) = &config.proxy_url {
+        return Err(crate::Error::Invalid(format!(
+            "the kubeconfig's proxy-url (or HTTPS_PROXY) {proxy}: proxies are not supported"
+        )));
+    }
     let tls = match &identity {
         Some(identity) => rotating_tls(&config, identity.clone())?,
         None => config
@@ -108,9 +119,12 @@ fn build(config: kube::Config, identity: Option<Arc<DynamicCert>>) -> crate::Res
         .timer(TokioTimer::new())
         .http2_keep_alive_interval(H2_PING_INTERVAL)
         .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+        .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
         .build::<_, kube::client::Body>(connector);
-    // kube's own stack retries 429, 503 and 504 with back-off (honouring Retry-After), as
-    // client-go does: an apiserver past its in-flight limit is waited for, not failed.
+    // kube's own stack retries 429, 503 and 504 with back-off (honouring Retry-After): an
+    // apiserver past its in-flight limit is waited for, not failed. (client-go retries
+    // only answers that carry Retry-After, as the apiserver's 429 does.)
     let retry = config
         .default_retry
         .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));

@@ -105,7 +105,7 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
         }
     }
     anyhow::bail!(
-        "{name} not found beside {}: build it first (cargo build --release -p apiserver -p scheduler)",
+        "{name} not found beside {}: build it first (cargo build [--release] -p apiserver -p scheduler)",
         exe.display()
     )
 }
@@ -166,7 +166,19 @@ impl Processes {
         if let Some(config) = scheduler_config {
             cmd.arg("--config").arg(config);
         }
-        processes.scheduler = spawn(cmd, &dir.join("kube-scheduler.log"))?;
+        let log = dir.join("kube-scheduler.log");
+        processes.scheduler = spawn(cmd, &log)?;
+        // Ready once its informers synced; a scheduler that exits (a bad --config) fails
+        // the run here instead of leaving it to wait for bindings that never come.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)?.contains("caches synced") {
+            if let Some(status) = processes.scheduler.try_wait()? {
+                let log = std::fs::read_to_string(&log)?;
+                anyhow::bail!("kube-scheduler exited with {status}:\n{log}");
+            }
+            anyhow::ensure!(Instant::now() < deadline, "kube-scheduler did not sync");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(processes)
     }
 
