@@ -16,7 +16,8 @@ use super::Store;
 /// The apiserver and scheduler processes (stopped with SIGTERM when dropped).
 pub struct Processes {
     apiserver: Child,
-    scheduler: Child,
+    /// Started once the apiserver serves.
+    scheduler: Option<Child>,
     pub kubeconfig: PathBuf,
     _etcd: Option<apiserver::testing::EtcdServer>,
 }
@@ -140,7 +141,7 @@ impl Processes {
         let apiserver = spawn(cmd, &dir.join("kube-apiserver.log"))?;
         let mut processes = Processes {
             apiserver,
-            scheduler: Command::new("true").spawn()?,
+            scheduler: None,
             kubeconfig: dir.join("kubeconfig"),
             _etcd: etcd,
         };
@@ -167,12 +168,12 @@ impl Processes {
             cmd.arg("--config").arg(config);
         }
         let log = dir.join("kube-scheduler.log");
-        processes.scheduler = spawn(cmd, &log)?;
+        let scheduler = processes.scheduler.insert(spawn(cmd, &log)?);
         // Ready once its informers synced; a scheduler that exits (a bad --config) fails
         // the run here instead of leaving it to wait for bindings that never come.
         let deadline = Instant::now() + Duration::from_secs(60);
         while !std::fs::read_to_string(&log)?.contains("caches synced") {
-            if let Some(status) = processes.scheduler.try_wait()? {
+            if let Some(status) = scheduler.try_wait()? {
                 let log = std::fs::read_to_string(&log)?;
                 anyhow::bail!("kube-scheduler exited with {status}:\n{log}");
             }
@@ -184,13 +185,18 @@ impl Processes {
 
     /// The servers' counters now; `metrics` is the apiserver's /metrics text.
     pub fn counters(&self, metrics: &str) -> ServerCounters {
-        ServerCounters::read(metrics, self.apiserver.id(), self.scheduler.id())
+        ServerCounters::read(metrics, self.apiserver.id(), self.scheduler_pid())
     }
 
     /// The CPU seconds both servers have used.
     pub fn cpu_seconds(&self) -> f64 {
         crate::process_cpu_seconds(self.apiserver.id())
-            + crate::process_cpu_seconds(self.scheduler.id())
+            + crate::process_cpu_seconds(self.scheduler_pid())
+    }
+
+    /// The scheduler's pid (u32::MAX, no process, before it starts).
+    fn scheduler_pid(&self) -> u32 {
+        self.scheduler.as_ref().map_or(u32::MAX, Child::id)
     }
 }
 
@@ -202,7 +208,7 @@ fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in [&mut self.scheduler, &mut self.apiserver] {
+        for child in self.scheduler.iter_mut().chain([&mut self.apiserver]) {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
